@@ -1,0 +1,24 @@
+// Package davd serves WebDAV (golang.org/x/net/webdav plus what litmus,
+// Finder, Windows Explorer, rclone and curl need beyond it) over HTTPS,
+// backed by internal/vfs, for the users of internal/users.
+package davd
+
+// API CONTRACT (used by cmd/securefsd):
+//
+//	type Options struct {
+//		Store  *vfs.Store
+//		Users  *users.DB
+//		Logger *slog.Logger     // nil: discard
+//		UI     http.Handler     // optional browser client (internal/webui), mounted at /ui/;
+//		                        // browser GETs (Accept: text/html) of collections redirect there
+//	}
+//	func New(opts Options) (*Server, error)
+//	func (s *Server) Handler() http.Handler
+//	// Serve serves HTTPS on ln with tlsCfg, or plain HTTP if tlsCfg is nil,
+//	// until ctx is done or Shutdown is called.
+//	func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config) error
+//	func (s *Server) Shutdown(ctx context.Context) error
+//	// LoadOrCreateCert loads certFile/keyFile, generating a self-signed
+//	// ECDSA P-256 certificate for localhost/127.0.0.1/::1 (key 0600) if both are missing.
+//	// It returns the SHA-256 fingerprint of the certificate.
+//	func LoadOrCreateCert(certFile, keyFile string) (tls.Certificate, string, error)

@@ -1,0 +1,90 @@
+// Package envelope implements securefsd's at-rest file format, version 1, as
+// specified in docs/FORMAT.md, and the keyring of key-encryption keys (KEKs)
+// that wrap each file's data key.
+//
+// A file is a fixed-size authenticated header followed by chunks of
+// DefaultChunkSize plaintext bytes, each sealed with XChaCha20-Poly1305 under
+// a fresh random nonce. Reads and writes at any offset touch only the chunks
+// involved. Any modification of the stored bytes makes the affected reads
+// fail with ErrAuth, ErrTruncated or ErrStaleFinal: never wrong bytes.
+//
+// The package is pure: it knows nothing of paths, users, logging or
+// protocols. Callers hand it an io.ReaderAt/io.WriterAt (usually an *os.File).
+package envelope
+
+// API CONTRACT (kept stable for internal/vfs; the implementation may be split
+// into header.go, chunk.go, offsets.go, keyring.go, primitives.go):
+//
+//	const DefaultChunkSize = 64 << 10
+//	const HeaderSize       // fixed size of the on-disk header in bytes
+//	const ChunkOverhead    // per-chunk bytes added (nonce + tag)
+//
+//	var ErrAuth        // a chunk or the header failed authentication (tampered, wrong file)
+//	var ErrTruncated   // the file ends without a valid final chunk
+//	var ErrStaleFinal  // an interior chunk only opens as final (interrupted grow)
+//	var ErrUnknownKey  // no key slot is wrapped by a KEK in the keyring
+//	var ErrVersion     // unknown magic/version/AEAD/chunk size
+//	var ErrFormat      // impossible ciphertext length or malformed header
+//	var ErrPassphrase  // wrong passphrase for a passphrase-protected keyring
+//
+//	// Size arithmetic, no I/O, no decryption. An impossible length is ErrFormat.
+//	func PlaintextSize(ciphertextSize int64) (int64, error)   // DefaultChunkSize layout
+//	func CiphertextSize(plaintextSize int64) int64
+//
+//	// Backing is what a File is stored in; *os.File implements it.
+//	type Backing interface {
+//		io.ReaderAt
+//		io.WriterAt
+//		Truncate(size int64) error
+//	}
+//
+//	// Create writes a new empty file (header + one empty final chunk) to b,
+//	// with a fresh DEK wrapped by kr's active KEK. b must be empty.
+//	func Create(b Backing, kr *Keyring) (*File, error)
+//	// Open parses and authenticates the header of an existing file whose
+//	// ciphertext is ciphertextSize bytes long.
+//	func Open(b Backing, ciphertextSize int64, kr *Keyring) (*File, error)
+//
+//	// File is safe for concurrent use by multiple goroutines: concurrent,
+//	// out-of-order ReadAt/WriteAt/Truncate are serialized internally and a
+//	// small write-back cache of dirty chunks absorbs 32 KiB SFTP writes.
+//	func (f *File) ReadAt(p []byte, off int64) (int, error)   // io.EOF at end, like os.File
+//	func (f *File) WriteAt(p []byte, off int64) (int, error)  // past EOF fills with encrypted zeros
+//	func (f *File) Truncate(size int64) error                 // shrink or grow
+//	func (f *File) Size() int64                               // plaintext size, including unflushed writes
+//	func (f *File) Flush() error                              // write dirty chunks to b in crash-safe order
+//	func (f *File) Close() error                              // Flush; releases keys; does not close b
+//	func (f *File) FileID() [32]byte
+//
+//	// Rewrap re-wraps the file's DEK under kr's active KEK using the free key
+//	// slot (generation+1), then clears the old slot. Content is not touched.
+//	// It reports whether anything changed (false if already on the active KEK).
+//	// syncFn, if not nil, is called between the two header writes (fsync).
+//	func Rewrap(b Backing, ciphertextSize int64, kr *Keyring, syncFn func() error) (changed bool, err error)
+//	// KeyIDs reports which KEK ids the file's header slots reference (no key needed).
+//	func KeyIDs(r io.ReaderAt) ([]uint32, error)
+//	// Verify authenticates every chunk of the file.
+//	func Verify(r Backing, ciphertextSize int64, kr *Keyring) error
+//
+//	// Streaming helpers in the style of filippo.io/age:
+//	func NewWriter(dst io.Writer, kr *Keyring) (io.WriteCloser, error)
+//	func NewReader(src io.ReaderAt, ciphertextSize int64, kr *Keyring) (io.Reader, error)
+//
+//	// Keyring: several KEKs with uint32 ids, one active. Safe for concurrent use.
+//	func NewKeyring() (*Keyring, error)               // one fresh random active KEK
+//	func (k *Keyring) Active() uint32
+//	func (k *Keyring) IDs() []uint32
+//	func (k *Keyring) Rotate() (uint32, error)         // add a fresh KEK and make it active
+//	func (k *Keyring) Remove(id uint32) error          // cannot remove the active KEK
+//	func (k *Keyring) Clone() *Keyring
+//	// Key files: MarshalKeyring (plain, for a 0600 key file) or sealed with a passphrase (Argon2id).
+//	func MarshalKeyring(k *Keyring) ([]byte, error)
+//	func MarshalKeyringPassphrase(k *Keyring, passphrase []byte, p Argon2Params) ([]byte, error)
+//	func ParseKeyring(data []byte, passphrase []byte) (*Keyring, error)  // passphrase nil for a plain key file
+//	type Argon2Params struct{ Time, MemoryKiB uint32; Threads uint8 }
+//	func DefaultArgon2Params() Argon2Params  // t=3, m=64 MiB, p=4
+//	// File helpers: LoadKeyringFile refuses group/world-readable files (ErrKeyFilePerm);
+//	// SaveKeyringFile writes atomically with mode 0600.
+//	func LoadKeyringFile(path string, passphrase []byte) (*Keyring, error)
+//	func SaveKeyringFile(path string, k *Keyring, passphrase []byte) error
+//	var ErrKeyFilePerm

@@ -1,0 +1,113 @@
+// Package vfs is securefsd's encrypting virtual filesystem: one store
+// directory holding a confined home tree per user, every regular file in the
+// envelope format. SFTP, SCP, WebDAV and the browser client all go through it.
+//
+// Confinement is enforced by the kernel through one os.Root per home; names
+// are also checked (no NUL, no reserved names) before they reach it.
+package vfs
+
+// API CONTRACT (kept stable for internal/sftpd, internal/davd, internal/webui,
+// internal/admin and cmd/securefsd; the implementation is split over files):
+//
+// Client names are slash-separated, absolute or relative to the home ("/a/b",
+// "a/b", "." and "/" mean the home). They are cleaned like a chroot: ".." at
+// the top stays at the top. Names whose element starts with ".securefsd" are
+// reserved for the store's own files (temporary files, metadata) and never
+// listed; a client using one gets a *fs.PathError wrapping fs.ErrPermission.
+//
+//	var ErrQuota      // user's byte or file quota exceeded
+//	var ErrNoSpace    // the disk under the store is full (ENOSPC/EDQUOT)
+//	var ErrIntegrity  // stored ciphertext failed authentication/format checks (wraps envelope's error)
+//	var ErrNotEmpty   // directory not empty
+//	var ErrInvalidName // NUL byte, too long, reserved name
+//	var ErrIsDir, ErrNotDir
+//	var ErrUnsupported // e.g. symlink creation
+// Every error from an operation on a client name is a *fs.PathError whose Path
+// is the client name (never a disk path) and whose Err is one of the above or
+// a bare fs.ErrNotExist / fs.ErrExist / fs.ErrPermission, so os.IsNotExist works.
+//
+//	type Options struct {
+//		Keyring *envelope.Keyring   // required; may be rotated while running (see Store.SetKeyring)
+//		Logger  *slog.Logger        // nil: discard
+//	}
+//	func NewStore(dir string, opts Options) (*Store, error)  // creates dir 0700 if missing
+//	func (s *Store) Close() error
+//	func (s *Store) SetKeyring(kr *envelope.Keyring)          // after rotation
+//	type Quota struct{ Bytes, Files int64 }                  // 0 = unlimited
+//	// Perm: the rights an FS grants; same bit layout as users.Perm so
+//	// adapters convert with vfs.Perm(u.Perms). Zero grants nothing (fail closed).
+//	type Perm uint32
+//	const ( PermList Perm = 1 << iota; PermDownload; PermUpload; PermOverwrite; PermDelete; PermRename; PermMkdir; PermChmod )
+//	const PermAll = ...
+//	// List: ReadDir/Readdir. Download: open for reading. Upload: create a new
+//	// file, write to it, Chtimes. Overwrite: write to/truncate an existing
+//	// file, rename over one. Delete: Remove/RemoveAll. Rename: Rename.
+//	// Mkdir: Mkdir/MkdirAll. Chmod: Chmod. Stat/Lstat/Usage: always.
+//	// A denied operation is a *fs.PathError wrapping fs.ErrPermission.
+//	type HomeOptions struct{ Quota Quota; Perm Perm }
+//	// Home opens (creating if needed) the home tree named home (a single
+//	// path element, e.g. the user name). Opening the same home twice returns
+//	// FS values sharing one open-file table, usage counter and locks (each FS
+//	// value carries its own Perm).
+//	func (s *Store) Home(home string, opts HomeOptions) (*FS, error)
+//	func (s *Store) RemoveHome(ctx context.Context, home string) error // purge, resumable
+//	// Rotate re-wraps every file of every home under the keyring's active KEK.
+//	// Safe while serving; resumable; progress called per file (may be nil).
+//	func (s *Store) Rewrap(ctx context.Context, progress func(done, total int, name string)) error
+//	// Verify authenticates every file (all homes, or one if home != "") and
+//	// calls report for each damaged one with a client-style path "home/a/b".
+//	func (s *Store) Verify(ctx context.Context, home string, report func(path string, err error)) (checked int, err error)
+//
+//	// FS: one user's home. Safe for concurrent use.
+//	func (f *FS) OpenFile(name string, flag int, perm fs.FileMode) (*File, error)
+//	        // flags: os.O_RDONLY/O_WRONLY/O_RDWR|O_CREATE|O_EXCL|O_TRUNC|O_APPEND.
+//	        // O_TRUNC on an existing file (or O_CREATE of a new one) writes to an
+//	        // encrypted temporary file and renames it over name on Close
+//	        // ("replacement"); other writes are in place through the shared
+//	        // open-file state. Opening a directory (O_RDONLY, or O_RDWR for
+//	        // WebDAV PROPPATCH) gives a File whose Readdir works.
+//	func (f *FS) Open(name string) (*File, error)
+//	func (f *FS) Create(name string) (*File, error)
+//	func (f *FS) Stat(name string) (fs.FileInfo, error)   // plaintext size from ciphertext length; an open writer's size wins
+//	func (f *FS) Lstat(name string) (fs.FileInfo, error)  // planted symlinks are reported as symlinks, never followed
+//	func (f *FS) ReadDir(name string) ([]fs.FileInfo, error) // sorted by name; reserved names hidden
+//	func (f *FS) Mkdir(name string, perm fs.FileMode) error
+//	func (f *FS) MkdirAll(name string, perm fs.FileMode) error
+//	func (f *FS) Remove(name string) error            // file or empty directory
+//	func (f *FS) RemoveAll(name string) error
+//	func (f *FS) Rename(oldname, newname string, overwrite bool) error // atomic; overwrite=false gives fs.ErrExist
+//	func (f *FS) Chtimes(name string, atime, mtime time.Time) error
+//	func (f *FS) Chmod(name string, mode fs.FileMode) error   // permission bits kept and reported
+//	func (f *FS) Truncate(name string, size int64) error      // through an open handle's state if one is open
+//	func (f *FS) Symlink(oldname, newname string) error        // ErrUnsupported (documented policy)
+//	func (f *FS) Readlink(name string) (string, error)         // planted symlinks: fs.ErrPermission
+//	func (f *FS) Usage() (Usage, error)
+//	type Usage struct{ UsedBytes, Files, QuotaBytes, QuotaFiles, DiskTotal, DiskFree int64 }
+//	// Per-entry metadata, encrypted at rest, kept with the entry across Rename
+//	// and deleted with it: WebDAV dead properties and cached content hashes.
+//	func (f *FS) Meta(name string) (Meta, error)            // zero Meta if none
+//	func (f *FS) UpdateMeta(name string, fn func(*Meta) error) error
+//	type Meta struct {
+//		Props map[string]string // WebDAV dead properties: key "{namespace}local", value raw inner XML
+//		Hashes *Hashes          // nil if unknown
+//	}
+//	type Hashes struct{ MD5, SHA1, SHA256 string; Size int64; ModTime time.Time } // valid if Size/ModTime match the file
+//	// Checksums returns the file's hex digests, from the cache if valid, else
+//	// by reading the file once (and caching the result). Files written
+//	// sequentially from offset 0 get their hashes computed during the upload.
+//	func (f *FS) Checksums(ctx context.Context, name string) (Hashes, error)
+//
+//	// File: Safe for concurrent ReadAt/WriteAt (pkg/sftp issues them out of order from 8 workers).
+//	func (h *File) Name() string                      // client name
+//	func (h *File) Stat() (fs.FileInfo, error)
+//	func (h *File) Read(p []byte) (int, error)
+//	func (h *File) Write(p []byte) (int, error)
+//	func (h *File) ReadAt(p []byte, off int64) (int, error)
+//	func (h *File) WriteAt(p []byte, off int64) (int, error)
+//	func (h *File) Seek(off int64, whence int) (int64, error)
+//	func (h *File) Truncate(size int64) error
+//	func (h *File) Sync() error
+//	func (h *File) Close() error                     // flushes; for replacements renames into place; errors reach the caller
+//	func (h *File) Abort() error                     // close a replacement without publishing it (upload failed)
+//	func (h *File) Readdir(n int) ([]fs.FileInfo, error) // directories; n>0 streams in batches like os.File.Readdir
+//	func (h *File) ReadDir(n int) ([]fs.DirEntry, error)
