@@ -110,7 +110,9 @@ func WithServeArgs(args ...string) ServerOption {
 }
 
 // WithEnv adds environment variables (KEY=VALUE) to the server process.
-func WithEnv(kv ...string) ServerOption { return func(c *serverConfig) { c.env = append(c.env, kv...) } }
+func WithEnv(kv ...string) ServerOption {
+	return func(c *serverConfig) { c.env = append(c.env, kv...) }
+}
 
 // StartServer starts securefsd on 127.0.0.1:0 for SFTP and WebDAV and waits
 // for its "ready" line. The process is stopped when the test ends.
