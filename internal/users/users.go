@@ -1,72 +1,126 @@
-// Package users is securefsd's user database: one bbolt file holding users,
-// Argon2id password hashes, SSH public keys, permissions and quotas, plus the
-// login defender that slows down and bans repeated failures. It is the only
-// package that imports bbolt. It knows nothing about files.
 package users
 
-// API CONTRACT (kept stable for sftpd, davd, webui, admin and cmd/securefsd):
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Sentinel errors. Callers decide with errors.Is; messages never contain a
+// password.
+var (
+	// ErrAuthFailed is the one answer for an unknown user, a wrong password,
+	// an unknown key, a key-only user trying a password and a disabled user,
+	// so a client cannot tell them apart.
+	ErrAuthFailed = errors.New("users: authentication failed")
+	// ErrBanned means the remote address or the user name is banned for now
+	// by the defender; credentials were not checked.
+	ErrBanned = errors.New("users: too many failed logins, try again later")
+	// ErrNotFound is returned by management calls for a missing user (never
+	// by Auth*).
+	ErrNotFound = errors.New("users: no such user")
+	// ErrExists is returned when adding a user or key that already exists.
+	ErrExists = errors.New("users: already exists")
+	// ErrInvalid is returned for a bad name, key line, option or record.
+	ErrInvalid = errors.New("users: invalid argument")
+	// ErrLocked is returned by Open when another process holds the database
+	// (the server is running: use its admin socket instead).
+	ErrLocked = errors.New("users: database is locked by another process")
+	// ErrSchema is returned by Open for a database written by a newer
+	// securefsd (schema version above SchemaVersion).
+	ErrSchema = errors.New("users: unsupported database schema version")
+)
+
+// Key is one SSH public key of a user.
+type Key struct {
+	Line        string    `json:"line"`        // the authorized_keys line as given (type, base64, comment)
+	Fingerprint string    `json:"fingerprint"` // SHA256:... (ssh.FingerprintSHA256)
+	Comment     string    `json:"comment"`
+	Added       time.Time `json:"added"`
+}
+
+// User is one account. Get and List return copies; change a user with Update,
+// SetPassword, AddKey or DelKey.
 //
-//	var ErrAuthFailed   // unknown user, wrong password, unknown key, disabled user: one error for all
-//	var ErrBanned       // the address or user is banned for now (wraps nothing; callers log it)
-//	var ErrNotFound     // no such user (management calls only; never from Auth*)
-//	var ErrExists       // user already exists
-//	var ErrInvalid      // bad name, bad key line, bad option
-//
-//	type Perm uint32
-//	const ( PermList Perm = 1 << iota; PermDownload; PermUpload; PermOverwrite; PermDelete; PermRename; PermMkdir; PermChmod )
-//	const PermReadOnly = PermList | PermDownload
-//	const PermAll = PermList | PermDownload | PermUpload | PermOverwrite | PermDelete | PermRename | PermMkdir | PermChmod
-//	func (p Perm) Has(q Perm) bool
-//	func (p Perm) String() string  // "list,download,..." ; ParsePerm(string) (Perm, error)
-//
-//	type Key struct {
-//		Line        string    // the authorized_keys line as given (type, base64, comment)
-//		Fingerprint string    // SHA256:... (ssh.FingerprintSHA256)
-//		Comment     string
-//		Added       time.Time
-//	}
-//	type User struct {
-//		Name         string    // [a-z0-9._-], 1..64 chars, not starting with '.' or '-'
-//		PasswordHash string    // PHC: $argon2id$v=19$m=65536,t=3,p=4$salt$hash ; "" = no password login
-//		Keys         []Key
-//		Home         string    // home tree name in the vfs store (defaults to Name)
-//		Perms        Perm
-//		QuotaBytes   int64     // 0 = unlimited
-//		QuotaFiles   int64
-//		Disabled     bool
-//		Created      time.Time
-//		LastLogin    time.Time
-//	}
-//
-//	type Options struct {
-//		Logger  *slog.Logger      // nil: discard
-//		Argon2  Argon2Params      // zero: t=3, m=64 MiB, p=4 (tests lower it)
-//		Now     func() time.Time  // nil: time.Now
-//		Defender DefenderOptions  // zero: sensible defaults (see defender.go)
-//	}
-//	func Open(path string, opts Options) (*DB, error)  // creates 0600, migrates schema; bbolt lock timeout -> ErrLocked
-//	var ErrLocked   // another process holds the database (the server is running: use the admin socket)
-//	func (db *DB) Close() error
-//
-//	func (db *DB) Add(ctx context.Context, u User, password []byte) error   // password nil/empty: key-only user
-//	func (db *DB) Get(ctx context.Context, name string) (User, error)
-//	func (db *DB) List(ctx context.Context) ([]User, error)
-//	func (db *DB) Delete(ctx context.Context, name string) error
-//	func (db *DB) SetPassword(ctx context.Context, name string, password []byte) error
-//	func (db *DB) AddKey(ctx context.Context, name, authorizedKeyLine string) (Key, error)
-//	func (db *DB) DelKey(ctx context.Context, name, fingerprintOrComment string) error
-//	func (db *DB) Update(ctx context.Context, name string, fn func(*User) error) error
-//
-//	// Authentication: constant-time, unknown users verified against a dummy
-//	// hash, the defender consulted first and fed after. remote is the client's
-//	// address ("ip:port" or "ip"); proto ("ssh", "dav", "web") goes to the log.
-//	// Verified passwords are cached for a short time, keyed by an HMAC under a
-//	// per-process random key (never the plaintext), and the cache entry dies
-//	// when the user's password hash changes, so WebDAV clients that send Basic
-//	// auth on every request do not pay Argon2id each time.
-//	func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, password []byte) (User, error)
-//	func (db *DB) AuthKey(ctx context.Context, proto, remote, name string, key ssh.PublicKey) (User, error)
-//	// Defender used by protocols for failures that never reach Auth* (e.g. bad SSH handshakes).
-//	func (db *DB) Banned(remote string) bool
-//	// Revision changes whenever any user record changes (for caches in other packages).
-//	func (db *DB) Revision() uint64
+// User marshals to JSON without PasswordHash (see Public), so it is safe to
+// print with `user list --json` or send over the admin socket.
+type User struct {
+	Name         string // [a-z0-9._-], 1..64 chars, not starting with '.' or '-'
+	PasswordHash string // PHC: $argon2id$v=19$m=65536,t=3,p=4$salt$hash ; "" = no password login
+	Keys         []Key
+	Home         string // home tree name in the vfs store (defaults to Name)
+	Perms        Perm
+	QuotaBytes   int64 // 0 = unlimited
+	QuotaFiles   int64 // 0 = unlimited
+	Disabled     bool
+	Created      time.Time
+	LastLogin    time.Time
+}
+
+// Options configures Open. The zero value works.
+type Options struct {
+	Logger *slog.Logger     // nil: discard
+	Argon2 Argon2Params     // zero: t=3, m=64 MiB, p=4 (tests lower it)
+	Now    func() time.Time // nil: time.Now
+
+	// Defender configures failed-login slowdown and bans; the zero value
+	// gives the defaults documented on DefenderOptions.
+	Defender DefenderOptions
+
+	// LockTimeout is how long Open waits for another process's lock before
+	// returning ErrLocked. Zero: 250ms.
+	LockTimeout time.Duration
+	// CacheTTL is how long a verified password stays cached. Zero: 5 min;
+	// negative: no cache.
+	CacheTTL time.Duration
+	// CacheSize bounds the verified-password cache. Zero: 4096 entries.
+	CacheSize int
+	// MaxConcurrentHashes bounds simultaneous Argon2id computations (each
+	// uses Argon2.Memory KiB). Zero: 2 × GOMAXPROCS.
+	MaxConcurrentHashes int
+}
+
+// Argon2Params are the Argon2id cost parameters for new hashes. Zero fields
+// take the defaults t=3, m=64 MiB, p=4.
+type Argon2Params struct {
+	Time    uint32 // passes (t)
+	Memory  uint32 // KiB (m)
+	Threads uint8  // lanes (p)
+}
+
+// DefenderOptions configures the login defender. Zero fields take the
+// defaults given per field.
+type DefenderOptions struct {
+	Disabled bool
+	// Window is the sliding window failures are counted in. Zero: 5 min.
+	Window time.Duration
+	// AddrThreshold failures from one address within Window ban the address.
+	// Zero: 10.
+	AddrThreshold int
+	// UserThreshold failures for one user name within Window ban the name
+	// (from every address). Zero: 30.
+	UserThreshold int
+	// BanTime is how long a ban lasts. Zero: 15 min.
+	BanTime time.Duration
+	// DelayAfter failures start the slowdown. Zero: 3.
+	DelayAfter int
+	// Delay is the first delay; it doubles with each further failure up to
+	// MaxDelay. Zero: 500ms / 8s.
+	Delay, MaxDelay time.Duration
+	// MaxEntries bounds the tracked addresses and names. Zero: 65536.
+	MaxEntries int
+	// Sleep waits d or until ctx is done (tests inject a recorder). Nil: a
+	// timer.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Open opens (creating with mode 0600) the database at path and migrates its
+// schema. If another process holds it, Open returns ErrLocked after
+// Options.LockTimeout.
+func Open(path string, opts Options) (*DB, error) { return open(path, opts) }
+
+// AuthKey is used by sftpd in the ssh.ServerConfig PublicKeyCallback.
+var _ = (*ssh.PublicKey)(nil)
