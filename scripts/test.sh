@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs every test of securefsd: formatting, vet, the import rules, unit and
+# end-to-end tests under the race detector, and bounded fuzzing.
+# Installs what the tests need first, so a fresh Debian machine passes it.
+# Exits non-zero on any failure. Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZTIME=${FUZZTIME:-8s}
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "installing test dependencies"
+# Debian packages the end-to-end tests drive: real clients, real peers.
+need=()
+for pair in sftp:openssh-client ssh-keygen:openssh-client sshd:openssh-server rclone:rclone \
+            litmus:litmus curl:curl chromium:chromium chromedriver:chromium-driver; do
+  cmd=${pair%%:*} pkg=${pair#*:}
+  if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then need+=("$pkg"); fi
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+go mod download
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; exit 1; fi
+
+step "go vet"
+go vet ./...
+
+step "import rules"
+scripts/check-imports.sh
+
+step "go test -race"
+go test -race -timeout 20m -count=1 ./...
+
+step "fuzzing (${FUZZTIME} per target)"
+for pkg in $(go list ./...); do
+  for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
+    echo "-- $pkg $target"
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" >/tmp/securefsd-fuzz.log 2>&1 || { cat /tmp/securefsd-fuzz.log; exit 1; }
+    tail -1 /tmp/securefsd-fuzz.log
+  done
+done
+
+echo
+echo "all tests passed"
