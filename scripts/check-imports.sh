@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# Enforces the package boundaries of docs/ARCHITECTURE.md: protocol packages
-# and users never import envelope; only users imports bbolt; envelope and vfs
-# import no protocol package.
+# Enforces the package boundaries of docs/ARCHITECTURE.md:
+#   - sftpd, davd, webui and users never import envelope directly (they go through vfs);
+#   - only users imports bbolt;
+#   - envelope and vfs depend on no protocol, user or admin package (not even indirectly).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
 fail=0
-deny() { # package, forbidden import (prefix)
-  local pkg=$1 bad=$2
-  if go list -deps "$mod/$pkg" 2>/dev/null | grep -q "^$bad"; then
-    echo "import rule broken: $pkg must not depend on $bad"; fail=1
-  fi
+direct() { go list -f '{{join .Imports "\n"}}' "$mod/$1"; }
+deps() { go list -deps "$mod/$1"; }
+check() { # how package forbidden
+  if $1 "$2" | grep -qx "$3"; then echo "import rule broken: $2 must not import $3"; fail=1; fi
 }
-for p in internal/sftpd internal/davd internal/webui internal/users; do deny "$p" "$mod/internal/envelope"; done
-for p in internal/envelope internal/vfs internal/sftpd internal/davd internal/webui internal/admin; do deny "$p" "go.etcd.io/bbolt"; done
-for p in internal/envelope internal/vfs; do
-  for q in sftpd davd webui users admin; do deny "$p" "$mod/internal/$q"; done
-  deny "$p" "github.com/pkg/sftp"; deny "$p" "golang.org/x/net/webdav"
+for p in internal/sftpd internal/davd internal/webui internal/users; do check direct "$p" "$mod/internal/envelope"; done
+for p in $(go list ./... | sed "s#^$mod/##" | grep -v '^internal/users$' | grep -v '^e2e$'); do
+  [ "$p" = "$mod" ] && continue
+  check direct "$p" "go.etcd.io/bbolt"
 done
-deny internal/envelope "$mod/internal/vfs"
-deny internal/users "$mod/internal/vfs"
+for p in internal/envelope internal/vfs; do
+  for q in sftpd davd webui users admin; do check deps "$p" "$mod/internal/$q"; done
+  check deps "$p" "github.com/pkg/sftp"
+  check deps "$p" "golang.org/x/net/webdav"
+done
+check deps internal/envelope "$mod/internal/vfs"
 exit $fail
