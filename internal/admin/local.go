@@ -1,0 +1,311 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/users"
+	"github.com/securefsd/securefsd/internal/vfs"
+)
+
+// KeyFile is where the keyring lives on disk and how it is sealed.
+type KeyFile struct {
+	Path       string
+	Passphrase []byte // nil: a plain 0600 key file
+}
+
+// Load reads the keyring.
+func (k KeyFile) Load() (*envelope.Keyring, error) {
+	return envelope.LoadKeyringFile(k.Path, k.Passphrase)
+}
+
+// Save writes the keyring atomically, 0600.
+func (k KeyFile) Save(kr *envelope.Keyring) error {
+	return envelope.SaveKeyringFile(k.Path, kr, k.Passphrase)
+}
+
+// Local runs management operations on a database and store this process
+// has open. It is safe for concurrent use.
+type Local struct {
+	Users *users.DB
+	Store *vfs.Store
+	Keys  KeyFile
+	// KeyCheck is the path of the key-check file (see CheckKey); rotation
+	// re-wraps it with the store's files.
+	KeyCheck string
+
+	mu      sync.Mutex // serializes rotations
+	ringMu  sync.Mutex
+	keyring *envelope.Keyring
+}
+
+// NewLocal returns a Local using keyring kr (already loaded from keys).
+func NewLocal(db *users.DB, store *vfs.Store, keys KeyFile, keyCheck string, kr *envelope.Keyring) *Local {
+	return &Local{Users: db, Store: store, Keys: keys, KeyCheck: keyCheck, keyring: kr}
+}
+
+// Keyring returns the keyring currently in use.
+func (l *Local) Keyring() *envelope.Keyring {
+	l.ringMu.Lock()
+	defer l.ringMu.Unlock()
+	return l.keyring
+}
+
+func (l *Local) setKeyring(kr *envelope.Keyring) {
+	l.ringMu.Lock()
+	l.keyring = kr
+	l.ringMu.Unlock()
+	l.Store.SetKeyring(kr)
+}
+
+// AddUser implements Manager.
+func (l *Local) AddUser(ctx context.Context, req AddUserRequest) error {
+	perms := users.PermAll
+	if req.Perms != "" {
+		p, err := users.ParsePerm(req.Perms)
+		if err != nil {
+			return err
+		}
+		perms = p
+	}
+	if req.ReadOnly {
+		perms = users.PermReadOnly
+	}
+	u := users.User{
+		Name:       req.Name,
+		Home:       req.Name,
+		Perms:      perms,
+		QuotaBytes: req.QuotaBytes,
+		QuotaFiles: req.QuotaFiles,
+	}
+	if err := l.Users.Add(ctx, u, req.Password); err != nil {
+		return err
+	}
+	for _, k := range req.Keys {
+		if _, err := l.Users.AddKey(ctx, req.Name, k); err != nil {
+			_ = l.Users.Delete(ctx, req.Name)
+			return err
+		}
+	}
+	// Create the home now so a first login finds it and errors surface here.
+	if _, err := l.Store.Home(u.Home, vfs.HomeOptions{Perm: vfs.PermList}); err != nil {
+		return fmt.Errorf("create home of %s: %w", req.Name, err)
+	}
+	return nil
+}
+
+// SetPassword implements Manager.
+func (l *Local) SetPassword(ctx context.Context, name string, password []byte) error {
+	return l.Users.SetPassword(ctx, name, password)
+}
+
+// SetDisabled implements Manager.
+func (l *Local) SetDisabled(ctx context.Context, name string, disabled bool) error {
+	return l.Users.Update(ctx, name, func(u *users.User) error {
+		u.Disabled = disabled
+		return nil
+	})
+}
+
+// DeleteUser implements Manager. With purge, the user is disabled first,
+// then the home is removed, then the record: interrupted at any point, the
+// same command finishes the job.
+func (l *Local) DeleteUser(ctx context.Context, name string, purge bool, progress func(Progress)) error {
+	u, err := l.Users.Get(ctx, name)
+	if err != nil {
+		return err
+	}
+	if purge {
+		if err := l.SetDisabled(ctx, name, true); err != nil {
+			return err
+		}
+		report(progress, Progress{Stage: "purge", Item: u.Home})
+		if err := l.Store.RemoveHome(ctx, u.Home); err != nil {
+			return fmt.Errorf("purge home of %s: %w", name, err)
+		}
+	}
+	if err := l.Users.Delete(ctx, name); err != nil {
+		return err
+	}
+	report(progress, Progress{Stage: "deleted", Item: name, Done: 1, Total: 1})
+	return nil
+}
+
+// ListUsers implements Manager.
+func (l *Local) ListUsers(ctx context.Context) ([]users.User, error) {
+	return l.Users.List(ctx)
+}
+
+// AddKey implements Manager.
+func (l *Local) AddKey(ctx context.Context, name, line string) (users.Key, error) {
+	return l.Users.AddKey(ctx, name, line)
+}
+
+// DelKey implements Manager.
+func (l *Local) DelKey(ctx context.Context, name, fp string) error {
+	return l.Users.DelKey(ctx, name, fp)
+}
+
+// RotateKey implements Manager.
+func (l *Local) RotateKey(ctx context.Context, progress func(Progress)) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+
+	kr := l.Keyring().Clone()
+	if len(kr.IDs()) == 1 {
+		id, err := kr.Rotate()
+		if err != nil {
+			return fmt.Errorf("new key: %w", err)
+		}
+		// Save before using it: a crash from here on leaves a keyring that
+		// holds both the old and the new KEK, and a re-run resumes.
+		if err := l.Keys.Save(kr); err != nil {
+			return fmt.Errorf("save keyring: %w", err)
+		}
+		report(progress, Progress{Stage: "new-key", Item: fmt.Sprintf("kek %d", id)})
+	} else {
+		report(progress, Progress{Stage: "resume", Item: fmt.Sprintf("kek %d", kr.Active())})
+	}
+	l.setKeyring(kr)
+
+	err := l.Store.Rewrap(ctx, func(done, total int, name string) {
+		report(progress, Progress{Stage: "rewrap", Done: done, Total: total, Item: name})
+	})
+	if err != nil {
+		return fmt.Errorf("re-wrap: %w", err)
+	}
+	if err := rewrapFile(l.KeyCheck, kr); err != nil {
+		return fmt.Errorf("re-wrap key check: %w", err)
+	}
+
+	retired := kr.Clone()
+	for _, id := range retired.IDs() {
+		if id != retired.Active() {
+			if err := retired.Remove(id); err != nil {
+				return err
+			}
+		}
+	}
+	if err := l.Keys.Save(retired); err != nil {
+		return fmt.Errorf("save keyring: %w", err)
+	}
+	l.setKeyring(retired)
+	report(progress, Progress{Stage: "done", Item: fmt.Sprintf("kek %d", retired.Active())})
+	return nil
+}
+
+// Verify implements Manager.
+func (l *Local) Verify(ctx context.Context, user string, damaged func(Damage)) (VerifyResult, error) {
+	home := ""
+	if user != "" {
+		u, err := l.Users.Get(ctx, user)
+		if err != nil {
+			return VerifyResult{}, err
+		}
+		home = u.Home
+	}
+	var res VerifyResult
+	checked, err := l.Store.Verify(ctx, home, func(path string, err error) {
+		res.Damaged++
+		if damaged != nil {
+			damaged(Damage{Path: path, Error: err.Error()})
+		}
+	})
+	res.Checked = checked
+	return res, err
+}
+
+func report(fn func(Progress), p Progress) {
+	if fn != nil {
+		fn(p)
+	}
+}
+
+// keyCheckText is what the key-check file decrypts to.
+const keyCheckText = "securefsd key check v1\n"
+
+// ErrWrongKey means the keyring does not open this data directory.
+var ErrWrongKey = errors.New("the keyring does not open this data directory (wrong key file or passphrase)")
+
+// CheckKey proves that kr opens the data directory, using a small
+// envelope file written when the data directory was made. It creates the
+// file if it is missing (first run).
+func CheckKey(path string, kr *envelope.Keyring) error {
+	f, err := os.OpenFile(path, os.O_RDONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return writeKeyCheck(path, kr)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	ef, err := envelope.Open(readOnly{f}, fi.Size(), kr)
+	if err != nil {
+		if errors.Is(err, envelope.ErrUnknownKey) || errors.Is(err, envelope.ErrAuth) {
+			return fmt.Errorf("%w: %v", ErrWrongKey, err)
+		}
+		return fmt.Errorf("key check %s: %w", path, err)
+	}
+	defer ef.Close()
+	buf := make([]byte, len(keyCheckText)+1)
+	n, err := ef.ReadAt(buf, 0)
+	if string(buf[:n]) != keyCheckText {
+		return fmt.Errorf("%w: key check content mismatch (%v)", ErrWrongKey, err)
+	}
+	return nil
+}
+
+func writeKeyCheck(path string, kr *envelope.Keyring) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	ef, err := envelope.Create(f, kr)
+	if err == nil {
+		_, err = ef.WriteAt([]byte(keyCheckText), 0)
+		if cerr := ef.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write key check: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
+func rewrapFile(path string, kr *envelope.Keyring) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	_, err = envelope.Rewrap(f, fi.Size(), kr, f.Sync)
+	return err
+}
+
+// readOnly adapts a read-only *os.File to envelope.Backing; the key check
+// never writes.
+type readOnly struct{ *os.File }
+
+func (r readOnly) WriteAt([]byte, int64) (int, error) { return 0, os.ErrPermission }
+func (r readOnly) Truncate(int64) error               { return os.ErrPermission }
