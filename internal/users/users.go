@@ -5,8 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 )
 
 // Sentinel errors. Callers decide with errors.Is; messages never contain a
@@ -121,6 +119,3 @@ type DefenderOptions struct {
 // schema. If another process holds it, Open returns ErrLocked after
 // Options.LockTimeout.
 func Open(path string, opts Options) (*DB, error) { return open(path, opts) }
-
-// AuthKey is used by sftpd in the ssh.ServerConfig PublicKeyCallback.
-var _ = (*ssh.PublicKey)(nil)

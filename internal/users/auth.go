@@ -1,0 +1,216 @@
+package users
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+	"golang.org/x/crypto/ssh"
+)
+
+// lookup loads name for authentication. An invalid or unknown name is
+// found=false with no error.
+func (db *DB) lookup(ctx context.Context, name string) (u User, found bool, err error) {
+	if !validName(name) {
+		return User{}, false, nil
+	}
+	err = db.read(ctx, func(b *bbolt.Bucket) error {
+		r, err := getRecord(b, name)
+		if err != nil {
+			return err
+		}
+		u, found = r.user(), true
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return User{}, false, nil
+	}
+	return u, found, err
+}
+
+// AuthPassword authenticates name with password for protocol proto ("ssh",
+// "dav", "web"; logged) from remote ("ip:port" or "ip").
+//
+// Order: a banned address or name gets ErrBanned without any check; a cached
+// verification (same name and password, same stored hash, user enabled)
+// succeeds at once; otherwise the defender's delay is served (returning
+// early with ctx's error if ctx ends first), then Argon2id runs against the
+// user's hash, or against a dummy hash with the current parameters for an
+// unknown, disabled or key-only user, so every failure costs the same and
+// returns ErrAuthFailed. A success under parameters weaker than
+// Options.Argon2 rewrites the hash with the current ones.
+func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, password []byte) (User, error) {
+	if err := ctx.Err(); err != nil {
+		return User{}, fmt.Errorf("users: auth: %w", err)
+	}
+	delay, err := db.def.check(remote, name)
+	if err != nil {
+		db.log.Info("users: login refused while banned", "proto", proto, "remote", remote, "user", name)
+		return User{}, err
+	}
+	u, found, err := db.lookup(ctx, name)
+	if err != nil {
+		return User{}, fmt.Errorf("users: auth: %w", err)
+	}
+	if found && !u.Disabled && db.cache.hit(name, password, u.PasswordHash, db.now()) {
+		db.loggedIn(ctx, proto, remote, &u, "password")
+		return u, nil
+	}
+	if delay > 0 {
+		if err := db.def.opts.Sleep(ctx, delay); err != nil {
+			return User{}, fmt.Errorf("users: auth: %w", err)
+		}
+	}
+	if err := db.acquire(ctx); err != nil {
+		return User{}, fmt.Errorf("users: auth: %w", err)
+	}
+	target, real := db.dummy, false
+	if found && !u.Disabled && u.PasswordHash != "" {
+		if p, err := parsePHC(u.PasswordHash); err == nil {
+			target, real = p, true
+		} else {
+			db.log.Error("users: stored password hash unusable; password login impossible", "user", name, "err", err)
+		}
+	}
+	pw := password
+	if len(pw) > maxPasswordLen {
+		pw, real = pw[:maxPasswordLen], false
+	}
+	ok := target.verify(pw) && real
+	db.release()
+	if !ok {
+		db.def.fail(proto, remote, name, scorePassword)
+		db.log.Info("users: login failed", "proto", proto, "remote", remote, "user", name, "method", "password")
+		return User{}, ErrAuthFailed
+	}
+	if target.params.weakerThan(db.params) {
+		db.rehash(ctx, &u, password)
+	}
+	db.cache.put(name, password, u.PasswordHash, db.now())
+	db.loggedIn(ctx, proto, remote, &u, "password")
+	return u, nil
+}
+
+// rehash replaces u's hash with one under the current parameters, unless
+// the stored hash changed meanwhile. Failure is logged, not returned: the
+// login itself succeeded.
+func (db *DB) rehash(ctx context.Context, u *User, password []byte) {
+	old := u.PasswordHash
+	h, err := db.hash(ctx, password)
+	if err != nil {
+		return
+	}
+	err = db.write(ctx, func(b *bbolt.Bucket) error {
+		r, err := getRecord(b, u.Name)
+		if err != nil {
+			return err
+		}
+		if r.PasswordHash != old {
+			return errStale
+		}
+		r.PasswordHash = h
+		return putRecord(b, r)
+	})
+	switch {
+	case err == nil:
+		u.PasswordHash = h
+		db.log.Info("users: password hash upgraded to current argon2id parameters", "user", u.Name,
+			"t", db.params.Time, "m", db.params.Memory, "p", db.params.Threads)
+	case errors.Is(err, errStale):
+	default:
+		db.log.Warn("users: password hash upgrade failed", "user", u.Name, "err", err)
+	}
+}
+
+var errStale = errors.New("users: record changed")
+
+// AuthKey authenticates name by public key for sftpd's PublicKeyCallback.
+// The key's wire encoding is compared in constant time with every stored
+// key. A banned address or name gets ErrBanned. A key that is not accepted
+// is ErrAuthFailed but is NOT scored by the defender, because SSH clients
+// offer several keys per login; sftpd must call Failed when a connection
+// ends without authenticating.
+func (db *DB) AuthKey(ctx context.Context, proto, remote, name string, key ssh.PublicKey) (User, error) {
+	if err := ctx.Err(); err != nil {
+		return User{}, fmt.Errorf("users: auth: %w", err)
+	}
+	if _, err := db.def.check(remote, name); err != nil {
+		db.log.Info("users: login refused while banned", "proto", proto, "remote", remote, "user", name)
+		return User{}, err
+	}
+	if key == nil {
+		return User{}, ErrAuthFailed
+	}
+	u, found, err := db.lookup(ctx, name)
+	if err != nil {
+		return User{}, fmt.Errorf("users: auth: %w", err)
+	}
+	want := key.Marshal()
+	match := 0
+	if found && !u.Disabled {
+		for _, k := range u.Keys {
+			_, pk, err := ParseKey(k.Line)
+			if err != nil {
+				continue
+			}
+			match |= subtle.ConstantTimeCompare(pk.Marshal(), want)
+		}
+	} else {
+		subtle.ConstantTimeCompare(db.dummyK, want)
+	}
+	if match != 1 {
+		db.log.Debug("users: public key not accepted", "proto", proto, "remote", remote, "user", name,
+			"fingerprint", ssh.FingerprintSHA256(key))
+		return User{}, ErrAuthFailed
+	}
+	db.loggedIn(ctx, proto, remote, &u, "publickey")
+	return u, nil
+}
+
+// Failed reports a login that failed overall without going through a scored
+// AuthPassword failure: sftpd calls it when an SSH connection closes without
+// authenticating (every offered key refused, or the client gave up), and a
+// protocol may call it for other failed attempts (bad handshake). It adds
+// one failure for remote and, if name is a valid user name, for name.
+func (db *DB) Failed(proto, remote, name string) {
+	db.def.fail(proto, remote, name, scoreFailed)
+	db.log.Info("users: login failed", "proto", proto, "remote", remote, "user", name, "method", "connection")
+}
+
+// Banned reports whether remote ("ip:port" or "ip") is banned now, so a
+// protocol can drop a connection before the handshake.
+func (db *DB) Banned(remote string) bool { return db.def.banned(remote) }
+
+// loggedIn records a success: LastLogin is written at most once a minute
+// per user, so WebDAV clients authenticating every request do not make
+// every request a bbolt write.
+func (db *DB) loggedIn(ctx context.Context, proto, remote string, u *User, method string) {
+	now := db.now()
+	db.log.Debug("users: login", "proto", proto, "remote", remote, "user", u.Name, "method", method)
+	if now.Sub(u.LastLogin) < loginTouchEvery {
+		return
+	}
+	db.touchMu.Lock()
+	last, ok := db.touched[u.Name]
+	if ok && now.Sub(last) < loginTouchEvery && !now.Before(last) {
+		db.touchMu.Unlock()
+		return
+	}
+	db.touched[u.Name] = now
+	db.touchMu.Unlock()
+	err := db.write(ctx, func(b *bbolt.Bucket) error {
+		r, err := getRecord(b, u.Name)
+		if err != nil {
+			return err
+		}
+		r.LastLogin = now
+		return putRecord(b, r)
+	})
+	if err != nil {
+		db.log.Warn("users: recording last login failed", "user", u.Name, "err", err)
+		return
+	}
+	u.LastLogin = now
+}

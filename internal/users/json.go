@@ -1,0 +1,47 @@
+package users
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// PublicUser is the JSON view of a User: everything but the password hash
+// (HasPassword says whether there is one). `securefsd user list --json`
+// prints a list of these.
+type PublicUser struct {
+	Name        string    `json:"name"`
+	HasPassword bool      `json:"has_password"`
+	Keys        []Key     `json:"keys"`
+	Home        string    `json:"home"`
+	Perms       Perm      `json:"perms"` // "list,download,..."
+	QuotaBytes  int64     `json:"quota_bytes"`
+	QuotaFiles  int64     `json:"quota_files"`
+	Disabled    bool      `json:"disabled"`
+	Created     time.Time `json:"created"`
+	LastLogin   time.Time `json:"last_login,omitzero"`
+}
+
+// Public returns u without its password hash.
+func (u User) Public() PublicUser {
+	keys := u.Keys
+	if keys == nil {
+		keys = []Key{}
+	}
+	return PublicUser{Name: u.Name, HasPassword: u.PasswordHash != "", Keys: keys, Home: u.Home, Perms: u.Perms,
+		QuotaBytes: u.QuotaBytes, QuotaFiles: u.QuotaFiles, Disabled: u.Disabled, Created: u.Created, LastLogin: u.LastLogin}
+}
+
+// MarshalJSON encodes u as its Public view, so a User can never leak its
+// hash through JSON.
+func (u User) MarshalJSON() ([]byte, error) { return json.Marshal(u.Public()) }
+
+// UnmarshalJSON decodes the Public view; PasswordHash stays empty.
+func (u *User) UnmarshalJSON(b []byte) error {
+	var p PublicUser
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*u = User{Name: p.Name, Keys: p.Keys, Home: p.Home, Perms: p.Perms, QuotaBytes: p.QuotaBytes,
+		QuotaFiles: p.QuotaFiles, Disabled: p.Disabled, Created: p.Created, LastLogin: p.LastLogin}
+	return nil
+}
