@@ -1,0 +1,248 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCLIWhileServing manages users through a running server (the admin
+// socket), then the same commands with the server stopped (direct database).
+func TestCLIWhileServing(t *testing.T) {
+	srv := StartServer(t)
+	if !strings.Contains(srv.Log(), `created user "securefsd" with password`) {
+		t.Errorf("first run did not print the first user's password:\n%s", srv.Log())
+	}
+	for _, want := range []string{"sftp -P ", "scp -P ", "curl -k -u securefsd:", "rclone lsf :webdav:"} {
+		if !strings.Contains(srv.Log(), want) {
+			t.Errorf("first run output lacks %q", want)
+		}
+	}
+
+	key := srv.AddUser(t, "alice", "alice-secret-1")
+	// The password never reaches the log.
+	if strings.Contains(srv.Log(), "alice-secret-1") {
+		t.Fatal("password in the server log")
+	}
+	if _, err := srv.CLIInput(t, "x\n", "user", "add", "alice", "--password-stdin"); err == nil {
+		t.Fatal("adding alice twice succeeded")
+	}
+	out, err := srv.CLI(t, "user", "list", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []struct {
+		Name  string   `json:"name"`
+		Keys  []string `json:"keys"`
+		Perms string   `json:"perms"`
+	}
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("user list --json: %v\n%s", err, out)
+	}
+	if len(rows) != 2 || rows[0].Name != "alice" || len(rows[0].Keys) != 1 {
+		t.Fatalf("user list --json = %+v", rows)
+	}
+	if out, err := srv.CLI(t, "user", "list"); err != nil || !strings.Contains(out, "alice") || !strings.Contains(out, "NAME") {
+		t.Fatalf("user list: %v\n%s", err, out)
+	}
+
+	// The new user can log in at once over SFTP with the key, and over WebDAV with the password.
+	if out, err := srv.SFTPBatch(t, "alice", key, "pwd\n"); err != nil {
+		t.Fatalf("sftp as alice: %v\n%s", err, out)
+	}
+	if out, err := srv.Curl(t, "alice", "alice-secret-1", "-f", "-X", "PROPFIND", "-H", "Depth: 0", srv.DAVURL+"/"); err != nil {
+		t.Fatalf("PROPFIND as alice: %v\n%s", err, out)
+	}
+
+	// passwd while serving: the old password stops working at once (cache invalidated).
+	if _, err := srv.CLIInput(t, "alice-secret-2\n", "user", "passwd", "alice", "--password-stdin"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Curl(t, "alice", "alice-secret-1", "-f", "-X", "PROPFIND", "-H", "Depth: 0", srv.DAVURL+"/"); err == nil {
+		t.Fatal("old password still accepted after user passwd")
+	}
+	if out, err := srv.Curl(t, "alice", "alice-secret-2", "-f", "-X", "PROPFIND", "-H", "Depth: 0", srv.DAVURL+"/"); err != nil {
+		t.Fatalf("new password refused: %v\n%s", err, out)
+	}
+
+	// Keys: list, add a second, delete the first.
+	out, err = srv.CLI(t, "user", "key", "list", "alice")
+	if err != nil || !strings.HasPrefix(out, "SHA256:") {
+		t.Fatalf("user key list: %v\n%s", err, out)
+	}
+	fp := strings.Fields(out)[0]
+	key2 := GenerateKey(t)
+	if _, err := srv.CLI(t, "user", "key", "add", "alice", key2+".pub"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.CLI(t, "user", "key", "del", "alice", fp); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.SFTPBatch(t, "alice", key, "pwd\n"); err == nil {
+		t.Fatal("deleted key still logs in")
+	}
+	if out, err := srv.SFTPBatch(t, "alice", key2, "pwd\n"); err != nil {
+		t.Fatalf("added key refused: %v\n%s", err, out)
+	}
+
+	// Disable, enable.
+	if _, err := srv.CLI(t, "user", "disable", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.SFTPBatch(t, "alice", key2, "pwd\n"); err == nil {
+		t.Fatal("disabled user logged in")
+	}
+	if _, err := srv.CLI(t, "user", "enable", "alice"); err != nil {
+		t.Fatal(err)
+	}
+
+	// verify while serving: clean store.
+	if out, err := srv.CLI(t, "verify"); err != nil || !strings.Contains(out, "0 damaged") {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
+
+	// Delete with purge removes the files.
+	file := RandomFile(t, 1000)
+	if out, err := srv.SFTPBatch(t, "alice", key2, "put "+file+" f\n"); err != nil {
+		t.Fatalf("put: %v\n%s", err, out)
+	}
+	if _, err := srv.CLI(t, "user", "del", "alice", "--purge"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(srv.DataDir, "store", "alice")); !os.IsNotExist(err) {
+		t.Fatalf("purged home still there: %v", err)
+	}
+
+	// With the server stopped, the CLI opens the database itself.
+	srv.Stop(t)
+	srv.AddUser(t, "bob", "bob-secret")
+	out, err = srv.CLI(t, "user", "list")
+	if err != nil || !strings.Contains(out, "bob") {
+		t.Fatalf("offline user list: %v\n%s", err, out)
+	}
+	if out, err := srv.CLI(t, "verify", "--user", "bob"); err != nil {
+		t.Fatalf("offline verify: %v\n%s", err, out)
+	}
+	if out, err := srv.CLI(t, "version"); err != nil || !strings.HasPrefix(out, "securefsd ") {
+		t.Fatalf("version: %v %q", err, out)
+	}
+}
+
+// TestKeySources covers the key file checks at start-up.
+func TestKeySources(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "keyring")
+	data := filepath.Join(dir, "data")
+	run := func(args ...string) (string, error) {
+		out, err := exec.Command(binPath, append([]string{"--data-dir", data}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+
+	// An explicit key file must exist.
+	if out, err := run("--key-file", keyFile, "serve", "--sftp-addr", "", "--dav-addr", ""); err == nil || !strings.Contains(out, "key generate") {
+		t.Fatalf("missing --key-file accepted: %v\n%s", err, out)
+	}
+	if out, err := run("--key-file", keyFile, "key", "generate"); err != nil {
+		t.Fatalf("key generate: %v\n%s", err, out)
+	}
+	fi, err := os.Stat(keyFile)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode: %v %v", fi.Mode(), err)
+	}
+	if out, err := run("--key-file", keyFile, "key", "generate"); err == nil {
+		t.Fatalf("key generate overwrote a keyring\n%s", out)
+	}
+
+	// A group/world-readable key file is refused with a clear message.
+	if err := os.Chmod(keyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run("--key-file", keyFile, "user", "list"); err == nil || !strings.Contains(out, "chmod 600") {
+		t.Fatalf("world-readable key file accepted: %v\n%s", err, out)
+	}
+	if err := os.Chmod(keyFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	srv := StartServer(t, WithDataDir(data), WithGlobalArgs("--key-file", keyFile))
+	srv.Stop(t)
+	for _, f := range []string{"users.db", "keycheck"} {
+		if fi, err := os.Stat(filepath.Join(data, f)); err != nil || fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s: mode %v, err %v (want 0600)", f, fi.Mode(), err)
+		}
+	}
+	if fi, err := os.Stat(data); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("data dir mode %v", fi.Mode())
+	}
+
+	// Another key does not open the data dir: refused before listening.
+	other := filepath.Join(dir, "other")
+	if out, err := run("--key-file", other, "key", "generate"); err != nil {
+		t.Fatal(err, out)
+	}
+	out, err := run("--key-file", other, "serve", "--sftp-addr", "127.0.0.1:0", "--dav-addr", "127.0.0.1:0")
+	if err == nil || !strings.Contains(out, "wrong key") || strings.Contains(out, "listening") {
+		t.Fatalf("wrong key accepted or not reported first: %v\n%s", err, out)
+	}
+
+	// Passphrase-sealed keyring: right and wrong passphrase.
+	pdata := filepath.Join(dir, "pdata")
+	pass := filepath.Join(dir, "pass")
+	if err := os.WriteFile(pass, []byte("correct horse battery staple\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	psrv := StartServer(t, WithDataDir(pdata), WithGlobalArgs("--passphrase-file", pass))
+	psrv.Stop(t)
+	if err := os.WriteFile(pass, []byte("wrong\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(binPath, "--data-dir", pdata, "--passphrase-file", pass, "serve", "--sftp-addr", "127.0.0.1:0", "--dav-addr", "127.0.0.1:0").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "wrong passphrase") {
+		t.Fatalf("wrong passphrase accepted: %v\n%s", err, out)
+	}
+}
+
+// TestConfigFile starts the server from the YAML config file and env twins.
+func TestConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "securefsd.yaml")
+	data := filepath.Join(dir, "cfgdata")
+	if err := os.WriteFile(cfg, []byte("data-dir: "+data+"\nsftp-addr: 127.0.0.1:0\ndav-addr: \"\"\nlog-format: json\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binPath, "--config", cfg, "serve")
+	cmd.Env = append(os.Environ(), "SECUREFSD_LOG_LEVEL=debug")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &strings.Builder{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	buf := make([]byte, 4096)
+	var got strings.Builder
+	for !strings.Contains(got.String(), "ready") {
+		n, err := stdout.Read(buf)
+		if err != nil {
+			t.Fatalf("server ended: %v\n%s\n%s", err, got.String(), stderr.String())
+		}
+		got.Write(buf[:n])
+	}
+	if !strings.Contains(got.String(), "listening sftp 127.0.0.1:") || strings.Contains(got.String(), "listening webdav") {
+		t.Fatalf("config file not applied:\n%s", got.String())
+	}
+	if _, err := os.Stat(filepath.Join(data, "users.db")); err != nil {
+		t.Fatalf("data dir from config not used: %v", err)
+	}
+	_ = cmd.Process.Signal(os.Interrupt)
+	_ = cmd.Wait()
+	if !strings.Contains(stderr.String(), `"level":"DEBUG"`) && !strings.Contains(stderr.String(), `"level":"INFO"`) {
+		t.Fatalf("log format json not applied:\n%s", stderr.String())
+	}
+}
