@@ -1,0 +1,259 @@
+package webui
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/securefsd/securefsd/internal/users"
+	"github.com/securefsd/securefsd/internal/vfs"
+)
+
+// Cookie names. The session cookie is scoped to the prefix; the login
+// cookie carries the double-submit token of the login form (login CSRF).
+const (
+	sessionCookie = "sfsd_session"
+	loginCookie   = "sfsd_login"
+)
+
+// Why a request has no session; only logged, never shown in detail.
+var (
+	errNoSession   = errors.New("webui: no session")
+	errExpired     = errors.New("webui: session expired")
+	errUserChanged = errors.New("webui: user's password changed, or user disabled or deleted")
+)
+
+// session is the server-side state of one login. Fields are guarded by
+// UI.mu; the map key is SHA-256 of the cookie's random 32 bytes, so a memory
+// dump or a timing side channel on the map does not reveal usable ids.
+type session struct {
+	user     users.User // as of rev; PasswordHash is the login-time snapshot
+	pwHash   string     // PasswordHash when the session was created
+	rev      uint64     // users.DB.Revision when user was last checked
+	fs       *vfs.FS
+	csrf     string
+	created  time.Time
+	lastSeen time.Time
+	flash    string
+}
+
+// sessionView is what a handler gets: a copy, safe to use without the lock.
+type sessionView struct {
+	key  [32]byte
+	user users.User
+	fs   *vfs.FS
+	csrf string
+}
+
+// randomToken returns n random bytes, base64url without padding.
+func randomToken(n int) (string, []byte) {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b), b
+}
+
+func sessionKey(raw []byte) [32]byte { return sha256.Sum256(raw) }
+
+// homeFor opens the user's home with the user's current quota and rights.
+func (ui *UI) homeFor(u users.User) (*vfs.FS, error) {
+	home := u.Home
+	if home == "" {
+		home = u.Name
+	}
+	return ui.opts.Store.Home(home, vfs.HomeOptions{
+		Quota: vfs.Quota{Bytes: u.QuotaBytes, Files: u.QuotaFiles},
+		Perm:  vfs.Perm(u.Perms),
+	})
+}
+
+// newSession stores a session for u and returns the cookie value. rev is
+// the user DB revision read before authenticating, so a password change
+// racing the login is still noticed on the next request.
+func (ui *UI) newSession(u users.User, rev uint64) (string, error) {
+	fsys, err := ui.homeFor(u)
+	if err != nil {
+		return "", fmt.Errorf("webui: open home of %s: %w", u.Name, err)
+	}
+	id, raw := randomToken(32)
+	csrf, _ := randomToken(32)
+	now := ui.now()
+	s := &session{user: u, pwHash: u.PasswordHash, rev: rev, fs: fsys, csrf: csrf, created: now, lastSeen: now}
+	ui.mu.Lock()
+	defer ui.mu.Unlock()
+	if len(ui.sessions) >= ui.opts.MaxSessions {
+		ui.sweepLocked(now)
+	}
+	if len(ui.sessions) >= ui.opts.MaxSessions {
+		ui.dropOldestLocked()
+	}
+	ui.sessions[sessionKey(raw)] = s
+	return id, nil
+}
+
+func (ui *UI) expiredLocked(s *session, now time.Time) bool {
+	return now.Sub(s.lastSeen) >= ui.opts.IdleTimeout || now.Sub(s.created) >= ui.opts.MaxAge
+}
+
+// sweepLocked drops every expired session.
+func (ui *UI) sweepLocked(now time.Time) {
+	for k, s := range ui.sessions {
+		if ui.expiredLocked(s, now) {
+			delete(ui.sessions, k)
+		}
+	}
+}
+
+func (ui *UI) dropOldestLocked() {
+	var oldest [32]byte
+	var t time.Time
+	first := true
+	for k, s := range ui.sessions {
+		if first || s.lastSeen.Before(t) {
+			oldest, t, first = k, s.lastSeen, false
+		}
+	}
+	if !first {
+		delete(ui.sessions, oldest)
+	}
+}
+
+// sessionFor finds, checks and touches the request's session. The session
+// dies when idle or too old, and when the user's record shows a different
+// password hash, or the user is disabled or gone.
+func (ui *UI) sessionFor(r *http.Request) (*sessionView, error) {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return nil, errNoSession
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(c.Value)
+	if err != nil || len(raw) != 32 {
+		return nil, errNoSession
+	}
+	key := sessionKey(raw)
+	now := ui.now()
+
+	ui.mu.Lock()
+	s, ok := ui.sessions[key]
+	if !ok {
+		ui.mu.Unlock()
+		return nil, errNoSession
+	}
+	if ui.expiredLocked(s, now) {
+		delete(ui.sessions, key)
+		ui.mu.Unlock()
+		return nil, errExpired
+	}
+	rev, name, pwHash := s.rev, s.user.Name, s.pwHash
+	ui.mu.Unlock()
+
+	// Re-check the user record whenever any user changed. Revision is read
+	// before Get so that a change during Get is seen next time.
+	var fresh *users.User
+	var freshFS *vfs.FS
+	if cur := ui.opts.Users.Revision(); cur != rev {
+		u, err := ui.opts.Users.Get(r.Context(), name)
+		if err != nil || u.Disabled || u.PasswordHash != pwHash {
+			if err != nil && !errors.Is(err, users.ErrNotFound) {
+				ui.log.Error("webui: check session user", "user", name, "err", err)
+			}
+			ui.dropSession(key)
+			return nil, errUserChanged
+		}
+		if freshFS, err = ui.homeFor(u); err != nil {
+			ui.log.Error("webui: open home", "user", name, "err", err)
+			ui.dropSession(key)
+			return nil, errUserChanged
+		}
+		fresh, rev = &u, cur
+	}
+
+	ui.mu.Lock()
+	defer ui.mu.Unlock()
+	s, ok = ui.sessions[key]
+	if !ok { // logged out meanwhile
+		return nil, errNoSession
+	}
+	if fresh != nil {
+		s.user, s.fs, s.rev = *fresh, freshFS, rev
+	}
+	s.lastSeen = now
+	return &sessionView{key: key, user: s.user, fs: s.fs, csrf: s.csrf}, nil
+}
+
+func (ui *UI) dropSession(key [32]byte) {
+	ui.mu.Lock()
+	delete(ui.sessions, key)
+	ui.mu.Unlock()
+}
+
+// takeFlash returns and clears the session's one-shot message.
+func (ui *UI) takeFlash(key [32]byte) string {
+	ui.mu.Lock()
+	defer ui.mu.Unlock()
+	s, ok := ui.sessions[key]
+	if !ok {
+		return ""
+	}
+	f := s.flash
+	s.flash = ""
+	return f
+}
+
+func (ui *UI) setFlash(key [32]byte, msg string) {
+	ui.mu.Lock()
+	defer ui.mu.Unlock()
+	if s, ok := ui.sessions[key]; ok {
+		s.flash = msg
+	}
+}
+
+// checkCSRF compares the submitted token with the session's in constant
+// time. The token comes from the form field, or from the X-CSRF-Token header
+// (XHR uploads).
+func (ui *UI) checkCSRF(s *sessionView, r *http.Request, token string) bool {
+	if token == "" {
+		token = r.Header.Get("X-CSRF-Token")
+	}
+	return token != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.csrf)) == 1
+}
+
+func (ui *UI) cookie(name, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     ui.opts.Prefix,
+		MaxAge:   maxAge,
+		HttpOnly: true,
+		Secure:   ui.opts.Secure,
+		SameSite: http.SameSiteStrictMode,
+	}
+}
+
+// SessionCount reports how many sessions are held (expired ones included
+// until swept); for tests and metrics.
+func (ui *UI) SessionCount() int {
+	ui.mu.Lock()
+	defer ui.mu.Unlock()
+	return len(ui.sessions)
+}
+
+// Logout ends every session of the named user (e.g. when an administrator
+// disables the user; password changes are noticed without it).
+func (ui *UI) Logout(_ context.Context, name string) int {
+	ui.mu.Lock()
+	defer ui.mu.Unlock()
+	n := 0
+	for k, s := range ui.sessions {
+		if s.user.Name == name {
+			delete(ui.sessions, k)
+			n++
+		}
+	}
+	return n
+}
