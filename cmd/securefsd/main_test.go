@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
+)
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{
+		{"1024", 1024}, {"10K", 10 << 10}, {"500M", 500 << 20}, {"10G", 10 << 30}, {"1.5G", 3 << 29},
+		{"2T", 2 << 40}, {"10GiB", 10 << 30}, {"10gb", 10 << 30}, {"7B", 7},
+	} {
+		got, err := parseSize(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "x", "-1G", "G"} {
+		if _, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) succeeded", bad)
+		}
+	}
+	if got := formatSize(3 << 29); got != "1.5G" {
+		t.Errorf("formatSize = %q", got)
+	}
+}
+
+// TestExampleConfig keeps configs/securefsd.yaml in step with the flags:
+// every key in it must be a flag that the config file can set.
+func TestExampleConfig(t *testing.T) {
+	b, err := os.ReadFile("../../configs/securefsd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	for _, f := range append(append([]cli.Flag{}, globalFlags...), serveFlags...) {
+		for _, n := range f.Names() {
+			known[n] = true
+		}
+	}
+	for k := range m {
+		if !known[k] {
+			t.Errorf("configs/securefsd.yaml sets %q, which is no flag", k)
+		}
+	}
+}
+
+func TestVersionCommand(t *testing.T) {
+	var out bytes.Buffer
+	app := newApp(strings.NewReader(""), &out, &out)
+	if err := app.Run([]string{"securefsd", "version"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "securefsd ") {
+		t.Fatalf("version printed %q", out.String())
+	}
+}
+
+func TestBadLogFlags(t *testing.T) {
+	if _, err := newLogger(&bytes.Buffer{}, "loud", "text"); err == nil {
+		t.Error("bad level accepted")
+	}
+	if _, err := newLogger(&bytes.Buffer{}, "info", "xml"); err == nil {
+		t.Error("bad format accepted")
+	}
+}
