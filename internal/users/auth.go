@@ -78,6 +78,7 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 	if len(pw) > maxPasswordLen {
 		pw, real = pw[:maxPasswordLen], false
 	}
+	db.verifies.Add(1)
 	ok := target.verify(pw) && real
 	db.release()
 	if !ok {

@@ -53,6 +53,8 @@ type DB struct {
 	sem    chan struct{} // bounds concurrent Argon2id runs
 	rev    atomic.Uint64
 
+	verifies atomic.Uint64 // Argon2id verifications run by AuthPassword (tests)
+
 	touchMu sync.Mutex
 	touched map[string]time.Time // last LastLogin write per user
 }
