@@ -88,3 +88,61 @@ package envelope
 //	func LoadKeyringFile(path string, passphrase []byte) (*Keyring, error)
 //	func SaveKeyringFile(path string, k *Keyring, passphrase []byte) error
 //	var ErrKeyFilePerm
+
+import (
+	"errors"
+	"io"
+)
+
+// Sizes of format version 1 (docs/FORMAT.md).
+const (
+	// DefaultChunkSize is the plaintext size of every chunk but the last.
+	// Format version 1 has exactly this chunk size.
+	DefaultChunkSize = 64 << 10
+	// HeaderSize is the fixed size of the on-disk header in bytes.
+	HeaderSize = fixedSize + 2*slotSize
+	// ChunkOverhead is what each chunk adds to its plaintext: a 24-byte
+	// random nonce before the ciphertext and a 16-byte tag after it.
+	ChunkOverhead = nonceSize + tagSize
+	// FormatVersion is the version byte this package writes and reads.
+	FormatVersion = 1
+)
+
+// Sentinel errors for callers' decisions; test with errors.Is. Returned
+// errors wrap them with context (chunk index, operation).
+var (
+	// ErrAuth: a chunk or the header failed authentication: tampered,
+	// damaged, or taken from another file.
+	ErrAuth = errors.New("envelope: authentication failed")
+	// ErrTruncated: the file ends without a valid final chunk (its last
+	// chunk only opens as an interior chunk).
+	ErrTruncated = errors.New("envelope: truncated file (no valid final chunk)")
+	// ErrStaleFinal: an interior chunk only opens as the final chunk, as
+	// left by an interrupted grow (or by appending to a copy).
+	ErrStaleFinal = errors.New("envelope: interior chunk sealed as final (interrupted grow)")
+	// ErrUnknownKey: no key slot of the header is wrapped by a KEK the
+	// keyring has.
+	ErrUnknownKey = errors.New("envelope: file key is wrapped by a KEK not in the keyring")
+	// ErrVersion: unknown magic, version, AEAD or chunk size.
+	ErrVersion = errors.New("envelope: unknown format or version")
+	// ErrFormat: a ciphertext length no plaintext encodes to, or a
+	// malformed header or keyring encoding.
+	ErrFormat = errors.New("envelope: malformed data")
+	// ErrPassphrase: wrong passphrase (or a damaged passphrase-sealed
+	// keyring: the two cannot be told apart), or a passphrase is missing.
+	ErrPassphrase = errors.New("envelope: wrong passphrase")
+	// ErrKeyFilePerm: LoadKeyringFile refuses a key file that is not a
+	// regular file or that group or others may access.
+	ErrKeyFilePerm = errors.New("envelope: unsafe key file permissions")
+	// ErrTooLarge: a write or truncate beyond MaxPlaintextSize.
+	ErrTooLarge = errors.New("envelope: size beyond the format's limit")
+)
+
+// Backing is what a File is stored in; *os.File implements it. The File
+// reads and writes it at offsets only, never closes it, and relies on
+// ReadAt returning a full buffer or an error.
+type Backing interface {
+	io.ReaderAt
+	io.WriterAt
+	Truncate(size int64) error
+}

@@ -1,0 +1,493 @@
+package envelope
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"slices"
+	"sync"
+)
+
+// maxCached is the most chunks a File keeps in memory (dirty or clean):
+// 32 x 64 KiB = 2 MiB at most per open file, allocated on demand and
+// released by Close. It absorbs the out-of-order 32 KiB writes of SFTP
+// clients (8 workers spread over ~4 chunks) and halves the decryptions of
+// 32 KiB reads.
+const maxCached = 32
+
+// chunkBufs recycles chunk-sized plaintext buffers between Files: a server
+// opens and closes many. Buffers are cleared before they are put back.
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
+// entry is a cached chunk. buf holds its plaintext, chunkLen(idx, f.size)
+// bytes, followed by zeros up to chunkSize (the invariant that makes growing
+// the file within a chunk free). A dirty entry differs from what is stored.
+type entry struct {
+	idx   int64
+	buf   *[]byte
+	dirty bool
+}
+
+// File is an open envelope file: random-access reads and writes of the
+// plaintext, stored encrypted in a Backing.
+//
+// A File is safe for concurrent use by multiple goroutines: ReadAt, WriteAt,
+// Truncate, Flush and Close are serialized by one mutex. Writes go to a
+// write-back cache of up to 32 chunks; Flush (or Close, or a full cache)
+// seals the dirty chunks and writes them to the Backing in the order of
+// docs/FORMAT.md, "Write order". The File never closes the Backing.
+//
+// Errors: a chunk that fails authentication fails the ReadAt (or the
+// WriteAt that needs its old content) with ErrAuth, ErrTruncated or
+// ErrStaleFinal, without returning any of its bytes; other chunks stay
+// readable. A failed write to the Backing is sticky: the stored file may be
+// partly updated, so every later call returns that error.
+type File struct {
+	mu      sync.Mutex
+	b       Backing
+	s       *sealer
+	fileID  [32]byte
+	size    int64    // plaintext size, including cached writes
+	disk    int64    // plaintext size the stored ciphertext encodes
+	lastOK  bool     // the stored final chunk was authenticated or written by us
+	entries []*entry // sorted by idx
+	scratch []byte   // one sealed chunk, for I/O
+	err     error    // sticky
+	closed  bool
+}
+
+// Create writes a new empty file (header + one empty final chunk) to b,
+// with a fresh random file id and DEK wrapped by kr's active KEK. b must be
+// empty.
+func Create(b Backing, kr *Keyring) (*File, error) {
+	var one [1]byte
+	if n, _ := b.ReadAt(one[:], 0); n != 0 {
+		return nil, fmt.Errorf("envelope: create: backing is not empty: %w", fs.ErrExist)
+	}
+	h := &header{aeadID: aeadXChaCha20Poly1305}
+	randomBytes(h.fileID[:])
+	dek := make([]byte, keySize)
+	randomBytes(dek)
+	defer clear(dek)
+	if kr == nil {
+		return nil, fmt.Errorf("envelope: create: nil keyring: %w", ErrUnknownKey)
+	}
+	if err := h.wrapInto(0, 1, dek, kr); err != nil {
+		return nil, fmt.Errorf("envelope: create: %w", err)
+	}
+	f, err := newFile(b, h, dek, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := append(h.marshal(), make([]byte, ChunkOverhead)...)
+	f.s.seal(out[HeaderSize:], 0, true, nil)
+	if _, err := b.WriteAt(out, 0); err != nil {
+		return nil, fmt.Errorf("envelope: create: %w", err)
+	}
+	f.lastOK = true
+	return f, nil
+}
+
+// Open parses and authenticates the header of the stored file whose
+// ciphertext is ciphertextSize bytes long (from a stat: no chunk is read).
+// Errors: ErrFormat (impossible size or malformed header), ErrVersion,
+// ErrUnknownKey (no key slot uses a KEK in kr), ErrAuth (a key slot fails).
+func Open(b Backing, ciphertextSize int64, kr *Keyring) (*File, error) {
+	size, err := PlaintextSize(ciphertextSize)
+	if err != nil {
+		return nil, err
+	}
+	h, err := readHeader(b)
+	if err != nil {
+		return nil, err
+	}
+	dek, _, err := h.unwrap(kr)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(dek)
+	return newFile(b, h, dek, size)
+}
+
+func newFile(b Backing, h *header, dek []byte, size int64) (*File, error) {
+	aead, err := newChunkAEAD(h.aeadID, dek, h.fileID[:])
+	if err != nil {
+		return nil, err
+	}
+	return &File{
+		b:       b,
+		s:       newSealer(aead, h.fileID),
+		fileID:  h.fileID,
+		size:    size,
+		disk:    size,
+		scratch: make([]byte, encChunkSize),
+	}, nil
+}
+
+// FileID returns the file's random 32-byte id (bound into every chunk).
+func (f *File) FileID() [32]byte { return f.fileID }
+
+// Size returns the plaintext size, including writes not yet flushed.
+func (f *File) Size() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.size
+}
+
+func (f *File) usable() error {
+	if f.closed {
+		return fmt.Errorf("envelope: %w", fs.ErrClosed)
+	}
+	return f.err
+}
+
+// ReadAt reads len(p) plaintext bytes at off. Like os.File, it returns
+// io.EOF when fewer than len(p) bytes remain. Only authenticated bytes are
+// returned; at the end of the file the final chunk has been authenticated
+// (so a file cut at a chunk boundary reports ErrTruncated, not io.EOF).
+func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.usable(); err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return 0, errors.New("envelope: read: negative offset")
+	}
+	n := 0
+	for n < len(p) && off < f.size {
+		i, lo := off/chunkSize, int(off%chunkSize)
+		clen := chunkLen(i, f.size)
+		want := min(len(p)-n, clen-lo)
+		dst := p[n : n+want]
+		switch e := f.lookup(i); {
+		case e != nil:
+			copy(dst, (*e.buf)[lo:])
+		case i >= numChunks(f.disk) || chunkLen(i, f.disk) == 0:
+			clear(dst) // beyond the stored data: zeros written past EOF
+		case lo == 0 && want == clen && chunkLen(i, f.disk) == clen:
+			// The whole chunk: decrypt straight into p.
+			if err := f.readStored(i, dst); err != nil {
+				return n, err
+			}
+			if i == numChunks(f.disk)-1 {
+				f.lastOK = true
+			}
+		default:
+			e, err := f.load(i)
+			if err != nil {
+				return n, err
+			}
+			copy(dst, (*e.buf)[lo:])
+		}
+		n += want
+		off += int64(want)
+	}
+	if n < len(p) {
+		if err := f.verifyLast(); err != nil {
+			return n, err
+		}
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// verifyLast authenticates the stored final chunk once, so that reaching
+// EOF proves the file was not cut.
+func (f *File) verifyLast() error {
+	if f.lastOK || f.size != f.disk {
+		// If size != disk the stored final chunk was loaded (and
+		// authenticated) when the file grew.
+		return nil
+	}
+	if _, err := f.load(numChunks(f.disk) - 1); err != nil {
+		return err
+	}
+	return nil
+}
+
+// readStored reads chunk i from the Backing and decrypts it into dst, which
+// must hold chunkLen(i, f.disk) bytes.
+func (f *File) readStored(i int64, dst []byte) error {
+	n := chunkLen(i, f.disk)
+	ct := f.scratch[:n+ChunkOverhead]
+	if m, err := f.b.ReadAt(ct, chunkOffset(i)); m < len(ct) {
+		if err == nil || err == io.EOF {
+			// Shorter than its size said: cut behind our back.
+			return fmt.Errorf("envelope: chunk %d: %w", i, ErrTruncated)
+		}
+		return fmt.Errorf("envelope: read chunk %d: %w", i, err)
+	}
+	return f.s.open(dst[:n], ct, i, i == numChunks(f.disk)-1)
+}
+
+// lookup returns the cached entry of chunk i, or nil.
+func (f *File) lookup(i int64) *entry {
+	for _, e := range f.entries {
+		if e.idx == i {
+			return e
+		}
+	}
+	return nil
+}
+
+// newEntry makes room for and inserts an entry for chunk i (not cached),
+// with an unspecified buffer content. Making room evicts the lowest clean
+// entry, flushing first if every entry is dirty.
+func (f *File) newEntry(i int64) (*entry, error) {
+	var buf *[]byte
+	if len(f.entries) >= maxCached {
+		victim := slices.IndexFunc(f.entries, func(e *entry) bool { return !e.dirty })
+		if victim < 0 {
+			if err := f.flush(); err != nil {
+				return nil, err
+			}
+			victim = 0
+		}
+		buf = f.entries[victim].buf
+		f.entries = slices.Delete(f.entries, victim, victim+1)
+	} else {
+		buf = chunkBufs.Get().(*[]byte)
+	}
+	e := &entry{idx: i, buf: buf}
+	at, _ := slices.BinarySearchFunc(f.entries, i, func(e *entry, i int64) int { return cmp.Compare(e.idx, i) })
+	f.entries = slices.Insert(f.entries, at, e)
+	return e, nil
+}
+
+func (f *File) dropEntry(e *entry) {
+	if k := slices.Index(f.entries, e); k >= 0 {
+		f.entries = slices.Delete(f.entries, k, k+1)
+	}
+	clear(*e.buf)
+	chunkBufs.Put(e.buf)
+}
+
+// load caches chunk i, reading and authenticating its stored content if it
+// has any, and returns the clean entry.
+func (f *File) load(i int64) (*entry, error) {
+	if e := f.lookup(i); e != nil {
+		return e, nil
+	}
+	e, err := f.newEntry(i)
+	if err != nil {
+		return nil, err
+	}
+	buf := *e.buf
+	dl := 0
+	if i < numChunks(f.disk) {
+		dl = chunkLen(i, f.disk)
+		if err := f.readStored(i, buf); err != nil {
+			f.dropEntry(e)
+			return nil, err
+		}
+		if i == numChunks(f.disk)-1 {
+			f.lastOK = true
+		}
+	}
+	clear(buf[dl:])
+	return e, nil
+}
+
+// WriteAt writes p at off. Writing past the end fills the gap with zeros
+// (encrypted like any data). The data is cached; see Flush.
+func (f *File) WriteAt(p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.usable(); err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return 0, errors.New("envelope: write: negative offset")
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	end := off + int64(len(p))
+	if end > MaxPlaintextSize || end < off {
+		return 0, fmt.Errorf("envelope: write: %w", ErrTooLarge)
+	}
+	if end > f.size {
+		if err := f.grow(end); err != nil {
+			return 0, err
+		}
+	}
+	n := 0
+	for n < len(p) {
+		i, lo := off/chunkSize, int(off%chunkSize)
+		hi := min(chunkSize, lo+len(p)-n)
+		e := f.lookup(i)
+		if e == nil {
+			var err error
+			if dl := chunkLen(i, f.disk); dl > 0 && (lo > 0 || hi < dl) {
+				e, err = f.load(i) // partial overwrite of stored data
+			} else if e, err = f.newEntry(i); err == nil {
+				// Nothing stored survives in this chunk.
+				clear((*e.buf)[:lo])
+				clear((*e.buf)[hi:])
+			}
+			if err != nil {
+				return n, err
+			}
+		}
+		copy((*e.buf)[lo:hi], p[n:])
+		e.dirty = true
+		n += hi - lo
+		off += int64(hi - lo)
+	}
+	return n, nil
+}
+
+// grow raises the plaintext size to size (> f.size). When the file first
+// grows past its stored size, the stored final chunk is loaded and marked
+// dirty: it must be re-sealed (as interior, or longer) at the next flush.
+// Loading it now also reports its damage to this call, not to a later Flush.
+func (f *File) grow(size int64) error {
+	if f.size == f.disk {
+		last := numChunks(f.disk) - 1
+		e, err := f.load(last)
+		if err != nil {
+			return err
+		}
+		e.dirty = true
+	}
+	f.size = size
+	return nil
+}
+
+// Truncate changes the plaintext size. Growing is cached like a write past
+// the end. Shrinking flushes, re-seals the new final chunk, then truncates
+// the Backing (docs/FORMAT.md, "Write order").
+func (f *File) Truncate(size int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.usable(); err != nil {
+		return err
+	}
+	switch {
+	case size < 0:
+		return errors.New("envelope: truncate: negative size")
+	case size > MaxPlaintextSize:
+		return fmt.Errorf("envelope: truncate: %w", ErrTooLarge)
+	case size > f.size:
+		return f.grow(size)
+	case size == f.size:
+		return nil
+	}
+	if err := f.flush(); err != nil {
+		return err
+	}
+	k := numChunks(size) - 1
+	nl := chunkLen(k, size)
+	var e *entry
+	var err error
+	if e = f.lookup(k); e == nil {
+		if nl > 0 {
+			e, err = f.load(k)
+		} else {
+			e, err = f.newEntry(k) // size 0: nothing to keep
+		}
+	}
+	if err != nil {
+		return err
+	}
+	for _, o := range slices.Clone(f.entries) {
+		if o.idx > k {
+			f.dropEntry(o)
+		}
+	}
+	clear((*e.buf)[nl:])
+	if err := f.writeChunk(k, (*e.buf)[:nl], true); err != nil {
+		return f.fail(err)
+	}
+	if err := f.b.Truncate(CiphertextSize(size)); err != nil {
+		return f.fail(err)
+	}
+	e.dirty = false
+	f.size, f.disk, f.lastOK = size, size, true
+	return nil
+}
+
+// writeChunk seals plain as chunk i and writes it to the Backing.
+func (f *File) writeChunk(i int64, plain []byte, final bool) error {
+	out := f.s.seal(f.scratch, i, final, plain)
+	if _, err := f.b.WriteAt(out, chunkOffset(i)); err != nil {
+		return fmt.Errorf("write chunk %d: %w", i, err)
+	}
+	return nil
+}
+
+func (f *File) fail(err error) error {
+	f.err = fmt.Errorf("envelope: %w", err)
+	return f.err
+}
+
+// Flush seals the dirty cached chunks and writes them to the Backing in
+// crash-safe order. It does not sync the Backing.
+func (f *File) Flush() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.usable(); err != nil {
+		return err
+	}
+	return f.flush()
+}
+
+// flush writes, in this order (docs/FORMAT.md, "Write order"):
+//  1. the chunks beyond the stored final chunk, ascending, ending with the
+//     new final chunk; chunks never written hold zeros;
+//  2. the dirty chunks at or before the stored final chunk, ascending,
+//     which re-seals the old final chunk as interior.
+func (f *File) flush() error {
+	if f.err != nil {
+		return f.err
+	}
+	oldN, newN := numChunks(f.disk), numChunks(f.size)
+	for i := oldN; i < newN; i++ {
+		cl := chunkLen(i, f.size)
+		var err error
+		if e := f.lookup(i); e != nil {
+			err = f.writeChunk(i, (*e.buf)[:cl], i == newN-1)
+		} else {
+			zero := f.scratch[nonceSize : nonceSize+cl]
+			clear(zero)
+			err = f.writeChunk(i, zero, i == newN-1) // sealed in place
+		}
+		if err != nil {
+			return f.fail(err)
+		}
+	}
+	for _, e := range f.entries {
+		if !e.dirty || e.idx >= oldN {
+			continue
+		}
+		if err := f.writeChunk(e.idx, (*e.buf)[:chunkLen(e.idx, f.size)], e.idx == newN-1); err != nil {
+			return f.fail(err)
+		}
+	}
+	for _, e := range f.entries {
+		e.dirty = false
+	}
+	f.disk, f.lastOK = f.size, true
+	return nil
+}
+
+// Close flushes, releases the cache and the key, and makes the File
+// unusable. It does not close the Backing. Closing twice is an error.
+func (f *File) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return fmt.Errorf("envelope: %w", fs.ErrClosed)
+	}
+	err := f.flush()
+	for _, e := range slices.Clone(f.entries) {
+		f.dropEntry(e)
+	}
+	f.entries = nil
+	f.s = nil // drops the last reference to the chunk key
+	f.closed = true
+	return err
+}

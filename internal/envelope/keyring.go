@@ -1,0 +1,504 @@
+package envelope
+
+import (
+	"bytes"
+	"crypto/cipher"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// Keyring holds key-encryption keys (KEKs), each a random 256-bit key with a
+// non-zero uint32 id. One is active: Create and Rewrap wrap new DEKs under it;
+// the others only unwrap. A Keyring is safe for concurrent use; Rotate and
+// Remove change it in place, so files created afterwards use the new active
+// KEK while files already open keep working.
+type Keyring struct {
+	mu     sync.RWMutex
+	keys   map[uint32]*kek
+	active uint32
+}
+
+type kek struct {
+	key  [keySize]byte
+	wrap cipher.AEAD // derived once: safe for concurrent use
+}
+
+func newKEK(key []byte) (*kek, error) {
+	k := &kek{}
+	copy(k.key[:], key)
+	w, err := newWrapAEAD(k.key[:])
+	if err != nil {
+		return nil, err
+	}
+	k.wrap = w
+	return k, nil
+}
+
+// Limits on keyrings, enforced when parsing (a keyring file is input).
+const (
+	maxKeyringKeys = 1024
+	maxKeyringFile = 256 << 10
+
+	// Argon2id limits for a passphrase-sealed keyring: the parameters come
+	// from the file, so a hostile file must not make start-up allocate or
+	// compute without bound.
+	maxArgon2Time      = 32
+	maxArgon2MemoryKiB = 1 << 20 // 1 GiB
+	maxArgon2Threads   = 32
+	argon2SaltSize     = 16
+
+	plainHeader  = "securefsd-keyring v1"
+	sealedHeader = "securefsd-keyring-sealed v1"
+)
+
+// NewKeyring returns a keyring with one fresh random KEK (id 1), active.
+func NewKeyring() (*Keyring, error) {
+	k := &Keyring{keys: map[uint32]*kek{}}
+	if _, err := k.Rotate(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// Active returns the id of the active KEK.
+func (k *Keyring) Active() uint32 {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.active
+}
+
+// IDs returns the ids of all KEKs, ascending.
+func (k *Keyring) IDs() []uint32 {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return slices.Sorted(maps.Keys(k.keys))
+}
+
+// Rotate adds a fresh random KEK with id max(IDs)+1 and makes it active.
+func (k *Keyring) Rotate() (uint32, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var id uint32 = 1
+	for old := range k.keys {
+		if old >= id {
+			if old == math.MaxUint32 {
+				return 0, errors.New("envelope: keyring: KEK ids exhausted")
+			}
+			id = old + 1
+		}
+	}
+	if len(k.keys) >= maxKeyringKeys {
+		return 0, fmt.Errorf("envelope: keyring: more than %d KEKs", maxKeyringKeys)
+	}
+	var key [keySize]byte
+	randomBytes(key[:])
+	defer clear(key[:])
+	nk, err := newKEK(key[:])
+	if err != nil {
+		return 0, err
+	}
+	if k.keys == nil {
+		k.keys = map[uint32]*kek{}
+	}
+	k.keys[id] = nk
+	k.active = id
+	return id, nil
+}
+
+// Remove drops a KEK. Files whose only key slot it wraps become unreadable
+// (ErrUnknownKey): remove a KEK only after every file was re-wrapped
+// (Rewrap, KeyIDs). The active KEK cannot be removed.
+func (k *Keyring) Remove(id uint32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	old, ok := k.keys[id]
+	if !ok {
+		return fmt.Errorf("envelope: keyring: remove KEK %d: %w", id, ErrUnknownKey)
+	}
+	if id == k.active {
+		return fmt.Errorf("envelope: keyring: cannot remove the active KEK %d", id)
+	}
+	clear(old.key[:])
+	delete(k.keys, id)
+	return nil
+}
+
+// Clone returns an independent copy (e.g. to rotate, save, then swap in).
+func (k *Keyring) Clone() *Keyring {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	c := &Keyring{keys: make(map[uint32]*kek, len(k.keys)), active: k.active}
+	for id, v := range k.keys {
+		nv := *v // the wrap AEAD is immutable and may be shared
+		c.keys[id] = &nv
+	}
+	return c
+}
+
+func (k *Keyring) wrapAEAD(id uint32) cipher.AEAD {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if v := k.keys[id]; v != nil {
+		return v.wrap
+	}
+	return nil
+}
+
+func (k *Keyring) activeAEAD() (uint32, cipher.AEAD) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if v := k.keys[k.active]; v != nil {
+		return k.active, v.wrap
+	}
+	return 0, nil
+}
+
+// Argon2Params are the Argon2id cost parameters of a passphrase-sealed
+// keyring; they are stored in the keyring file.
+type Argon2Params struct {
+	Time, MemoryKiB uint32
+	Threads         uint8
+}
+
+// DefaultArgon2Params returns t=3, m=64 MiB, p=4 (about half a second on
+// one core of a small server).
+func DefaultArgon2Params() Argon2Params {
+	return Argon2Params{Time: 3, MemoryKiB: 64 << 10, Threads: 4}
+}
+
+func (p Argon2Params) check() error {
+	switch {
+	case p.Time < 1 || p.Time > maxArgon2Time:
+		return fmt.Errorf("envelope: argon2id time %d outside [1, %d]: %w", p.Time, maxArgon2Time, ErrFormat)
+	case p.Threads < 1 || p.Threads > maxArgon2Threads:
+		return fmt.Errorf("envelope: argon2id threads %d outside [1, %d]: %w", p.Threads, maxArgon2Threads, ErrFormat)
+	case p.MemoryKiB < 8*uint32(p.Threads) || p.MemoryKiB > maxArgon2MemoryKiB:
+		return fmt.Errorf("envelope: argon2id memory %d KiB outside [8*threads, %d]: %w", p.MemoryKiB, maxArgon2MemoryKiB, ErrFormat)
+	}
+	return nil
+}
+
+// MarshalKeyring encodes k as a plain key file (secret: store it mode 0600):
+//
+//	securefsd-keyring v1
+//	active <id>
+//	kek <id> <base64 of 32 bytes>
+//	...
+//
+// The caller should clear the result after use.
+func MarshalKeyring(k *Keyring) ([]byte, error) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if len(k.keys) == 0 || k.keys[k.active] == nil {
+		return nil, errors.New("envelope: keyring: no active KEK")
+	}
+	var b bytes.Buffer
+	b.WriteString(plainHeader + "\n")
+	fmt.Fprintf(&b, "active %d\n", k.active)
+	for _, id := range slices.Sorted(maps.Keys(k.keys)) {
+		fmt.Fprintf(&b, "kek %d %s\n", id, base64.StdEncoding.EncodeToString(k.keys[id].key[:]))
+	}
+	return b.Bytes(), nil
+}
+
+// MarshalKeyringPassphrase encodes k sealed under a key derived from
+// passphrase by Argon2id with parameters p (zero value: DefaultArgon2Params):
+//
+//	securefsd-keyring-sealed v1
+//	argon2id t=<time> m=<KiB> p=<threads>
+//	salt <base64 of 16 bytes>
+//	nonce <base64 of 24 bytes>
+//	data <base64 of XChaCha20-Poly1305(plain encoding), AAD = the 4 lines above>
+func MarshalKeyringPassphrase(k *Keyring, passphrase []byte, p Argon2Params) ([]byte, error) {
+	if len(passphrase) == 0 {
+		return nil, fmt.Errorf("envelope: keyring: empty passphrase: %w", ErrPassphrase)
+	}
+	if p == (Argon2Params{}) {
+		p = DefaultArgon2Params()
+	}
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	plain, err := MarshalKeyring(k)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(plain)
+	salt := make([]byte, argon2SaltSize)
+	randomBytes(salt)
+	nonce := make([]byte, nonceSize)
+	randomBytes(nonce)
+	head := sealedHead(p, salt, nonce)
+	aead, err := passphraseAEAD(passphrase, salt, p)
+	if err != nil {
+		return nil, err
+	}
+	ct := aead.Seal(nil, nonce, plain, []byte(head))
+	return []byte(head + "data " + base64.StdEncoding.EncodeToString(ct) + "\n"), nil
+}
+
+func sealedHead(p Argon2Params, salt, nonce []byte) string {
+	return fmt.Sprintf("%s\nargon2id t=%d m=%d p=%d\nsalt %s\nnonce %s\n", sealedHeader,
+		p.Time, p.MemoryKiB, p.Threads,
+		base64.StdEncoding.EncodeToString(salt), base64.StdEncoding.EncodeToString(nonce))
+}
+
+func passphraseAEAD(passphrase, salt []byte, p Argon2Params) (cipher.AEAD, error) {
+	key := argon2.IDKey(passphrase, salt, p.Time, p.MemoryKiB, p.Threads, keySize)
+	defer clear(key)
+	return newPassphraseAEAD(key)
+}
+
+// ParseKeyring decodes a key file made by MarshalKeyring (passphrase nil) or
+// MarshalKeyringPassphrase. A sealed keyring with a wrong passphrase, or
+// without one, is ErrPassphrase; a plain one given a passphrase is refused
+// (ErrFormat), as that is most likely the wrong file. Argon2id parameters
+// outside the limits in docs/FORMAT.md are refused before any work.
+func ParseKeyring(data []byte, passphrase []byte) (*Keyring, error) {
+	if len(data) > maxKeyringFile {
+		return nil, fmt.Errorf("envelope: keyring: larger than %d bytes: %w", maxKeyringFile, ErrFormat)
+	}
+	first, _, _ := bytes.Cut(data, []byte("\n"))
+	switch string(first) {
+	case plainHeader:
+		if passphrase != nil {
+			return nil, fmt.Errorf("envelope: keyring: a passphrase was given but the key file is not passphrase-protected: %w", ErrFormat)
+		}
+		return parsePlain(data)
+	case sealedHeader:
+		if passphrase == nil {
+			return nil, fmt.Errorf("envelope: keyring: key file is passphrase-protected and no passphrase was given: %w", ErrPassphrase)
+		}
+		return parseSealed(data, passphrase)
+	default:
+		return nil, fmt.Errorf("envelope: keyring: not a securefsd keyring: %w", ErrFormat)
+	}
+}
+
+// lines splits data into lines; the last line must end in "\n".
+func lines(data []byte) ([]string, error) {
+	if len(data) == 0 || data[len(data)-1] != '\n' {
+		return nil, fmt.Errorf("envelope: keyring: missing final newline: %w", ErrFormat)
+	}
+	return strings.Split(string(data[:len(data)-1]), "\n"), nil
+}
+
+// parseID parses a canonical decimal non-zero uint32.
+func parseID(s string) (uint32, bool) {
+	v, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || v == 0 || strconv.FormatUint(v, 10) != s {
+		return 0, false
+	}
+	return uint32(v), true
+}
+
+func parsePlain(data []byte) (*Keyring, error) {
+	ls, err := lines(data)
+	if err != nil {
+		return nil, err
+	}
+	bad := func(n int, what string) error {
+		return fmt.Errorf("envelope: keyring: line %d: %s: %w", n+1, what, ErrFormat)
+	}
+	if len(ls) < 3 || ls[0] != plainHeader {
+		return nil, fmt.Errorf("envelope: keyring: too short: %w", ErrFormat)
+	}
+	if len(ls)-2 > maxKeyringKeys {
+		return nil, fmt.Errorf("envelope: keyring: more than %d KEKs: %w", maxKeyringKeys, ErrFormat)
+	}
+	rest, ok := strings.CutPrefix(ls[1], "active ")
+	active, ok2 := parseID(rest)
+	if !ok || !ok2 {
+		return nil, bad(1, "want \"active <id>\"")
+	}
+	k := &Keyring{keys: map[uint32]*kek{}, active: active}
+	key := make([]byte, keySize)
+	defer clear(key)
+	for n := 2; n < len(ls); n++ {
+		f := strings.Split(ls[n], " ")
+		if len(f) != 3 || f[0] != "kek" {
+			return nil, bad(n, "want \"kek <id> <base64 key>\"")
+		}
+		id, ok := parseID(f[1])
+		if !ok {
+			return nil, bad(n, "bad KEK id")
+		}
+		if _, dup := k.keys[id]; dup {
+			return nil, bad(n, "duplicate KEK id")
+		}
+		if len(f[2]) != base64.StdEncoding.EncodedLen(keySize) {
+			return nil, bad(n, "KEK is not 32 bytes")
+		}
+		if m, err := base64.StdEncoding.Strict().Decode(key, []byte(f[2])); err != nil || m != keySize {
+			return nil, bad(n, "bad base64")
+		}
+		nk, err := newKEK(key)
+		if err != nil {
+			return nil, err
+		}
+		k.keys[id] = nk
+	}
+	if k.keys[active] == nil {
+		return nil, fmt.Errorf("envelope: keyring: active KEK %d not present: %w", active, ErrFormat)
+	}
+	return k, nil
+}
+
+func parseSealed(data []byte, passphrase []byte) (*Keyring, error) {
+	ls, err := lines(data)
+	if err != nil {
+		return nil, err
+	}
+	if len(ls) != 5 {
+		return nil, fmt.Errorf("envelope: sealed keyring: want 5 lines, have %d: %w", len(ls), ErrFormat)
+	}
+	var p Argon2Params
+	var t, m, th uint64
+	if _, err := fmt.Sscanf(ls[1], "argon2id t=%d m=%d p=%d", &t, &m, &th); err != nil ||
+		t > math.MaxUint32 || m > math.MaxUint32 || th > math.MaxUint8 {
+		return nil, fmt.Errorf("envelope: sealed keyring: bad argon2id line: %w", ErrFormat)
+	}
+	p = Argon2Params{Time: uint32(t), MemoryKiB: uint32(m), Threads: uint8(th)}
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	field := func(line, name string, size int) ([]byte, error) {
+		v, ok := strings.CutPrefix(line, name+" ")
+		b, err := base64.StdEncoding.Strict().DecodeString(v)
+		if !ok || err != nil || (size > 0 && len(b) != size) {
+			return nil, fmt.Errorf("envelope: sealed keyring: bad %s line: %w", name, ErrFormat)
+		}
+		return b, nil
+	}
+	salt, err := field(ls[2], "salt", argon2SaltSize)
+	if err != nil {
+		return nil, err
+	}
+	nonce, err := field(ls[3], "nonce", nonceSize)
+	if err != nil {
+		return nil, err
+	}
+	ct, err := field(ls[4], "data", 0)
+	if err != nil {
+		return nil, err
+	}
+	head := sealedHead(p, salt, nonce)
+	if !strings.HasPrefix(string(data), head) {
+		// Non-canonical spelling of a parameter: refuse rather than
+		// authenticate something other than what is stored.
+		return nil, fmt.Errorf("envelope: sealed keyring: non-canonical header: %w", ErrFormat)
+	}
+	aead, err := passphraseAEAD(passphrase, salt, p)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := aead.Open(nil, nonce, ct, []byte(head))
+	if err != nil {
+		return nil, fmt.Errorf("envelope: keyring: wrong passphrase or damaged key file: %w", ErrPassphrase)
+	}
+	defer clear(plain)
+	return parsePlain(plain)
+}
+
+// LoadKeyringFile reads a key file (see ParseKeyring). It refuses, with
+// ErrKeyFilePerm, a file that is not regular or that group or others may
+// read or write: chmod 600 it, or keep it on a secrets mount.
+func LoadKeyringFile(path string, passphrase []byte) (*Keyring, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: open key file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("envelope: key file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("envelope: key file %s is not a regular file: %w", path, ErrKeyFilePerm)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("envelope: key file %s has mode %04o, so group or others can access it; "+
+			"run \"chmod 600 %s\" (and check who could have read it): %w", path, perm, path, ErrKeyFilePerm)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyringFile+1))
+	defer clear(data)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: read key file: %w", err)
+	}
+	k, err := ParseKeyring(data, passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: key file %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// SaveKeyringFile writes k to path atomically (temporary file in the same
+// directory, fsync, rename, fsync of the directory) with mode 0600: plain if
+// passphrase is nil, else sealed with DefaultArgon2Params.
+func SaveKeyringFile(path string, k *Keyring, passphrase []byte) error {
+	return SaveKeyringFileArgon2(path, k, passphrase, DefaultArgon2Params())
+}
+
+// SaveKeyringFileArgon2 is SaveKeyringFile with explicit Argon2id parameters
+// (ignored when passphrase is nil).
+func SaveKeyringFileArgon2(path string, k *Keyring, passphrase []byte, p Argon2Params) error {
+	var data []byte
+	var err error
+	if passphrase == nil {
+		data, err = MarshalKeyring(k)
+	} else {
+		data, err = MarshalKeyringPassphrase(k, passphrase, p)
+	}
+	if err != nil {
+		return err
+	}
+	defer clear(data)
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("envelope: save key file: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := tmp.Chmod(0o600); err != nil {
+		return fmt.Errorf("envelope: save key file: %w", err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return fmt.Errorf("envelope: save key file: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("envelope: save key file: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("envelope: save key file: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("envelope: save key file: %w", err)
+	}
+	ok = true
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // best effort: the rename is durable once the directory is
+		d.Close()
+	}
+	return nil
+}

@@ -1,0 +1,76 @@
+package envelope
+
+import (
+	"fmt"
+	"io"
+	"math"
+)
+
+// KeyIDs reports the KEK ids the header's key slots reference, highest
+// generation first. It needs no key and authenticates nothing: use it to
+// find the files a rotation still has to re-wrap.
+func KeyIDs(r io.ReaderAt) ([]uint32, error) {
+	h, err := readHeader(r)
+	if err != nil {
+		return nil, err
+	}
+	return h.keyIDs(), nil
+}
+
+// Rewrap re-wraps the file's DEK under kr's active KEK without touching the
+// content. It writes the new wrap into the free key slot with generation+1,
+// calls syncFn (e.g. the backing's fsync) if not nil, then clears the old
+// slot. A crash at any point leaves a header that opens with a keyring
+// holding either KEK; running Rewrap again completes the job. It reports
+// whether the header changed (false: already on the active KEK alone).
+//
+// Rewrap writes only the header, which a File never writes, so it may run
+// while the file is open for reading and writing.
+func Rewrap(b Backing, ciphertextSize int64, kr *Keyring, syncFn func() error) (changed bool, err error) {
+	if _, err := PlaintextSize(ciphertextSize); err != nil {
+		return false, err
+	}
+	h, err := readHeader(b)
+	if err != nil {
+		return false, err
+	}
+	dek, best, err := h.unwrap(kr)
+	if err != nil {
+		return false, err
+	}
+	defer clear(dek)
+	cur, other := &h.slots[best], &h.slots[1-best]
+	if cur.kekID == kr.Active() {
+		if other.empty() {
+			return false, nil
+		}
+		// An earlier Rewrap stopped after its first write: finish it.
+		*other = slot{}
+		return true, writeHeader(b, h)
+	}
+	if cur.gen == math.MaxUint32 {
+		return false, fmt.Errorf("envelope: rewrap: key slot generation exhausted: %w", ErrFormat)
+	}
+	if err := h.wrapInto(1-best, cur.gen+1, dek, kr); err != nil {
+		return false, fmt.Errorf("envelope: rewrap: %w", err)
+	}
+	if err := writeHeader(b, h); err != nil {
+		return false, err
+	}
+	if syncFn != nil {
+		if err := syncFn(); err != nil {
+			return true, fmt.Errorf("envelope: rewrap: sync: %w", err)
+		}
+	}
+	h.slots[best] = slot{}
+	return true, writeHeader(b, h)
+}
+
+// writeHeader writes the whole header in one write at offset 0 (it fits in
+// one 512-byte sector, which storage writes atomically in practice).
+func writeHeader(b Backing, h *header) error {
+	if _, err := b.WriteAt(h.marshal(), 0); err != nil {
+		return fmt.Errorf("envelope: write header: %w", err)
+	}
+	return nil
+}
