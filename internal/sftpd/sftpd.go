@@ -24,3 +24,483 @@ package sftpd
 //	// LoadOrCreateHostKeys reads ssh_host_ed25519_key and ssh_host_rsa_key
 //	// (OpenSSH PEM format) from dir, generating them (0600) on first run.
 //	func LoadOrCreateHostKeys(dir string) ([]ssh.Signer, error)
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/securefsd/securefsd/internal/users"
+	"github.com/securefsd/securefsd/internal/vfs"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultLoginGrace         = 30 * time.Second
+	DefaultIdleTimeout        = 15 * time.Minute
+	DefaultMaxSessions        = 256
+	DefaultMaxSessionsPerUser = 32
+	// maxChannelsPerConn bounds the session channels one connection may
+	// hold open at once (OpenSSH's MaxSessions default).
+	maxChannelsPerConn = 10
+)
+
+// Options configures a Server. Store, Users and HostKeys are required.
+type Options struct {
+	Store              *vfs.Store
+	Users              *users.DB
+	HostKeys           []ssh.Signer  // from LoadOrCreateHostKeys
+	Logger             *slog.Logger  // nil: discard
+	LoginGrace         time.Duration // zero: 30s; time allowed from connect to authenticated
+	IdleTimeout        time.Duration // zero: 15m; a connection without traffic for this long is closed
+	MaxSessions        int           // connections in total (including ones still logging in); zero: 256
+	MaxSessionsPerUser int           // authenticated connections per user; zero: 32
+	ServerVersion      string        // SSH identification; empty: "SSH-2.0-securefsd"
+}
+
+// Server is an SSH server offering SFTP, SCP and checksum commands. Its
+// methods are safe for concurrent use.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	config *ssh.ServerConfig
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*serverConn]struct{}
+	perUser   map[string]int
+	closing   bool
+	done      chan struct{} // closed by Shutdown
+	wg        sync.WaitGroup
+}
+
+// serverConn is one client connection.
+type serverConn struct {
+	nc     net.Conn
+	remote string
+	user   string // set after authentication
+	cancel context.CancelFunc
+}
+
+// permUserKey is the ExtraData key under which the authenticated users.User
+// travels from the auth callbacks to the connection (its name is also in
+// Extensions[extUser]).
+type permUserKey struct{}
+
+const extUser = "securefsd-user"
+
+// New validates opts and returns a Server.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil || opts.Users == nil {
+		return nil, errors.New("sftpd: Store and Users are required")
+	}
+	if len(opts.HostKeys) == 0 {
+		return nil, errors.New("sftpd: at least one host key is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.LoginGrace <= 0 {
+		opts.LoginGrace = DefaultLoginGrace
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.MaxSessions <= 0 {
+		opts.MaxSessions = DefaultMaxSessions
+	}
+	if opts.MaxSessionsPerUser <= 0 {
+		opts.MaxSessionsPerUser = DefaultMaxSessionsPerUser
+	}
+	if opts.ServerVersion == "" {
+		opts.ServerVersion = "SSH-2.0-securefsd"
+	}
+	s := &Server{
+		opts:      opts,
+		log:       opts.Logger.With("proto", "ssh"),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*serverConn]struct{}),
+		perUser:   make(map[string]int),
+		done:      make(chan struct{}),
+	}
+	s.config = s.newSSHConfig()
+	return s, nil
+}
+
+// Algorithms are restricted to modern ones: hybrid post-quantum and
+// curve25519 key exchange, AEAD ciphers or AES-CTR with encrypt-then-MAC
+// SHA-2 MACs, no SHA-1 anywhere (the RSA host key signs with SHA-2 only, see
+// LoadOrCreateHostKeys; client RSA keys must sign with rsa-sha2-*).
+var (
+	kexAlgorithms = []string{ssh.KeyExchangeMLKEM768X25519, ssh.KeyExchangeCurve25519}
+	ciphers       = []string{
+		ssh.CipherChaCha20Poly1305, ssh.CipherAES128GCM, ssh.CipherAES256GCM,
+		ssh.CipherAES128CTR, ssh.CipherAES192CTR, ssh.CipherAES256CTR,
+	}
+	macs             = []string{ssh.HMACSHA256ETM, ssh.HMACSHA512ETM}
+	publicKeyAuthAlg = []string{
+		ssh.KeyAlgoED25519, ssh.KeyAlgoSKED25519,
+		ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521, ssh.KeyAlgoSKECDSA256,
+		ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSASHA512,
+	}
+)
+
+// supportedOnly keeps the algorithms this x/crypto implements.
+func supportedOnly(want, have []string) []string {
+	var out []string
+	for _, w := range want {
+		for _, h := range have {
+			if w == h {
+				out = append(out, w)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func (s *Server) newSSHConfig() *ssh.ServerConfig {
+	sup := ssh.SupportedAlgorithms()
+	cfg := &ssh.ServerConfig{
+		Config: ssh.Config{
+			KeyExchanges: supportedOnly(kexAlgorithms, sup.KeyExchanges),
+			Ciphers:      supportedOnly(ciphers, sup.Ciphers),
+			MACs:         supportedOnly(macs, sup.MACs),
+		},
+		PublicKeyAuthAlgorithms: supportedOnly(publicKeyAuthAlg, sup.PublicKeyAuths),
+		ServerVersion:           s.opts.ServerVersion,
+		MaxAuthTries:            6,
+		PasswordCallback: func(md ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
+			u, err := s.opts.Users.AuthPassword(context.Background(), "ssh", md.RemoteAddr().String(), md.User(), password)
+			if err != nil {
+				return nil, err
+			}
+			return userPermissions(u), nil
+		},
+		PublicKeyCallback: func(md ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			u, err := s.opts.Users.AuthKey(context.Background(), "ssh", md.RemoteAddr().String(), md.User(), key)
+			if err != nil {
+				return nil, err
+			}
+			return userPermissions(u), nil
+		},
+		AuthLogCallback: func(md ssh.ConnMetadata, method string, err error) {
+			if method == "none" {
+				return // every client starts with "none" to learn the methods
+			}
+			if err != nil {
+				s.log.Debug("auth attempt failed", "user", md.User(), "remote", md.RemoteAddr().String(), "method", method, "err", err)
+				return
+			}
+			s.log.Info("login", "user", md.User(), "remote", md.RemoteAddr().String(), "method", method)
+		},
+	}
+	for _, k := range s.opts.HostKeys {
+		cfg.AddHostKey(k)
+	}
+	return cfg
+}
+
+func userPermissions(u users.User) *ssh.Permissions {
+	return &ssh.Permissions{
+		Extensions: map[string]string{extUser: u.Name},
+		ExtraData:  map[any]any{permUserKey{}: u},
+	}
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("sftpd: server closed")
+
+// Serve accepts on ln until ctx is done or Shutdown is called; it then
+// returns nil (ctx done) or ErrServerClosed (Shutdown). Connections
+// accepted before keep running until Shutdown closes them; when ctx is done
+// they are closed at once. ln is closed on return.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	for _, fp := range Fingerprints(s.opts.HostKeys) {
+		s.log.Info("host key", "fingerprint", fp)
+	}
+	s.log.Info("listening", "addr", ln.Addr().String())
+
+	connCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		ln.Close()
+		cancel()
+	})
+	defer stop()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			select {
+			case <-s.done:
+				return ErrServerClosed
+			default:
+			}
+			if isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+				select {
+				case <-time.After(backoff):
+					continue
+				case <-ctx.Done():
+					return nil
+				case <-s.done:
+					return ErrServerClosed
+				}
+			}
+			return fmt.Errorf("sftpd: accept: %w", err)
+		}
+		backoff = 0
+		s.startConn(connCtx, nc)
+	}
+}
+
+// isTemporary reports accept errors worth retrying (EMFILE and friends).
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (s *Server) startConn(ctx context.Context, nc net.Conn) {
+	remote := nc.RemoteAddr().String()
+	if s.opts.Users.Banned(remote) {
+		s.log.Info("connection refused: banned", "remote", remote)
+		nc.Close()
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	c := &serverConn{nc: nc, remote: remote, cancel: cancel}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		cancel()
+		nc.Close()
+		return
+	}
+	if len(s.conns) >= s.opts.MaxSessions {
+		s.mu.Unlock()
+		cancel()
+		s.log.Warn("connection refused: too many sessions", "remote", remote, "max", s.opts.MaxSessions)
+		nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			cancel()
+			nc.Close()
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+		s.serveConn(ctx, c)
+	}()
+}
+
+// acquireUser counts an authenticated connection of user against the
+// per-user limit.
+func (s *Server) acquireUser(c *serverConn, user string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perUser[user] >= s.opts.MaxSessionsPerUser {
+		return false
+	}
+	s.perUser[user]++
+	c.user = user
+	return true
+}
+
+func (s *Server) releaseUser(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perUser[user] <= 1 {
+		delete(s.perUser, user)
+	} else {
+		s.perUser[user]--
+	}
+}
+
+// Shutdown stops accepting, waits for sessions to end until ctx is done,
+// then closes them (open uploads are closed as if the connection dropped)
+// and waits for their goroutines to finish.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.done)
+	}
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+
+	idle := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.cancel()
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	<-idle
+	return ctx.Err()
+}
+
+// deadlineConn bumps the connection's deadline on traffic: first the login
+// grace (fixed), then the idle timeout. The deadline is moved at most once a
+// second so the hot path costs a clock read and an atomic load.
+type deadlineConn struct {
+	net.Conn
+	idle atomic.Int64 // nanoseconds; 0 while logging in (fixed deadline)
+	last atomic.Int64 // unix nanoseconds of the last bump
+}
+
+func newDeadlineConn(nc net.Conn, grace time.Duration) *deadlineConn {
+	c := &deadlineConn{Conn: nc}
+	nc.SetDeadline(time.Now().Add(grace))
+	return c
+}
+
+// setIdle switches from the login grace to the idle timeout.
+func (c *deadlineConn) setIdle(d time.Duration) {
+	now := time.Now()
+	c.idle.Store(int64(d))
+	c.last.Store(now.UnixNano())
+	c.Conn.SetDeadline(now.Add(d))
+}
+
+func (c *deadlineConn) bump() {
+	idle := c.idle.Load()
+	if idle == 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := c.last.Load()
+	if now-last < int64(time.Second) || !c.last.CompareAndSwap(last, now) {
+		return
+	}
+	c.Conn.SetDeadline(time.Unix(0, now+idle))
+}
+
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.bump()
+	}
+	return n, err
+}
+
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.bump()
+	}
+	return n, err
+}
+
+func (s *Server) serveConn(ctx context.Context, c *serverConn) {
+	dc := newDeadlineConn(c.nc, s.opts.LoginGrace)
+	sconn, chans, reqs, err := ssh.NewServerConn(dc, s.config)
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			s.log.Info("handshake failed", "remote", c.remote, "err", err)
+		}
+		return
+	}
+	defer sconn.Close()
+	dc.setIdle(s.opts.IdleTimeout)
+	u, ok := sconn.Permissions.ExtraData[permUserKey{}].(users.User)
+	if !ok {
+		s.log.Error("authenticated connection without user", "remote", c.remote)
+		return
+	}
+	if !s.acquireUser(c, u.Name) {
+		s.log.Warn("connection refused: too many sessions for user", "user", u.Name, "remote", c.remote, "max", s.opts.MaxSessionsPerUser)
+		return
+	}
+	defer s.releaseUser(u.Name)
+	home, err := s.opts.Store.Home(u.Home, vfs.HomeOptions{
+		Quota: vfs.Quota{Bytes: u.QuotaBytes, Files: u.QuotaFiles},
+		Perm:  vfs.Perm(u.Perms),
+	})
+	if err != nil {
+		s.log.Error("open home failed", "user", u.Name, "remote", c.remote, "err", err)
+		return
+	}
+	start := time.Now()
+	s.log.Info("session start", "user", u.Name, "remote", c.remote, "client", string(sconn.ClientVersion()))
+	sess := &session{
+		srv:    s,
+		fs:     home,
+		user:   u.Name,
+		remote: c.remote,
+		log:    s.log.With("user", u.Name, "remote", c.remote),
+	}
+	go ssh.DiscardRequests(reqs)
+	context.AfterFunc(ctx, func() { sconn.Close() })
+
+	var chanWG sync.WaitGroup
+	open := make(chan struct{}, maxChannelsPerConn)
+	for nch := range chans {
+		if nch.ChannelType() != "session" {
+			nch.Reject(ssh.UnknownChannelType, "only session channels are supported")
+			continue
+		}
+		select {
+		case open <- struct{}{}:
+		default:
+			nch.Reject(ssh.ResourceShortage, "too many sessions on this connection")
+			continue
+		}
+		ch, creqs, err := nch.Accept()
+		if err != nil {
+			<-open
+			continue
+		}
+		chanWG.Add(1)
+		go func() {
+			defer chanWG.Done()
+			defer func() { <-open }()
+			sess.serveChannel(ctx, ch, creqs)
+		}()
+	}
+	chanWG.Wait()
+	s.log.Info("session end", "user", u.Name, "remote", c.remote, "duration", time.Since(start).Round(time.Millisecond))
+}

@@ -1,0 +1,440 @@
+package sftpd
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pkg/sftp"
+
+	"github.com/securefsd/securefsd/internal/vfs"
+)
+
+// handlers adapts one session's vfs.FS to pkg/sftp's RequestServer. Paths
+// arrive cleaned and absolute ("/a/b"); vfs resolves them inside the home.
+// Every error returned to pkg/sftp goes through clientError.
+//
+// Implemented optional interfaces: OpenFileWriter (read+write handles),
+// PosixRenameFileCmder, StatVFSFileCmder, LstatFileLister,
+// RealPathFileLister, ReadlinkFileLister, NameLookupFileLister.
+type handlers struct {
+	s  *session
+	fs *vfs.FS
+}
+
+var (
+	_ sftp.OpenFileWriter       = (*handlers)(nil)
+	_ sftp.FileReader           = (*handlers)(nil)
+	_ sftp.PosixRenameFileCmder = (*handlers)(nil)
+	_ sftp.StatVFSFileCmder     = (*handlers)(nil)
+	_ sftp.LstatFileLister      = (*handlers)(nil)
+	_ sftp.RealPathFileLister   = (*handlers)(nil)
+	_ sftp.ReadlinkFileLister   = (*handlers)(nil)
+	_ sftp.NameLookupFileLister = (*handlers)(nil)
+)
+
+// Fileread opens a file for reading (OPEN with READ only).
+func (h *handlers) Fileread(r *sftp.Request) (io.ReaderAt, error) {
+	start := time.Now()
+	f, err := h.fs.OpenFile(r.Filepath, os.O_RDONLY, 0)
+	if err != nil {
+		h.s.logOp("download", r.Filepath, -1, start, err)
+		return nil, clientError(err)
+	}
+	return newTransfer(h.s, f, "download", r.Filepath, false), nil
+}
+
+// Filewrite opens a file for writing (OPEN with WRITE, no READ).
+func (h *handlers) Filewrite(r *sftp.Request) (io.WriterAt, error) {
+	return h.openWrite(r, os.O_WRONLY)
+}
+
+// OpenFile opens a file for reading and writing (OPEN with READ|WRITE).
+func (h *handlers) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
+	return h.openWrite(r, os.O_RDWR)
+}
+
+// openWrite applies the SFTP open flags. APPEND is not mapped to O_APPEND:
+// the client sends the offsets (OpenSSH's reput opens with APPEND and
+// writes from the remote size), and O_APPEND would conflict with WriteAt.
+// Without TRUNC an existing file is written in place (resume); with TRUNC
+// (or creating a new file) vfs writes a replacement that is renamed into
+// place on Close.
+func (h *handlers) openWrite(r *sftp.Request, flag int) (*transfer, error) {
+	start := time.Now()
+	pf := r.Pflags()
+	if pf.Creat {
+		flag |= os.O_CREATE
+	}
+	if pf.Trunc {
+		flag |= os.O_TRUNC
+	}
+	if pf.Excl {
+		flag |= os.O_EXCL
+	}
+	// Overwriting an existing file: if the transfer breaks, keep the old
+	// content (Abort) rather than publishing a truncated one. A new file's
+	// partial content is kept so that "reput" can resume it.
+	replacing := false
+	if pf.Trunc {
+		if fi, err := h.fs.Stat(r.Filepath); err == nil && fi.Mode().IsRegular() {
+			replacing = true
+		}
+	}
+	f, err := h.fs.OpenFile(r.Filepath, flag, 0o644)
+	if err != nil {
+		h.s.logOp("upload", r.Filepath, -1, start, err)
+		return nil, clientError(err)
+	}
+	return newTransfer(h.s, f, "upload", r.Filepath, replacing), nil
+}
+
+// transfer is an open file handle. pkg/sftp calls ReadAt/WriteAt from
+// several workers at once and out of order; vfs.File is safe for that.
+// Close is called once by pkg/sftp (CLOSE, or end of the session after
+// TransferError).
+type transfer struct {
+	s          *session
+	f          *vfs.File
+	op, path   string
+	replacing  bool
+	start      time.Time
+	read       atomic.Int64
+	written    atomic.Int64
+	ioErr      atomic.Pointer[error] // first read/write error
+	interrupt  atomic.Pointer[error] // set by TransferError
+	closedOnce sync.Once
+}
+
+func newTransfer(s *session, f *vfs.File, op, name string, replacing bool) *transfer {
+	return &transfer{s: s, f: f, op: op, path: name, replacing: replacing, start: time.Now()}
+}
+
+func (t *transfer) ReadAt(p []byte, off int64) (int, error) {
+	n, err := t.f.ReadAt(p, off)
+	t.read.Add(int64(n))
+	if err != nil && err != io.EOF {
+		t.ioErr.CompareAndSwap(nil, &err)
+		return n, clientError(err)
+	}
+	return n, err
+}
+
+func (t *transfer) WriteAt(p []byte, off int64) (int, error) {
+	n, err := t.f.WriteAt(p, off)
+	t.written.Add(int64(n))
+	if err != nil {
+		t.ioErr.CompareAndSwap(nil, &err)
+		return n, clientError(err)
+	}
+	return n, nil
+}
+
+// TransferError is called by pkg/sftp when the session ends with the handle
+// still open (connection lost, client killed).
+func (t *transfer) TransferError(err error) {
+	t.interrupt.CompareAndSwap(nil, &err)
+}
+
+func (t *transfer) Close() error {
+	var err error
+	t.closedOnce.Do(func() {
+		interrupted := t.interrupt.Load()
+		if interrupted != nil && t.replacing {
+			err = t.f.Abort()
+		} else {
+			err = t.f.Close()
+		}
+		bytes := t.read.Load() + t.written.Load()
+		op := t.op
+		if t.written.Load() > 0 && t.read.Load() > 0 {
+			op = "readwrite"
+		}
+		logErr := err
+		if logErr == nil && t.ioErr.Load() != nil {
+			logErr = *t.ioErr.Load()
+		}
+		if interrupted != nil {
+			extra := []any{"interrupted", (*interrupted).Error()}
+			if t.replacing {
+				extra = append(extra, "kept", "previous content")
+			}
+			if logErr == nil {
+				logErr = errInterrupted
+			}
+			t.s.logOp(op, t.path, bytes, t.start, logErr, extra...)
+			return
+		}
+		t.s.logOp(op, t.path, bytes, t.start, logErr)
+	})
+	return clientError(err)
+}
+
+var errInterrupted = errors.New("transfer interrupted")
+
+// Filecmd runs the path commands.
+func (h *handlers) Filecmd(r *sftp.Request) error {
+	start := time.Now()
+	var err error
+	op := r.Method
+	switch r.Method {
+	case "Setstat":
+		return h.setstat(r)
+	case "Rename":
+		// SFTP v3 rename never replaces an existing target
+		// (posix-rename@openssh.com does).
+		op = "rename"
+		err = h.fs.Rename(r.Filepath, r.Target, false)
+	case "Rmdir":
+		op = "rmdir"
+		err = h.requireType(r.Filepath, true)
+		if err == nil {
+			err = h.fs.Remove(r.Filepath)
+		}
+	case "Remove":
+		op = "remove"
+		err = h.requireType(r.Filepath, false)
+		if err == nil {
+			err = h.fs.Remove(r.Filepath)
+		}
+	case "Mkdir":
+		op = "mkdir"
+		err = h.fs.Mkdir(r.Filepath, 0o755)
+	case "Symlink":
+		// pkg/sftp puts the link's target in Filepath and the new link's
+		// name in Target.
+		op = "symlink"
+		err = h.fs.Symlink(r.Filepath, r.Target)
+	case "Link":
+		op = "link"
+		err = sftp.ErrSSHFxOpUnsupported
+	default:
+		err = sftp.ErrSSHFxOpUnsupported
+	}
+	if r.Target != "" {
+		h.s.logOp(op, r.Filepath, -1, start, err, "target", r.Target)
+	} else {
+		h.s.logOp(op, r.Filepath, -1, start, err)
+	}
+	return clientError(err)
+}
+
+// requireType checks that name is a directory (dir) or not one, so that
+// RMDIR never removes a file and REMOVE never removes a directory.
+func (h *handlers) requireType(name string, dir bool) error {
+	fi, err := h.fs.Lstat(name)
+	if err != nil {
+		return err
+	}
+	switch {
+	case dir && !fi.IsDir():
+		return &fs.PathError{Op: "rmdir", Path: name, Err: vfs.ErrNotDir}
+	case !dir && fi.IsDir():
+		return &fs.PathError{Op: "remove", Path: name, Err: vfs.ErrIsDir}
+	}
+	return nil
+}
+
+// setstat applies SETSTAT/FSETSTAT in OpenSSH's order: size, permissions,
+// times (so a truncate does not move the mtime just set). FSETSTAT arrives
+// as a path request while the handle may be open; vfs applies Truncate
+// through the open file's shared state. UID/GID changes are ignored, as
+// OpenSSH's server does for non-root users when they match.
+func (h *handlers) setstat(r *sftp.Request) error {
+	start := time.Now()
+	af := r.AttrFlags()
+	a := r.Attributes()
+	var (
+		err   error
+		extra []any
+	)
+	if af.Size {
+		extra = append(extra, "size", a.Size)
+		if a.Size > 1<<62 {
+			err = &fs.PathError{Op: "truncate", Path: r.Filepath, Err: fs.ErrInvalid}
+		} else {
+			err = h.fs.Truncate(r.Filepath, int64(a.Size))
+		}
+	}
+	if err == nil && af.Permissions {
+		mode := fs.FileMode(a.Mode & 0o777)
+		extra = append(extra, "mode", mode.String())
+		err = h.fs.Chmod(r.Filepath, mode)
+	}
+	if err == nil && af.Acmodtime {
+		mtime := time.Unix(int64(a.Mtime), 0)
+		extra = append(extra, "mtime", mtime.UTC().Format(time.RFC3339))
+		err = h.fs.Chtimes(r.Filepath, time.Unix(int64(a.Atime), 0), mtime)
+	}
+	if len(extra) > 0 || err != nil {
+		h.s.logOp("setstat", r.Filepath, -1, start, err, extra...)
+	}
+	return clientError(err)
+}
+
+// PosixRename renames, replacing an existing target atomically.
+func (h *handlers) PosixRename(r *sftp.Request) error {
+	start := time.Now()
+	err := h.fs.Rename(r.Filepath, r.Target, true)
+	h.s.logOp("rename", r.Filepath, -1, start, err, "target", r.Target, "overwrite", true)
+	return clientError(err)
+}
+
+// statvfs reports the user's quota when one is set, else the disk under
+// the store. Block size 4 KiB.
+const statvfsBlock = 4096
+
+// StatVFS answers statvfs@openssh.com (df in sftp, rclone about).
+func (h *handlers) StatVFS(r *sftp.Request) (*sftp.StatVFS, error) {
+	u, err := h.fs.Usage()
+	if err != nil {
+		h.s.log.Debug("statvfs failed", "path", r.Filepath, "err", err)
+		return nil, clientError(err)
+	}
+	return statVFS(u, h.fs), nil
+}
+
+func statVFS(u vfs.Usage, f *vfs.FS) *sftp.StatVFS {
+	total, free := u.DiskTotal, u.DiskFree
+	if u.QuotaBytes > 0 {
+		total = u.QuotaBytes
+		free = min(max(u.QuotaBytes-u.UsedBytes, 0), u.DiskFree)
+	}
+	files, ffree := u.Files+1<<31, int64(1<<31)
+	if u.QuotaFiles > 0 {
+		files = u.QuotaFiles
+		ffree = max(u.QuotaFiles-u.Files, 0)
+	}
+	blocks := func(n int64) uint64 { return uint64(max(n, 0)) / statvfsBlock }
+	st := &sftp.StatVFS{
+		Bsize:   statvfsBlock,
+		Frsize:  statvfsBlock,
+		Blocks:  blocks(total),
+		Bfree:   blocks(free),
+		Bavail:  blocks(free),
+		Files:   uint64(files),
+		Ffree:   uint64(ffree),
+		Favail:  uint64(ffree),
+		Namemax: 255,
+	}
+	_ = f
+	return st
+}
+
+// Filelist serves OPENDIR (Method "List") and STAT/FSTAT ("Stat").
+func (h *handlers) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
+	switch r.Method {
+	case "List":
+		d, err := h.fs.Open(r.Filepath)
+		if err != nil {
+			h.s.log.Debug("opendir failed", "path", r.Filepath, "err", err)
+			return nil, clientError(err)
+		}
+		fi, err := d.Stat()
+		if err == nil && !fi.IsDir() {
+			err = &fs.PathError{Op: "opendir", Path: r.Filepath, Err: vfs.ErrNotDir}
+		}
+		if err != nil {
+			d.Close()
+			return nil, clientError(err)
+		}
+		return &dirLister{s: h.s, f: d, path: r.Filepath, start: time.Now()}, nil
+	case "Stat":
+		fi, err := h.fs.Stat(r.Filepath)
+		if err != nil {
+			return nil, clientError(err)
+		}
+		return statLister{fi}, nil
+	}
+	return nil, sftp.ErrSSHFxOpUnsupported
+}
+
+// Lstat does not follow symlinks (vfs reports planted ones as such).
+func (h *handlers) Lstat(r *sftp.Request) (sftp.ListerAt, error) {
+	fi, err := h.fs.Lstat(r.Filepath)
+	if err != nil {
+		return nil, clientError(err)
+	}
+	return statLister{fi}, nil
+}
+
+// RealPath canonicalises a client path: the home is "/", ".." stops there.
+// vfs follows no symlinks, so there is nothing to resolve.
+func (h *handlers) RealPath(p string) (string, error) {
+	return path.Clean("/" + p), nil
+}
+
+// Readlink follows vfs's symlink policy (planted links: permission denied).
+func (h *handlers) Readlink(p string) (string, error) {
+	target, err := h.fs.Readlink(p)
+	if err != nil {
+		return "", clientError(err)
+	}
+	return target, nil
+}
+
+// LookupUserName and LookupGroupName make "ls -l" show the session's user
+// as owner of everything (the tree is theirs) instead of server uids.
+func (h *handlers) LookupUserName(string) string  { return h.s.user }
+func (h *handlers) LookupGroupName(string) string { return h.s.user }
+
+// statLister is a one-entry ListerAt for STAT/LSTAT.
+type statLister [1]fs.FileInfo
+
+func (l statLister) ListAt(buf []os.FileInfo, off int64) (int, error) {
+	if off > 0 || len(buf) == 0 {
+		return 0, io.EOF
+	}
+	buf[0] = l[0]
+	return 1, io.EOF
+}
+
+// dirLister streams a directory: each READDIR reads the next batch from
+// the open directory, so a huge directory is never held in memory at once.
+// pkg/sftp asks with increasing offsets from one worker; an offset that
+// does not continue the stream is refused.
+type dirLister struct {
+	s     *session
+	f     *vfs.File
+	path  string
+	start time.Time
+
+	mu      sync.Mutex
+	pos     int64
+	eof     bool
+	listErr error
+}
+
+func (l *dirLister) ListAt(buf []os.FileInfo, off int64) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if off != l.pos {
+		return 0, sftp.ErrSSHFxFailure
+	}
+	if l.eof {
+		return 0, io.EOF
+	}
+	fis, err := l.f.Readdir(len(buf))
+	n := copy(buf, fis)
+	l.pos += int64(n)
+	switch {
+	case err == io.EOF || (err == nil && n == 0):
+		l.eof = true
+		return n, io.EOF
+	case err != nil:
+		l.listErr = err
+		return n, clientError(err)
+	}
+	return n, nil
+}
+
+func (l *dirLister) Close() error {
+	err := l.f.Close()
+	l.s.log.Debug("list", "path", l.path, "entries", l.pos, "duration", time.Since(l.start).Round(time.Millisecond), "err", errors.Join(l.listErr, err))
+	return nil
+}
