@@ -226,8 +226,7 @@ func TestKeys(t *testing.T) {
 func certLine(t *testing.T) string {
 	t.Helper()
 	pk, _ := newKey(t, "")
-	caPub, caPriv, _ := ed25519GenerateKey()
-	_ = caPub
+	_, caPriv, _ := ed25519GenerateKey()
 	signer, err := ssh.NewSignerFromKey(caPriv)
 	if err != nil {
 		t.Fatal(err)
