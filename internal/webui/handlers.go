@@ -326,6 +326,8 @@ func (ui *UI) handleDownload(w http.ResponseWriter, r *http.Request, s *sessionV
 // done finishes a successful POST: JSON for XHR, else a flash message and
 // a 303 to the listing (post/redirect/get).
 func (ui *UI) done(w http.ResponseWriter, r *http.Request, s *sessionView, dir, msg string, extra map[string]any) {
+	// The flash is set for XHR too: app.js loads the listing next.
+	ui.setFlash(s.key, msg)
 	if wantsJSON(r) {
 		v := map[string]any{"ok": true, "message": msg}
 		for k, x := range extra {
@@ -334,7 +336,6 @@ func (ui *UI) done(w http.ResponseWriter, r *http.Request, s *sessionView, dir, 
 		writeJSON(w, http.StatusOK, v)
 		return
 	}
-	ui.setFlash(s.key, msg)
 	target := ui.opts.Prefix + "files" + escapePath(dir)
 	if dir != "/" {
 		target += "/"

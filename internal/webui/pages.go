@@ -24,7 +24,7 @@ type asset struct {
 	version string
 }
 
-var staticAssets = []string{"app.css", "app.js", "folder.svg", "file.svg"}
+var staticAssets = []string{"app.css", "app.js", "folder.svg", "file.svg", "favicon.svg"}
 
 func loadAssets() (map[string]asset, error) {
 	m := make(map[string]asset, len(staticAssets))
@@ -101,6 +101,7 @@ type base struct {
 	Prefix string
 	CSSURL string
 	JSURL  string
+	Icon   string
 	User   string
 	CSRF   string
 	Flash  string
@@ -108,7 +109,7 @@ type base struct {
 }
 
 func (ui *UI) base(title string, s *sessionView) base {
-	b := base{Title: title, Prefix: ui.opts.Prefix, CSSURL: ui.assetURL("app.css"), JSURL: ui.assetURL("app.js")}
+	b := base{Title: title, Prefix: ui.opts.Prefix, CSSURL: ui.assetURL("app.css"), JSURL: ui.assetURL("app.js"), Icon: ui.assetURL("favicon.svg")}
 	if s != nil {
 		b.User, b.CSRF = s.user.Name, s.csrf
 	}

@@ -1,0 +1,323 @@
+package webui
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"image"
+	"image/png"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/chromedp"
+
+	"github.com/securefsd/securefsd/internal/users"
+)
+
+// chromiumPath is Debian's Chromium; scripts/test.sh installs it.
+const chromiumPath = "/usr/bin/chromium"
+
+// newBrowser starts a headless Chromium with a fresh profile and returns a
+// tab context. Console errors (CSP violations, script exceptions) are
+// collected and fail the test at the end.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a browser; skipped with -short")
+	}
+	exe := chromiumPath
+	if _, err := os.Stat(exe); err != nil {
+		p, err := exec.LookPath("chromium")
+		if err != nil {
+			t.Fatalf("chromium is not installed (scripts/test.sh installs it): %v", err)
+		}
+		exe = p
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(exe),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.IgnoreCertErrors,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1200, 800),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("password-store", "basic"),
+		chromedp.Flag("use-mock-keychain", true),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	tctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
+	if err := chromedp.Do(ctx); err != nil { // start the browser without the timeout
+		cancelTab()
+		cancelAlloc()
+		t.Fatalf("start chromium: %v", err)
+	}
+	var mu sync.Mutex
+	var problems []string
+	done := make(chan struct{})
+	console := chromedp.Console(ctx)
+	go func() {
+		defer close(done)
+		for m, err := range console {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() || strings.Contains(m.Text, "Content Security Policy") {
+				mu.Lock()
+				problems = append(problems, m.String())
+				mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelTab()
+		cancelAlloc()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range problems {
+			t.Errorf("browser console: %s", p)
+		}
+	})
+	return tctx
+}
+
+// testOutDir is where screenshots go: $SECUREFSD_TEST_OUT if set, else a temp dir.
+func testOutDir(t *testing.T) string {
+	t.Helper()
+	if d := os.Getenv("SECUREFSD_TEST_OUT"); d != "" {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	return t.TempDir()
+}
+
+// checkPNG fails unless b is a PNG of at least w×h with enough distinct
+// colours to be a rendered page rather than a blank or error screen.
+func checkPNG(t testing.TB, b []byte, w, h int) {
+	t.Helper()
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("screenshot is not a PNG: %v", err)
+	}
+	r := img.Bounds()
+	if r.Dx() < w || r.Dy() < h {
+		t.Fatalf("screenshot is %dx%d, want at least %dx%d", r.Dx(), r.Dy(), w, h)
+	}
+	colours := map[[4]uint32]bool{}
+	for y := r.Min.Y; y < r.Max.Y; y += 3 {
+		for x := r.Min.X; x < r.Max.X; x += 3 {
+			cr, cg, cb, ca := img.At(x, y).RGBA()
+			colours[[4]uint32{cr >> 8, cg >> 8, cb >> 8, ca >> 8}] = true
+		}
+	}
+	if len(colours) < 20 {
+		t.Fatalf("screenshot has only %d colours: nothing rendered?", len(colours))
+	}
+	_ = image.Point{}
+}
+
+func TestBrowserEndToEnd(t *testing.T) {
+	ctx := newBrowser(t)
+	f := newFixture(t)
+	home := f.addUser("alice", "correct horse battery", users.PermAll, 0)
+	if err := home.Mkdir("/Projects", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, home, "/notes.txt", []byte("some notes"))
+	writeFile(t, home, "/<script>alert(1)</script>.html", []byte("<script>alert(1)</script>"))
+
+	// Count the uploads that came through app.js (XHR with the CSRF header).
+	var xhrUploads atomic.Int32
+	inner := f.srv.Config.Handler
+	f.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/ui/upload") && r.Header.Get("X-CSRF-Token") != "" && wantsJSON(r) {
+			xhrUploads.Add(1)
+		}
+		inner.ServeHTTP(w, r)
+	})
+
+	src := t.TempDir()
+	payload := make([]byte, 1<<20+123)
+	_, _ = rand.Read(payload)
+	up1 := filepath.Join(src, "holiday photo.bin")
+	up2 := filepath.Join(src, "second.txt")
+	if err := os.WriteFile(up1, payload, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(up2, []byte("second file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	row := func(name string) chromedp.CSS { return chromedp.CSS(`tr[data-name="` + name + `"]`) }
+
+	// Log in (the root redirects to the login form).
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(f.srv.URL+"/ui/"),
+		chromedp.WaitVisible(chromedp.ID("login-form")),
+		chromedp.SendKeys(chromedp.ID("username"), "alice"),
+		chromedp.SendKeys(chromedp.ID("password"), "correct horse battery"),
+		chromedp.Click(chromedp.ID("login-submit")),
+		chromedp.WaitVisible(chromedp.ID("upload-form")),
+		chromedp.WaitVisible(row("notes.txt")),
+	); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+
+	// Upload two files through the file input; app.js sends them with XHR.
+	if err := chromedp.Do(ctx,
+		chromedp.SetUploadFiles(chromedp.ID("upload-input"), []string{up1, up2}),
+		chromedp.Click(chromedp.ID("upload-submit")),
+		chromedp.WaitVisible(row("holiday photo.bin")),
+		chromedp.WaitVisible(row("second.txt")),
+	); err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	if got := readAll(t, home, "/holiday photo.bin"); !bytes.Equal(got, payload) {
+		t.Fatalf("stored %d bytes, want %d", len(got), len(payload))
+	}
+	if n := xhrUploads.Load(); n != 1 {
+		t.Errorf("%d XHR uploads, want 1 (app.js did not run?)", n)
+	}
+	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("table.files")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "1.0 MiB") || !strings.Contains(text, "<script>alert(1)</script>.html") {
+		t.Errorf("list text: %q", text)
+	}
+	flash, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(".flash.ok")))
+	if err != nil || !strings.Contains(flash, "Uploaded 2 files.") {
+		t.Errorf("flash %q, %v", flash, err)
+	}
+	alerted, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('script').length`))
+	if err != nil || alerted != 1 {
+		t.Errorf("page holds %d script elements (%v), want only app.js", alerted, err)
+	}
+
+	// Screenshot of the file list.
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(testOutDir(t), "webui-file-list.png")
+	if err := os.WriteFile(out, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", out)
+	checkPNG(t, shot, 800, 400)
+
+	// Download it through the link and compare bytes.
+	dlDir := t.TempDir()
+	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+			Behavior:      browser.SetDownloadBehaviorBehaviorAllowAndName,
+			DownloadPath:  dlDir,
+			EventsEnabled: ptrTo(true),
+		})
+		return err
+	})); err != nil {
+		t.Fatalf("download behaviour: %v", err)
+	}
+	ev, err := chromedp.Run(ctx, chromedp.WaitEvent(browser.DownloadProgress,
+		func(e browser.EventDownloadProgress) bool {
+			return e.State == browser.DownloadProgressStateCompleted || e.State == browser.DownloadProgressStateCanceled
+		},
+		chromedp.Click(chromedp.CSS(`tr[data-name="holiday photo.bin"] td.name a`))))
+	if err != nil {
+		t.Fatalf("download: %v", err)
+	}
+	if ev.State != browser.DownloadProgressStateCompleted {
+		t.Fatalf("download state %s", ev.State)
+	}
+	got, err := os.ReadFile(filepath.Join(dlDir, ev.GUID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, payload) {
+		t.Fatalf("downloaded %d bytes differ from the %d uploaded", len(got), len(payload))
+	}
+
+	// Rename through the rename page.
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`tr[data-name="second.txt"] a.rename`)),
+		chromedp.WaitVisible(chromedp.ID("rename-form")),
+		chromedp.SetValue(chromedp.ID("newname"), "renamed.txt"),
+		chromedp.Click(chromedp.ID("rename-submit")),
+		chromedp.WaitVisible(row("renamed.txt")),
+		chromedp.WaitNotPresent(row("second.txt")),
+	); err != nil {
+		t.Fatalf("rename: %v", err)
+	}
+	// New folder, then into it via its link and back via the breadcrumb.
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("mkdir-name"), "Fresh folder"),
+		chromedp.Click(chromedp.ID("mkdir-submit")),
+		chromedp.WaitVisible(row("Fresh folder")),
+		chromedp.Click(chromedp.CSS(`tr[data-name="Fresh folder"] td.name a`)),
+		chromedp.WaitVisible(chromedp.ID("empty")),
+		chromedp.Click(chromedp.CSS(`.crumbs a:first-child`)),
+		chromedp.WaitVisible(row("renamed.txt")),
+	); err != nil {
+		t.Fatalf("mkdir/navigate: %v", err)
+	}
+	// Delete with the confirmation page.
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`tr[data-name="renamed.txt"] a.delete`)),
+		chromedp.WaitVisible(chromedp.ID("delete-form")),
+		chromedp.Click(chromedp.ID("delete-submit")),
+		chromedp.WaitVisible(row("holiday photo.bin")),
+		chromedp.WaitNotPresent(row("renamed.txt")),
+	); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if _, err := home.Stat("/renamed.txt"); err == nil {
+		t.Errorf("renamed.txt still stored")
+	}
+	// Sort by size, largest first, without JavaScript involved (links).
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.ID("sort-size")),
+		chromedp.WaitVisible(chromedp.CSS(`th[aria-sort="ascending"] #sort-size`)),
+		chromedp.Click(chromedp.ID("sort-size")),
+		chromedp.WaitVisible(chromedp.CSS(`th[aria-sort="descending"] #sort-size`)),
+	); err != nil {
+		t.Fatalf("sort: %v", err)
+	}
+	first, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`table.files tbody tr.file`), "data-name"))
+	if err != nil || first.Value != "holiday photo.bin" {
+		t.Errorf("largest file first: %+v %v", first, err)
+	}
+
+	// Log out; the list is no longer reachable.
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.ID("logout")),
+		chromedp.WaitVisible(chromedp.ID("login-form")),
+		chromedp.Navigate(f.srv.URL+"/ui/files/"),
+		chromedp.WaitVisible(chromedp.ID("login-form")),
+	); err != nil {
+		t.Fatalf("logout: %v", err)
+	}
+	if n := f.ui.SessionCount(); n != 0 {
+		t.Errorf("%d sessions after logout", n)
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
