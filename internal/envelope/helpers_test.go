@@ -1,0 +1,169 @@
+package envelope
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+)
+
+// memBacking is an in-memory Backing, safe for concurrent use. If record is
+// set, it logs every mutation (for crash replays).
+type memBacking struct {
+	mu     sync.Mutex
+	data   []byte
+	record bool
+	ops    []memOp
+	failAt int // if > 0, the failAt-th mutation (1-based) fails
+	nmut   int
+}
+
+type memOp struct {
+	truncate bool
+	off      int64 // write offset, or truncate size
+	data     []byte
+}
+
+var errInjected = errors.New("injected I/O error")
+
+func newMem(data []byte) *memBacking { return &memBacking{data: bytes.Clone(data)} }
+
+func (m *memBacking) ReadAt(p []byte, off int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if off >= int64(len(m.data)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.data[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (m *memBacking) mutate() error {
+	m.nmut++
+	if m.failAt > 0 && m.nmut == m.failAt {
+		return errInjected
+	}
+	return nil
+}
+
+func (m *memBacking) WriteAt(p []byte, off int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.mutate(); err != nil {
+		return 0, err
+	}
+	if m.record {
+		m.ops = append(m.ops, memOp{off: off, data: bytes.Clone(p)})
+	}
+	m.data = applyWrite(m.data, p, off)
+	return len(p), nil
+}
+
+func applyWrite(data, p []byte, off int64) []byte {
+	if end := off + int64(len(p)); end > int64(len(data)) {
+		data = append(data, make([]byte, end-int64(len(data)))...)
+	}
+	copy(data[off:], p)
+	return data
+}
+
+func applyTruncate(data []byte, size int64) []byte {
+	if size <= int64(len(data)) {
+		return data[:size]
+	}
+	return append(data, make([]byte, size-int64(len(data)))...)
+}
+
+func (m *memBacking) Truncate(size int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.mutate(); err != nil {
+		return err
+	}
+	if m.record {
+		m.ops = append(m.ops, memOp{truncate: true, off: size})
+	}
+	m.data = applyTruncate(m.data, size)
+	return nil
+}
+
+func (m *memBacking) Size() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return int64(len(m.data))
+}
+
+func (m *memBacking) Bytes() []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return bytes.Clone(m.data)
+}
+
+func testKeyring(t testing.TB) *Keyring {
+	t.Helper()
+	kr, err := NewKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr
+}
+
+// pattern returns n deterministic, position-dependent bytes.
+func pattern(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, 42))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// writeFile creates an envelope file holding data and returns its bytes.
+func writeFile(t testing.TB, kr *Keyring, data []byte) []byte {
+	t.Helper()
+	m := newMem(nil)
+	f, err := Create(m, kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) > 0 {
+		if _, err := f.WriteAt(data, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return m.Bytes()
+}
+
+// readAll opens stored bytes and reads the whole plaintext through a File.
+func readAll(t testing.TB, stored []byte, kr *Keyring) ([]byte, error) {
+	t.Helper()
+	f, err := Open(newMem(stored), int64(len(stored)), kr)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := make([]byte, f.Size()+1)
+	n, err := f.ReadAt(out, 0)
+	if err != io.EOF {
+		if err == nil {
+			t.Fatalf("ReadAt past the end returned no io.EOF")
+		}
+		return nil, err
+	}
+	return out[:n], nil
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
