@@ -1,0 +1,164 @@
+package vfs
+
+import (
+	"errors"
+	"io/fs"
+	"log/slog"
+	"syscall"
+
+	"github.com/securefsd/securefsd/internal/envelope"
+)
+
+// kindError is a sentinel that also matches the errno (or fs error) it
+// stands for, so callers may test either errors.Is(err, vfs.ErrNotEmpty) or
+// errors.Is(err, syscall.ENOTEMPTY).
+type kindError struct {
+	msg  string
+	also []error
+}
+
+func (e *kindError) Error() string { return e.msg }
+
+func (e *kindError) Is(target error) bool {
+	for _, a := range e.also {
+		if target == a {
+			return true
+		}
+	}
+	return false
+}
+
+// Sentinel errors. Every error returned for a client name is a *fs.PathError
+// whose Err is one of these or a bare fs.ErrNotExist / fs.ErrExist /
+// fs.ErrPermission / fs.ErrClosed / fs.ErrInvalid.
+var (
+	// ErrQuota: the home's byte or file quota would be exceeded.
+	ErrQuota error = &kindError{"quota exceeded", []error{syscall.EDQUOT}}
+	// ErrNoSpace: the disk under the store is full (ENOSPC or EDQUOT).
+	ErrNoSpace error = &kindError{"no space left on device", []error{syscall.ENOSPC}}
+	// ErrIntegrity: stored ciphertext failed authentication or format
+	// checks. The PathError's Err also wraps the envelope error.
+	ErrIntegrity error = &kindError{"integrity check failed", []error{syscall.EIO}}
+	// ErrNotEmpty: directory not empty.
+	ErrNotEmpty error = &kindError{"directory not empty", []error{syscall.ENOTEMPTY}}
+	// ErrInvalidName: NUL byte, backslash, overlong name. It matches
+	// fs.ErrPermission for errors.Is (os.IsPermission does not unwrap it;
+	// reserved names get a bare fs.ErrPermission instead).
+	ErrInvalidName error = &kindError{"invalid name", []error{fs.ErrPermission, syscall.EINVAL}}
+	// ErrIsDir: a file operation on a directory.
+	ErrIsDir error = &kindError{"is a directory", []error{syscall.EISDIR}}
+	// ErrNotDir: a directory operation on a file, or a file used as a parent.
+	ErrNotDir error = &kindError{"not a directory", []error{syscall.ENOTDIR}}
+	// ErrUnsupported: an operation the store refuses by policy (symlinks,
+	// hard links). It matches errors.ErrUnsupported.
+	ErrUnsupported error = &kindError{"operation not supported", []error{errors.ErrUnsupported, syscall.ENOTSUP}}
+)
+
+// integrityError carries the envelope error under ErrIntegrity.
+type integrityError struct{ err error }
+
+func (e *integrityError) Error() string   { return "integrity check failed: " + e.err.Error() }
+func (e *integrityError) Unwrap() []error { return []error{ErrIntegrity, e.err} }
+func newIntegrity(err error) error        { return &integrityError{err} }
+func isEnvelopeErr(err error) bool {
+	for _, e := range []error{envelope.ErrAuth, envelope.ErrTruncated, envelope.ErrStaleFinal,
+		envelope.ErrUnknownKey, envelope.ErrVersion, envelope.ErrFormat} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// errInternal replaces errors whose text might name a disk path.
+var errInternal = errors.New("internal error")
+
+// pathErr builds the client-facing error for op on client name. err may be
+// a raw error from os.Root or envelope (with disk paths inside); only its
+// category survives.
+func (h *home) pathErr(op, name string, err error) error {
+	return &fs.PathError{Op: op, Path: name, Err: h.classify(op, name, err)}
+}
+
+// classify maps err to one of the package's sentinel categories.
+func (h *home) classify(op, name string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Path == name {
+		// Already a client error built by this package.
+		return pe.Err
+	}
+	switch {
+	case err == nil:
+		return nil
+	case isKind(err):
+		return unwrapKind(err)
+	case isEnvelopeErr(err):
+		h.logger().Error("vfs: integrity failure", "home", h.name, "path", name, "op", op, "integrity", true, "err", err)
+		return newIntegrity(err)
+	case errors.Is(err, fs.ErrNotExist):
+		return fs.ErrNotExist
+	case errors.Is(err, syscall.ENOTEMPTY):
+		return ErrNotEmpty
+	case errors.Is(err, fs.ErrExist):
+		return fs.ErrExist
+	case errors.Is(err, syscall.EISDIR):
+		return ErrIsDir
+	case errors.Is(err, syscall.ENOTDIR):
+		return ErrNotDir
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return ErrNoSpace
+	case errors.Is(err, syscall.ENAMETOOLONG):
+		return ErrInvalidName
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.ELOOP), isEscape(err):
+		return fs.ErrPermission
+	case errors.Is(err, fs.ErrClosed):
+		return fs.ErrClosed
+	case errors.Is(err, syscall.EINVAL), errors.Is(err, fs.ErrInvalid):
+		return fs.ErrInvalid
+	case errors.Is(err, syscall.EXDEV):
+		return syscall.EXDEV
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		h.logger().Warn("vfs: i/o error", "home", h.name, "path", name, "op", op, "err", err)
+		return errno // errno text names no path
+	}
+	h.logger().Error("vfs: internal error", "home", h.name, "path", name, "op", op, "err", err)
+	return errInternal
+}
+
+func isKind(err error) bool {
+	for _, k := range []error{ErrQuota, ErrNoSpace, ErrIntegrity, ErrNotEmpty, ErrInvalidName, ErrIsDir, ErrNotDir, ErrUnsupported} {
+		if errors.Is(err, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// unwrapKind returns err itself when it is an integrity error (keeping the
+// envelope cause), else the bare sentinel.
+func unwrapKind(err error) error {
+	var ie *integrityError
+	if errors.As(err, &ie) {
+		return ie
+	}
+	for _, k := range []error{ErrQuota, ErrNoSpace, ErrIntegrity, ErrNotEmpty, ErrInvalidName, ErrIsDir, ErrNotDir, ErrUnsupported} {
+		if errors.Is(err, k) {
+			return k
+		}
+	}
+	return err
+}
+
+// isEscape reports os.Root's "path escapes from parent" error.
+func isEscape(err error) bool {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if e.Error() == "path escapes from parent" {
+			return true
+		}
+	}
+	return false
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -1,0 +1,273 @@
+package vfs
+
+import (
+	"io"
+	"io/fs"
+	"path"
+	"sync"
+)
+
+// File is an open file or directory of an FS. ReadAt/WriteAt are safe for
+// concurrent use (pkg/sftp issues them out of order from 8 workers); Read,
+// Write and Seek share one offset. Close waits for operations in flight.
+type File struct {
+	fs         *FS
+	name, rel  string
+	n          *node      // regular files
+	dir        *dirStream // directories
+	readable   bool
+	writable   bool
+	appendMode bool
+
+	ops    sync.RWMutex // in-flight operations (shared) vs Close (exclusive)
+	closed bool
+
+	offMu sync.Mutex
+	off   int64
+}
+
+// Name returns the name the file was opened with.
+func (h *File) Name() string { return h.name }
+
+func (h *File) err(op string, err error) error {
+	if err == nil || err == io.EOF {
+		return err
+	}
+	return h.fs.h.pathErr(op, h.name, err)
+}
+
+// begin starts an operation; it fails once the file is closed.
+func (h *File) begin(op string) error {
+	h.ops.RLock()
+	if h.closed {
+		h.ops.RUnlock()
+		return &fs.PathError{Op: op, Path: h.name, Err: fs.ErrClosed}
+	}
+	return nil
+}
+
+func (h *File) end() { h.ops.RUnlock() }
+
+// Stat returns the client view of the open file.
+func (h *File) Stat() (fs.FileInfo, error) {
+	if err := h.begin("stat"); err != nil {
+		return nil, err
+	}
+	defer h.end()
+	if h.n == nil {
+		return h.fs.Stat(h.name)
+	}
+	fi, err := h.n.info(path.Base(h.rel))
+	return fi, h.err("stat", err)
+}
+
+// ReadAt reads len(p) bytes at off; io.EOF at the end, like os.File.
+func (h *File) ReadAt(p []byte, off int64) (int, error) {
+	if err := h.begin("read"); err != nil {
+		return 0, err
+	}
+	defer h.end()
+	switch {
+	case h.n == nil:
+		return 0, h.err("read", ErrIsDir)
+	case !h.readable:
+		return 0, h.err("read", fs.ErrPermission)
+	case off < 0:
+		return 0, h.err("read", fs.ErrInvalid)
+	}
+	n, err := h.n.readAt(p, off)
+	return n, h.err("read", err)
+}
+
+// WriteAt writes p at off. On a file opened with O_APPEND the data goes to
+// the end whatever off is (as pwrite does on Linux).
+func (h *File) WriteAt(p []byte, off int64) (int, error) {
+	if err := h.begin("write"); err != nil {
+		return 0, err
+	}
+	defer h.end()
+	n, _, err := h.writeAt(p, off)
+	return n, err
+}
+
+func (h *File) writeAt(p []byte, off int64) (int, int64, error) {
+	switch {
+	case h.n == nil:
+		return 0, off, h.err("write", ErrIsDir)
+	case !h.writable:
+		return 0, off, h.err("write", fs.ErrPermission)
+	case off < 0:
+		return 0, off, h.err("write", fs.ErrInvalid)
+	}
+	n, at, err := h.n.writeAt(p, off, h.appendMode)
+	return n, at, h.err("write", err)
+}
+
+// Read reads at the file offset and advances it.
+func (h *File) Read(p []byte) (int, error) {
+	if err := h.begin("read"); err != nil {
+		return 0, err
+	}
+	defer h.end()
+	if h.n == nil {
+		return 0, h.err("read", ErrIsDir)
+	}
+	if !h.readable {
+		return 0, h.err("read", fs.ErrPermission)
+	}
+	h.offMu.Lock()
+	defer h.offMu.Unlock()
+	n, err := h.n.readAt(p, h.off)
+	h.off += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, h.err("read", err)
+}
+
+// Write writes at the file offset (the end with O_APPEND) and advances it.
+func (h *File) Write(p []byte) (int, error) {
+	if err := h.begin("write"); err != nil {
+		return 0, err
+	}
+	defer h.end()
+	h.offMu.Lock()
+	defer h.offMu.Unlock()
+	n, at, err := h.writeAt(p, h.off)
+	h.off = at + int64(n)
+	return n, err
+}
+
+// Seek sets the offset for Read and Write.
+func (h *File) Seek(off int64, whence int) (int64, error) {
+	if err := h.begin("seek"); err != nil {
+		return 0, err
+	}
+	defer h.end()
+	h.offMu.Lock()
+	defer h.offMu.Unlock()
+	if h.n == nil {
+		if off == 0 && whence == io.SeekStart {
+			h.dir.close()
+			h.dir = &dirStream{}
+			return 0, nil
+		}
+		return 0, h.err("seek", ErrIsDir)
+	}
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		off += h.off
+	case io.SeekEnd:
+		off += h.n.size.Load()
+	default:
+		return 0, h.err("seek", fs.ErrInvalid)
+	}
+	if off < 0 {
+		return 0, h.err("seek", fs.ErrInvalid)
+	}
+	h.off = off
+	return off, nil
+}
+
+// Truncate changes the file's size through the shared state.
+func (h *File) Truncate(size int64) error {
+	if err := h.begin("truncate"); err != nil {
+		return err
+	}
+	defer h.end()
+	switch {
+	case h.n == nil:
+		return h.err("truncate", ErrIsDir)
+	case !h.writable:
+		return h.err("truncate", fs.ErrPermission)
+	case size < 0:
+		return h.err("truncate", fs.ErrInvalid)
+	}
+	return h.err("truncate", h.n.truncate(size))
+}
+
+// Sync writes buffered data to the disk and fsyncs it.
+func (h *File) Sync() error {
+	if err := h.begin("sync"); err != nil {
+		return err
+	}
+	defer h.end()
+	if h.n == nil {
+		return nil
+	}
+	return h.err("sync", h.n.flush(true))
+}
+
+// Close flushes the file; a replacement opened for writing is published
+// (renamed over its name). Errors (write-back, no space, quota) are
+// returned: the caller must report them.
+func (h *File) Close() error { return h.close(false) }
+
+// Abort closes a replacement without publishing it: the name keeps its
+// old content (or, for a new file, disappears). On a file written in
+// place it is Close: in-place writes cannot be undone.
+func (h *File) Abort() error { return h.close(true) }
+
+func (h *File) close(abort bool) error {
+	h.ops.Lock()
+	defer h.ops.Unlock()
+	if h.closed {
+		return &fs.PathError{Op: "close", Path: h.name, Err: fs.ErrClosed}
+	}
+	h.closed = true
+	if h.n == nil {
+		h.dir.close()
+		return nil
+	}
+	fh := h.fs.h
+	fh.ns.Lock()
+	defer fh.ns.Unlock()
+	var err error
+	if h.writable {
+		fh.mu.Lock()
+		replacing := h.n.tmp != "" && h.n.key != ""
+		fh.mu.Unlock()
+		if replacing {
+			if abort {
+				h.n.detach()
+			} else if err = h.n.publish(); err != nil {
+				h.n.detach()
+			}
+		}
+	}
+	if rerr := h.n.release(); err == nil {
+		err = rerr
+	}
+	return h.err("close", err)
+}
+
+// Readdir reads a directory: n > 0 returns at most n entries per call and
+// io.EOF at the end; n <= 0 returns all remaining entries. Reserved
+// entries are hidden.
+func (h *File) Readdir(n int) ([]fs.FileInfo, error) {
+	if err := h.begin("readdir"); err != nil {
+		return nil, err
+	}
+	defer h.end()
+	if h.dir == nil {
+		return nil, h.err("readdir", ErrNotDir)
+	}
+	if !h.fs.can(PermList) {
+		return nil, h.fs.denied("readdir", h.name)
+	}
+	h.offMu.Lock()
+	defer h.offMu.Unlock()
+	out, err := h.dir.read(h.fs.h, h.rel, n)
+	return out, h.err("readdir", err)
+}
+
+// ReadDir is Readdir returning fs.DirEntry values.
+func (h *File) ReadDir(n int) ([]fs.DirEntry, error) {
+	fis, err := h.Readdir(n)
+	out := make([]fs.DirEntry, len(fis))
+	for i, fi := range fis {
+		out[i] = fs.FileInfoToDirEntry(fi)
+	}
+	return out, err
+}

@@ -1,0 +1,948 @@
+package vfs
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// FS is one user's view of a home tree, with the rights it was opened
+// with. Safe for concurrent use; FS values of the same home share their
+// state.
+type FS struct {
+	h    *home
+	perm Perm
+}
+
+func (f *FS) can(p Perm) bool { return f.perm&p == p }
+
+func (f *FS) denied(op, name string) error {
+	return &fs.PathError{Op: op, Path: name, Err: fs.ErrPermission}
+}
+
+// Open opens name for reading.
+func (f *FS) Open(name string) (*File, error) { return f.OpenFile(name, os.O_RDONLY, 0) }
+
+// Create creates or replaces name, opened read-write.
+func (f *FS) Create(name string) (*File, error) {
+	return f.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o666)
+}
+
+// OpenFile opens name with os.O_* flags (O_RDONLY, O_WRONLY or O_RDWR, with
+// O_CREATE, O_EXCL, O_TRUNC, O_APPEND). perm applies (minus the umask) to a
+// file it creates.
+//
+// O_TRUNC of an existing file that nobody has open, and O_CREATE of a new
+// file, write to an encrypted temporary file that replaces name on Close
+// (Abort drops it): a failed upload never leaves a partial file under the
+// final name. Meanwhile Stat, ReadDir and further opens of name see the new
+// file. Other writes, and O_TRUNC of a file open elsewhere, happen in place
+// through the file's shared state. Directories open read-only, or O_RDWR
+// (WebDAV PROPPATCH opens them that way); their File supports Readdir.
+func (f *FS) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) {
+	const op = "open"
+	rel, err := cleanName(op, name)
+	if err != nil {
+		return nil, err
+	}
+	h := f.h
+	h.ns.Lock()
+	file, truncate, err := f.openLocked(op, name, rel, flag, perm)
+	h.ns.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if truncate {
+		if err := file.n.truncate(0); err != nil {
+			file.Close()
+			return nil, h.pathErr(op, name, err)
+		}
+	}
+	return file, nil
+}
+
+func (f *FS) openLocked(op, name, rel string, flag int, perm fs.FileMode) (*File, bool, error) {
+	h := f.h
+	acc := flag & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR)
+	readable := acc == os.O_RDONLY || acc == os.O_RDWR
+	writable := acc == os.O_WRONLY || acc == os.O_RDWR
+	excl := flag&os.O_CREATE != 0 && flag&os.O_EXCL != 0
+	file := &File{fs: f, name: name, rel: rel, readable: readable, writable: writable, appendMode: flag&os.O_APPEND != 0}
+
+	if n := h.lookup(rel); n != nil {
+		if excl {
+			return nil, false, h.pathErr(op, name, fs.ErrExist)
+		}
+		need := Perm(0)
+		if readable {
+			need |= PermDownload
+		}
+		if writable {
+			h.mu.Lock()
+			created := n.created
+			h.mu.Unlock()
+			if created {
+				need |= PermUpload
+			} else {
+				need |= PermOverwrite
+			}
+		}
+		if !f.can(need) {
+			return nil, false, f.denied(op, name)
+		}
+		if writable && !n.back.rw {
+			if err := n.upgrade(); err != nil {
+				return nil, false, h.pathErr(op, name, err)
+			}
+		}
+		n.ref()
+		file.n = n
+		return file, writable && flag&os.O_TRUNC != 0, nil
+	}
+
+	fi, err := h.root.Stat(rel)
+	if errors.Is(err, fs.ErrNotExist) {
+		if flag&os.O_CREATE == 0 {
+			return nil, false, h.pathErr(op, name, fs.ErrNotExist)
+		}
+		if !f.can(PermUpload) || readable && !f.can(PermDownload) {
+			return nil, false, f.denied(op, name)
+		}
+		if rel == "." {
+			return nil, false, h.pathErr(op, name, fs.ErrPermission)
+		}
+		pfi, err := h.root.Stat(parentOf(rel))
+		if err != nil {
+			return nil, false, h.pathErr(op, name, err)
+		}
+		if !pfi.IsDir() {
+			return nil, false, h.pathErr(op, name, ErrNotDir)
+		}
+		if _, err := h.root.Lstat(rel); err == nil {
+			// A dangling planted symlink: never create through it.
+			return nil, false, h.pathErr(op, name, fs.ErrPermission)
+		}
+		if err := h.reserveFile(); err != nil {
+			return nil, false, h.pathErr(op, name, err)
+		}
+		n, err := h.newReplacement(rel, perm.Perm()&^h.s.umask, true)
+		if err != nil {
+			h.addUsage(0, -1)
+			return nil, false, h.pathErr(op, name, err)
+		}
+		n.ref()
+		file.n = n
+		return file, false, nil
+	}
+	if err != nil {
+		return nil, false, h.pathErr(op, name, err)
+	}
+	if fi.IsDir() {
+		if excl {
+			return nil, false, h.pathErr(op, name, fs.ErrExist)
+		}
+		if acc == os.O_WRONLY || flag&os.O_TRUNC != 0 {
+			return nil, false, h.pathErr(op, name, ErrIsDir)
+		}
+		file.dir = &dirStream{}
+		file.writable = false
+		return file, false, nil
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, false, h.pathErr(op, name, fs.ErrPermission)
+	}
+	if excl {
+		return nil, false, h.pathErr(op, name, fs.ErrExist)
+	}
+	if readable && !f.can(PermDownload) || writable && !f.can(PermOverwrite) {
+		return nil, false, f.denied(op, name)
+	}
+	var n *node
+	if writable && flag&os.O_TRUNC != 0 {
+		n, err = h.newReplacement(rel, fi.Mode().Perm(), false)
+	} else {
+		n, err = h.openInPlace(rel, writable)
+	}
+	if err != nil {
+		return nil, false, h.pathErr(op, name, err)
+	}
+	n.ref()
+	file.n = n
+	return file, false, nil
+}
+
+func (n *node) ref() {
+	n.h.mu.Lock()
+	n.refs++
+	n.h.mu.Unlock()
+}
+
+// acquire opens rel for internal reading, sharing an open node.
+func (f *FS) acquire(op, name, rel string) (*node, error) {
+	h := f.h
+	h.ns.Lock()
+	defer h.ns.Unlock()
+	n := h.lookup(rel)
+	if n == nil {
+		var err error
+		if n, err = h.openInPlace(rel, false); err != nil {
+			return nil, h.pathErr(op, name, err)
+		}
+	}
+	n.ref()
+	return n, nil
+}
+
+func (f *FS) releaseNode(n *node) error {
+	f.h.ns.Lock()
+	defer f.h.ns.Unlock()
+	return n.release()
+}
+
+// Stat returns the client view of name: plaintext size computed from the
+// ciphertext length (never decrypting), or the open writer's size.
+func (f *FS) Stat(name string) (fs.FileInfo, error) { return f.stat("stat", name, true) }
+
+// Lstat is Stat without following a final symlink: symlinks planted in the
+// store are reported as symlinks.
+func (f *FS) Lstat(name string) (fs.FileInfo, error) { return f.stat("lstat", name, false) }
+
+func (f *FS) stat(op, name string, follow bool) (fs.FileInfo, error) {
+	rel, err := cleanName(op, name)
+	if err != nil {
+		return nil, err
+	}
+	h := f.h
+	h.ns.RLock()
+	defer h.ns.RUnlock()
+	base := path.Base(rel)
+	if n := h.lookup(rel); n != nil {
+		fi, err := n.info(base)
+		if err != nil {
+			return nil, h.pathErr(op, name, err)
+		}
+		return fi, nil
+	}
+	var fi fs.FileInfo
+	if follow {
+		fi, err = h.root.Stat(rel)
+	} else {
+		fi, err = h.root.Lstat(rel)
+	}
+	if err != nil {
+		return nil, h.pathErr(op, name, err)
+	}
+	return toInfo(base, fi), nil
+}
+
+// toInfo converts a disk FileInfo to the client view.
+func toInfo(base string, fi fs.FileInfo) fs.FileInfo {
+	mode := fi.Mode() & (fs.ModeType | fs.ModePerm)
+	var size int64
+	switch {
+	case fi.Mode().IsRegular():
+		size = plainSize(fi.Size())
+	case fi.IsDir():
+		size = 0
+	default:
+		size = fi.Size()
+	}
+	return &fileInfo{name: base, size: size, mode: mode, mtime: fi.ModTime()}
+}
+
+// ReadDir lists directory name sorted by name, hiding the store's reserved
+// entries. Sizes come from the directory's entries (one lstat each, no
+// file is opened); open writers' sizes win.
+func (f *FS) ReadDir(name string) ([]fs.FileInfo, error) {
+	const op = "readdir"
+	rel, err := cleanName(op, name)
+	if err != nil {
+		return nil, err
+	}
+	if !f.can(PermList) {
+		return nil, f.denied(op, name)
+	}
+	ds := &dirStream{}
+	defer ds.close()
+	out, err := ds.read(f.h, rel, -1)
+	if err != nil {
+		return nil, f.h.pathErr(op, name, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out, nil
+}
+
+// Mkdir creates directory name.
+func (f *FS) Mkdir(name string, perm fs.FileMode) error {
+	const op = "mkdir"
+	rel, err := cleanName(op, name)
+	if err != nil {
+		return err
+	}
+	if !f.can(PermMkdir) {
+		return f.denied(op, name)
+	}
+	h := f.h
+	h.ns.Lock()
+	defer h.ns.Unlock()
+	if rel == "." || h.lookup(rel) != nil {
+		return h.pathErr(op, name, fs.ErrExist)
+	}
+	if err := h.root.Mkdir(rel, perm.Perm()); err != nil {
+		return h.pathErr(op, name, err)
+	}
+	return nil
+}
+
+// MkdirAll creates directory name and missing parents.
+func (f *FS) MkdirAll(name string, perm fs.FileMode) error {
+	const op = "mkdir"
+	rel, err := cleanName(op, name)
+	if err != nil {
+		return err
+	}
+	if !f.can(PermMkdir) {
+		return f.denied(op, name)
+	}
+	h := f.h
+	h.ns.Lock()
+	defer h.ns.Unlock()
+	for p := rel; p != "."; p = parentOf(p) {
+		if h.lookup(p) != nil {
+			return h.pathErr(op, name, ErrNotDir)
+		}
+	}
+	if rel == "." {
+		return nil
+	}
+	if err := h.root.MkdirAll(rel, perm.Perm()); err != nil {
+		return h.pathErr(op, name, err)
+	}
+	return nil
+}
+
+// Remove removes a file or an empty directory.
+func (f *FS) Remove(name string) error {
+	const op = "remove"
+	rel, err := cleanName(op, name)
+	if err != nil {
+		return err
+	}
+	if !f.can(PermDelete) {
+		return f.denied(op, name)
+	}
+	if rel == "." {
+		return f.denied(op, name)
+	}
+	h := f.h
+	h.ns.Lock()
+	defer h.ns.Unlock()
+	n := h.lookup(rel)
+	fi, err := h.root.Lstat(rel)
+	if errors.Is(err, fs.ErrNotExist) && n != nil {
+		n.detach() // a new file not yet published
+		h.dropMeta(rel)
+		return nil
+	}
+	if err != nil {
+		return h.pathErr(op, name, err)
+	}
+	if fi.IsDir() {
+		if err := h.removeEmptyDir(rel); err != nil {
+			return h.pathErr(op, name, err)
+		}
+		return nil
+	}
+	if err := h.root.Remove(rel); err != nil {
+		return h.pathErr(op, name, err)
+	}
+	h.forget(fi, n)
+	if err := h.dropMeta(rel); err != nil {
+		h.logger().Warn("vfs: cannot drop metadata", "home", h.name, "path", "/"+rel, "err", err)
+	}
+	return nil
+}
+
+// forget updates usage for the disk entry fi that was just unlinked, and
+// detaches n (the node open under that name, if any). Caller holds ns.
+func (h *home) forget(fi fs.FileInfo, n *node) {
+	if fi != nil && fi.Mode().IsRegular() {
+		h.mu.Lock()
+		inPlace := h.byID[idOf(fi)]
+		h.mu.Unlock()
+		if inPlace != nil {
+			// Its bytes are freed when its last handle closes.
+			h.addUsage(0, -1)
+			if inPlace != n {
+				inPlace.detach()
+			}
+		} else {
+			h.addUsage(-plainSize(fi.Size()), -1)
+		}
+	}
+	if n != nil {
+		n.detach()
+	}
+}
+
+// removeEmptyDir removes rel if it holds nothing but reserved entries.
+func (h *home) removeEmptyDir(rel string) error {
+	for _, n := range h.nodesUnder(rel) {
+		if n.key != rel {
+			return ErrNotEmpty
+		}
+	}
+	d, err := h.root.Open(rel)
+	if err != nil {
+		return err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if !isReserved(n) {
+			return ErrNotEmpty
+		}
+	}
+	for _, n := range names {
+		if err := h.root.Remove(path.Join(rel, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return h.root.Remove(rel)
+}
+
+// RemoveAll removes name and everything below it. A missing name is not an
+// error. The home itself cannot be removed.
+func (f *FS) RemoveAll(name string) error {
+	const op = "removeall"
+	rel, err := cleanName(op, name)
+	if err != nil {
+		return err
+	}
+	if !f.can(PermDelete) || rel == "." {
+		return f.denied(op, name)
+	}
+	h := f.h
+	h.ns.Lock()
+	defer h.ns.Unlock()
+	n := h.lookup(rel)
+	fi, err := h.root.Lstat(rel)
+	if errors.Is(err, fs.ErrNotExist) {
+		if n != nil {
+			n.detach()
+			h.dropMeta(rel)
+		}
+		return nil
+	}
+	if err != nil {
+		return h.pathErr(op, name, err)
+	}
+	if !fi.IsDir() {
+		if err := h.root.Remove(rel); err != nil {
+			return h.pathErr(op, name, err)
+		}
+		h.forget(fi, n)
+		h.dropMeta(rel)
+		return nil
+	}
+	var files []fs.FileInfo
+	h.walk(rel, false, func(_ string, fi fs.FileInfo) error {
+		if fi.Mode().IsRegular() {
+			files = append(files, fi)
+		}
+		return nil
+	})
+	err = h.root.RemoveAll(rel)
+	for _, fi := range files {
+		h.forget(fi, nil)
+	}
+	for _, n := range h.nodesUnder(rel) {
+		n.detach()
+	}
+	if err != nil {
+		h.recount()
+		return h.pathErr(op, name, err)
+	}
+	return nil
+}
+
+// recount walks the home again to repair the usage counters after a
+// partial failure. Caller holds ns exclusively.
+func (h *home) recount() {
+	var used, files int64
+	h.walk(".", false, func(_ string, fi fs.FileInfo) error {
+		if fi.Mode().IsRegular() {
+			used += plainSize(fi.Size())
+			files++
+		}
+		return nil
+	})
+	h.mu.Lock()
+	seen := map[*node]bool{}
+	var extra []*node
+	for _, n := range h.tmpNodes {
+		if n.countsFile {
+			files++
+		}
+		seen[n] = true
+		extra = append(extra, n)
+	}
+	h.used, h.files = used, files
+	h.mu.Unlock()
+	// Unpublished replacements are not on the disk walk: add their bytes.
+	// (Detached in-place files are unlinked, also not walked, but their
+	// nodes cannot be found any more; their bytes count until their last
+	// close subtracts them: a small, self-healing error.)
+	for _, n := range extra {
+		n.mu.Lock()
+		c := n.counted
+		n.mu.Unlock()
+		h.addUsage(c, 0)
+	}
+}
+
+func (h *home) allNodes() []*node {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	seen := map[*node]bool{}
+	var out []*node
+	for _, m := range []map[string]*node{h.nodes, h.tmpNodes} {
+		for _, n := range m {
+			if !seen[n] {
+				seen[n] = true
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// Rename moves oldname to newname atomically. With overwrite=false an
+// existing newname gives fs.ErrExist; with overwrite=true a file replaces a
+// file and a directory an empty directory (needs PermOverwrite too).
+// Metadata moves with the entry; open handles follow it.
+func (f *FS) Rename(oldname, newname string, overwrite bool) error {
+	const op = "rename"
+	ro, err := cleanName(op, oldname)
+	if err != nil {
+		return err
+	}
+	rn, err := cleanName(op, newname)
+	if err != nil {
+		return &fs.PathError{Op: op, Path: newname, Err: err.(*fs.PathError).Err}
+	}
+	if !f.can(PermRename) {
+		return f.denied(op, oldname)
+	}
+	if ro == "." || rn == "." {
+		return f.denied(op, oldname)
+	}
+	h := f.h
+	h.ns.Lock()
+	defer h.ns.Unlock()
+	on := h.lookup(ro)
+	ofi, oerr := h.root.Lstat(ro)
+	srcOnDisk := oerr == nil
+	if !srcOnDisk && (on == nil || !errors.Is(oerr, fs.ErrNotExist)) {
+		return h.pathErr(op, oldname, oerr)
+	}
+	srcDir := srcOnDisk && ofi.IsDir()
+	if ro == rn {
+		return nil
+	}
+	if srcDir && under(rn, ro) {
+		return h.pathErr(op, oldname, fs.ErrInvalid)
+	}
+	tn := h.lookup(rn)
+	tfi, terr := h.root.Lstat(rn)
+	if terr != nil && !errors.Is(terr, fs.ErrNotExist) {
+		return h.pathErr(op, newname, terr)
+	}
+	tOnDisk := terr == nil
+	if tOnDisk || tn != nil {
+		if !overwrite {
+			return h.pathErr(op, newname, fs.ErrExist)
+		}
+		if !f.can(PermOverwrite) {
+			return f.denied(op, newname)
+		}
+		tDir := tOnDisk && tfi.IsDir()
+		switch {
+		case tDir && !srcDir:
+			return h.pathErr(op, newname, ErrIsDir)
+		case !tDir && srcDir:
+			return h.pathErr(op, newname, ErrNotDir)
+		case tDir:
+			if err := h.emptyForReplace(rn); err != nil {
+				return h.pathErr(op, newname, err)
+			}
+		}
+	}
+	if srcOnDisk {
+		if err := h.root.Rename(ro, rn); err != nil {
+			return h.pathErr(op, oldname, err)
+		}
+	} else {
+		pfi, err := h.root.Stat(parentOf(rn))
+		if err != nil {
+			return h.pathErr(op, newname, err)
+		}
+		if !pfi.IsDir() {
+			return h.pathErr(op, newname, ErrNotDir)
+		}
+		if tOnDisk {
+			// The source is a new file not yet published: the name it
+			// will take is freed now, as a rename would.
+			if err := h.root.Remove(rn); err != nil {
+				return h.pathErr(op, newname, err)
+			}
+		}
+	}
+	if tOnDisk && !tfi.IsDir() {
+		h.forget(tfi, nil)
+	}
+	if tn != nil && tn != on {
+		tn.detach()
+	}
+	if srcDir {
+		for _, n := range h.nodesUnder(ro) {
+			n.rekey(rn + n.key[len(ro):])
+		}
+	} else {
+		if on != nil {
+			on.rekey(rn)
+		}
+		if err := h.moveMeta(ro, rn); err != nil {
+			h.logger().Warn("vfs: cannot move metadata", "home", h.name, "from", "/"+ro, "to", "/"+rn, "err", err)
+		}
+	}
+	return nil
+}
+
+// emptyForReplace checks that directory rel is empty (but for reserved
+// entries, which it removes) so a directory can be renamed over it.
+func (h *home) emptyForReplace(rel string) error {
+	d, err := h.root.Open(rel)
+	if err != nil {
+		return err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return err
+	}
+	if len(h.nodesUnder(rel)) > 0 {
+		return ErrNotEmpty
+	}
+	for _, n := range names {
+		if !isReserved(n) {
+			return ErrNotEmpty
+		}
+	}
+	for _, n := range names {
+		h.root.Remove(path.Join(rel, n))
+	}
+	return nil
+}
+
+// Chtimes sets access and modification times (zero time: unchanged). On
+// an open file they stick: later flushes re-apply them. Cached hashes stay
+// valid.
+func (f *FS) Chtimes(name string, atime, mtime time.Time) error {
+	const op = "chtimes"
+	rel, err := cleanName(op, name)
+	if err != nil {
+		return err
+	}
+	if !f.can(PermUpload) {
+		return f.denied(op, name)
+	}
+	h := f.h
+	h.ns.Lock()
+	defer h.ns.Unlock()
+	if n := h.lookup(rel); n != nil {
+		if err := n.setTimes(atime, mtime); err != nil {
+			return h.pathErr(op, name, err)
+		}
+		return nil
+	}
+	before, err := h.root.Stat(rel)
+	if err != nil {
+		return h.pathErr(op, name, err)
+	}
+	if err := h.root.Chtimes(rel, atime, mtime); err != nil {
+		return h.pathErr(op, name, err)
+	}
+	if before.Mode().IsRegular() {
+		after, err := h.root.Stat(rel)
+		if err == nil {
+			h.retimeHashes(rel, before, after)
+		}
+	}
+	return nil
+}
+
+// retimeHashes keeps cached hashes valid across a time change that did not
+// touch the content.
+func (h *home) retimeHashes(rel string, before, after fs.FileInfo) {
+	m, err := h.readMeta(rel)
+	if err != nil || m.Hashes == nil {
+		return
+	}
+	ps := plainSize(before.Size())
+	if m.Hashes.Size != ps || !m.Hashes.ModTime.Equal(before.ModTime()) {
+		return
+	}
+	hs := *m.Hashes
+	hs.ModTime = after.ModTime()
+	h.setHashes(rel, &hs)
+}
+
+// Chmod sets the permission bits (mode & 0777), kept on the disk entry and
+// reported by Stat.
+func (f *FS) Chmod(name string, mode fs.FileMode) error {
+	const op = "chmod"
+	rel, err := cleanName(op, name)
+	if err != nil {
+		return err
+	}
+	if !f.can(PermChmod) {
+		return f.denied(op, name)
+	}
+	h := f.h
+	h.ns.Lock()
+	defer h.ns.Unlock()
+	if n := h.lookup(rel); n != nil {
+		h.mu.Lock()
+		replacing := n.tmp != ""
+		h.mu.Unlock()
+		n.mu.Lock()
+		n.mode = mode.Perm()
+		var err error
+		if !replacing {
+			err = n.back.f.Chmod(mode.Perm())
+		}
+		n.mu.Unlock()
+		if err != nil {
+			return h.pathErr(op, name, err)
+		}
+		return nil
+	}
+	if err := h.root.Chmod(rel, mode.Perm()); err != nil {
+		return h.pathErr(op, name, err)
+	}
+	return nil
+}
+
+// Truncate changes the size of file name, through its shared state if it
+// is open (OpenSSH scp truncates by path while its handle is open).
+func (f *FS) Truncate(name string, size int64) error {
+	const op = "truncate"
+	rel, err := cleanName(op, name)
+	if err != nil {
+		return err
+	}
+	h := f.h
+	if size < 0 {
+		return h.pathErr(op, name, fs.ErrInvalid)
+	}
+	h.ns.Lock()
+	n := h.lookup(rel)
+	if n != nil {
+		h.mu.Lock()
+		created := n.created
+		h.mu.Unlock()
+		if !created && !f.can(PermOverwrite) || created && !f.can(PermUpload) {
+			h.ns.Unlock()
+			return f.denied(op, name)
+		}
+		if !n.back.rw {
+			if err := n.upgrade(); err != nil {
+				h.ns.Unlock()
+				return h.pathErr(op, name, err)
+			}
+		}
+	} else {
+		fi, err := h.root.Stat(rel)
+		if err != nil {
+			h.ns.Unlock()
+			return h.pathErr(op, name, err)
+		}
+		if fi.IsDir() {
+			h.ns.Unlock()
+			return h.pathErr(op, name, ErrIsDir)
+		}
+		if !f.can(PermOverwrite) {
+			h.ns.Unlock()
+			return f.denied(op, name)
+		}
+		if n, err = h.openInPlace(rel, true); err != nil {
+			h.ns.Unlock()
+			return h.pathErr(op, name, err)
+		}
+	}
+	n.ref()
+	h.ns.Unlock()
+	err = n.truncate(size)
+	rerr := f.releaseNode(n)
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return h.pathErr(op, name, err)
+	}
+	return nil
+}
+
+// Symlink is refused: clients cannot create symlinks (ErrUnsupported).
+func (f *FS) Symlink(oldname, newname string) error {
+	return &fs.PathError{Op: "symlink", Path: newname, Err: ErrUnsupported}
+}
+
+// Readlink never reveals a link target: symlinks planted in the store give
+// fs.ErrPermission, other entries fs.ErrInvalid.
+func (f *FS) Readlink(name string) (string, error) {
+	const op = "readlink"
+	rel, err := cleanName(op, name)
+	if err != nil {
+		return "", err
+	}
+	h := f.h
+	h.ns.RLock()
+	defer h.ns.RUnlock()
+	if h.lookup(rel) != nil {
+		return "", h.pathErr(op, name, fs.ErrInvalid)
+	}
+	fi, err := h.root.Lstat(rel)
+	if err != nil {
+		return "", h.pathErr(op, name, err)
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return "", h.pathErr(op, name, fs.ErrPermission)
+	}
+	return "", h.pathErr(op, name, fs.ErrInvalid)
+}
+
+// Usage reports the home's plaintext usage, its quota and the disk.
+func (f *FS) Usage() (Usage, error) {
+	h := f.h
+	h.mu.Lock()
+	u := Usage{UsedBytes: h.used, Files: h.files, QuotaBytes: h.quota.Bytes, QuotaFiles: h.quota.Files}
+	h.mu.Unlock()
+	var st unix.Statfs_t
+	if err := unix.Statfs(h.s.dir, &st); err != nil {
+		return u, &fs.PathError{Op: "statfs", Path: "/", Err: h.classify("statfs", "/", err)}
+	}
+	u.DiskTotal = int64(st.Blocks) * int64(st.Bsize)
+	u.DiskFree = int64(st.Bavail) * int64(st.Bsize)
+	return u, nil
+}
+
+// dirStream reads a directory in batches, like os.File.Readdir.
+type dirStream struct {
+	sub    *os.Root
+	d      *os.File
+	seen   map[string]bool
+	eof    bool
+	extras []fs.FileInfo
+	loaded bool
+}
+
+func (ds *dirStream) close() {
+	if ds.d != nil {
+		ds.d.Close()
+		ds.d = nil
+	}
+	if ds.sub != nil {
+		ds.sub.Close()
+		ds.sub = nil
+	}
+}
+
+// read returns up to n entries (all remaining if n <= 0). With n > 0 it
+// returns io.EOF when nothing is left.
+func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
+	h.ns.RLock()
+	defer h.ns.RUnlock()
+	if ds.sub == nil {
+		sub, err := h.root.OpenRoot(rel)
+		if err != nil {
+			return nil, err
+		}
+		d, err := sub.Open(".")
+		if err != nil {
+			sub.Close()
+			return nil, err
+		}
+		ds.sub, ds.d, ds.seen = sub, d, map[string]bool{}
+	}
+	var out []fs.FileInfo
+	for !ds.eof && (n <= 0 || len(out) < n) {
+		want := -1
+		if n > 0 {
+			want = n - len(out)
+		}
+		names, err := ds.d.Readdirnames(want)
+		for _, name := range names {
+			if isReserved(name) {
+				continue
+			}
+			ds.seen[name] = true
+			key := path.Join(rel, name)
+			if nd := h.lookup(key); nd != nil {
+				if fi, err := nd.info(name); err == nil {
+					out = append(out, fi)
+				}
+				continue
+			}
+			fi, err := ds.sub.Lstat(name)
+			if err != nil {
+				continue // vanished meanwhile
+			}
+			out = append(out, toInfo(name, fi))
+		}
+		if err == io.EOF || want < 0 {
+			ds.eof = true
+			break
+		}
+		if err != nil {
+			return out, err
+		}
+	}
+	if ds.eof && !ds.loaded {
+		ds.loaded = true
+		h.mu.Lock()
+		var pending []*node
+		for k, nd := range h.nodes {
+			if k != "." && parentOf(k) == rel && !ds.seen[path.Base(k)] {
+				pending = append(pending, nd)
+			}
+		}
+		h.mu.Unlock()
+		for _, nd := range pending {
+			nd.h.mu.Lock()
+			base := path.Base(nd.key)
+			nd.h.mu.Unlock()
+			if fi, err := nd.info(base); err == nil {
+				ds.extras = append(ds.extras, fi)
+			}
+		}
+	}
+	for len(ds.extras) > 0 && (n <= 0 || len(out) < n) {
+		out = append(out, ds.extras[0])
+		ds.extras = ds.extras[1:]
+	}
+	if n > 0 && len(out) == 0 {
+		return nil, io.EOF
+	}
+	return out, nil
+}

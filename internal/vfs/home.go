@@ -1,0 +1,211 @@
+package vfs
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"sync"
+
+	"github.com/securefsd/securefsd/internal/envelope"
+)
+
+// home is the state shared by every FS value of one home tree.
+//
+// Lock order: ns, then metaMu, then node.mu, then mu. node.mu holders never
+// take ns or metaMu.
+type home struct {
+	s    *Store
+	name string
+	root *os.Root
+
+	// ns serializes changes of the namespace (open/create, publish, last
+	// close, rename, remove, mkdir, chmod, chtimes): writers hold it
+	// exclusively, Stat/ReadDir/Meta share it.
+	ns sync.RWMutex
+	// metaMu serializes read-modify-write of metadata sidecars.
+	metaMu sync.Mutex
+
+	mu       sync.Mutex        // guards the fields below
+	nodes    map[string]*node  // open files by cleaned client name
+	byID     map[fileKey]*node // in-place nodes by inode (aliases via planted links)
+	tmpNodes map[string]*node  // replacing nodes by temporary file name
+	used     int64             // plaintext bytes
+	files    int64             // regular files
+	quota    Quota
+	closed   bool
+}
+
+type fileKey struct{ dev, ino uint64 }
+
+func newHome(s *Store, name string, root *os.Root) *home {
+	return &home{
+		s: s, name: name, root: root,
+		nodes:    map[string]*node{},
+		byID:     map[fileKey]*node{},
+		tmpNodes: map[string]*node{},
+	}
+}
+
+func (h *home) logger() *slog.Logger  { return h.s.log }
+func (h *home) kr() *envelope.Keyring { return h.s.keyring() }
+
+// init prepares the temporary directory, removes temporaries left by a
+// crash, and counts the usage once.
+func (h *home) init() error {
+	if err := h.root.RemoveAll(tmpDirName); err != nil {
+		return err
+	}
+	if err := h.root.Mkdir(tmpDirName, 0o700); err != nil {
+		return err
+	}
+	return h.walk(".", false, func(rel string, fi fs.FileInfo) error {
+		if fi.Mode().IsRegular() {
+			h.files++
+			if ps, err := envelope.PlaintextSize(fi.Size()); err == nil {
+				h.used += ps
+			}
+		}
+		return nil
+	})
+}
+
+// close flushes and closes every open node and the root.
+func (h *home) close() error {
+	h.ns.Lock()
+	defer h.ns.Unlock()
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	var ns []*node
+	seen := map[*node]bool{}
+	for _, m := range []map[string]*node{h.nodes, h.tmpNodes} {
+		for _, n := range m {
+			if !seen[n] {
+				seen[n] = true
+				ns = append(ns, n)
+			}
+		}
+	}
+	h.mu.Unlock()
+	var errs []error
+	for _, n := range ns {
+		n.mu.Lock()
+		if n.ef != nil {
+			errs = append(errs, n.ef.Flush())
+		}
+		n.mu.Unlock()
+	}
+	errs = append(errs, h.root.Close())
+	return errors.Join(errs...)
+}
+
+// walk calls fn for every entry below dir (depth first, parents before
+// children), resolving every name through the root. Reserved entries are
+// skipped unless withReserved.
+func (h *home) walk(dir string, withReserved bool, fn func(rel string, fi fs.FileInfo) error) error {
+	d, err := h.root.Open(dir)
+	if err != nil {
+		return err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if !withReserved && isReserved(name) {
+			continue
+		}
+		rel := path.Join(dir, name)
+		fi, err := h.root.Lstat(rel)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return err
+		}
+		if err := fn(rel, fi); err != nil {
+			return err
+		}
+		if fi.IsDir() {
+			if err := h.walk(rel, withReserved, fn); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// tmpName returns a fresh random name in the temporary directory.
+func tmpName() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return tmpDirName + "/" + hex.EncodeToString(b[:])
+}
+
+// addUsage adjusts the counters; negative deltas free.
+func (h *home) addUsage(bytes, files int64) {
+	h.mu.Lock()
+	h.used += bytes
+	h.files += files
+	h.mu.Unlock()
+}
+
+// reserveFile checks the file quota and counts one more file.
+func (h *home) reserveFile() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.quota.Files > 0 && h.files+1 > h.quota.Files {
+		return ErrQuota
+	}
+	h.files++
+	return nil
+}
+
+// reserveBytes checks the byte quota and counts n more bytes.
+func (h *home) reserveBytes(n int64) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n > 0 && h.quota.Bytes > 0 && h.used+n > h.quota.Bytes {
+		return ErrQuota
+	}
+	h.used += n
+	return nil
+}
+
+// plainSize is the client-visible size of a regular disk file of
+// ciphertext size cs; files that are not envelope files count as 0.
+func plainSize(cs int64) int64 {
+	ps, err := envelope.PlaintextSize(cs)
+	if err != nil {
+		return 0
+	}
+	return ps
+}
+
+// lookup returns the node open under rel, if any. Caller holds ns.
+func (h *home) lookup(rel string) *node {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.nodes[rel]
+}
+
+// nodesUnder returns the open nodes whose name is dir or inside it.
+func (h *home) nodesUnder(dir string) []*node {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*node
+	for k, n := range h.nodes {
+		if under(k, dir) {
+			out = append(out, n)
+		}
+	}
+	return out
+}

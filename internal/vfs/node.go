@@ -1,0 +1,510 @@
+package vfs
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/securefsd/securefsd/internal/envelope"
+)
+
+// backing is the disk file under an envelope.File. f is only replaced
+// (upgrade from read-only to read-write) with node.mu held exclusively, and
+// every use of the envelope.File holds node.mu, so it needs no lock itself.
+type backing struct {
+	f  *os.File
+	rw bool
+}
+
+func (b *backing) ReadAt(p []byte, off int64) (int, error)  { return b.f.ReadAt(p, off) }
+func (b *backing) WriteAt(p []byte, off int64) (int, error) { return b.f.WriteAt(p, off) }
+func (b *backing) Truncate(size int64) error                { return b.f.Truncate(size) }
+
+// node is the one shared open-file state of a file of a home: every handle
+// on the file (any protocol, any client) goes through it, so all see one
+// size and one chunk cache.
+type node struct {
+	h *home
+
+	// Guarded by h.mu.
+	key        string  // cleaned client name; "" once detached (removed, renamed over, aborted)
+	tmp        string  // temporary file while this is an unpublished replacement
+	id         fileKey // inode, registered in h.byID once on its final name
+	refs       int
+	created    bool // the open created the name: Upload suffices to truncate it
+	countsFile bool // an unpublished replacement counted in h.files
+
+	size      atomic.Int64 // plaintext size, for Stat without node.mu
+	needInval atomic.Bool  // cached hashes of the name must be dropped before the first write
+	invalOnce sync.Once
+
+	mu        sync.RWMutex // guards the I/O state below
+	back      *backing
+	ef        *envelope.File
+	counted   int64         // bytes of this node counted in h.used
+	mode      fs.FileMode   // permission bits to publish a replacement with
+	times     *[2]time.Time // explicit Chtimes while open: re-applied after flushes
+	lastWrite time.Time
+	dirty     bool // written since the last flush
+	hashDirty bool // written since hashes were last cached
+	hs        *hashState
+}
+
+// openInPlace opens the regular file rel for in-place use. Caller holds
+// h.ns exclusively and has checked rel is not in h.nodes. If the inode is
+// already open under another name (a planted link), that node is returned.
+func (h *home) openInPlace(rel string, writable bool) (*node, error) {
+	f, err := h.root.OpenFile(rel, os.O_RDWR|syscall.O_NONBLOCK, 0)
+	rw := true
+	if err != nil && !writable && errors.Is(err, fs.ErrPermission) {
+		f, err = h.root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		rw = false
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fs.ErrPermission
+	}
+	id := idOf(st)
+	h.mu.Lock()
+	if n := h.byID[id]; n != nil {
+		h.mu.Unlock()
+		f.Close()
+		if writable && !n.back.rw {
+			if err := n.upgrade(); err != nil {
+				return nil, err
+			}
+		}
+		return n, nil
+	}
+	h.mu.Unlock()
+	back := &backing{f: f, rw: rw}
+	ef, err := envelope.Open(back, st.Size(), h.kr())
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	n := &node{h: h, key: rel, id: id, back: back, ef: ef, mode: st.Mode().Perm(), hs: newHashState()}
+	n.counted = ef.Size()
+	n.size.Store(n.counted)
+	n.needInval.Store(true)
+	h.mu.Lock()
+	h.nodes[rel] = n
+	h.byID[id] = n
+	h.mu.Unlock()
+	return n, nil
+}
+
+// newReplacement starts an encrypted temporary file that will replace (or
+// create) rel when published. Caller holds h.ns exclusively.
+func (h *home) newReplacement(rel string, mode fs.FileMode, created bool) (*node, error) {
+	tmp := tmpName()
+	f, err := h.root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	back := &backing{f: f, rw: true}
+	ef, err := envelope.Create(back, h.kr())
+	if err != nil {
+		f.Close()
+		h.root.Remove(tmp)
+		return nil, err
+	}
+	n := &node{h: h, key: rel, tmp: tmp, created: created, countsFile: created,
+		back: back, ef: ef, mode: mode, hs: newHashState(), hashDirty: true, lastWrite: time.Now()}
+	h.mu.Lock()
+	h.nodes[rel] = n
+	h.tmpNodes[tmp] = n
+	h.mu.Unlock()
+	return n, nil
+}
+
+func idOf(fi fs.FileInfo) fileKey {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return fileKey{uint64(st.Dev), st.Ino}
+	}
+	return fileKey{}
+}
+
+// upgrade reopens a read-only node's file for writing (through /proc is not
+// available inside a root, so by name, checking the inode is the same).
+func (n *node) upgrade() error {
+	n.h.mu.Lock()
+	key := n.key
+	n.h.mu.Unlock()
+	if key == "" {
+		return fs.ErrPermission
+	}
+	f, err := n.h.root.OpenFile(key, os.O_RDWR|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil || idOf(st) != n.id {
+		f.Close()
+		return fs.ErrPermission
+	}
+	n.mu.Lock()
+	old := n.back.f
+	n.back.f, n.back.rw = f, true
+	n.mu.Unlock()
+	return old.Close()
+}
+
+// readAt reads through the shared state.
+func (n *node) readAt(p []byte, off int64) (int, error) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.ef.ReadAt(p, off)
+}
+
+// invalidate drops cached hashes of an existing file before its content
+// first changes. It must run without n.mu held (it takes h.ns and metaMu).
+func (n *node) invalidate() {
+	if !n.needInval.Load() {
+		return
+	}
+	n.invalOnce.Do(func() {
+		n.h.ns.RLock()
+		defer n.h.ns.RUnlock()
+		n.h.mu.Lock()
+		key := n.key
+		n.h.mu.Unlock()
+		if key != "" {
+			n.h.setHashes(key, nil)
+		}
+		n.needInval.Store(false)
+	})
+}
+
+// writeAt writes p at off; if appendMode, at the end instead. It returns
+// the offset written at.
+func (n *node) writeAt(p []byte, off int64, appendMode bool) (int, int64, error) {
+	n.invalidate()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.back.rw {
+		return 0, off, fs.ErrPermission
+	}
+	if appendMode {
+		off = n.ef.Size()
+	}
+	end := off + int64(len(p))
+	if cur := n.ef.Size(); cur > end {
+		end = cur
+	}
+	if d := end - n.counted; d > 0 {
+		if err := n.h.reserveBytes(d); err != nil {
+			return 0, off, err
+		}
+		n.counted += d
+	}
+	w, err := n.ef.WriteAt(p, off)
+	n.settle()
+	if w > 0 {
+		n.hs.write(off, p[:w])
+		n.dirty, n.hashDirty = true, true
+		n.lastWrite = time.Now()
+		n.times = nil
+	}
+	return w, off, err
+}
+
+// truncate changes the size through the shared state.
+func (n *node) truncate(size int64) error {
+	n.invalidate()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.back.rw {
+		return fs.ErrPermission
+	}
+	if d := size - n.counted; d > 0 {
+		if err := n.h.reserveBytes(d); err != nil {
+			return err
+		}
+		n.counted += d
+	}
+	err := n.ef.Truncate(size)
+	n.settle()
+	n.hs.truncate(size)
+	n.dirty, n.hashDirty = true, true
+	n.lastWrite = time.Now()
+	n.times = nil
+	return err
+}
+
+// settle makes the counted bytes match the file's size. Caller holds n.mu.
+func (n *node) settle() {
+	s := n.ef.Size()
+	if d := s - n.counted; d != 0 {
+		n.h.addUsage(d, 0)
+		n.counted = s
+	}
+	n.size.Store(s)
+}
+
+// flush writes dirty chunks; with sync also fsyncs. Explicit times set
+// while open are re-applied afterwards so the flush does not clobber them.
+func (n *node) flush(sync bool) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.flushLocked(sync)
+}
+
+func (n *node) flushLocked(sync bool) error {
+	err := n.ef.Flush()
+	if err == nil {
+		n.dirty = false
+	}
+	if sync && err == nil && n.back.rw {
+		err = n.back.f.Sync()
+	}
+	if n.times != nil {
+		if terr := futimens(n.back.f, n.times[0], n.times[1]); err == nil {
+			err = terr
+		}
+	}
+	return err
+}
+
+// setTimes records explicit times (Chtimes while open) and applies them.
+func (n *node) setTimes(atime, mtime time.Time) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.times = &[2]time.Time{atime, mtime}
+	return futimens(n.back.f, atime, mtime)
+}
+
+// info returns the client view of the node named base.
+func (n *node) info(base string) (fs.FileInfo, error) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	st, err := n.back.f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	n.h.mu.Lock()
+	replacing := n.tmp != ""
+	n.h.mu.Unlock()
+	mode := st.Mode().Perm()
+	if replacing {
+		mode = n.mode
+	}
+	mtime := st.ModTime()
+	switch {
+	case n.times != nil:
+		mtime = n.times[1]
+	case n.dirty && n.lastWrite.After(mtime):
+		mtime = n.lastWrite
+	}
+	return &fileInfo{name: base, size: n.ef.Size(), mode: mode, mtime: mtime}, nil
+}
+
+// publish renames an unpublished replacement onto its name. Caller holds
+// h.ns exclusively. A replacement that was detached meanwhile (its name
+// removed or renamed over, or aborted) is not published.
+func (n *node) publish() error {
+	h := n.h
+	h.mu.Lock()
+	key, tmp := n.key, n.tmp
+	h.mu.Unlock()
+	if tmp == "" || key == "" {
+		return nil
+	}
+	n.mu.Lock()
+	err := n.flushLocked(true)
+	if err == nil {
+		err = n.back.f.Chmod(n.mode)
+	}
+	var hashes *Hashes
+	if hs, ok := n.hs.result(n.ef.Size()); ok && err == nil {
+		hashes = &hs
+		n.hashDirty = false
+	}
+	n.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	fi, err := h.root.Lstat(key)
+	var oldBytes, oldFiles int64
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return err
+	case fi.IsDir():
+		return ErrIsDir
+	case fi.Mode().IsRegular():
+		oldBytes, oldFiles = plainSize(fi.Size()), 1
+	}
+	if err := h.root.Rename(tmp, key); err != nil {
+		return err
+	}
+	syncDir(h.root, parentOf(key))
+	st, _ := n.back.f.Stat()
+	h.mu.Lock()
+	counts := int64(0)
+	if n.countsFile {
+		counts = 1
+	}
+	h.used -= oldBytes
+	h.files += 1 - counts - oldFiles
+	n.countsFile = false
+	delete(h.tmpNodes, tmp)
+	n.tmp = ""
+	if st != nil {
+		n.id = idOf(st)
+		h.byID[n.id] = n
+	}
+	h.mu.Unlock()
+	if hashes != nil {
+		n.mu.RLock()
+		if st, err := n.back.f.Stat(); err == nil {
+			hashes.ModTime = st.ModTime()
+			if n.times != nil {
+				hashes.ModTime = n.times[1]
+			}
+		}
+		n.mu.RUnlock()
+	}
+	h.setHashes(key, hashes)
+	return nil
+}
+
+// detach takes the node off its name: it stays usable by its handles and
+// is dropped (temporary removed, bytes freed) at its last close. Caller
+// holds h.ns exclusively.
+func (n *node) detach() {
+	h := n.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n.key != "" && h.nodes[n.key] == n {
+		delete(h.nodes, n.key)
+	}
+	if h.byID[n.id] == n {
+		delete(h.byID, n.id)
+	}
+	n.key = ""
+	if n.countsFile {
+		h.files--
+		n.countsFile = false
+	}
+}
+
+// rekey moves the node to a new name (Rename). Caller holds h.ns exclusively.
+func (n *node) rekey(newKey string) {
+	h := n.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.nodes[n.key] == n {
+		delete(h.nodes, n.key)
+	}
+	n.key = newKey
+	h.nodes[newKey] = n
+}
+
+// release drops one reference; the last one flushes and closes the file,
+// caches hashes of a sequentially written file, and drops a detached
+// node's temporary file and bytes. Caller holds h.ns exclusively.
+func (n *node) release() error {
+	h := n.h
+	h.mu.Lock()
+	n.refs--
+	last := n.refs == 0
+	h.mu.Unlock()
+	if !last {
+		return n.flush(false)
+	}
+	n.mu.Lock()
+	err := n.flushLocked(false)
+	var hashes *Hashes
+	if n.hashDirty && err == nil {
+		if hs, ok := n.hs.result(n.ef.Size()); ok {
+			hashes = &hs
+			if st, serr := n.back.f.Stat(); serr == nil {
+				hashes.ModTime = st.ModTime()
+			}
+			if n.times != nil {
+				hashes.ModTime = n.times[1]
+			}
+		}
+	}
+	wrote := n.hashDirty
+	if cerr := n.ef.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := n.back.f.Close(); err == nil {
+		err = cerr
+	}
+	n.mu.Unlock()
+
+	h.mu.Lock()
+	key, tmp := n.key, n.tmp
+	if key != "" && h.nodes[key] == n {
+		delete(h.nodes, key)
+	}
+	if h.byID[n.id] == n {
+		delete(h.byID, n.id)
+	}
+	if tmp != "" {
+		delete(h.tmpNodes, tmp)
+		h.used -= n.counted
+		if n.countsFile {
+			h.files--
+			n.countsFile = false
+		}
+	} else if key == "" {
+		h.used -= n.counted
+	}
+	n.counted = 0
+	h.mu.Unlock()
+	if tmp != "" {
+		h.root.Remove(tmp)
+		return err
+	}
+	if key != "" && wrote {
+		h.setHashes(key, hashes)
+	}
+	return err
+}
+
+// futimens sets the times of an open file (utimensat with a NULL path).
+func futimens(f *os.File, atime, mtime time.Time) error {
+	ts := [2]unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var errno syscall.Errno
+	cerr := sc.Control(func(fd uintptr) {
+		_, _, errno = unix.Syscall6(unix.SYS_UTIMENSAT, fd, 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	})
+	if cerr != nil {
+		return cerr
+	}
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// syncDir fsyncs a directory so a rename into it is durable (best effort).
+func syncDir(root *os.Root, dir string) {
+	if d, err := root.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}

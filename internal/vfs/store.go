@@ -1,0 +1,254 @@
+package vfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/securefsd/securefsd/internal/envelope"
+)
+
+// Options configure a Store. Keyring is required; the zero value of the
+// other fields works.
+type Options struct {
+	// Keyring wraps new files' keys (active KEK) and unwraps existing ones.
+	// It may be replaced while running with Store.SetKeyring.
+	Keyring *envelope.Keyring
+	// Logger receives integrity failures and internal errors. nil: discard.
+	Logger *slog.Logger
+}
+
+// Quota limits a home in plaintext bytes and regular files. 0 = unlimited.
+type Quota struct{ Bytes, Files int64 }
+
+// Perm is the set of rights an FS grants. Same bit layout as users.Perm, so
+// adapters convert with vfs.Perm(u.Perms). The zero value grants nothing.
+type Perm uint32
+
+// Rights. List: ReadDir/Readdir. Download: open for reading, Checksums.
+// Upload: create a new file, write to it, Chtimes, UpdateMeta. Overwrite:
+// write to or truncate an existing file, rename over one. Delete:
+// Remove/RemoveAll. Rename: Rename. Mkdir: Mkdir/MkdirAll. Chmod: Chmod.
+// Stat/Lstat/Meta/Usage need no right.
+const (
+	PermList Perm = 1 << iota
+	PermDownload
+	PermUpload
+	PermOverwrite
+	PermDelete
+	PermRename
+	PermMkdir
+	PermChmod
+)
+
+// PermAll grants every right.
+const PermAll = PermList | PermDownload | PermUpload | PermOverwrite | PermDelete | PermRename | PermMkdir | PermChmod
+
+// HomeOptions configure one FS value returned by Store.Home.
+type HomeOptions struct {
+	Quota Quota
+	Perm  Perm
+}
+
+// Usage is what FS.Usage reports: the home's plaintext usage and quota, and
+// the disk under the store.
+type Usage struct {
+	UsedBytes, Files       int64
+	QuotaBytes, QuotaFiles int64
+	DiskTotal, DiskFree    int64
+}
+
+// Store is the store directory: one home tree per user. Safe for concurrent
+// use.
+type Store struct {
+	dir   string
+	root  *os.Root
+	kr    atomic.Pointer[envelope.Keyring]
+	log   *slog.Logger
+	umask fs.FileMode
+
+	mu     sync.Mutex
+	homes  map[string]*home
+	closed bool
+}
+
+// NewStore opens (creating with mode 0700 if missing) the store directory.
+// The process umask is read once here and applied to client-created files.
+func NewStore(dir string, opts Options) (*Store, error) {
+	if opts.Keyring == nil {
+		return nil, errors.New("vfs: Options.Keyring is required")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("vfs: create store: %w", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("vfs: open store: %w", err)
+	}
+	s := &Store{dir: dir, root: root, log: opts.Logger, homes: map[string]*home{}}
+	if s.log == nil {
+		s.log = discardLogger()
+	}
+	old := unix.Umask(0o077)
+	unix.Umask(old)
+	s.umask = fs.FileMode(old) & fs.ModePerm
+	s.kr.Store(opts.Keyring)
+	return s, nil
+}
+
+// Close closes every home. Open handles are flushed best effort; later
+// operations on FS values of this store fail.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	for _, h := range s.homes {
+		errs = append(errs, h.close())
+	}
+	s.homes = nil
+	errs = append(errs, s.root.Close())
+	return errors.Join(errs...)
+}
+
+// SetKeyring replaces the keyring (after a rotation): new files are wrapped
+// under its active KEK, and Rewrap moves existing ones to it.
+func (s *Store) SetKeyring(kr *envelope.Keyring) {
+	if kr != nil {
+		s.kr.Store(kr)
+	}
+}
+
+func (s *Store) keyring() *envelope.Keyring { return s.kr.Load() }
+
+// Home opens (creating if needed) the home tree named home, a single path
+// element such as the user name. Opening the same home twice returns FS
+// values sharing one open-file table, usage counter and locks; each FS value
+// carries its own Perm. The latest Quota given applies to the shared home.
+func (s *Store) Home(home string, opts HomeOptions) (*FS, error) {
+	h, err := s.home(home)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.quota = opts.Quota
+	h.mu.Unlock()
+	return &FS{h: h, perm: opts.Perm}, nil
+}
+
+// home returns the shared state of a home, opening it on first use.
+func (s *Store) home(name string) (*home, error) {
+	if !validHome(name) {
+		return nil, fmt.Errorf("vfs: home %q: %w", name, ErrInvalidName)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("vfs: home %q: %w", name, fs.ErrClosed)
+	}
+	if h := s.homes[name]; h != nil {
+		return h, nil
+	}
+	if err := s.root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("vfs: create home %q: %w", name, err)
+	}
+	fi, err := s.root.Lstat(name)
+	if err != nil {
+		return nil, fmt.Errorf("vfs: home %q: %w", name, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("vfs: home %q is not a directory: %w", name, ErrNotDir)
+	}
+	root, err := s.root.OpenRoot(name)
+	if err != nil {
+		return nil, fmt.Errorf("vfs: open home %q: %w", name, err)
+	}
+	h := newHome(s, name, root)
+	if err := h.init(); err != nil {
+		root.Close()
+		return nil, fmt.Errorf("vfs: open home %q: %w", name, err)
+	}
+	s.homes[name] = h
+	return h, nil
+}
+
+// homeNames lists the home directories in the store.
+func (s *Store) homeNames() ([]string, error) {
+	d, err := s.root.Open(".")
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range names {
+		if !validHome(n) {
+			continue
+		}
+		if fi, err := s.root.Lstat(n); err == nil && fi.IsDir() {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// RemoveHome deletes a home tree and everything in it. Handles still open
+// on it fail afterwards. It is idempotent, so an interrupted purge is
+// resumed by calling it again.
+func (s *Store) RemoveHome(ctx context.Context, home string) error {
+	if !validHome(home) {
+		return fmt.Errorf("vfs: home %q: %w", home, ErrInvalidName)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	h := s.homes[home]
+	delete(s.homes, home)
+	s.mu.Unlock()
+	if h != nil {
+		h.close()
+	}
+	err := s.root.RemoveAll(home)
+	if err != nil {
+		// Directories a client made read-only (chmod 0555) block removal
+		// for a non-root server: give the owner rights back, retry.
+		s.makeRemovable(home)
+		err = s.root.RemoveAll(home)
+	}
+	if err != nil {
+		return fmt.Errorf("vfs: remove home %q: %w", home, err)
+	}
+	return nil
+}
+
+func (s *Store) makeRemovable(dir string) {
+	fi, err := s.root.Lstat(dir)
+	if err != nil || !fi.IsDir() {
+		return
+	}
+	s.root.Chmod(dir, fi.Mode().Perm()|0o700)
+	d, err := s.root.Open(dir)
+	if err != nil {
+		return
+	}
+	names, _ := d.Readdirnames(-1)
+	d.Close()
+	for _, n := range names {
+		s.makeRemovable(path.Join(dir, n))
+	}
+}
