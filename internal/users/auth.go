@@ -47,7 +47,7 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 	}
 	delay, err := db.def.check(remote, name)
 	if err != nil {
-		db.log.Info("users: login refused while banned", "proto", proto, "remote", remote, "user", name)
+		db.log.Debug("users: login refused while banned", "proto", proto, "remote", remote, "user", logName(name))
 		return User{}, err
 	}
 	u, found, err := db.lookup(ctx, name)
@@ -83,7 +83,7 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 	db.release()
 	if !ok {
 		db.def.fail(proto, remote, name, scorePassword)
-		db.log.Info("users: login failed", "proto", proto, "remote", remote, "user", name, "method", "password")
+		db.log.Info("users: login failed", "proto", proto, "remote", remote, "user", logName(name), "method", "password")
 		return User{}, ErrAuthFailed
 	}
 	if target.params.weakerThan(db.params) {
@@ -138,7 +138,7 @@ func (db *DB) AuthKey(ctx context.Context, proto, remote, name string, key ssh.P
 		return User{}, fmt.Errorf("users: auth: %w", err)
 	}
 	if _, err := db.def.check(remote, name); err != nil {
-		db.log.Info("users: login refused while banned", "proto", proto, "remote", remote, "user", name)
+		db.log.Debug("users: login refused while banned", "proto", proto, "remote", remote, "user", logName(name))
 		return User{}, err
 	}
 	if key == nil {
@@ -162,7 +162,7 @@ func (db *DB) AuthKey(ctx context.Context, proto, remote, name string, key ssh.P
 		subtle.ConstantTimeCompare(db.dummyK, want)
 	}
 	if match != 1 {
-		db.log.Debug("users: public key not accepted", "proto", proto, "remote", remote, "user", name,
+		db.log.Debug("users: public key not accepted", "proto", proto, "remote", remote, "user", logName(name),
 			"fingerprint", ssh.FingerprintSHA256(key))
 		return User{}, ErrAuthFailed
 	}
@@ -177,7 +177,7 @@ func (db *DB) AuthKey(ctx context.Context, proto, remote, name string, key ssh.P
 // one failure for remote and, if name is a valid user name, for name.
 func (db *DB) Failed(proto, remote, name string) {
 	db.def.fail(proto, remote, name, scoreFailed)
-	db.log.Info("users: login failed", "proto", proto, "remote", remote, "user", name, "method", "connection")
+	db.log.Info("users: login failed", "proto", proto, "remote", remote, "user", logName(name), "method", "connection")
 }
 
 // Banned reports whether remote ("ip:port" or "ip") is banned now, so a
@@ -201,7 +201,8 @@ func (db *DB) loggedIn(ctx context.Context, proto, remote string, u *User, metho
 	}
 	db.touched[u.Name] = now
 	db.touchMu.Unlock()
-	err := db.write(ctx, func(b *bbolt.Bucket) error {
+	// The login succeeded: record it even if the request ends meanwhile.
+	err := db.write(context.WithoutCancel(ctx), func(b *bbolt.Bucket) error {
 		r, err := getRecord(b, u.Name)
 		if err != nil {
 			return err
@@ -214,4 +215,14 @@ func (db *DB) loggedIn(ctx context.Context, proto, remote string, u *User, metho
 		return
 	}
 	u.LastLogin = now
+}
+
+// logName is name for logs, or a placeholder when it is not a valid user
+// name: people type passwords into the user field, and such a string must
+// not reach the log.
+func logName(name string) string {
+	if validName(name) {
+		return name
+	}
+	return "(invalid name)"
 }

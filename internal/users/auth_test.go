@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -54,11 +55,16 @@ func TestAuthPassword(t *testing.T) {
 }
 
 func TestErrorsNeverContainPassword(t *testing.T) {
-	db, _ := openTest(t, Options{Defender: DefenderOptions{AddrThreshold: 2}})
+	logs := &syncBuffer{}
+	db, _ := openTest(t, Options{
+		Logger:   slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Defender: DefenderOptions{AddrThreshold: 2, Sleep: (&sleepRecorder{}).Sleep},
+	})
 	const pw = "Sup3rSecretPassw0rd"
 	mustAdd(t, db, User{Name: "alice"}, pw)
 	var errs []error
-	for _, user := range []string{"alice", "bob", "x/y"} {
+	// "Sup3rSecretPassw0rd!" as a name: a password typed into the user field.
+	for _, user := range []string{"alice", "bob", "x/y", pw + "!"} {
 		for range 3 {
 			_, err := db.AuthPassword(t.Context(), "ssh", "10.1.1.1", user, []byte(pw+"!"))
 			errs = append(errs, err)
@@ -72,6 +78,12 @@ func TestErrorsNeverContainPassword(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "Sup3r") {
 			t.Errorf("error leaks the password: %v", err)
 		}
+	}
+	if strings.Contains(logs.String(), "Sup3r") {
+		t.Errorf("log leaks the password:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "login failed") || !strings.Contains(logs.String(), "banned") {
+		t.Errorf("failures and ban not logged:\n%s", logs.String())
 	}
 }
 

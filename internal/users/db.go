@@ -399,8 +399,8 @@ func (db *DB) Add(ctx context.Context, u User, password []byte) error {
 
 // Get returns the user called name, or ErrNotFound.
 func (db *DB) Get(ctx context.Context, name string) (User, error) {
-	if !validName(name) {
-		return User{}, fmt.Errorf("users: get %q: %w", name, ErrNotFound)
+	if err := checkName(name); err != nil {
+		return User{}, err
 	}
 	var r record
 	err := db.read(ctx, func(b *bbolt.Bucket) error {

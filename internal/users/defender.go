@@ -112,7 +112,7 @@ func addrKey(remote string) string {
 
 func userKey(name string) string {
 	if !validName(name) {
-		return "" // cannot be a user; scored by address only
+		return "" // cannot be a user (and may be a mistyped password): scored by address only
 	}
 	return "u:" + name
 }
@@ -197,7 +197,7 @@ func (d *defender) fail(proto, remote, name string, score int) {
 	ak, uk := addrKey(remote), userKey(name)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.failLocked(ak, score, d.opts.AddrThreshold, now, proto, "address", remote)
+	d.failLocked(ak, score, d.opts.AddrThreshold, now, proto, "address", ak[len("a:"):])
 	if uk != "" {
 		d.failLocked(uk, score, d.opts.UserThreshold, now, proto, "user", name)
 	}

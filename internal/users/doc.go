@@ -2,6 +2,128 @@
 // Argon2id password hashes, SSH public keys, permissions and quotas, plus the
 // login defender that slows down and bans repeated failures. It is the only
 // package that imports bbolt. It knows nothing about files.
+//
+// It must not import envelope, vfs or any protocol package; sftpd, davd,
+// webui, admin and cmd/securefsd import it.
+//
+// # Database
+//
+// One bbolt file (conventionally <data-dir>/users.db), created with mode
+// 0600; Open tightens a file found readable by group or others. bbolt takes
+// an exclusive flock, so only one process can have it open: Open waits
+// Options.LockTimeout (250ms) and then returns ErrLocked, which tells the CLI
+// that a server is running and it must use the server's admin socket.
+//
+// Buckets: "meta" holds "schema" (uint64 big-endian, SchemaVersion, now 1)
+// and "revision" (uint64, bumped by every committed change, see
+// DB.Revision); "users" maps each name to a JSON record (see record in
+// db.go: name, password_hash, keys, home, perms as a number, quotas,
+// disabled, created, last_login). Open migrates older files in one
+// transaction through the table migrations[n] (schema n to n+1), so a
+// failed migration leaves the file untouched, and refuses a newer schema
+// with ErrSchema. Schema 0 is the pre-release layout (a users bucket with
+// read_only flags and bare key lines, no meta bucket); v0→v1 is tested with
+// a fixture built in the test.
+//
+// Names are 1 to 64 of [a-z0-9._-], not starting with '.' or '-'; the same
+// rule applies to Home. Anything else is ErrInvalid.
+//
+// # Password hashes
+//
+// Argon2id (golang.org/x/crypto/argon2) in PHC string form:
+//
+//	$argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<hash>
+//
+// with unpadded standard base64, a 16-byte random salt and a 32-byte hash.
+// New hashes use Options.Argon2 (default t=3, m=65536 KiB = 64 MiB, p=4,
+// RFC 9106's second recommendation). Parameters read from a stored hash are
+// capped (t ≤ 16, m ≤ 1 GiB, p ≤ 64, salt 8..64 bytes, hash 16..64 bytes)
+// so a tampered record cannot make a login exhaust the machine. When a login
+// succeeds against a hash whose t, m or p is below the current parameters,
+// the hash is recomputed with the current ones and stored (upgrade path);
+// stronger stored hashes are never downgraded. The comparison is
+// subtle.ConstantTimeCompare. Concurrent Argon2id runs are bounded by
+// Options.MaxConcurrentHashes (2 × GOMAXPROCS), bounding memory to about
+// that many × m.
+//
+// Unknown users, disabled users and key-only users are verified against a
+// dummy hash with the current parameters (random salt and hash, made at
+// Open), so every failure costs one Argon2id run and returns the same
+// ErrAuthFailed: names cannot be probed by error or by timing (a
+// statistical test compares the medians). Passwords are never logged, never
+// in error strings, and longer than 1024 bytes are refused. A user name that
+// is not valid is logged as "(invalid name)", since it may be a password
+// typed into the wrong field.
+//
+// # Verified-password cache
+//
+// WebDAV clients send Basic auth with every request; paying Argon2id for
+// each would make the server crawl. After a successful verification,
+// AuthPassword caches HMAC-SHA256(k, name || 0x00 || password) → (the
+// PasswordHash verified against, expiry), where k is 32 random bytes made at
+// Open and never stored. The plaintext is never kept. A hit counts only if
+// the user's current PasswordHash equals the cached one (so SetPassword, a
+// rehash or delete-and-recreate kill it) and the user is not disabled.
+// Entries live Options.CacheTTL (5 min; negative disables the cache), at
+// most Options.CacheSize (4096) of them. A hit skips the defender's delay
+// (it needs the right password anyway) but not a ban.
+//
+// # Defender
+//
+// Inside AuthPassword and AuthKey, for every protocol, like SFTPGo's
+// defender or fail2ban. Failures are scored per remote address (port
+// stripped; IPv4-mapped IPv6 unmapped; IPv6 grouped by /64, since one host
+// usually owns a whole /64) and per user name, in a sliding window. Names
+// are scored whether or not the user exists, so a ban reveals nothing.
+// Defaults (DefenderOptions zero value):
+//
+//	Window        5 min    failures older than this are forgotten
+//	AddrThreshold 10       failures from one address ban the address
+//	UserThreshold 30       failures for one name (any address) ban the name
+//	BanTime       15 min
+//	DelayAfter    3        failures before password attempts are slowed
+//	Delay         500ms    doubled per further failure, up to
+//	MaxDelay      8s
+//	MaxEntries    65536    tracked addresses + names (bans are kept first)
+//
+// Order in AuthPassword: a banned address or name gets ErrBanned before any
+// credential check (even the right password; a success never lifts a ban);
+// then the cache; then the delay (context-aware: it returns ctx's error
+// rather than sleep past ctx, and is served before the check, so an
+// attacker cannot learn a guess was right by timing out early); then
+// Argon2id. A wrong password scores 1 for the address and the name. A ban
+// is logged at Warn with the address or name, the protocol and the expiry.
+// Bans live in memory: restarting the server clears them. Options.Now and
+// DefenderOptions.Sleep are injectable so tests need no sleeping.
+//
+// SSH public-key authentication offers every key of the client's agent in
+// turn, so a rejected key is not scored (an honest user with five keys would
+// otherwise be banned after two logins). Instead sftpd MUST call
+// DB.Failed(proto, remote, name) when a connection ends without having
+// authenticated (all keys refused, client gave up, MaxAuthTries reached);
+// that scores 1. Password failures inside that connection were already
+// scored by AuthPassword. Protocols may also call Failed for other failed
+// attempts and check DB.Banned(remote) to drop a banned client before the
+// handshake.
+//
+// # Keys
+//
+// AddKey takes one authorized_keys line, parsed with ssh.ParseAuthorizedKey;
+// it stores the line, ssh.FingerprintSHA256 and the comment. Lines with
+// options (from=, command=...; securefsd would not enforce them),
+// certificates and RSA keys under 2048 bits are ErrInvalid. AuthKey compares
+// the offered key's wire encoding with every stored key using
+// subtle.ConstantTimeCompare.
+//
+// # Last login
+//
+// A successful login sets LastLogin, written at most once a minute per user
+// so per-request WebDAV auth does not turn every request into a bbolt write.
+//
+// # JSON
+//
+// User marshals as PublicUser (no PasswordHash; has_password instead; perms
+// as "list,download,..."), for `user list --json` and the admin socket.
 package users
 
 // API CONTRACT (kept stable for sftpd, davd, webui, admin and cmd/securefsd):
@@ -70,3 +192,13 @@ package users
 //	func (db *DB) Banned(remote string) bool
 //	// Revision changes whenever any user record changes (for caches in other packages).
 //	func (db *DB) Revision() uint64
+//
+// ADDITIONS (beyond the original contract, all additive):
+//
+//	var ErrSchema                                           // Open: database written by a newer securefsd
+//	func (db *DB) Failed(proto, remote, name string)        // sftpd: connection ended unauthenticated (scores 1)
+//	func (u User) Public() PublicUser; User.MarshalJSON/UnmarshalJSON  // JSON without PasswordHash
+//	func ParseKey(line string) (Key, ssh.PublicKey, error)  // validate an authorized_keys line (CLI --key)
+//	func ValidName(s string) bool
+//	Perm.MarshalText/UnmarshalText                          // perms as "list,download,..." in JSON/config
+//	Options.LockTimeout, CacheTTL, CacheSize, MaxConcurrentHashes; DefenderOptions fields (defender.go)
