@@ -483,7 +483,14 @@ func (n *node) release() error {
 
 // futimens sets the times of an open file (utimensat with a NULL path).
 func futimens(f *os.File, atime, mtime time.Time) error {
-	ts := [2]unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
+	var ts [2]unix.Timespec
+	for i, t := range []time.Time{atime, mtime} {
+		if t.IsZero() {
+			ts[i] = unix.Timespec{Nsec: unix.UTIME_OMIT}
+		} else {
+			ts[i] = unix.NsecToTimespec(t.UnixNano())
+		}
+	}
 	sc, err := f.SyscallConn()
 	if err != nil {
 		return err
@@ -508,3 +515,5 @@ func syncDir(root *os.Root, dir string) {
 		d.Close()
 	}
 }
+
+func timespecTime(ts syscall.Timespec) time.Time { return time.Unix(ts.Sec, ts.Nsec) }
