@@ -54,7 +54,8 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 	if err != nil {
 		return User{}, fmt.Errorf("users: auth: %w", err)
 	}
-	if found && !u.Disabled && db.cache.hit(name, password, u.PasswordHash, db.now()) {
+	// The HMAC runs for unknown users too, so both paths do the same work.
+	if db.cache.hit(name, password, u.PasswordHash, found && !u.Disabled, db.now()) {
 		db.loggedIn(ctx, proto, remote, &u, "password")
 		return u, nil
 	}
@@ -66,20 +67,20 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 	if err := db.acquire(ctx); err != nil {
 		return User{}, fmt.Errorf("users: auth: %w", err)
 	}
-	target, real := db.dummy, false
+	target, genuine := db.dummy, false
 	if found && !u.Disabled && u.PasswordHash != "" {
 		if p, err := parsePHC(u.PasswordHash); err == nil {
-			target, real = p, true
+			target, genuine = p, true
 		} else {
 			db.log.Error("users: stored password hash unusable; password login impossible", "user", name, "err", err)
 		}
 	}
 	pw := password
 	if len(pw) > maxPasswordLen {
-		pw, real = pw[:maxPasswordLen], false
+		pw, genuine = pw[:maxPasswordLen], false
 	}
 	db.verifies.Add(1)
-	ok := target.verify(pw) && real
+	ok := target.verify(pw) && genuine
 	db.release()
 	if !ok {
 		db.def.fail(proto, remote, name, scorePassword)
@@ -87,7 +88,7 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 		return User{}, ErrAuthFailed
 	}
 	if target.params.weakerThan(db.params) {
-		db.rehash(ctx, &u, password)
+		db.rehash(context.WithoutCancel(ctx), &u, password)
 	}
 	db.cache.put(name, password, u.PasswordHash, db.now())
 	db.loggedIn(ctx, proto, remote, &u, "password")

@@ -49,12 +49,15 @@ func (c *pwCache) id(name string, password []byte) [32]byte {
 }
 
 // hit reports whether (name, password) was verified against currentHash
-// within the TTL.
-func (c *pwCache) hit(name string, password []byte, currentHash string, now time.Time) bool {
-	if c == nil || currentHash == "" {
+// within the TTL and usable (the user exists and is enabled) is true.
+func (c *pwCache) hit(name string, password []byte, currentHash string, usable bool, now time.Time) bool {
+	if c == nil {
 		return false
 	}
 	id := c.id(name, password)
+	if !usable || currentHash == "" {
+		return false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[id]
