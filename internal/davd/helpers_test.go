@@ -1,0 +1,145 @@
+package davd
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/securefsd/securefsd/internal/users"
+	"github.com/securefsd/securefsd/internal/vfs"
+)
+
+// testEnv is an in-process WebDAV server over a fresh store with two users.
+type testEnv struct {
+	URL   string
+	Srv   *Server
+	Store *vfs.Store
+	Users *users.DB
+	Log   *syncBuffer
+}
+
+const (
+	testUser  = "alice"
+	testPass  = "correct horse"
+	otherUser = "bob"
+	otherPass = "battery staple"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type envOpt func(*users.User)
+
+// withQuota sets alice's byte quota.
+func withQuota(n int64) envOpt { return func(u *users.User) { u.QuotaBytes = n } }
+
+// withPerms sets alice's permissions.
+func withPerms(p users.Perm) envOpt { return func(u *users.User) { u.Perms = p } }
+
+func newTestEnv(t testing.TB, opts ...envOpt) *testEnv {
+	t.Helper()
+	dir := t.TempDir()
+	st := newTestStore(t, filepath.Join(dir, "store"))
+	db, err := users.Open(filepath.Join(dir, "users.db"), users.Options{
+		Argon2:   users.Argon2Params{Time: 1, Memory: 64, Threads: 1},
+		Defender: users.DefenderOptions{Disabled: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	alice := users.User{Name: testUser, Perms: users.PermAll}
+	for _, o := range opts {
+		o(&alice)
+	}
+	if err := db.Add(context.Background(), alice, []byte(testPass)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Add(context.Background(), users.User{Name: otherUser, Perms: users.PermAll}, []byte(otherPass)); err != nil {
+		t.Fatal(err)
+	}
+	logBuf := &syncBuffer{}
+	var w io.Writer = logBuf
+	if os.Getenv("DAVD_TEST_LOG") != "" {
+		w = io.MultiWriter(logBuf, os.Stderr)
+	}
+	srv, err := New(Options{Store: st, Users: db, Logger: slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln, nil) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return &testEnv{URL: "http://" + ln.Addr().String(), Srv: srv, Store: st, Users: db, Log: logBuf}
+}
+
+// home opens a user's home directly (to check what WebDAV did).
+func (e *testEnv) home(t testing.TB, user string) *vfs.FS {
+	t.Helper()
+	fs, err := e.Store.Home(user, vfs.HomeOptions{Perm: vfs.Perm(users.PermAll)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+// do sends a request as alice (user "" = no auth) and returns the response with its body read.
+func (e *testEnv) do(t testing.TB, method, path string, body io.Reader, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	return e.doAs(t, testUser, testPass, method, path, body, hdr...)
+}
+
+func (e *testEnv) doAs(t testing.TB, user, pass, method, path string, body io.Reader, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, e.URL+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}

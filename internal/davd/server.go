@@ -1,0 +1,298 @@
+package davd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/securefsd/securefsd/internal/users"
+	"github.com/securefsd/securefsd/internal/vfs"
+)
+
+// Realm is the HTTP Basic realm sent with every 401.
+const Realm = "securefsd"
+
+// uiPrefix is where Options.UI is mounted.
+const uiPrefix = "/ui/"
+
+// Options configures New. Store and Users are required.
+type Options struct {
+	Store  *vfs.Store
+	Users  *users.DB
+	Logger *slog.Logger // nil: discard
+	// UI is the optional browser client (internal/webui), mounted at /ui/.
+	// Browser GETs (Accept: text/html) of collections redirect there. While
+	// UI is set, a top-level entry named "ui" is not reachable over WebDAV.
+	UI http.Handler
+	// Now is the clock for locks; nil: time.Now.
+	Now func() time.Time
+}
+
+// Server is the WebDAV server. One Server may serve several listeners.
+// Safe for concurrent use.
+type Server struct {
+	store  *vfs.Store
+	users  *users.DB
+	log    *slog.Logger
+	ui     http.Handler
+	now    func() time.Time
+	locks  *lockManager
+	h      http.Handler
+	mu     sync.Mutex
+	https  []*http.Server
+	closed bool
+}
+
+// New validates opts and returns a Server.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("davd: Options.Store is required")
+	}
+	if opts.Users == nil {
+		return nil, errors.New("davd: Options.Users is required")
+	}
+	s := &Server{
+		store: opts.Store,
+		users: opts.Users,
+		log:   opts.Logger,
+		ui:    opts.UI,
+		now:   opts.Now,
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.locks = newLockManager(s.now)
+	s.h = http.HandlerFunc(s.serveHTTP)
+	return s, nil
+}
+
+// Handler returns the http.Handler serving WebDAV at / (and the UI at /ui/).
+// It authenticates every request itself.
+func (s *Server) Handler() http.Handler { return s.h }
+
+// Serve serves HTTPS on ln with tlsCfg, or plain HTTP if tlsCfg is nil,
+// until ctx is done or Shutdown is called. It closes ln. It returns nil
+// after a shutdown.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config) error {
+	hs := &http.Server{
+		Handler:           s.h,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return http.ErrServerClosed
+	}
+	s.https = append(s.https, hs)
+	s.mu.Unlock()
+
+	stop := context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := hs.Shutdown(sctx); err != nil {
+			hs.Close()
+		}
+	})
+	defer stop()
+
+	var err error
+	if tlsCfg != nil {
+		hs.TLSConfig = tlsCfg.Clone()
+		if hs.TLSConfig.MinVersion == 0 {
+			hs.TLSConfig.MinVersion = tls.VersionTLS12
+		}
+		err = hs.ServeTLS(ln, "", "")
+	} else {
+		err = hs.Serve(ln)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("davd: serve: %w", err)
+}
+
+// Shutdown stops every Serve call gracefully, waiting for active requests
+// until ctx is done (then closes them).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	hss := s.https
+	s.https = nil
+	s.mu.Unlock()
+	var errs []error
+	for _, hs := range hss {
+		if err := hs.Shutdown(ctx); err != nil {
+			hs.Close()
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// serveHTTP is the entry point: UI routing, authentication, access log.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	lw := &logWriter{ResponseWriter: w}
+	if r.Body != nil {
+		// Count on a shallow copy: net/http inspects the original
+		// request's Body type (Expect: 100-continue, discarding unread bodies).
+		lw.body = &countingBody{ReadCloser: r.Body}
+		r = r.WithContext(r.Context())
+		r.Body = lw.body
+	}
+	user := "-"
+	defer func() {
+		status := lw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		s.log.Info("dav request",
+			"user", user,
+			"remote", r.RemoteAddr,
+			"method", r.Method,
+			"path", r.URL.Path,
+			"status", status,
+			"bytes", lw.bytes,
+			"in", lw.in(r),
+			"duration", time.Since(start).Round(time.Microsecond))
+	}()
+	w = lw
+	w.Header().Set("Server", "securefsd")
+
+	if s.ui != nil && (r.URL.Path == "/ui" || strings.HasPrefix(r.URL.Path, uiPrefix)) {
+		user = "(ui)"
+		if r.URL.Path == "/ui" {
+			http.Redirect(w, r, uiPrefix, http.StatusFound)
+			return
+		}
+		s.ui.ServeHTTP(w, r)
+		return
+	}
+	if s.ui != nil && r.Method == http.MethodGet && r.URL.Path == "/" && wantsHTML(r) {
+		if _, _, ok := r.BasicAuth(); !ok {
+			http.Redirect(w, r, uiPrefix, http.StatusFound)
+			return
+		}
+	}
+
+	name, pw, ok := r.BasicAuth()
+	if !ok {
+		if r.Method == http.MethodOptions {
+			// Windows' WebClient and others probe OPTIONS before
+			// authenticating; the answer reveals nothing about any user.
+			setDAVHeaders(w)
+			w.Header().Set("Allow", allowAll)
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		s.challenge(w)
+		return
+	}
+	u, err := s.users.AuthPassword(r.Context(), "dav", r.RemoteAddr, name, []byte(pw))
+	switch {
+	case errors.Is(err, users.ErrBanned):
+		// 429 rather than 403: the ban ends by itself (the defender's ban time).
+		w.Header().Set("Retry-After", "900")
+		http.Error(w, "too many failed logins, try again later", http.StatusTooManyRequests)
+		return
+	case err != nil:
+		if !errors.Is(err, users.ErrAuthFailed) {
+			s.log.Error("dav: authentication error", "remote", r.RemoteAddr, "err", err)
+		}
+		s.challenge(w)
+		return
+	}
+	user = u.Name
+	home := u.Home
+	if home == "" {
+		home = u.Name
+	}
+	fsys, err := s.store.Home(home, vfs.HomeOptions{
+		Quota: vfs.Quota{Bytes: u.QuotaBytes, Files: u.QuotaFiles},
+		Perm:  vfs.Perm(u.Perms),
+	})
+	if err != nil {
+		s.log.Error("dav: open home", "user", u.Name, "err", err)
+		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
+		return
+	}
+	h := &handler{s: s, fs: fsys, user: u.Name, home: home, log: s.log.With("user", u.Name)}
+	h.serve(w, r)
+}
+
+func (s *Server) challenge(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Basic realm="`+Realm+`", charset="UTF-8"`)
+	http.Error(w, "Unauthorized", http.StatusUnauthorized)
+}
+
+func wantsHTML(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// logWriter records the status and body size for the access log.
+type logWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	body   *countingBody
+}
+
+func (l *logWriter) WriteHeader(code int) {
+	if l.status == 0 && code >= 200 {
+		l.status = code
+	}
+	l.ResponseWriter.WriteHeader(code)
+}
+
+func (l *logWriter) Write(p []byte) (int, error) {
+	if l.status == 0 {
+		l.status = http.StatusOK
+	}
+	n, err := l.ResponseWriter.Write(p)
+	l.bytes += int64(n)
+	return n, err
+}
+
+func (l *logWriter) Flush() {
+	if f, ok := l.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (l *logWriter) Unwrap() http.ResponseWriter { return l.ResponseWriter }
+
+// in reports the request body bytes read (PUT sizes in the access log).
+func (l *logWriter) in(r *http.Request) int64 {
+	if l.body == nil {
+		return 0
+	}
+	return l.body.n
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n += int64(n)
+	return n, err
+}
