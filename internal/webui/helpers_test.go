@@ -134,8 +134,8 @@ func (f *fixture) client() *client {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	c := f.srv.Client()
-	c.Jar = jar
+	// srv.Client() is shared; each client needs its own jar.
+	c := &http.Client{Transport: f.srv.Client().Transport, Jar: jar}
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &client{t: f.t, f: f, c: c}
 }
@@ -180,6 +180,10 @@ func (c *client) getRaw(rawPath string) resp {
 		c.t.Fatal(err)
 	}
 	req.URL.Opaque = rawPath
+	u, _ := url.Parse(c.f.srv.URL + "/ui/")
+	for _, ck := range c.c.Jar.Cookies(u) {
+		req.AddCookie(ck)
+	}
 	return c.do(req)
 }
 

@@ -6,10 +6,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -148,7 +148,13 @@ func TestListSortAndEscape(t *testing.T) {
 	}
 	writeFile(t, home, "/b-small.txt", []byte("hi"))
 	writeFile(t, home, "/a-big.bin", bytes.Repeat([]byte("x"), 3*1024*1024/2))
+	// "/" cannot be in a name, so this is a folder "<script>alert(1)<"
+	// holding "script>.html"; the top level has an <img onerror> file.
+	if err := home.Mkdir("/<script>alert(1)<", 0o755); err != nil {
+		t.Fatal(err)
+	}
 	writeFile(t, home, "/<script>alert(1)</script>.html", []byte("<script>alert(1)</script>"))
+	writeFile(t, home, "/<img src=x onerror=alert(1)>.html", []byte("<svg onload=alert(1)>"))
 	if err := home.Chtimes("/b-small.txt", time.Now(), time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
 		t.Fatal(err)
 	}
@@ -170,14 +176,15 @@ func TestListSortAndEscape(t *testing.T) {
 		}
 		return true
 	}
-	xss := "&lt;script&gt;alert(1)&lt;/script&gt;.html"
+	xssDir := "&lt;script&gt;alert(1)&lt;"
+	xss := "&lt;img src=x onerror=alert(1)&gt;.html"
 	for _, tc := range []struct {
 		query string
 		want  []string
 	}{
-		{"", []string{"alpha", "zeta dir", xss, "a-big.bin", "b-small.txt"}},
-		{"?sort=name&order=desc", []string{"zeta dir", "alpha", "b-small.txt", "a-big.bin", xss}},
-		{"?sort=size", []string{"alpha", "zeta dir", "b-small.txt", xss, "a-big.bin"}},
+		{"", []string{xssDir, "alpha", "zeta dir", xss, "a-big.bin", "b-small.txt"}},
+		{"?sort=name&order=desc", []string{"zeta dir", "alpha", xssDir, "b-small.txt", "a-big.bin", xss}},
+		{"?sort=size", []string{"b-small.txt", xss, "a-big.bin"}},
 		{"?sort=size&order=desc", []string{"a-big.bin", xss, "b-small.txt"}},
 		{"?sort=date", []string{"b-small.txt", "a-big.bin"}},
 	} {
@@ -192,16 +199,21 @@ func TestListSortAndEscape(t *testing.T) {
 		})
 	}
 	r := c.get("/ui/files/")
-	for _, want := range []string{"1.5 MiB", "2 B", `href="/ui/files/zeta%20dir/"`, `href="/ui/dl/a-big.bin"`, ">zeta dir<", "2 folders, 3 files"} {
+	for _, want := range []string{"1.5 MiB", "2 B", `href="/ui/files/zeta%20dir/"`, `href="/ui/dl/a-big.bin"`, ">zeta dir<", "3 folders, 3 files"} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("list lacks %q", want)
 		}
 	}
-	if strings.Contains(r.body, "<script>alert") {
+	if strings.Contains(r.body, "<script>alert") || strings.Contains(r.body, "<img src=x") {
 		t.Errorf("unescaped name in the list")
 	}
-	if !strings.Contains(r.body, xss) {
-		t.Errorf("escaped name missing")
+	if !strings.Contains(r.body, xss) || !strings.Contains(r.body, xssDir) {
+		t.Errorf("escaped names missing")
+	}
+	// Inside the folder, the breadcrumb and the file are escaped too.
+	in := c.get("/ui/files/%3Cscript%3Ealert%281%29%3C/")
+	if in.StatusCode != http.StatusOK || strings.Contains(in.body, "<script>alert") || !strings.Contains(in.body, ">"+xssDir+"</a>") || !strings.Contains(in.body, ">script&gt;.html</a>") {
+		t.Errorf("folder page: %d %q", in.StatusCode, in.body)
 	}
 	for k, want := range map[string]string{
 		"Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -215,15 +227,15 @@ func TestListSortAndEscape(t *testing.T) {
 		}
 	}
 	// The XSS file's rename and delete pages escape it too.
-	for _, p := range []string{"/ui/rename/%3Cscript%3Ealert%281%29%3C%2Fscript%3E.html", "/ui/delete/%3Cscript%3Ealert%281%29%3C%2Fscript%3E.html"} {
+	for _, p := range []string{"/ui/rename/%3Cimg%20src=x%20onerror=alert%281%29%3E.html", "/ui/delete/%3Cscript%3Ealert%281%29%3C/script%3E.html"} {
 		r := c.get(p)
-		if r.StatusCode != http.StatusOK || strings.Contains(r.body, "<script>alert") || !strings.Contains(r.body, "&lt;script&gt;") {
-			t.Errorf("%s: %d, escaped=%v", p, r.StatusCode, !strings.Contains(r.body, "<script>alert"))
+		if r.StatusCode != http.StatusOK || strings.Contains(r.body, "<script>alert") || strings.Contains(r.body, "<img src=x") || !strings.Contains(r.body, "&gt;.html") {
+			t.Errorf("%s: %d %q", p, r.StatusCode, r.body)
 		}
 	}
 	// Its download is an opaque attachment.
-	d := c.get("/ui/dl/%3Cscript%3Ealert%281%29%3C%2Fscript%3E.html")
-	if d.Header.Get("Content-Type") != "application/octet-stream" || !strings.HasPrefix(d.Header.Get("Content-Disposition"), "attachment;") {
+	d := c.get("/ui/dl/%3Cscript%3Ealert%281%29%3C/script%3E.html")
+	if d.StatusCode != http.StatusOK || d.Header.Get("Content-Type") != "application/octet-stream" || !strings.HasPrefix(d.Header.Get("Content-Disposition"), `attachment; filename="script>.html"`) {
 		t.Errorf("download headers %v", d.Header)
 	}
 	// A subfolder lists with breadcrumbs.
@@ -357,29 +369,37 @@ func TestUpload(t *testing.T) {
 			t.Errorf("stored %q", got)
 		}
 	})
-	// Streaming: the body breaks in the middle of the second file. The first
-	// file was stored as its part ended; the second is never published.
+	// Streaming: the body is read part by part. When the handler reads
+	// well into the second file, the first is already stored in full; the
+	// body then breaks, and the second file is never published.
 	t.Run("streamed part by part", func(t *testing.T) {
-		pr, pw := io.Pipe()
-		mw := multipart.NewWriter(pw)
-		go func() {
-			_ = mw.WriteField("csrf", c.csrf)
-			w, _ := mw.CreateFormFile("file", "first.bin")
-			_, _ = w.Write(big)
-			w, _ = mw.CreateFormFile("file", "second.bin")
-			_, _ = w.Write(big[:1<<20])
-			pw.CloseWithError(errors.New("client went away"))
-		}()
-		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/ui/upload/", pr)
+		var buf bytes.Buffer
+		mw := multipart.NewWriter(&buf)
+		_ = mw.WriteField("csrf", c.csrf)
+		w, _ := mw.CreateFormFile("file", "first.bin")
+		_, _ = w.Write(big)
+		firstEnd := int64(buf.Len())
+		w, _ = mw.CreateFormFile("file", "second.bin")
+		_, _ = w.Write(big[:1<<20])
+		checkAt := firstEnd + 256<<10
+		var firstSeen []byte
+		body := &hookReader{data: buf.Bytes(), at: checkAt, hook: func() { firstSeen = readAll(t, home, "/first.bin") }, err: errors.New("client went away")}
+		req := httptest.NewRequest(http.MethodPost, "/ui/upload/", body)
 		req.Header.Set("Content-Type", mw.FormDataContentType())
-		if resp, err := c.c.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode < 400 {
-				t.Errorf("broken upload answered %d", resp.StatusCode)
-			}
+		u, _ := url.Parse(f.srv.URL + "/ui/")
+		for _, ck := range c.c.Jar.Cookies(u) {
+			req.AddCookie(ck)
 		}
-		if got := readAll(t, home, "/first.bin"); !bytes.Equal(got, big) {
-			t.Errorf("first file: %d bytes", len(got))
+		rec := httptest.NewRecorder()
+		f.ui.ServeHTTP(rec, req)
+		if rec.Code != http.StatusBadRequest {
+			t.Errorf("broken upload answered %d", rec.Code)
+		}
+		if !body.hooked {
+			t.Fatal("the handler never read into the second file")
+		}
+		if !bytes.Equal(firstSeen, big) {
+			t.Errorf("first file not stored before the second was read: %d bytes", len(firstSeen))
 		}
 		if _, err := home.Stat("/second.bin"); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("second file published: %v", err)
@@ -409,6 +429,30 @@ func TestUpload(t *testing.T) {
 	assertNoPlaintext(t, f.storeDir, big)
 }
 
+// hookReader serves data, calls hook once when a read starts at or past
+// offset at, and fails with err at the end of data.
+type hookReader struct {
+	data   []byte
+	pos    int64
+	at     int64
+	hook   func()
+	hooked bool
+	err    error
+}
+
+func (h *hookReader) Read(p []byte) (int, error) {
+	if !h.hooked && h.pos >= h.at {
+		h.hooked = true
+		h.hook()
+	}
+	if h.pos >= int64(len(h.data)) {
+		return 0, h.err
+	}
+	n := copy(p, h.data[h.pos:])
+	h.pos += int64(n)
+	return n, nil
+}
+
 func assertNoPlaintext(t *testing.T, dir string, pt []byte) {
 	t.Helper()
 	needle := pt[1000:1064]
@@ -432,16 +476,16 @@ func TestMkdirRenameDelete(t *testing.T) {
 	c := f.client()
 	c.login("alice", "pw-alice")
 
-	if r := c.postCSRF("/ui/mkdir/", url.Values{"name": {"New <b>folder</b>"}}); r.StatusCode != http.StatusSeeOther {
+	if r := c.postCSRF("/ui/mkdir/", url.Values{"name": {"New <i>folder"}}); r.StatusCode != http.StatusSeeOther {
 		t.Fatalf("mkdir: %d %q", r.StatusCode, r.body)
 	}
-	if fi, err := home.Stat("/New <b>folder</b>"); err != nil || !fi.IsDir() {
+	if fi, err := home.Stat("/New <i>folder"); err != nil || !fi.IsDir() {
 		t.Fatalf("mkdir result: %v", err)
 	}
 	for _, tc := range []struct {
 		name string
 		want int
-	}{{"New <b>folder</b>", http.StatusConflict}, {"", http.StatusBadRequest}, {"a/b", http.StatusBadRequest}, {"..", http.StatusBadRequest}, {".securefsd-meta", http.StatusForbidden}} {
+	}{{"New <i>folder", http.StatusConflict}, {"", http.StatusBadRequest}, {"a/b", http.StatusBadRequest}, {"..", http.StatusBadRequest}, {".securefsd-meta", http.StatusForbidden}} {
 		if r := c.postCSRF("/ui/mkdir/", url.Values{"name": {tc.name}}); r.StatusCode != tc.want && !(tc.want == http.StatusForbidden && r.StatusCode == http.StatusBadRequest) {
 			t.Errorf("mkdir %q: %d, want %d", tc.name, r.StatusCode, tc.want)
 		}
@@ -465,15 +509,15 @@ func TestMkdirRenameDelete(t *testing.T) {
 	}
 
 	// Delete: confirmation page, then POST; folders go with their content.
-	writeFile(t, home, "/New <b>folder</b>/inner.txt", []byte("I"))
-	r := c.get("/ui/delete/New%20%3Cb%3Efolder%3C%2Fb%3E")
+	writeFile(t, home, "/New <i>folder/inner.txt", []byte("I"))
+	r := c.get("/ui/delete/New%20%3Ci%3Efolder")
 	if r.StatusCode != http.StatusOK || !strings.Contains(r.body, "and everything in it") || !strings.Contains(r.body, `id="delete-form"`) {
 		t.Fatalf("delete confirm: %d %q", r.StatusCode, r.body)
 	}
-	if r := c.postCSRF("/ui/delete/New%20%3Cb%3Efolder%3C%2Fb%3E", nil); r.StatusCode != http.StatusSeeOther {
+	if r := c.postCSRF("/ui/delete/New%20%3Ci%3Efolder", nil); r.StatusCode != http.StatusSeeOther {
 		t.Fatalf("delete folder: %d", r.StatusCode)
 	}
-	if _, err := home.Stat("/New <b>folder</b>"); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := home.Stat("/New <i>folder"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("folder still there: %v", err)
 	}
 	if r := c.postCSRF("/ui/delete/c.txt", nil); r.StatusCode != http.StatusSeeOther {
@@ -512,7 +556,11 @@ func TestCSRFRefused(t *testing.T) {
 		{"/ui/delete/keep.txt", nil},
 		{"/ui/logout", nil},
 	} {
-		for _, tok := range []string{"", "wrong", c.csrf[:len(c.csrf)-1] + "A"} {
+		last := "A"
+		if strings.HasSuffix(c.csrf, "A") {
+			last = "B"
+		}
+		for _, tok := range []string{"", "wrong", c.csrf[:len(c.csrf)-1] + last} {
 			form := url.Values{}
 			for k, v := range tc.form {
 				form[k] = v
@@ -588,11 +636,30 @@ func TestConfinement(t *testing.T) {
 		"/ui/files/%2e%2e/",
 	} {
 		r := c.getRaw(p)
+		if r.StatusCode/100 == 3 { // the mux cleans ".." with a redirect
+			r = c.get(r.Header.Get("Location"))
+		}
 		if strings.Contains(r.body, "bob's secret") || strings.Contains(r.body, "secret.txt") {
 			t.Errorf("%s: %d leaked bob's file", p, r.StatusCode)
 		}
 		if r.StatusCode == http.StatusOK && !strings.HasPrefix(p, "/ui/files/") {
 			t.Errorf("%s: %d", p, r.StatusCode)
+		}
+		// Straight at the handler, with no mux cleaning in between.
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.URL.Path, req.URL.RawPath = "", ""
+		req.URL, _ = url.Parse(p)
+		u, _ := url.Parse(f.srv.URL + "/ui/")
+		for _, ck := range c.c.Jar.Cookies(u) {
+			req.AddCookie(ck)
+		}
+		rec := httptest.NewRecorder()
+		f.ui.ServeHTTP(rec, req)
+		if strings.Contains(rec.Body.String(), "bob's secret") || strings.Contains(rec.Body.String(), "secret.txt") {
+			t.Errorf("%s direct: %d leaked bob's file", p, rec.Code)
+		}
+		if strings.HasPrefix(p, "/ui/dl/") && rec.Code != http.StatusNotFound {
+			t.Errorf("%s direct: %d, want 404", p, rec.Code)
 		}
 	}
 	// Writes stay in alice's home too.
@@ -794,9 +861,17 @@ func TestStaticAndRouting(t *testing.T) {
 	for _, tc := range []struct {
 		path string
 		want int
-	}{{"/ui/static/nope.js", 404}, {"/ui/static/../webui.go", 404}, {"/ui/", 303}, {"/ui/nowhere", 404}, {"/ui/files/", 303}} {
+	}{{"/ui/static/nope.js", 404}, {"/ui/", 303}, {"/ui/nowhere", 404}, {"/ui/files/", 303}} {
 		if r := c.get(tc.path); r.StatusCode != tc.want {
 			t.Errorf("%s: %d, want %d", tc.path, r.StatusCode, tc.want)
+		}
+	}
+	// Traversal out of static/ straight at the handler (no mux cleaning).
+	for _, p := range []string{"/ui/static/../webui.go", "/ui/static/%2e%2e/webui.go", "/ui/static/assets/app.js"} {
+		rec := httptest.NewRecorder()
+		f.ui.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p, nil))
+		if rec.Code != http.StatusNotFound {
+			t.Errorf("%s: %d", p, rec.Code)
 		}
 	}
 	// The login page links only same-origin assets and has no inline script.
