@@ -181,6 +181,13 @@ func (db *DB) Failed(proto, remote, name string) {
 	db.log.Info("users: login failed", "proto", proto, "remote", remote, "user", logName(name), "method", "connection")
 }
 
+// Bans lists the active bans (they live in memory: a restart clears them).
+func (db *DB) Bans() []Ban { return db.def.bans() }
+
+// Unban lifts the ban on an address ("ip", "ip:port") or user name and
+// forgets its recent failures; it reports whether a ban was active.
+func (db *DB) Unban(who string) bool { return db.def.unban(who) }
+
 // Banned reports whether remote ("ip:port" or "ip") is banned now, so a
 // protocol can drop a connection before the handshake.
 func (db *DB) Banned(remote string) bool { return db.def.banned(remote) }

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -110,6 +112,25 @@ func addrKey(remote string) string {
 	return "a:" + a.String()
 }
 
+// addrKeyFor is addrKey, or "" for a safelisted address.
+func (d *defender) addrKeyFor(remote string) string {
+	if len(d.opts.Safelist) > 0 {
+		host := remote
+		if h, _, err := net.SplitHostPort(remote); err == nil {
+			host = h
+		}
+		if a, err := netip.ParseAddr(host); err == nil {
+			a = a.Unmap().WithZone("")
+			for _, p := range d.opts.Safelist {
+				if p.Contains(a) {
+					return ""
+				}
+			}
+		}
+	}
+	return addrKey(remote)
+}
+
 func userKey(name string) string {
 	if !validName(name) {
 		return "" // cannot be a user (and may be a mistyped password): scored by address only
@@ -149,7 +170,7 @@ func (d *defender) check(remote, name string) (time.Duration, error) {
 		return 0, nil
 	}
 	now := d.now()
-	ak, uk := addrKey(remote), userKey(name)
+	ak, uk := d.addrKeyFor(remote), userKey(name)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.bannedLocked(ak, now) || d.bannedLocked(uk, now) {
@@ -184,7 +205,7 @@ func (d *defender) banned(remote string) bool {
 	now := d.now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.bannedLocked(addrKey(remote), now)
+	return d.bannedLocked(d.addrKeyFor(remote), now)
 }
 
 // fail adds score points for the address and the name and bans either one
@@ -194,10 +215,12 @@ func (d *defender) fail(proto, remote, name string, score int) {
 		return
 	}
 	now := d.now()
-	ak, uk := addrKey(remote), userKey(name)
+	ak, uk := d.addrKeyFor(remote), userKey(name)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.failLocked(ak, score, d.opts.AddrThreshold, now, proto, "address", ak[len("a:"):])
+	if ak != "" {
+		d.failLocked(ak, score, d.opts.AddrThreshold, now, proto, "address", ak[len("a:"):])
+	}
 	if uk != "" {
 		d.failLocked(uk, score, d.opts.UserThreshold, now, proto, "user", name)
 	}
@@ -250,4 +273,49 @@ func (d *defender) evictLocked(now time.Time) {
 	if len(d.entries) >= d.opts.MaxEntries && oldestKey != "" {
 		delete(d.entries, oldestKey)
 	}
+}
+
+// Ban is one active ban, as listed by DB.Bans.
+type Ban struct {
+	Kind  string    `json:"kind"` // "address" or "user"
+	Who   string    `json:"who"`  // IPv4 address, IPv6 /64, or user name
+	Until time.Time `json:"until"`
+}
+
+func (d *defender) bans() []Ban {
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []Ban
+	for k, e := range d.entries {
+		d.prune(e, now)
+		if e.banned.IsZero() {
+			continue
+		}
+		b := Ban{Kind: "address", Who: k[2:], Until: e.banned}
+		if strings.HasPrefix(k, "u:") {
+			b.Kind = "user"
+		}
+		out = append(out, b)
+	}
+	slices.SortFunc(out, func(a, b Ban) int { return strings.Compare(a.Kind+" "+a.Who, b.Kind+" "+b.Who) })
+	return out
+}
+
+// unban lifts the ban on and forgets the failures of an address (any form
+// addrKey accepts) or a user name.
+func (d *defender) unban(who string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	lifted := false
+	for _, k := range []string{addrKey(who), userKey(who)} {
+		if e := d.entries[k]; k != "" && e != nil {
+			lifted = lifted || !e.banned.IsZero()
+			delete(d.entries, k)
+		}
+	}
+	if lifted {
+		d.log.Info("users: ban lifted", "who", who)
+	}
+	return lifted
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -245,5 +246,44 @@ func TestDefenderBounded(t *testing.T) {
 	}
 	if !d.banned("10.9.9.9") {
 		t.Error("a ban was evicted by fresh failures")
+	}
+}
+
+func TestBansUnbanSafelist(t *testing.T) {
+	clk := newClock()
+	db, _ := openTest(t, Options{Now: clk.Now, Defender: DefenderOptions{
+		AddrThreshold: 2, UserThreshold: 4, Sleep: (&sleepRecorder{}).Sleep,
+		Safelist: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
+	}})
+	ctx := t.Context()
+	mustAdd(t, db, User{Name: "alice"}, "pw")
+	mustAdd(t, db, User{Name: "bob"}, "pw")
+	for range 2 {
+		db.AuthPassword(ctx, "ssh", "10.0.0.1:1", "bob", []byte("x"))
+	}
+	// A safelisted address is never banned by address, but its failures
+	// still count against the name.
+	for range 4 {
+		db.AuthPassword(ctx, "ssh", "192.0.2.7:1", "alice", []byte("x"))
+	}
+	if db.Banned("192.0.2.7") {
+		t.Error("safelisted address banned")
+	}
+	bans := db.Bans()
+	want := []Ban{{"address", "10.0.0.1", clk.Now().Add(15 * time.Minute)}, {"user", "alice", clk.Now().Add(15 * time.Minute)}}
+	if fmt.Sprint(bans) != fmt.Sprint(want) {
+		t.Errorf("Bans = %v, want %v", bans, want)
+	}
+	if _, err := db.AuthPassword(ctx, "ssh", "192.0.2.7:1", "alice", []byte("pw")); !errors.Is(err, ErrBanned) {
+		t.Errorf("banned name from a safelisted address = %v", err)
+	}
+	if !db.Unban("alice") || !db.Unban("10.0.0.1:5") || db.Unban("10.0.0.1") {
+		t.Error("Unban results wrong")
+	}
+	if len(db.Bans()) != 0 {
+		t.Errorf("Bans after Unban = %v", db.Bans())
+	}
+	if _, err := db.AuthPassword(ctx, "ssh", "10.0.0.1:1", "alice", []byte("pw")); err != nil {
+		t.Errorf("after Unban: %v", err)
 	}
 }

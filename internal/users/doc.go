@@ -93,7 +93,10 @@
 // attacker cannot learn a guess was right by timing out early); then
 // Argon2id. A wrong password scores 1 for the address and the name. A ban
 // is logged at Warn with the address or name, the protocol and the expiry.
-// Bans live in memory: restarting the server clears them. Options.Now and
+// Bans live in memory: restarting the server clears them; DB.Bans lists
+// them and DB.Unban lifts one (for an admin command). Addresses in
+// DefenderOptions.Safelist are never scored or banned by address (names
+// still are). Options.Now and
 // DefenderOptions.Sleep are injectable so tests need no sleeping.
 //
 // SSH public-key authentication offers every key of the client's agent in
@@ -200,5 +203,6 @@ package users
 //	func (u User) Public() PublicUser; User.MarshalJSON/UnmarshalJSON  // JSON without PasswordHash
 //	func ParseKey(line string) (Key, ssh.PublicKey, error)  // validate an authorized_keys line (CLI --key)
 //	func ValidName(s string) bool
+//	func (db *DB) Bans() []Ban; func (db *DB) Unban(addrOrName string) bool  // admin: list/lift bans
 //	Perm.MarshalText/UnmarshalText                          // perms as "list,download,..." in JSON/config
 //	Options.LockTimeout, CacheTTL, CacheSize, MaxConcurrentHashes; DefenderOptions fields (defender.go)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"time"
 )
 
@@ -110,6 +111,11 @@ type DefenderOptions struct {
 	Delay, MaxDelay time.Duration
 	// MaxEntries bounds the tracked addresses and names. Zero: 65536.
 	MaxEntries int
+	// Safelist holds networks whose addresses are never scored, delayed or
+	// banned by address (user-name scoring still applies), e.g. a monitoring
+	// host. Do not list a reverse proxy's address unless the protocol passes
+	// the real client address.
+	Safelist []netip.Prefix
 	// Sleep waits d or until ctx is done (tests inject a recorder). Nil: a
 	// timer.
 	Sleep func(ctx context.Context, d time.Duration) error
