@@ -82,8 +82,8 @@ type crashClient interface {
 type sftpCrashClient struct{ c *sftp.Client }
 
 func (s sftpCrashClient) put(name string, data []byte) error { return sftpPut(s.c, name, data) }
-func (s sftpCrashClient) rename(from, to string) error      { return s.c.PosixRename(from, to) }
-func (s sftpCrashClient) mkdir(name string) error           { return s.c.Mkdir(name) }
+func (s sftpCrashClient) rename(from, to string) error       { return s.c.PosixRename(from, to) }
+func (s sftpCrashClient) mkdir(name string) error            { return s.c.Mkdir(name) }
 
 type davCrashClient struct{ d *davClient }
 
