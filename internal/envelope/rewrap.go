@@ -24,11 +24,14 @@ func KeyIDs(r io.ReaderAt) ([]uint32, error) {
 // holding either KEK; running Rewrap again completes the job. It reports
 // whether the header changed (false: already on the active KEK alone).
 //
-// Rewrap writes only the header, which a File never writes, so it may run
-// while the file is open for reading and writing.
+// Rewrap writes only the header, which a File never writes after Create, so
+// it may run while the file is open for reading and writing (but not
+// concurrently with another Rewrap of the same file: serialize those).
 func Rewrap(b Backing, ciphertextSize int64, kr *Keyring, syncFn func() error) (changed bool, err error) {
-	if _, err := PlaintextSize(ciphertextSize); err != nil {
-		return false, err
+	// Only the header is used: a concurrent writer may be between two
+	// chunk writes, so the length need not be a valid encoding right now.
+	if ciphertextSize < HeaderSize+ChunkOverhead {
+		return false, fmt.Errorf("envelope: rewrap: ciphertext size %d: %w", ciphertextSize, ErrFormat)
 	}
 	h, err := readHeader(b)
 	if err != nil {

@@ -1,0 +1,221 @@
+package envelope
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// cheapArgon2 keeps tests fast; the defaults are exercised once.
+var cheapArgon2 = Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1}
+
+func TestKeyringBasics(t *testing.T) {
+	kr := testKeyring(t)
+	if kr.Active() != 1 || !slices.Equal(kr.IDs(), []uint32{1}) {
+		t.Fatalf("new keyring: active %d, ids %v", kr.Active(), kr.IDs())
+	}
+	id, err := kr.Rotate()
+	must(t, err)
+	if id != 2 || kr.Active() != 2 {
+		t.Fatalf("Rotate: %d, active %d", id, kr.Active())
+	}
+	if err := kr.Remove(2); err == nil {
+		t.Fatal("removed the active KEK")
+	}
+	if err := kr.Remove(9); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("Remove(9): %v", err)
+	}
+	c := kr.Clone()
+	_, err = c.Rotate()
+	must(t, err)
+	must(t, c.Remove(1))
+	if !slices.Equal(kr.IDs(), []uint32{1, 2}) || !slices.Equal(c.IDs(), []uint32{2, 3}) {
+		t.Fatalf("Clone is not independent: %v / %v", kr.IDs(), c.IDs())
+	}
+	// A file made under the old keyring opens with the clone (KEK 2 is
+	// shared) only if it was wrapped by KEK 2.
+	stored := writeFile(t, kr, []byte("abc"))
+	if _, err := readAll(t, stored, c); err != nil {
+		t.Fatalf("clone reads a file of the shared KEK: %v", err)
+	}
+}
+
+func TestKeyringEncoding(t *testing.T) {
+	kr := testKeyring(t)
+	_, err := kr.Rotate()
+	must(t, err)
+	_, err = kr.Rotate()
+	must(t, err)
+	must(t, kr.Remove(2))
+	stored := writeFile(t, kr, []byte("payload"))
+
+	plain, err := MarshalKeyring(kr)
+	must(t, err)
+	if !strings.HasPrefix(string(plain), "securefsd-keyring v1\nactive 3\nkek 1 ") {
+		t.Fatalf("plain encoding:\n%s", plain)
+	}
+	sealed, err := MarshalKeyringPassphrase(kr, []byte("correct horse"), cheapArgon2)
+	must(t, err)
+	if bytes.Contains(sealed, plain[len("securefsd-keyring v1\nactive 3\nkek 1 "):][:20]) {
+		t.Fatal("sealed keyring contains a plain key")
+	}
+	for name, tc := range map[string]struct {
+		data []byte
+		pass []byte
+	}{"plain": {plain, nil}, "sealed": {sealed, []byte("correct horse")}} {
+		t.Run(name, func(t *testing.T) {
+			got, err := ParseKeyring(tc.data, tc.pass)
+			must(t, err)
+			if got.Active() != 3 || !slices.Equal(got.IDs(), []uint32{1, 3}) {
+				t.Fatalf("parsed: active %d, ids %v", got.Active(), got.IDs())
+			}
+			if _, err := readAll(t, stored, got); err != nil {
+				t.Fatalf("parsed keyring cannot read: %v", err)
+			}
+			again, err := MarshalKeyring(got)
+			if err != nil || !bytes.Equal(again, plain) {
+				t.Fatalf("re-marshal differs: %v", err)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+		pass []byte
+		want error
+	}{
+		{"wrong passphrase", sealed, []byte("wrong horse"), ErrPassphrase},
+		{"missing passphrase", sealed, nil, ErrPassphrase},
+		{"passphrase for plain file", plain, []byte("x"), ErrFormat},
+		{"damaged sealed data", flipIn(sealed, len(sealed)-10), []byte("correct horse"), ErrPassphrase},
+		{"junk", []byte("hello\n"), nil, ErrFormat},
+		{"empty", nil, nil, ErrFormat},
+		{"no final newline", plain[:len(plain)-1], nil, ErrFormat},
+		{"bad base64", bytes.Replace(plain, []byte("kek 1 "), []byte("kek 1 *"), 1), nil, ErrFormat},
+		{"duplicate id", append(bytes.Clone(plain), plain[bytes.Index(plain, []byte("kek 3")):]...), nil, ErrFormat},
+		{"missing active", bytes.Replace(plain, []byte("active 3"), []byte("active 2"), 1), nil, ErrFormat},
+		{"id zero", bytes.Replace(plain, []byte("kek 1 "), []byte("kek 0 "), 1), nil, ErrFormat},
+		{"leading zero id", bytes.Replace(plain, []byte("kek 1 "), []byte("kek 01 "), 1), nil, ErrFormat},
+		{"too large", make([]byte, maxKeyringFile+1), nil, ErrFormat},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ParseKeyring(tc.data, tc.pass); !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+	if _, err := MarshalKeyringPassphrase(kr, []byte{}, cheapArgon2); !errors.Is(err, ErrPassphrase) {
+		t.Errorf("empty passphrase accepted: %v", err)
+	}
+}
+
+func flipIn(b []byte, i int) []byte {
+	c := bytes.Clone(b)
+	c[i] ^= 1
+	return c
+}
+
+// TestKeyringHostileArgon2 checks that absurd Argon2id parameters in a
+// keyring file are refused before any key derivation runs.
+func TestKeyringHostileArgon2(t *testing.T) {
+	kr := testKeyring(t)
+	sealed, err := MarshalKeyringPassphrase(kr, []byte("pw"), cheapArgon2)
+	must(t, err)
+	for _, params := range []string{
+		"t=1 m=4294967295 p=1",  // 4 TiB
+		"t=4294967295 m=64 p=1", // forever
+		"t=1 m=2097152 p=1",     // 2 GiB: above the cap
+		"t=33 m=64 p=1",
+		"t=1 m=64 p=0",
+		"t=1 m=64 p=255",
+		"t=0 m=64 p=1",
+		"t=1 m=7 p=1",
+		"t=1 m=99999999999 p=1",
+		"t=01 m=64 p=1", // not canonical
+		"t=1 m=64 p=1 x",
+	} {
+		t.Run(params, func(t *testing.T) {
+			bad := bytes.Replace(sealed, []byte("t=1 m=64 p=1"), []byte(params), 1)
+			if _, err := ParseKeyring(bad, []byte("pw")); !errors.Is(err, ErrFormat) {
+				t.Fatalf("got %v, want ErrFormat", err)
+			}
+		})
+	}
+	if _, err := MarshalKeyringPassphrase(kr, []byte("pw"), Argon2Params{Time: 1, MemoryKiB: 1 << 30, Threads: 1}); !errors.Is(err, ErrFormat) {
+		t.Errorf("marshal with absurd params: %v", err)
+	}
+}
+
+func TestKeyringFile(t *testing.T) {
+	dir := t.TempDir()
+	kr := testKeyring(t)
+	path := filepath.Join(dir, "keyring")
+	must(t, SaveKeyringFile(path, kr, nil))
+	fi, err := os.Stat(path)
+	must(t, err)
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("saved with mode %v", fi.Mode())
+	}
+	got, err := LoadKeyringFile(path, nil)
+	must(t, err)
+	if got.Active() != kr.Active() {
+		t.Fatal("loaded keyring differs")
+	}
+	// Overwrite atomically: no temporary files are left behind.
+	_, err = kr.Rotate()
+	must(t, err)
+	must(t, SaveKeyringFileArgon2(path, kr, []byte("pw"), cheapArgon2))
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("directory holds %d entries", len(ents))
+	}
+	got, err = LoadKeyringFile(path, []byte("pw"))
+	if err != nil || got.Active() != 2 {
+		t.Fatalf("load sealed: %v", err)
+	}
+	if _, err := LoadKeyringFile(path, []byte("nope")); !errors.Is(err, ErrPassphrase) {
+		t.Fatalf("wrong passphrase: %v", err)
+	}
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o620, 0o602} {
+		must(t, os.Chmod(path, mode))
+		_, err := LoadKeyringFile(path, []byte("pw"))
+		if !errors.Is(err, ErrKeyFilePerm) || !strings.Contains(err.Error(), "chmod 600") {
+			t.Errorf("mode %04o: %v", mode, err)
+		}
+	}
+	must(t, os.Chmod(path, 0o400))
+	if _, err := LoadKeyringFile(path, []byte("pw")); err != nil {
+		t.Errorf("mode 0400: %v", err)
+	}
+	if _, err := LoadKeyringFile(dir, nil); !errors.Is(err, ErrKeyFilePerm) {
+		t.Errorf("directory as key file: %v", err)
+	}
+	if _, err := LoadKeyringFile(filepath.Join(dir, "missing"), nil); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing key file: %v", err)
+	}
+}
+
+// TestKeyringDefaultArgon2 runs the real default cost once.
+func TestKeyringDefaultArgon2(t *testing.T) {
+	if testing.Short() {
+		t.Skip("64 MiB Argon2id")
+	}
+	p := DefaultArgon2Params()
+	if p.Time < 3 || p.MemoryKiB < 64<<10 || p.Threads < 1 {
+		t.Fatalf("defaults too weak: %+v", p)
+	}
+	kr := testKeyring(t)
+	path := filepath.Join(t.TempDir(), "k")
+	must(t, SaveKeyringFile(path, kr, []byte("pw")))
+	data, err := os.ReadFile(path)
+	must(t, err)
+	if !bytes.Contains(data, []byte("argon2id t=3 m=65536 p=4\n")) {
+		t.Fatalf("stored parameters:\n%s", data)
+	}
+	if _, err := LoadKeyringFile(path, []byte("pw")); err != nil {
+		t.Fatal(err)
+	}
+}
