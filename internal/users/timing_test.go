@@ -1,8 +1,10 @@
 package users
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -31,33 +33,46 @@ func TestTimingUnknownVsWrong(t *testing.T) {
 		{"disabled user", "dis"},
 		{"key-only user", "keyonly"},
 	}
-	const n = 150
-	samples := make([][]time.Duration, len(classes))
-	order := make([]int, 0, n*len(classes))
-	for i := range n * len(classes) {
-		order = append(order, i%len(classes))
-	}
-	rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-	for _, c := range order {
-		start := time.Now()
-		_, err := db.AuthPassword(ctx, "ssh", "127.0.0.1", classes[c].user, []byte("wrong password"))
-		samples[c] = append(samples[c], time.Since(start))
-		if err != ErrAuthFailed {
-			t.Fatalf("%s: %v", classes[c].name, err)
-		}
-	}
+	// One attempt samples every class n times, interleaved in random order.
+	// A machine shared with other jobs can skew one attempt, so up to three
+	// are made; a real difference (e.g. skipping Argon2id for unknown
+	// names, a ratio near 0) fails all three.
+	const n, attempts, tol = 150, 3, 1.25
 	median := func(d []time.Duration) time.Duration {
 		d = slices.Clone(d)
 		slices.Sort(d)
 		return d[len(d)/2]
 	}
-	ref := median(samples[0])
-	for i, c := range classes[1:] {
-		m := median(samples[i+1])
-		ratio := float64(m) / float64(ref)
-		t.Logf("%s median %v, %s median %v, ratio %.3f", classes[0].name, ref, c.name, m, ratio)
-		if ratio < 0.8 || ratio > 1.25 {
-			t.Errorf("%s takes %.2f× a wrong password (medians %v vs %v): names can be probed by timing", c.name, ratio, m, ref)
+	for attempt := 1; ; attempt++ {
+		samples := make([][]time.Duration, len(classes))
+		order := make([]int, 0, n*len(classes))
+		for i := range n * len(classes) {
+			order = append(order, i%len(classes))
+		}
+		rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		for _, c := range order {
+			start := time.Now()
+			_, err := db.AuthPassword(ctx, "ssh", "127.0.0.1", classes[c].user, []byte("wrong password"))
+			samples[c] = append(samples[c], time.Since(start))
+			if err != ErrAuthFailed {
+				t.Fatalf("%s: %v", classes[c].name, err)
+			}
+		}
+		ref := median(samples[0])
+		var bad []string
+		for i, c := range classes[1:] {
+			m := median(samples[i+1])
+			ratio := float64(m) / float64(ref)
+			t.Logf("attempt %d: %s median %v, %s median %v, ratio %.3f", attempt, classes[0].name, ref, c.name, m, ratio)
+			if ratio < 1/tol || ratio > tol {
+				bad = append(bad, fmt.Sprintf("%s takes %.2f× a wrong password (medians %v vs %v)", c.name, ratio, m, ref))
+			}
+		}
+		if len(bad) == 0 {
+			return
+		}
+		if attempt == attempts {
+			t.Fatalf("names can be probed by timing: %s", strings.Join(bad, "; "))
 		}
 	}
 }
