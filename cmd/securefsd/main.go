@@ -28,7 +28,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app := newApp(os.Stdin, os.Stdout, os.Stderr)
-	if err := app.RunContext(ctx, os.Args); err != nil {
+	if err := app.RunContext(ctx, interspersed(app, os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "securefsd:", err)
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) {
@@ -88,10 +88,10 @@ func buildVersion() string {
 		return version
 	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
-		v := bi.Main.Version
+		v := strings.TrimSuffix(bi.Main.Version, "(devel)")
 		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				v = strings.TrimSuffix(v, "(devel)") + s.Value[:12]
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 && v == "" {
+				v = "devel-" + s.Value[:12]
 			}
 		}
 		if v != "" {

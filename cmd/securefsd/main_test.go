@@ -76,3 +76,20 @@ func TestBadLogFlags(t *testing.T) {
 		t.Error("bad format accepted")
 	}
 }
+
+func TestInterspersedFlags(t *testing.T) {
+	app := newApp(strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{})
+	for _, tc := range []struct{ in, want string }{
+		{"securefsd user add bob --password-stdin --key k.pub", "securefsd user add --password-stdin --key k.pub bob"},
+		{"securefsd --data-dir d user add bob --quota 1G", "securefsd --data-dir d user add --quota 1G bob"},
+		{"securefsd user del bob --purge", "securefsd user del --purge bob"},
+		{"securefsd user key add bob -", "securefsd user key add bob -"},
+		{"securefsd serve --sftp-addr 127.0.0.1:0", "securefsd serve --sftp-addr 127.0.0.1:0"},
+		{"securefsd user add -- -odd", "securefsd user add -- -odd"},
+	} {
+		got := strings.Join(interspersed(app, strings.Fields(tc.in)), " ")
+		if got != tc.want {
+			t.Errorf("interspersed(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -18,7 +18,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
-	"golang.org/x/crypto/ssh"
 
 	"github.com/securefsd/securefsd/internal/admin"
 	"github.com/securefsd/securefsd/internal/davd"
@@ -132,9 +131,6 @@ func (e *env) serve(c *cli.Context) error {
 			return fmt.Errorf("sftp listen: %w", err)
 		}
 		sftpAddr = ln.Addr().String()
-		for _, k := range keys {
-			log.Info("ssh host key", "type", k.PublicKey().Type(), "fingerprint", ssh.FingerprintSHA256(k.PublicKey()))
-		}
 		servers = append(servers, srv)
 		wg.Add(1)
 		go func() { defer wg.Done(); fail(srv.Serve(ctx, ln)) }()
