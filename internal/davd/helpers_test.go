@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
@@ -18,11 +19,12 @@ import (
 
 // testEnv is an in-process WebDAV server over a fresh store with two users.
 type testEnv struct {
-	URL   string
-	Srv   *Server
-	Store *vfs.Store
-	Users *users.DB
-	Log   *syncBuffer
+	URL      string
+	StoreDir string
+	Srv      *Server
+	Store    *vfs.Store
+	Users    *users.DB
+	Log      *syncBuffer
 }
 
 const (
@@ -59,11 +61,26 @@ func withPerms(p users.Perm) envOpt { return func(u *users.User) { u.Perms = p }
 
 func newTestEnv(t testing.TB, opts ...envOpt) *testEnv {
 	t.Helper()
+	return newTestEnvDefender(t, users.DefenderOptions{Disabled: true}, opts...)
+}
+
+// newTestEnvBan bans an address after 3 failures.
+func newTestEnvBan(t testing.TB) *testEnv {
+	t.Helper()
+	return newTestEnvDefender(t, users.DefenderOptions{
+		AddrThreshold: 3, UserThreshold: 100, DelayAfter: 100,
+		Sleep: func(context.Context, time.Duration) error { return nil },
+	})
+}
+
+func newTestEnvDefender(t testing.TB, def users.DefenderOptions, opts ...envOpt) *testEnv {
+	t.Helper()
 	dir := t.TempDir()
-	st := newTestStore(t, filepath.Join(dir, "store"))
+	storeDir := filepath.Join(dir, "store")
+	st := newTestStore(t, storeDir)
 	db, err := users.Open(filepath.Join(dir, "users.db"), users.Options{
 		Argon2:   users.Argon2Params{Time: 1, Memory: 64, Threads: 1},
-		Defender: users.DefenderOptions{Disabled: true},
+		Defender: def,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +118,7 @@ func newTestEnv(t testing.TB, opts ...envOpt) *testEnv {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return &testEnv{URL: "http://" + ln.Addr().String(), Srv: srv, Store: st, Users: db, Log: logBuf}
+	return &testEnv{URL: "http://" + ln.Addr().String(), StoreDir: storeDir, Srv: srv, Store: st, Users: db, Log: logBuf}
 }
 
 // home opens a user's home directly (to check what WebDAV did).

@@ -1,17 +1,43 @@
 package davd
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
+	"github.com/securefsd/securefsd/internal/envelope"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
 
+// newTestStore opens a real encrypting store under dir (tests may import
+// envelope to make a keyring; the package itself does not).
 func newTestStore(t testing.TB, dir string) *vfs.Store {
 	t.Helper()
-	st, err := vfs.NewStore(dir, vfs.Options{})
+	kr, err := envelope.NewKeyring()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {})
+	st, err := vfs.NewStore(dir, vfs.Options{Keyring: kr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
 	return st
+}
+
+// corruptStoredFile flips bytes in the middle of the stored (encrypted)
+// form of a file; its length stays the same.
+func corruptStoredFile(t testing.TB, env *testEnv, home, name string) {
+	t.Helper()
+	p := filepath.Join(env.StoreDir, home, filepath.FromSlash(name))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(b) / 2; i < len(b)/2+16 && i < len(b); i++ {
+		b[i] ^= 0xff
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
