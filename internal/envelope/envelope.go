@@ -12,6 +12,8 @@
 // protocols. Callers hand it an io.ReaderAt/io.WriterAt (usually an *os.File).
 package envelope
 
+//go:generate go run gen_vectors.go
+
 // API CONTRACT (kept stable for internal/vfs; the implementation may be split
 // into header.go, chunk.go, offsets.go, keyring.go, primitives.go):
 //

@@ -27,8 +27,8 @@ const (
 	fixedSize   = 48
 	slotSize    = 80
 	wrappedSize = keySize + tagSize
-	// slotAADSize: fixed header fields + generation + KEK id.
-	slotAADSize = fixedSize + 8
+	// slotAADSize: fixed header fields + slot index + generation + KEK id.
+	slotAADSize = fixedSize + 1 + 8
 )
 
 type slot struct {
@@ -75,14 +75,15 @@ func (h *header) marshal() []byte {
 	return b
 }
 
-// slotAAD is the associated data of a slot's DEK wrap: the fixed header
-// fields and the slot's generation and KEK id. The wrap nonce is bound as
-// the nonce; the other slot is not bound, so each slot can be rewritten
-// alone.
-func (h *header) slotAAD(s *slot) []byte {
+// slotAAD is the associated data of the DEK wrap in slot i: the fixed
+// header fields, the slot index and the slot's generation and KEK id. The
+// wrap nonce is bound as the nonce; the other slot is not bound, so each
+// slot can be rewritten alone.
+func (h *header) slotAAD(i int, s *slot) []byte {
 	aad := make([]byte, 0, slotAADSize)
 	f := h.fixed()
 	aad = append(aad, f[:]...)
+	aad = append(aad, byte(i))
 	aad = binary.BigEndian.AppendUint32(aad, s.gen)
 	aad = binary.BigEndian.AppendUint32(aad, s.kekID)
 	return aad
@@ -166,7 +167,7 @@ func (h *header) unwrap(kr *Keyring) ([]byte, int, error) {
 		if wrap == nil {
 			continue
 		}
-		d, err := wrap.Open(nil, s.nonce[:], s.wrapped[:], h.slotAAD(s))
+		d, err := wrap.Open(nil, s.nonce[:], s.wrapped[:], h.slotAAD(i, s))
 		if err != nil {
 			clear(dek)
 			return nil, 0, fmt.Errorf("envelope: header: key slot %d (KEK %d): %w", i, s.kekID, ErrAuth)
@@ -192,7 +193,7 @@ func (h *header) wrapInto(i int, gen uint32, dek []byte, kr *Keyring) error {
 	}
 	s := slot{gen: gen, kekID: id}
 	randomBytes(s.nonce[:])
-	wrap.Seal(s.wrapped[:0], s.nonce[:], dek, h.slotAAD(&s))
+	wrap.Seal(s.wrapped[:0], s.nonce[:], dek, h.slotAAD(i, &s))
 	h.slots[i] = s
 	return nil
 }

@@ -1,0 +1,220 @@
+//go:build ignore
+
+// gen_vectors writes the known-answer vectors in testdata/vectors, one case
+// per file, using only the package's exported API and byte surgery. Run it
+// with "go generate" after a deliberate format change (together with a
+// version bump and docs/FORMAT.md); never to make a failing test pass.
+//
+// Vector file: "name: value" lines, an empty line, then the raw stored
+// file. Names: expect (success, header failure, auth failure, truncated,
+// stale final, unknown key, format failure), error (the sentinel a reader
+// must report), kek (id and base64 KEK; several), active, size and sha256
+// (of the plaintext, for success), comment. Plaintext byte i is i mod 251.
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+
+	"github.com/securefsd/securefsd/internal/envelope"
+)
+
+const cs = envelope.DefaultChunkSize
+
+type mem struct{ b []byte }
+
+func (m *mem) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(m.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (m *mem) WriteAt(p []byte, off int64) (int, error) {
+	if end := int(off) + len(p); end > len(m.b) {
+		m.b = append(m.b, make([]byte, end-len(m.b))...)
+	}
+	copy(m.b[off:], p)
+	return len(p), nil
+}
+
+func (m *mem) Truncate(n int64) error {
+	if int(n) <= len(m.b) {
+		m.b = m.b[:n]
+	} else {
+		m.b = append(m.b, make([]byte, int(n)-len(m.b))...)
+	}
+	return nil
+}
+
+func fixedKEK(start byte) []byte {
+	k := make([]byte, 32)
+	for i := range k {
+		k[i] = start + byte(i)
+	}
+	return k
+}
+
+// keyring returns a keyring of the fixed KEKs with the given ids.
+func keyring(active uint32, ids ...uint32) (*envelope.Keyring, string) {
+	text := fmt.Sprintf("securefsd-keyring v1\nactive %d\n", active)
+	var lines string
+	for _, id := range ids {
+		l := fmt.Sprintf("%d %s", id, base64.StdEncoding.EncodeToString(fixedKEK(byte(id-1)*32)))
+		text += "kek " + l + "\n"
+		lines += "kek: " + l + "\n"
+	}
+	kr, err := envelope.ParseKeyring([]byte(text), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return kr, lines + fmt.Sprintf("active: %d\n", active)
+}
+
+func plaintext(n int) []byte {
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(i % 251)
+	}
+	return p
+}
+
+func create(kr *envelope.Keyring, size int) *mem {
+	m := &mem{}
+	f, err := envelope.Create(m, kr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if size > 0 {
+		if _, err := f.WriteAt(plaintext(size), 0); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		log.Fatal(err)
+	}
+	return m
+}
+
+func flip(b []byte, off int) []byte {
+	c := bytes.Clone(b)
+	c[off] ^= 0x80
+	return c
+}
+
+func chunkOff(i int) int { return envelope.HeaderSize + i*(cs+envelope.ChunkOverhead) }
+
+type vector struct {
+	name, expect, errName, comment string
+	size                           int // plaintext size, for success
+	data                           []byte
+}
+
+func main() {
+	out := "testdata/vectors"
+	kr, kekLines := keyring(1, 1, 2)
+	kr2, _ := keyring(2, 1, 2)
+	kr9, _ := keyring(9, 9)
+	var vs []vector
+	ok := func(name string, size int, data []byte, comment string) {
+		vs = append(vs, vector{name: name, expect: "success", size: size, data: data, comment: comment})
+	}
+	bad := func(name, expect, errName string, data []byte, comment string) {
+		vs = append(vs, vector{name: name, expect: expect, errName: errName, data: data, comment: comment})
+	}
+	for _, s := range []struct {
+		name string
+		size int
+	}{{"empty", 0}, {"one_byte", 1}, {"chunk_minus_one", cs - 1}, {"one_chunk", cs}, {"chunk_plus_one", cs + 1}} {
+		ok(s.name, s.size, create(kr, s.size).b, fmt.Sprintf("%d plaintext bytes, key slot 0 under KEK 1", s.size))
+	}
+
+	m := create(kr, 100)
+	if _, err := envelope.Rewrap(m, int64(len(m.b)), kr2, nil); err != nil {
+		log.Fatal(err)
+	}
+	ok("rewrapped", 100, m.b, "re-wrapped under KEK 2: slot 0 empty, slot 1 generation 2")
+
+	m = create(kr, 100)
+	stop := errors.New("stop")
+	if _, err := envelope.Rewrap(m, int64(len(m.b)), kr2, func() error { return stop }); !errors.Is(err, stop) {
+		log.Fatal(err)
+	}
+	ok("two_slots", 100, m.b, "interrupted re-wrap: slot 0 generation 1 (KEK 1), slot 1 generation 2 (KEK 2)")
+
+	small := create(kr, 100).b
+	bad("header_bad_magic", "header failure", "ErrVersion", flip(small, 0), "magic byte 0 changed")
+	v2 := bytes.Clone(small)
+	v2[8] = 2
+	bad("header_version_2", "header failure", "ErrVersion", v2, "version byte 2")
+	bad("header_reserved", "header failure", "ErrFormat", flip(small, 12), "reserved byte 12 not zero")
+	bad("header_file_id", "header failure", "ErrAuth", flip(small, 20), "file id byte 20 changed: the key slot's AAD no longer matches")
+	bad("header_wrapped_dek", "header failure", "ErrAuth", flip(small, 90), "wrapped DEK of slot 0 changed")
+	bad("header_empty_slot", "header failure", "ErrFormat", flip(small, 150), "empty slot 1 not all zero")
+	bad("unknown_key", "unknown key", "ErrUnknownKey", create(kr9, 100).b, "wrapped under KEK 9, which the keyring lacks")
+	bad("chunk_tag", "auth failure", "ErrAuth", flip(small, len(small)-1), "last tag byte changed")
+	bad("chunk_nonce", "auth failure", "ErrAuth", flip(small, envelope.HeaderSize), "first nonce byte changed")
+	bad("chunk_ciphertext", "auth failure", "ErrAuth", flip(small, envelope.HeaderSize+24+50), "ciphertext byte 50 changed")
+
+	two := create(kr, cs+1).b
+	bad("truncated", "truncated", "ErrTruncated", two[:chunkOff(1)], "65537-byte file cut after chunk 0: no final chunk")
+
+	// Interrupted grow: chunk 0 from the 64 KiB version (final), chunk 1
+	// from the grown version of the same file.
+	gm := &mem{}
+	f, err := envelope.Create(gm, kr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	f.WriteAt(plaintext(cs), 0)
+	f.Flush()
+	oldChunk0 := bytes.Clone(gm.b[chunkOff(0):chunkOff(1)])
+	f.WriteAt(plaintext(cs + 1)[cs:], cs)
+	if err := f.Close(); err != nil {
+		log.Fatal(err)
+	}
+	stale := bytes.Clone(gm.b)
+	copy(stale[chunkOff(0):], oldChunk0)
+	bad("stale_final", "stale final", "ErrStaleFinal", stale, "chunk 0 still sealed as final after the file grew to 65537 bytes")
+
+	a, b := create(kr, 2*cs).b, create(kr, 2*cs).b
+	swapped := bytes.Clone(a)
+	copy(swapped[chunkOff(1):], b[chunkOff(1):chunkOff(2)])
+	bad("swapped_chunk", "auth failure", "ErrAuth", swapped, "chunk 1 taken from another file (same KEK)")
+	reordered := bytes.Clone(a)
+	copy(reordered[chunkOff(0):], a[chunkOff(1):chunkOff(2)])
+	copy(reordered[chunkOff(1):], a[chunkOff(0):chunkOff(1)])
+	bad("reordered_chunks", "auth failure", "ErrAuth", reordered, "chunks 0 and 1 exchanged")
+	bad("bad_length", "format failure", "ErrFormat", small[:envelope.HeaderSize+20], "20 bytes after the header: no valid length")
+
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		log.Fatal(err)
+	}
+	for _, v := range vs {
+		var h bytes.Buffer
+		fmt.Fprintf(&h, "expect: %s\n", v.expect)
+		if v.errName != "" {
+			fmt.Fprintf(&h, "error: %s\n", v.errName)
+		}
+		h.WriteString(kekLines)
+		if v.expect == "success" {
+			fmt.Fprintf(&h, "size: %d\nsha256: %x\n", v.size, sha256.Sum256(plaintext(v.size)))
+		}
+		fmt.Fprintf(&h, "comment: %s\n\n", v.comment)
+		h.Write(v.data)
+		if err := os.WriteFile(filepath.Join(out, v.name), h.Bytes(), 0o644); err != nil {
+			log.Fatal(err)
+		}
+	}
+}

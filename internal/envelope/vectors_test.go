@@ -1,0 +1,142 @@
+package envelope
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+type vector struct {
+	name    string
+	expect  string
+	errName string
+	kr      *Keyring
+	size    int64
+	sum     string
+	data    []byte
+}
+
+var sentinels = map[string]error{
+	"ErrAuth": ErrAuth, "ErrTruncated": ErrTruncated, "ErrStaleFinal": ErrStaleFinal,
+	"ErrUnknownKey": ErrUnknownKey, "ErrVersion": ErrVersion, "ErrFormat": ErrFormat,
+}
+
+// expectErrors: which sentinels each expect class may name.
+var expectErrors = map[string][]string{
+	"header failure": {"ErrAuth", "ErrVersion", "ErrFormat"},
+	"auth failure":   {"ErrAuth"},
+	"truncated":      {"ErrTruncated"},
+	"stale final":    {"ErrStaleFinal"},
+	"unknown key":    {"ErrUnknownKey"},
+	"format failure": {"ErrFormat"},
+}
+
+func parseVector(t *testing.T, path string) vector {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	must(t, err)
+	head, data, ok := bytes.Cut(raw, []byte("\n\n"))
+	if !ok {
+		t.Fatalf("%s: no empty line", path)
+	}
+	v := vector{name: filepath.Base(path), data: data}
+	keyText := "securefsd-keyring v1\n"
+	var kekLines string
+	sc := bufio.NewScanner(bytes.NewReader(head))
+	for sc.Scan() {
+		k, val, ok := strings.Cut(sc.Text(), ": ")
+		if !ok {
+			t.Fatalf("%s: bad line %q", path, sc.Text())
+		}
+		switch k {
+		case "expect":
+			v.expect = val
+		case "error":
+			v.errName = val
+		case "kek":
+			kekLines += "kek " + val + "\n"
+		case "active":
+			keyText += "active " + val + "\n"
+		case "size":
+			v.size, err = strconv.ParseInt(val, 10, 64)
+			must(t, err)
+		case "sha256":
+			v.sum = val
+		case "comment":
+		default:
+			t.Fatalf("%s: unknown field %q", path, k)
+		}
+	}
+	v.kr, err = ParseKeyring([]byte(keyText+kekLines), nil)
+	must(t, err)
+	return v
+}
+
+// TestVectors decrypts the committed known-answer vectors (go generate
+// writes them; see gen_vectors.go), so that the format cannot change by
+// accident.
+func TestVectors(t *testing.T) {
+	paths, err := filepath.Glob("testdata/vectors/*")
+	must(t, err)
+	if len(paths) < 20 {
+		t.Fatalf("only %d vectors", len(paths))
+	}
+	classes := map[string]int{}
+	for _, p := range paths {
+		v := parseVector(t, p)
+		classes[v.expect]++
+		t.Run(v.name, func(t *testing.T) {
+			size := int64(len(v.data))
+			if v.expect == "success" {
+				got, err := readAll(t, v.data, v.kr)
+				must(t, err)
+				if int64(len(got)) != v.size || fmt.Sprintf("%x", sha256.Sum256(got)) != v.sum {
+					t.Fatalf("plaintext: %d bytes, sha256 %x", len(got), sha256.Sum256(got))
+				}
+				if ps, err := PlaintextSize(size); err != nil || ps != v.size {
+					t.Fatalf("PlaintextSize: %d, %v", ps, err)
+				}
+				r, err := NewReader(newMem(v.data), size, v.kr)
+				must(t, err)
+				h := sha256.New()
+				_, err = io.Copy(h, r)
+				must(t, err)
+				if hex.EncodeToString(h.Sum(nil)) != v.sum {
+					t.Fatal("streaming reader: wrong plaintext")
+				}
+				return
+			}
+			want, ok := sentinels[v.errName]
+			allowed := expectErrors[v.expect]
+			if !ok || allowed == nil || !strings.Contains(strings.Join(allowed, " "), v.errName) {
+				t.Fatalf("bad vector: expect %q, error %q", v.expect, v.errName)
+			}
+			_, err := readAll(t, v.data, v.kr)
+			if !errors.Is(err, want) {
+				t.Fatalf("File: %v, want %v", err, want)
+			}
+			if err := Verify(newMem(v.data), size, v.kr); !errors.Is(err, want) {
+				t.Fatalf("Verify: %v, want %v", err, want)
+			}
+			if strings.HasPrefix(v.expect, "header") || v.expect == "unknown key" {
+				if _, err := Open(newMem(v.data), size, v.kr); !errors.Is(err, want) {
+					t.Fatalf("Open: %v, want %v", err, want)
+				}
+			}
+		})
+	}
+	for _, c := range []string{"success", "header failure", "auth failure", "truncated", "stale final", "unknown key", "format failure"} {
+		if classes[c] == 0 {
+			t.Errorf("no vector with expect: %s", c)
+		}
+	}
+}
