@@ -116,8 +116,9 @@ func (ss *session) serveSFTP(ch ssh.Channel) uint32 {
 		sftp.WithRSMaxTxPacket(maxTxPacket),
 	)
 	start := time.Now()
+	// Serve returns when the client closes its side; rs.Close would close
+	// the channel before the exit status is sent, so it is not called.
 	err := rs.Serve()
-	rs.Close()
 	if err != nil && !errors.Is(err, io.EOF) {
 		ss.log.Info("sftp ended", "err", err, "duration", time.Since(start).Round(time.Millisecond))
 		return exitFailure

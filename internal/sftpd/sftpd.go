@@ -69,9 +69,8 @@ type Options struct {
 // Server is an SSH server offering SFTP, SCP and checksum commands. Its
 // methods are safe for concurrent use.
 type Server struct {
-	opts   Options
-	log    *slog.Logger
-	config *ssh.ServerConfig
+	opts Options
+	log  *slog.Logger
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -131,7 +130,6 @@ func New(opts Options) (*Server, error) {
 		perUser:   make(map[string]int),
 		done:      make(chan struct{}),
 	}
-	s.config = s.newSSHConfig()
 	return s, nil
 }
 
@@ -167,7 +165,18 @@ func supportedOnly(want, have []string) []string {
 	return out
 }
 
-func (s *Server) newSSHConfig() *ssh.ServerConfig {
+// authState records one connection's login attempts for the defender.
+type authState struct {
+	mu         sync.Mutex
+	user       string // last user name tried
+	attempts   int    // auth attempts other than "none"
+	pwFailures int    // password failures (already scored by users.AuthPassword)
+	succeeded  bool
+}
+
+// newSSHConfig builds the server configuration of one connection; its
+// callbacks record into st.
+func (s *Server) newSSHConfig(st *authState) *ssh.ServerConfig {
 	sup := ssh.SupportedAlgorithms()
 	cfg := &ssh.ServerConfig{
 		Config: ssh.Config{
@@ -181,10 +190,15 @@ func (s *Server) newSSHConfig() *ssh.ServerConfig {
 		PasswordCallback: func(md ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
 			u, err := s.opts.Users.AuthPassword(context.Background(), "ssh", md.RemoteAddr().String(), md.User(), password)
 			if err != nil {
+				st.mu.Lock()
+				st.pwFailures++
+				st.mu.Unlock()
 				return nil, err
 			}
 			return userPermissions(u), nil
 		},
+		// Called for key queries and before the signature check; x/crypto
+		// caches the answer per key and verifies the signature afterwards.
 		PublicKeyCallback: func(md ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 			u, err := s.opts.Users.AuthKey(context.Background(), "ssh", md.RemoteAddr().String(), md.User(), key)
 			if err != nil {
@@ -196,6 +210,13 @@ func (s *Server) newSSHConfig() *ssh.ServerConfig {
 			if method == "none" {
 				return // every client starts with "none" to learn the methods
 			}
+			st.mu.Lock()
+			st.user = md.User()
+			st.attempts++
+			if err == nil {
+				st.succeeded = true
+			}
+			st.mu.Unlock()
 			if err != nil {
 				s.log.Debug("auth attempt failed", "user", md.User(), "remote", md.RemoteAddr().String(), "method", method, "err", err)
 				return
@@ -435,13 +456,30 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// handshakeFailed logs a connection that never got through login and
+// tells the defender: a failure that AuthPassword has not scored already
+// (all keys refused, the client gave up, the login grace ran out, a broken
+// handshake) counts once. A client that connects and closes without saying
+// anything (port probes, health checks) does not.
+func (s *Server) handshakeFailed(c *serverConn, st *authState, err error) {
+	st.mu.Lock()
+	user, attempts, pwFailures := st.user, st.attempts, st.pwFailures
+	st.mu.Unlock()
+	quiet := errors.Is(err, io.EOF) && attempts == 0
+	if !quiet {
+		s.log.Info("login failed", "remote", c.remote, "user", user, "attempts", attempts, "err", err)
+	}
+	if !quiet && pwFailures == 0 {
+		s.opts.Users.Failed("ssh", c.remote, user)
+	}
+}
+
 func (s *Server) serveConn(ctx context.Context, c *serverConn) {
 	dc := newDeadlineConn(c.nc, s.opts.LoginGrace)
-	sconn, chans, reqs, err := ssh.NewServerConn(dc, s.config)
+	st := &authState{}
+	sconn, chans, reqs, err := ssh.NewServerConn(dc, s.newSSHConfig(st))
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			s.log.Info("handshake failed", "remote", c.remote, "err", err)
-		}
+		s.handshakeFailed(c, st, err)
 		return
 	}
 	defer sconn.Close()

@@ -1,0 +1,75 @@
+package sftpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/pkg/sftp"
+
+	"github.com/securefsd/securefsd/internal/vfs"
+)
+
+func TestClientError(t *testing.T) {
+	pe := func(err error) error { return &fs.PathError{Op: "open", Path: "/secret/disk/path", Err: err} }
+	tests := []struct {
+		name string
+		err  error
+		code error  // want errors.Is(got, code)
+		msg  string // exact client message
+		text string // scp/checksum text
+	}{
+		{"not exist", pe(fs.ErrNotExist), sftp.ErrSSHFxNoSuchFile, "no such file", "No such file or directory"},
+		{"ENOENT", pe(syscall.ENOENT), sftp.ErrSSHFxNoSuchFile, "no such file", "No such file or directory"},
+		{"permission", pe(fs.ErrPermission), sftp.ErrSSHFxPermissionDenied, "permission denied", "Permission denied"},
+		{"EACCES wrapped", fmt.Errorf("vfs: x: %w", syscall.EACCES), sftp.ErrSSHFxPermissionDenied, "permission denied", "Permission denied"},
+		{"exist", pe(fs.ErrExist), sftp.ErrSSHFxFailure, "file exists", "File exists"},
+		{"quota", pe(vfs.ErrQuota), sftp.ErrSSHFxFailure, "quota exceeded", "Disk quota exceeded"},
+		{"no space", pe(vfs.ErrNoSpace), sftp.ErrSSHFxFailure, "no space left on device", "No space left on device"},
+		{"integrity", pe(fmt.Errorf("%w: chunk 7: bad tag /data/x", vfs.ErrIntegrity)), sftp.ErrSSHFxFailure, "file failed integrity check", "Input/output error"},
+		{"not empty", pe(vfs.ErrNotEmpty), sftp.ErrSSHFxFailure, "directory not empty", "Directory not empty"},
+		{"invalid name", pe(vfs.ErrInvalidName), sftp.ErrSSHFxFailure, "invalid file name", "Invalid argument"},
+		{"is dir", pe(vfs.ErrIsDir), sftp.ErrSSHFxFailure, "is a directory", "Is a directory"},
+		{"not dir", pe(vfs.ErrNotDir), sftp.ErrSSHFxFailure, "not a directory", "Not a directory"},
+		{"unsupported", pe(vfs.ErrUnsupported), sftp.ErrSSHFxOpUnsupported, "operation unsupported", "Operation not supported"},
+		{"errors.ErrUnsupported", errors.ErrUnsupported, sftp.ErrSSHFxOpUnsupported, "operation unsupported", "Operation not supported"},
+		{"sftp op unsupported", sftp.ErrSSHFxOpUnsupported, sftp.ErrSSHFxOpUnsupported, "operation unsupported", "Operation not supported"},
+		{"canceled", context.Canceled, sftp.ErrSSHFxFailure, "operation canceled", "Operation canceled"},
+		{"generic with path", errors.New("open /var/lib/securefsd/homes/alice/x: input/output error"), sftp.ErrSSHFxFailure, "failure", "Failure"},
+		{"already mapped", clientError(pe(fs.ErrNotExist)), sftp.ErrSSHFxNoSuchFile, "no such file", "No such file or directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := clientError(tt.err)
+			if !errors.Is(got, tt.code) {
+				t.Errorf("clientError(%v) = %v, not %v", tt.err, got, tt.code)
+			}
+			if got.Error() != tt.msg {
+				t.Errorf("message = %q, want %q", got.Error(), tt.msg)
+			}
+			if strings.Contains(got.Error(), "/") {
+				t.Errorf("message %q leaks a path", got.Error())
+			}
+			if errText(tt.err) != tt.text {
+				t.Errorf("errText = %q, want %q", errText(tt.err), tt.text)
+			}
+			// pkg/sftp's statusFromError must not override the code:
+			// os.IsNotExist only for not-exist, no syscall translation.
+			if os.IsNotExist(got) != errors.Is(tt.code, sftp.ErrSSHFxNoSuchFile) && tt.code != sftp.ErrSSHFxNoSuchFile {
+				t.Errorf("os.IsNotExist(%v) = true for a non-not-exist error", got)
+			}
+		})
+	}
+	if clientError(nil) != nil {
+		t.Error("clientError(nil) != nil")
+	}
+	if clientError(io.EOF) != io.EOF {
+		t.Error("clientError(io.EOF) must stay io.EOF for SSH_FX_EOF")
+	}
+}
