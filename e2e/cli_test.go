@@ -199,9 +199,9 @@ func TestKeySources(t *testing.T) {
 	if err := os.WriteFile(pass, []byte("wrong\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err = exec.Command(binPath, "--data-dir", pdata, "--passphrase-file", pass, "serve", "--sftp-addr", "127.0.0.1:0", "--dav-addr", "127.0.0.1:0").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "wrong passphrase") {
-		t.Fatalf("wrong passphrase accepted: %v\n%s", err, out)
+	pout, err := exec.Command(binPath, "--data-dir", pdata, "--passphrase-file", pass, "serve", "--sftp-addr", "127.0.0.1:0", "--dav-addr", "127.0.0.1:0").CombinedOutput()
+	if err == nil || !strings.Contains(string(pout), "wrong passphrase") {
+		t.Fatalf("wrong passphrase accepted: %v\n%s", err, pout)
 	}
 }
 
