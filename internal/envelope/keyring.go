@@ -178,14 +178,19 @@ func DefaultArgon2Params() Argon2Params {
 	return Argon2Params{Time: 3, MemoryKiB: 64 << 10, Threads: 4}
 }
 
-func (p Argon2Params) check() error {
+// argon2Limits caps the parameters accepted from a keyring file.
+type argon2Limits struct{ time, memoryKiB uint32 }
+
+var defaultArgon2Limits = argon2Limits{time: maxArgon2Time, memoryKiB: maxArgon2MemoryKiB}
+
+func (p Argon2Params) check(lim argon2Limits) error {
 	switch {
-	case p.Time < 1 || p.Time > maxArgon2Time:
-		return fmt.Errorf("envelope: argon2id time %d outside [1, %d]: %w", p.Time, maxArgon2Time, ErrFormat)
+	case p.Time < 1 || p.Time > lim.time:
+		return fmt.Errorf("envelope: argon2id time %d outside [1, %d]: %w", p.Time, lim.time, ErrFormat)
 	case p.Threads < 1 || p.Threads > maxArgon2Threads:
 		return fmt.Errorf("envelope: argon2id threads %d outside [1, %d]: %w", p.Threads, maxArgon2Threads, ErrFormat)
-	case p.MemoryKiB < 8*uint32(p.Threads) || p.MemoryKiB > maxArgon2MemoryKiB:
-		return fmt.Errorf("envelope: argon2id memory %d KiB outside [8*threads, %d]: %w", p.MemoryKiB, maxArgon2MemoryKiB, ErrFormat)
+	case p.MemoryKiB < 8*uint32(p.Threads) || p.MemoryKiB > lim.memoryKiB:
+		return fmt.Errorf("envelope: argon2id memory %d KiB outside [8*threads, %d]: %w", p.MemoryKiB, lim.memoryKiB, ErrFormat)
 	}
 	return nil
 }
@@ -228,7 +233,7 @@ func MarshalKeyringPassphrase(k *Keyring, passphrase []byte, p Argon2Params) ([]
 	if p == (Argon2Params{}) {
 		p = DefaultArgon2Params()
 	}
-	if err := p.check(); err != nil {
+	if err := p.check(defaultArgon2Limits); err != nil {
 		return nil, err
 	}
 	plain, err := MarshalKeyring(k)
@@ -267,6 +272,10 @@ func passphraseAEAD(passphrase, salt []byte, p Argon2Params) (cipher.AEAD, error
 // (ErrFormat), as that is most likely the wrong file. Argon2id parameters
 // outside the limits in docs/FORMAT.md are refused before any work.
 func ParseKeyring(data []byte, passphrase []byte) (*Keyring, error) {
+	return parseKeyring(data, passphrase, defaultArgon2Limits)
+}
+
+func parseKeyring(data []byte, passphrase []byte, lim argon2Limits) (*Keyring, error) {
 	if len(data) > maxKeyringFile {
 		return nil, fmt.Errorf("envelope: keyring: larger than %d bytes: %w", maxKeyringFile, ErrFormat)
 	}
@@ -281,7 +290,7 @@ func ParseKeyring(data []byte, passphrase []byte) (*Keyring, error) {
 		if passphrase == nil {
 			return nil, fmt.Errorf("envelope: keyring: key file is passphrase-protected and no passphrase was given: %w", ErrPassphrase)
 		}
-		return parseSealed(data, passphrase)
+		return parseSealed(data, passphrase, lim)
 	default:
 		return nil, fmt.Errorf("envelope: keyring: not a securefsd keyring: %w", ErrFormat)
 	}
@@ -324,7 +333,9 @@ func parsePlain(data []byte) (*Keyring, error) {
 		return nil, bad(1, "want \"active <id>\"")
 	}
 	k := &Keyring{keys: map[uint32]*kek{}, active: active}
-	key := make([]byte, keySize)
+	// Decode needs room for DecodedLen bytes (33 for 44 characters), even
+	// though only 32 are valid.
+	key := make([]byte, base64.StdEncoding.DecodedLen(base64.StdEncoding.EncodedLen(keySize)))
 	defer clear(key)
 	for n := 2; n < len(ls); n++ {
 		f := strings.Split(ls[n], " ")
@@ -344,7 +355,7 @@ func parsePlain(data []byte) (*Keyring, error) {
 		if m, err := base64.StdEncoding.Strict().Decode(key, []byte(f[2])); err != nil || m != keySize {
 			return nil, bad(n, "bad base64")
 		}
-		nk, err := newKEK(key)
+		nk, err := newKEK(key[:keySize])
 		if err != nil {
 			return nil, err
 		}
@@ -356,7 +367,7 @@ func parsePlain(data []byte) (*Keyring, error) {
 	return k, nil
 }
 
-func parseSealed(data []byte, passphrase []byte) (*Keyring, error) {
+func parseSealed(data []byte, passphrase []byte, lim argon2Limits) (*Keyring, error) {
 	ls, err := lines(data)
 	if err != nil {
 		return nil, err
@@ -371,7 +382,7 @@ func parseSealed(data []byte, passphrase []byte) (*Keyring, error) {
 		return nil, fmt.Errorf("envelope: sealed keyring: bad argon2id line: %w", ErrFormat)
 	}
 	p = Argon2Params{Time: uint32(t), MemoryKiB: uint32(m), Threads: uint8(th)}
-	if err := p.check(); err != nil {
+	if err := p.check(lim); err != nil {
 		return nil, err
 	}
 	field := func(line, name string, size int) ([]byte, error) {

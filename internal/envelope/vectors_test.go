@@ -40,7 +40,7 @@ var expectErrors = map[string][]string{
 	"format failure": {"ErrFormat"},
 }
 
-func parseVector(t *testing.T, path string) vector {
+func parseVector(t testing.TB, path string) vector {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	must(t, err)
