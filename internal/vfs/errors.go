@@ -77,16 +77,19 @@ var errInternal = errors.New("internal error")
 // a raw error from os.Root or envelope (with disk paths inside); only its
 // category survives.
 func (h *home) pathErr(op, name string, err error) error {
-	return &fs.PathError{Op: op, Path: name, Err: h.classify(op, name, err)}
+	kind := h.classify(op, name, err)
+	if kind == fs.ErrNotExist {
+		// A parent that is a new file not yet published is not a
+		// directory, as on a plain file system.
+		if rel, cerr := cleanName(op, name); cerr == nil && h.pendingAncestor(rel) {
+			kind = ErrNotDir
+		}
+	}
+	return &fs.PathError{Op: op, Path: name, Err: kind}
 }
 
 // classify maps err to one of the package's sentinel categories.
 func (h *home) classify(op, name string, err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) && pe.Path == name {
-		// Already a client error built by this package.
-		return pe.Err
-	}
 	switch {
 	case err == nil:
 		return nil
@@ -103,7 +106,7 @@ func (h *home) classify(op, name string, err error) error {
 		return fs.ErrExist
 	case errors.Is(err, syscall.EISDIR):
 		return ErrIsDir
-	case errors.Is(err, syscall.ENOTDIR):
+	case errors.Is(err, syscall.ENOTDIR), hasText(err, "not a directory"):
 		return ErrNotDir
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return ErrNoSpace
@@ -152,9 +155,13 @@ func unwrapKind(err error) error {
 }
 
 // isEscape reports os.Root's "path escapes from parent" error.
-func isEscape(err error) bool {
+func isEscape(err error) bool { return hasText(err, "path escapes from parent") }
+
+// hasText reports whether an error in err's chain has exactly this text
+// (os.Root returns some conditions as unexported plain errors).
+func hasText(err error, text string) bool {
 	for e := err; e != nil; e = errors.Unwrap(e) {
-		if e.Error() == "path escapes from parent" {
+		if e.Error() == text {
 			return true
 		}
 	}
@@ -162,3 +169,14 @@ func isEscape(err error) bool {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// pendingAncestor reports whether a parent of rel is an open file (a new
+// file not yet on disk makes its "children" ENOTDIR, as on disk).
+func (h *home) pendingAncestor(rel string) bool {
+	for p := parentOf(rel); p != "."; p = parentOf(p) {
+		if h.lookup(p) != nil {
+			return true
+		}
+	}
+	return false
+}

@@ -180,7 +180,7 @@ func (h *File) Truncate(size int64) error {
 	case h.n == nil:
 		return h.err("truncate", ErrIsDir)
 	case !h.writable:
-		return h.err("truncate", fs.ErrPermission)
+		return h.err("truncate", fs.ErrInvalid) // as ftruncate(2) on a read-only fd
 	case size < 0:
 		return h.err("truncate", fs.ErrInvalid)
 	}

@@ -268,6 +268,9 @@ func (f *FS) ReadDir(name string) ([]fs.FileInfo, error) {
 	if !f.can(PermList) {
 		return nil, f.denied(op, name)
 	}
+	if f.h.lookup(rel) != nil {
+		return nil, f.h.pathErr(op, name, ErrNotDir)
+	}
 	ds := &dirStream{}
 	defer ds.close()
 	out, err := ds.read(f.h, rel, -1)
@@ -320,6 +323,9 @@ func (f *FS) MkdirAll(name string, perm fs.FileMode) error {
 	}
 	if rel == "." {
 		return nil
+	}
+	if fi, err := h.root.Stat(rel); err == nil && !fi.IsDir() {
+		return h.pathErr(op, name, ErrNotDir) // as os.MkdirAll
 	}
 	if err := h.root.MkdirAll(rel, perm.Perm()); err != nil {
 		return h.pathErr(op, name, err)
@@ -440,6 +446,10 @@ func (f *FS) RemoveAll(name string) error {
 		if n != nil {
 			n.detach()
 			h.dropMeta(rel)
+			return nil
+		}
+		if h.pendingAncestor(rel) {
+			return h.pathErr(op, name, ErrNotDir)
 		}
 		return nil
 	}
@@ -549,6 +559,14 @@ func (f *FS) Rename(oldname, newname string, overwrite bool) error {
 	h := f.h
 	h.ns.Lock()
 	defer h.ns.Unlock()
+	// Report errors in rename(2)'s order: the source's parent, the
+	// target's parent, the source itself, then the target.
+	if err := h.parentDir(ro); err != nil {
+		return h.pathErr(op, oldname, err)
+	}
+	if err := h.parentDir(rn); err != nil {
+		return h.pathErr(op, newname, err)
+	}
 	on := h.lookup(ro)
 	ofi, oerr := h.root.Lstat(ro)
 	srcOnDisk := oerr == nil
@@ -577,14 +595,27 @@ func (f *FS) Rename(oldname, newname string, overwrite bool) error {
 		}
 		tDir := tOnDisk && tfi.IsDir()
 		switch {
+		case under(ro, rn):
+			return h.pathErr(op, newname, ErrNotEmpty) // onto its own ancestor
 		case tDir && !srcDir:
 			return h.pathErr(op, newname, ErrIsDir)
 		case !tDir && srcDir:
 			return h.pathErr(op, newname, ErrNotDir)
 		case tDir:
+			// os.Root.Rename refuses directory targets: check the
+			// target is empty and remove it first (as rename(2) would
+			// replace it).
 			if err := h.emptyForReplace(rn); err != nil {
 				return h.pathErr(op, newname, err)
 			}
+			if err := h.root.Remove(rn); err != nil {
+				return h.pathErr(op, newname, err)
+			}
+			defer func() {
+				if _, err := h.root.Lstat(rn); errors.Is(err, fs.ErrNotExist) {
+					h.root.Mkdir(rn, tfi.Mode().Perm()) // the rename failed: put it back
+				}
+			}()
 		}
 	}
 	if srcOnDisk {
@@ -624,6 +655,25 @@ func (f *FS) Rename(oldname, newname string, overwrite bool) error {
 		if err := h.moveMeta(ro, rn); err != nil {
 			h.logger().Warn("vfs: cannot move metadata", "home", h.name, "from", "/"+ro, "to", "/"+rn, "err", err)
 		}
+	}
+	return nil
+}
+
+// parentDir checks that rel's parent is an existing directory.
+func (h *home) parentDir(rel string) error {
+	if h.pendingAncestor(rel) {
+		return ErrNotDir
+	}
+	p := parentOf(rel)
+	if p == "." {
+		return nil
+	}
+	fi, err := h.root.Stat(p)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return ErrNotDir
 	}
 	return nil
 }

@@ -1,0 +1,141 @@
+package vfs
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/securefsd/securefsd/internal/envelope"
+)
+
+// logBuf collects log output for assertions; safe for concurrent use.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type testStore struct {
+	*Store
+	dir string
+	kr  *envelope.Keyring
+	log *logBuf
+}
+
+func newStore(t testing.TB) *testStore {
+	t.Helper()
+	kr, err := envelope.NewKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "store")
+	lb := &logBuf{}
+	s, err := NewStore(dir, Options{Keyring: kr, Logger: slog.New(slog.NewTextHandler(lb, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return &testStore{Store: s, dir: dir, kr: kr, log: lb}
+}
+
+func (ts *testStore) home(t testing.TB, name string, opts HomeOptions) *FS {
+	t.Helper()
+	if opts.Perm == 0 {
+		opts.Perm = PermAll
+	}
+	f, err := ts.Home(name, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func newFS(t testing.TB) (*testStore, *FS) {
+	t.Helper()
+	ts := newStore(t)
+	return ts, ts.home(t, "alice", HomeOptions{})
+}
+
+func writeFile(t testing.TB, f *FS, name string, data []byte) {
+	t.Helper()
+	h, err := f.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFile(t testing.TB, f *FS, name string) []byte {
+	t.Helper()
+	h, err := f.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	data, err := io.ReadAll(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// category reduces an error to what the conformance suite compares.
+func category(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case err == io.EOF:
+		return "eof"
+	case errors.Is(err, fs.ErrNotExist):
+		return "notexist"
+	case errors.Is(err, ErrNotEmpty), errors.Is(err, syscall.ENOTEMPTY):
+		return "notempty"
+	case errors.Is(err, fs.ErrExist):
+		return "exist"
+	case errors.Is(err, ErrIsDir), errors.Is(err, syscall.EISDIR):
+		return "isdir"
+	case errors.Is(err, ErrNotDir), errors.Is(err, syscall.ENOTDIR):
+		return "notdir"
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EBADF):
+		return "perm"
+	case errors.Is(err, fs.ErrInvalid), errors.Is(err, syscall.EINVAL):
+		return "invalid"
+	case errors.Is(err, fs.ErrClosed):
+		return "closed"
+	}
+	return "other: " + err.Error()
+}
+
+func mustPathErr(t testing.TB, err error, name string) {
+	t.Helper()
+	var pe *fs.PathError
+	if !errors.As(err, &pe) {
+		t.Fatalf("error %v (%T) is not a *fs.PathError", err, err)
+	}
+	if pe.Path != name {
+		t.Fatalf("PathError.Path = %q, want client name %q", pe.Path, name)
+	}
+}
