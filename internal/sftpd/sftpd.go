@@ -237,11 +237,8 @@ func userPermissions(u users.User) *ssh.Permissions {
 	}
 }
 
-// ErrServerClosed is returned by Serve after Shutdown.
-var ErrServerClosed = errors.New("sftpd: server closed")
-
 // Serve accepts on ln until ctx is done or Shutdown is called; it then
-// returns nil (ctx done) or ErrServerClosed (Shutdown). Connections
+// returns nil. Any other accept failure is returned. Connections
 // accepted before keep running until Shutdown closes them; when ctx is done
 // they are closed at once. ln is closed on return.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
@@ -249,7 +246,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.closing {
 		s.mu.Unlock()
 		ln.Close()
-		return ErrServerClosed
+		return nil
 	}
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
@@ -280,7 +277,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			select {
 			case <-s.done:
-				return ErrServerClosed
+				return nil
 			default:
 			}
 			if isTemporary(err) {
@@ -292,7 +289,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 				case <-ctx.Done():
 					return nil
 				case <-s.done:
-					return ErrServerClosed
+					return nil
 				}
 			}
 			return fmt.Errorf("sftpd: accept: %w", err)
