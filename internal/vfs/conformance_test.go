@@ -56,9 +56,9 @@ func (v vfsTarget) OpenFile(name string, flag int, perm fs.FileMode) (tfile, err
 	}
 	return h, nil
 }
-func (v vfsTarget) Stat(name string) (fs.FileInfo, error)       { return v.f.Stat(name) }
-func (v vfsTarget) Lstat(name string) (fs.FileInfo, error)      { return v.f.Lstat(name) }
-func (v vfsTarget) ReadDir(name string) ([]fs.FileInfo, error)  { return v.f.ReadDir(name) }
+func (v vfsTarget) Stat(name string) (fs.FileInfo, error)        { return v.f.Stat(name) }
+func (v vfsTarget) Lstat(name string) (fs.FileInfo, error)       { return v.f.Lstat(name) }
+func (v vfsTarget) ReadDir(name string) ([]fs.FileInfo, error)   { return v.f.ReadDir(name) }
 func (v vfsTarget) Mkdir(name string, perm fs.FileMode) error    { return v.f.Mkdir(name, perm) }
 func (v vfsTarget) MkdirAll(name string, perm fs.FileMode) error { return v.f.MkdirAll(name, perm) }
 func (v vfsTarget) Remove(name string) error                     { return v.f.Remove(name) }
@@ -106,9 +106,9 @@ func (o osTarget) Rename(a, b string) error {
 	}
 	return nil
 }
-func (o osTarget) Chmod(name string, m fs.FileMode) error       { return os.Chmod(o.p(name), m) }
-func (o osTarget) Chtimes(name string, a, m time.Time) error    { return os.Chtimes(o.p(name), a, m) }
-func (o osTarget) Truncate(name string, size int64) error       { return os.Truncate(o.p(name), size) }
+func (o osTarget) Chmod(name string, m fs.FileMode) error    { return os.Chmod(o.p(name), m) }
+func (o osTarget) Chtimes(name string, a, m time.Time) error { return os.Chtimes(o.p(name), a, m) }
+func (o osTarget) Truncate(name string, size int64) error    { return os.Truncate(o.p(name), size) }
 
 // describe summarises a FileInfo for comparison.
 func describe(fi fs.FileInfo) string {

@@ -4,6 +4,78 @@
 //
 // Confinement is enforced by the kernel through one os.Root per home; names
 // are also checked (no NUL, no reserved names) before they reach it.
+//
+// # Layout
+//
+// The store directory holds one directory per home (<store>/<home>). Inside
+// a home, client names map one to one to disk names (names are not
+// encrypted; contents, metadata and hashes are). Every regular file is an
+// envelope file (internal/envelope, docs/FORMAT.md). The store's own files
+// have names starting with ".securefsd", which clients can neither see nor
+// use: <home>/.securefsd-tmp/ holds encrypted temporary files of uploads in
+// progress (removed when the home is next opened after a crash), and each
+// directory may hold .securefsd-meta, the encrypted metadata sidecar of its
+// entries (WebDAV dead properties, cached hashes).
+//
+// # Confinement and links
+//
+// Every disk access of a home goes through one os.Root opened on it, so
+// "..", absolute names and symlinks cannot leave the home (the kernel
+// resolves each step relative to the root's descriptor). Client names are
+// cleaned like a chroot and refused if they hold a NUL byte or a backslash,
+// an element longer than 255 bytes, more than 4096 bytes in all
+// (ErrInvalidName, which matches fs.ErrPermission), or a reserved element
+// (a bare fs.ErrPermission).
+//
+// Policy on symbolic links: clients cannot create them (Symlink returns
+// ErrUnsupported) and cannot read their targets (Readlink returns
+// fs.ErrPermission). A symlink planted in the store by someone with disk
+// access is reported by Lstat and ReadDir as a symlink; Stat and Open
+// follow it only while it stays inside the same home (os.Root refuses the
+// rest with fs.ErrPermission), so it can never reach another user's home,
+// /etc, or anything else. Hard links are not offered. Only regular files
+// and directories can be opened: FIFOs, sockets and devices give
+// fs.ErrPermission.
+//
+// # Sizes, handles, replacement
+//
+// Sizes are computed from the ciphertext length (envelope.PlaintextSize);
+// listing a directory reads it once plus one lstat per entry, never opening
+// a file. All handles on a file (from any protocol) share one open-file
+// state (one envelope.File with its chunk cache), so they see one size and
+// the same bytes, and a writer's size wins over the disk's.
+//
+// O_CREATE of a new file and O_TRUNC of an existing file that nobody has
+// open write an encrypted temporary file, renamed over the name when the
+// writer closes: a failed upload never leaves a partial file under its
+// name (the old content stays). While it is written, the new file is
+// visible to Stat, ReadDir and Open through the open-file table. Writes
+// without O_TRUNC (resume, sshfs edits, OpenSSH scp which truncates with
+// SETSTAT afterwards), and O_TRUNC of a file open elsewhere, happen in place
+// through the shared state. Plaintext never reaches the disk.
+//
+// Files that are not valid envelope files (plaintext put there by hand, or
+// damaged ciphertext) fail with ErrIntegrity, logged with the client path;
+// their bytes never pass through.
+//
+// # Modes and times
+//
+// Permission bits given by clients (Chmod, create mode minus the process
+// umask read at NewStore) are kept on the disk entry and reported as is.
+// Modification times are the disk entry's; an explicit Chtimes on an open
+// file is re-applied after every later flush and at close, so it survives
+// the write-back of buffered data.
+//
+// # Quota and usage
+//
+// A home's usage (plaintext bytes, regular files) is counted once when the
+// home is first opened and kept up to date; writes that would exceed the
+// quota fail with ErrQuota, a full disk with ErrNoSpace.
+//
+// # Concurrency
+//
+// Store, FS and File are safe for concurrent use. Only one process may
+// serve a store at a time.
 package vfs
 
 // API CONTRACT (kept stable for internal/sftpd, internal/davd, internal/webui,
