@@ -1,0 +1,187 @@
+package e2e
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// davStatus runs curl as user and returns the HTTP status code it got.
+func davStatus(t *testing.T, srv *Server, user, pass string, args ...string) string {
+	t.Helper()
+	base := []string{"-w", "%{http_code}"}
+	if !slices.Contains(args, "-o") {
+		base = append(base, "-o", "/dev/null")
+	}
+	out, err := srv.Curl(t, user, pass, append(base, args...)...)
+	if err != nil {
+		t.Fatalf("curl %v: %v: %s", args, err, out)
+	}
+	return strings.TrimSpace(out)
+}
+
+func wantCode(t *testing.T, got, want, what string) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("%s: HTTP %s, want %s", what, got, want)
+	}
+}
+
+func sha256File(t *testing.T, p string) string {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// TestDAVCurl drives the real server with curl over HTTPS: uploads and
+// downloads of several sizes, Range reads at chunk boundaries, chunked
+// upload, collection operations, refused Content-Range, authentication and
+// isolation between users.
+func TestDAVCurl(t *testing.T) {
+	srv := StartServer(t)
+	srv.AddUser(t, "alice", "alice-pw")
+	srv.AddUser(t, "bob", "bob-pw")
+	u := srv.DAVURL
+	dir := t.TempDir()
+
+	for _, n := range []int64{0, 1, 65535, 65536, 65537, 5<<20 + 17} {
+		t.Run(fmt.Sprintf("putget-%d", n), func(t *testing.T) {
+			src := RandomFile(t, n)
+			name := fmt.Sprintf("/f-%d.bin", n)
+			wantCode(t, davStatus(t, srv, "alice", "alice-pw", "-T", src, u+name), "201", "PUT new")
+			wantCode(t, davStatus(t, srv, "alice", "alice-pw", "-T", src, u+name), "204", "PUT replace")
+			dst := filepath.Join(dir, fmt.Sprintf("got-%d", n))
+			wantCode(t, davStatus(t, srv, "alice", "alice-pw", "-o", dst, u+name), "200", "GET")
+			if sha256File(t, src) != sha256File(t, dst) {
+				t.Fatalf("%d bytes: checksum differs after the round trip", n)
+			}
+		})
+	}
+	big := RandomFile(t, 300_000)
+	wantCode(t, davStatus(t, srv, "alice", "alice-pw", "-T", big, u+"/big.bin"), "201", "PUT big")
+	AssertNoPlaintext(t, srv.DataDir, big)
+	data, err := os.ReadFile(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("range", func(t *testing.T) {
+		for _, r := range [][2]int{{0, 0}, {65534, 65536}, {65535, 65535}, {65536, 65536}, {65537, 131073}, {131071, 131072}, {299_990, 299_999}} {
+			out := filepath.Join(dir, fmt.Sprintf("r-%d-%d", r[0], r[1]))
+			wantCode(t, davStatus(t, srv, "alice", "alice-pw", "-r", fmt.Sprintf("%d-%d", r[0], r[1]), "-o", out, u+"/big.bin"), "206", "Range GET")
+			got, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(data[r[0]:r[1]+1]) {
+				t.Fatalf("range %d-%d: wrong bytes (%d)", r[0], r[1], len(got))
+			}
+		}
+	})
+
+	t.Run("chunked", func(t *testing.T) {
+		src := RandomFile(t, 1<<20+3)
+		// -T - reads stdin: curl sends Transfer-Encoding: chunked.
+		cmd := exec.Command("curl", "-sS", "-k", "-u", "alice:alice-pw", "-T", "-", "-o", "/dev/null", "-w", "%{http_code}", u+"/chunked.bin")
+		f, err := os.Open(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		cmd.Stdin = f
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "201" {
+			t.Fatalf("chunked PUT: %v %s", err, out)
+		}
+		dst := filepath.Join(dir, "chunked")
+		wantCode(t, davStatus(t, srv, "alice", "alice-pw", "-o", dst, u+"/chunked.bin"), "200", "GET")
+		SameFile(t, src, dst)
+	})
+
+	t.Run("collections", func(t *testing.T) {
+		a := func(args ...string) string { return davStatus(t, srv, "alice", "alice-pw", args...) }
+		wantCode(t, a("-X", "MKCOL", u+"/c"), "201", "MKCOL")
+		wantCode(t, a("-X", "MKCOL", u+"/c"), "405", "MKCOL again")
+		wantCode(t, a("-X", "MKCOL", u+"/no/such"), "409", "MKCOL without parent")
+		wantCode(t, a("-T", big, u+"/c/x.bin"), "201", "PUT into collection")
+		wantCode(t, a("-T", big, u+"/none/x.bin"), "409", "PUT without parent")
+		wantCode(t, a("-X", "COPY", "-H", "Destination: "+u+"/c2", u+"/c"), "201", "COPY collection")
+		wantCode(t, a("-X", "MOVE", "-H", "Destination: "+u+"/c3", u+"/c2"), "201", "MOVE collection")
+		wantCode(t, a("-X", "MOVE", "-H", "Destination: "+u+"/c3/y.bin", u+"/c/x.bin"), "201", "MOVE file")
+		wantCode(t, a("-X", "COPY", "-H", "Overwrite: F", "-H", "Destination: "+u+"/c3/y.bin", u+"/c3/x.bin"), "412", "COPY over existing, Overwrite F")
+		wantCode(t, a("-X", "COPY", "-H", "Destination: "+u+"/c3/y.bin", u+"/c3/x.bin"), "204", "COPY over existing")
+		wantCode(t, a(u+"/c/x.bin"), "404", "moved away")
+		wantCode(t, a("-X", "PROPFIND", "-H", "Depth: 1", u+"/c3"), "207", "PROPFIND without trailing slash")
+		wantCode(t, a("-X", "PROPFIND", "-H", "Depth: infinity", u+"/c3"), "403", "PROPFIND Depth infinity")
+		wantCode(t, a("-X", "DELETE", u+"/c3"), "204", "DELETE collection")
+		wantCode(t, a("-X", "DELETE", u+"/c3"), "404", "DELETE again")
+		wantCode(t, a("-X", "PROPFIND", "-H", "Depth: 0", u+"/._big.bin"), "404", "AppleDouble probe")
+		wantCode(t, a("-X", "OPTIONS", u+"/"), "200", "OPTIONS")
+	})
+
+	t.Run("resume-refused", func(t *testing.T) {
+		part := filepath.Join(dir, "part")
+		if err := os.WriteFile(part, data[:1000], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, davStatus(t, srv, "alice", "alice-pw", "-T", part, u+"/resume.bin"), "201", "PUT start")
+		// curl -C - -T sends Content-Range; the server must refuse, not
+		// overwrite the file with the tail.
+		code := davStatus(t, srv, "alice", "alice-pw", "-C", "500", "-T", big, u+"/resume.bin")
+		wantCode(t, code, "501", "resumed PUT")
+		got := filepath.Join(dir, "resume-got")
+		wantCode(t, davStatus(t, srv, "alice", "alice-pw", "-o", got, u+"/resume.bin"), "200", "GET")
+		SameFile(t, part, got)
+	})
+
+	t.Run("auth", func(t *testing.T) {
+		wantCode(t, davStatus(t, srv, "alice", "wrong", u+"/big.bin"), "401", "wrong password")
+		wantCode(t, davStatus(t, srv, "", "", u+"/big.bin"), "401", "no credentials")
+		wantCode(t, davStatus(t, srv, "nobody", "x", u+"/big.bin"), "401", "unknown user")
+		wantCode(t, davStatus(t, srv, "bob", "bob-pw", u+"/big.bin"), "404", "bob reads alice's path")
+		wantCode(t, davStatus(t, srv, "bob", "bob-pw", "--path-as-is", u+"/../alice/big.bin"), "404", "bob escapes with ..")
+		wantCode(t, davStatus(t, srv, "bob", "bob-pw", "--path-as-is", u+"/%2e%2e/alice/big.bin"), "404", "bob escapes with %2e%2e")
+		wantCode(t, davStatus(t, srv, "bob", "bob-pw", "-X", "DELETE", u+"/big.bin"), "404", "bob deletes alice's path")
+		wantCode(t, davStatus(t, srv, "bob", "bob-pw", "-X", "COPY", "-H", "Destination: "+u+"/../alice/evil", u+"/"), "403", "bob copies into alice's home")
+		wantCode(t, davStatus(t, srv, "alice", "alice-pw", u+"/big.bin"), "200", "alice still has it")
+		wantCode(t, davStatus(t, srv, "alice", "alice-pw", u+"/evil"), "404", "nothing landed in alice's home")
+	})
+}
+
+// TestDAVSFTPInterop: a file uploaded over WebDAV reads back byte for byte
+// over SFTP (OpenSSH sftp), and the reverse.
+func TestDAVSFTPInterop(t *testing.T) {
+	NeedTool(t, "sftp")
+	srv := StartServer(t)
+	key := srv.AddUser(t, "carol", "carol-pw")
+	dir := t.TempDir()
+	viaDAV := RandomFile(t, 3<<20+5)
+	wantCode(t, davStatus(t, srv, "carol", "carol-pw", "-T", viaDAV, srv.DAVURL+"/from-dav.bin"), "201", "PUT")
+
+	viaSFTP := RandomFile(t, 2<<20+7)
+	got := filepath.Join(dir, "got-from-dav.bin")
+	out, err := srv.SFTPBatch(t, "carol", key, fmt.Sprintf("get /from-dav.bin %s\nput %s /from-sftp.bin\n", got, viaSFTP))
+	if err != nil {
+		t.Fatalf("sftp: %v\n%s", err, out)
+	}
+	SameFile(t, viaDAV, got)
+
+	got2 := filepath.Join(dir, "got-from-sftp.bin")
+	wantCode(t, davStatus(t, srv, "carol", "carol-pw", "-o", got2, srv.DAVURL+"/from-sftp.bin"), "200", "GET")
+	SameFile(t, viaSFTP, got2)
+}
