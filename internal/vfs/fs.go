@@ -144,6 +144,9 @@ func (f *FS) openLocked(op, name, rel string, flag int, perm fs.FileMode) (*File
 		return nil, false, h.pathErr(op, name, err)
 	}
 	if fi.IsDir() {
+		if h.linkToReserved(rel) {
+			return nil, false, h.pathErr(op, name, fs.ErrPermission)
+		}
 		if excl {
 			return nil, false, h.pathErr(op, name, fs.ErrExist)
 		}
@@ -232,6 +235,9 @@ func (f *FS) stat(op, name string, follow bool) (fs.FileInfo, error) {
 	var fi fs.FileInfo
 	if follow {
 		fi, err = h.root.Stat(rel)
+		if err == nil && h.linkToReserved(rel) {
+			err = fs.ErrPermission
+		}
 	} else {
 		fi, err = h.root.Lstat(rel)
 	}
@@ -239,6 +245,20 @@ func (f *FS) stat(op, name string, follow bool) (fs.FileInfo, error) {
 		return nil, h.pathErr(op, name, err)
 	}
 	return toInfo(base, fi), nil
+}
+
+// linkToReserved reports whether rel is a planted symlink leading to one
+// of the store's own entries.
+func (h *home) linkToReserved(rel string) bool {
+	if fi, err := h.root.Lstat(rel); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		return false
+	}
+	f, err := h.root.OpenFile(rel, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	return h.reservedTarget(f)
 }
 
 // toInfo converts a disk FileInfo to the client view.
@@ -932,6 +952,11 @@ func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
 		if err != nil {
 			sub.Close()
 			return nil, err
+		}
+		if h.reservedTarget(d) {
+			d.Close()
+			sub.Close()
+			return nil, fs.ErrPermission
 		}
 		ds.sub, ds.d, ds.seen = sub, d, map[string]bool{}
 	}

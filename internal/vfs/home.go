@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/securefsd/securefsd/internal/envelope"
@@ -21,6 +24,7 @@ type home struct {
 	s    *Store
 	name string
 	root *os.Root
+	real string // the home's resolved absolute path, for reservedTarget
 
 	// ns serializes changes of the namespace (open/create, publish, last
 	// close, rename, remove, mkdir, chmod, chtimes): writers hold it
@@ -56,6 +60,11 @@ func (h *home) kr() *envelope.Keyring { return h.s.keyring() }
 // init prepares the temporary directory, removes temporaries left by a
 // crash, and counts the usage once.
 func (h *home) init() error {
+	if abs, err := filepath.Abs(filepath.Join(h.s.dir, h.name)); err == nil {
+		if real, err := filepath.EvalSymlinks(abs); err == nil {
+			h.real = real
+		}
+	}
 	if err := h.root.RemoveAll(tmpDirName); err != nil {
 		return err
 	}
@@ -208,4 +217,28 @@ func (h *home) nodesUnder(dir string) []*node {
 		}
 	}
 	return out
+}
+
+// reservedTarget reports whether an opened file or directory is one of
+// the store's own (reached through a planted symlink inside the home).
+// It asks /proc where the descriptor points; without /proc it reports
+// false (os.Root still confines the access to the home).
+func (h *home) reservedTarget(f *os.File) bool {
+	if h.real == "" {
+		return false
+	}
+	target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+	if err != nil {
+		return false
+	}
+	rest, ok := strings.CutPrefix(target, h.real)
+	if !ok {
+		return true // not inside the home at all: refuse
+	}
+	for elem := range strings.SplitSeq(rest, "/") {
+		if isReserved(elem) {
+			return true
+		}
+	}
+	return false
 }

@@ -75,7 +75,7 @@ func (h *home) openInPlace(rel string, writable bool) (*node, error) {
 		f.Close()
 		return nil, err
 	}
-	if !st.Mode().IsRegular() {
+	if !st.Mode().IsRegular() || h.reservedTarget(f) {
 		f.Close()
 		return nil, fs.ErrPermission
 	}
