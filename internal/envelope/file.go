@@ -237,7 +237,7 @@ func (f *File) lookup(i int64) *entry {
 // with an unspecified buffer content. Making room evicts the lowest clean
 // entry, flushing first if every entry is dirty.
 func (f *File) newEntry(i int64) (*entry, error) {
-	var buf *[]byte
+	var e *entry
 	if len(f.entries) >= maxCached {
 		victim := slices.IndexFunc(f.entries, func(e *entry) bool { return !e.dirty })
 		if victim < 0 {
@@ -246,12 +246,12 @@ func (f *File) newEntry(i int64) (*entry, error) {
 			}
 			victim = 0
 		}
-		buf = f.entries[victim].buf
+		e = f.entries[victim] // reused: no allocation in steady state
 		f.entries = slices.Delete(f.entries, victim, victim+1)
+		e.idx, e.dirty = i, false
 	} else {
-		buf = chunkBufs.Get().(*[]byte)
+		e = &entry{idx: i, buf: chunkBufs.Get().(*[]byte)}
 	}
-	e := &entry{idx: i, buf: buf}
 	at, _ := slices.BinarySearchFunc(f.entries, i, func(e *entry, i int64) int { return cmp.Compare(e.idx, i) })
 	f.entries = slices.Insert(f.entries, at, e)
 	return e, nil

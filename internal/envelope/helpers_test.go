@@ -66,7 +66,13 @@ func (m *memBacking) WriteAt(p []byte, off int64) (int, error) {
 
 func applyWrite(data, p []byte, off int64) []byte {
 	if end := off + int64(len(p)); end > int64(len(data)) {
-		data = append(data, make([]byte, end-int64(len(data)))...)
+		if end <= int64(cap(data)) {
+			old := int64(len(data))
+			data = data[:end]
+			clear(data[old:max(old, off)]) // a gap reads as zeros, like a hole
+		} else {
+			data = append(data, make([]byte, end-int64(len(data)))...)
+		}
 	}
 	copy(data[off:], p)
 	return data
