@@ -746,6 +746,9 @@ func (f *FS) Chtimes(name string, atime, mtime time.Time) error {
 		return nil
 	}
 	before, err := h.root.Stat(rel)
+	if err == nil && h.linkToReserved(rel) {
+		err = fs.ErrPermission
+	}
 	if err != nil {
 		return h.pathErr(op, name, err)
 	}
@@ -807,6 +810,9 @@ func (f *FS) Chmod(name string, mode fs.FileMode) error {
 		}
 		return nil
 	}
+	if h.linkToReserved(rel) {
+		return h.pathErr(op, name, fs.ErrPermission)
+	}
 	if err := h.root.Chmod(rel, mode.Perm()); err != nil {
 		return h.pathErr(op, name, err)
 	}
@@ -843,6 +849,9 @@ func (f *FS) Truncate(name string, size int64) error {
 		}
 	} else {
 		fi, err := h.root.Stat(rel)
+		if err == nil && h.linkToReserved(rel) {
+			err = fs.ErrPermission
+		}
 		if err != nil {
 			h.ns.Unlock()
 			return h.pathErr(op, name, err)
