@@ -10,6 +10,19 @@
 //
 // The package is pure: it knows nothing of paths, users, logging or
 // protocols. Callers hand it an io.ReaderAt/io.WriterAt (usually an *os.File).
+//
+// It imports only the standard library and golang.org/x/crypto, and must
+// stay that way (scripts/check-imports.sh). All primitives are constructed in
+// primitives.go; the byte layouts are in header.go and chunk.go, the size
+// arithmetic in offsets.go, the random-access File in file.go, streams in
+// stream.go, re-wrapping in rewrap.go and the keyring in keyring.go.
+//
+// Threat notes (docs/FORMAT.md, section 2): the format protects content
+// confidentiality and the integrity of every stored byte against anyone
+// without a KEK. It does not detect rollback of a file, header or chunk to an
+// older valid version of itself, nor whole files swapped or deleted, and it
+// reveals plaintext sizes. A *File and a *Keyring are safe for concurrent
+// use; the streaming Reader and Writer are not.
 package envelope
 
 //go:generate go run gen_vectors.go
