@@ -176,7 +176,7 @@ func TestWebUIBrowser(t *testing.T) {
 	dlDir := t.TempDir()
 	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
 		yes := true
-		_, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+		_, err := chromedp.Call(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
 			Behavior:      browser.SetDownloadBehaviorBehaviorAllowAndName,
 			DownloadPath:  dlDir,
 			EventsEnabled: &yes,

@@ -144,7 +144,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, home, "/notes.txt", []byte("some notes"))
-	writeFile(t, home, "/<script>alert(1)</script>.html", []byte("<script>alert(1)</script>"))
+	writeFile(t, home, "/<img src=x onerror=alert(1)>.html", []byte("<script>alert(1)</script>"))
 
 	// Count the uploads that came through app.js (XHR with the CSRF header).
 	var xhrUploads atomic.Int32
@@ -201,7 +201,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(text, "1.0 MiB") || !strings.Contains(text, "<script>alert(1)</script>.html") {
+	if !strings.Contains(text, "1.0 MiB") || !strings.Contains(text, "<img src=x onerror=alert(1)>.html") {
 		t.Errorf("list text: %q", text)
 	}
 	flash, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(".flash.ok")))
@@ -228,7 +228,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 	// Download it through the link and compare bytes.
 	dlDir := t.TempDir()
 	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-		_, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+		_, err := chromedp.Call(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
 			Behavior:      browser.SetDownloadBehaviorBehaviorAllowAndName,
 			DownloadPath:  dlDir,
 			EventsEnabled: ptrTo(true),

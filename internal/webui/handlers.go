@@ -116,6 +116,7 @@ func (ui *UI) showLogin(w http.ResponseWriter, r *http.Request, status int, next
 
 func (ui *UI) doLogin(w http.ResponseWriter, r *http.Request) {
 	if !sameOrigin(r) {
+		ui.log.Warn("webui: cross-site login refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "sec-fetch-site", r.Header.Get("Sec-Fetch-Site"))
 		ui.renderError(w, r, nil, http.StatusForbidden, "The request came from another site and was refused.")
 		return
 	}

@@ -194,7 +194,7 @@ func (ui *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodPost && !sameOrigin(r) {
-		ui.log.Warn("webui: cross-site POST refused", "path", r.URL.Path, "remote", r.RemoteAddr)
+		ui.log.Warn("webui: cross-site POST refused", "path", r.URL.Path, "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "sec-fetch-site", r.Header.Get("Sec-Fetch-Site"))
 		ui.renderError(w, r, nil, http.StatusForbidden, "The request came from another site and was refused.")
 		return
 	}
@@ -262,20 +262,21 @@ func securityHeaders(h http.Header) {
 
 // sameOrigin refuses POSTs that a browser marks as cross-site, in addition
 // to the CSRF token and SameSite=Strict: Sec-Fetch-Site when sent, else
-// Origin when sent. Non-browser clients that send neither pass (they still
-// need the cookie and the token).
+// Origin when it names an origin. Our Referrer-Policy (no-referrer) makes
+// browsers send "Origin: null" even for our own forms, so null proves
+// nothing either way. Clients that send neither header pass (they still need
+// the cookie and the token).
 func sameOrigin(r *http.Request) bool {
 	switch r.Header.Get("Sec-Fetch-Site") {
-	case "", "same-origin", "none":
+	case "same-origin", "none":
+		return true
+	case "":
 	default:
 		return false
 	}
 	origin := r.Header.Get("Origin")
-	if origin == "" {
+	if origin == "" || origin == "null" {
 		return true
-	}
-	if origin == "null" {
-		return false
 	}
 	_, host, ok := strings.Cut(origin, "://")
 	return ok && strings.EqualFold(host, r.Host)
