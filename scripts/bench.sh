@@ -279,7 +279,7 @@ start_securefsd() {
 		return 1
 	fi
 	local ver
-	ver=$("$sfd_bin" --version 2>/dev/null | head -1 | sed 's/^securefsd[ ]*//; s/^version[ ]*//') || true
+	ver=$("$sfd_bin" version 2>/dev/null | head -1 | sed 's/^securefsd[ ]*//') || true
 	local label="securefsd${ver:+ $ver}"
 	local scheme=${dav_url%%:*}
 	if [[ $name == securefsd ]]; then
@@ -300,8 +300,12 @@ if want securefsd; then
 	fi
 	if [[ -n $sfd_bin ]]; then
 		if [[ ${BENCH_PPROF:-0} == 1 ]]; then
-			pprof_flag=$("$sfd_bin" serve --help 2>&1 | grep -o -- '--pprof[a-z-]*' | head -1) || true
-			[[ -n $pprof_flag ]] || log "BENCH_PPROF=1 but securefsd serve has no --pprof* flag; no profiles"
+			# --pprof-addr is a hidden flag, so look for it in the binary, not in --help.
+			if grep -q -a -- 'pprof-addr' "$sfd_bin"; then
+				pprof_flag=--pprof-addr
+			else
+				log "BENCH_PPROF=1 but securefsd has no --pprof-addr flag; no profiles"
+			fi
 		fi
 		if start_securefsd securefsd && start_securefsd securefsd-plain --insecure-http; then
 			:
@@ -331,4 +335,9 @@ mkdir -p "$results_root/$stamp"
 } >"$tmp/servers.json"
 
 log "servers up; results go to $results_root/$stamp"
-python3 "$repo/scripts/bench/run.py" "$tmp/servers.json"
+# In the background plus wait, so that a TERM to this script runs cleanup at
+# once (bash defers traps while a foreground child runs).
+python3 "$repo/scripts/bench/run.py" "$tmp/servers.json" &
+runner=$!
+started+=("$runner")
+wait "$runner"

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import random
+import resource
 import re
 import shutil
 import statistics
@@ -64,6 +65,7 @@ CFG = {
     "cipher": env_str("BENCH_CIPHER", "aes128-gcm@openssh.com"),
     "kex": env_str("BENCH_KEX", "curve25519-sha256"),
     "tls13_cipher": env_str("BENCH_TLS13_CIPHER", "TLS_AES_128_GCM_SHA256"),
+    "rclone_copy": env_str("BENCH_RCLONE_COPY", "0") == "1",
     "pprof": env_str("BENCH_PPROF", "0") == "1",
     "timeout": env_int("BENCH_OP_TIMEOUT", 900),
 }
@@ -124,6 +126,15 @@ def mem_kib(pid):
     return hwm, rss
 
 
+def cpu_busy_ticks():
+    """(busy, total) jiffies of the whole machine from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    total = sum(v[:8])
+    return total - idle, total
+
+
 def reset_hwm(pid):
     try:
         with open(f"/proc/{pid}/clear_refs", "w") as f:
@@ -161,6 +172,7 @@ class Monitor:
         for p in pids:
             reset_hwm(p)
         self._cpu0 = cpu_seconds(pids)
+        self._busy0 = cpu_busy_ticks()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
         return self
@@ -170,6 +182,12 @@ class Monitor:
         self._thread.join()
         pids = self._sample()
         self.cpu = cpu_seconds(pids) - self._cpu0
+        b1 = cpu_busy_ticks()
+        busy, total = b1[0] - self._busy0[0], b1[1] - self._busy0[1]
+        # Machine CPU busy (all processes, all cores) in core-seconds; minus
+        # the server's own share it says how much else ran: clients and noise.
+        self.machine_busy = busy / CLK_TCK
+        self.machine_util = busy / total if total else 0.0
         return False
 
 
@@ -315,20 +333,28 @@ class Bench:
         """Run fn() (returns dict: bytes, ops, errors, note, seconds?) under a Monitor."""
         if t.unavailable:
             return None
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         with Monitor(t.pid) as m:
             t0 = time.monotonic()
             r = fn()
             wall = time.monotonic() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+        # Cores busy with anything but this server and our clients (other
+        # users of the machine) on average during the operation.
+        noise = max(0.0, m.machine_busy - m.cpu - client) / wall if wall > 0 else 0.0
         os.sync()  # start the next operation with no dirty pages of this one
         s = {
             "seconds": r.get("seconds", wall), "wall": wall, "bytes": r.get("bytes", 0),
             "ops": r.get("ops", 0), "errors": r.get("errors", 0), "note": r.get("note", ""),
             "cpu_s": round(m.cpu, 3), "peak_rss_kib": m.hwm_kib, "tree_rss_kib": m.tree_kib,
+            "client_cpu_s": round(client, 3), "machine_busy_s": round(m.machine_busy, 2),
+            "other_load_cores": round(noise, 2),
         }
         self.samples.setdefault((rid, t.name), []).append(s)
         val = self.value(rid, s)
         shown = "ERR " + s["note"][:200] if s["errors"] and val is None else f"{val:.3f}"
-        log(f"  {rid:<22} {t.name:<20} {shown}  cpu {m.cpu:.2f}s  rss {m.hwm_kib // 1024} MiB"
+        log(f"  {rid:<22} {t.name:<20} {shown}  cpu {m.cpu:.2f}s  rss {m.hwm_kib // 1024} MiB  other load {noise:.2f}"
             + (f"  errors {s['errors']}" if s["errors"] else ""))
         return s
 
@@ -440,34 +466,50 @@ class Bench:
         total = sum(os.path.getsize(os.path.join(src, x)) for x in os.listdir(src))
         self.add_row("small-sftp-up", f"{n} files {lo}-{hi} KiB upload, sftp put -r", "MBps", "sftp")
         self.add_row("small-sftp-down", f"{n} files {lo}-{hi} KiB download, sftp get -r", "MBps", "sftp")
-        self.add_row("small-rclone-up", f"{n} files {lo}-{hi} KiB upload, rclone copy WebDAV HTTPS", "MBps", "https")
-        self.add_row("small-rclone-down", f"{n} files {lo}-{hi} KiB download, rclone copy WebDAV HTTPS", "MBps", "https")
+        self.add_row("small-curl-up", f"{n} files {lo}-{hi} KiB upload, curl PUT, 1 connection, HTTPS", "MBps", "https")
+        self.add_row("small-curl-down", f"{n} files {lo}-{hi} KiB download, curl GET, 1 connection, HTTPS", "MBps", "https")
+        kinds = [("sftp", "sftp"), ("curl", "https")]
+        if CFG["rclone_copy"]:
+            self.add_row("small-rclone-up", f"{n} files {lo}-{hi} KiB upload, rclone copy WebDAV HTTPS", "MBps", "https")
+            self.add_row("small-rclone-down", f"{n} files {lo}-{hi} KiB download, rclone copy WebDAV HTTPS", "MBps", "https")
+            kinds.append(("rclone", "https"))
         for run in range(CFG["runs"]):
             log(f"workload small: run {run + 1}/{CFG['runs']}")
-            for proto, g in (("sftp", "sftp"), ("rclone", "https")):
+            for how, g in kinds:
                 order = self.rotate(self.group(g), run)
                 for t in order:
-                    self.measure(f"small-{proto}-up", t, lambda t=t: self.small_up(t, src, n, total))
+                    if how == "curl" and not t.unavailable:
+                        self.curl(t, ["-X", "MKCOL", "-o", "/dev/null"], self.small_name(t) + "/")
+                    self.measure(f"small-{how}-up", t, lambda t=t, how=how: self.small_up(t, how, src, n, total))
                 for t in order:
-                    self.measure(f"small-{proto}-down", t, lambda t=t: self.small_down(t, n, total))
+                    self.measure(f"small-{how}-down", t, lambda t=t, how=how: self.small_down(t, how, n, total))
                 for t in order:
                     self.remove_remote(t, self.small_name(t), is_dir=True)
 
     def small_name(self, t):
         return f"small-{t.name}"
 
-    def small_up(self, t, src, n, total):
-        if t.proto == "sftp":
+    def small_up(self, t, how, src, n, total):
+        if how == "sftp":
             ok, _, err = self.sftp(t, [f"put -r {src} {self.small_name(t)}"])
+        elif how == "curl":
+            names = sorted(os.listdir(src))
+            ok, err = self.curl_many(t, [(f"{self.small_name(t)}/{x}", "upload-file", os.path.join(src, x))
+                                         for x in names])
         else:
             ok, err = self.rclone(t, ["copy", src, f":webdav:{self.small_name(t)}"])
         return {"bytes": total if ok else 0, "ops": n if ok else 0, "errors": 0 if ok else 1, "note": err}
 
-    def small_down(self, t, n, total):
+    def small_down(self, t, how, n, total):
         dst = os.path.join(self.work, f"dl-{t.name}")
         shutil.rmtree(dst, ignore_errors=True)
-        if t.proto == "sftp":
+        if how == "sftp":
             ok, _, err = self.sftp(t, [f"get -r {self.small_name(t)} {dst}"])
+        elif how == "curl":
+            os.makedirs(dst)
+            names = sorted(os.listdir(os.path.join(self.work, "small")))
+            ok, err = self.curl_many(t, [(f"{self.small_name(t)}/{x}", "output", os.path.join(dst, x))
+                                         for x in names])
         else:
             ok, err = self.rclone(t, ["copy", f":webdav:{self.small_name(t)}", dst])
         got = dir_bytes(dst)
@@ -475,6 +517,31 @@ class Bench:
             ok, err = False, f"downloaded {got[0]} files / {got[1]} bytes, want {n} / {total}; {err}"
         shutil.rmtree(dst, ignore_errors=True)
         return {"bytes": total if ok else 0, "ops": n if ok else 0, "errors": 0 if ok else 1, "note": err}
+
+    def curl_many(self, t, items):
+        """One curl process, one kept-alive connection, one request per item
+        (path, "upload-file" or "output", local file); ok if all were 2xx."""
+        fd, cfg = mkstemp_in(self.work, "curl")
+        with os.fdopen(fd, "w") as f:
+            for path, opt, local in items:
+                f.write(f'url = "{t.url}{path}"\n{opt} = "{local}"\n')
+                if opt == "upload-file":
+                    f.write('output = "/dev/null"\n')
+        cmd = [x for x in self.curl_base(t) if x not in ("--fail",)]
+        cmd[cmd.index("-w") + 1] = "%{http_code}\\n"
+        try:
+            p = subprocess.run(cmd + ["-K", cfg], stdin=subprocess.DEVNULL, capture_output=True,
+                               timeout=CFG["timeout"])
+        except subprocess.TimeoutExpired:
+            return False, "timeout"
+        finally:
+            os.unlink(cfg)
+        codes = p.stdout.decode().split()
+        bad = [c for c in codes if not c.startswith("2")]
+        if p.returncode != 0 or bad or len(codes) != len(items):
+            return False, (f"curl exit {p.returncode}, {len(codes)} responses, non-2xx: "
+                           f"{sorted(set(bad))[:5]} {p.stderr.decode(errors='replace')[-300:]}")
+        return True, ""
 
     # -------------------------------------------------------- workload 3
     def wl_conc(self):
@@ -771,6 +838,14 @@ class Bench:
               f"{machine['go']} · runs per cell: {CFG['runs']} (median, min–max) · "
               f"SSH {CFG['cipher']}, {CFG['kex']} · TLS 1.3 {CFG['tls13_cipher']}, HTTP/1.1", ""]
         md += lines
+        # Only operations of 1 s or more: /proc/stat counts in 10 ms ticks.
+        loads = sorted(x["other_load_cores"] for ss in self.samples.values() for x in ss
+                       if "other_load_cores" in x and x["wall"] >= 1)
+        if loads:
+            md += ["", f"Machine noise: cores busy with other processes (not the server, not our clients) during "
+                       f"the measured operations: median {statistics.median(loads):.2f}, "
+                       f"90th percentile {loads[int(0.9 * (len(loads) - 1))]:.2f}, max {loads[-1]:.2f} "
+                       f"(of {machine['nproc']})."]
         md += ["", "MB/s = 10^6 bytes/s of file data. Server CPU = user+system seconds of the server process "
                "tree per GiB moved (or per operation batch). Peak RSS = largest VmHWM of one server process; "
                "\"tree\" = largest sum of RSS over the process tree (sshd forks per connection). "
