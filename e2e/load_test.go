@@ -130,15 +130,7 @@ func TestLoad(t *testing.T) {
 	if testing.Short() {
 		ops = 2
 	}
-	srv := StartServer(t, WithServeArgs("--pprof-addr", "127.0.0.1:0"))
-	pprofAddr := ""
-	waitFor(t, 10*time.Second, "the pprof address in the log", func() bool {
-		m := regexp.MustCompile(`msg=pprof addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(srv.Log())
-		if m != nil {
-			pprofAddr = m[1]
-		}
-		return m != nil
-	})
+	srv, pprofAddr := startWithPprof(t)
 	keys := make([]string, users)
 	for u := range users {
 		keys[u] = mkUser(t, srv, fmt.Sprintf("load%d", u), fmt.Sprintf("load-pw-%d", u))
@@ -217,6 +209,7 @@ func TestLoad(t *testing.T) {
 	// Round 1 warms up (buffer pools, caches, TLS sessions); rounds 2 and 3
 	// are equal and must leave the resident memory about where it was.
 	start := time.Now()
+	resetPeakRSS(t, srv.Pid())
 	var rss [4]int64
 	for r := 1; r <= 3; r++ {
 		runRound(r)
@@ -280,6 +273,46 @@ func peerSFTP(ss []*loadSession, s *loadSession) *loadSession {
 		}
 	}
 	panic("no SFTP session for " + s.user)
+}
+
+// startWithPprof starts a server with its (hidden, loopback-only) pprof
+// endpoint and returns the endpoint's address.
+func startWithPprof(t testing.TB, opts ...ServerOption) (*Server, string) {
+	t.Helper()
+	srv := StartServer(t, append(opts, WithServeArgs("--pprof-addr", "127.0.0.1:0"))...)
+	addr := ""
+	waitFor(t, 10*time.Second, "the pprof address in the log", func() bool {
+		m := regexp.MustCompile(`msg=pprof addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(srv.Log())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	return srv, addr
+}
+
+var totalAlloc = regexp.MustCompile(`# TotalAlloc = (\d+)`)
+
+// allocated is the server's cumulative heap allocation in bytes
+// (runtime.MemStats.TotalAlloc, from pprof): the difference between two
+// readings is what the server allocated in between, freed or not.
+func allocated(t testing.TB, addr string) int64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := totalAlloc.FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no TotalAlloc in the heap profile")
+	}
+	n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return n
 }
 
 var goroutineTotal = regexp.MustCompile(`goroutine profile: total (\d+)`)

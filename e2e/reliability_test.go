@@ -289,6 +289,9 @@ type rawResponse struct {
 	Header http.Header
 	Body   []byte
 	Raw    string // status line and headers as sent
+
+	length int64
+	te     []string
 }
 
 // rawHTTP sends request bytes exactly as given over a fresh TLS (or plain)
@@ -304,10 +307,34 @@ func rawHTTP(t testing.TB, srv *Server, request string) (*rawResponse, error) {
 	if _, err := io.WriteString(nc, request); err != nil {
 		return nil, err
 	}
+	if strings.HasPrefix(request, "HEAD ") {
+		return readRawHead(bufio.NewReader(nc))
+	}
 	return readRawResponse(bufio.NewReader(nc))
 }
 
 func readRawResponse(br *bufio.Reader) (*rawResponse, error) {
+	r, err := readRawHead(br)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case r.Status/100 == 1 || r.Status == http.StatusNoContent || r.Status == http.StatusNotModified:
+	case r.Header.Get("Transfer-Encoding") != "" || len(r.te) > 0:
+		r.Body, err = io.ReadAll(httputil.NewChunkedReader(br))
+	case r.length >= 0:
+		r.Body = make([]byte, r.length)
+		var n int
+		n, err = io.ReadFull(br, r.Body)
+		r.Body = r.Body[:n]
+	default: // until the server closes
+		r.Body, err = io.ReadAll(br)
+	}
+	return r, err
+}
+
+// readRawHead reads a status line and headers verbatim.
+func readRawHead(br *bufio.Reader) (*rawResponse, error) {
 	// Read the head by hand to keep it verbatim.
 	var raw strings.Builder
 	for {
@@ -324,15 +351,8 @@ func readRawResponse(br *bufio.Reader) (*rawResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &rawResponse{Status: resp.StatusCode, Header: resp.Header, Raw: raw.String()}
-	switch {
-	case len(resp.TransferEncoding) > 0:
-		r.Body, err = io.ReadAll(httputil.NewChunkedReader(br))
-	case resp.ContentLength >= 0:
-		r.Body = make([]byte, resp.ContentLength)
-		_, err = io.ReadFull(br, r.Body)
-	}
-	return r, err
+	return &rawResponse{Status: resp.StatusCode, Header: resp.Header, Raw: raw.String(),
+		length: resp.ContentLength, te: resp.TransferEncoding}, nil
 }
 
 // dialDAV opens a connection to the WebDAV port, with TLS unless the server
@@ -426,4 +446,13 @@ func mkUser(t testing.TB, srv *Server, name, password string, extra ...string) s
 		t.Fatal(err)
 	}
 	return key
+}
+
+// resetPeakRSS resets the process's VmHWM to its current RSS (clear_refs
+// 5), so a later VmHWM reading shows the peak of what happened in between.
+func resetPeakRSS(t testing.TB, pid int) {
+	t.Helper()
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+		t.Fatalf("reset peak RSS: %v", err)
+	}
 }
