@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/securefsd/securefsd/internal/users"
@@ -321,3 +322,97 @@ func TestBrowserEndToEnd(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// TestBrowserWithoutJavaScript: with scripts disabled, the plain forms still
+// log in, upload (multipart form post), sort, download, make folders,
+// rename, delete (confirmation page) and log out.
+func TestBrowserWithoutJavaScript(t *testing.T) {
+	ctx := newBrowser(t)
+	f := newFixture(t)
+	home := f.addUser("bob", "no scripts please", users.PermAll, 0)
+	var xhrUploads, formUploads atomic.Int32
+	inner := f.srv.Config.Handler
+	f.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/ui/upload") {
+			if wantsJSON(r) {
+				xhrUploads.Add(1)
+			} else {
+				formUploads.Add(1)
+			}
+		}
+		inner.ServeHTTP(w, r)
+	})
+	src := filepath.Join(t.TempDir(), "plain form.txt")
+	payload := bytes.Repeat([]byte("no javascript needed\n"), 5000)
+	if err := os.WriteFile(src, payload, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	row := func(name string) chromedp.CSS { return chromedp.CSS(`tr[data-name="` + name + `"]`) }
+	if err := chromedp.Do(ctx,
+		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			_, err := chromedp.Call(ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+			return err
+		}),
+		chromedp.Navigate(f.srv.URL+"/ui/login"),
+		chromedp.WaitVisible(chromedp.ID("login-form")),
+		chromedp.SendKeys(chromedp.ID("username"), "bob"),
+		chromedp.SendKeys(chromedp.ID("password"), "no scripts please"),
+		chromedp.Click(chromedp.ID("login-submit")),
+		chromedp.WaitVisible(chromedp.ID("upload-form")),
+		chromedp.SetUploadFiles(chromedp.ID("upload-input"), []string{src}),
+		chromedp.Click(chromedp.ID("upload-submit")),
+		chromedp.WaitVisible(row("plain form.txt")),
+		chromedp.SendKeys(chromedp.ID("mkdir-name"), "made without js"),
+		chromedp.Click(chromedp.ID("mkdir-submit")),
+		chromedp.WaitVisible(row("made without js")),
+		chromedp.Click(chromedp.ID("sort-name")),
+		chromedp.WaitVisible(chromedp.CSS(`th[aria-sort="descending"] #sort-name`)),
+		chromedp.Click(chromedp.CSS(`tr[data-name="plain form.txt"] a.rename`)),
+		chromedp.WaitVisible(chromedp.ID("rename-form")),
+		chromedp.SetValue(chromedp.ID("newname"), "renamed form.txt"),
+		chromedp.Click(chromedp.ID("rename-submit")),
+		chromedp.WaitVisible(row("renamed form.txt")),
+	); err != nil {
+		t.Fatalf("no-JS flow: %v", err)
+	}
+	if xhrUploads.Load() != 0 || formUploads.Load() != 1 {
+		t.Errorf("uploads: %d XHR, %d form; want 0 and 1", xhrUploads.Load(), formUploads.Load())
+	}
+	if got := readAll(t, home, "/renamed form.txt"); !bytes.Equal(got, payload) {
+		t.Errorf("stored %d bytes, want %d", len(got), len(payload))
+	}
+	dlDir := t.TempDir()
+	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+			Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: dlDir, EventsEnabled: ptrTo(true),
+		})
+		return err
+	})); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := chromedp.Run(ctx, chromedp.WaitEvent(browser.DownloadProgress,
+		func(e browser.EventDownloadProgress) bool {
+			return e.State == browser.DownloadProgressStateCompleted || e.State == browser.DownloadProgressStateCanceled
+		},
+		chromedp.Click(chromedp.CSS(`tr[data-name="renamed form.txt"] td.name a`))))
+	if err != nil || ev.State != browser.DownloadProgressStateCompleted {
+		t.Fatalf("download: %v %v", ev.State, err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dlDir, ev.GUID)); err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("downloaded %d bytes (%v), want %d", len(got), err, len(payload))
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`tr[data-name="made without js"] a.delete`)),
+		chromedp.WaitVisible(chromedp.ID("delete-form")),
+		chromedp.Click(chromedp.ID("delete-submit")),
+		chromedp.WaitVisible(row("renamed form.txt")),
+		chromedp.WaitNotPresent(row("made without js")),
+		chromedp.Click(chromedp.ID("logout")),
+		chromedp.WaitVisible(chromedp.ID("login-form")),
+	); err != nil {
+		t.Fatalf("delete/logout: %v", err)
+	}
+	if _, err := home.Stat("/made without js"); err == nil {
+		t.Error("folder not deleted")
+	}
+}
