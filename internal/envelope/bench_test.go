@@ -121,3 +121,41 @@ func BenchmarkFileReadRandom4K(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFileWriteSFTP is the pkg/sftp pattern: 8 goroutines write 32 KiB
+// pieces of a growing file, out of order within a window of 8 pieces.
+func BenchmarkFileWriteSFTP(b *testing.B) {
+	const piece = 32 << 10
+	f, _, _ := benchFile(b, b.N*piece/chunkSize+2, 0)
+	p := pattern(piece, 2)
+	work := make(chan int64, 8)
+	done := make(chan error, 8)
+	b.SetBytes(piece)
+	b.ResetTimer()
+	for range 8 {
+		go func() {
+			for off := range work {
+				if _, err := f.WriteAt(p, off); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	perm := rand.New(rand.NewPCG(3, 4)).Perm(8)
+	for base := 0; base < b.N; base += 8 {
+		for _, k := range perm {
+			if base+k < b.N {
+				work <- int64(base+k) * piece
+			}
+		}
+	}
+	close(work)
+	for range 8 {
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	}
+	must(b, f.Close())
+}

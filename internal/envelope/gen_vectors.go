@@ -10,12 +10,16 @@
 // stale final, unknown key, format failure), error (the sentinel a reader
 // must report), kek (id and base64 KEK; several), active, size and sha256
 // (of the plaintext, for success), comment. Plaintext byte i is i mod 251.
+// Fixed KEK n is the 32 bytes 32n, 32n+1, ..., 32n+31; the vectors' keyring
+// holds fixed KEKs 0 (active) and 1.
 package main
 
 import (
 	"bytes"
+	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -58,20 +62,32 @@ func (m *mem) Truncate(n int64) error {
 	return nil
 }
 
-func fixedKEK(start byte) []byte {
+// fixedKEK returns fixed KEK number n (0, 1, 2): bytes 32n .. 32n+31.
+func fixedKEK(n int) []byte {
 	k := make([]byte, 32)
 	for i := range k {
-		k[i] = start + byte(i)
+		k[i] = byte(32*n + i)
 	}
 	return k
 }
 
-// keyring returns a keyring of the fixed KEKs with the given ids.
-func keyring(active uint32, ids ...uint32) (*envelope.Keyring, string) {
-	text := fmt.Sprintf("securefsd-keyring v1\nactive %d\n", active)
+// kekID derives a KEK's id independently of the package (docs/FORMAT.md,
+// section 4), as a cross-check of its derivation.
+func kekID(key []byte) uint32 {
+	b, err := hkdf.Key(sha256.New, key, nil, "securefsd/v1 kek id", 4)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return binary.BigEndian.Uint32(b)
+}
+
+// keyring returns a keyring of the fixed KEKs numbered ns, the first active,
+// and its description for vector files.
+func keyring(ns ...int) (*envelope.Keyring, string) {
+	text := fmt.Sprintf("securefsd-keyring v1\nactive %d\n", kekID(fixedKEK(ns[0])))
 	var lines string
-	for _, id := range ids {
-		l := fmt.Sprintf("%d %s", id, base64.StdEncoding.EncodeToString(fixedKEK(byte(id-1)*32)))
+	for _, n := range ns {
+		l := fmt.Sprintf("%d %s", kekID(fixedKEK(n)), base64.StdEncoding.EncodeToString(fixedKEK(n)))
 		text += "kek " + l + "\n"
 		lines += "kek: " + l + "\n"
 	}
@@ -79,7 +95,7 @@ func keyring(active uint32, ids ...uint32) (*envelope.Keyring, string) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	return kr, lines + fmt.Sprintf("active: %d\n", active)
+	return kr, lines + fmt.Sprintf("active: %d\n", kekID(fixedKEK(ns[0])))
 }
 
 func plaintext(n int) []byte {
@@ -123,9 +139,9 @@ type vector struct {
 
 func main() {
 	out := "testdata/vectors"
-	kr, kekLines := keyring(1, 1, 2)
-	kr2, _ := keyring(2, 1, 2)
-	kr9, _ := keyring(9, 9)
+	kr, kekLines := keyring(0, 1)
+	kr2, _ := keyring(1, 0)
+	kr9, _ := keyring(2)
 	var vs []vector
 	ok := func(name string, size int, data []byte, comment string) {
 		vs = append(vs, vector{name: name, expect: "success", size: size, data: data, comment: comment})
@@ -137,21 +153,21 @@ func main() {
 		name string
 		size int
 	}{{"empty", 0}, {"one_byte", 1}, {"chunk_minus_one", cs - 1}, {"one_chunk", cs}, {"chunk_plus_one", cs + 1}} {
-		ok(s.name, s.size, create(kr, s.size).b, fmt.Sprintf("%d plaintext bytes, key slot 0 under KEK 1", s.size))
+		ok(s.name, s.size, create(kr, s.size).b, fmt.Sprintf("%d plaintext bytes, key slot 0 under fixed KEK 0", s.size))
 	}
 
 	m := create(kr, 100)
 	if _, err := envelope.Rewrap(m, int64(len(m.b)), kr2, nil); err != nil {
 		log.Fatal(err)
 	}
-	ok("rewrapped", 100, m.b, "re-wrapped under KEK 2: slot 0 empty, slot 1 generation 2")
+	ok("rewrapped", 100, m.b, "re-wrapped under fixed KEK 1: slot 0 empty, slot 1 generation 2")
 
 	m = create(kr, 100)
 	stop := errors.New("stop")
 	if _, err := envelope.Rewrap(m, int64(len(m.b)), kr2, func() error { return stop }); !errors.Is(err, stop) {
 		log.Fatal(err)
 	}
-	ok("two_slots", 100, m.b, "interrupted re-wrap: slot 0 generation 1 (KEK 1), slot 1 generation 2 (KEK 2)")
+	ok("two_slots", 100, m.b, "interrupted re-wrap: slot 0 generation 1 (fixed KEK 0), slot 1 generation 2 (fixed KEK 1)")
 
 	small := create(kr, 100).b
 	bad("header_bad_magic", "header failure", "ErrVersion", flip(small, 0), "magic byte 0 changed")
@@ -162,7 +178,7 @@ func main() {
 	bad("header_file_id", "header failure", "ErrAuth", flip(small, 20), "file id byte 20 changed: the key slot's AAD no longer matches")
 	bad("header_wrapped_dek", "header failure", "ErrAuth", flip(small, 90), "wrapped DEK of slot 0 changed")
 	bad("header_empty_slot", "header failure", "ErrFormat", flip(small, 150), "empty slot 1 not all zero")
-	bad("unknown_key", "unknown key", "ErrUnknownKey", create(kr9, 100).b, "wrapped under KEK 9, which the keyring lacks")
+	bad("unknown_key", "unknown key", "ErrUnknownKey", create(kr9, 100).b, "wrapped under fixed KEK 2, which the keyring lacks")
 	bad("chunk_tag", "auth failure", "ErrAuth", flip(small, len(small)-1), "last tag byte changed")
 	bad("chunk_nonce", "auth failure", "ErrAuth", flip(small, envelope.HeaderSize), "first nonce byte changed")
 	bad("chunk_ciphertext", "auth failure", "ErrAuth", flip(small, envelope.HeaderSize+24+50), "ciphertext byte 50 changed")

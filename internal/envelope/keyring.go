@@ -19,8 +19,10 @@ import (
 	"golang.org/x/crypto/argon2"
 )
 
-// Keyring holds key-encryption keys (KEKs), each a random 256-bit key with a
-// non-zero uint32 id. One is active: Create and Rewrap wrap new DEKs under it;
+// Keyring holds key-encryption keys (KEKs), each a random 256-bit key whose
+// non-zero uint32 id is derived from the key (a fingerprint, docs/FORMAT.md
+// section 4), so that a wrong keyring is reported as ErrUnknownKey, not as
+// tampering (ErrAuth). One is active: Create and Rewrap wrap new DEKs under it;
 // the others only unwrap. A Keyring is safe for concurrent use; Rotate and
 // Remove change it in place, so files created afterwards use the new active
 // KEK while files already open keep working.
@@ -63,7 +65,7 @@ const (
 	sealedHeader = "securefsd-keyring-sealed v1"
 )
 
-// NewKeyring returns a keyring with one fresh random KEK (id 1), active.
+// NewKeyring returns a keyring with one fresh random KEK, active.
 func NewKeyring() (*Keyring, error) {
 	k := &Keyring{keys: map[uint32]*kek{}}
 	if _, err := k.Rotate(); err != nil {
@@ -86,35 +88,37 @@ func (k *Keyring) IDs() []uint32 {
 	return slices.Sorted(maps.Keys(k.keys))
 }
 
-// Rotate adds a fresh random KEK with id max(IDs)+1 and makes it active.
+// Rotate adds a fresh random KEK and makes it active. It returns the new
+// KEK's id (derived from the key; ids are not ordered by age).
 func (k *Keyring) Rotate() (uint32, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	var id uint32 = 1
-	for old := range k.keys {
-		if old >= id {
-			if old == math.MaxUint32 {
-				return 0, errors.New("envelope: keyring: KEK ids exhausted")
-			}
-			id = old + 1
-		}
-	}
 	if len(k.keys) >= maxKeyringKeys {
 		return 0, fmt.Errorf("envelope: keyring: more than %d KEKs", maxKeyringKeys)
 	}
 	var key [keySize]byte
-	randomBytes(key[:])
 	defer clear(key[:])
-	nk, err := newKEK(key[:])
-	if err != nil {
-		return 0, err
+	for range 16 { // an id of 0 or a taken id: 2^-32 each; draw again
+		randomBytes(key[:])
+		id, err := kekID(key[:])
+		if err != nil {
+			return 0, err
+		}
+		if _, taken := k.keys[id]; id == 0 || taken {
+			continue
+		}
+		nk, err := newKEK(key[:])
+		if err != nil {
+			return 0, err
+		}
+		if k.keys == nil {
+			k.keys = map[uint32]*kek{}
+		}
+		k.keys[id] = nk
+		k.active = id
+		return id, nil
 	}
-	if k.keys == nil {
-		k.keys = map[uint32]*kek{}
-	}
-	k.keys[id] = nk
-	k.active = id
-	return id, nil
+	return 0, errors.New("envelope: keyring: cannot draw a KEK with a free id")
 }
 
 // Remove drops a KEK. Files whose only key slot it wraps become unreadable
@@ -354,6 +358,9 @@ func parsePlain(data []byte) (*Keyring, error) {
 		}
 		if m, err := base64.StdEncoding.Strict().Decode(key, []byte(f[2])); err != nil || m != keySize {
 			return nil, bad(n, "bad base64")
+		}
+		if want, err := kekID(key[:keySize]); err != nil || want != id {
+			return nil, bad(n, "KEK id does not match the key (damaged key file?)")
 		}
 		nk, err := newKEK(key[:keySize])
 		if err != nil {

@@ -2,6 +2,8 @@ package envelope
 
 import (
 	"bytes"
+	"encoding/base64"
+	"fmt"
 	"errors"
 	"os"
 	"path/filepath"
@@ -15,52 +17,81 @@ var cheapArgon2 = Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1}
 
 func TestKeyringBasics(t *testing.T) {
 	kr := testKeyring(t)
-	if kr.Active() != 1 || !slices.Equal(kr.IDs(), []uint32{1}) {
-		t.Fatalf("new keyring: active %d, ids %v", kr.Active(), kr.IDs())
+	id1 := kr.Active()
+	if id1 == 0 || !slices.Equal(kr.IDs(), []uint32{id1}) {
+		t.Fatalf("new keyring: active %d, ids %v", id1, kr.IDs())
 	}
-	id, err := kr.Rotate()
+	id2, err := kr.Rotate()
 	must(t, err)
-	if id != 2 || kr.Active() != 2 {
-		t.Fatalf("Rotate: %d, active %d", id, kr.Active())
+	if id2 == id1 || kr.Active() != id2 || len(kr.IDs()) != 2 {
+		t.Fatalf("Rotate: %d, active %d, ids %v", id2, kr.Active(), kr.IDs())
 	}
-	if err := kr.Remove(2); err == nil {
+	if err := kr.Remove(id2); err == nil {
 		t.Fatal("removed the active KEK")
 	}
-	if err := kr.Remove(9); !errors.Is(err, ErrUnknownKey) {
-		t.Fatalf("Remove(9): %v", err)
+	if err := kr.Remove(12345); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("Remove(unknown): %v", err)
 	}
 	c := kr.Clone()
-	_, err = c.Rotate()
+	id3, err := c.Rotate()
 	must(t, err)
-	must(t, c.Remove(1))
-	if !slices.Equal(kr.IDs(), []uint32{1, 2}) || !slices.Equal(c.IDs(), []uint32{2, 3}) {
+	must(t, c.Remove(id1))
+	if !slices.Equal(kr.IDs(), sorted(id1, id2)) || !slices.Equal(c.IDs(), sorted(id2, id3)) {
 		t.Fatalf("Clone is not independent: %v / %v", kr.IDs(), c.IDs())
 	}
-	// A file made under the old keyring opens with the clone (KEK 2 is
-	// shared) only if it was wrapped by KEK 2.
+	// KEK 2 is shared: a file wrapped by it opens with the clone.
 	stored := writeFile(t, kr, []byte("abc"))
 	if _, err := readAll(t, stored, c); err != nil {
 		t.Fatalf("clone reads a file of the shared KEK: %v", err)
 	}
 }
 
+func sorted(ids ...uint32) []uint32 {
+	slices.Sort(ids)
+	return ids
+}
+
+// TestKEKIDIsFingerprint: the id is derived from the key, so two fresh
+// keyrings practically never share an id, and a key file whose key and id
+// disagree is refused.
+func TestKEKIDIsFingerprint(t *testing.T) {
+	a, b := testKeyring(t), testKeyring(t)
+	if a.Active() == b.Active() {
+		t.Fatal("two random KEKs with the same id")
+	}
+	key := make([]byte, 32)
+	id, err := kekID(key)
+	must(t, err)
+	// Pinned, so that the derivation cannot change by accident.
+	if id != 0xb93cb166 { // checked with Python's hmac/hashlib
+		t.Fatalf("kekID(zero key) = %#08x", id)
+	}
+	text := fmt.Sprintf("securefsd-keyring v1\nactive %d\nkek %d %s\n", id+1, id+1, base64.StdEncoding.EncodeToString(key))
+	if _, err := ParseKeyring([]byte(text), nil); !errors.Is(err, ErrFormat) {
+		t.Fatalf("mismatched id: %v", err)
+	}
+}
+
 func TestKeyringEncoding(t *testing.T) {
 	kr := testKeyring(t)
-	_, err := kr.Rotate()
+	id1 := kr.Active()
+	id2, err := kr.Rotate()
 	must(t, err)
-	_, err = kr.Rotate()
+	id3, err := kr.Rotate()
 	must(t, err)
-	must(t, kr.Remove(2))
+	must(t, kr.Remove(id2))
 	stored := writeFile(t, kr, []byte("payload"))
 
 	plain, err := MarshalKeyring(kr)
 	must(t, err)
-	if !strings.HasPrefix(string(plain), "securefsd-keyring v1\nactive 3\nkek 1 ") {
+	lo, hi := min(id1, id3), max(id1, id3)
+	wantHead := fmt.Sprintf("securefsd-keyring v1\nactive %d\nkek %d ", id3, lo)
+	if !strings.HasPrefix(string(plain), wantHead) || !strings.Contains(string(plain), fmt.Sprintf("\nkek %d ", hi)) {
 		t.Fatalf("plain encoding:\n%s", plain)
 	}
 	sealed, err := MarshalKeyringPassphrase(kr, []byte("correct horse"), cheapArgon2)
 	must(t, err)
-	if bytes.Contains(sealed, plain[len("securefsd-keyring v1\nactive 3\nkek 1 "):][:20]) {
+	if bytes.Contains(sealed, plain[len(wantHead):][:20]) {
 		t.Fatal("sealed keyring contains a plain key")
 	}
 	for name, tc := range map[string]struct {
@@ -70,7 +101,7 @@ func TestKeyringEncoding(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			got, err := ParseKeyring(tc.data, tc.pass)
 			must(t, err)
-			if got.Active() != 3 || !slices.Equal(got.IDs(), []uint32{1, 3}) {
+			if got.Active() != id3 || !slices.Equal(got.IDs(), sorted(id1, id3)) {
 				t.Fatalf("parsed: active %d, ids %v", got.Active(), got.IDs())
 			}
 			if _, err := readAll(t, stored, got); err != nil {
@@ -82,6 +113,7 @@ func TestKeyringEncoding(t *testing.T) {
 			}
 		})
 	}
+	kek1 := fmt.Sprintf("kek %d ", id1)
 	for _, tc := range []struct {
 		name string
 		data []byte
@@ -95,11 +127,12 @@ func TestKeyringEncoding(t *testing.T) {
 		{"junk", []byte("hello\n"), nil, ErrFormat},
 		{"empty", nil, nil, ErrFormat},
 		{"no final newline", plain[:len(plain)-1], nil, ErrFormat},
-		{"bad base64", bytes.Replace(plain, []byte("kek 1 "), []byte("kek 1 *"), 1), nil, ErrFormat},
-		{"duplicate id", append(bytes.Clone(plain), plain[bytes.Index(plain, []byte("kek 3")):]...), nil, ErrFormat},
-		{"missing active", bytes.Replace(plain, []byte("active 3"), []byte("active 2"), 1), nil, ErrFormat},
-		{"id zero", bytes.Replace(plain, []byte("kek 1 "), []byte("kek 0 "), 1), nil, ErrFormat},
-		{"leading zero id", bytes.Replace(plain, []byte("kek 1 "), []byte("kek 01 "), 1), nil, ErrFormat},
+		{"bad base64", bytes.Replace(plain, []byte(kek1), []byte(kek1+"*"), 1), nil, ErrFormat},
+		{"damaged key", damageKey(plain, kek1), nil, ErrFormat},
+		{"duplicate id", append(bytes.Clone(plain), plain[bytes.Index(plain, []byte(kek1)):]...), nil, ErrFormat},
+		{"missing active", bytes.Replace(plain, []byte(fmt.Sprintf("active %d", id3)), []byte(fmt.Sprintf("active %d", id2)), 1), nil, ErrFormat},
+		{"id zero", bytes.Replace(plain, []byte(kek1), []byte("kek 0 "), 1), nil, ErrFormat},
+		{"leading zero id", bytes.Replace(plain, []byte(kek1), []byte(fmt.Sprintf("kek 0%d ", id1)), 1), nil, ErrFormat},
 		{"too large", make([]byte, maxKeyringFile+1), nil, ErrFormat},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,6 +144,18 @@ func TestKeyringEncoding(t *testing.T) {
 	if _, err := MarshalKeyringPassphrase(kr, []byte{}, cheapArgon2); !errors.Is(err, ErrPassphrase) {
 		t.Errorf("empty passphrase accepted: %v", err)
 	}
+}
+
+// damageKey changes the first base64 character of the key after prefix.
+func damageKey(plain []byte, prefix string) []byte {
+	c := bytes.Clone(plain)
+	i := bytes.Index(c, []byte(prefix)) + len(prefix)
+	if c[i] == 'A' {
+		c[i] = 'B'
+	} else {
+		c[i] = 'A'
+	}
+	return c
 }
 
 func flipIn(b []byte, i int) []byte {
@@ -173,7 +218,7 @@ func TestKeyringFile(t *testing.T) {
 		t.Fatalf("directory holds %d entries", len(ents))
 	}
 	got, err = LoadKeyringFile(path, []byte("pw"))
-	if err != nil || got.Active() != 2 {
+	if err != nil || got.Active() != kr.Active() {
 		t.Fatalf("load sealed: %v", err)
 	}
 	if _, err := LoadKeyringFile(path, []byte("nope")); !errors.Is(err, ErrPassphrase) {

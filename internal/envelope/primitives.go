@@ -5,6 +5,7 @@ import (
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -20,6 +21,9 @@ const (
 
 	// labelWrap is the HKDF info that derives a KEK's wrapping key.
 	labelWrap = "securefsd/v1 kek wrap"
+	// labelKEKID is the HKDF info that derives a KEK's 32-bit id (a
+	// fingerprint: a different key has, but for a 2^-32 chance, another id).
+	labelKEKID = "securefsd/v1 kek id"
 	// labelChunk is the HKDF info prefix (followed by the AEAD id byte)
 	// that derives a file's chunk key from its DEK, salted with the file id.
 	labelChunk = "securefsd/v1 chunk"
@@ -43,6 +47,16 @@ func newWrapAEAD(kek []byte) (cipher.AEAD, error) {
 	}
 	defer clear(key)
 	return chacha20poly1305.NewX(key)
+}
+
+// kekID returns the id of a KEK: the first 4 bytes (big-endian) of
+// HKDF-SHA256(kek, no salt, labelKEKID). 0 is not a valid id.
+func kekID(kek []byte) (uint32, error) {
+	b, err := hkdf.Key(sha256.New, kek, nil, labelKEKID, 4)
+	if err != nil {
+		return 0, fmt.Errorf("envelope: derive KEK id: %w", err)
+	}
+	return binary.BigEndian.Uint32(b), nil
 }
 
 // newChunkAEAD returns the AEAD that seals the chunks of the file with the
