@@ -18,29 +18,71 @@ import (
 const maxPending = 4 << 20
 
 // hashState computes MD5, SHA-1 and SHA-256 of a file written sequentially
-// from offset 0, tolerating writes that arrive slightly out of order.
+// from offset 0, tolerating writes that arrive slightly out of order. The
+// three digests run on their own goroutines, off the writer's path; they
+// start with the first byte and stop at result or stop. Not safe for
+// concurrent use: its node's lock serializes the calls.
 type hashState struct {
-	md5, sha1, sha256 hash.Hash
-	next              int64
-	pending           map[int64][]byte
-	pendingBytes      int
-	bad               bool
+	next         int64
+	pending      map[int64][]byte
+	pendingBytes int
+	bad          bool
+	workers      []*hashWorker
+	finished     bool
+}
+
+type hashWorker struct {
+	h    hash.Hash
+	ch   chan []byte
+	done chan struct{}
 }
 
 func newHashState() *hashState {
-	return &hashState{md5: md5.New(), sha1: sha1.New(), sha256: sha256.New(), pending: map[int64][]byte{}}
+	return &hashState{pending: map[int64][]byte{}}
+}
+
+// stop releases the workers without a result.
+func (s *hashState) stop() {
+	if !s.finished {
+		s.finished = true
+		for _, w := range s.workers {
+			close(w.ch)
+		}
+	}
 }
 
 func (s *hashState) fail() {
 	s.bad = true
 	s.pending = nil
 	s.pendingBytes = 0
+	s.stop()
 }
 
+func (s *hashState) start() {
+	if s.workers != nil {
+		return
+	}
+	for _, h := range []hash.Hash{md5.New(), sha1.New(), sha256.New()} {
+		w := &hashWorker{h: h, ch: make(chan []byte, 64), done: make(chan struct{})}
+		go func() {
+			defer close(w.done)
+			for b := range w.ch {
+				w.h.Write(b)
+			}
+		}()
+		s.workers = append(s.workers, w)
+	}
+}
+
+// feed hashes p, which the caller must not modify afterwards.
 func (s *hashState) feed(p []byte) {
-	s.md5.Write(p)
-	s.sha1.Write(p)
-	s.sha256.Write(p)
+	if s.finished || len(p) == 0 {
+		return
+	}
+	s.start()
+	for _, w := range s.workers {
+		w.ch <- p
+	}
 	s.next += int64(len(p))
 }
 
@@ -69,7 +111,7 @@ func (s *hashState) write(off int64, p []byte) {
 		s.pendingBytes += len(p)
 		return
 	}
-	s.feed(p)
+	s.feed(append([]byte(nil), p...))
 	for {
 		v, ok := s.pending[s.next]
 		if !ok {
@@ -99,15 +141,21 @@ func (s *hashState) truncate(size int64) {
 }
 
 // result returns the digests if the whole file of the given size was
-// hashed.
+// hashed. It ends the state: later writes are not hashed.
 func (s *hashState) result(size int64) (Hashes, bool) {
-	if s.bad || len(s.pending) > 0 || s.next != size {
+	if s.bad || s.finished || len(s.pending) > 0 || s.next != size {
+		s.stop()
 		return Hashes{}, false
 	}
+	s.start()
+	s.stop()
+	for _, w := range s.workers {
+		<-w.done
+	}
 	return Hashes{
-		MD5:    hex.EncodeToString(s.md5.Sum(nil)),
-		SHA1:   hex.EncodeToString(s.sha1.Sum(nil)),
-		SHA256: hex.EncodeToString(s.sha256.Sum(nil)),
+		MD5:    hex.EncodeToString(s.workers[0].h.Sum(nil)),
+		SHA1:   hex.EncodeToString(s.workers[1].h.Sum(nil)),
+		SHA256: hex.EncodeToString(s.workers[2].h.Sum(nil)),
 		Size:   size,
 	}, true
 }
@@ -150,6 +198,7 @@ func (f *FS) Checksums(ctx context.Context, name string) (Hashes, error) {
 		return Hashes{}, err
 	}
 	hs := newHashState()
+	defer hs.stop()
 	buf := make([]byte, 1<<20)
 	var off int64
 	for {
@@ -158,7 +207,7 @@ func (f *FS) Checksums(ctx context.Context, name string) (Hashes, error) {
 			return Hashes{}, err
 		}
 		k, rerr := n.readAt(buf, off)
-		hs.feed(buf[:k])
+		hs.write(off, buf[:k])
 		off += int64(k)
 		if rerr == io.EOF {
 			break

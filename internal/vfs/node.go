@@ -443,6 +443,7 @@ func (n *node) release() error {
 		}
 	}
 	wrote := n.hashDirty
+	n.hs.stop()
 	if cerr := n.ef.Close(); err == nil {
 		err = cerr
 	}
