@@ -247,6 +247,10 @@ func interestingOffset(r *rand.Rand, limit int64) int64 {
 	return min(max(b, 0), limit)
 }
 
+// randomPool is where random writes take their bytes from (generating
+// them per write is slow under -race). It is never written to.
+var randomPool = pattern(4*chunkSize, 99)
+
 func workerOps(f *File, mod *model, r *rand.Rand, base, region int64, ops int) error {
 	for range ops {
 		off := base + interestingOffset(r, region-1)
@@ -256,10 +260,8 @@ func workerOps(f *File, mod *model, r *rand.Rand, base, region int64, ops int) e
 		}
 		switch op := r.IntN(10); {
 		case op < 5:
-			p := make([]byte, n)
-			for i := range p {
-				p[i] = byte(r.Uint32())
-			}
+			start := r.IntN(len(randomPool) - n)
+			p := randomPool[start : start+n : start+n]
 			// Hold the model lock across the write so that model and
 			// file see writes in the same order (regions are disjoint,
 			// but growth zero-fills others' gaps).
@@ -435,7 +437,8 @@ func TestRandomOpsSequential(t *testing.T) {
 			}
 			switch op := r.IntN(10); {
 			case op < 5:
-				p := pattern(n, uint64(k))
+				start := r.IntN(len(randomPool) - n)
+				p := randomPool[start : start+n : start+n]
 				_, err := f.WriteAt(p, off)
 				must(t, err)
 				mod = applyWrite(mod, p, off)
