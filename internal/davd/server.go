@@ -92,6 +92,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config)
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		// Larger HTTP/2 receive windows than the 1 MiB default: one big
+		// upload over h2 otherwise stalls on flow control.
+		HTTP2: &http.HTTP2Config{
+			MaxReceiveBufferPerStream:     4<<20 - 1,
+			MaxReceiveBufferPerConnection: 4<<20 - 1,
+		},
 	}
 	s.mu.Lock()
 	if s.closed {

@@ -1,0 +1,41 @@
+package davd
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// BenchmarkPropfindListing lists a directory of 500 files with Depth: 1,
+// asking for what Finder (live props only) and rclone (oc:checksums) ask.
+func BenchmarkPropfindListing(b *testing.B) {
+	env := newTestEnv(b)
+	fsys := env.home(b, testUser)
+	if err := fsys.Mkdir("/big", 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < 500; i++ {
+		f, err := fsys.Create(fmt.Sprintf("/big/f%04d.txt", i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.Write([]byte("hello"))
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, tc := range []struct{ name, body string }{
+		{"live", `<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:getlastmodified/><D:getcontentlength/><D:resourcetype/><D:getetag/></D:prop></D:propfind>`},
+		{"checksums", `<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:oc="http://owncloud.org/ns"><D:prop><D:getlastmodified/><D:getcontentlength/><D:resourcetype/><oc:checksums/></D:prop></D:propfind>`},
+		{"allprop", propfindAll},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				resp, body := env.do(b, "PROPFIND", "/big", strings.NewReader(tc.body), "Depth", "1")
+				if resp.StatusCode != 207 || strings.Count(body, "<D:response>") != 501 {
+					b.Fatalf("PROPFIND: %d", resp.StatusCode)
+				}
+			}
+		})
+	}
+}
