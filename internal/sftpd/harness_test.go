@@ -295,3 +295,5 @@ func readVFS(t testing.TB, f *vfs.FS, name string) []byte {
 	}
 	return b
 }
+
+func newSFTPClient(c *ssh.Client) (*sftp.Client, error) { return sftp.NewClient(c) }
