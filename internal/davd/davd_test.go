@@ -141,6 +141,9 @@ func TestPutGet(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "application/octet-stream" {
 		t.Errorf("Content-Type %q", ct)
 	}
+	if resp.Header.Get("Content-Security-Policy") != "sandbox" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("GET of a file lacks the sandbox headers: %v", resp.Header)
+	}
 
 	// Empty file.
 	resp, body = env.do(t, "PUT", "/empty.txt", http.NoBody)
@@ -309,6 +312,11 @@ func TestPropfind(t *testing.T) {
 	}
 	if n := strings.Count(body, "<D:response>"); n != 4 {
 		t.Errorf("%d responses, want 4", n)
+	}
+	resp, body = env.do(t, "PROPFIND", "/d", nil, "Depth", "1,noroot")
+	wantStatus(t, resp, body, 207)
+	if n := strings.Count(body, "<D:response>"); n != 3 || strings.Contains(body, "<D:href>/d/</D:href>") {
+		t.Errorf("noroot: %d responses\n%s", n, body)
 	}
 
 	// Empty body = allprop; unknown props 404 in their own propstat.

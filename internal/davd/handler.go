@@ -275,6 +275,10 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, name string) error
 	}
 	w.Header().Set("ETag", etag(fi))
 	w.Header().Set("Content-Type", contentType(name))
+	// Stored HTML shares the origin with the web client (/ui/): a browser
+	// must not run it with the user's session.
+	w.Header().Set("Content-Security-Policy", "sandbox")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	rs := &readErrs{f: f}
 	http.ServeContent(w, r, "", fi.ModTime(), rs)
 	if rs.err != nil {

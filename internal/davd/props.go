@@ -11,6 +11,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/net/webdav"
@@ -177,11 +178,13 @@ func (h *handler) propfind(w http.ResponseWriter, r *http.Request, name string) 
 	if err != nil {
 		return err
 	}
-	depth := 0
-	switch r.Header.Get("Depth") {
+	depth, noroot := 0, false
+	switch d := strings.ReplaceAll(r.Header.Get("Depth"), " ", ""); d {
 	case "0":
 	case "1":
 		depth = 1
+	case "1,noroot": // IIS extension some Windows tools send
+		depth, noroot = 1, true
 	case "", "infinity":
 		// RFC 4918 9.1.1: refuse rather than walk a whole tree.
 		return &statusError{code: http.StatusForbidden, cond: "propfind-finite-depth", msg: "Depth: infinity"}
@@ -190,8 +193,10 @@ func (h *handler) propfind(w http.ResponseWriter, r *http.Request, name string) 
 	}
 	pc := &propCtx{h: h, ctx: r.Context()}
 	ms := newMultistatus(w)
-	if err := h.propfindOne(ms, pc, name, fi, pf); err != nil {
-		return err // nothing written yet
+	if !noroot || !fi.IsDir() {
+		if err := h.propfindOne(ms, pc, name, fi, pf); err != nil {
+			return err // nothing written yet
+		}
 	}
 	if depth == 1 && fi.IsDir() {
 		kids, err := h.fs.ReadDir(name)
