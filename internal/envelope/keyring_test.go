@@ -3,8 +3,8 @@ package envelope
 import (
 	"bytes"
 	"encoding/base64"
-	"fmt"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
