@@ -949,3 +949,38 @@ func TestFormatting(t *testing.T) {
 		t.Errorf("escapePath = %q", got)
 	}
 }
+
+func TestSessionFixationAndInsecureCookie(t *testing.T) {
+	f := newFixture(t)
+	f.addUser("alice", "pw-alice", users.PermAll, 0)
+	u, _ := url.Parse(f.srv.URL + "/ui/")
+	// A planted session id is never adopted: sign-in issues a fresh one.
+	planted := strings.Repeat("B", 43)
+	c := f.client()
+	c.c.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: planted, Path: "/ui/"}})
+	c.login("alice", "pw-alice")
+	for _, ck := range c.c.Jar.Cookies(u) {
+		if ck.Name == sessionCookie && ck.Value == planted {
+			t.Errorf("planted session id adopted")
+		}
+	}
+	if n := f.ui.SessionCount(); n != 1 {
+		t.Errorf("%d sessions, want 1", n)
+	}
+	// A forged cookie value is just "no session".
+	forged := f.client()
+	forged.c.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: strings.Repeat("A", 43), Path: "/ui/"}})
+	if r := forged.get("/ui/files/"); r.StatusCode != http.StatusSeeOther || strings.Contains(r.Header.Get("Location"), "expired") {
+		t.Errorf("forged cookie: %d %q", r.StatusCode, r.Header.Get("Location"))
+	}
+
+	// Under --insecure-http the cookie drops Secure, keeps the rest.
+	g := newFixture(t, func(_ *users.Options, o *Options) { o.Secure = false })
+	g.addUser("bob", "pw-bob", users.PermAll, 0)
+	r := g.client().loginResp("bob", "pw-bob")
+	for _, ck := range r.Cookies() {
+		if ck.Name == sessionCookie && (ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode) {
+			t.Errorf("insecure-mode cookie: %+v", ck)
+		}
+	}
+}
