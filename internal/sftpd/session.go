@@ -43,6 +43,10 @@ const maxTxPacket = 256*1024 - 1024
 // at most one subsystem, exec or shell on it, then sends the exit status and
 // closes the channel.
 func (ss *session) serveChannel(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request) {
+	// The work's context ends when the client closes the channel, so a
+	// long checksum stops when nobody waits for it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var (
 		work    sync.WaitGroup
 		started bool
@@ -102,6 +106,7 @@ func (ss *session) serveChannel(ctx context.Context, ch ssh.Channel, reqs <-chan
 	}
 	// The client closed the channel (or the connection went away): the
 	// work sees EOF on the channel and ends.
+	cancel()
 	work.Wait()
 	if !started {
 		ch.Close()
