@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -138,5 +139,20 @@ func TestVectors(t *testing.T) {
 		if classes[c] == 0 {
 			t.Errorf("no vector with expect: %s", c)
 		}
+	}
+}
+
+// TestIndependentDecryptor runs testdata/decrypt_v1.py, a decryptor written
+// from docs/FORMAT.md alone, over the vectors: the spec must be complete
+// enough for it to agree with every expectation.
+func TestIndependentDecryptor(t *testing.T) {
+	if err := exec.Command("python3", "-c", "import cryptography").Run(); err != nil {
+		t.Skip("needs python3 with the cryptography package (Debian: python3-cryptography)")
+	}
+	paths, err := filepath.Glob("testdata/vectors/*")
+	must(t, err)
+	out, err := exec.Command("python3", append([]string{"testdata/decrypt_v1.py"}, paths...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("independent decryptor disagrees: %v\n%s", err, out)
 	}
 }

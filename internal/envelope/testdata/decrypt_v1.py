@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Independent decryptor for securefsd format v1, written from docs/FORMAT.md
+alone (not from the Go code), used to check that the spec is complete.
+
+Usage: decrypt_v1.py VECTOR... : decrypts each known-answer vector and checks
+its "expect"/"error"/"sha256" fields; exits non-zero on any disagreement.
+Needs the "cryptography" package (ChaCha20-Poly1305); HChaCha20 is here.
+"""
+import base64
+import hashlib
+import hmac
+import struct
+import sys
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+CS, H, O = 65536, 208, 40
+
+
+class FormatError(Exception):
+    """Carries the name of the sentinel error (ErrAuth, ErrFormat, ...)."""
+
+
+def hkdf(ikm, salt, info, n):
+    prk = hmac.new(salt or b"\0" * 32, ikm, hashlib.sha256).digest()
+    out, t, i = b"", b"", 1
+    while len(out) < n:
+        t = hmac.new(prk, t + info + bytes([i]), hashlib.sha256).digest()
+        out, i = out + t, i + 1
+    return out[:n]
+
+
+def _qr(s, a, b, c, d):
+    def rotl(v, n):
+        return ((v << n) & 0xFFFFFFFF) | (v >> (32 - n))
+    s[a] = (s[a] + s[b]) & 0xFFFFFFFF; s[d] = rotl(s[d] ^ s[a], 16)
+    s[c] = (s[c] + s[d]) & 0xFFFFFFFF; s[b] = rotl(s[b] ^ s[c], 12)
+    s[a] = (s[a] + s[b]) & 0xFFFFFFFF; s[d] = rotl(s[d] ^ s[a], 8)
+    s[c] = (s[c] + s[d]) & 0xFFFFFFFF; s[b] = rotl(s[b] ^ s[c], 7)
+
+
+def hchacha20(key, nonce16):
+    s = [0x61707865, 0x3320646E, 0x79622D32, 0x6B206574]
+    s += list(struct.unpack("<8I", key)) + list(struct.unpack("<4I", nonce16))
+    for _ in range(10):
+        _qr(s, 0, 4, 8, 12); _qr(s, 1, 5, 9, 13); _qr(s, 2, 6, 10, 14); _qr(s, 3, 7, 11, 15)
+        _qr(s, 0, 5, 10, 15); _qr(s, 1, 6, 11, 12); _qr(s, 2, 7, 8, 13); _qr(s, 3, 4, 9, 14)
+    return struct.pack("<8I", *(s[0:4] + s[12:16]))
+
+
+def xchacha_open(key, nonce, ct, aad):
+    """XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha-03). Raises InvalidTag."""
+    sub = hchacha20(key, nonce[:16])
+    return ChaCha20Poly1305(sub).decrypt(b"\0\0\0\0" + nonce[16:], ct, aad)
+
+
+def kek_id(kek):
+    return struct.unpack(">I", hkdf(kek, b"", b"securefsd/v1 kek id", 4))[0]
+
+
+def plaintext_size(c):  # FORMAT.md section 6
+    if c < H + O or c > H + (2**60 // CS) * O + 2**60:
+        raise FormatError("ErrFormat")
+    q, r = divmod(c - H, CS + O)
+    if r == 0:
+        return q * CS
+    if r < O or (r == O and q > 0):
+        raise FormatError("ErrFormat")
+    return q * CS + r - O
+
+
+def decrypt(data, keks):
+    size = plaintext_size(len(data))
+    hdr = data[:H]
+    if hdr[:8] != b"securefs" or hdr[8] != 1 or hdr[9] != 1 or hdr[10] != 16:
+        raise FormatError("ErrVersion")
+    if any(hdr[11:16]):
+        raise FormatError("ErrFormat")
+    fixed, file_id = hdr[:48], hdr[16:48]
+    slots = []
+    for i in (0, 1):
+        raw = hdr[48 + 80 * i:128 + 80 * i]
+        gen, kid = struct.unpack(">II", raw[:8])
+        if gen == 0:
+            if any(raw):
+                raise FormatError("ErrFormat")
+            continue
+        if kid == 0:
+            raise FormatError("ErrFormat")
+        slots.append((i, gen, kid, raw[8:32], raw[32:80]))
+    if not slots or (len(slots) == 2 and slots[0][1] == slots[1][1]):
+        raise FormatError("ErrFormat")
+    best = None
+    for i, gen, kid, nonce, wrapped in slots:
+        if kid not in keks:
+            continue
+        wrap_key = hkdf(keks[kid], b"", b"securefsd/v1 kek wrap", 32)
+        aad = fixed + bytes([i]) + struct.pack(">II", gen, kid)
+        try:
+            dek = xchacha_open(wrap_key, nonce, wrapped, aad)
+        except InvalidTag:
+            raise FormatError("ErrAuth")
+        if best is None or gen > best[0]:
+            best = (gen, dek)
+    if best is None:
+        raise FormatError("ErrUnknownKey")
+    chunk_key = hkdf(best[1], file_id, b"securefsd/v1 chunk\x01", 32)
+    n = max(1, -(-size // CS))
+    out = bytearray()
+    for i in range(n):
+        ln = min(CS, size - i * CS)
+        off = H + i * (CS + O)
+        c = data[off:off + ln + O]
+        if len(c) < ln + O:
+            raise FormatError("ErrTruncated")
+        final = i == n - 1
+
+        def try_open(flag):
+            aad = struct.pack(">Q", i) + bytes([flag]) + file_id
+            return xchacha_open(chunk_key, c[:24], c[24:], aad)
+        try:
+            out += try_open(final)
+        except InvalidTag:
+            try:
+                try_open(not final)
+            except InvalidTag:
+                raise FormatError("ErrAuth")
+            raise FormatError("ErrTruncated" if final else "ErrStaleFinal")
+    return bytes(out)
+
+
+def main(paths):
+    bad = 0
+    for path in paths:
+        raw = open(path, "rb").read()
+        head, data = raw.split(b"\n\n", 1)
+        fields, keks, active = {}, {}, None
+        for line in head.decode().split("\n"):
+            k, v = line.split(": ", 1)
+            if k == "kek":
+                kid, b64 = v.split(" ")
+                key = base64.b64decode(b64, validate=True)
+                if kek_id(key) != int(kid):
+                    print(f"{path}: KEK id {kid} does not match its key")
+                    bad += 1
+                keks[int(kid)] = key
+            else:
+                fields[k] = v
+        try:
+            pt = decrypt(data, keks)
+            got = "success", hashlib.sha256(pt).hexdigest(), len(pt)
+        except FormatError as e:
+            got = "error", str(e), None
+        if fields["expect"] == "success":
+            ok = got == ("success", fields["sha256"], int(fields["size"]))
+        else:
+            ok = got == ("error", fields["error"], None)
+        print(f"{'ok  ' if ok else 'FAIL'} {path}: {got[0]} {got[1]}")
+        bad += not ok
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
