@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"image"
 	"image/png"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -429,5 +430,89 @@ func TestBrowserWithoutJavaScript(t *testing.T) {
 	}
 	if _, err := home.Stat("/made without js"); err == nil {
 		t.Error("folder not deleted")
+	}
+}
+
+// gatedBody passes the first n bytes of a request body, then blocks until
+// release is closed: the browser's upload stalls part-way, deterministically.
+type gatedBody struct {
+	io.ReadCloser
+	n       int64
+	release <-chan struct{}
+}
+
+func (g *gatedBody) Read(p []byte) (int, error) {
+	if g.n <= 0 {
+		<-g.release
+		return g.ReadCloser.Read(p)
+	}
+	if int64(len(p)) > g.n {
+		p = p[:g.n]
+	}
+	n, err := g.ReadCloser.Read(p)
+	g.n -= int64(n)
+	return n, err
+}
+
+// TestBrowserUploadProgress: while an upload is in flight the page shows a
+// progress bar between 0 and 100% (XHR upload progress), then the list.
+func TestBrowserUploadProgress(t *testing.T) {
+	ctx := newBrowser(t)
+	f := newFixture(t)
+	home := f.addUser("carol", "progress bar", users.PermAll, 0)
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	inner := f.srv.Config.Handler
+	f.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/ui/upload") {
+			r.Body = &gatedBody{ReadCloser: r.Body, n: 1 << 20, release: release}
+		}
+		inner.ServeHTTP(w, r)
+	})
+	src := filepath.Join(t.TempDir(), "large.bin")
+	payload := make([]byte, 48<<20) // well beyond the socket buffers
+	_, _ = rand.Read(payload[:1<<20])
+	if err := os.WriteFile(src, payload, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(f.srv.URL+"/ui/login"),
+		chromedp.SendKeys(chromedp.ID("username"), "carol"),
+		chromedp.SendKeys(chromedp.ID("password"), "progress bar"),
+		chromedp.Click(chromedp.ID("login-submit")),
+		chromedp.WaitVisible(chromedp.ID("upload-form")),
+		chromedp.SetUploadFiles(chromedp.ID("upload-input"), []string{src}),
+		chromedp.Click(chromedp.ID("upload-submit")),
+	); err != nil {
+		t.Fatalf("start upload: %v", err)
+	}
+	pct, err := chromedp.Run(ctx, chromedp.Poll[int](`(() => {
+		const p = document.getElementById('upload-progress');
+		return !p.hidden && p.value > 0 && p.value < 100 ? p.value : 0;
+	})()`, chromedp.WithPollingInterval(50*time.Millisecond)))
+	if err != nil {
+		t.Fatalf("no progress shown: %v", err)
+	}
+	status, _ := chromedp.Run(ctx, chromedp.Text(chromedp.ID("upload-status")))
+	t.Logf("progress %d%%: %q", pct, status)
+	if !strings.Contains(status, "% of 48 MiB") {
+		t.Errorf("status text %q", status)
+	}
+	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(testOutDir(t), "webui-upload-progress.png")
+	if err := os.WriteFile(out, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	checkPNG(t, shot, 800, 400)
+	once.Do(func() { close(release) })
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`tr[data-name="large.bin"]`))); err != nil {
+		t.Fatalf("upload did not finish: %v", err)
+	}
+	if got := readAll(t, home, "/large.bin"); !bytes.Equal(got, payload) {
+		t.Fatalf("stored %d bytes, want %d", len(got), len(payload))
 	}
 }
