@@ -101,8 +101,14 @@ func (ui *UI) handleLogin(w http.ResponseWriter, r *http.Request) {
 // showLogin renders the login form with a fresh double-submit token in a
 // cookie and the form, which guards against login CSRF.
 func (ui *UI) showLogin(w http.ResponseWriter, r *http.Request, status int, next, username, errMsg, flash string) {
-	token, _ := randomToken(32)
-	http.SetCookie(w, ui.cookie(loginCookie, token, 0))
+	// Reuse the browser's token so several open sign-in tabs all work.
+	var token string
+	if c, err := r.Cookie(loginCookie); err == nil && len(c.Value) == 43 && strings.Trim(c.Value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == "" {
+		token = c.Value
+	} else {
+		token, _ = randomToken(32)
+		http.SetCookie(w, ui.cookie(loginCookie, token, 0))
+	}
 	if flash == "" && r.URL.Query().Get("bye") == "1" {
 		flash = "You have signed out."
 	}

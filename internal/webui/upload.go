@@ -88,9 +88,10 @@ func (ui *UI) handleUpload(w http.ResponseWriter, r *http.Request, s *sessionVie
 			status, msg, err := ui.storeUpload(s, name, part, overwrite, buf)
 			part.Close()
 			if err != nil {
-				ui.log.Info("webui: upload", "user", s.user.Name, "name", name, "status", status, "err", err)
 				if status >= 500 {
 					ui.log.Error("webui: upload", "user", s.user.Name, "name", name, "err", err)
+				} else {
+					ui.log.Info("webui: upload refused", "user", s.user.Name, "name", name, "status", status, "err", err)
 				}
 				ui.uploadFailed(w, r, s, stored, status, "“"+elem+"”: "+msg)
 				return
