@@ -297,6 +297,12 @@ func (h *handler) propfindOne(ms *multistatus, pc *propCtx, name string, fi fs.F
 			ok.Props = append(ok.Props, webdav.Property{XMLName: n, InnerXML: []byte(v)})
 			continue
 		}
+		if protected[n] {
+			// Never stored as a dead property (PROPPATCH refuses it): no
+			// need to read metadata, e.g. oc:checksums of a collection.
+			missing.Props = append(missing.Props, webdav.Property{XMLName: n})
+			continue
+		}
 		if dead == nil {
 			if err := loadDead(); err != nil {
 				return err
