@@ -1,0 +1,105 @@
+//go:build ignore
+
+// gen_store wrote the golden store testdata/stores/v1 (at the repository
+// root) once, when format version 1 was released. It is kept as a record
+// of how the store was made; do not run it again: a golden store is never
+// regenerated (a new format version gets a new store beside it).
+package main
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+
+	"github.com/securefsd/securefsd/internal/envelope"
+)
+
+const (
+	dir        = "../../testdata/stores/v1"
+	passphrase = "securefsd golden v1"
+)
+
+type mem struct{ b []byte }
+
+func (m *mem) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(m.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (m *mem) WriteAt(p []byte, off int64) (int, error) {
+	if end := int(off) + len(p); end > len(m.b) {
+		m.b = append(m.b, make([]byte, end-len(m.b))...)
+	}
+	copy(m.b[off:], p)
+	return len(p), nil
+}
+
+func (m *mem) Truncate(n int64) error { m.b = m.b[:n]; return nil }
+
+func check(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+func main() {
+	if _, err := os.Stat(dir); err == nil {
+		log.Fatalf("%s exists: golden stores are never regenerated", dir)
+	}
+	check(os.MkdirAll(filepath.Join(dir, "files"), 0o755))
+	kr, err := envelope.NewKeyring()
+	check(err)
+	first := kr.Active()
+	_, err = kr.Rotate()
+	check(err)
+	plain, err := envelope.MarshalKeyring(kr)
+	check(err)
+	check(os.WriteFile(filepath.Join(dir, "keyring"), plain, 0o600))
+	sealed, err := envelope.MarshalKeyringPassphrase(kr, []byte(passphrase), envelope.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1})
+	check(err)
+	check(os.WriteFile(filepath.Join(dir, "keyring.sealed"), sealed, 0o600))
+
+	multi := make([]byte, 3*envelope.DefaultChunkSize+7)
+	for i := range multi {
+		multi[i] = byte(i % 251)
+	}
+	var manifest string
+	for _, f := range []struct {
+		name string
+		data []byte
+		old  bool // wrapped under the first (non-active) KEK
+	}{
+		{"empty", nil, false},
+		{"small", []byte("hello, securefsd\n"), false},
+		{"multi", multi, false},
+		{"old-kek", []byte("wrapped by the first KEK\n"), true},
+	} {
+		use := kr
+		if f.old {
+			// The same keyring with the first KEK active.
+			text := fmt.Sprintf("securefsd-keyring v1\nactive %d\n", first) + string(plain[len(fmt.Sprintf("securefsd-keyring v1\nactive %d\n", kr.Active())):])
+			use, err = envelope.ParseKeyring([]byte(text), nil)
+			check(err)
+		}
+		m := &mem{}
+		file, err := envelope.Create(m, use)
+		check(err)
+		if len(f.data) > 0 {
+			_, err = file.WriteAt(f.data, 0)
+			check(err)
+		}
+		check(file.Close())
+		check(os.WriteFile(filepath.Join(dir, "files", f.name), m.b, 0o644))
+		manifest += fmt.Sprintf("%s %d %x\n", f.name, len(f.data), sha256.Sum256(f.data))
+	}
+	check(os.WriteFile(filepath.Join(dir, "MANIFEST"), []byte(manifest), 0o644))
+}
