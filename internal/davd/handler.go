@@ -657,7 +657,7 @@ func (h *handler) copyMove(w http.ResponseWriter, r *http.Request, src string) e
 			return err
 		}
 		h.s.locks.dropWithin(h.home, src)
-	} else if err := h.copyTree(r.Context(), src, dst, sfi, infinite); err != nil {
+	} else if err := h.copyRec(r.Context(), src, dst, sfi, infinite, 0); err != nil {
 		return err
 	}
 	if hasMtime {
@@ -676,12 +676,8 @@ func (h *handler) copyMove(w http.ResponseWriter, r *http.Request, src string) e
 
 const maxCopyDepth = 256
 
-// copyTree copies src to dst (which does not exist, or is a file replaced
+// copyRec copies src to dst (which does not exist, or is a file replaced
 // atomically), with dead properties; collections recurse when infinite.
-func (h *handler) copyTree(ctx context.Context, src, dst string, fi fs.FileInfo, infinite bool) error {
-	return h.copyRec(ctx, src, dst, fi, infinite, 0)
-}
-
 func (h *handler) copyRec(ctx context.Context, src, dst string, fi fs.FileInfo, infinite bool, depth int) error {
 	if depth > maxCopyDepth {
 		return httpErr(http.StatusForbidden, "tree too deep to copy")

@@ -242,7 +242,7 @@ func (h *handler) propfindOne(ms *multistatus, pc *propCtx, name string, fi fs.F
 			return err
 		}
 		for _, n := range allpropNames {
-			if _, isLive, _ := pc.liveName(fi, n); isLive {
+			if isLiveName(fi, n) {
 				ok.Props = append(ok.Props, webdav.Property{XMLName: n})
 			}
 		}
@@ -256,7 +256,7 @@ func (h *handler) propfindOne(ms *multistatus, pc *propCtx, name string, fi fs.F
 		}
 		seen := map[xml.Name]bool{}
 		for _, n := range allpropNames {
-			if _, isLive, _ := pc.liveName(fi, n); isLive {
+			if isLiveName(fi, n) {
 				names = append(names, n)
 				seen[n] = true
 			}
@@ -324,16 +324,16 @@ func (h *handler) propfindOne(ms *multistatus, pc *propCtx, name string, fi fs.F
 	return ms.propstats(hrefFor(name, fi.IsDir()), pss)
 }
 
-// liveName reports whether n is a live property of the resource without
-// computing it.
-func (pc *propCtx) liveName(fi fs.FileInfo, n xml.Name) (string, bool, error) {
+// isLiveName reports whether n is a live property of the resource without
+// computing it (the names allprop and propname list).
+func isLiveName(fi fs.FileInfo, n xml.Name) bool {
 	switch n {
 	case pResourceType, pDisplayName, pLastModified, pSupportedLock, pLockDiscovery:
-		return "", true, nil
+		return true
 	case pContentLength, pContentType, pETag:
-		return "", !fi.IsDir(), nil
+		return !fi.IsDir()
 	}
-	return "", false, nil
+	return false
 }
 
 func sortedNames(m map[xml.Name]webdav.Property) []xml.Name {
