@@ -184,30 +184,30 @@ func (h *handler) options(w http.ResponseWriter, r *http.Request, name string) e
 // every lock in scope has a token submitted by its owner. (litmus:
 // fail_cond_put wants 412, cond_put_corrupt_token 423.)
 func (h *handler) conditions(r *http.Request, name string, scopes ...writeScope) error {
-	hdr := r.Header.Get("If")
-	var lists []ifList
-	submitted := map[string]bool{}
-	if hdr != "" {
-		var ok bool
-		lists, ok = parseIf(hdr)
-		if !ok {
-			return httpErr(http.StatusBadRequest, "malformed If header")
-		}
-		submitted = submittedTokens(lists)
-	}
-	if hdr != "" {
-		pass := false
-		for _, l := range lists {
-			if h.evalList(r, name, l) {
-				pass = true
-				break
-			}
-		}
-		if !pass {
-			return httpErr(http.StatusPreconditionFailed, "If header evaluated false")
-		}
+	submitted, err := h.evalIf(r, name)
+	if err != nil {
+		return err
 	}
 	return h.s.locks.check(h.home, h.user, submitted, scopes...)
+}
+
+// evalIf evaluates the If header (400 if malformed, 412 if false) and
+// returns the lock tokens it submits.
+func (h *handler) evalIf(r *http.Request, name string) (map[string]bool, error) {
+	hdr := r.Header.Get("If")
+	if hdr == "" {
+		return nil, nil
+	}
+	lists, ok := parseIf(hdr)
+	if !ok {
+		return nil, httpErr(http.StatusBadRequest, "malformed If header")
+	}
+	for _, l := range lists {
+		if h.evalList(r, name, l) {
+			return submittedTokens(lists), nil
+		}
+	}
+	return nil, httpErr(http.StatusPreconditionFailed, "If header evaluated false")
 }
 
 func (h *handler) evalList(r *http.Request, name string, l ifList) bool {

@@ -489,21 +489,8 @@ func (h *handler) lock(w http.ResponseWriter, r *http.Request, name string) erro
 		default:
 			return httpErr(http.StatusBadRequest, "LOCK Depth must be 0 or infinity")
 		}
-		if hdr := r.Header.Get("If"); hdr != "" {
-			lists, ok := parseIf(hdr)
-			if !ok {
-				return httpErr(http.StatusBadRequest, "malformed If header")
-			}
-			pass := false
-			for _, il := range lists {
-				if h.evalList(r, name, il) {
-					pass = true
-					break
-				}
-			}
-			if !pass {
-				return httpErr(http.StatusPreconditionFailed, "If header evaluated false")
-			}
+		if _, err := h.evalIf(r, name); err != nil {
+			return err
 		}
 		_, statErr := h.fs.Stat(name)
 		if statErr != nil && !errors.Is(statErr, fs.ErrNotExist) {
