@@ -264,9 +264,9 @@ func userPermissions(u users.User) *ssh.Permissions {
 }
 
 // Serve accepts on ln until ctx is done or Shutdown is called; it then
-// returns nil. Any other accept failure is returned. Connections
-// accepted before keep running until Shutdown closes them; when ctx is done
-// they are closed at once. ln is closed on return.
+// returns nil. Any other accept failure is returned. ln is closed on
+// return. Connections accepted before keep running after ctx is done:
+// Shutdown lets them finish, then closes them (like net/http).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.mu.Lock()
 	if s.closing {
@@ -281,11 +281,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.log.Info("listening", "addr", ln.Addr().String())
 
-	connCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	stop := context.AfterFunc(ctx, func() {
-		ln.Close()
-		cancel()
-	})
+	connCtx := context.WithoutCancel(ctx)
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	defer func() {
 		s.mu.Lock()
