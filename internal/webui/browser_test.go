@@ -174,6 +174,10 @@ func TestBrowserEndToEnd(t *testing.T) {
 	if err := os.WriteFile(up2, []byte("second file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	past := time.Date(2019, 5, 6, 7, 8, 9, 0, time.UTC)
+	if err := os.Chtimes(up2, past, past); err != nil {
+		t.Fatal(err)
+	}
 	row := func(name string) chromedp.CSS { return chromedp.CSS(`tr[data-name="` + name + `"]`) }
 
 	// Log in (the root redirects to the login form).
@@ -200,6 +204,11 @@ func TestBrowserEndToEnd(t *testing.T) {
 	}
 	if got := readAll(t, home, "/holiday photo.bin"); !bytes.Equal(got, payload) {
 		t.Fatalf("stored %d bytes, want %d", len(got), len(payload))
+	}
+	// app.js sends lastModified: the stored file keeps the local date.
+	srcInfo, _ := os.Stat(up2)
+	if fi, err := home.Stat("/second.txt"); err != nil || !fi.ModTime().Equal(srcInfo.ModTime().Truncate(time.Millisecond)) {
+		t.Errorf("second.txt modified %v, want %v (%v)", fi.ModTime(), srcInfo.ModTime(), err)
 	}
 	if n := xhrUploads.Load(); n != 1 {
 		t.Errorf("%d XHR uploads, want 1 (app.js did not run?)", n)

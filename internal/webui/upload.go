@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // uploadBufSize is the copy buffer per upload request: the only memory an
@@ -22,7 +23,8 @@ const uploadBufSize = 256 << 10
 //
 // Fields are read in order: "csrf" must come before any file (the form
 // puts it first; app.js also sends it as X-CSRF-Token), "overwrite"=1
-// before a file lets it replace an existing one, "file" parts are stored.
+// before a file lets it replace an existing one, "mtime" (ms since the
+// epoch) sets the next file's modification time, "file" parts are stored.
 // A failing file is aborted (never published) and ends the request; files
 // before it stay stored.
 func (ui *UI) handleUpload(w http.ResponseWriter, r *http.Request, s *sessionView, dir string) {
@@ -38,6 +40,7 @@ func (ui *UI) handleUpload(w http.ResponseWriter, r *http.Request, s *sessionVie
 	}
 	csrfOK := r.Header.Get("X-CSRF-Token") != "" && ui.checkCSRF(s, r, "")
 	overwrite := false
+	var mtime time.Time // for the next file only
 	var stored []string
 	var buf []byte
 	for {
@@ -64,6 +67,13 @@ func (ui *UI) handleUpload(w http.ResponseWriter, r *http.Request, s *sessionVie
 		case "overwrite":
 			v, _ := readField(part)
 			overwrite = v == "1" || v == "on" || v == "true"
+		case "mtime":
+			// app.js sends each file's lastModified (ms since the epoch)
+			// just before it, so uploads keep their dates.
+			v, _ := readField(part)
+			if ms, err := strconv.ParseInt(v, 10, 64); err == nil && ms > 0 && ms < 1<<53 {
+				mtime = time.UnixMilli(ms)
+			}
 		case "file":
 			if !csrfOK {
 				part.Close()
@@ -95,6 +105,12 @@ func (ui *UI) handleUpload(w http.ResponseWriter, r *http.Request, s *sessionVie
 				}
 				ui.uploadFailed(w, r, s, stored, status, "“"+elem+"”: "+msg)
 				return
+			}
+			if !mtime.IsZero() {
+				if err := s.fs.Chtimes(name, mtime, mtime); err != nil {
+					ui.log.Info("webui: upload: keep date", "user", s.user.Name, "name", name, "err", err)
+				}
+				mtime = time.Time{}
 			}
 			ui.log.Info("webui: upload", "user", s.user.Name, "name", name)
 			stored = append(stored, elem)

@@ -357,6 +357,27 @@ func TestUpload(t *testing.T) {
 			t.Fatalf("status %d %q", r.StatusCode, r.body)
 		}
 	})
+	t.Run("mtime", func(t *testing.T) {
+		var buf bytes.Buffer
+		mw := multipart.NewWriter(&buf)
+		_ = mw.WriteField("csrf", c.csrf)
+		_ = mw.WriteField("mtime", "1262304000000") // 2010-01-01
+		w, _ := mw.CreateFormFile("file", "dated.txt")
+		_, _ = w.Write([]byte("d"))
+		w, _ = mw.CreateFormFile("file", "undated.txt")
+		_, _ = w.Write([]byte("u"))
+		_ = mw.Close()
+		if r := c.upload("/", nil, mw.FormDataContentType(), &buf); r.StatusCode != http.StatusSeeOther {
+			t.Fatalf("status %d", r.StatusCode)
+		}
+		want := time.Date(2010, 1, 1, 0, 0, 0, 0, time.UTC)
+		if fi, err := home.Stat("/dated.txt"); err != nil || !fi.ModTime().Equal(want) {
+			t.Errorf("dated.txt: %v %v", fi.ModTime(), err)
+		}
+		if fi, err := home.Stat("/undated.txt"); err != nil || fi.ModTime().Equal(want) {
+			t.Errorf("undated.txt took the previous date: %v", err)
+		}
+	})
 	t.Run("subfolder", func(t *testing.T) {
 		if err := home.Mkdir("/sub", 0o755); err != nil {
 			t.Fatal(err)

@@ -32,6 +32,7 @@
       if (ow && ow.checked) data.append('overwrite', '1');
       var total = 0;
       for (var i = 0; i < files.length; i++) {
+        if (files[i].lastModified) data.append('mtime', String(files[i].lastModified));
         data.append('file', files[i], files[i].name);
         total += files[i].size;
       }
