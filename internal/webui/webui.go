@@ -1,20 +1,3 @@
-// Package webui is securefsd's browser client: log in, list, upload,
-// download, new folder, rename, delete, log out; html/template and a little
-// JavaScript embedded in the binary, over internal/vfs and internal/users.
-//
-// It owns its URL space under Options.Prefix (default "/ui/"), server-side
-// sessions, CSRF tokens and the page templates. It must not import
-// internal/envelope; file access goes through vfs.FS, which confines every
-// name to the user's home and enforces the user's permissions.
-//
-// Threat notes: uploaded files are attacker-controlled content served from
-// the same origin as the client, so downloads are always sent as
-// application/octet-stream attachments with nosniff and a sandboxing CSP;
-// every page carries a strict Content-Security-Policy (no inline script or
-// style), names are escaped by html/template, state changes are POST-only and
-// need the session's CSRF token, and session cookies are HttpOnly,
-// SameSite=Strict and (over HTTPS) Secure. Sessions live in this process's
-// memory only, keyed by a hash of the cookie value.
 package webui
 
 // API CONTRACT (used by internal/davd via cmd/securefsd):
