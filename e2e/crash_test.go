@@ -114,12 +114,40 @@ func (d davCrashClient) mkdir(name string) error {
 // data directory and checks that every upload a client saw complete is
 // intact, every other path holds its old content or nothing (never a half
 // file under a final name), verify is clean and the user database opens.
+// Under scripts/soak.sh (SECUREFSD_SOAK=N) it runs N kill/restart cycles on
+// the same data, each killing at a random point.
 func TestCrashDuringUploads(t *testing.T) {
-	const clients, sftpClients = 16, 12
 	srv := StartServer(t)
 	key := mkUser(t, srv, "alice", "alice-pw-1")
-
 	m := &crashModel{paths: map[string]*pathState{}, data: map[string][]byte{}}
+	cycles := soakScale()
+	for cycle := range cycles {
+		killAfter := int64(150)
+		if cycles > 1 {
+			killAfter = 20 + rand.Int64N(400)
+		}
+		crashCycle(t, srv, key, m, cycle, killAfter)
+		if t.Failed() {
+			return
+		}
+	}
+	// The server serves normally: a new upload works and reads back.
+	c := newSFTP(t, srv, "alice", key)
+	data := randBytes(100 << 10)
+	if err := sftpPut(c, "after-crash", data); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := sftpGet(c, "after-crash"); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("upload after restart: %v", err)
+	}
+	alive(t, srv, "alice", "alice-pw-1", key)
+}
+
+// crashCycle runs the clients, kills the server after killAfter completed
+// operations, restarts it and checks every path the model knows.
+func crashCycle(t *testing.T, srv *Server, key string, m *crashModel, cycle int, killAfter int64) {
+	t.Helper()
+	const clients, sftpClients = 16, 12
 	var (
 		killed   atomic.Bool
 		acked    atomic.Int64
@@ -131,19 +159,28 @@ func TestCrashDuringUploads(t *testing.T) {
 	cls := make([]crashClient, clients)
 	for i := range cls {
 		if i < sftpClients {
-			cls[i] = sftpCrashClient{newSFTP(t, srv, "alice", key)}
+			c, err := openSFTP(srv, "alice", keyAuth(t, key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			cls[i] = sftpCrashClient{c}
 		} else {
-			cls[i] = davCrashClient{newDAV(t, srv, "alice", "alice-pw-1", "")}
+			d := newDAV(t, srv, "alice", "alice-pw-1", "")
+			defer d.hc.CloseIdleConnections()
+			cls[i] = davCrashClient{d}
 		}
-		if err := cls[i].mkdir(fmt.Sprintf("c%02d", i)); err != nil {
-			t.Fatal(err)
+		if cycle == 0 {
+			if err := cls[i].mkdir(fmt.Sprintf("c%02d", i)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	for i, c := range cls {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(i), 7))
+			rng := rand.New(rand.NewPCG(uint64(i), uint64(cycle)))
 			dir := fmt.Sprintf("c%02d", i)
 			fail := func(err error) bool {
 				if err == nil {
@@ -163,7 +200,7 @@ func TestCrashDuringUploads(t *testing.T) {
 				default:
 				}
 				data := randBytes(rng.IntN(300 << 10))
-				final := fmt.Sprintf("%s/f%04d", dir, n)
+				final := fmt.Sprintf("%s/f%d-%04d", dir, cycle, n)
 				switch n % 3 {
 				case 0: // upload straight to the final name
 					op := map[string][]byte{final: data}
@@ -173,7 +210,7 @@ func TestCrashDuringUploads(t *testing.T) {
 					}
 					m.done(op)
 				case 1: // upload to a temporary name, then rename (rclone's way)
-					part := fmt.Sprintf("%s/p%04d.partial", dir, n)
+					part := fmt.Sprintf("%s/p%d-%04d.partial", dir, cycle, n)
 					op := map[string][]byte{part: data}
 					m.begin(op)
 					if fail(c.put(part, data)) {
@@ -199,7 +236,7 @@ func TestCrashDuringUploads(t *testing.T) {
 		}()
 	}
 	// Kill in the middle of the traffic: after enough completed operations.
-	waitFor(t, 2*time.Minute, "150 completed uploads", func() bool { return acked.Load() >= 150 })
+	waitFor(t, 2*time.Minute, fmt.Sprintf("%d completed uploads", killAfter), func() bool { return acked.Load() >= killAfter })
 	killed.Store(true)
 	srv.Kill(t)
 	close(stopping)
@@ -213,7 +250,7 @@ func TestCrashDuringUploads(t *testing.T) {
 	for _, err := range preKill {
 		t.Errorf("error before the crash: %v", err)
 	}
-	t.Logf("killed after %d completed operations", acked.Load())
+	t.Logf("cycle %d: killed after %d completed operations", cycle, acked.Load())
 
 	srv.Restart(t)
 
@@ -223,8 +260,11 @@ func TestCrashDuringUploads(t *testing.T) {
 	}
 
 	// Every path holds what the model allows, over a fresh SFTP session.
-	c := newSFTP(t, srv, "alice", key)
-	checked := 0
+	c, err := openSFTP(srv, "alice", keyAuth(t, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	for p, s := range m.paths {
 		got, err := sftpGet(c, p)
 		k := ""
@@ -240,7 +280,8 @@ func TestCrashDuringUploads(t *testing.T) {
 			t.Errorf("%s after the crash: %s (%d bytes); the client saw %s complete, may also be %s",
 				p, short(k), len(got), short(s.acked), shortAll(s.maybe))
 		}
-		checked++
+		// What is there now is what the next cycle starts from.
+		s.acked, s.maybe = k, nil
 	}
 	// No other names appeared (half files under names nobody wrote).
 	for i := range clients {
@@ -255,7 +296,7 @@ func TestCrashDuringUploads(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("checked %d paths", checked)
+	t.Logf("cycle %d: checked %d paths", cycle, len(m.paths))
 
 	// verify is clean, apart from uploads reported as interrupted.
 	damaged, failed, out := verify(t, srv)
@@ -275,17 +316,7 @@ func TestCrashDuringUploads(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("%d temporary files of interrupted uploads left in the store after restart", leftovers)
-
-	// The server serves normally: a new upload works and reads back.
-	data := randBytes(100 << 10)
-	if err := sftpPut(c, "after-crash", data); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := sftpGet(c, "after-crash"); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("upload after restart: %v", err)
-	}
-	alive(t, srv, "alice", "alice-pw-1", key)
+	t.Logf("cycle %d: %d temporary files of interrupted uploads left in the store after restart", cycle, leftovers)
 }
 
 func short(k string) string {

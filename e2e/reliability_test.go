@@ -456,3 +456,13 @@ func resetPeakRSS(t testing.TB, pid int) {
 		t.Fatalf("reset peak RSS: %v", err)
 	}
 }
+
+// soakScale is how much longer the reliability suites run: 1 in
+// scripts/test.sh, SECUREFSD_SOAK=N under scripts/soak.sh.
+func soakScale() int {
+	n, err := strconv.Atoi(os.Getenv("SECUREFSD_SOAK"))
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
