@@ -340,7 +340,11 @@ func TestPropfindOpensNoFile(t *testing.T) {
 	env := newTestEnv(t)
 	env.do(t, "PUT", "/f.txt", strings.NewReader(strings.Repeat("secret ", 1000)))
 	corruptStoredFile(t, env, testUser, "f.txt")
-	resp, body := env.do(t, "PROPFIND", "/", strings.NewReader(propfindAll), "Depth", "1")
+	env.do(t, "PUT", "/empty.txt", http.NoBody)
+	corruptStoredFile(t, env, testUser, "empty.txt")
+	resp, body := env.do(t, "GET", "/empty.txt", nil)
+	wantStatus(t, resp, body, 500)
+	resp, body = env.do(t, "PROPFIND", "/", strings.NewReader(propfindAll), "Depth", "1")
 	wantStatus(t, resp, body, 207)
 	if !strings.Contains(body, "<D:href>/f.txt</D:href>") || !strings.Contains(body, "<D:getcontentlength>7000</D:getcontentlength>") || strings.Contains(body, "HTTP/1.1 500") {
 		t.Fatalf("listing of a damaged file:\n%s", body)

@@ -264,14 +264,13 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, name string) error
 	if fi, err = f.Stat(); err != nil {
 		return err
 	}
-	if fi.Size() > 0 {
-		// Authenticate the first chunk before any header goes out, so a
-		// damaged file gets a clean 500 rather than a 200 with a cut body
-		// (later chunks are checked as they stream).
-		var one [1]byte
-		if _, err := f.ReadAt(one[:], 0); err != nil && err != io.EOF {
-			return err
-		}
+	// Authenticate the first chunk (for an empty file: its empty final
+	// chunk) before any header goes out, so a damaged file gets a clean 500
+	// rather than a 200 with a cut body; later chunks are checked as they
+	// stream.
+	var one [1]byte
+	if _, err := f.ReadAt(one[:], 0); err != nil && err != io.EOF {
+		return err
 	}
 	w.Header().Set("ETag", etag(fi))
 	w.Header().Set("Content-Type", contentType(name))
