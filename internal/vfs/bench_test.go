@@ -1,11 +1,13 @@
 package vfs
 
 import (
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/securefsd/securefsd/internal/envelope"
 )
@@ -159,4 +161,29 @@ func BenchmarkUpload(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkSmallFiles: many 1 KiB uploads into one directory, as rclone
+// does them (upload to NAME.partial, rename, set mtime).
+func BenchmarkSmallFiles(b *testing.B) {
+	_, fs := newFS(b)
+	data := make([]byte, 1024)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		name := fmt.Sprintf("f%07d", i)
+		h, err := fs.Create(name + ".partial")
+		if err != nil {
+			b.Fatal(err)
+		}
+		h.Write(data)
+		if err := h.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if err := fs.Rename(name+".partial", name, true); err != nil {
+			b.Fatal(err)
+		}
+		if err := fs.Chtimes(name, time.Unix(1e9, 0), time.Unix(1e9, 0)); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

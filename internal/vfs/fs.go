@@ -419,10 +419,8 @@ func (h *home) forget(fi fs.FileInfo, n *node) {
 
 // removeEmptyDir removes rel if it holds nothing but reserved entries.
 func (h *home) removeEmptyDir(rel string) error {
-	for _, n := range h.nodesUnder(rel) {
-		if n.key != rel {
-			return ErrNotEmpty
-		}
+	if len(h.nodesUnder(rel)) > 0 {
+		return ErrNotEmpty
 	}
 	d, err := h.root.Open(rel)
 	if err != nil {
@@ -438,6 +436,7 @@ func (h *home) removeEmptyDir(rel string) error {
 			return ErrNotEmpty
 		}
 	}
+	h.forgetMeta(rel, true)
 	for _, n := range names {
 		if err := h.root.Remove(path.Join(rel, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -484,6 +483,7 @@ func (f *FS) RemoveAll(name string) error {
 		h.dropMeta(rel)
 		return nil
 	}
+	h.forgetMeta(rel, true)
 	var files []fs.FileInfo
 	h.walk(rel, false, func(_ string, fi fs.FileInfo) error {
 		if fi.Mode().IsRegular() {
@@ -638,6 +638,9 @@ func (f *FS) Rename(oldname, newname string, overwrite bool) error {
 			}()
 		}
 	}
+	if srcDir {
+		h.forgetMeta(ro, false) // cached by directory name: write it out first
+	}
 	if srcOnDisk {
 		if err := h.root.Rename(ro, rn); err != nil {
 			return h.pathErr(op, oldname, err)
@@ -718,6 +721,7 @@ func (h *home) emptyForReplace(rel string) error {
 			return ErrNotEmpty
 		}
 	}
+	h.forgetMeta(rel, true)
 	for _, n := range names {
 		h.root.Remove(path.Join(rel, n))
 	}

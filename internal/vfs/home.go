@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/securefsd/securefsd/internal/envelope"
 )
@@ -30,8 +31,10 @@ type home struct {
 	// close, rename, remove, mkdir, chmod, chtimes): writers hold it
 	// exclusively, Stat/ReadDir/Meta share it.
 	ns sync.RWMutex
-	// metaMu serializes read-modify-write of metadata sidecars.
-	metaMu sync.Mutex
+	// metaMu guards the metadata cache and sidecar writes.
+	metaMu    sync.Mutex
+	metaDirs  map[string]*dirMeta
+	metaTimer *time.Timer
 
 	mu       sync.Mutex        // guards the fields below
 	nodes    map[string]*node  // open files by cleaned client name
@@ -51,6 +54,7 @@ func newHome(s *Store, name string, root *os.Root) *home {
 		nodes:    map[string]*node{},
 		byID:     map[fileKey]*node{},
 		tmpNodes: map[string]*node{},
+		metaDirs: map[string]*dirMeta{},
 	}
 }
 
@@ -86,6 +90,13 @@ func (h *home) init() error {
 func (h *home) close() error {
 	h.ns.Lock()
 	defer h.ns.Unlock()
+	h.metaMu.Lock()
+	if h.metaTimer != nil {
+		h.metaTimer.Stop()
+		h.metaTimer = nil
+	}
+	h.flushMetaLocked()
+	h.metaMu.Unlock()
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()

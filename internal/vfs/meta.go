@@ -140,40 +140,183 @@ func (h *home) writeSidecar(dir string, m map[string]Meta) error {
 	return nil
 }
 
+// The metadata of recently used directories is cached in memory
+// (h.metaDirs, guarded by h.metaMu). Changes that touch WebDAV properties
+// are written through at once; changes to cached hashes only (every upload
+// records its hashes, every rclone rename moves them) are written behind,
+// within metaFlushDelay, so that a directory of many files is not
+// rewritten per file. Losing a written-behind change in a crash only loses
+// a cache entry (hashes are recomputed on demand); entries of names that
+// no longer exist are pruned when a sidecar is loaded. Dropping a valid
+// cached hash (content changed) is always written through.
+type dirMeta struct {
+	entries map[string]Meta
+	dirty   bool
+}
+
+const (
+	metaFlushDelay = time.Second
+	metaCacheDirs  = 256
+)
+
+// loadDir returns the cached metadata of dir. Caller holds h.ns and
+// h.metaMu.
+func (h *home) loadDir(dir string) (*dirMeta, error) {
+	if dm := h.metaDirs[dir]; dm != nil {
+		return dm, nil
+	}
+	m, err := h.readSidecar(dir)
+	if err != nil {
+		return nil, err
+	}
+	pruned := false
+	for k := range m {
+		if k == "." {
+			continue
+		}
+		rel := path.Join(dir, k)
+		if _, err := h.root.Lstat(rel); errors.Is(err, fs.ErrNotExist) && h.lookup(rel) == nil {
+			delete(m, k)
+			pruned = true
+		}
+	}
+	if len(h.metaDirs) >= metaCacheDirs {
+		for d, dm := range h.metaDirs {
+			if !dm.dirty {
+				delete(h.metaDirs, d)
+			}
+		}
+	}
+	dm := &dirMeta{entries: m}
+	h.metaDirs[dir] = dm
+	if pruned {
+		h.markDirty(dm)
+	}
+	return dm, nil
+}
+
+// commit stores dm: at once if sync, else within metaFlushDelay. Caller
+// holds h.ns and h.metaMu.
+func (h *home) commit(dir string, dm *dirMeta, sync bool) error {
+	if !sync {
+		h.markDirty(dm)
+		return nil
+	}
+	if err := h.writeSidecar(dir, dm.entries); err != nil {
+		delete(h.metaDirs, dir) // reload from disk next time
+		return err
+	}
+	dm.dirty = false
+	return nil
+}
+
+func (h *home) markDirty(dm *dirMeta) {
+	dm.dirty = true
+	if h.metaTimer == nil {
+		h.metaTimer = time.AfterFunc(metaFlushDelay, h.flushMetaLater)
+	}
+}
+
+// flushMetaLater runs from the timer.
+func (h *home) flushMetaLater() {
+	h.ns.RLock()
+	defer h.ns.RUnlock()
+	h.metaMu.Lock()
+	defer h.metaMu.Unlock()
+	h.metaTimer = nil
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if !closed {
+		h.flushMetaLocked()
+	}
+}
+
+// flushMetaLocked writes every dirty cached sidecar. Caller holds h.ns and
+// h.metaMu.
+func (h *home) flushMetaLocked() {
+	for dir, dm := range h.metaDirs {
+		if !dm.dirty {
+			continue
+		}
+		if err := h.writeSidecar(dir, dm.entries); err != nil {
+			h.logger().Warn("vfs: cannot write metadata", "home", h.name, "path", "/"+dir, "err", err)
+			delete(h.metaDirs, dir)
+			continue
+		}
+		dm.dirty = false
+	}
+}
+
+// forgetMeta flushes (or, if discard, drops) the cached metadata of dir
+// and the directories below it, before they move or disappear. Caller
+// holds h.ns exclusively.
+func (h *home) forgetMeta(dir string, discard bool) {
+	h.metaMu.Lock()
+	defer h.metaMu.Unlock()
+	for d, dm := range h.metaDirs {
+		if !under(d, dir) {
+			continue
+		}
+		if dm.dirty && !discard {
+			if err := h.writeSidecar(d, dm.entries); err != nil {
+				h.logger().Warn("vfs: cannot write metadata", "home", h.name, "path", "/"+d, "err", err)
+			}
+		}
+		delete(h.metaDirs, d)
+	}
+}
+
 // readMeta returns rel's metadata. Caller holds h.ns (shared is enough).
 func (h *home) readMeta(rel string) (Meta, error) {
 	dir, key := h.metaLoc(rel)
 	h.metaMu.Lock()
 	defer h.metaMu.Unlock()
-	m, err := h.readSidecar(dir)
+	dm, err := h.loadDir(dir)
 	if err != nil {
 		return Meta{}, err
 	}
-	return m[key], nil
+	return cloneMeta(dm.entries[key]), nil
 }
 
-// updateMeta applies fn to rel's metadata and stores it. Caller holds h.ns.
+func cloneMeta(m Meta) Meta {
+	out := Meta{}
+	if m.Props != nil {
+		out.Props = make(map[string]string, len(m.Props))
+		for k, v := range m.Props {
+			out.Props[k] = v
+		}
+	}
+	if m.Hashes != nil {
+		hs := *m.Hashes
+		out.Hashes = &hs
+	}
+	return out
+}
+
+// updateMeta applies fn to rel's metadata and writes it through. Caller
+// holds h.ns.
 func (h *home) updateMeta(rel string, fn func(*Meta) error) error {
 	dir, key := h.metaLoc(rel)
 	h.metaMu.Lock()
 	defer h.metaMu.Unlock()
-	m, err := h.readSidecar(dir)
+	dm, err := h.loadDir(dir)
 	if err != nil {
 		return err
 	}
-	cur := m[key]
+	cur := cloneMeta(dm.entries[key])
 	if err := fn(&cur); err != nil {
 		return err
 	}
 	if cur.empty() {
-		if _, had := m[key]; !had {
+		if _, had := dm.entries[key]; !had {
 			return nil
 		}
-		delete(m, key)
+		delete(dm.entries, key)
 	} else {
-		m[key] = cur
+		dm.entries[key] = cur
 	}
-	return h.writeSidecar(dir, m)
+	return h.commit(dir, dm, true)
 }
 
 // setHashes stores (or with nil drops) the cached hashes of file rel,
@@ -182,19 +325,20 @@ func (h *home) setHashes(rel string, hs *Hashes) {
 	dir, key := parentOf(rel), path.Base(rel)
 	h.metaMu.Lock()
 	defer h.metaMu.Unlock()
-	m, err := h.readSidecar(dir)
+	dm, err := h.loadDir(dir)
 	if err == nil {
-		cur, had := m[key]
-		if !had && hs == nil || had && cur.Hashes == nil && hs == nil {
+		cur, had := dm.entries[key]
+		if hs == nil && (!had || cur.Hashes == nil) {
 			return
 		}
+		drop := hs == nil
 		cur.Hashes = hs
 		if cur.empty() {
-			delete(m, key)
+			delete(dm.entries, key)
 		} else {
-			m[key] = cur
+			dm.entries[key] = cur
 		}
-		err = h.writeSidecar(dir, m)
+		err = h.commit(dir, dm, drop)
 	}
 	if err != nil {
 		h.logger().Warn("vfs: cannot update cached hashes", "home", h.name, "path", "/"+rel, "err", err)
@@ -202,64 +346,56 @@ func (h *home) setHashes(rel string, hs *Hashes) {
 }
 
 // moveMeta moves the metadata entry of file oldRel to newRel (replacing
-// newRel's) and dropEntry removes one. Directories carry theirs inside.
-// Caller holds h.ns exclusively.
+// newRel's). Directories carry theirs inside. Caller holds h.ns
+// exclusively.
 func (h *home) moveMeta(oldRel, newRel string) error {
 	h.metaMu.Lock()
 	defer h.metaMu.Unlock()
 	od, ok := parentOf(oldRel), path.Base(oldRel)
 	nd, nk := parentOf(newRel), path.Base(newRel)
-	om, err := h.readSidecar(od)
+	om, err := h.loadDir(od)
 	if err != nil {
 		return err
 	}
-	e, had := om[ok]
-	if od == nd {
-		_, hadNew := om[nk]
-		if !had && !hadNew {
-			return nil
-		}
-		delete(om, ok)
-		delete(om, nk)
-		if had {
-			om[nk] = e
-		}
-		return h.writeSidecar(od, om)
-	}
-	nm, err := h.readSidecar(nd)
+	nm, err := h.loadDir(nd)
 	if err != nil {
 		return err
 	}
-	_, hadNew := nm[nk]
-	if had || hadNew {
-		delete(nm, nk)
-		if had {
-			nm[nk] = e
-		}
-		if err := h.writeSidecar(nd, nm); err != nil {
-			return err
-		}
+	e, had := om.entries[ok]
+	old, hadNew := nm.entries[nk]
+	if !had && !hadNew {
+		return nil
 	}
+	sync := len(e.Props) > 0 || len(old.Props) > 0
+	delete(om.entries, ok)
+	delete(nm.entries, nk)
 	if had {
-		delete(om, ok)
-		return h.writeSidecar(od, om)
+		nm.entries[nk] = e
+	}
+	if err := h.commit(nd, nm, sync); err != nil {
+		return err
+	}
+	if od != nd {
+		return h.commit(od, om, sync)
 	}
 	return nil
 }
 
+// dropMeta deletes the metadata entry of file rel. Caller holds h.ns.
 func (h *home) dropMeta(rel string) error {
 	h.metaMu.Lock()
 	defer h.metaMu.Unlock()
 	d, k := parentOf(rel), path.Base(rel)
-	m, err := h.readSidecar(d)
+	dm, err := h.loadDir(d)
 	if err != nil {
 		return err
 	}
-	if _, had := m[k]; !had {
+	e, had := dm.entries[k]
+	if !had {
 		return nil
 	}
-	delete(m, k)
-	return h.writeSidecar(d, m)
+	delete(dm.entries, k)
+	return h.commit(d, dm, len(e.Props) > 0)
 }
 
 // Meta returns the metadata of name (zero Meta if none).
