@@ -68,6 +68,8 @@ CFG = {
     "rclone_copy": env_str("BENCH_RCLONE_COPY", "0") == "1",
     "pprof": env_str("BENCH_PPROF", "0") == "1",
     "timeout": env_int("BENCH_OP_TIMEOUT", 900),
+    "list_timeout": env_int("BENCH_LIST_TIMEOUT", 120),
+    "list_setup_timeout": env_int("BENCH_LIST_SETUP_TIMEOUT", 300),
 }
 
 
@@ -228,6 +230,7 @@ class Bench:
         self.rows = []  # row dicts in table order
         self.samples = {}  # (row id, target name) -> [sample]
         self.notes = []
+        self.list_skip = {}  # target name -> why its listing rows are not measured
         self._obscured = None
 
     # -------------------------------------------------------- groups
@@ -256,15 +259,16 @@ class Bench:
             f.write("\n".join(lines) + "\n")
         return path
 
-    def sftp(self, t, lines, capture=False):
+    def sftp(self, t, lines, capture=False, timeout=None):
         """Run an sftp batch; returns (ok, stdout or '', stderr tail)."""
         b = self.batch(lines)
+        timeout = timeout or CFG["timeout"]
         try:
             p = subprocess.run(self.sftp_cmd(t, b), stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, timeout=CFG["timeout"])
+                               stderr=subprocess.PIPE, timeout=timeout)
         except subprocess.TimeoutExpired:
-            return False, "", "timeout"
+            return False, "", f"timeout after {timeout} s"
         finally:
             os.unlink(b)
         out = p.stdout.decode(errors="replace") if capture else ""
@@ -276,13 +280,14 @@ class Bench:
             c += ["-k", "--tls13-ciphers", CFG["tls13_cipher"]]
         return c
 
-    def curl(self, t, args, path):
+    def curl(self, t, args, path, timeout=None):
         """Run curl; returns (ok, http code, bytes downloaded, stderr tail)."""
+        timeout = timeout or CFG["timeout"]
         try:
             p = subprocess.run(self.curl_base(t) + args + [t.url + path], stdin=subprocess.DEVNULL,
-                               capture_output=True, timeout=CFG["timeout"])
+                               capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            return False, 0, 0, "timeout"
+            return False, 0, 0, f"timeout after {timeout} s"
         code, size = (p.stdout.decode().split() + ["0", "0"])[:2]
         return p.returncode == 0, int(code), int(float(size)), p.stderr.decode(errors="replace")[-500:]
 
@@ -332,6 +337,10 @@ class Bench:
     def measure(self, rid, t, fn):
         """Run fn() (returns dict: bytes, ops, errors, note, seconds?) under a Monitor."""
         if t.unavailable:
+            return None
+        prev = self.samples.get((rid, t.name), [])
+        if any("timeout after" in s["note"] for s in prev):
+            log(f"  {rid:<22} {t.name:<20} skipped: timed out before")
             return None
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         with Monitor(t.pid) as m:
@@ -485,6 +494,16 @@ class Bench:
                     self.measure(f"small-{how}-down", t, lambda t=t, how=how: self.small_down(t, how, n, total))
                 for t in order:
                     self.remove_remote(t, self.small_name(t), is_dir=True)
+        for how, g in kinds:
+            for t in self.group(g):
+                if t.pprof and not t.unavailable:
+                    if how == "curl":
+                        self.curl(t, ["-X", "MKCOL", "-o", "/dev/null"], self.small_name(t) + "/")
+                    self.profiled(t, f"small-{how}-up", self.median_seconds(f"small-{how}-up", t),
+                                  lambda t=t, how=how: self.small_up(t, how, src, n, total))
+                    self.profiled(t, f"small-{how}-down", self.median_seconds(f"small-{how}-down", t),
+                                  lambda t=t, how=how: self.small_down(t, how, n, total))
+                    self.remove_remote(t, self.small_name(t), is_dir=True)
 
     def small_name(self, t):
         return f"small-{t.name}"
@@ -631,24 +650,34 @@ class Bench:
                 self.notes.append(f"list: no SFTP port to fill {t.name}'s directory")
                 continue
             log(f"list: creating {n} files on {t.name} through SFTP")
-            r, err = self.run_randio(via, ["-mode", "mkfiles", "-path", "list", "-n", str(n), "-size", "64"])
-            if r is None or r["errors"]:
-                self.notes.append(f"list: creating files on {t.name} failed: {r or err}")
+            r, err = self.run_randio(via, ["-mode", "mkfiles", "-path", "list", "-n", str(n), "-size", "64",
+                                           "-max-secs", str(CFG["list_setup_timeout"])])
+            if r is None or r["errors"] or r["ops"] < n:
+                why = (f"made only {r['ops']} of {n} files in {r['seconds']:.0f} s through SFTP"
+                       if r and not r["errors"] else f"creating the files failed: {r or err}")
+                self.notes.append(f"list: {t.name}: {why}; its listing rows are skipped")
+                for s in self.targets:
+                    if s.pid == t.pid:
+                        self.list_skip[s.name] = why
+            else:
+                log(f"list: {n} files on {t.name} in {r['seconds']:.0f} s")
         for run in range(CFG["runs"]):
             log(f"workload list: run {run + 1}/{CFG['runs']}")
             for t in self.rotate(self.group("sftp"), run):
-                self.measure("list-sftp", t, lambda t=t: self.ls(t, n))
+                if t.name not in self.list_skip:
+                    self.measure("list-sftp", t, lambda t=t: self.ls(t, n))
                 self.measure("connect-sftp", t, lambda t=t: self.connect(t))
             for t in self.rotate(self.group("https"), run):
-                self.measure("list-propfind", t, lambda t=t: self.propfind(t, n))
+                if t.name not in self.list_skip:
+                    self.measure("list-propfind", t, lambda t=t: self.propfind(t, n))
         for t in self.group("sftp") + self.group("https"):
-            if t.pprof and not t.unavailable:
+            if t.pprof and not t.unavailable and t.name not in self.list_skip:
                 rid = "list-sftp" if t.proto == "sftp" else "list-propfind"
                 fn = (lambda t=t: self.ls(t, n)) if t.proto == "sftp" else (lambda t=t: self.propfind(t, n))
-                self.profiled(t, rid, 1, lambda fn=fn: [fn() for _ in range(3)])
+                self.profiled(t, rid, self.median_seconds(rid, t), fn)
 
     def ls(self, t, n):
-        ok, out, err = self.sftp(t, ["ls -l list"], capture=True)
+        ok, out, err = self.sftp(t, ["ls -l list"], capture=True, timeout=CFG["list_timeout"])
         got = sum(1 for line in out.splitlines() if re.search(r"\bf\d{5}$", line))
         if ok and got != n:
             ok, err = False, f"listed {got} entries, want {n}; {err}"
@@ -660,7 +689,8 @@ class Bench:
 
     def propfind(self, t, n):
         body = os.path.join(self.work, f"propfind-{t.name}.xml")
-        ok, code, _, err = self.curl(t, ["-X", "PROPFIND", "-H", "Depth: 1", "-o", body], "list/")
+        ok, code, _, err = self.curl(t, ["-X", "PROPFIND", "-H", "Depth: 1", "-o", body], "list/",
+                                     timeout=CFG["list_timeout"])
         got = 0
         if os.path.exists(body):
             with open(body, "rb") as f:
@@ -722,6 +752,11 @@ class Bench:
                     cells.append(cell)
                     continue
                 ss = self.samples.get((r["id"], t.name), [])
+                if not ss:
+                    why = self.list_skip.get(t.name, "") if r["id"].startswith("list-") else ""
+                    cell["unavailable"] = f"not measured: {why}" if why else "not measured"
+                    cells.append(cell)
+                    continue
                 vals = [v for v in (self.value(r["id"], s) for s in ss) if v is not None]
                 cell["runs"] = ss
                 cell["errors"] = sum(s["errors"] for s in ss)

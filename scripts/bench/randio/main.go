@@ -59,6 +59,7 @@ func main() {
 		n         = flag.Int("n", 10000, "mkfiles: number of files")
 		size      = flag.Int("size", 64, "mkfiles: bytes per file")
 		conc      = flag.Int("conc", 16, "mkfiles: files created in parallel")
+		maxSecs   = flag.Float64("max-secs", 0, "mkfiles: stop creating after this many seconds (0: no limit)")
 	)
 	flag.Parse()
 	if *filePath == "" {
@@ -75,7 +76,7 @@ func main() {
 	case "read", "write":
 		res, err = randomIO(client, *mode, *filePath, *bs, *qd, *unaligned, *seed, time.Duration(*secs*float64(time.Second)))
 	case "mkfiles":
-		res, err = mkfiles(client, *filePath, *n, *size, *conc)
+		res, err = mkfiles(client, *filePath, *n, *size, *conc, time.Duration(*maxSecs*float64(time.Second)))
 	default:
 		err = fmt.Errorf("unknown -mode %q", *mode)
 	}
@@ -206,8 +207,9 @@ func randomIO(c *sftp.Client, mode, name string, bs, qd int, unaligned bool, see
 	return res, nil
 }
 
-// mkfiles creates n files of size bytes named f00000... in dir, conc at a time.
-func mkfiles(c *sftp.Client, dir string, n, size, conc int) (result, error) {
+// mkfiles creates n files of size bytes named f00000... in dir, conc at a
+// time, giving up (with Ops < n) once limit has passed if limit > 0.
+func mkfiles(c *sftp.Client, dir string, n, size, conc int, limit time.Duration) (result, error) {
 	res := result{Mode: "mkfiles"}
 	if err := c.MkdirAll(dir); err != nil {
 		return res, fmt.Errorf("mkdir %s: %w", dir, err)
@@ -239,6 +241,9 @@ func mkfiles(c *sftp.Client, dir string, n, size, conc int) (result, error) {
 		}()
 	}
 	for i := range n {
+		if limit > 0 && time.Since(start) > limit {
+			break
+		}
 		next <- i
 	}
 	close(next)
