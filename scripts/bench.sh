@@ -14,6 +14,9 @@
 #
 # Usage: scripts/bench.sh            (full run; about 15 minutes on 2 cores)
 #        BENCH_BIG_MB=64 BENCH_RUNS=1 scripts/bench.sh    (quick smoke run)
+#        scripts/bench.sh micro      (Go micro-benchmarks, benchstat format;
+#                                     BENCH_MICRO_COUNT=6 BENCH_MICRO_BENCHTIME=1s
+#                                     BENCH_MICRO_RUN=. BENCH_MICRO_PKGS="./internal/...")
 # Knobs (environment):
 #   BENCH_RUNS=3            runs per cell (median, min-max reported)
 #   BENCH_WORKLOADS=big,small,conc,randio,list,rss   subset to run
@@ -31,7 +34,10 @@
 #   BENCH_KEEP_TMP=1        keep the scratch directory (debugging)
 #   BENCH_SECUREFSD_BIN=path   use this binary instead of building ./cmd/securefsd
 #   BENCH_SECUREFSD_ARGS="..." extra arguments for `securefsd serve`
-#   BENCH_PPROF=1           collect pprof profiles from securefsd if it has --pprof-addr
+#   BENCH_PPROF=1           also collect pprof CPU and allocs profiles of securefsd
+#                           (one extra, unmeasured run per workload; --pprof-addr)
+#   BENCH_RCLONE_COPY=1     add `rclone copy` rows to the small-files workload
+#   BENCH_OP_TIMEOUT=900 BENCH_LIST_TIMEOUT=120 BENCH_LIST_SETUP_TIMEOUT=300   seconds
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,6 +45,22 @@ cd "$repo"
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- micro-benchmarks
+# `scripts/bench.sh micro`: the Go micro-benchmarks of the hot paths, in
+# benchstat format (compare two runs with `benchstat old.txt new.txt`).
+if [[ ${1:-} == micro ]]; then
+	out=${BENCH_RESULTS:-$repo/bench-results}/micro-$(date -u +%Y%m%dT%H%M%SZ).txt
+	mkdir -p "$(dirname "$out")"
+	[[ -f $(dirname "$out")/.gitignore ]] || printf '*\n' >"$(dirname "$out")/.gitignore"
+	# shellcheck disable=SC2086 # the package list is a word list
+	go test -run '^$' -bench "${BENCH_MICRO_RUN:-.}" -benchmem -count "${BENCH_MICRO_COUNT:-6}" \
+		-benchtime "${BENCH_MICRO_BENCHTIME:-1s}" \
+		${BENCH_MICRO_PKGS:-./internal/envelope ./internal/vfs ./internal/sftpd ./internal/davd} | tee "$out"
+	log "wrote $out"
+	exit 0
+fi
+[[ $# == 0 ]] || die "usage: scripts/bench.sh [micro]  (settings are environment variables, see the header)"
 
 # ---------------------------------------------------------------- packages
 need_pkgs=()
