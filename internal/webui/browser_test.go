@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"image"
 	"image/png"
 	"io"
 	"net/http"
@@ -140,7 +139,6 @@ func checkPNG(t testing.TB, b []byte, w, h int) {
 	if len(colours) < 20 {
 		t.Fatalf("screenshot has only %d colours: nothing rendered?", len(colours))
 	}
-	_ = image.Point{}
 }
 
 func TestBrowserEndToEnd(t *testing.T) {

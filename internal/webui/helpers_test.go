@@ -3,7 +3,6 @@ package webui
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"html"
 	"io"
 	"log/slog"
@@ -310,6 +309,3 @@ func writeFile(t testing.TB, fsys *vfs.FS, name string, data []byte) {
 		t.Fatal(err)
 	}
 }
-
-// insecureTLS is for clients that dial the test TLS server by hand.
-var insecureTLS = &tls.Config{InsecureSkipVerify: true}
