@@ -35,6 +35,10 @@ func TestCrashOrder(t *testing.T) {
 			_, err := f.WriteAt([]byte("end"), 3*cs)
 			must(t, err)
 		}, ErrStaleFinal},
+		{"long write with evictions", int(cs + 3), func(t *testing.T, f *File) {
+			_, err := f.WriteAt(pattern((maxCached+4)*chunkSize+9, 9), 0)
+			must(t, err)
+		}, ErrTruncated},
 		{"grow within last chunk", 100, func(t *testing.T, f *File) {
 			_, err := f.WriteAt(pattern(200, 9), 50)
 			must(t, err)

@@ -50,7 +50,8 @@ type File struct {
 	s       *sealer
 	fileID  [32]byte
 	size    int64    // plaintext size, including cached writes
-	disk    int64    // plaintext size the stored ciphertext encodes
+	disk    int64    // plaintext size the stored chunks cover
+	noFinal bool     // the stored chunks are all interior (a partial flush of a growing file)
 	lastOK  bool     // the stored final chunk was authenticated or written by us
 	entries []*entry // sorted by idx
 	scratch []byte   // one sealed chunk, for I/O
@@ -172,7 +173,7 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 			if err := f.readStored(i, dst); err != nil {
 				return n, err
 			}
-			if i == numChunks(f.disk)-1 {
+			if f.storedFinal(i) {
 				f.lastOK = true
 			}
 		default:
@@ -220,7 +221,12 @@ func (f *File) readStored(i int64, dst []byte) error {
 		}
 		return fmt.Errorf("envelope: read chunk %d: %w", i, err)
 	}
-	return f.s.open(dst[:n], ct, i, i == numChunks(f.disk)-1)
+	return f.s.open(dst[:n], ct, i, f.storedFinal(i))
+}
+
+// storedFinal reports whether stored chunk i is sealed as final.
+func (f *File) storedFinal(i int64) bool {
+	return i == numChunks(f.disk)-1 && !f.noFinal
 }
 
 // lookup returns the cached entry of chunk i, or nil.
@@ -241,10 +247,20 @@ func (f *File) newEntry(i int64) (*entry, error) {
 	if len(f.entries) >= maxCached {
 		victim := slices.IndexFunc(f.entries, func(e *entry) bool { return !e.dirty })
 		if victim < 0 {
-			if err := f.flush(); err != nil {
+			// Every entry is dirty: write the lower half, keeping the
+			// highest chunks (where out-of-order writers are still
+			// filling in) and the last chunk (whose final flag is not
+			// known yet) cached.
+			upTo := min(f.entries[len(f.entries)/2-1].idx+1, numChunks(f.size)-1)
+			if err := f.flushBelow(upTo); err != nil {
 				return nil, err
 			}
-			victim = 0
+			if victim = slices.IndexFunc(f.entries, func(e *entry) bool { return !e.dirty }); victim < 0 {
+				if err := f.flush(); err != nil { // only the last chunk is cached
+					return nil, err
+				}
+				victim = 0
+			}
 		}
 		e = f.entries[victim] // reused: no allocation in steady state
 		f.entries = slices.Delete(f.entries, victim, victim+1)
@@ -283,7 +299,7 @@ func (f *File) load(i int64) (*entry, error) {
 			f.dropEntry(e)
 			return nil, err
 		}
-		if i == numChunks(f.disk)-1 {
+		if f.storedFinal(i) {
 			f.lastOK = true
 		}
 	}
@@ -406,7 +422,7 @@ func (f *File) Truncate(size int64) error {
 		return f.fail(err)
 	}
 	e.dirty = false
-	f.size, f.disk, f.lastOK = size, size, true
+	f.size, f.disk, f.noFinal, f.lastOK = size, size, false, true
 	return nil
 }
 
@@ -470,7 +486,57 @@ func (f *File) flush() error {
 	for _, e := range f.entries {
 		e.dirty = false
 	}
-	f.disk, f.lastOK = f.size, true
+	f.disk, f.noFinal, f.lastOK = f.size, false, true
+	return nil
+}
+
+// flushBelow writes the dirty chunks below upTo, which must not exceed the
+// last chunk's index, all sealed as interior: first the chunks from the
+// stored end up to upTo (zeros where never written), then the dirty chunks
+// at or before the stored end, ascending. If that extends the stored
+// chunks, the stored file has no final chunk until the next flush (it reads
+// as ErrTruncated if the writer crashes before): docs/FORMAT.md, "Write
+// order". It never re-seals the last chunk, so a growing file's last chunk
+// is sealed once, not at every eviction.
+func (f *File) flushBelow(upTo int64) error {
+	if f.err != nil {
+		return f.err
+	}
+	if upTo > numChunks(f.size)-1 {
+		panic("envelope: internal error: partial flush of the last chunk")
+	}
+	oldN := numChunks(f.disk)
+	for i := oldN; i < upTo; i++ {
+		var err error
+		if e := f.lookup(i); e != nil {
+			err = f.writeChunk(i, (*e.buf)[:chunkSize], false)
+		} else {
+			zero := f.scratch[nonceSize : nonceSize+chunkSize]
+			clear(zero)
+			err = f.writeChunk(i, zero, false)
+		}
+		if err != nil {
+			return f.fail(err)
+		}
+	}
+	for _, e := range f.entries {
+		if e.idx >= upTo || e.idx >= oldN || !e.dirty {
+			continue
+		}
+		if err := f.writeChunk(e.idx, (*e.buf)[:chunkSize], false); err != nil {
+			return f.fail(err)
+		}
+	}
+	for _, e := range f.entries {
+		if e.idx < upTo {
+			e.dirty = false
+		}
+	}
+	if upTo >= oldN {
+		// The stored chunks now end at upTo, all interior (the old
+		// final chunk, oldN-1 < upTo, was pinned dirty and re-sealed).
+		f.disk, f.noFinal = upTo*chunkSize, true
+	}
 	return nil
 }
 

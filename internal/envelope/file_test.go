@@ -313,7 +313,7 @@ func checkAll(t *testing.T, f *File, want []byte) {
 func TestConcurrentSFTPWrites(t *testing.T) {
 	kr := testKeyring(t)
 	const piece = 32 << 10
-	size := 40*piece + 123
+	size := 2*maxCached*2*piece + 123 // twice the cache: evictions
 	if testing.Short() {
 		size = 12*piece + 123
 	}
@@ -462,5 +462,86 @@ func TestRandomOpsSequential(t *testing.T) {
 		if err != nil || !bytes.Equal(got, mod) {
 			t.Fatalf("seed %d: after reopen: %v", seed, err)
 		}
+	}
+}
+
+// TestUploadSealsOnce: an upload in 32 KiB pieces, out of order within a
+// window like pkg/sftp's workers, larger than the cache, seals and writes
+// every chunk exactly once (evictions write only completed lower chunks and
+// never the last one).
+func TestUploadSealsOnce(t *testing.T) {
+	kr := testKeyring(t)
+	const piece = 32 << 10
+	nchunks := 3*maxCached + 5
+	data := pattern(nchunks*chunkSize-100, 21)
+	m := newMem(nil)
+	f, err := Create(m, kr)
+	must(t, err)
+	m.mu.Lock()
+	m.record = true
+	m.mu.Unlock()
+	r := rand.New(rand.NewPCG(5, 6))
+	npieces := (len(data) + piece - 1) / piece
+	for base := 0; base < npieces; base += 8 {
+		for _, k := range r.Perm(8) {
+			if k += base; k < npieces {
+				_, err := f.WriteAt(data[k*piece:min((k+1)*piece, len(data))], int64(k*piece))
+				must(t, err)
+			}
+		}
+	}
+	must(t, f.Close())
+	writes := map[int64]int{}
+	for _, op := range m.ops {
+		if op.truncate {
+			t.Fatal("upload truncated the backing")
+		}
+		writes[(op.off-HeaderSize)/encChunkSize]++
+	}
+	// Chunk 0 was the empty final chunk: re-sealed once, as any chunk.
+	for i := range int64(nchunks) {
+		if writes[i] != 1 {
+			t.Errorf("chunk %d written %d times", i, writes[i])
+		}
+	}
+	got, err := readAll(t, m.Bytes(), kr)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("after upload: %v", err)
+	}
+}
+
+// TestReadDuringLongWrite reads back every chunk while a long write is
+// between evictions (stored chunks without a final one) and after.
+func TestReadDuringLongWrite(t *testing.T) {
+	kr := testKeyring(t)
+	data := pattern((maxCached+10)*chunkSize+5, 22)
+	m := newMem(nil)
+	f, err := Create(m, kr)
+	must(t, err)
+	_, err = f.WriteAt(data, 0)
+	must(t, err)
+	if m.Size() == CiphertextSize(0) {
+		t.Fatal("no eviction happened")
+	}
+	// The stored file has no final chunk yet.
+	if _, err := readAll(t, m.Bytes(), kr); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("stored file mid-write: %v", err)
+	}
+	checkAll(t, f, data)
+	// Overwrite a stored (evicted) chunk partially, grow, shrink, read.
+	_, err = f.WriteAt([]byte("patch"), 3*chunkSize+10)
+	must(t, err)
+	copy(data[3*chunkSize+10:], "patch")
+	checkAll(t, f, data)
+	must(t, f.Truncate(int64(len(data))+chunkSize))
+	data = append(data, make([]byte, chunkSize)...)
+	checkAll(t, f, data)
+	must(t, f.Truncate(5*chunkSize+1))
+	data = data[:5*chunkSize+1]
+	checkAll(t, f, data)
+	must(t, f.Close())
+	got, err := readAll(t, m.Bytes(), kr)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("after close: %v", err)
 	}
 }

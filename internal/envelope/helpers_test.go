@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -122,11 +123,11 @@ func testKeyring(t testing.TB) *Keyring {
 // pattern returns n deterministic, position-dependent bytes.
 func pattern(n int, seed uint64) []byte {
 	r := rand.New(rand.NewPCG(seed, 42))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
+	b := make([]byte, n+8)
+	for i := 0; i < n; i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], r.Uint64())
 	}
-	return b
+	return b[:n:n]
 }
 
 // writeFile creates an envelope file holding data and returns its bytes.
