@@ -1,0 +1,107 @@
+package vfs
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/securefsd/securefsd/internal/envelope"
+)
+
+// TestErrorMapping: disk and envelope errors become the package's
+// categories, with the client path and nothing of the disk path.
+func TestErrorMapping(t *testing.T) {
+	_, f := newFS(t)
+	h := f.h
+	disk := func(err error) error { return &fs.PathError{Op: "openat", Path: "/srv/store/alice/x", Err: err} }
+	tests := []struct {
+		in   error
+		want error
+		os   func(error) bool
+	}{
+		{disk(syscall.ENOENT), fs.ErrNotExist, os.IsNotExist},
+		{disk(syscall.EEXIST), fs.ErrExist, os.IsExist},
+		{disk(syscall.EACCES), fs.ErrPermission, os.IsPermission},
+		{disk(syscall.EPERM), fs.ErrPermission, os.IsPermission},
+		{disk(syscall.ENOSPC), ErrNoSpace, nil},
+		{disk(syscall.EDQUOT), ErrNoSpace, nil},
+		{disk(syscall.ENOTEMPTY), ErrNotEmpty, nil},
+		{disk(syscall.EISDIR), ErrIsDir, nil},
+		{disk(syscall.ENOTDIR), ErrNotDir, nil},
+		{disk(syscall.ELOOP), fs.ErrPermission, os.IsPermission},
+		{disk(syscall.ENAMETOOLONG), ErrInvalidName, nil},
+		{disk(errors.New("path escapes from parent")), fs.ErrPermission, os.IsPermission},
+		{fmt.Errorf("envelope: chunk 3: %w", envelope.ErrAuth), ErrIntegrity, nil},
+		{envelope.ErrTruncated, ErrIntegrity, nil},
+		{envelope.ErrFormat, ErrIntegrity, nil},
+		{envelope.ErrUnknownKey, ErrIntegrity, nil},
+		{ErrQuota, ErrQuota, nil},
+		{disk(syscall.EIO), syscall.EIO, nil},
+		{disk(errors.New("weird thing at /srv/store/alice/x")), errInternal, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in.Error(), func(t *testing.T) {
+			err := h.pathErr("open", "/client/name", tc.in)
+			mustPathErr(t, err, "/client/name")
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("%v -> %v, want %v", tc.in, err, tc.want)
+			}
+			if tc.os != nil && !tc.os(err) {
+				t.Fatalf("%v: os.IsX false", err)
+			}
+			if strings.Contains(err.Error(), "/srv/store") {
+				t.Fatalf("disk path leaked: %v", err)
+			}
+		})
+	}
+	// Integrity errors keep the envelope cause.
+	err := h.pathErr("read", "x", envelope.ErrAuth)
+	if !errors.Is(err, envelope.ErrAuth) {
+		t.Fatalf("envelope cause lost: %v", err)
+	}
+	// Invalid names match fs.ErrPermission; reserved names are a bare one.
+	_, err = f.Stat("a\x00b")
+	if !errors.Is(err, ErrInvalidName) || !errors.Is(err, fs.ErrPermission) {
+		t.Fatalf("NUL name: %v", err)
+	}
+	_, err = f.Stat(".securefsd-meta")
+	if !os.IsPermission(err) {
+		t.Fatalf("reserved name: %v", err)
+	}
+	if _, err := f.Stat("missing"); !os.IsNotExist(err) {
+		t.Fatalf("missing: %v", err)
+	}
+}
+
+// TestMetaPersistence: properties are written through at once; hashes
+// written behind reach the disk by Close.
+func TestMetaPersistence(t *testing.T) {
+	ts, f := newFS(t)
+	writeFile(t, f, "x", []byte("data"))
+	f.UpdateMeta("x", func(m *Meta) error { m.Props = map[string]string{"{a}b": "c"}; return nil })
+	// A second store on the same directory sees the properties already.
+	s2, err := NewStore(ts.dir, Options{Keyring: ts.kr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2, _ := s2.Home("alice", HomeOptions{Perm: PermAll})
+	if m, _ := f2.Meta("x"); m.Props["{a}b"] != "c" {
+		t.Fatalf("props not written through: %+v", m)
+	}
+	s2.Close()
+	writeFile(t, f, "y", []byte("more"))
+	ts.Store.Close()
+	s3, _ := NewStore(ts.dir, Options{Keyring: ts.kr})
+	defer s3.Close()
+	f3, _ := s3.Home("alice", HomeOptions{Perm: PermAll})
+	if m, _ := f3.Meta("y"); m.Hashes == nil || m.Hashes.Size != 4 {
+		t.Fatalf("hashes not persisted at close: %+v", m)
+	}
+	if m, _ := f3.Meta("x"); m.Props["{a}b"] != "c" || m.Hashes == nil {
+		t.Fatalf("x meta after reopen: %+v", m)
+	}
+}
