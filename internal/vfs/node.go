@@ -306,7 +306,7 @@ func (n *node) info(base string) (fs.FileInfo, error) {
 	}
 	mtime := st.ModTime()
 	switch {
-	case n.times != nil:
+	case n.times != nil && !n.times[1].IsZero():
 		mtime = n.times[1]
 	case n.dirty && n.lastWrite.After(mtime):
 		mtime = n.lastWrite
@@ -374,7 +374,7 @@ func (n *node) publish() error {
 		n.mu.RLock()
 		if st, err := n.back.f.Stat(); err == nil {
 			hashes.ModTime = st.ModTime()
-			if n.times != nil {
+			if n.times != nil && !n.times[1].IsZero() {
 				hashes.ModTime = n.times[1]
 			}
 		}
@@ -437,7 +437,7 @@ func (n *node) release() error {
 			if st, serr := n.back.f.Stat(); serr == nil {
 				hashes.ModTime = st.ModTime()
 			}
-			if n.times != nil {
+			if n.times != nil && !n.times[1].IsZero() {
 				hashes.ModTime = n.times[1]
 			}
 		}
