@@ -2,7 +2,11 @@ package envelope
 
 import (
 	"math/rand/v2"
+	"os"
+	"runtime"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -158,4 +162,112 @@ func BenchmarkFileWriteSFTP(b *testing.B) {
 		}
 	}
 	must(b, f.Close())
+}
+
+// sinkBacking keeps the first 4 KiB (header and chunk 0) and discards every
+// other write: BenchmarkFileWriteSequential64KNoStore measures the format's
+// own cost without the copy into storage that any backing pays.
+type sinkBacking struct{ head []byte }
+
+func (s *sinkBacking) ReadAt(p []byte, off int64) (int, error) {
+	return copy(p, s.head[min(off, int64(len(s.head))):]), nil
+}
+
+func (s *sinkBacking) WriteAt(p []byte, off int64) (int, error) {
+	if off < 4096 {
+		s.head = applyWrite(s.head, p, off)
+	}
+	return len(p), nil
+}
+
+func (s *sinkBacking) Truncate(int64) error { return nil }
+
+func BenchmarkFileWriteSequential64KNoStore(b *testing.B) {
+	f, err := Create(&sinkBacking{}, testKeyring(b))
+	must(b, err)
+	p := pattern(chunkSize, 2)
+	b.SetBytes(chunkSize)
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := f.WriteAt(p, int64(i)*chunkSize); err != nil {
+			b.Fatal(err)
+		}
+	}
+	must(b, f.Close()) // timed: it writes the last cached chunks
+}
+
+func threadCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestCPUTimeRatios is a measurement, not a check: on a machine too busy
+// for wall-clock benchmarks, it compares the CPU time of the calling thread
+// for the raw AEAD and for sequential File writes and reads of 3000 chunks.
+// Run: ENVELOPE_CPUTIME=1 go test -run CPUTime -v ./internal/envelope/
+func TestCPUTimeRatios(t *testing.T) {
+	if os.Getenv("ENVELOPE_CPUTIME") == "" || runtime.GOOS != "linux" {
+		t.Skip("a measurement: set ENVELOPE_CPUTIME=1 (Linux)")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	const n = 3000
+	mbps := func(d time.Duration) float64 { return n * chunkSize / d.Seconds() / 1e6 }
+	timed := func(fn func()) time.Duration {
+		c := threadCPU()
+		fn()
+		return threadCPU() - c
+	}
+	aead, _ := chacha20poly1305.NewX(make([]byte, 32))
+	nonce := make([]byte, nonceSize)
+	plain := pattern(chunkSize, 1)
+	sealed := make([]byte, 0, encChunkSize)
+	kr := testKeyring(t)
+	store := make([]byte, CiphertextSize(n*chunkSize))
+	for i := range store {
+		store[i] = 1
+	}
+	for round := range 3 {
+		seal := timed(func() {
+			for range n {
+				sealed = aead.Seal(sealed[:0], nonce, plain, nil)
+			}
+		})
+		open := timed(func() {
+			for range n {
+				_, _ = aead.Open(plain[:0], nonce, sealed, nil)
+			}
+		})
+		m := &memBacking{data: store[:0]}
+		f, err := Create(m, kr)
+		must(t, err)
+		write := timed(func() {
+			for i := range n {
+				_, _ = f.WriteAt(plain, int64(i)*chunkSize)
+			}
+			must(t, f.Close())
+		})
+		g, err := Open(m, m.Size(), kr)
+		must(t, err)
+		read := timed(func() {
+			for i := range n {
+				if _, err := g.ReadAt(plain, int64(i)*chunkSize); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+		must(t, g.Close())
+		f, err = Create(&sinkBacking{}, kr)
+		must(t, err)
+		noStore := timed(func() {
+			for i := range n {
+				_, _ = f.WriteAt(plain, int64(i)*chunkSize)
+			}
+			must(t, f.Close())
+		})
+		pct := func(raw, got time.Duration) float64 { return 100 * raw.Seconds() / got.Seconds() }
+		t.Logf("round %d, MB/s of CPU time: raw seal %.0f, open %.0f; File write %.0f (%.0f%% of seal), write without store %.0f (%.0f%%), read %.0f (%.0f%% of open)",
+			round, mbps(seal), mbps(open), mbps(write), pct(seal, write), mbps(noStore), pct(seal, noStore), mbps(read), pct(open, read))
+	}
 }
