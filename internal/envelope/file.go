@@ -35,9 +35,14 @@ type entry struct {
 //
 // A File is safe for concurrent use by multiple goroutines: ReadAt, WriteAt,
 // Truncate, Flush and Close are serialized by one mutex. Writes go to a
-// write-back cache of up to 32 chunks; Flush (or Close, or a full cache)
-// seals the dirty chunks and writes them to the Backing in the order of
-// docs/FORMAT.md, "Write order". The File never closes the Backing.
+// write-back cache of up to 32 chunks. Flush and Close seal every dirty
+// chunk and write it to the Backing in the order of docs/FORMAT.md, "Write
+// order", leaving a valid stored file; neither syncs the Backing. When all
+// 32 cached chunks are dirty, the lower half is written (sealed as interior
+// chunks, the last chunk stays cached), so until the next Flush the stored
+// file of a growing File may lack its final chunk. Other readers of the
+// same stored file must therefore go through this File, or wait for Flush.
+// The File never closes the Backing.
 //
 // Errors: a chunk that fails authentication fails the ReadAt (or the
 // WriteAt that needs its old content) with ErrAuth, ErrTruncated or
@@ -199,8 +204,9 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 // EOF proves the file was not cut.
 func (f *File) verifyLast() error {
 	if f.lastOK || f.size != f.disk {
-		// If size != disk the stored final chunk was loaded (and
-		// authenticated) when the file grew.
+		// If size != disk, the File has grown: the stored final chunk
+		// was loaded (and authenticated) then, or partially flushed
+		// over; the final chunk is in the cache.
 		return nil
 	}
 	if _, err := f.load(numChunks(f.disk) - 1); err != nil {
