@@ -153,9 +153,9 @@ var (
 	ErrTooLarge = errors.New("envelope: size beyond the format's limit")
 )
 
-// Backing is what a File is stored in; *os.File implements it. The File
-// reads and writes it at offsets only, never closes it, and relies on
-// ReadAt returning a full buffer or an error.
+// Backing is what a File is stored in; *os.File (opened read-write)
+// implements it. The File reads and writes it at offsets only, never closes
+// or syncs it, and relies on ReadAt returning a full buffer or an error.
 type Backing interface {
 	io.ReaderAt
 	io.WriterAt
