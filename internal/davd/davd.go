@@ -11,6 +11,7 @@ package davd
 //		Logger *slog.Logger     // nil: discard
 //		UI     http.Handler     // optional browser client (internal/webui), mounted at /ui/;
 //		                        // browser GETs (Accept: text/html) of collections redirect there
+//		Now    func() time.Time // lock clock; nil: time.Now (added)
 //	}
 //	func New(opts Options) (*Server, error)
 //	func (s *Server) Handler() http.Handler
@@ -22,3 +23,9 @@ package davd
 //	// ECDSA P-256 certificate for localhost/127.0.0.1/::1 (key 0600) if both are missing.
 //	// It returns the SHA-256 fingerprint of the certificate.
 //	func LoadOrCreateCert(certFile, keyFile string) (tls.Certificate, string, error)
+//	func Fingerprint(der []byte) string  // "AB:CD:..." SHA-256 (added)
+//	const Realm = "securefsd"           // HTTP Basic realm (added)
+//
+// Design: our own handler (handler.go, props.go) replaces webdav.Handler,
+// keeping its interfaces (fs.go adapts *vfs.FS to webdav.FileSystem, File,
+// DeadPropsHolder, ContentTyper, ETager). See docs/WEBDAV.md.
