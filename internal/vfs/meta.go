@@ -143,9 +143,9 @@ func (h *home) writeSidecar(dir string, m map[string]Meta) error {
 // The metadata of recently used directories is cached in memory
 // (h.metaDirs, guarded by h.metaMu). Changes that touch WebDAV properties
 // are written through at once; changes to cached hashes only (every upload
-// records its hashes, every rclone rename moves them) are written behind,
-// within metaFlushDelay, so that a directory of many files is not
-// rewritten per file. Losing a written-behind change in a crash only loses
+// records its hashes, every rclone rename moves them) in a directory of
+// many files are written behind, within metaFlushDelay, so that its
+// sidecar is not rewritten per file. Losing a written-behind change in a crash only loses
 // a cache entry (hashes are recomputed on demand); entries of names that
 // no longer exist are pruned when a sidecar is loaded. Dropping a valid
 // cached hash (content changed) is always written through.
@@ -157,6 +157,11 @@ type dirMeta struct {
 const (
 	metaFlushDelay = time.Second
 	metaCacheDirs  = 256
+	// metaBehindEntries: sidecars with at most this many entries (some
+	// 64 KiB) are cheap to rewrite and always written through, so the
+	// disk is quiet once an operation returns; larger ones are written
+	// behind.
+	metaBehindEntries = 256
 )
 
 // loadDir returns the cached metadata of dir. Caller holds h.ns and
@@ -198,7 +203,7 @@ func (h *home) loadDir(dir string) (*dirMeta, error) {
 // commit stores dm: at once if sync, else within metaFlushDelay. Caller
 // holds h.ns and h.metaMu.
 func (h *home) commit(dir string, dm *dirMeta, sync bool) error {
-	if !sync {
+	if !sync && len(dm.entries) > metaBehindEntries {
 		h.markDirty(dm)
 		return nil
 	}
