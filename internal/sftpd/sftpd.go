@@ -33,7 +33,6 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -424,58 +423,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// deadlineConn bumps the connection's deadline on traffic: first the login
-// grace (fixed), then the idle timeout. The deadline is moved at most once a
-// second so the hot path costs a clock read and an atomic load.
-type deadlineConn struct {
-	net.Conn
-	idle atomic.Int64 // nanoseconds; 0 while logging in (fixed deadline)
-	last atomic.Int64 // unix nanoseconds of the last bump
-}
-
-func newDeadlineConn(nc net.Conn, grace time.Duration) *deadlineConn {
-	c := &deadlineConn{Conn: nc}
-	nc.SetDeadline(time.Now().Add(grace))
-	return c
-}
-
-// setIdle switches from the login grace to the idle timeout.
-func (c *deadlineConn) setIdle(d time.Duration) {
-	now := time.Now()
-	c.idle.Store(int64(d))
-	c.last.Store(now.UnixNano())
-	c.Conn.SetDeadline(now.Add(d))
-}
-
-func (c *deadlineConn) bump() {
-	idle := c.idle.Load()
-	if idle == 0 {
-		return
-	}
-	now := time.Now().UnixNano()
-	last := c.last.Load()
-	if now-last < int64(time.Second) || !c.last.CompareAndSwap(last, now) {
-		return
-	}
-	c.Conn.SetDeadline(time.Unix(0, now+idle))
-}
-
-func (c *deadlineConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.bump()
-	}
-	return n, err
-}
-
-func (c *deadlineConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	if n > 0 {
-		c.bump()
-	}
-	return n, err
-}
-
 // handshakeFailed logs a connection that never got through login and
 // tells the defender: a failure that AuthPassword has not scored already
 // (all keys refused, the client gave up, the login grace ran out, a broken
@@ -495,7 +442,8 @@ func (s *Server) handshakeFailed(c *serverConn, st *authState, err error) {
 }
 
 func (s *Server) serveConn(ctx context.Context, c *serverConn) {
-	dc := newDeadlineConn(c.nc, s.opts.LoginGrace)
+	dc := newSSHConn(c.nc, s.opts.LoginGrace)
+	defer dc.Close()
 	st := &authState{}
 	sconn, chans, reqs, err := ssh.NewServerConn(dc, s.newSSHConfig(st))
 	if err != nil {

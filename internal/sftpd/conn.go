@@ -1,0 +1,152 @@
+package sftpd
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// sshConn wraps a client's TCP connection for x/crypto/ssh:
+//
+//   - Deadlines: first the login grace (fixed), then the idle timeout,
+//     moved forward on traffic at most once a second (so the hot path costs
+//     a clock read and an atomic load).
+//   - Coalesced writes: x/crypto writes every SSH packet through a 4 KiB
+//     bufio.Writer, so one 32 KiB SFTP read reply costs about four write
+//     syscalls (header packet, buffer fill, rest, MAC). Write here only
+//     appends to a buffer; one goroutine writes whatever has accumulated in
+//     a single syscall, so replies produced while the previous write is in
+//     the kernel go out together. Order is kept; a write error is sticky
+//     and returned by later Writes; Write blocks while maxPendingWrite bytes
+//     are waiting (backpressure), so a client that stops reading is still
+//     caught by the deadline.
+//
+// Close flushes what is pending (for at most closeFlushTimeout) before
+// closing the socket, so the last messages (exit-status, channel close,
+// disconnect) are not lost.
+type sshConn struct {
+	net.Conn
+	idle   atomic.Int64 // nanoseconds; 0 while logging in (fixed deadline)
+	last   atomic.Int64 // unix nanoseconds of the last deadline move
+	closed atomic.Bool
+
+	mu      sync.Mutex
+	cond    sync.Cond
+	buf     []byte // pending bytes, appended by Write
+	spare   []byte // the other buffer, reused
+	writing bool   // the writer goroutine is in a syscall
+	err     error  // first write error, sticky
+	done    bool   // Close was called
+	exited  chan struct{}
+}
+
+const (
+	maxPendingWrite   = 256 << 10
+	closeFlushTimeout = 5 * time.Second
+)
+
+func newSSHConn(nc net.Conn, grace time.Duration) *sshConn {
+	c := &sshConn{Conn: nc, exited: make(chan struct{})}
+	c.cond.L = &c.mu
+	nc.SetDeadline(time.Now().Add(grace))
+	go c.writeLoop()
+	return c
+}
+
+// setIdle switches from the login grace to the idle timeout.
+func (c *sshConn) setIdle(d time.Duration) {
+	now := time.Now()
+	c.idle.Store(int64(d))
+	c.last.Store(now.UnixNano())
+	c.Conn.SetDeadline(now.Add(d))
+}
+
+func (c *sshConn) bump() {
+	idle := c.idle.Load()
+	if idle == 0 || c.closed.Load() {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := c.last.Load()
+	if now-last < int64(time.Second) || !c.last.CompareAndSwap(last, now) {
+		return
+	}
+	c.Conn.SetDeadline(time.Unix(0, now+idle))
+}
+
+func (c *sshConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.bump()
+	}
+	return n, err
+}
+
+// Write queues p; it never retains p.
+func (c *sshConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	for c.err == nil && !c.done && len(c.buf) > 0 && len(c.buf)+len(p) > maxPendingWrite {
+		c.cond.Wait()
+	}
+	switch {
+	case c.err != nil:
+		err := c.err
+		c.mu.Unlock()
+		return 0, err
+	case c.done:
+		c.mu.Unlock()
+		return 0, net.ErrClosed
+	}
+	c.buf = append(c.buf, p...)
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	c.bump()
+	return len(p), nil
+}
+
+func (c *sshConn) writeLoop() {
+	defer close(c.exited)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		for len(c.buf) == 0 && !c.done && c.err == nil {
+			c.cond.Wait()
+		}
+		if c.err != nil || len(c.buf) == 0 {
+			return // failed, or closed and drained
+		}
+		out := c.buf
+		c.buf = c.spare[:0]
+		c.writing = true
+		c.mu.Unlock()
+		_, err := c.Conn.Write(out)
+		c.mu.Lock()
+		c.writing = false
+		if cap(out) <= 2*maxPendingWrite {
+			c.spare = out[:0]
+		} else {
+			c.spare = nil // do not keep an unusually large buffer
+		}
+		if err != nil && c.err == nil {
+			c.err = err
+		}
+		c.cond.Broadcast() // room for Write, progress for Close
+	}
+}
+
+// Close flushes pending bytes (bounded by closeFlushTimeout) and closes the
+// socket. Safe to call more than once and concurrently with Write.
+func (c *sshConn) Close() error {
+	if c.closed.Swap(true) {
+		<-c.exited
+		return nil
+	}
+	c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+	c.mu.Lock()
+	c.done = true
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	<-c.exited // drained, or the write failed (deadline, closed socket)
+	return c.Conn.Close()
+}
