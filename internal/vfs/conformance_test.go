@@ -184,7 +184,7 @@ var openFlags = []int{
 func (c *conformance) step() {
 	c.t.Helper()
 	r := c.rng
-	op := r.IntN(20)
+	op := r.IntN(21)
 	var h *pair
 	if len(c.hs) > 0 {
 		h = c.hs[r.IntN(len(c.hs))]
@@ -307,6 +307,44 @@ func (c *conformance) step() {
 		name, mode := c.name(), []fs.FileMode{0o644, 0o600, 0o755, 0o700, 0o444}[r.IntN(5)]
 		c.log = append(c.log, fmt.Sprintf("chmod %s %v", name, mode))
 		c.same("chmod "+name, c.v.Chmod(name, mode), c.o.Chmod(name, mode))
+	case op == 20: // concurrent writes through several handles, disjoint ranges
+		var ws []*pair
+		for _, p := range c.hs {
+			if p.flag&(os.O_WRONLY|os.O_RDWR) != 0 && p.flag&os.O_APPEND == 0 && len(ws) < 4 {
+				ws = append(ws, p)
+			}
+		}
+		if len(ws) == 0 {
+			return
+		}
+		type w struct {
+			p    *pair
+			off  int64
+			data []byte
+		}
+		var jobs []w
+		for i, p := range ws {
+			for k := range 3 {
+				// Slots of 24 KiB: handle i, write k; never overlapping.
+				slot := int64((k*len(ws) + i) * 24576)
+				jobs = append(jobs, w{p, slot + int64(r.IntN(1000)), c.data(20000 + r.IntN(3000))})
+			}
+		}
+		c.log = append(c.log, fmt.Sprintf("concurrent writes: %d jobs on %d handles", len(jobs), len(ws)))
+		errs := make([]error, len(jobs))
+		var wg sync.WaitGroup
+		for i, j := range jobs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = j.p.v.WriteAt(j.data, j.off)
+			}()
+		}
+		wg.Wait()
+		for i, j := range jobs {
+			_, eo := j.p.o.WriteAt(j.data, j.off)
+			c.same("concurrent write "+j.p.name, errs[i], eo)
+		}
 	case op == 19:
 		name, size := c.name(), int64(r.IntN(150000))
 		c.log = append(c.log, fmt.Sprintf("truncate %s %d", name, size))

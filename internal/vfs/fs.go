@@ -540,22 +540,6 @@ func (h *home) recount() {
 	}
 }
 
-func (h *home) allNodes() []*node {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	seen := map[*node]bool{}
-	var out []*node
-	for _, m := range []map[string]*node{h.nodes, h.tmpNodes} {
-		for _, n := range m {
-			if !seen[n] {
-				seen[n] = true
-				out = append(out, n)
-			}
-		}
-	}
-	return out
-}
-
 // Rename moves oldname to newname atomically. With overwrite=false an
 // existing newname gives fs.ErrExist; with overwrite=true a file replaces a
 // file and a directory an empty directory (needs PermOverwrite too).
