@@ -256,6 +256,11 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, name string) error
 	if !fi.Mode().IsRegular() {
 		return httpErr(http.StatusForbidden, "not a regular file")
 	}
+	release, err := h.s.names.acquire(r.Context(), h.nameKey(name), false)
+	if err != nil {
+		return err
+	}
+	defer release()
 	f, err := h.fs.Open(name)
 	if err != nil {
 		return err
@@ -338,6 +343,11 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request, name string) error
 		// file with the tail (curl -C -).
 		return httpErr(http.StatusNotImplemented, "Content-Range on PUT")
 	}
+	release, err := h.s.names.acquire(r.Context(), h.nameKey(name), true)
+	if err != nil {
+		return err
+	}
+	defer release()
 	old, statErr := h.fs.Stat(name)
 	exists := statErr == nil
 	if statErr != nil && !errors.Is(statErr, fs.ErrNotExist) {
@@ -709,6 +719,11 @@ func (h *handler) copyRec(ctx context.Context, src, dst string, fi fs.FileInfo, 
 		}
 		return nil
 	case fi.Mode().IsRegular():
+		release, err := h.s.names.acquirePair(ctx, h.nameKey(src), h.nameKey(dst))
+		if err != nil {
+			return err
+		}
+		defer release()
 		in, err := h.fs.Open(src)
 		if err != nil {
 			return err
@@ -751,6 +766,9 @@ func (h *handler) copyProps(src, dst string) error {
 		return nil
 	})
 }
+
+// nameKey identifies a name in this home for nameLocks.
+func (h *handler) nameKey(name string) string { return h.home + "\x00" + name }
 
 func joinName(dir, base string) string {
 	if dir == "/" {

@@ -45,6 +45,7 @@ type Server struct {
 	ui     http.Handler
 	now    func() time.Time
 	locks  *lockManager
+	names  *nameLocks
 	h      http.Handler
 	mu     sync.Mutex
 	https  []*http.Server
@@ -73,6 +74,7 @@ func New(opts Options) (*Server, error) {
 		s.now = time.Now
 	}
 	s.locks = newLockManager(s.now)
+	s.names = newNameLocks()
 	s.h = http.HandlerFunc(s.serveHTTP)
 	return s, nil
 }
