@@ -221,23 +221,39 @@ func (h *File) close(abort bool) error {
 		return nil
 	}
 	fh := h.fs.h
+	if h.writable && !abort {
+		// Write back (and fsync a replacement about to be published)
+		// before taking the namespace lock, so other operations of the
+		// home do not wait for the disk.
+		fh.mu.Lock()
+		replacing := h.n.tmp != ""
+		fh.mu.Unlock()
+		h.n.flush(replacing)
+	}
 	fh.ns.Lock()
-	defer fh.ns.Unlock()
 	var err error
+	published := ""
 	if h.writable {
 		fh.mu.Lock()
 		replacing := h.n.tmp != "" && h.n.key != ""
+		key := h.n.key
 		fh.mu.Unlock()
 		if replacing {
 			if abort {
 				h.n.detach()
 			} else if err = h.n.publish(); err != nil {
 				h.n.detach()
+			} else {
+				published = key
 			}
 		}
 	}
 	if rerr := h.n.release(); err == nil {
 		err = rerr
+	}
+	fh.ns.Unlock()
+	if published != "" {
+		syncDir(fh.root, parentOf(published))
 	}
 	return h.err("close", err)
 }

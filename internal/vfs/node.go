@@ -315,7 +315,8 @@ func (n *node) info(base string) (fs.FileInfo, error) {
 }
 
 // publish renames an unpublished replacement onto its name. Caller holds
-// h.ns exclusively. A replacement that was detached meanwhile (its name
+// h.ns exclusively, and should fsync the parent directory afterwards
+// (outside the lock) to make the rename durable. A replacement that was detached meanwhile (its name
 // removed or renamed over, or aborted) is not published.
 func (n *node) publish() error {
 	h := n.h
@@ -353,7 +354,6 @@ func (n *node) publish() error {
 	if err := h.root.Rename(tmp, key); err != nil {
 		return err
 	}
-	syncDir(h.root, parentOf(key))
 	st, _ := n.back.f.Stat()
 	h.mu.Lock()
 	counts := int64(0)
