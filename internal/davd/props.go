@@ -103,6 +103,9 @@ func (pc *propCtx) live(name string, fi fs.FileInfo, n xml.Name) (string, bool, 
 		if n == pQuotaUsed {
 			return strconv.FormatInt(u.UsedBytes, 10), true, nil
 		}
+		if u.QuotaBytes == 0 && u.DiskTotal == 0 {
+			return "", false, nil // unknown: better absent than "0 bytes free"
+		}
 		return strconv.FormatInt(available(u), 10), true, nil
 	}
 	if dir {
