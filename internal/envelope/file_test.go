@@ -545,3 +545,46 @@ func TestReadDuringLongWrite(t *testing.T) {
 		t.Fatalf("after close: %v", err)
 	}
 }
+
+// TestHotPathAllocs: once the cache is warm, ReadAt and WriteAt of 32 KiB
+// (hits and misses, including evictions that seal and write chunks) do not
+// allocate.
+func TestHotPathAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocation counts under -short are not interesting")
+	}
+	kr := testKeyring(t)
+	const piece = 32 << 10
+	n := 4 * maxCached * chunkSize / piece // pieces over 4 caches' worth
+	store := make([]byte, 0, CiphertextSize(int64(4*n*piece)))
+	m := &memBacking{data: store}
+	f, err := Create(m, kr)
+	must(t, err)
+	p := pattern(piece, 40)
+	// Warm up: fill the cache and the buffer pool.
+	for k := range n {
+		_, err := f.WriteAt(p, int64(k*piece))
+		must(t, err)
+	}
+	must(t, f.Flush())
+	k := 0
+	if a := testing.AllocsPerRun(2*n, func() {
+		if _, err := f.WriteAt(p, int64(n*piece+k*piece)); err != nil {
+			t.Fatal(err)
+		}
+		k++
+	}); a != 0 {
+		t.Errorf("WriteAt: %.2f allocations per call", a)
+	}
+	must(t, f.Flush())
+	k = 0
+	buf := make([]byte, piece)
+	if a := testing.AllocsPerRun(2*n, func() {
+		if _, err := f.ReadAt(buf, int64((k*7919)%(2*n)*piece)); err != nil {
+			t.Fatal(err)
+		}
+		k++
+	}); a != 0 {
+		t.Errorf("ReadAt: %.2f allocations per call", a)
+	}
+}
