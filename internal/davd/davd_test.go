@@ -635,3 +635,21 @@ func TestParseTimeout(t *testing.T) {
 		}
 	}
 }
+
+func TestAvailable(t *testing.T) {
+	tests := []struct {
+		u    vfs.Usage
+		want int64
+	}{
+		{vfs.Usage{DiskTotal: 100, DiskFree: 40}, 40},
+		{vfs.Usage{QuotaBytes: 50, UsedBytes: 20, DiskTotal: 100, DiskFree: 40}, 30},
+		{vfs.Usage{QuotaBytes: 50, UsedBytes: 20, DiskTotal: 100, DiskFree: 10}, 10},
+		{vfs.Usage{QuotaBytes: 50, UsedBytes: 70, DiskTotal: 100, DiskFree: 10}, 0},
+		{vfs.Usage{QuotaBytes: 50, UsedBytes: 20}, 30},
+	}
+	for _, tt := range tests {
+		if got := available(&tt.u); got != tt.want {
+			t.Errorf("available(%+v) = %d, want %d", tt.u, got, tt.want)
+		}
+	}
+}
