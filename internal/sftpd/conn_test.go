@@ -106,3 +106,32 @@ func TestSSHConnPeerGone(t *testing.T) {
 	}
 	c.Close()
 }
+
+func TestSSHConnRead(t *testing.T) {
+	a, b := net.Pipe()
+	c := newSSHConn(a, time.Minute)
+	want := make([]byte, 300000)
+	rand.Read(want)
+	go func() {
+		for off := 0; off < len(want); off += 7000 {
+			b.Write(want[off:min(off+7000, len(want))])
+		}
+		b.Close()
+	}()
+	var got bytes.Buffer
+	buf := make([]byte, 3000)
+	for {
+		n, err := c.Read(buf[:1+got.Len()%len(buf)])
+		got.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Fatalf("read %d bytes, differ", got.Len())
+	}
+	c.Close()
+}
