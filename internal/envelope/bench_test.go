@@ -271,3 +271,44 @@ func TestCPUTimeRatios(t *testing.T) {
 			round, mbps(seal), mbps(open), mbps(write), pct(seal, write), mbps(noStore), pct(seal, noStore), mbps(read), pct(open, read))
 	}
 }
+
+// The same sequential 64 KiB writes and reads through an *os.File in a
+// temporary directory (page cache; no fsync): what the server sees.
+func BenchmarkFileOSFileWriteSequential64K(b *testing.B) {
+	fh, err := os.Create(b.TempDir() + "/f")
+	must(b, err)
+	defer fh.Close()
+	f, err := Create(fh, testKeyring(b))
+	must(b, err)
+	p := pattern(chunkSize, 2)
+	b.SetBytes(chunkSize)
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := f.WriteAt(p, int64(i)*chunkSize); err != nil {
+			b.Fatal(err)
+		}
+	}
+	must(b, f.Close())
+}
+
+func BenchmarkFileOSFileReadSequential64K(b *testing.B) {
+	fh, err := os.Create(b.TempDir() + "/f")
+	must(b, err)
+	defer fh.Close()
+	kr := testKeyring(b)
+	f, err := Create(fh, kr)
+	must(b, err)
+	_, err = f.WriteAt(pattern(b.N*chunkSize, 2), 0)
+	must(b, err)
+	must(b, f.Close())
+	g, err := Open(fh, CiphertextSize(int64(b.N)*chunkSize), kr)
+	must(b, err)
+	p := make([]byte, chunkSize)
+	b.SetBytes(chunkSize)
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := g.ReadAt(p, int64(i)*chunkSize); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
