@@ -213,13 +213,17 @@ func MarshalKeyring(k *Keyring) ([]byte, error) {
 	if len(k.keys) == 0 || k.keys[k.active] == nil {
 		return nil, errors.New("envelope: keyring: no active KEK")
 	}
-	var b bytes.Buffer
-	b.WriteString(plainHeader + "\n")
-	fmt.Fprintf(&b, "active %d\n", k.active)
+	// Sized once and built in place, so that no copy of a key is left in
+	// memory the caller cannot clear.
+	b := make([]byte, 0, len(plainHeader)+32+len(k.keys)*(16+base64.StdEncoding.EncodedLen(keySize)))
+	b = append(b, plainHeader+"\n"...)
+	b = fmt.Appendf(b, "active %d\n", k.active)
 	for _, id := range slices.Sorted(maps.Keys(k.keys)) {
-		fmt.Fprintf(&b, "kek %d %s\n", id, base64.StdEncoding.EncodeToString(k.keys[id].key[:]))
+		b = fmt.Appendf(b, "kek %d ", id)
+		b = base64.StdEncoding.AppendEncode(b, k.keys[id].key[:])
+		b = append(b, '\n')
 	}
-	return b.Bytes(), nil
+	return b, nil
 }
 
 // MarshalKeyringPassphrase encodes k sealed under a key derived from
@@ -300,12 +304,13 @@ func parseKeyring(data []byte, passphrase []byte, lim argon2Limits) (*Keyring, e
 	}
 }
 
-// lines splits data into lines; the last line must end in "\n".
-func lines(data []byte) ([]string, error) {
+// lines splits data into lines (sharing its memory: no copies of secrets);
+// the last line must end in "\n".
+func lines(data []byte) ([][]byte, error) {
 	if len(data) == 0 || data[len(data)-1] != '\n' {
 		return nil, fmt.Errorf("envelope: keyring: missing final newline: %w", ErrFormat)
 	}
-	return strings.Split(string(data[:len(data)-1]), "\n"), nil
+	return bytes.Split(data[:len(data)-1], []byte("\n")), nil
 }
 
 // parseID parses a canonical decimal non-zero uint32.
@@ -325,14 +330,14 @@ func parsePlain(data []byte) (*Keyring, error) {
 	bad := func(n int, what string) error {
 		return fmt.Errorf("envelope: keyring: line %d: %s: %w", n+1, what, ErrFormat)
 	}
-	if len(ls) < 3 || ls[0] != plainHeader {
+	if len(ls) < 3 || string(ls[0]) != plainHeader {
 		return nil, fmt.Errorf("envelope: keyring: too short: %w", ErrFormat)
 	}
 	if len(ls)-2 > maxKeyringKeys {
 		return nil, fmt.Errorf("envelope: keyring: more than %d KEKs: %w", maxKeyringKeys, ErrFormat)
 	}
-	rest, ok := strings.CutPrefix(ls[1], "active ")
-	active, ok2 := parseID(rest)
+	rest, ok := bytes.CutPrefix(ls[1], []byte("active "))
+	active, ok2 := parseID(string(rest))
 	if !ok || !ok2 {
 		return nil, bad(1, "want \"active <id>\"")
 	}
@@ -342,11 +347,11 @@ func parsePlain(data []byte) (*Keyring, error) {
 	key := make([]byte, base64.StdEncoding.DecodedLen(base64.StdEncoding.EncodedLen(keySize)))
 	defer clear(key)
 	for n := 2; n < len(ls); n++ {
-		f := strings.Split(ls[n], " ")
-		if len(f) != 3 || f[0] != "kek" {
+		f := bytes.Split(ls[n], []byte(" "))
+		if len(f) != 3 || string(f[0]) != "kek" {
 			return nil, bad(n, "want \"kek <id> <base64 key>\"")
 		}
-		id, ok := parseID(f[1])
+		id, ok := parseID(string(f[1]))
 		if !ok {
 			return nil, bad(n, "bad KEK id")
 		}
@@ -356,7 +361,7 @@ func parsePlain(data []byte) (*Keyring, error) {
 		if len(f[2]) != base64.StdEncoding.EncodedLen(keySize) {
 			return nil, bad(n, "KEK is not 32 bytes")
 		}
-		if m, err := base64.StdEncoding.Strict().Decode(key, []byte(f[2])); err != nil || m != keySize {
+		if m, err := base64.StdEncoding.Strict().Decode(key, f[2]); err != nil || m != keySize {
 			return nil, bad(n, "bad base64")
 		}
 		if want, err := kekID(key[:keySize]); err != nil || want != id {
@@ -384,7 +389,7 @@ func parseSealed(data []byte, passphrase []byte, lim argon2Limits) (*Keyring, er
 	}
 	var p Argon2Params
 	var t, m, th uint64
-	if _, err := fmt.Sscanf(ls[1], "argon2id t=%d m=%d p=%d", &t, &m, &th); err != nil ||
+	if _, err := fmt.Sscanf(string(ls[1]), "argon2id t=%d m=%d p=%d", &t, &m, &th); err != nil ||
 		t > math.MaxUint32 || m > math.MaxUint32 || th > math.MaxUint8 {
 		return nil, fmt.Errorf("envelope: sealed keyring: bad argon2id line: %w", ErrFormat)
 	}
@@ -400,15 +405,15 @@ func parseSealed(data []byte, passphrase []byte, lim argon2Limits) (*Keyring, er
 		}
 		return b, nil
 	}
-	salt, err := field(ls[2], "salt", argon2SaltSize)
+	salt, err := field(string(ls[2]), "salt", argon2SaltSize)
 	if err != nil {
 		return nil, err
 	}
-	nonce, err := field(ls[3], "nonce", nonceSize)
+	nonce, err := field(string(ls[3]), "nonce", nonceSize)
 	if err != nil {
 		return nil, err
 	}
-	ct, err := field(ls[4], "data", 0)
+	ct, err := field(string(ls[4]), "data", 0)
 	if err != nil {
 		return nil, err
 	}
