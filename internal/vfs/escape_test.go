@@ -230,16 +230,49 @@ func TestEscapeSymlinks(t *testing.T) {
 	}
 }
 
-// TestSymlinkedDirInside: a planted link to a directory inside the same
-// home resolves (os.Root allows it) and stays confined.
+// TestSymlinkedDirInside: even a planted link to a directory inside the
+// same home is never followed (policy: planted symlinks are not followed
+// at all), while the link itself can be listed, stat'ed and removed.
 func TestSymlinkedDirInside(t *testing.T) {
 	ts, f := newFS(t)
 	if err := f.MkdirAll("real", 0o755); err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, f, "real/file", []byte("inside"))
-	os.Symlink("real", filepath.Join(ts.dir, "alice", "alias"))
-	if got := readFile(t, f, "alias/file"); string(got) != "inside" {
-		t.Fatalf("got %q", got)
+	home := filepath.Join(ts.dir, "alice")
+	os.Symlink("real", filepath.Join(home, "alias"))
+	os.Symlink("real/file", filepath.Join(home, "filealias"))
+	for _, name := range []string{"alias/file", "filealias", "alias"} {
+		if _, err := f.Open(name); !errors.Is(err, fs.ErrPermission) {
+			t.Errorf("open %s: %v", name, err)
+		}
+		if _, err := f.Stat(name); !errors.Is(err, fs.ErrPermission) {
+			t.Errorf("stat %s: %v", name, err)
+		}
+	}
+	if _, err := f.ReadDir("alias"); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("readdir alias: %v", err)
+	}
+	if _, err := f.Create("alias/new"); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("create through alias: %v", err)
+	}
+	if err := f.Rename("alias/file", "moved", false); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("rename through alias: %v", err)
+	}
+	if err := f.Remove("alias/file"); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("remove through alias: %v", err)
+	}
+	if err := f.MkdirAll("alias/x/y", 0o755); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("mkdirall through alias: %v", err)
+	}
+	list, _ := f.ReadDir("/")
+	if describeList(list) == "" {
+		t.Fatal("empty listing")
+	}
+	if err := f.Remove("alias"); err != nil {
+		t.Fatalf("remove the link itself: %v", err)
+	}
+	if got := readFile(t, f, "real/file"); string(got) != "inside" {
+		t.Fatalf("target changed: %q", got)
 	}
 }

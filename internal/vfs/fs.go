@@ -106,6 +106,9 @@ func (f *FS) openLocked(op, name, rel string, flag int, perm fs.FileMode) (*File
 		return file, writable && flag&os.O_TRUNC != 0, nil
 	}
 
+	if err := h.noLinks(rel, true); err != nil {
+		return nil, false, h.pathErr(op, name, err)
+	}
 	fi, err := h.root.Stat(rel)
 	if errors.Is(err, fs.ErrNotExist) {
 		if flag&os.O_CREATE == 0 {
@@ -144,9 +147,6 @@ func (f *FS) openLocked(op, name, rel string, flag int, perm fs.FileMode) (*File
 		return nil, false, h.pathErr(op, name, err)
 	}
 	if fi.IsDir() {
-		if h.linkToReserved(rel) {
-			return nil, false, h.pathErr(op, name, fs.ErrPermission)
-		}
 		if excl {
 			return nil, false, h.pathErr(op, name, fs.ErrExist)
 		}
@@ -232,33 +232,14 @@ func (f *FS) stat(op, name string, follow bool) (fs.FileInfo, error) {
 		}
 		return fi, nil
 	}
-	var fi fs.FileInfo
-	if follow {
-		fi, err = h.root.Stat(rel)
-		if err == nil && h.linkToReserved(rel) {
-			err = fs.ErrPermission
-		}
-	} else {
-		fi, err = h.root.Lstat(rel)
+	if err := h.noLinks(rel, follow); err != nil {
+		return nil, h.pathErr(op, name, err)
 	}
+	fi, err := h.root.Lstat(rel)
 	if err != nil {
 		return nil, h.pathErr(op, name, err)
 	}
 	return toInfo(base, fi), nil
-}
-
-// linkToReserved reports whether rel is a planted symlink leading to one
-// of the store's own entries.
-func (h *home) linkToReserved(rel string) bool {
-	if fi, err := h.root.Lstat(rel); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
-		return false
-	}
-	f, err := h.root.OpenFile(rel, os.O_RDONLY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return true
-	}
-	defer f.Close()
-	return h.reservedTarget(f)
 }
 
 // toInfo converts a disk FileInfo to the client view.
@@ -317,6 +298,9 @@ func (f *FS) Mkdir(name string, perm fs.FileMode) error {
 	if rel == "." || h.lookup(rel) != nil {
 		return h.pathErr(op, name, fs.ErrExist)
 	}
+	if err := h.noLinks(rel, false); err != nil {
+		return h.pathErr(op, name, err)
+	}
 	if err := h.root.Mkdir(rel, perm.Perm()); err != nil {
 		return h.pathErr(op, name, err)
 	}
@@ -344,6 +328,11 @@ func (f *FS) MkdirAll(name string, perm fs.FileMode) error {
 	if rel == "." {
 		return nil
 	}
+	for p := rel; p != "."; p = parentOf(p) {
+		if fi, err := h.root.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return h.pathErr(op, name, fs.ErrPermission) // never through a planted link
+		}
+	}
 	if fi, err := h.root.Stat(rel); err == nil && !fi.IsDir() {
 		return h.pathErr(op, name, ErrNotDir) // as os.MkdirAll
 	}
@@ -369,6 +358,9 @@ func (f *FS) Remove(name string) error {
 	h := f.h
 	h.ns.Lock()
 	defer h.ns.Unlock()
+	if err := h.noLinks(rel, false); err != nil {
+		return h.pathErr(op, name, err)
+	}
 	n := h.lookup(rel)
 	fi, err := h.root.Lstat(rel)
 	if errors.Is(err, fs.ErrNotExist) && n != nil {
@@ -459,6 +451,9 @@ func (f *FS) RemoveAll(name string) error {
 	h := f.h
 	h.ns.Lock()
 	defer h.ns.Unlock()
+	if err := h.noLinks(rel, false); err != nil {
+		return h.pathErr(op, name, err)
+	}
 	n := h.lookup(rel)
 	fi, err := h.root.Lstat(rel)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -565,6 +560,12 @@ func (f *FS) Rename(oldname, newname string, overwrite bool) error {
 	defer h.ns.Unlock()
 	// Report errors in rename(2)'s order: the source's parent, the
 	// target's parent, the source itself, then the target.
+	if err := h.noLinks(ro, false); err != nil {
+		return h.pathErr(op, oldname, err)
+	}
+	if err := h.noLinks(rn, false); err != nil {
+		return h.pathErr(op, newname, err)
+	}
 	if err := h.parentDir(ro); err != nil {
 		return h.pathErr(op, oldname, err)
 	}
@@ -733,10 +734,10 @@ func (f *FS) Chtimes(name string, atime, mtime time.Time) error {
 		}
 		return nil
 	}
-	before, err := h.root.Stat(rel)
-	if err == nil && h.linkToReserved(rel) {
-		err = fs.ErrPermission
+	if err := h.noLinks(rel, true); err != nil {
+		return h.pathErr(op, name, err)
 	}
+	before, err := h.root.Stat(rel)
 	if err != nil {
 		return h.pathErr(op, name, err)
 	}
@@ -798,8 +799,8 @@ func (f *FS) Chmod(name string, mode fs.FileMode) error {
 		}
 		return nil
 	}
-	if h.linkToReserved(rel) {
-		return h.pathErr(op, name, fs.ErrPermission)
+	if err := h.noLinks(rel, true); err != nil {
+		return h.pathErr(op, name, err)
 	}
 	if err := h.root.Chmod(rel, mode.Perm()); err != nil {
 		return h.pathErr(op, name, err)
@@ -836,9 +837,10 @@ func (f *FS) Truncate(name string, size int64) error {
 			}
 		}
 	} else {
-		fi, err := h.root.Stat(rel)
-		if err == nil && h.linkToReserved(rel) {
-			err = fs.ErrPermission
+		err := h.noLinks(rel, true)
+		var fi fs.FileInfo
+		if err == nil {
+			fi, err = h.root.Stat(rel)
 		}
 		if err != nil {
 			h.ns.Unlock()
@@ -888,6 +890,9 @@ func (f *FS) Readlink(name string) (string, error) {
 	defer h.ns.RUnlock()
 	if h.lookup(rel) != nil {
 		return "", h.pathErr(op, name, fs.ErrInvalid)
+	}
+	if err := h.noLinks(rel, false); err != nil {
+		return "", h.pathErr(op, name, err)
 	}
 	fi, err := h.root.Lstat(rel)
 	if err != nil {
@@ -941,6 +946,9 @@ func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
 	h.ns.RLock()
 	defer h.ns.RUnlock()
 	if ds.sub == nil {
+		if err := h.noLinks(rel, true); err != nil {
+			return nil, err
+		}
 		sub, err := h.root.OpenRoot(rel)
 		if err != nil {
 			return nil, err

@@ -11,6 +11,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 	"sync"
 	"time"
 
@@ -238,7 +241,7 @@ func (h *home) reservedTarget(f *os.File) bool {
 	if h.real == "" {
 		return false
 	}
-	target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+	target, err := os.Readlink(procFD(f))
 	if err != nil {
 		return false
 	}
@@ -252,4 +255,46 @@ func (h *home) reservedTarget(f *os.File) bool {
 		}
 	}
 	return false
+}
+
+func procFD(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
+
+// noLinks enforces the symlink policy: the store never follows a symlink
+// planted on disk. It refuses (fs.ErrPermission) a name whose parent path
+// goes through a symlink and, if final, a name that is itself one (for
+// operations that would follow it). Other errors are left for the
+// operation to report. Caller holds h.ns.
+func (h *home) noLinks(rel string, final bool) error {
+	if rel == "." {
+		return nil
+	}
+	if final {
+		if fi, err := h.root.Lstat(rel); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return fs.ErrPermission
+		}
+	}
+	dir := parentOf(rel)
+	if dir == "." {
+		return nil
+	}
+	// os.Root resolves the intermediate elements (within the home) and
+	// opens the last one without following it; /proc then tells whether
+	// the path it took is the literal one.
+	f, err := h.root.OpenFile(dir, os.O_RDONLY|unix.O_PATH, 0)
+	if err != nil {
+		if isEscape(err) || errors.Is(err, syscall.ELOOP) {
+			return fs.ErrPermission
+		}
+		return nil
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Mode()&fs.ModeSymlink != 0 {
+		return fs.ErrPermission
+	}
+	if h.real != "" {
+		if target, err := os.Readlink(procFD(f)); err == nil && target != h.real+"/"+dir {
+			return fs.ErrPermission
+		}
+	}
+	return nil
 }

@@ -413,6 +413,9 @@ func (f *FS) Meta(name string) (Meta, error) {
 	h := f.h
 	h.ns.RLock()
 	defer h.ns.RUnlock()
+	if err := h.noLinks(rel, false); err != nil {
+		return Meta{}, h.pathErr(op, name, err)
+	}
 	if err := h.exists(rel); err != nil {
 		return Meta{}, h.pathErr(op, name, err)
 	}
@@ -437,6 +440,9 @@ func (f *FS) UpdateMeta(name string, fn func(*Meta) error) error {
 	h := f.h
 	h.ns.Lock()
 	defer h.ns.Unlock()
+	if err := h.noLinks(rel, false); err != nil {
+		return h.pathErr(op, name, err)
+	}
 	if err := h.exists(rel); err != nil {
 		return h.pathErr(op, name, err)
 	}

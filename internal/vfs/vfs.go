@@ -30,11 +30,14 @@
 // Policy on symbolic links: clients cannot create them (Symlink returns
 // ErrUnsupported) and cannot read their targets (Readlink returns
 // fs.ErrPermission). A symlink planted in the store by someone with disk
-// access is reported by Lstat and ReadDir as a symlink; Stat and Open
-// follow it only while it stays inside the same home (os.Root refuses the
-// rest with fs.ErrPermission), so it can never reach another user's home,
-// /etc, or anything else. Hard links are not offered. Only regular files
-// and directories can be opened: FIFOs, sockets and devices give
+// access is never followed, wherever it points: Lstat and ReadDir report it
+// as a symlink, Remove/Rename act on the link itself, and every operation
+// that would go through it (Stat, Open, ReadDir, Chmod, Chtimes, Truncate,
+// or any name with the link as a parent) gives fs.ErrPermission. The check
+// (an O_PATH open of the parent and its /proc path) is policy; the
+// confinement itself is os.Root's, which would keep even a followed link
+// inside the home. Hard links are not offered. Only regular files and
+// directories can be opened: FIFOs, sockets and devices give
 // fs.ErrPermission.
 //
 // # Sizes, handles, replacement
