@@ -228,7 +228,14 @@ func (h *handler) propfindOne(ms *multistatus, pc *propCtx, name string, fi fs.F
 		}
 		d, err := deadProps(h.fs, name)
 		if err != nil {
-			return err
+			// A damaged metadata file must not hide the entry itself:
+			// list it without dead properties.
+			if errors.Is(err, vfs.ErrIntegrity) {
+				h.log.Error("dav: integrity failure reading properties", "path", name, "err", err)
+			} else {
+				h.log.Warn("dav: reading properties", "path", name, "err", err)
+			}
+			d = nil
 		}
 		if d == nil {
 			d = map[xml.Name]webdav.Property{}
