@@ -187,3 +187,16 @@ func BenchmarkSmallFiles(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkStat: Stat of a nested file (the symlink policy check included).
+func BenchmarkStat(b *testing.B) {
+	_, fs := newFS(b)
+	fs.MkdirAll("a/b/c", 0o755)
+	writeFile(b, fs, "a/b/c/file", []byte("x"))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := fs.Stat("a/b/c/file"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package vfs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -234,7 +235,16 @@ func TestEscapeSymlinks(t *testing.T) {
 // same home is never followed (policy: planted symlinks are not followed
 // at all), while the link itself can be listed, stat'ed and removed.
 func TestSymlinkedDirInside(t *testing.T) {
+	for _, openat2 := range []bool{true, false} {
+		t.Run(fmt.Sprintf("openat2=%v", openat2), func(t *testing.T) { testSymlinkedDirInside(t, openat2) })
+	}
+}
+
+func testSymlinkedDirInside(t *testing.T, openat2 bool) {
 	ts, f := newFS(t)
+	if !openat2 {
+		f.h.dirfd = -1 // the os.Root + /proc fallback
+	}
 	if err := f.MkdirAll("real", 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -232,10 +232,10 @@ func (f *FS) stat(op, name string, follow bool) (fs.FileInfo, error) {
 		}
 		return fi, nil
 	}
-	if err := h.noLinks(rel, follow); err != nil {
-		return nil, h.pathErr(op, name, err)
+	fi, err := h.probe(rel)
+	if err == nil && follow && fi.Mode()&fs.ModeSymlink != 0 {
+		err = fs.ErrPermission // planted links are never followed
 	}
-	fi, err := h.root.Lstat(rel)
 	if err != nil {
 		return nil, h.pathErr(op, name, err)
 	}

@@ -25,10 +25,11 @@ import (
 // Lock order: ns, then metaMu, then node.mu, then mu. node.mu holders never
 // take ns or metaMu.
 type home struct {
-	s    *Store
-	name string
-	root *os.Root
-	real string // the home's resolved absolute path, for reservedTarget
+	s     *Store
+	name  string
+	root  *os.Root
+	real  string // the home's resolved absolute path, for reservedTarget
+	dirfd int    // O_PATH descriptor of the home for openat2, or -1
 
 	// ns serializes changes of the namespace (open/create, publish, last
 	// close, rename, remove, mkdir, chmod, chtimes): writers hold it
@@ -53,7 +54,7 @@ type fileKey struct{ dev, ino uint64 }
 
 func newHome(s *Store, name string, root *os.Root) *home {
 	return &home{
-		s: s, name: name, root: root,
+		s: s, name: name, root: root, dirfd: -1,
 		nodes:    map[string]*node{},
 		byID:     map[fileKey]*node{},
 		tmpNodes: map[string]*node{},
@@ -71,6 +72,13 @@ func (h *home) init() error {
 		if real, err := filepath.EvalSymlinks(abs); err == nil {
 			h.real = real
 		}
+	}
+	if d, err := h.root.OpenFile(".", os.O_RDONLY|unix.O_PATH|unix.O_DIRECTORY, 0); err == nil {
+		if fd, err := unix.Dup(int(d.Fd())); err == nil {
+			unix.CloseOnExec(fd)
+			h.dirfd = fd
+		}
+		d.Close()
 	}
 	if err := h.root.RemoveAll(tmpDirName); err != nil {
 		return err
@@ -126,6 +134,10 @@ func (h *home) close() error {
 		n.mu.Unlock()
 	}
 	errs = append(errs, h.root.Close())
+	if h.dirfd >= 0 {
+		unix.Close(h.dirfd)
+		h.dirfd = -1
+	}
 	return errors.Join(errs...)
 }
 
@@ -265,36 +277,104 @@ func procFD(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd
 // operations that would follow it). Other errors are left for the
 // operation to report. Caller holds h.ns.
 func (h *home) noLinks(rel string, final bool) error {
-	if rel == "." {
-		return nil
-	}
-	if final {
-		if fi, err := h.root.Lstat(rel); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-			return fs.ErrPermission
+	fi, err := h.probe(rel)
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		return err
+	case errors.Is(err, fs.ErrNotExist):
+		// A name to be created: its parent must pass.
+		if _, err := h.probe(parentOf(rel)); errors.Is(err, fs.ErrPermission) {
+			return err
 		}
-	}
-	dir := parentOf(rel)
-	if dir == "." {
-		return nil
-	}
-	// os.Root resolves the intermediate elements (within the home) and
-	// opens the last one without following it; /proc then tells whether
-	// the path it took is the literal one.
-	f, err := h.root.OpenFile(dir, os.O_RDONLY|unix.O_PATH, 0)
-	if err != nil {
-		if isEscape(err) || errors.Is(err, syscall.ELOOP) {
-			return fs.ErrPermission
-		}
-		return nil
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Mode()&fs.ModeSymlink != 0 {
+	case err == nil && final && fi.Mode()&fs.ModeSymlink != 0:
 		return fs.ErrPermission
-	}
-	if h.real != "" {
-		if target, err := os.Readlink(procFD(f)); err == nil && target != h.real+"/"+dir {
-			return fs.ErrPermission
-		}
 	}
 	return nil
 }
+
+// probe is Lstat of rel, refusing (fs.ErrPermission) a path that goes
+// through a symlink. With openat2 (Linux 5.6+) the kernel resolves the
+// whole name in one call with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS;
+// without it, os.Root resolves it and /proc tells whether the path taken
+// was the literal one.
+func (h *home) probe(rel string) (fs.FileInfo, error) {
+	if rel == "." {
+		return h.root.Lstat(".")
+	}
+	if h.dirfd >= 0 {
+		fd, err := unix.Openat2(h.dirfd, rel, &unix.OpenHow{
+			Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		if err == nil {
+			var st syscall.Stat_t
+			err = syscall.Fstat(fd, &st)
+			unix.Close(fd)
+			if err != nil {
+				return nil, err
+			}
+			return statInfo(path.Base(rel), &st), nil
+		}
+		switch err {
+		case unix.ELOOP, unix.EXDEV:
+			return nil, fs.ErrPermission
+		case unix.ENOSYS, unix.EPERM:
+			// No openat2 (or filtered by seccomp): fall back below.
+		default:
+			return nil, err
+		}
+	}
+	f, err := h.root.OpenFile(rel, os.O_RDONLY|unix.O_PATH, 0)
+	if err != nil {
+		if isEscape(err) || errors.Is(err, syscall.ELOOP) {
+			return nil, fs.ErrPermission
+		}
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if h.real != "" {
+		if target, err := os.Readlink(procFD(f)); err == nil && target != h.real+"/"+rel {
+			return nil, fs.ErrPermission
+		}
+	}
+	return st, nil
+}
+
+// statInfo converts a stat result to an fs.FileInfo (as os.Lstat would).
+func statInfo(name string, st *syscall.Stat_t) fs.FileInfo {
+	mode := fs.FileMode(st.Mode & 0o777)
+	switch st.Mode & syscall.S_IFMT {
+	case syscall.S_IFDIR:
+		mode |= fs.ModeDir
+	case syscall.S_IFLNK:
+		mode |= fs.ModeSymlink
+	case syscall.S_IFIFO:
+		mode |= fs.ModeNamedPipe
+	case syscall.S_IFSOCK:
+		mode |= fs.ModeSocket
+	case syscall.S_IFCHR:
+		mode |= fs.ModeDevice | fs.ModeCharDevice
+	case syscall.S_IFBLK:
+		mode |= fs.ModeDevice
+	}
+	return &diskInfo{name: name, size: st.Size, mode: mode, mtime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec), sys: st}
+}
+
+type diskInfo struct {
+	name  string
+	size  int64
+	mode  fs.FileMode
+	mtime time.Time
+	sys   *syscall.Stat_t
+}
+
+func (i *diskInfo) Name() string       { return i.name }
+func (i *diskInfo) Size() int64        { return i.size }
+func (i *diskInfo) Mode() fs.FileMode  { return i.mode }
+func (i *diskInfo) ModTime() time.Time { return i.mtime }
+func (i *diskInfo) IsDir() bool        { return i.mode.IsDir() }
+func (i *diskInfo) Sys() any           { return i.sys }
