@@ -283,8 +283,12 @@ func (h *home) noLinks(rel string, final bool) error {
 		return err
 	case errors.Is(err, fs.ErrNotExist):
 		// A name to be created: its parent must pass.
-		if _, err := h.probe(parentOf(rel)); errors.Is(err, fs.ErrPermission) {
+		pfi, err := h.probe(parentOf(rel))
+		if errors.Is(err, fs.ErrPermission) {
 			return err
+		}
+		if err == nil && pfi.Mode()&fs.ModeSymlink != 0 {
+			return fs.ErrPermission
 		}
 	case err == nil && final && fi.Mode()&fs.ModeSymlink != 0:
 		return fs.ErrPermission
