@@ -426,3 +426,36 @@ func TestPermissionsOverTheWire(t *testing.T) {
 		t.Errorf("read-only sftp put succeeded:\n%s", out)
 	}
 }
+
+// TestPlantedSymlink: a symlink planted in the store (by someone with disk
+// access) is reported by LSTAT as a link, never followed, and READLINK is
+// refused; the client cannot create links.
+func TestPlantedSymlink(t *testing.T) {
+	ts := startServer(t)
+	u := ts.addUser("alice", users.PermAll)
+	ts.home("alice") // creates the home directory
+	if err := os.Symlink("/etc/passwd", filepath.Join(ts.storeDir, "alice", "evil")); err != nil {
+		t.Fatal(err)
+	}
+	c := ts.sftpClient(u)
+	fi, err := c.Lstat("/evil")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("lstat mode %v, want a symlink", fi.Mode())
+	}
+	if _, err := c.ReadLink("/evil"); err == nil {
+		t.Error("readlink of a planted link succeeded")
+	}
+	if f, err := c.Open("/evil"); err == nil {
+		b, _ := io.ReadAll(f)
+		f.Close()
+		if bytes.Contains(b, []byte("root:")) {
+			t.Fatal("planted symlink followed out of the home")
+		}
+	}
+	if err := c.Symlink("/evil", "/l2"); err == nil {
+		t.Error("symlink creation succeeded")
+	}
+}
