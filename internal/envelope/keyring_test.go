@@ -123,7 +123,9 @@ func TestKeyringEncoding(t *testing.T) {
 		{"wrong passphrase", sealed, []byte("wrong horse"), ErrPassphrase},
 		{"missing passphrase", sealed, nil, ErrPassphrase},
 		{"passphrase for plain file", plain, []byte("x"), ErrFormat},
-		{"damaged sealed data", flipIn(sealed, len(sealed)-10), []byte("correct horse"), ErrPassphrase},
+		// A valid base64 character (not in the last quantum) changed:
+		// the ciphertext no longer authenticates.
+		{"damaged sealed data", swapB64(sealed, len(sealed)-10), []byte("correct horse"), ErrPassphrase},
 		{"junk", []byte("hello\n"), nil, ErrFormat},
 		{"empty", nil, nil, ErrFormat},
 		{"no final newline", plain[:len(plain)-1], nil, ErrFormat},
@@ -158,9 +160,14 @@ func damageKey(plain []byte, prefix string) []byte {
 	return c
 }
 
-func flipIn(b []byte, i int) []byte {
+// swapB64 replaces the base64 character at i by another valid one.
+func swapB64(b []byte, i int) []byte {
 	c := bytes.Clone(b)
-	c[i] ^= 1
+	if c[i] == 'A' {
+		c[i] = 'B'
+	} else {
+		c[i] = 'A'
+	}
 	return c
 }
 
