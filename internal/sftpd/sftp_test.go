@@ -270,6 +270,27 @@ func TestSFTPClientFineGrained(t *testing.T) {
 		}
 	})
 
+	t.Run("open flags", func(t *testing.T) {
+		if _, err := c.OpenFile("/rw", os.O_WRONLY|os.O_CREATE|os.O_EXCL); err == nil {
+			t.Error("O_EXCL on an existing file succeeded")
+		}
+		if _, err := c.OpenFile("/absent", os.O_WRONLY); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("open for write without O_CREATE: %v", err)
+		}
+		// Without O_TRUNC an existing file is written in place (resume).
+		f, err := c.OpenFile("/rw", os.O_WRONLY)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteAt([]byte("J"), 0)
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := readVFS(t, ts.home("alice"), "rw"); string(got) != "Jello" {
+			t.Errorf("in-place write: %q", got)
+		}
+	})
+
 	t.Run("rename semantics", func(t *testing.T) {
 		for _, n := range []string{"/r1", "/r2"} {
 			f, _ := c.Create(n)
