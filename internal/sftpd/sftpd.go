@@ -1,7 +1,3 @@
-// Package sftpd serves SSH with the SFTP subsystem (github.com/pkg/sftp
-// RequestServer over internal/vfs), the legacy SCP protocol and the
-// md5sum/sha1sum/sha256sum commands rclone uses, to the users of
-// internal/users. No shell is ever run.
 package sftpd
 
 // API CONTRACT (used by cmd/securefsd):
