@@ -392,6 +392,9 @@ func TestConformanceRandom(t *testing.T) {
 	for seed := range seeds {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			ts, f := newFS(t)
+			if seed%2 == 1 {
+				f.h.dirfd = -1 // exercise the os.Root + /proc fallback of the symlink policy
+			}
 			c := &conformance{
 				t: t, rng: rand.New(rand.NewPCG(uint64(seed), 7)),
 				v: vfsTarget{f}, o: osTarget{t.TempDir()},
