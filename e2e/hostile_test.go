@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -43,7 +45,7 @@ func TestHostilePaths(t *testing.T) {
 	if err := sftpPut(bob, "bdir/x", secret); err != nil {
 		t.Fatal(err)
 	}
-	bobBefore := treeDigest(t, filepath.Join(srv.DataDir, "store", "bob"))
+	bobBefore := treeState(t, filepath.Join(srv.DataDir, "store", "bob"))
 	passwdBefore := fileDigest(t, "/etc/passwd")
 
 	// Plant symlinks in alice's home on disk.
@@ -255,8 +257,8 @@ func TestHostilePaths(t *testing.T) {
 		}
 	})
 
-	if got := treeDigest(t, bobDir); got != bobBefore {
-		t.Errorf("bob's home changed on disk")
+	if d := treeDiff(bobBefore, treeState(t, bobDir)); d != "" {
+		t.Errorf("bob's home changed on disk:\n%s", d)
 	}
 	if got := fileDigest(t, "/etc/passwd"); got != passwdBefore {
 		t.Errorf("/etc/passwd changed")
@@ -277,24 +279,55 @@ func TestHostilePaths(t *testing.T) {
 func treeDigest(t *testing.T, dir string) string {
 	t.Helper()
 	h := sha256.New()
+	st := treeState(t, dir)
+	for _, k := range slices.Sorted(maps.Keys(st)) {
+		fmt.Fprintf(h, "%s %s\n", k, st[k])
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// treeState maps every path under dir to its mode, size and content hash.
+func treeState(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	st := map[string]string{}
 	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(h, "%s %v %d\n", strings.TrimPrefix(p, dir), fi.Mode(), fi.Size())
+		v := fmt.Sprintf("%v %d", fi.Mode(), fi.Size())
 		if fi.Mode().IsRegular() {
 			b, err := os.ReadFile(p)
 			if err != nil {
 				return err
 			}
-			h.Write(b)
+			v += " " + sum(b)[:16]
 		}
+		st[strings.TrimPrefix(p, dir)] = v
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("%x", h.Sum(nil))
+	return st
+}
+
+// treeDiff describes how two treeStates differ.
+func treeDiff(a, b map[string]string) string {
+	var out []string
+	for k, v := range a {
+		if w, ok := b[k]; !ok {
+			out = append(out, "removed "+k)
+		} else if w != v {
+			out = append(out, fmt.Sprintf("changed %s: %s -> %s", k, v, w))
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			out = append(out, "added "+k+" "+b[k])
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, "\n")
 }
 
 func fileDigest(t *testing.T, p string) string {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -41,7 +40,7 @@ func TestIsolation(t *testing.T) {
 		t.Fatal("no Lock-Token")
 	}
 	bobDir := filepath.Join(srv.DataDir, "store", "bob")
-	bobBefore := treeDigest(t, bobDir)
+	bobBefore := treeState(t, bobDir)
 
 	alice := newSFTP(t, srv, "alice", aliceKey)
 	if err := sftpPut(alice, "mine", []byte("alice's")); err != nil {
@@ -144,12 +143,8 @@ func TestIsolation(t *testing.T) {
 
 	// Nothing of bob's changed on disk (his lock lives in memory), and
 	// nothing of his reached alice.
-	if got := treeDigest(t, bobDir); got != bobBefore {
-		t.Errorf("bob's home changed on disk")
-		_ = filepath.WalkDir(bobDir, func(p string, d fs.DirEntry, err error) error {
-			t.Logf("  %s", strings.TrimPrefix(p, bobDir))
-			return nil
-		})
+	if d := treeDiff(bobBefore, treeState(t, bobDir)); d != "" {
+		t.Errorf("bob's home changed on disk:\n%s", d)
 	}
 	if code, _, _ := bobDAV.do("PUT", "/locked.txt", bytes.NewReader(secret), "If: ("+bobToken+")"); code/100 != 2 {
 		t.Errorf("bob's PUT with his token: %d", code)

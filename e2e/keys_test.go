@@ -121,8 +121,10 @@ func TestKeyRotateWhileServing(t *testing.T) {
 		errsMu sync.Mutex
 		errs   []error
 	)
+	var clients []interface{ Close() error }
 	for w := range 4 {
 		sc := newSFTP(t, srv, "alice", aliceKey)
+		clients = append(clients, sc)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -151,7 +153,7 @@ func TestKeyRotateWhileServing(t *testing.T) {
 				default:
 				}
 				name := fmt.Sprintf("w%d-%d", w, n%8) // overwrite a few names over and over
-				data := randBytes(rng.IntN(200 << 10))
+				data := randBytes(rng.IntN(100 << 10))
 				err := put(name, data)
 				if err == nil {
 					filesMu.Lock()
@@ -184,21 +186,34 @@ func TestKeyRotateWhileServing(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 60*time.Second, "20 client operations before the rotation", func() bool { return ops.Load() >= 20 })
-	out, err := srv.CLI(t, "key", "rotate")
-	if err != nil {
-		close(stop)
-		wg.Wait()
-		t.Fatalf("key rotate while serving: %v\n%s", err, out)
+	// Rotate several times (each rotation is a window for a write racing
+	// the sweep), with client traffic before, between and after.
+	rotations := 3 * soakScale()
+	var out string
+	for r := range rotations {
+		before := ops.Load()
+		waitFor(t, 60*time.Second, "10 client operations before a rotation", func() bool { return ops.Load() >= before+10 })
+		var err error
+		out, err = srv.CLI(t, "key", "rotate")
+		if err != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("key rotate %d while serving: %v\n%s", r+1, err, out)
+		}
 	}
 	after := ops.Load()
-	waitFor(t, 60*time.Second, "20 client operations after the rotation", func() bool { return ops.Load() >= after+20 })
+	waitFor(t, 60*time.Second, "10 client operations after the rotations", func() bool { return ops.Load() >= after+10 })
 	close(stop)
 	wg.Wait()
+	// Idle SFTP sessions would hold the graceful restart below for its
+	// whole --shutdown-timeout.
+	for _, c := range clients {
+		c.Close()
+	}
 	for _, err := range errs {
 		t.Errorf("client error during rotation: %v", err)
 	}
-	t.Logf("rotate output: %s; %d client operations", strings.TrimSpace(out), ops.Load())
+	t.Logf("%d rotations; last output: %s; %d client operations", rotations, strings.TrimSpace(out), ops.Load())
 
 	// The keyring holds only the new KEK, still 0600.
 	kr1, err := envelope.LoadKeyringFile(keyring, nil)
