@@ -44,6 +44,8 @@ func TestQuota(t *testing.T) {
 	if u.Files != 3 || u.UsedBytes != 90008 || u.QuotaBytes != 100000 || u.QuotaFiles != 3 || u.DiskTotal <= 0 {
 		t.Fatalf("usage %+v", u)
 	}
+	// Replacing a file near the quota works: the old size is credited.
+	writeFile(t, f, "a", make([]byte, 60000))
 	// Deleting frees.
 	f.Remove("a")
 	writeFile(t, f, "d", make([]byte, 60000))

@@ -134,7 +134,7 @@ func (f *FS) openLocked(op, name, rel string, flag int, perm fs.FileMode) (*File
 		if err := h.reserveFile(); err != nil {
 			return nil, false, h.pathErr(op, name, err)
 		}
-		n, err := h.newReplacement(rel, perm.Perm()&^h.s.umask, true)
+		n, err := h.newReplacement(rel, perm.Perm()&^h.s.umask, true, 0)
 		if err != nil {
 			h.addUsage(0, -1)
 			return nil, false, h.pathErr(op, name, err)
@@ -168,7 +168,7 @@ func (f *FS) openLocked(op, name, rel string, flag int, perm fs.FileMode) (*File
 	}
 	var n *node
 	if writable && flag&os.O_TRUNC != 0 {
-		n, err = h.newReplacement(rel, fi.Mode().Perm(), false)
+		n, err = h.newReplacement(rel, fi.Mode().Perm(), false, plainSize(fi.Size()))
 	} else {
 		n, err = h.openInPlace(rel, writable)
 	}

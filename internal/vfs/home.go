@@ -204,11 +204,13 @@ func (h *home) reserveFile() error {
 	return nil
 }
 
-// reserveBytes checks the byte quota and counts n more bytes.
-func (h *home) reserveBytes(n int64) error {
+// reserveBytes checks the byte quota and counts n more bytes. credit is
+// what the write will free when it completes (the size of the file an
+// upload replaces), so replacing a file near the quota works.
+func (h *home) reserveBytes(n, credit int64) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if n > 0 && h.quota.Bytes > 0 && h.used+n > h.quota.Bytes {
+	if n > 0 && h.quota.Bytes > 0 && h.used+n-credit > h.quota.Bytes {
 		return ErrQuota
 	}
 	h.used += n

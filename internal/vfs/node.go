@@ -49,6 +49,7 @@ type node struct {
 	back      *backing
 	ef        *envelope.File
 	counted   int64         // bytes of this node counted in h.used
+	credit    int64         // size of the file this replacement will replace
 	mode      fs.FileMode   // permission bits to publish a replacement with
 	times     *[2]time.Time // explicit Chtimes while open: re-applied after flushes
 	lastWrite time.Time
@@ -111,7 +112,7 @@ func (h *home) openInPlace(rel string, writable bool) (*node, error) {
 
 // newReplacement starts an encrypted temporary file that will replace (or
 // create) rel when published. Caller holds h.ns exclusively.
-func (h *home) newReplacement(rel string, mode fs.FileMode, created bool) (*node, error) {
+func (h *home) newReplacement(rel string, mode fs.FileMode, created bool, credit int64) (*node, error) {
 	tmp := tmpName()
 	f, err := h.root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -125,7 +126,7 @@ func (h *home) newReplacement(rel string, mode fs.FileMode, created bool) (*node
 		return nil, err
 	}
 	n := &node{h: h, key: rel, tmp: tmp, created: created, countsFile: created,
-		back: back, ef: ef, mode: mode, hs: newHashState(), hashDirty: true, lastWrite: time.Now()}
+		back: back, ef: ef, mode: mode, hs: newHashState(), hashDirty: true, lastWrite: time.Now(), credit: credit}
 	h.mu.Lock()
 	h.nodes[rel] = n
 	h.tmpNodes[tmp] = n
@@ -208,7 +209,7 @@ func (n *node) writeAt(p []byte, off int64, appendMode bool) (int, int64, error)
 		end = cur
 	}
 	if d := end - n.counted; d > 0 {
-		if err := n.h.reserveBytes(d); err != nil {
+		if err := n.h.reserveBytes(d, n.credit); err != nil {
 			return 0, off, err
 		}
 		n.counted += d
@@ -233,7 +234,7 @@ func (n *node) truncate(size int64) error {
 		return fs.ErrPermission
 	}
 	if d := size - n.counted; d > 0 {
-		if err := n.h.reserveBytes(d); err != nil {
+		if err := n.h.reserveBytes(d, n.credit); err != nil {
 			return err
 		}
 		n.counted += d
@@ -327,6 +328,7 @@ func (n *node) publish() error {
 		return nil
 	}
 	n.mu.Lock()
+	n.credit = 0 // from now on the node is the file itself
 	err := n.flushLocked(true)
 	if err == nil {
 		err = n.back.f.Chmod(n.mode)
