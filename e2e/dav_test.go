@@ -185,3 +185,26 @@ func TestDAVSFTPInterop(t *testing.T) {
 	wantCode(t, davStatus(t, srv, "carol", "carol-pw", "-o", got2, srv.DAVURL+"/from-sftp.bin"), "200", "GET")
 	SameFile(t, viaSFTP, got2)
 }
+
+// TestDAVPropsPersist: dead properties (and a Windows mtime) survive a
+// restart of the server; MOVE takes them along.
+func TestDAVPropsPersist(t *testing.T) {
+	srv := StartServer(t)
+	srv.AddUser(t, "dora", "dora-pw")
+	f := RandomFile(t, 1000)
+	wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-T", f, srv.DAVURL+"/p.bin"), "201", "PUT")
+	patch := `<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:x="urn:example:x" xmlns:Z="urn:schemas-microsoft-com:"><D:set><D:prop>` +
+		`<x:color>deep &amp; blue</x:color><Z:Win32LastModifiedTime>Mon, 01 Mar 2021 10:00:00 GMT</Z:Win32LastModifiedTime></D:prop></D:set></D:propertyupdate>`
+	wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-X", "PROPPATCH", "--data-binary", patch, srv.DAVURL+"/p.bin"), "207", "PROPPATCH")
+	srv.Restart(t)
+	// MOVE first thing after the restart (cold metadata cache).
+	wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-X", "MOVE", "-H", "Destination: /q.bin", srv.DAVURL+"/p.bin"), "201", "MOVE")
+	out, err := srv.Curl(t, "dora", "dora-pw", "-X", "PROPFIND", "-H", "Depth: 0", "--data-binary",
+		`<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><x:color xmlns:x="urn:example:x"/><D:getlastmodified/></D:prop></D:propfind>`, srv.DAVURL+"/q.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, `<color xmlns="urn:example:x">deep &amp; blue</color>`) || !strings.Contains(out, "Mon, 01 Mar 2021 10:00:00 GMT") {
+		t.Fatalf("after restart and MOVE:\n%s", out)
+	}
+}
