@@ -126,7 +126,7 @@ func (s *loadSession) round(rng *rand.Rand, round, ops int) error {
 // were before the load (polled, no sleeps).
 func TestLoad(t *testing.T) {
 	const sessions, users = 64, 4
-	ops := 6 * soakScale()
+	ops := 4 * soakScale()
 	if testing.Short() {
 		ops = 2
 	}

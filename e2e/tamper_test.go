@@ -159,6 +159,16 @@ var tamperCases = []tamperCase{
 	}},
 }
 
+// foundBeforeAnswer names the cases whose damage a WebDAV GET must find
+// before it sends a status: in the header, the first chunk, or an impossible
+// length.
+var foundBeforeAnswer = map[string]bool{
+	"header-magic": true, "header-version": true, "header-fileid": true, "header-slot-kekid": true,
+	"header-slot-wrapped": true, "chunk0-nonce": true, "small-file": true, "empty-file": true,
+	"truncate-to-one-chunk": true, "truncate-into-header": true, "truncate-to-zero": true,
+	"extend-small-file": true, "reorder-chunks": true, "other-users-header": true,
+}
+
 // TestTamper damages stored ciphertext in every way a disk, a backup or an
 // attacker with the disk could, and checks that every read over SFTP and
 // WebDAV fails (never returning wrong bytes), that the log names the file
@@ -231,8 +241,13 @@ func TestTamper(t *testing.T) {
 			}
 			assertAuthenticPrefix(t, "pkg/sftp read", got, orig)
 
-			// WebDAV GET (Go client): 500/409, or a body cut short.
+			// WebDAV GET (Go client): 500/409, or a body cut short; 500
+			// when the damage is in what GET checks before answering
+			// (docs/WEBDAV.md: the header, the first chunk, the length).
 			code, body, err := dav.do("GET", "/"+tc.name, nil)
+			if foundBeforeAnswer[tc.name] && code != http.StatusInternalServerError {
+				t.Errorf("WebDAV GET: status %d (err %v), want 500: the damage is in the header, the first chunk or the length", code, err)
+			}
 			switch {
 			case err != nil: // the response was cut short of its Content-Length
 				assertAuthenticPrefix(t, "WebDAV GET (cut short)", body, orig)
