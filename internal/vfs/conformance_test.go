@@ -179,6 +179,7 @@ var openFlags = []int{
 	os.O_RDWR | os.O_CREATE | os.O_EXCL,
 	os.O_RDWR,
 	os.O_WRONLY | os.O_APPEND | os.O_CREATE,
+	os.O_RDONLY | os.O_CREATE,
 }
 
 func (c *conformance) step() {
@@ -195,6 +196,9 @@ func (c *conformance) step() {
 		c.log = append(c.log, fmt.Sprintf("open %s %#o", name, flag))
 		if fi, err := c.o.Stat(name); err == nil && fi.IsDir() && flag&(os.O_RDWR) != 0 {
 			return // documented difference: directories open O_RDWR in the VFS
+		}
+		if flag&os.O_TRUNC != 0 {
+			c.readersOnlyTrunc(name)
 		}
 		vf, ev := c.v.OpenFile(name, flag, 0o640)
 		of, eo := c.o.OpenFile(name, flag, 0o640)
@@ -349,6 +353,38 @@ func (c *conformance) step() {
 		name, size := c.name(), int64(r.IntN(150000))
 		c.log = append(c.log, fmt.Sprintf("truncate %s %d", name, size))
 		c.same("truncate "+name, c.v.Truncate(name, size), c.o.Truncate(name, size))
+	}
+}
+
+// readersOnlyTrunc models a documented difference: a truncating open of a
+// file that only readers have open replaces it atomically in the VFS (the
+// readers keep the old content) where POSIX truncates under them. The
+// suite closes such readers first, in both worlds.
+func (c *conformance) readersOnlyTrunc(name string) {
+	target, err := c.o.Stat(name)
+	if err != nil || !target.Mode().IsRegular() {
+		return
+	}
+	var readers []*pair
+	for _, p := range c.hs {
+		fi, err := p.o.Stat()
+		if err != nil || !os.SameFile(fi, target) {
+			continue
+		}
+		if p.flag&(os.O_WRONLY|os.O_RDWR) != 0 {
+			return // a writer has it open: in place, as POSIX
+		}
+		readers = append(readers, p)
+	}
+	for _, r := range readers {
+		c.log = append(c.log, "close reader "+r.name)
+		c.same("close reader", r.v.Close(), r.o.Close())
+		for i, x := range c.hs {
+			if x == r {
+				c.hs = append(c.hs[:i], c.hs[i+1:]...)
+				break
+			}
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -471,5 +472,51 @@ func TestRemoveHome(t *testing.T) {
 		if _, err := ts.Home(bad, HomeOptions{}); err == nil {
 			t.Errorf("home %q accepted", bad)
 		}
+	}
+}
+
+// TestReplaceUnderReader: an upload replacing a file that is being
+// downloaded stays atomic: the reader keeps the old content, an upload
+// that dies leaves the old file, and usage stays right.
+func TestReplaceUnderReader(t *testing.T) {
+	for _, abort := range []bool{false, true} {
+		t.Run(fmt.Sprintf("abort=%v", abort), func(t *testing.T) {
+			_, f := newFS(t)
+			old := bytes.Repeat([]byte("old"), 40000)
+			writeFile(t, f, "f", old)
+			r, err := f.Open("f")
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := f.OpenFile("f", os.O_WRONLY|os.O_TRUNC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Write([]byte("new content"))
+			buf := make([]byte, len(old))
+			if n, _ := r.ReadAt(buf, 0); n != len(old) || !bytes.Equal(buf, old) {
+				t.Fatalf("reader sees %d bytes, not the old content", n)
+			}
+			if abort {
+				w.Abort()
+			} else if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if n, _ := r.ReadAt(buf, 0); n != len(old) || !bytes.Equal(buf, old) {
+				t.Fatal("reader lost the old content")
+			}
+			r.Close()
+			want := []byte("new content")
+			if abort {
+				want = old
+			}
+			if got := readFile(t, f, "f"); !bytes.Equal(got, want) {
+				t.Fatalf("content %d bytes", len(got))
+			}
+			u, _ := f.Usage()
+			if u.Files != 1 || u.UsedBytes != int64(len(want)) {
+				t.Fatalf("usage %+v", u)
+			}
+		})
 	}
 }

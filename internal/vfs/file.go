@@ -18,6 +18,7 @@ type File struct {
 	readable   bool
 	writable   bool
 	appendMode bool
+	owner      bool // counts as a writer of the node: publishes a replacement on Close
 
 	ops    sync.RWMutex // in-flight operations (shared) vs Close (exclusive)
 	closed bool
@@ -221,7 +222,7 @@ func (h *File) close(abort bool) error {
 		return nil
 	}
 	fh := h.fs.h
-	if h.writable && !abort {
+	if h.owner && !abort {
 		// Write back (and fsync a replacement about to be published)
 		// before taking the namespace lock, so other operations of the
 		// home do not wait for the disk.
@@ -233,7 +234,7 @@ func (h *File) close(abort bool) error {
 	fh.ns.Lock()
 	var err error
 	published := ""
-	if h.writable {
+	if h.owner {
 		fh.mu.Lock()
 		replacing := h.n.tmp != "" && h.n.key != ""
 		key := h.n.key
@@ -247,6 +248,11 @@ func (h *File) close(abort bool) error {
 				published = key
 			}
 		}
+	}
+	if h.owner {
+		fh.mu.Lock()
+		h.n.writers--
+		fh.mu.Unlock()
 	}
 	if rerr := h.n.release(); err == nil {
 		err = rerr

@@ -96,13 +96,32 @@ func (f *FS) openLocked(op, name, rel string, flag int, perm fs.FileMode) (*File
 		if !f.can(need) {
 			return nil, false, f.denied(op, name)
 		}
+		if writable && flag&os.O_TRUNC != 0 {
+			// Only readers have it open (a download in progress): still
+			// replace atomically; the readers keep the old content.
+			h.mu.Lock()
+			readersOnly := n.writers == 0 && n.tmp == ""
+			h.mu.Unlock()
+			if fi, err := h.root.Lstat(rel); readersOnly && err == nil && fi.Mode().IsRegular() {
+				nn, err := h.newReplacement(rel, fi.Mode().Perm(), false, plainSize(fi.Size()))
+				if err != nil {
+					return nil, false, h.pathErr(op, name, err)
+				}
+				n.supersede()
+				nn.ref(true)
+				file.n = nn
+				file.owner = true
+				return file, false, nil
+			}
+		}
 		if writable && !n.back.rw {
 			if err := n.upgrade(); err != nil {
 				return nil, false, h.pathErr(op, name, err)
 			}
 		}
-		n.ref()
+		n.ref(writable)
 		file.n = n
+		file.owner = writable
 		return file, writable && flag&os.O_TRUNC != 0, nil
 	}
 
@@ -139,8 +158,9 @@ func (f *FS) openLocked(op, name, rel string, flag int, perm fs.FileMode) (*File
 			h.addUsage(0, -1)
 			return nil, false, h.pathErr(op, name, err)
 		}
-		n.ref()
+		n.ref(true)
 		file.n = n
+		file.owner = true // publishes on Close even if opened read-only
 		return file, false, nil
 	}
 	if err != nil {
@@ -150,8 +170,8 @@ func (f *FS) openLocked(op, name, rel string, flag int, perm fs.FileMode) (*File
 		if excl {
 			return nil, false, h.pathErr(op, name, fs.ErrExist)
 		}
-		if acc == os.O_WRONLY || flag&os.O_TRUNC != 0 {
-			return nil, false, h.pathErr(op, name, ErrIsDir)
+		if acc == os.O_WRONLY || flag&(os.O_TRUNC|os.O_CREATE) != 0 {
+			return nil, false, h.pathErr(op, name, ErrIsDir) // as open(2)
 		}
 		file.dir = &dirStream{}
 		file.writable = false
@@ -175,14 +195,18 @@ func (f *FS) openLocked(op, name, rel string, flag int, perm fs.FileMode) (*File
 	if err != nil {
 		return nil, false, h.pathErr(op, name, err)
 	}
-	n.ref()
+	n.ref(writable)
 	file.n = n
+	file.owner = writable
 	return file, false, nil
 }
 
-func (n *node) ref() {
+func (n *node) ref(writable bool) {
 	n.h.mu.Lock()
 	n.refs++
+	if writable {
+		n.writers++
+	}
 	n.h.mu.Unlock()
 }
 
@@ -198,7 +222,7 @@ func (f *FS) acquire(op, name, rel string) (*node, error) {
 			return nil, h.pathErr(op, name, err)
 		}
 	}
-	n.ref()
+	n.ref(false)
 	return n, nil
 }
 
@@ -859,7 +883,7 @@ func (f *FS) Truncate(name string, size int64) error {
 			return h.pathErr(op, name, err)
 		}
 	}
-	n.ref()
+	n.ref(false)
 	h.ns.Unlock()
 	err = n.truncate(size)
 	rerr := f.releaseNode(n)

@@ -38,6 +38,8 @@ type node struct {
 	tmp        string  // temporary file while this is an unpublished replacement
 	id         fileKey // inode, registered in h.byID once on its final name
 	refs       int
+	writers    int  // handles open for writing
+	superseded bool // replaced under its readers by a new upload: not on the table
 	created    bool // the open created the name: Upload suffices to truncate it
 	countsFile bool // an unpublished replacement counted in h.files
 
@@ -406,6 +408,25 @@ func (n *node) detach() {
 	}
 }
 
+// supersede takes an in-place node with only readers off the table: a new
+// upload replaces its name, the readers keep reading the old file. Its
+// bytes stay counted as the name's until the upload publishes (which
+// subtracts them), so its last close frees nothing. Caller holds h.ns
+// exclusively; the new node is already on the table.
+func (n *node) supersede() {
+	h := n.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.byID[n.id] == n {
+		delete(h.byID, n.id)
+	}
+	if n.key != "" && h.nodes[n.key] == n {
+		delete(h.nodes, n.key)
+	}
+	n.key = ""
+	n.superseded = true
+}
+
 // rekey moves the node to a new name (Rename). Caller holds h.ns exclusively.
 func (n *node) rekey(newKey string) {
 	h := n.h
@@ -469,7 +490,7 @@ func (n *node) release() error {
 			h.files--
 			n.countsFile = false
 		}
-	} else if key == "" {
+	} else if key == "" && !n.superseded {
 		h.used -= n.counted
 	}
 	n.counted = 0
