@@ -46,6 +46,8 @@ var errorMap = []struct {
 	{sftp.ErrSSHFxPermissionDenied, &statusError{sftp.ErrSSHFxPermissionDenied, "permission denied", "Permission denied"}},
 	{fs.ErrExist, &statusError{sftp.ErrSSHFxFailure, "file exists", "File exists"}},
 	{errNotRegular, &statusError{sftp.ErrSSHFxFailure, "not a regular file", "not a regular file"}},
+	{errTooManyHandles, &statusError{sftp.ErrSSHFxFailure, "too many open files", "Too many open files"}},
+	{errBadMessage, &statusError{sftp.ErrSSHFxBadMessage, "bad message", "Bad message"}},
 	{context.Canceled, &statusError{sftp.ErrSSHFxFailure, "operation canceled", "Operation canceled"}},
 }
 

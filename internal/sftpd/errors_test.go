@@ -73,3 +73,12 @@ func TestClientError(t *testing.T) {
 		t.Error("clientError(io.EOF) must stay io.EOF for SSH_FX_EOF")
 	}
 }
+
+func TestClientErrorLimits(t *testing.T) {
+	if got := clientError(errTooManyHandles); got.Error() != "too many open files" || !errors.Is(got, sftp.ErrSSHFxFailure) {
+		t.Errorf("too many handles: %v", got)
+	}
+	if got := clientError(errBadMessage); !errors.Is(got, sftp.ErrSSHFxBadMessage) {
+		t.Errorf("bad message: %v", got)
+	}
+}

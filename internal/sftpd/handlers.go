@@ -2,10 +2,13 @@ package sftpd
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,8 +26,39 @@ import (
 // PosixRenameFileCmder, StatVFSFileCmder, LstatFileLister,
 // RealPathFileLister, ReadlinkFileLister, NameLookupFileLister.
 type handlers struct {
-	s  *session
-	fs *vfs.FS
+	s       *session
+	fs      *vfs.FS
+	handles atomic.Int64 // open file and directory handles
+}
+
+// maxHandles bounds the files and directories one SFTP session holds open
+// (each is a file descriptor); OpenSSH's sftp-server allows 512.
+const maxHandles = 1024
+
+// errTooManyHandles: the session holds maxHandles open handles.
+var errTooManyHandles = errors.New("sftpd: too many open handles")
+
+// errBadMessage: a request's attributes could not be decoded.
+var errBadMessage = errors.New("sftpd: malformed attributes")
+
+// takeHandle reserves one handle; the caller calls the returned release
+// exactly once when the handle is closed (or its open failed).
+func (h *handlers) takeHandle() (release func(), err error) {
+	if h.handles.Add(1) > maxHandles {
+		h.handles.Add(-1)
+		return nil, errTooManyHandles
+	}
+	var once sync.Once
+	return func() { once.Do(func() { h.handles.Add(-1) }) }, nil
+}
+
+// recoverTo turns a panic in a handler (a bug, possibly reached by hostile
+// input) into a failed request instead of a crashed server, and logs it.
+func recoverTo(log *slog.Logger, op string, err *error) {
+	if v := recover(); v != nil {
+		log.Error("panic in request handler", "op", op, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		*err = errFailure
+	}
 }
 
 var (
@@ -39,24 +73,39 @@ var (
 )
 
 // Fileread opens a file for reading (OPEN with READ only).
-func (h *handlers) Fileread(r *sftp.Request) (io.ReaderAt, error) {
+func (h *handlers) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
+	defer recoverTo(h.s.log, "download", &err)
 	start := time.Now()
-	f, err := h.fs.OpenFile(r.Filepath, os.O_RDONLY, 0)
+	release, err := h.takeHandle()
 	if err != nil {
 		h.s.logOp("download", r.Filepath, -1, start, err)
 		return nil, clientError(err)
 	}
-	return newTransfer(h.s, f, "download", r.Filepath, false), nil
+	f, err := h.fs.OpenFile(r.Filepath, os.O_RDONLY, 0)
+	if err != nil {
+		release()
+		h.s.logOp("download", r.Filepath, -1, start, err)
+		return nil, clientError(err)
+	}
+	return newTransfer(h.s, f, "download", r.Filepath, false, release), nil
 }
 
 // Filewrite opens a file for writing (OPEN with WRITE, no READ).
 func (h *handlers) Filewrite(r *sftp.Request) (io.WriterAt, error) {
-	return h.openWrite(r, os.O_WRONLY)
+	t, err := h.openWrite(r, os.O_WRONLY)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // OpenFile opens a file for reading and writing (OPEN with READ|WRITE).
 func (h *handlers) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
-	return h.openWrite(r, os.O_RDWR)
+	t, err := h.openWrite(r, os.O_RDWR)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // openWrite applies the SFTP open flags. APPEND is not mapped to O_APPEND:
@@ -65,8 +114,14 @@ func (h *handlers) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
 // Without TRUNC an existing file is written in place (resume); with TRUNC
 // (or creating a new file) vfs writes a replacement that is renamed into
 // place on Close.
-func (h *handlers) openWrite(r *sftp.Request, flag int) (*transfer, error) {
+func (h *handlers) openWrite(r *sftp.Request, flag int) (_ *transfer, err error) {
+	defer recoverTo(h.s.log, "upload", &err)
 	start := time.Now()
+	release, err := h.takeHandle()
+	if err != nil {
+		h.s.logOp("upload", r.Filepath, -1, start, err)
+		return nil, clientError(err)
+	}
 	pf := r.Pflags()
 	if pf.Creat {
 		flag |= os.O_CREATE
@@ -88,10 +143,11 @@ func (h *handlers) openWrite(r *sftp.Request, flag int) (*transfer, error) {
 	}
 	f, err := h.fs.OpenFile(r.Filepath, flag, 0o644)
 	if err != nil {
+		release()
 		h.s.logOp("upload", r.Filepath, -1, start, err)
 		return nil, clientError(err)
 	}
-	return newTransfer(h.s, f, "upload", r.Filepath, replacing), nil
+	return newTransfer(h.s, f, "upload", r.Filepath, replacing, release), nil
 }
 
 // transfer is an open file handle. pkg/sftp calls ReadAt/WriteAt from
@@ -109,14 +165,16 @@ type transfer struct {
 	ioErr      atomic.Pointer[error] // first read/write error
 	interrupt  atomic.Pointer[error] // set by TransferError
 	closedOnce sync.Once
+	release    func() // gives the session's handle slot back
 }
 
-func newTransfer(s *session, f *vfs.File, op, name string, replacing bool) *transfer {
-	return &transfer{s: s, f: f, op: op, path: name, replacing: replacing, start: time.Now()}
+func newTransfer(s *session, f *vfs.File, op, name string, replacing bool, release func()) *transfer {
+	return &transfer{s: s, f: f, op: op, path: name, replacing: replacing, start: time.Now(), release: release}
 }
 
-func (t *transfer) ReadAt(p []byte, off int64) (int, error) {
-	n, err := t.f.ReadAt(p, off)
+func (t *transfer) ReadAt(p []byte, off int64) (n int, err error) {
+	defer recoverTo(t.s.log, "read", &err)
+	n, err = t.f.ReadAt(p, off)
 	t.read.Add(int64(n))
 	if err != nil && err != io.EOF {
 		t.ioErr.CompareAndSwap(nil, &err)
@@ -125,8 +183,9 @@ func (t *transfer) ReadAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
-func (t *transfer) WriteAt(p []byte, off int64) (int, error) {
-	n, err := t.f.WriteAt(p, off)
+func (t *transfer) WriteAt(p []byte, off int64) (n int, err error) {
+	defer recoverTo(t.s.log, "write", &err)
+	n, err = t.f.WriteAt(p, off)
 	t.written.Add(int64(n))
 	if err != nil {
 		t.ioErr.CompareAndSwap(nil, &err)
@@ -141,9 +200,10 @@ func (t *transfer) TransferError(err error) {
 	t.interrupt.CompareAndSwap(nil, &err)
 }
 
-func (t *transfer) Close() error {
-	var err error
+func (t *transfer) Close() (err error) {
+	defer recoverTo(t.s.log, "close", &err)
 	t.closedOnce.Do(func() {
+		defer t.release()
 		interrupted := t.interrupt.Load()
 		if interrupted != nil && t.replacing {
 			err = t.f.Abort()
@@ -178,9 +238,9 @@ func (t *transfer) Close() error {
 var errInterrupted = errors.New("transfer interrupted")
 
 // Filecmd runs the path commands.
-func (h *handlers) Filecmd(r *sftp.Request) error {
+func (h *handlers) Filecmd(r *sftp.Request) (err error) {
+	defer recoverTo(h.s.log, r.Method, &err)
 	start := time.Now()
-	var err error
 	op := r.Method
 	switch r.Method {
 	case "Setstat":
@@ -249,6 +309,10 @@ func (h *handlers) setstat(r *sftp.Request) error {
 	start := time.Now()
 	af := r.AttrFlags()
 	a := r.Attributes()
+	if a == nil {
+		h.s.logOp("setstat", r.Filepath, -1, start, errBadMessage)
+		return clientError(errBadMessage)
+	}
 	var (
 		err   error
 		extra []any
@@ -278,9 +342,10 @@ func (h *handlers) setstat(r *sftp.Request) error {
 }
 
 // PosixRename renames, replacing an existing target atomically.
-func (h *handlers) PosixRename(r *sftp.Request) error {
+func (h *handlers) PosixRename(r *sftp.Request) (err error) {
+	defer recoverTo(h.s.log, "rename", &err)
 	start := time.Now()
-	err := h.fs.Rename(r.Filepath, r.Target, true)
+	err = h.fs.Rename(r.Filepath, r.Target, true)
 	h.s.logOp("rename", r.Filepath, -1, start, err, "target", r.Target, "overwrite", true)
 	return clientError(err)
 }
@@ -290,7 +355,8 @@ func (h *handlers) PosixRename(r *sftp.Request) error {
 const statvfsBlock = 4096
 
 // StatVFS answers statvfs@openssh.com (df in sftp, rclone about).
-func (h *handlers) StatVFS(r *sftp.Request) (*sftp.StatVFS, error) {
+func (h *handlers) StatVFS(r *sftp.Request) (_ *sftp.StatVFS, err error) {
+	defer recoverTo(h.s.log, "statvfs", &err)
 	u, err := h.fs.Usage()
 	if err != nil {
 		h.s.log.Debug("statvfs failed", "path", r.Filepath, "err", err)
@@ -327,11 +393,18 @@ func statVFS(u vfs.Usage, f *vfs.FS) *sftp.StatVFS {
 }
 
 // Filelist serves OPENDIR (Method "List") and STAT/FSTAT ("Stat").
-func (h *handlers) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
+func (h *handlers) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
+	defer recoverTo(h.s.log, r.Method, &err)
 	switch r.Method {
 	case "List":
+		release, err := h.takeHandle()
+		if err != nil {
+			h.s.logOp("opendir", r.Filepath, -1, time.Time{}, err)
+			return nil, clientError(err)
+		}
 		d, err := h.fs.Open(r.Filepath)
 		if err != nil {
+			release()
 			h.s.log.Debug("opendir failed", "path", r.Filepath, "err", err)
 			return nil, clientError(err)
 		}
@@ -341,9 +414,10 @@ func (h *handlers) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
 		}
 		if err != nil {
 			d.Close()
+			release()
 			return nil, clientError(err)
 		}
-		return &dirLister{s: h.s, f: d, path: r.Filepath, start: time.Now()}, nil
+		return &dirLister{s: h.s, f: d, path: r.Filepath, start: time.Now(), release: release}, nil
 	case "Stat":
 		fi, err := h.fs.Stat(r.Filepath)
 		if err != nil {
@@ -355,7 +429,8 @@ func (h *handlers) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
 }
 
 // Lstat does not follow symlinks (vfs reports planted ones as such).
-func (h *handlers) Lstat(r *sftp.Request) (sftp.ListerAt, error) {
+func (h *handlers) Lstat(r *sftp.Request) (_ sftp.ListerAt, err error) {
+	defer recoverTo(h.s.log, "lstat", &err)
 	fi, err := h.fs.Lstat(r.Filepath)
 	if err != nil {
 		return nil, clientError(err)
@@ -370,7 +445,8 @@ func (h *handlers) RealPath(p string) (string, error) {
 }
 
 // Readlink follows vfs's symlink policy (planted links: permission denied).
-func (h *handlers) Readlink(p string) (string, error) {
+func (h *handlers) Readlink(p string) (_ string, err error) {
+	defer recoverTo(h.s.log, "readlink", &err)
 	target, err := h.fs.Readlink(p)
 	if err != nil {
 		return "", clientError(err)
@@ -404,13 +480,16 @@ type dirLister struct {
 	path  string
 	start time.Time
 
+	release func()
+
 	mu      sync.Mutex
 	pos     int64
 	eof     bool
 	listErr error
 }
 
-func (l *dirLister) ListAt(buf []os.FileInfo, off int64) (int, error) {
+func (l *dirLister) ListAt(buf []os.FileInfo, off int64) (_ int, err error) {
+	defer recoverTo(l.s.log, "readdir", &err)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if off != l.pos {
@@ -434,6 +513,7 @@ func (l *dirLister) ListAt(buf []os.FileInfo, off int64) (int, error) {
 }
 
 func (l *dirLister) Close() error {
+	defer l.release()
 	err := l.f.Close()
 	l.s.log.Debug("list", "path", l.path, "entries", l.pos, "duration", time.Since(l.start).Round(time.Millisecond), "err", errors.Join(l.listErr, err))
 	return nil

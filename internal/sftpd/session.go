@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -56,7 +57,15 @@ func (ss *session) serveChannel(ctx context.Context, ch ssh.Channel, reqs <-chan
 		work.Add(1)
 		go func() {
 			defer work.Done()
-			code := f()
+			code := func() (code uint32) {
+				defer func() {
+					if v := recover(); v != nil {
+						ss.log.Error("panic in channel work", "what", name, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+						code = exitFailure
+					}
+				}()
+				return f()
+			}()
 			// Like sshd: EOF on stdout, then the exit status, then close.
 			ch.CloseWrite()
 			if _, err := ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{code})); err != nil && !errors.Is(err, io.EOF) {

@@ -2,6 +2,7 @@ package sftpd
 
 import (
 	"bytes"
+	"encoding/binary"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -479,4 +480,81 @@ func TestPlantedSymlink(t *testing.T) {
 	if err := c.Symlink("/evil", "/l2"); err == nil {
 		t.Error("symlink creation succeeded")
 	}
+}
+
+// TestHostileRequests: malformed SETSTAT attributes and a flood of
+// OPENDIRs get error replies; the session (and server) go on.
+func TestHostileRequests(t *testing.T) {
+	ts := startServer(t)
+	u := ts.addUser("alice", users.PermAll)
+	conn := ts.dial(u)
+	sess, err := conn.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	stdin, _ := sess.StdinPipe()
+	stdout, _ := sess.StdoutPipe()
+	if err := sess.RequestSubsystem("sftp"); err != nil {
+		t.Fatal(err)
+	}
+	pkt := func(typ byte, body ...[]byte) []byte {
+		var b []byte
+		for _, x := range body {
+			b = append(b, x...)
+		}
+		out := binary.BigEndian.AppendUint32(nil, uint32(1+len(b)))
+		return append(append(out, typ), b...)
+	}
+	u32 := func(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+	str := func(s string) []byte { return append(u32(uint32(len(s))), s...) }
+	read := func() (byte, []byte) {
+		t.Helper()
+		var hdr [5]byte
+		if _, err := io.ReadFull(stdout, hdr[:]); err != nil {
+			t.Fatalf("read reply: %v", err)
+		}
+		body := make([]byte, binary.BigEndian.Uint32(hdr[:4])-1)
+		if _, err := io.ReadFull(stdout, body); err != nil {
+			t.Fatal(err)
+		}
+		return hdr[4], body
+	}
+	stdin.Write(pkt(1, u32(3))) // INIT
+	if typ, _ := read(); typ != 2 {
+		t.Fatalf("no VERSION reply: %d", typ)
+	}
+	// SETSTAT with every attribute flag set and too few bytes.
+	stdin.Write(pkt(9, u32(6), str("x"), u32(0xFFFFFFFF), []byte{1, 2, 3, 4, 5, 6, 7, 8}))
+	if typ, body := read(); typ != 101 || binary.BigEndian.Uint32(body[4:8]) != 5 { // STATUS, BAD_MESSAGE
+		t.Errorf("setstat with bad attrs: type %d body %x", typ, body)
+	}
+	// OPENDIR beyond the handle limit fails cleanly.
+	ok, failed := 0, 0
+	go func() {
+		for i := range maxHandles + 50 {
+			stdin.Write(pkt(11, u32(uint32(100+i)), str(".")))
+		}
+	}()
+	for range maxHandles + 50 {
+		typ, _ := read()
+		switch typ {
+		case 102: // HANDLE
+			ok++
+		case 101:
+			failed++
+		}
+	}
+	if ok != maxHandles || failed != 50 {
+		t.Errorf("opendir flood: %d handles, %d failures; want %d and 50", ok, failed, maxHandles)
+	}
+	// Another channel on the same connection works.
+	c, err := newSFTPClient(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadDir("/"); err != nil {
+		t.Errorf("new channel: %v", err)
+	}
+	c.Close()
 }
