@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -423,12 +424,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // tells the defender: a failure that AuthPassword has not scored already
 // (all keys refused, the client gave up, the login grace ran out, a broken
 // handshake) counts once. A client that connects and closes without saying
-// anything (port probes, health checks) does not.
+// anything (port probes, health checks, a reset before any login attempt)
+// does not.
 func (s *Server) handshakeFailed(c *serverConn, st *authState, err error) {
 	st.mu.Lock()
 	user, attempts, pwFailures := st.user, st.attempts, st.pwFailures
 	st.mu.Unlock()
-	quiet := errors.Is(err, io.EOF) && attempts == 0
+	quiet := attempts == 0 && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET))
 	if !quiet {
 		s.log.Info("login failed", "remote", c.remote, "user", user, "attempts", attempts, "err", err)
 	}
