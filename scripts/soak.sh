@@ -11,7 +11,8 @@
 #      - TestCrashDuringUploads: SOAK_SCALE kill -9 / restart cycles on the same
 #        data, each at a random point, checking every acknowledged upload;
 #      - TestLoad: 64 SFTP+WebDAV sessions, SOAK_SCALE times more operations;
-#      - TestTamper, TestDiskFull, TestKeyRotateWhileServing, TestHostile*,
+#      - TestKeyRotateWhileServing: 3*SOAK_SCALE rotations under client traffic;
+#      - TestTamper*, TestDiskFull, TestHostile*, TestIsolation, TestLoginFlood:
 #        TestIsolation: as in CI, repeated (random data and timing each run);
 #   3. then runs every Go fuzz target for FUZZTIME each (default 60s).
 # Every run's output goes to SOAK_LOG (default /tmp/securefsd-soak.log); the
@@ -37,11 +38,12 @@ export SECUREFSD_BIN=$bin SECUREFSD_SOAK=$SOAK_SCALE
 : >"$SOAK_LOG"
 
 suites=(
-  'TestCrashDuringUploads'
+  'TestCrashDuringUploads|TestCrashDuringScpOverwrites'
   'TestLoad'
-  'TestTamper$|TestTamperSwapWholeFiles'
+  'TestTamper|TestTamperMetadata|TestTamperRollback|TestTamperSwapWholeFiles'
   'TestDiskFull'
   'TestKeyRotateWhileServing'
+  'TestLoginFlood'
   'TestHostilePaths|TestHostileSFTPPackets|TestHostileWebDAVBodies|TestHeaderInjection'
   'TestIsolation'
 )
