@@ -13,7 +13,7 @@
 #      - TestLoad: 64 SFTP+WebDAV sessions, SOAK_SCALE times more operations;
 #      - TestKeyRotateWhileServing: 3*SOAK_SCALE rotations under client traffic;
 #      - TestTamper*, TestDiskFull, TestHostile*, TestIsolation, TestLoginFlood:
-#        TestIsolation: as in CI, repeated (random data and timing each run);
+#        as in CI, repeated (random data and timing each run);
 #   3. then runs every Go fuzz target for FUZZTIME each (default 60s).
 # Every run's output goes to SOAK_LOG (default /tmp/securefsd-soak.log); the
 # script stops at the first failure and prints the failing run.
