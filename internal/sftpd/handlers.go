@@ -205,9 +205,15 @@ func (t *transfer) Close() (err error) {
 	t.closedOnce.Do(func() {
 		defer t.release()
 		interrupted := t.interrupt.Load()
-		if interrupted != nil && t.replacing {
+		switch {
+		case t.replacing && (interrupted != nil || t.ioErr.Load() != nil):
+			// A broken overwrite (connection lost, quota or disk full):
+			// keep the previous content instead of a truncated file.
 			err = t.f.Abort()
-		} else {
+			if ioErr := t.ioErr.Load(); err == nil && ioErr != nil {
+				err = *ioErr
+			}
+		default:
 			err = t.f.Close()
 		}
 		bytes := t.read.Load() + t.written.Load()

@@ -558,3 +558,32 @@ func TestHostileRequests(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestFailedOverwriteKeepsOld: an overwrite that fails half way (quota)
+// leaves the previous content in place.
+func TestFailedOverwriteKeepsOld(t *testing.T) {
+	ts := startServer(t)
+	u := ts.addUser("q", users.PermAll, func(u *users.User) { u.QuotaBytes = 200 << 10 })
+	c := ts.sftpClient(u)
+	old := randomBytes(t, 50<<10)
+	f, err := c.Create("/doc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(old)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err = c.Create("/doc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, werr := f.Write(randomBytes(t, 1<<20))
+	cerr := f.Close()
+	if werr == nil && cerr == nil {
+		t.Fatal("overwrite beyond the quota succeeded")
+	}
+	if got := readVFS(t, ts.home("q"), "doc"); !bytes.Equal(got, old) {
+		t.Errorf("after a failed overwrite: %d bytes, want the previous %d", len(got), len(old))
+	}
+}
