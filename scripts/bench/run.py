@@ -173,6 +173,8 @@ class Monitor:
         pids = proc_tree(self.root)
         for p in pids:
             reset_hwm(p)
+        # What the largest process already held when the operation started.
+        self.start_kib = max((mem_kib(p)[1] for p in pids), default=0)
         self._cpu0 = cpu_seconds(pids)
         self._busy0 = cpu_busy_ticks()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -357,6 +359,7 @@ class Bench:
             "seconds": r.get("seconds", wall), "wall": wall, "bytes": r.get("bytes", 0),
             "ops": r.get("ops", 0), "errors": r.get("errors", 0), "note": r.get("note", ""),
             "cpu_s": round(m.cpu, 3), "peak_rss_kib": m.hwm_kib, "tree_rss_kib": m.tree_kib,
+            "start_rss_kib": m.start_kib,
             "client_cpu_s": round(client, 3), "machine_busy_s": round(m.machine_busy, 2),
             "other_load_cores": round(noise, 2),
         }
@@ -782,6 +785,8 @@ class Bench:
                 cell["cpu_s_per_gib"] = statistics.median(gib) if gib and r["kind"] == "MBps" else None
                 cell["cpu_s"] = statistics.median([s["cpu_s"] for s in ss]) if ss else None
                 cell["peak_rss_mib"] = max((s["peak_rss_kib"] for s in ss), default=0) / 1024
+                top = max(ss, key=lambda s: s["peak_rss_kib"])
+                cell["peak_held_at_start"] = top.get("start_rss_kib", 0) >= 0.9 * top["peak_rss_kib"] > 0
                 cell["tree_rss_mib"] = max((s["tree_rss_kib"] for s in ss), default=0) / 1024
                 if not vals and ss:
                     cell["error_note"] = next((s["note"] for s in ss if s["note"]), "")[:300]
@@ -874,7 +879,7 @@ class Bench:
                     continue
                 cpu = (f"{c['cpu_s_per_gib']:.2f} s/GiB" if c.get("cpu_s_per_gib") is not None
                        else f"{c['cpu_s']:.2f} s")
-                rss = f"{c['peak_rss_mib']:.0f}"
+                rss = f"{c['peak_rss_mib']:.0f}" + ("\\*" if c.get("peak_held_at_start") else "")
                 if c["tree_rss_mib"] > 1.3 * c["peak_rss_mib"]:
                     rss += f" (tree {c['tree_rss_mib']:.0f})"
                 ratio = ""
@@ -898,7 +903,9 @@ class Bench:
                        f"(of {machine['nproc']})."]
         md += ["", "MB/s = 10^6 bytes/s of file data. Server CPU = user+system seconds of the server process "
                "tree per GiB moved (or per operation batch). Peak RSS = largest VmHWM of one server process; "
-               "\"tree\" = largest sum of RSS over the process tree (sshd forks per connection). "
+               "\"tree\" = largest sum of RSS over the process tree (sshd forks per connection); "
+               "\\* = the process already held at least 90% of that when the operation started (memory kept "
+               "from an earlier operation, not taken by this one). "
                "securefsd / best peer: ratio of medians (> 1 is better for ↑ rows, worse for ↓ rows)."]
         if checks:
             md += ["", "### Targets (issue 7)", "", "| Target | Met | Measured |", "|---|---|---|"]
