@@ -187,7 +187,7 @@ if want openssh; then
 		PrintMotd no
 		MaxStartups 200
 		MaxSessions 200
-		LogLevel ERROR
+		LogLevel INFO
 		Subsystem sftp internal-sftp -d $tmp/data/openssh
 	EOF
 	start openssh "$SSHD" -D -e -f "$tmp/ssh/sshd_config"
@@ -227,7 +227,7 @@ if want nginx; then
 		error_log $tmp/nginx/error.log warn;
 		events { worker_connections 1024; }
 		http {
-		    access_log off;
+		    access_log $tmp/nginx/access.log;
 		    sendfile on;
 		    tcp_nopush on;
 		    keepalive_timeout 65;
