@@ -262,8 +262,8 @@ if want nginx; then
 	wait_port "$p_nginx_https" nginx "$pid_nginx"
 	wait_port "$p_nginx_http" nginx "$pid_nginx"
 	nver=$("$NGINX" -v 2>&1 | sed -n 's/.*nginx\///p')
-	servers+=("{\"name\":\"nginx-https\",\"label\":\"nginx $nver dav+dav_ext\",\"proto\":\"webdav\",\"url\":\"https://127.0.0.1:$p_nginx_https/\",\"pid\":$pid_nginx,\"data_dir\":\"$tmp/data/nginx\",\"ns\":\"https\"}")
-	servers+=("{\"name\":\"nginx-http\",\"label\":\"nginx $nver dav+dav_ext\",\"proto\":\"webdav\",\"url\":\"http://127.0.0.1:$p_nginx_http/\",\"pid\":$pid_nginx,\"data_dir\":\"$tmp/data/nginx\",\"ns\":\"http\"}")
+	servers+=("{\"name\":\"nginx-https\",\"label\":\"nginx $nver dav+dav_ext\",\"proto\":\"webdav\",\"url\":\"https://127.0.0.1:$p_nginx_https/\",\"pid\":$pid_nginx,\"data_dir\":\"$tmp/data/nginx\"}")
+	servers+=("{\"name\":\"nginx-http\",\"label\":\"nginx $nver dav+dav_ext\",\"proto\":\"webdav\",\"url\":\"http://127.0.0.1:$p_nginx_http/\",\"pid\":$pid_nginx,\"data_dir\":\"$tmp/data/nginx\"}")
 fi
 
 # ---------------------------------------------------------------- securefsd

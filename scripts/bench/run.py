@@ -28,6 +28,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -210,12 +211,7 @@ class Target:
         self.subject = bool(d.get("subject"))
         self.unavailable = d.get("unavailable", "")
         self.pprof = d.get("pprof", "")
-        self.ns = d.get("ns", "")
         self.tls = self.url.startswith("https:")
-
-    @property
-    def kind(self):
-        return "securefsd" if self.subject else "peer"
 
 
 class Bench:
@@ -972,7 +968,6 @@ def dir_bytes(d):
 
 
 def mkstemp_in(d, prefix):
-    import tempfile
     return tempfile.mkstemp(prefix=prefix, dir=d)
 
 
