@@ -261,10 +261,11 @@ func TestSlowloris(t *testing.T) {
 		}()
 	}
 	// An authenticated SSH connection that goes idle is closed by --idle-timeout.
+	auth := keyAuth(t, key)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		c, err := dialSSH(srv, "", sshConfig("alice", keyAuth(t, key)))
+		c, err := dialSSH(srv, "", sshConfig("alice", auth))
 		if err != nil {
 			t.Errorf("ssh login: %v", err)
 			return

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
 )
 
 // loadSession is one client session of the load test: SFTP or WebDAV.
@@ -131,9 +132,9 @@ func TestLoad(t *testing.T) {
 		ops = 2
 	}
 	srv, pprofAddr := startWithPprof(t)
-	keys := make([]string, users)
+	auths := make([]ssh.AuthMethod, users)
 	for u := range users {
-		keys[u] = mkUser(t, srv, fmt.Sprintf("load%d", u), fmt.Sprintf("load-pw-%d", u))
+		auths[u] = keyAuth(t, mkUser(t, srv, fmt.Sprintf("load%d", u), fmt.Sprintf("load-pw-%d", u)))
 	}
 	// One WebDAV login per user first: later requests hit the verified-password
 	// cache instead of running 32 Argon2id checks at once.
@@ -158,7 +159,7 @@ func TestLoad(t *testing.T) {
 		go func() {
 			defer setup.Done()
 			if (i/users)%2 == 0 {
-				c, err := openSFTP(srv, s.user, keyAuth(t, keys[u]))
+				c, err := openSFTP(srv, s.user, auths[u])
 				if err != nil {
 					setupErr.Store(err)
 					return
