@@ -404,6 +404,18 @@ class Bench:
         heap.join()
         prof.wait()
         subprocess.run(["curl", "-sS", "-o", f"{d}/{tag}-allocs-after.pb.gz", f"{base}/allocs"], check=False)
+        # A readable summary next to the profiles: CPU top, live heap half way,
+        # bytes allocated during the operation.
+        with open(f"{d}/SUMMARY.txt", "a") as f:
+            for title, args in (
+                    ("CPU", ["-top", "-nodecount=25", f"{d}/{tag}-cpu.pb.gz"]),
+                    ("live heap half way (inuse_space)",
+                     ["-sample_index=inuse_space", "-top", "-nodecount=10", f"{d}/{tag}-heap-mid.pb.gz"]),
+                    ("allocated during the operation (alloc_space)",
+                     ["-sample_index=alloc_space", "-top", "-nodecount=10",
+                      "-diff_base", f"{d}/{tag}-allocs-before.pb.gz", f"{d}/{tag}-allocs-after.pb.gz"])):
+                p = subprocess.run(["go", "tool", "pprof"] + args, capture_output=True, text=True, check=False)
+                f.write(f"==== {tag}: {title}\n{p.stdout or p.stderr}\n")
         log(f"  pprof {tag}: {d}/{tag}-cpu.pb.gz (+ heap-mid, allocs before/after)")
 
     def median_seconds(self, rid, t):
