@@ -211,16 +211,29 @@ func TestLoad(t *testing.T) {
 	// are equal and must leave the resident memory about where it was.
 	start := time.Now()
 	resetPeakRSS(t, srv.Pid())
-	var rss [4]int64
-	for r := 1; r <= 3; r++ {
+	rounds := 3
+	if n, err := strconv.Atoi(os.Getenv("SECUREFSD_LOAD_ROUNDS")); err == nil && n > 3 {
+		rounds = n
+	}
+	rss := make([]int64, rounds+1)
+	live := make([]int64, rounds+1)
+	for r := 1; r <= rounds; r++ {
 		runRound(r)
 		rss[r] = procKB(t, srv.Pid(), "VmRSS")
+		live[r] = liveHeap(t, pprofAddr) >> 10
+	}
+	if out := os.Getenv("SECUREFSD_LOAD_HEAP_PROFILE"); out != "" {
+		// For `go tool pprof BINARY FILE`: where the live heap is.
+		saveURL(t, "http://"+pprofAddr+"/debug/pprof/heap?gc=1", out)
 	}
 	hwm := procKB(t, srv.Pid(), "VmHWM")
-	t.Logf("3 rounds x %d sessions x %d ops in %v; server RSS after each round %d, %d, %d KiB; peak %d KiB",
-		sessions, ops, time.Since(start).Round(time.Millisecond), rss[1], rss[2], rss[3], hwm)
-	if rss[3] > rss[2]*3/2 {
-		t.Errorf("server RSS grew from %d KiB to %d KiB between two equal rounds", rss[2], rss[3])
+	t.Logf("%d rounds x %d sessions x %d ops in %v; server RSS after each round %v KiB; live heap after GC %v KiB; peak RSS %d KiB",
+		rounds, sessions, ops, time.Since(start).Round(time.Millisecond), rss[1:], live[1:], hwm)
+	if rss[rounds] > rss[rounds-1]*3/2 {
+		t.Errorf("server RSS grew from %d KiB to %d KiB between two equal rounds", rss[rounds-1], rss[rounds])
+	}
+	if live[rounds] > live[rounds-1]*3/2+4<<10 {
+		t.Errorf("server live heap grew from %d KiB to %d KiB between two equal rounds", live[rounds-1], live[rounds])
 	}
 
 	// Cross-protocol: every file a session left is read back by the other protocol.
@@ -266,6 +279,22 @@ func TestLoad(t *testing.T) {
 	t.Logf("goroutines %d (before %d), descriptors %d (before %d)", g, baseG, fds, baseFD)
 }
 
+func saveURL(t testing.TB, url, path string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // peerSFTP returns an SFTP session of the same user as s.
 func peerSFTP(ss []*loadSession, s *loadSession) *loadSession {
 	for _, o := range ss {
@@ -293,6 +322,28 @@ func startWithPprof(t testing.TB, opts ...ServerOption) (*Server, string) {
 }
 
 var totalAlloc = regexp.MustCompile(`# TotalAlloc = (\d+)`)
+
+var heapAlloc = regexp.MustCompile(`# HeapAlloc = (\d+)`)
+
+// liveHeap is the server's live heap in bytes right after a forced GC.
+func liveHeap(t testing.TB, addr string) int64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?debug=1&gc=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := heapAlloc.FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no HeapAlloc in the heap profile")
+	}
+	n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return n
+}
 
 // allocated is the server's cumulative heap allocation in bytes
 // (runtime.MemStats.TotalAlloc, from pprof): the difference between two
