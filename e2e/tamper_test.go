@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -172,8 +173,8 @@ var foundBeforeAnswer = map[string]bool{
 }
 
 // TestTamper damages stored ciphertext in every way a disk, a backup or an
-// attacker with the disk could, and checks that every read over SFTP and
-// WebDAV fails (never returning wrong bytes), that the log names the file
+// attacker with the disk could, and checks that every read over SFTP
+// (OpenSSH sftp, pkg/sftp), legacy SCP and WebDAV (Go client, curl) fails (never returning wrong bytes), that the log names the file
 // and says "integrity", and that `securefsd verify` lists exactly the damaged
 // files and exits non-zero.
 //
@@ -183,6 +184,7 @@ var foundBeforeAnswer = map[string]bool{
 // the response short of its Content-Length, which every client reports as
 // an error. The bytes before the damaged chunk are authentic.
 func TestTamper(t *testing.T) {
+	NeedTool(t, "scp")
 	srv := StartServer(t)
 	aliceKey := mkUser(t, srv, "alice", "alice-pw-1")
 	bobKey := mkUser(t, srv, "bob", "bob-pw-1")
@@ -232,6 +234,16 @@ func TestTamper(t *testing.T) {
 			}
 			if got, err := os.ReadFile(local); err == nil {
 				assertAuthenticPrefix(t, "sftp get", got, orig)
+			}
+
+			// Legacy scp (-O): the server's SCP source must fail the copy too.
+			local = filepath.Join(t.TempDir(), "scp")
+			args := append(srv.SSHOpts(aliceKey), "-O", "-q", "-P", srv.SFTPPort, "alice@"+srv.SFTPHost+":"+tc.name, local)
+			if out, err := exec.Command("scp", args...).CombinedOutput(); err == nil {
+				t.Errorf("scp -O of a damaged file succeeded: %s", out)
+			}
+			if got, err := os.ReadFile(local); err == nil {
+				assertAuthenticPrefix(t, "scp -O", got, orig)
 			}
 
 			// pkg/sftp: the error is SSH_FX_FAILURE, its message says integrity.
@@ -376,7 +388,15 @@ func TestTamperSwapWholeFiles(t *testing.T) {
 func assertAuthenticPrefix(t *testing.T, what string, got, orig []byte) {
 	t.Helper()
 	if len(got) > len(orig) || !bytes.Equal(got, orig[:len(got)]) {
-		t.Errorf("%s returned %d bytes that are not the file's own (wrong bytes)", what, len(got))
+		i := 0
+		for i < len(got) && i < len(orig) && got[i] == orig[i] {
+			i++
+		}
+		if len(bytes.Trim(got[i:], "\x00")) == 0 {
+			t.Errorf("%s returned %d bytes: the file's first %d, then %d zero bytes (padding after the failure: wrong bytes on disk)", what, len(got), i, len(got)-i)
+		} else {
+			t.Errorf("%s returned %d bytes that are not the file's own (wrong bytes from offset %d)", what, len(got), i)
+		}
 		return
 	}
 	if len(got) == len(orig) && len(orig) > 0 {
