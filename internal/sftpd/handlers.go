@@ -48,8 +48,18 @@ func (h *handlers) takeHandle() (release func(), err error) {
 		h.handles.Add(-1)
 		return nil, errTooManyHandles
 	}
+	if h.s.conn != nil {
+		h.s.conn.acquire()
+	}
 	var once sync.Once
-	return func() { once.Do(func() { h.handles.Add(-1) }) }, nil
+	return func() {
+		once.Do(func() {
+			h.handles.Add(-1)
+			if h.s.conn != nil {
+				h.s.conn.release()
+			}
+		})
+	}, nil
 }
 
 // recoverTo turns a panic in a handler (a bug, possibly reached by hostile

@@ -328,3 +328,53 @@ func TestInterruptedUpload(t *testing.T) {
 		t.Errorf("interrupted transfer not logged")
 	}
 }
+
+// TestShutdownGraceful: an idle session is closed at once; a session with
+// an open upload finishes it (the CLOSE reply arrives) and is then closed.
+func TestShutdownGraceful(t *testing.T) {
+	ts := startServer(t)
+	u := ts.addUser("alice", users.PermAll)
+	idle := ts.sftpClient(u)
+	busy := ts.sftpClient(u)
+	if _, err := idle.Getwd(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := busy.Create("/upload")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("first half "))
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		done <- ts.srv.Shutdown(ctx)
+	}()
+	// The idle session goes away while the upload is still open.
+	idleGone := make(chan struct{})
+	go func() {
+		for {
+			if _, err := idle.Getwd(); err != nil {
+				close(idleGone)
+				return
+			}
+		}
+	}()
+	select {
+	case <-idleGone:
+	case err := <-done:
+		t.Fatalf("Shutdown returned %v before the upload ended", err)
+	}
+	if _, err := f.Write([]byte("second half")); err != nil {
+		t.Fatalf("busy session cut during Shutdown: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close of the upload during Shutdown: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	if got := readVFS(t, ts.home("alice"), "upload"); string(got) != "first half second half" {
+		t.Errorf("upload = %q", got)
+	}
+}

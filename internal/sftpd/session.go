@@ -20,6 +20,7 @@ import (
 // what the log needs to say who did what.
 type session struct {
 	srv    *Server
+	conn   *serverConn // for Shutdown's busy count
 	fs     *vfs.FS
 	user   string
 	remote string
@@ -55,8 +56,15 @@ func (ss *session) serveChannel(ctx context.Context, ch ssh.Channel, reqs <-chan
 	run := func(name string, f func() uint32) {
 		started = true
 		work.Add(1)
+		busy := name != "sftp" // SFTP is busy per open handle (handlers.takeHandle)
+		if busy {
+			ss.conn.acquire()
+		}
 		go func() {
 			defer work.Done()
+			if busy {
+				defer ss.conn.release()
+			}
 			code := func() (code uint32) {
 				defer func() {
 					if v := recover(); v != nil {

@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -87,6 +88,39 @@ type serverConn struct {
 	remote string
 	user   string // set after authentication
 	cancel context.CancelFunc
+	srv    *Server
+	// busy counts open SFTP handles and running commands; Shutdown closes
+	// a connection as soon as it has none.
+	busy atomic.Int64
+}
+
+// shutdownIdleGrace is how long a connection that just became idle during
+// Shutdown stays open, so the reply to its last request (e.g. the CLOSE
+// that ended the upload) reaches the client first.
+const shutdownIdleGrace = time.Second
+
+// acquire marks the start of work that Shutdown should wait for; release
+// ends it.
+func (c *serverConn) acquire() { c.busy.Add(1) }
+
+func (c *serverConn) release() {
+	if c.busy.Add(-1) != 0 || !c.srv.isClosing() {
+		return
+	}
+	time.AfterFunc(shutdownIdleGrace, func() {
+		if c.busy.Load() == 0 {
+			c.nc.Close()
+		}
+	})
+}
+
+func (s *Server) isClosing() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // permUserKey is the ExtraData key under which the authenticated users.User
@@ -332,7 +366,7 @@ func (s *Server) startConn(ctx context.Context, nc net.Conn) {
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	c := &serverConn{nc: nc, remote: remote, cancel: cancel}
+	c := &serverConn{nc: nc, remote: remote, cancel: cancel, srv: s}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -386,9 +420,11 @@ func (s *Server) releaseUser(user string) {
 	}
 }
 
-// Shutdown stops accepting, waits for sessions to end until ctx is done,
-// then closes them (open uploads are closed as if the connection dropped)
-// and waits for their goroutines to finish.
+// Shutdown stops accepting and closes idle connections (no open file or
+// directory handle, no running command) at once; busy ones are closed when
+// their work ends, or when ctx is done (open uploads are then closed as if
+// the connection dropped). It returns when every connection goroutine has
+// finished.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.closing {
@@ -397,6 +433,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	for ln := range s.listeners {
 		ln.Close()
+	}
+	for c := range s.conns {
+		if c.busy.Load() == 0 {
+			c.nc.Close()
+		}
 	}
 	s.mu.Unlock()
 
@@ -472,6 +513,7 @@ func (s *Server) serveConn(ctx context.Context, c *serverConn) {
 	s.log.Info("session start", "user", u.Name, "remote", c.remote, "client", string(sconn.ClientVersion()))
 	sess := &session{
 		srv:    s,
+		conn:   c,
 		fs:     home,
 		user:   u.Name,
 		remote: c.remote,
