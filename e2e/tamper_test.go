@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/securefsd/securefsd/internal/envelope"
 )
 
@@ -221,6 +223,11 @@ func TestTamper(t *testing.T) {
 
 	dav := newDAV(t, srv, "alice", "alice-pw-1", "")
 	gc := newSFTP(t, srv, "alice", aliceKey)
+	sshc, err := dialSSH(srv, "", sshConfig("alice", keyAuth(t, aliceKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sshc.Close()
 	for _, tc := range tamperCases {
 		t.Run(tc.name, func(t *testing.T) {
 			orig := originals[tc.name]
@@ -271,6 +278,22 @@ func TestTamper(t *testing.T) {
 				assertAuthenticPrefix(t, "WebDAV GET", body, orig)
 			}
 
+			// A server-side COPY must not launder the damage into a new,
+			// valid-looking file.
+			code, _, _ = dav.do("COPY", "/"+tc.name, nil, "Destination: "+srv.DAVURL+"/copy-of-"+tc.name, "Overwrite: T")
+			if code/100 == 2 {
+				if got, err := dav.get("/copy-of-" + tc.name); err == nil {
+					t.Errorf("COPY of a damaged file answered %d and made a readable copy (%d bytes)", code, len(got))
+				}
+			}
+
+			// The checksum commands rclone runs answer the true digest or fail.
+			if out, err := sshRun(sshc, "md5sum "+tc.name); err == nil {
+				if want := fmt.Sprintf("%x", md5.Sum(orig)); !strings.HasPrefix(out, want) {
+					t.Errorf("md5sum of a damaged file answered %q, not the file's digest %s", out, want)
+				}
+			}
+
 			// curl, a real client, reports the failure.
 			out, err = srv.Curl(t, "alice", "alice-pw-1", "-f", "-o", filepath.Join(t.TempDir(), "curl"), srv.DAVURL+"/"+tc.name)
 			if err == nil {
@@ -288,6 +311,7 @@ func TestTamper(t *testing.T) {
 	}
 
 	// Every damaged file is named in an integrity log line.
+	sshc.Close()
 	for _, tc := range tamperCases {
 		waitFor(t, 10*time.Second, "an integrity log line naming "+tc.name, func() bool {
 			return len(logLines(srv, "integrity", tc.name)) > 0
@@ -380,6 +404,17 @@ func TestTamperSwapWholeFiles(t *testing.T) {
 	default:
 		t.Fatalf("swapped file read back as neither file (%d bytes)", len(got))
 	}
+}
+
+// sshRun runs one exec request on an SSH connection and returns its output.
+func sshRun(c *ssh.Client, cmd string) (string, error) {
+	s, err := c.NewSession()
+	if err != nil {
+		return "", err
+	}
+	defer s.Close()
+	out, err := s.Output(cmd)
+	return strings.TrimSpace(string(out)), err
 }
 
 // assertAuthenticPrefix fails unless got is a strict prefix of orig (a read
