@@ -82,3 +82,26 @@ func TestClientErrorLimits(t *testing.T) {
 		t.Errorf("bad message: %v", got)
 	}
 }
+
+func TestStatVFS(t *testing.T) {
+	const gib = 1 << 30
+	tests := []struct {
+		name             string
+		u                vfs.Usage
+		total, free      uint64
+		files, freeFiles uint64
+	}{
+		{"disk", vfs.Usage{UsedBytes: 5, Files: 3, DiskTotal: 100 * gib, DiskFree: 40 * gib}, 100 * gib, 40 * gib, 3 + 1<<31, 1 << 31},
+		{"quota", vfs.Usage{UsedBytes: gib, Files: 3, QuotaBytes: 10 * gib, QuotaFiles: 100, DiskTotal: 100 * gib, DiskFree: 40 * gib}, 10 * gib, 9 * gib, 100, 97},
+		{"quota above free disk", vfs.Usage{UsedBytes: 0, QuotaBytes: 10 * gib, DiskTotal: 100 * gib, DiskFree: 2 * gib}, 10 * gib, 2 * gib, 1 << 31, 1 << 31},
+		{"over quota", vfs.Usage{UsedBytes: 11 * gib, Files: 120, QuotaBytes: 10 * gib, QuotaFiles: 100, DiskTotal: 100 * gib, DiskFree: 40 * gib}, 10 * gib, 0, 100, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := statVFS(tt.u)
+			if st.TotalSpace() != tt.total || st.FreeSpace() != tt.free || st.Files != tt.files || st.Ffree != tt.freeFiles {
+				t.Errorf("statVFS = total %d free %d files %d ffree %d", st.TotalSpace(), st.FreeSpace(), st.Files, st.Ffree)
+			}
+		})
+	}
+}

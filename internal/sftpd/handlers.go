@@ -378,10 +378,10 @@ func (h *handlers) StatVFS(r *sftp.Request) (_ *sftp.StatVFS, err error) {
 		h.s.log.Debug("statvfs failed", "path", r.Filepath, "err", err)
 		return nil, clientError(err)
 	}
-	return statVFS(u, h.fs), nil
+	return statVFS(u), nil
 }
 
-func statVFS(u vfs.Usage, f *vfs.FS) *sftp.StatVFS {
+func statVFS(u vfs.Usage) *sftp.StatVFS {
 	total, free := u.DiskTotal, u.DiskFree
 	if u.QuotaBytes > 0 {
 		total = u.QuotaBytes
@@ -404,7 +404,6 @@ func statVFS(u vfs.Usage, f *vfs.FS) *sftp.StatVFS {
 		Favail:  uint64(ffree),
 		Namemax: 255,
 	}
-	_ = f
 	return st
 }
 
