@@ -48,14 +48,16 @@
 // state (one envelope.File with its chunk cache), so they see one size and
 // the same bytes, and a writer's size wins over the disk's.
 //
-// O_CREATE of a new file and O_TRUNC of an existing file that nobody has
-// open write an encrypted temporary file, renamed over the name when the
-// writer closes: a failed upload never leaves a partial file under its
-// name (the old content stays). While it is written, the new file is
-// visible to Stat, ReadDir and Open through the open-file table. Writes
-// without O_TRUNC (resume, sshfs edits, OpenSSH scp which truncates with
-// SETSTAT afterwards), and O_TRUNC of a file open elsewhere, happen in place
-// through the shared state. Plaintext never reaches the disk.
+// O_CREATE of a new file and O_TRUNC of an existing file write an encrypted
+// temporary file, renamed over the name when the writer closes (Abort
+// drops it): a failed upload never leaves a partial file under its name
+// (the old content stays). While it is written, the new file is visible to
+// Stat, ReadDir and Open through the open-file table. Handles that were
+// only reading the old file keep reading the old content. Writes without
+// O_TRUNC (resume, sshfs edits, OpenSSH scp which truncates with SETSTAT
+// afterwards), and O_TRUNC of a file another handle has open for writing,
+// happen in place through the shared state. Plaintext never reaches the
+// disk, temporary files included.
 //
 // Files that are not valid envelope files (plaintext put there by hand, or
 // damaged ciphertext) fail with ErrIntegrity, logged with the client path;
@@ -69,11 +71,28 @@
 // file is re-applied after every later flush and at close, so it survives
 // the write-back of buffered data.
 //
+// # Metadata and hashes
+//
+// Meta (WebDAV dead properties, cached hashes) lives in the encrypted
+// sidecar of the entry's directory; a directory's own metadata is in its
+// own sidecar, so it moves with it. Rename moves a file's entry, Remove
+// drops it. Property changes are written through (temporary file, fsync,
+// rename); hash-only changes in directories of more than 256 entries are
+// written behind within a second, so bulk uploads do not rewrite a large
+// sidecar per file. Hashes (MD5, SHA-1, SHA-256) of a file written
+// sequentially from offset 0 are computed during the upload on background
+// goroutines; otherwise Checksums reads the file once. A cached value is
+// used only while the file's size and mtime match and no handle has it
+// open; an in-place write drops it at once, Chtimes keeps it valid.
+//
 // # Quota and usage
 //
-// A home's usage (plaintext bytes, regular files) is counted once when the
-// home is first opened and kept up to date; writes that would exceed the
-// quota fail with ErrQuota, a full disk with ErrNoSpace.
+// A home's usage (plaintext bytes, regular files; directories and the
+// store's own files do not count) is counted once when the home is first
+// opened and kept up to date; writes that would exceed the quota fail with
+// ErrQuota, a full disk with ErrNoSpace. A replacement upload is credited
+// the size of the file it replaces, so a file can be replaced near the
+// quota; the file quota is checked when a new name is created.
 //
 // # Concurrency
 //
