@@ -202,26 +202,31 @@ func TestBan(t *testing.T) {
 }
 
 func TestSessionLimits(t *testing.T) {
-	ts := startServer(t, func(o *Options) { o.MaxSessionsPerUser = 2; o.MaxSessions = 3 })
-	a := ts.addUser("alice", users.PermAll)
-	b := ts.addUser("bob", users.PermAll)
-	// Two sessions for alice work, the third is closed after login.
-	ts.sftpClient(a)
-	ts.sftpClient(a)
-	c, err := ssh.Dial("tcp", ts.addr, clientConfig(a, ts, nil))
-	if err == nil {
-		// The server closes the connection: opening a session fails.
-		if _, serr := c.NewSession(); serr == nil {
-			t.Error("third session for alice was allowed")
+	t.Run("per user", func(t *testing.T) {
+		ts := startServer(t, func(o *Options) { o.MaxSessionsPerUser = 2 })
+		a := ts.addUser("alice", users.PermAll)
+		b := ts.addUser("bob", users.PermAll)
+		ts.sftpClient(a)
+		ts.sftpClient(a)
+		// The third connection of alice is closed right after login.
+		if c, err := ssh.Dial("tcp", ts.addr, clientConfig(a, ts, nil)); err == nil {
+			if _, serr := c.NewSession(); serr == nil {
+				t.Error("third session for alice was allowed")
+			}
+			c.Close()
 		}
-		c.Close()
-	}
-	// Bob takes the last of 3 total slots; another connection is refused.
-	ts.sftpClient(b)
-	if c, err := ssh.Dial("tcp", ts.addr, clientConfig(b, ts, nil)); err == nil {
-		c.Close()
-		t.Error("connection beyond MaxSessions accepted")
-	}
+		ts.sftpClient(b) // other users are not affected
+	})
+	t.Run("total", func(t *testing.T) {
+		ts := startServer(t, func(o *Options) { o.MaxSessions = 2 })
+		a := ts.addUser("alice", users.PermAll)
+		ts.sftpClient(a)
+		ts.sftpClient(a)
+		if c, err := ssh.Dial("tcp", ts.addr, clientConfig(a, ts, nil)); err == nil {
+			c.Close()
+			t.Error("connection beyond MaxSessions accepted")
+		}
+	})
 }
 
 func TestLoginGraceAndIdleTimeout(t *testing.T) {
