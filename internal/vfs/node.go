@@ -62,7 +62,8 @@ type node struct {
 
 // openInPlace opens the regular file rel for in-place use. Caller holds
 // h.ns exclusively and has checked rel is not in h.nodes. If the inode is
-// already open under another name (a planted link), that node is returned.
+// already open under another name (a hard link planted on disk), that node
+// is returned, so one inode never has two chunk caches.
 func (h *home) openInPlace(rel string, writable bool) (*node, error) {
 	f, err := h.root.OpenFile(rel, os.O_RDWR|syscall.O_NONBLOCK, 0)
 	rw := true
@@ -143,8 +144,8 @@ func idOf(fi fs.FileInfo) fileKey {
 	return fileKey{}
 }
 
-// upgrade reopens a read-only node's file for writing (through /proc is not
-// available inside a root, so by name, checking the inode is the same).
+// upgrade reopens a read-only node's file for writing, by name through the
+// root, checking it is still the same inode.
 func (n *node) upgrade() error {
 	n.h.mu.Lock()
 	key := n.key
