@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -159,6 +160,56 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("read back after freeing space: %v", err)
 	}
 	checkExisting("after freeing space")
+
+	// A completely full disk: fill it with 256 KiB files until one fails,
+	// then metadata writes fail cleanly and keep what was there.
+	setProp := `<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><z:note xmlns:z="urn:z">%s</z:note></D:prop></D:set></D:propertyupdate>`
+	if code, b, _ := dav.do("PROPPATCH", "/keep-dav", strings.NewReader(fmt.Sprintf(setProp, "before-full"))); code != http.StatusMultiStatus {
+		t.Fatalf("PROPPATCH: %d %s", code, b)
+	}
+	var fillers []string
+	for i := 0; i < 200; i++ {
+		n := fmt.Sprintf("filler-%03d", i)
+		if err := sftpPut(c, n, randBytes(256<<10)); err != nil {
+			if !strings.Contains(err.Error(), "no space left on device") {
+				t.Errorf("filling the disk: %v", err)
+			}
+			gone(n)
+			break
+		}
+		fillers = append(fillers, n)
+	}
+	t.Logf("disk full after %d filler files; %d KiB free", len(fillers), freeBytes(t, data)>>10)
+	bigProp := strings.Repeat("x", 512<<10)
+	code, b, _ := dav.do("PROPPATCH", "/keep-dav", strings.NewReader(fmt.Sprintf(setProp, bigProp)))
+	if code != http.StatusInsufficientStorage && code != http.StatusMultiStatus {
+		t.Errorf("PROPPATCH of a 512 KiB property on a full disk: %d %.200s (want 507)", code, b)
+	}
+	code, b, _ = dav.do("PROPFIND", "/keep-dav", strings.NewReader(`<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><z:note xmlns:z="urn:z"/></D:prop></D:propfind>`), "Depth: 0")
+	if code != http.StatusMultiStatus || !(bytes.Contains(b, []byte("before-full")) || bytes.Contains(b, []byte(bigProp[:1000]))) {
+		t.Errorf("the property after a PROPPATCH on a full disk: %d %.300s", code, b)
+	}
+	if code, _, _ := dav.do("PUT", "/small-on-full", bytes.NewReader(randBytes(300<<10))); code != http.StatusInsufficientStorage {
+		t.Errorf("PUT on a full disk: %d, want 507", code)
+	}
+	gone("small-on-full")
+	// Renames and deletes need no space.
+	if err := c.Rename("keep-0", "keep-0-renamed"); err != nil {
+		t.Errorf("rename on a full disk: %v", err)
+	} else {
+		existing["keep-0-renamed"] = existing["keep-0"]
+		delete(existing, "keep-0")
+	}
+	checkExisting("on a full disk")
+	alive(t, srv, "alice", "alice-pw-1", key)
+	for _, n := range fillers {
+		if err := c.Remove(n); err != nil {
+			t.Errorf("delete on a full disk: %v", err)
+		}
+	}
+	if err := sftpPut(c, "after-full", randBytes(1<<20)); err != nil {
+		t.Errorf("upload after emptying the disk again: %v", err)
+	}
 	if damaged, failed, out := verify(t, srv); failed || len(damaged) > 0 {
 		t.Errorf("verify after disk full: %v\n%s", damaged, out)
 	}
