@@ -10,8 +10,8 @@ import (
 // sshConn wraps a client's TCP connection for x/crypto/ssh:
 //
 //   - Deadlines: first the login grace (fixed), then the idle timeout,
-//     moved forward on traffic at most once a second (so the hot path costs
-//     a clock read and an atomic load).
+//     moved forward on traffic at most every idle/8, capped at once a
+//     second (so the hot path costs a clock read and an atomic load).
 //   - Coalesced writes: x/crypto writes every SSH packet through a 4 KiB
 //     bufio.Writer, so one 32 KiB SFTP read reply costs about four write
 //     syscalls (header packet, buffer fill, rest, MAC). Write here only
@@ -75,7 +75,7 @@ func (c *sshConn) bump() {
 	}
 	now := time.Now().UnixNano()
 	last := c.last.Load()
-	if now-last < int64(time.Second) || !c.last.CompareAndSwap(last, now) {
+	if !bumpDue(now, last, idle) || !c.last.CompareAndSwap(last, now) {
 		return
 	}
 	c.Conn.SetDeadline(time.Unix(0, now+idle))
@@ -83,6 +83,13 @@ func (c *sshConn) bump() {
 
 // Read serves from a 64 KiB buffer: x/crypto reads through a 4 KiB
 // bufio.Reader, which would cost two or three syscalls per 32 KiB packet.
+// bumpDue reports whether the deadline should move (times in
+// nanoseconds): at most every idle/8, capped at once a second, so the idle
+// time granted after the last traffic stays at least 7/8 of idle.
+func bumpDue(now, last, idle int64) bool {
+	return now-last >= min(idle/8, int64(time.Second))
+}
+
 func (c *sshConn) Read(p []byte) (int, error) {
 	if c.rpos == c.rend {
 		if c.rerr != nil {

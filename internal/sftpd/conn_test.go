@@ -135,3 +135,23 @@ func TestSSHConnRead(t *testing.T) {
 	}
 	c.Close()
 }
+
+func TestBumpDue(t *testing.T) {
+	ms := int64(time.Millisecond)
+	tests := []struct {
+		since, idle int64
+		want        bool
+	}{
+		{0, 15 * 60 * 1000 * ms, false},
+		{999 * ms, 15 * 60 * 1000 * ms, false},
+		{1000 * ms, 15 * 60 * 1000 * ms, true},
+		{40 * ms, 400 * ms, false},
+		{50 * ms, 400 * ms, true}, // short timeouts move every idle/8
+		{375 * ms, 3000 * ms, true},
+	}
+	for _, tt := range tests {
+		if got := bumpDue(1e12+tt.since, 1e12, tt.idle); got != tt.want {
+			t.Errorf("bumpDue(since %v, idle %v) = %v", time.Duration(tt.since), time.Duration(tt.idle), got)
+		}
+	}
+}
