@@ -113,7 +113,7 @@ package vfs
 //	var ErrNoSpace    // the disk under the store is full (ENOSPC/EDQUOT)
 //	var ErrIntegrity  // stored ciphertext failed authentication/format checks (wraps envelope's error)
 //	var ErrNotEmpty   // directory not empty
-//	var ErrInvalidName // NUL byte, too long, reserved name
+//	var ErrInvalidName // NUL byte, backslash, too long (matches fs.ErrPermission; reserved names give a bare fs.ErrPermission)
 //	var ErrIsDir, ErrNotDir
 //	var ErrUnsupported // e.g. symlink creation
 // Every error from an operation on a client name is a *fs.PathError whose Path
