@@ -174,26 +174,18 @@ var foundBeforeAnswer = map[string]bool{
 	"extend-small-file": true, "reorder-chunks": true, "other-users-header": true,
 }
 
-// TestTamper damages stored ciphertext in every way a disk, a backup or an
-// attacker with the disk could, and checks that every read over SFTP
-// (OpenSSH sftp, pkg/sftp), legacy SCP and WebDAV (Go client, curl) fails (never returning wrong bytes), that the log names the file
-// and says "integrity", and that `securefsd verify` lists exactly the damaged
-// files and exits non-zero.
-//
-// What a client sees (docs/SECURITY.md): SFTP answers SSH_FX_FAILURE "file
-// failed integrity check"; WebDAV answers 500 when the damage is found
-// before the response starts (header, first chunk, size) and otherwise cuts
-// the response short of its Content-Length, which every client reports as
-// an error. The bytes before the damaged chunk are authentic.
-func TestTamper(t *testing.T) {
-	NeedTool(t, "scp")
-	srv := StartServer(t)
-	aliceKey := mkUser(t, srv, "alice", "alice-pw-1")
+// tamperedStore starts a server, uploads one file per tamper case (and
+// intact control files) for alice, checks verify is clean, then damages
+// every case's stored file.
+func tamperedStore(t *testing.T) (srv *Server, aliceKey string, originals, controls map[string][]byte) {
+	t.Helper()
+	srv = StartServer(t)
+	aliceKey = mkUser(t, srv, "alice", "alice-pw-1")
 	bobKey := mkUser(t, srv, "bob", "bob-pw-1")
 	alice := newSFTP(t, srv, "alice", aliceKey)
 	bob := newSFTP(t, srv, "bob", bobKey)
 
-	originals := map[string][]byte{}
+	originals = map[string][]byte{}
 	for _, tc := range tamperCases {
 		data := randBytes(tc.size)
 		originals[tc.name] = data
@@ -202,7 +194,7 @@ func TestTamper(t *testing.T) {
 		}
 	}
 	// Control files that are not touched, and bob's file used for splices.
-	controls := map[string][]byte{"control-big": randBytes(tamperSize), "control-small": randBytes(1)}
+	controls = map[string][]byte{"control-big": randBytes(tamperSize), "control-small": randBytes(1)}
 	for n, d := range controls {
 		if err := sftpPut(alice, n, d); err != nil {
 			t.Fatal(err)
@@ -216,11 +208,49 @@ func TestTamper(t *testing.T) {
 	if damaged, failed, out := verify(t, srv); failed || len(damaged) != 0 {
 		t.Fatalf("verify before tampering: %v\n%s", damaged, out)
 	}
-
 	for _, tc := range tamperCases {
 		tc.damage(t, storePath(srv, "alice", tc.name), storePath(srv, "bob", "bobs-file"))
 	}
+	return srv, aliceKey, originals, controls
+}
 
+// TestTamperLegacySCP downloads every damaged file with legacy scp (-O,
+// securefsd's own SCP source): the copy must fail and the local file may
+// hold only the file's own bytes before the damage (the SCP protocol
+// announces the size first; padding the rest with zeros, as OpenSSH's scp
+// source does after a read error, would leave a complete-looking file of
+// wrong bytes).
+func TestTamperLegacySCP(t *testing.T) {
+	NeedTool(t, "scp")
+	srv, aliceKey, originals, _ := tamperedStore(t)
+	for _, tc := range tamperCases {
+		t.Run(tc.name, func(t *testing.T) {
+			local := filepath.Join(t.TempDir(), "scp")
+			args := append(srv.SSHOpts(aliceKey), "-O", "-q", "-P", srv.SFTPPort, "alice@"+srv.SFTPHost+":"+tc.name, local)
+			if out, err := exec.Command("scp", args...).CombinedOutput(); err == nil {
+				t.Errorf("scp -O of a damaged file succeeded: %s", out)
+			}
+			if got, err := os.ReadFile(local); err == nil {
+				assertAuthenticPrefix(t, "scp -O", got, originals[tc.name])
+			}
+		})
+	}
+	alive(t, srv, "alice", "alice-pw-1", aliceKey)
+}
+
+// TestTamper damages stored ciphertext in every way a disk, a backup or an
+// attacker with the disk could, and checks that every read over SFTP
+// (OpenSSH sftp, pkg/sftp) and WebDAV (Go client, curl) fails (never returning wrong bytes), that the log names the file
+// and says "integrity", and that `securefsd verify` lists exactly the damaged
+// files and exits non-zero.
+//
+// What a client sees (docs/SECURITY.md): SFTP answers SSH_FX_FAILURE "file
+// failed integrity check"; WebDAV answers 500 when the damage is found
+// before the response starts (header, first chunk, size) and otherwise cuts
+// the response short of its Content-Length, which every client reports as
+// an error. The bytes before the damaged chunk are authentic.
+func TestTamper(t *testing.T) {
+	srv, aliceKey, originals, controls := tamperedStore(t)
 	dav := newDAV(t, srv, "alice", "alice-pw-1", "")
 	gc := newSFTP(t, srv, "alice", aliceKey)
 	sshc, err := dialSSH(srv, "", sshConfig("alice", keyAuth(t, aliceKey)))
@@ -241,16 +271,6 @@ func TestTamper(t *testing.T) {
 			}
 			if got, err := os.ReadFile(local); err == nil {
 				assertAuthenticPrefix(t, "sftp get", got, orig)
-			}
-
-			// Legacy scp (-O): the server's SCP source must fail the copy too.
-			local = filepath.Join(t.TempDir(), "scp")
-			args := append(srv.SSHOpts(aliceKey), "-O", "-q", "-P", srv.SFTPPort, "alice@"+srv.SFTPHost+":"+tc.name, local)
-			if out, err := exec.Command("scp", args...).CombinedOutput(); err == nil {
-				t.Errorf("scp -O of a damaged file succeeded: %s", out)
-			}
-			if got, err := os.ReadFile(local); err == nil {
-				assertAuthenticPrefix(t, "scp -O", got, orig)
 			}
 
 			// pkg/sftp: the error is SSH_FX_FAILURE, its message says integrity.

@@ -40,7 +40,7 @@ export SECUREFSD_BIN=$bin SECUREFSD_SOAK=$SOAK_SCALE
 suites=(
   'TestCrashDuringUploads|TestCrashDuringScpOverwrites'
   'TestLoad'
-  'TestTamper|TestTamperMetadata|TestTamperRollback|TestTamperSwapWholeFiles'
+  'TestTamper|TestTamperLegacySCP|TestTamperMetadata|TestTamperRollback|TestTamperSwapWholeFiles'
   'TestDiskFull'
   'TestKeyRotateWhileServing'
   'TestLoginFlood'
