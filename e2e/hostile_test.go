@@ -693,7 +693,7 @@ func TestHostileWebDAVBodies(t *testing.T) {
 
 // TestHeaderInjection puts CR/LF into names (created over SFTP, and in
 // request URLs and Destination headers over WebDAV) and checks that no
-// response carries an injected header line.
+// response carries an injected header line and no log line is forged.
 func TestHeaderInjection(t *testing.T) {
 	srv := StartServer(t)
 	key := mkUser(t, srv, "alice", "alice-pw-1")
@@ -707,6 +707,28 @@ func TestHeaderInjection(t *testing.T) {
 		_ = c.Mkdir(n + "-dir")
 	}
 	t.Logf("%d of %d names with control characters were accepted over SFTP", created, len(evil))
+	// Log injection: a name carrying a fake log line, used in successful and
+	// failing operations over both protocols, never starts a line of its own.
+	forged := "x\ntime=2000-01-01T00:00:00Z level=ERROR msg=forged\r\ntime=2000-01-01T00:00:00Z level=ERROR msg=forged2"
+	_ = sftpPut(c, forged, []byte("x"))
+	_, _ = sftpGet(c, forged)
+	_, _ = sftpGet(c, forged+"-missing")
+	_ = c.Rename(forged, forged+"-renamed")
+	_ = c.Remove(forged + "-renamed")
+	d := newDAV(t, srv, "alice", "alice-pw-1", "")
+	d.do("GET", "/x%0atime=2000-01-01T00:00:00Z%20level=ERROR%20msg=forged3", nil)
+	d.do("PUT", "/x%0d%0atime=2000-01-01T00:00:00Z%20level=ERROR%20msg=forged4", strings.NewReader("x"))
+	newDAV(t, srv, "x\ntime=2000-01-01T00:00:00Z level=ERROR msg=forged5", "pw", "").do("PROPFIND", "/", nil, "Depth: 0")
+	mentions := 0
+	for _, l := range strings.Split(srv.Log(), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "time=2000-01-01") {
+			t.Errorf("a client-chosen name forged a log line: %q", l)
+		}
+		if strings.Contains(l, "msg=forged") {
+			mentions++
+		}
+	}
+	t.Logf("%d log lines carry the forged names, escaped", mentions)
 	injected := func(what string, r *rawResponse) {
 		t.Helper()
 		head := strings.ToLower(r.Raw)
