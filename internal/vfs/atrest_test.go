@@ -229,6 +229,24 @@ func TestInvalidEnvelopeFile(t *testing.T) {
 	data[len(data)/2] ^= 1
 	os.WriteFile(p, data, 0o644)
 
+	// A file cut short, or a damaged small file, fails already at open.
+	writeFile(t, f, "cut.bin", bytes.Repeat([]byte{5}, 200000))
+	writeFile(t, f, "small.txt", []byte("small"))
+	cut := filepath.Join(home, "cut.bin")
+	cd, _ := os.ReadFile(cut)
+	os.WriteFile(cut, cd[:len(cd)-100], 0o644)
+	small := filepath.Join(home, "small.txt")
+	sd, _ := os.ReadFile(small)
+	sd[len(sd)-1] ^= 1
+	os.WriteFile(small, sd, 0o644)
+	for _, name := range []string{"cut.bin", "small.txt"} {
+		if _, err := f.Open(name); !errors.Is(err, ErrIntegrity) {
+			t.Fatalf("open %s: %v", name, err)
+		}
+	}
+	os.Remove(cut)
+	os.Remove(small)
+
 	if _, err := f.Stat("dropped.txt"); err != nil {
 		t.Fatalf("stat of an invalid file: %v", err)
 	}

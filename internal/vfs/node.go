@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"sync"
@@ -100,6 +101,18 @@ func (h *home) openInPlace(rel string, writable bool) (*node, error) {
 	ef, err := envelope.Open(back, st.Size(), h.kr())
 	if err != nil {
 		f.Close()
+		return nil, err
+	}
+	// Authenticate the final chunk now (a read at the end does): a file
+	// cut short, extended, or a damaged small file fails at open, before
+	// a protocol has sent anything (legacy scp announces the size first).
+	var one [1]byte
+	if _, err := ef.ReadAt(one[:], ef.Size()); err != io.EOF {
+		ef.Close()
+		f.Close()
+		if err == nil {
+			err = envelope.ErrFormat
+		}
 		return nil, err
 	}
 	n := &node{h: h, key: rel, id: id, back: back, ef: ef, mode: st.Mode().Perm(), hs: newHashState()}
