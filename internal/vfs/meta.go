@@ -195,7 +195,12 @@ func (h *home) loadDir(dir string) (*dirMeta, error) {
 	dm := &dirMeta{entries: m}
 	h.metaDirs[dir] = dm
 	if pruned {
-		h.markDirty(dm)
+		if err := h.commit(dir, dm, false); err != nil {
+			h.logger().Warn("vfs: cannot write metadata", "home", h.name, "path", "/"+dir, "err", err)
+		}
+		if h.metaDirs[dir] == nil {
+			h.metaDirs[dir] = dm // keep serving the pruned view
+		}
 	}
 	return dm, nil
 }
