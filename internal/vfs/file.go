@@ -237,10 +237,13 @@ func (h *File) close(abort bool) error {
 	if h.owner {
 		fh.mu.Lock()
 		replacing := h.n.tmp != "" && h.n.key != ""
-		key := h.n.key
+		key, created := h.n.key, h.n.created
 		fh.mu.Unlock()
 		if replacing {
 			if abort {
+				if created {
+					fh.dropMeta(key) // the new name disappears with its metadata
+				}
 				h.n.detach()
 			} else if err = h.n.publish(); err != nil {
 				h.n.detach()
