@@ -490,13 +490,7 @@ func TestTamperMetadata(t *testing.T) {
 			return "", err
 		}
 		defer c.Close()
-		s, err := c.NewSession()
-		if err != nil {
-			return "", err
-		}
-		defer s.Close()
-		out, err := s.Output("md5sum " + name)
-		return strings.TrimSpace(string(out)), err
+		return sshRun(c, "md5sum "+name)
 	}
 	wantMD5 := fmt.Sprintf("%x", md5.Sum(doc))
 	if got, err := md5sum("doc.txt"); err != nil || !strings.HasPrefix(got, wantMD5) {
