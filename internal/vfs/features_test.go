@@ -520,3 +520,57 @@ func TestReplaceUnderReader(t *testing.T) {
 		})
 	}
 }
+
+// TestRewrapCatchesMovedFiles: files that move while a rotation sweeps
+// the store (uploads published, directories renamed) still end up on the
+// new KEK: Rewrap runs another pass when it finds files gone.
+func TestRewrapCatchesMovedFiles(t *testing.T) {
+	ts, f := newFS(t)
+	f.Mkdir("dir", 0o755)
+	for i := range 20 {
+		writeFile(t, f, fmt.Sprintf("dir/f%02d", i), []byte("old key"))
+	}
+	var uploads []*File
+	for i := range 20 {
+		h, err := f.Create(fmt.Sprintf("up%02d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Write([]byte("started before the rotation"))
+		uploads = append(uploads, h)
+	}
+	kr := ts.kr.Clone()
+	oldID := kr.Active()
+	newID, _ := kr.Rotate()
+	ts.SetKeyring(kr)
+	first := true
+	err := ts.Rewrap(t.Context(), func(done, total int, name string) {
+		if !first {
+			return
+		}
+		first = false
+		for _, h := range uploads {
+			if err := h.Close(); err != nil {
+				t.Error(err)
+			}
+		}
+		if err := f.Rename("dir", "dir2", false); err != nil {
+			t.Error(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr.Remove(oldID)
+	filepath.WalkDir(ts.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		fh, _ := os.Open(p)
+		defer fh.Close()
+		if ids, err := envelope.KeyIDs(fh); err != nil || len(ids) != 1 || ids[0] != newID {
+			t.Errorf("%s: key ids %v %v, want only %d", p, ids, err, newID)
+		}
+		return nil
+	})
+}

@@ -332,6 +332,10 @@ func (h *home) updateMeta(rel string, fn func(*Meta) error) error {
 // setHashes stores (or with nil drops) the cached hashes of file rel,
 // logging failures: the cache is an optimisation. Caller holds h.ns.
 func (h *home) setHashes(rel string, hs *Hashes) {
+	if hs != nil {
+		c := *hs // the cache keeps its own copy
+		hs = &c
+	}
 	dir, key := parentOf(rel), path.Base(rel)
 	h.metaMu.Lock()
 	defer h.metaMu.Unlock()

@@ -65,23 +65,41 @@ func (s *Store) sweep(ctx context.Context, only string) ([]storeFile, error) {
 // Files already on the active KEK are skipped, so an interrupted run is
 // resumed by running it again. It is safe while serving: a file open in
 // the VFS is re-wrapped under its shared state's lock, any other file while
-// no handle can open it. progress, if not nil, is called after each file.
+// no handle can open it. Files created meanwhile get the active KEK (set
+// it with SetKeyring first); a file that moved during a pass (an upload
+// published, a client rename) is caught by another pass, run while the
+// previous one found files gone. progress, if not nil, is called after
+// each file.
 func (s *Store) Rewrap(ctx context.Context, progress func(done, total int, name string)) error {
-	files, err := s.sweep(ctx, "")
-	if err != nil {
-		return err
-	}
+	const maxPasses = 5
+	done, total := 0, 0
 	var errs []error
-	for i, sf := range files {
-		if err := ctx.Err(); err != nil {
+	for pass := 0; pass < maxPasses; pass++ {
+		files, err := s.sweep(ctx, "")
+		if err != nil {
 			return err
 		}
-		if err := sf.h.rewrap(sf.rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			sf.h.logger().Error("vfs: rewrap failed", "home", sf.h.name, "path", "/"+sf.rel, "err", err)
-			errs = append(errs, fmt.Errorf("vfs: rewrap %s/%s: %w", sf.h.name, sf.rel, err))
+		total += len(files)
+		moved := false
+		for _, sf := range files {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			err := sf.h.rewrap(sf.rel)
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				moved = true
+			case err != nil:
+				sf.h.logger().Error("vfs: rewrap failed", "home", sf.h.name, "path", "/"+sf.rel, "err", err)
+				errs = append(errs, fmt.Errorf("vfs: rewrap %s/%s: %w", sf.h.name, sf.rel, err))
+			}
+			done++
+			if progress != nil {
+				progress(done, total, sf.h.name+"/"+sf.rel)
+			}
 		}
-		if progress != nil {
-			progress(i+1, len(files), sf.h.name+"/"+sf.rel)
+		if !moved || len(errs) > 0 {
+			break
 		}
 	}
 	return errors.Join(errs...)

@@ -2,7 +2,10 @@ package vfs
 
 import (
 	"errors"
+	"path/filepath"
+
 	"fmt"
+	"github.com/securefsd/securefsd/internal/envelope"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -22,6 +25,18 @@ func TestConcurrentNamespace(t *testing.T) {
 	if testing.Short() {
 		iters = 100
 	}
+	// Files on the old KEK, moved around by the goroutines while a
+	// rotation re-wraps the store.
+	f.Mkdir("d", 0o755)
+	for _, n := range []string{"a", "b", "d/a", "d/b", "old1", "old2"} {
+		writeFile(t, f, n, []byte("before rotation: "+n))
+	}
+	kr := ts.kr.Clone()
+	newID, err := kr.Rotate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.SetKeyring(kr)
 	var wg sync.WaitGroup
 	for g := range 6 {
 		wg.Add(1)
@@ -91,13 +106,12 @@ func TestConcurrentNamespace(t *testing.T) {
 			}
 		}()
 	}
-	rw := make(chan struct{})
-	go func() {
-		defer close(rw)
-		ts.Rewrap(t.Context(), nil)
-	}()
+	rw := make(chan error)
+	go func() { rw <- ts.Rewrap(t.Context(), nil) }()
 	wg.Wait()
-	<-rw
+	if err := <-rw; err != nil {
+		t.Fatalf("rewrap while serving: %v", err)
+	}
 	u, _ := f.Usage()
 	f.h.ns.Lock()
 	f.h.recount()
@@ -110,6 +124,21 @@ func TestConcurrentNamespace(t *testing.T) {
 	if len(tmps) != 0 {
 		t.Fatalf("%d temporaries left", len(tmps))
 	}
+	// Every file left is on the new KEK alone.
+	filepath.WalkDir(ts.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		fh, err := os.Open(p)
+		if err != nil {
+			return nil
+		}
+		defer fh.Close()
+		if ids, err := envelope.KeyIDs(fh); err != nil || len(ids) != 1 || ids[0] != newID {
+			t.Errorf("%s: key ids %v %v, want only %d", p, ids, err, newID)
+		}
+		return nil
+	})
 	// Everything left reads back without integrity errors.
 	n, err := ts.Verify(t.Context(), "alice", func(p string, err error) { t.Errorf("damaged %s: %v", p, err) })
 	if err != nil || n == 0 && u.Files > 0 {
