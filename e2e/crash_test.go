@@ -119,7 +119,7 @@ func (d davCrashClient) mkdir(name string) error {
 // the same data, each killing at a random point.
 func TestCrashDuringUploads(t *testing.T) {
 	srv := StartServer(t)
-	key := mkUser(t, srv, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "alice-pw-1")
 	m := &crashModel{paths: map[string]*pathState{}, data: map[string][]byte{}}
 	cycles := soakScale()
 	for cycle := range cycles {
@@ -346,7 +346,7 @@ func TestCrashDuringScpOverwrites(t *testing.T) {
 	NeedTool(t, "scp")
 	const clients = 4
 	srv := StartServer(t)
-	key := mkUser(t, srv, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "alice-pw-1")
 	c := newSFTP(t, srv, "alice", key)
 	versions := make([][2]string, clients) // local files A and B per client
 	for i := range clients {

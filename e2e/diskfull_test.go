@@ -51,7 +51,7 @@ func TestDiskFull(t *testing.T) {
 	NeedTool(t, "curl")
 	data := smallFS(t, "24m")
 	srv := StartServer(t, WithDataDir(data))
-	key := mkUser(t, srv, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "alice-pw-1")
 	c := newSFTP(t, srv, "alice", key)
 	dav := newDAV(t, srv, "alice", "alice-pw-1", "")
 

@@ -77,10 +77,10 @@ func sshLogin(srv *Server, src, user string, auth ssh.AuthMethod) error {
 func TestLoginFlood(t *testing.T) {
 	t.Parallel()
 	srv := StartServer(t)
-	aliceKey := mkUser(t, srv, "alice", "alice-pw-1")
-	bobKey := mkUser(t, srv, "bob", "bob-pw-1")
-	carolKey := mkUser(t, srv, "carol", "carol-pw-1")
-	daveKey := mkUser(t, srv, "dave", "dave-pw-1")
+	aliceKey := srv.AddUser(t, "alice", "alice-pw-1")
+	bobKey := srv.AddUser(t, "bob", "bob-pw-1")
+	carolKey := srv.AddUser(t, "carol", "carol-pw-1")
+	daveKey := srv.AddUser(t, "dave", "dave-pw-1")
 
 	// alice logs in once before the attack (a real user's cached login).
 	if code := loginStatus(t, srv, "alice", "alice-pw-1", "127.0.0.3"); code != http.StatusMultiStatus {
@@ -211,7 +211,7 @@ func TestSlowloris(t *testing.T) {
 		header = 3 * time.Second
 	}
 	srv := StartServer(t, WithServeArgs(args...))
-	key := mkUser(t, srv, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "alice-pw-1")
 	margin := 30 * time.Second
 
 	stalls := []struct {

@@ -32,8 +32,8 @@ import (
 // listed, written, renamed, deleted or locked; the server keeps serving.
 func TestHostilePaths(t *testing.T) {
 	srv := StartServer(t)
-	aliceKey := mkUser(t, srv, "alice", "alice-pw-1")
-	bobKey := mkUser(t, srv, "bob", "bob-pw-1")
+	aliceKey := srv.AddUser(t, "alice", "alice-pw-1")
+	bobKey := srv.AddUser(t, "bob", "bob-pw-1")
 	bob := newSFTP(t, srv, "bob", bobKey)
 	secret := []byte("BOB-SECRET-" + RandomName())
 	if err := sftpPut(bob, "secret.txt", secret); err != nil {
@@ -425,7 +425,7 @@ func sftpOutcome(t *testing.T, conn *ssh.Client, init bool, payload []byte) stri
 // clients.
 func TestHostileSFTPPackets(t *testing.T) {
 	srv, pprofAddr := startWithPprof(t)
-	key := mkUser(t, srv, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "alice-pw-1")
 	conn, err := dialSSH(srv, "", sshConfig("alice", keyAuth(t, key)))
 	if err != nil {
 		t.Fatal(err)
@@ -589,7 +589,7 @@ func hugeRequest(t *testing.T, srv *Server, method string, size int64, chunked b
 // server's memory stays bounded, and it keeps serving.
 func TestHostileWebDAVBodies(t *testing.T) {
 	srv, pprofAddr := startWithPprof(t)
-	key := mkUser(t, srv, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "alice-pw-1")
 	dav := newDAV(t, srv, "alice", "alice-pw-1", "")
 	if err := dav.put("/f.txt", []byte("hello")); err != nil {
 		t.Fatal(err)
@@ -696,7 +696,7 @@ func TestHostileWebDAVBodies(t *testing.T) {
 // response carries an injected header line and no log line is forged.
 func TestHeaderInjection(t *testing.T) {
 	srv := StartServer(t)
-	key := mkUser(t, srv, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "alice-pw-1")
 	c := newSFTP(t, srv, "alice", key)
 	evil := []string{"evil\r\nSet-Cookie: pwn=1", "evil2\nX-Injected: 1", "evil3\rX-Injected: 1", "q\"<>&'%0d%0a.txt"}
 	created := 0

@@ -18,8 +18,8 @@ const lockInfo = `<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV
 // A cannot release them. B's files stay byte-for-byte as they were.
 func TestIsolation(t *testing.T) {
 	srv := StartServer(t)
-	aliceKey := mkUser(t, srv, "alice", "alice-pw-1")
-	bobKey := mkUser(t, srv, "bob", "bob-pw-1")
+	aliceKey := srv.AddUser(t, "alice", "alice-pw-1")
+	bobKey := srv.AddUser(t, "bob", "bob-pw-1")
 	secret := []byte("BOB-ONLY-" + RandomName())
 	bob := newSFTP(t, srv, "bob", bobKey)
 	if err := bob.Mkdir("docs"); err != nil {

@@ -81,8 +81,8 @@ func serveOnce(t *testing.T, dataDir string, global ...string) (string, error) {
 // still served and verified.
 func TestKeyRotateWhileServing(t *testing.T) {
 	srv := StartServer(t)
-	aliceKey := mkUser(t, srv, "alice", "alice-pw-1")
-	mkUser(t, srv, "bob", "bob-pw-1")
+	aliceKey := srv.AddUser(t, "alice", "alice-pw-1")
+	srv.AddUser(t, "bob", "bob-pw-1")
 	keyring := filepath.Join(srv.DataDir, "keyring")
 	kr0, err := envelope.LoadKeyringFile(keyring, nil)
 	if err != nil {
@@ -290,7 +290,7 @@ func TestKeyRotateWhileServing(t *testing.T) {
 // a client chmod 777/666 does not open them.
 func TestKeyAndDataFileModes(t *testing.T) {
 	srv := StartServer(t)
-	key := mkUser(t, srv, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "alice-pw-1")
 	c := newSFTP(t, srv, "alice", key)
 	if err := c.Mkdir("dir"); err != nil {
 		t.Fatal(err)
@@ -365,7 +365,7 @@ func TestKeyAndDataFileModes(t *testing.T) {
 // not given a fresh key.
 func TestKeyFileRefusals(t *testing.T) {
 	srv := StartServer(t)
-	key := mkUser(t, srv, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "alice-pw-1")
 	c := newSFTP(t, srv, "alice", key)
 	data := randBytes(100 << 10)
 	if err := sftpPut(c, "f", data); err != nil {

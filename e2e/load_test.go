@@ -134,7 +134,7 @@ func TestLoad(t *testing.T) {
 	srv, pprofAddr := startWithPprof(t)
 	auths := make([]ssh.AuthMethod, users)
 	for u := range users {
-		auths[u] = keyAuth(t, mkUser(t, srv, fmt.Sprintf("load%d", u), fmt.Sprintf("load-pw-%d", u)))
+		auths[u] = keyAuth(t, srv.AddUser(t, fmt.Sprintf("load%d", u), fmt.Sprintf("load-pw-%d", u)))
 	}
 	// One WebDAV login per user first: later requests hit the verified-password
 	// cache instead of running 32 Argon2id checks at once.

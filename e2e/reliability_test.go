@@ -435,19 +435,6 @@ func verify(t testing.TB, srv *Server, args ...string) (damaged []string, failed
 	return damaged, err != nil, out
 }
 
-// mkUser adds a read-write user with a password and a fresh ed25519 key and
-// returns the private key's path. Like srv.AddUser, but the flags come
-// before NAME, which every CLI parser accepts.
-func mkUser(t testing.TB, srv *Server, name, password string, extra ...string) string {
-	t.Helper()
-	key := GenerateKey(t)
-	args := append([]string{"user", "add", "--password-stdin", "--key", key + ".pub"}, extra...)
-	if _, err := srv.CLIInput(t, password+"\n", append(args, name)...); err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
 // resetPeakRSS resets the process's VmHWM to its current RSS (clear_refs
 // 5), so a later VmHWM reading shows the peak of what happened in between.
 func resetPeakRSS(t testing.TB, pid int) {

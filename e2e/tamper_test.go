@@ -180,8 +180,8 @@ var foundBeforeAnswer = map[string]bool{
 func tamperedStore(t *testing.T) (srv *Server, aliceKey string, originals, controls map[string][]byte) {
 	t.Helper()
 	srv = StartServer(t)
-	aliceKey = mkUser(t, srv, "alice", "alice-pw-1")
-	bobKey := mkUser(t, srv, "bob", "bob-pw-1")
+	aliceKey = srv.AddUser(t, "alice", "alice-pw-1")
+	bobKey := srv.AddUser(t, "bob", "bob-pw-1")
 	alice := newSFTP(t, srv, "alice", aliceKey)
 	bob := newSFTP(t, srv, "bob", bobKey)
 
@@ -385,8 +385,8 @@ func TestTamper(t *testing.T) {
 // must be changed to expect an integrity error.
 func TestTamperSwapWholeFiles(t *testing.T) {
 	srv := StartServer(t)
-	aliceKey := mkUser(t, srv, "alice", "alice-pw-1")
-	bobKey := mkUser(t, srv, "bob", "bob-pw-1")
+	aliceKey := srv.AddUser(t, "alice", "alice-pw-1")
+	bobKey := srv.AddUser(t, "bob", "bob-pw-1")
 	a, b := randBytes(tamperSize), randBytes(tamperSize)
 	alice, bob := newSFTP(t, srv, "alice", aliceKey), newSFTP(t, srv, "bob", bobKey)
 	if err := sftpPut(alice, "report.pdf", a); err != nil {
@@ -465,7 +465,7 @@ func assertAuthenticPrefix(t *testing.T, what string, got, orig []byte) {
 // answered with a wrong value, and the files' content stays readable.
 func TestTamperMetadata(t *testing.T) {
 	srv := StartServer(t)
-	key := mkUser(t, srv, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "alice-pw-1")
 	dav := newDAV(t, srv, "alice", "alice-pw-1", "")
 	doc, x := randBytes(100<<10), randBytes(1000)
 	if err := dav.put("/doc.txt", doc); err != nil {
@@ -549,7 +549,7 @@ func TestTamperMetadata(t *testing.T) {
 // detects rollback it must expect an integrity error instead.
 func TestTamperRollback(t *testing.T) {
 	srv := StartServer(t)
-	key := mkUser(t, srv, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "alice-pw-1")
 	c := newSFTP(t, srv, "alice", key)
 	v1, v2 := randBytes(3*envelope.DefaultChunkSize), randBytes(3*envelope.DefaultChunkSize)
 	if err := sftpPut(c, "f", v1); err != nil {
