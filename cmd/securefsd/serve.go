@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -36,6 +37,9 @@ var serveFlags = []cli.Flag{
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"SECUREFSD_LOG_LEVEL"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"SECUREFSD_LOG_FORMAT"}}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "idle-timeout", Value: 15 * time.Minute, Usage: "close SSH connections idle this long", EnvVars: []string{"SECUREFSD_IDLE_TIMEOUT"}}),
+	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "login-grace", Value: 30 * time.Second, Usage: "SSH connections must log in within this time", EnvVars: []string{"SECUREFSD_LOGIN_GRACE"}}),
+	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "read-header-timeout", Value: 30 * time.Second, Usage: "HTTPS: time allowed for the TLS handshake and request head", EnvVars: []string{"SECUREFSD_READ_HEADER_TIMEOUT"}}),
+	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "body-stall-timeout", Usage: "HTTPS: end an upload whose body sends nothing for this long (default: the --read-header-timeout value)", EnvVars: []string{"SECUREFSD_BODY_STALL_TIMEOUT"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-sessions", Value: 256, Usage: "SSH connections at once, in total", EnvVars: []string{"SECUREFSD_MAX_SESSIONS"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-sessions-per-user", Value: 32, Usage: "SSH connections at once, per user", EnvVars: []string{"SECUREFSD_MAX_SESSIONS_PER_USER"}}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, how long transfers may take to finish", EnvVars: []string{"SECUREFSD_SHUTDOWN_TIMEOUT"}}),
@@ -121,7 +125,7 @@ func (e *env) serve(c *cli.Context) error {
 		}
 		srv, err := sftpd.New(sftpd.Options{
 			Store: store, Users: db, HostKeys: keys, Logger: log,
-			IdleTimeout: c.Duration("idle-timeout"), MaxSessions: c.Int("max-sessions"), MaxSessionsPerUser: c.Int("max-sessions-per-user"),
+			IdleTimeout: c.Duration("idle-timeout"), LoginGrace: c.Duration("login-grace"), MaxSessions: c.Int("max-sessions"), MaxSessionsPerUser: c.Int("max-sessions-per-user"),
 		})
 		if err != nil {
 			return err
@@ -159,7 +163,10 @@ func (e *env) serve(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		srv, err := davd.New(davd.Options{Store: store, Users: db, Logger: log, UI: ui})
+		srv, err := davd.New(davd.Options{
+			Store: store, Users: db, Logger: log, UI: ui,
+			ReadHeaderTimeout: c.Duration("read-header-timeout"), BodyStallTimeout: cmp.Or(c.Duration("body-stall-timeout"), c.Duration("read-header-timeout")),
+		})
 		if err != nil {
 			return err
 		}

@@ -34,16 +34,26 @@ type Options struct {
 	UI http.Handler
 	// Now is the clock for locks; nil: time.Now.
 	Now func() time.Time
+	// ReadHeaderTimeout bounds the TLS handshake plus request head; zero: 30s.
+	ReadHeaderTimeout time.Duration
+	// BodyStallTimeout closes a connection whose request body sends
+	// nothing for this long (a stalled upload must not hold a connection
+	// forever, yet a slow one keeps going); zero: 60s.
+	BodyStallTimeout time.Duration
 }
 
 // Server is the WebDAV server. One Server may serve several listeners.
 // Safe for concurrent use.
 type Server struct {
-	store  *vfs.Store
-	users  *users.DB
-	log    *slog.Logger
-	ui     http.Handler
-	now    func() time.Time
+	store *vfs.Store
+	users *users.DB
+	log   *slog.Logger
+	ui    http.Handler
+	now   func() time.Time
+
+	readHeaderTimeout time.Duration
+	bodyStallTimeout  time.Duration
+
 	locks  *lockManager
 	names  *nameLocks
 	h      http.Handler
@@ -66,6 +76,15 @@ func New(opts Options) (*Server, error) {
 		log:   opts.Logger,
 		ui:    opts.UI,
 		now:   opts.Now,
+
+		readHeaderTimeout: opts.ReadHeaderTimeout,
+		bodyStallTimeout:  opts.BodyStallTimeout,
+	}
+	if s.readHeaderTimeout <= 0 {
+		s.readHeaderTimeout = 30 * time.Second
+	}
+	if s.bodyStallTimeout <= 0 {
+		s.bodyStallTimeout = 60 * time.Second
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -89,7 +108,7 @@ func (s *Server) Handler() http.Handler { return s.h }
 func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config) error {
 	hs := &http.Server{
 		Handler:           s.h,
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: s.readHeaderTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
@@ -160,7 +179,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil {
 		// Count on a shallow copy: net/http inspects the original
 		// request's Body type (Expect: 100-continue, discarding unread bodies).
-		lw.body = &countingBody{ReadCloser: r.Body}
+		lw.body = &countingBody{ReadCloser: r.Body, rc: http.NewResponseController(w), stall: s.bodyStallTimeout}
 		r = r.WithContext(r.Context())
 		r.Body = lw.body
 	}
@@ -297,9 +316,16 @@ func (l *logWriter) in(r *http.Request) int64 {
 type countingBody struct {
 	io.ReadCloser
 	n int64
+	// rc moves the connection's read deadline before every read, so a
+	// body that stops arriving for stall ends the request with an error.
+	rc    *http.ResponseController
+	stall time.Duration
 }
 
 func (c *countingBody) Read(p []byte) (int, error) {
+	if c.rc != nil && c.stall > 0 {
+		_ = c.rc.SetReadDeadline(time.Now().Add(c.stall))
+	}
 	n, err := c.ReadCloser.Read(p)
 	c.n += int64(n)
 	return n, err
