@@ -18,6 +18,8 @@ for pair in sftp:openssh-client ssh-keygen:openssh-client sshd:openssh-server rc
   cmd=${pair%%:*} pkg=${pair#*:}
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then need+=("$pkg"); fi
 done
+# The independent decryptor of the format's test vectors (internal/envelope) is Python.
+/usr/bin/python3 -c 'import cryptography' 2>/dev/null || need+=(python3-cryptography)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
