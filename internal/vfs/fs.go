@@ -103,6 +103,14 @@ func (f *FS) openLocked(op, name, rel string, flag int, perm fs.FileMode) (*File
 			readersOnly := n.writers == 0 && n.tmp == ""
 			h.mu.Unlock()
 			if fi, err := h.root.Lstat(rel); readersOnly && err == nil && fi.Mode().IsRegular() {
+				// The old file's bytes are counted as its disk size from
+				// now on (the publish subtracts that): write back first.
+				if err := n.flush(false); err != nil {
+					return nil, false, h.pathErr(op, name, err)
+				}
+				if fi, err = h.root.Lstat(rel); err != nil {
+					return nil, false, h.pathErr(op, name, err)
+				}
 				nn, err := h.newReplacement(rel, fi.Mode().Perm(), false, plainSize(fi.Size()))
 				if err != nil {
 					return nil, false, h.pathErr(op, name, err)
@@ -883,10 +891,18 @@ func (f *FS) Truncate(name string, size int64) error {
 			return h.pathErr(op, name, err)
 		}
 	}
-	n.ref(false)
+	n.ref(true) // a writer while it truncates: the node cannot be superseded meanwhile
 	h.ns.Unlock()
 	err = n.truncate(size)
-	rerr := f.releaseNode(n)
+	if ferr := n.flush(false); err == nil {
+		err = ferr
+	}
+	h.ns.Lock()
+	h.mu.Lock()
+	n.writers--
+	h.mu.Unlock()
+	rerr := n.release()
+	h.ns.Unlock()
 	if err == nil {
 		err = rerr
 	}

@@ -9,6 +9,8 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,7 +26,7 @@ const maxPending = 4 << 20
 // concurrent use: its node's lock serializes the calls.
 type hashState struct {
 	next         int64
-	pending      map[int64][]byte
+	pending      map[int64]*hashBuf
 	pendingBytes int
 	bad          bool
 	workers      []*hashWorker
@@ -33,12 +35,40 @@ type hashState struct {
 
 type hashWorker struct {
 	h    hash.Hash
-	ch   chan []byte
+	ch   chan *hashBuf
 	done chan struct{}
 }
 
+// hashBuf is a copy of written bytes on its way to the three workers;
+// the last one to finish returns it to the pool.
+type hashBuf struct {
+	b      []byte
+	refs   atomic.Int32
+	pooled bool
+}
+
+const hashBufSize = 64 << 10
+
+var hashBufs = sync.Pool{New: func() any { return &hashBuf{b: make([]byte, 0, hashBufSize)} }}
+
+func newHashBuf(p []byte) *hashBuf {
+	if len(p) > hashBufSize {
+		return &hashBuf{b: append([]byte(nil), p...)}
+	}
+	hb := hashBufs.Get().(*hashBuf)
+	hb.b = append(hb.b[:0], p...)
+	hb.pooled = true
+	return hb
+}
+
+func (hb *hashBuf) release() {
+	if hb.refs.Add(-1) <= 0 && hb.pooled {
+		hashBufs.Put(hb)
+	}
+}
+
 func newHashState() *hashState {
-	return &hashState{pending: map[int64][]byte{}}
+	return &hashState{pending: map[int64]*hashBuf{}}
 }
 
 // stop releases the workers without a result.
@@ -53,6 +83,9 @@ func (s *hashState) stop() {
 
 func (s *hashState) fail() {
 	s.bad = true
+	for _, hb := range s.pending {
+		hb.release()
+	}
 	s.pending = nil
 	s.pendingBytes = 0
 	s.stop()
@@ -63,32 +96,35 @@ func (s *hashState) start() {
 		return
 	}
 	for _, h := range []hash.Hash{md5.New(), sha1.New(), sha256.New()} {
-		w := &hashWorker{h: h, ch: make(chan []byte, 64), done: make(chan struct{})}
+		w := &hashWorker{h: h, ch: make(chan *hashBuf, 64), done: make(chan struct{})}
 		go func() {
 			defer close(w.done)
-			for b := range w.ch {
-				w.h.Write(b)
+			for hb := range w.ch {
+				w.h.Write(hb.b)
+				hb.release()
 			}
 		}()
 		s.workers = append(s.workers, w)
 	}
 }
 
-// feed hashes p, which the caller must not modify afterwards.
-func (s *hashState) feed(p []byte) {
-	if s.finished || len(p) == 0 {
+// feed hands hb to the workers; it is released when all have hashed it.
+func (s *hashState) feed(hb *hashBuf) {
+	if s.finished || len(hb.b) == 0 {
+		hb.release()
 		return
 	}
 	s.start()
+	s.next += int64(len(hb.b)) // before the hand-off: hb may be reused after it
+	hb.refs.Store(int32(len(s.workers)))
 	for _, w := range s.workers {
-		w.ch <- p
+		w.ch <- hb
 	}
-	s.next += int64(len(p))
 }
 
 // write records that p was written at off.
 func (s *hashState) write(off int64, p []byte) {
-	if s.bad || len(p) == 0 {
+	if s.bad || s.finished || len(p) == 0 {
 		return
 	}
 	end := off + int64(len(p))
@@ -97,7 +133,7 @@ func (s *hashState) write(off int64, p []byte) {
 		return
 	}
 	for k, v := range s.pending {
-		if off < k+int64(len(v)) && k < end {
+		if off < k+int64(len(v.b)) && k < end {
 			s.fail()
 			return
 		}
@@ -107,18 +143,18 @@ func (s *hashState) write(off int64, p []byte) {
 			s.fail()
 			return
 		}
-		s.pending[off] = append([]byte(nil), p...)
+		s.pending[off] = newHashBuf(p)
 		s.pendingBytes += len(p)
 		return
 	}
-	s.feed(append([]byte(nil), p...))
+	s.feed(newHashBuf(p))
 	for {
 		v, ok := s.pending[s.next]
 		if !ok {
 			break
 		}
 		delete(s.pending, s.next)
-		s.pendingBytes -= len(v)
+		s.pendingBytes -= len(v.b)
 		s.feed(v)
 	}
 }
@@ -133,7 +169,7 @@ func (s *hashState) truncate(size int64) {
 		return
 	}
 	for k, v := range s.pending {
-		if k+int64(len(v)) > size {
+		if k+int64(len(v.b)) > size {
 			s.fail()
 			return
 		}
@@ -199,7 +235,7 @@ func (f *FS) Checksums(ctx context.Context, name string) (Hashes, error) {
 	}
 	hs := newHashState()
 	defer hs.stop()
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, hashBufSize)
 	var off int64
 	for {
 		if err := ctx.Err(); err != nil {
