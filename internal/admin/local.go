@@ -172,14 +172,32 @@ func (l *Local) RotateKey(ctx context.Context, progress func(Progress)) error {
 	}
 	l.setKeyring(kr)
 
-	err := l.Store.Rewrap(ctx, func(done, total int, name string) {
-		report(progress, Progress{Stage: "rewrap", Done: done, Total: total, Item: name})
-	})
-	if err != nil {
-		return fmt.Errorf("re-wrap: %w", err)
+	// Sweep, then prove that no header names an old KEK before retiring
+	// it: a file that moved during a sweep is caught by the next round.
+	// Retiring a KEK some file still uses would lose that file.
+	const rounds = 5
+	clean := false
+	for round := 0; round < rounds && !clean; round++ {
+		err := l.Store.Rewrap(ctx, func(done, total int, name string) {
+			report(progress, Progress{Stage: "rewrap", Done: done, Total: total, Item: name})
+		})
+		if err != nil {
+			return fmt.Errorf("re-wrap: %w", err)
+		}
+		if err := rewrapFile(l.KeyCheck, kr); err != nil {
+			return fmt.Errorf("re-wrap key check: %w", err)
+		}
+		inUse, err := l.Store.KeyIDsInUse(ctx)
+		if err != nil {
+			return fmt.Errorf("check key use: %w", err)
+		}
+		clean = len(inUse) == 0 || (len(inUse) == 1 && inUse[kr.Active()] > 0)
+		if !clean {
+			report(progress, Progress{Stage: "recheck", Item: fmt.Sprintf("%d key ids still in use", len(inUse))})
+		}
 	}
-	if err := rewrapFile(l.KeyCheck, kr); err != nil {
-		return fmt.Errorf("re-wrap key check: %w", err)
+	if !clean {
+		return errors.New("some files still use an old key (busy or unreadable): the old key is kept; run key rotate again")
 	}
 
 	retired := kr.Clone()

@@ -105,13 +105,13 @@ type handler struct {
 
 // event is one line of a streamed answer (newline-delimited JSON).
 type event struct {
-	Progress *Progress    `json:"progress,omitempty"`
-	Damage   *Damage      `json:"damage,omitempty"`
+	Progress *Progress     `json:"progress,omitempty"`
+	Damage   *Damage       `json:"damage,omitempty"`
 	Result   *VerifyResult `json:"result,omitempty"`
-	Key      *users.Key   `json:"key,omitempty"`
-	Users    []users.User `json:"users,omitempty"`
-	Error    *apiError    `json:"error,omitempty"`
-	Done     bool         `json:"done,omitempty"`
+	Key      *users.Key    `json:"key,omitempty"`
+	Users    []users.User  `json:"users,omitempty"`
+	Error    *apiError     `json:"error,omitempty"`
+	Done     bool          `json:"done,omitempty"`
 }
 
 type apiError struct {
