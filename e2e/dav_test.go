@@ -208,3 +208,54 @@ func TestDAVPropsPersist(t *testing.T) {
 		t.Fatalf("after restart and MOVE:\n%s", out)
 	}
 }
+
+// TestDAVBrowserRedirect: a browser opening a collection (any, not only the
+// root) lands in the web client's listing of it; a browser that has not
+// logged in is sent there for any URL; curl and WebDAV clients still get
+// WebDAV (and the plain listing).
+func TestDAVBrowserRedirect(t *testing.T) {
+	srv := StartServer(t)
+	srv.AddUser(t, "erin", "erin-pw")
+	f := RandomFile(t, 100)
+	wantCode(t, davStatus(t, srv, "erin", "erin-pw", "-X", "MKCOL", srv.DAVURL+"/docs"), "201", "MKCOL")
+	wantCode(t, davStatus(t, srv, "erin", "erin-pw", "-X", "MKCOL", srv.DAVURL+"/docs/a%20b"), "201", "MKCOL")
+	wantCode(t, davStatus(t, srv, "erin", "erin-pw", "-T", f, srv.DAVURL+"/docs/f.bin"), "201", "PUT")
+	const accept = "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+	const chrome = "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"
+	tests := []struct {
+		name       string
+		user, pass string
+		hdr        []string
+		path       string
+		want       string // "CODE LOCATION"
+	}{
+		{"browser root", "", "", []string{accept, chrome}, "/", "303 /ui/files/"},
+		{"browser subdir", "", "", []string{accept, chrome}, "/docs/a%20b/", "303 /ui/files/docs/a%20b"},
+		{"browser subdir with credentials", "erin", "erin-pw", []string{accept, chrome}, "/docs/", "303 /ui/files/docs"},
+		{"browser file with credentials", "erin", "erin-pw", []string{accept, chrome}, "/docs/f.bin", "200 "},
+		{"curl subdir", "erin", "erin-pw", nil, "/docs/", "200 "},
+		{"curl anonymous", "", "", nil, "/docs/", "401 "},
+		{"Windows WebClient", "erin", "erin-pw", []string{"Accept: text/html, */*", "User-Agent: Microsoft-WebDAV-MiniRedir/10.0.19045"}, "/docs/", "200 "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"-o", "/dev/null", "-w", "%{http_code} %header{location}"}
+			for _, h := range tt.hdr {
+				args = append(args, "-H", h)
+			}
+			out, err := srv.Curl(t, tt.user, tt.pass, append(args, srv.DAVURL+tt.path)...)
+			if err != nil {
+				t.Fatalf("curl: %v: %s", err, out)
+			}
+			if out != tt.want {
+				t.Errorf("GET %s: %q, want %q", tt.path, out, tt.want)
+			}
+		})
+	}
+	// Following the redirect ends on the web client's login page, which
+	// comes back to the directory.
+	out, err := srv.Curl(t, "", "", "-L", "-o", "/dev/null", "-w", "%{http_code} %{url_effective}", "-H", accept, "-H", chrome, srv.DAVURL+"/docs/")
+	if err != nil || !strings.HasPrefix(out, "200 ") || !strings.Contains(out, "/ui/login") || !strings.Contains(out, "next=%2Fui%2Ffiles%2Fdocs") {
+		t.Errorf("following the redirect: %q %v", out, err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -572,27 +573,102 @@ func TestGetCollection(t *testing.T) {
 	wantStatus(t, resp, body, 405)
 }
 
+// fakeUI stands in for internal/webui: it echoes the path it serves and,
+// with lists set, names listing pages like webui's ListURL.
+type fakeUI struct{}
+
+func (fakeUI) ServeHTTP(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ui:"+r.URL.Path) }
+
+type listingUI struct{ fakeUI }
+
+func (listingUI) ListURL(dir string) string { return "/ui/files" + (&url.URL{Path: dir}).EscapedPath() }
+
+// TestUIRedirect: a browser opening any collection (or, before it has
+// authenticated, any URL) is sent to the web client's page for it with 303;
+// WebDAV clients, which do not ask for HTML, are not.
 func TestUIRedirect(t *testing.T) {
+	const html = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+	const chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"
+	tests := []struct {
+		name       string
+		ui         http.Handler
+		auth       bool
+		method     string
+		path       string
+		accept, ua string
+		code       int
+		location   string
+	}{
+		{"anon root", listingUI{}, false, "GET", "/", html, chrome, 303, "/ui/files/"},
+		{"anon subdir", listingUI{}, false, "GET", "/d/sub%20dir/", html, chrome, 303, "/ui/files/d/sub%20dir"},
+		{"anon file", listingUI{}, false, "GET", "/d/f.txt", html, chrome, 303, "/ui/files/d/f.txt"},
+		{"anon dotdot", listingUI{}, false, "GET", "/../../etc", html, chrome, 303, "/ui/files/etc"},
+		{"auth root", listingUI{}, true, "GET", "/", html, chrome, 303, "/ui/files/"},
+		{"auth subdir", listingUI{}, true, "GET", "/d/sub%20dir", html, chrome, 303, "/ui/files/d/sub%20dir"},
+		{"auth subdir slash", listingUI{}, true, "GET", "/d/", html, chrome, 303, "/ui/files/d"},
+		{"auth HEAD subdir", listingUI{}, true, "HEAD", "/d/", html, chrome, 303, "/ui/files/d"},
+		{"auth file", listingUI{}, true, "GET", "/d/f.txt", html, chrome, 200, ""},
+		{"auth missing", listingUI{}, true, "GET", "/nope/", html, chrome, 404, ""},
+		{"curl", listingUI{}, true, "GET", "/d/", "*/*", "curl/8.14.1", 200, ""},
+		{"curl anon", listingUI{}, false, "GET", "/d/", "*/*", "curl/8.14.1", 401, ""},
+		{"no accept", listingUI{}, true, "GET", "/d/", "", "", 200, ""},
+		{"webdav agent", listingUI{}, true, "GET", "/d/", "text/html, */*", "Microsoft-WebDAV-MiniRedir/10.0.19045", 200, ""},
+		{"webdav agent anon", listingUI{}, false, "GET", "/d/", "text/html, */*", "WebDAVFS/3.0.0 (03008000) Darwin/22.1.0", 401, ""},
+		{"propfind", listingUI{}, true, "PROPFIND", "/d/", html, chrome, 207, ""},
+		{"propfind anon", listingUI{}, false, "PROPFIND", "/d/", html, chrome, 401, ""},
+		{"ui without ListURL", fakeUI{}, true, "GET", "/d/", html, chrome, 303, "/ui/"},
+		{"ui without ListURL anon", fakeUI{}, false, "GET", "/d/", html, chrome, 303, "/ui/"},
+		{"no ui", nil, true, "GET", "/d/", html, chrome, 200, ""},
+		{"no ui anon", nil, false, "GET", "/d/", html, chrome, 401, ""},
+	}
 	env := newTestEnv(t)
-	env.Srv.ui = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ui:"+r.URL.Path) })
+	env.do(t, "MKCOL", "/d", nil)
+	env.do(t, "MKCOL", "/d/sub dir", nil)
+	env.do(t, "PUT", "/d/f.txt", strings.NewReader("file"))
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	req, _ := http.NewRequest("GET", env.URL+"/", nil)
-	req.Header.Set("Accept", "text/html,application/xhtml+xml")
-	resp, err := client.Do(req)
+	urls := map[http.Handler]string{}
+	for _, tt := range tests {
+		if _, ok := urls[tt.ui]; !ok {
+			urls[tt.ui] = env.serveWith(t, Options{UI: tt.ui})
+		}
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(tt.method, urls[tt.ui]+tt.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.auth {
+				req.SetBasicAuth(testUser, testPass)
+			}
+			req.Header.Set("Accept", tt.accept)
+			req.Header.Set("User-Agent", tt.ua)
+			if tt.method == "PROPFIND" {
+				req.Header.Set("Depth", "0")
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.code || resp.Header.Get("Location") != tt.location {
+				t.Fatalf("%s %s: %d Location %q, want %d %q\n%s", tt.method, tt.path, resp.StatusCode, resp.Header.Get("Location"), tt.code, tt.location, body)
+			}
+			if tt.code == 200 && tt.method == "GET" && strings.HasSuffix(tt.path, "/") && !strings.Contains(string(body), "f.txt") {
+				t.Errorf("plain listing lacks f.txt:\n%s", body)
+			}
+		})
+	}
+	resp, err := http.Get(urls[listingUI{}] + "/ui/files")
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 302 || resp.Header.Get("Location") != "/ui/" {
-		t.Fatalf("browser GET /: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	if resp.StatusCode != 200 || string(body) != "ui:/ui/files" {
+		t.Fatalf("UI route: %d %q", resp.StatusCode, body)
 	}
-	r2, body := env.doAs(t, "", "", "GET", "/ui/files", nil)
-	if r2.StatusCode != 200 || body != "ui:/ui/files" {
-		t.Fatalf("UI route: %d %q", r2.StatusCode, body)
-	}
-	// WebDAV clients (no text/html) still get WebDAV at /.
-	r3, body := env.do(t, "PROPFIND", "/", nil, "Depth", "0")
-	wantStatus(t, r3, body, 207)
 }
 
 func TestParseIf(t *testing.T) {

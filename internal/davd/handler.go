@@ -247,8 +247,8 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, name string) error
 		return err
 	}
 	if fi.IsDir() {
-		if h.s.ui != nil && wantsHTML(r) {
-			http.Redirect(w, r, uiPrefix, http.StatusFound)
+		if h.s.ui != nil && isBrowser(r) {
+			http.Redirect(w, r, h.s.uiURL(name), http.StatusSeeOther)
 			return nil
 		}
 		return h.listing(w, r, name)

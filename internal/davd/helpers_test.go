@@ -160,3 +160,31 @@ func (e *testEnv) doAs(t testing.TB, user, pass, method, path string, body io.Re
 	}
 	return resp, string(b)
 }
+
+// serveWith serves a second Server over the same store and users with opts
+// (Store, Users and Logger filled in) and returns its base URL.
+func (e *testEnv) serveWith(t testing.TB, opts Options) string {
+	t.Helper()
+	opts.Store, opts.Users = e.Store, e.Users
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(e.Log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	srv, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln, nil) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
+}

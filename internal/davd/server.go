@@ -29,7 +29,9 @@ type Options struct {
 	Users  *users.DB
 	Logger *slog.Logger // nil: discard
 	// UI is the optional browser client (internal/webui), mounted at /ui/.
-	// Browser GETs (Accept: text/html) of collections redirect there. While
+	// Browser GETs (Accept: text/html) of collections, and of any URL
+	// before the browser has authenticated, redirect there (303): to
+	// ListURL(name) if UI has that method (internal/webui), else to /ui/. While
 	// UI is set, a top-level entry named "ui" is not reachable over WebDAV.
 	UI http.Handler
 	// Now is the clock for locks; nil: time.Now.
@@ -211,11 +213,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.ui.ServeHTTP(w, r)
 		return
 	}
-	if s.ui != nil && r.Method == http.MethodGet && r.URL.Path == "/" && wantsHTML(r) {
-		if _, _, ok := r.BasicAuth(); !ok {
-			http.Redirect(w, r, uiPrefix, http.StatusFound)
-			return
-		}
+	if s.ui != nil && r.Method == http.MethodGet && isBrowser(r) && r.Header.Get("Authorization") == "" {
+		// A browser opening any URL without WebDAV credentials goes to the
+		// web client, which logs in with its own form and shows the
+		// directory (or downloads the file) under the same name. Before
+		// authenticating we cannot tell a file from a collection; the
+		// client's listing page sends a file name on to its download.
+		user = "(ui)"
+		http.Redirect(w, r, s.uiURL(cleanName(r.URL.Path)), http.StatusSeeOther)
+		return
 	}
 
 	name, pw, ok := r.BasicAuth()
@@ -268,8 +274,37 @@ func (s *Server) challenge(w http.ResponseWriter) {
 	http.Error(w, "Unauthorized", http.StatusUnauthorized)
 }
 
-func wantsHTML(r *http.Request) bool {
-	return strings.Contains(r.Header.Get("Accept"), "text/html")
+// isBrowser reports whether r comes from a web browser rather than a
+// WebDAV client: it asks for HTML (browsers do for every page they open;
+// litmus, rclone, curl, Finder and Windows' WebClient do not), and its
+// User-Agent is not one of the WebDAV clients known to send such an Accept.
+func isBrowser(r *http.Request) bool {
+	if !strings.Contains(r.Header.Get("Accept"), "text/html") {
+		return false
+	}
+	ua := strings.ToLower(r.Header.Get("User-Agent"))
+	for _, c := range davAgents {
+		if strings.Contains(ua, c) {
+			return false
+		}
+	}
+	return true
+}
+
+// davAgents are User-Agent fragments of WebDAV clients (lower case).
+var davAgents = []string{"webdav", "miniredir", "davfs", "neon", "litmus", "rclone", "cyberduck", "gvfs", "davclnt", "microsoft office", "dav-client"}
+
+// listURLer is implemented by a web client that can show a directory
+// (internal/webui's *UI: /ui/files/<dir>).
+type listURLer interface{ ListURL(dir string) string }
+
+// uiURL is where a browser asking for name is sent: the web client's page
+// for it, or the client's start page if it cannot name one.
+func (s *Server) uiURL(name string) string {
+	if l, ok := s.ui.(listURLer); ok {
+		return l.ListURL(name)
+	}
+	return uiPrefix
 }
 
 // logWriter records the status and body size for the access log.
