@@ -556,57 +556,71 @@ func (s *scpSession) source(name string, depth int) error {
 	if !fi.Mode().IsRegular() {
 		return s.warn("%s: not a regular file", name)
 	}
+	// Read (and so authenticate) the first chunk before announcing the
+	// file: a damaged or unreadable file gets an error line the client
+	// prints, and no local file is created.
+	size := fi.Size()
+	first := s.buf[:min(int64(len(s.buf)), size)]
+	if err := readChunk(f, first, 0); err != nil {
+		s.ss.logOp("scp-download", name, 0, start, err)
+		return s.warn("%s: %s", name, errText(err))
+	}
 	if s.opts.preserve {
 		if err := s.sendTimes(fi.ModTime()); err != nil {
 			return ignoreWarned(err)
 		}
 	}
-	size := fi.Size()
 	if _, err := fmt.Fprintf(s.out, "C%04o %d %s\n", fi.Mode().Perm(), size, base); err != nil {
 		return err
 	}
 	if err := s.response(); err != nil {
 		return ignoreWarned(err)
 	}
-	// Send exactly size bytes; after a read error pad with zeros to stay
-	// in step and report the error instead of the OK byte (as scp does).
-	var (
-		off  int64
-		rerr error
-	)
-	for off < size {
-		n := min(int64(len(s.buf)), size-off)
-		chunk := s.buf[:n]
-		if rerr == nil {
-			m, err := f.ReadAt(chunk, off)
-			if int64(m) < n {
-				if err == nil || err == io.EOF {
-					err = io.ErrUnexpectedEOF
-				}
-				rerr = err
-				clear(chunk[m:])
+	// Send exactly size bytes. A read error after the C line cannot be
+	// reported in band without sending wrong bytes: OpenSSH's scp source
+	// pads with zeros, which leaves a complete-looking file of wrong
+	// content at the client. Instead the transfer is aborted: the channel
+	// closes with a failure exit status, scp reports the lost connection
+	// and exits non-zero, the local copy holds only authentic bytes.
+	chunk := first
+	for off := int64(0); off < size; {
+		if off > 0 {
+			chunk = s.buf[:min(int64(len(s.buf)), size-off)]
+			if err := readChunk(f, chunk, off); err != nil {
+				s.ss.logOp("scp-download", name, off, start, err)
+				return fmt.Errorf("%w: %s: read at %d: %w", errSCPAborted, name, off, err)
 			}
-		} else {
-			clear(chunk)
 		}
 		if _, err := s.out.Write(chunk); err != nil {
 			s.ss.logOp("scp-download", name, off, start, err)
 			return err
 		}
-		off += n
+		off += int64(len(chunk))
 	}
-	if rerr != nil {
-		s.ss.logOp("scp-download", name, size, start, rerr)
-		if err := s.warn("%s: %s", name, errText(rerr)); err != nil {
-			return err
-		}
-	} else {
-		if err := s.ack(); err != nil {
-			return err
-		}
-		s.ss.logOp("scp-download", name, size, start, nil)
+	if err := s.ack(); err != nil {
+		return err
 	}
+	s.ss.logOp("scp-download", name, size, start, nil)
 	return ignoreWarned(s.response())
+}
+
+// errSCPAborted: a source transfer stopped mid-file; the session ends
+// with a failure status instead of sending wrong bytes.
+var errSCPAborted = errors.New("scp: transfer aborted")
+
+// readChunk fills p from off; a short read is an error.
+func readChunk(f io.ReaderAt, p []byte, off int64) error {
+	if len(p) == 0 {
+		return nil
+	}
+	m, err := f.ReadAt(p, off)
+	if m < len(p) {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	return nil
 }
 
 func (s *scpSession) sendTimes(mtime time.Time) error {
