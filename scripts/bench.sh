@@ -171,7 +171,8 @@ servers=() # JSON objects, one per target
 
 # ---------------------------------------------------------------- OpenSSH
 if want openssh; then
-	mkdir -p "$tmp/data/openssh" /run/sshd
+	mkdir -p "$tmp/data/openssh"
+	mkdir -p /run/sshd 2>/dev/null || true # sshd insists on its privilege-separation directory
 	cat >"$tmp/ssh/sshd_config" <<-EOF
 		Port $p_sshd
 		ListenAddress 127.0.0.1
