@@ -27,7 +27,8 @@
 #   BENCH_CONC_MB=64 BENCH_CONC_CLIENTS="1 8 32"
 #   BENCH_RANDIO_MB=256 BENCH_RANDIO_SECS=3 BENCH_RANDIO_BS=4096
 #   BENCH_LIST_COUNT=10000
-#   BENCH_CIPHER=aes128-gcm@openssh.com   SSH cipher for every SFTP client
+#   BENCH_CIPHER=aes128-gcm@openssh.com BENCH_KEX=curve25519-sha256   SSH algorithms of every SFTP client
+#   BENCH_RSS_RUNS=1        runs of workload 6
 #   BENCH_TLS13_CIPHER=TLS_AES_128_GCM_SHA256   TLS 1.3 suite for every curl
 #   BENCH_RESULTS=<repo>/bench-results
 #   BENCH_TMPDIR=${TMPDIR:-/tmp}   parent of the scratch directory
