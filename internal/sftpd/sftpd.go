@@ -25,12 +25,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -274,10 +272,10 @@ func (s *Server) newSSHConfig(st *authState) *ssh.ServerConfig {
 			}
 			st.mu.Unlock()
 			if err != nil {
-				s.log.Debug("auth attempt failed", "user", md.User(), "remote", md.RemoteAddr().String(), "method", method, "err", err)
+				s.log.Debug("auth attempt failed", "user", logName(md.User()), "remote", md.RemoteAddr().String(), "method", method, "err", err)
 				return
 			}
-			s.log.Info("login", "user", md.User(), "remote", md.RemoteAddr().String(), "method", method)
+			s.log.Info("login", "user", logName(md.User()), "remote", md.RemoteAddr().String(), "method", method)
 		},
 	}
 	for _, k := range s.opts.HostKeys {
@@ -462,22 +460,34 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // handshakeFailed logs a connection that never got through login and
-// tells the defender: a failure that AuthPassword has not scored already
-// (all keys refused, the client gave up, the login grace ran out, a broken
-// handshake) counts once. A client that connects and closes without saying
-// anything (port probes, health checks, a reset before any login attempt)
-// does not.
+// tells the defender. Only a connection that tried to log in counts: one
+// that tried a password or key and never succeeded scores once, unless
+// AuthPassword already scored its wrong passwords. A connection that never
+// sent an auth request (port probes, health checks, a reset or close
+// before login, a client that stalls until the login grace ends) does not
+// count as a failed login: the session limit and the grace bound it.
 func (s *Server) handshakeFailed(c *serverConn, st *authState, err error) {
 	st.mu.Lock()
-	user, attempts, pwFailures := st.user, st.attempts, st.pwFailures
+	user, attempts, pwFailures, succeeded := st.user, st.attempts, st.pwFailures, st.succeeded
 	st.mu.Unlock()
-	quiet := attempts == 0 && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET))
-	if !quiet {
-		s.log.Info("login failed", "remote", c.remote, "user", user, "attempts", attempts, "err", err)
+	if attempts == 0 || succeeded {
+		s.log.Debug("connection closed before login", "remote", c.remote, "err", err)
+		return
 	}
-	if !quiet && pwFailures == 0 {
+	s.log.Info("login failed", "remote", c.remote, "user", logName(user), "attempts", attempts, "err", err)
+	if pwFailures == 0 {
 		s.opts.Users.Failed("ssh", c.remote, user)
 	}
+}
+
+// logName is what the log says for a user name a client sent: a name that
+// is not a valid user name (a password typed into the name field, say) is
+// never logged.
+func logName(name string) string {
+	if users.ValidName(name) {
+		return name
+	}
+	return "(invalid name)"
 }
 
 func (s *Server) serveConn(ctx context.Context, c *serverConn) {
