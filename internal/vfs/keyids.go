@@ -40,4 +40,3 @@ func (s *Store) KeyIDsInUse(ctx context.Context) (map[uint32]int, error) {
 	}
 	return inUse, nil
 }
-
