@@ -574,3 +574,26 @@ func TestRewrapCatchesMovedFiles(t *testing.T) {
 		return nil
 	})
 }
+
+// TestKeyIDsInUse: counts files per KEK, before and after a rotation.
+func TestKeyIDsInUse(t *testing.T) {
+	ts, f := newFS(t)
+	for i := range 3 {
+		writeFile(t, f, fmt.Sprintf("f%d", i), []byte("x"))
+	}
+	oldID := ts.kr.Active()
+	in, err := ts.KeyIDsInUse(t.Context())
+	if err != nil || in[oldID] < 3 || len(in) != 1 {
+		t.Fatalf("before rotation: %v %v", in, err)
+	}
+	kr := ts.kr.Clone()
+	newID, _ := kr.Rotate()
+	ts.SetKeyring(kr)
+	if err := ts.Rewrap(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	in, err = ts.KeyIDsInUse(t.Context())
+	if err != nil || in[oldID] != 0 || in[newID] < 3 {
+		t.Fatalf("after rotation: %v %v", in, err)
+	}
+}
