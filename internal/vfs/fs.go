@@ -655,8 +655,11 @@ func (f *FS) Rename(oldname, newname string, overwrite bool) error {
 			}()
 		}
 	}
+	var mv *metaMove
 	if srcDir {
 		h.forgetMeta(ro, false) // cached by directory name: write it out first
+	} else if mv, err = h.prepareMove(ro, rn); err != nil {
+		h.logger().Warn("vfs: cannot move metadata", "home", h.name, "from", "/"+ro, "to", "/"+rn, "err", err)
 	}
 	if srcOnDisk {
 		if err := h.root.Rename(ro, rn); err != nil {
@@ -692,8 +695,10 @@ func (f *FS) Rename(oldname, newname string, overwrite bool) error {
 		if on != nil {
 			on.rekey(rn)
 		}
-		if err := h.moveMeta(ro, rn); err != nil {
-			h.logger().Warn("vfs: cannot move metadata", "home", h.name, "from", "/"+ro, "to", "/"+rn, "err", err)
+		if mv != nil {
+			if err := h.moveMeta(mv); err != nil {
+				h.logger().Warn("vfs: cannot move metadata", "home", h.name, "from", "/"+ro, "to", "/"+rn, "err", err)
+			}
 		}
 	}
 	return nil

@@ -359,38 +359,62 @@ func (h *home) setHashes(rel string, hs *Hashes) {
 	}
 }
 
-// moveMeta moves the metadata entry of file oldRel to newRel (replacing
-// newRel's). Directories carry theirs inside. Caller holds h.ns
-// exclusively.
-func (h *home) moveMeta(oldRel, newRel string) error {
+// metaMove is a file's metadata move, prepared before the entry moves on
+// disk (see prepareMove).
+type metaMove struct {
+	od, ok, nd, nk string
+	om, nm         *dirMeta
+}
+
+// prepareMove loads the metadata of the directories of file oldRel and of
+// newRel while both names are still what they were: a sidecar loaded
+// after the disk rename would prune the moved entry as stale (the first
+// rename in a directory after a restart would lose its properties and
+// hashes). Caller holds h.ns exclusively until moveMeta.
+func (h *home) prepareMove(oldRel, newRel string) (*metaMove, error) {
 	h.metaMu.Lock()
 	defer h.metaMu.Unlock()
-	od, ok := parentOf(oldRel), path.Base(oldRel)
-	nd, nk := parentOf(newRel), path.Base(newRel)
-	om, err := h.loadDir(od)
-	if err != nil {
-		return err
+	mv := &metaMove{od: parentOf(oldRel), ok: path.Base(oldRel), nd: parentOf(newRel), nk: path.Base(newRel)}
+	var err error
+	if mv.om, err = h.loadDir(mv.od); err != nil {
+		return nil, err
 	}
-	nm, err := h.loadDir(nd)
-	if err != nil {
-		return err
+	if mv.nm, err = h.loadDir(mv.nd); err != nil {
+		return nil, err
 	}
-	e, had := om.entries[ok]
-	old, hadNew := nm.entries[nk]
+	if mv.od == mv.nd {
+		mv.nm = mv.om
+	}
+	return mv, nil
+}
+
+// moveMeta moves the metadata entry of the file prepared by prepareMove
+// to its new name (replacing the target's). Directories carry theirs
+// inside. Caller holds h.ns exclusively since prepareMove.
+func (h *home) moveMeta(mv *metaMove) error {
+	h.metaMu.Lock()
+	defer h.metaMu.Unlock()
+	om, nm := mv.om, mv.nm
+	// Loading the second directory may have evicted the first from the
+	// cache: keep the prepared (unpruned) view as the cached one.
+	h.metaDirs[mv.od] = om
+	h.metaDirs[mv.nd] = nm
+	e, had := om.entries[mv.ok]
+	old, hadNew := nm.entries[mv.nk]
 	if !had && !hadNew {
 		return nil
 	}
 	sync := len(e.Props) > 0 || len(old.Props) > 0
-	delete(om.entries, ok)
-	delete(nm.entries, nk)
+	delete(om.entries, mv.ok)
+	delete(nm.entries, mv.nk)
 	if had {
-		nm.entries[nk] = e
+		nm.entries[mv.nk] = e
 	}
-	if err := h.commit(nd, nm, sync); err != nil {
+	if err := h.commit(mv.nd, nm, sync); err != nil {
 		return err
 	}
-	if od != nd {
-		return h.commit(od, om, sync)
+	if mv.od != mv.nd {
+		return h.commit(mv.od, om, sync)
 	}
 	return nil
 }
