@@ -311,13 +311,55 @@ func (r *readErrs) Read(p []byte) (int, error) {
 
 func (r *readErrs) Seek(off int64, whence int) (int64, error) { return r.f.Seek(off, whence) }
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+// chunkSize is the plaintext chunk size of the store (envelope's
+// DefaultChunkSize, docs/FORMAT.md; davd does not import envelope).
+// Uploads reach vfs in whole, aligned chunks: each write then seals and
+// stores a chunk at once, and vfs hashes it from its pooled buffers.
+const chunkSize = 64 << 10
 
-// copyBuf copies with a large buffer, hiding ReaderFrom/WriterTo.
-func copyBuf(dst io.Writer, src io.Reader) (int64, error) {
+// copyBufSize is the read buffer of an upload: many chunks, so the body
+// (an HTTP/2 stream buffers up to its window) is drained in few reads.
+const copyBufSize = 16 * chunkSize
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// copyChunks copies src to dst, writing whole chunkSize pieces (only the
+// last may be short), so every write but the last is chunk-aligned. It
+// reads until its buffer is full, whatever sizes src returns (TLS records
+// are 16 KiB), and never uses ReaderFrom/WriterTo.
+func copyChunks(dst io.Writer, src io.Reader) (int64, error) {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
+	buf := *bp
+	var written int64
+	for {
+		// Not io.ReadFull: it turns an early EOF into io.ErrUnexpectedEOF,
+		// which is also what a cut request body returns.
+		n := 0
+		var rerr error
+		for n < len(buf) && rerr == nil {
+			var m int
+			m, rerr = src.Read(buf[n:])
+			n += m
+		}
+		for off := 0; off < n; off += chunkSize {
+			end := min(off+chunkSize, n)
+			w, err := dst.Write(buf[off:end])
+			written += int64(w)
+			if err == nil && w != end-off {
+				err = io.ErrShortWrite
+			}
+			if err != nil {
+				return written, err
+			}
+		}
+		if rerr == io.EOF {
+			return written, nil
+		}
+		if rerr != nil {
+			return written, rerr
+		}
+	}
 }
 
 // bodyReader records whether an error came from the client's body.
@@ -392,7 +434,7 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request, name string) error
 	if check != nil {
 		src = io.TeeReader(body, check.h)
 	}
-	_, err = copyBuf(f, src)
+	_, err = copyChunks(f, src)
 	if err == nil && check != nil && hex.EncodeToString(check.h.Sum(nil)) != check.want {
 		err = httpErr(http.StatusBadRequest, "OC-Checksum mismatch")
 	}
@@ -740,7 +782,7 @@ func (h *handler) copyRec(ctx context.Context, src, dst string, fi fs.FileInfo, 
 		if err != nil {
 			return err
 		}
-		if _, err := copyBuf(out, in); err != nil {
+		if _, err := copyChunks(out, in); err != nil {
 			out.Abort()
 			return err
 		}
