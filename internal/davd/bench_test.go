@@ -1,6 +1,8 @@
 package davd
 
 import (
+	"bytes"
+	"crypto/rand"
 	"fmt"
 	"strings"
 	"testing"
@@ -37,5 +39,21 @@ func BenchmarkPropfindListing(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkPut uploads 64 MiB over loopback HTTP/1.1 (no TLS), so what it
+// measures is davd plus vfs (encryption, hashing, disk).
+func BenchmarkPut(b *testing.B) {
+	env := newTestEnv(b)
+	data := make([]byte, 64<<20)
+	rand.Read(data)
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		resp, body := env.do(b, "PUT", "/big.bin", bytes.NewReader(data))
+		if resp.StatusCode != 201 && resp.StatusCode != 204 {
+			b.Fatalf("PUT: %d %s", resp.StatusCode, body)
+		}
 	}
 }
