@@ -292,23 +292,43 @@ func TestChecksums(t *testing.T) {
 	}
 	wg.Wait()
 	h.Close()
+	// MD5 and SHA-1 are hashed during the upload; SHA-256 is not.
 	m, _ := f.Meta("up")
-	if m.Hashes == nil || m.Hashes.MD5 != want.MD5 || m.Hashes.SHA256 != want.SHA256 {
-		t.Fatalf("hashes not cached during upload: %+v", m.Hashes)
+	if m.Hashes == nil || m.Hashes.MD5 != want.MD5 || m.Hashes.SHA1 != want.SHA1 || m.Hashes.SHA256 != "" {
+		t.Fatalf("hashes cached during upload: %+v", m.Hashes)
 	}
 	// rclone sets the mtime afterwards: the cache stays valid.
 	f.Chtimes("up", time.Unix(1e9, 0), time.Unix(1e9, 0))
-	got, err := f.Checksums(t.Context(), "up")
-	if err != nil || got.MD5 != want.MD5 || got.SHA1 != want.SHA1 || got.SHA256 != want.SHA256 {
+	got, err := f.Checksums(t.Context(), "up", HashMD5, HashSHA1)
+	if err != nil || got.MD5 != want.MD5 || got.SHA1 != want.SHA1 {
 		t.Fatalf("checksums %+v %v", got, err)
 	}
-	// Tamper with the cache: a valid-looking cache is used...
+	// SHA-256 (also asked for by default) is computed on demand, with the
+	// others, and cached.
+	for _, kinds := range [][]HashKind{{HashSHA256}, nil} {
+		got, err = f.Checksums(t.Context(), "up", kinds...)
+		if err != nil || got.MD5 != want.MD5 || got.SHA1 != want.SHA1 || got.SHA256 != want.SHA256 {
+			t.Fatalf("checksums %v: %+v %v", kinds, got, err)
+		}
+	}
+	if m, _ := f.Meta("up"); m.Hashes == nil || m.Hashes.SHA256 != want.SHA256 || !m.Hashes.ModTime.Equal(time.Unix(1e9, 0)) {
+		t.Fatalf("sha256 not cached: %+v", m.Hashes)
+	}
+	// Tamper with the cache: a valid-looking cache is used for the
+	// digests it holds...
 	f.h.ns.RLock()
-	f.h.setHashes("up", &Hashes{MD5: "cached", Size: int64(len(data)), ModTime: time.Unix(1e9, 0)})
+	f.h.setHashes("up", &Hashes{MD5: "cached", SHA1: "cached", Size: int64(len(data)), ModTime: time.Unix(1e9, 0)})
 	f.h.ns.RUnlock()
-	if got, _ := f.Checksums(t.Context(), "up"); got.MD5 != "cached" {
+	if got, _ := f.Checksums(t.Context(), "up", HashMD5); got.MD5 != "cached" {
 		t.Fatalf("cache not used: %+v", got)
 	}
+	// ...and the file is read when it lacks one.
+	if got, _ := f.Checksums(t.Context(), "up", HashSHA256); got.MD5 != want.MD5 || got.SHA256 != want.SHA256 {
+		t.Fatalf("cache without sha256 used: %+v", got)
+	}
+	f.h.ns.RLock()
+	f.h.setHashes("up", &Hashes{MD5: "cached", SHA1: "cached", SHA256: "cached", Size: int64(len(data)), ModTime: time.Unix(1e9, 0)})
+	f.h.ns.RUnlock()
 	// ...but an in-place write invalidates it even if size and mtime are
 	// restored afterwards (rsync --inplace).
 	w, _ := f.OpenFile("up", os.O_RDWR, 0)

@@ -19,12 +19,36 @@ import (
 // flight). Beyond it the upload is hashed on demand later.
 const maxPending = 4 << 20
 
-// hashState computes MD5, SHA-1 and SHA-256 of a file written sequentially
-// from offset 0, tolerating writes that arrive slightly out of order. The
-// three digests run on their own goroutines, off the writer's path; they
-// start with the first byte and stop at result or stop. Not safe for
+// HashKind selects content digests (Checksums).
+type HashKind uint8
+
+const (
+	HashMD5 HashKind = 1 << iota
+	HashSHA1
+	HashSHA256
+	// HashAll is every digest Hashes holds.
+	HashAll = HashMD5 | HashSHA1 | HashSHA256
+	// uploadHashes are computed while a file is uploaded: the ones
+	// clients ask for after an upload (rclone: md5sum over SFTP,
+	// owncloud SHA1/MD5 checksums over WebDAV). SHA-256 costs as much
+	// again and is computed on demand.
+	uploadHashes = HashMD5 | HashSHA1
+)
+
+// has reports whether hs holds every digest of want.
+func (hs *Hashes) has(want HashKind) bool {
+	return (want&HashMD5 == 0 || hs.MD5 != "") &&
+		(want&HashSHA1 == 0 || hs.SHA1 != "") &&
+		(want&HashSHA256 == 0 || hs.SHA256 != "")
+}
+
+// hashState computes the digests of its kinds of a file written
+// sequentially from offset 0, tolerating writes that arrive slightly out
+// of order. Each digest runs on its own goroutine, off the writer's path;
+// they start with the first byte and stop at result or stop. Not safe for
 // concurrent use: its node's lock serializes the calls.
 type hashState struct {
+	kinds        HashKind
 	next         int64
 	pending      map[int64]*hashBuf
 	pendingBytes int
@@ -34,12 +58,13 @@ type hashState struct {
 }
 
 type hashWorker struct {
+	kind HashKind
 	h    hash.Hash
 	ch   chan *hashBuf
 	done chan struct{}
 }
 
-// hashBuf is a copy of written bytes on its way to the three workers;
+// hashBuf is a copy of written bytes on its way to the workers;
 // the last one to finish returns it to the pool.
 type hashBuf struct {
 	b      []byte
@@ -67,8 +92,8 @@ func (hb *hashBuf) release() {
 	}
 }
 
-func newHashState() *hashState {
-	return &hashState{pending: map[int64]*hashBuf{}}
+func newHashState(kinds HashKind) *hashState {
+	return &hashState{kinds: kinds, pending: map[int64]*hashBuf{}}
 }
 
 // stop releases the workers without a result.
@@ -95,8 +120,20 @@ func (s *hashState) start() {
 	if s.workers != nil {
 		return
 	}
-	for _, h := range []hash.Hash{md5.New(), sha1.New(), sha256.New()} {
-		w := &hashWorker{h: h, ch: make(chan *hashBuf, 64), done: make(chan struct{})}
+	for _, k := range []HashKind{HashMD5, HashSHA1, HashSHA256} {
+		if s.kinds&k == 0 {
+			continue
+		}
+		var h hash.Hash
+		switch k {
+		case HashMD5:
+			h = md5.New()
+		case HashSHA1:
+			h = sha1.New()
+		default:
+			h = sha256.New()
+		}
+		w := &hashWorker{kind: k, h: h, ch: make(chan *hashBuf, 64), done: make(chan struct{})}
 		go func() {
 			defer close(w.done)
 			for hb := range w.ch {
@@ -188,21 +225,30 @@ func (s *hashState) result(size int64) (Hashes, bool) {
 	for _, w := range s.workers {
 		<-w.done
 	}
-	return Hashes{
-		MD5:    hex.EncodeToString(s.workers[0].h.Sum(nil)),
-		SHA1:   hex.EncodeToString(s.workers[1].h.Sum(nil)),
-		SHA256: hex.EncodeToString(s.workers[2].h.Sum(nil)),
-		Size:   size,
-	}, true
+	res := Hashes{Size: size}
+	for _, w := range s.workers {
+		sum := hex.EncodeToString(w.h.Sum(nil))
+		switch w.kind {
+		case HashMD5:
+			res.MD5 = sum
+		case HashSHA1:
+			res.SHA1 = sum
+		default:
+			res.SHA256 = sum
+		}
+	}
+	return res, true
 }
 
-// Checksums returns the file's hex digests: from the metadata cache if it
-// matches the file's current size and modification time, else by reading
-// the file once through the VFS (the result is then cached). Files written
-// sequentially from offset 0 have theirs computed during the upload. A
-// cached result needs PermDownload or PermUpload; computing needs
-// PermDownload.
-func (f *FS) Checksums(ctx context.Context, name string) (Hashes, error) {
+// Checksums returns the file's hex digests of the kinds in want (all three
+// if want is empty; digests not asked for may be filled or ""): from the
+// metadata cache if it matches the file's current size and modification
+// time and holds them, else by reading the file once through the VFS and
+// computing all three (the result is then cached). Files written
+// sequentially from offset 0 have MD5 and SHA-1 computed during the
+// upload; SHA-256 is computed on demand. A cached result needs
+// PermDownload or PermUpload; computing needs PermDownload.
+func (f *FS) Checksums(ctx context.Context, name string, want ...HashKind) (Hashes, error) {
 	const op = "checksums"
 	rel, err := cleanName(op, name)
 	if err != nil {
@@ -210,6 +256,13 @@ func (f *FS) Checksums(ctx context.Context, name string) (Hashes, error) {
 	}
 	if !f.can(PermDownload) && !f.can(PermUpload) {
 		return Hashes{}, f.denied(op, name)
+	}
+	var kinds HashKind
+	for _, k := range want {
+		kinds |= k
+	}
+	if kinds == 0 {
+		kinds = HashAll
 	}
 	h := f.h
 	fi, err := f.Stat(name)
@@ -223,7 +276,7 @@ func (f *FS) Checksums(ctx context.Context, name string) (Hashes, error) {
 	open := h.lookup(rel)
 	m, merr := h.readMeta(rel)
 	h.ns.RUnlock()
-	if merr == nil && m.Hashes != nil && open == nil && m.Hashes.Size == fi.Size() && m.Hashes.ModTime.Equal(fi.ModTime()) {
+	if merr == nil && m.Hashes != nil && m.Hashes.has(kinds) && open == nil && m.Hashes.Size == fi.Size() && m.Hashes.ModTime.Equal(fi.ModTime()) {
 		return *m.Hashes, nil
 	}
 	if !f.can(PermDownload) {
@@ -233,7 +286,7 @@ func (f *FS) Checksums(ctx context.Context, name string) (Hashes, error) {
 	if err != nil {
 		return Hashes{}, err
 	}
-	hs := newHashState()
+	hs := newHashState(HashAll)
 	defer hs.stop()
 	buf := make([]byte, hashBufSize)
 	var off int64

@@ -79,9 +79,11 @@
 // drops it. Property changes are written through (temporary file, fsync,
 // rename); hash-only changes in directories of more than 256 entries are
 // written behind within a second, so bulk uploads do not rewrite a large
-// sidecar per file. Hashes (MD5, SHA-1, SHA-256) of a file written
-// sequentially from offset 0 are computed during the upload on background
-// goroutines; otherwise Checksums reads the file once. A cached value is
+// sidecar per file. MD5 and SHA-1 of a file written sequentially from
+// offset 0 are computed during the upload on background goroutines (the
+// digests rclone checks after an upload: md5sum over SFTP, ownCloud
+// SHA1/MD5 over WebDAV); otherwise, and for SHA-256, Checksums reads the
+// file once and caches all three. A cached value is
 // used only while the file's size and mtime match and no handle has it
 // open; an in-place write drops it at once, Chtimes keeps it valid.
 //
@@ -185,11 +187,16 @@ package vfs
 //		Props map[string]string // WebDAV dead properties: key "{namespace}local", value raw inner XML
 //		Hashes *Hashes          // nil if unknown
 //	}
-//	type Hashes struct{ MD5, SHA1, SHA256 string; Size int64; ModTime time.Time } // valid if Size/ModTime match the file
-//	// Checksums returns the file's hex digests, from the cache if valid, else
-//	// by reading the file once (and caching the result). Files written
-//	// sequentially from offset 0 get their hashes computed during the upload.
-//	func (f *FS) Checksums(ctx context.Context, name string) (Hashes, error)
+//	type Hashes struct{ MD5, SHA1, SHA256 string; Size int64; ModTime time.Time } // valid if Size/ModTime match the file; "" = not computed
+//	type HashKind uint8
+//	const ( HashMD5 HashKind = 1 << iota; HashSHA1; HashSHA256; HashAll = HashMD5|HashSHA1|HashSHA256 )
+//	// Checksums returns the file's hex digests of the kinds in want (all
+//	// three if none given), from the cache if valid and holding them, else
+//	// by reading the file once (computing and caching all three). Files
+//	// written sequentially from offset 0 get MD5 and SHA-1 computed during
+//	// the upload; SHA-256 only on demand, so callers needing only MD5/SHA-1
+//	// should say so (a file read per file otherwise).
+//	func (f *FS) Checksums(ctx context.Context, name string, want ...HashKind) (Hashes, error)
 //
 //	// File: Safe for concurrent ReadAt/WriteAt (pkg/sftp issues them out of order from 8 workers).
 //	func (h *File) Name() string                      // client name
