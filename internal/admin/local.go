@@ -135,9 +135,13 @@ func (l *Local) DeleteUser(ctx context.Context, name string, purge bool, progres
 	return nil
 }
 
-// ListUsers implements Manager.
+// ListUsers implements Manager. Password hashes stay in the database.
 func (l *Local) ListUsers(ctx context.Context) ([]users.User, error) {
-	return l.Users.List(ctx)
+	us, err := l.Users.List(ctx)
+	for i := range us {
+		us[i].PasswordHash = ""
+	}
+	return us, err
 }
 
 // AddKey implements Manager.

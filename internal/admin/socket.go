@@ -203,9 +203,6 @@ func (h *handler) listUsers(w http.ResponseWriter, r *http.Request) {
 		s.finish(err)
 		return
 	}
-	for i := range us {
-		us[i].PasswordHash = ""
-	}
 	s.send(event{Users: us})
 	s.finish(nil)
 }

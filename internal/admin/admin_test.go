@@ -1,0 +1,228 @@
+package admin
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/users"
+	"github.com/securefsd/securefsd/internal/vfs"
+)
+
+// newLocal builds a Local over a fresh data dir.
+func newLocal(t *testing.T) (*Local, string) {
+	t.Helper()
+	dir := t.TempDir()
+	kr, err := envelope.NewKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kf := KeyFile{Path: filepath.Join(dir, "keyring")}
+	if err := kf.Save(kr); err != nil {
+		t.Fatal(err)
+	}
+	check := filepath.Join(dir, "keycheck")
+	if err := CheckKey(check, kr); err != nil {
+		t.Fatal(err)
+	}
+	db, err := users.Open(filepath.Join(dir, "users.db"), users.Options{Argon2: users.Argon2Params{Time: 1, Memory: 64, Threads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store, err := vfs.NewStore(filepath.Join(dir, "store"), vfs.Options{Keyring: kr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return NewLocal(db, store, kf, check, kr), dir
+}
+
+// serveSocket serves l on the admin socket of dir and returns a client.
+func serveSocket(t *testing.T, l *Local, dir string) *Client {
+	t.Helper()
+	if _, err := Dial(dir); !errors.Is(err, ErrNoServer) {
+		t.Fatalf("Dial with no server: %v, want ErrNoServer", err)
+	}
+	ln, err := Listen(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: Handler(l, nil)}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	fi, err := os.Stat(filepath.Join(dir, SocketName))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode %v, %v", fi.Mode(), err)
+	}
+	if _, err := Listen(dir); err == nil {
+		t.Fatal("a second server could listen on the same data dir")
+	}
+	c, err := Dial(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func authorizedKey(t *testing.T) string {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))) + " test@key"
+}
+
+// TestManagers runs the same script through Local and through the socket.
+func TestManagers(t *testing.T) {
+	for _, via := range []string{"local", "socket"} {
+		t.Run(via, func(t *testing.T) {
+			l, dir := newLocal(t)
+			var m Manager = l
+			if via == "socket" {
+				m = serveSocket(t, l, dir)
+			}
+			ctx := context.Background()
+			if err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("pw-1"), Keys: []string{authorizedKey(t)}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("x")}); !errors.Is(err, users.ErrExists) {
+				t.Fatalf("second add: %v, want ErrExists", err)
+			}
+			if err := m.AddUser(ctx, AddUserRequest{Name: "../bad", Password: []byte("x")}); !errors.Is(err, users.ErrInvalid) {
+				t.Fatalf("bad name: %v, want ErrInvalid", err)
+			}
+			if err := m.AddUser(ctx, AddUserRequest{Name: "ro", Password: []byte("x"), ReadOnly: true}); err != nil {
+				t.Fatal(err)
+			}
+			us, err := m.ListUsers(ctx)
+			if err != nil || len(us) != 2 {
+				t.Fatalf("ListUsers = %v, %v", us, err)
+			}
+			for _, u := range us {
+				if u.PasswordHash != "" {
+					t.Fatal("password hash left the manager")
+				}
+				if u.Name == "ro" && u.Perms != users.PermReadOnly {
+					t.Fatalf("read-only user has %v", u.Perms)
+				}
+			}
+			if err := m.SetPassword(ctx, "alice", []byte("pw-2")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.Users.AuthPassword(ctx, "test", "127.0.0.1", "alice", []byte("pw-2")); err != nil {
+				t.Fatalf("new password: %v", err)
+			}
+			k, err := m.AddKey(ctx, "alice", authorizedKey(t))
+			if err != nil || !strings.HasPrefix(k.Fingerprint, "SHA256:") {
+				t.Fatalf("AddKey = %+v, %v", k, err)
+			}
+			if err := m.DelKey(ctx, "alice", k.Fingerprint); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.DelKey(ctx, "nobody", k.Fingerprint); !errors.Is(err, users.ErrNotFound) {
+				t.Fatalf("DelKey of unknown user: %v", err)
+			}
+			if err := m.SetDisabled(ctx, "alice", true); err != nil {
+				t.Fatal(err)
+			}
+
+			// Files, then rotate: every file moves to the new key, the old one is retired.
+			fsys, err := l.Store.Home("alice", vfs.HomeOptions{Perm: vfs.PermAll})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range []string{"a", "b", "c"} {
+				f, err := fsys.Create(name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := f.Write([]byte("content of " + name)); err != nil {
+					t.Fatal(err)
+				}
+				if err := f.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := l.Keyring().Active()
+			var stages []string
+			if err := m.RotateKey(ctx, func(p Progress) { stages = append(stages, p.Stage) }); err != nil {
+				t.Fatal(err)
+			}
+			kr := l.Keyring()
+			if ids := kr.IDs(); len(ids) != 1 || ids[0] == before {
+				t.Fatalf("after rotation the keyring holds %v (old %v)", ids, before)
+			}
+			saved, err := l.Keys.Load()
+			if err != nil || len(saved.IDs()) != 1 || saved.Active() != kr.Active() {
+				t.Fatalf("saved keyring %v, %v", saved, err)
+			}
+			if err := CheckKey(l.KeyCheck, saved); err != nil {
+				t.Fatalf("key check after rotation: %v", err)
+			}
+			if !strings.Contains(strings.Join(stages, " "), "done") {
+				t.Fatalf("progress stages %v", stages)
+			}
+			res, err := m.Verify(ctx, "", nil)
+			if err != nil || res.Checked < 3 || res.Damaged != 0 {
+				t.Fatalf("Verify = %+v, %v", res, err)
+			}
+
+			// Damage one file on disk: Verify names it.
+			p := filepath.Join(dir, "store", "alice", "b")
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[len(b)-1] ^= 1
+			if err := os.WriteFile(p, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var damaged []Damage
+			res, err = m.Verify(ctx, "alice", func(d Damage) { damaged = append(damaged, d) })
+			if err != nil || res.Damaged != 1 || len(damaged) != 1 || !strings.HasSuffix(damaged[0].Path, "b") {
+				t.Fatalf("Verify after damage = %+v %+v, %v", res, damaged, err)
+			}
+
+			if err := m.DeleteUser(ctx, "alice", true, nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "store", "alice")); !os.IsNotExist(err) {
+				t.Fatalf("purged home: %v", err)
+			}
+			if err := m.DeleteUser(ctx, "alice", true, nil); !errors.Is(err, users.ErrNotFound) {
+				t.Fatalf("second delete: %v", err)
+			}
+		})
+	}
+}
+
+func TestCheckKeyWrongKey(t *testing.T) {
+	dir := t.TempDir()
+	kr, _ := envelope.NewKeyring()
+	other, _ := envelope.NewKeyring()
+	p := filepath.Join(dir, "keycheck")
+	if err := CheckKey(p, kr); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckKey(p, kr); err != nil {
+		t.Fatalf("same key: %v", err)
+	}
+	if err := CheckKey(p, other); !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("other key: %v, want ErrWrongKey", err)
+	}
+}
