@@ -146,7 +146,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config)
 		if hs.TLSConfig.MinVersion == 0 {
 			hs.TLSConfig.MinVersion = tls.VersionTLS12
 		}
-		err = hs.ServeTLS(ln, "", "")
+		err = hs.ServeTLS(readAheadListener{ln}, "", "")
 	} else {
 		err = hs.Serve(ln)
 	}
