@@ -20,8 +20,11 @@
 // Threat notes (docs/FORMAT.md, section 2): the format protects content
 // confidentiality and the integrity of every stored byte against anyone
 // without a KEK. It does not detect rollback of a file, header or chunk to an
-// older valid version of itself, nor whole files swapped or deleted, and it
-// reveals plaintext sizes. A *File and a *Keyring are safe for concurrent
+// older valid version of itself, nor whole files swapped or deleted among
+// files of the same binding, and it reveals plaintext sizes. A file created
+// with a binding context (CreateBound; securefsd's store binds each file to
+// its owner's home) opens only with that same binding: moved to another
+// binding it fails with ErrAuth. A *File and a *Keyring are safe for concurrent
 // use; the streaming Reader and Writer are not.
 package envelope
 
@@ -81,6 +84,17 @@ package envelope
 //	// Verify authenticates every chunk of the file.
 //	func Verify(r Backing, ciphertextSize int64, kr *Keyring) error
 //
+//	// Bound variants (added): the file is tied to a binding context, e.g.
+//	// the owner's home; the binding is not stored but authenticated in every
+//	// key slot's AAD, so another binding fails with ErrAuth at the header.
+//	// The unbound functions above and below are these with an empty binding.
+//	func CreateBound(b Backing, kr *Keyring, binding []byte) (*File, error)
+//	func OpenBound(b Backing, ciphertextSize int64, kr *Keyring, binding []byte) (*File, error)
+//	func RewrapBound(b Backing, ciphertextSize int64, kr *Keyring, binding []byte, syncFn func() error) (bool, error)
+//	func VerifyBound(r Backing, ciphertextSize int64, kr *Keyring, binding []byte) error
+//	func NewWriterBound(dst io.Writer, kr *Keyring, binding []byte) (io.WriteCloser, error)
+//	func NewReaderBound(src io.ReaderAt, ciphertextSize int64, kr *Keyring, binding []byte) (io.Reader, error)
+//
 //	// Streaming helpers in the style of filippo.io/age:
 //	func NewWriter(dst io.Writer, kr *Keyring) (io.WriteCloser, error)
 //	func NewReader(src io.ReaderAt, ciphertextSize int64, kr *Keyring) (io.Reader, error)
@@ -127,7 +141,7 @@ const (
 // errors wrap them with context (chunk index, operation).
 var (
 	// ErrAuth: a chunk or the header failed authentication: tampered,
-	// damaged, or taken from another file.
+	// damaged, taken from another file, or opened with another binding.
 	ErrAuth = errors.New("envelope: authentication failed")
 	// ErrTruncated: the file ends without a valid final chunk (its last
 	// chunk only opens as an interior chunk).

@@ -66,13 +66,22 @@ type File struct {
 
 // Create writes a new empty file (header + one empty final chunk) to b,
 // with a fresh random file id and DEK wrapped by kr's active KEK. b must be
-// empty.
+// empty. The file is unbound: CreateBound with an empty binding.
 func Create(b Backing, kr *Keyring) (*File, error) {
+	return CreateBound(b, kr, nil)
+}
+
+// CreateBound is Create for a file bound to the context binding (for
+// securefsd's store, the owner's home; docs/FORMAT.md, "Binding"). The
+// binding is not stored: it is authenticated by every key slot, so the file
+// opens only through OpenBound, NewReaderBound, VerifyBound and RewrapBound
+// with the same binding; any other binding is ErrAuth at the header.
+func CreateBound(b Backing, kr *Keyring, binding []byte) (*File, error) {
 	var one [1]byte
 	if n, _ := b.ReadAt(one[:], 0); n != 0 {
 		return nil, fmt.Errorf("envelope: create: backing is not empty: %w", fs.ErrExist)
 	}
-	h := &header{aeadID: aeadXChaCha20Poly1305}
+	h := &header{aeadID: aeadXChaCha20Poly1305, binding: slices.Clone(binding)}
 	randomBytes(h.fileID[:])
 	dek := make([]byte, keySize)
 	randomBytes(dek)
@@ -100,7 +109,15 @@ func Create(b Backing, kr *Keyring) (*File, error) {
 // ciphertext is ciphertextSize bytes long (from a stat: no chunk is read).
 // Errors: ErrFormat (impossible size or malformed header), ErrVersion,
 // ErrUnknownKey (no key slot uses a KEK in kr), ErrAuth (a key slot fails).
+// Open is OpenBound with an empty binding: a bound file fails with ErrAuth.
 func Open(b Backing, ciphertextSize int64, kr *Keyring) (*File, error) {
+	return OpenBound(b, ciphertextSize, kr, nil)
+}
+
+// OpenBound is Open for a file created with CreateBound (or NewWriterBound)
+// and the same binding. A different binding, like a damaged key slot, is
+// ErrAuth: the header does not authenticate.
+func OpenBound(b Backing, ciphertextSize int64, kr *Keyring, binding []byte) (*File, error) {
 	size, err := PlaintextSize(ciphertextSize)
 	if err != nil {
 		return nil, err
@@ -109,6 +126,7 @@ func Open(b Backing, ciphertextSize int64, kr *Keyring) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
+	h.binding = slices.Clone(binding)
 	dek, _, err := h.unwrap(kr)
 	if err != nil {
 		return nil, err

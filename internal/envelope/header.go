@@ -44,6 +44,9 @@ type header struct {
 	aeadID byte
 	fileID [32]byte
 	slots  [2]slot
+	// binding is the caller's binding context (docs/FORMAT.md, "Binding"):
+	// not stored, appended to every key slot's AAD. Empty for unbound files.
+	binding []byte
 }
 
 // fixed returns the first fixedSize bytes of the header.
@@ -76,16 +79,18 @@ func (h *header) marshal() []byte {
 }
 
 // slotAAD is the associated data of the DEK wrap in slot i: the fixed
-// header fields, the slot index and the slot's generation and KEK id. The
-// wrap nonce is bound as the nonce; the other slot is not bound, so each
-// slot can be rewritten alone.
+// header fields, the slot index, the slot's generation and KEK id, then the
+// binding context (nothing for an unbound file; the fields before it have a
+// fixed size, so no length prefix is needed). The wrap nonce is bound as the
+// nonce; the other slot is not bound, so each slot can be rewritten alone.
 func (h *header) slotAAD(i int, s *slot) []byte {
-	aad := make([]byte, 0, slotAADSize)
+	aad := make([]byte, 0, slotAADSize+len(h.binding))
 	f := h.fixed()
 	aad = append(aad, f[:]...)
 	aad = append(aad, byte(i))
 	aad = binary.BigEndian.AppendUint32(aad, s.gen)
 	aad = binary.BigEndian.AppendUint32(aad, s.kekID)
+	aad = append(aad, h.binding...)
 	return aad
 }
 
@@ -170,7 +175,7 @@ func (h *header) unwrap(kr *Keyring) ([]byte, int, error) {
 		d, err := wrap.Open(nil, s.nonce[:], s.wrapped[:], h.slotAAD(i, s))
 		if err != nil {
 			clear(dek)
-			return nil, 0, fmt.Errorf("envelope: header: key slot %d (KEK %d): %w", i, s.kekID, ErrAuth)
+			return nil, 0, fmt.Errorf("envelope: header: key slot %d (KEK %d) does not open (damaged, or bound to another context): %w", i, s.kekID, ErrAuth)
 		}
 		if best < 0 || s.gen > h.slots[best].gen {
 			clear(dek)

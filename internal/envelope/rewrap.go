@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 )
 
 // KeyIDs reports the KEK ids the header's key slots reference, highest
@@ -27,7 +28,16 @@ func KeyIDs(r io.ReaderAt) ([]uint32, error) {
 // Rewrap writes only the header, which a File never writes after Create, so
 // it may run while the file is open for reading and writing (but not
 // concurrently with another Rewrap of the same file: serialize those).
+// Rewrap is RewrapBound with an empty binding: a bound file fails with
+// ErrAuth and is left untouched.
 func Rewrap(b Backing, ciphertextSize int64, kr *Keyring, syncFn func() error) (changed bool, err error) {
+	return RewrapBound(b, ciphertextSize, kr, nil, syncFn)
+}
+
+// RewrapBound is Rewrap for a file bound to binding: the old slot must open
+// with it (else ErrAuth, and nothing is written) and the new slot is bound
+// to it too. A re-wrap cannot change a file's binding.
+func RewrapBound(b Backing, ciphertextSize int64, kr *Keyring, binding []byte, syncFn func() error) (changed bool, err error) {
 	// Only the header is used: a concurrent writer may be between two
 	// chunk writes, so the length need not be a valid encoding right now.
 	if ciphertextSize < HeaderSize+ChunkOverhead {
@@ -37,6 +47,7 @@ func Rewrap(b Backing, ciphertextSize int64, kr *Keyring, syncFn func() error) (
 	if err != nil {
 		return false, err
 	}
+	h.binding = slices.Clone(binding)
 	dek, best, err := h.unwrap(kr)
 	if err != nil {
 		return false, err

@@ -4,17 +4,24 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
 )
 
 // NewWriter returns a WriteCloser that encrypts everything written to it as
 // one new envelope file, written sequentially to dst (header first). Close
 // writes the final chunk; it does not close dst. Without Close the output is
-// a truncated file (ErrTruncated). Not safe for concurrent use.
+// a truncated file (ErrTruncated). Not safe for concurrent use. The file is
+// unbound: NewWriterBound with an empty binding.
 func NewWriter(dst io.Writer, kr *Keyring) (io.WriteCloser, error) {
+	return NewWriterBound(dst, kr, nil)
+}
+
+// NewWriterBound is NewWriter for a file bound to binding, like CreateBound.
+func NewWriterBound(dst io.Writer, kr *Keyring, binding []byte) (io.WriteCloser, error) {
 	if kr == nil {
 		return nil, fmt.Errorf("envelope: writer: nil keyring: %w", ErrUnknownKey)
 	}
-	h := &header{aeadID: aeadXChaCha20Poly1305}
+	h := &header{aeadID: aeadXChaCha20Poly1305, binding: slices.Clone(binding)}
 	randomBytes(h.fileID[:])
 	dek := make([]byte, keySize)
 	randomBytes(dek)
@@ -89,8 +96,14 @@ func (w *writer) Close() error {
 // NewReader returns a Reader of the plaintext of the stored file src of
 // ciphertextSize bytes. Each chunk is authenticated before any of its bytes
 // are returned; io.EOF comes only after the final chunk authenticated.
-// Errors are sticky.
+// Errors are sticky. NewReader is NewReaderBound with an empty binding.
 func NewReader(src io.ReaderAt, ciphertextSize int64, kr *Keyring) (io.Reader, error) {
+	return NewReaderBound(src, ciphertextSize, kr, nil)
+}
+
+// NewReaderBound is NewReader for a file bound to binding; a different
+// binding is ErrAuth, like OpenBound.
+func NewReaderBound(src io.ReaderAt, ciphertextSize int64, kr *Keyring, binding []byte) (io.Reader, error) {
 	size, err := PlaintextSize(ciphertextSize)
 	if err != nil {
 		return nil, err
@@ -99,6 +112,7 @@ func NewReader(src io.ReaderAt, ciphertextSize int64, kr *Keyring) (io.Reader, e
 	if err != nil {
 		return nil, err
 	}
+	h.binding = slices.Clone(binding)
 	dek, _, err := h.unwrap(kr)
 	if err != nil {
 		return nil, err
@@ -163,9 +177,16 @@ func (r *reader) next() error {
 
 // Verify authenticates the header and every chunk of the stored file r of
 // ciphertextSize bytes, returning the first failure (ErrAuth, ErrTruncated,
-// ErrStaleFinal, ...). It reads but never writes r.
+// ErrStaleFinal, ...). It reads but never writes r. Verify is VerifyBound
+// with an empty binding.
 func Verify(r Backing, ciphertextSize int64, kr *Keyring) error {
-	rd, err := NewReader(r, ciphertextSize, kr)
+	return VerifyBound(r, ciphertextSize, kr, nil)
+}
+
+// VerifyBound is Verify for a file bound to binding; a different binding is
+// ErrAuth, like OpenBound.
+func VerifyBound(r Backing, ciphertextSize int64, kr *Keyring, binding []byte) error {
+	rd, err := NewReaderBound(r, ciphertextSize, kr, binding)
 	if err != nil {
 		return err
 	}
