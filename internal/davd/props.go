@@ -119,7 +119,7 @@ func (pc *propCtx) live(name string, fi fs.FileInfo, n xml.Name) (string, bool, 
 	case pETag:
 		return escapeText(etag(fi)), true, nil
 	case pOCChecksums:
-		hs, err := pc.h.fs.Checksums(pc.ctx, name)
+		hs, err := pc.h.fs.Checksums(pc.ctx, name, vfs.HashMD5, vfs.HashSHA1)
 		if err != nil {
 			return "", false, err
 		}
