@@ -65,6 +65,15 @@ func newHome(s *Store, name string, root *os.Root) *home {
 func (h *home) logger() *slog.Logger  { return h.s.log }
 func (h *home) kr() *envelope.Keyring { return h.s.keyring() }
 
+// homeBindingPrefix starts the envelope binding context of every file of a
+// home (docs/FORMAT.md, section 5.5): a file moved to another home fails
+// authentication there. Files are not bound to their path, so renames
+// inside a home stay cheap.
+const homeBindingPrefix = "securefsd home "
+
+// binding is the envelope binding context of the home's files.
+func (h *home) binding() []byte { return []byte(homeBindingPrefix + h.name) }
+
 // init prepares the temporary directory, removes temporaries left by a
 // crash, and counts the usage once.
 func (h *home) init() error {

@@ -72,7 +72,7 @@ func (h *home) readSidecar(dir string) (map[string]Meta, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := envelope.NewReader(f, st.Size(), h.kr())
+	r, err := envelope.NewReaderBound(f, st.Size(), h.kr(), h.binding())
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +117,7 @@ func (h *home) writeSidecar(dir string, m map[string]Meta) error {
 			h.root.Remove(tmp)
 		}
 	}()
-	w, err := envelope.NewWriter(f, h.kr())
+	w, err := envelope.NewWriterBound(f, h.kr(), h.binding())
 	if err != nil {
 		return err
 	}

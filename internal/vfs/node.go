@@ -98,7 +98,7 @@ func (h *home) openInPlace(rel string, writable bool) (*node, error) {
 	}
 	h.mu.Unlock()
 	back := &backing{f: f, rw: rw}
-	ef, err := envelope.Open(back, st.Size(), h.kr())
+	ef, err := envelope.OpenBound(back, st.Size(), h.kr(), h.binding())
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -135,7 +135,7 @@ func (h *home) newReplacement(rel string, mode fs.FileMode, created bool, credit
 		return nil, err
 	}
 	back := &backing{f: f, rw: true}
-	ef, err := envelope.Create(back, h.kr())
+	ef, err := envelope.CreateBound(back, h.kr(), h.binding())
 	if err != nil {
 		f.Close()
 		h.root.Remove(tmp)
