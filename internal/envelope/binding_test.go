@@ -161,7 +161,7 @@ func TestTamperBound(t *testing.T) {
 		})
 	}
 	// A whole file of the same binding is valid (swaps within a binding are
-	// not detected: docs/FORMAT.md, "Binding").
+	// not detected: docs/FORMAT.md, section 5.5).
 	if _, err := readBound(t, a2, kr, alice); err != nil {
 		t.Fatalf("other file of the same binding: %v", err)
 	}

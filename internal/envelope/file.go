@@ -72,7 +72,7 @@ func Create(b Backing, kr *Keyring) (*File, error) {
 }
 
 // CreateBound is Create for a file bound to the context binding (for
-// securefsd's store, the owner's home; docs/FORMAT.md, "Binding"). The
+// securefsd's store, the owner's home; docs/FORMAT.md, section 5.5). The
 // binding is not stored: it is authenticated by every key slot, so the file
 // opens only through OpenBound, NewReaderBound, VerifyBound and RewrapBound
 // with the same binding; any other binding is ErrAuth at the header.

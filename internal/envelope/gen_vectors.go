@@ -8,8 +8,9 @@
 // Vector file: "name: value" lines, an empty line, then the raw stored
 // file. Names: expect (success, header failure, auth failure, truncated,
 // stale final, unknown key, format failure), error (the sentinel a reader
-// must report), kek (id and base64 KEK; several), active, size and sha256
-// (of the plaintext, for success), comment. Plaintext byte i is i mod 251.
+// must report), kek (id and base64 KEK; several), active, binding (base64
+// of the binding context the reader must use; absent: empty binding), size
+// and sha256 (of the plaintext, for success), comment. Plaintext byte i is i mod 251.
 // Fixed KEK n is the 32 bytes 32n, 32n+1, ..., 32n+31; the vectors' keyring
 // holds fixed KEKs 0 (active) and 1.
 package main
@@ -106,9 +107,11 @@ func plaintext(n int) []byte {
 	return p
 }
 
-func create(kr *envelope.Keyring, size int) *mem {
+func create(kr *envelope.Keyring, size int) *mem { return createBound(kr, size, nil) }
+
+func createBound(kr *envelope.Keyring, size int, binding []byte) *mem {
 	m := &mem{}
-	f, err := envelope.Create(m, kr)
+	f, err := envelope.CreateBound(m, kr, binding)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -133,7 +136,8 @@ func chunkOff(i int) int { return envelope.HeaderSize + i*(cs+envelope.ChunkOver
 
 type vector struct {
 	name, expect, errName, comment string
-	size                           int // plaintext size, for success
+	size                           int    // plaintext size, for success
+	binding                        []byte // the reader's binding context
 	data                           []byte
 }
 
@@ -214,6 +218,29 @@ func main() {
 	bad("reordered_chunks", "auth failure", "ErrAuth", reordered, "chunks 0 and 1 exchanged")
 	bad("bad_length", "format failure", "ErrFormat", small[:envelope.HeaderSize+20], "20 bytes after the header: no valid length")
 
+	// Binding context (docs/FORMAT.md, section 5.5): securefsd's store binds
+	// a file to its owner's home.
+	alice, bob := []byte("securefsd home alice"), []byte("securefsd home bob")
+	bound := func(v vector, binding []byte) {
+		v.binding = binding
+		vs = append(vs, v)
+	}
+	ba := createBound(kr, cs+1, alice).b
+	bound(vector{name: "bound", expect: "success", size: cs + 1, data: ba,
+		comment: `bound to "securefsd home alice" (binding appended to the slot AAD), read with that binding`}, alice)
+	m = createBound(kr, 100, alice)
+	if _, err := envelope.RewrapBound(m, int64(len(m.b)), kr2, alice, nil); err != nil {
+		log.Fatal(err)
+	}
+	bound(vector{name: "bound_rewrapped", expect: "success", size: 100, data: m.b,
+		comment: `bound to "securefsd home alice", re-wrapped under fixed KEK 1 (slot 1 generation 2, bound too)`}, alice)
+	bound(vector{name: "bound_wrong_binding", expect: "header failure", errName: "ErrAuth", data: ba,
+		comment: `bound to "securefsd home alice", read with "securefsd home bob" (a file moved to another home): the slot does not open`}, bob)
+	bound(vector{name: "bound_read_unbound", expect: "header failure", errName: "ErrAuth", data: ba,
+		comment: `bound to "securefsd home alice", read with the empty binding`}, nil)
+	bound(vector{name: "unbound_read_bound", expect: "header failure", errName: "ErrAuth", data: create(kr, 100).b,
+		comment: `unbound (empty binding), read with "securefsd home alice"`}, alice)
+
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		log.Fatal(err)
 	}
@@ -224,6 +251,9 @@ func main() {
 			fmt.Fprintf(&h, "error: %s\n", v.errName)
 		}
 		h.WriteString(kekLines)
+		if len(v.binding) > 0 {
+			fmt.Fprintf(&h, "binding: %s\n", base64.StdEncoding.EncodeToString(v.binding))
+		}
 		if v.expect == "success" {
 			fmt.Fprintf(&h, "size: %d\nsha256: %x\n", v.size, sha256.Sum256(plaintext(v.size)))
 		}

@@ -44,7 +44,7 @@ type header struct {
 	aeadID byte
 	fileID [32]byte
 	slots  [2]slot
-	// binding is the caller's binding context (docs/FORMAT.md, "Binding"):
+	// binding is the caller's binding context (docs/FORMAT.md, section 5.5):
 	// not stored, appended to every key slot's AAD. Empty for unbound files.
 	binding []byte
 }

@@ -152,7 +152,13 @@ func writeFile(t testing.TB, kr *Keyring, data []byte) []byte {
 // readAll opens stored bytes and reads the whole plaintext through a File.
 func readAll(t testing.TB, stored []byte, kr *Keyring) ([]byte, error) {
 	t.Helper()
-	f, err := Open(newMem(stored), int64(len(stored)), kr)
+	return readAllBound(t, stored, kr, nil)
+}
+
+// readAllBound is readAll with a binding context.
+func readAllBound(t testing.TB, stored []byte, kr *Keyring, binding []byte) ([]byte, error) {
+	t.Helper()
+	f, err := OpenBound(newMem(stored), int64(len(stored)), kr, binding)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ type vector struct {
 	expect  string
 	errName string
 	kr      *Keyring
+	binding []byte // nil: the empty binding
 	size    int64
 	sum     string
 	data    []byte
@@ -72,6 +74,9 @@ func parseVector(t testing.TB, path string) vector {
 			must(t, err)
 		case "sha256":
 			v.sum = val
+		case "binding":
+			v.binding, err = base64.StdEncoding.Strict().DecodeString(val)
+			must(t, err)
 		case "comment":
 		default:
 			t.Fatalf("%s: unknown field %q", path, k)
@@ -98,7 +103,7 @@ func TestVectors(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			size := int64(len(v.data))
 			if v.expect == "success" {
-				got, err := readAll(t, v.data, v.kr)
+				got, err := readAllBound(t, v.data, v.kr, v.binding)
 				must(t, err)
 				if int64(len(got)) != v.size || fmt.Sprintf("%x", sha256.Sum256(got)) != v.sum {
 					t.Fatalf("plaintext: %d bytes, sha256 %x", len(got), sha256.Sum256(got))
@@ -106,7 +111,7 @@ func TestVectors(t *testing.T) {
 				if ps, err := PlaintextSize(size); err != nil || ps != v.size {
 					t.Fatalf("PlaintextSize: %d, %v", ps, err)
 				}
-				r, err := NewReader(newMem(v.data), size, v.kr)
+				r, err := NewReaderBound(newMem(v.data), size, v.kr, v.binding)
 				must(t, err)
 				h := sha256.New()
 				_, err = io.Copy(h, r)
@@ -121,15 +126,15 @@ func TestVectors(t *testing.T) {
 			if !ok || allowed == nil || !strings.Contains(strings.Join(allowed, " "), v.errName) {
 				t.Fatalf("bad vector: expect %q, error %q", v.expect, v.errName)
 			}
-			_, err := readAll(t, v.data, v.kr)
+			_, err := readAllBound(t, v.data, v.kr, v.binding)
 			if !errors.Is(err, want) {
 				t.Fatalf("File: %v, want %v", err, want)
 			}
-			if err := Verify(newMem(v.data), size, v.kr); !errors.Is(err, want) {
+			if err := VerifyBound(newMem(v.data), size, v.kr, v.binding); !errors.Is(err, want) {
 				t.Fatalf("Verify: %v, want %v", err, want)
 			}
 			if strings.HasPrefix(v.expect, "header") || v.expect == "unknown key" {
-				if _, err := Open(newMem(v.data), size, v.kr); !errors.Is(err, want) {
+				if _, err := OpenBound(newMem(v.data), size, v.kr, v.binding); !errors.Is(err, want) {
 					t.Fatalf("Open: %v, want %v", err, want)
 				}
 			}

@@ -70,7 +70,7 @@ def plaintext_size(c):  # FORMAT.md section 6
     return q * CS + r - O
 
 
-def decrypt(data, keks):
+def decrypt(data, keks, binding=b""):
     size = plaintext_size(len(data))
     hdr = data[:H]
     if hdr[:8] != b"securefs" or hdr[8] != 1 or hdr[9] != 1 or hdr[10] != 16:
@@ -96,7 +96,8 @@ def decrypt(data, keks):
         if kid not in keks:
             continue
         wrap_key = hkdf(keks[kid], b"", b"securefsd/v1 kek wrap", 32)
-        aad = fixed + bytes([i]) + struct.pack(">II", gen, kid)
+        # FORMAT.md 5.2/5.5: the binding context ends the slot AAD.
+        aad = fixed + bytes([i]) + struct.pack(">II", gen, kid) + binding
         try:
             dek = xchacha_open(wrap_key, nonce, wrapped, aad)
         except InvalidTag:
@@ -148,7 +149,8 @@ def main(paths):
             else:
                 fields[k] = v
         try:
-            pt = decrypt(data, keks)
+            binding = base64.b64decode(fields.get("binding", ""), validate=True)
+            pt = decrypt(data, keks, binding)
             got = "success", hashlib.sha256(pt).hexdigest(), len(pt)
         except FormatError as e:
             got = "error", str(e), None
