@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/securefsd/securefsd/internal/envelope"
@@ -376,54 +377,137 @@ func TestTamper(t *testing.T) {
 	alive(t, srv, "alice", "alice-pw-1", aliceKey)
 }
 
-// TestTamperSwapWholeFiles documents a limitation of format v1 (see
-// docs/SECURITY.md, "What is not protected"): a whole stored file moved or
-// swapped on disk, even between two users' homes, is authentic ciphertext
-// under the same master key, so it is served under its new name. The test
-// pins down that even then nothing but authentic bytes of one of the two
-// files is ever served; when a later format binds files to their place it
-// must be changed to expect an integrity error.
+// TestTamperSwapWholeFiles moves whole stored files on disk. Every file is
+// bound to its owner's home (docs/FORMAT.md, section 5.5), so a file swapped
+// with, or copied from, another user's home fails to read over SFTP and
+// WebDAV as an integrity failure and `securefsd verify` lists it. Files are
+// not bound to their path: two files of one home swapped on disk are served
+// under each other's names (a documented v1 limitation, docs/SECURITY.md);
+// the test pins down that even then only authentic bytes are served.
 func TestTamperSwapWholeFiles(t *testing.T) {
 	srv := StartServer(t)
 	aliceKey := srv.AddUser(t, "alice", "alice-pw-1")
 	bobKey := srv.AddUser(t, "bob", "bob-pw-1")
 	a, b := randBytes(tamperSize), randBytes(tamperSize)
+	a1, a2 := randBytes(5000), randBytes(7000)
+	control := randBytes(tamperSize)
 	alice, bob := newSFTP(t, srv, "alice", aliceKey), newSFTP(t, srv, "bob", bobKey)
-	if err := sftpPut(alice, "report.pdf", a); err != nil {
-		t.Fatal(err)
-	}
-	if err := sftpPut(bob, "report.pdf", b); err != nil {
-		t.Fatal(err)
+	for _, up := range []struct {
+		c    *sftp.Client
+		name string
+		data []byte
+	}{{alice, "report.pdf", a}, {bob, "report.pdf", b}, {alice, "one.txt", a1}, {alice, "two.txt", a2}, {bob, "control", control}} {
+		if err := sftpPut(up.c, up.name, up.data); err != nil {
+			t.Fatal(err)
+		}
 	}
 	alice.Close()
 	bob.Close()
+	if damaged, failed, out := verify(t, srv); failed || len(damaged) != 0 {
+		t.Fatalf("verify before the swaps: %v\n%s", damaged, out)
+	}
+	read := func(home, name string) []byte {
+		t.Helper()
+		c, err := os.ReadFile(storePath(srv, home, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	// Between homes: swap alice's and bob's report.pdf, and copy alice's
+	// one.txt into bob's home under a new name.
 	pa, pb := storePath(srv, "alice", "report.pdf"), storePath(srv, "bob", "report.pdf")
-	ca, err := os.ReadFile(pa)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb, err := os.ReadFile(pb)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, cb := read("alice", "report.pdf"), read("bob", "report.pdf")
 	writeKeepMode(t, pa, cb)
 	writeKeepMode(t, pb, ca)
-
-	alice = newSFTP(t, srv, "alice", aliceKey)
-	got, err := sftpGet(alice, "report.pdf")
-	switch {
-	case err != nil:
-		// A format that binds files to their home detects the swap: fine,
-		// as long as it is reported as an integrity failure.
-		if !strings.Contains(err.Error(), "integrity") {
-			t.Fatalf("swapped file: error %v (want an integrity failure or bob's authentic bytes)", err)
-		}
-		t.Logf("whole-file swap detected: %v", err)
-	case bytes.Equal(got, b):
-		t.Logf("whole-file swap NOT detected (documented v1 limitation): alice reads bob's file")
-	default:
-		t.Fatalf("swapped file read back as neither file (%d bytes)", len(got))
+	if err := os.WriteFile(storePath(srv, "bob", "from-alice.txt"), read("alice", "one.txt"), 0o600); err != nil {
+		t.Fatal(err)
 	}
+	// Within alice's home: swap one.txt and two.txt.
+	c1, c2 := read("alice", "one.txt"), read("alice", "two.txt")
+	writeKeepMode(t, storePath(srv, "alice", "one.txt"), c2)
+	writeKeepMode(t, storePath(srv, "alice", "two.txt"), c1)
+
+	users := map[string]struct{ key, pw string }{"alice": {aliceKey, "alice-pw-1"}, "bob": {bobKey, "bob-pw-1"}}
+	for _, tc := range []struct {
+		home, name string
+		orig       []byte // the bytes the file held in its own home
+	}{
+		{"alice", "report.pdf", b},
+		{"bob", "report.pdf", a},
+		{"bob", "from-alice.txt", a1},
+	} {
+		t.Run(tc.home+"/"+tc.name, func(t *testing.T) {
+			u := users[tc.home]
+			// OpenSSH sftp.
+			local := filepath.Join(t.TempDir(), "got")
+			if out, err := srv.SFTPBatch(t, tc.home, u.key, "get "+tc.name+" "+local+"\n"); err == nil {
+				t.Errorf("sftp get of a file from another home succeeded:\n%s", out)
+			}
+			if got, err := os.ReadFile(local); err == nil && len(got) > 0 {
+				t.Errorf("sftp get wrote %d bytes of a file from another home", len(got))
+			}
+			// pkg/sftp: SSH_FX_FAILURE naming integrity, no byte served.
+			gc := newSFTP(t, srv, tc.home, u.key)
+			got, err := sftpGet(gc, tc.name)
+			if err == nil {
+				t.Errorf("pkg/sftp read of a file from another home succeeded (equal to its bytes: %v)", bytes.Equal(got, tc.orig))
+			} else if !strings.Contains(err.Error(), "integrity") {
+				t.Errorf("pkg/sftp read error %q does not mention integrity", err)
+			}
+			if len(got) > 0 {
+				t.Errorf("pkg/sftp read served %d bytes of a file from another home", len(got))
+			}
+			gc.Close()
+			// WebDAV: the header fails before the response starts: 500.
+			dav := newDAV(t, srv, tc.home, u.pw, "")
+			if code, body, err := dav.do("GET", "/"+tc.name, nil); code != http.StatusInternalServerError {
+				t.Errorf("WebDAV GET of a file from another home: status %d, %d bytes, err %v (want 500)", code, len(body), err)
+			}
+			if out, err := srv.Curl(t, tc.home, u.pw, "-f", "-o", filepath.Join(t.TempDir(), "curl"), srv.DAVURL+"/"+tc.name); err == nil {
+				t.Errorf("curl -f GET of a file from another home succeeded: %s", out)
+			}
+			waitFor(t, 10*time.Second, "an integrity log line naming "+tc.home+" "+tc.name, func() bool {
+				return len(logLines(srv, "integrity", "home="+tc.home, tc.name)) > 0
+			})
+		})
+	}
+
+	// Not detected (files are not bound to their path): within one home,
+	// each name serves the other file's authentic content.
+	ac := newSFTP(t, srv, "alice", aliceKey)
+	for name, want := range map[string][]byte{"one.txt": a2, "two.txt": a1} {
+		got, err := sftpGet(ac, name)
+		switch {
+		case err != nil:
+			t.Errorf("swap within a home: %s: %v (format v1 does not bind the path: the other file's bytes are expected)", name, err)
+		case !bytes.Equal(got, want):
+			t.Errorf("swap within a home: %s served %d bytes that are not the other file's", name, len(got))
+		}
+	}
+	ac.Close()
+	bc := newSFTP(t, srv, "bob", bobKey)
+	if got, err := sftpGet(bc, "control"); err != nil || !bytes.Equal(got, control) {
+		t.Errorf("bob's intact file: %v (equal=%v)", err, bytes.Equal(got, control))
+	}
+	bc.Close()
+
+	// verify lists exactly the files that left their home.
+	damaged, failed, out := verify(t, srv)
+	if !failed {
+		t.Errorf("verify exited 0 with files from another home:\n%s", out)
+	}
+	for i := range damaged {
+		damaged[i] = strings.TrimPrefix(damaged[i], "/")
+	}
+	slices.Sort(damaged)
+	if want := []string{"alice/report.pdf", "bob/from-alice.txt", "bob/report.pdf"}; !slices.Equal(damaged, want) {
+		t.Errorf("verify listed\n  %q\nwant\n  %q\n%s", damaged, want, out)
+	}
+	if damaged, failed, out := verify(t, srv, "--user", "bob"); !failed || len(damaged) != 2 {
+		t.Errorf("verify --user bob: listed %q (exit non-zero: %v), want bob's two files\n%s", damaged, failed, out)
+	}
+	alive(t, srv, "alice", "alice-pw-1", aliceKey)
 }
 
 // sshRun runs one exec request on an SSH connection and returns its output.
