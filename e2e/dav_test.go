@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -186,27 +187,59 @@ func TestDAVSFTPInterop(t *testing.T) {
 	SameFile(t, viaSFTP, got2)
 }
 
-// TestDAVPropsPersist: dead properties (and a Windows mtime) survive a
-// restart of the server; MOVE takes them along.
+// TestDAVPropsPersist: dead properties (and a Windows mtime) and the
+// checksums computed at upload survive a restart of the server; MOVE takes
+// them along, also as the first request after the restart (cold metadata
+// cache), also between directories and for a collection.
 func TestDAVPropsPersist(t *testing.T) {
 	srv := StartServer(t)
 	srv.AddUser(t, "dora", "dora-pw")
 	f := RandomFile(t, 1000)
 	wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-T", f, srv.DAVURL+"/p.bin"), "201", "PUT")
+	wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-X", "MKCOL", srv.DAVURL+"/d1"), "201", "MKCOL")
+	wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-X", "MKCOL", srv.DAVURL+"/d2"), "201", "MKCOL")
+	wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-T", f, srv.DAVURL+"/d1/n.bin"), "201", "PUT")
 	patch := `<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:x="urn:example:x" xmlns:Z="urn:schemas-microsoft-com:"><D:set><D:prop>` +
 		`<x:color>deep &amp; blue</x:color><Z:Win32LastModifiedTime>Mon, 01 Mar 2021 10:00:00 GMT</Z:Win32LastModifiedTime></D:prop></D:set></D:propertyupdate>`
-	wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-X", "PROPPATCH", "--data-binary", patch, srv.DAVURL+"/p.bin"), "207", "PROPPATCH")
+	for _, p := range []string{"/p.bin", "/d1/n.bin", "/d1"} {
+		wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-X", "PROPPATCH", "--data-binary", patch, srv.DAVURL+p), "207", "PROPPATCH "+p)
+	}
+	sum := sha1File(t, f)
 	srv.Restart(t)
 	// MOVE first thing after the restart (cold metadata cache).
 	wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-X", "MOVE", "-H", "Destination: /q.bin", srv.DAVURL+"/p.bin"), "201", "MOVE")
-	out, err := srv.Curl(t, "dora", "dora-pw", "-X", "PROPFIND", "-H", "Depth: 0", "--data-binary",
-		`<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><x:color xmlns:x="urn:example:x"/><D:getlastmodified/></D:prop></D:propfind>`, srv.DAVURL+"/q.bin")
+	wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-X", "MOVE", "-H", "Destination: /d2/m.bin", srv.DAVURL+"/d1/n.bin"), "201", "MOVE between directories")
+	srv.Restart(t)
+	wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-X", "MOVE", "-H", "Destination: /d3", srv.DAVURL+"/d1"), "201", "MOVE collection")
+	propfind := `<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:oc="http://owncloud.org/ns"><D:prop><x:color xmlns:x="urn:example:x"/><D:getlastmodified/><oc:checksums/></D:prop></D:propfind>`
+	for _, p := range []string{"/q.bin", "/d2/m.bin", "/d3"} {
+		out, err := srv.Curl(t, "dora", "dora-pw", "-X", "PROPFIND", "-H", "Depth: 0", "--data-binary", propfind, srv.DAVURL+p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, `<color xmlns="urn:example:x">deep &amp; blue</color>`) {
+			t.Errorf("%s lost its dead property after restart and MOVE:\n%s", p, out)
+		}
+		if p == "/d3" {
+			continue
+		}
+		if !strings.Contains(out, "Mon, 01 Mar 2021 10:00:00 GMT") {
+			t.Errorf("%s lost its mtime after restart and MOVE:\n%s", p, out)
+		}
+		if !strings.Contains(strings.ToLower(out), "sha1:"+sum) {
+			t.Errorf("%s: oc:checksums lack SHA1:%s after restart and MOVE:\n%s", p, sum, out)
+		}
+	}
+}
+
+func sha1File(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, `<color xmlns="urn:example:x">deep &amp; blue</color>`) || !strings.Contains(out, "Mon, 01 Mar 2021 10:00:00 GMT") {
-		t.Fatalf("after restart and MOVE:\n%s", out)
-	}
+	h := sha1.Sum(b)
+	return hex.EncodeToString(h[:])
 }
 
 // TestDAVBrowserRedirect: a browser opening a collection (any, not only the

@@ -704,13 +704,6 @@ func (h *handler) copyMove(w http.ResponseWriter, r *http.Request, src string) e
 		h.s.locks.dropWithin(h.home, dst)
 	}
 	if move {
-		if !sfi.IsDir() {
-			// Workaround: vfs.Rename moves a file's metadata after the
-			// on-disk rename, and a cold metadata cache then prunes the
-			// source's entry as stale (dead props lost on the first MOVE
-			// after a restart). Loading it first keeps it.
-			h.fs.Meta(src)
-		}
 		if err := h.fs.Rename(src, dst, exists); err != nil {
 			return err
 		}
