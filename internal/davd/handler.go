@@ -321,15 +321,24 @@ const chunkSize = 64 << 10
 // (an HTTP/2 stream buffers up to its window) is drained in few reads.
 const copyBufSize = 16 * chunkSize
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+var (
+	copyBufs  = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+	chunkBufs = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+)
 
 // copyChunks copies src to dst, writing whole chunkSize pieces (only the
 // last may be short), so every write but the last is chunk-aligned. It
 // reads until its buffer is full, whatever sizes src returns (TLS records
-// are 16 KiB), and never uses ReaderFrom/WriterTo.
-func copyChunks(dst io.Writer, src io.Reader) (int64, error) {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
+// are 16 KiB), and never uses ReaderFrom/WriterTo. size is how many bytes
+// src announces (-1: unknown); bodies of at most one chunk (most files
+// synced by rclone) take a chunk-sized buffer.
+func copyChunks(dst io.Writer, src io.Reader, size int64) (int64, error) {
+	pool := &copyBufs
+	if size >= 0 && size <= chunkSize {
+		pool = &chunkBufs
+	}
+	bp := pool.Get().(*[]byte)
+	defer pool.Put(bp)
 	buf := *bp
 	var written int64
 	for {
@@ -434,7 +443,7 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request, name string) error
 	if check != nil {
 		src = io.TeeReader(body, check.h)
 	}
-	_, err = copyChunks(f, src)
+	_, err = copyChunks(f, src, r.ContentLength)
 	if err == nil && check != nil && hex.EncodeToString(check.h.Sum(nil)) != check.want {
 		err = httpErr(http.StatusBadRequest, "OC-Checksum mismatch")
 	}
@@ -775,7 +784,7 @@ func (h *handler) copyRec(ctx context.Context, src, dst string, fi fs.FileInfo, 
 		if err != nil {
 			return err
 		}
-		if _, err := copyChunks(out, in); err != nil {
+		if _, err := copyChunks(out, in, fi.Size()); err != nil {
 			out.Abort()
 			return err
 		}
