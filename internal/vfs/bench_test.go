@@ -200,3 +200,58 @@ func BenchmarkStat(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReadDir lists a directory of 10,000 uploaded files (each with
+// cached hashes in the sidecar): ReadDir alone, ReadDirMeta (listing plus
+// everyone's metadata in one pass), and ReadDir plus Meta per entry (what
+// a WebDAV listing did before ReadDirMeta).
+func BenchmarkReadDir(b *testing.B) {
+	const entries = 10000
+	_, fsys := newFS(b)
+	if err := fsys.Mkdir("big", 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < entries; i++ {
+		writeFile(b, fsys, fmt.Sprintf("big/f%05d", i), []byte("hello"))
+	}
+	check := func(b *testing.B, n int) {
+		if n != entries {
+			b.Fatalf("listed %d entries, want %d", n, entries)
+		}
+	}
+	b.Run("ReadDir", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			fis, err := fsys.ReadDir("big")
+			if err != nil {
+				b.Fatal(err)
+			}
+			check(b, len(fis))
+		}
+	})
+	b.Run("ReadDirMeta", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			fis, metas, err := fsys.ReadDirMeta("big")
+			if err != nil {
+				b.Fatal(err)
+			}
+			check(b, len(fis))
+			if len(metas) != entries {
+				b.Fatalf("metadata of %d entries, want %d", len(metas), entries)
+			}
+		}
+	})
+	b.Run("ReadDir+Meta", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			fis, err := fsys.ReadDir("big")
+			if err != nil {
+				b.Fatal(err)
+			}
+			check(b, len(fis))
+			for _, fi := range fis {
+				if _, err := fsys.Meta("big/" + fi.Name()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}

@@ -175,12 +175,20 @@ func (h *home) loadDir(dir string) (*dirMeta, error) {
 		return nil, err
 	}
 	pruned := false
+	names := h.dirNames(dir, len(m))
 	for k := range m {
 		if k == "." {
 			continue
 		}
 		rel := path.Join(dir, k)
-		if _, err := h.root.Lstat(rel); errors.Is(err, fs.ErrNotExist) && h.lookup(rel) == nil {
+		var gone bool
+		if names != nil {
+			gone = !names[k]
+		} else {
+			_, err := h.root.Lstat(rel)
+			gone = errors.Is(err, fs.ErrNotExist)
+		}
+		if gone && h.lookup(rel) == nil {
 			delete(m, k)
 			pruned = true
 		}
@@ -203,6 +211,30 @@ func (h *home) loadDir(dir string) (*dirMeta, error) {
 		}
 	}
 	return dm, nil
+}
+
+// dirNames returns the set of names in dir, read in one pass, when the
+// sidecar being loaded has enough entries (n) that one directory read is
+// cheaper than an lstat per entry (each a path walk under os.Root); nil
+// means "lstat each".
+func (h *home) dirNames(dir string, n int) map[string]bool {
+	if n <= 16 {
+		return nil
+	}
+	d, err := h.root.Open(dir)
+	if err != nil {
+		return nil
+	}
+	defer d.Close()
+	list, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil
+	}
+	names := make(map[string]bool, len(list))
+	for _, k := range list {
+		names[k] = true
+	}
+	return names
 }
 
 // commit stores dm: at once if sync, else within metaFlushDelay. Caller

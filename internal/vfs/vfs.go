@@ -86,6 +86,8 @@
 // file once and caches all three. A cached value is
 // used only while the file's size and mtime match and no handle has it
 // open; an in-place write drops it at once, Chtimes keeps it valid.
+// ReadDirMeta gives a directory listing with its entries' metadata from
+// one sidecar read (WebDAV Depth: 1 PROPFIND), not a lookup per entry.
 //
 // # Quota and usage
 //
@@ -183,6 +185,11 @@ package vfs
 //	// and deleted with it: WebDAV dead properties and cached content hashes.
 //	func (f *FS) Meta(name string) (Meta, error)            // zero Meta if none
 //	func (f *FS) UpdateMeta(name string, fn func(*Meta) error) error
+//	// ReadDirMeta: ReadDir plus the metadata of the entries that have some
+//	// (keyed by entry name) in one pass: one directory read and one sidecar
+//	// read, no per-entry lookup. Hashes only while valid for the listed
+//	// entry. A damaged sidecar still gives the listing, with an error.
+//	func (f *FS) ReadDirMeta(name string) ([]fs.FileInfo, map[string]Meta, error)
 //	type Meta struct {
 //		Props map[string]string // WebDAV dead properties: key "{namespace}local", value raw inner XML
 //		Hashes *Hashes          // nil if unknown
