@@ -112,6 +112,11 @@ func deadProps(fsys *vfs.FS, name string) (map[xml.Name]webdav.Property, error) 
 	if err != nil {
 		return nil, err
 	}
+	return propsOf(m), nil
+}
+
+// propsOf returns the dead properties stored in m.
+func propsOf(m vfs.Meta) map[xml.Name]webdav.Property {
 	out := make(map[xml.Name]webdav.Property, len(m.Props))
 	for k, v := range m.Props {
 		n, ok := parsePropKey(k)
@@ -120,7 +125,7 @@ func deadProps(fsys *vfs.FS, name string) (map[xml.Name]webdav.Property, error) 
 		}
 		out[n] = webdav.Property{XMLName: n, InnerXML: []byte(v)}
 	}
-	return out, nil
+	return out
 }
 
 // patchDeadProps applies set/remove instructions in order, all or nothing.

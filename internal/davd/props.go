@@ -59,6 +59,20 @@ type propCtx struct {
 	ctx      context.Context
 	usage    *vfs.Usage
 	usageErr error
+	// listDir and listMeta: the members' metadata of a Depth: 1 listing,
+	// read with the listing in one pass (vfs.ReadDirMeta), so a member
+	// costs no metadata lookup of its own.
+	listDir  string
+	listMeta map[string]vfs.Meta
+}
+
+// listed returns the metadata of a member of the listing (ok=false if
+// name is not one: look it up by name).
+func (pc *propCtx) listed(name string) (vfs.Meta, bool) {
+	if pc.listMeta == nil || name == pc.listDir || parentName(name) != pc.listDir {
+		return vfs.Meta{}, false
+	}
+	return pc.listMeta[baseName(name)], true
 }
 
 func (pc *propCtx) getUsage() (*vfs.Usage, error) {
@@ -119,6 +133,10 @@ func (pc *propCtx) live(name string, fi fs.FileInfo, n xml.Name) (string, bool, 
 	case pETag:
 		return escapeText(etag(fi)), true, nil
 	case pOCChecksums:
+		if m, ok := pc.listed(name); ok && m.Hashes != nil && m.Hashes.MD5 != "" && m.Hashes.SHA1 != "" {
+			// Valid for this entry (vfs.ReadDirMeta checked size and mtime).
+			return fmt.Sprintf("<checksum>SHA1:%s MD5:%s</checksum>", m.Hashes.SHA1, m.Hashes.MD5), true, nil
+		}
 		hs, err := pc.h.fs.Checksums(pc.ctx, name, vfs.HashMD5, vfs.HashSHA1)
 		if err != nil {
 			return "", false, err
@@ -202,9 +220,17 @@ func (h *handler) propfind(w http.ResponseWriter, r *http.Request, name string) 
 		}
 	}
 	if depth == 1 && fi.IsDir() {
-		kids, err := h.fs.ReadDir(name)
-		if err != nil {
+		kids, metas, err := h.fs.ReadDirMeta(name)
+		switch {
+		case err != nil && kids == nil:
 			h.log.Error("dav: PROPFIND listing", "path", name, "err", err)
+		case err != nil:
+			// A damaged metadata file must not hide the entries: list
+			// them, without the properties it held.
+			h.log.Error("dav: reading properties of a listing", "path", name, "err", err)
+		}
+		if kids != nil {
+			pc.listDir, pc.listMeta = name, metas
 		}
 		for _, k := range kids {
 			if !k.IsDir() && !k.Mode().IsRegular() {
@@ -226,7 +252,13 @@ func (h *handler) propfindOne(ms *multistatus, pc *propCtx, name string, fi fs.F
 		if dead != nil {
 			return nil
 		}
-		d, err := deadProps(h.fs, name)
+		var d map[xml.Name]webdav.Property
+		var err error
+		if m, ok := pc.listed(name); ok {
+			d = propsOf(m)
+		} else {
+			d, err = deadProps(h.fs, name)
+		}
 		if err != nil {
 			// A damaged metadata file must not hide the entry itself:
 			// list it without dead properties.
