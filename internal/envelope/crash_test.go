@@ -39,6 +39,25 @@ func TestCrashOrder(t *testing.T) {
 			_, err := f.WriteAt(pattern((maxCached+4)*chunkSize+9, 9), 0)
 			must(t, err)
 		}, ErrTruncated},
+		{"upload in whole chunks", int(cs + 3), func(t *testing.T, f *File) {
+			// Past minStreamChunks: sealed straight from the caller's
+			// buffer and kept pending (appendChunk).
+			for i := range int64(minStreamChunks + 4) {
+				_, err := f.WriteAt(pattern(chunkSize, uint64(i)), i*cs)
+				must(t, err)
+			}
+		}, ErrTruncated},
+		{"upload in whole chunks, flushed, appended", 0, func(t *testing.T, f *File) {
+			for i := range int64(minStreamChunks + 2) {
+				_, err := f.WriteAt(pattern(chunkSize, uint64(i)), i*cs)
+				must(t, err)
+			}
+			must(t, f.Flush())
+			for i := range int64(2) {
+				_, err := f.WriteAt(pattern(chunkSize, uint64(i)+40), (minStreamChunks+2+i)*cs)
+				must(t, err)
+			}
+		}, ErrTruncated},
 		{"grow within last chunk", 100, func(t *testing.T, f *File) {
 			_, err := f.WriteAt(pattern(200, 9), 50)
 			must(t, err)

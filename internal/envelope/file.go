@@ -28,7 +28,29 @@ type entry struct {
 	idx   int64
 	buf   *[]byte
 	dirty bool
+
+	// What the application has finished of the chunk, for settle: the
+	// bytes [0, known) were written (or loaded from storage), and so were
+	// the 1 KiB blocks in have (out-of-order writers fill blocks first).
+	known int
+	have  uint64
 }
+
+// wrote records that [lo, hi) of e was written.
+func (e *entry) wrote(lo, hi int) {
+	if first, end := (lo+1023)>>10, hi>>10; first < end {
+		e.have |= (^uint64(0) >> (64 - (end - first))) << first
+	}
+	if lo <= e.known {
+		e.known = max(e.known, hi)
+	}
+	for e.known < chunkSize && e.have&(1<<(e.known>>10)) != 0 {
+		e.known = (e.known>>10 + 1) << 10
+	}
+}
+
+// done reports whether every byte of e's chunk was written or loaded.
+func (e *entry) done() bool { return e.known == chunkSize }
 
 // File is an open envelope file: random-access reads and writes of the
 // plaintext, stored encrypted in a Backing.
@@ -59,8 +81,11 @@ type File struct {
 	noFinal bool     // the stored chunks are all interior (a partial flush of a growing file)
 	lastOK  bool     // the stored final chunk was authenticated or written by us
 	entries []*entry // sorted by idx
-	scratch []byte   // one sealed chunk, for I/O
-	err     error    // sticky
+	spare   []*entry // written-out entries for reuse, buffers not cleared
+	pend    []byte   // if pendIdx >= 0: sealed chunk pendIdx (see appendChunk)
+	pendIdx int64
+	scratch []byte // one sealed chunk, for I/O
+	err     error  // sticky
 	closed  bool
 }
 
@@ -147,6 +172,7 @@ func newFile(b Backing, h *header, dek []byte, size int64) (*File, error) {
 		size:    size,
 		disk:    size,
 		scratch: make([]byte, encChunkSize),
+		pendIdx: -1,
 	}, nil
 }
 
@@ -179,6 +205,11 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	}
 	if off < 0 {
 		return 0, errors.New("envelope: read: negative offset")
+	}
+	if f.pendIdx >= 0 && off+int64(len(p)) > f.pendIdx*chunkSize {
+		if err := f.unpend(); err != nil {
+			return 0, err
+		}
 	}
 	n := 0
 	for n < len(p) && off < f.size {
@@ -288,7 +319,11 @@ func (f *File) newEntry(i int64) (*entry, error) {
 		}
 		e = f.entries[victim] // reused: no allocation in steady state
 		f.entries = slices.Delete(f.entries, victim, victim+1)
-		e.idx, e.dirty = i, false
+		e.idx, e.dirty, e.known, e.have = i, false, 0, 0
+	} else if k := len(f.spare); k > 0 {
+		e = f.spare[k-1]
+		f.spare = f.spare[:k-1]
+		e.idx, e.dirty, e.known, e.have = i, false, 0, 0
 	} else {
 		e = &entry{idx: i, buf: chunkBufs.Get().(*[]byte)}
 	}
@@ -328,6 +363,7 @@ func (f *File) load(i int64) (*entry, error) {
 		}
 	}
 	clear(buf[dl:])
+	e.wrote(0, dl)
 	return e, nil
 }
 
@@ -349,11 +385,23 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	if end > MaxPlaintextSize || end < off {
 		return 0, fmt.Errorf("envelope: write: %w", ErrTooLarge)
 	}
+	if off == f.size && len(p) == chunkSize && off%chunkSize == 0 && off >= minStreamChunks*chunkSize {
+		if ok, err := f.appendChunk(p, off/chunkSize); ok || err != nil {
+			if err != nil {
+				return 0, err
+			}
+			return len(p), nil
+		}
+	}
+	if err := f.unpend(); err != nil {
+		return 0, err
+	}
 	if end > f.size {
 		if err := f.grow(end); err != nil {
 			return 0, err
 		}
 	}
+	first := off / chunkSize
 	n := 0
 	for n < len(p) {
 		i, lo := off/chunkSize, int(off%chunkSize)
@@ -374,10 +422,163 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 		}
 		copy((*e.buf)[lo:hi], p[n:])
 		e.dirty = true
+		e.wrote(lo, hi)
 		n += hi - lo
 		off += int64(hi - lo)
 	}
+	if f.size > f.disk {
+		if err := f.settle(first); err != nil {
+			return n, err
+		}
+	}
 	return n, nil
+}
+
+// settle writes out early, by a partial flush (docs/FORMAT.md, "Write
+// order"), the chunks of a growing file that earlier writes finished: every
+// chunk from the stored end up to (not including) the first one that is not
+// cached, not dirty, not entirely written or not below before (the first
+// chunk of the current write, whose data stays cached like any write's), and
+// never the last chunk; and only if every dirty chunk below that is entirely
+// written too. Each chunk of a
+// sequential upload is so sealed once, one write after it is filled, and
+// its buffer is reused for the next: the writer's working set stays a few
+// chunks instead of the whole cache. Out-of-order writers are not slowed:
+// chunks they are still filling block the run.
+func (f *File) settle(before int64) error {
+	last := min(numChunks(f.size)-1, before)
+	u := numChunks(f.disk)
+	if u > last {
+		return nil // growing within the stored final chunk
+	}
+	for k := 0; u < last; u++ {
+		for k < len(f.entries) && f.entries[k].idx < u {
+			k++
+		}
+		if k == len(f.entries) {
+			break
+		}
+		if e := f.entries[k]; e.idx != u || !e.dirty || !e.done() {
+			break
+		}
+	}
+	some := false
+	for _, e := range f.entries {
+		if e.idx >= u {
+			break
+		}
+		if e.dirty {
+			if !e.done() {
+				return nil
+			}
+			some = true
+		}
+	}
+	if !some {
+		return nil
+	}
+	if err := f.flushBelow(u); err != nil {
+		return err
+	}
+	// Recycling the same few buffers keeps a sequential writer's working
+	// set in the CPU cache.
+	for len(f.entries) > 0 && f.entries[0].idx < u {
+		f.release(f.entries[0])
+	}
+	return nil
+}
+
+// minStreamChunks is how long a file must be before appendChunk takes
+// over its whole-chunk appends: its saving is one copy per chunk, its cost
+// one extra open and seal of the last chunk at the next Flush.
+const minStreamChunks = 8
+
+// appendChunk is the fast path of a sequential upload in whole chunks: p is
+// exactly chunk i, appended at the end of the file. It seals p straight from
+// the caller's buffer (no copy into the cache) as an interior chunk, a bet
+// that the file grows further, and keeps the sealed chunk pending as the
+// last chunk; the previous last chunk (pending, or dirty in the cache and
+// entirely written) is written out first, as a partial flush below i
+// (docs/FORMAT.md, "Write order"). If the bet is lost (a Flush, a read of
+// that chunk or any other write comes first), unpend opens the pending
+// chunk back into the cache, as if it had been written there.
+//
+// It reports false, having changed nothing, when the state does not allow
+// it: in a pending state, f.size == (pendIdx+1)*chunkSize, stored chunks
+// 0..pendIdx-1 are all interior (noFinal) and no cached chunk is dirty.
+func (f *File) appendChunk(p []byte, i int64) (bool, error) {
+	if f.err != nil {
+		return false, f.err
+	}
+	if f.pendIdx >= 0 {
+		if f.pendIdx != i-1 {
+			return false, nil
+		}
+		if _, err := f.b.WriteAt(f.pend, chunkOffset(i-1)); err != nil {
+			return false, f.fail(fmt.Errorf("write chunk %d: %w", i-1, err))
+		}
+		f.disk, f.noFinal = i*chunkSize, true
+	} else {
+		prev := f.lookup(i - 1)
+		if prev == nil || !prev.dirty || !prev.done() {
+			return false, nil
+		}
+		for _, e := range f.entries {
+			if e.dirty && !e.done() || e.idx >= i {
+				return false, nil
+			}
+		}
+		if err := f.grow(f.size + chunkSize); err != nil {
+			return false, err
+		}
+		if err := f.flushBelow(i); err != nil {
+			return false, err
+		}
+		for _, e := range slices.Clone(f.entries) {
+			f.release(e)
+		}
+		if f.pend == nil {
+			f.pend = make([]byte, encChunkSize)
+		}
+	}
+	f.pend = f.s.seal(f.pend, i, false, p)
+	f.pendIdx, f.size = i, (i+1)*chunkSize
+	return true, nil
+}
+
+// unpend turns a pending sealed chunk (appendChunk) back into a dirty,
+// entirely written cache entry: the normal state of a growing file.
+func (f *File) unpend() error {
+	if f.pendIdx < 0 {
+		return nil
+	}
+	i := f.pendIdx
+	e, err := f.newEntry(i)
+	if err != nil {
+		return err
+	}
+	if err := f.s.open((*e.buf)[:chunkSize], f.pend, i, false); err != nil {
+		f.dropEntry(e)
+		return fmt.Errorf("envelope: pending chunk: %w", err)
+	}
+	e.dirty = true
+	e.wrote(0, chunkSize)
+	f.pendIdx = -1
+	return nil
+}
+
+// release drops a clean entry from the cache, keeping its buffer (not
+// cleared) for reuse while entries and spares stay within maxCached.
+func (f *File) release(e *entry) {
+	if k := slices.Index(f.entries, e); k >= 0 {
+		f.entries = slices.Delete(f.entries, k, k+1)
+	}
+	if len(f.entries)+len(f.spare) < maxCached {
+		f.spare = append(f.spare, e)
+		return
+	}
+	clear(*e.buf)
+	chunkBufs.Put(e.buf)
 }
 
 // grow raises the plaintext size to size (> f.size). When the file first
@@ -411,6 +612,11 @@ func (f *File) Truncate(size int64) error {
 		return errors.New("envelope: truncate: negative size")
 	case size > MaxPlaintextSize:
 		return fmt.Errorf("envelope: truncate: %w", ErrTooLarge)
+	}
+	if err := f.unpend(); err != nil {
+		return err
+	}
+	switch {
 	case size > f.size:
 		return f.grow(size)
 	case size == f.size:
@@ -483,6 +689,9 @@ func (f *File) Flush() error {
 func (f *File) flush() error {
 	if f.err != nil {
 		return f.err
+	}
+	if err := f.unpend(); err != nil {
+		return err
 	}
 	oldN, newN := numChunks(f.disk), numChunks(f.size)
 	for i := oldN; i < newN; i++ {
@@ -577,6 +786,13 @@ func (f *File) Close() error {
 		f.dropEntry(e)
 	}
 	f.entries = nil
+	for _, e := range f.spare {
+		clear(*e.buf)
+		chunkBufs.Put(e.buf)
+	}
+	f.spare = nil
+	clear(f.pend)
+	f.pend, f.pendIdx = nil, -1
 	f.s = nil // drops the last reference to the chunk key
 	f.closed = true
 	return err

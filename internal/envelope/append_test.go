@@ -1,0 +1,176 @@
+package envelope
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+// TestWholeChunkAppends drives the fast path of sequential whole-chunk
+// appends (appendChunk) into each way out of it: a read of the pending
+// chunk or before it, a write elsewhere, an overwrite of the pending chunk,
+// a Truncate (shrink and grow), a Flush, and Close; the File and the stored
+// file must always hold what a plain byte slice does.
+func TestWholeChunkAppends(t *testing.T) {
+	cs := int64(chunkSize)
+	n := int64(minStreamChunks + 3)
+	for _, tc := range []struct {
+		name  string
+		after func(t *testing.T, f *File, want []byte) []byte
+	}{
+		{"close", func(t *testing.T, f *File, want []byte) []byte { return want }},
+		{"read pending chunk", func(t *testing.T, f *File, want []byte) []byte {
+			got := make([]byte, 100)
+			_, err := f.ReadAt(got, (n-1)*cs+5)
+			must(t, err)
+			if !bytes.Equal(got, want[(n-1)*cs+5:][:100]) {
+				t.Error("read of the pending chunk differs")
+			}
+			return want
+		}},
+		{"read before pending chunk", func(t *testing.T, f *File, want []byte) []byte {
+			got := make([]byte, cs)
+			_, err := f.ReadAt(got, (n-2)*cs)
+			must(t, err)
+			if !bytes.Equal(got, want[(n-2)*cs:][:cs]) {
+				t.Error("read before the pending chunk differs")
+			}
+			return want
+		}},
+		{"read to EOF", func(t *testing.T, f *File, want []byte) []byte {
+			got := make([]byte, 2*cs)
+			k, err := f.ReadAt(got, (n-1)*cs)
+			if k != chunkSize || !errors.Is(err, io.EOF) || !bytes.Equal(got[:k], want[(n-1)*cs:]) {
+				t.Errorf("read to EOF: %d, %v", k, err)
+			}
+			return want
+		}},
+		{"overwrite pending chunk", func(t *testing.T, f *File, want []byte) []byte {
+			_, err := f.WriteAt([]byte("XYZ"), (n-1)*cs+7)
+			must(t, err)
+			copy(want[(n-1)*cs+7:], "XYZ")
+			return want
+		}},
+		{"write earlier", func(t *testing.T, f *File, want []byte) []byte {
+			_, err := f.WriteAt([]byte("early"), 3)
+			must(t, err)
+			copy(want[3:], "early")
+			return want
+		}},
+		{"unaligned append", func(t *testing.T, f *File, want []byte) []byte {
+			_, err := f.WriteAt([]byte("tail"), n*cs)
+			must(t, err)
+			return append(want, "tail"...)
+		}},
+		{"append past a hole", func(t *testing.T, f *File, want []byte) []byte {
+			p := pattern(chunkSize, 77)
+			_, err := f.WriteAt(p, (n+1)*cs)
+			must(t, err)
+			return append(append(want, make([]byte, cs)...), p...)
+		}},
+		{"truncate shrink", func(t *testing.T, f *File, want []byte) []byte {
+			must(t, f.Truncate((n-1)*cs-9))
+			return want[:(n-1)*cs-9]
+		}},
+		{"truncate grow", func(t *testing.T, f *File, want []byte) []byte {
+			must(t, f.Truncate(n*cs+10))
+			return append(want, make([]byte, 10)...)
+		}},
+		{"flush and go on", func(t *testing.T, f *File, want []byte) []byte {
+			must(t, f.Flush())
+			for i := n; i < n+3; i++ {
+				p := pattern(chunkSize, uint64(i)+100)
+				_, err := f.WriteAt(p, i*cs)
+				must(t, err)
+				want = append(want, p...)
+			}
+			return want
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kr := testKeyring(t)
+			m := newMem(nil)
+			f, err := Create(m, kr)
+			must(t, err)
+			var want []byte
+			for i := range n {
+				p := pattern(chunkSize, uint64(i))
+				_, err := f.WriteAt(p, i*cs)
+				must(t, err)
+				want = append(want, p...)
+			}
+			if f.pendIdx != n-1 {
+				t.Fatalf("pending chunk %d, want %d", f.pendIdx, n-1)
+			}
+			want = tc.after(t, f, want)
+			if got := f.Size(); got != int64(len(want)) {
+				t.Errorf("Size %d, want %d", got, len(want))
+			}
+			got := make([]byte, len(want))
+			if k, err := f.ReadAt(got, 0); k != len(want) || err != nil || !bytes.Equal(got, want) {
+				t.Errorf("ReadAt: %d, %v, equal %v", k, err, bytes.Equal(got, want))
+			}
+			must(t, f.Close())
+			stored, err := readAll(t, m.Bytes(), kr)
+			if err != nil || !bytes.Equal(stored, want) {
+				t.Fatalf("stored: %v, equal %v", err, bytes.Equal(stored, want))
+			}
+		})
+	}
+}
+
+// TestWholeChunkUploadSealsOnce: an upload in whole chunks writes each
+// chunk once, in ascending order (the pending last chunk is opened back and
+// sealed as final by Close, but written once).
+func TestWholeChunkUploadSealsOnce(t *testing.T) {
+	kr := testKeyring(t)
+	m := newMem(nil)
+	f, err := Create(m, kr)
+	must(t, err)
+	m.record = true
+	const n = 3 * minStreamChunks
+	for i := range int64(n) {
+		_, err := f.WriteAt(pattern(chunkSize, uint64(i)), i*chunkSize)
+		must(t, err)
+	}
+	must(t, f.Close())
+	var idx []int64
+	for _, op := range m.ops {
+		idx = append(idx, (op.off-HeaderSize)/encChunkSize)
+	}
+	for k, i := range idx {
+		if i != int64(k) {
+			t.Fatalf("chunk writes %v, want 0..%d ascending", idx, n-1)
+		}
+	}
+	if len(idx) != n {
+		t.Fatalf("%d chunk writes, want %d", len(idx), n)
+	}
+}
+
+// TestStickyErrorWholeChunks: a backing write failing on the fast path
+// poisons the File like any other.
+func TestStickyErrorWholeChunks(t *testing.T) {
+	kr := testKeyring(t)
+	m := newMem(nil)
+	f, err := Create(m, kr)
+	must(t, err)
+	for i := range int64(minStreamChunks + 1) {
+		_, err := f.WriteAt(pattern(chunkSize, 1), i*chunkSize)
+		must(t, err)
+	}
+	m.mu.Lock()
+	m.failAt = m.nmut + 1
+	m.mu.Unlock()
+	i := int64(minStreamChunks + 1)
+	if _, err := f.WriteAt(pattern(chunkSize, 1), i*chunkSize); !errors.Is(err, errInjected) {
+		t.Fatalf("WriteAt: %v", err)
+	}
+	if _, err := f.WriteAt(pattern(chunkSize, 1), (i+1)*chunkSize); !errors.Is(err, errInjected) {
+		t.Errorf("WriteAt after failure: %v", err)
+	}
+	if err := f.Close(); !errors.Is(err, errInjected) {
+		t.Errorf("Close: %v", err)
+	}
+}
