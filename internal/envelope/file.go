@@ -61,8 +61,11 @@ func (e *entry) done() bool { return e.known == chunkSize }
 // chunk and write it to the Backing in the order of docs/FORMAT.md, "Write
 // order", leaving a valid stored file; neither syncs the Backing. When all
 // 32 cached chunks are dirty, the lower half is written (sealed as interior
-// chunks, the last chunk stays cached), so until the next Flush the stored
-// file of a growing File may lack its final chunk. Other readers of the
+// chunks, the last chunk stays cached); a growing File also writes out the
+// chunks that earlier writes finished (settle), and seals whole-chunk
+// appends straight from the caller's buffer, keeping the last one sealed
+// and pending (appendChunk). So until the next Flush the stored file of a
+// growing File may lack its final chunk. Other readers of the
 // same stored file must therefore go through this File, or wait for Flush.
 // The File never closes the Backing.
 //
