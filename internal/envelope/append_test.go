@@ -14,7 +14,7 @@ import (
 // file must always hold what a plain byte slice does.
 func TestWholeChunkAppends(t *testing.T) {
 	cs := int64(chunkSize)
-	n := int64(minStreamChunks + 3)
+	n := int64(minStreamChunks + 2*pendBatch + 3) // two batches written, 3 pending
 	for _, tc := range []struct {
 		name  string
 		after func(t *testing.T, f *File, want []byte) []byte
@@ -129,15 +129,20 @@ func TestWholeChunkUploadSealsOnce(t *testing.T) {
 	f, err := Create(m, kr)
 	must(t, err)
 	m.record = true
-	const n = 3 * minStreamChunks
+	const n = minStreamChunks + 3*pendBatch + 2
 	for i := range int64(n) {
 		_, err := f.WriteAt(pattern(chunkSize, uint64(i)), i*chunkSize)
 		must(t, err)
 	}
 	must(t, f.Close())
-	var idx []int64
+	var idx []int64 // the chunks written, in order
 	for _, op := range m.ops {
-		idx = append(idx, (op.off-HeaderSize)/encChunkSize)
+		if (op.off-HeaderSize)%encChunkSize != 0 || (len(op.data)%encChunkSize != 0 && op.off != chunkOffset(n-1)) {
+			t.Fatalf("write of %d bytes at %d: not whole chunks", len(op.data), op.off)
+		}
+		for k := range max(1, len(op.data)/encChunkSize) {
+			idx = append(idx, (op.off-HeaderSize)/encChunkSize+int64(k))
+		}
 	}
 	for k, i := range idx {
 		if i != int64(k) {
@@ -163,9 +168,20 @@ func TestStickyErrorWholeChunks(t *testing.T) {
 	m.mu.Lock()
 	m.failAt = m.nmut + 1
 	m.mu.Unlock()
+	// Pending chunks are written a batch at a time: the failure shows
+	// at the first batch.
 	i := int64(minStreamChunks + 1)
-	if _, err := f.WriteAt(pattern(chunkSize, 1), i*chunkSize); !errors.Is(err, errInjected) {
-		t.Fatalf("WriteAt: %v", err)
+	for ; ; i++ {
+		_, err := f.WriteAt(pattern(chunkSize, 1), i*chunkSize)
+		if err != nil {
+			if !errors.Is(err, errInjected) {
+				t.Fatalf("WriteAt: %v", err)
+			}
+			break
+		}
+		if i > minStreamChunks+pendBatch+1 {
+			t.Fatal("no write reached the backing")
+		}
 	}
 	if _, err := f.WriteAt(pattern(chunkSize, 1), (i+1)*chunkSize); !errors.Is(err, errInjected) {
 		t.Errorf("WriteAt after failure: %v", err)

@@ -42,7 +42,7 @@ func TestCrashOrder(t *testing.T) {
 		{"upload in whole chunks", int(cs + 3), func(t *testing.T, f *File) {
 			// Past minStreamChunks: sealed straight from the caller's
 			// buffer and kept pending (appendChunk).
-			for i := range int64(minStreamChunks + 4) {
+			for i := range int64(minStreamChunks + pendBatch + 3) {
 				_, err := f.WriteAt(pattern(chunkSize, uint64(i)), i*cs)
 				must(t, err)
 			}

@@ -11,8 +11,9 @@ import (
 )
 
 // maxCached is the most chunks a File keeps in memory (dirty or clean):
-// 32 x 64 KiB = 2 MiB at most per open file, allocated on demand and
-// released by Close. It absorbs the out-of-order 32 KiB writes of SFTP
+// 32 x 64 KiB = 2 MiB at most per open file (with the buffers kept for
+// reuse; plus 512 KiB of sealed chunks of a whole-chunk upload, pendBatch),
+// allocated on demand and released by Close. It absorbs the out-of-order 32 KiB writes of SFTP
 // clients (8 workers spread over ~4 chunks) and halves the decryptions of
 // 32 KiB reads.
 const maxCached = 32
@@ -85,7 +86,8 @@ type File struct {
 	lastOK  bool     // the stored final chunk was authenticated or written by us
 	entries []*entry // sorted by idx
 	spare   []*entry // written-out entries for reuse, buffers not cleared
-	pend    []byte   // if pendIdx >= 0: sealed chunk pendIdx (see appendChunk)
+	pend    []byte   // if pendIdx >= 0: sealed chunks pendLo..pendIdx (see appendChunk)
+	pendLo  int64
 	pendIdx int64
 	scratch []byte // one sealed chunk, for I/O
 	err     error  // sticky
@@ -209,7 +211,7 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, errors.New("envelope: read: negative offset")
 	}
-	if f.pendIdx >= 0 && off+int64(len(p)) > f.pendIdx*chunkSize {
+	if f.pendIdx >= 0 && off+int64(len(p)) > f.pendLo*chunkSize {
 		if err := f.unpend(); err != nil {
 			return 0, err
 		}
@@ -496,19 +498,28 @@ func (f *File) settle(before int64) error {
 // one extra open and seal of the last chunk at the next Flush.
 const minStreamChunks = 8
 
+// pendBatch is how many sealed chunks appendChunk collects (512 KiB) before
+// it writes them to the Backing in one WriteAt.
+const pendBatch = 8
+
 // appendChunk is the fast path of a sequential upload in whole chunks: p is
 // exactly chunk i, appended at the end of the file. It seals p straight from
 // the caller's buffer (no copy into the cache) as an interior chunk, a bet
 // that the file grows further, and keeps the sealed chunk pending as the
-// last chunk; the previous last chunk (pending, or dirty in the cache and
-// entirely written) is written out first, as a partial flush below i
-// (docs/FORMAT.md, "Write order"). If the bet is lost (a Flush, a read of
-// that chunk or any other write comes first), unpend opens the pending
-// chunk back into the cache, as if it had been written there.
+// last chunk. Entering this mode, the previous last chunk (dirty in the
+// cache and entirely written) is written out first, as a partial flush
+// below i (docs/FORMAT.md, "Write order"); then the pending chunks
+// pendLo..pendIdx are collected in pend and, pendBatch at a time, written
+// in one WriteAt at the stored end: the same partial flush, fewer calls to
+// the Backing. If the bet is lost (a Flush, a read of a pending chunk or
+// any other write comes first), unpend writes the pending chunks but the
+// last, and opens the last back into the cache, as if it had been written
+// there.
 //
 // It reports false, having changed nothing, when the state does not allow
-// it: in a pending state, f.size == (pendIdx+1)*chunkSize, stored chunks
-// 0..pendIdx-1 are all interior (noFinal) and no cached chunk is dirty.
+// it. In a pending state, f.size == (pendIdx+1)*chunkSize, the stored
+// chunks are 0..pendLo-1, all interior (noFinal), and no cached chunk is
+// dirty.
 func (f *File) appendChunk(p []byte, i int64) (bool, error) {
 	if f.err != nil {
 		return false, f.err
@@ -517,10 +528,11 @@ func (f *File) appendChunk(p []byte, i int64) (bool, error) {
 		if f.pendIdx != i-1 {
 			return false, nil
 		}
-		if _, err := f.b.WriteAt(f.pend, chunkOffset(i-1)); err != nil {
-			return false, f.fail(fmt.Errorf("write chunk %d: %w", i-1, err))
+		if len(f.pend) == pendBatch*encChunkSize {
+			if err := f.writePending(i); err != nil {
+				return false, err
+			}
 		}
-		f.disk, f.noFinal = i*chunkSize, true
 	} else {
 		prev := f.lookup(i - 1)
 		if prev == nil || !prev.dirty || !prev.done() {
@@ -541,12 +553,30 @@ func (f *File) appendChunk(p []byte, i int64) (bool, error) {
 			f.release(e)
 		}
 		if f.pend == nil {
-			f.pend = make([]byte, encChunkSize)
+			f.pend = make([]byte, 0, pendBatch*encChunkSize)
 		}
+		f.pend, f.pendLo = f.pend[:0], i
 	}
-	f.pend = f.s.seal(f.pend, i, false, p)
+	k := len(f.pend)
+	f.s.seal(f.pend[k:k+encChunkSize], i, false, p)
+	f.pend = f.pend[:k+encChunkSize]
 	f.pendIdx, f.size = i, (i+1)*chunkSize
 	return true, nil
+}
+
+// writePending writes the pending chunks pendLo..end-1 (end <= pendIdx+1)
+// at the stored end, in one WriteAt, and keeps the others pending.
+func (f *File) writePending(end int64) error {
+	n := int(end-f.pendLo) * encChunkSize
+	if n == 0 {
+		return nil
+	}
+	if _, err := f.b.WriteAt(f.pend[:n], chunkOffset(f.pendLo)); err != nil {
+		return f.fail(fmt.Errorf("write chunks %d-%d: %w", f.pendLo, end-1, err))
+	}
+	f.pend = f.pend[:copy(f.pend, f.pend[n:])]
+	f.pendLo, f.disk, f.noFinal = end, end*chunkSize, true
+	return nil
 }
 
 // unpend turns a pending sealed chunk (appendChunk) back into a dirty,
@@ -556,17 +586,20 @@ func (f *File) unpend() error {
 		return nil
 	}
 	i := f.pendIdx
+	if err := f.writePending(i); err != nil {
+		return err
+	}
 	e, err := f.newEntry(i)
 	if err != nil {
 		return err
 	}
 	if err := f.s.open((*e.buf)[:chunkSize], f.pend, i, false); err != nil {
 		f.dropEntry(e)
-		return fmt.Errorf("envelope: pending chunk: %w", err)
+		return f.fail(fmt.Errorf("pending chunk %d: %w", i, err))
 	}
 	e.dirty = true
 	e.wrote(0, chunkSize)
-	f.pendIdx = -1
+	f.pend, f.pendIdx = f.pend[:0], -1
 	return nil
 }
 
@@ -794,7 +827,7 @@ func (f *File) Close() error {
 		chunkBufs.Put(e.buf)
 	}
 	f.spare = nil
-	clear(f.pend)
+	clear(f.pend[:cap(f.pend)])
 	f.pend, f.pendIdx = nil, -1
 	f.s = nil // drops the last reference to the chunk key
 	f.closed = true
