@@ -3,7 +3,9 @@ package envelope
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -188,5 +190,98 @@ func TestStickyErrorWholeChunks(t *testing.T) {
 	}
 	if err := f.Close(); !errors.Is(err, errInjected) {
 		t.Errorf("Close: %v", err)
+	}
+}
+
+// TestRandomOpsWithAppends runs random operations, biased to the sequential
+// whole-chunk appends of appendChunk, against a File and a byte slice, and
+// compares them after every step (through ReadAt) and at the end (the
+// stored file).
+func TestRandomOpsWithAppends(t *testing.T) {
+	cs := int64(chunkSize)
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			kr := testKeyring(t)
+			m := newMem(nil)
+			f, err := Create(m, kr)
+			must(t, err)
+			r := rand.New(rand.NewPCG(seed, 99))
+			var want []byte
+			pending := 0 // steps that left chunks pending
+			for step := range 300 {
+				size := int64(len(want))
+				switch op := r.IntN(20); {
+				case op < 12: // whole-chunk append (at a boundary, or not)
+					off := size
+					if off%cs != 0 && r.IntN(2) == 0 {
+						off = (off/cs + 1) * cs
+					}
+					p := pattern(chunkSize, uint64(step))
+					_, err := f.WriteAt(p, off)
+					must(t, err)
+					want = append(append(want, make([]byte, off-size)...), p...)
+				case op < 14: // small write anywhere (maybe past the end)
+					off := r.Int64N(size + 2*cs + 1)
+					p := pattern(1+r.IntN(3*chunkSize), uint64(step))
+					_, err := f.WriteAt(p, off)
+					must(t, err)
+					if end := off + int64(len(p)); end > int64(len(want)) {
+						want = append(want, make([]byte, end-int64(len(want)))...)
+					}
+					copy(want[off:], p)
+				case op < 16: // read somewhere
+					off := r.Int64N(size + 1)
+					got := make([]byte, r.IntN(2*chunkSize)+1)
+					k, err := f.ReadAt(got, off)
+					if err != nil && !errors.Is(err, io.EOF) {
+						t.Fatalf("step %d: ReadAt: %v", step, err)
+					}
+					if !bytes.Equal(got[:k], want[off:off+int64(k)]) {
+						t.Fatalf("step %d: ReadAt(%d) differs", step, off)
+					}
+				case op < 17:
+					must(t, f.Flush())
+				case op < 18:
+					ns := r.Int64N(size + cs + 1)
+					must(t, f.Truncate(ns))
+					if ns < size {
+						want = want[:ns]
+					} else {
+						want = append(want, make([]byte, ns-size)...)
+					}
+				default: // a long upload in whole chunks
+					for range r.IntN(3 * pendBatch) {
+						p := pattern(chunkSize, uint64(step)+7)
+						off := int64(len(want))
+						off = (off + cs - 1) / cs * cs
+						_, err := f.WriteAt(p, off)
+						must(t, err)
+						want = append(append(want, make([]byte, off-int64(len(want)))...), p...)
+					}
+				}
+				if f.Size() != int64(len(want)) {
+					t.Fatalf("step %d: Size %d, want %d", step, f.Size(), len(want))
+				}
+				if f.pendIdx >= 0 {
+					pending++
+				}
+				if len(want) > 40*chunkSize { // keep it small: start over
+					must(t, f.Truncate(0))
+					want = want[:0]
+				}
+			}
+			if pending < 20 {
+				t.Errorf("only %d steps with pending chunks: the fast path is not exercised", pending)
+			}
+			got := make([]byte, len(want))
+			if k, err := f.ReadAt(got, 0); k != len(want) || (err != nil && !errors.Is(err, io.EOF)) || !bytes.Equal(got, want) {
+				t.Fatalf("final ReadAt: %d, %v", k, err)
+			}
+			must(t, f.Close())
+			stored, err := readAll(t, m.Bytes(), kr)
+			if err != nil || !bytes.Equal(stored, want) {
+				t.Fatalf("stored: %v, equal %v", err, bytes.Equal(stored, want))
+			}
+		})
 	}
 }
