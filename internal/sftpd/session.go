@@ -35,11 +35,12 @@ const (
 	exitNotFound = 127 // unknown command, as a shell would say
 )
 
-// maxTxPacket is the largest READ reply the SFTP server sends: pkg/sftp's
-// receive buffers are 256 KiB, minus room for the packet header. OpenSSH's
-// client asks for 32 KiB (it learns no larger limit from pkg/sftp); clients
-// that ask for more (rclone, pkg/sftp) get fewer round trips.
-const maxTxPacket = 256*1024 - 1024
+// maxTxPacket is the largest READ reply the SFTP server sends. OpenSSH's
+// client asks for 32 KiB (it learns no larger limit from pkg/sftp);
+// clients that ask for more (rclone, pkg/sftp) get up to 64 KiB, which
+// bounds what one request in flight costs (a pkg/sftp client keeps 64 in
+// flight per file: 4 MiB, not 16 MiB at 256 KiB).
+const maxTxPacket = 64 * 1024
 
 // serveChannel runs one session channel: it answers its requests and runs
 // at most one subsystem, exec or shell on it, then sends the exit status and
@@ -133,8 +134,11 @@ func (ss *session) serveChannel(ctx context.Context, ch ssh.Channel, reqs <-chan
 // serveSFTP runs the SFTP subsystem until the client closes it.
 func (ss *session) serveSFTP(ch ssh.Channel) uint32 {
 	h := &handlers{s: ss, fs: ss.fs}
+	// No sftp.WithRSAllocator: its 256 KiB pages are kept for the whole
+	// session, one per request in flight (OpenSSH keeps 64 in flight, so
+	// about 16 MiB per session that never shrinks). Without it each packet
+	// is allocated at its own size (32 KiB for OpenSSH) and collected.
 	rs := sftp.NewRequestServer(ch, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
-		sftp.WithRSAllocator(),
 		sftp.WithRSMaxTxPacket(maxTxPacket),
 	)
 	start := time.Now()
