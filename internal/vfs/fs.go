@@ -294,12 +294,9 @@ func toInfo(base string, fi fs.FileInfo) fs.FileInfo {
 // file is opened); open writers' sizes win.
 func (f *FS) ReadDir(name string) ([]fs.FileInfo, error) {
 	const op = "readdir"
-	rel, err := cleanName(op, name)
+	rel, err := f.checked(op, name, PermList)
 	if err != nil {
 		return nil, err
-	}
-	if !f.can(PermList) {
-		return nil, f.denied(op, name)
 	}
 	if f.h.lookup(rel) != nil {
 		return nil, f.h.pathErr(op, name, ErrNotDir)
@@ -314,15 +311,25 @@ func (f *FS) ReadDir(name string) ([]fs.FileInfo, error) {
 	return out, nil
 }
 
+// checked cleans a client name and checks that this FS grants need for
+// op: the preamble of every namespace operation.
+func (f *FS) checked(op, name string, need Perm) (string, error) {
+	rel, err := cleanName(op, name)
+	if err != nil {
+		return "", err
+	}
+	if !f.can(need) {
+		return "", f.denied(op, name)
+	}
+	return rel, nil
+}
+
 // Mkdir creates directory name.
 func (f *FS) Mkdir(name string, perm fs.FileMode) error {
 	const op = "mkdir"
-	rel, err := cleanName(op, name)
+	rel, err := f.checked(op, name, PermMkdir)
 	if err != nil {
 		return err
-	}
-	if !f.can(PermMkdir) {
-		return f.denied(op, name)
 	}
 	h := f.h
 	h.ns.Lock()
@@ -342,12 +349,9 @@ func (f *FS) Mkdir(name string, perm fs.FileMode) error {
 // MkdirAll creates directory name and missing parents.
 func (f *FS) MkdirAll(name string, perm fs.FileMode) error {
 	const op = "mkdir"
-	rel, err := cleanName(op, name)
+	rel, err := f.checked(op, name, PermMkdir)
 	if err != nil {
 		return err
-	}
-	if !f.can(PermMkdir) {
-		return f.denied(op, name)
 	}
 	h := f.h
 	h.ns.Lock()
@@ -377,12 +381,9 @@ func (f *FS) MkdirAll(name string, perm fs.FileMode) error {
 // Remove removes a file or an empty directory.
 func (f *FS) Remove(name string) error {
 	const op = "remove"
-	rel, err := cleanName(op, name)
+	rel, err := f.checked(op, name, PermDelete)
 	if err != nil {
 		return err
-	}
-	if !f.can(PermDelete) {
-		return f.denied(op, name)
 	}
 	if rel == "." {
 		return f.denied(op, name)
@@ -755,12 +756,9 @@ func (h *home) emptyForReplace(rel string) error {
 // valid.
 func (f *FS) Chtimes(name string, atime, mtime time.Time) error {
 	const op = "chtimes"
-	rel, err := cleanName(op, name)
+	rel, err := f.checked(op, name, PermUpload)
 	if err != nil {
 		return err
-	}
-	if !f.can(PermUpload) {
-		return f.denied(op, name)
 	}
 	h := f.h
 	h.ns.Lock()
@@ -810,12 +808,9 @@ func (h *home) retimeHashes(rel string, before, after fs.FileInfo) {
 // reported by Stat.
 func (f *FS) Chmod(name string, mode fs.FileMode) error {
 	const op = "chmod"
-	rel, err := cleanName(op, name)
+	rel, err := f.checked(op, name, PermChmod)
 	if err != nil {
 		return err
-	}
-	if !f.can(PermChmod) {
-		return f.denied(op, name)
 	}
 	h := f.h
 	h.ns.Lock()
