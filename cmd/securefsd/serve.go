@@ -40,6 +40,7 @@ var serveFlags = []cli.Flag{
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "login-grace", Value: 30 * time.Second, Usage: "SSH connections must log in within this time", EnvVars: []string{"SECUREFSD_LOGIN_GRACE"}}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "read-header-timeout", Value: 30 * time.Second, Usage: "HTTPS: time allowed for the TLS handshake and request head", EnvVars: []string{"SECUREFSD_READ_HEADER_TIMEOUT"}}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "body-stall-timeout", Usage: "HTTPS: end an upload whose body sends nothing for this long (default: the --read-header-timeout value)", EnvVars: []string{"SECUREFSD_BODY_STALL_TIMEOUT"}}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "upload-hashes", Usage: "digests computed while files are uploaded (md5,sha1,sha256); default none: computed when a client first asks (md5sum, oc:checksums) and cached", EnvVars: []string{"SECUREFSD_UPLOAD_HASHES"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-sessions", Value: 256, Usage: "SSH connections at once, in total", EnvVars: []string{"SECUREFSD_MAX_SESSIONS"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-sessions-per-user", Value: 32, Usage: "SSH connections at once, per user", EnvVars: []string{"SECUREFSD_MAX_SESSIONS_PER_USER"}}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, how long transfers may take to finish", EnvVars: []string{"SECUREFSD_SHUTDOWN_TIMEOUT"}}),
@@ -87,7 +88,11 @@ func (e *env) serve(c *cli.Context) error {
 		return err
 	}
 	defer db.Close()
-	store, err := vfs.NewStore(filepath.Join(dir, storeDirName), vfs.Options{Keyring: kr, Logger: log})
+	uploadHashes, err := vfs.ParseHashKinds(c.String("upload-hashes"))
+	if err != nil {
+		return fmt.Errorf("--upload-hashes: %w", err)
+	}
+	store, err := vfs.NewStore(filepath.Join(dir, storeDirName), vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes})
 	if err != nil {
 		return err
 	}

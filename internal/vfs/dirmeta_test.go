@@ -121,7 +121,7 @@ func TestReadDirMetaDamaged(t *testing.T) {
 	if err := os.WriteFile(side, []byte("not an envelope"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := NewStore(ts.dir, Options{Keyring: ts.kr})
+	s2, err := NewStore(ts.dir, Options{Keyring: ts.kr, UploadHashes: testUploadHashes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestSidecarPruneLarge(t *testing.T) {
 	if err := os.Remove(filepath.Join(ts.dir, "alice", "d", "f07")); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := NewStore(ts.dir, Options{Keyring: ts.kr})
+	s2, err := NewStore(ts.dir, Options{Keyring: ts.kr, UploadHashes: testUploadHashes})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -303,8 +303,8 @@ func TestChecksums(t *testing.T) {
 	if err != nil || got.MD5 != want.MD5 || got.SHA1 != want.SHA1 {
 		t.Fatalf("checksums %+v %v", got, err)
 	}
-	// SHA-256 (also asked for by default) is computed on demand, with the
-	// others, and cached.
+	// SHA-256 (also asked for by default) is computed on demand and joins
+	// the cache.
 	for _, kinds := range [][]HashKind{{HashSHA256}, nil} {
 		got, err = f.Checksums(t.Context(), "up", kinds...)
 		if err != nil || got.MD5 != want.MD5 || got.SHA1 != want.SHA1 || got.SHA256 != want.SHA256 {
@@ -322,8 +322,8 @@ func TestChecksums(t *testing.T) {
 	if got, _ := f.Checksums(t.Context(), "up", HashMD5); got.MD5 != "cached" {
 		t.Fatalf("cache not used: %+v", got)
 	}
-	// ...and the file is read when it lacks one.
-	if got, _ := f.Checksums(t.Context(), "up", HashSHA256); got.MD5 != want.MD5 || got.SHA256 != want.SHA256 {
+	// ...and the file is read for the one it lacks; the others stay.
+	if got, _ := f.Checksums(t.Context(), "up", HashSHA256); got.MD5 != "cached" || got.SHA256 != want.SHA256 {
 		t.Fatalf("cache without sha256 used: %+v", got)
 	}
 	f.h.ns.RLock()
@@ -454,7 +454,7 @@ func TestRewrapWhileWriting(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts.Store.Close()
-	s2, err := NewStore(ts.dir, Options{Keyring: kr})
+	s2, err := NewStore(ts.dir, Options{Keyring: kr, UploadHashes: testUploadHashes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -615,5 +615,49 @@ func TestKeyIDsInUse(t *testing.T) {
 	in, err = ts.KeyIDsInUse(t.Context())
 	if err != nil || in[oldID] != 0 || in[newID] < 3 {
 		t.Fatalf("after rotation: %v %v", in, err)
+	}
+}
+
+// TestLazyChecksums: with no Options.UploadHashes (the default) an upload
+// computes no digest; Checksums computes the ones asked for on demand and
+// the cache keeps what each call computed.
+func TestLazyChecksums(t *testing.T) {
+	kr, err := envelope.NewKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewStore(filepath.Join(t.TempDir(), "store"), Options{Keyring: kr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	f, err := s.Home("u", HomeOptions{Perm: PermAll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("lazy "), 30000)
+	writeFile(t, f, "up", data)
+	if m, _ := f.Meta("up"); m.Hashes != nil {
+		t.Fatalf("hashes computed during the upload: %+v", m.Hashes)
+	}
+	got, err := f.Checksums(t.Context(), "up", HashMD5)
+	if err != nil || got.MD5 != hexOf(md5.Sum(data)) || got.SHA1 != "" || got.SHA256 != "" {
+		t.Fatalf("md5 on demand: %+v %v", got, err)
+	}
+	got, err = f.Checksums(t.Context(), "up", HashSHA1)
+	if err != nil || got.SHA1 != hexOf(sha1.Sum(data)) || got.MD5 != hexOf(md5.Sum(data)) {
+		t.Fatalf("sha1 on demand, md5 kept: %+v %v", got, err)
+	}
+	m, _ := f.Meta("up")
+	if m.Hashes == nil || m.Hashes.MD5 != got.MD5 || m.Hashes.SHA1 != got.SHA1 || m.Hashes.SHA256 != "" {
+		t.Fatalf("cached %+v", m.Hashes)
+	}
+	for in, want := range map[string]HashKind{"": 0, "none": 0, "md5": HashMD5, "MD5, sha1": HashMD5 | HashSHA1, "sha256": HashSHA256} {
+		if k, err := ParseHashKinds(in); err != nil || k != want {
+			t.Errorf("ParseHashKinds(%q) = %v, %v; want %v", in, k, err, want)
+		}
+	}
+	if _, err := ParseHashKinds("crc32"); err == nil {
+		t.Error("ParseHashKinds accepted crc32")
 	}
 }

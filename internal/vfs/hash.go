@@ -6,9 +6,11 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"hash"
 	"io"
 	"io/fs"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,12 +30,27 @@ const (
 	HashSHA256
 	// HashAll is every digest Hashes holds.
 	HashAll = HashMD5 | HashSHA1 | HashSHA256
-	// uploadHashes are computed while a file is uploaded: the ones
-	// clients ask for after an upload (rclone: md5sum over SFTP,
-	// owncloud SHA1/MD5 checksums over WebDAV). SHA-256 costs as much
-	// again and is computed on demand.
-	uploadHashes = HashMD5 | HashSHA1
 )
+
+// ParseHashKinds reads a comma-separated list of "md5", "sha1", "sha256"
+// (Options.UploadHashes from a flag); "" and "none" are zero.
+func ParseHashKinds(s string) (HashKind, error) {
+	var k HashKind
+	for _, f := range strings.Split(s, ",") {
+		switch strings.ToLower(strings.TrimSpace(f)) {
+		case "", "none":
+		case "md5":
+			k |= HashMD5
+		case "sha1":
+			k |= HashSHA1
+		case "sha256":
+			k |= HashSHA256
+		default:
+			return 0, fmt.Errorf("vfs: unknown digest %q (want md5, sha1, sha256)", f)
+		}
+	}
+	return k, nil
+}
 
 // has reports whether hs holds every digest of want.
 func (hs *Hashes) has(want HashKind) bool {
@@ -161,7 +178,7 @@ func (s *hashState) feed(hb *hashBuf) {
 
 // write records that p was written at off.
 func (s *hashState) write(off int64, p []byte) {
-	if s.bad || s.finished || len(p) == 0 {
+	if s.kinds == 0 || s.bad || s.finished || len(p) == 0 {
 		return
 	}
 	end := off + int64(len(p))
@@ -216,7 +233,7 @@ func (s *hashState) truncate(size int64) {
 // result returns the digests if the whole file of the given size was
 // hashed. It ends the state: later writes are not hashed.
 func (s *hashState) result(size int64) (Hashes, bool) {
-	if s.bad || s.finished || len(s.pending) > 0 || s.next != size {
+	if s.kinds == 0 || s.bad || s.finished || len(s.pending) > 0 || s.next != size {
 		s.stop()
 		return Hashes{}, false
 	}
@@ -244,9 +261,9 @@ func (s *hashState) result(size int64) (Hashes, bool) {
 // if want is empty; digests not asked for may be filled or ""): from the
 // metadata cache if it matches the file's current size and modification
 // time and holds them, else by reading the file once through the VFS and
-// computing all three (the result is then cached). Files written
-// sequentially from offset 0 have MD5 and SHA-1 computed during the
-// upload; SHA-256 is computed on demand. A cached result needs
+// computing the ones asked for (the result joins the cache). Files written
+// sequentially from offset 0 have Options.UploadHashes computed during the
+// upload. A cached result needs
 // PermDownload or PermUpload; computing needs PermDownload.
 func (f *FS) Checksums(ctx context.Context, name string, want ...HashKind) (Hashes, error) {
 	const op = "checksums"
@@ -276,8 +293,12 @@ func (f *FS) Checksums(ctx context.Context, name string, want ...HashKind) (Hash
 	open := h.lookup(rel)
 	m, merr := h.readMeta(rel)
 	h.ns.RUnlock()
-	if merr == nil && m.Hashes != nil && m.Hashes.has(kinds) && open == nil && m.Hashes.Size == fi.Size() && m.Hashes.ModTime.Equal(fi.ModTime()) {
-		return *m.Hashes, nil
+	var cached Hashes // still-valid digests, kept alongside the new ones
+	if merr == nil && m.Hashes != nil && open == nil && m.Hashes.Size == fi.Size() && m.Hashes.ModTime.Equal(fi.ModTime()) {
+		if m.Hashes.has(kinds) {
+			return *m.Hashes, nil
+		}
+		cached = *m.Hashes
 	}
 	if !f.can(PermDownload) {
 		return Hashes{}, f.denied(op, name)
@@ -286,7 +307,7 @@ func (f *FS) Checksums(ctx context.Context, name string, want ...HashKind) (Hash
 	if err != nil {
 		return Hashes{}, err
 	}
-	hs := newHashState(HashAll)
+	hs := newHashState(kinds)
 	defer hs.stop()
 	buf := make([]byte, hashBufSize)
 	var off int64
@@ -308,6 +329,15 @@ func (f *FS) Checksums(ctx context.Context, name string, want ...HashKind) (Hash
 	}
 	f.releaseNode(n)
 	res, _ := hs.result(off)
+	if res.MD5 == "" {
+		res.MD5 = cached.MD5
+	}
+	if res.SHA1 == "" {
+		res.SHA1 = cached.SHA1
+	}
+	if res.SHA256 == "" {
+		res.SHA256 = cached.SHA256
+	}
 	after, err := f.Stat(name)
 	if err == nil && open == nil && after.Size() == off && after.ModTime().Equal(fi.ModTime()) {
 		res.ModTime = after.ModTime()

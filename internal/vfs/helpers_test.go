@@ -48,7 +48,7 @@ func newStore(t testing.TB) *testStore {
 	}
 	dir := filepath.Join(t.TempDir(), "store")
 	lb := &logBuf{}
-	s, err := NewStore(dir, Options{Keyring: kr, Logger: slog.New(slog.NewTextHandler(lb, nil))})
+	s, err := NewStore(dir, Options{Keyring: kr, UploadHashes: testUploadHashes, Logger: slog.New(slog.NewTextHandler(lb, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,3 +139,8 @@ func mustPathErr(t testing.TB, err error, name string) {
 		t.Fatalf("PathError.Path = %q, want client name %q", pe.Path, name)
 	}
 }
+
+// testUploadHashes: most tests run with the digests rclone asks for computed
+// during uploads (serve --upload-hashes md5,sha1); TestLazyChecksums covers
+// the default, none.
+const testUploadHashes = HashMD5 | HashSHA1

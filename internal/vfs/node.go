@@ -115,7 +115,7 @@ func (h *home) openInPlace(rel string, writable bool) (*node, error) {
 		}
 		return nil, err
 	}
-	n := &node{h: h, key: rel, id: id, back: back, ef: ef, mode: st.Mode().Perm(), hs: newHashState(uploadHashes)}
+	n := &node{h: h, key: rel, id: id, back: back, ef: ef, mode: st.Mode().Perm(), hs: newHashState(h.s.uploadHashes)}
 	n.counted = ef.Size()
 	n.size.Store(n.counted)
 	n.needInval.Store(true)
@@ -142,7 +142,7 @@ func (h *home) newReplacement(rel string, mode fs.FileMode, created bool, credit
 		return nil, err
 	}
 	n := &node{h: h, key: rel, tmp: tmp, created: created, countsFile: created,
-		back: back, ef: ef, mode: mode, hs: newHashState(uploadHashes), hashDirty: true, lastWrite: time.Now(), credit: credit}
+		back: back, ef: ef, mode: mode, hs: newHashState(h.s.uploadHashes), hashDirty: true, lastWrite: time.Now(), credit: credit}
 	h.mu.Lock()
 	h.nodes[rel] = n
 	h.tmpNodes[tmp] = n

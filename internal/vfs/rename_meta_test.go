@@ -80,7 +80,7 @@ func reopen(t *testing.T, ts *testStore) *FS {
 	if err := ts.Store.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewStore(ts.dir, Options{Keyring: ts.kr})
+	s, err := NewStore(ts.dir, Options{Keyring: ts.kr, UploadHashes: testUploadHashes})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,12 @@ type Options struct {
 	Keyring *envelope.Keyring
 	// Logger receives integrity failures and internal errors. nil: discard.
 	Logger *slog.Logger
+	// UploadHashes are the digests computed while a file is written
+	// sequentially (the ones clients ask for right after an upload, e.g.
+	// HashMD5 for rclone over SFTP). Zero, the default, computes every
+	// digest on demand (Checksums) and caches it: hashing costs several
+	// times the encryption, and most uploads are never asked for one.
+	UploadHashes HashKind
 }
 
 // Quota limits a home in plaintext bytes and regular files. 0 = unlimited.
@@ -74,6 +80,8 @@ type Store struct {
 	kr    atomic.Pointer[envelope.Keyring]
 	log   *slog.Logger
 	umask fs.FileMode
+	// uploadHashes: Options.UploadHashes.
+	uploadHashes HashKind
 
 	mu     sync.Mutex
 	homes  map[string]*home
@@ -93,7 +101,7 @@ func NewStore(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vfs: open store: %w", err)
 	}
-	s := &Store{dir: dir, root: root, log: opts.Logger, homes: map[string]*home{}}
+	s := &Store{dir: dir, root: root, log: opts.Logger, uploadHashes: opts.UploadHashes & HashAll, homes: map[string]*home{}}
 	if s.log == nil {
 		s.log = discardLogger()
 	}
