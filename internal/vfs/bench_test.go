@@ -143,9 +143,34 @@ func BenchmarkUpload(b *testing.B) {
 			f.Close()
 		}
 	})
-	b.Run("vfs", func(b *testing.B) {
-		_, fs := newFS(b)
-		b.SetBytes(size)
+	for _, hashes := range []HashKind{0, HashMD5 | HashSHA1} {
+		name := "vfs"
+		if hashes != 0 {
+			name = "vfs-md5-sha1"
+		}
+		b.Run(name, func(b *testing.B) { benchVFSUpload(b, hashes, buf, size) })
+	}
+}
+
+// benchVFSUpload: whole-file uploads of size bytes in len(buf) writes, with
+// the given Options.UploadHashes.
+func benchVFSUpload(b *testing.B, hashes HashKind, buf []byte, size int) {
+	bs := len(buf)
+	kr, err := envelope.NewKeyring()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := NewStore(filepath.Join(b.TempDir(), "store"), Options{Keyring: kr, UploadHashes: hashes})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	fs, err := s.Home("bench", HomeOptions{Perm: PermAll})
+	if err != nil {
+		b.Fatal(err)
+	}
+	{
+		b.SetBytes(int64(size))
 		for i := 0; i < b.N; i++ {
 			h, err := fs.Create("f")
 			if err != nil {
@@ -160,7 +185,7 @@ func BenchmarkUpload(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-	})
+	}
 }
 
 // BenchmarkSmallFiles: many 1 KiB uploads into one directory, as rclone
