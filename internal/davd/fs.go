@@ -3,12 +3,12 @@ package davd
 import (
 	"context"
 	"encoding/xml"
-	"fmt"
 	"io/fs"
 	"mime"
 	"net/http"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 
 	"golang.org/x/net/webdav"
@@ -167,7 +167,15 @@ func contentType(name string) string {
 // etag is a strong validator from size and mtime (nanoseconds), like
 // Apache's default; it changes with every replacement (new mtime).
 func etag(fi fs.FileInfo) string {
-	return fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), fi.Size())
+	var b [40]byte
+	return `"` + string(appendETagBody(b[:0], fi)) + `"`
+}
+
+// appendETagBody appends the ETag of fi without its quotes.
+func appendETagBody(dst []byte, fi fs.FileInfo) []byte {
+	dst = strconv.AppendInt(dst, fi.ModTime().UnixNano(), 16)
+	dst = append(dst, '-')
+	return strconv.AppendInt(dst, fi.Size(), 16)
 }
 
 // cleanName turns a URL path into a clean absolute vfs name ("/" or "/a/b").

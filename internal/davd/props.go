@@ -53,7 +53,9 @@ var protected = map[xml.Name]bool{
 	pOCChecksums: true, pOCSize: true, pCreationDate: true,
 }
 
-// propCtx holds per-request lazily computed values.
+// propCtx holds per-request lazily computed values, and scratch space
+// reused from one response to the next: a 10,000-entry listing must not
+// allocate per entry.
 type propCtx struct {
 	h        *handler
 	ctx      context.Context
@@ -64,6 +66,20 @@ type propCtx struct {
 	// costs no metadata lookup of its own.
 	listDir  string
 	listMeta map[string]vfs.Meta
+
+	// The response being built: found properties (values in vals),
+	// missing ones, and the names allprop asks for.
+	vals    []byte
+	found   []propRef
+	missing []xml.Name
+	names   []xml.Name
+}
+
+// propRef is a property of the response being built; its inner XML
+// (trusted, self-contained) is propCtx.vals[start:end].
+type propRef struct {
+	name       xml.Name
+	start, end int
 }
 
 // listed returns the metadata of a member of the listing (ok=false if
@@ -83,67 +99,86 @@ func (pc *propCtx) getUsage() (*vfs.Usage, error) {
 	return pc.usage, pc.usageErr
 }
 
-// live returns the value of a live property; ok=false if n is not live for
-// this resource.
-func (pc *propCtx) live(name string, fi fs.FileInfo, n xml.Name) (string, bool, error) {
+// supportedLockXML is the value of DAV:supportedlock, the same for every
+// resource.
+const supportedLockXML = "<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>" +
+	"<D:lockentry><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>"
+
+// appendLive appends the value (inner XML) of a live property to dst;
+// ok=false if n is not live for this resource (dst is then unchanged).
+func (pc *propCtx) appendLive(dst []byte, name string, fi fs.FileInfo, n xml.Name) ([]byte, bool, error) {
 	dir := fi.IsDir()
-	switch n {
-	case pResourceType:
-		if dir {
-			return "<D:collection/>", true, nil
+	if n.Space == nsDAV {
+		switch n.Local {
+		case "resourcetype":
+			if dir {
+				dst = append(dst, "<D:collection/>"...)
+			}
+			return dst, true, nil
+		case "displayname":
+			return appendEscaped(dst, baseName(name)), true, nil
+		case "getlastmodified":
+			return fi.ModTime().UTC().AppendFormat(dst, http.TimeFormat), true, nil
+		case "supportedlock":
+			return append(dst, supportedLockXML...), true, nil
+		case "lockdiscovery":
+			locks := pc.h.s.locks.discover(pc.h.home, name)
+			if len(locks) == 0 {
+				return dst, true, nil
+			}
+			var b bytes.Buffer
+			for _, l := range locks {
+				writeActiveLock(&b, l, pc.h.s.now())
+			}
+			return append(dst, b.Bytes()...), true, nil
+		case "quota-available-bytes", "quota-used-bytes":
+			if !dir {
+				return dst, false, nil
+			}
+			u, err := pc.getUsage()
+			if err != nil {
+				return dst, false, err
+			}
+			if n.Local == "quota-used-bytes" {
+				return strconv.AppendInt(dst, u.UsedBytes, 10), true, nil
+			}
+			if u.QuotaBytes == 0 && u.DiskTotal == 0 {
+				return dst, false, nil // unknown: better absent than "0 bytes free"
+			}
+			return strconv.AppendInt(dst, available(u), 10), true, nil
 		}
-		return "", true, nil
-	case pDisplayName:
-		return escapeText(baseName(name)), true, nil
-	case pLastModified:
-		return fi.ModTime().UTC().Format(http.TimeFormat), true, nil
-	case pSupportedLock:
-		return "<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>" +
-			"<D:lockentry><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>", true, nil
-	case pLockDiscovery:
-		var b bytes.Buffer
-		for _, l := range pc.h.s.locks.discover(pc.h.home, name) {
-			writeActiveLock(&b, l, pc.h.s.now())
-		}
-		return b.String(), true, nil
-	case pQuotaAvailable, pQuotaUsed:
-		if !dir {
-			return "", false, nil
-		}
-		u, err := pc.getUsage()
-		if err != nil {
-			return "", false, err
-		}
-		if n == pQuotaUsed {
-			return strconv.FormatInt(u.UsedBytes, 10), true, nil
-		}
-		if u.QuotaBytes == 0 && u.DiskTotal == 0 {
-			return "", false, nil // unknown: better absent than "0 bytes free"
-		}
-		return strconv.FormatInt(available(u), 10), true, nil
 	}
 	if dir {
-		return "", false, nil
+		return dst, false, nil
 	}
 	switch n {
 	case pContentLength, pOCSize:
-		return strconv.FormatInt(fi.Size(), 10), true, nil
+		return strconv.AppendInt(dst, fi.Size(), 10), true, nil
 	case pContentType:
-		return escapeText(contentType(name)), true, nil
+		return appendEscaped(dst, contentType(name)), true, nil
 	case pETag:
-		return escapeText(etag(fi)), true, nil
+		// Quotes escaped as encoding/xml.EscapeText does.
+		dst = append(dst, "&#34;"...)
+		dst = appendETagBody(dst, fi)
+		return append(dst, "&#34;"...), true, nil
 	case pOCChecksums:
+		var hs vfs.Hashes
 		if m, ok := pc.listed(name); ok && m.Hashes != nil && m.Hashes.MD5 != "" && m.Hashes.SHA1 != "" {
 			// Valid for this entry (vfs.ReadDirMeta checked size and mtime).
-			return fmt.Sprintf("<checksum>SHA1:%s MD5:%s</checksum>", m.Hashes.SHA1, m.Hashes.MD5), true, nil
+			hs = *m.Hashes
+		} else {
+			var err error
+			if hs, err = pc.h.fs.Checksums(pc.ctx, name, vfs.HashMD5, vfs.HashSHA1); err != nil {
+				return dst, false, err
+			}
 		}
-		hs, err := pc.h.fs.Checksums(pc.ctx, name, vfs.HashMD5, vfs.HashSHA1)
-		if err != nil {
-			return "", false, err
-		}
-		return fmt.Sprintf("<checksum>SHA1:%s MD5:%s</checksum>", hs.SHA1, hs.MD5), true, nil
+		dst = append(dst, "<checksum>SHA1:"...)
+		dst = appendEscaped(dst, hs.SHA1)
+		dst = append(dst, " MD5:"...)
+		dst = appendEscaped(dst, hs.MD5)
+		return append(dst, "</checksum>"...), true, nil
 	}
-	return "", false, nil
+	return dst, false, nil
 }
 
 // available is what the user may still store: the quota's rest, bounded
@@ -246,18 +281,21 @@ func (h *handler) propfind(w http.ResponseWriter, r *http.Request, name string) 
 	return ms.close()
 }
 
+// propfindOne writes the response for one resource. Its properties are
+// gathered into pc's scratch space first, so an error returned (nothing
+// written for this resource) can still become a status response.
 func (h *handler) propfindOne(ms *multistatus, pc *propCtx, name string, fi fs.FileInfo, pf propfindReq) error {
 	var dead map[xml.Name]webdav.Property
-	loadDead := func() error {
-		if dead != nil {
-			return nil
-		}
-		var d map[xml.Name]webdav.Property
+	deadLoaded := false
+	loadDead := func() {
+		deadLoaded = true
 		var err error
 		if m, ok := pc.listed(name); ok {
-			d = propsOf(m)
+			if len(m.Props) > 0 {
+				dead = propsOf(m)
+			}
 		} else {
-			d, err = deadProps(h.fs, name)
+			dead, err = deadProps(h.fs, name)
 		}
 		if err != nil {
 			// A damaged metadata file must not hide the entry itself:
@@ -267,118 +305,130 @@ func (h *handler) propfindOne(ms *multistatus, pc *propCtx, name string, fi fs.F
 			} else {
 				h.log.Warn("dav: reading properties", "path", name, "err", err)
 			}
-			d = nil
+			dead = nil
 		}
-		if d == nil {
-			d = map[xml.Name]webdav.Property{}
-		}
-		dead = d
-		return nil
 	}
-	ok := webdav.Propstat{Status: http.StatusOK}
-	missing := webdav.Propstat{Status: http.StatusNotFound}
+	pc.vals, pc.found, pc.missing = pc.vals[:0], pc.found[:0], pc.missing[:0]
 	var names []xml.Name
 	switch {
 	case pf.propname:
-		if err := loadDead(); err != nil {
-			return err
-		}
-		for _, n := range allpropNames {
-			if isLiveName(fi, n) {
-				ok.Props = append(ok.Props, webdav.Property{XMLName: n})
-			}
+		loadDead()
+		for _, n := range allpropFor(fi) {
+			pc.found = append(pc.found, propRef{name: n})
 		}
 		for _, n := range sortedNames(dead) {
-			ok.Props = append(ok.Props, webdav.Property{XMLName: n})
+			pc.found = append(pc.found, propRef{name: n})
 		}
-		return ms.propstats(hrefFor(name, fi.IsDir()), []webdav.Propstat{ok})
+		return ms.response(name, fi.IsDir(), pc)
 	case pf.allprop:
-		if err := loadDead(); err != nil {
-			return err
-		}
-		seen := map[xml.Name]bool{}
-		for _, n := range allpropNames {
-			if isLiveName(fi, n) {
-				names = append(names, n)
-				seen[n] = true
+		loadDead()
+		names = allpropFor(fi)
+		if len(dead) > 0 || len(pf.props) > 0 {
+			names = append(pc.names[:0], names...)
+			for _, n := range sortedNames(dead) {
+				names = appendNew(names, n)
 			}
-		}
-		for _, n := range sortedNames(dead) {
-			if !seen[n] {
-				names = append(names, n)
-				seen[n] = true
+			for _, n := range pf.props {
+				names = appendNew(names, n)
 			}
-		}
-		for _, n := range pf.props {
-			if !seen[n] {
-				names = append(names, n)
-				seen[n] = true
-			}
+			pc.names = names
 		}
 	default:
 		names = pf.props
 	}
 	for _, n := range names {
-		if dead != nil {
-			if p, found := dead[n]; found {
-				ok.Props = append(ok.Props, p)
-				continue
-			}
+		if p, found := dead[n]; found {
+			pc.addFound(n, p.InnerXML)
+			continue
 		}
-		v, isLive, err := pc.live(name, fi, n)
+		start := len(pc.vals)
+		vals, isLive, err := pc.appendLive(pc.vals, name, fi, n)
 		if err != nil {
 			if errors.Is(err, vfs.ErrIntegrity) {
 				h.log.Error("dav: integrity failure while computing checksums", "path", name, "err", err)
 			} else {
 				h.log.Warn("dav: property", "path", name, "prop", n.Local, "err", err)
 			}
-			missing.Props = append(missing.Props, webdav.Property{XMLName: n})
+			pc.missing = append(pc.missing, n)
 			continue
 		}
 		if isLive {
-			ok.Props = append(ok.Props, webdav.Property{XMLName: n, InnerXML: []byte(v)})
+			pc.vals = vals
+			pc.found = append(pc.found, propRef{name: n, start: start, end: len(vals)})
 			continue
 		}
 		if protected[n] {
 			// Never stored as a dead property (PROPPATCH refuses it): no
 			// need to read metadata, e.g. oc:checksums of a collection.
-			missing.Props = append(missing.Props, webdav.Property{XMLName: n})
+			pc.missing = append(pc.missing, n)
 			continue
 		}
-		if dead == nil {
-			if err := loadDead(); err != nil {
-				return err
-			}
+		if !deadLoaded {
+			loadDead()
 		}
 		if p, found := dead[n]; found {
-			ok.Props = append(ok.Props, p)
+			pc.addFound(n, p.InnerXML)
 		} else {
-			missing.Props = append(missing.Props, webdav.Property{XMLName: n})
+			pc.missing = append(pc.missing, n)
 		}
 	}
-	var pss []webdav.Propstat
-	if len(ok.Props) > 0 || len(missing.Props) == 0 {
-		pss = append(pss, ok)
+	return ms.response(name, fi.IsDir(), pc)
+}
+
+func (pc *propCtx) addFound(n xml.Name, inner []byte) {
+	start := len(pc.vals)
+	pc.vals = append(pc.vals, inner...)
+	pc.found = append(pc.found, propRef{name: n, start: start, end: len(pc.vals)})
+}
+
+// appendNew appends n to names unless it is there already.
+func appendNew(names []xml.Name, n xml.Name) []xml.Name {
+	for _, have := range names {
+		if have == n {
+			return names
+		}
 	}
-	if len(missing.Props) > 0 {
-		pss = append(pss, missing)
+	return append(names, n)
+}
+
+// allprop's live names of a collection and of a file (read only).
+var allpropDir, allpropFile = func() (d, f []xml.Name) {
+	for _, n := range allpropNames {
+		if isLiveName(true, n) {
+			d = append(d, n)
+		}
+		if isLiveName(false, n) {
+			f = append(f, n)
+		}
 	}
-	return ms.propstats(hrefFor(name, fi.IsDir()), pss)
+	return d, f
+}()
+
+// allpropFor returns the live properties allprop and propname list for fi
+// (read only).
+func allpropFor(fi fs.FileInfo) []xml.Name {
+	if fi.IsDir() {
+		return allpropDir
+	}
+	return allpropFile
 }
 
 // isLiveName reports whether n is a live property of the resource without
 // computing it (the names allprop and propname list).
-func isLiveName(fi fs.FileInfo, n xml.Name) bool {
+func isLiveName(dir bool, n xml.Name) bool {
 	switch n {
 	case pResourceType, pDisplayName, pLastModified, pSupportedLock, pLockDiscovery:
 		return true
 	case pContentLength, pContentType, pETag:
-		return !fi.IsDir()
+		return !dir
 	}
 	return false
 }
 
 func sortedNames(m map[xml.Name]webdav.Property) []xml.Name {
+	if len(m) == 0 {
+		return nil
+	}
 	out := make([]xml.Name, 0, len(m))
 	for n := range m {
 		out = append(out, n)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"golang.org/x/net/webdav"
@@ -433,30 +434,64 @@ func parseLockInfo(body []byte) (li lockInfo, ok bool, err error) {
 // Response writing.
 
 func escapeText(s string) string {
+	if plainText(s) {
+		return s
+	}
 	var b strings.Builder
 	xml.EscapeText(&b, []byte(s))
 	return b.String()
 }
 
-// propElem renders one property element with its (trusted, self-contained) inner XML.
-func propElem(b *bytes.Buffer, n xml.Name, inner string) {
-	var open, close string
-	switch n.Space {
-	case nsDAV:
-		open, close = "<D:"+n.Local, "</D:"+n.Local+">"
-	default:
-		var ns bytes.Buffer
-		xml.EscapeText(&ns, []byte(n.Space))
-		open, close = "<"+n.Local+` xmlns="`+ns.String()+`"`, "</"+n.Local+">"
+// plainText reports whether encoding/xml.EscapeText leaves s unchanged:
+// printable ASCII without " ' & < >.
+func plainText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c > 0x7e, c == '"', c == '\'', c == '&', c == '<', c == '>':
+			return false
+		}
 	}
-	b.WriteString(open)
-	if inner == "" {
-		b.WriteString("/>")
-		return
+	return true
+}
+
+// appendEscaped appends s escaped as encoding/xml.EscapeText does.
+func appendEscaped(dst []byte, s string) []byte {
+	if plainText(s) {
+		return append(dst, s...)
 	}
-	b.WriteByte('>')
-	b.WriteString(inner)
-	b.WriteString(close)
+	b := bytes.NewBuffer(dst)
+	xml.EscapeText(b, []byte(s))
+	return b.Bytes()
+}
+
+// appendProp appends one property element with its (trusted,
+// self-contained) inner XML.
+func appendProp(b []byte, n xml.Name, inner []byte) []byte {
+	if n.Space == nsDAV {
+		b = append(b, "<D:"...)
+		b = append(b, n.Local...)
+		if len(inner) == 0 {
+			return append(b, "/>"...)
+		}
+		b = append(b, '>')
+		b = append(b, inner...)
+		b = append(b, "</D:"...)
+		b = append(b, n.Local...)
+		return append(b, '>')
+	}
+	b = append(b, '<')
+	b = append(b, n.Local...)
+	b = append(b, ` xmlns="`...)
+	b = appendEscaped(b, n.Space)
+	b = append(b, '"')
+	if len(inner) == 0 {
+		return append(b, "/>"...)
+	}
+	b = append(b, '>')
+	b = append(b, inner...)
+	b = append(b, "</"...)
+	b = append(b, n.Local...)
+	return append(b, '>')
 }
 
 func hrefFor(name string, dir bool) string {
@@ -467,16 +502,46 @@ func hrefFor(name string, dir bool) string {
 	return (&url.URL{Path: p}).EscapedPath()
 }
 
-func statusLine(code int) string {
-	return fmt.Sprintf("HTTP/1.1 %d %s", code, webdav.StatusText(code))
+// appendHref appends the XML-escaped href of name: hrefFor without
+// allocating for names that need no escaping.
+func appendHref(dst []byte, name string, dir bool) []byte {
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '-', c == '_', c == '.', c == '~', c == '/':
+		default:
+			return appendEscaped(dst, hrefFor(name, dir))
+		}
+	}
+	dst = append(dst, name...)
+	if dir && name != "/" {
+		dst = append(dst, '/')
+	}
+	return dst
 }
 
-// multistatus streams a 207 response.
+const (
+	status200 = "HTTP/1.1 200 OK"
+	status404 = "HTTP/1.1 404 Not Found"
+)
+
+func statusLine(code int) string {
+	switch code {
+	case http.StatusOK:
+		return status200
+	case http.StatusNotFound:
+		return status404
+	}
+	return "HTTP/1.1 " + strconv.Itoa(code) + " " + webdav.StatusText(code)
+}
+
+// multistatus streams a 207 response. Each response is built in line and
+// written with one Write to a 64 KiB buffered writer.
 type multistatus struct {
 	w       http.ResponseWriter
 	bw      *bufio.Writer
 	started bool
-	buf     bytes.Buffer
+	line    []byte
 }
 
 func newMultistatus(w http.ResponseWriter) *multistatus {
@@ -494,48 +559,76 @@ func (m *multistatus) start() {
 	m.bw.WriteString(`<?xml version="1.0" encoding="utf-8"?>` + "\n" + `<D:multistatus xmlns:D="DAV:">`)
 }
 
+// response writes one response from the properties gathered in pc: a
+// 200 propstat with the found ones (also when nothing was asked), a 404
+// propstat with the missing ones.
+func (m *multistatus) response(name string, dir bool, pc *propCtx) error {
+	m.start()
+	b := append(m.line[:0], "<D:response><D:href>"...)
+	b = appendHref(b, name, dir)
+	b = append(b, "</D:href>"...)
+	if len(pc.found) > 0 || len(pc.missing) == 0 {
+		b = append(b, "<D:propstat><D:prop>"...)
+		for _, p := range pc.found {
+			b = appendProp(b, p.name, pc.vals[p.start:p.end])
+		}
+		b = append(b, "</D:prop><D:status>"+status200+"</D:status></D:propstat>"...)
+	}
+	if len(pc.missing) > 0 {
+		b = append(b, "<D:propstat><D:prop>"...)
+		for _, n := range pc.missing {
+			b = appendProp(b, n, nil)
+		}
+		b = append(b, "</D:prop><D:status>"+status404+"</D:status></D:propstat>"...)
+	}
+	b = append(b, "</D:response>\n"...)
+	m.line = b
+	_, err := m.bw.Write(b)
+	return err
+}
+
 // propstats writes one response with its propstat groups.
 func (m *multistatus) propstats(href string, pss []webdav.Propstat) error {
 	m.start()
-	b := &m.buf
-	b.Reset()
-	b.WriteString("<D:response><D:href>")
-	xml.EscapeText(b, []byte(href))
-	b.WriteString("</D:href>")
+	b := append(m.line[:0], "<D:response><D:href>"...)
+	b = appendEscaped(b, href)
+	b = append(b, "</D:href>"...)
 	for _, ps := range pss {
-		b.WriteString("<D:propstat><D:prop>")
+		b = append(b, "<D:propstat><D:prop>"...)
 		for _, p := range ps.Props {
-			propElem(b, p.XMLName, string(p.InnerXML))
+			b = appendProp(b, p.XMLName, p.InnerXML)
 		}
-		b.WriteString("</D:prop><D:status>")
-		b.WriteString(statusLine(ps.Status))
-		b.WriteString("</D:status>")
+		b = append(b, "</D:prop><D:status>"...)
+		b = append(b, statusLine(ps.Status)...)
+		b = append(b, "</D:status>"...)
 		if ps.XMLError != "" {
-			b.WriteString("<D:error>" + ps.XMLError + "</D:error>")
+			b = append(b, "<D:error>"+ps.XMLError+"</D:error>"...)
 		}
 		if ps.ResponseDescription != "" {
-			b.WriteString("<D:responsedescription>" + escapeText(ps.ResponseDescription) + "</D:responsedescription>")
+			b = append(b, "<D:responsedescription>"...)
+			b = appendEscaped(b, ps.ResponseDescription)
+			b = append(b, "</D:responsedescription>"...)
 		}
-		b.WriteString("</D:propstat>")
+		b = append(b, "</D:propstat>"...)
 	}
-	b.WriteString("</D:response>\n")
-	_, err := m.bw.Write(b.Bytes())
+	b = append(b, "</D:response>\n"...)
+	m.line = b
+	_, err := m.bw.Write(b)
 	return err
 }
 
 // status writes one response with a status only (e.g. a member that failed).
 func (m *multistatus) status(href string, code int, errXML string) error {
 	m.start()
-	b := &m.buf
-	b.Reset()
-	b.WriteString("<D:response><D:href>")
-	xml.EscapeText(b, []byte(href))
-	b.WriteString("</D:href><D:status>" + statusLine(code) + "</D:status>")
+	b := append(m.line[:0], "<D:response><D:href>"...)
+	b = appendEscaped(b, href)
+	b = append(b, "</D:href><D:status>"+statusLine(code)+"</D:status>"...)
 	if errXML != "" {
-		b.WriteString("<D:error>" + errXML + "</D:error>")
+		b = append(b, "<D:error>"+errXML+"</D:error>"...)
 	}
-	b.WriteString("</D:response>\n")
-	_, err := m.bw.Write(b.Bytes())
+	b = append(b, "</D:response>\n"...)
+	m.line = b
+	_, err := m.bw.Write(b)
 	return err
 }
 
