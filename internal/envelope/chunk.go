@@ -22,6 +22,12 @@ func newSealer(aead cipher.AEAD, fileID [32]byte) *sealer {
 	return s
 }
 
+// fileID returns the file id bound into the AAD.
+func (s *sealer) fileID() (id [32]byte) {
+	copy(id[:], s.aad[9:])
+	return id
+}
+
 func (s *sealer) setAAD(i int64, final bool) []byte {
 	binary.BigEndian.PutUint64(s.aad[:8], uint64(i))
 	s.aad[8] = 0

@@ -60,7 +60,9 @@ func TestIOErrors(t *testing.T) {
 		}
 		w, err := NewWriter(&failWriter{n: HeaderSize + 100}, kr)
 		must(t, err)
-		if _, err := w.Write(make([]byte, 2*chunkSize)); !errors.Is(err, errInjected) {
+		// The writer seals a batch of chunks at a time: a write of more
+		// reaches dst.
+		if _, err := w.Write(make([]byte, (batchChunks+1)*chunkSize)); !errors.Is(err, errInjected) {
 			t.Fatalf("Write: %v", err)
 		}
 		if _, err := w.Write([]byte("x")); !errors.Is(err, errInjected) {

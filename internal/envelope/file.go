@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"runtime"
 	"slices"
 	"sync"
 )
@@ -21,6 +22,11 @@ const maxCached = 32
 // chunkBufs recycles chunk-sized plaintext buffers between Files: a server
 // opens and closes many. Buffers are cleared before they are put back.
 var chunkBufs = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
+// batchBufs recycles the buffers of batchChunks sealed chunks that a batch
+// is sealed into (or read into) between Files; they are cleared before
+// they are put back when they held plaintext.
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, batchChunks*encChunkSize); return &b }}
 
 // entry is a cached chunk. buf holds its plaintext, chunkLen(idx, f.size)
 // bytes, followed by zeros up to chunkSize (the invariant that makes growing
@@ -78,7 +84,8 @@ func (e *entry) done() bool { return e.known == chunkSize }
 type File struct {
 	mu      sync.Mutex
 	b       Backing
-	s       *sealer
+	s       *sealer // c's sealer for the caller's goroutine
+	c       *crew   // parallel batches
 	fileID  [32]byte
 	size    int64    // plaintext size, including cached writes
 	disk    int64    // plaintext size the stored chunks cover
@@ -86,9 +93,13 @@ type File struct {
 	lastOK  bool     // the stored final chunk was authenticated or written by us
 	entries []*entry // sorted by idx
 	spare   []*entry // written-out entries for reuse, buffers not cleared
-	pend    []byte   // if pendIdx >= 0: sealed chunks pendLo..pendIdx (see appendChunk)
+	pend    *[]byte  // if pendIdx >= 0: chunks pendLo..pendIdx, unsealed, laid out as sealed (see appendChunk)
 	pendLo  int64
 	pendIdx int64
+	rdNext  int64                 // where the last ReadAt ended (read-ahead)
+	outs    [batchChunks]outChunk // chunkWriter's batch
+	sealing sealTask
+	miss    missTask
 	scratch []byte // one sealed chunk, for I/O
 	err     error  // sticky
 	closed  bool
@@ -170,9 +181,11 @@ func newFile(b Backing, h *header, dek []byte, size int64) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
+	c := newCrew(aead, h.fileID)
 	return &File{
 		b:       b,
-		s:       newSealer(aead, h.fileID),
+		s:       c.one(),
+		c:       c,
 		fileID:  h.fileID,
 		size:    size,
 		disk:    size,
@@ -216,6 +229,10 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 			return 0, err
 		}
 	}
+	// A read near where the last one ended is taken as sequential: its
+	// misses read ahead a batch of chunks, opened in parallel.
+	ahead := off >= f.rdNext-batchChunks*chunkSize && off <= f.rdNext+batchChunks*chunkSize
+	f.rdNext = off + int64(len(p))
 	n := 0
 	for n < len(p) && off < f.size {
 		i, lo := off/chunkSize, int(off%chunkSize)
@@ -227,20 +244,14 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 			copy(dst, (*e.buf)[lo:])
 		case i >= numChunks(f.disk) || chunkLen(i, f.disk) == 0:
 			clear(dst) // beyond the stored data: zeros written past EOF
-		case lo == 0 && want == clen && chunkLen(i, f.disk) == clen:
-			// The whole chunk: decrypt straight into p.
-			if err := f.readStored(i, dst); err != nil {
-				return n, err
-			}
-			if f.storedFinal(i) {
-				f.lastOK = true
-			}
 		default:
-			e, err := f.load(i)
+			k, err := f.readMiss(p[n:], off, ahead)
+			n += k
+			off += int64(k)
 			if err != nil {
 				return n, err
 			}
-			copy(dst, (*e.buf)[lo:])
+			continue
 		}
 		n += want
 		off += int64(want)
@@ -252,6 +263,137 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 		return n, io.EOF
 	}
 	return n, nil
+}
+
+// missTask opens the chunks of a readMiss batch from ct, of which the
+// first m bytes were read (then the read failed with rerr, if not nil).
+type missTask struct {
+	f    *File
+	jobs [batchChunks]missJob
+	ct   []byte
+	m    int
+	rerr error
+}
+
+func (t *missTask) run(s *sealer, k int) {
+	j := &t.jobs[k]
+	a := k * encChunkSize
+	b := a + j.n + ChunkOverhead
+	switch {
+	case t.m >= b:
+		j.err = s.open(j.dst, t.ct[a:b], j.idx, t.f.storedFinal(j.idx))
+	case t.rerr == nil || t.rerr == io.EOF:
+		// Shorter than its size said: cut behind our back.
+		j.err = fmt.Errorf("envelope: chunk %d: %w", j.idx, ErrTruncated)
+	default:
+		j.err = fmt.Errorf("envelope: read chunk %d: %w", j.idx, t.rerr)
+	}
+}
+
+// missJob is one chunk of a readMiss batch.
+type missJob struct {
+	idx   int64
+	n     int     // stored plaintext length
+	start int     // offset of the chunk's first byte in the request (< 0: before it)
+	dst   []byte  // where it is opened: the request itself, or buf
+	buf   *[]byte // a chunk buffer from chunkBufs, for a chunk the request does not cover whole
+	err   error
+}
+
+// readMiss reads q at off, where chunk off/chunkSize is stored and not
+// cached, for as far as one batch goes: that chunk and the following stored,
+// uncached chunks that q covers, plus, if ahead, the next ones up to
+// batchChunks (read-ahead). It reads their ciphertext with one ReadAt and
+// opens them in parallel: the chunks q covers whole straight into q, the
+// others into chunk buffers that go to the cache. It returns how many
+// bytes of q it filled; only authenticated bytes are counted. A failing
+// chunk beyond q is not an error (not cached: a read of it reports it).
+func (f *File) readMiss(q []byte, off int64, ahead bool) (int, error) {
+	i, lo := off/chunkSize, int(off%chunkSize)
+	stored := numChunks(f.disk)
+	t := &f.miss
+	t.f = f
+	jobs := &t.jobs
+	defer clear(jobs[:])
+	n := 0
+	for k := i; n < batchChunks && k < stored; k++ {
+		dl := chunkLen(k, f.disk)
+		start := int(k-i)*chunkSize - lo
+		if dl == 0 || k > i && (f.lookup(k) != nil || start >= len(q) && !ahead) {
+			break
+		}
+		j := &jobs[n]
+		j.idx, j.n, j.start = k, dl, start
+		if start >= 0 && start+dl <= len(q) && dl == chunkLen(k, f.size) {
+			j.dst = q[start : start+dl]
+		} else {
+			j.buf = chunkBufs.Get().(*[]byte)
+			j.dst = (*j.buf)[:dl]
+		}
+		n++
+	}
+	ct, ctBuf := f.scratch, (*[]byte)(nil)
+	if n > 1 {
+		ctBuf = batchBufs.Get().(*[]byte)
+		ct = *ctBuf
+	}
+	ct = ct[:(n-1)*encChunkSize+jobs[n-1].n+ChunkOverhead]
+	t.m, t.rerr = f.b.ReadAt(ct, chunkOffset(i))
+	t.ct = ct
+	f.c.do(n, t)
+	t.ct, t.rerr = nil, nil
+	if ctBuf != nil {
+		batchBufs.Put(ctBuf) // ciphertext only
+	}
+	got := 0
+	var err error
+	for k := range n {
+		j := &jobs[k]
+		if j.err == nil && f.storedFinal(j.idx) {
+			f.lastOK = true
+		}
+		if j.start >= len(q) || err != nil {
+			continue // read ahead
+		}
+		if j.err != nil {
+			err = j.err
+			continue
+		}
+		end := min(len(q), j.start+chunkLen(j.idx, f.size))
+		if j.buf != nil {
+			clear((*j.buf)[j.n:])
+			copy(q[max(j.start, 0):end], (*j.buf)[max(-j.start, 0):])
+		}
+		got = end
+	}
+	// Cache the chunks opened into buffers. Making room may evict one
+	// cached just before (harmless: it is clean), never a dirty chunk.
+	for k := range n {
+		j := &jobs[k]
+		if j.buf == nil {
+			continue
+		}
+		if j.err != nil || err != nil && j.start < len(q) {
+			clear(*j.buf)
+			chunkBufs.Put(j.buf)
+			continue
+		}
+		e, nerr := f.newEntry(j.idx)
+		if nerr != nil {
+			clear(*j.buf)
+			chunkBufs.Put(j.buf)
+			if err == nil {
+				err = nerr
+			}
+			continue
+		}
+		old := e.buf
+		e.buf = j.buf
+		e.wrote(0, j.n)
+		clear(*old)
+		chunkBufs.Put(old)
+	}
+	return got, err
 }
 
 // verifyLast authenticates the stored final chunk once, so that reaching
@@ -467,6 +609,9 @@ func (f *File) settle(before int64) error {
 			break
 		}
 	}
+	if u-numChunks(f.disk) < settleBatch() {
+		return nil // wait for a batch to seal in parallel
+	}
 	some := false
 	for _, e := range f.entries {
 		if e.idx >= u {
@@ -493,20 +638,30 @@ func (f *File) settle(before int64) error {
 	return nil
 }
 
+// settleBatch is how many finished chunks settle waits for before it
+// writes them out, sealed in parallel: one per chunk on a single CPU,
+// a batch of up to batchChunks (4 per CPU) otherwise.
+func settleBatch() int64 {
+	if p := runtime.GOMAXPROCS(0); p > 1 {
+		return int64(min(batchChunks, 4*p))
+	}
+	return 1
+}
+
 // minStreamChunks is how long a file must be before appendChunk takes
 // over its whole-chunk appends: its saving is one copy per chunk, its cost
 // one extra open and seal of the last chunk at the next Flush.
 const minStreamChunks = 8
 
-// pendBatch is how many sealed chunks appendChunk collects (512 KiB) before
-// it writes them to the Backing in one WriteAt.
-const pendBatch = 8
+// pendBatch is how many chunks appendChunk collects (512 KiB) before it
+// seals them (in parallel) and writes them to the Backing in one WriteAt.
+const pendBatch = batchChunks
 
 // appendChunk is the fast path of a sequential upload in whole chunks: p is
-// exactly chunk i, appended at the end of the file. It seals p straight from
-// the caller's buffer (no copy into the cache) as an interior chunk, a bet
-// that the file grows further, and keeps the sealed chunk pending as the
-// last chunk. Entering this mode, the previous last chunk (dirty in the
+// exactly chunk i, appended at the end of the file. It copies p into the
+// batch buffer pend, where it is later sealed in place (with the rest of
+// the batch, in parallel) as an interior chunk, a bet that the file grows
+// further; meanwhile the chunk is pending as the last chunk. Entering this mode, the previous last chunk (dirty in the
 // cache and entirely written) is written out first, as a partial flush
 // below i (docs/FORMAT.md, "Write order"); then the pending chunks
 // pendLo..pendIdx are collected in pend and, pendBatch at a time, written
@@ -528,7 +683,7 @@ func (f *File) appendChunk(p []byte, i int64) (bool, error) {
 		if f.pendIdx != i-1 {
 			return false, nil
 		}
-		if len(f.pend) == pendBatch*encChunkSize {
+		if i-f.pendLo == pendBatch {
 			if err := f.writePending(i); err != nil {
 				return false, err
 			}
@@ -553,34 +708,44 @@ func (f *File) appendChunk(p []byte, i int64) (bool, error) {
 			f.release(e)
 		}
 		if f.pend == nil {
-			f.pend = make([]byte, 0, pendBatch*encChunkSize)
+			f.pend = batchBufs.Get().(*[]byte)
 		}
-		f.pend, f.pendLo = f.pend[:0], i
+		f.pendLo = i
 	}
-	k := len(f.pend)
-	f.s.seal(f.pend[k:k+encChunkSize], i, false, p)
-	f.pend = f.pend[:k+encChunkSize]
+	k := int(i-f.pendLo) * encChunkSize
+	copy((*f.pend)[k+nonceSize:k+nonceSize+chunkSize], p)
 	f.pendIdx, f.size = i, (i+1)*chunkSize
 	return true, nil
 }
 
-// writePending writes the pending chunks pendLo..end-1 (end <= pendIdx+1)
-// at the stored end, in one WriteAt, and keeps the others pending.
+// writePending seals the pending chunks pendLo..end-1 (end <= pendIdx+1)
+// in place, in parallel, as interior chunks, writes them at the stored end
+// in one WriteAt, and keeps the others pending.
 func (f *File) writePending(end int64) error {
-	n := int(end-f.pendLo) * encChunkSize
-	if n == 0 {
+	c := int(end - f.pendLo)
+	if c == 0 {
 		return nil
 	}
-	if _, err := f.b.WriteAt(f.pend[:n], chunkOffset(f.pendLo)); err != nil {
+	pend := *f.pend
+	for k := range c {
+		o := k*encChunkSize + nonceSize
+		f.outs[k] = outChunk{idx: f.pendLo + int64(k), n: chunkSize, plain: pend[o : o+chunkSize]}
+	}
+	f.sealing = sealTask{cs: f.outs[:c], buf: pend}
+	f.c.do(c, &f.sealing)
+	f.sealing = sealTask{}
+	clear(f.outs[:])
+	if _, err := f.b.WriteAt(pend[:c*encChunkSize], chunkOffset(f.pendLo)); err != nil {
 		return f.fail(fmt.Errorf("write chunks %d-%d: %w", f.pendLo, end-1, err))
 	}
-	f.pend = f.pend[:copy(f.pend, f.pend[n:])]
+	copy(pend, pend[c*encChunkSize:(f.pendIdx+1-f.pendLo)*encChunkSize])
 	f.pendLo, f.disk, f.noFinal = end, end*chunkSize, true
 	return nil
 }
 
-// unpend turns a pending sealed chunk (appendChunk) back into a dirty,
-// entirely written cache entry: the normal state of a growing file.
+// unpend turns the last pending chunk (appendChunk) back into a dirty,
+// entirely written cache entry, the normal state of a growing file, after
+// writing the others.
 func (f *File) unpend() error {
 	if f.pendIdx < 0 {
 		return nil
@@ -593,14 +758,22 @@ func (f *File) unpend() error {
 	if err != nil {
 		return err
 	}
-	if err := f.s.open((*e.buf)[:chunkSize], f.pend, i, false); err != nil {
-		f.dropEntry(e)
-		return f.fail(fmt.Errorf("pending chunk %d: %w", i, err))
-	}
+	copy(*e.buf, (*f.pend)[nonceSize:nonceSize+chunkSize])
 	e.dirty = true
 	e.wrote(0, chunkSize)
-	f.pend, f.pendIdx = f.pend[:0], -1
+	f.pendIdx = -1
+	f.putPend()
 	return nil
+}
+
+// putPend gives the pending-chunk buffer back to the pool, cleared (it held
+// plaintext), once nothing is pending.
+func (f *File) putPend() {
+	if f.pend != nil {
+		clear(*f.pend)
+		batchBufs.Put(f.pend)
+		f.pend = nil
+	}
 }
 
 // release drops a clean entry from the cache, keeping its buffer (not
@@ -730,32 +903,94 @@ func (f *File) flush() error {
 		return err
 	}
 	oldN, newN := numChunks(f.disk), numChunks(f.size)
+	w := chunkWriter{f: f}
 	for i := oldN; i < newN; i++ {
-		cl := chunkLen(i, f.size)
-		var err error
+		c := outChunk{idx: i, n: chunkLen(i, f.size), final: i == newN-1}
 		if e := f.lookup(i); e != nil {
-			err = f.writeChunk(i, (*e.buf)[:cl], i == newN-1)
-		} else {
-			zero := f.scratch[nonceSize : nonceSize+cl]
-			clear(zero)
-			err = f.writeChunk(i, zero, i == newN-1) // sealed in place
+			c.plain = (*e.buf)[:c.n]
 		}
-		if err != nil {
-			return f.fail(err)
-		}
+		w.add(c)
 	}
 	for _, e := range f.entries {
 		if !e.dirty || e.idx >= oldN {
 			continue
 		}
-		if err := f.writeChunk(e.idx, (*e.buf)[:chunkLen(e.idx, f.size)], e.idx == newN-1); err != nil {
-			return f.fail(err)
-		}
+		n := chunkLen(e.idx, f.size)
+		w.add(outChunk{idx: e.idx, n: n, plain: (*e.buf)[:n], final: e.idx == newN-1})
+	}
+	if err := w.done(); err != nil {
+		return f.fail(err)
 	}
 	for _, e := range f.entries {
 		e.dirty = false
 	}
 	f.disk, f.noFinal, f.lastOK = f.size, false, true
+	return nil
+}
+
+// chunkWriter seals and writes chunks in the order they are added, a batch
+// at a time: a batch is sealed in parallel (crew), then written in order,
+// each run of consecutive chunks in one WriteAt. So the order of the writes
+// to the Backing, the crash-safety argument of docs/FORMAT.md, "Write
+// order", is that of the calls to add; a batch buffer is held only while a
+// batch is written.
+type chunkWriter struct {
+	f   *File
+	n   int // chunks in f.outs
+	err error
+}
+
+func (w *chunkWriter) add(c outChunk) {
+	if w.err != nil {
+		return
+	}
+	w.f.outs[w.n] = c
+	w.n++
+	if w.n == batchChunks {
+		w.err = w.f.writeChunks(w.f.outs[:w.n])
+		w.n = 0
+	}
+}
+
+func (w *chunkWriter) done() error {
+	if w.err == nil && w.n > 0 {
+		w.err = w.f.writeChunks(w.f.outs[:w.n])
+	}
+	clear(w.f.outs[:]) // drop the references to cache buffers
+	w.n = 0
+	return w.err
+}
+
+// writeChunks seals cs (at most batchChunks) and writes them in order.
+func (f *File) writeChunks(cs []outChunk) error {
+	if len(cs) == 1 {
+		c := &cs[0]
+		if c.plain == nil {
+			c.plain = f.scratch[nonceSize : nonceSize+c.n]
+			clear(c.plain) // sealed in place
+		}
+		return f.writeChunk(c.idx, c.plain, c.final)
+	}
+	bp := batchBufs.Get().(*[]byte)
+	defer batchBufs.Put(bp) // sealed chunks only
+	buf := *bp
+	f.sealing = sealTask{cs: cs, buf: buf}
+	f.c.do(len(cs), &f.sealing)
+	f.sealing = sealTask{}
+	for a := 0; a < len(cs); {
+		b := a + 1
+		for b < len(cs) && cs[b].idx == cs[b-1].idx+1 && cs[b-1].n == chunkSize {
+			b++
+		}
+		lo, hi := a*encChunkSize, (b-1)*encChunkSize+cs[b-1].n+ChunkOverhead
+		if _, err := f.b.WriteAt(buf[lo:hi], chunkOffset(cs[a].idx)); err != nil {
+			if b-a == 1 {
+				return fmt.Errorf("write chunk %d: %w", cs[a].idx, err)
+			}
+			return fmt.Errorf("write chunks %d-%d: %w", cs[a].idx, cs[b-1].idx, err)
+		}
+		a = b
+	}
 	return nil
 }
 
@@ -775,26 +1010,22 @@ func (f *File) flushBelow(upTo int64) error {
 		panic("envelope: internal error: partial flush of the last chunk")
 	}
 	oldN := numChunks(f.disk)
+	w := chunkWriter{f: f}
 	for i := oldN; i < upTo; i++ {
-		var err error
+		c := outChunk{idx: i, n: chunkSize}
 		if e := f.lookup(i); e != nil {
-			err = f.writeChunk(i, (*e.buf)[:chunkSize], false)
-		} else {
-			zero := f.scratch[nonceSize : nonceSize+chunkSize]
-			clear(zero)
-			err = f.writeChunk(i, zero, false)
+			c.plain = (*e.buf)[:chunkSize]
 		}
-		if err != nil {
-			return f.fail(err)
-		}
+		w.add(c)
 	}
 	for _, e := range f.entries {
 		if e.idx >= upTo || e.idx >= oldN || !e.dirty {
 			continue
 		}
-		if err := f.writeChunk(e.idx, (*e.buf)[:chunkSize], false); err != nil {
-			return f.fail(err)
-		}
+		w.add(outChunk{idx: e.idx, n: chunkSize, plain: (*e.buf)[:chunkSize]})
+	}
+	if err := w.done(); err != nil {
+		return f.fail(err)
 	}
 	for _, e := range f.entries {
 		if e.idx < upTo {
@@ -827,9 +1058,9 @@ func (f *File) Close() error {
 		chunkBufs.Put(e.buf)
 	}
 	f.spare = nil
-	clear(f.pend[:cap(f.pend)])
-	f.pend, f.pendIdx = nil, -1
-	f.s = nil // drops the last reference to the chunk key
+	f.putPend()
+	f.pendIdx = -1
+	f.s, f.c = nil, nil // drop the last references to the chunk key
 	f.closed = true
 	return err
 }

@@ -36,16 +36,23 @@ func NewWriterBound(dst io.Writer, kr *Keyring, binding []byte) (io.WriteCloser,
 	if _, err := dst.Write(h.marshal()); err != nil {
 		return nil, fmt.Errorf("envelope: writer: %w", err)
 	}
-	return &writer{dst: dst, s: newSealer(aead, h.fileID), out: make([]byte, encChunkSize)}, nil
+	return &writer{dst: dst, c: newCrew(aead, h.fileID), out: make([]byte, encChunkSize)}, nil
 }
 
+// writer buffers up to batchChunks chunks, laid out as sealed (nonce ||
+// plaintext || room for the tag), and seals a full buffer in place, in
+// parallel, when more data follows. The buffer starts at one chunk (small
+// files, like securefsd's metadata, need no more) and grows to a batch.
 type writer struct {
 	dst io.Writer
-	s   *sealer
-	out []byte // nonce || plaintext being filled || room for the tag
-	n   int    // plaintext bytes in out
-	idx int64
+	c   *crew
+	out []byte // slots of encChunkSize bytes
+	k   int    // slots before the current one (full)
+	n   int    // plaintext bytes in the current slot
+	idx int64  // index of the chunk in slot 0
 	err error
+
+	final bool // emit: the last slot is the final chunk
 }
 
 func (w *writer) Write(p []byte) (int, error) {
@@ -55,12 +62,21 @@ func (w *writer) Write(p []byte) (int, error) {
 	total := 0
 	for len(p) > 0 {
 		if w.n == chunkSize {
-			// More data follows: the buffered chunk is interior.
-			if err := w.emit(false); err != nil {
-				return total, err
+			// More data follows: the buffered chunks are interior.
+			switch {
+			case (w.k+1)*encChunkSize < len(w.out):
+				w.k, w.n = w.k+1, 0
+			case len(w.out) < batchChunks*encChunkSize:
+				w.out = append(w.out, make([]byte, batchChunks*encChunkSize-len(w.out))...)
+				w.k, w.n = w.k+1, 0
+			default:
+				if err := w.emit(false); err != nil {
+					return total, err
+				}
 			}
 		}
-		c := copy(w.out[nonceSize+w.n:nonceSize+chunkSize], p)
+		o := w.k*encChunkSize + nonceSize
+		c := copy(w.out[o+w.n:o+chunkSize], p)
 		w.n += c
 		total += c
 		p = p[c:]
@@ -68,16 +84,29 @@ func (w *writer) Write(p []byte) (int, error) {
 	return total, nil
 }
 
-// emit seals the buffered chunk in place and writes it.
+// emit seals the buffered chunks in place, the last one final or not, and
+// writes them.
 func (w *writer) emit(final bool) error {
-	sealed := w.s.seal(w.out, w.idx, final, w.out[nonceSize:nonceSize+w.n])
-	if _, err := w.dst.Write(sealed); err != nil {
-		w.err = fmt.Errorf("envelope: writer: chunk %d: %w", w.idx, err)
+	n := w.k + 1
+	w.final = final
+	w.c.do(n, w)
+	if _, err := w.dst.Write(w.out[:w.k*encChunkSize+w.n+ChunkOverhead]); err != nil {
+		w.err = fmt.Errorf("envelope: writer: chunks %d-%d: %w", w.idx, w.idx+int64(n)-1, err)
 		return w.err
 	}
-	w.idx++
-	w.n = 0
+	w.idx += int64(n)
+	w.k, w.n = 0, 0
 	return nil
+}
+
+// run seals slot k in place (task).
+func (w *writer) run(s *sealer, k int) {
+	slot := w.out[k*encChunkSize:]
+	pn := chunkSize
+	if k == w.k {
+		pn = w.n
+	}
+	s.seal(slot, w.idx+int64(k), w.final && k == w.k, slot[nonceSize:nonceSize+pn])
 }
 
 // Close writes the final chunk (empty only if nothing was written).
@@ -86,7 +115,8 @@ func (w *writer) Close() error {
 		return w.err
 	}
 	err := w.emit(true)
-	w.s = nil
+	w.c = nil
+	clear(w.out)
 	if err == nil {
 		w.err = fmt.Errorf("envelope: writer: %w", fs.ErrClosed)
 	}
@@ -122,57 +152,92 @@ func NewReaderBound(src io.ReaderAt, ciphertextSize int64, kr *Keyring, binding 
 	if err != nil {
 		return nil, err
 	}
-	return &reader{src: src, s: newSealer(aead, h.fileID), size: size,
-		ct: make([]byte, encChunkSize), plain: make([]byte, chunkSize)}, nil
+	return &reader{src: src, c: newCrew(aead, h.fileID), size: size}, nil
 }
 
+// reader reads and opens up to batchChunks chunks at a time, in parallel.
 type reader struct {
 	src   io.ReaderAt
-	s     *sealer
+	c     *crew
 	size  int64
 	idx   int64  // next chunk to read
-	ct    []byte // sealed chunk
+	ct    []byte // sealed chunks
 	plain []byte
-	cur   []byte // unread plaintext of the current chunk
-	err   error
+	cur   []byte // unread plaintext
+	err   error  // after cur: sticky
+	errs  [batchChunks]error
+
+	// The batch being opened (run): ct, of which m bytes were read,
+	// then the read failed with rerr if not nil.
+	bct  []byte
+	m    int
+	rerr error
+}
+
+// run opens chunk r.idx+k of the batch (task).
+func (r *reader) run(s *sealer, k int) {
+	idx := r.idx + int64(k)
+	nchunks := numChunks(r.size)
+	a := k * encChunkSize
+	cl := chunkLen(idx, r.size)
+	b := a + cl + ChunkOverhead
+	switch {
+	case r.m >= b:
+		r.errs[k] = s.open(r.plain[k*chunkSize:k*chunkSize+cl], r.bct[a:b], idx, idx == nchunks-1)
+	case r.rerr == nil || r.rerr == io.EOF:
+		r.errs[k] = fmt.Errorf("envelope: chunk %d: %w", idx, ErrTruncated)
+	default:
+		r.errs[k] = fmt.Errorf("envelope: read chunk %d: %w", idx, r.rerr)
+	}
 }
 
 func (r *reader) Read(p []byte) (int, error) {
-	if r.err != nil {
-		return 0, r.err
-	}
 	for len(r.cur) == 0 {
-		if err := r.next(); err != nil {
-			r.err = err
-			return 0, err
+		if r.err != nil {
+			return 0, r.err
 		}
+		r.err = r.next()
 	}
 	n := copy(p, r.cur)
 	r.cur = r.cur[n:]
 	return n, nil
 }
 
-// next decrypts chunk r.idx into r.cur, or returns io.EOF after the last.
+// next reads and opens the next batch of chunks into r.cur, up to the
+// first that fails; it returns that failure, or io.EOF after the last.
 func (r *reader) next() error {
 	nchunks := numChunks(r.size)
 	if r.idx >= nchunks {
 		return io.EOF
 	}
 	i := r.idx
-	n := chunkLen(i, r.size)
-	ct := r.ct[:n+ChunkOverhead]
-	if m, err := r.src.ReadAt(ct, chunkOffset(i)); m < len(ct) {
-		if err == nil || err == io.EOF {
-			return fmt.Errorf("envelope: chunk %d: %w", i, ErrTruncated)
+	n := int(min(batchChunks, nchunks-i))
+	if len(r.plain) < n*chunkSize {
+		// Sized to the file: a small file needs one chunk.
+		r.ct, r.plain = make([]byte, n*encChunkSize), make([]byte, n*chunkSize)
+	}
+	last := chunkLen(i+int64(n)-1, r.size)
+	ct := r.ct[:(n-1)*encChunkSize+last+ChunkOverhead]
+	r.m, r.rerr = r.src.ReadAt(ct, chunkOffset(i))
+	r.bct = ct
+	r.c.do(n, r)
+	r.bct, r.rerr = nil, nil
+	good := 0
+	var err error
+	for k := range n {
+		if err = r.errs[k]; err != nil {
+			break
 		}
-		return fmt.Errorf("envelope: read chunk %d: %w", i, err)
+		good++
 	}
-	if err := r.s.open(r.plain[:n], ct, i, i == nchunks-1); err != nil {
-		return err
+	clear(r.errs[:])
+	r.cur = nil
+	if good > 0 {
+		// All chunks before the last are whole.
+		r.cur = r.plain[:(good-1)*chunkSize+chunkLen(i+int64(good)-1, r.size)]
 	}
-	r.cur = r.plain[:n]
-	r.idx++
-	return nil
+	r.idx += int64(good)
+	return err
 }
 
 // Verify authenticates the header and every chunk of the stored file r of

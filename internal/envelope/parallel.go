@@ -1,0 +1,100 @@
+package envelope
+
+import (
+	"crypto/cipher"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// batchChunks is the most chunks one batch seals or opens at once (512 KiB
+// of plaintext): the write-out of the write-back cache, the append fast
+// path's pending chunks, the read-ahead, the streams' buffers.
+const batchChunks = 8
+
+// crew seals and opens the chunks of one file, a batch at a time split over
+// min(GOMAXPROCS, n) goroutines (the caller's among them), as gocryptfs does
+// for large requests. Each worker has its own sealer (their AAD scratch
+// differs; the AEAD itself is safe for concurrent use). A crew is not safe
+// for concurrent use: its owner (a File under its mutex, a stream) calls it
+// from one goroutine at a time.
+type crew struct {
+	ss []*sealer // ss[0] works on the caller's goroutine
+}
+
+func newCrew(aead cipher.AEAD, fileID [32]byte) *crew {
+	return &crew{ss: []*sealer{newSealer(aead, fileID)}}
+}
+
+// one returns the caller's sealer, for single chunks.
+func (c *crew) one() *sealer { return c.ss[0] }
+
+// task is a batch of chunks to seal or open: run handles chunk k with
+// the sealer s of the worker it runs on. Tasks are long-lived values (a
+// field of a File, a stream) so that handing one to do allocates nothing.
+type task interface {
+	run(s *sealer, k int)
+}
+
+// do runs t.run(s, k) for every k in [0, n), each on some worker with that
+// worker's sealer s. A single chunk, or GOMAXPROCS 1, stays on the caller's
+// goroutine; otherwise chunks are handed out one at a time, so a worker
+// slowed down by a busy machine does not hold up the batch. do returns when
+// every run has returned; t collects the results.
+func (c *crew) do(n int, t task) {
+	nw := min(runtime.GOMAXPROCS(0), n)
+	if nw <= 1 {
+		for k := range n {
+			t.run(c.ss[0], k)
+		}
+		return
+	}
+	for len(c.ss) < nw {
+		c.ss = append(c.ss, newSealer(c.ss[0].aead, c.ss[0].fileID()))
+	}
+	var next atomic.Int32
+	work := func(s *sealer) {
+		for {
+			k := int(next.Add(1)) - 1
+			if k >= n {
+				return
+			}
+			t.run(s, k)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, s := range c.ss[1:nw] {
+		wg.Go(func() { work(s) })
+	}
+	work(c.ss[0])
+	wg.Wait()
+}
+
+// sealTask seals chunks into slots of encChunkSize bytes of buf: chunk k
+// of the batch into buf[k*encChunkSize:]. Its plaintext is cs[k].plain,
+// which may be the slot's own plaintext position (sealed in place), or n
+// zero bytes if nil.
+type sealTask struct {
+	cs  []outChunk
+	buf []byte
+}
+
+func (t *sealTask) run(s *sealer, k int) {
+	c := &t.cs[k]
+	out := t.buf[k*encChunkSize:]
+	plain := c.plain
+	if plain == nil {
+		plain = out[nonceSize : nonceSize+c.n]
+		clear(plain)
+	}
+	s.seal(out, c.idx, c.final, plain)
+}
+
+// outChunk is a chunk to seal: chunk idx, from plain, or from n zero bytes
+// if plain is nil.
+type outChunk struct {
+	idx   int64
+	n     int
+	plain []byte
+	final bool
+}
