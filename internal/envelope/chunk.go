@@ -14,12 +14,29 @@ const aadSize = 8 + 1 + 32
 type sealer struct {
 	aead cipher.AEAD
 	aad  [aadSize]byte
+	// For XAES-256-GCM (aead is x): the per-chunk key derivation with
+	// this sealer's scratch, so that only the AES-GCM itself allocates.
+	x   *xaes256gcm
+	scr *xaesScratch
 }
 
 func newSealer(aead cipher.AEAD, fileID [32]byte) *sealer {
 	s := &sealer{aead: aead}
+	if x, ok := aead.(*xaes256gcm); ok {
+		s.x, s.scr = x, new(xaesScratch)
+	}
 	copy(s.aad[9:], fileID[:])
 	return s
+}
+
+// gcm returns what seals and opens with nonce: the AEAD itself, or for
+// XAES-256-GCM the AES-256-GCM of the nonce's derived key and the GCM
+// nonce (the nonce's last 12 bytes).
+func (s *sealer) gcm(nonce []byte) (cipher.AEAD, []byte) {
+	if s.x == nil {
+		return s.aead, nonce
+	}
+	return s.x.derive(s.scr, nonce), nonce[12:]
 }
 
 // fileID returns the file id bound into the AAD.
@@ -45,7 +62,8 @@ func (s *sealer) seal(out []byte, i int64, final bool, plain []byte) []byte {
 	n := len(plain) + ChunkOverhead
 	out = out[:n]
 	randomBytes(out[:nonceSize])
-	s.aead.Seal(out[nonceSize:nonceSize], out[:nonceSize], plain, s.setAAD(i, final))
+	a, nonce := s.gcm(out[:nonceSize])
+	a.Seal(out[nonceSize:nonceSize], nonce, plain, s.setAAD(i, final))
 	return out
 }
 
@@ -60,11 +78,12 @@ func (s *sealer) open(dst, ct []byte, i int64, final bool) error {
 		return fmt.Errorf("envelope: chunk %d: short: %w", i, ErrFormat)
 	}
 	dst = dst[:0]
-	nonce, body := ct[:nonceSize], ct[nonceSize:]
-	if _, err := s.aead.Open(dst, nonce, body, s.setAAD(i, final)); err == nil {
+	a, nonce := s.gcm(ct[:nonceSize])
+	body := ct[nonceSize:]
+	if _, err := a.Open(dst, nonce, body, s.setAAD(i, final)); err == nil {
 		return nil
 	}
-	if _, err := s.aead.Open(dst, nonce, body, s.setAAD(i, !final)); err == nil {
+	if _, err := a.Open(dst, nonce, body, s.setAAD(i, !final)); err == nil {
 		clear(dst[:len(body)-tagSize])
 		if final {
 			return fmt.Errorf("envelope: chunk %d: %w", i, ErrTruncated)

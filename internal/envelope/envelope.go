@@ -120,6 +120,7 @@ package envelope
 
 import (
 	"errors"
+	"fmt"
 	"io"
 )
 
@@ -136,6 +137,37 @@ const (
 	// FormatVersion is the version byte this package writes and reads.
 	FormatVersion = 1
 )
+
+// AEAD identifies the content AEAD of a file (docs/FORMAT.md, header byte
+// 9). A file keeps the AEAD it was created with for its whole life: writes,
+// truncations and re-wraps never change it.
+type AEAD byte
+
+const (
+	// XChaCha20-Poly1305 (AEAD id 1): the only AEAD of files created
+	// before XAES-256-GCM became the default; read and written as ever.
+	XChaCha20Poly1305 AEAD = 1
+	// XAES-256-GCM (AEAD id 2, https://c2sp.org/XAES-256-GCM): AES-256-GCM
+	// with a per-chunk key derived from the 24-byte random nonce. Fastest
+	// where the CPU has AES and carry-less multiply instructions.
+	XAES256GCM AEAD = 2
+	// DefaultAEAD is what Create, CreateBound, NewWriter and
+	// NewWriterBound use for new files.
+	DefaultAEAD = XAES256GCM
+)
+
+func (a AEAD) known() bool { return a == XChaCha20Poly1305 || a == XAES256GCM }
+
+// String returns the AEAD's name.
+func (a AEAD) String() string {
+	switch a {
+	case XChaCha20Poly1305:
+		return "XChaCha20-Poly1305"
+	case XAES256GCM:
+		return "XAES-256-GCM"
+	}
+	return fmt.Sprintf("AEAD(%d)", byte(a))
+}
 
 // Sentinel errors for callers' decisions; test with errors.Is. Returned
 // errors wrap them with context (chunk index, operation).

@@ -84,6 +84,7 @@ func (e *entry) done() bool { return e.known == chunkSize }
 type File struct {
 	mu      sync.Mutex
 	b       Backing
+	aead    AEAD
 	s       *sealer // c's sealer for the caller's goroutine
 	c       *crew   // parallel batches
 	fileID  [32]byte
@@ -118,11 +119,21 @@ func Create(b Backing, kr *Keyring) (*File, error) {
 // opens only through OpenBound, NewReaderBound, VerifyBound and RewrapBound
 // with the same binding; any other binding is ErrAuth at the header.
 func CreateBound(b Backing, kr *Keyring, binding []byte) (*File, error) {
+	return CreateAEAD(b, kr, binding, DefaultAEAD)
+}
+
+// CreateAEAD is CreateBound with a chosen content AEAD instead of
+// DefaultAEAD (say, XChaCha20Poly1305 on a CPU without AES instructions).
+// The file keeps it for life; readers need not know it (the header says).
+func CreateAEAD(b Backing, kr *Keyring, binding []byte, aead AEAD) (*File, error) {
+	if !aead.known() {
+		return nil, fmt.Errorf("envelope: create: %v: %w", aead, ErrVersion)
+	}
 	var one [1]byte
 	if n, _ := b.ReadAt(one[:], 0); n != 0 {
 		return nil, fmt.Errorf("envelope: create: backing is not empty: %w", fs.ErrExist)
 	}
-	h := &header{aeadID: aeadXChaCha20Poly1305, binding: slices.Clone(binding)}
+	h := &header{aeadID: byte(aead), binding: slices.Clone(binding)}
 	randomBytes(h.fileID[:])
 	dek := make([]byte, keySize)
 	randomBytes(dek)
@@ -184,6 +195,7 @@ func newFile(b Backing, h *header, dek []byte, size int64) (*File, error) {
 	c := newCrew(aead, h.fileID)
 	return &File{
 		b:       b,
+		aead:    AEAD(h.aeadID),
 		s:       c.one(),
 		c:       c,
 		fileID:  h.fileID,
@@ -193,6 +205,9 @@ func newFile(b Backing, h *header, dek []byte, size int64) (*File, error) {
 		pendIdx: -1,
 	}, nil
 }
+
+// AEAD returns the file's content AEAD (from its header).
+func (f *File) AEAD() AEAD { return f.aead }
 
 // FileID returns the file's random 32-byte id (bound into every chunk).
 func (f *File) FileID() [32]byte { return f.fileID }

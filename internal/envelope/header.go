@@ -12,7 +12,7 @@ import (
 //	off  len  field
 //	  0    8  magic "securefs"
 //	  8    1  version (1)
-//	  9    1  AEAD id (1 = XChaCha20-Poly1305)
+//	  9    1  AEAD id (1 = XChaCha20-Poly1305, 2 = XAES-256-GCM)
 //	 10    1  log2 of the chunk size (16)
 //	 11    5  reserved, zero
 //	 16   32  file id (random)
@@ -105,7 +105,7 @@ func parseHeader(b []byte) (*header, error) {
 	if b[8] != FormatVersion {
 		return nil, fmt.Errorf("envelope: header: version %d: %w", b[8], ErrVersion)
 	}
-	if b[9] != aeadXChaCha20Poly1305 {
+	if !AEAD(b[9]).known() {
 		return nil, fmt.Errorf("envelope: header: AEAD id %d: %w", b[9], ErrVersion)
 	}
 	if b[10] != chunkLog2 {

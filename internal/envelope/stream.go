@@ -18,10 +18,19 @@ func NewWriter(dst io.Writer, kr *Keyring) (io.WriteCloser, error) {
 
 // NewWriterBound is NewWriter for a file bound to binding, like CreateBound.
 func NewWriterBound(dst io.Writer, kr *Keyring, binding []byte) (io.WriteCloser, error) {
+	return NewWriterAEAD(dst, kr, binding, DefaultAEAD)
+}
+
+// NewWriterAEAD is NewWriterBound with a chosen content AEAD, like
+// CreateAEAD.
+func NewWriterAEAD(dst io.Writer, kr *Keyring, binding []byte, aead AEAD) (io.WriteCloser, error) {
+	if !aead.known() {
+		return nil, fmt.Errorf("envelope: writer: %v: %w", aead, ErrVersion)
+	}
 	if kr == nil {
 		return nil, fmt.Errorf("envelope: writer: nil keyring: %w", ErrUnknownKey)
 	}
-	h := &header{aeadID: aeadXChaCha20Poly1305, binding: slices.Clone(binding)}
+	h := &header{aeadID: byte(aead), binding: slices.Clone(binding)}
 	randomBytes(h.fileID[:])
 	dek := make([]byte, keySize)
 	randomBytes(dek)
@@ -29,14 +38,14 @@ func NewWriterBound(dst io.Writer, kr *Keyring, binding []byte) (io.WriteCloser,
 	if err := h.wrapInto(0, 1, dek, kr); err != nil {
 		return nil, fmt.Errorf("envelope: writer: %w", err)
 	}
-	aead, err := newChunkAEAD(h.aeadID, dek, h.fileID[:])
+	ca, err := newChunkAEAD(h.aeadID, dek, h.fileID[:])
 	if err != nil {
 		return nil, err
 	}
 	if _, err := dst.Write(h.marshal()); err != nil {
 		return nil, fmt.Errorf("envelope: writer: %w", err)
 	}
-	return &writer{dst: dst, c: newCrew(aead, h.fileID), out: make([]byte, encChunkSize)}, nil
+	return &writer{dst: dst, c: newCrew(ca, h.fileID), out: make([]byte, encChunkSize)}, nil
 }
 
 // writer buffers up to batchChunks chunks, laid out as sealed (nonce ||
