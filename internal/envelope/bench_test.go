@@ -1,6 +1,8 @@
 package envelope
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -38,9 +40,54 @@ func BenchmarkRawXChaCha20Poly1305Open64K(b *testing.B) {
 	}
 }
 
+// The raw XAES-256-GCM as the File uses it: the per-chunk key derivation
+// (two AES blocks, an AES-256 key schedule, a GCM) and AES-256-GCM; and
+// plain AES-256-GCM for reference.
+func BenchmarkRawXAES256GCMSeal64K(b *testing.B) {
+	x, _ := newXAES256GCM(make([]byte, 32))
+	var scr xaesScratch
+	nonce := make([]byte, nonceSize)
+	plain := make([]byte, chunkSize)
+	out := make([]byte, 0, encChunkSize)
+	b.SetBytes(chunkSize)
+	for b.Loop() {
+		x.derive(&scr, nonce).Seal(out[:0], nonce[12:], plain, nil)
+	}
+}
+
+func BenchmarkRawXAES256GCMOpen64K(b *testing.B) {
+	x, _ := newXAES256GCM(make([]byte, 32))
+	var scr xaesScratch
+	nonce := make([]byte, nonceSize)
+	sealed := x.Seal(nil, nonce, make([]byte, chunkSize), nil)
+	out := make([]byte, chunkSize)
+	b.SetBytes(chunkSize)
+	for b.Loop() {
+		if _, err := x.derive(&scr, nonce).Open(out[:0], nonce[12:], sealed, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRawAES256GCMSeal64K(b *testing.B) {
+	blk, _ := aes.NewCipher(make([]byte, 32))
+	g, _ := cipher.NewGCM(blk)
+	nonce := make([]byte, 12)
+	plain := make([]byte, chunkSize)
+	out := make([]byte, 0, encChunkSize)
+	b.SetBytes(chunkSize)
+	for b.Loop() {
+		g.Seal(out[:0], nonce, plain, nil)
+	}
+}
+
 // benchFile returns a File over an in-memory backing with room for n
 // chunks, holding size plaintext bytes.
 func benchFile(b *testing.B, n int, size int) (*File, *memBacking, *Keyring) {
+	return benchFileAEAD(b, DefaultAEAD, n, size)
+}
+
+func benchFileAEAD(b *testing.B, aead AEAD, n int, size int) (*File, *memBacking, *Keyring) {
 	b.Helper()
 	kr := testKeyring(b)
 	// Touch the backing memory first: page faults are not the format's.
@@ -49,7 +96,7 @@ func benchFile(b *testing.B, n int, size int) (*File, *memBacking, *Keyring) {
 		buf[i] = 1
 	}
 	m := &memBacking{data: buf[:0]}
-	f, err := Create(m, kr)
+	f, err := CreateAEAD(m, kr, nil, aead)
 	must(b, err)
 	if size > 0 {
 		_, err = f.WriteAt(pattern(size, 1), 0)
@@ -59,8 +106,10 @@ func benchFile(b *testing.B, n int, size int) (*File, *memBacking, *Keyring) {
 	return f, m, kr
 }
 
-func benchWriteSeq(b *testing.B, piece int) {
-	f, _, _ := benchFile(b, b.N*piece/chunkSize+2, 0)
+func benchWriteSeq(b *testing.B, piece int) { benchWriteSeqAEAD(b, DefaultAEAD, piece) }
+
+func benchWriteSeqAEAD(b *testing.B, aead AEAD, piece int) {
+	f, _, _ := benchFileAEAD(b, aead, b.N*piece/chunkSize+2, 0)
 	p := pattern(piece, 2)
 	b.SetBytes(int64(piece))
 	b.ResetTimer()
@@ -75,9 +124,20 @@ func benchWriteSeq(b *testing.B, piece int) {
 func BenchmarkFileWriteSequential64K(b *testing.B) { benchWriteSeq(b, 64<<10) }
 func BenchmarkFileWriteSequential32K(b *testing.B) { benchWriteSeq(b, 32<<10) }
 
-func benchReadSeq(b *testing.B, piece int) {
+// The same for a file of XChaCha20-Poly1305 (AEAD id 1), to compare with
+// the raw XChaCha20-Poly1305.
+func BenchmarkFileXChaChaWriteSequential64K(b *testing.B) {
+	benchWriteSeqAEAD(b, XChaCha20Poly1305, 64<<10)
+}
+func BenchmarkFileXChaChaReadSequential64K(b *testing.B) {
+	benchReadSeqAEAD(b, XChaCha20Poly1305, 64<<10)
+}
+
+func benchReadSeq(b *testing.B, piece int) { benchReadSeqAEAD(b, DefaultAEAD, piece) }
+
+func benchReadSeqAEAD(b *testing.B, aead AEAD, piece int) {
 	size := b.N * piece
-	f, m, kr := benchFile(b, size/chunkSize+2, size)
+	f, m, kr := benchFileAEAD(b, aead, size/chunkSize+2, size)
 	// Reopen so that nothing is cached.
 	must(b, f.Close())
 	p := make([]byte, piece)
@@ -214,6 +274,15 @@ func TestCPUTimeRatios(t *testing.T) {
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	// One P: the File's parallel batches run on this thread, so its CPU
+	// time is all the work.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for _, id := range []AEAD{XChaCha20Poly1305, XAES256GCM} {
+		t.Run(id.String(), func(t *testing.T) { cpuTimeRatios(t, id) })
+	}
+}
+
+func cpuTimeRatios(t *testing.T, id AEAD) {
 	const n = 3000
 	mbps := func(d time.Duration) float64 { return n * chunkSize / d.Seconds() / 1e6 }
 	timed := func(fn func()) time.Duration {
@@ -221,7 +290,7 @@ func TestCPUTimeRatios(t *testing.T) {
 		fn()
 		return threadCPU() - c
 	}
-	aead, _ := chacha20poly1305.NewX(make([]byte, 32))
+	aead, _ := newChunkAEAD(byte(id), make([]byte, 32), make([]byte, 32))
 	nonce := make([]byte, nonceSize)
 	plain := pattern(chunkSize, 1)
 	sealed := make([]byte, 0, encChunkSize)
@@ -242,7 +311,7 @@ func TestCPUTimeRatios(t *testing.T) {
 			}
 		})
 		m := &memBacking{data: store[:0]}
-		f, err := Create(m, kr)
+		f, err := CreateAEAD(m, kr, nil, id)
 		must(t, err)
 		write := timed(func() {
 			for i := range n {
@@ -260,7 +329,7 @@ func TestCPUTimeRatios(t *testing.T) {
 			}
 		})
 		must(t, g.Close())
-		f, err = Create(&sinkBacking{}, kr)
+		f, err = CreateAEAD(&sinkBacking{}, kr, nil, id)
 		must(t, err)
 		noStore := timed(func() {
 			for i := range n {

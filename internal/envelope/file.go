@@ -23,6 +23,9 @@ const maxCached = 32
 // opens and closes many. Buffers are cleared before they are put back.
 var chunkBufs = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
 
+// sealedBufs recycles the one-chunk I/O buffers of Files.
+var sealedBufs = sync.Pool{New: func() any { b := make([]byte, encChunkSize); return &b }}
+
 // batchBufs recycles the buffers of batchChunks sealed chunks that a batch
 // is sealed into (or read into) between Files; they are cleared before
 // they are put back when they held plaintext.
@@ -101,7 +104,7 @@ type File struct {
 	outs    [batchChunks]outChunk // chunkWriter's batch
 	sealing sealTask
 	miss    missTask
-	scratch []byte // one sealed chunk, for I/O
+	scratch *[]byte // one sealed chunk, for I/O (from sealedBufs; see scr)
 	err     error  // sticky
 	closed  bool
 }
@@ -201,9 +204,46 @@ func newFile(b Backing, h *header, dek []byte, size int64) (*File, error) {
 		fileID:  h.fileID,
 		size:    size,
 		disk:    size,
-		scratch: make([]byte, encChunkSize),
 		pendIdx: -1,
 	}, nil
+}
+
+// scr returns the File's one-chunk I/O buffer, taken from the pool on
+// first use after a Flush (which gives it back: an idle File holds no
+// buffer).
+func (f *File) scr() []byte {
+	if f.scratch == nil {
+		f.scratch = sealedBufs.Get().(*[]byte)
+	}
+	return *f.scratch
+}
+
+// idle gives every buffer the File holds back to the pools: the chunk
+// buffers of clean cache entries and spares, the I/O buffer and, if nothing
+// is pending, the pending-chunk buffer. Dirty entries (after a failed
+// flush) stay.
+func (f *File) idle() {
+	for _, e := range slices.Clone(f.entries) {
+		if !e.dirty {
+			f.dropEntry(e)
+		}
+	}
+	if len(f.entries) == 0 {
+		f.entries = nil
+	}
+	for _, e := range f.spare {
+		clear(*e.buf)
+		chunkBufs.Put(e.buf)
+	}
+	f.spare = nil
+	if f.scratch != nil {
+		clear(*f.scratch) // may hold plaintext (zeros sealed in place)
+		sealedBufs.Put(f.scratch)
+		f.scratch = nil
+	}
+	if f.pendIdx < 0 {
+		f.putPend()
+	}
 }
 
 // AEAD returns the file's content AEAD (from its header).
@@ -246,7 +286,9 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	}
 	// A read near where the last one ended is taken as sequential: its
 	// misses read ahead a batch of chunks, opened in parallel.
-	ahead := off >= f.rdNext-batchChunks*chunkSize && off <= f.rdNext+batchChunks*chunkSize
+	// On a single CPU it would only add a copy out of the cache.
+	ahead := off >= f.rdNext-batchChunks*chunkSize && off <= f.rdNext+batchChunks*chunkSize &&
+		runtime.GOMAXPROCS(0) > 1
 	f.rdNext = off + int64(len(p))
 	n := 0
 	for n < len(p) && off < f.size {
@@ -347,7 +389,7 @@ func (f *File) readMiss(q []byte, off int64, ahead bool) (int, error) {
 		}
 		n++
 	}
-	ct, ctBuf := f.scratch, (*[]byte)(nil)
+	ct, ctBuf := f.scr(), (*[]byte)(nil)
 	if n > 1 {
 		ctBuf = batchBufs.Get().(*[]byte)
 		ct = *ctBuf
@@ -430,7 +472,7 @@ func (f *File) verifyLast() error {
 // must hold chunkLen(i, f.disk) bytes.
 func (f *File) readStored(i int64, dst []byte) error {
 	n := chunkLen(i, f.disk)
-	ct := f.scratch[:n+ChunkOverhead]
+	ct := f.scr()[:n+ChunkOverhead]
 	if m, err := f.b.ReadAt(ct, chunkOffset(i)); m < len(ct) {
 		if err == nil || err == io.EOF {
 			// Shorter than its size said: cut behind our back.
@@ -882,7 +924,7 @@ func (f *File) Truncate(size int64) error {
 
 // writeChunk seals plain as chunk i and writes it to the Backing.
 func (f *File) writeChunk(i int64, plain []byte, final bool) error {
-	out := f.s.seal(f.scratch, i, final, plain)
+	out := f.s.seal(f.scr(), i, final, plain)
 	if _, err := f.b.WriteAt(out, chunkOffset(i)); err != nil {
 		return fmt.Errorf("write chunk %d: %w", i, err)
 	}
@@ -895,14 +937,18 @@ func (f *File) fail(err error) error {
 }
 
 // Flush seals the dirty cached chunks and writes them to the Backing in
-// crash-safe order. It does not sync the Backing.
+// crash-safe order, then gives the cache's buffers back to the shared pools
+// (an idle open File holds none; the next access takes them again). It
+// does not sync the Backing.
 func (f *File) Flush() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.usable(); err != nil {
 		return err
 	}
-	return f.flush()
+	err := f.flush()
+	f.idle()
+	return err
 }
 
 // flush writes, in this order (docs/FORMAT.md, "Write order"):
@@ -981,7 +1027,7 @@ func (f *File) writeChunks(cs []outChunk) error {
 	if len(cs) == 1 {
 		c := &cs[0]
 		if c.plain == nil {
-			c.plain = f.scratch[nonceSize : nonceSize+c.n]
+			c.plain = f.scr()[nonceSize : nonceSize+c.n]
 			clear(c.plain) // sealed in place
 		}
 		return f.writeChunk(c.idx, c.plain, c.final)
@@ -1064,15 +1110,10 @@ func (f *File) Close() error {
 		return fmt.Errorf("envelope: %w", fs.ErrClosed)
 	}
 	err := f.flush()
-	for _, e := range slices.Clone(f.entries) {
-		f.dropEntry(e)
+	for _, e := range f.entries {
+		e.dirty = false // lost with a failed flush: err says so
 	}
-	f.entries = nil
-	for _, e := range f.spare {
-		clear(*e.buf)
-		chunkBufs.Put(e.buf)
-	}
-	f.spare = nil
+	f.idle()
 	f.putPend()
 	f.pendIdx = -1
 	f.s, f.c = nil, nil // drop the last references to the chunk key

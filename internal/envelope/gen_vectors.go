@@ -3,7 +3,13 @@
 // gen_vectors writes the known-answer vectors in testdata/vectors, one case
 // per file, using only the package's exported API and byte surgery. Run it
 // with "go generate" after a deliberate format change (together with a
-// version bump and docs/FORMAT.md); never to make a failing test pass.
+// version bump and docs/FORMAT.md); never to make a failing test pass. It
+// writes only vectors that do not exist yet: committed vectors are never
+// regenerated (their random keys and nonces would change).
+//
+// Vectors of XChaCha20-Poly1305 files (AEAD id 1) have plain names; those of
+// XAES-256-GCM files (AEAD id 2) start with "xaes_". The AEAD-independent
+// header cases exist once, as id 1 files.
 //
 // Vector file: "name: value" lines, an empty line, then the raw stored
 // file. Names: expect (success, header failure, auth failure, truncated,
@@ -107,11 +113,14 @@ func plaintext(n int) []byte {
 	return p
 }
 
+// aead is the content AEAD of the files being made (one pass per AEAD).
+var aead envelope.AEAD
+
 func create(kr *envelope.Keyring, size int) *mem { return createBound(kr, size, nil) }
 
 func createBound(kr *envelope.Keyring, size int, binding []byte) *mem {
 	m := &mem{}
-	f, err := envelope.CreateBound(m, kr, binding)
+	f, err := envelope.CreateAEAD(m, kr, binding, aead)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -141,9 +150,34 @@ type vector struct {
 	data                           []byte
 }
 
+// aeadIndependent: header cases that do not depend on the AEAD, made for
+// id 1 only.
+var aeadIndependent = map[string]bool{"header_bad_magic": true, "header_version_2": true,
+	"header_reserved": true, "header_empty_slot": true, "bad_length": true, "header_aead_3": true}
+
 func main() {
 	out := "testdata/vectors"
-	kr, kekLines := keyring(0, 1)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		log.Fatal(err)
+	}
+	for _, pass := range []struct {
+		aead   envelope.AEAD
+		prefix string
+	}{{envelope.XChaCha20Poly1305, ""}, {envelope.XAES256GCM, "xaes_"}} {
+		aead = pass.aead
+		for _, v := range vectors() {
+			if pass.prefix != "" && aeadIndependent[v.name] {
+				continue
+			}
+			v.name = pass.prefix + v.name
+			v.comment = fmt.Sprintf("%s; %s (AEAD id %d)", v.comment, aead, byte(aead))
+			write(out, v)
+		}
+	}
+}
+
+func vectors() []vector {
+	kr, _ := keyring(0, 1)
 	kr2, _ := keyring(1, 0)
 	kr9, _ := keyring(2)
 	var vs []vector
@@ -193,7 +227,7 @@ func main() {
 	// Interrupted grow: chunk 0 from the 64 KiB version (final), chunk 1
 	// from the grown version of the same file.
 	gm := &mem{}
-	f, err := envelope.Create(gm, kr)
+	f, err := envelope.CreateAEAD(gm, kr, nil, aead)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -217,6 +251,12 @@ func main() {
 	copy(reordered[chunkOff(1):], a[chunkOff(0):chunkOff(1)])
 	bad("reordered_chunks", "auth failure", "ErrAuth", reordered, "chunks 0 and 1 exchanged")
 	bad("bad_length", "format failure", "ErrFormat", small[:envelope.HeaderSize+20], "20 bytes after the header: no valid length")
+	other := bytes.Clone(small)
+	other[9] ^= 3 // 1 <-> 2
+	bad("header_aead_id", "header failure", "ErrAuth", other, "AEAD id byte 9 switched to the other known AEAD: the key slot's AAD no longer matches")
+	a3 := bytes.Clone(small)
+	a3[9] = 3
+	bad("header_aead_3", "header failure", "ErrVersion", a3, "AEAD id 3: not defined")
 
 	// Binding context (docs/FORMAT.md, section 5.5): securefsd's store binds
 	// a file to its owner's home.
@@ -241,26 +281,32 @@ func main() {
 	bound(vector{name: "unbound_read_bound", expect: "header failure", errName: "ErrAuth", data: create(kr, 100).b,
 		comment: `unbound (empty binding), read with "securefsd home alice"`}, alice)
 
-	if err := os.MkdirAll(out, 0o755); err != nil {
+	return vs
+}
+
+// write writes v to dir, unless a vector of that name exists.
+func write(dir string, v vector) {
+	path := filepath.Join(dir, v.name)
+	if _, err := os.Stat(path); err == nil {
+		return
+	}
+	_, kekLines := keyring(0, 1)
+	var h bytes.Buffer
+	fmt.Fprintf(&h, "expect: %s\n", v.expect)
+	if v.errName != "" {
+		fmt.Fprintf(&h, "error: %s\n", v.errName)
+	}
+	h.WriteString(kekLines)
+	if len(v.binding) > 0 {
+		fmt.Fprintf(&h, "binding: %s\n", base64.StdEncoding.EncodeToString(v.binding))
+	}
+	if v.expect == "success" {
+		fmt.Fprintf(&h, "size: %d\nsha256: %x\n", v.size, sha256.Sum256(plaintext(v.size)))
+	}
+	fmt.Fprintf(&h, "comment: %s\n\n", v.comment)
+	h.Write(v.data)
+	if err := os.WriteFile(path, h.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
-	for _, v := range vs {
-		var h bytes.Buffer
-		fmt.Fprintf(&h, "expect: %s\n", v.expect)
-		if v.errName != "" {
-			fmt.Fprintf(&h, "error: %s\n", v.errName)
-		}
-		h.WriteString(kekLines)
-		if len(v.binding) > 0 {
-			fmt.Fprintf(&h, "binding: %s\n", base64.StdEncoding.EncodeToString(v.binding))
-		}
-		if v.expect == "success" {
-			fmt.Fprintf(&h, "size: %d\nsha256: %x\n", v.size, sha256.Sum256(plaintext(v.size)))
-		}
-		fmt.Fprintf(&h, "comment: %s\n\n", v.comment)
-		h.Write(v.data)
-		if err := os.WriteFile(filepath.Join(out, v.name), h.Bytes(), 0o644); err != nil {
-			log.Fatal(err)
-		}
-	}
+	fmt.Println("wrote", path)
 }

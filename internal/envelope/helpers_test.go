@@ -133,8 +133,22 @@ func pattern(n int, seed uint64) []byte {
 // writeFile creates an envelope file holding data and returns its bytes.
 func writeFile(t testing.TB, kr *Keyring, data []byte) []byte {
 	t.Helper()
+	return writeFileAEAD(t, DefaultAEAD, kr, data)
+}
+
+// forAEADs runs fn as a subtest for each content AEAD.
+func forAEADs(t *testing.T, fn func(t *testing.T, aead AEAD)) {
+	t.Helper()
+	for _, a := range []AEAD{XChaCha20Poly1305, XAES256GCM} {
+		t.Run(a.String(), func(t *testing.T) { fn(t, a) })
+	}
+}
+
+// writeFileAEAD is writeFile for a file of the given AEAD.
+func writeFileAEAD(t testing.TB, aead AEAD, kr *Keyring, data []byte) []byte {
+	t.Helper()
 	m := newMem(nil)
-	f, err := Create(m, kr)
+	f, err := CreateAEAD(m, kr, nil, aead)
 	if err != nil {
 		t.Fatal(err)
 	}

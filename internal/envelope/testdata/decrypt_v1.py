@@ -4,7 +4,8 @@ alone (not from the Go code), used to check that the spec is complete.
 
 Usage: decrypt_v1.py VECTOR... : decrypts each known-answer vector and checks
 its "expect"/"error"/"sha256" fields; exits non-zero on any disagreement.
-Needs the "cryptography" package (ChaCha20-Poly1305); HChaCha20 is here.
+Needs the "cryptography" package (ChaCha20-Poly1305, AES-GCM, AES-ECB);
+HChaCha20 and the XAES-256-GCM key derivation are here.
 """
 import base64
 import hashlib
@@ -13,7 +14,8 @@ import struct
 import sys
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 CS, H, O = 65536, 208, 40
 
@@ -55,6 +57,28 @@ def xchacha_open(key, nonce, ct, aad):
     return ChaCha20Poly1305(sub).decrypt(b"\0\0\0\0" + nonce[16:], ct, aad)
 
 
+def aes_block(key, block):
+    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return enc.update(block) + enc.finalize()
+
+
+def xaes_open(key, nonce, ct, aad):
+    """XAES-256-GCM (c2sp.org/XAES-256-GCM). Raises InvalidTag."""
+    L = int.from_bytes(aes_block(key, bytes(16)), "big")
+    k1 = (L << 1) & ((1 << 128) - 1)
+    if L >> 127:
+        k1 ^= 0x87
+    kx = b""
+    for i in (1, 2):
+        m = int.from_bytes(bytes([0, i, 0x58, 0]) + nonce[:12], "big") ^ k1
+        kx += aes_block(key, m.to_bytes(16, "big"))
+    return AESGCM(kx).decrypt(nonce[12:], ct, aad)
+
+
+# FORMAT.md section 3: content AEADs by id.
+AEADS = {1: xchacha_open, 2: xaes_open}
+
+
 def kek_id(kek):
     return struct.unpack(">I", hkdf(kek, b"", b"securefsd/v1 kek id", 4))[0]
 
@@ -73,7 +97,7 @@ def plaintext_size(c):  # FORMAT.md section 6
 def decrypt(data, keks, binding=b""):
     size = plaintext_size(len(data))
     hdr = data[:H]
-    if hdr[:8] != b"securefs" or hdr[8] != 1 or hdr[9] != 1 or hdr[10] != 16:
+    if hdr[:8] != b"securefs" or hdr[8] != 1 or hdr[9] not in AEADS or hdr[10] != 16:
         raise FormatError("ErrVersion")
     if any(hdr[11:16]):
         raise FormatError("ErrFormat")
@@ -106,7 +130,9 @@ def decrypt(data, keks, binding=b""):
             best = (gen, dek)
     if best is None:
         raise FormatError("ErrUnknownKey")
-    chunk_key = hkdf(best[1], file_id, b"securefsd/v1 chunk\x01", 32)
+    aead_id = hdr[9]
+    chunk_open = AEADS[aead_id]
+    chunk_key = hkdf(best[1], file_id, b"securefsd/v1 chunk" + bytes([aead_id]), 32)
     n = max(1, -(-size // CS))
     out = bytearray()
     for i in range(n):
@@ -119,7 +145,7 @@ def decrypt(data, keks, binding=b""):
 
         def try_open(flag):
             aad = struct.pack(">Q", i) + bytes([flag]) + file_id
-            return xchacha_open(chunk_key, c[:24], c[24:], aad)
+            return chunk_open(chunk_key, c[:24], c[24:], aad)
         try:
             out += try_open(final)
         except InvalidTag:
@@ -131,7 +157,17 @@ def decrypt(data, keks, binding=b""):
     return bytes(out)
 
 
+def self_check():
+    """The C2SP XAES-256-GCM test vectors (MSB(L) = 0 and 1)."""
+    n = b"ABCDEFGHIJKLMNOPQRSTUVWX"
+    for k, aad, ct in ((1, b"", "ce546ef63c9cc60765923609b33a9a1974e96e52daf2fcf7075e2271"),
+                       (3, b"c2sp.org/XAES-256-GCM", "986ec1832593df5443a179437fd083bf3fdb41abd740a21f71eb769d")):
+        if xaes_open(bytes([k]) * 32, n, bytes.fromhex(ct), aad) != b"XAES-256-GCM":
+            raise SystemExit("XAES-256-GCM self-check failed")
+
+
 def main(paths):
+    self_check()
     bad = 0
     for path in paths:
         raw = open(path, "rb").read()
