@@ -105,7 +105,7 @@ type File struct {
 	sealing sealTask
 	miss    missTask
 	scratch *[]byte // one sealed chunk, for I/O (from sealedBufs; see scr)
-	err     error  // sticky
+	err     error   // sticky
 	closed  bool
 }
 
