@@ -3,8 +3,10 @@
 // that wrap each file's data key.
 //
 // A file is a fixed-size authenticated header followed by chunks of
-// DefaultChunkSize plaintext bytes, each sealed with XChaCha20-Poly1305 under
-// a fresh random nonce. Reads and writes at any offset touch only the chunks
+// DefaultChunkSize plaintext bytes, each sealed under a fresh random 24-byte
+// nonce with the file's content AEAD: XAES-256-GCM (the default for new
+// files) or XChaCha20-Poly1305 (files keep the AEAD they were created with).
+// Batches of whole chunks are sealed and opened on several goroutines. Reads and writes at any offset touch only the chunks
 // involved. Any modification of the stored bytes makes the affected reads
 // fail with ErrAuth, ErrTruncated or ErrStaleFinal: never wrong bytes.
 //
