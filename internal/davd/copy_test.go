@@ -43,38 +43,55 @@ func TestCopyChunks(t *testing.T) {
 			if rd.name == "one byte" && size > 2*chunkSize {
 				continue
 			}
-			t.Run(fmt.Sprintf("%s/%d", rd.name, size), func(t *testing.T) {
-				var w writeLog
-				// The announced size picks the buffer; a wrong one (a
-				// body longer than announced) must not change the result.
-				n, err := copyChunks(&w, rd.wrap(bytes.NewReader(data)), int64(size%(chunkSize+1)))
-				if err != nil || n != int64(size) || !bytes.Equal(w.Bytes(), data) {
-					t.Fatalf("copied %d, %v; content equal: %v", n, err, bytes.Equal(w.Bytes(), data))
-				}
-				for i, s := range w.sizes {
-					if s != chunkSize && i != len(w.sizes)-1 || s > chunkSize || s == 0 {
-						t.Fatalf("write %d of %d is %d bytes: %v", i, len(w.sizes), s, w.sizes)
+			// The announced size picks the buffer and the pipelined copy
+			// (unknown or over one buffer); a wrong one (a body longer
+			// than announced) must not change the result.
+			for _, announced := range []int64{int64(size % (chunkSize + 1)), -1} {
+				t.Run(fmt.Sprintf("%s/%d/announced=%d", rd.name, size, announced), func(t *testing.T) {
+					var w writeLog
+					n, err := copyChunks(&w, rd.wrap(bytes.NewReader(data)), announced)
+					if err != nil || n != int64(size) || !bytes.Equal(w.Bytes(), data) {
+						t.Fatalf("copied %d, %v; content equal: %v", n, err, bytes.Equal(w.Bytes(), data))
 					}
+					for i, s := range w.sizes {
+						if s != chunkSize && i != len(w.sizes)-1 || s > chunkSize || s == 0 {
+							t.Fatalf("write %d of %d is %d bytes: %v", i, len(w.sizes), s, w.sizes)
+						}
+					}
+				})
+			}
+		}
+	}
+	for _, cut := range []error{io.ErrUnexpectedEOF, errors.New("connection reset")} {
+		for _, before := range []int{chunkSize + 5, 2*copyBufSize + 5} {
+			t.Run(fmt.Sprintf("error/%s/after %d", cut, before), func(t *testing.T) {
+				var w writeLog
+				src := io.MultiReader(bytes.NewReader(make([]byte, before)), iotest.ErrReader(cut))
+				n, err := copyChunks(&w, src, -1)
+				if !errors.Is(err, cut) || n != int64(before) || w.Len() != before {
+					t.Fatalf("copied %d (%d written), %v, want %d and %v", n, w.Len(), err, before, cut)
 				}
 			})
 		}
 	}
-	for _, cut := range []error{io.ErrUnexpectedEOF, errors.New("connection reset")} {
-		t.Run("error/"+cut.Error(), func(t *testing.T) {
-			var w writeLog
-			src := io.MultiReader(bytes.NewReader(make([]byte, chunkSize+5)), iotest.ErrReader(cut))
-			if _, err := copyChunks(&w, src, -1); !errors.Is(err, cut) {
-				t.Fatalf("err = %v, want %v", err, cut)
+	for _, size := range []int64{3 * chunkSize, -1} {
+		t.Run(fmt.Sprintf("write error/announced=%d", size), func(t *testing.T) {
+			boom := errors.New("disk full")
+			// An endless body: the copy must stop reading once a write failed.
+			n, err := copyChunks(failWriter{boom}, io.LimitReader(neverEnding{}, 1<<40), size)
+			if !errors.Is(err, boom) || n != 0 {
+				t.Fatalf("copied %d, %v", n, err)
 			}
 		})
 	}
-	t.Run("write error", func(t *testing.T) {
-		boom := errors.New("disk full")
-		n, err := copyChunks(failWriter{boom}, bytes.NewReader(make([]byte, 3*chunkSize)), 3*chunkSize)
-		if !errors.Is(err, boom) || n != 0 {
-			t.Fatalf("copied %d, %v", n, err)
-		}
-	})
+}
+
+// neverEnding is an endless source of zeros.
+type neverEnding struct{}
+
+func (neverEnding) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
 
 // limitedReads returns at most max bytes per Read, like TLS records.

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/webdav"
@@ -332,7 +333,21 @@ var (
 // are 16 KiB), and never uses ReaderFrom/WriterTo. size is how many bytes
 // src announces (-1: unknown); bodies of at most one chunk (most files
 // synced by rclone) take a chunk-sized buffer.
+//
+// Bodies larger than one buffer are pipelined: src is read (TLS decryption,
+// socket reads) in the caller's goroutine while another goroutine writes
+// the previous buffer to dst (sealing, disk writes), so the two use both
+// cores. src is only ever read by the caller's goroutine (a request body
+// must not be touched after its handler returns); dst is written by the
+// helper goroutine, which has finished when copyChunks returns.
 func copyChunks(dst io.Writer, src io.Reader, size int64) (int64, error) {
+	if size >= 0 && size <= copyBufSize {
+		return copySerial(dst, src, size)
+	}
+	return copyPipelined(dst, src)
+}
+
+func copySerial(dst io.Writer, src io.Reader, size int64) (int64, error) {
 	pool := &copyBufs
 	if size >= 0 && size <= chunkSize {
 		pool = &chunkBufs
@@ -342,25 +357,11 @@ func copyChunks(dst io.Writer, src io.Reader, size int64) (int64, error) {
 	buf := *bp
 	var written int64
 	for {
-		// Not io.ReadFull: it turns an early EOF into io.ErrUnexpectedEOF,
-		// which is also what a cut request body returns.
-		n := 0
-		var rerr error
-		for n < len(buf) && rerr == nil {
-			var m int
-			m, rerr = src.Read(buf[n:])
-			n += m
-		}
-		for off := 0; off < n; off += chunkSize {
-			end := min(off+chunkSize, n)
-			w, err := dst.Write(buf[off:end])
-			written += int64(w)
-			if err == nil && w != end-off {
-				err = io.ErrShortWrite
-			}
-			if err != nil {
-				return written, err
-			}
+		n, rerr := fill(src, buf)
+		w, err := writeChunks(dst, buf[:n])
+		written += w
+		if err != nil {
+			return written, err
 		}
 		if rerr == io.EOF {
 			return written, nil
@@ -369,6 +370,106 @@ func copyChunks(dst io.Writer, src io.Reader, size int64) (int64, error) {
 			return written, rerr
 		}
 	}
+}
+
+// copyDepth is how many buffers a pipelined copy uses: one being read
+// while one is written.
+const copyDepth = 2
+
+func copyPipelined(dst io.Writer, src io.Reader) (int64, error) {
+	type block struct {
+		bp *[]byte
+		n  int
+	}
+	work := make(chan block, copyDepth-1)
+	free := make(chan *[]byte, copyDepth)
+	done := make(chan struct{})
+	var (
+		written int64
+		werr    error       // the writer's; read after done is closed
+		failed  atomic.Bool // werr != nil, for the reader to stop early
+	)
+	go func() {
+		defer close(done)
+		for b := range work {
+			if werr == nil {
+				n, err := writeChunks(dst, (*b.bp)[:b.n])
+				written += n
+				if err != nil {
+					werr = err
+					failed.Store(true)
+				}
+			}
+			free <- b.bp
+		}
+	}()
+	var rerr error
+	for got := 0; ; {
+		var bp *[]byte
+		select {
+		case bp = <-free:
+		default:
+			if got < copyDepth {
+				bp = copyBufs.Get().(*[]byte)
+				got++
+			} else {
+				bp = <-free
+			}
+		}
+		var n int
+		n, rerr = fill(src, *bp)
+		if n > 0 {
+			work <- block{bp, n}
+		} else {
+			free <- bp
+		}
+		if rerr != nil || failed.Load() {
+			break
+		}
+	}
+	close(work)
+	<-done
+	for len(free) > 0 {
+		copyBufs.Put(<-free)
+	}
+	switch {
+	case werr != nil:
+		return written, werr
+	case rerr == io.EOF:
+		return written, nil
+	}
+	return written, rerr
+}
+
+// fill reads from src until buf is full or src returns an error. Not
+// io.ReadFull: it turns an early EOF into io.ErrUnexpectedEOF, which is
+// also what a cut request body returns.
+func fill(src io.Reader, buf []byte) (int, error) {
+	n := 0
+	var err error
+	for n < len(buf) && err == nil {
+		var m int
+		m, err = src.Read(buf[n:])
+		n += m
+	}
+	return n, err
+}
+
+// writeChunks writes p to dst in chunkSize pieces.
+func writeChunks(dst io.Writer, p []byte) (int64, error) {
+	var written int64
+	for off := 0; off < len(p); off += chunkSize {
+		end := min(off+chunkSize, len(p))
+		w, err := dst.Write(p[off:end])
+		written += int64(w)
+		if err == nil && w != end-off {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, nil
 }
 
 // bodyReader records whether an error came from the client's body.
