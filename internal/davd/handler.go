@@ -284,33 +284,22 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, name string) error
 	// must not run it with the user's session.
 	w.Header().Set("Content-Security-Policy", "sandbox")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	rs := &readErrs{f: f}
+	var rs fileReader = &readErrs{f: f}
+	if r.Method == http.MethodGet && r.Header.Get("Range") == "" && fi.Size() >= aheadMin {
+		a := newAheadReader(f)
+		defer a.close() // before f.Close (deferred above)
+		rs = a
+	}
 	http.ServeContent(w, r, "", fi.ModTime(), rs)
-	if rs.err != nil {
-		if errors.Is(rs.err, vfs.ErrIntegrity) {
-			h.log.Error("dav: integrity failure while sending a file", "path", name, "err", rs.err)
+	if err := rs.readErr(); err != nil {
+		if errors.Is(err, vfs.ErrIntegrity) {
+			h.log.Error("dav: integrity failure while sending a file", "path", name, "err", err)
 		} else {
-			h.log.Warn("dav: read failed while sending a file", "path", name, "err", rs.err)
+			h.log.Warn("dav: read failed while sending a file", "path", name, "err", err)
 		}
 	}
 	return nil
 }
-
-// readErrs remembers the first read error http.ServeContent swallows.
-type readErrs struct {
-	f   *vfs.File
-	err error
-}
-
-func (r *readErrs) Read(p []byte) (int, error) {
-	n, err := r.f.Read(p)
-	if err != nil && err != io.EOF && r.err == nil {
-		r.err = err
-	}
-	return n, err
-}
-
-func (r *readErrs) Seek(off int64, whence int) (int64, error) { return r.f.Seek(off, whence) }
 
 // chunkSize is the plaintext chunk size of the store (envelope's
 // DefaultChunkSize, docs/FORMAT.md; davd does not import envelope).

@@ -337,6 +337,23 @@ func (l *logWriter) Flush() {
 	}
 }
 
+// ReadFrom sends a file GET straight from the read-ahead buffers
+// (http.ServeContent copies its body with io.CopyN); other sources are
+// copied as io.Copy would.
+func (l *logWriter) ReadFrom(src io.Reader) (int64, error) {
+	if lr, ok := src.(*io.LimitedReader); ok {
+		if a, ok := lr.R.(*aheadReader); ok {
+			n, err := a.writeTo(l, lr.N)
+			lr.N -= n
+			return n, err
+		}
+	}
+	return io.Copy(writerOnly{l}, src)
+}
+
+// writerOnly hides logWriter's ReadFrom from io.Copy.
+type writerOnly struct{ io.Writer }
+
 // Unwrap lets http.ResponseController reach the real writer.
 func (l *logWriter) Unwrap() http.ResponseWriter { return l.ResponseWriter }
 
