@@ -77,3 +77,23 @@ func BenchmarkPutSmall(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkGetSmall downloads a 16 KiB file (rclone or curl fetching many
+// small files): the per-request cost of a GET.
+func BenchmarkGetSmall(b *testing.B) {
+	env := newTestEnv(b)
+	data := make([]byte, 16<<10)
+	rand.Read(data)
+	if resp, body := env.do(b, "PUT", "/small.bin", bytes.NewReader(data)); resp.StatusCode != 201 {
+		b.Fatalf("PUT: %d %s", resp.StatusCode, body)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		resp, body := env.do(b, "GET", "/small.bin", nil)
+		if resp.StatusCode != 200 || len(body) != len(data) {
+			b.Fatalf("GET: %d, %d bytes", resp.StatusCode, len(body))
+		}
+	}
+}

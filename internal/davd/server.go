@@ -339,7 +339,8 @@ func (l *logWriter) Flush() {
 
 // ReadFrom sends a file GET straight from the read-ahead buffers
 // (http.ServeContent copies its body with io.CopyN); other sources are
-// copied as io.Copy would.
+// copied through a pooled one-chunk buffer (io.Copy would allocate 32 KiB
+// per small GET).
 func (l *logWriter) ReadFrom(src io.Reader) (int64, error) {
 	if lr, ok := src.(*io.LimitedReader); ok {
 		if a, ok := lr.R.(*aheadReader); ok {
@@ -348,7 +349,9 @@ func (l *logWriter) ReadFrom(src io.Reader) (int64, error) {
 			return n, err
 		}
 	}
-	return io.Copy(writerOnly{l}, src)
+	bp := chunkBufs.Get().(*[]byte)
+	defer chunkBufs.Put(bp)
+	return io.CopyBuffer(writerOnly{l}, src, *bp)
 }
 
 // writerOnly hides logWriter's ReadFrom from io.Copy.
