@@ -132,3 +132,27 @@ func TestIdleFileHoldsNoBuffers(t *testing.T) {
 		t.Fatalf("after Close: %d buffers held", n)
 	}
 }
+
+// TestSequentialReaderHoldsReadAhead: a sequential reader keeps about one
+// read-ahead batch cached, not the whole cache.
+func TestSequentialReaderHoldsReadAhead(t *testing.T) {
+	kr := testKeyring(t)
+	data := pattern(3*maxCached*chunkSize, 51)
+	m := newMem(writeFile(t, kr, data))
+	f, err := Open(m, m.Size(), kr)
+	must(t, err)
+	p := make([]byte, 32<<10)
+	most := 0
+	for off := 0; off < len(data); off += len(p) {
+		_, err := f.ReadAt(p, int64(off))
+		must(t, err)
+		if !bytes.Equal(p, data[off:off+len(p)]) {
+			t.Fatalf("read at %d differs", off)
+		}
+		most = max(most, len(f.entries))
+	}
+	if most > batchChunks+3 {
+		t.Errorf("a sequential reader held %d cached chunks", most)
+	}
+	must(t, f.Close())
+}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestWholeChunkAppends drives the fast path of sequential whole-chunk
@@ -219,6 +220,16 @@ func TestRandomOpsWithAppends(t *testing.T) {
 			var want []byte
 			pending := 0 // steps that left chunks pending
 			for step := range 300 {
+				// The crew alternates between parallel batches and
+				// working alone (a held-up worker): appendChunk then
+				// mixes plaintext and sealed pending chunks.
+				if seed%2 == 1 && r.IntN(4) == 0 {
+					if f.c.alone.IsZero() {
+						f.c.alone = time.Now().Add(time.Hour)
+					} else {
+						f.c.alone = time.Time{}
+					}
+				}
 				size := int64(len(want))
 				switch op := r.IntN(20); {
 				case op < 12: // whole-chunk append (at a boundary, or not)

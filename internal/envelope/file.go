@@ -100,13 +100,16 @@ type File struct {
 	pend    *[]byte  // if pendIdx >= 0: chunks pendLo..pendIdx, unsealed, laid out as sealed (see appendChunk)
 	pendLo  int64
 	pendIdx int64
-	rdNext  int64                 // where the last ReadAt ended (read-ahead)
-	outs    [batchChunks]outChunk // chunkWriter's batch
-	sealing sealTask
-	miss    missTask
-	scratch *[]byte // one sealed chunk, for I/O (from sealedBufs; see scr)
-	err     error   // sticky
-	closed  bool
+	// pendSealed[k]: pending slot k is sealed already (appendChunk seals
+	// at once when the crew works alone), else it holds plaintext.
+	pendSealed [batchChunks]bool
+	rdNext     int64                 // where the last ReadAt ended (read-ahead)
+	outs       [batchChunks]outChunk // chunkWriter's batch
+	sealing    sealTask
+	miss       missTask
+	scratch    *[]byte // one sealed chunk, for I/O (from sealedBufs; see scr)
+	err        error   // sticky
+	closed     bool
 }
 
 // Create writes a new empty file (header + one empty final chunk) to b,
@@ -285,10 +288,8 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 		}
 	}
 	// A read near where the last one ended is taken as sequential: its
-	// misses read ahead a batch of chunks, opened in parallel.
-	// On a single CPU it would only add a copy out of the cache.
-	ahead := off >= f.rdNext-batchChunks*chunkSize && off <= f.rdNext+batchChunks*chunkSize &&
-		runtime.GOMAXPROCS(0) > 1
+	// misses read ahead (readMiss).
+	seq := off >= f.rdNext-batchChunks*chunkSize && off <= f.rdNext+batchChunks*chunkSize
 	f.rdNext = off + int64(len(p))
 	n := 0
 	for n < len(p) && off < f.size {
@@ -302,7 +303,7 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 		case i >= numChunks(f.disk) || chunkLen(i, f.disk) == 0:
 			clear(dst) // beyond the stored data: zeros written past EOF
 		default:
-			k, err := f.readMiss(p[n:], off, ahead)
+			k, err := f.readMiss(p[n:], off, seq)
 			n += k
 			off += int64(k)
 			if err != nil {
@@ -359,14 +360,16 @@ type missJob struct {
 
 // readMiss reads q at off, where chunk off/chunkSize is stored and not
 // cached, for as far as one batch goes: that chunk and the following stored,
-// uncached chunks that q covers, plus, if ahead, the next ones up to
-// batchChunks (read-ahead). It reads their ciphertext with one ReadAt and
+// uncached chunks that q covers, plus, if the read is sequential (seq) and
+// the crew works in parallel, the next ones up to batchChunks (read-ahead;
+// working alone, it would only add a copy out of the cache). It reads their ciphertext with one ReadAt and
 // opens them in parallel: the chunks q covers whole straight into q, the
 // others into chunk buffers that go to the cache. It returns how many
 // bytes of q it filled; only authenticated bytes are counted. A failing
 // chunk beyond q is not an error (not cached: a read of it reports it).
-func (f *File) readMiss(q []byte, off int64, ahead bool) (int, error) {
+func (f *File) readMiss(q []byte, off int64, seq bool) (int, error) {
 	i, lo := off/chunkSize, int(off%chunkSize)
+	ahead := seq && f.c.parallel()
 	stored := numChunks(f.disk)
 	t := &f.miss
 	t.f = f
@@ -449,6 +452,15 @@ func (f *File) readMiss(q []byte, off int64, ahead bool) (int, error) {
 		e.wrote(0, j.n)
 		clear(*old)
 		chunkBufs.Put(old)
+	}
+	if seq {
+		// A sequential reader does not come back (but for a few
+		// requests that overtook each other): the clean chunks well
+		// behind it go back to the pool, so that it holds about a
+		// read-ahead's worth, not the whole cache.
+		for len(f.entries) > 0 && f.entries[0].idx < i-2 && !f.entries[0].dirty {
+			f.dropEntry(f.entries[0])
+		}
 	}
 	return got, err
 }
@@ -666,7 +678,7 @@ func (f *File) settle(before int64) error {
 			break
 		}
 	}
-	if u-numChunks(f.disk) < settleBatch() {
+	if u-numChunks(f.disk) < f.settleBatch() {
 		return nil // wait for a batch to seal in parallel
 	}
 	some := false
@@ -696,11 +708,11 @@ func (f *File) settle(before int64) error {
 }
 
 // settleBatch is how many finished chunks settle waits for before it
-// writes them out, sealed in parallel: one per chunk on a single CPU,
-// a batch of up to batchChunks (4 per CPU) otherwise.
-func settleBatch() int64 {
-	if p := runtime.GOMAXPROCS(0); p > 1 {
-		return int64(min(batchChunks, 4*p))
+// writes them out, sealed in parallel: a batch of up to batchChunks (4 per
+// CPU), or one when the crew works alone (a single CPU, a busy machine).
+func (f *File) settleBatch() int64 {
+	if f.c.parallel() {
+		return int64(min(batchChunks, 4*runtime.GOMAXPROCS(0)))
 	}
 	return 1
 }
@@ -769,8 +781,14 @@ func (f *File) appendChunk(p []byte, i int64) (bool, error) {
 		}
 		f.pendLo = i
 	}
-	k := int(i-f.pendLo) * encChunkSize
-	copy((*f.pend)[k+nonceSize:k+nonceSize+chunkSize], p)
+	k := int(i - f.pendLo)
+	slot := (*f.pend)[k*encChunkSize : (k+1)*encChunkSize]
+	if f.pendSealed[k] = !f.c.parallel(); f.pendSealed[k] {
+		// Alone, a copy would be the only difference: seal p now.
+		f.s.seal(slot, i, false, p)
+	} else {
+		copy(slot[nonceSize:nonceSize+chunkSize], p)
+	}
 	f.pendIdx, f.size = i, (i+1)*chunkSize
 	return true, nil
 }
@@ -784,18 +802,30 @@ func (f *File) writePending(end int64) error {
 		return nil
 	}
 	pend := *f.pend
-	for k := range c {
-		o := k*encChunkSize + nonceSize
-		f.outs[k] = outChunk{idx: f.pendLo + int64(k), n: chunkSize, plain: pend[o : o+chunkSize]}
+	for k := 0; k < c; {
+		// Seal each run of unsealed slots in place, in parallel.
+		if f.pendSealed[k] {
+			k++
+			continue
+		}
+		r := 0
+		for k+r < c && !f.pendSealed[k+r] {
+			o := (k+r)*encChunkSize + nonceSize
+			f.outs[r] = outChunk{idx: f.pendLo + int64(k+r), n: chunkSize, plain: pend[o : o+chunkSize]}
+			r++
+		}
+		f.sealing = sealTask{cs: f.outs[:r], buf: pend[k*encChunkSize:]}
+		f.c.do(r, &f.sealing)
+		f.sealing = sealTask{}
+		clear(f.outs[:])
+		k += r
 	}
-	f.sealing = sealTask{cs: f.outs[:c], buf: pend}
-	f.c.do(c, &f.sealing)
-	f.sealing = sealTask{}
-	clear(f.outs[:])
 	if _, err := f.b.WriteAt(pend[:c*encChunkSize], chunkOffset(f.pendLo)); err != nil {
 		return f.fail(fmt.Errorf("write chunks %d-%d: %w", f.pendLo, end-1, err))
 	}
-	copy(pend, pend[c*encChunkSize:(f.pendIdx+1-f.pendLo)*encChunkSize])
+	rest := int(f.pendIdx + 1 - end)
+	copy(pend, pend[c*encChunkSize:(c+rest)*encChunkSize])
+	copy(f.pendSealed[:], f.pendSealed[c:c+rest])
 	f.pendLo, f.disk, f.noFinal = end, end*chunkSize, true
 	return nil
 }
@@ -815,7 +845,14 @@ func (f *File) unpend() error {
 	if err != nil {
 		return err
 	}
-	copy(*e.buf, (*f.pend)[nonceSize:nonceSize+chunkSize])
+	if f.pendSealed[0] {
+		if err := f.s.open((*e.buf)[:chunkSize], (*f.pend)[:encChunkSize], i, false); err != nil {
+			f.dropEntry(e)
+			return f.fail(fmt.Errorf("pending chunk %d: %w", i, err))
+		}
+	} else {
+		copy(*e.buf, (*f.pend)[nonceSize:nonceSize+chunkSize])
+	}
 	e.dirty = true
 	e.wrote(0, chunkSize)
 	f.pendIdx = -1

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // batchChunks is the most chunks one batch seals or opens at once (512 KiB
@@ -20,6 +21,27 @@ const batchChunks = 8
 // from one goroutine at a time.
 type crew struct {
 	ss []*sealer // ss[0] works on the caller's goroutine
+
+	// On a busy machine a worker's thread can lose its CPU in the middle
+	// of a chunk, and the batch then waits a scheduler time slice (ms)
+	// for it: slower than no help at all. After such a batch the crew
+	// works alone until alone, backoff doubling while it recurs; and its
+	// owner takes the paths that suit one CPU (parallel).
+	alone   time.Time
+	backoff time.Duration
+}
+
+// Bounds of the time a crew works alone after a held-up worker.
+const (
+	minAlone = 20 * time.Millisecond
+	maxAlone = 2 * time.Second
+)
+
+// parallel reports whether batches are split over several goroutines now:
+// more than one CPU, and no held-up worker lately. Owners batch work (read
+// ahead, collect chunks) only when it is.
+func (c *crew) parallel() bool {
+	return runtime.GOMAXPROCS(0) > 1 && (c.alone.IsZero() || time.Now().After(c.alone))
 }
 
 func newCrew(aead cipher.AEAD, fileID [32]byte) *crew {
@@ -43,6 +65,9 @@ type task interface {
 // every run has returned; t collects the results.
 func (c *crew) do(n int, t task) {
 	nw := min(runtime.GOMAXPROCS(0), n)
+	if nw > 1 && !c.parallel() {
+		nw = 1
+	}
 	if nw <= 1 {
 		for k := range n {
 			t.run(c.ss[0], k)
@@ -66,8 +91,19 @@ func (c *crew) do(n int, t task) {
 	for _, s := range c.ss[1:nw] {
 		wg.Go(func() { work(s) })
 	}
+	start := time.Now()
 	work(c.ss[0])
+	mine := time.Since(start)
 	wg.Wait()
+	// The caller ran chunks until none was left; a worker still busy then
+	// should finish within about one chunk. Waiting longer than half the
+	// caller's own share means a worker was held up.
+	if waited := time.Since(start) - mine; waited > mine/2 {
+		c.backoff = min(max(2*c.backoff, minAlone), maxAlone)
+		c.alone = time.Now().Add(c.backoff)
+	} else {
+		c.backoff, c.alone = c.backoff/2, time.Time{}
+	}
 }
 
 // sealTask seals chunks into slots of encChunkSize bytes of buf: chunk k
