@@ -84,92 +84,95 @@ func TestCrashOrder(t *testing.T) {
 			}
 		}, nil},
 	} {
-		t.Run(sc.name, func(t *testing.T) {
-			oldPlain := pattern(sc.old, 11)
-			before := writeFile(t, kr, oldPlain)
-			m := newMem(before)
-			m.record = true
-			f, err := Open(m, int64(len(before)), kr)
-			must(t, err)
-			sc.act(t, f)
-			must(t, f.Close())
-			newPlain, err := readAll(t, m.Bytes(), kr)
-			must(t, err)
+		for _, par := range []Parallelism{ParallelNone, ParallelAll} {
+			t.Run(fmt.Sprintf("%s/parallel=%d", sc.name, par), func(t *testing.T) {
+				oldPlain := pattern(sc.old, 11)
+				before := writeFile(t, kr, oldPlain)
+				m := newMem(before)
+				m.record = true
+				f, err := Open(m, int64(len(before)), kr)
+				must(t, err)
+				f.SetParallelism(par)
+				sc.act(t, f)
+				must(t, f.Close())
+				newPlain, err := readAll(t, m.Bytes(), kr)
+				must(t, err)
 
-			seen := map[string]int{}
-			check := func(state []byte, what string) {
-				t.Helper()
-				got, err := readAll(t, state, kr)
-				if err != nil {
-					for _, ok := range []error{ErrAuth, ErrTruncated, ErrStaleFinal, ErrFormat} {
-						if errors.Is(err, ok) {
-							seen[ok.Error()]++
-							return
+				seen := map[string]int{}
+				check := func(state []byte, what string) {
+					t.Helper()
+					got, err := readAll(t, state, kr)
+					if err != nil {
+						for _, ok := range []error{ErrAuth, ErrTruncated, ErrStaleFinal, ErrFormat} {
+							if errors.Is(err, ok) {
+								seen[ok.Error()]++
+								return
+							}
+						}
+						t.Fatalf("%s: undetected kind of failure: %v", what, err)
+					}
+					seen["ok"]++
+					for i := range numChunks(int64(len(got))) {
+						c := chunkOf(got, i)
+						if !bytes.Equal(c, chunkOf(oldPlain, i)) && !bytes.Equal(c, chunkOf(newPlain, i)) {
+							t.Fatalf("%s: chunk %d is neither old nor new content", what, i)
 						}
 					}
-					t.Fatalf("%s: undetected kind of failure: %v", what, err)
 				}
-				seen["ok"]++
-				for i := range numChunks(int64(len(got))) {
-					c := chunkOf(got, i)
-					if !bytes.Equal(c, chunkOf(oldPlain, i)) && !bytes.Equal(c, chunkOf(newPlain, i)) {
-						t.Fatalf("%s: chunk %d is neither old nor new content", what, i)
+				state := bytes.Clone(before)
+				check(state, "before")
+				for k, op := range m.ops {
+					if !op.truncate && len(op.data) > 1 {
+						torn := applyWrite(bytes.Clone(state), op.data[:len(op.data)/2], op.off)
+						check(torn, fmt.Sprintf("write %d torn", k))
 					}
-				}
-			}
-			state := bytes.Clone(before)
-			check(state, "before")
-			for k, op := range m.ops {
-				if !op.truncate && len(op.data) > 1 {
-					torn := applyWrite(bytes.Clone(state), op.data[:len(op.data)/2], op.off)
-					check(torn, fmt.Sprintf("write %d torn", k))
-				}
-				if op.truncate {
-					state = applyTruncate(state, op.off)
-				} else {
-					state = applyWrite(state, op.data, op.off)
-				}
-				check(state, fmt.Sprintf("after write %d", k))
-			}
-			if !bytes.Equal(state, m.Bytes()) {
-				t.Fatal("replay differs from the final state")
-			}
-			// A shrink's truncate may reach the disk before the re-seal of
-			// the new final chunk.
-			if n := len(m.ops); n >= 2 && m.ops[n-1].truncate && !m.ops[n-2].truncate {
-				s := bytes.Clone(before)
-				for _, op := range m.ops[:n-2] {
 					if op.truncate {
-						s = applyTruncate(s, op.off)
+						state = applyTruncate(state, op.off)
 					} else {
-						s = applyWrite(s, op.data, op.off)
+						state = applyWrite(state, op.data, op.off)
 					}
+					check(state, fmt.Sprintf("after write %d", k))
 				}
-				check(applyTruncate(s, m.ops[n-1].off), "truncate before re-seal")
-			}
-			// Storage may persist writes in any order (no fsync between
-			// them): any subset of the chunk writes must be safe too.
-			if n := len(m.ops); n <= 8 && !slices.ContainsFunc(m.ops, func(o memOp) bool { return o.truncate }) {
-				for mask := range 1 << n {
+				if !bytes.Equal(state, m.Bytes()) {
+					t.Fatal("replay differs from the final state")
+				}
+				// A shrink's truncate may reach the disk before the re-seal of
+				// the new final chunk.
+				if n := len(m.ops); n >= 2 && m.ops[n-1].truncate && !m.ops[n-2].truncate {
 					s := bytes.Clone(before)
-					for k, op := range m.ops {
-						if mask&(1<<k) != 0 {
+					for _, op := range m.ops[:n-2] {
+						if op.truncate {
+							s = applyTruncate(s, op.off)
+						} else {
 							s = applyWrite(s, op.data, op.off)
 						}
 					}
-					check(s, fmt.Sprintf("subset %b", mask))
+					check(applyTruncate(s, m.ops[n-1].off), "truncate before re-seal")
 				}
-			}
-			keys := make([]string, 0, len(seen))
-			for k := range seen {
-				keys = append(keys, fmt.Sprintf("%s: %d", k, seen[k]))
-			}
-			sort.Strings(keys)
-			t.Logf("%d writes; states: %v", len(m.ops), keys)
-			if sc.window != nil && seen[sc.window.Error()] == 0 {
-				t.Errorf("no intermediate state showed %v", sc.window)
-			}
-		})
+				// Storage may persist writes in any order (no fsync between
+				// them): any subset of the chunk writes must be safe too.
+				if n := len(m.ops); n <= 8 && !slices.ContainsFunc(m.ops, func(o memOp) bool { return o.truncate }) {
+					for mask := range 1 << n {
+						s := bytes.Clone(before)
+						for k, op := range m.ops {
+							if mask&(1<<k) != 0 {
+								s = applyWrite(s, op.data, op.off)
+							}
+						}
+						check(s, fmt.Sprintf("subset %b", mask))
+					}
+				}
+				keys := make([]string, 0, len(seen))
+				for k := range seen {
+					keys = append(keys, fmt.Sprintf("%s: %d", k, seen[k]))
+				}
+				sort.Strings(keys)
+				t.Logf("%d writes; states: %v", len(m.ops), keys)
+				if sc.window != nil && seen[sc.window.Error()] == 0 {
+					t.Errorf("no intermediate state showed %v", sc.window)
+				}
+			})
+		}
 	}
 }
 

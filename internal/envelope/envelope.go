@@ -204,6 +204,10 @@ var (
 // Backing is what a File is stored in; *os.File (opened read-write)
 // implements it. The File reads and writes it at offsets only, never closes
 // or syncs it, and relies on ReadAt returning a full buffer or an error.
+// Within one call of a File method, it may call ReadAt from several
+// goroutines at once (as io.ReaderAt allows: a parallel batch of chunks);
+// WriteAt and Truncate are called from one goroutine at a time, in the
+// order of docs/FORMAT.md, "Write order".
 type Backing interface {
 	io.ReaderAt
 	io.WriterAt

@@ -35,9 +35,10 @@ var batchBufs = sync.Pool{New: func() any { b := make([]byte, batchChunks*encChu
 // bytes, followed by zeros up to chunkSize (the invariant that makes growing
 // the file within a chunk free). A dirty entry differs from what is stored.
 type entry struct {
-	idx   int64
-	buf   *[]byte
-	dirty bool
+	idx    int64
+	buf    *[]byte
+	dirty  bool
+	pinned bool // being loaded by readMiss: not to be evicted
 
 	// What the application has finished of the chunk, for settle: the
 	// bytes [0, known) were written (or loaded from storage), and so were
@@ -88,6 +89,7 @@ type File struct {
 	mu      sync.Mutex
 	b       Backing
 	aead    AEAD
+	par     Parallelism
 	s       *sealer // c's sealer for the caller's goroutine
 	c       *crew   // parallel batches
 	fileID  [32]byte
@@ -202,6 +204,7 @@ func newFile(b Backing, h *header, dek []byte, size int64) (*File, error) {
 	return &File{
 		b:       b,
 		aead:    AEAD(h.aeadID),
+		par:     DefaultParallelism,
 		s:       c.one(),
 		c:       c,
 		fileID:  h.fileID,
@@ -248,6 +251,18 @@ func (f *File) idle() {
 		f.putPend()
 	}
 }
+
+// SetParallelism chooses which batches of chunks f splits over several
+// goroutines (DefaultParallelism until then). Results and the write order
+// are the same either way; only speed and CPU time differ.
+func (f *File) SetParallelism(p Parallelism) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.par = p & ParallelAll
+}
+
+// parallel reports whether batches of the kind are split now.
+func (f *File) parallel(kind Parallelism) bool { return f.par&kind != 0 && f.c.parallel() }
 
 // AEAD returns the file's content AEAD (from its header).
 func (f *File) AEAD() AEAD { return f.aead }
@@ -325,36 +340,46 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 
 // missTask opens the chunks of a readMiss batch from ct, of which the
 // first m bytes were read (then the read failed with rerr, if not nil).
+// With each set, ct is empty yet: every chunk's worker reads its own
+// slot (concurrent ReadAt, as io.ReaderAt allows), so that the copies out
+// of the Backing run in parallel too.
 type missTask struct {
 	f    *File
 	jobs [batchChunks]missJob
 	ct   []byte
 	m    int
 	rerr error
+	each bool
 }
 
 func (t *missTask) run(s *sealer, k int) {
 	j := &t.jobs[k]
 	a := k * encChunkSize
 	b := a + j.n + ChunkOverhead
+	m, rerr := t.m, t.rerr
+	if t.each {
+		var n int
+		n, rerr = t.f.b.ReadAt(t.ct[a:b], chunkOffset(j.idx))
+		m = a + n
+	}
 	switch {
-	case t.m >= b:
+	case m >= b:
 		j.err = s.open(j.dst, t.ct[a:b], j.idx, t.f.storedFinal(j.idx))
-	case t.rerr == nil || t.rerr == io.EOF:
+	case rerr == nil || rerr == io.EOF:
 		// Shorter than its size said: cut behind our back.
 		j.err = fmt.Errorf("envelope: chunk %d: %w", j.idx, ErrTruncated)
 	default:
-		j.err = fmt.Errorf("envelope: read chunk %d: %w", j.idx, t.rerr)
+		j.err = fmt.Errorf("envelope: read chunk %d: %w", j.idx, rerr)
 	}
 }
 
 // missJob is one chunk of a readMiss batch.
 type missJob struct {
 	idx   int64
-	n     int     // stored plaintext length
-	start int     // offset of the chunk's first byte in the request (< 0: before it)
-	dst   []byte  // where it is opened: the request itself, or buf
-	buf   *[]byte // a chunk buffer from chunkBufs, for a chunk the request does not cover whole
+	n     int    // stored plaintext length
+	start int    // offset of the chunk's first byte in the request (< 0: before it)
+	dst   []byte // where it is opened: the request itself, or e's buffer
+	e     *entry // the cache entry (pinned) for a chunk the request does not cover whole
 	err   error
 }
 
@@ -362,20 +387,21 @@ type missJob struct {
 // cached, for as far as one batch goes: that chunk and the following stored,
 // uncached chunks that q covers, plus, if the read is sequential (seq) and
 // the crew works in parallel, the next ones up to batchChunks (read-ahead;
-// working alone, it would only add a copy out of the cache). It reads their ciphertext with one ReadAt and
-// opens them in parallel: the chunks q covers whole straight into q, the
-// others into chunk buffers that go to the cache. It returns how many
-// bytes of q it filled; only authenticated bytes are counted. A failing
-// chunk beyond q is not an error (not cached: a read of it reports it).
+// working alone, it would only add a copy out of the cache). It opens them
+// in parallel: the chunks q covers whole straight into q, the others into
+// new cache entries. It returns how many bytes of q it filled; only
+// authenticated bytes are counted. A failing chunk beyond q is not an
+// error (not cached: a read of it reports it).
 func (f *File) readMiss(q []byte, off int64, seq bool) (int, error) {
 	i, lo := off/chunkSize, int(off%chunkSize)
-	ahead := seq && f.c.parallel()
+	ahead := seq && f.parallel(ParallelReads)
 	stored := numChunks(f.disk)
 	t := &f.miss
 	t.f = f
 	jobs := &t.jobs
 	defer clear(jobs[:])
 	n := 0
+	var err error
 	for k := i; n < batchChunks && k < stored; k++ {
 		dl := chunkLen(k, f.disk)
 		start := int(k-i)*chunkSize - lo
@@ -387,82 +413,82 @@ func (f *File) readMiss(q []byte, off int64, seq bool) (int, error) {
 		if start >= 0 && start+dl <= len(q) && dl == chunkLen(k, f.size) {
 			j.dst = q[start : start+dl]
 		} else {
-			j.buf = chunkBufs.Get().(*[]byte)
-			j.dst = (*j.buf)[:dl]
+			// Making room flushes if every entry is dirty; that
+			// changes neither this chunk (not cached, so not dirty)
+			// nor its stored length (only a cached, dirty final chunk
+			// grows).
+			if j.e, err = f.newEntry(k); err != nil {
+				break
+			}
+			j.e.pinned = true
+			j.dst = (*j.e.buf)[:dl]
 		}
 		n++
 	}
-	ct, ctBuf := f.scr(), (*[]byte)(nil)
-	if n > 1 {
-		ctBuf = batchBufs.Get().(*[]byte)
-		ct = *ctBuf
-	}
-	ct = ct[:(n-1)*encChunkSize+jobs[n-1].n+ChunkOverhead]
-	t.m, t.rerr = f.b.ReadAt(ct, chunkOffset(i))
-	t.ct = ct
-	f.c.do(n, t)
-	t.ct, t.rerr = nil, nil
-	if ctBuf != nil {
-		batchBufs.Put(ctBuf) // ciphertext only
+	if n > 0 {
+		f.openRun(i, n)
 	}
 	got := 0
-	var err error
 	for k := range n {
 		j := &jobs[k]
 		if j.err == nil && f.storedFinal(j.idx) {
 			f.lastOK = true
 		}
 		if j.start >= len(q) || err != nil {
-			continue // read ahead
+			continue // read ahead, or after a failure
 		}
 		if j.err != nil {
 			err = j.err
 			continue
 		}
 		end := min(len(q), j.start+chunkLen(j.idx, f.size))
-		if j.buf != nil {
-			clear((*j.buf)[j.n:])
-			copy(q[max(j.start, 0):end], (*j.buf)[max(-j.start, 0):])
+		if j.e != nil {
+			clear((*j.e.buf)[j.n:])
+			copy(q[max(j.start, 0):end], (*j.e.buf)[max(-j.start, 0):])
 		}
 		got = end
 	}
-	// Cache the chunks opened into buffers. Making room may evict one
-	// cached just before (harmless: it is clean), never a dirty chunk.
 	for k := range n {
-		j := &jobs[k]
-		if j.buf == nil {
-			continue
-		}
-		if j.err != nil || err != nil && j.start < len(q) {
-			clear(*j.buf)
-			chunkBufs.Put(j.buf)
-			continue
-		}
-		e, nerr := f.newEntry(j.idx)
-		if nerr != nil {
-			clear(*j.buf)
-			chunkBufs.Put(j.buf)
-			if err == nil {
-				err = nerr
+		if e := jobs[k].e; e != nil {
+			e.pinned = false
+			if jobs[k].err != nil {
+				f.release(e)
+			} else {
+				e.wrote(0, jobs[k].n)
 			}
-			continue
 		}
-		old := e.buf
-		e.buf = j.buf
-		e.wrote(0, j.n)
-		clear(*old)
-		chunkBufs.Put(old)
 	}
 	if seq {
 		// A sequential reader does not come back (but for a few
 		// requests that overtook each other): the clean chunks well
-		// behind it go back to the pool, so that it holds about a
-		// read-ahead's worth, not the whole cache.
+		// behind it are released, so that it holds about a
+		// read-ahead's worth of chunks, not the whole cache.
 		for len(f.entries) > 0 && f.entries[0].idx < i-2 && !f.entries[0].dirty {
-			f.dropEntry(f.entries[0])
+			f.release(f.entries[0])
 		}
 	}
 	return got, err
+}
+
+// openRun reads and opens the consecutive stored chunks of f.miss.jobs[:n],
+// starting with chunk i, setting each job's err.
+func (f *File) openRun(i int64, n int) {
+	t := &f.miss
+	ct, ctBuf := f.scr(), (*[]byte)(nil)
+	if n > 1 {
+		ctBuf = batchBufs.Get().(*[]byte)
+		ct = *ctBuf
+	}
+	ct = ct[:(n-1)*encChunkSize+t.jobs[n-1].n+ChunkOverhead]
+	if t.each = n > 1 && f.parallel(ParallelReads); !t.each {
+		t.m, t.rerr = f.b.ReadAt(ct, chunkOffset(i))
+	}
+	t.ct = ct
+	f.c.do(n, t, f.par&ParallelReads != 0)
+	t.ct, t.rerr, t.each = nil, nil, false
+	if ctBuf != nil {
+		batchBufs.Put(ctBuf) // ciphertext only
+	}
 }
 
 // verifyLast authenticates the stored final chunk once, so that reaching
@@ -516,7 +542,7 @@ func (f *File) lookup(i int64) *entry {
 func (f *File) newEntry(i int64) (*entry, error) {
 	var e *entry
 	if len(f.entries) >= maxCached {
-		victim := slices.IndexFunc(f.entries, func(e *entry) bool { return !e.dirty })
+		victim := slices.IndexFunc(f.entries, evictable)
 		if victim < 0 {
 			// Every entry is dirty: write the lower half, keeping the
 			// highest chunks (where out-of-order writers are still
@@ -526,11 +552,12 @@ func (f *File) newEntry(i int64) (*entry, error) {
 			if err := f.flushBelow(upTo); err != nil {
 				return nil, err
 			}
-			if victim = slices.IndexFunc(f.entries, func(e *entry) bool { return !e.dirty }); victim < 0 {
-				if err := f.flush(); err != nil { // only the last chunk is cached
+			if victim = slices.IndexFunc(f.entries, evictable); victim < 0 {
+				// Only the last chunk and pinned ones are cached.
+				if err := f.flush(); err != nil {
 					return nil, err
 				}
-				victim = 0
+				victim = slices.IndexFunc(f.entries, evictable)
 			}
 		}
 		e = f.entries[victim] // reused: no allocation in steady state
@@ -547,6 +574,8 @@ func (f *File) newEntry(i int64) (*entry, error) {
 	f.entries = slices.Insert(f.entries, at, e)
 	return e, nil
 }
+
+func evictable(e *entry) bool { return !e.dirty && !e.pinned }
 
 func (f *File) dropEntry(e *entry) {
 	if k := slices.Index(f.entries, e); k >= 0 {
@@ -711,7 +740,7 @@ func (f *File) settle(before int64) error {
 // writes them out, sealed in parallel: a batch of up to batchChunks (4 per
 // CPU), or one when the crew works alone (a single CPU, a busy machine).
 func (f *File) settleBatch() int64 {
-	if f.c.parallel() {
+	if f.parallel(ParallelWrites) {
 		return int64(min(batchChunks, 4*runtime.GOMAXPROCS(0)))
 	}
 	return 1
@@ -783,7 +812,7 @@ func (f *File) appendChunk(p []byte, i int64) (bool, error) {
 	}
 	k := int(i - f.pendLo)
 	slot := (*f.pend)[k*encChunkSize : (k+1)*encChunkSize]
-	if f.pendSealed[k] = !f.c.parallel(); f.pendSealed[k] {
+	if f.pendSealed[k] = !f.parallel(ParallelWrites); f.pendSealed[k] {
 		// Alone, a copy would be the only difference: seal p now.
 		f.s.seal(slot, i, false, p)
 	} else {
@@ -815,7 +844,7 @@ func (f *File) writePending(end int64) error {
 			r++
 		}
 		f.sealing = sealTask{cs: f.outs[:r], buf: pend[k*encChunkSize:]}
-		f.c.do(r, &f.sealing)
+		f.c.do(r, &f.sealing, f.par&ParallelWrites != 0)
 		f.sealing = sealTask{}
 		clear(f.outs[:])
 		k += r
@@ -1073,7 +1102,7 @@ func (f *File) writeChunks(cs []outChunk) error {
 	defer batchBufs.Put(bp) // sealed chunks only
 	buf := *bp
 	f.sealing = sealTask{cs: cs, buf: buf}
-	f.c.do(len(cs), &f.sealing)
+	f.c.do(len(cs), &f.sealing, f.par&ParallelWrites != 0)
 	f.sealing = sealTask{}
 	for a := 0; a < len(cs); {
 		b := a + 1

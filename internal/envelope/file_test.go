@@ -470,47 +470,52 @@ func TestRandomOpsSequential(t *testing.T) {
 // every chunk exactly once (evictions write only completed lower chunks and
 // never the last one).
 func TestUploadSealsOnce(t *testing.T) {
-	kr := testKeyring(t)
-	const piece = 32 << 10
-	nchunks := 3*maxCached + 5
-	data := pattern(nchunks*chunkSize-100, 21)
-	m := newMem(nil)
-	f, err := Create(m, kr)
-	must(t, err)
-	m.mu.Lock()
-	m.record = true
-	m.mu.Unlock()
-	r := rand.New(rand.NewPCG(5, 6))
-	npieces := (len(data) + piece - 1) / piece
-	for base := 0; base < npieces; base += 8 {
-		for _, k := range r.Perm(8) {
-			if k += base; k < npieces {
-				_, err := f.WriteAt(data[k*piece:min((k+1)*piece, len(data))], int64(k*piece))
-				must(t, err)
+	for _, par := range []Parallelism{ParallelNone, ParallelAll} {
+		t.Run(fmt.Sprintf("parallel=%d", par), func(t *testing.T) {
+			kr := testKeyring(t)
+			const piece = 32 << 10
+			nchunks := 3*maxCached + 5
+			data := pattern(nchunks*chunkSize-100, 21)
+			m := newMem(nil)
+			f, err := Create(m, kr)
+			must(t, err)
+			f.SetParallelism(par)
+			m.mu.Lock()
+			m.record = true
+			m.mu.Unlock()
+			r := rand.New(rand.NewPCG(5, 6))
+			npieces := (len(data) + piece - 1) / piece
+			for base := 0; base < npieces; base += 8 {
+				for _, k := range r.Perm(8) {
+					if k += base; k < npieces {
+						_, err := f.WriteAt(data[k*piece:min((k+1)*piece, len(data))], int64(k*piece))
+						must(t, err)
+					}
+				}
 			}
-		}
-	}
-	must(t, f.Close())
-	writes := map[int64]int{}
-	for _, op := range m.ops {
-		if op.truncate {
-			t.Fatal("upload truncated the backing")
-		}
-		// A batch of consecutive chunks goes in one write.
-		first := (op.off - HeaderSize) / encChunkSize
-		for k := range max(1, (len(op.data)+encChunkSize-1)/encChunkSize) {
-			writes[first+int64(k)]++
-		}
-	}
-	// Chunk 0 was the empty final chunk: re-sealed once, as any chunk.
-	for i := range int64(nchunks) {
-		if writes[i] != 1 {
-			t.Errorf("chunk %d written %d times", i, writes[i])
-		}
-	}
-	got, err := readAll(t, m.Bytes(), kr)
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("after upload: %v", err)
+			must(t, f.Close())
+			writes := map[int64]int{}
+			for _, op := range m.ops {
+				if op.truncate {
+					t.Fatal("upload truncated the backing")
+				}
+				// A batch of consecutive chunks goes in one write.
+				first := (op.off - HeaderSize) / encChunkSize
+				for k := range max(1, (len(op.data)+encChunkSize-1)/encChunkSize) {
+					writes[first+int64(k)]++
+				}
+			}
+			// Chunk 0 was the empty final chunk: re-sealed once, as any chunk.
+			for i := range int64(nchunks) {
+				if writes[i] != 1 {
+					t.Errorf("chunk %d written %d times", i, writes[i])
+				}
+			}
+			got, err := readAll(t, m.Bytes(), kr)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("after upload: %v", err)
+			}
+		})
 	}
 }
 

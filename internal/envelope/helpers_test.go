@@ -13,7 +13,7 @@ import (
 // memBacking is an in-memory Backing, safe for concurrent use. If record is
 // set, it logs every mutation (for crash replays).
 type memBacking struct {
-	mu     sync.Mutex
+	mu     sync.RWMutex // ReadAt takes it shared, like concurrent preads
 	data   []byte
 	record bool
 	ops    []memOp
@@ -32,8 +32,8 @@ var errInjected = errors.New("injected I/O error")
 func newMem(data []byte) *memBacking { return &memBacking{data: bytes.Clone(data)} }
 
 func (m *memBacking) ReadAt(p []byte, off int64) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	if off >= int64(len(m.data)) {
 		return 0, io.EOF
 	}

@@ -98,7 +98,7 @@ func (w *writer) Write(p []byte) (int, error) {
 func (w *writer) emit(final bool) error {
 	n := w.k + 1
 	w.final = final
-	w.c.do(n, w)
+	w.c.do(n, w, DefaultParallelism&ParallelWrites != 0)
 	if _, err := w.dst.Write(w.out[:w.k*encChunkSize+w.n+ChunkOverhead]); err != nil {
 		w.err = fmt.Errorf("envelope: writer: chunks %d-%d: %w", w.idx, w.idx+int64(n)-1, err)
 		return w.err
@@ -229,7 +229,7 @@ func (r *reader) next() error {
 	ct := r.ct[:(n-1)*encChunkSize+last+ChunkOverhead]
 	r.m, r.rerr = r.src.ReadAt(ct, chunkOffset(i))
 	r.bct = ct
-	r.c.do(n, r)
+	r.c.do(n, r, DefaultParallelism&ParallelReads != 0)
 	r.bct, r.rerr = nil, nil
 	good := 0
 	var err error
