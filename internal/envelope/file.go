@@ -13,10 +13,12 @@ import (
 
 // maxCached is the most chunks a File keeps in memory (dirty or clean):
 // 32 x 64 KiB = 2 MiB at most per open file (with the buffers kept for
-// reuse; plus 512 KiB of sealed chunks of a whole-chunk upload, pendBatch),
-// allocated on demand and released by Close. It absorbs the out-of-order 32 KiB writes of SFTP
-// clients (8 workers spread over ~4 chunks) and halves the decryptions of
-// 32 KiB reads.
+// reuse; plus 512 KiB of pending chunks of a whole-chunk upload, pendBatch,
+// and one 64 KiB I/O buffer). All come from shared pools on demand and go
+// back at Flush and Close: an idle (flushed) or closed File holds none. A
+// sequential reader keeps about one read-ahead batch (8 chunks). The cache
+// absorbs the out-of-order 32 KiB writes of SFTP clients (8 workers spread
+// over ~4 chunks) and halves the decryptions of 32 KiB reads.
 const maxCached = 32
 
 // chunkBufs recycles chunk-sized plaintext buffers between Files: a server
