@@ -240,12 +240,16 @@ func TestRandomOpsWithAppends(t *testing.T) {
 				}
 				size := int64(len(want))
 				switch op := r.IntN(20); {
-				case op < 12: // whole-chunk append (at a boundary, or not)
+				case op < 12: // whole-chunk appends (at a boundary, or not; 1-3 chunks, maybe a bit more)
 					off := size
 					if off%cs != 0 && r.IntN(2) == 0 {
 						off = (off/cs + 1) * cs
 					}
-					p := pattern(chunkSize, uint64(step))
+					n := chunkSize
+					if r.IntN(3) == 0 {
+						n = (1+r.IntN(3))*chunkSize + r.IntN(2)*r.IntN(chunkSize)
+					}
+					p := pattern(n, uint64(step))
 					_, err := f.WriteAt(p, off)
 					must(t, err)
 					want = append(append(want, make([]byte, off-size)...), p...)

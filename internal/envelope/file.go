@@ -396,8 +396,19 @@ type missJob struct {
 // error (not cached: a read of it reports it).
 func (f *File) readMiss(q []byte, off int64, seq bool) (int, error) {
 	i, lo := off/chunkSize, int(off%chunkSize)
-	ahead := seq && f.parallel(ParallelReads)
+	// Read ahead only for requests within one chunk: larger ones are a
+	// batch already (and need no cache).
+	ahead := seq && f.parallel(ParallelReads) && lo+len(q) <= chunkSize
 	stored := numChunks(f.disk)
+	if seq {
+		// A sequential reader does not come back (but for a few
+		// requests that overtook each other): the clean chunks well
+		// behind it are released first, so that it holds about a
+		// read-ahead's worth of chunks, not the whole cache.
+		for len(f.entries) > 0 && f.entries[0].idx < i-2 && !f.entries[0].dirty {
+			f.release(f.entries[0])
+		}
+	}
 	t := &f.miss
 	t.f = f
 	jobs := &t.jobs
@@ -458,15 +469,6 @@ func (f *File) readMiss(q []byte, off int64, seq bool) (int, error) {
 			} else {
 				e.wrote(0, jobs[k].n)
 			}
-		}
-	}
-	if seq {
-		// A sequential reader does not come back (but for a few
-		// requests that overtook each other): the clean chunks well
-		// behind it are released, so that it holds about a
-		// read-ahead's worth of chunks, not the whole cache.
-		for len(f.entries) > 0 && f.entries[0].idx < i-2 && !f.entries[0].dirty {
-			f.release(f.entries[0])
 		}
 	}
 	return got, err
@@ -632,14 +634,29 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	if end > MaxPlaintextSize || end < off {
 		return 0, fmt.Errorf("envelope: write: %w", ErrTooLarge)
 	}
-	if off == f.size && len(p) == chunkSize && off%chunkSize == 0 && off >= minStreamChunks*chunkSize {
-		if ok, err := f.appendChunk(p, off/chunkSize); ok || err != nil {
-			if err != nil {
-				return 0, err
-			}
-			return len(p), nil
+	// Whole chunks appended at the end: the fast path (appendChunk).
+	n0 := 0
+	for len(p)-n0 >= chunkSize && off == f.size && off%chunkSize == 0 && off >= minStreamChunks*chunkSize {
+		ok, err := f.appendChunk(p[n0:n0+chunkSize], off/chunkSize)
+		if err != nil {
+			return n0, err
 		}
+		if !ok {
+			break
+		}
+		n0 += chunkSize
+		off += chunkSize
 	}
+	if n0 == len(p) {
+		return n0, nil
+	}
+	n, err := f.writeCached(p[n0:], off)
+	return n0 + n, err
+}
+
+// writeCached is WriteAt through the cache.
+func (f *File) writeCached(p []byte, off int64) (int, error) {
+	end := off + int64(len(p))
 	if err := f.unpend(); err != nil {
 		return 0, err
 	}
@@ -907,7 +924,7 @@ func (f *File) release(e *entry) {
 	if k := slices.Index(f.entries, e); k >= 0 {
 		f.entries = slices.Delete(f.entries, k, k+1)
 	}
-	if len(f.entries)+len(f.spare) < maxCached {
+	if len(f.entries)+len(f.spare) < maxCached && len(f.spare) < batchChunks {
 		f.spare = append(f.spare, e)
 		return
 	}
