@@ -97,6 +97,18 @@ package envelope
 //	func NewWriterBound(dst io.Writer, kr *Keyring, binding []byte) (io.WriteCloser, error)
 //	func NewReaderBound(src io.ReaderAt, ciphertextSize int64, kr *Keyring, binding []byte) (io.Reader, error)
 //
+//	// Content AEADs (added): a file keeps the AEAD it was created with;
+//	// Create, CreateBound, NewWriter and NewWriterBound use DefaultAEAD.
+//	type AEAD byte
+//	const XChaCha20Poly1305 AEAD = 1; const XAES256GCM AEAD = 2; const DefaultAEAD = XAES256GCM
+//	func CreateAEAD(b Backing, kr *Keyring, binding []byte, aead AEAD) (*File, error)
+//	func NewWriterAEAD(dst io.Writer, kr *Keyring, binding []byte, aead AEAD) (io.WriteCloser, error)
+//	func (f *File) AEAD() AEAD
+//	// Parallel chunk crypto (added): which batches a File splits over
+//	// goroutines; DefaultParallelism = ParallelReads.
+//	type Parallelism uint8 // ParallelNone, ParallelReads, ParallelWrites, ParallelAll
+//	func (f *File) SetParallelism(p Parallelism)
+//
 //	// Streaming helpers in the style of filippo.io/age:
 //	func NewWriter(dst io.Writer, kr *Keyring) (io.WriteCloser, error)
 //	func NewReader(src io.ReaderAt, ciphertextSize int64, kr *Keyring) (io.Reader, error)
