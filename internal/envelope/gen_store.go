@@ -4,10 +4,15 @@
 // root) once, when format version 1 was released. It is kept as a record
 // of how the store was made; do not run it again: a golden store is never
 // regenerated (a new format version gets a new store beside it).
+//
+// With -xaes it added, once, the XAES-256-GCM files (AEAD id 2, added to
+// version 1 later) to the existing store, under its keyring; it refuses if
+// they exist.
 package main
 
 import (
 	"crypto/sha256"
+	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -52,6 +57,12 @@ func check(err error) {
 }
 
 func main() {
+	xaes := flag.Bool("xaes", false, "add the XAES-256-GCM files to the existing store")
+	flag.Parse()
+	if *xaes {
+		addXAES()
+		return
+	}
 	if _, err := os.Stat(dir); err == nil {
 		log.Fatalf("%s exists: golden stores are never regenerated", dir)
 	}
@@ -91,7 +102,7 @@ func main() {
 			check(err)
 		}
 		m := &mem{}
-		file, err := envelope.Create(m, use)
+		file, err := envelope.CreateAEAD(m, use, nil, envelope.XChaCha20Poly1305)
 		check(err)
 		if len(f.data) > 0 {
 			_, err = file.WriteAt(f.data, 0)
@@ -102,4 +113,40 @@ func main() {
 		manifest += fmt.Sprintf("%s %d %x\n", f.name, len(f.data), sha256.Sum256(f.data))
 	}
 	check(os.WriteFile(filepath.Join(dir, "MANIFEST"), []byte(manifest), 0o644))
+}
+
+// addXAES adds xaes-small and xaes-multi, XAES-256-GCM files under the
+// store's active KEK, and their MANIFEST lines.
+func addXAES() {
+	if _, err := os.Stat(filepath.Join(dir, "files", "xaes-small")); err == nil {
+		log.Fatal("the XAES-256-GCM files exist: golden stores are never regenerated")
+	}
+	text, err := os.ReadFile(filepath.Join(dir, "keyring"))
+	check(err)
+	kr, err := envelope.ParseKeyring(text, nil)
+	check(err)
+	multi := make([]byte, 3*envelope.DefaultChunkSize+7)
+	for i := range multi {
+		multi[i] = byte(i % 251)
+	}
+	mf, err := os.OpenFile(filepath.Join(dir, "MANIFEST"), os.O_APPEND|os.O_WRONLY, 0)
+	check(err)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{
+		{"xaes-small", []byte("hello, XAES-256-GCM\n")},
+		{"xaes-multi", multi},
+	} {
+		m := &mem{}
+		file, err := envelope.CreateAEAD(m, kr, nil, envelope.XAES256GCM)
+		check(err)
+		_, err = file.WriteAt(f.data, 0)
+		check(err)
+		check(file.Close())
+		check(os.WriteFile(filepath.Join(dir, "files", f.name), m.b, 0o644))
+		_, err = fmt.Fprintf(mf, "%s %d %x\n", f.name, len(f.data), sha256.Sum256(f.data))
+		check(err)
+	}
+	check(mf.Close())
 }

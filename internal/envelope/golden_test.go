@@ -55,6 +55,15 @@ func TestGoldenStoreV1(t *testing.T) {
 					t.Fatalf("%s keyring: %v (%d bytes)", name, err, len(got))
 				}
 			}
+			// The files of the release are XChaCha20-Poly1305; xaes-*
+			// were added with AEAD id 2.
+			wantAEAD := XChaCha20Poly1305
+			if strings.HasPrefix(f[0], "xaes-") {
+				wantAEAD = XAES256GCM
+			}
+			if AEAD(stored[9]) != wantAEAD {
+				t.Fatalf("AEAD id %d, want %v", stored[9], wantAEAD)
+			}
 			ids, err := KeyIDs(newMem(stored))
 			must(t, err)
 			want := plain.Active()
@@ -67,7 +76,7 @@ func TestGoldenStoreV1(t *testing.T) {
 		})
 		n++
 	}
-	if n != 4 {
+	if n != 6 {
 		t.Fatalf("%d files in MANIFEST", n)
 	}
 }
