@@ -83,7 +83,15 @@ var (
 )
 
 // Fileread opens a file for reading (OPEN with READ only).
-func (h *handlers) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
+func (h *handlers) Fileread(r *sftp.Request) (io.ReaderAt, error) {
+	t, err := h.openRead(r)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (h *handlers) openRead(r *sftp.Request) (_ *transfer, err error) {
 	defer recoverTo(h.s.log, "download", &err)
 	start := time.Now()
 	release, err := h.takeHandle()

@@ -138,13 +138,16 @@ func (ss *session) serveSFTP(ch ssh.Channel) uint32 {
 	// session, one per request in flight (OpenSSH keeps 64 in flight, so
 	// about 16 MiB per session that never shrinks). Without it each packet
 	// is allocated at its own size (32 KiB for OpenSSH) and collected.
-	rs := sftp.NewRequestServer(ch, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
+	// Open files are served by the fast path (fastpath.go); the rest by
+	// pkg/sftp, behind it.
+	m := newFileMux(ss, h, ch)
+	rs := sftp.NewRequestServer(muxConn{m}, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
 		sftp.WithRSMaxTxPacket(maxTxPacket),
 	)
 	start := time.Now()
-	// Serve returns when the client closes its side; rs.Close would close
+	// serve returns when the client closes its side; rs.Close would close
 	// the channel before the exit status is sent, so it is not called.
-	err := rs.Serve()
+	err := m.serve(rs)
 	if err != nil && !errors.Is(err, io.EOF) {
 		ss.log.Info("sftp ended", "err", err, "duration", time.Since(start).Round(time.Millisecond))
 		return exitFailure

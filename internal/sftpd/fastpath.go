@@ -1,0 +1,576 @@
+package sftpd
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+// SFTP packet types (draft-ietf-secsh-filexfer-02) the fast path reads or
+// writes.
+const (
+	fxpOpen     = 3
+	fxpClose    = 4
+	fxpRead     = 5
+	fxpWrite    = 6
+	fxpFstat    = 8
+	fxpSetstat  = 9
+	fxpFsetstat = 10
+	fxpStat     = 17
+	fxpStatus   = 101
+	fxpHandle   = 102
+	fxpData     = 103
+)
+
+const (
+	// maxPacketLen is the largest SFTP packet accepted (pkg/sftp's limit).
+	maxPacketLen = 256 * 1024
+	// replyQueue is how many replies the fast path may have produced and
+	// not yet written to the channel: enough for the sender to keep the
+	// SSH transport busy while the next READ is served, small enough that a
+	// downloading session holds a few packets, not the client's 2 MiB
+	// window (replies of up to maxTxPacket each).
+	replyQueue = 4
+	// quietWait bounds how long a file request waits for pkg/sftp to answer
+	// the requests passed to it before (see fileMux.waitQuiet).
+	quietWait = 10 * time.Second
+	// dataHeader is a DATA reply's header: length, type, id, data length.
+	dataHeader = 4 + 1 + 4 + 4
+)
+
+// fileMux is the SFTP fast path for open files, in front of pkg/sftp's
+// RequestServer. pkg/sftp's server reads each packet into a fresh buffer,
+// passes it through four goroutines (reader, dispatcher, one of eight
+// workers, response orderer) and runs the workers' ReadAt/WriteAt calls
+// concurrently and out of order; the encrypting vfs file serialises them on
+// one lock and, for out-of-order writes, caches chunks it could otherwise
+// seal at once. That cost about as much CPU as the SSH transport itself and
+// most of a session's memory (the queued packets and half-filled chunks).
+//
+// fileMux reads every packet from the channel itself, into one reused
+// buffer. OPEN, and READ, WRITE and CLOSE on the handles OPEN returned,
+// it serves in its own goroutine, in the order the client sent them: writes
+// reach vfs sequentially and are not copied before vfs copies them.
+// FSTAT and FSETSTAT on its handles become STAT and SETSTAT of the file's
+// path (as pkg/sftp does). Everything else (INIT, directories, path
+// commands, extensions) is passed, unchanged, through a pipe to the
+// RequestServer, which stays the implementation of those. Replies of both
+// go to the channel as whole packets, under one lock; the fast path's
+// through a small queue and a sender goroutine, so serving the next READ
+// overlaps with encrypting the previous reply.
+//
+// Ordering: a request of the fast path waits until pkg/sftp has answered
+// every request passed to it before (normally none are pending, so this is
+// one lock), and requests passed to pkg/sftp come after the fast path has
+// finished the ones before (it serves them synchronously). So requests take
+// effect in the order the client sent them, as SFTP expects of requests on
+// the same file.
+type fileMux struct {
+	ss *session
+	h  *handlers
+	ch ssh.Channel
+
+	pr *io.PipeReader // pkg/sftp reads its requests here
+	pw *io.PipeWriter
+
+	wmu sync.Mutex // serialises whole packets on ch
+
+	// pkg/sftp's side: its replies (written in pieces) and how many of
+	// the requests passed to it are unanswered.
+	psBuf   []byte // an incomplete reply; pkg/sftp serialises its writes
+	qmu     sync.Mutex
+	qcond   sync.Cond
+	pending int
+	psDone  bool // pkg/sftp stopped: nothing pending will be answered
+
+	// Owned by the serving goroutine.
+	files map[string]*transfer
+	seq   uint64
+	rbuf  []byte
+
+	out  chan *[]byte // replies for the sender
+	free chan *[]byte // reply buffers for reuse
+}
+
+// errBadPacket ends a session whose client sent a malformed packet (as
+// pkg/sftp does).
+var errBadPacket = errors.New("sftpd: malformed SFTP packet")
+
+func newFileMux(ss *session, h *handlers, ch ssh.Channel) *fileMux {
+	pr, pw := io.Pipe()
+	m := &fileMux{
+		ss: ss, h: h, ch: ch, pr: pr, pw: pw,
+		files: make(map[string]*transfer),
+		out:   make(chan *[]byte, replyQueue),
+		free:  make(chan *[]byte, replyQueue+2),
+	}
+	m.qcond.L = &m.qmu
+	return m
+}
+
+// rwc is the connection pkg/sftp's RequestServer is given.
+type muxConn struct{ m *fileMux }
+
+func (c muxConn) Read(p []byte) (int, error)  { return c.m.pr.Read(p) }
+func (c muxConn) Write(p []byte) (int, error) { return c.m.psWrite(p) }
+
+// Close is called by pkg/sftp when it fails (a malformed packet): like
+// before the fast path, the channel is closed, which ends the session.
+func (c muxConn) Close() error {
+	c.m.pr.CloseWithError(io.ErrClosedPipe)
+	c.m.stopPS()
+	return c.m.ch.Close()
+}
+
+// psWrite takes pkg/sftp's output (a reply's header and payload come in
+// separate writes) and writes each complete reply to the channel at once.
+func (m *fileMux) psWrite(p []byte) (int, error) {
+	n := len(p)
+	if len(m.psBuf) == 0 && len(p) >= 4 && int(binary.BigEndian.Uint32(p))+4 == len(p) {
+		if err := m.writePacket(p); err != nil {
+			return 0, err
+		}
+		m.answered(1)
+		return n, nil
+	}
+	m.psBuf = append(m.psBuf, p...)
+	done := 0
+	for len(m.psBuf) >= 4 {
+		l := int(binary.BigEndian.Uint32(m.psBuf)) + 4
+		if len(m.psBuf) < l {
+			break
+		}
+		if err := m.writePacket(m.psBuf[:l]); err != nil {
+			return 0, err
+		}
+		m.psBuf = m.psBuf[:copy(m.psBuf, m.psBuf[l:])]
+		done++
+	}
+	if len(m.psBuf) == 0 && cap(m.psBuf) > 64<<10 {
+		m.psBuf = nil // a large listing; do not keep its buffer
+	}
+	m.answered(done)
+	return n, nil
+}
+
+func (m *fileMux) writePacket(b []byte) error {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	_, err := m.ch.Write(b)
+	return err
+}
+
+// passed counts a request handed to pkg/sftp; answered counts its replies.
+func (m *fileMux) passed() {
+	m.qmu.Lock()
+	m.pending++
+	m.qmu.Unlock()
+}
+
+func (m *fileMux) answered(n int) {
+	if n == 0 {
+		return
+	}
+	m.qmu.Lock()
+	m.pending = max(m.pending-n, 0)
+	if m.pending == 0 {
+		m.qcond.Broadcast()
+	}
+	m.qmu.Unlock()
+}
+
+func (m *fileMux) stopPS() {
+	m.qmu.Lock()
+	m.psDone = true
+	m.qcond.Broadcast()
+	m.qmu.Unlock()
+}
+
+// waitQuiet waits until pkg/sftp has answered the requests passed to it,
+// so that a file request does not overtake them. Every request gets one
+// reply; the bound only keeps a session going should pkg/sftp ever not
+// answer one.
+func (m *fileMux) waitQuiet() {
+	m.qmu.Lock()
+	defer m.qmu.Unlock()
+	if m.pending == 0 || m.psDone {
+		return
+	}
+	deadline := time.Now().Add(quietWait)
+	t := time.AfterFunc(quietWait, func() {
+		m.qmu.Lock()
+		m.qcond.Broadcast()
+		m.qmu.Unlock()
+	})
+	defer t.Stop()
+	for m.pending > 0 && !m.psDone && time.Now().Before(deadline) {
+		m.qcond.Wait()
+	}
+}
+
+// serve runs the session until the client closes the channel; rs serves
+// what is passed to it. It returns the error that ended the session (nil
+// for a clean end).
+func (m *fileMux) serve(rs *sftp.RequestServer) error {
+	psErr := make(chan error, 1)
+	go func() {
+		err := rs.Serve()
+		m.pr.Close()
+		m.stopPS()
+		psErr <- err
+	}()
+	sent := make(chan struct{})
+	go m.sender(sent)
+
+	err := m.loop()
+
+	// Like pkg/sftp at the end of a session: handles still open were
+	// interrupted (the client went away, or closed the channel first).
+	m.pw.Close()
+	for handle, t := range m.files {
+		terr := err
+		if terr == nil {
+			terr = io.ErrUnexpectedEOF
+		}
+		t.TransferError(terr)
+		t.Close()
+		delete(m.files, handle)
+	}
+	close(m.out)
+	<-sent
+	perr := <-psErr
+	if err == nil && perr != nil && !errors.Is(perr, io.EOF) && !errors.Is(perr, io.ErrClosedPipe) {
+		err = perr
+	}
+	return err
+}
+
+// sender writes the fast path's replies in order and recycles their
+// buffers. After a write error it drops the rest (the session is ending).
+func (m *fileMux) sender(done chan<- struct{}) {
+	defer close(done)
+	var err error
+	for b := range m.out {
+		if err == nil {
+			err = m.writePacket(*b)
+		}
+		select {
+		case m.free <- b:
+		default:
+		}
+	}
+}
+
+// buf returns a reply buffer of length n.
+func (m *fileMux) buf(n int) *[]byte {
+	select {
+	case b := <-m.free:
+		if cap(*b) >= n {
+			*b = (*b)[:n]
+			return b
+		}
+	default:
+	}
+	b := make([]byte, n, max(n, 64))
+	return &b
+}
+
+// loop reads and dispatches packets until the channel ends.
+func (m *fileMux) loop() error {
+	var hdr [4]byte
+	for {
+		if _, err := io.ReadFull(m.ch, hdr[:]); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return fmt.Errorf("read packet length: %w", err)
+		}
+		l := binary.BigEndian.Uint32(hdr[:])
+		if l == 0 || l > maxPacketLen {
+			return fmt.Errorf("%w: length %d", errBadPacket, l)
+		}
+		if cap(m.rbuf) < int(l)+4 {
+			m.rbuf = make([]byte, int(l)+4)
+		}
+		pkt := m.rbuf[:int(l)+4]
+		copy(pkt, hdr[:])
+		if _, err := io.ReadFull(m.ch, pkt[4:]); err != nil {
+			return fmt.Errorf("read packet: %w", err)
+		}
+		if err := m.dispatch(pkt); err != nil {
+			return err
+		}
+	}
+}
+
+// dispatch serves pkt (length prefix included) or passes it on.
+func (m *fileMux) dispatch(pkt []byte) error {
+	typ, body := pkt[4], pkt[5:]
+	switch typ {
+	case fxpOpen:
+		m.waitQuiet()
+		return m.open(body)
+	case fxpRead, fxpWrite, fxpClose, fxpFstat, fxpFsetstat:
+		id, handle, rest, ok := idHandle(body)
+		if !ok {
+			return fmt.Errorf("%w: type %d", errBadPacket, typ)
+		}
+		t := m.files[string(handle)] // no allocation for the lookup
+		if t == nil {
+			break // a directory handle, or unknown: pkg/sftp answers
+		}
+		m.waitQuiet()
+		switch typ {
+		case fxpRead:
+			return m.read(id, t, rest)
+		case fxpWrite:
+			return m.write(id, t, rest)
+		case fxpClose:
+			delete(m.files, string(handle))
+			m.status(id, t.Close())
+			return nil
+		case fxpFstat:
+			return m.pass(pathPacket(fxpStat, id, t.path, nil))
+		case fxpFsetstat:
+			return m.pass(pathPacket(fxpSetstat, id, t.path, rest))
+		}
+	}
+	return m.pass(pkt)
+}
+
+// pass hands a request to pkg/sftp. It fails only when pkg/sftp has
+// stopped (the session is ending).
+func (m *fileMux) pass(pkt []byte) error {
+	m.passed()
+	if _, err := m.pw.Write(pkt); err != nil {
+		m.answered(1)
+		return fmt.Errorf("pass request: %w", err)
+	}
+	return nil
+}
+
+// open serves OPEN like pkg/sftp's Request.open: the flags choose the
+// handler, the path is cleaned the same way.
+func (m *fileMux) open(body []byte) error {
+	id, b, ok := getUint32(body)
+	var (
+		name   string
+		pflags uint32
+	)
+	if ok {
+		name, b, ok = getString(b)
+	}
+	if ok {
+		pflags, _, ok = getUint32(b)
+	}
+	if !ok {
+		return fmt.Errorf("%w: open", errBadPacket)
+	}
+	r := sftp.NewRequest("Get", cleanRequestPath(name))
+	r.Flags = pflags
+	f := r.Pflags()
+	var (
+		t   *transfer
+		err error
+	)
+	switch {
+	case f.Write, f.Append, f.Creat, f.Trunc:
+		if f.Read {
+			r.Method = "Open"
+			t, err = m.h.openWrite(r, os.O_RDWR)
+		} else {
+			r.Method = "Put"
+			t, err = m.h.openWrite(r, os.O_WRONLY)
+		}
+	case f.Read:
+		t, err = m.h.openRead(r)
+	default:
+		err = errors.New("bad file flags")
+	}
+	if err != nil {
+		m.status(id, err)
+		return nil
+	}
+	m.seq++
+	handle := "s" + strconv.FormatUint(m.seq, 10)
+	m.files[handle] = t
+	bp := m.buf(4 + 1 + 4 + 4 + len(handle))
+	b = (*bp)[:0]
+	b = binary.BigEndian.AppendUint32(b, uint32(1+4+4+len(handle)))
+	b = append(b, fxpHandle)
+	b = binary.BigEndian.AppendUint32(b, id)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(handle)))
+	b = append(b, handle...)
+	*bp = b
+	m.out <- bp
+	return nil
+}
+
+// read serves READ: at most maxTxPacket bytes; a short read at the end of
+// the file returns what there is, EOF only when there is nothing.
+func (m *fileMux) read(id uint32, t *transfer, b []byte) error {
+	off, b, ok := getUint64(b)
+	var n uint32
+	if ok {
+		n, _, ok = getUint32(b)
+	}
+	if !ok {
+		return fmt.Errorf("%w: read", errBadPacket)
+	}
+	n = min(n, maxTxPacket)
+	bp := m.buf(dataHeader + int(n))
+	got, err := t.ReadAt((*bp)[dataHeader:], int64(off))
+	if err != nil && (err != io.EOF || got == 0) {
+		m.recycle(bp)
+		m.status(id, err)
+		return nil
+	}
+	p := (*bp)[:dataHeader+got]
+	binary.BigEndian.PutUint32(p[0:], uint32(dataHeader-4+got))
+	p[4] = fxpData
+	binary.BigEndian.PutUint32(p[5:], id)
+	binary.BigEndian.PutUint32(p[9:], uint32(got))
+	*bp = p
+	m.out <- bp
+	return nil
+}
+
+// write serves WRITE from the packet buffer (vfs copies or seals the
+// data before WriteAt returns).
+func (m *fileMux) write(id uint32, t *transfer, b []byte) error {
+	off, b, ok := getUint64(b)
+	var n uint32
+	if ok {
+		n, b, ok = getUint32(b)
+	}
+	if !ok || uint32(len(b)) < n {
+		return fmt.Errorf("%w: write", errBadPacket)
+	}
+	_, err := t.WriteAt(b[:n], int64(off))
+	m.status(id, err)
+	return nil
+}
+
+func (m *fileMux) recycle(bp *[]byte) {
+	select {
+	case m.free <- bp:
+	default:
+	}
+}
+
+// status queues a STATUS reply for err, coded as pkg/sftp's statusFromError
+// codes the errors of the handlers (which pass them through clientError).
+func (m *fileMux) status(id uint32, err error) {
+	code, msg := statusCode(err), ""
+	if err != nil {
+		msg = err.Error()
+	}
+	bp := m.buf(4 + 1 + 4 + 4 + 4 + len(msg) + 4)
+	b := (*bp)[:0]
+	b = binary.BigEndian.AppendUint32(b, uint32(1+4+4+4+len(msg)+4))
+	b = append(b, fxpStatus)
+	b = binary.BigEndian.AppendUint32(b, id)
+	b = binary.BigEndian.AppendUint32(b, code)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(msg)))
+	b = append(b, msg...)
+	b = binary.BigEndian.AppendUint32(b, 0) // language tag: empty, as pkg/sftp
+	*bp = b
+	m.out <- bp
+}
+
+// fxCodes are the status codes of the sftp.ErrSSHFx* errors.
+var fxCodes = []struct {
+	err  error
+	code uint32
+}{
+	{sftp.ErrSSHFxEOF, 1},
+	{sftp.ErrSSHFxNoSuchFile, 2},
+	{sftp.ErrSSHFxPermissionDenied, 3},
+	{sftp.ErrSSHFxFailure, 4},
+	{sftp.ErrSSHFxBadMessage, 5},
+	{sftp.ErrSSHFxNoConnection, 6},
+	{sftp.ErrSSHFxConnectionLost, 7},
+	{sftp.ErrSSHFxOpUnsupported, 8},
+}
+
+// statusCode is pkg/sftp's statusFromError for the errors the handlers
+// return: nil, io.EOF, or a *statusError wrapping an sftp.ErrSSHFx* code.
+func statusCode(err error) uint32 {
+	switch {
+	case err == nil:
+		return 0
+	case os.IsNotExist(err):
+		return 2
+	case errors.Is(err, io.EOF):
+		return 1
+	}
+	for _, c := range fxCodes {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	return 4
+}
+
+// pathPacket builds a request on a path (STAT, SETSTAT) with rest (the
+// attributes) appended.
+func pathPacket(typ byte, id uint32, name string, rest []byte) []byte {
+	b := make([]byte, 0, 4+1+4+4+len(name)+len(rest))
+	b = binary.BigEndian.AppendUint32(b, uint32(1+4+4+len(name)+len(rest)))
+	b = append(b, typ)
+	b = binary.BigEndian.AppendUint32(b, id)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(name)))
+	b = append(b, name...)
+	return append(b, rest...)
+}
+
+// cleanRequestPath is pkg/sftp's cleanPathWithBase("/", p).
+func cleanRequestPath(p string) string {
+	p = path.Clean(p)
+	if !path.IsAbs(p) {
+		return path.Join("/", p)
+	}
+	return p
+}
+
+func idHandle(b []byte) (id uint32, handle, rest []byte, ok bool) {
+	if id, b, ok = getUint32(b); !ok {
+		return
+	}
+	n, b, ok := getUint32(b)
+	if !ok || uint32(len(b)) < n {
+		return 0, nil, nil, false
+	}
+	return id, b[:n], b[n:], true
+}
+
+func getUint32(b []byte) (uint32, []byte, bool) {
+	if len(b) < 4 {
+		return 0, nil, false
+	}
+	return binary.BigEndian.Uint32(b), b[4:], true
+}
+
+func getUint64(b []byte) (uint64, []byte, bool) {
+	if len(b) < 8 {
+		return 0, nil, false
+	}
+	return binary.BigEndian.Uint64(b), b[8:], true
+}
+
+func getString(b []byte) (string, []byte, bool) {
+	n, b, ok := getUint32(b)
+	if !ok || uint32(len(b)) < n {
+		return "", nil, false
+	}
+	return string(b[:n]), b[n:], true
+}
