@@ -169,8 +169,10 @@ func (a *aheadReader) Read(p []byte) (int, error) {
 }
 
 // writeTo writes up to limit bytes (all if limit < 0) to w straight from
-// the read-ahead buffers: no copy through io.Copy's buffer.
-func (a *aheadReader) writeTo(w io.Writer, limit int64) (int64, error) {
+// the read-ahead buffers: no copy through io.Copy's buffer. If c is not
+// nil, the connection is corked while each block is written, so TLS
+// records go to the socket 256 KiB at a time rather than one by one.
+func (a *aheadReader) writeTo(w io.Writer, limit int64, c corker) (int64, error) {
 	var written int64
 	for limit < 0 || written < limit {
 		if err := a.next(); err != nil {
@@ -186,7 +188,15 @@ func (a *aheadReader) writeTo(w io.Writer, limit int64) (int64, error) {
 		if limit >= 0 && int64(len(p)) > limit-written {
 			p = p[:limit-written]
 		}
+		if c != nil {
+			c.cork()
+		}
 		n, err := w.Write(p)
+		if c != nil {
+			if cerr := c.uncork(); err == nil {
+				err = cerr
+			}
+		}
 		a.pos += n
 		a.off += int64(n)
 		written += int64(n)

@@ -48,7 +48,7 @@ func TestAheadReader(t *testing.T) {
 			for _, limit := range []int64{-1, 0, 1, int64(size) / 2, int64(size), int64(size) + 10} {
 				a, done := open(t)
 				var b bytes.Buffer
-				n, err := a.writeTo(&b, limit)
+				n, err := a.writeTo(&b, limit, nil)
 				want := data
 				if limit >= 0 && limit < int64(size) {
 					want = data[:limit]
@@ -138,4 +138,3 @@ func writeFile(t testing.TB, fsys *vfs.FS, name string, data []byte) {
 		t.Fatal(err)
 	}
 }
-

@@ -1,7 +1,10 @@
 package davd
 
 import (
+	"context"
+	"crypto/tls"
 	"net"
+	"net/http"
 	"sync"
 )
 
@@ -39,6 +42,11 @@ type readAheadConn struct {
 	net.Conn
 	buf  *[]byte // nil while empty
 	r, w int
+
+	wmu  sync.Mutex
+	wbuf *[]byte // non-nil while corked
+	wn   int
+	werr error
 }
 
 func (c *readAheadConn) Read(p []byte) (int, error) {
@@ -65,4 +73,107 @@ func (c *readAheadConn) Read(p []byte) (int, error) {
 	}
 	readAheadBufs.Put(bp)
 	return n, err
+}
+
+// Writes: TLS sends each record (at most 16 KiB of data) with its own
+// write(2), so a 1 GiB download costs some 65,000 system calls. While a
+// connection is corked, its writes collect in a pooled readAheadSize
+// buffer that goes out with one write(2) when full and at uncork. Only a
+// handler goroutine that writes a large response body on an HTTP/1.x
+// connection corks (aheadReader.writeTo, through logWriter): it uncorks
+// after each block it writes, so nothing is ever held back once the
+// handler's own write returned. Writes are serialized by wmu (tls.Conn
+// serializes its writes too).
+
+// Write sends p, or buffers it while the connection is corked.
+func (c *readAheadConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.wbuf == nil {
+		return c.Conn.Write(p)
+	}
+	if c.werr != nil {
+		return 0, c.werr
+	}
+	if c.wn+len(p) > len(*c.wbuf) {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+		if len(p) >= len(*c.wbuf) {
+			return c.Conn.Write(p)
+		}
+	}
+	c.wn += copy((*c.wbuf)[c.wn:], p)
+	return len(p), nil
+}
+
+func (c *readAheadConn) flushLocked() error {
+	if c.wn == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write((*c.wbuf)[:c.wn])
+	c.wn = 0
+	if err != nil {
+		// Sticky, like a socket error: the bytes of records TLS thinks it
+		// sent are lost, so the connection must not carry on.
+		c.werr = err
+	}
+	return err
+}
+
+// cork starts buffering writes.
+func (c *readAheadConn) cork() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.wbuf == nil {
+		c.wbuf = readAheadBufs.Get().(*[]byte)
+		c.wn = 0
+	}
+}
+
+// uncork sends what the buffer holds and stops buffering; it returns the
+// error of any buffered write that failed.
+func (c *readAheadConn) uncork() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.wbuf == nil {
+		return c.werr
+	}
+	err := c.flushLocked()
+	readAheadBufs.Put(c.wbuf)
+	c.wbuf = nil
+	if err == nil {
+		err = c.werr
+	}
+	return err
+}
+
+// corker is what a handler corks: the connection under the request's TLS
+// (set by Serve's ConnContext; absent for plain HTTP, which writes whole
+// blocks already).
+type corker interface {
+	cork()
+	uncork() error
+}
+
+type corkerKey struct{}
+
+// connContext remembers the readAheadConn under a TLS connection.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(*tls.Conn); ok {
+		if rc, ok := tc.NetConn().(*readAheadConn); ok {
+			return context.WithValue(ctx, corkerKey{}, corker(rc))
+		}
+	}
+	return ctx
+}
+
+// corkerFor returns the connection of an HTTP/1.x request to cork, or nil.
+// HTTP/2 writes frames from the server's own goroutines: never corked.
+func corkerFor(r *http.Request) corker {
+	if r.ProtoMajor != 1 {
+		return nil
+	}
+	c, _ := r.Context().Value(corkerKey{}).(corker)
+	return c
 }

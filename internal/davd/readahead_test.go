@@ -83,3 +83,71 @@ func TestReadAheadConn(t *testing.T) {
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// writeConn is a net.Conn recording its writes (socket writes).
+type writeConn struct {
+	net.Conn
+	got    bytes.Buffer
+	writes int
+	err    error
+}
+
+func (w *writeConn) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	w.writes++
+	return w.got.Write(p)
+}
+
+// TestCork: uncorked writes go straight out; corked ones collect and go
+// out in buffer-sized writes, the rest at uncork; a failed flush is
+// reported at uncork and by every later write.
+func TestCork(t *testing.T) {
+	sock := &writeConn{}
+	c := &readAheadConn{Conn: sock}
+	c.Write([]byte("a"))
+	if sock.writes != 1 {
+		t.Fatalf("uncorked write: %d socket writes", sock.writes)
+	}
+	data := make([]byte, 3*readAheadSize+100)
+	rand.Read(data)
+	c.cork()
+	for off := 0; off < len(data); off += 16 << 10 {
+		if n, err := c.Write(data[off:min(off+16<<10, len(data))]); err != nil || n != min(16<<10, len(data)-off) {
+			t.Fatalf("corked write: %d, %v", n, err)
+		}
+	}
+	if sock.writes != 1+3 {
+		t.Fatalf("%d socket writes while corked, want 3 full buffers", sock.writes-1)
+	}
+	if err := c.uncork(); err != nil {
+		t.Fatal(err)
+	}
+	if sock.writes != 5 || !bytes.Equal(sock.got.Bytes(), append([]byte("a"), data...)) {
+		t.Fatalf("after uncork: %d writes, content equal %v", sock.writes, bytes.Equal(sock.got.Bytes()[1:], data))
+	}
+	// A write larger than the buffer goes out at once, after what is buffered.
+	c.cork()
+	c.Write([]byte("b"))
+	c.Write(data)
+	if got := sock.got.Bytes()[1+len(data):]; len(got) != 1+len(data) || got[0] != 'b' {
+		t.Fatalf("large corked write: %d bytes out", len(got))
+	}
+	c.uncork()
+
+	boom := errors.New("reset")
+	c.cork()
+	c.Write([]byte("lost"))
+	sock.err = boom
+	if err := c.uncork(); !errors.Is(err, boom) {
+		t.Fatalf("uncork: %v, want %v", err, boom)
+	}
+	c.cork()
+	if _, err := c.Write([]byte("x")); !errors.Is(err, boom) {
+		t.Fatalf("write after a failed flush: %v", err)
+	}
+	if err := c.uncork(); !errors.Is(err, boom) {
+		t.Fatalf("second uncork: %v", err)
+	}
+}

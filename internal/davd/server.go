@@ -115,6 +115,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config)
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ConnContext:       connContext,
 		// Larger HTTP/2 receive windows than the 1 MiB default: one big
 		// upload over h2 otherwise stalls on flow control.
 		HTTP2: &http.HTTP2Config{
@@ -177,7 +178,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // serveHTTP is the entry point: UI routing, authentication, access log.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	lw := &logWriter{ResponseWriter: w}
+	lw := &logWriter{ResponseWriter: w, corker: corkerFor(r)}
 	if r.Body != nil {
 		// Count on a shallow copy: net/http inspects the original
 		// request's Body type (Expect: 100-continue, discarding unread bodies).
@@ -313,6 +314,7 @@ type logWriter struct {
 	status int
 	bytes  int64
 	body   *countingBody
+	corker corker // the request's connection, if it may be corked
 }
 
 func (l *logWriter) WriteHeader(code int) {
@@ -344,7 +346,7 @@ func (l *logWriter) Flush() {
 func (l *logWriter) ReadFrom(src io.Reader) (int64, error) {
 	if lr, ok := src.(*io.LimitedReader); ok {
 		if a, ok := lr.R.(*aheadReader); ok {
-			n, err := a.writeTo(l, lr.N)
+			n, err := a.writeTo(l, lr.N, l.corker)
 			lr.N -= n
 			return n, err
 		}
