@@ -5,7 +5,10 @@ import (
 	"encoding/xml"
 	"io"
 	"testing"
+	"unicode/utf8"
 )
+
+func utf8Valid(s string) bool { return utf8.ValidString(s) }
 
 func FuzzParseIf(f *testing.F) {
 	for _, s := range []string{
@@ -68,6 +71,57 @@ func FuzzXMLBodies(f *testing.F) {
 		}
 		if li, ok, err := parseLockInfo(b); err == nil && ok && !wellFormed(li.owner) {
 			t.Fatalf("owner not well-formed: %q", li.owner)
+		}
+	})
+}
+
+// FuzzEscape checks the allocation-free response helpers against what
+// they replace: appendEscaped against encoding/xml.EscapeText, appendHref
+// against the escaped hrefFor, and that a property element built from any
+// name and namespace parses back as well-formed XML with that name.
+func FuzzEscape(f *testing.F) {
+	for _, s := range []string{"", "a.txt", "/d/b <&>'\".pdf", "/é ü", "x\x00y", "\xff", "tab\there", "a%20b", "~/-_."} {
+		f.Add(s, "urn:x&y")
+	}
+	f.Fuzz(func(t *testing.T, s, ns string) {
+		var want bytes.Buffer
+		xml.EscapeText(&want, []byte(s))
+		if got := appendEscaped([]byte("p"), s); string(got) != "p"+want.String() {
+			t.Fatalf("appendEscaped(%q) = %q, want %q", s, got[1:], want.String())
+		}
+		for _, dir := range []bool{false, true} {
+			name := cleanName(s)
+			want.Reset()
+			xml.EscapeText(&want, []byte(hrefFor(name, dir)))
+			if got := appendHref(nil, name, dir); string(got) != want.String() {
+				t.Fatalf("appendHref(%q, %v) = %q, want %q", name, dir, got, want.String())
+			}
+		}
+		if ns == "" || ns == nsDAV {
+			return
+		}
+		doc := appendProp([]byte(`<D:prop xmlns:D="DAV:">`), xml.Name{Space: ns, Local: "p"}, []byte("v"))
+		doc = append(doc, "</D:prop>"...)
+		d := xml.NewDecoder(bytes.NewReader(doc))
+		d.Strict = true
+		var names []xml.Name
+		for {
+			tok, err := d.Token()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				if !utf8Valid(ns) {
+					return // invalid UTF-8 namespaces cannot come from a parsed request
+				}
+				t.Fatalf("%q: %v", doc, err)
+			}
+			if se, ok := tok.(xml.StartElement); ok {
+				names = append(names, se.Name)
+			}
+		}
+		if len(names) != 2 || names[1].Local != "p" {
+			t.Fatalf("%q parsed as %v", doc, names)
 		}
 	})
 }
