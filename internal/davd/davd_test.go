@@ -729,3 +729,41 @@ func TestAvailable(t *testing.T) {
 		}
 	}
 }
+
+// TestChecksumBudget: digests are computed on demand, and one PROPFIND
+// reads at most about checksumBudget bytes for them: files past the budget
+// get a 404 oc:checksums (logged), which the next listing fills in.
+func TestChecksumBudget(t *testing.T) {
+	env := newTestEnv(t)
+	env.Srv.checksumBudget = 150_000
+	sums := map[string]string{}
+	for _, n := range []string{"a", "b", "c"} {
+		data := randBytes(t, 100_000)
+		resp, body := env.do(t, "PUT", "/"+n, bytes.NewReader(data))
+		wantStatus(t, resp, body, 201)
+		sums[n] = fmt.Sprintf("<checksum>SHA1:%x MD5:%x</checksum>", sha1.Sum(data), md5.Sum(data))
+	}
+	propfind := `<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop><oc:checksums/></d:prop></d:propfind>`
+	count := func(body string) int {
+		k := 0
+		for _, s := range sums {
+			if strings.Contains(body, s) {
+				k++
+			}
+		}
+		return k
+	}
+	resp, body := env.do(t, "PROPFIND", "/", strings.NewReader(propfind), "Depth", "1")
+	wantStatus(t, resp, body, 207)
+	if got := count(body); got != 2 || !strings.Contains(body, "404 Not Found") {
+		t.Fatalf("first listing: %d checksums, want 2 and a 404:\n%s", got, body)
+	}
+	if !strings.Contains(env.Log.String(), "hashing budget") {
+		t.Errorf("deferred checksums not logged:\n%s", env.Log.String())
+	}
+	resp, body = env.do(t, "PROPFIND", "/", strings.NewReader(propfind), "Depth", "1")
+	wantStatus(t, resp, body, 207)
+	if got := count(body); got != 3 {
+		t.Fatalf("second listing: %d checksums, want 3:\n%s", got, body)
+	}
+}

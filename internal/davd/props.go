@@ -67,6 +67,11 @@ type propCtx struct {
 	listDir  string
 	listMeta map[string]vfs.Meta
 
+	// hashed is the content this request has read to compute checksums;
+	// deferred counts the files left without (checksumBudget).
+	hashed   int64
+	deferred int
+
 	// The response being built: found properties (values in vals),
 	// missing ones, and the names allprop asks for.
 	vals    []byte
@@ -167,10 +172,17 @@ func (pc *propCtx) appendLive(dst []byte, name string, fi fs.FileInfo, n xml.Nam
 			// Valid for this entry (vfs.ReadDirMeta checked size and mtime).
 			hs = *m.Hashes
 		} else {
+			if pc.hashed >= pc.h.s.checksumBudget {
+				// Left out (404 in this response); a later request
+				// computes it, and the cache keeps what this one did.
+				pc.deferred++
+				return dst, false, nil
+			}
 			var err error
 			if hs, err = pc.h.fs.Checksums(pc.ctx, name, vfs.HashMD5, vfs.HashSHA1); err != nil {
 				return dst, false, err
 			}
+			pc.hashed += fi.Size()
 		}
 		dst = append(dst, "<checksum>SHA1:"...)
 		dst = appendEscaped(dst, hs.SHA1)
@@ -180,6 +192,14 @@ func (pc *propCtx) appendLive(dst []byte, name string, fi fs.FileInfo, n xml.Nam
 	}
 	return dst, false, nil
 }
+
+// checksumBudget bounds the content one PROPFIND reads to compute
+// oc:checksums that are not cached yet (digests are computed on demand,
+// vfs.Options.UploadHashes): a listing of many never-hashed files must not
+// turn one request into a read of the whole directory. The file that
+// crosses the budget is finished, so a single file of any size gets its
+// checksums.
+const checksumBudget = 1 << 30
 
 // available is what the user may still store: the quota's rest, bounded
 // by the free disk space.
@@ -277,6 +297,10 @@ func (h *handler) propfind(w http.ResponseWriter, r *http.Request, name string) 
 				ms.status(hrefFor(kn, k.IsDir()), statusOf(err), "")
 			}
 		}
+	}
+	if pc.deferred > 0 {
+		h.log.Info("dav: PROPFIND left checksums out for files over the per-request hashing budget; later requests compute them",
+			"path", name, "files", pc.deferred, "hashed_bytes", pc.hashed)
 	}
 	return ms.close()
 }

@@ -55,6 +55,8 @@ type Server struct {
 
 	readHeaderTimeout time.Duration
 	bodyStallTimeout  time.Duration
+	// checksumBudget: see the constant; tests lower it.
+	checksumBudget int64
 
 	locks  *lockManager
 	names  *nameLocks
@@ -81,6 +83,7 @@ func New(opts Options) (*Server, error) {
 
 		readHeaderTimeout: opts.ReadHeaderTimeout,
 		bodyStallTimeout:  opts.BodyStallTimeout,
+		checksumBudget:    checksumBudget,
 	}
 	if s.readHeaderTimeout <= 0 {
 		s.readHeaderTimeout = 30 * time.Second
