@@ -326,7 +326,16 @@ func (m *fileMux) dispatch(pkt []byte) error {
 		}
 		t := m.files[string(handle)] // no allocation for the lookup
 		if t == nil {
-			break // a directory handle, or unknown: pkg/sftp answers
+			// A directory handle, or unknown: pkg/sftp answers. It runs
+			// READ and WRITE in other workers than OPENDIR, and a
+			// client that sends one on the handle OPENDIR is about to
+			// return (handles are guessable) would race with the
+			// opening (pkg/sftp sets the request's method there).
+			// Waiting for pkg/sftp's pending replies rules that out.
+			if typ == fxpRead || typ == fxpWrite {
+				m.waitQuiet()
+			}
+			break
 		}
 		m.waitQuiet()
 		switch typ {
