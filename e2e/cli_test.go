@@ -246,3 +246,43 @@ func TestConfigFile(t *testing.T) {
 		t.Fatalf("log format json not applied:\n%s", stderr.String())
 	}
 }
+
+// TestCipherFlag: serve --cipher picks the AEAD of new files (header byte
+// 9, docs/FORMAT.md); files written under the other one stay readable
+// after a restart with the default.
+func TestCipherFlag(t *testing.T) {
+	NeedTool(t, "sftp")
+	srv := StartServer(t, WithServeArgs("--cipher", "XChaCha20-Poly1305"))
+	key := srv.AddUser(t, "ciph", "ciph-pw")
+	if !strings.Contains(srv.Log(), "cipher=XChaCha20-Poly1305") {
+		t.Errorf("start-up log does not name the cipher:\n%s", srv.Log())
+	}
+	src := filepath.Join(t.TempDir(), "in.txt")
+	if err := os.WriteFile(src, []byte("chacha content"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := srv.SFTPBatch(t, "ciph", key, "put "+src+" a.txt\n"); err != nil {
+		t.Fatalf("put: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(filepath.Join(srv.DataDir, "store", "ciph", "a.txt"))
+	if err != nil || len(raw) < 10 || raw[9] != 1 {
+		t.Fatalf("stored AEAD byte: %v (len %d), want 1 (XChaCha20-Poly1305)", err, len(raw))
+	}
+	dir := srv.DataDir
+	srv.Stop(t)
+	srv2 := StartServer(t, WithDataDir(dir))
+	back := filepath.Join(t.TempDir(), "back.txt")
+	if out, err := srv2.SFTPBatch(t, "ciph", key, "get a.txt "+back+"\nput "+src+" b.txt\n"); err != nil {
+		t.Fatalf("get after restart: %v\n%s", err, out)
+	}
+	if got, _ := os.ReadFile(back); string(got) != "chacha content" {
+		t.Fatalf("read back %q", got)
+	}
+	raw, err = os.ReadFile(filepath.Join(dir, "store", "ciph", "b.txt"))
+	if err != nil || len(raw) < 10 || raw[9] != 2 {
+		t.Fatalf("default AEAD byte of a new file: %v, want 2 (XAES-256-GCM on this CPU)", err)
+	}
+	if out, err := srv2.CLI(t, "serve", "--cipher", "rot13"); err == nil || !strings.Contains(out+err.Error(), "unknown AEAD") {
+		t.Errorf("serve --cipher rot13: %v\n%s", err, out)
+	}
+}

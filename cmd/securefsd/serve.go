@@ -22,6 +22,7 @@ import (
 
 	"github.com/securefsd/securefsd/internal/admin"
 	"github.com/securefsd/securefsd/internal/davd"
+	"github.com/securefsd/securefsd/internal/envelope"
 	"github.com/securefsd/securefsd/internal/sftpd"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
@@ -40,6 +41,7 @@ var serveFlags = []cli.Flag{
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "login-grace", Value: 30 * time.Second, Usage: "SSH connections must log in within this time", EnvVars: []string{"SECUREFSD_LOGIN_GRACE"}}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "read-header-timeout", Value: 30 * time.Second, Usage: "HTTPS: time allowed for the TLS handshake and request head", EnvVars: []string{"SECUREFSD_READ_HEADER_TIMEOUT"}}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "body-stall-timeout", Usage: "HTTPS: end an upload whose body sends nothing for this long (default: the --read-header-timeout value)", EnvVars: []string{"SECUREFSD_BODY_STALL_TIMEOUT"}}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "cipher", Value: "auto", Usage: "at-rest AEAD of new files: XAES-256-GCM, XChaCha20-Poly1305, or auto (XAES-256-GCM if the CPU has AES instructions); existing files keep theirs", EnvVars: []string{"SECUREFSD_CIPHER"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "upload-hashes", Usage: "digests computed while files are uploaded (md5,sha1,sha256); default none: computed when a client first asks (md5sum, oc:checksums) and cached", EnvVars: []string{"SECUREFSD_UPLOAD_HASHES"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-sessions", Value: 256, Usage: "SSH connections at once, in total", EnvVars: []string{"SECUREFSD_MAX_SESSIONS"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-sessions-per-user", Value: 32, Usage: "SSH connections at once, per user", EnvVars: []string{"SECUREFSD_MAX_SESSIONS_PER_USER"}}),
@@ -66,6 +68,14 @@ func (e *env) serve(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	uploadHashes, err := vfs.ParseHashKinds(c.String("upload-hashes"))
+	if err != nil {
+		return fmt.Errorf("--upload-hashes: %w", err)
+	}
+	aead, err := envelope.ParseAEAD(c.String("cipher"))
+	if err != nil {
+		return fmt.Errorf("--cipher: %w", err)
+	}
 	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		log.Warn("data directory is readable by others; tightening to 0700", "dir", dir)
 		if err := os.Chmod(dir, 0o700); err != nil {
@@ -88,11 +98,7 @@ func (e *env) serve(c *cli.Context) error {
 		return err
 	}
 	defer db.Close()
-	uploadHashes, err := vfs.ParseHashKinds(c.String("upload-hashes"))
-	if err != nil {
-		return fmt.Errorf("--upload-hashes: %w", err)
-	}
-	store, err := vfs.NewStore(filepath.Join(dir, storeDirName), vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes})
+	store, err := vfs.NewStore(filepath.Join(dir, storeDirName), vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes, AEAD: aead})
 	if err != nil {
 		return err
 	}
@@ -212,7 +218,7 @@ func (e *env) serve(c *cli.Context) error {
 	if davURL != "" {
 		fmt.Fprintf(e.stdout, "listening webdav %s\n", davURL)
 	}
-	log.Info("serving", "data_dir", dir, "sftp", sftpAddr, "webdav", davURL, "version", buildVersion())
+	log.Info("serving", "data_dir", dir, "sftp", sftpAddr, "webdav", davURL, "cipher", aead.String(), "version", buildVersion())
 	if firstUser != "" {
 		printWelcome(e, firstUser, string(firstPassword), sftpAddr, davURL)
 	}

@@ -661,3 +661,50 @@ func TestLazyChecksums(t *testing.T) {
 		t.Error("ParseHashKinds accepted crc32")
 	}
 }
+
+// TestStoreAEAD: Options.AEAD picks the AEAD of new files and metadata
+// (header byte 9, FORMAT.md); files of either AEAD read back in any store.
+func TestStoreAEAD(t *testing.T) {
+	kr, err := envelope.NewKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "store")
+	for _, a := range []envelope.AEAD{envelope.XChaCha20Poly1305, envelope.XAES256GCM} {
+		s, err := NewStore(dir, Options{Keyring: kr, AEAD: a})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := s.Home("u", HomeOptions{Perm: PermAll})
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := "f-" + a.String()
+		writeFile(t, f, name, []byte(name))
+		if err := f.UpdateMeta(name, func(m *Meta) error { m.Props = map[string]string{"{urn:x}p": "v"}; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		for _, stored := range []string{name, metaFileName} {
+			raw, err := os.ReadFile(filepath.Join(dir, "u", stored))
+			if err != nil || len(raw) < 10 || envelope.AEAD(raw[9]) != a {
+				t.Fatalf("%s stored with AEAD byte %v (%v), want %v", stored, raw[9], err, a)
+			}
+		}
+	}
+	s, err := NewStore(dir, Options{Keyring: kr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	f, _ := s.Home("u", HomeOptions{Perm: PermAll})
+	for _, a := range []envelope.AEAD{envelope.XChaCha20Poly1305, envelope.XAES256GCM} {
+		name := "f-" + a.String()
+		if got := readFile(t, f, name); string(got) != name {
+			t.Errorf("%s read back %q", name, got)
+		}
+	}
+	if _, err := NewStore(dir, Options{Keyring: kr, AEAD: 9}); err == nil {
+		t.Error("NewStore accepted AEAD 9")
+	}
+}

@@ -117,7 +117,7 @@ func (h *home) writeSidecar(dir string, m map[string]Meta) error {
 			h.root.Remove(tmp)
 		}
 	}()
-	w, err := envelope.NewWriterBound(f, h.kr(), h.binding())
+	w, err := envelope.NewWriterAEAD(f, h.kr(), h.binding(), h.s.aead)
 	if err != nil {
 		return err
 	}

@@ -135,7 +135,7 @@ func (h *home) newReplacement(rel string, mode fs.FileMode, created bool, credit
 		return nil, err
 	}
 	back := &backing{f: f, rw: true}
-	ef, err := envelope.CreateBound(back, h.kr(), h.binding())
+	ef, err := envelope.CreateAEAD(back, h.kr(), h.binding(), h.s.aead)
 	if err != nil {
 		f.Close()
 		h.root.Remove(tmp)

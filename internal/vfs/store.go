@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,9 @@ type Options struct {
 	// digest on demand (Checksums) and caches it: hashing costs several
 	// times the encryption, and most uploads are never asked for one.
 	UploadHashes HashKind
+	// AEAD encrypts new files and metadata (existing files keep theirs).
+	// Zero: envelope.PreferredAEAD().
+	AEAD envelope.AEAD
 }
 
 // Quota limits a home in plaintext bytes and regular files. 0 = unlimited.
@@ -82,6 +86,7 @@ type Store struct {
 	umask fs.FileMode
 	// uploadHashes: Options.UploadHashes.
 	uploadHashes HashKind
+	aead         envelope.AEAD
 
 	mu     sync.Mutex
 	homes  map[string]*home
@@ -94,6 +99,9 @@ func NewStore(dir string, opts Options) (*Store, error) {
 	if opts.Keyring == nil {
 		return nil, errors.New("vfs: Options.Keyring is required")
 	}
+	if opts.AEAD != 0 && opts.AEAD != envelope.XAES256GCM && opts.AEAD != envelope.XChaCha20Poly1305 {
+		return nil, fmt.Errorf("vfs: unknown AEAD %v", opts.AEAD)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("vfs: create store: %w", err)
 	}
@@ -101,7 +109,7 @@ func NewStore(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vfs: open store: %w", err)
 	}
-	s := &Store{dir: dir, root: root, log: opts.Logger, uploadHashes: opts.UploadHashes & HashAll, homes: map[string]*home{}}
+	s := &Store{dir: dir, root: root, log: opts.Logger, uploadHashes: opts.UploadHashes & HashAll, aead: cmp.Or(opts.AEAD, envelope.PreferredAEAD()), homes: map[string]*home{}}
 	if s.log == nil {
 		s.log = discardLogger()
 	}
