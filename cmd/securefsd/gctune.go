@@ -12,21 +12,20 @@ import (
 // tuneGC trades memory for CPU while the heap is small. x/crypto/ssh
 // allocates every incoming packet (32 KiB for SFTP writes), so with the
 // default GOGC=100 a 1 GiB upload spends 0.3-0.5 s of CPU collecting them
-// (docs/PERFORMANCE.md). With GOGC=400 garbage may grow to four times the
-// live heap, but a soft limit of max(limitMiB, 2 x live heap), re-read
-// every second, keeps the peak near limitMiB while the live heap is small
-// and falls back to GOGC=100's 2x for a large one, so a busy server never
-// collects continuously against a fixed limit. It does nothing when
-// limitMiB is 0 or the operator set GOGC or GOMEMLIMIT. It returns when
-// ctx is done.
+// (docs/PERFORMANCE.md). Instead the collector runs only near a soft limit
+// of max(limitMiB, 2 x live heap) (GOGC=off plus GOMEMLIMIT, re-read every
+// second): a small heap is collected rarely, and a large one still at
+// GOGC=100's 2x, so a busy server never collects continuously against a
+// fixed limit. It does nothing when limitMiB is 0 or the operator set GOGC
+// or GOMEMLIMIT. It returns when ctx is done.
 func tuneGC(ctx context.Context, limitMiB int, log *slog.Logger) {
 	if limitMiB <= 0 || os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
 	base := int64(limitMiB) << 20
 	debug.SetMemoryLimit(base)
-	debug.SetGCPercent(400)
-	log.Debug("gc tuned", "gogc", 400, "soft_limit_mib", limitMiB)
+	debug.SetGCPercent(-1)
+	log.Debug("gc tuned", "gogc", "off", "soft_limit_mib", limitMiB)
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
