@@ -2,6 +2,7 @@ package davd
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -105,20 +106,7 @@ func newTestEnvDefender(t testing.TB, def users.DefenderOptions, opts ...envOpt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln, nil) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return &testEnv{URL: "http://" + ln.Addr().String(), StoreDir: storeDir, Srv: srv, Store: st, Users: db, Log: logBuf}
+	return &testEnv{URL: serveOn(t, srv, nil), StoreDir: storeDir, Srv: srv, Store: st, Users: db, Log: logBuf}
 }
 
 // home opens a user's home directly (to check what WebDAV did).
@@ -173,18 +161,29 @@ func (e *testEnv) serveWith(t testing.TB, opts Options) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveOn(t, srv, nil)
+}
+
+// serveOn serves srv on a loopback port until the test ends (over TLS if
+// tlsCfg is set) and returns its base URL.
+func serveOn(t testing.TB, srv *Server, tlsCfg *tls.Config) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln, nil) }()
+	go func() { done <- srv.Serve(ctx, ln, tlsCfg) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return "http://" + ln.Addr().String()
+	scheme := "http://"
+	if tlsCfg != nil {
+		scheme = "https://"
+	}
+	return scheme + ln.Addr().String()
 }

@@ -2,11 +2,9 @@ package davd
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -25,20 +23,7 @@ func TestTLSGetPut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln, &tls.Config{Certificates: []tls.Certificate{cert}}) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	url := "https://" + ln.Addr().String()
+	url := serveOn(t, srv, &tls.Config{Certificates: []tls.Certificate{cert}})
 	data := make([]byte, 5*aheadBufSize+12345)
 	rand.Read(data)
 	for _, h2 := range []bool{false, true} {
