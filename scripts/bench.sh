@@ -38,7 +38,6 @@
 #   BENCH_PPROF=1           also collect pprof CPU and allocs profiles of securefsd
 #                           (one extra, unmeasured run per workload; --pprof-addr)
 #   BENCH_RCLONE_COPY=1     add `rclone copy` rows to the small-files workload
-#   BENCH_WARM_MEMORY=0     skip touching all free memory once before measuring (see docs/PERFORMANCE.md)
 #   BENCH_OP_TIMEOUT=900 BENCH_LIST_TIMEOUT=120 BENCH_LIST_SETUP_TIMEOUT=300   seconds
 set -euo pipefail
 

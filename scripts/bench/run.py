@@ -19,7 +19,6 @@ Per measured operation:
 """
 
 import json
-import mmap
 import math
 import os
 import random
@@ -72,7 +71,6 @@ CFG = {
     "timeout": env_int("BENCH_OP_TIMEOUT", 900),
     "list_timeout": env_int("BENCH_LIST_TIMEOUT", 120),
     "list_setup_timeout": env_int("BENCH_LIST_SETUP_TIMEOUT", 300),
-    "warm_memory": env_str("BENCH_WARM_MEMORY", "1") == "1",
 }
 
 
@@ -1012,41 +1010,11 @@ def machine_info():
     }
 
 
-def warm_memory():
-    """Touch every free page once, then give it back.
-
-    On a VM whose guest memory is backed lazily by the host (seen here: a
-    Firecracker guest), the first use of a guest page costs about 3 s of
-    system time per GiB. Page-cache pages for an upload come from free
-    memory, so whichever server happened to get never-touched pages paid
-    2-3x the kernel time of the others: upload cells varied by 2x run to run.
-    One pass over free memory before the first measurement makes every
-    server start on pages the host already backs."""
-    free_kib = 0
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemFree:"):
-                free_kib = int(line.split()[1])
-    n = max(0, free_kib * 1024 - (512 << 20)) // mmap.PAGESIZE * mmap.PAGESIZE
-    if n <= 0:
-        return
-    t0 = time.time()
-    m = mmap.mmap(-1, n)
-    try:
-        for off in range(0, n, mmap.PAGESIZE):
-            m[off] = 1
-    finally:
-        m.close()
-    log(f"warmed {n >> 20} MiB of free memory in {time.time() - t0:.1f} s (BENCH_WARM_MEMORY=0 skips)")
-
-
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: run.py SERVERS.json (started by scripts/bench.sh)")
     with open(sys.argv[1]) as f:
         spec = json.load(f)
-    if CFG["warm_memory"]:
-        warm_memory()
     Bench(spec).run()
 
 
