@@ -194,3 +194,14 @@ func must(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
+
+// encChunk is stored chunk i of the encrypted file f.
+func encChunk(f []byte, i int64) []byte { return f[chunkOffset(i) : chunkOffset(i)+encChunkSize] }
+
+// withChunk returns a copy of the encrypted file dst with stored chunk i
+// replaced by src.
+func withChunk(dst []byte, i int64, src []byte) []byte {
+	c := bytes.Clone(dst)
+	copy(c[chunkOffset(i):], src)
+	return c
+}

@@ -184,19 +184,13 @@ func TestTamperSwap(t *testing.T) {
 		kr := testKeyring(t)
 		a := writeFileAEAD(t, aead, kr, pattern(3*chunkSize, 7))
 		b := writeFileAEAD(t, aead, kr, pattern(3*chunkSize, 8))
-		chunk := func(f []byte, i int64) []byte { return f[chunkOffset(i) : chunkOffset(i)+encChunkSize] }
-		replace := func(dst []byte, i int64, src []byte) []byte {
-			c := bytes.Clone(dst)
-			copy(c[chunkOffset(i):], src)
-			return c
-		}
 		for _, tc := range []struct {
 			name string
 			file []byte
 		}{
-			{"chunk 1 from another file", replace(a, 1, chunk(b, 1))},
-			{"final chunk from another file", replace(a, 2, chunk(b, 2))},
-			{"chunks 0 and 1 swapped", replace(replace(a, 0, chunk(a, 1)), 1, chunk(a, 0))},
+			{"chunk 1 from another file", withChunk(a, 1, encChunk(b, 1))},
+			{"final chunk from another file", withChunk(a, 2, encChunk(b, 2))},
+			{"chunks 0 and 1 swapped", withChunk(withChunk(a, 0, encChunk(a, 1)), 1, encChunk(a, 0))},
 			{"header from another file", append(bytes.Clone(b[:HeaderSize]), a[HeaderSize:]...)},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
