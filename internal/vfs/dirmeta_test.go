@@ -121,15 +121,7 @@ func TestReadDirMetaDamaged(t *testing.T) {
 	if err := os.WriteFile(side, []byte("not an envelope"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := NewStore(ts.dir, Options{Keyring: ts.kr, UploadHashes: testUploadHashes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s2.Close() })
-	f2, err := s2.Home("alice", HomeOptions{Perm: PermAll})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f2 := ts.reopen(t, "alice")
 	fis, metas, err := f2.ReadDirMeta("d")
 	if !errors.Is(err, ErrIntegrity) {
 		t.Errorf("err = %v, want ErrIntegrity", err)
@@ -155,15 +147,7 @@ func TestSidecarPruneLarge(t *testing.T) {
 	if err := os.Remove(filepath.Join(ts.dir, "alice", "d", "f07")); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := NewStore(ts.dir, Options{Keyring: ts.kr, UploadHashes: testUploadHashes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s2.Close() })
-	f2, err := s2.Home("alice", HomeOptions{Perm: PermAll})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f2 := ts.reopen(t, "alice")
 	_, metas, err := f2.ReadDirMeta("d")
 	if err != nil {
 		t.Fatal(err)

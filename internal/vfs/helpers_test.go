@@ -56,6 +56,22 @@ func newStore(t testing.TB) *testStore {
 	return &testStore{Store: s, dir: dir, kr: kr, log: lb}
 }
 
+// reopen opens a second Store over ts's directory (as after a restart),
+// closed when the test ends, and returns the home name in it.
+func (ts *testStore) reopen(t testing.TB, name string) *FS {
+	t.Helper()
+	s, err := NewStore(ts.dir, Options{Keyring: ts.kr, UploadHashes: testUploadHashes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	f, err := s.Home(name, HomeOptions{Perm: PermAll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 func (ts *testStore) home(t testing.TB, name string, opts HomeOptions) *FS {
 	t.Helper()
 	if opts.Perm == 0 {
