@@ -82,7 +82,8 @@ type fileMux struct {
 	pr *io.PipeReader // pkg/sftp reads its requests here
 	pw *io.PipeWriter
 
-	wmu sync.Mutex // serialises whole packets on ch
+	wmu    sync.Mutex // serialises whole packets on ch
+	closed bool       // under wmu: serve has returned; ch is the session's again
 
 	// pkg/sftp's side: its replies (written in pieces) and how many of
 	// the requests passed to it are unanswered.
@@ -165,6 +166,9 @@ func (m *fileMux) psWrite(p []byte) (int, error) {
 func (m *fileMux) writePacket(b []byte) error {
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
+	if m.closed {
+		return io.ErrClosedPipe
+	}
 	_, err := m.ch.Write(b)
 	return err
 }
@@ -248,6 +252,14 @@ func (m *fileMux) serve(rs *sftp.RequestServer) error {
 	close(m.out)
 	<-sent
 	perr := <-psErr
+	// rs.Serve returns before pkg/sftp's packet manager has necessarily
+	// written its last replies (its controller goroutine is not waited
+	// for), and the caller half-closes the channel next: from here on
+	// late replies are dropped rather than raced with CloseWrite. The
+	// client has already closed its side, so nobody is waiting for them.
+	m.wmu.Lock()
+	m.closed = true
+	m.wmu.Unlock()
 	if err == nil && perr != nil && !errors.Is(perr, io.EOF) && !errors.Is(perr, io.ErrClosedPipe) {
 		err = perr
 	}
