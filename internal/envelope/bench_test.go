@@ -200,8 +200,12 @@ func (r *ringBacking) WriteAt(p []byte, off int64) (int, error) {
 
 func (r *ringBacking) Truncate(int64) error { return nil }
 
-func benchWriteHot(b *testing.B, aead AEAD) {
-	f, err := CreateAEAD(&ringBacking{}, testKeyring(b), nil, aead)
+func benchWriteHot(b *testing.B, aead AEAD) { benchWriteChunks(b, &ringBacking{}, aead) }
+
+// benchWriteChunks times sequential whole-chunk writes of a new file of
+// the given AEAD over store, and its Close (which writes the last chunks).
+func benchWriteChunks(b *testing.B, store Backing, aead AEAD) {
+	f, err := CreateAEAD(store, testKeyring(b), nil, aead)
 	must(b, err)
 	p := pattern(chunkSize, 2)
 	b.SetBytes(chunkSize)
@@ -322,17 +326,7 @@ func (s *sinkBacking) WriteAt(p []byte, off int64) (int, error) {
 func (s *sinkBacking) Truncate(int64) error { return nil }
 
 func BenchmarkFileWriteSequential64KNoStore(b *testing.B) {
-	f, err := Create(&sinkBacking{}, testKeyring(b))
-	must(b, err)
-	p := pattern(chunkSize, 2)
-	b.SetBytes(chunkSize)
-	b.ResetTimer()
-	for i := range b.N {
-		if _, err := f.WriteAt(p, int64(i)*chunkSize); err != nil {
-			b.Fatal(err)
-		}
-	}
-	must(b, f.Close()) // timed: it writes the last cached chunks
+	benchWriteChunks(b, &sinkBacking{}, DefaultAEAD)
 }
 
 // threadCPU is the CPU time of the calling thread, to the nanosecond
@@ -447,17 +441,7 @@ func BenchmarkFileOSFileWriteSequential64K(b *testing.B) {
 	fh, err := os.Create(b.TempDir() + "/f")
 	must(b, err)
 	defer fh.Close()
-	f, err := Create(fh, testKeyring(b))
-	must(b, err)
-	p := pattern(chunkSize, 2)
-	b.SetBytes(chunkSize)
-	b.ResetTimer()
-	for i := range b.N {
-		if _, err := f.WriteAt(p, int64(i)*chunkSize); err != nil {
-			b.Fatal(err)
-		}
-	}
-	must(b, f.Close())
+	benchWriteChunks(b, fh, DefaultAEAD)
 }
 
 func BenchmarkFileOSFileReadSequential64K(b *testing.B) {
