@@ -43,9 +43,9 @@ func TestCopyChunks(t *testing.T) {
 			if rd.name == "one byte" && size > 2*chunkSize {
 				continue
 			}
-			// The announced size picks the buffer (unknown: the large
-			// one); a wrong one (a body longer than announced) must not
-			// change the result.
+			// The announced size picks the buffer and the pipelined copy
+			// (unknown or over one buffer); a wrong one (a body longer
+			// than announced) must not change the result.
 			for _, announced := range []int64{int64(size % (chunkSize + 1)), -1} {
 				t.Run(fmt.Sprintf("%s/%d/announced=%d", rd.name, size, announced), func(t *testing.T) {
 					var w writeLog
