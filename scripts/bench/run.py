@@ -505,14 +505,12 @@ class Bench:
         for run in range(CFG["runs"]):
             log(f"workload small: run {run + 1}/{CFG['runs']}")
             for how, g in kinds:
-                order = self.rotate(self.group(g), run)
-                for t in order:
+                # One server at a time, as in wl_big.
+                for t in self.rotate(self.group(g), run):
                     if how == "curl" and not t.unavailable:
                         self.curl(t, ["-X", "MKCOL", "-o", "/dev/null"], self.small_name(t) + "/")
                     self.measure(f"small-{how}-up", t, lambda t=t, how=how: self.small_up(t, how, src, n, total))
-                for t in order:
                     self.measure(f"small-{how}-down", t, lambda t=t, how=how: self.small_down(t, how, n, total))
-                for t in order:
                     self.remove_remote(t, self.small_name(t), is_dir=True)
         for how, g in kinds:
             for t in self.group(g):
