@@ -95,6 +95,7 @@ type node struct {
 	times     *[2]time.Time // explicit Chtimes while open: re-applied after flushes
 	lastWrite time.Time
 	dirty     bool // written since the last flush
+	synced    bool // fsynced since the last write or truncate (Close and publish both ask)
 	hashDirty bool // written since hashes were last cached
 	hs        *hashState
 }
@@ -272,7 +273,7 @@ func (n *node) writeAt(p []byte, off int64, appendMode bool) (int, int64, error)
 	n.settle()
 	if w > 0 {
 		n.hs.write(off, p[:w])
-		n.dirty, n.hashDirty = true, true
+		n.dirty, n.hashDirty, n.synced = true, true, false
 		n.lastWrite = time.Now()
 		n.times = nil
 	}
@@ -296,7 +297,7 @@ func (n *node) truncate(size int64) error {
 	err := n.ef.Truncate(size)
 	n.settle()
 	n.hs.truncate(size)
-	n.dirty, n.hashDirty = true, true
+	n.dirty, n.hashDirty, n.synced = true, true, false
 	n.lastWrite = time.Now()
 	n.times = nil
 	return err
@@ -325,8 +326,9 @@ func (n *node) flushLocked(sync bool) error {
 	if err == nil {
 		n.dirty = false
 	}
-	if sync && err == nil && n.back.rw {
+	if sync && err == nil && n.back.rw && !n.synced {
 		err = n.back.f.Sync()
+		n.synced = err == nil
 	}
 	if n.times != nil {
 		if terr := futimens(n.back.f, n.times[0], n.times[1]); err == nil {
