@@ -328,9 +328,10 @@ var (
 // the previous buffer to dst (sealing, disk writes), so the two use both
 // cores. Measured with scripts/bench.sh (1 GiB curl PUT over HTTPS, 5 runs,
 // nginx as the control in the same run): 782-814 MB/s against 661-697
-// serially, at the same CPU per GiB. src is only ever read by the caller's goroutine (a request body
-// must not be touched after its handler returns); dst is written by the
-// helper goroutine, which has finished when copyChunks returns.
+// serially, at the same CPU per GiB. src is only ever read by the caller's
+// goroutine (a request body must not be touched after its handler
+// returns); dst is written by the helper goroutine, which has finished
+// when copyChunks returns.
 func copyChunks(dst io.Writer, src io.Reader, size int64) (int64, error) {
 	if size >= 0 && size <= copyBufSize {
 		return copySerial(dst, src, size)

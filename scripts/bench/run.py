@@ -443,11 +443,12 @@ class Bench:
             self.add_row(f"big-{g}-down", f"1 file {mb} MiB download, {how}", "MBps", g)
         # Each server uploads, downloads and removes its file before the next
         # one starts, so every upload finds the same memory state: the page
-        # cache the previous file just gave back. On this project's VMs a
-        # second GiB of page cache costs ~1-1.5 s of host page faults
-        # (virtio-balloon free page reporting), charged to whichever server
-        # uploads while the other's file is still cached: with uploads
-        # batched A B, the second of every pair ran at half speed.
+        # cache the previous file just gave back. On this project's VMs the
+        # host backs guest pages lazily: a second GiB of page cache costs
+        # 1-2 s more system time than reusing a freed one, charged to
+        # whichever server uploads while the other's file is still cached.
+        # With uploads batched A B, the second of every pair ran at half
+        # speed (docs/PERFORMANCE.md, Caveats).
         for run in range(CFG["runs"]):
             log(f"workload big: run {run + 1}/{CFG['runs']}")
             for g, _ in groups:
