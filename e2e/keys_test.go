@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/keyfile"
 )
 
 // envelopeFiles lists every stored file in the format (content, metadata,
@@ -84,7 +85,7 @@ func TestKeyRotateWhileServing(t *testing.T) {
 	aliceKey := srv.AddUser(t, "alice", "alice-pw-1")
 	srv.AddUser(t, "bob", "bob-pw-1")
 	keyring := filepath.Join(srv.DataDir, "keyring")
-	kr0, err := envelope.LoadKeyringFile(keyring, nil)
+	kr0, err := keyfile.Load(keyring, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +217,7 @@ func TestKeyRotateWhileServing(t *testing.T) {
 	t.Logf("%d rotations; last output: %s; %d client operations", rotations, strings.TrimSpace(out), ops.Load())
 
 	// The keyring holds only the new KEK, still 0600.
-	kr1, err := envelope.LoadKeyringFile(keyring, nil)
+	kr1, err := keyfile.Load(keyring, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +242,7 @@ func TestKeyRotateWhileServing(t *testing.T) {
 			t.Fatal(err)
 		}
 		fi, _ := f.Stat()
-		if _, err := envelope.Open(f, fi.Size(), kr0); !errors.Is(err, envelope.ErrUnknownKey) {
+		if _, err := envelope.Open(f, fi.Size(), kr0, envelope.Options{}); !errors.Is(err, envelope.ErrUnknownKey) {
 			t.Errorf("%s: the retired KEK still opens it (err %v)", strings.TrimPrefix(p, srv.DataDir), err)
 		}
 		f.Close()

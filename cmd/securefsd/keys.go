@@ -13,6 +13,7 @@ import (
 
 	"github.com/securefsd/securefsd/internal/admin"
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/keyfile"
 )
 
 // keyringFileName is the keyring's default place in the data dir.
@@ -93,7 +94,7 @@ func loadKeyring(c *cli.Context, e *env, dir string, create bool, log *slog.Logg
 	switch {
 	case errors.Is(err, envelope.ErrPassphrase):
 		return nil, kf, fmt.Errorf("wrong passphrase for the keyring %s", kf.Path)
-	case errors.Is(err, envelope.ErrKeyFilePerm):
+	case errors.Is(err, keyfile.ErrPerm):
 		return nil, kf, fmt.Errorf("refusing a key file that others can read: %w (chmod 600 %s)", err, kf.Path)
 	case err != nil:
 		return nil, kf, fmt.Errorf("load keyring %s: %w", kf.Path, err)

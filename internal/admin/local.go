@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/keyfile"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -20,12 +21,12 @@ type KeyFile struct {
 
 // Load reads the keyring.
 func (k KeyFile) Load() (*envelope.Keyring, error) {
-	return envelope.LoadKeyringFile(k.Path, k.Passphrase)
+	return keyfile.Load(k.Path, k.Passphrase)
 }
 
 // Save writes the keyring atomically, 0600.
 func (k KeyFile) Save(kr *envelope.Keyring) error {
-	return envelope.SaveKeyringFile(k.Path, kr, k.Passphrase)
+	return keyfile.Save(k.Path, kr, k.Passphrase, envelope.Argon2Params{})
 }
 
 // Local runs management operations on a database and store this process
@@ -269,7 +270,7 @@ func CheckKey(path string, kr *envelope.Keyring) error {
 	if err != nil {
 		return err
 	}
-	ef, err := envelope.Open(readOnly{f}, fi.Size(), kr)
+	ef, err := envelope.Open(readOnly{f}, fi.Size(), kr, envelope.Options{})
 	if err != nil {
 		if errors.Is(err, envelope.ErrUnknownKey) || errors.Is(err, envelope.ErrAuth) {
 			return fmt.Errorf("%w: %v", ErrWrongKey, err)
@@ -291,7 +292,7 @@ func writeKeyCheck(path string, kr *envelope.Keyring) error {
 	if err != nil {
 		return err
 	}
-	ef, err := envelope.Create(f, kr)
+	ef, err := envelope.Create(f, kr, envelope.Options{})
 	if err == nil {
 		_, err = ef.WriteAt([]byte(keyCheckText), 0)
 		if cerr := ef.Close(); err == nil {
@@ -321,7 +322,7 @@ func rewrapFile(path string, kr *envelope.Keyring) error {
 	if err != nil {
 		return err
 	}
-	_, err = envelope.Rewrap(f, fi.Size(), kr, f.Sync)
+	_, err = envelope.Rewrap(f, fi.Size(), kr, envelope.Options{})
 	return err
 }
 

@@ -17,7 +17,7 @@ func TestFileKeepsAEAD(t *testing.T) {
 	forAEADs(t, func(t *testing.T, aead AEAD) {
 		kr := testKeyring(t)
 		m := newMem(nil)
-		f, err := CreateAEAD(m, kr, []byte("home"), aead)
+		f, err := Create(m, kr, Options{Binding: []byte("home"), AEAD: aead})
 		must(t, err)
 		if f.AEAD() != aead {
 			t.Fatalf("AEAD() = %v", f.AEAD())
@@ -33,13 +33,13 @@ func TestFileKeepsAEAD(t *testing.T) {
 		kr2 := kr.Clone()
 		_, err = kr2.Rotate()
 		must(t, err)
-		if changed, err := RewrapBound(m, m.Size(), kr2, []byte("home"), nil); err != nil || !changed {
+		if changed, err := Rewrap(m, m.Size(), kr2, Options{Binding: []byte("home")}); err != nil || !changed {
 			t.Fatalf("rewrap: %v %v", changed, err)
 		}
 		if AEAD(m.Bytes()[9]) != aead {
 			t.Fatalf("stored AEAD id %d after rewrap", m.Bytes()[9])
 		}
-		g, err := OpenBound(m, m.Size(), kr2, []byte("home"))
+		g, err := Open(m, m.Size(), kr2, Options{Binding: []byte("home")})
 		must(t, err)
 		if g.AEAD() != aead {
 			t.Fatalf("reopened: AEAD() = %v", g.AEAD())
@@ -57,7 +57,7 @@ func TestFileKeepsAEAD(t *testing.T) {
 		}
 
 		var buf bytes.Buffer
-		w, err := NewWriterAEAD(&buf, kr, nil, aead)
+		w, err := NewWriter(&buf, kr, Options{AEAD: aead})
 		must(t, err)
 		_, err = w.Write(want)
 		must(t, err)
@@ -65,20 +65,20 @@ func TestFileKeepsAEAD(t *testing.T) {
 		if AEAD(buf.Bytes()[9]) != aead {
 			t.Fatalf("stream: AEAD id %d", buf.Bytes()[9])
 		}
-		r, err := NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()), kr)
+		r, err := NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()), kr, Options{})
 		must(t, err)
 		got, err = io.ReadAll(r)
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("stream read back: %v", err)
 		}
 	})
-	if _, err := CreateAEAD(newMem(nil), testKeyring(t), nil, 3); !errors.Is(err, ErrVersion) {
-		t.Fatalf("CreateAEAD(3): %v", err)
+	if _, err := Create(newMem(nil), testKeyring(t), Options{AEAD: 3}); !errors.Is(err, ErrVersion) {
+		t.Fatalf("Create(AEAD 3): %v", err)
 	}
-	if _, err := NewWriterAEAD(io.Discard, testKeyring(t), nil, 0); !errors.Is(err, ErrVersion) {
-		t.Fatalf("NewWriterAEAD(0): %v", err)
+	if _, err := NewWriter(io.Discard, testKeyring(t), Options{AEAD: 255}); !errors.Is(err, ErrVersion) {
+		t.Fatalf("NewWriter(AEAD 255): %v", err)
 	}
-	f, err := Create(newMem(nil), testKeyring(t))
+	f, err := Create(newMem(nil), testKeyring(t), Options{})
 	must(t, err)
 	if f.AEAD() != DefaultAEAD {
 		t.Fatalf("Create: %v", f.AEAD())
@@ -87,11 +87,11 @@ func TestFileKeepsAEAD(t *testing.T) {
 
 // heldBuffers counts the pooled buffers a File holds.
 func heldBuffers(f *File) int {
-	n := len(f.entries) + len(f.spare)
+	n := len(f.cache.entries) + len(f.cache.spare)
 	if f.scratch != nil {
 		n++
 	}
-	if f.pend != nil {
+	if f.pend.buf != nil {
 		n++
 	}
 	return n
@@ -103,7 +103,7 @@ func heldBuffers(f *File) int {
 func TestIdleFileHoldsNoBuffers(t *testing.T) {
 	kr := testKeyring(t)
 	m := newMem(nil)
-	f, err := Create(m, kr)
+	f, err := Create(m, kr, Options{})
 	must(t, err)
 	data := pattern(40*chunkSize+5, 50)
 	for off := 0; off < len(data); off += chunkSize {
@@ -139,7 +139,7 @@ func TestSequentialReaderHoldsReadAhead(t *testing.T) {
 	kr := testKeyring(t)
 	data := pattern(3*maxCached*chunkSize, 51)
 	m := newMem(writeFile(t, kr, data))
-	f, err := Open(m, m.Size(), kr)
+	f, err := Open(m, m.Size(), kr, Options{})
 	must(t, err)
 	p := make([]byte, 32<<10)
 	most := 0
@@ -149,7 +149,7 @@ func TestSequentialReaderHoldsReadAhead(t *testing.T) {
 		if !bytes.Equal(p, data[off:off+len(p)]) {
 			t.Fatalf("read at %d differs", off)
 		}
-		most = max(most, len(f.entries))
+		most = max(most, len(f.cache.entries))
 	}
 	if most > batchChunks+3 {
 		t.Errorf("a sequential reader held %d cached chunks", most)

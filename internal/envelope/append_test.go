@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
-	"time"
 )
 
 // TestWholeChunkAppends drives the fast path of sequential whole-chunk
@@ -95,7 +94,7 @@ func TestWholeChunkAppends(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			kr := testKeyring(t)
 			m := newMem(nil)
-			f, err := Create(m, kr)
+			f, err := Create(m, kr, Options{})
 			must(t, err)
 			var want []byte
 			for i := range n {
@@ -104,8 +103,8 @@ func TestWholeChunkAppends(t *testing.T) {
 				must(t, err)
 				want = append(want, p...)
 			}
-			if f.pendIdx != n-1 {
-				t.Fatalf("pending chunk %d, want %d", f.pendIdx, n-1)
+			if f.pend.idx != n-1 {
+				t.Fatalf("pending chunk %d, want %d", f.pend.idx, n-1)
 			}
 			want = tc.after(t, f, want)
 			if got := f.Size(); got != int64(len(want)) {
@@ -128,13 +127,13 @@ func TestWholeChunkAppends(t *testing.T) {
 // chunk once, in ascending order (the pending last chunk is opened back and
 // sealed as final by Close, but written once).
 func TestWholeChunkUploadSealsOnce(t *testing.T) {
-	for _, par := range []Parallelism{ParallelNone, ParallelAll} {
+	for _, par := range []parallelism{parallelNone, parallelAll} {
 		t.Run(fmt.Sprintf("parallel=%d", par), func(t *testing.T) {
 			kr := testKeyring(t)
 			m := newMem(nil)
-			f, err := Create(m, kr)
+			f, err := Create(m, kr, Options{})
 			must(t, err)
-			f.SetParallelism(par)
+			f.setParallelism(par)
 			m.record = true
 			const n = minStreamChunks + 3*pendBatch + 2
 			for i := range int64(n) {
@@ -177,7 +176,7 @@ func TestWholeChunkUploadSealsOnce(t *testing.T) {
 func TestStickyErrorWholeChunks(t *testing.T) {
 	kr := testKeyring(t)
 	m := newMem(nil)
-	f, err := Create(m, kr)
+	f, err := Create(m, kr, Options{})
 	must(t, err)
 	for i := range int64(minStreamChunks + 1) {
 		_, err := f.WriteAt(pattern(chunkSize, 1), i*chunkSize)
@@ -219,23 +218,23 @@ func TestRandomOpsWithAppends(t *testing.T) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			kr := testKeyring(t)
 			m := newMem(nil)
-			f, err := Create(m, kr)
+			f, err := Create(m, kr, Options{})
 			must(t, err)
 			if seed >= 2 {
-				f.SetParallelism(ParallelAll)
+				f.setParallelism(parallelAll)
 			}
 			r := rand.New(rand.NewPCG(seed, 99))
 			var want []byte
 			pending := 0 // steps that left chunks pending
 			for step := range 300 {
-				// The crew alternates between parallel batches and
-				// working alone (a held-up worker): appendChunk then
-				// mixes plaintext and sealed pending chunks.
+				// The File alternates between parallel and serial
+				// writes: appendChunk then mixes plaintext and
+				// sealed pending chunks.
 				if seed == 3 && r.IntN(4) == 0 {
-					if f.c.alone.IsZero() {
-						f.c.alone = time.Now().Add(time.Hour)
+					if f.par == parallelAll {
+						f.setParallelism(parallelReads)
 					} else {
-						f.c.alone = time.Time{}
+						f.setParallelism(parallelAll)
 					}
 				}
 				size := int64(len(want))
@@ -295,7 +294,7 @@ func TestRandomOpsWithAppends(t *testing.T) {
 				if f.Size() != int64(len(want)) {
 					t.Fatalf("step %d: Size %d, want %d", step, f.Size(), len(want))
 				}
-				if f.pendIdx >= 0 {
+				if f.pend.idx >= 0 {
 					pending++
 				}
 				if len(want) > 40*chunkSize { // keep it small: start over

@@ -97,7 +97,7 @@ func benchFileAEAD(b *testing.B, aead AEAD, n int, size int) (*File, *memBacking
 		buf[i] = 1
 	}
 	m := &memBacking{data: buf[:0]}
-	f, err := CreateAEAD(m, kr, nil, aead)
+	f, err := Create(m, kr, Options{AEAD: aead})
 	must(b, err)
 	if size > 0 {
 		_, err = f.WriteAt(pattern(size, 1), 0)
@@ -144,7 +144,7 @@ func benchReadSeqAEAD(b *testing.B, aead AEAD, piece int) {
 	p := make([]byte, piece)
 	b.SetBytes(int64(piece))
 	b.ResetTimer()
-	g, err := Open(m, m.Size(), kr)
+	g, err := Open(m, m.Size(), kr, Options{})
 	must(b, err)
 	for i := range b.N {
 		if _, err := g.ReadAt(p, int64(i)*int64(piece)); err != nil {
@@ -205,7 +205,7 @@ func benchWriteHot(b *testing.B, aead AEAD) { benchWriteChunks(b, &ringBacking{}
 // benchWriteChunks times sequential whole-chunk writes of a new file of
 // the given AEAD over store, and its Close (which writes the last chunks).
 func benchWriteChunks(b *testing.B, store Backing, aead AEAD) {
-	f, err := CreateAEAD(store, testKeyring(b), nil, aead)
+	f, err := Create(store, testKeyring(b), Options{AEAD: aead})
 	must(b, err)
 	p := pattern(chunkSize, 2)
 	b.SetBytes(chunkSize)
@@ -221,11 +221,11 @@ func benchWriteChunks(b *testing.B, store Backing, aead AEAD) {
 func benchReadHot(b *testing.B, aead AEAD) {
 	f, m, kr := benchFileAEAD(b, aead, hotChunks, hotChunks*chunkSize)
 	must(b, f.Close())
-	g, err := Open(m, m.Size(), kr)
+	g, err := Open(m, m.Size(), kr, Options{})
 	must(b, err)
 	// One core, like the raw AEAD (by default sequential reads decrypt
 	// ahead on the other cores).
-	g.SetParallelism(ParallelNone)
+	g.setParallelism(parallelNone)
 	p := make([]byte, chunkSize)
 	b.SetBytes(chunkSize)
 	b.ResetTimer()
@@ -384,7 +384,7 @@ func cpuTimeRatios(t *testing.T, id AEAD) {
 			}
 		})
 		m := &memBacking{data: store[:0]}
-		f, err := CreateAEAD(m, kr, nil, id)
+		f, err := Create(m, kr, Options{AEAD: id})
 		must(t, err)
 		write := timed(func() {
 			for i := range n {
@@ -392,7 +392,7 @@ func cpuTimeRatios(t *testing.T, id AEAD) {
 			}
 			must(t, f.Close())
 		})
-		g, err := Open(m, m.Size(), kr)
+		g, err := Open(m, m.Size(), kr, Options{})
 		must(t, err)
 		read := timed(func() {
 			for i := range n {
@@ -402,7 +402,7 @@ func cpuTimeRatios(t *testing.T, id AEAD) {
 			}
 		})
 		must(t, g.Close())
-		f, err = CreateAEAD(&sinkBacking{}, kr, nil, id)
+		f, err = Create(&sinkBacking{}, kr, Options{AEAD: id})
 		must(t, err)
 		noStore := timed(func() {
 			for i := range n {
@@ -449,12 +449,12 @@ func BenchmarkFileOSFileReadSequential64K(b *testing.B) {
 	must(b, err)
 	defer fh.Close()
 	kr := testKeyring(b)
-	f, err := Create(fh, kr)
+	f, err := Create(fh, kr, Options{})
 	must(b, err)
 	_, err = f.WriteAt(pattern(b.N*chunkSize, 2), 0)
 	must(b, err)
 	must(b, f.Close())
-	g, err := Open(fh, CiphertextSize(int64(b.N)*chunkSize), kr)
+	g, err := Open(fh, CiphertextSize(int64(b.N)*chunkSize), kr, Options{})
 	must(b, err)
 	p := make([]byte, chunkSize)
 	b.SetBytes(chunkSize)

@@ -11,7 +11,7 @@ import (
 func writeBound(t testing.TB, kr *Keyring, binding, data []byte) []byte {
 	t.Helper()
 	m := newMem(nil)
-	f, err := CreateBound(m, kr, binding)
+	f, err := Create(m, kr, Options{Binding: binding})
 	must(t, err)
 	if len(data) > 0 {
 		_, err := f.WriteAt(data, 0)
@@ -27,7 +27,7 @@ func readBound(t *testing.T, stored []byte, kr *Keyring, binding []byte) ([]byte
 	t.Helper()
 	size := int64(len(stored))
 	var fileData []byte
-	f, fErr := OpenBound(newMem(stored), size, kr, binding)
+	f, fErr := Open(newMem(stored), size, kr, Options{Binding: binding})
 	if fErr == nil {
 		fileData = make([]byte, f.Size())
 		if _, err := f.ReadAt(fileData, 0); err != nil && err != io.EOF {
@@ -36,11 +36,11 @@ func readBound(t *testing.T, stored []byte, kr *Keyring, binding []byte) ([]byte
 		must(t, f.Close())
 	}
 	var streamData []byte
-	r, sErr := NewReaderBound(newMem(stored), size, kr, binding)
+	r, sErr := NewReader(newMem(stored), size, kr, Options{Binding: binding})
 	if sErr == nil {
 		streamData, sErr = io.ReadAll(r)
 	}
-	vErr := VerifyBound(newMem(stored), size, kr, binding)
+	vErr := Verify(newMem(stored), size, kr, Options{Binding: binding})
 	if (fErr == nil) != (sErr == nil) || (fErr == nil) != (vErr == nil) {
 		t.Fatalf("File says %v, stream %v, Verify %v", fErr, sErr, vErr)
 	}
@@ -62,7 +62,7 @@ func TestBinding(t *testing.T) {
 	unbound := writeFile(t, kr, data)
 
 	var streamed bytes.Buffer
-	w, err := NewWriterBound(&streamed, kr, alice)
+	w, err := NewWriter(&streamed, kr, Options{Binding: alice})
 	must(t, err)
 	_, err = w.Write(data)
 	must(t, err)
@@ -118,7 +118,7 @@ func TestBindingNotStored(t *testing.T) {
 		t.Fatalf("bound file is %d bytes, want %d", len(stored), CiphertextSize(1))
 	}
 	// Only the header is given: OpenBound must fail without reading chunks.
-	if _, err := OpenBound(newMem(stored[:HeaderSize]), int64(len(stored)), kr, []byte("other")); !errors.Is(err, ErrAuth) {
+	if _, err := Open(newMem(stored[:HeaderSize]), int64(len(stored)), kr, Options{Binding: []byte("other")}); !errors.Is(err, ErrAuth) {
 		t.Fatalf("wrong binding at header: %v", err)
 	}
 }
@@ -173,8 +173,8 @@ func TestRewrapBound(t *testing.T) {
 
 	// A wrong binding (or the unbound Rewrap) is refused and writes nothing.
 	for name, rewrap := range map[string]func(m *memBacking) (bool, error){
-		"other binding": func(m *memBacking) (bool, error) { return RewrapBound(m, m.Size(), kr2, bob, nil) },
-		"unbound":       func(m *memBacking) (bool, error) { return Rewrap(m, m.Size(), kr2, nil) },
+		"other binding": func(m *memBacking) (bool, error) { return Rewrap(m, m.Size(), kr2, Options{Binding: bob}) },
+		"unbound":       func(m *memBacking) (bool, error) { return Rewrap(m, m.Size(), kr2, Options{}) },
 	} {
 		m := newMem(stored)
 		if changed, err := rewrap(m); !errors.Is(err, ErrAuth) || changed {
@@ -187,7 +187,7 @@ func TestRewrapBound(t *testing.T) {
 
 	// Interrupted, then completed, with the right binding.
 	m := newMem(stored)
-	if _, err := RewrapBound(m, m.Size(), kr2, alice, func() error { return errors.New("crash") }); err == nil {
+	if _, err := Rewrap(syncFunc{m, func() error { return errors.New("crash") }}, m.Size(), kr2, Options{Binding: alice}); err == nil {
 		t.Fatal("rewrap did not stop")
 	}
 	if _, err := readBound(t, m.Bytes(), kr, alice); err != nil {
@@ -196,7 +196,7 @@ func TestRewrapBound(t *testing.T) {
 	if _, err := readBound(t, m.Bytes(), kr2, bob); !errors.Is(err, ErrAuth) {
 		t.Fatalf("mid-rewrap, other binding: %v", err)
 	}
-	changed, err := RewrapBound(m, m.Size(), kr2, alice, nil)
+	changed, err := Rewrap(m, m.Size(), kr2, Options{Binding: alice})
 	if err != nil || !changed {
 		t.Fatalf("complete rewrap: changed %v, err %v", changed, err)
 	}
@@ -209,7 +209,7 @@ func TestRewrapBound(t *testing.T) {
 	if _, err := readBound(t, m.Bytes(), kr2, bob); !errors.Is(err, ErrAuth) {
 		t.Fatalf("after rewrap, other binding: %v", err)
 	}
-	if changed, err := RewrapBound(m, m.Size(), kr2, alice, nil); err != nil || changed {
+	if changed, err := Rewrap(m, m.Size(), kr2, Options{Binding: alice}); err != nil || changed {
 		t.Fatalf("second rewrap: changed %v, err %v", changed, err)
 	}
 }

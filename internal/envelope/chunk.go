@@ -75,7 +75,7 @@ func (s *sealer) seal(out []byte, i int64, final bool, plain []byte) []byte {
 // ErrStaleFinal (expected interior, found final); otherwise ErrAuth.
 func (s *sealer) open(dst, ct []byte, i int64, final bool) error {
 	if len(ct) < ChunkOverhead {
-		return fmt.Errorf("envelope: chunk %d: short: %w", i, ErrFormat)
+		return fmt.Errorf("chunk %d: short: %w", i, ErrFormat)
 	}
 	dst = dst[:0]
 	a, nonce := s.gcm(ct[:nonceSize])
@@ -86,9 +86,9 @@ func (s *sealer) open(dst, ct []byte, i int64, final bool) error {
 	if _, err := a.Open(dst, nonce, body, s.setAAD(i, !final)); err == nil {
 		clear(dst[:len(body)-tagSize])
 		if final {
-			return fmt.Errorf("envelope: chunk %d: %w", i, ErrTruncated)
+			return fmt.Errorf("chunk %d: %w", i, ErrTruncated)
 		}
-		return fmt.Errorf("envelope: chunk %d: %w", i, ErrStaleFinal)
+		return fmt.Errorf("chunk %d: %w", i, ErrStaleFinal)
 	}
-	return fmt.Errorf("envelope: chunk %d: %w", i, ErrAuth)
+	return fmt.Errorf("chunk %d: %w", i, ErrAuth)
 }

@@ -84,15 +84,15 @@ func TestCrashOrder(t *testing.T) {
 			}
 		}, nil},
 	} {
-		for _, par := range []Parallelism{ParallelNone, ParallelAll} {
+		for _, par := range []parallelism{parallelNone, parallelAll} {
 			t.Run(fmt.Sprintf("%s/parallel=%d", sc.name, par), func(t *testing.T) {
 				oldPlain := pattern(sc.old, 11)
 				before := writeFile(t, kr, oldPlain)
 				m := newMem(before)
 				m.record = true
-				f, err := Open(m, int64(len(before)), kr)
+				f, err := Open(m, int64(len(before)), kr, Options{})
 				must(t, err)
-				f.SetParallelism(par)
+				f.setParallelism(par)
 				sc.act(t, f)
 				must(t, f.Close())
 				newPlain, err := readAll(t, m.Bytes(), kr)

@@ -36,29 +36,29 @@ func TestIOErrors(t *testing.T) {
 
 	t.Run("stored file shorter than its stat", func(t *testing.T) {
 		short := stored[:chunkOffset(2)+10]
-		f, err := Open(newMem(short), size, kr)
+		f, err := Open(newMem(short), size, kr, Options{})
 		must(t, err)
 		_, err = f.ReadAt(make([]byte, 10), 2*chunkSize)
 		if !errors.Is(err, ErrTruncated) {
 			t.Fatalf("got %v", err)
 		}
-		if err := Verify(newMem(short), size, kr); !errors.Is(err, ErrTruncated) {
+		if err := Verify(newMem(short), size, kr, Options{}); !errors.Is(err, ErrTruncated) {
 			t.Fatalf("Verify: %v", err)
 		}
 	})
 	t.Run("read error", func(t *testing.T) {
-		if _, err := Open(errBacking{}, size, kr); !errors.Is(err, errInjected) {
+		if _, err := Open(errBacking{}, size, kr, Options{}); !errors.Is(err, errInjected) {
 			t.Fatalf("Open: %v", err)
 		}
-		if _, err := NewReader(errReaderAt{}, size, kr); !errors.Is(err, errInjected) {
+		if _, err := NewReader(errReaderAt{}, size, kr, Options{}); !errors.Is(err, errInjected) {
 			t.Fatalf("NewReader: %v", err)
 		}
 	})
 	t.Run("writer error is sticky", func(t *testing.T) {
-		if _, err := NewWriter(&failWriter{n: 10}, kr); !errors.Is(err, errInjected) {
+		if _, err := NewWriter(&failWriter{n: 10}, kr, Options{}); !errors.Is(err, errInjected) {
 			t.Fatalf("header write: %v", err)
 		}
-		w, err := NewWriter(&failWriter{n: HeaderSize + 100}, kr)
+		w, err := NewWriter(&failWriter{n: HeaderSize + 100}, kr, Options{})
 		must(t, err)
 		// The writer seals a batch of chunks at a time: a write of more
 		// reaches dst.
@@ -74,7 +74,7 @@ func TestIOErrors(t *testing.T) {
 	})
 	t.Run("writer closed", func(t *testing.T) {
 		var buf bytes.Buffer
-		w, err := NewWriter(&buf, kr)
+		w, err := NewWriter(&buf, kr, Options{})
 		must(t, err)
 		must(t, w.Close())
 		if _, err := w.Write([]byte("x")); err == nil {
@@ -83,7 +83,7 @@ func TestIOErrors(t *testing.T) {
 	})
 	t.Run("eviction write error is sticky", func(t *testing.T) {
 		m := newMem(nil)
-		f, err := Create(m, kr)
+		f, err := Create(m, kr, Options{})
 		must(t, err)
 		m.mu.Lock()
 		m.failAt = m.nmut + 1
@@ -98,7 +98,7 @@ func TestIOErrors(t *testing.T) {
 	})
 	t.Run("truncate error is sticky", func(t *testing.T) {
 		m := newMem(stored)
-		f, err := Open(m, size, kr)
+		f, err := Open(m, size, kr, Options{})
 		must(t, err)
 		m.mu.Lock()
 		m.failAt = m.nmut + 2 // the re-seal succeeds, the truncate fails
@@ -112,11 +112,11 @@ func TestIOErrors(t *testing.T) {
 	})
 	t.Run("file id", func(t *testing.T) {
 		m := newMem(nil)
-		f, err := Create(m, kr)
+		f, err := Create(m, kr, Options{})
 		must(t, err)
 		id := f.FileID()
 		must(t, f.Close())
-		g, err := Open(m, m.Size(), kr)
+		g, err := Open(m, m.Size(), kr, Options{})
 		must(t, err)
 		if g.FileID() != id || id == ([32]byte{}) {
 			t.Fatal("file id not kept")
@@ -126,7 +126,7 @@ func TestIOErrors(t *testing.T) {
 		}
 	})
 	t.Run("streaming reader of a cut file", func(t *testing.T) {
-		r, err := NewReader(newMem(stored[:chunkOffset(2)]), chunkOffset(2), kr)
+		r, err := NewReader(newMem(stored[:chunkOffset(2)]), chunkOffset(2), kr, Options{})
 		must(t, err)
 		if _, err := io.Copy(io.Discard, r); !errors.Is(err, ErrTruncated) {
 			t.Fatalf("got %v", err)

@@ -27,16 +27,16 @@ func TestRoundTrip(t *testing.T) {
 			if err != nil || !bytes.Equal(got, data) {
 				t.Fatalf("File round trip: err %v, equal %v", err, bytes.Equal(got, data))
 			}
-			r, err := NewReader(newMem(stored), int64(len(stored)), kr)
+			r, err := NewReader(newMem(stored), int64(len(stored)), kr, Options{})
 			must(t, err)
 			if err := iotest.TestReader(r, data); err != nil {
 				t.Fatal(err)
 			}
-			must(t, Verify(newMem(stored), int64(len(stored)), kr))
+			must(t, Verify(newMem(stored), int64(len(stored)), kr, Options{}))
 
 			// The streaming writer produces the same layout.
 			var buf bytes.Buffer
-			w, err := NewWriter(&buf, kr)
+			w, err := NewWriter(&buf, kr, Options{})
 			must(t, err)
 			// Odd-sized writes cross chunk boundaries.
 			for rest := data; len(rest) > 0; {
@@ -61,7 +61,7 @@ func TestReadAtEOF(t *testing.T) {
 	kr := testKeyring(t)
 	data := pattern(100, 1)
 	stored := writeFile(t, kr, data)
-	f, err := Open(newMem(stored), int64(len(stored)), kr)
+	f, err := Open(newMem(stored), int64(len(stored)), kr, Options{})
 	must(t, err)
 	defer f.Close()
 	p := make([]byte, 10)
@@ -94,14 +94,14 @@ func TestReadAtEOF(t *testing.T) {
 
 func TestCreateRefusesNonEmpty(t *testing.T) {
 	kr := testKeyring(t)
-	if _, err := Create(newMem([]byte("x")), kr); !errors.Is(err, fs.ErrExist) {
+	if _, err := Create(newMem([]byte("x")), kr, Options{}); !errors.Is(err, fs.ErrExist) {
 		t.Fatalf("Create on non-empty backing: %v", err)
 	}
 }
 
 func TestClosed(t *testing.T) {
 	kr := testKeyring(t)
-	f, err := Create(newMem(nil), kr)
+	f, err := Create(newMem(nil), kr, Options{})
 	must(t, err)
 	must(t, f.Close())
 	if _, err := f.ReadAt(make([]byte, 1), 0); !errors.Is(err, fs.ErrClosed) {
@@ -122,7 +122,7 @@ func TestGrowShrink(t *testing.T) {
 	cs := int64(chunkSize)
 	steps := []int64{0, 1, cs - 1, cs, cs + 1, 3*cs + 7, 2 * cs, cs + 1, 5, 0, 2*cs + 3, 0}
 	m := newMem(nil)
-	f, err := Create(m, kr)
+	f, err := Create(m, kr, Options{})
 	must(t, err)
 	var model []byte
 	for k, size := range steps {
@@ -153,7 +153,7 @@ func TestGrowShrink(t *testing.T) {
 func TestWritePastEOFZeros(t *testing.T) {
 	kr := testKeyring(t)
 	m := newMem(nil)
-	f, err := Create(m, kr)
+	f, err := Create(m, kr, Options{})
 	must(t, err)
 	off := int64(3*chunkSize + 100)
 	_, err = f.WriteAt([]byte("tail"), off)
@@ -198,7 +198,7 @@ func TestRandomOps(t *testing.T) {
 
 func randomOps(t *testing.T, kr *Keyring, seed uint64, ops int) {
 	m := newMem(nil)
-	f, err := Create(m, kr)
+	f, err := Create(m, kr, Options{})
 	must(t, err)
 	mod := &model{}
 	const workers = 4
@@ -319,7 +319,7 @@ func TestConcurrentSFTPWrites(t *testing.T) {
 	}
 	data := pattern(size, 7)
 	m := newMem(nil)
-	f, err := Create(m, kr)
+	f, err := Create(m, kr, Options{})
 	must(t, err)
 	npieces := (size + piece - 1) / piece
 	order := rand.New(rand.NewPCG(1, 2)).Perm(npieces)
@@ -381,7 +381,7 @@ func TestConcurrentSFTPWrites(t *testing.T) {
 func TestStickyWriteError(t *testing.T) {
 	kr := testKeyring(t)
 	m := newMem(nil)
-	f, err := Create(m, kr)
+	f, err := Create(m, kr, Options{})
 	must(t, err)
 	m.mu.Lock()
 	m.failAt = m.nmut + 1
@@ -404,7 +404,7 @@ func TestStickyWriteError(t *testing.T) {
 
 func TestTooLarge(t *testing.T) {
 	kr := testKeyring(t)
-	f, err := Create(newMem(nil), kr)
+	f, err := Create(newMem(nil), kr, Options{})
 	must(t, err)
 	defer f.Close()
 	if _, err := f.WriteAt([]byte("x"), MaxPlaintextSize); !errors.Is(err, ErrTooLarge) {
@@ -425,7 +425,7 @@ func TestRandomOpsSequential(t *testing.T) {
 	}
 	for seed := range seeds {
 		m := newMem(nil)
-		f, err := Create(m, kr)
+		f, err := Create(m, kr, Options{})
 		must(t, err)
 		var mod []byte
 		r := rand.New(rand.NewPCG(uint64(seed), 9))
@@ -470,16 +470,16 @@ func TestRandomOpsSequential(t *testing.T) {
 // every chunk exactly once (evictions write only completed lower chunks and
 // never the last one).
 func TestUploadSealsOnce(t *testing.T) {
-	for _, par := range []Parallelism{ParallelNone, ParallelAll} {
+	for _, par := range []parallelism{parallelNone, parallelAll} {
 		t.Run(fmt.Sprintf("parallel=%d", par), func(t *testing.T) {
 			kr := testKeyring(t)
 			const piece = 32 << 10
 			nchunks := 3*maxCached + 5
 			data := pattern(nchunks*chunkSize-100, 21)
 			m := newMem(nil)
-			f, err := Create(m, kr)
+			f, err := Create(m, kr, Options{})
 			must(t, err)
-			f.SetParallelism(par)
+			f.setParallelism(par)
 			m.mu.Lock()
 			m.record = true
 			m.mu.Unlock()
@@ -525,7 +525,7 @@ func TestReadDuringLongWrite(t *testing.T) {
 	kr := testKeyring(t)
 	data := pattern((maxCached+10)*chunkSize+5, 22)
 	m := newMem(nil)
-	f, err := Create(m, kr)
+	f, err := Create(m, kr, Options{})
 	must(t, err)
 	_, err = f.WriteAt(data, 0)
 	must(t, err)
@@ -575,7 +575,7 @@ func TestHotPathAllocs(t *testing.T) {
 			n := 4 * maxCached * chunkSize / piece // pieces over 4 caches' worth
 			store := make([]byte, 0, CiphertextSize(int64(4*n*piece)))
 			m := &memBacking{data: store}
-			f, err := CreateAEAD(m, kr, nil, aead)
+			f, err := Create(m, kr, Options{AEAD: aead})
 			must(t, err)
 			p := pattern(piece, 40)
 			// Warm up: fill the cache and the buffer pool.

@@ -62,7 +62,7 @@ func FuzzDecrypt(f *testing.F) {
 				}
 			}
 		}
-		if file, err := Open(newMem(b), size, kr); err == nil {
+		if file, err := Open(newMem(b), size, kr, Options{}); err == nil {
 			p := make([]byte, file.Size()+1)
 			n, err := file.ReadAt(p, 0)
 			if err == io.EOF {
@@ -74,13 +74,13 @@ func FuzzDecrypt(f *testing.F) {
 			}
 			_ = file.Close()
 		}
-		if r, err := NewReader(newMem(b), size, kr); err == nil {
+		if r, err := NewReader(newMem(b), size, kr, Options{}); err == nil {
 			if got, err := io.ReadAll(r); err == nil {
 				check(got)
 			}
 		}
-		_ = Verify(newMem(b), size, kr)
-		_, _ = Rewrap(newMem(b), size, kr, nil)
+		_ = Verify(newMem(b), size, kr, Options{})
+		_, _ = Rewrap(newMem(b), size, kr, Options{})
 	})
 }
 
@@ -96,8 +96,8 @@ func FuzzKeyring(f *testing.F) {
 	if _, err := kr.Rotate(); err != nil {
 		f.Fatal(err)
 	}
-	plain, _ := MarshalKeyring(kr)
-	sealed, _ := MarshalKeyringPassphrase(kr, []byte("pw"), cheapArgon2)
+	plain, _ := MarshalKeyring(kr, nil, Argon2Params{})
+	sealed, _ := MarshalKeyring(kr, []byte("pw"), cheapArgon2)
 	f.Add(plain, false)
 	f.Add(sealed, true)
 	f.Add([]byte("securefsd-keyring v1\nactive 1\n"), false)
@@ -112,7 +112,7 @@ func FuzzKeyring(f *testing.F) {
 		if err != nil {
 			return
 		}
-		enc, err := MarshalKeyring(k)
+		enc, err := MarshalKeyring(k, nil, Argon2Params{})
 		if err != nil {
 			t.Fatal(err)
 		}

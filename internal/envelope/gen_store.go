@@ -72,10 +72,10 @@ func main() {
 	first := kr.Active()
 	_, err = kr.Rotate()
 	check(err)
-	plain, err := envelope.MarshalKeyring(kr)
+	plain, err := envelope.MarshalKeyring(kr, nil, envelope.Argon2Params{})
 	check(err)
 	check(os.WriteFile(filepath.Join(dir, "keyring"), plain, 0o600))
-	sealed, err := envelope.MarshalKeyringPassphrase(kr, []byte(passphrase), envelope.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1})
+	sealed, err := envelope.MarshalKeyring(kr, []byte(passphrase), envelope.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1})
 	check(err)
 	check(os.WriteFile(filepath.Join(dir, "keyring.sealed"), sealed, 0o600))
 
@@ -102,7 +102,7 @@ func main() {
 			check(err)
 		}
 		m := &mem{}
-		file, err := envelope.CreateAEAD(m, use, nil, envelope.XChaCha20Poly1305)
+		file, err := envelope.Create(m, use, envelope.Options{AEAD: envelope.XChaCha20Poly1305})
 		check(err)
 		if len(f.data) > 0 {
 			_, err = file.WriteAt(f.data, 0)
@@ -139,7 +139,7 @@ func addXAES() {
 		{"xaes-multi", multi},
 	} {
 		m := &mem{}
-		file, err := envelope.CreateAEAD(m, kr, nil, envelope.XAES256GCM)
+		file, err := envelope.Create(m, kr, envelope.Options{AEAD: envelope.XAES256GCM})
 		check(err)
 		_, err = file.WriteAt(f.data, 0)
 		check(err)

@@ -69,6 +69,18 @@ func (m *mem) Truncate(n int64) error {
 	return nil
 }
 
+// Sync has nothing to make durable in memory (Rewrap needs the method).
+func (m *mem) Sync() error { return nil }
+
+// syncFunc gives a mem a Sync that calls fn (to stop Rewrap between its two
+// header writes).
+type syncFunc struct {
+	*mem
+	fn func() error
+}
+
+func (s syncFunc) Sync() error { return s.fn() }
+
 // fixedKEK returns fixed KEK number n (0, 1, 2): bytes 32n .. 32n+31.
 func fixedKEK(n int) []byte {
 	k := make([]byte, 32)
@@ -120,7 +132,7 @@ func create(kr *envelope.Keyring, size int) *mem { return createBound(kr, size, 
 
 func createBound(kr *envelope.Keyring, size int, binding []byte) *mem {
 	m := &mem{}
-	f, err := envelope.CreateAEAD(m, kr, binding, aead)
+	f, err := envelope.Create(m, kr, envelope.Options{Binding: binding, AEAD: aead})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -195,14 +207,14 @@ func vectors() []vector {
 	}
 
 	m := create(kr, 100)
-	if _, err := envelope.Rewrap(m, int64(len(m.b)), kr2, nil); err != nil {
+	if _, err := envelope.Rewrap(m, int64(len(m.b)), kr2, envelope.Options{}); err != nil {
 		log.Fatal(err)
 	}
 	ok("rewrapped", 100, m.b, "re-wrapped under fixed KEK 1: slot 0 empty, slot 1 generation 2")
 
 	m = create(kr, 100)
 	stop := errors.New("stop")
-	if _, err := envelope.Rewrap(m, int64(len(m.b)), kr2, func() error { return stop }); !errors.Is(err, stop) {
+	if _, err := envelope.Rewrap(syncFunc{m, func() error { return stop }}, int64(len(m.b)), kr2, envelope.Options{}); !errors.Is(err, stop) {
 		log.Fatal(err)
 	}
 	ok("two_slots", 100, m.b, "interrupted re-wrap: slot 0 generation 1 (fixed KEK 0), slot 1 generation 2 (fixed KEK 1)")
@@ -227,7 +239,7 @@ func vectors() []vector {
 	// Interrupted grow: chunk 0 from the 64 KiB version (final), chunk 1
 	// from the grown version of the same file.
 	gm := &mem{}
-	f, err := envelope.CreateAEAD(gm, kr, nil, aead)
+	f, err := envelope.Create(gm, kr, envelope.Options{AEAD: aead})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -269,7 +281,7 @@ func vectors() []vector {
 	bound(vector{name: "bound", expect: "success", size: cs + 1, data: ba,
 		comment: `bound to "securefsd home alice" (binding appended to the slot AAD), read with that binding`}, alice)
 	m = createBound(kr, 100, alice)
-	if _, err := envelope.RewrapBound(m, int64(len(m.b)), kr2, alice, nil); err != nil {
+	if _, err := envelope.Rewrap(m, int64(len(m.b)), kr2, envelope.Options{Binding: alice}); err != nil {
 		log.Fatal(err)
 	}
 	bound(vector{name: "bound_rewrapped", expect: "success", size: 100, data: m.b,

@@ -97,22 +97,22 @@ func (h *header) slotAAD(i int, s *slot) []byte {
 // parseHeader checks the structure of b (HeaderSize bytes) without any key.
 func parseHeader(b []byte) (*header, error) {
 	if len(b) < HeaderSize {
-		return nil, fmt.Errorf("envelope: header: short (%d bytes): %w", len(b), ErrFormat)
+		return nil, fmt.Errorf("header: short (%d bytes): %w", len(b), ErrFormat)
 	}
 	if string(b[:8]) != magic {
-		return nil, fmt.Errorf("envelope: header: bad magic: %w", ErrVersion)
+		return nil, fmt.Errorf("header: bad magic: %w", ErrVersion)
 	}
 	if b[8] != FormatVersion {
-		return nil, fmt.Errorf("envelope: header: version %d: %w", b[8], ErrVersion)
+		return nil, fmt.Errorf("header: version %d: %w", b[8], ErrVersion)
 	}
 	if !AEAD(b[9]).known() {
-		return nil, fmt.Errorf("envelope: header: AEAD id %d: %w", b[9], ErrVersion)
+		return nil, fmt.Errorf("header: AEAD id %d: %w", b[9], ErrVersion)
 	}
 	if b[10] != chunkLog2 {
-		return nil, fmt.Errorf("envelope: header: chunk size 2^%d: %w", b[10], ErrVersion)
+		return nil, fmt.Errorf("header: chunk size 2^%d: %w", b[10], ErrVersion)
 	}
 	if !allZero(b[11:16]) {
-		return nil, fmt.Errorf("envelope: header: reserved bytes not zero: %w", ErrFormat)
+		return nil, fmt.Errorf("header: reserved bytes not zero: %w", ErrFormat)
 	}
 	h := &header{aeadID: b[9]}
 	copy(h.fileID[:], b[16:48])
@@ -126,17 +126,17 @@ func parseHeader(b []byte) (*header, error) {
 		copy(s.wrapped[:], raw[8+nonceSize:])
 		switch {
 		case s.gen == 0 && !allZero(raw):
-			return nil, fmt.Errorf("envelope: header: empty key slot %d not zero: %w", i, ErrFormat)
+			return nil, fmt.Errorf("header: empty key slot %d not zero: %w", i, ErrFormat)
 		case s.gen != 0 && s.kekID == 0:
-			return nil, fmt.Errorf("envelope: header: key slot %d has KEK id 0: %w", i, ErrFormat)
+			return nil, fmt.Errorf("header: key slot %d has KEK id 0: %w", i, ErrFormat)
 		}
 	}
 	s0, s1 := &h.slots[0], &h.slots[1]
 	if s0.empty() && s1.empty() {
-		return nil, fmt.Errorf("envelope: header: no key slot in use: %w", ErrFormat)
+		return nil, fmt.Errorf("header: no key slot in use: %w", ErrFormat)
 	}
 	if s0.gen == s1.gen {
-		return nil, fmt.Errorf("envelope: header: both key slots have generation %d: %w", s0.gen, ErrFormat)
+		return nil, fmt.Errorf("header: both key slots have generation %d: %w", s0.gen, ErrFormat)
 	}
 	return h, nil
 }
@@ -148,7 +148,7 @@ func readHeader(r io.ReaderAt) (*header, error) {
 		if err == nil || err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, fmt.Errorf("envelope: read header: %w (%w)", ErrFormat, err)
+		return nil, fmt.Errorf("read header: %w (%w)", ErrFormat, err)
 	}
 	return parseHeader(b)
 }
@@ -159,7 +159,7 @@ func readHeader(r io.ReaderAt) (*header, error) {
 // returns the DEK (the caller clears it) and the winning slot's index.
 func (h *header) unwrap(kr *Keyring) ([]byte, int, error) {
 	if kr == nil {
-		return nil, 0, fmt.Errorf("envelope: nil keyring: %w", ErrUnknownKey)
+		return nil, 0, fmt.Errorf("nil keyring: %w", ErrUnknownKey)
 	}
 	var dek []byte
 	best := -1
@@ -175,7 +175,7 @@ func (h *header) unwrap(kr *Keyring) ([]byte, int, error) {
 		d, err := wrap.Open(nil, s.nonce[:], s.wrapped[:], h.slotAAD(i, s))
 		if err != nil {
 			clear(dek)
-			return nil, 0, fmt.Errorf("envelope: header: key slot %d (KEK %d) does not open (damaged, or bound to another context): %w", i, s.kekID, ErrAuth)
+			return nil, 0, fmt.Errorf("header: key slot %d (KEK %d) does not open (damaged, or bound to another context): %w", i, s.kekID, ErrAuth)
 		}
 		if best < 0 || s.gen > h.slots[best].gen {
 			clear(dek)
@@ -185,7 +185,7 @@ func (h *header) unwrap(kr *Keyring) ([]byte, int, error) {
 		}
 	}
 	if best < 0 {
-		return nil, 0, fmt.Errorf("envelope: header: file uses KEK %v, keyring has %v: %w", h.keyIDs(), kr.IDs(), ErrUnknownKey)
+		return nil, 0, fmt.Errorf("header: file uses KEK %v, keyring has %v: %w", h.keyIDs(), kr.IDs(), ErrUnknownKey)
 	}
 	return dek, best, nil
 }
@@ -194,7 +194,7 @@ func (h *header) unwrap(kr *Keyring) ([]byte, int, error) {
 func (h *header) wrapInto(i int, gen uint32, dek []byte, kr *Keyring) error {
 	id, wrap := kr.activeAEAD()
 	if wrap == nil {
-		return fmt.Errorf("envelope: keyring has no active KEK: %w", ErrUnknownKey)
+		return fmt.Errorf("keyring has no active KEK: %w", ErrUnknownKey)
 	}
 	s := slot{gen: gen, kekID: id}
 	randomBytes(s.nonce[:])
@@ -225,4 +225,48 @@ func allZero(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// newHeader returns the header of a new file: a fresh random file id and
+// DEK, the DEK wrapped in slot 0 (generation 1) by kr's active KEK, bound
+// to o.Binding, with o's content AEAD. The caller clears the DEK.
+func newHeader(kr *Keyring, o Options) (*header, []byte, error) {
+	aead, err := o.aead()
+	if err != nil {
+		return nil, nil, err
+	}
+	if kr == nil {
+		return nil, nil, fmt.Errorf("nil keyring: %w", ErrUnknownKey)
+	}
+	h := &header{aeadID: byte(aead), binding: slices.Clone(o.Binding)}
+	randomBytes(h.fileID[:])
+	dek := make([]byte, keySize)
+	randomBytes(dek)
+	if err := h.wrapInto(0, 1, dek, kr); err != nil {
+		clear(dek)
+		return nil, nil, err
+	}
+	return h, dek, nil
+}
+
+// openHeader is the common start of every way to read a stored file (Open,
+// NewReader, Verify, Rewrap): it checks that ciphertextSize is a length the
+// format produces (ErrFormat), reads and parses r's header, and unwraps the
+// DEK with kr, authenticating o.Binding. It returns the plaintext size, the
+// header, the DEK (the caller clears it) and the winning slot's index.
+func openHeader(r io.ReaderAt, ciphertextSize int64, kr *Keyring, o Options) (int64, *header, []byte, int, error) {
+	size, err := plaintextSize(ciphertextSize)
+	if err != nil {
+		return 0, nil, nil, 0, err
+	}
+	h, err := readHeader(r)
+	if err != nil {
+		return 0, nil, nil, 0, err
+	}
+	h.binding = slices.Clone(o.Binding)
+	dek, best, err := h.unwrap(kr)
+	if err != nil {
+		return 0, nil, nil, 0, err
+	}
+	return size, h, dek, best, nil
 }

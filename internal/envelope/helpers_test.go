@@ -148,7 +148,7 @@ func forAEADs(t *testing.T, fn func(t *testing.T, aead AEAD)) {
 func writeFileAEAD(t testing.TB, aead AEAD, kr *Keyring, data []byte) []byte {
 	t.Helper()
 	m := newMem(nil)
-	f, err := CreateAEAD(m, kr, nil, aead)
+	f, err := Create(m, kr, Options{AEAD: aead})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func readAll(t testing.TB, stored []byte, kr *Keyring) ([]byte, error) {
 // readAllBound is readAll with a binding context.
 func readAllBound(t testing.TB, stored []byte, kr *Keyring, binding []byte) ([]byte, error) {
 	t.Helper()
-	f, err := OpenBound(newMem(stored), int64(len(stored)), kr, binding)
+	f, err := Open(newMem(stored), int64(len(stored)), kr, Options{Binding: binding})
 	if err != nil {
 		return nil, err
 	}
@@ -205,3 +205,16 @@ func withChunk(dst []byte, i int64, src []byte) []byte {
 	copy(c[chunkOffset(i):], src)
 	return c
 }
+
+// Sync is a no-op: a memBacking has nothing to make durable (Rewrap needs
+// the method).
+func (m *memBacking) Sync() error { return nil }
+
+// syncFunc gives a backing for Rewrap a Sync that calls fn (to count syncs
+// or to crash between Rewrap's two header writes).
+type syncFunc struct {
+	*memBacking
+	fn func() error
+}
+
+func (s syncFunc) Sync() error { return s.fn() }

@@ -6,11 +6,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -102,14 +99,14 @@ func (k *Keyring) Rotate() (uint32, error) {
 		randomBytes(key[:])
 		id, err := kekID(key[:])
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("envelope: keyring: %w", err)
 		}
 		if _, taken := k.keys[id]; id == 0 || taken {
 			continue
 		}
 		nk, err := newKEK(key[:])
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("envelope: keyring: %w", err)
 		}
 		if k.keys == nil {
 			k.keys = map[uint32]*kek{}
@@ -190,28 +187,53 @@ var defaultArgon2Limits = argon2Limits{time: maxArgon2Time, memoryKiB: maxArgon2
 func (p Argon2Params) check(lim argon2Limits) error {
 	switch {
 	case p.Time < 1 || p.Time > lim.time:
-		return fmt.Errorf("envelope: argon2id time %d outside [1, %d]: %w", p.Time, lim.time, ErrFormat)
+		return fmt.Errorf("argon2id time %d outside [1, %d]: %w", p.Time, lim.time, ErrFormat)
 	case p.Threads < 1 || p.Threads > maxArgon2Threads:
-		return fmt.Errorf("envelope: argon2id threads %d outside [1, %d]: %w", p.Threads, maxArgon2Threads, ErrFormat)
+		return fmt.Errorf("argon2id threads %d outside [1, %d]: %w", p.Threads, maxArgon2Threads, ErrFormat)
 	case p.MemoryKiB < 8*uint32(p.Threads) || p.MemoryKiB > lim.memoryKiB:
-		return fmt.Errorf("envelope: argon2id memory %d KiB outside [8*threads, %d]: %w", p.MemoryKiB, lim.memoryKiB, ErrFormat)
+		return fmt.Errorf("argon2id memory %d KiB outside [8*threads, %d]: %w", p.MemoryKiB, lim.memoryKiB, ErrFormat)
 	}
 	return nil
 }
 
-// MarshalKeyring encodes k as a plain key file (secret: store it mode 0600):
+// MarshalKeyring encodes k as a key file (docs/FORMAT.md, section 4). With
+// a nil passphrase the encoding is plain (secret: store it mode 0600):
 //
 //	securefsd-keyring v1
 //	active <id>
 //	kek <id> <base64 of 32 bytes>
 //	...
 //
+// With a passphrase (not empty: ErrPassphrase) it is sealed under a key
+// derived from the passphrase by Argon2id with parameters p (zero value:
+// DefaultArgon2Params; ignored without a passphrase):
+//
+//	securefsd-keyring-sealed v1
+//	argon2id t=<time> m=<KiB> p=<threads>
+//	salt <base64 of 16 bytes>
+//	nonce <base64 of 24 bytes>
+//	data <base64 of XChaCha20-Poly1305(plain encoding), AAD = the 4 lines above>
+//
 // The caller should clear the result after use.
-func MarshalKeyring(k *Keyring) ([]byte, error) {
+func MarshalKeyring(k *Keyring, passphrase []byte, p Argon2Params) ([]byte, error) {
+	var b []byte
+	var err error
+	if passphrase == nil {
+		b, err = marshalPlain(k)
+	} else {
+		b, err = marshalSealed(k, passphrase, p)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("envelope: keyring: %w", err)
+	}
+	return b, nil
+}
+
+func marshalPlain(k *Keyring) ([]byte, error) {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	if len(k.keys) == 0 || k.keys[k.active] == nil {
-		return nil, errors.New("envelope: keyring: no active KEK")
+		return nil, errors.New("no active KEK")
 	}
 	// Sized once and built in place, so that no copy of a key is left in
 	// memory the caller cannot clear.
@@ -226,17 +248,9 @@ func MarshalKeyring(k *Keyring) ([]byte, error) {
 	return b, nil
 }
 
-// MarshalKeyringPassphrase encodes k sealed under a key derived from
-// passphrase by Argon2id with parameters p (zero value: DefaultArgon2Params):
-//
-//	securefsd-keyring-sealed v1
-//	argon2id t=<time> m=<KiB> p=<threads>
-//	salt <base64 of 16 bytes>
-//	nonce <base64 of 24 bytes>
-//	data <base64 of XChaCha20-Poly1305(plain encoding), AAD = the 4 lines above>
-func MarshalKeyringPassphrase(k *Keyring, passphrase []byte, p Argon2Params) ([]byte, error) {
+func marshalSealed(k *Keyring, passphrase []byte, p Argon2Params) ([]byte, error) {
 	if len(passphrase) == 0 {
-		return nil, fmt.Errorf("envelope: keyring: empty passphrase: %w", ErrPassphrase)
+		return nil, fmt.Errorf("empty passphrase: %w", ErrPassphrase)
 	}
 	if p == (Argon2Params{}) {
 		p = DefaultArgon2Params()
@@ -244,7 +258,7 @@ func MarshalKeyringPassphrase(k *Keyring, passphrase []byte, p Argon2Params) ([]
 	if err := p.check(defaultArgon2Limits); err != nil {
 		return nil, err
 	}
-	plain, err := MarshalKeyring(k)
+	plain, err := marshalPlain(k)
 	if err != nil {
 		return nil, err
 	}
@@ -274,33 +288,41 @@ func passphraseAEAD(passphrase, salt []byte, p Argon2Params) (cipher.AEAD, error
 	return newPassphraseAEAD(key)
 }
 
-// ParseKeyring decodes a key file made by MarshalKeyring (passphrase nil) or
-// MarshalKeyringPassphrase. A sealed keyring with a wrong passphrase, or
+// ParseKeyring decodes a key file made by MarshalKeyring, plain (passphrase
+// nil) or sealed. A sealed keyring with a wrong passphrase, or
 // without one, is ErrPassphrase; a plain one given a passphrase is refused
 // (ErrFormat), as that is most likely the wrong file. Argon2id parameters
 // outside the limits in docs/FORMAT.md are refused before any work.
 func ParseKeyring(data []byte, passphrase []byte) (*Keyring, error) {
-	return parseKeyring(data, passphrase, defaultArgon2Limits)
+	k, err := parseKeyring(data, passphrase, defaultArgon2Limits)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: keyring: %w", err)
+	}
+	return k, nil
 }
+
+// MaxKeyringSize is the largest key file ParseKeyring accepts (a reader of
+// key files need read no more than one byte beyond it).
+const MaxKeyringSize = maxKeyringFile
 
 func parseKeyring(data []byte, passphrase []byte, lim argon2Limits) (*Keyring, error) {
 	if len(data) > maxKeyringFile {
-		return nil, fmt.Errorf("envelope: keyring: larger than %d bytes: %w", maxKeyringFile, ErrFormat)
+		return nil, fmt.Errorf("larger than %d bytes: %w", maxKeyringFile, ErrFormat)
 	}
 	first, _, _ := bytes.Cut(data, []byte("\n"))
 	switch string(first) {
 	case plainHeader:
 		if passphrase != nil {
-			return nil, fmt.Errorf("envelope: keyring: a passphrase was given but the key file is not passphrase-protected: %w", ErrFormat)
+			return nil, fmt.Errorf("a passphrase was given but the key file is not passphrase-protected: %w", ErrFormat)
 		}
 		return parsePlain(data)
 	case sealedHeader:
 		if passphrase == nil {
-			return nil, fmt.Errorf("envelope: keyring: key file is passphrase-protected and no passphrase was given: %w", ErrPassphrase)
+			return nil, fmt.Errorf("key file is passphrase-protected and no passphrase was given: %w", ErrPassphrase)
 		}
 		return parseSealed(data, passphrase, lim)
 	default:
-		return nil, fmt.Errorf("envelope: keyring: not a securefsd keyring: %w", ErrFormat)
+		return nil, fmt.Errorf("not a securefsd keyring: %w", ErrFormat)
 	}
 }
 
@@ -308,7 +330,7 @@ func parseKeyring(data []byte, passphrase []byte, lim argon2Limits) (*Keyring, e
 // the last line must end in "\n".
 func lines(data []byte) ([][]byte, error) {
 	if len(data) == 0 || data[len(data)-1] != '\n' {
-		return nil, fmt.Errorf("envelope: keyring: missing final newline: %w", ErrFormat)
+		return nil, fmt.Errorf("missing final newline: %w", ErrFormat)
 	}
 	return bytes.Split(data[:len(data)-1], []byte("\n")), nil
 }
@@ -328,13 +350,13 @@ func parsePlain(data []byte) (*Keyring, error) {
 		return nil, err
 	}
 	bad := func(n int, what string) error {
-		return fmt.Errorf("envelope: keyring: line %d: %s: %w", n+1, what, ErrFormat)
+		return fmt.Errorf("line %d: %s: %w", n+1, what, ErrFormat)
 	}
 	if len(ls) < 3 || string(ls[0]) != plainHeader {
-		return nil, fmt.Errorf("envelope: keyring: too short: %w", ErrFormat)
+		return nil, fmt.Errorf("too short: %w", ErrFormat)
 	}
 	if len(ls)-2 > maxKeyringKeys {
-		return nil, fmt.Errorf("envelope: keyring: more than %d KEKs: %w", maxKeyringKeys, ErrFormat)
+		return nil, fmt.Errorf("more than %d KEKs: %w", maxKeyringKeys, ErrFormat)
 	}
 	rest, ok := bytes.CutPrefix(ls[1], []byte("active "))
 	active, ok2 := parseID(string(rest))
@@ -374,7 +396,7 @@ func parsePlain(data []byte) (*Keyring, error) {
 		k.keys[id] = nk
 	}
 	if k.keys[active] == nil {
-		return nil, fmt.Errorf("envelope: keyring: active KEK %d not present: %w", active, ErrFormat)
+		return nil, fmt.Errorf("active KEK %d not present: %w", active, ErrFormat)
 	}
 	return k, nil
 }
@@ -385,13 +407,13 @@ func parseSealed(data []byte, passphrase []byte, lim argon2Limits) (*Keyring, er
 		return nil, err
 	}
 	if len(ls) != 5 {
-		return nil, fmt.Errorf("envelope: sealed keyring: want 5 lines, have %d: %w", len(ls), ErrFormat)
+		return nil, fmt.Errorf("sealed: want 5 lines, have %d: %w", len(ls), ErrFormat)
 	}
 	var p Argon2Params
 	var t, m, th uint64
 	if _, err := fmt.Sscanf(string(ls[1]), "argon2id t=%d m=%d p=%d", &t, &m, &th); err != nil ||
 		t > math.MaxUint32 || m > math.MaxUint32 || th > math.MaxUint8 {
-		return nil, fmt.Errorf("envelope: sealed keyring: bad argon2id line: %w", ErrFormat)
+		return nil, fmt.Errorf("sealed: bad argon2id line: %w", ErrFormat)
 	}
 	p = Argon2Params{Time: uint32(t), MemoryKiB: uint32(m), Threads: uint8(th)}
 	if err := p.check(lim); err != nil {
@@ -401,7 +423,7 @@ func parseSealed(data []byte, passphrase []byte, lim argon2Limits) (*Keyring, er
 		v, ok := strings.CutPrefix(line, name+" ")
 		b, err := base64.StdEncoding.Strict().DecodeString(v)
 		if !ok || err != nil || (size > 0 && len(b) != size) {
-			return nil, fmt.Errorf("envelope: sealed keyring: bad %s line: %w", name, ErrFormat)
+			return nil, fmt.Errorf("sealed: bad %s line: %w", name, ErrFormat)
 		}
 		return b, nil
 	}
@@ -421,7 +443,7 @@ func parseSealed(data []byte, passphrase []byte, lim argon2Limits) (*Keyring, er
 	if !strings.HasPrefix(string(data), head) {
 		// Non-canonical spelling of a parameter: refuse rather than
 		// authenticate something other than what is stored.
-		return nil, fmt.Errorf("envelope: sealed keyring: non-canonical header: %w", ErrFormat)
+		return nil, fmt.Errorf("sealed: non-canonical header: %w", ErrFormat)
 	}
 	aead, err := passphraseAEAD(passphrase, salt, p)
 	if err != nil {
@@ -429,99 +451,8 @@ func parseSealed(data []byte, passphrase []byte, lim argon2Limits) (*Keyring, er
 	}
 	plain, err := aead.Open(nil, nonce, ct, []byte(head))
 	if err != nil {
-		return nil, fmt.Errorf("envelope: keyring: wrong passphrase or damaged key file: %w", ErrPassphrase)
+		return nil, fmt.Errorf("wrong passphrase or damaged key file: %w", ErrPassphrase)
 	}
 	defer clear(plain)
 	return parsePlain(plain)
-}
-
-// LoadKeyringFile reads a key file (see ParseKeyring). It refuses, with
-// ErrKeyFilePerm, a file that is not regular or that group or others may
-// read or write: chmod 600 it, or keep it on a secrets mount.
-func LoadKeyringFile(path string, passphrase []byte) (*Keyring, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("envelope: open key file: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("envelope: key file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("envelope: key file %s is not a regular file: %w", path, ErrKeyFilePerm)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("envelope: key file %s has mode %04o, so group or others can access it; "+
-			"run \"chmod 600 %s\" (and check who could have read it): %w", path, perm, path, ErrKeyFilePerm)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyringFile+1))
-	defer clear(data)
-	if err != nil {
-		return nil, fmt.Errorf("envelope: read key file: %w", err)
-	}
-	k, err := ParseKeyring(data, passphrase)
-	if err != nil {
-		return nil, fmt.Errorf("envelope: key file %s: %w", path, err)
-	}
-	return k, nil
-}
-
-// SaveKeyringFile writes k to path atomically (temporary file in the same
-// directory, fsync, rename, fsync of the directory) with mode 0600: plain if
-// passphrase is nil, else sealed with DefaultArgon2Params.
-func SaveKeyringFile(path string, k *Keyring, passphrase []byte) error {
-	return SaveKeyringFileArgon2(path, k, passphrase, DefaultArgon2Params())
-}
-
-// SaveKeyringFileArgon2 is SaveKeyringFile with explicit Argon2id parameters
-// (ignored when passphrase is nil).
-func SaveKeyringFileArgon2(path string, k *Keyring, passphrase []byte, p Argon2Params) error {
-	var data []byte
-	var err error
-	if passphrase == nil {
-		data, err = MarshalKeyring(k)
-	} else {
-		data, err = MarshalKeyringPassphrase(k, passphrase, p)
-	}
-	if err != nil {
-		return err
-	}
-	defer clear(data)
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("envelope: save key file: %w", err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("envelope: save key file: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("envelope: save key file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("envelope: save key file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("envelope: save key file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("envelope: save key file: %w", err)
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // best effort: the rename is durable once the directory is
-		d.Close()
-	}
-	return nil
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -82,14 +80,14 @@ func TestKeyringEncoding(t *testing.T) {
 	must(t, kr.Remove(id2))
 	stored := writeFile(t, kr, []byte("payload"))
 
-	plain, err := MarshalKeyring(kr)
+	plain, err := MarshalKeyring(kr, nil, Argon2Params{})
 	must(t, err)
 	lo, hi := min(id1, id3), max(id1, id3)
 	wantHead := fmt.Sprintf("securefsd-keyring v1\nactive %d\nkek %d ", id3, lo)
 	if !strings.HasPrefix(string(plain), wantHead) || !strings.Contains(string(plain), fmt.Sprintf("\nkek %d ", hi)) {
 		t.Fatalf("plain encoding:\n%s", plain)
 	}
-	sealed, err := MarshalKeyringPassphrase(kr, []byte("correct horse"), cheapArgon2)
+	sealed, err := MarshalKeyring(kr, []byte("correct horse"), cheapArgon2)
 	must(t, err)
 	if bytes.Contains(sealed, plain[len(wantHead):][:20]) {
 		t.Fatal("sealed keyring contains a plain key")
@@ -107,7 +105,7 @@ func TestKeyringEncoding(t *testing.T) {
 			if _, err := readAll(t, stored, got); err != nil {
 				t.Fatalf("parsed keyring cannot read: %v", err)
 			}
-			again, err := MarshalKeyring(got)
+			again, err := MarshalKeyring(got, nil, Argon2Params{})
 			if err != nil || !bytes.Equal(again, plain) {
 				t.Fatalf("re-marshal differs: %v", err)
 			}
@@ -143,7 +141,7 @@ func TestKeyringEncoding(t *testing.T) {
 			}
 		})
 	}
-	if _, err := MarshalKeyringPassphrase(kr, []byte{}, cheapArgon2); !errors.Is(err, ErrPassphrase) {
+	if _, err := MarshalKeyring(kr, []byte{}, cheapArgon2); !errors.Is(err, ErrPassphrase) {
 		t.Errorf("empty passphrase accepted: %v", err)
 	}
 }
@@ -175,7 +173,7 @@ func swapB64(b []byte, i int) []byte {
 // keyring file are refused before any key derivation runs.
 func TestKeyringHostileArgon2(t *testing.T) {
 	kr := testKeyring(t)
-	sealed, err := MarshalKeyringPassphrase(kr, []byte("pw"), cheapArgon2)
+	sealed, err := MarshalKeyring(kr, []byte("pw"), cheapArgon2)
 	must(t, err)
 	for _, params := range []string{
 		"t=1 m=4294967295 p=1",  // 4 TiB
@@ -197,56 +195,8 @@ func TestKeyringHostileArgon2(t *testing.T) {
 			}
 		})
 	}
-	if _, err := MarshalKeyringPassphrase(kr, []byte("pw"), Argon2Params{Time: 1, MemoryKiB: 1 << 30, Threads: 1}); !errors.Is(err, ErrFormat) {
+	if _, err := MarshalKeyring(kr, []byte("pw"), Argon2Params{Time: 1, MemoryKiB: 1 << 30, Threads: 1}); !errors.Is(err, ErrFormat) {
 		t.Errorf("marshal with absurd params: %v", err)
-	}
-}
-
-func TestKeyringFile(t *testing.T) {
-	dir := t.TempDir()
-	kr := testKeyring(t)
-	path := filepath.Join(dir, "keyring")
-	must(t, SaveKeyringFile(path, kr, nil))
-	fi, err := os.Stat(path)
-	must(t, err)
-	if fi.Mode().Perm() != 0o600 {
-		t.Fatalf("saved with mode %v", fi.Mode())
-	}
-	got, err := LoadKeyringFile(path, nil)
-	must(t, err)
-	if got.Active() != kr.Active() {
-		t.Fatal("loaded keyring differs")
-	}
-	// Overwrite atomically: no temporary files are left behind.
-	_, err = kr.Rotate()
-	must(t, err)
-	must(t, SaveKeyringFileArgon2(path, kr, []byte("pw"), cheapArgon2))
-	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
-		t.Fatalf("directory holds %d entries", len(ents))
-	}
-	got, err = LoadKeyringFile(path, []byte("pw"))
-	if err != nil || got.Active() != kr.Active() {
-		t.Fatalf("load sealed: %v", err)
-	}
-	if _, err := LoadKeyringFile(path, []byte("nope")); !errors.Is(err, ErrPassphrase) {
-		t.Fatalf("wrong passphrase: %v", err)
-	}
-	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o620, 0o602} {
-		must(t, os.Chmod(path, mode))
-		_, err := LoadKeyringFile(path, []byte("pw"))
-		if !errors.Is(err, ErrKeyFilePerm) || !strings.Contains(err.Error(), "chmod 600") {
-			t.Errorf("mode %04o: %v", mode, err)
-		}
-	}
-	must(t, os.Chmod(path, 0o400))
-	if _, err := LoadKeyringFile(path, []byte("pw")); err != nil {
-		t.Errorf("mode 0400: %v", err)
-	}
-	if _, err := LoadKeyringFile(dir, nil); !errors.Is(err, ErrKeyFilePerm) {
-		t.Errorf("directory as key file: %v", err)
-	}
-	if _, err := LoadKeyringFile(filepath.Join(dir, "missing"), nil); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("missing key file: %v", err)
 	}
 }
 
@@ -260,14 +210,12 @@ func TestKeyringDefaultArgon2(t *testing.T) {
 		t.Fatalf("defaults too weak: %+v", p)
 	}
 	kr := testKeyring(t)
-	path := filepath.Join(t.TempDir(), "k")
-	must(t, SaveKeyringFile(path, kr, []byte("pw")))
-	data, err := os.ReadFile(path)
+	data, err := MarshalKeyring(kr, []byte("pw"), Argon2Params{})
 	must(t, err)
 	if !bytes.Contains(data, []byte("argon2id t=3 m=65536 p=4\n")) {
 		t.Fatalf("stored parameters:\n%s", data)
 	}
-	if _, err := LoadKeyringFile(path, []byte("pw")); err != nil {
+	if _, err := ParseKeyring(data, []byte("pw")); err != nil {
 		t.Fatal(err)
 	}
 }

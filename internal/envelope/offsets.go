@@ -51,8 +51,16 @@ func CiphertextSize(plaintextSize int64) int64 {
 // ciphertextSize bytes, by arithmetic alone: nothing is read or decrypted.
 // A length that no plaintext size encodes to is ErrFormat.
 func PlaintextSize(ciphertextSize int64) (int64, error) {
+	size, err := plaintextSize(ciphertextSize)
+	if err != nil {
+		return 0, fmt.Errorf("envelope: %w", err)
+	}
+	return size, nil
+}
+
+func plaintextSize(ciphertextSize int64) (int64, error) {
 	if ciphertextSize < HeaderSize+ChunkOverhead || ciphertextSize > CiphertextSize(MaxPlaintextSize) {
-		return 0, fmt.Errorf("envelope: ciphertext size %d: %w", ciphertextSize, ErrFormat)
+		return 0, fmt.Errorf("ciphertext size %d: %w", ciphertextSize, ErrFormat)
 	}
 	rest := ciphertextSize - HeaderSize
 	full, rem := rest/encChunkSize, rest%encChunkSize
@@ -63,7 +71,7 @@ func PlaintextSize(ciphertextSize int64) (int64, error) {
 		// A partial chunk shorter than its overhead, or an empty chunk
 		// after full ones (never written: such a file ends with its
 		// last full chunk).
-		return 0, fmt.Errorf("envelope: ciphertext size %d: %w", ciphertextSize, ErrFormat)
+		return 0, fmt.Errorf("ciphertext size %d: %w", ciphertextSize, ErrFormat)
 	default:
 		return full*chunkSize + rem - ChunkOverhead, nil
 	}

@@ -5,29 +5,25 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
-// Parallelism says which batches of chunks a File splits over several
-// goroutines (on several CPUs). Measured on a 2-CPU machine (AMD EPYC,
-// XAES-256-GCM, in-memory backing), splitting reads of 32 KiB and 512 KiB
-// gained 10-35% of wall-clock throughput for about 40% more CPU time,
-// while splitting writes lost 15-30% (the extra copy into the batch
-// buffer and the fork/join cost more than the second CPU brings), hence
-// the default.
-type Parallelism uint8
+// parallelism says which batches of chunks a File splits over several
+// goroutines (on several CPUs). Reads are split by default; writes are not,
+// as their batches need an extra copy into the batch buffer
+// (docs/PERFORMANCE.md has the measurements behind this choice).
+type parallelism uint8
 
 const (
-	// ParallelReads: the chunks of a read miss, with its read-ahead.
-	ParallelReads Parallelism = 1 << iota
-	// ParallelWrites: the write-out of the cache and the batches of the
+	// parallelReads: the chunks of a read miss, with its read-ahead.
+	parallelReads parallelism = 1 << iota
+	// parallelWrites: the write-out of the cache and the batches of the
 	// whole-chunk append path (whose chunks are then copied into the batch
 	// buffer and sealed there, instead of sealed from the caller's buffer).
-	ParallelWrites
+	parallelWrites
 
-	ParallelNone       Parallelism = 0
-	ParallelAll                    = ParallelReads | ParallelWrites
-	DefaultParallelism             = ParallelReads
+	parallelNone       parallelism = 0
+	parallelAll                    = parallelReads | parallelWrites
+	defaultParallelism             = parallelReads
 )
 
 // batchChunks is the most chunks one batch seals or opens at once (512 KiB
@@ -36,39 +32,51 @@ const (
 const batchChunks = 8
 
 // crew seals and opens the chunks of one file, a batch at a time split over
-// min(GOMAXPROCS, n) goroutines (the caller's among them), as gocryptfs does
-// for large requests. Each worker has its own sealer (their AAD scratch
-// differs; the AEAD itself is safe for concurrent use). A crew is not safe
-// for concurrent use: its owner (a File under its mutex, a stream) calls it
-// from one goroutine at a time.
+// the number of goroutines its splitter picks (the caller's among them), as
+// gocryptfs does for large requests. Each worker has its own sealer (their
+// AAD scratch differs; the AEAD itself is safe for concurrent use). A crew
+// is not safe for concurrent use: its owner (a File under its mutex, a
+// stream) calls it from one goroutine at a time.
 type crew struct {
 	ss []*sealer // ss[0] works on the caller's goroutine
-
-	// On a busy machine a worker's thread can lose its CPU in the middle
-	// of a chunk, and the batch then waits a scheduler time slice (ms)
-	// for it: slower than no help at all. After such a batch the crew
-	// works alone until alone, backoff doubling while it recurs; and its
-	// owner takes the paths that suit one CPU (parallel).
-	alone   time.Time
-	backoff time.Duration
-}
-
-// Bounds of the time a crew works alone after a held-up worker.
-const (
-	minAlone = 20 * time.Millisecond
-	maxAlone = 2 * time.Second
-)
-
-// parallel reports whether batches are split over several goroutines now:
-// more than one CPU, and no held-up worker lately. Owners batch work (read
-// ahead, collect chunks) only when it is.
-func (c *crew) parallel() bool {
-	return runtime.GOMAXPROCS(0) > 1 && (c.alone.IsZero() || time.Now().After(c.alone))
 }
 
 func newCrew(aead cipher.AEAD, fileID [32]byte) *crew {
 	return &crew{ss: []*sealer{newSealer(aead, fileID)}}
 }
+
+// splitter decides how many goroutines a batch of chunks runs on, from the
+// batch's size and the number of CPUs alone (never from timings), so that
+// a given request on a given machine always takes the same code path.
+type splitter struct {
+	procs int // CPUs Go may use at once (GOMAXPROCS)
+}
+
+// minSplit is the smallest batch that is split: 2 chunks (128 KiB), like
+// gocryptfs's 32 blocks of 4 KiB. A single chunk stays on the caller's
+// goroutine: handing it over would only add a switch.
+const minSplit = 2
+
+// currentSplitter reads GOMAXPROCS now: it may change while a File is
+// open (Go adjusts it to the container's CPU limit).
+func currentSplitter() splitter { return splitter{procs: runtime.GOMAXPROCS(0)} }
+
+// parallel reports whether batches may run on several goroutines at all.
+// Owners batch work (read ahead, collect chunks) only when they may.
+func (s splitter) parallel() bool { return s.procs > 1 }
+
+// workers returns how many goroutines a batch of n chunks runs on: one if
+// the owner does not want this kind of batch split (!want), on one CPU, or
+// for fewer than minSplit chunks; else one per CPU, at most one per chunk.
+func (s splitter) workers(n int, want bool) int {
+	if !want || !s.parallel() || n < minSplit {
+		return 1
+	}
+	return min(s.procs, n)
+}
+
+// parallel reports whether batches are split over several goroutines.
+func (c *crew) parallel() bool { return currentSplitter().parallel() }
 
 // one returns the caller's sealer, for single chunks.
 func (c *crew) one() *sealer { return c.ss[0] }
@@ -81,16 +89,17 @@ type task interface {
 }
 
 // do runs t.run(s, k) for every k in [0, n), each on some worker with that
-// worker's sealer s. A single chunk, GOMAXPROCS 1, !par (the owner does not
-// want this kind of batch split) or a recently held-up worker keep it on
-// the caller's goroutine; otherwise chunks are handed out one at a time, so a worker
-// slowed down by a busy machine does not hold up the batch. do returns when
-// every run has returned; t collects the results.
+// worker's sealer s, on as many goroutines as the splitter says for n
+// chunks and par (the owner wants this kind of batch split). Chunks are
+// handed out one at a time, so a worker slowed down by a busy machine does
+// not hold up the others. do returns when every run has returned; t
+// collects the results.
 func (c *crew) do(n int, t task, par bool) {
-	nw := min(runtime.GOMAXPROCS(0), n)
-	if nw > 1 && (!par || !c.parallel()) {
-		nw = 1
-	}
+	c.run(currentSplitter().workers(n, par), n, t)
+}
+
+// run is do on nw goroutines.
+func (c *crew) run(nw, n int, t task) {
 	if nw <= 1 {
 		for k := range n {
 			t.run(c.ss[0], k)
@@ -114,19 +123,8 @@ func (c *crew) do(n int, t task, par bool) {
 	for _, s := range c.ss[1:nw] {
 		wg.Go(func() { work(s) })
 	}
-	start := time.Now()
 	work(c.ss[0])
-	mine := time.Since(start)
 	wg.Wait()
-	// The caller ran chunks until none was left; a worker still busy then
-	// should finish within about one chunk. Waiting longer than half the
-	// caller's own share means a worker was held up.
-	if waited := time.Since(start) - mine; waited > mine/2 {
-		c.backoff = min(max(2*c.backoff, minAlone), maxAlone)
-		c.alone = time.Now().Add(c.backoff)
-	} else {
-		c.backoff, c.alone = c.backoff/2, time.Time{}
-	}
 }
 
 // sealTask seals chunks into slots of encChunkSize bytes of buf: chunk k

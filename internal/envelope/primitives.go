@@ -46,7 +46,7 @@ func randomBytes(b []byte) {
 func newWrapAEAD(kek []byte) (cipher.AEAD, error) {
 	key, err := hkdf.Key(sha256.New, kek, nil, labelWrap, keySize)
 	if err != nil {
-		return nil, fmt.Errorf("envelope: derive wrap key: %w", err)
+		return nil, fmt.Errorf("derive wrap key: %w", err)
 	}
 	defer clear(key)
 	return chacha20poly1305.NewX(key)
@@ -57,7 +57,7 @@ func newWrapAEAD(kek []byte) (cipher.AEAD, error) {
 func kekID(kek []byte) (uint32, error) {
 	b, err := hkdf.Key(sha256.New, kek, nil, labelKEKID, 4)
 	if err != nil {
-		return 0, fmt.Errorf("envelope: derive KEK id: %w", err)
+		return 0, fmt.Errorf("derive KEK id: %w", err)
 	}
 	return binary.BigEndian.Uint32(b), nil
 }
@@ -67,11 +67,11 @@ func kekID(kek []byte) (uint32, error) {
 // derived key; the caller clears dek.
 func newChunkAEAD(aeadID byte, dek []byte, fileID []byte) (cipher.AEAD, error) {
 	if !AEAD(aeadID).known() {
-		return nil, fmt.Errorf("envelope: AEAD id %d: %w", aeadID, ErrVersion)
+		return nil, fmt.Errorf("AEAD id %d: %w", aeadID, ErrVersion)
 	}
 	key, err := hkdf.Key(sha256.New, dek, fileID, labelChunk+string([]byte{aeadID}), keySize)
 	if err != nil {
-		return nil, fmt.Errorf("envelope: derive chunk key: %w", err)
+		return nil, fmt.Errorf("derive chunk key: %w", err)
 	}
 	defer clear(key)
 	if aeadID == aeadXAES256GCM {
@@ -95,7 +95,7 @@ type xaes256gcm struct {
 
 func newXAES256GCM(key []byte) (*xaes256gcm, error) {
 	if len(key) != keySize {
-		return nil, fmt.Errorf("envelope: XAES-256-GCM key of %d bytes", len(key))
+		return nil, fmt.Errorf("XAES-256-GCM key of %d bytes", len(key))
 	}
 	b, err := aes.NewCipher(key)
 	if err != nil {

@@ -1,10 +1,10 @@
 package envelope
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
-	"slices"
 )
 
 // KeyIDs reports the KEK ids the header's key slots reference, highest
@@ -13,41 +13,60 @@ import (
 func KeyIDs(r io.ReaderAt) ([]uint32, error) {
 	h, err := readHeader(r)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("envelope: key ids: %w", err)
 	}
 	return h.keyIDs(), nil
 }
 
+// SyncBacking is what Rewrap re-wraps a header in: it reads and writes at
+// offset 0 only, and Sync must make the first header write durable before
+// the second one clears the old slot (docs/FORMAT.md, section 8.3, step 4,
+// a REQUIRED fsync). *os.File implements it.
+type SyncBacking interface {
+	io.ReaderAt
+	io.WriterAt
+	Sync() error
+}
+
+// errNoBacking: Rewrap was given no backing to re-wrap.
+var errNoBacking = errors.New("no backing (nil)")
+
 // Rewrap re-wraps the file's DEK under kr's active KEK without touching the
 // content. It writes the new wrap into the free key slot with generation+1,
-// calls syncFn (e.g. the backing's fsync) if not nil, then clears the old
-// slot. A crash at any point leaves a header that opens with a keyring
-// holding either KEK; running Rewrap again completes the job. It reports
-// whether the header changed (false: already on the active KEK alone).
+// syncs b, then clears the old slot. A crash at any point leaves a header
+// that opens with a keyring holding either KEK; running Rewrap again
+// completes the job. It reports whether the header changed (false: already
+// on the active KEK alone).
+//
+// The file must have been created with o.Binding: the old slot must open
+// with it (else ErrAuth, and nothing is written) and the new slot is bound
+// to it too. A re-wrap cannot change a file's binding.
 //
 // Rewrap writes only the header, which a File never writes after Create, so
 // it may run while the file is open for reading and writing (but not
 // concurrently with another Rewrap of the same file: serialize those).
-// Rewrap is RewrapBound with an empty binding: a bound file fails with
-// ErrAuth and is left untouched.
-func Rewrap(b Backing, ciphertextSize int64, kr *Keyring, syncFn func() error) (changed bool, err error) {
-	return RewrapBound(b, ciphertextSize, kr, nil, syncFn)
+func Rewrap(b SyncBacking, ciphertextSize int64, kr *Keyring, o Options) (changed bool, err error) {
+	changed, err = rewrap(b, ciphertextSize, kr, o)
+	if err != nil {
+		return changed, fmt.Errorf("envelope: rewrap: %w", err)
+	}
+	return changed, nil
 }
 
-// RewrapBound is Rewrap for a file bound to binding: the old slot must open
-// with it (else ErrAuth, and nothing is written) and the new slot is bound
-// to it too. A re-wrap cannot change a file's binding.
-func RewrapBound(b Backing, ciphertextSize int64, kr *Keyring, binding []byte, syncFn func() error) (changed bool, err error) {
+func rewrap(b SyncBacking, ciphertextSize int64, kr *Keyring, o Options) (bool, error) {
+	if b == nil {
+		return false, errNoBacking
+	}
 	// Only the header is used: a concurrent writer may be between two
 	// chunk writes, so the length need not be a valid encoding right now.
 	if ciphertextSize < HeaderSize+ChunkOverhead {
-		return false, fmt.Errorf("envelope: rewrap: ciphertext size %d: %w", ciphertextSize, ErrFormat)
+		return false, fmt.Errorf("ciphertext size %d: %w", ciphertextSize, ErrFormat)
 	}
 	h, err := readHeader(b)
 	if err != nil {
 		return false, err
 	}
-	h.binding = slices.Clone(binding)
+	h.binding = o.Binding
 	dek, best, err := h.unwrap(kr)
 	if err != nil {
 		return false, err
@@ -63,18 +82,16 @@ func RewrapBound(b Backing, ciphertextSize int64, kr *Keyring, binding []byte, s
 		return true, writeHeader(b, h)
 	}
 	if cur.gen == math.MaxUint32 {
-		return false, fmt.Errorf("envelope: rewrap: key slot generation exhausted: %w", ErrFormat)
+		return false, fmt.Errorf("key slot generation exhausted: %w", ErrFormat)
 	}
 	if err := h.wrapInto(1-best, cur.gen+1, dek, kr); err != nil {
-		return false, fmt.Errorf("envelope: rewrap: %w", err)
+		return false, err
 	}
 	if err := writeHeader(b, h); err != nil {
 		return false, err
 	}
-	if syncFn != nil {
-		if err := syncFn(); err != nil {
-			return true, fmt.Errorf("envelope: rewrap: sync: %w", err)
-		}
+	if err := b.Sync(); err != nil {
+		return true, fmt.Errorf("sync: %w", err)
 	}
 	h.slots[best] = slot{}
 	return true, writeHeader(b, h)
@@ -82,9 +99,9 @@ func RewrapBound(b Backing, ciphertextSize int64, kr *Keyring, binding []byte, s
 
 // writeHeader writes the whole header in one write at offset 0 (it fits in
 // one 512-byte sector, which storage writes atomically in practice).
-func writeHeader(b Backing, h *header) error {
+func writeHeader(b io.WriterAt, h *header) error {
 	if _, err := b.WriteAt(h.marshal(), 0); err != nil {
-		return fmt.Errorf("envelope: write header: %w", err)
+		return fmt.Errorf("write header: %w", err)
 	}
 	return nil
 }

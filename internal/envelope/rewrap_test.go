@@ -15,7 +15,7 @@ func TestRewrap(t *testing.T) {
 	m := newMem(stored)
 	size := int64(len(stored))
 
-	changed, err := Rewrap(m, size, kr, nil)
+	changed, err := Rewrap(m, size, kr, Options{})
 	if err != nil || changed {
 		t.Fatalf("rewrap on the active KEK: %v, %v", changed, err)
 	}
@@ -27,7 +27,7 @@ func TestRewrap(t *testing.T) {
 	id2, err := kr.Rotate()
 	must(t, err)
 	syncs := 0
-	changed, err = Rewrap(m, size, kr, func() error { syncs++; return nil })
+	changed, err = Rewrap(syncFunc{m, func() error { syncs++; return nil }}, size, kr, Options{})
 	if err != nil || !changed || syncs != 1 {
 		t.Fatalf("rewrap: %v, %v, %d syncs", changed, err, syncs)
 	}
@@ -45,7 +45,7 @@ func TestRewrap(t *testing.T) {
 	// Rotating again uses the other slot with the next generation.
 	_, err = kr.Rotate()
 	must(t, err)
-	changed, err = Rewrap(m, size, kr, nil)
+	changed, err = Rewrap(m, size, kr, Options{})
 	if err != nil || !changed {
 		t.Fatalf("second rewrap: %v, %v", changed, err)
 	}
@@ -73,7 +73,7 @@ func TestRewrapCrash(t *testing.T) {
 
 	m := newMem(stored)
 	crash := errors.New("crash")
-	changed, err := Rewrap(m, size, kr2, func() error { return crash })
+	changed, err := Rewrap(syncFunc{m, func() error { return crash }}, size, kr2, Options{})
 	if !errors.Is(err, crash) || !changed {
 		t.Fatalf("interrupted rewrap: %v, %v", changed, err)
 	}
@@ -89,7 +89,7 @@ func TestRewrapCrash(t *testing.T) {
 	// Resume: the second write only.
 	m2 := newMem(mid)
 	m2.record = true
-	changed, err = Rewrap(m2, size, kr2, nil)
+	changed, err = Rewrap(m2, size, kr2, Options{})
 	if err != nil || !changed || len(m2.ops) != 1 {
 		t.Fatalf("resumed rewrap: %v, %v, %d writes", changed, err, len(m2.ops))
 	}
@@ -98,7 +98,7 @@ func TestRewrapCrash(t *testing.T) {
 	}
 	// A resumed rewrap with only the new KEK works too.
 	m3 := newMem(mid)
-	if changed, err := Rewrap(m3, size, only2, nil); err != nil || !changed {
+	if changed, err := Rewrap(m3, size, only2, Options{}); err != nil || !changed {
 		t.Fatalf("resume with the new KEK only: %v, %v", changed, err)
 	}
 
@@ -106,7 +106,7 @@ func TestRewrapCrash(t *testing.T) {
 	// a file that opens with the union keyring.
 	m4 := newMem(stored)
 	m4.record = true
-	_, err = Rewrap(m4, size, kr2, nil)
+	_, err = Rewrap(m4, size, kr2, Options{})
 	must(t, err)
 	state := bytes.Clone(stored)
 	for k, op := range m4.ops {
@@ -121,10 +121,10 @@ func TestRewrapErrors(t *testing.T) {
 	kr := testKeyring(t)
 	stored := writeFile(t, kr, []byte("x"))
 	size := int64(len(stored))
-	if _, err := Rewrap(newMem(stored), size, testKeyring(t), nil); !errors.Is(err, ErrUnknownKey) {
+	if _, err := Rewrap(newMem(stored), size, testKeyring(t), Options{}); !errors.Is(err, ErrUnknownKey) {
 		t.Errorf("unknown KEK: %v", err)
 	}
-	if _, err := Rewrap(newMem(stored), HeaderSize+10, kr, nil); !errors.Is(err, ErrFormat) {
+	if _, err := Rewrap(newMem(stored), HeaderSize+10, kr, Options{}); !errors.Is(err, ErrFormat) {
 		t.Errorf("bad size: %v", err)
 	}
 	if _, err := KeyIDs(newMem([]byte("short"))); !errors.Is(err, ErrFormat) {
@@ -136,7 +136,7 @@ func TestRewrapErrors(t *testing.T) {
 func TestRewrapWhileOpen(t *testing.T) {
 	kr := testKeyring(t)
 	m := newMem(nil)
-	f, err := Create(m, kr)
+	f, err := Create(m, kr, Options{})
 	must(t, err)
 	data := pattern(8*chunkSize, 14)
 	id2, err := kr.Rotate()
@@ -153,13 +153,13 @@ func TestRewrapWhileOpen(t *testing.T) {
 		}
 	}()
 	for range 5 {
-		if _, err := Rewrap(m, m.Size(), kr, nil); err != nil {
+		if _, err := Rewrap(m, m.Size(), kr, Options{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	wg.Wait()
 	must(t, f.Close())
-	if _, err := Rewrap(m, m.Size(), kr, nil); err != nil {
+	if _, err := Rewrap(m, m.Size(), kr, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if ids, _ := KeyIDs(m); !slices.Equal(ids, []uint32{id2}) {

@@ -4,43 +4,22 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"slices"
 )
 
 // NewWriter returns a WriteCloser that encrypts everything written to it as
-// one new envelope file, written sequentially to dst (header first). Close
-// writes the final chunk; it does not close dst. Without Close the output is
-// a truncated file (ErrTruncated). Not safe for concurrent use. The file is
-// unbound: NewWriterBound with an empty binding.
-func NewWriter(dst io.Writer, kr *Keyring) (io.WriteCloser, error) {
-	return NewWriterBound(dst, kr, nil)
-}
-
-// NewWriterBound is NewWriter for a file bound to binding, like CreateBound.
-func NewWriterBound(dst io.Writer, kr *Keyring, binding []byte) (io.WriteCloser, error) {
-	return NewWriterAEAD(dst, kr, binding, DefaultAEAD)
-}
-
-// NewWriterAEAD is NewWriterBound with a chosen content AEAD, like
-// CreateAEAD.
-func NewWriterAEAD(dst io.Writer, kr *Keyring, binding []byte, aead AEAD) (io.WriteCloser, error) {
-	if !aead.known() {
-		return nil, fmt.Errorf("envelope: writer: %v: %w", aead, ErrVersion)
-	}
-	if kr == nil {
-		return nil, fmt.Errorf("envelope: writer: nil keyring: %w", ErrUnknownKey)
-	}
-	h := &header{aeadID: byte(aead), binding: slices.Clone(binding)}
-	randomBytes(h.fileID[:])
-	dek := make([]byte, keySize)
-	randomBytes(dek)
-	defer clear(dek)
-	if err := h.wrapInto(0, 1, dek, kr); err != nil {
+// one new envelope file, bound to o.Binding and sealed with o.AEAD, written
+// sequentially to dst (header first). Close writes the final chunk; it does
+// not close dst. Without Close the output is a truncated file
+// (ErrTruncated). Not safe for concurrent use.
+func NewWriter(dst io.Writer, kr *Keyring, o Options) (io.WriteCloser, error) {
+	h, dek, err := newHeader(kr, o)
+	if err != nil {
 		return nil, fmt.Errorf("envelope: writer: %w", err)
 	}
+	defer clear(dek)
 	ca, err := newChunkAEAD(h.aeadID, dek, h.fileID[:])
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("envelope: writer: %w", err)
 	}
 	if _, err := dst.Write(h.marshal()); err != nil {
 		return nil, fmt.Errorf("envelope: writer: %w", err)
@@ -98,7 +77,7 @@ func (w *writer) Write(p []byte) (int, error) {
 func (w *writer) emit(final bool) error {
 	n := w.k + 1
 	w.final = final
-	w.c.do(n, w, DefaultParallelism&ParallelWrites != 0)
+	w.c.do(n, w, defaultParallelism&parallelWrites != 0)
 	if _, err := w.dst.Write(w.out[:w.k*encChunkSize+w.n+ChunkOverhead]); err != nil {
 		w.err = fmt.Errorf("envelope: writer: chunks %d-%d: %w", w.idx, w.idx+int64(n)-1, err)
 		return w.err
@@ -133,33 +112,19 @@ func (w *writer) Close() error {
 }
 
 // NewReader returns a Reader of the plaintext of the stored file src of
-// ciphertextSize bytes. Each chunk is authenticated before any of its bytes
-// are returned; io.EOF comes only after the final chunk authenticated.
-// Errors are sticky. NewReader is NewReaderBound with an empty binding.
-func NewReader(src io.ReaderAt, ciphertextSize int64, kr *Keyring) (io.Reader, error) {
-	return NewReaderBound(src, ciphertextSize, kr, nil)
-}
-
-// NewReaderBound is NewReader for a file bound to binding; a different
-// binding is ErrAuth, like OpenBound.
-func NewReaderBound(src io.ReaderAt, ciphertextSize int64, kr *Keyring, binding []byte) (io.Reader, error) {
-	size, err := PlaintextSize(ciphertextSize)
+// ciphertextSize bytes, which must have been created with o.Binding (else
+// ErrAuth). Each chunk is authenticated before any of its bytes are
+// returned; io.EOF comes only after the final chunk authenticated. Errors
+// are sticky.
+func NewReader(src io.ReaderAt, ciphertextSize int64, kr *Keyring, o Options) (io.Reader, error) {
+	size, h, dek, _, err := openHeader(src, ciphertextSize, kr, o)
 	if err != nil {
-		return nil, err
-	}
-	h, err := readHeader(src)
-	if err != nil {
-		return nil, err
-	}
-	h.binding = slices.Clone(binding)
-	dek, _, err := h.unwrap(kr)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("envelope: reader: %w", err)
 	}
 	defer clear(dek)
 	aead, err := newChunkAEAD(h.aeadID, dek, h.fileID[:])
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("envelope: reader: %w", err)
 	}
 	return &reader{src: src, c: newCrew(aead, h.fileID), size: size}, nil
 }
@@ -194,9 +159,9 @@ func (r *reader) run(s *sealer, k int) {
 	case r.m >= b:
 		r.errs[k] = s.open(r.plain[k*chunkSize:k*chunkSize+cl], r.bct[a:b], idx, idx == nchunks-1)
 	case r.rerr == nil || r.rerr == io.EOF:
-		r.errs[k] = fmt.Errorf("envelope: chunk %d: %w", idx, ErrTruncated)
+		r.errs[k] = fmt.Errorf("chunk %d: %w", idx, ErrTruncated)
 	default:
-		r.errs[k] = fmt.Errorf("envelope: read chunk %d: %w", idx, r.rerr)
+		r.errs[k] = fmt.Errorf("read chunk %d: %w", idx, r.rerr)
 	}
 }
 
@@ -229,12 +194,13 @@ func (r *reader) next() error {
 	ct := r.ct[:(n-1)*encChunkSize+last+ChunkOverhead]
 	r.m, r.rerr = r.src.ReadAt(ct, chunkOffset(i))
 	r.bct = ct
-	r.c.do(n, r, DefaultParallelism&ParallelReads != 0)
+	r.c.do(n, r, defaultParallelism&parallelReads != 0)
 	r.bct, r.rerr = nil, nil
 	good := 0
 	var err error
 	for k := range n {
 		if err = r.errs[k]; err != nil {
+			err = fmt.Errorf("envelope: %w", err)
 			break
 		}
 		good++
@@ -249,18 +215,11 @@ func (r *reader) next() error {
 	return err
 }
 
-// Verify authenticates the header and every chunk of the stored file r of
-// ciphertextSize bytes, returning the first failure (ErrAuth, ErrTruncated,
-// ErrStaleFinal, ...). It reads but never writes r. Verify is VerifyBound
-// with an empty binding.
-func Verify(r Backing, ciphertextSize int64, kr *Keyring) error {
-	return VerifyBound(r, ciphertextSize, kr, nil)
-}
-
-// VerifyBound is Verify for a file bound to binding; a different binding is
-// ErrAuth, like OpenBound.
-func VerifyBound(r Backing, ciphertextSize int64, kr *Keyring, binding []byte) error {
-	rd, err := NewReaderBound(r, ciphertextSize, kr, binding)
+// Verify authenticates the header (with o.Binding) and every chunk of the
+// stored file r of ciphertextSize bytes, returning the first failure
+// (ErrAuth, ErrTruncated, ErrStaleFinal, ...). It only reads r.
+func Verify(r io.ReaderAt, ciphertextSize int64, kr *Keyring, o Options) error {
+	rd, err := NewReader(r, ciphertextSize, kr, o)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ func openAndReadAll(t *testing.T, stored []byte, kr *Keyring) ([]byte, error) {
 	t.Helper()
 	got, err := readAll(t, stored, kr)
 	// The streaming reader and Verify must agree with the File.
-	vErr := Verify(newMem(stored), int64(len(stored)), kr)
+	vErr := Verify(newMem(stored), int64(len(stored)), kr, Options{})
 	if (err == nil) != (vErr == nil) {
 		t.Fatalf("File says %v, Verify says %v", err, vErr)
 	}
@@ -36,7 +36,7 @@ func TestTamperHeader(t *testing.T) {
 		_, err := kr2.Rotate()
 		must(t, err)
 		twoSlots := newMem(stored)
-		_, err = Rewrap(twoSlots, int64(len(stored)), kr2, func() error { return errors.New("crash") })
+		_, err = Rewrap(syncFunc{twoSlots, func() error { return errors.New("crash") }}, int64(len(stored)), kr2, Options{})
 		if err == nil {
 			t.Fatal("rewrap did not stop")
 		}
@@ -73,11 +73,11 @@ func TestTamperHeader(t *testing.T) {
 		} {
 			t.Run(fmt.Sprintf("%s@%d", tc.name, tc.off), func(t *testing.T) {
 				bad := flip(tc.file, tc.off)
-				_, err := Open(newMem(bad), int64(len(bad)), tc.keyRng)
+				_, err := Open(newMem(bad), int64(len(bad)), tc.keyRng, Options{})
 				if !errors.Is(err, tc.want) {
 					t.Fatalf("Open: %v, want %v", err, tc.want)
 				}
-				if _, err := NewReader(newMem(bad), int64(len(bad)), tc.keyRng); !errors.Is(err, tc.want) {
+				if _, err := NewReader(newMem(bad), int64(len(bad)), tc.keyRng, Options{}); !errors.Is(err, tc.want) {
 					t.Fatalf("NewReader: %v, want %v", err, tc.want)
 				}
 			})
@@ -85,7 +85,7 @@ func TestTamperHeader(t *testing.T) {
 		// Every single header byte: some error, never success.
 		for off := range int64(HeaderSize) {
 			bad := flip(stored, off)
-			if _, err := Open(newMem(bad), int64(len(bad)), kr); err == nil {
+			if _, err := Open(newMem(bad), int64(len(bad)), kr, Options{}); err == nil {
 				t.Fatalf("flipped header byte %d accepted", off)
 			}
 		}
@@ -122,7 +122,7 @@ func TestTamperChunks(t *testing.T) {
 					}
 					// Other chunks stay readable; the damaged one never
 					// yields a byte.
-					f, err := Open(newMem(bad), int64(len(bad)), kr)
+					f, err := Open(newMem(bad), int64(len(bad)), kr, Options{})
 					must(t, err)
 					defer f.Close()
 					for i := range numChunks(int64(len(data))) {
@@ -210,10 +210,10 @@ func TestTamperSwap(t *testing.T) {
 func TestWrongKeyring(t *testing.T) {
 	kr := testKeyring(t)
 	stored := writeFile(t, kr, []byte("hello"))
-	if _, err := Open(newMem(stored), int64(len(stored)), testKeyring(t)); !errors.Is(err, ErrUnknownKey) {
+	if _, err := Open(newMem(stored), int64(len(stored)), testKeyring(t), Options{}); !errors.Is(err, ErrUnknownKey) {
 		t.Errorf("other keyring: %v", err)
 	}
-	if _, err := Open(newMem(stored), int64(len(stored)), nil); !errors.Is(err, ErrUnknownKey) {
+	if _, err := Open(newMem(stored), int64(len(stored)), nil, Options{}); !errors.Is(err, ErrUnknownKey) {
 		t.Errorf("nil keyring: %v", err)
 	}
 	// The same id with another key can only come from a forged keyring:
@@ -223,7 +223,7 @@ func TestWrongKeyring(t *testing.T) {
 	forged.keys = map[uint32]*kek{kr.Active(): forged.keys[forged.active]}
 	forged.active = kr.Active()
 	forged.mu.Unlock()
-	if _, err := Open(newMem(stored), int64(len(stored)), forged); !errors.Is(err, ErrAuth) {
+	if _, err := Open(newMem(stored), int64(len(stored)), forged, Options{}); !errors.Is(err, ErrAuth) {
 		t.Errorf("same id, other key: %v", err)
 	}
 }

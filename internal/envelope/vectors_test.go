@@ -120,7 +120,7 @@ func TestVectors(t *testing.T) {
 				if ps, err := PlaintextSize(size); err != nil || ps != v.size {
 					t.Fatalf("PlaintextSize: %d, %v", ps, err)
 				}
-				r, err := NewReaderBound(newMem(v.data), size, v.kr, v.binding)
+				r, err := NewReader(newMem(v.data), size, v.kr, Options{Binding: v.binding})
 				must(t, err)
 				h := sha256.New()
 				_, err = io.Copy(h, r)
@@ -139,11 +139,11 @@ func TestVectors(t *testing.T) {
 			if !errors.Is(err, want) {
 				t.Fatalf("File: %v, want %v", err, want)
 			}
-			if err := VerifyBound(newMem(v.data), size, v.kr, v.binding); !errors.Is(err, want) {
+			if err := Verify(newMem(v.data), size, v.kr, Options{Binding: v.binding}); !errors.Is(err, want) {
 				t.Fatalf("Verify: %v, want %v", err, want)
 			}
 			if strings.HasPrefix(v.expect, "header") || v.expect == "unknown key" {
-				if _, err := OpenBound(newMem(v.data), size, v.kr, v.binding); !errors.Is(err, want) {
+				if _, err := Open(newMem(v.data), size, v.kr, Options{Binding: v.binding}); !errors.Is(err, want) {
 					t.Fatalf("Open: %v, want %v", err, want)
 				}
 			}

@@ -45,7 +45,7 @@ func benchTargets(b *testing.B) map[string]func(b *testing.B) (benchFile, func()
 			if err != nil {
 				b.Fatal(err)
 			}
-			ef, err := envelope.Create(f, kr)
+			ef, err := envelope.Create(f, kr, envelope.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -134,7 +134,7 @@ func BenchmarkUpload(b *testing.B) {
 		b.SetBytes(size)
 		for i := 0; i < b.N; i++ {
 			f, _ := os.Create(filepath.Join(dir, "f"))
-			ef, _ := envelope.Create(f, kr)
+			ef, _ := envelope.Create(f, kr, envelope.Options{})
 			for off := 0; off < size; off += bs {
 				ef.WriteAt(buf, int64(off))
 			}

@@ -72,7 +72,7 @@ func (h *home) readSidecar(dir string) (map[string]Meta, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := envelope.NewReaderBound(f, st.Size(), h.kr(), h.binding())
+	r, err := envelope.NewReader(f, st.Size(), h.kr(), envelope.Options{Binding: h.binding()})
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +117,7 @@ func (h *home) writeSidecar(dir string, m map[string]Meta) error {
 			h.root.Remove(tmp)
 		}
 	}()
-	w, err := envelope.NewWriterAEAD(f, h.kr(), h.binding(), h.s.aead)
+	w, err := envelope.NewWriter(f, h.kr(), envelope.Options{Binding: h.binding(), AEAD: h.s.aead})
 	if err != nil {
 		return err
 	}

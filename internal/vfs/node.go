@@ -137,7 +137,7 @@ func (h *home) openInPlace(rel string, writable bool) (*node, error) {
 	}
 	h.mu.Unlock()
 	back := &backing{f: f, rw: rw}
-	ef, err := envelope.OpenBound(back, st.Size(), h.kr(), h.binding())
+	ef, err := envelope.Open(back, st.Size(), h.kr(), envelope.Options{Binding: h.binding()})
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -174,7 +174,7 @@ func (h *home) newReplacement(rel string, mode fs.FileMode, created bool, credit
 		return nil, err
 	}
 	back := &backing{f: f, rw: true, writeback: true}
-	ef, err := envelope.CreateAEAD(back, h.kr(), h.binding(), h.s.aead)
+	ef, err := envelope.Create(back, h.kr(), envelope.Options{Binding: h.binding(), AEAD: h.s.aead})
 	if err != nil {
 		f.Close()
 		h.root.Remove(tmp)

@@ -162,7 +162,7 @@ func (h *home) rewrapPath(rel string, kr *envelope.Keyring) error {
 	if err != nil {
 		return err
 	}
-	changed, err := envelope.RewrapBound(f, st.Size(), kr, h.binding(), f.Sync)
+	changed, err := envelope.Rewrap(f, st.Size(), kr, envelope.Options{Binding: h.binding()})
 	if changed {
 		if serr := f.Sync(); err == nil {
 			err = serr
@@ -204,7 +204,7 @@ func (n *node) rewrap(kr *envelope.Keyring) error {
 	if err != nil {
 		return err
 	}
-	changed, err := envelope.RewrapBound(n.back, st.Size(), kr, n.h.binding(), n.back.f.Sync)
+	changed, err := envelope.Rewrap(n.back.f, st.Size(), kr, envelope.Options{Binding: n.h.binding()})
 	if changed {
 		restoreTimes(n.back.f, st)
 		if n.times != nil {
@@ -267,7 +267,7 @@ func (h *home) verify(rel string) error {
 			if err != nil {
 				return err
 			}
-			return envelope.VerifyBound(n.back, st.Size(), kr, h.binding())
+			return envelope.Verify(n.back, st.Size(), kr, envelope.Options{Binding: h.binding()})
 		}
 	}
 	h.ns.RUnlock()
@@ -284,7 +284,7 @@ func (h *home) verify(rel string) error {
 		if !st.Mode().IsRegular() {
 			return nil
 		}
-		return envelope.VerifyBound(f, st.Size(), kr, h.binding())
+		return envelope.Verify(f, st.Size(), kr, envelope.Options{Binding: h.binding()})
 	}
 	if err := check(); err == nil || errors.Is(err, fs.ErrNotExist) {
 		return err
