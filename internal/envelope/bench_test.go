@@ -337,27 +337,33 @@ func threadCPU() time.Duration {
 	return time.Duration(ts.Nano())
 }
 
-// TestCPUTimeRatios is a measurement, not a check: on a machine too busy
-// for wall-clock benchmarks, it compares the CPU time of the calling thread
-// for the raw AEAD and for sequential File writes and reads of 3000 chunks.
-// Run: ENVELOPE_CPUTIME=1 go test -run CPUTime -v ./internal/envelope/
-func TestCPUTimeRatios(t *testing.T) {
-	if os.Getenv("ENVELOPE_CPUTIME") == "" || runtime.GOOS != "linux" {
-		t.Skip("a measurement: set ENVELOPE_CPUTIME=1 (Linux)")
+// BenchmarkCPUTimeRatios compares, by CPU time of the calling thread (so
+// that a busy machine skews it less than wall-clock time), the raw AEAD with
+// sequential File writes and reads of 3000 chunks. It reports each as
+// MB/s of CPU time and as a percentage of the raw AEAD (alone, and plus the
+// same copy into the in-memory store the File makes). A measurement, not a
+// check: docs/PERFORMANCE.md records its results. Linux only.
+// Run: go test -run '^$' -bench CPUTimeRatios -benchtime 3x ./internal/envelope/
+func BenchmarkCPUTimeRatios(b *testing.B) {
+	if runtime.GOOS != "linux" {
+		b.Skip("CLOCK_THREAD_CPUTIME_ID is Linux's")
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	// One P: the File's parallel batches run on this thread, so its CPU
-	// time is all the work.
+	// One P: the File's parallel batches run on the benchmark's thread,
+	// so its CPU time is all the work.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	for _, id := range []AEAD{XChaCha20Poly1305, XAES256GCM} {
-		t.Run(id.String(), func(t *testing.T) { cpuTimeRatios(t, id) })
+		b.Run(id.String(), func(b *testing.B) {
+			// On the sub-benchmark's goroutine: the thread clock is
+			// that of the thread it stays on.
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			cpuTimeRatios(b, id)
+		})
 	}
 }
 
-func cpuTimeRatios(t *testing.T, id AEAD) {
+func cpuTimeRatios(b *testing.B, id AEAD) {
 	const n = 3000
-	mbps := func(d time.Duration) float64 { return n * chunkSize / d.Seconds() / 1e6 }
 	timed := func(fn func()) time.Duration {
 		c := threadCPU()
 		fn()
@@ -367,72 +373,80 @@ func cpuTimeRatios(t *testing.T, id AEAD) {
 	nonce := make([]byte, nonceSize)
 	plain := pattern(chunkSize, 1)
 	sealed := make([]byte, 0, encChunkSize)
-	kr := testKeyring(t)
+	kr := testKeyring(b)
 	store := make([]byte, CiphertextSize(n*chunkSize))
 	for i := range store {
 		store[i] = 1
 	}
-	for round := range 3 {
-		seal := timed(func() {
+	var seal, open, write, read, noStore, sealStore, loadOpen time.Duration
+	for b.Loop() {
+		seal += timed(func() {
 			for range n {
 				sealed = aead.Seal(sealed[:0], nonce, plain, nil)
 			}
 		})
-		open := timed(func() {
+		open += timed(func() {
 			for range n {
 				_, _ = aead.Open(plain[:0], nonce, sealed, nil)
 			}
 		})
 		m := &memBacking{data: store[:0]}
 		f, err := Create(m, kr, Options{AEAD: id})
-		must(t, err)
-		write := timed(func() {
+		must(b, err)
+		write += timed(func() {
 			for i := range n {
 				_, _ = f.WriteAt(plain, int64(i)*chunkSize)
 			}
-			must(t, f.Close())
+			must(b, f.Close())
 		})
 		g, err := Open(m, m.Size(), kr, Options{})
-		must(t, err)
-		read := timed(func() {
+		must(b, err)
+		read += timed(func() {
 			for i := range n {
 				if _, err := g.ReadAt(plain, int64(i)*chunkSize); err != nil {
-					t.Fatal(err)
+					b.Fatal(err)
 				}
 			}
 		})
-		must(t, g.Close())
+		must(b, g.Close())
 		f, err = Create(&sinkBacking{}, kr, Options{AEAD: id})
-		must(t, err)
-		noStore := timed(func() {
+		must(b, err)
+		noStore += timed(func() {
 			for i := range n {
 				_, _ = f.WriteAt(plain, int64(i)*chunkSize)
 			}
-			must(t, f.Close())
+			must(b, f.Close())
 		})
 		// The raw AEAD plus the copy into (out of) the same in-memory
 		// store that the File's backing makes: the ceiling of a File
 		// over this backing, whatever the format does.
 		m = &memBacking{data: store[:0]}
-		sealStore := timed(func() {
+		sealStore += timed(func() {
 			for i := range n {
 				sealed = aead.Seal(sealed[:0], nonce, plain, nil)
 				_, _ = m.WriteAt(sealed, chunkOffset(int64(i)))
 			}
 		})
-		loadOpen := timed(func() {
+		loadOpen += timed(func() {
 			ct := sealed[:encChunkSize]
 			for i := range n {
 				_, _ = m.ReadAt(ct, chunkOffset(int64(i)))
 				_, _ = aead.Open(plain[:0], nonce, sealed, nil) // authentic, like the File's
 			}
 		})
-		pct := func(raw, got time.Duration) float64 { return 100 * raw.Seconds() / got.Seconds() }
-		t.Logf("round %d, MB/s of CPU time: raw seal %.0f, open %.0f; File write %.0f (%.0f%% of seal), write without store %.0f (%.0f%%), read %.0f (%.0f%% of open)",
-			round, mbps(seal), mbps(open), mbps(write), pct(seal, write), mbps(noStore), pct(seal, noStore), mbps(read), pct(open, read))
-		t.Logf("round %d, with the store's copy: raw seal+store %.0f (File write %.0f%% of it), load+raw open %.0f (File read %.0f%% of it)",
-			round, mbps(sealStore), pct(sealStore, write), mbps(loadOpen), pct(loadOpen, read))
 	}
+	bytes := float64(b.N) * n * chunkSize
+	mbps := func(d time.Duration) float64 { return bytes / d.Seconds() / 1e6 }
+	pct := func(raw, got time.Duration) float64 { return 100 * raw.Seconds() / got.Seconds() }
+	b.ReportMetric(mbps(seal), "seal-cpuMB/s")
+	b.ReportMetric(mbps(open), "open-cpuMB/s")
+	b.ReportMetric(mbps(write), "write-cpuMB/s")
+	b.ReportMetric(mbps(read), "read-cpuMB/s")
+	b.ReportMetric(pct(seal, write), "write/seal-%")
+	b.ReportMetric(pct(open, read), "read/open-%")
+	b.ReportMetric(pct(seal, noStore), "nostore/seal-%")
+	b.ReportMetric(pct(sealStore, write), "write/seal+store-%")
+	b.ReportMetric(pct(loadOpen, read), "read/load+open-%")
 }
 
 // The same sequential 64 KiB writes and reads through an *os.File in a

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -135,4 +136,64 @@ func TestIOErrors(t *testing.T) {
 			t.Fatalf("not sticky: %v", err)
 		}
 	})
+}
+
+// TestErrorsPrefixedOnce: every error of the exported API carries the
+// "envelope:" prefix exactly once, whatever it wraps, and still matches its
+// sentinel with errors.Is (issue 15, item 7: no "envelope: x: envelope: y:
+// envelope: malformed data").
+func TestErrorsPrefixedOnce(t *testing.T) {
+	kr := testKeyring(t)
+	other := testKeyring(t)
+	stored := writeFile(t, kr, pattern(3*chunkSize, 30))
+	size := int64(len(stored))
+	flip := func(off int64) []byte {
+		b := bytes.Clone(stored)
+		b[off] ^= 1
+		return b
+	}
+	readAll := func(b []byte) error {
+		f, err := Open(newMem(b), int64(len(b)), kr, Options{})
+		if err != nil {
+			return err
+		}
+		_, err = f.ReadAt(make([]byte, 3*chunkSize), 0)
+		return err
+	}
+	badKeyring := []byte("securefsd-keyring v1\nactive 7\nkek x AAAA\n")
+	for _, tc := range []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"open: bad size", func() error { _, err := Open(newMem(stored), HeaderSize+3, kr, Options{}); return err }(), ErrFormat},
+		{"open: bad magic", func() error { _, err := Open(newMem(flip(0)), size, kr, Options{}); return err }(), ErrVersion},
+		{"open: unknown key", func() error { _, err := Open(newMem(stored), size, other, Options{}); return err }(), ErrUnknownKey},
+		{"open: other binding", func() error {
+			_, err := Open(newMem(stored), size, kr, Options{Binding: []byte("x")})
+			return err
+		}(), ErrAuth},
+		{"read: damaged chunk", readAll(flip(chunkOffset(1) + 30)), ErrAuth},
+		{"read: cut file", readAll(stored[:chunkOffset(2)]), ErrTruncated},
+		{"create: unknown AEAD", func() error { _, err := Create(newMem(nil), kr, Options{AEAD: 9}); return err }(), ErrVersion},
+		{"create: nil keyring", func() error { _, err := Create(newMem(nil), nil, Options{}); return err }(), ErrUnknownKey},
+		{"writer: unknown AEAD", func() error { _, err := NewWriter(io.Discard, kr, Options{AEAD: 9}); return err }(), ErrVersion},
+		{"verify: damaged chunk", Verify(newMem(flip(chunkOffset(2)+30)), size, kr, Options{}), ErrAuth},
+		{"rewrap: unknown key", func() error { _, err := Rewrap(newMem(stored), size, other, Options{}); return err }(), ErrUnknownKey},
+		{"rewrap: nil backing", func() error { _, err := Rewrap(nil, size, kr, Options{}); return err }(), errNoBacking},
+		{"key ids: short", func() error { _, err := KeyIDs(newMem(stored[:10])); return err }(), ErrFormat},
+		{"plaintext size", func() error { _, err := PlaintextSize(3); return err }(), ErrFormat},
+		{"keyring: bad id", func() error { _, err := ParseKeyring(badKeyring, nil); return err }(), ErrFormat},
+		{"keyring: empty passphrase", func() error { _, err := MarshalKeyring(kr, []byte{}, Argon2Params{}); return err }(), ErrPassphrase},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !errors.Is(tc.err, tc.want) {
+				t.Fatalf("got %v, want %v", tc.err, tc.want)
+			}
+			msg := tc.err.Error()
+			if n := strings.Count(msg, "envelope:"); n != 1 || !strings.HasPrefix(msg, "envelope: ") {
+				t.Fatalf("%q: prefix %d times", msg, n)
+			}
+		})
+	}
 }

@@ -250,23 +250,31 @@ func newHeader(kr *Keyring, o Options) (*header, []byte, error) {
 }
 
 // openHeader is the common start of every way to read a stored file (Open,
-// NewReader, Verify, Rewrap): it checks that ciphertextSize is a length the
-// format produces (ErrFormat), reads and parses r's header, and unwraps the
-// DEK with kr, authenticating o.Binding. It returns the plaintext size, the
-// header, the DEK (the caller clears it) and the winning slot's index.
+// NewReader, Verify): it checks that ciphertextSize is a length the format
+// produces (ErrFormat), then unwraps the header (unwrapHeader). It returns
+// the plaintext size, the header, the DEK (the caller clears it) and the
+// winning slot's index.
 func openHeader(r io.ReaderAt, ciphertextSize int64, kr *Keyring, o Options) (int64, *header, []byte, int, error) {
 	size, err := plaintextSize(ciphertextSize)
 	if err != nil {
 		return 0, nil, nil, 0, err
 	}
+	h, dek, best, err := unwrapHeader(r, kr, o)
+	return size, h, dek, best, err
+}
+
+// unwrapHeader reads and parses r's header and unwraps the DEK with kr,
+// authenticating o.Binding (docs/FORMAT.md, section 5.3). It returns the
+// header, the DEK (the caller clears it) and the winning slot's index.
+func unwrapHeader(r io.ReaderAt, kr *Keyring, o Options) (*header, []byte, int, error) {
 	h, err := readHeader(r)
 	if err != nil {
-		return 0, nil, nil, 0, err
+		return nil, nil, 0, err
 	}
 	h.binding = slices.Clone(o.Binding)
 	dek, best, err := h.unwrap(kr)
 	if err != nil {
-		return 0, nil, nil, 0, err
+		return nil, nil, 0, err
 	}
-	return size, h, dek, best, nil
+	return h, dek, best, nil
 }

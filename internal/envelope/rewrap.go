@@ -62,12 +62,7 @@ func rewrap(b SyncBacking, ciphertextSize int64, kr *Keyring, o Options) (bool, 
 	if ciphertextSize < HeaderSize+ChunkOverhead {
 		return false, fmt.Errorf("ciphertext size %d: %w", ciphertextSize, ErrFormat)
 	}
-	h, err := readHeader(b)
-	if err != nil {
-		return false, err
-	}
-	h.binding = o.Binding
-	dek, best, err := h.unwrap(kr)
+	h, dek, best, err := unwrapHeader(b, kr, o)
 	if err != nil {
 		return false, err
 	}
