@@ -44,9 +44,8 @@ func TestSplitterWorkers(t *testing.T) {
 
 // countTask counts the runs of each chunk and the sealers they ran with.
 type countTask struct {
-	runs    []atomic.Int32
+	runs []atomic.Int32
 }
-
 
 func (c *countTask) run(s *sealer, k int) { c.runs[k].Add(1) }
 
