@@ -7,11 +7,15 @@
 //
 // With -xaes it added, once, the XAES-256-GCM files (AEAD id 2, added to
 // version 1 later) to the existing store, under its keyring; it refuses if
-// they exist.
+// they exist. With -bound it added, once, two files bound to a binding
+// context (docs/FORMAT.md, section 5.5), as securefsd's store binds each
+// file to its owner's home; their MANIFEST lines carry the binding in
+// base64 as a fourth field.
 package main
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"io"
@@ -58,9 +62,14 @@ func check(err error) {
 
 func main() {
 	xaes := flag.Bool("xaes", false, "add the XAES-256-GCM files to the existing store")
+	bound := flag.Bool("bound", false, "add the bound files to the existing store")
 	flag.Parse()
 	if *xaes {
 		addXAES()
+		return
+	}
+	if *bound {
+		addBound()
 		return
 	}
 	if _, err := os.Stat(dir); err == nil {
@@ -146,6 +155,44 @@ func addXAES() {
 		check(file.Close())
 		check(os.WriteFile(filepath.Join(dir, "files", f.name), m.b, 0o644))
 		_, err = fmt.Fprintf(mf, "%s %d %x\n", f.name, len(f.data), sha256.Sum256(f.data))
+		check(err)
+	}
+	check(mf.Close())
+}
+
+// addBound adds bound-small and bound-multi, XAES-256-GCM files under the
+// store's active KEK bound to "securefsd home alice" (the binding vfs gives
+// the files of home "alice"), and their MANIFEST lines.
+func addBound() {
+	if _, err := os.Stat(filepath.Join(dir, "files", "bound-small")); err == nil {
+		log.Fatal("the bound files exist: golden stores are never regenerated")
+	}
+	text, err := os.ReadFile(filepath.Join(dir, "keyring"))
+	check(err)
+	kr, err := envelope.ParseKeyring(text, nil)
+	check(err)
+	binding := []byte("securefsd home alice")
+	multi := make([]byte, 3*envelope.DefaultChunkSize+7)
+	for i := range multi {
+		multi[i] = byte(i % 251)
+	}
+	mf, err := os.OpenFile(filepath.Join(dir, "MANIFEST"), os.O_APPEND|os.O_WRONLY, 0)
+	check(err)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{
+		{"bound-small", []byte("hello, alice's home\n")},
+		{"bound-multi", multi},
+	} {
+		m := &mem{}
+		file, err := envelope.Create(m, kr, envelope.Options{Binding: binding, AEAD: envelope.XAES256GCM})
+		check(err)
+		_, err = file.WriteAt(f.data, 0)
+		check(err)
+		check(file.Close())
+		check(os.WriteFile(filepath.Join(dir, "files", f.name), m.b, 0o644))
+		_, err = fmt.Fprintf(mf, "%s %d %x %s\n", f.name, len(f.data), sha256.Sum256(f.data), base64.StdEncoding.EncodeToString(binding))
 		check(err)
 	}
 	check(mf.Close())

@@ -165,7 +165,8 @@ type vector struct {
 // aeadIndependent: header cases that do not depend on the AEAD, made for
 // id 1 only.
 var aeadIndependent = map[string]bool{"header_bad_magic": true, "header_version_2": true,
-	"header_reserved": true, "header_empty_slot": true, "bad_length": true, "header_aead_3": true}
+	"header_reserved": true, "header_empty_slot": true, "bad_length": true, "header_aead_3": true,
+	"header_chunk_size": true, "header_kek_id_zero": true, "header_no_slot": true, "header_equal_generations": true}
 
 func main() {
 	out := "testdata/vectors"
@@ -218,6 +219,9 @@ func vectors() []vector {
 		log.Fatal(err)
 	}
 	ok("two_slots", 100, m.b, "interrupted re-wrap: slot 0 generation 1 (fixed KEK 0), slot 1 generation 2 (fixed KEK 1)")
+	equalGen := bytes.Clone(m.b)
+	copy(equalGen[128:132], []byte{0, 0, 0, 1})
+	bad("header_equal_generations", "header failure", "ErrFormat", equalGen, "interrupted re-wrap with slot 1's generation changed to 1: both slots generation 1")
 
 	small := create(kr, 100).b
 	bad("header_bad_magic", "header failure", "ErrVersion", flip(small, 0), "magic byte 0 changed")
@@ -228,6 +232,19 @@ func vectors() []vector {
 	bad("header_file_id", "header failure", "ErrAuth", flip(small, 20), "file id byte 20 changed: the key slot's AAD no longer matches")
 	bad("header_wrapped_dek", "header failure", "ErrAuth", flip(small, 90), "wrapped DEK of slot 0 changed")
 	bad("header_empty_slot", "header failure", "ErrFormat", flip(small, 150), "empty slot 1 not all zero")
+	// The other header failure classes of docs/FORMAT.md, section 5.3,
+	// rules 3 and 4 (added later: the vectors above stay as committed).
+	// Slot i starts at byte 48+80i: generation (4 bytes), KEK id (4), nonce,
+	// wrapped DEK.
+	c17 := bytes.Clone(small)
+	c17[10] = 17
+	bad("header_chunk_size", "header failure", "ErrVersion", c17, "chunk size log2 17 (version 1 has 16 only)")
+	kid0 := bytes.Clone(small)
+	copy(kid0[52:56], []byte{0, 0, 0, 0})
+	bad("header_kek_id_zero", "header failure", "ErrFormat", kid0, "slot 0 in use (generation 1) with KEK id 0")
+	noSlot := bytes.Clone(small)
+	clear(noSlot[48:128])
+	bad("header_no_slot", "header failure", "ErrFormat", noSlot, "slot 0 cleared: no key slot in use")
 	bad("unknown_key", "unknown key", "ErrUnknownKey", create(kr9, 100).b, "wrapped under fixed KEK 2, which the keyring lacks")
 	bad("chunk_tag", "auth failure", "ErrAuth", flip(small, len(small)-1), "last tag byte changed")
 	bad("chunk_nonce", "auth failure", "ErrAuth", flip(small, envelope.HeaderSize), "first nonce byte changed")

@@ -3,6 +3,8 @@ package envelope
 import (
 	"bufio"
 	"crypto/sha256"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -37,9 +39,17 @@ func TestGoldenStoreV1(t *testing.T) {
 	sc := bufio.NewScanner(mf)
 	n := 0
 	for sc.Scan() {
+		// name, plaintext size, SHA-256 and, for a bound file, its
+		// binding context in base64.
 		f := strings.Fields(sc.Text())
-		if len(f) != 3 {
+		if len(f) != 3 && len(f) != 4 {
 			t.Fatalf("MANIFEST line %q", sc.Text())
+		}
+		var binding []byte
+		if len(f) == 4 {
+			var err error
+			binding, err = base64.StdEncoding.DecodeString(f[3])
+			must(t, err)
 		}
 		size, err := strconv.ParseInt(f[1], 10, 64)
 		must(t, err)
@@ -47,15 +57,22 @@ func TestGoldenStoreV1(t *testing.T) {
 			stored, err := os.ReadFile(filepath.Join(goldenStore, "files", f[0]))
 			must(t, err)
 			for name, kr := range map[string]*Keyring{"plain": plain, "sealed": sealed} {
-				got, err := readAll(t, stored, kr)
+				got, err := readAllBound(t, stored, kr, binding)
 				if err != nil || int64(len(got)) != size || fmt.Sprintf("%x", sha256.Sum256(got)) != f[2] {
 					t.Fatalf("%s keyring: %v (%d bytes)", name, err, len(got))
 				}
 			}
+			if binding != nil {
+				// Bound for real: without the binding the header
+				// does not open.
+				if _, err := readAll(t, stored, plain); !errors.Is(err, ErrAuth) {
+					t.Fatalf("read unbound: %v", err)
+				}
+			}
 			// The files of the release are XChaCha20-Poly1305; xaes-*
-			// were added with AEAD id 2.
+			// and bound-* were added with AEAD id 2.
 			wantAEAD := XChaCha20Poly1305
-			if strings.HasPrefix(f[0], "xaes-") {
+			if strings.HasPrefix(f[0], "xaes-") || strings.HasPrefix(f[0], "bound-") {
 				wantAEAD = XAES256GCM
 			}
 			if AEAD(stored[9]) != wantAEAD {
@@ -73,7 +90,7 @@ func TestGoldenStoreV1(t *testing.T) {
 		})
 		n++
 	}
-	if n != 6 {
+	if n != 8 {
 		t.Fatalf("%d files in MANIFEST", n)
 	}
 }

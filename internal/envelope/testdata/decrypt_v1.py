@@ -4,6 +4,9 @@ alone (not from the Go code), used to check that the spec is complete.
 
 Usage: decrypt_v1.py VECTOR... : decrypts each known-answer vector and checks
 its "expect"/"error"/"sha256" fields; exits non-zero on any disagreement.
+       decrypt_v1.py --store DIR : decrypts every file of a golden store (its
+plain "keyring" file, MANIFEST lines "name size sha256 [binding-base64]") and
+checks size and SHA-256; a bound file must also fail (ErrAuth) unbound.
 Needs the "cryptography" package (ChaCha20-Poly1305, AES-GCM, AES-ECB);
 HChaCha20 and the XAES-256-GCM key derivation are here.
 """
@@ -199,5 +202,48 @@ def main(paths):
     return 1 if bad else 0
 
 
+def parse_plain_keyring(text):  # FORMAT.md section 10, plain encoding
+    lines = text.decode().split("\n")
+    if lines[0] != "securefsd-keyring v1" or lines[-1] != "":
+        raise SystemExit("not a plain keyring")
+    keks = {}
+    for line in lines[2:-1]:
+        tag, kid, b64 = line.split(" ")
+        key = base64.b64decode(b64, validate=True)
+        if tag != "kek" or kek_id(key) != int(kid):
+            raise SystemExit(f"bad keyring line {line!r}")
+        keks[int(kid)] = key
+    return keks
+
+
+def check_store(d):
+    self_check()
+    keks = parse_plain_keyring(open(f"{d}/keyring", "rb").read())
+    bad = 0
+    for line in open(f"{d}/MANIFEST").read().splitlines():
+        f = line.split(" ")
+        name, size, digest = f[0], int(f[1]), f[2]
+        binding = base64.b64decode(f[3], validate=True) if len(f) > 3 else b""
+        data = open(f"{d}/files/{name}", "rb").read()
+        try:
+            pt = decrypt(data, keks, binding)
+            ok = len(pt) == size and hashlib.sha256(pt).hexdigest() == digest
+            got = f"success, {len(pt)} bytes"
+        except FormatError as e:
+            ok, got = False, str(e)
+        if ok and binding:
+            try:
+                decrypt(data, keks)
+                ok, got = False, "opened without its binding"
+            except FormatError as e:
+                ok = str(e) == "ErrAuth"
+                got += f"; unbound: {e}"
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: {got}")
+        bad += not ok
+    return 1 if bad else 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--store"]:
+        sys.exit(check_store(sys.argv[2]))
     sys.exit(main(sys.argv[1:]))
