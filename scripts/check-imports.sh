@@ -2,7 +2,10 @@
 # Enforces the package boundaries of docs/ARCHITECTURE.md:
 #   - sftpd, davd, webui and users never import envelope directly (they go through vfs);
 #   - only users imports bbolt;
-#   - envelope and vfs depend on no protocol, user or admin package (not even indirectly).
+#   - envelope and vfs depend on no protocol, user or admin package (not even indirectly);
+#   - envelope depends on nothing outside the standard library but golang.org/x/crypto and
+#     golang.org/x/sys/cpu (not even indirectly);
+#   - keyfile imports only the standard library and envelope.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
@@ -23,4 +26,15 @@ for p in internal/envelope internal/vfs; do
   check deps "$p" "golang.org/x/net/webdav"
 done
 check deps internal/envelope "$mod/internal/vfs"
+# allowed: what may appear among a package's non-standard dependencies (a regexp on import paths).
+only() { # how package allowed
+  local bad
+  bad=$($1 "$2" | grep -vx "$3" || true)
+  if [ -n "$bad" ]; then echo "import rule broken: $2 may not depend on:"; echo "$bad" | sed 's/^/  /'; fail=1; fi
+}
+nonstd() { go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' "$mod/$1"; }
+directNonstd() { go list -f '{{range .Imports}}{{.}}{{"\n"}}{{end}}' "$mod/$1" | grep '\.' || true; }
+only nonstd internal/envelope "$mod/internal/envelope\|golang\.org/x/crypto/.*\|golang\.org/x/sys/cpu"
+only directNonstd internal/keyfile "$mod/internal/envelope"
+for q in vfs sftpd davd webui users admin; do check deps internal/keyfile "$mod/internal/$q"; done
 exit $fail

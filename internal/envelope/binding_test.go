@@ -106,7 +106,7 @@ func TestBinding(t *testing.T) {
 }
 
 // TestBindingNotStored: the binding leaves no trace in the stored bytes, and
-// a wrong binding is reported at the header (OpenBound), before any chunk.
+// a wrong binding is reported at the header (Open), before any chunk.
 func TestBindingNotStored(t *testing.T) {
 	kr := testKeyring(t)
 	secret := []byte("securefsd home a-very-recognisable-home-name")
@@ -117,7 +117,7 @@ func TestBindingNotStored(t *testing.T) {
 	if len(stored) != int(CiphertextSize(1)) {
 		t.Fatalf("bound file is %d bytes, want %d", len(stored), CiphertextSize(1))
 	}
-	// Only the header is given: OpenBound must fail without reading chunks.
+	// Only the header is given: Open must fail without reading chunks.
 	if _, err := Open(newMem(stored[:HeaderSize]), int64(len(stored)), kr, Options{Binding: []byte("other")}); !errors.Is(err, ErrAuth) {
 		t.Fatalf("wrong binding at header: %v", err)
 	}
@@ -161,7 +161,7 @@ func TestTamperBound(t *testing.T) {
 	}
 }
 
-func TestRewrapBound(t *testing.T) {
+func TestRewrapKeepsBinding(t *testing.T) {
 	kr := testKeyring(t)
 	alice, bob := []byte("securefsd home alice"), []byte("securefsd home bob")
 	data := pattern(chunkSize+3, 5)

@@ -6,18 +6,30 @@
 // DefaultChunkSize plaintext bytes, each sealed under a fresh random 24-byte
 // nonce with the file's content AEAD: XAES-256-GCM (the default for new
 // files) or XChaCha20-Poly1305 (files keep the AEAD they were created with).
-// Batches of whole chunks are sealed and opened on several goroutines. Reads and writes at any offset touch only the chunks
-// involved. Any modification of the stored bytes makes the affected reads
-// fail with ErrAuth, ErrTruncated or ErrStaleFinal: never wrong bytes.
+// Batches of whole chunks are sealed and opened on several goroutines.
+// Reads and writes at any offset touch only the chunks involved. Any
+// modification of the stored bytes makes the affected reads fail with
+// ErrAuth, ErrTruncated or ErrStaleFinal: never wrong bytes.
 //
 // The package is pure: it knows nothing of paths, users, logging or
-// protocols. Callers hand it an io.ReaderAt/io.WriterAt (usually an *os.File).
+// protocols. Callers hand it an io.ReaderAt/io.WriterAt (usually an
+// *os.File); key files on disk are internal/keyfile's job.
 //
-// It imports only the standard library and golang.org/x/crypto, and must
-// stay that way (scripts/check-imports.sh). All primitives are constructed in
-// primitives.go; the byte layouts are in header.go and chunk.go, the size
-// arithmetic in offsets.go, the random-access File in file.go, streams in
-// stream.go, re-wrapping in rewrap.go and the keyring in keyring.go.
+// Outside the standard library it imports only golang.org/x/crypto (and
+// golang.org/x/sys/cpu, to pick the AEAD the CPU runs fastest);
+// scripts/check-imports.sh fails on anything else. All primitives are
+// constructed in primitives.go; the byte layouts are in header.go and
+// chunk.go, the size arithmetic in offsets.go, streams in stream.go,
+// re-wrapping in rewrap.go and the keyring in keyring.go. The random-access
+// File is split by job, each part readable against docs/FORMAT.md, section
+// 8.1, on its own: file.go (the type and its locked methods), cache.go (the
+// chunk cache), read.go (cache misses and read-ahead), append.go (the
+// sequential-append fast path), flush.go (every write to the Backing, in
+// the crash-safe order) and parallel.go (how batches are split over CPUs:
+// by size, never by timings).
+//
+// Errors name the package once: "envelope: read: chunk 3: authentication
+// failed"; test them with errors.Is against the sentinels below.
 //
 // Threat notes (docs/FORMAT.md, section 2): the format protects content
 // confidentiality and the integrity of every stored byte against anyone

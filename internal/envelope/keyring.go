@@ -173,8 +173,8 @@ type Argon2Params struct {
 	Threads         uint8
 }
 
-// DefaultArgon2Params returns t=3, m=64 MiB, p=4 (about half a second on
-// one core of a small server).
+// DefaultArgon2Params returns t=3, m=64 MiB, p=4 (docs/PERFORMANCE.md
+// has its cost).
 func DefaultArgon2Params() Argon2Params {
 	return Argon2Params{Time: 3, MemoryKiB: 64 << 10, Threads: 4}
 }

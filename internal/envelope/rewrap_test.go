@@ -56,7 +56,7 @@ func TestRewrap(t *testing.T) {
 	}
 }
 
-// TestRewrapCrash stops a rewrap between its two header writes (syncFn
+// TestRewrapCrash stops a rewrap between its two header writes (Sync
 // fails, as a crash would) and after each of its writes, and checks that
 // the file opens with either KEK and that a new Rewrap completes.
 func TestRewrapCrash(t *testing.T) {
