@@ -31,22 +31,23 @@ const minStreamChunks = 8
 const pendBatch = batchChunks
 
 // appendChunk is the fast path of a sequential upload in whole chunks: p is
-// exactly chunk i, appended at the end of the file. It copies p into the
-// batch buffer pend, where it is later sealed in place (with the rest of
-// the batch, in parallel) as an interior chunk, a bet that the file grows
-// further; meanwhile the chunk is pending as the last chunk. Entering this mode, the previous last chunk (dirty in the
-// cache and entirely written) is written out first, as a partial flush
-// below i (docs/FORMAT.md, "Write order"); then the pending chunks
-// pendLo..pendIdx are collected in pend and, pendBatch at a time, written
-// in one WriteAt at the stored end: the same partial flush, fewer calls to
-// the Backing. If the bet is lost (a Flush, a read of a pending chunk or
+// exactly chunk i, appended at the end of the file. It seals p into the
+// batch buffer pend.buf as an interior chunk (or, when write batches are
+// split over CPUs, copies it there, to be sealed in place with the rest of
+// the batch, in parallel), a bet that the file grows further; meanwhile the
+// chunk is pending as the last chunk. Entering this mode, the previous last
+// chunk (dirty in the cache and entirely written) is written out first, as
+// a partial flush below i (docs/FORMAT.md, section 8.1); then the pending
+// chunks pend.lo..pend.idx are collected in pend.buf and, pendBatch at a
+// time, written in one WriteAt at the stored end: the same partial flush,
+// fewer calls to the Backing. If the bet is lost (a Flush, a read of a pending chunk or
 // any other write comes first), unpend writes the pending chunks but the
 // last, and opens the last back into the cache, as if it had been written
 // there.
 //
 // It reports false, having changed nothing, when the state does not allow
-// it. In a pending state, f.size == (pendIdx+1)*chunkSize, the stored
-// chunks are 0..pendLo-1, all interior (noFinal), and no cached chunk is
+// it. In a pending state, f.size == (pend.idx+1)*chunkSize, the stored
+// chunks are 0..pend.lo-1, all interior (noFinal), and no cached chunk is
 // dirty.
 func (f *File) appendChunk(p []byte, i int64) (bool, error) {
 	if f.err != nil {
@@ -97,7 +98,7 @@ func (f *File) appendChunk(p []byte, i int64) (bool, error) {
 	return true, nil
 }
 
-// writePending seals the pending chunks pendLo..end-1 (end <= pendIdx+1)
+// writePending seals the pending chunks pend.lo..end-1 (end <= pend.idx+1)
 // in place, in parallel, as interior chunks, writes them at the stored end
 // in one WriteAt, and keeps the others pending.
 func (f *File) writePending(end int64) error {

@@ -157,7 +157,7 @@ func (o Options) aead() (AEAD, error) {
 // Within one call of a File method, it may call ReadAt from several
 // goroutines at once (as io.ReaderAt allows: a parallel batch of chunks);
 // WriteAt and Truncate are called from one goroutine at a time, in the
-// order of docs/FORMAT.md, "Write order".
+// order of docs/FORMAT.md, section 8.1.
 type Backing interface {
 	io.ReaderAt
 	io.WriterAt

@@ -15,16 +15,17 @@ import (
 // A File is safe for concurrent use by multiple goroutines: ReadAt, WriteAt,
 // Truncate, Flush and Close are serialized by one mutex. Writes go to a
 // write-back cache of up to 32 chunks. Flush and Close seal every dirty
-// chunk and write it to the Backing in the order of docs/FORMAT.md, "Write
-// order", leaving a valid stored file; neither syncs the Backing. When all
+// chunk and write it to the Backing in the order of docs/FORMAT.md,
+// section 8.1, leaving a valid stored file; neither syncs the Backing. When all
 // 32 cached chunks are dirty, the lower half is written (sealed as interior
 // chunks, the last chunk stays cached); a growing File also writes out the
 // chunks that earlier writes finished (settle), and seals whole-chunk
 // appends straight from the caller's buffer, keeping the last one sealed
 // and pending (appendChunk). So until the next Flush the stored file of a
-// growing File may lack its final chunk. Other readers of the
-// same stored file must therefore go through this File, or wait for Flush.
-// The File never closes the Backing.
+// growing File may lack its final chunk. Other readers of the same stored
+// file must therefore go through this File, or wait for Flush. The File
+// never closes the Backing. (Where each job lives: cache.go, read.go,
+// append.go, flush.go.)
 //
 // Errors: a chunk that fails authentication fails the ReadAt (or the
 // WriteAt that needs its old content) with ErrAuth, ErrTruncated or
@@ -293,7 +294,7 @@ func (f *File) WriteAt(p []byte, off int64) (n int, err error) {
 
 // Truncate changes the plaintext size. Growing is cached like a write past
 // the end. Shrinking flushes, re-seals the new final chunk, then truncates
-// the Backing (docs/FORMAT.md, "Write order").
+// the Backing (docs/FORMAT.md, section 8.1).
 func (f *File) Truncate(size int64) (err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

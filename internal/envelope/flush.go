@@ -71,7 +71,7 @@ func (f *File) settle(before int64) error {
 
 // settleBatch is how many finished chunks settle waits for before it
 // writes them out, sealed in parallel: a batch of up to batchChunks (4 per
-// CPU), or one when the crew works alone (a single CPU, a busy machine).
+// CPU), or one when write batches are not split (the default, or one CPU).
 func (f *File) settleBatch() int64 {
 	if f.parallel(parallelWrites) {
 		return int64(min(batchChunks, 4*runtime.GOMAXPROCS(0)))
@@ -88,7 +88,7 @@ func (f *File) writeChunk(i int64, plain []byte, final bool) error {
 	return nil
 }
 
-// flush writes, in this order (docs/FORMAT.md, "Write order"):
+// flush writes, in this order (docs/FORMAT.md, section 8.1):
 //  1. the chunks beyond the stored final chunk, ascending, ending with the
 //     new final chunk; chunks never written hold zeros;
 //  2. the dirty chunks at or before the stored final chunk, ascending,

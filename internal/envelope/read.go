@@ -55,8 +55,9 @@ type missJob struct {
 // readMiss reads q at off, where chunk off/chunkSize is stored and not
 // cached, for as far as one batch goes: that chunk and the following stored,
 // uncached chunks that q covers, plus, if the read is sequential (seq) and
-// the crew works in parallel, the next ones up to batchChunks (read-ahead;
-// working alone, it would only add a copy out of the cache). It opens them
+// read batches are split over several CPUs, the next ones up to
+// batchChunks (read-ahead; on one CPU it would only add a copy out of the
+// cache). It opens them
 // in parallel: the chunks q covers whole straight into q, the others into
 // new cache entries. It returns how many bytes of q it filled; only
 // authenticated bytes are counted. A failing chunk beyond q is not an
