@@ -90,7 +90,7 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 			return User{}, fmt.Errorf("users: auth: %w", err)
 		}
 	}
-	if err := db.sem.acquire(ctx, a.ak); err != nil {
+	if err := db.sem.acquire(ctx, a.src); err != nil {
 		return User{}, fmt.Errorf("users: auth: %w", err)
 	}
 	// A ban may have begun during the delay or the wait for Argon2id (a

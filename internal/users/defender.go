@@ -177,6 +177,7 @@ func (d *defender) bannedLocked(key string, now time.Time) bool {
 // address's and the name's budget until end settles it.
 type attempt struct {
 	ak, uk string    // keys ("" = not scored on that dimension)
+	src    string    // the address key even when safelisted: whose turn it is for Argon2id
 	ea, eu *defEntry // the reserved entries (nil = none); pointers, so an unban that drops them from the map cannot unbalance the count
 	exempt bool      // the name's ban, budget and delay do not apply (known or safelisted address)
 }
@@ -196,7 +197,7 @@ type attempt struct {
 // logged in from successfully before, nor from a safelisted address.
 // It returns the delay to serve before checking; the caller must call end.
 func (d *defender) begin(ctx context.Context, remote, name string) (*attempt, time.Duration, error) {
-	a := &attempt{ak: d.addrKeyFor(remote), uk: userKey(name)}
+	a := &attempt{ak: d.addrKeyFor(remote), uk: userKey(name), src: addrKey(remote)}
 	if d.opts.Disabled {
 		return a, 0, nil
 	}
