@@ -159,7 +159,8 @@ func (db *DB) noteVerifyCost(d time.Duration) {
 func (db *DB) PaceRefusal(ctx context.Context) error {
 	if db.verifyCost.Load() == 0 {
 		db.calibrate.Do(func() {
-			if err := db.sem.acquire(ctx, ""); err != nil {
+			// Not cut short by this caller's ctx: the Once runs only once.
+			if err := db.sem.acquire(context.WithoutCancel(ctx), ""); err != nil {
 				return
 			}
 			start := time.Now()

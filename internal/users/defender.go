@@ -210,9 +210,9 @@ func (d *defender) begin(ctx context.Context, remote, name string) (*attempt, ti
 		if d.bannedLocked(a.ak, now) || (!a.exempt && d.bannedLocked(a.uk, now)) {
 			return nil, 0, ErrBanned
 		}
-		ea, eu := d.entryLocked(a.ak, now), d.entryLocked(a.uk, now)
-		if a.exempt {
-			eu = nil
+		ea, eu := d.entryLocked(a.ak, now), (*defEntry)(nil)
+		if !a.exempt {
+			eu = d.entryLocked(a.uk, now)
 		}
 		if roomFor(ea, d.opts.AddrThreshold) && roomFor(eu, d.opts.UserThreshold) {
 			score := 0
