@@ -5,8 +5,12 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -328,5 +332,78 @@ func TestBanCommands(t *testing.T) {
 	}
 	if _, err := srv.CLI(t, "ban", "del", "127.0.0.67"); err == nil {
 		t.Errorf("ban del without a server succeeded")
+	}
+}
+
+// TestBannedBrowserLogin performs issue 14 item 12's probe of the sign-in
+// form: once the address is banned, a sign-in (even with the right
+// password) must answer exactly like a wrong password (status, page,
+// cookies) and be paced like one, so the ban is visible neither in the
+// answer nor in its timing. The pacing is checked by the server's log line
+// for the code path, never by a clock.
+func TestBannedBrowserLogin(t *testing.T) {
+	t.Parallel()
+	srv := StartServer(t)
+	srv.AddUser(t, "dora", "dora-pw-1")
+	const src = "127.0.0.70"
+	d := &net.Dialer{Timeout: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{
+		Transport:     &http.Transport{DialContext: d.DialContext, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, // self-signed test certificate
+		Jar:           jar,
+		Timeout:       2 * time.Minute,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	reToken := regexp.MustCompile(`name="token" value="([^"]+)"`)
+	signIn := func(pw string) (int, string) {
+		t.Helper()
+		resp, err := hc.Get(srv.DAVURL + "/ui/login")
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := reToken.FindSubmatch(page)
+		if m == nil {
+			t.Fatalf("no token on the login page: %s", page)
+		}
+		form := url.Values{"token": {string(m[1])}, "username": {"dora"}, "password": {pw}}
+		req, _ := http.NewRequest(http.MethodPost, srv.DAVURL+"/ui/login", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", srv.DAVURL)
+		resp, err = hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, fmt.Sprint(resp.Header.Values("Set-Cookie")) + "\n" + string(body)
+	}
+	// 10 wrong passwords, in parallel (no delays), ban the address.
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() { defer wg.Done(); davLogin(t.Context(), srv, src, "dora", fmt.Sprintf("wrong-%d", i)) }()
+	}
+	wg.Wait()
+	waitLog(t, srv, 30*time.Second, "login banned", "address="+src+" ")
+	// A real failure, from an address that is not banned, for comparison.
+	srcFail := "127.0.0.71"
+	d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(srcFail)}
+	failCode, failPage := signIn("wrong")
+	d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	hc.Transport.(*http.Transport).CloseIdleConnections()
+	bannedCode, bannedPage := signIn("dora-pw-1")
+	if bannedCode != failCode || failCode != http.StatusUnauthorized {
+		t.Errorf("banned sign-in %d, failed sign-in %d, want 401 both", bannedCode, failCode)
+	}
+	if bannedPage != failPage {
+		t.Errorf("banned sign-in answer differs from a failure's:\n%s\n---\n%s", bannedPage, failPage)
+	}
+	if n := len(logLines(srv, "users: refusal paced like a failure")); n != 1 {
+		t.Errorf("%d paced refusals logged, want 1", n)
 	}
 }

@@ -170,6 +170,7 @@ func (db *DB) PaceRefusal(ctx context.Context) error {
 		})
 	}
 	d := db.def.refusalDelay() + time.Duration(db.verifyCost.Load())
+	db.log.Debug("users: refusal paced like a failure", "wait", d)
 	if err := db.def.opts.Sleep(ctx, d); err != nil {
 		return fmt.Errorf("users: pace refusal: %w", err)
 	}
