@@ -48,4 +48,20 @@ func TestBansOverSocket(t *testing.T) {
 	if l.Users.Banned("192.0.2.9") {
 		t.Error("address still banned")
 	}
+	// An IPv6 ban covers the /64 and is lifted as listed, or by any address in it.
+	for _, who := range []string{"2001:db8:1:2::/64", "2001:db8:1:2::77"} {
+		for range 10 {
+			l.Users.Failed("ssh", "[2001:db8:1:2::5]:22", "")
+		}
+		bans, err := c.ListBans(ctx)
+		if err != nil || len(bans) != 1 || bans[0].Who != "2001:db8:1:2::/64" {
+			t.Fatalf("ListBans = %+v, %v", bans, err)
+		}
+		if err := c.Unban(ctx, who); err != nil {
+			t.Errorf("Unban(%s) = %v", who, err)
+		}
+		if l.Users.Banned("2001:db8:1:2::5") {
+			t.Errorf("still banned after Unban(%s)", who)
+		}
+	}
 }
