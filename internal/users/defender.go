@@ -178,7 +178,7 @@ func (d *defender) bannedLocked(key string, now time.Time) bool {
 type attempt struct {
 	ak, uk string    // keys ("" = not scored on that dimension)
 	src    string    // the address key even when safelisted: whose turn it is for Argon2id
-	ea, eu *defEntry // the reserved entries (nil = none); pointers, so an unban that drops them from the map cannot unbalance the count
+	ea, eu *defEntry // the reserved entries (nil = none), released by end (never evicted while reserved)
 	exempt bool      // the name's ban, budget and delay do not apply (known or safelisted address)
 }
 
