@@ -64,6 +64,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			env.userCommand(),
 			env.keyCommand(),
 			env.verifyCommand(),
+			env.banCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

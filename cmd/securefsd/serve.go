@@ -47,6 +47,7 @@ var serveFlags = []cli.Flag{
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-sessions", Value: 256, Usage: "SSH connections at once, in total", EnvVars: []string{"SECUREFSD_MAX_SESSIONS"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-sessions-per-user", Value: 32, Usage: "SSH connections at once, per user", EnvVars: []string{"SECUREFSD_MAX_SESSIONS_PER_USER"}}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, how long transfers may take to finish", EnvVars: []string{"SECUREFSD_SHUTDOWN_TIMEOUT"}}),
+	loginSafelistFlag,
 	&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback address (profiling only)", Hidden: true, EnvVars: []string{"SECUREFSD_PPROF_ADDR"}},
 }
 
@@ -91,7 +92,11 @@ func (e *env) serve(c *cli.Context) error {
 	if err := admin.CheckKey(filepath.Join(dir, keyCheckFileName), kr); err != nil {
 		return err
 	}
-	db, err := users.Open(filepath.Join(dir, usersDBFileName), users.Options{Logger: log})
+	safelist, err := parseSafelist(c.String("login-safelist"))
+	if err != nil {
+		return err
+	}
+	db, err := users.Open(filepath.Join(dir, usersDBFileName), users.Options{Logger: log, Defender: users.DefenderOptions{Safelist: safelist}})
 	if errors.Is(err, users.ErrLocked) {
 		return fmt.Errorf("another securefsd is using %s", dir)
 	}

@@ -72,3 +72,14 @@ var ErrNoServer = errors.New("admin: no running server")
 
 // SocketName is the admin socket's file name inside the data directory.
 const SocketName = "admin.sock"
+
+// BanManager lists and lifts the login defender's bans. Bans live in the
+// running server's memory, so only the socket Client reaches real ones;
+// Local (no server running) has only its own, empty, defender.
+type BanManager interface {
+	ListBans(ctx context.Context) ([]users.Ban, error)
+	// Unban lifts the ban of an address ("ip"; an IPv6 address stands for
+	// its /64) or, written "user:NAME", of a user name. users.ErrNotFound:
+	// no active ban; users.ErrInvalid: neither form.
+	Unban(ctx context.Context, who string) error
+}

@@ -95,6 +95,11 @@ func Handler(m Manager, log *slog.Logger) http.Handler {
 	mux.HandleFunc("DELETE /v1/users/{name}/keys/{fp}", h.delKey)
 	mux.HandleFunc("POST /v1/rotate", h.rotate)
 	mux.HandleFunc("POST /v1/verify", h.verify)
+	if b, ok := m.(BanManager); ok {
+		bh := &banHandler{b: b, log: log}
+		mux.HandleFunc("GET /v1/bans", bh.list)
+		mux.HandleFunc("DELETE /v1/bans/{who}", bh.del)
+	}
 	return mux
 }
 
@@ -110,6 +115,7 @@ type event struct {
 	Result   *VerifyResult `json:"result,omitempty"`
 	Key      *users.Key    `json:"key,omitempty"`
 	Users    []users.User  `json:"users,omitempty"`
+	Bans     []users.Ban   `json:"bans,omitempty"`
 	Error    *apiError     `json:"error,omitempty"`
 	Done     bool          `json:"done,omitempty"`
 }

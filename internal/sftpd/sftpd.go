@@ -221,6 +221,7 @@ func supportedOnly(want, have []string) []string {
 
 // authState records one connection's login attempts for the defender.
 type authState struct {
+	ctx        context.Context // ends with the login grace: a login waiting in the defender's queue gives up with the connection
 	mu         sync.Mutex
 	user       string // last user name tried
 	attempts   int    // auth attempts other than "none"
@@ -242,7 +243,7 @@ func (s *Server) newSSHConfig(st *authState) *ssh.ServerConfig {
 		ServerVersion:           s.opts.ServerVersion,
 		MaxAuthTries:            6,
 		PasswordCallback: func(md ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
-			u, err := s.opts.Users.AuthPassword(context.Background(), "ssh", md.RemoteAddr().String(), md.User(), password)
+			u, err := s.opts.Users.AuthPassword(st.ctx, "ssh", md.RemoteAddr().String(), md.User(), password)
 			if err != nil {
 				st.mu.Lock()
 				st.pwFailures++
@@ -254,7 +255,7 @@ func (s *Server) newSSHConfig(st *authState) *ssh.ServerConfig {
 		// Called for key queries and before the signature check; x/crypto
 		// caches the answer per key and verifies the signature afterwards.
 		PublicKeyCallback: func(md ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			u, err := s.opts.Users.AuthKey(context.Background(), "ssh", md.RemoteAddr().String(), md.User(), key)
+			u, err := s.opts.Users.AuthKey(st.ctx, "ssh", md.RemoteAddr().String(), md.User(), key)
 			if err != nil {
 				return nil, err
 			}
@@ -493,7 +494,9 @@ func logName(name string) string {
 func (s *Server) serveConn(ctx context.Context, c *serverConn) {
 	dc := newSSHConn(c.nc, s.opts.LoginGrace)
 	defer dc.Close()
-	st := &authState{}
+	authCtx, authCancel := context.WithTimeout(context.Background(), s.opts.LoginGrace)
+	defer authCancel()
+	st := &authState{ctx: authCtx}
 	sconn, chans, reqs, err := ssh.NewServerConn(dc, s.newSSHConfig(st))
 	if err != nil {
 		s.handshakeFailed(c, st, err)

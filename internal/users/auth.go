@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.etcd.io/bbolt"
 	"golang.org/x/crypto/ssh"
@@ -33,22 +34,26 @@ func (db *DB) lookup(ctx context.Context, name string) (u User, found bool, err 
 // AuthPassword authenticates name with password for protocol proto ("ssh",
 // "dav", "web"; logged) from remote ("ip:port" or "ip").
 //
-// Order: a banned address or name gets ErrBanned without any check; a cached
-// verification (same name and password, same stored hash, user enabled)
-// succeeds at once; otherwise the defender's delay is served (returning
-// early with ctx's error if ctx ends first), then Argon2id runs against the
-// user's hash, or against a dummy hash with the current parameters for an
-// unknown, disabled or key-only user, so every failure costs the same and
-// returns ErrAuthFailed. A success under parameters weaker than
+// Order: a banned address or name gets ErrBanned without any check (the
+// name's ban does not apply from an address the user logged in from
+// before, nor from a safelisted one); a cached verification (same name and
+// password, same stored hash, user enabled) succeeds at once; otherwise the
+// attempt takes a slot of the address's and the name's failure budget
+// (waiting while attempts in flight fill it, see defender.begin), serves
+// the defender's delay (returning early with ctx's error if ctx ends
+// first), waits its turn for Argon2id (shared in turn between source
+// addresses), looks at the ban again, and only then runs Argon2id against
+// the user's hash, or against a dummy hash with the current parameters for
+// an unknown, disabled or key-only user, so every failure costs the same
+// and returns ErrAuthFailed. A success under parameters weaker than
 // Options.Argon2 rewrites the hash with the current ones.
 func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, password []byte) (User, error) {
 	if err := ctx.Err(); err != nil {
 		return User{}, fmt.Errorf("users: auth: %w", err)
 	}
-	delay, err := db.def.check(remote, name)
-	if err != nil {
+	if db.def.bannedFor(remote, name) {
 		db.log.Debug("users: login refused while banned", "proto", proto, "remote", remote, "user", logName(name))
-		return User{}, err
+		return User{}, ErrBanned
 	}
 	u, found, err := db.lookup(ctx, name)
 	if err != nil {
@@ -59,13 +64,41 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 		db.loggedIn(ctx, proto, remote, &u, "password")
 		return u, nil
 	}
+	a, delay, err := db.def.begin(ctx, remote, name)
+	if errors.Is(err, ErrBanned) {
+		db.log.Debug("users: login refused while banned", "proto", proto, "remote", remote, "user", logName(name))
+		return User{}, err
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("users: auth: %w", err)
+	}
+	failed := false
+	defer func() { db.def.end(a, proto, name, failed) }()
+	db.log.Debug("users: password check admitted", "proto", proto, "remote", remote, "user", logName(name))
+	// An attempt that waited for others in flight may find the password
+	// verified by one of them meanwhile (a client's parallel first requests).
+	u, found, err = db.lookup(ctx, name)
+	if err != nil {
+		return User{}, fmt.Errorf("users: auth: %w", err)
+	}
+	if db.cache.hit(name, password, u.PasswordHash, found && !u.Disabled, db.now()) {
+		db.loggedIn(ctx, proto, remote, &u, "password")
+		return u, nil
+	}
 	if delay > 0 {
 		if err := db.def.opts.Sleep(ctx, delay); err != nil {
 			return User{}, fmt.Errorf("users: auth: %w", err)
 		}
 	}
-	if err := db.acquire(ctx); err != nil {
+	if err := db.sem.acquire(ctx, a.src); err != nil {
 		return User{}, fmt.Errorf("users: auth: %w", err)
+	}
+	// A ban may have begun during the delay or the wait for Argon2id (a
+	// name scored from other addresses, a failed SSH connection).
+	if err := db.def.recheck(a); err != nil {
+		db.sem.release()
+		db.log.Debug("users: login refused while banned", "proto", proto, "remote", remote, "user", logName(name))
+		return User{}, err
 	}
 	target, genuine := db.dummy, false
 	if found && !u.Disabled && u.PasswordHash != "" {
@@ -80,10 +113,16 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 		pw, genuine = pw[:maxPasswordLen], false
 	}
 	db.verifies.Add(1)
+	if db.onVerify != nil {
+		db.onVerify(remote)
+	}
+	start := time.Now()
 	ok := target.verify(pw) && genuine
-	db.release()
+	db.noteVerifyCost(time.Since(start))
+	db.sem.release()
+	db.log.Debug("users: password verified", "proto", proto, "remote", remote, "user", logName(name), "ok", ok)
 	if !ok {
-		db.def.fail(proto, remote, name, scorePassword)
+		failed = true
 		db.log.Info("users: login failed", "proto", proto, "remote", remote, "user", logName(name), "method", "password")
 		return User{}, ErrAuthFailed
 	}
@@ -93,6 +132,49 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 	db.cache.put(name, password, u.PasswordHash, db.now())
 	db.loggedIn(ctx, proto, remote, &u, "password")
 	return u, nil
+}
+
+// noteVerifyCost folds one Argon2id verification's wall time into a moving
+// average (1/8 weight), which PaceRefusal waits.
+func (db *DB) noteVerifyCost(d time.Duration) {
+	for {
+		old := db.verifyCost.Load()
+		nv := int64(d)
+		if old != 0 {
+			nv = old + (int64(d)-old)/8
+		}
+		if db.verifyCost.CompareAndSwap(old, nv) {
+			return
+		}
+	}
+}
+
+// PaceRefusal waits as long as a failed password check usually takes (the
+// defender's delay at the threshold plus the average Argon2id time), or
+// until ctx ends. A protocol whose answer to a ban must not differ from a
+// failure (the browser's sign-in form) calls it on ErrBanned, so the ban
+// is not visible by timing either. It runs no Argon2id (it must not spend
+// the hashing budget that bans protect): before any verification has been
+// timed it times one dummy verification, once per process.
+func (db *DB) PaceRefusal(ctx context.Context) error {
+	if db.verifyCost.Load() == 0 {
+		db.calibrate.Do(func() {
+			// Not cut short by this caller's ctx: the Once runs only once.
+			if err := db.sem.acquire(context.WithoutCancel(ctx), ""); err != nil {
+				return
+			}
+			start := time.Now()
+			db.dummy.verify([]byte("calibration"))
+			db.noteVerifyCost(time.Since(start))
+			db.sem.release()
+		})
+	}
+	d := db.def.refusalDelay() + time.Duration(db.verifyCost.Load())
+	db.log.Debug("users: refusal paced like a failure", "wait", d)
+	if err := db.def.opts.Sleep(ctx, d); err != nil {
+		return fmt.Errorf("users: pace refusal: %w", err)
+	}
+	return nil
 }
 
 // rehash replaces u's hash with one under the current parameters, unless
@@ -130,7 +212,8 @@ var errStale = errors.New("users: record changed")
 
 // AuthKey authenticates name by public key for sftpd's PublicKeyCallback.
 // The key's wire encoding is compared in constant time with every stored
-// key. A banned address or name gets ErrBanned. A key that is not accepted
+// key. A banned address gets ErrBanned; a ban of the name does not apply to
+// keys. A key that is not accepted
 // is ErrAuthFailed but is NOT scored by the defender, because SSH clients
 // offer several keys per login; sftpd must call Failed when a connection
 // ends without authenticating.
@@ -138,9 +221,11 @@ func (db *DB) AuthKey(ctx context.Context, proto, remote, name string, key ssh.P
 	if err := ctx.Err(); err != nil {
 		return User{}, fmt.Errorf("users: auth: %w", err)
 	}
-	if _, err := db.def.check(remote, name); err != nil {
+	// Only the address's ban applies: a ban of the name (which anyone can
+	// cause by guessing passwords for it) must not lock out key logins.
+	if db.def.banned(remote) {
 		db.log.Debug("users: login refused while banned", "proto", proto, "remote", remote, "user", logName(name))
-		return User{}, err
+		return User{}, ErrBanned
 	}
 	if key == nil {
 		return User{}, ErrAuthFailed
@@ -184,9 +269,11 @@ func (db *DB) Failed(proto, remote, name string) {
 // Bans lists the active bans (they live in memory: a restart clears them).
 func (db *DB) Bans() []Ban { return db.def.bans() }
 
-// Unban lifts the ban on an address ("ip", "ip:port") or user name and
-// forgets its recent failures; it reports whether a ban was active.
-func (db *DB) Unban(who string) bool { return db.def.unban(who) }
+// Unban lifts the ban on an address ("ip", "ip:port"; an IPv6 address
+// stands for its /64) or, written "user:NAME", a user name, and forgets its
+// recent failures. It is ErrNotFound when no ban was active and ErrInvalid
+// for anything that is neither.
+func (db *DB) Unban(who string) error { return db.def.unban(who) }
 
 // Banned reports whether remote ("ip:port" or "ip") is banned now, so a
 // protocol can drop a connection before the handshake.
@@ -197,6 +284,7 @@ func (db *DB) Banned(remote string) bool { return db.def.banned(remote) }
 // every request a bbolt write.
 func (db *DB) loggedIn(ctx context.Context, proto, remote string, u *User, method string) {
 	now := db.now()
+	db.def.remember(u.Name, remote)
 	db.log.Debug("users: login", "proto", proto, "remote", remote, "user", u.Name, "method", method)
 	if now.Sub(u.LastLogin) < loginTouchEvery {
 		return

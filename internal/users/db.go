@@ -50,10 +50,13 @@ type DB struct {
 	dummyK []byte // compared against for unknown users' key logins
 	cache  *pwCache
 	def    *defender
-	sem    chan struct{} // bounds concurrent Argon2id runs
+	sem    *fairSem // bounds concurrent Argon2id runs, shared in turn between source addresses
 	rev    atomic.Uint64
 
-	verifies atomic.Uint64 // Argon2id verifications run by AuthPassword (tests)
+	verifies   atomic.Uint64       // Argon2id verifications run by AuthPassword (tests)
+	onVerify   func(remote string) // test hook: called before each AuthPassword verification
+	verifyCost atomic.Int64        // moving average of a verification's wall time, ns (PaceRefusal)
+	calibrate  sync.Once
 
 	touchMu sync.Mutex
 	touched map[string]time.Time // last LastLogin write per user
@@ -131,7 +134,7 @@ func open(path string, opts Options) (*DB, error) {
 		now:     now,
 		params:  params,
 		def:     newDefender(opts.Defender, now, log),
-		sem:     make(chan struct{}, opts.MaxConcurrentHashes),
+		sem:     newFairSem(opts.MaxConcurrentHashes),
 		touched: make(map[string]time.Time),
 	}
 	if opts.CacheTTL > 0 {
@@ -336,23 +339,12 @@ func checkPassword(password []byte) error {
 // hash computes a new hash under the current parameters, waiting for a slot
 // of the Argon2id semaphore.
 func (db *DB) hash(ctx context.Context, password []byte) (string, error) {
-	if err := db.acquire(ctx); err != nil {
+	if err := db.sem.acquire(ctx, ""); err != nil {
 		return "", err
 	}
-	defer db.release()
+	defer db.sem.release()
 	return hashPassword(password, db.params), nil
 }
-
-func (db *DB) acquire(ctx context.Context) error {
-	select {
-	case db.sem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (db *DB) release() { <-db.sem }
 
 // Add creates u. An empty password makes a key-only user (unless
 // u.PasswordHash carries an existing PHC hash, which is imported as is; giving

@@ -2,6 +2,7 @@ package users
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -76,16 +77,25 @@ type defender struct {
 
 	mu      sync.Mutex
 	entries map[string]*defEntry // "a:" + address key, "u:" + name
+	known   map[string][]string  // user name -> address keys of recent successful logins, newest last
+	changed chan struct{}        // closed (and replaced) whenever a budget may have freed up or a ban begun
+	waiters int                  // attempts parked in begin (tests watch it)
 }
 
 type defEntry struct {
-	fails  []time.Time // failure times within the window, oldest first (one per score point)
-	banned time.Time   // banned until (zero: not banned)
-	last   time.Time
+	fails    []time.Time // failure times within the window, oldest first (one per score point)
+	banned   time.Time   // banned until (zero: not banned)
+	last     time.Time
+	inflight int // password checks admitted and not yet settled (see begin)
 }
 
+// knownPerUser is how many addresses of successful logins are remembered
+// per user (in memory only) to exempt them from a ban of the user's name.
+const knownPerUser = 4
+
 func newDefender(opts DefenderOptions, now func() time.Time, log *slog.Logger) *defender {
-	return &defender{opts: opts.withDefaults(), now: now, log: log, entries: make(map[string]*defEntry)}
+	return &defender{opts: opts.withDefaults(), now: now, log: log, entries: make(map[string]*defEntry),
+		known: make(map[string][]string), changed: make(chan struct{})}
 }
 
 // addrKey reduces "ip:port" or "ip" to the key a ban applies to: the IPv4
@@ -163,26 +173,191 @@ func (d *defender) bannedLocked(key string, now time.Time) bool {
 	return !e.banned.IsZero()
 }
 
-// check returns ErrBanned if the address or the name is banned, else the
-// delay to apply before checking credentials.
-func (d *defender) check(remote, name string) (time.Duration, error) {
+// attempt is one admitted password check: it holds a slot of the
+// address's and the name's budget until end settles it.
+type attempt struct {
+	ak, uk string    // keys ("" = not scored on that dimension)
+	src    string    // the address key even when safelisted: whose turn it is for Argon2id
+	ea, eu *defEntry // the reserved entries (nil = none), released by end (never evicted while reserved)
+	exempt bool      // the name's ban, budget and delay do not apply (known or safelisted address)
+}
+
+// begin admits one password check for name from remote, or refuses it.
+//
+// Attempts in flight count against the thresholds before any Argon2id
+// runs: while failures plus admitted attempts of the address (or of the
+// name) reach its threshold, a new attempt waits for one of them to settle
+// and then looks again. So however many attempts run in parallel, at most
+// AddrThreshold failed checks happen per address and UserThreshold per
+// name before the ban, and any attempt still waiting when the ban begins
+// gets ErrBanned without a check. Honest parallel logins (a WebDAV client's
+// first burst) only wait for the first ones to succeed, then hit the cache.
+//
+// A name's ban, budget and delay do not apply from an address the user
+// logged in from successfully before, nor from a safelisted address.
+// It returns the delay to serve before checking; the caller must call end.
+func (d *defender) begin(ctx context.Context, remote, name string) (*attempt, time.Duration, error) {
+	a := &attempt{ak: d.addrKeyFor(remote), uk: userKey(name), src: addrKey(remote)}
 	if d.opts.Disabled {
-		return 0, nil
+		return a, 0, nil
 	}
-	now := d.now()
-	ak, uk := d.addrKeyFor(remote), userKey(name)
+	waited := false
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.bannedLocked(ak, now) || d.bannedLocked(uk, now) {
-		return 0, ErrBanned
-	}
-	score := 0
-	for _, k := range []string{ak, uk} {
-		if e := d.entries[k]; k != "" && e != nil {
-			score = max(score, len(e.fails))
+	for {
+		now := d.now()
+		a.exempt = a.ak == "" || slices.Contains(d.known[name], a.ak)
+		if d.bannedLocked(a.ak, now) || (!a.exempt && d.bannedLocked(a.uk, now)) {
+			return nil, 0, ErrBanned
+		}
+		ea, eu := d.entryLocked(a.ak, now), (*defEntry)(nil)
+		if !a.exempt {
+			eu = d.entryLocked(a.uk, now)
+		}
+		if roomFor(ea, d.opts.AddrThreshold) && roomFor(eu, d.opts.UserThreshold) {
+			score := 0
+			for _, e := range []*defEntry{ea, eu} {
+				if e != nil {
+					e.inflight++
+					e.last = now
+					score = max(score, len(e.fails))
+				}
+			}
+			a.ea, a.eu = ea, eu
+			return a, d.delayFor(score), nil
+		}
+		if !waited {
+			waited = true
+			d.log.Debug("users: login waits for attempts in flight", "remote", remote, "user", logName(name))
+		}
+		ch := d.changed
+		d.waiters++
+		d.mu.Unlock()
+		var err error
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		d.mu.Lock()
+		d.waiters--
+		if err != nil {
+			return nil, 0, err
 		}
 	}
-	return d.delayFor(score), nil
+}
+
+// roomFor reports whether e's budget admits one more check.
+func roomFor(e *defEntry, threshold int) bool {
+	return e == nil || len(e.fails)+e.inflight < threshold
+}
+
+// entryLocked returns key's entry, created if need be; nil for key "" or
+// when the table is full of live entries (then that dimension is not
+// reserved, as failures are not scored then either: the table stays
+// bounded). Call with mu held.
+func (d *defender) entryLocked(key string, now time.Time) *defEntry {
+	if key == "" {
+		return nil
+	}
+	if e := d.entries[key]; e != nil {
+		d.prune(e, now)
+		return e
+	}
+	if len(d.entries) >= d.opts.MaxEntries {
+		d.evictLocked(now)
+		if len(d.entries) >= d.opts.MaxEntries {
+			return nil
+		}
+	}
+	e := &defEntry{last: now}
+	d.entries[key] = e
+	return e
+}
+
+// recheck is ErrBanned if a ban began while a waited (delay, queue).
+func (d *defender) recheck(a *attempt) error {
+	if d.opts.Disabled {
+		return nil
+	}
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.bannedLocked(a.ak, now) || (!a.exempt && d.bannedLocked(a.uk, now)) {
+		return ErrBanned
+	}
+	return nil
+}
+
+// end settles an admitted attempt: its slot is freed and, if failed, the
+// failure is scored. Waiting attempts are woken to look again.
+func (d *defender) end(a *attempt, proto, name string, failed bool) {
+	if d.opts.Disabled {
+		return
+	}
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, e := range []*defEntry{a.ea, a.eu} {
+		if e != nil && e.inflight > 0 {
+			e.inflight--
+		}
+	}
+	a.ea, a.eu = nil, nil
+	if failed {
+		d.scoreLocked(proto, a.ak, a.uk, name, scorePassword, now)
+	}
+	d.wakeLocked()
+}
+
+func (d *defender) wakeLocked() {
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+// remember records a successful login of name from remote, so a later ban
+// of the name does not lock the user out from there.
+func (d *defender) remember(name, remote string) {
+	ak := d.addrKeyFor(remote)
+	if d.opts.Disabled || ak == "" {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := d.known[name]
+	if i := slices.Index(k, ak); i >= 0 {
+		k = slices.Delete(k, i, i+1)
+	} else if _, ok := d.known[name]; !ok && len(d.known) >= d.opts.MaxEntries {
+		for n := range d.known { // bounded: forget some user's addresses
+			delete(d.known, n)
+			break
+		}
+	}
+	k = append(k, ak)
+	if len(k) > knownPerUser {
+		k = k[len(k)-knownPerUser:]
+	}
+	d.known[name] = k
+}
+
+// bannedFor reports whether remote is banned for a login as name: by
+// address, or by name unless remote is exempt from the name's ban.
+func (d *defender) bannedFor(remote, name string) bool {
+	if d.opts.Disabled {
+		return false
+	}
+	ak, uk := d.addrKeyFor(remote), userKey(name)
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	exempt := ak == "" || slices.Contains(d.known[name], ak)
+	return d.bannedLocked(ak, now) || (!exempt && d.bannedLocked(uk, now))
+}
+
+// refusalDelay is the defender delay a failing attempt would be served at
+// the threshold: what a banned attempt waits so it looks like a failure.
+func (d *defender) refusalDelay() time.Duration {
+	return d.delayFor(max(d.opts.AddrThreshold, d.opts.UserThreshold))
 }
 
 // delayFor is 0 below DelayAfter failures, then Delay doubling per further
@@ -218,6 +393,11 @@ func (d *defender) fail(proto, remote, name string, score int) {
 	ak, uk := d.addrKeyFor(remote), userKey(name)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.scoreLocked(proto, ak, uk, name, score, now)
+	d.wakeLocked()
+}
+
+func (d *defender) scoreLocked(proto, ak, uk, name string, score int, now time.Time) {
 	if ak != "" {
 		d.failLocked(ak, score, d.opts.AddrThreshold, now, proto, "address", ak[len("a:"):])
 	}
@@ -262,11 +442,11 @@ func (d *defender) evictLocked(now time.Time) {
 	var oldest time.Time
 	for k, e := range d.entries {
 		d.prune(e, now)
-		if len(e.fails) == 0 && e.banned.IsZero() {
+		if len(e.fails) == 0 && e.banned.IsZero() && e.inflight == 0 {
 			delete(d.entries, k)
 			continue
 		}
-		if e.banned.IsZero() && (oldestKey == "" || e.last.Before(oldest)) {
+		if e.banned.IsZero() && e.inflight == 0 && (oldestKey == "" || e.last.Before(oldest)) {
 			oldestKey, oldest = k, e.last
 		}
 	}
@@ -303,19 +483,43 @@ func (d *defender) bans() []Ban {
 }
 
 // unban lifts the ban on and forgets the failures of an address (any form
-// addrKey accepts) or a user name.
-func (d *defender) unban(who string) bool {
+// addrKey accepts: "ip", "ip:port", an IPv6 address standing for its /64)
+// or, written "user:NAME", a user name. It is ErrInvalid for anything else
+// and ErrNotFound when no ban was active (recent failures are forgotten
+// all the same).
+func (d *defender) unban(who string) error {
+	var key string
+	if name, ok := strings.CutPrefix(who, "user:"); ok {
+		if key = userKey(name); key == "" {
+			return fmt.Errorf("users: unban %q: not a valid user name: %w", name, ErrInvalid)
+		}
+	} else {
+		host := who
+		if h, _, err := net.SplitHostPort(who); err == nil {
+			host = h
+		}
+		if p, err := netip.ParsePrefix(host); err == nil && p.Addr().Is6() && p.Bits() == 64 {
+			host = p.Addr().String() // as listed: the /64 of an IPv6 address
+		}
+		if _, err := netip.ParseAddr(host); err != nil {
+			return fmt.Errorf("users: unban %q: want an IP address or user:NAME: %w", who, ErrInvalid)
+		}
+		key = addrKey(host)
+	}
+	now := d.now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	e := d.entries[key]
 	lifted := false
-	for _, k := range []string{addrKey(who), userKey(who)} {
-		if e := d.entries[k]; k != "" && e != nil {
-			lifted = lifted || !e.banned.IsZero()
-			delete(d.entries, k)
-		}
+	if e != nil {
+		d.prune(e, now)
+		lifted = !e.banned.IsZero()
+		e.banned, e.fails = time.Time{}, nil // the entry may hold attempts in flight: keep it
 	}
-	if lifted {
-		d.log.Info("users: ban lifted", "who", who)
+	d.wakeLocked()
+	if !lifted {
+		return fmt.Errorf("users: unban %s: no active ban: %w", who, ErrNotFound)
 	}
-	return lifted
+	d.log.Info("users: ban lifted", "who", who)
+	return nil
 }

@@ -274,11 +274,26 @@ func TestBansUnbanSafelist(t *testing.T) {
 	if fmt.Sprint(bans) != fmt.Sprint(want) {
 		t.Errorf("Bans = %v, want %v", bans, want)
 	}
-	if _, err := db.AuthPassword(ctx, "ssh", "192.0.2.7:1", "alice", []byte("pw")); !errors.Is(err, ErrBanned) {
-		t.Errorf("banned name from a safelisted address = %v", err)
+	// The name's ban does not apply from a safelisted address; from others it does.
+	if _, err := db.AuthPassword(ctx, "ssh", "192.0.2.7:1", "alice", []byte("pw")); err != nil {
+		t.Errorf("banned name from a safelisted address = %v, want success", err)
 	}
-	if !db.Unban("alice") || !db.Unban("10.0.0.1:5") || db.Unban("10.0.0.1") {
-		t.Error("Unban results wrong")
+	if _, err := db.AuthPassword(ctx, "ssh", "10.0.0.9:1", "alice", []byte("pw")); !errors.Is(err, ErrBanned) {
+		t.Errorf("banned name from another address = %v, want ErrBanned", err)
+	}
+	if err := db.Unban("user:alice"); err != nil {
+		t.Errorf("Unban(user:alice) = %v", err)
+	}
+	if err := db.Unban("10.0.0.1:5"); err != nil {
+		t.Errorf("Unban(10.0.0.1:5) = %v", err)
+	}
+	if err := db.Unban("10.0.0.1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second Unban(10.0.0.1) = %v, want ErrNotFound", err)
+	}
+	for _, bad := range []string{"alice", "user:Not Valid", "10.0.0.300", ""} {
+		if err := db.Unban(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Unban(%q) = %v, want ErrInvalid", bad, err)
+		}
 	}
 	if len(db.Bans()) != 0 {
 		t.Errorf("Bans after Unban = %v", db.Bans())

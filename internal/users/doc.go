@@ -44,7 +44,7 @@
 // stronger stored hashes are never downgraded. The comparison is
 // subtle.ConstantTimeCompare. Concurrent Argon2id runs are bounded by
 // Options.MaxConcurrentHashes (2 × GOMAXPROCS), bounding memory to about
-// that many × m.
+// that many × m; waiting runs are served in turn per source address.
 //
 // Unknown users, disabled users and key-only users are verified against a
 // dummy hash with the current parameters (random salt and hash, made at
@@ -88,15 +88,33 @@
 //
 // Order in AuthPassword: a banned address or name gets ErrBanned before any
 // credential check (even the right password; a success never lifts a ban);
-// then the cache; then the delay (context-aware: it returns ctx's error
-// rather than sleep past ctx, and is served before the check, so an
-// attacker cannot learn a guess was right by timing out early); then
-// Argon2id. A wrong password scores 1 for the address and the name. A ban
-// is logged at Warn with the address or name, the protocol and the expiry.
-// Bans live in memory: restarting the server clears them; DB.Bans lists
-// them and DB.Unban lifts one (for an admin command). Addresses in
-// DefenderOptions.Safelist are never scored or banned by address (names
-// still are). Options.Now and
+// then the cache; then the attempt takes a slot of the address's and the
+// name's budget: failures in the window plus checks in flight must stay
+// below the threshold, else the attempt waits for one in flight to settle
+// and looks again (ErrBanned once the ban begins). So parallel guesses get
+// no more Argon2id checks than sequential ones: at most AddrThreshold per
+// address and UserThreshold per name per window. Then the delay
+// (context-aware: it returns ctx's error rather than sleep past ctx, and is
+// served before the check, so an attacker cannot learn a guess was right
+// by timing out early); then a turn for Argon2id (a fair queue of
+// MaxConcurrentHashes slots handed out in turn between source addresses,
+// so one flooding address cannot starve the others); then the ban is
+// looked at again; then Argon2id. A wrong password scores 1 for the
+// address and the name; an unknown or invalid name scores like any other.
+// A ban is logged at Warn with the address or name, the protocol and the
+// expiry. Each admitted check and each verification is logged at Debug.
+//
+// A ban of a name (which anyone can cause) does not apply to key logins,
+// nor to password logins from an address the user logged in from
+// successfully before (the last 4 per user, remembered in memory), nor
+// from DefenderOptions.Safelist; those addresses also skip the name's
+// budget and delay. Safelisted addresses are never scored or banned by
+// address; their failures still count against the name. Bans and
+// remembered addresses live in memory: restarting the server clears them;
+// DB.Bans lists bans and DB.Unban lifts one ("ADDRESS" or "user:NAME";
+// securefsd ban list/del through the admin socket). DB.PaceRefusal waits
+// as long as a failure at the threshold takes, without Argon2id, for the
+// browser form, whose answer must not reveal a ban. Options.Now and
 // DefenderOptions.Sleep are injectable so tests need no sleeping.
 //
 // SSH public-key authentication offers every key of the client's agent in
@@ -203,6 +221,7 @@ package users
 //	func (u User) Public() PublicUser; User.MarshalJSON/UnmarshalJSON  // JSON without PasswordHash
 //	func ParseKey(line string) (Key, ssh.PublicKey, error)  // validate an authorized_keys line (CLI --key)
 //	func ValidName(s string) bool
-//	func (db *DB) Bans() []Ban; func (db *DB) Unban(addrOrName string) bool  // admin: list/lift bans
+//	func (db *DB) Bans() []Ban; func (db *DB) Unban(who string) error  // admin: list/lift bans ("ADDRESS" or "user:NAME")
+//	func (db *DB) PaceRefusal(ctx context.Context) error      // webui: answer a ban as slowly as a failure
 //	Perm.MarshalText/UnmarshalText                          // perms as "list,download,..." in JSON/config
 //	Options.LockTimeout, CacheTTL, CacheSize, MaxConcurrentHashes; DefenderOptions fields (defender.go)

@@ -112,9 +112,10 @@ type DefenderOptions struct {
 	// MaxEntries bounds the tracked addresses and names. Zero: 65536.
 	MaxEntries int
 	// Safelist holds networks whose addresses are never scored, delayed or
-	// banned by address (user-name scoring still applies), e.g. a monitoring
-	// host. Do not list a reverse proxy's address unless the protocol passes
-	// the real client address.
+	// banned by address, and to which a ban of a user name does not apply
+	// (their failures still count against the name), e.g. an office VPN or
+	// a monitoring host. Do not list a reverse proxy's address unless the
+	// protocol passes the real client address.
 	Safelist []netip.Prefix
 	// Sleep waits d or until ctx is done (tests inject a recorder). Nil: a
 	// timer.

@@ -147,6 +147,9 @@ func (ui *UI) doLogin(w http.ResponseWriter, r *http.Request) {
 		level := "failed"
 		if errors.Is(err, users.ErrBanned) {
 			level = "banned"
+			// Same page, same status and about the same time as a
+			// wrong password: the form must not show the ban.
+			_ = ui.opts.Users.PaceRefusal(r.Context())
 		} else if !errors.Is(err, users.ErrAuthFailed) {
 			level = "error"
 		}
