@@ -22,14 +22,15 @@ const (
 	// List: read a directory's entries (ReadDir, ReadDirMeta, an open
 	// directory's Readdir).
 	List Perm = 1 << iota
-	// Download: open a file for reading; compute its digests (Checksums).
+	// Download: open a file for reading; compute its digests (Checksums;
+	// digests already cached are readable with Download or Upload).
 	Download
 	// Upload: create a new file and write to it; set times (Chtimes: scp -p
 	// and rclone set them after an upload); change metadata (UpdateMeta,
-	// e.g. WebDAV dead properties).
+	// e.g. WebDAV dead properties: Upload or Overwrite).
 	Upload
 	// Overwrite: write to, truncate or replace an existing file, or rename
-	// over one.
+	// over one; change metadata (as Upload).
 	Overwrite
 	// Delete: remove files and directories.
 	Delete
