@@ -183,9 +183,9 @@ func (e *env) runMgmt(c *cli.Context, mc mgmtCmd) error {
 	return op(m)
 }
 
-// ErrOtherKeyFile means --key-file names another file than the running
+// errOtherKeyFile means --key-file names another file than the running
 // server's keyring.
-var ErrOtherKeyFile = errors.New("a running server works with the keyring it loaded")
+var errOtherKeyFile = errors.New("a running server works with the keyring it loaded")
 
 // sameKeyFile refuses a --key-file (flag, environment or config) that is not
 // the key file the running server loaded: the server verifies and rotates
@@ -211,7 +211,7 @@ func sameKeyFile(c *cli.Context, m admin.Manager) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w (%s), not --key-file %s: stop the server to use another key file", ErrOtherKeyFile, have, want)
+	return fmt.Errorf("%w (%s), not --key-file %s: stop the server to use another key file", errOtherKeyFile, have, want)
 }
 
 var passwordStdinFlag = &cli.BoolFlag{Name: "password-stdin", Usage: "read the password from the first line of stdin"}
