@@ -70,53 +70,20 @@ func (e *env) serve(c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	dir, err := dataDir(c)
+	core, closeCore, err := e.openCore(c, log)
 	if err != nil {
 		return err
 	}
-	uploadHashes, err := vfs.ParseHashKinds(c.String("upload-hashes"))
-	if err != nil {
-		return fmt.Errorf("--upload-hashes: %w", err)
-	}
-	aead, err := envelope.ParseAEAD(c.String("cipher"))
-	if err != nil {
-		return fmt.Errorf("--cipher: %w", err)
-	}
-	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		log.Warn("data directory is readable by others; tightening to 0700", "dir", dir)
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return err
-		}
-	}
+	defer closeCore()
+	dir := core.dir
 
-	kr, kf, err := loadKeyring(c, e, dir, true, log)
-	if err != nil {
-		return err
-	}
-	if err := admin.CheckKey(filepath.Join(dir, keyCheckFileName), kr); err != nil {
-		return err
-	}
-	db, err := users.Open(filepath.Join(dir, usersDBFileName), users.Options{Logger: log})
-	if errors.Is(err, users.ErrLocked) {
-		return fmt.Errorf("another securefsd is using %s", dir)
-	}
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	store, err := vfs.NewStore(filepath.Join(dir, storeDirName), vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes, AEAD: aead})
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-
-	firstUser, firstPassword, err := ensureFirstUser(c.Context, db, store, log)
+	firstUser, firstPassword, err := ensureFirstUser(c.Context, core.users, core.store, log)
 	if err != nil {
 		return err
 	}
 	defer clear(firstPassword)
 
-	// Deferred after the store and database, so it runs before they close.
+	// Deferred after closeCore, so it runs before the store and database close.
 	g := newGroup(c.Context, log)
 	defer func() {
 		if serr := g.shutdown(c.Duration("shutdown-timeout")); err == nil {
@@ -125,7 +92,6 @@ func (e *env) serve(c *cli.Context) (err error) {
 	}()
 	g.run(func(ctx context.Context) error { tuneGC(ctx, c.Int("memory-limit"), log); return nil }, nil)
 
-	core := serverCore{dir: dir, store: store, users: db, log: log}
 	sftpAddr, err := startSFTP(c, g, core)
 	if err != nil {
 		return err
@@ -134,8 +100,7 @@ func (e *env) serve(c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	local := admin.NewLocal(db, store, kf, filepath.Join(dir, keyCheckFileName), kr)
-	if err := startAdmin(g, core, local); err != nil {
+	if err := startAdmin(g, core); err != nil {
 		return err
 	}
 	if addr := c.String("pprof-addr"); addr != "" {
@@ -151,7 +116,7 @@ func (e *env) serve(c *cli.Context) (err error) {
 	if davURL != "" {
 		fmt.Fprintf(e.stdout, "listening webdav %s\n", davURL)
 	}
-	log.Info("serving", "data_dir", dir, "sftp", sftpAddr, "webdav", davURL, "cipher", aead.String(), "version", buildVersion())
+	log.Info("serving", "data_dir", dir, "sftp", sftpAddr, "webdav", davURL, "cipher", core.aead.String(), "version", buildVersion())
 	if firstUser != "" {
 		printWelcome(e, firstUser, string(firstPassword), sftpAddr, davURL)
 	}
@@ -164,10 +129,63 @@ func (e *env) serve(c *cli.Context) (err error) {
 
 // serverCore is what every server is built on.
 type serverCore struct {
-	dir   string
-	store *vfs.Store
-	users *users.DB
-	log   *slog.Logger
+	dir     string
+	keyring *envelope.Keyring
+	keyFile admin.KeyFile
+	aead    envelope.AEAD // of new files
+	store   *vfs.Store
+	users   *users.DB
+	log     *slog.Logger
+}
+
+// openCore checks the data directory and opens the keyring, the user
+// database and the store. The returned close closes them; on error nothing
+// stays open.
+func (e *env) openCore(c *cli.Context, log *slog.Logger) (core serverCore, closeCore func(), err error) {
+	core.log = log
+	dir, err := dataDir(c)
+	if err != nil {
+		return core, nil, err
+	}
+	uploadHashes, err := vfs.ParseHashKinds(c.String("upload-hashes"))
+	if err != nil {
+		return core, nil, fmt.Errorf("--upload-hashes: %w", err)
+	}
+	aead, err := envelope.ParseAEAD(c.String("cipher"))
+	if err != nil {
+		return core, nil, fmt.Errorf("--cipher: %w", err)
+	}
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("data directory is readable by others; tightening to 0700", "dir", dir)
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return core, nil, err
+		}
+	}
+
+	kr, kf, err := loadKeyring(c, e, dir, true, log)
+	if err != nil {
+		return core, nil, err
+	}
+	if err := admin.CheckKey(filepath.Join(dir, keyCheckFileName), kr); err != nil {
+		return core, nil, err
+	}
+	db, err := users.Open(filepath.Join(dir, usersDBFileName), users.Options{Logger: log})
+	if errors.Is(err, users.ErrLocked) {
+		return core, nil, fmt.Errorf("another securefsd is using %s", dir)
+	}
+	if err != nil {
+		return core, nil, err
+	}
+	store, err := vfs.NewStore(filepath.Join(dir, storeDirName), vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes, AEAD: aead})
+	if err != nil {
+		db.Close()
+		return core, nil, err
+	}
+	core.dir, core.keyring, core.keyFile, core.aead, core.store, core.users = dir, kr, kf, aead, store, db
+	return core, func() {
+		store.Close()
+		db.Close()
+	}, nil
 }
 
 // group holds the servers serve started: each runs in its own goroutine
@@ -321,8 +339,9 @@ func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
 
 // startAdmin serves the management API on DATA-DIR/admin.sock; stopping
 // removes the socket file.
-func startAdmin(g *group, core serverCore, m admin.Manager) error {
+func startAdmin(g *group, core serverCore) error {
 	dir, log := core.dir, core.log
+	m := admin.NewLocal(core.users, core.store, core.keyFile, filepath.Join(dir, keyCheckFileName), core.keyring)
 	ln, err := admin.Listen(dir)
 	if err != nil {
 		return err
