@@ -139,7 +139,15 @@ type mgmtCmd struct {
 	// prepare, used instead of run, checks the input and reads what the
 	// command needs (a password, key files) before the manager opens, and
 	// returns the operation.
-	prepare func(c *cli.Context, args []string) (func(m admin.Manager) error, error)
+	prepare func(c *cli.Context, args []string) (prepared, error)
+}
+
+// prepared is an operation with its input read.
+type prepared struct {
+	run func(m admin.Manager) error
+	// secret (a password) is cleared when the command ends, whether or
+	// not the manager opened.
+	secret []byte
 }
 
 func (e *env) mgmtCommands(cmds ...mgmtCmd) []*cli.Command {
@@ -165,10 +173,12 @@ func (e *env) runMgmt(c *cli.Context, mc mgmtCmd) error {
 	args := c.Args().Slice()
 	op := func(m admin.Manager) error { return mc.run(c, m, args) }
 	if mc.prepare != nil {
-		var err error
-		if op, err = mc.prepare(c, args); err != nil {
+		p, err := mc.prepare(c, args)
+		defer clear(p.secret)
+		if err != nil {
 			return err
 		}
+		op = p.run
 	}
 	m, done, err := e.manager(c)
 	if err != nil {
@@ -238,18 +248,14 @@ func (e *env) userCommand() *cli.Command {
 			mgmtCmd{
 				name: "passwd", usage: "set a user's password", args: "NAME",
 				flags: []cli.Flag{passwordStdinFlag},
-				prepare: func(c *cli.Context, a []string) (func(admin.Manager) error, error) {
+				prepare: func(c *cli.Context, a []string) (prepared, error) {
 					pw, err := e.readPassword(c)
-					if err != nil {
-						return nil, err
-					}
-					return func(m admin.Manager) error {
-						defer clear(pw)
+					return prepared{secret: pw, run: func(m admin.Manager) error {
 						if err := m.SetPassword(c.Context, a[0], pw); err != nil {
 							return err
 						}
 						return e.printf("password of %s changed\n", a[0])
-					}, nil
+					}}, err
 				},
 			},
 			mgmtCmd{
@@ -287,12 +293,9 @@ func (e *env) userCommand() *cli.Command {
 			Subcommands: e.mgmtCommands(
 				mgmtCmd{
 					name: "add", usage: "add the key(s) of an authorized_keys file (- for stdin)", args: "NAME FILE",
-					prepare: func(c *cli.Context, a []string) (func(admin.Manager) error, error) {
+					prepare: func(c *cli.Context, a []string) (prepared, error) {
 						lines, err := e.readKeys(a[1])
-						if err != nil {
-							return nil, err
-						}
-						return func(m admin.Manager) error {
+						return prepared{run: func(m admin.Manager) error {
 							for _, l := range lines {
 								k, err := m.AddKey(c.Context, a[0], l)
 								if err != nil {
@@ -301,7 +304,7 @@ func (e *env) userCommand() *cli.Command {
 								fmt.Fprintf(e.stdout, "added key %s %s\n", k.Fingerprint, k.Comment)
 							}
 							return nil
-						}, nil
+						}}, err
 					},
 				},
 				mgmtCmd{
@@ -344,36 +347,35 @@ func (e *env) printf(format string, args ...any) error {
 
 // prepareAddUser reads the new user's keys and password before the manager
 // opens.
-func (e *env) prepareAddUser(c *cli.Context, a []string) (func(admin.Manager) error, error) {
+func (e *env) prepareAddUser(c *cli.Context, a []string) (prepared, error) {
 	req := admin.AddUserRequest{Name: a[0], ReadOnly: c.Bool("read-only"), Perms: c.String("perms"), QuotaFiles: c.Int64("quota-files"), ReuseHome: c.Bool("reuse-home")}
 	if q := c.String("quota"); q != "" {
 		var err error
 		if req.QuotaBytes, err = parseSize(q); err != nil {
-			return nil, err
+			return prepared{}, err
 		}
 	}
 	for _, kf := range c.StringSlice("key") {
 		lines, err := readKeyFile(kf)
 		if err != nil {
-			return nil, err
+			return prepared{}, err
 		}
 		req.Keys = append(req.Keys, lines...)
 	}
 	if !c.Bool("no-password") {
 		var err error
 		if req.Password, err = e.readPassword(c); err != nil {
-			return nil, err
+			return prepared{}, err
 		}
 	} else if len(req.Keys) == 0 {
-		return nil, errors.New("a user with --no-password needs at least one --key")
+		return prepared{}, errors.New("a user with --no-password needs at least one --key")
 	}
-	return func(m admin.Manager) error {
-		defer clear(req.Password)
+	return prepared{secret: req.Password, run: func(m admin.Manager) error {
 		if err := m.AddUser(c.Context, req); err != nil {
 			return err
 		}
 		return e.printf("added user %s\n", req.Name)
-	}, nil
+	}}, nil
 }
 
 // readKeys reads authorized_keys lines from file, or stdin for "-".
