@@ -224,7 +224,10 @@ func sameKeyFile(c *cli.Context, m admin.Manager) error {
 	return fmt.Errorf("%w (%s), not --key-file %s: stop the server to use another key file", errOtherKeyFile, have, want)
 }
 
-var passwordStdinFlag = &cli.BoolFlag{Name: "password-stdin", Usage: "read the password from the first line of stdin"}
+// passwordStdinFlag is new per command: cli flags keep state.
+func passwordStdinFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "password-stdin", Usage: "read the password from the first line of stdin"}
+}
 
 func (e *env) userCommand() *cli.Command {
 	return &cli.Command{
@@ -234,7 +237,7 @@ func (e *env) userCommand() *cli.Command {
 			mgmtCmd{
 				name: "add", usage: "add a user", args: "NAME",
 				flags: []cli.Flag{
-					passwordStdinFlag,
+					passwordStdinFlag(),
 					&cli.BoolFlag{Name: "no-password", Usage: "key-only user"},
 					&cli.StringSliceFlag{Name: "key", Usage: "authorized_keys file with the user's SSH public key(s); repeatable"},
 					&cli.BoolFlag{Name: "read-only", Usage: "may list and download only"},
@@ -247,7 +250,7 @@ func (e *env) userCommand() *cli.Command {
 			},
 			mgmtCmd{
 				name: "passwd", usage: "set a user's password", args: "NAME",
-				flags: []cli.Flag{passwordStdinFlag},
+				flags: []cli.Flag{passwordStdinFlag()},
 				prepare: func(c *cli.Context, a []string) (prepared, error) {
 					pw, err := e.readPassword(c)
 					return prepared{secret: pw, run: func(m admin.Manager) error {
