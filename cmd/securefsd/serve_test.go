@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/securefsd/securefsd/internal/admin"
 )
@@ -78,5 +82,47 @@ func TestServeLateFailureTearsDown(t *testing.T) {
 				t.Errorf("user list after the failed serve: %v\n%s", err, lout.String())
 			}
 		})
+	}
+}
+
+// TestGroup: a server's failure ends the group; shutdown stops every
+// server newest first, waits for all of them, and reports the failure.
+func TestGroup(t *testing.T) {
+	g := newGroup(t.Context(), slog.New(slog.DiscardHandler))
+	var (
+		mu      sync.Mutex
+		stopped []string
+		exited  int
+	)
+	boom := errors.New("boom")
+	start := func(name string, fail error) {
+		release := make(chan struct{})
+		g.run(func(ctx context.Context) error {
+			defer func() { mu.Lock(); exited++; mu.Unlock() }()
+			if fail != nil {
+				return fail
+			}
+			<-release
+			return net.ErrClosed // what a server returns when stopped: no failure
+		}, func(context.Context) error {
+			mu.Lock()
+			stopped = append(stopped, name)
+			mu.Unlock()
+			close(release)
+			return nil
+		})
+	}
+	start("sftp", nil)
+	start("dav", nil)
+	start("admin", boom)
+	<-g.ctx.Done() // the failing server ended the group
+	if err := g.shutdown(time.Minute); !errors.Is(err, boom) {
+		t.Errorf("shutdown = %v, want the server's failure", err)
+	}
+	if got := strings.Join(stopped, ","); got != "admin,dav,sftp" {
+		t.Errorf("stop order %s, want newest first", got)
+	}
+	if exited != 3 {
+		t.Errorf("%d of 3 servers exited when shutdown returned", exited)
 	}
 }
