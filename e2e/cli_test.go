@@ -286,3 +286,123 @@ func TestCipherFlag(t *testing.T) {
 		t.Errorf("serve --cipher rot13: %v\n%s", err, out)
 	}
 }
+
+// TestCLIUserReuseHome: `user del` without --purge keeps the files; adding
+// the same name again must not silently hand them to the new account
+// (issue 14.12). Through the running server, then offline, then at the
+// first-run user.
+func TestCLIUserReuseHome(t *testing.T) {
+	srv := StartServer(t)
+	key := srv.AddUser(t, "alice", "alice-secret-1")
+	file := RandomFile(t, 1000)
+	if out, err := srv.SFTPBatch(t, "alice", key, "put "+file+" old-secret\n"); err != nil {
+		t.Fatalf("put: %v\n%s", err, out)
+	}
+	out, err := srv.CLI(t, "user", "del", "alice")
+	if err != nil || !strings.Contains(out, "--reuse-home") {
+		t.Fatalf("user del: %v\n%s", err, out)
+	}
+
+	// While serving: refused, and nothing added.
+	key2 := GenerateKey(t)
+	_, err = srv.CLIInput(t, "new-owner-1\n", "user", "add", "alice", "--password-stdin", "--key", key2+".pub")
+	if err == nil || !strings.Contains(err.Error(), "--reuse-home") {
+		t.Fatalf("re-add of a deleted user's name over the old files: %v", err)
+	}
+	if out, _ := srv.CLI(t, "user", "list"); strings.Contains(out, "alice") {
+		t.Fatalf("refused add left a user:\n%s", out)
+	}
+	if _, err := srv.SFTPBatch(t, "alice", key2, "ls\n"); err == nil {
+		t.Fatal("refused user logged in")
+	}
+	// With --reuse-home the new account gets the files, as asked.
+	if _, err := srv.CLIInput(t, "new-owner-1\n", "user", "add", "alice", "--password-stdin", "--key", key2+".pub", "--reuse-home"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := srv.SFTPBatch(t, "alice", key2, "ls\n"); err != nil || !strings.Contains(out, "old-secret") {
+		t.Fatalf("reused home: %v\n%s", err, out)
+	}
+
+	// Offline: the same rule.
+	srv.Stop(t)
+	if _, err := srv.CLI(t, "user", "del", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.CLIInput(t, "x-1\n", "user", "add", "alice", "--password-stdin"); err == nil || !strings.Contains(err.Error(), "--reuse-home") {
+		t.Fatalf("offline re-add over the old files: %v", err)
+	}
+	if _, err := srv.CLIInput(t, "x-1\n", "user", "add", "alice", "--password-stdin", "--reuse-home"); err != nil {
+		t.Fatal(err)
+	}
+	// Purged, the name is free without --reuse-home.
+	if _, err := srv.CLI(t, "user", "del", "alice", "--purge"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.CLIInput(t, "x-2\n", "user", "add", "alice", "--password-stdin"); err != nil {
+		t.Fatalf("add after purge: %v", err)
+	}
+
+	// The first-run user is not re-created over a deleted one's files.
+	for _, u := range []string{"alice", "securefsd"} {
+		if _, err := srv.CLI(t, "user", "del", u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Restart(t)
+	if n := strings.Count(srv.Log(), `created user "securefsd"`); n != 1 {
+		t.Errorf("first-run user created %d times over its old home, want once", n)
+	}
+	if out, _ := srv.CLI(t, "user", "list", "--json"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("users after restart with only leftover homes: %s", out)
+	}
+}
+
+// TestCLIVerifyKeyFile: through a running server, verify and key rotate
+// work with the server's keyring; a --key-file naming another file is
+// refused with a clear error instead of being silently ignored (issue
+// 14.12). The server's own key file is accepted.
+func TestCLIVerifyKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	keyFile, other := filepath.Join(dir, "keyring"), filepath.Join(dir, "other")
+	data := filepath.Join(dir, "data")
+	for _, k := range []string{keyFile, other} {
+		if out, err := exec.Command(binPath, "--data-dir", data, "--key-file", k, "key", "generate").CombinedOutput(); err != nil {
+			t.Fatalf("key generate: %v\n%s", err, out)
+		}
+	}
+	srv := StartServer(t, WithDataDir(data), WithGlobalArgs("--key-file", keyFile))
+	for _, cmd := range [][]string{{"verify"}, {"key", "rotate"}} {
+		_, err := srv.CLI(t, append([]string{"--key-file", other}, cmd...)...)
+		if err == nil || !strings.Contains(err.Error(), "running server") || !strings.Contains(err.Error(), "stop the server") {
+			t.Errorf("%v --key-file OTHER through the server: %v, want a refusal", cmd, err)
+		}
+	}
+	if out, err := srv.CLI(t, "--key-file", keyFile, "verify"); err != nil || !strings.Contains(out, "0 damaged") {
+		t.Errorf("verify with the server's own --key-file: %v\n%s", err, out)
+	}
+	// A relative path to the same file is the same key file.
+	rel, err := filepath.Rel(mustGetwd(t), keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := srv.CLI(t, "--key-file", rel, "verify"); err != nil {
+		t.Errorf("verify with a relative path to the server's key file: %v\n%s", err, out)
+	}
+	if out, err := srv.CLI(t, "verify"); err != nil {
+		t.Errorf("verify without --key-file: %v\n%s", err, out)
+	}
+	// Offline, --key-file is what the command loads: the other key does not open the store.
+	srv.Stop(t)
+	if _, err := srv.CLI(t, "--key-file", other, "verify"); err == nil || !strings.Contains(err.Error(), "does not open this data directory") {
+		t.Errorf("offline verify with another key: %v", err)
+	}
+}
+
+func mustGetwd(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wd
+}

@@ -2,10 +2,11 @@
 # Enforces the package boundaries of docs/ARCHITECTURE.md:
 #   - sftpd, davd, webui and users never import envelope directly (they go through vfs);
 #   - only users imports bbolt;
-#   - envelope and vfs depend on no protocol, user or admin package (not even indirectly);
 #   - envelope depends on nothing outside the standard library but golang.org/x/crypto and
 #     golang.org/x/sys/cpu (not even indirectly);
-#   - keyfile imports only the standard library and envelope.
+#   - keyfile imports only the standard library and envelope;
+#   - envelope and vfs depend on no protocol, user, account or admin package (not even indirectly);
+#   - perm, the one permission type of users and vfs, imports nothing of ours.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
@@ -15,13 +16,13 @@ deps() { go list -deps "$mod/$1"; }
 check() { # how package forbidden
   if $1 "$2" | grep -qx "$3"; then echo "import rule broken: $2 must not import $3"; fail=1; fi
 }
-for p in internal/sftpd internal/davd internal/webui internal/users; do check direct "$p" "$mod/internal/envelope"; done
+for p in internal/sftpd internal/davd internal/webui internal/users internal/account; do check direct "$p" "$mod/internal/envelope"; done
 for p in $(go list ./... | sed "s#^$mod/##" | grep -v '^internal/users$' | grep -v '^e2e$'); do
   [ "$p" = "$mod" ] && continue
   check direct "$p" "go.etcd.io/bbolt"
 done
 for p in internal/envelope internal/vfs; do
-  for q in sftpd davd webui users admin; do check deps "$p" "$mod/internal/$q"; done
+  for q in sftpd davd webui users account admin; do check deps "$p" "$mod/internal/$q"; done
   check deps "$p" "github.com/pkg/sftp"
   check deps "$p" "golang.org/x/net/webdav"
 done
@@ -37,4 +38,5 @@ directNonstd() { go list -f '{{range .Imports}}{{.}}{{"\n"}}{{end}}' "$mod/$1" |
 only nonstd internal/envelope "$mod/internal/envelope\|golang\.org/x/crypto/.*\|golang\.org/x/sys/cpu"
 only directNonstd internal/keyfile "$mod/internal/envelope"
 for q in vfs sftpd davd webui users admin; do check deps internal/keyfile "$mod/internal/$q"; done
+if deps internal/perm | grep -v -x "$mod/internal/perm" | grep -q "^$mod/"; then echo "import rule broken: internal/perm must not import our packages"; fail=1; fi
 exit $fail

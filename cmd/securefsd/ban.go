@@ -126,3 +126,10 @@ func (e *env) banManager(c *cli.Context) (admin.BanManager, error) {
 	}
 	return admin.Dial(dir)
 }
+
+func oneArg(c *cli.Context, what string) (string, error) {
+	if c.NArg() != 1 {
+		return "", fmt.Errorf("want exactly one argument: %s", what)
+	}
+	return c.Args().First(), nil
+}

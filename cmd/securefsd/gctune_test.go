@@ -41,3 +41,41 @@ func TestTuneGC(t *testing.T) {
 		t.Errorf("--memory-limit 0: GOGC changed to %d", old)
 	}
 }
+
+// TestIdleFree drives the idle decision through a burst, a quiet period
+// and a second burst, counting the frees.
+func TestIdleFree(t *testing.T) {
+	const floor = 200 << 20
+	busy, quiet := uint64(50<<20), uint64(4<<10)
+	type step struct {
+		alloc, held uint64
+		want        bool
+	}
+	steps := []step{
+		{busy, 1 << 30, false}, {busy, 1 << 30, false}, // burst
+		{quiet, 1 << 30, false}, {quiet, 1 << 30, false}, {quiet, 1 << 30, false}, {quiet, 1 << 30, false},
+		{quiet, 1 << 30, true},                             // fifth quiet second: free
+		{quiet, 1 << 30, false}, {quiet, 900 << 20, false}, // once per quiet period
+		{busy, 1 << 30, false}, // activity re-arms
+		{quiet, 1 << 30, false}, {quiet, 1 << 30, false}, {quiet, 1 << 30, false}, {quiet, 1 << 30, false},
+		{quiet, 1 << 30, true},
+		{busy, 100 << 20, false}, // below the floor: nothing to return
+		{quiet, 100 << 20, false}, {quiet, 100 << 20, false}, {quiet, 100 << 20, false}, {quiet, 100 << 20, false},
+		{quiet, 100 << 20, false}, {quiet, 100 << 20, false},
+		{quiet, 300 << 20, true}, // grew while quiet (a slow trickle): free
+	}
+	var s idleFree
+	frees := 0
+	for i, st := range steps {
+		got := s.observe(st.alloc, st.held, floor)
+		if got != st.want {
+			t.Errorf("step %d (alloc %d, held %d MiB): free = %v, want %v", i, st.alloc, st.held>>20, got, st.want)
+		}
+		if got {
+			frees++
+		}
+	}
+	if frees != 3 {
+		t.Errorf("%d frees, want 3", frees)
+	}
+}

@@ -29,6 +29,13 @@ func keySource(c *cli.Context, dir string) (admin.KeyFile, bool, error) {
 	if !explicit {
 		kf.Path = filepath.Join(dir, keyringFileName)
 	}
+	// Absolute, so a running server can tell whether a command's
+	// --key-file is its own (sameKeyFile).
+	p, err := filepath.Abs(kf.Path)
+	if err != nil {
+		return kf, explicit, fmt.Errorf("key file: %w", err)
+	}
+	kf.Path = p
 	if p := c.String("passphrase-file"); p != "" {
 		pass, err := readPassphraseFile(p)
 		if err != nil {
@@ -124,35 +131,29 @@ func (e *env) keyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "key",
 		Usage: "manage the master key (KEK) that wraps every file's data key",
-		Subcommands: []*cli.Command{
-			{
-				Name:  "rotate",
-				Usage: "make a new active KEK and re-wrap every file's data key under it, then retire the old KEK",
-				Description: "Content is not re-encrypted. Safe while the server runs (it goes through the server),\n" +
-					"safe to interrupt: run it again and it resumes.",
-				Action: func(c *cli.Context) error {
-					m, done, err := e.manager(c)
-					if err != nil {
-						return err
+		Subcommands: append(e.mgmtCommands(mgmtCmd{
+			name:  "rotate",
+			usage: "make a new active KEK and re-wrap every file's data key under it, then retire the old KEK",
+			description: "Content is not re-encrypted. Safe while the server runs (it goes through the server),\n" +
+				"safe to interrupt: run it again and it resumes.",
+			keyring: true,
+			run: func(c *cli.Context, m admin.Manager, _ []string) error {
+				pr := newProgress(e.stderr, "re-wrapping")
+				err := m.RotateKey(c.Context, func(p admin.Progress) {
+					if p.Stage == "rewrap" {
+						pr.update(p.Done, p.Total, p.Item)
+						return
 					}
-					defer done()
-					pr := newProgress(e.stderr, "re-wrapping")
-					err = m.RotateKey(c.Context, func(p admin.Progress) {
-						if p.Stage == "rewrap" {
-							pr.update(p.Done, p.Total, p.Item)
-							return
-						}
-						pr.line("%s %s", p.Stage, p.Item)
-					})
-					pr.finish()
-					if err != nil {
-						return fmt.Errorf("key rotate: %w (run it again to resume)", err)
-					}
-					fmt.Fprintln(e.stdout, "key rotated: every file is wrapped by the new key; the old key was removed from the keyring")
-					return nil
-				},
+					pr.line("%s %s", p.Stage, p.Item)
+				})
+				pr.finish()
+				if err != nil {
+					return fmt.Errorf("key rotate: %w (run it again to resume)", err)
+				}
+				return e.printf("key rotated: every file is wrapped by the new key; the old key was removed from the keyring\n")
 			},
-			{
+		}),
+			&cli.Command{
 				Name:  "generate",
 				Usage: "write a new keyring to --key-file (or DATA-DIR/keyring), sealed with --passphrase-file if given",
 				Action: func(c *cli.Context) error {
@@ -178,6 +179,6 @@ func (e *env) keyCommand() *cli.Command {
 					return nil
 				},
 			},
-		},
+		),
 	}
 }

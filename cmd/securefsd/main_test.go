@@ -93,3 +93,43 @@ func TestInterspersedFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestManagementCommands pins the management commands' names and their
+// argument checks, which run before anything is opened.
+func TestManagementCommands(t *testing.T) {
+	app := newApp(strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{})
+	for _, path := range []string{"user add", "user passwd", "user del", "user disable", "user enable", "user list", "user key add", "user key del", "user key list", "key rotate", "key generate", "verify"} {
+		cmds, found := app.Commands, false
+		for _, name := range strings.Fields(path) {
+			c := findCommand(cmds, name)
+			if c == nil {
+				found = false
+				break
+			}
+			found, cmds = true, c.Subcommands
+		}
+		if !found {
+			t.Errorf("no command %q", path)
+		}
+	}
+	dir := t.TempDir()
+	for _, tc := range []struct{ args, want string }{
+		{"user add", "want NAME"},
+		{"user add a b", "want NAME"},
+		{"user key add bob", "want NAME FILE"},
+		{"user list extra", "takes no arguments"},
+		{"verify alice", "takes no arguments"},
+		{"key rotate now", "takes no arguments"},
+		{"user add bob --no-password", "needs at least one --key"},
+	} {
+		args := append([]string{"securefsd", "--data-dir", dir}, strings.Fields(tc.args)...)
+		err := newApp(strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{}).Run(interspersed(app, args))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	// Nothing was opened: no keyring or database appeared.
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("argument errors touched the data dir: %v", ents)
+	}
+}

@@ -123,321 +123,345 @@ func readKeyFile(path string) ([]string, error) {
 	return lines, nil
 }
 
-func oneArg(c *cli.Context, what string) (string, error) {
-	if c.NArg() != 1 {
-		return "", fmt.Errorf("want exactly one argument: %s", what)
-	}
-	return c.Args().First(), nil
+// A mgmtCmd is a command that runs one Manager operation: through the
+// running server's admin socket, or on the database and store opened here
+// (see manager). A new management command is one entry in a table.
+type mgmtCmd struct {
+	name, usage, description string
+	args                     string // positional arguments, exactly these: "NAME FILE"
+	flags                    []cli.Flag
+	// keyring: the operation works with the keyring. Through a running
+	// server it is the server's keyring, so a --key-file naming another
+	// file is refused rather than silently ignored.
+	keyring bool
+	// run performs the operation and prints its result.
+	run func(c *cli.Context, m admin.Manager, args []string) error
+	// prepare, used instead of run, checks the input and reads what the
+	// command needs (a password, key files) before the manager opens, and
+	// returns the operation.
+	prepare func(c *cli.Context, args []string) (prepared, error)
 }
 
-func (e *env) userCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "user",
-		Usage: "manage users (works while the server runs)",
-		Subcommands: []*cli.Command{
-			{
-				Name:      "add",
-				Usage:     "add a user",
-				ArgsUsage: "NAME",
-				Flags: []cli.Flag{
-					&cli.BoolFlag{Name: "password-stdin", Usage: "read the password from the first line of stdin"},
-					&cli.BoolFlag{Name: "no-password", Usage: "key-only user"},
-					&cli.StringSliceFlag{Name: "key", Usage: "authorized_keys file with the user's SSH public key(s); repeatable"},
-					&cli.BoolFlag{Name: "read-only", Usage: "may list and download only"},
-					&cli.StringFlag{Name: "perms", Usage: "rights, comma-separated: list,download,upload,overwrite,delete,rename,mkdir,chmod (default: all)"},
-					&cli.StringFlag{Name: "quota", Usage: "byte quota, e.g. 10G, 500M (default: none)"},
-					&cli.Int64Flag{Name: "quota-files", Usage: "file count quota (default: none)"},
-				},
-				Action: func(c *cli.Context) error {
-					name, err := oneArg(c, "NAME")
-					if err != nil {
-						return err
-					}
-					req := admin.AddUserRequest{Name: name, ReadOnly: c.Bool("read-only"), Perms: c.String("perms"), QuotaFiles: c.Int64("quota-files")}
-					if q := c.String("quota"); q != "" {
-						if req.QuotaBytes, err = parseSize(q); err != nil {
-							return err
-						}
-					}
-					for _, kf := range c.StringSlice("key") {
-						lines, err := readKeyFile(kf)
-						if err != nil {
-							return err
-						}
-						req.Keys = append(req.Keys, lines...)
-					}
-					if !c.Bool("no-password") {
-						if req.Password, err = e.readPassword(c); err != nil {
-							return err
-						}
-						defer clear(req.Password)
-					} else if len(req.Keys) == 0 {
-						return errors.New("a user with --no-password needs at least one --key")
-					}
-					m, done, err := e.manager(c)
-					if err != nil {
-						return err
-					}
-					defer done()
-					if err := m.AddUser(c.Context, req); err != nil {
-						return err
-					}
-					fmt.Fprintf(e.stdout, "added user %s\n", name)
-					return nil
-				},
-			},
-			{
-				Name:      "passwd",
-				Usage:     "set a user's password",
-				ArgsUsage: "NAME",
-				Flags:     []cli.Flag{&cli.BoolFlag{Name: "password-stdin", Usage: "read the password from the first line of stdin"}},
-				Action: func(c *cli.Context) error {
-					name, err := oneArg(c, "NAME")
-					if err != nil {
-						return err
-					}
-					pw, err := e.readPassword(c)
-					if err != nil {
-						return err
-					}
-					defer clear(pw)
-					m, done, err := e.manager(c)
-					if err != nil {
-						return err
-					}
-					defer done()
-					if err := m.SetPassword(c.Context, name, pw); err != nil {
-						return err
-					}
-					fmt.Fprintf(e.stdout, "password of %s changed\n", name)
-					return nil
-				},
-			},
-			{
-				Name:      "del",
-				Usage:     "delete a user",
-				ArgsUsage: "NAME",
-				Flags:     []cli.Flag{&cli.BoolFlag{Name: "purge", Usage: "also delete the user's files"}},
-				Action: func(c *cli.Context) error {
-					name, err := oneArg(c, "NAME")
-					if err != nil {
-						return err
-					}
-					m, done, err := e.manager(c)
-					if err != nil {
-						return err
-					}
-					defer done()
-					pr := newProgress(e.stderr, "purging")
-					err = m.DeleteUser(c.Context, name, c.Bool("purge"), func(p admin.Progress) { pr.line("%s %s", p.Stage, p.Item) })
-					pr.finish()
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(e.stdout, "deleted user %s\n", name)
-					return nil
-				},
-			},
-			{
-				Name:  "disable",
-				Usage: "stop a user from logging in (files kept)",
-				Action: func(c *cli.Context) error {
-					return e.setDisabled(c, true)
-				},
-				ArgsUsage: "NAME",
-			},
-			{
-				Name:      "enable",
-				Usage:     "let a disabled user log in again",
-				ArgsUsage: "NAME",
-				Action: func(c *cli.Context) error {
-					return e.setDisabled(c, false)
-				},
-			},
-			{
-				Name:  "list",
-				Usage: "list users",
-				Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "JSON for scripts"}},
-				Action: func(c *cli.Context) error {
-					m, done, err := e.manager(c)
-					if err != nil {
-						return err
-					}
-					defer done()
-					us, err := m.ListUsers(c.Context)
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						type row struct {
-							Name       string    `json:"name"`
-							Home       string    `json:"home"`
-							Perms      string    `json:"perms"`
-							Keys       []string  `json:"keys"`
-							QuotaBytes int64     `json:"quota_bytes"`
-							QuotaFiles int64     `json:"quota_files"`
-							Disabled   bool      `json:"disabled"`
-							Created    time.Time `json:"created"`
-							LastLogin  time.Time `json:"last_login"`
-						}
-						rows := []row{}
-						for _, u := range us {
-							r := row{Name: u.Name, Home: u.Home, Perms: u.Perms.String(), Keys: []string{}, QuotaBytes: u.QuotaBytes, QuotaFiles: u.QuotaFiles, Disabled: u.Disabled, Created: u.Created, LastLogin: u.LastLogin}
-							for _, k := range u.Keys {
-								r.Keys = append(r.Keys, k.Fingerprint)
-							}
-							rows = append(rows, r)
-						}
-						enc := json.NewEncoder(e.stdout)
-						enc.SetIndent("", "  ")
-						return enc.Encode(rows)
-					}
-					tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "NAME\tPERMS\tKEYS\tQUOTA\tSTATUS\tLAST LOGIN")
-					for _, u := range us {
-						status := "active"
-						if u.Disabled {
-							status = "disabled"
-						}
-						quota := "-"
-						if u.QuotaBytes > 0 {
-							quota = formatSize(u.QuotaBytes)
-						}
-						last := "never"
-						if !u.LastLogin.IsZero() {
-							last = u.LastLogin.Format(time.RFC3339)
-						}
-						fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", u.Name, u.Perms, len(u.Keys), quota, status, last)
-					}
-					return tw.Flush()
-				},
-			},
-			{
-				Name:  "key",
-				Usage: "manage a user's SSH public keys",
-				Subcommands: []*cli.Command{
-					{
-						Name:      "add",
-						Usage:     "add the key(s) of an authorized_keys file (- for stdin)",
-						ArgsUsage: "NAME FILE",
-						Action: func(c *cli.Context) error {
-							if c.NArg() != 2 {
-								return errors.New("want NAME FILE")
-							}
-							name, file := c.Args().Get(0), c.Args().Get(1)
-							var lines []string
-							var err error
-							if file == "-" {
-								b, rerr := io.ReadAll(io.LimitReader(e.stdin, 1<<20))
-								if rerr != nil {
-									return rerr
-								}
-								for _, l := range strings.Split(string(b), "\n") {
-									if l = strings.TrimSpace(l); l != "" {
-										lines = append(lines, l)
-									}
-								}
-							} else if lines, err = readKeyFile(file); err != nil {
-								return err
-							}
-							m, done, err := e.manager(c)
-							if err != nil {
-								return err
-							}
-							defer done()
-							for _, l := range lines {
-								k, err := m.AddKey(c.Context, name, l)
-								if err != nil {
-									return err
-								}
-								fmt.Fprintf(e.stdout, "added key %s %s\n", k.Fingerprint, k.Comment)
-							}
-							return nil
-						},
-					},
-					{
-						Name:      "del",
-						Usage:     "delete a key by fingerprint (SHA256:...) or comment",
-						ArgsUsage: "NAME FINGERPRINT",
-						Action: func(c *cli.Context) error {
-							if c.NArg() != 2 {
-								return errors.New("want NAME FINGERPRINT")
-							}
-							m, done, err := e.manager(c)
-							if err != nil {
-								return err
-							}
-							defer done()
-							if err := m.DelKey(c.Context, c.Args().Get(0), c.Args().Get(1)); err != nil {
-								return err
-							}
-							fmt.Fprintf(e.stdout, "deleted key %s\n", c.Args().Get(1))
-							return nil
-						},
-					},
-					{
-						Name:      "list",
-						Usage:     "list a user's keys",
-						ArgsUsage: "NAME",
-						Action: func(c *cli.Context) error {
-							name, err := oneArg(c, "NAME")
-							if err != nil {
-								return err
-							}
-							m, done, err := e.manager(c)
-							if err != nil {
-								return err
-							}
-							defer done()
-							us, err := m.ListUsers(c.Context)
-							if err != nil {
-								return err
-							}
-							for _, u := range us {
-								if u.Name == name {
-									for _, k := range u.Keys {
-										fmt.Fprintf(e.stdout, "%s %s\n", k.Fingerprint, k.Comment)
-									}
-									return nil
-								}
-							}
-							return fmt.Errorf("user %s: %w", name, users.ErrNotFound)
-						},
-					},
-				},
-			},
-		},
-	}
+// prepared is an operation with its input read.
+type prepared struct {
+	run func(m admin.Manager) error
+	// secret (a password) is cleared when the command ends, whether or
+	// not the manager opened.
+	secret []byte
 }
 
-func (e *env) setDisabled(c *cli.Context, disabled bool) error {
-	name, err := oneArg(c, "NAME")
-	if err != nil {
-		return err
+func (e *env) mgmtCommands(cmds ...mgmtCmd) []*cli.Command {
+	out := make([]*cli.Command, 0, len(cmds))
+	for _, mc := range cmds {
+		out = append(out, &cli.Command{
+			Name: mc.name, Usage: mc.usage, Description: mc.description, ArgsUsage: mc.args, Flags: mc.flags,
+			Action: func(c *cli.Context) error { return e.runMgmt(c, mc) },
+		})
+	}
+	return out
+}
+
+// runMgmt is every management command's action: check the arguments,
+// prepare, open the manager, run.
+func (e *env) runMgmt(c *cli.Context, mc mgmtCmd) error {
+	if want := strings.Fields(mc.args); c.NArg() != len(want) {
+		if len(want) == 0 {
+			return fmt.Errorf("%s takes no arguments", c.Command.FullName())
+		}
+		return fmt.Errorf("want %s", mc.args)
+	}
+	args := c.Args().Slice()
+	op := func(m admin.Manager) error { return mc.run(c, m, args) }
+	if mc.prepare != nil {
+		p, err := mc.prepare(c, args)
+		defer clear(p.secret)
+		if err != nil {
+			return err
+		}
+		op = p.run
 	}
 	m, done, err := e.manager(c)
 	if err != nil {
 		return err
 	}
 	defer done()
+	if mc.keyring {
+		if err := sameKeyFile(c, m); err != nil {
+			return err
+		}
+	}
+	return op(m)
+}
+
+// errOtherKeyFile means --key-file names another file than the running
+// server's keyring.
+var errOtherKeyFile = errors.New("a running server works with the keyring it loaded")
+
+// sameKeyFile refuses a --key-file (flag, environment or config) that is not
+// the key file the running server loaded: the server verifies and rotates
+// with its own keyring, so the other file would be ignored. Without a
+// server, the command loads --key-file itself and there is nothing to check.
+func sameKeyFile(c *cli.Context, m admin.Manager) error {
+	if _, remote := m.(*admin.Client); !remote || c.String("key-file") == "" {
+		return nil
+	}
+	want, err := filepath.Abs(c.String("key-file"))
+	if err != nil {
+		return err
+	}
+	have, err := m.KeyFile(c.Context)
+	if err != nil {
+		return fmt.Errorf("ask the server for its key file: %w", err)
+	}
+	if want == have {
+		return nil
+	}
+	if a, err := os.Stat(want); err == nil {
+		if b, err := os.Stat(have); err == nil && os.SameFile(a, b) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w (%s), not --key-file %s: stop the server to use another key file", errOtherKeyFile, have, want)
+}
+
+// passwordStdinFlag is new per command: cli flags keep state.
+func passwordStdinFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "password-stdin", Usage: "read the password from the first line of stdin"}
+}
+
+func (e *env) userCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "user",
+		Usage: "manage users (works while the server runs)",
+		Subcommands: append(e.mgmtCommands(
+			mgmtCmd{
+				name: "add", usage: "add a user", args: "NAME",
+				flags: []cli.Flag{
+					passwordStdinFlag(),
+					&cli.BoolFlag{Name: "no-password", Usage: "key-only user"},
+					&cli.StringSliceFlag{Name: "key", Usage: "authorized_keys file with the user's SSH public key(s); repeatable"},
+					&cli.BoolFlag{Name: "read-only", Usage: "may list and download only"},
+					&cli.StringFlag{Name: "perms", Usage: "rights, comma-separated: list,download,upload,overwrite,delete,rename,mkdir,chmod (default: all)"},
+					&cli.StringFlag{Name: "quota", Usage: "byte quota, e.g. 10G, 500M (default: none)"},
+					&cli.Int64Flag{Name: "quota-files", Usage: "file count quota (default: none)"},
+					&cli.BoolFlag{Name: "reuse-home", Usage: "give the new user the files a deleted user of the same name left (user del without --purge)"},
+				},
+				prepare: e.prepareAddUser,
+			},
+			mgmtCmd{
+				name: "passwd", usage: "set a user's password", args: "NAME",
+				flags: []cli.Flag{passwordStdinFlag()},
+				prepare: func(c *cli.Context, a []string) (prepared, error) {
+					pw, err := e.readPassword(c)
+					return prepared{secret: pw, run: func(m admin.Manager) error {
+						if err := m.SetPassword(c.Context, a[0], pw); err != nil {
+							return err
+						}
+						return e.printf("password of %s changed\n", a[0])
+					}}, err
+				},
+			},
+			mgmtCmd{
+				name: "del", usage: "delete a user", args: "NAME",
+				flags: []cli.Flag{&cli.BoolFlag{Name: "purge", Usage: "also delete the user's files"}},
+				run: func(c *cli.Context, m admin.Manager, a []string) error {
+					pr := newProgress(e.stderr, "purging")
+					err := m.DeleteUser(c.Context, a[0], c.Bool("purge"), func(p admin.Progress) { pr.line("%s %s", p.Stage, p.Item) })
+					pr.finish()
+					if err != nil {
+						return err
+					}
+					if !c.Bool("purge") {
+						return e.printf("deleted user %s; the files are kept (`user add %[1]s --reuse-home` gives them to a new user %[1]s, who can then be deleted with --purge)\n", a[0])
+					}
+					return e.printf("deleted user %s\n", a[0])
+				},
+			},
+			mgmtCmd{
+				name: "disable", usage: "stop a user from logging in (files kept)", args: "NAME",
+				run: func(c *cli.Context, m admin.Manager, a []string) error { return e.setDisabled(c, m, a[0], true) },
+			},
+			mgmtCmd{
+				name: "enable", usage: "let a disabled user log in again", args: "NAME",
+				run: func(c *cli.Context, m admin.Manager, a []string) error { return e.setDisabled(c, m, a[0], false) },
+			},
+			mgmtCmd{
+				name: "list", usage: "list users",
+				flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "JSON for scripts"}},
+				run:   e.listUsers,
+			},
+		), &cli.Command{
+			Name:  "key",
+			Usage: "manage a user's SSH public keys",
+			Subcommands: e.mgmtCommands(
+				mgmtCmd{
+					name: "add", usage: "add the key(s) of an authorized_keys file (- for stdin)", args: "NAME FILE",
+					prepare: func(c *cli.Context, a []string) (prepared, error) {
+						lines, err := e.readKeys(a[1])
+						return prepared{run: func(m admin.Manager) error {
+							for _, l := range lines {
+								k, err := m.AddKey(c.Context, a[0], l)
+								if err != nil {
+									return err
+								}
+								fmt.Fprintf(e.stdout, "added key %s %s\n", k.Fingerprint, k.Comment)
+							}
+							return nil
+						}}, err
+					},
+				},
+				mgmtCmd{
+					name: "del", usage: "delete a key by fingerprint (SHA256:...) or comment", args: "NAME FINGERPRINT",
+					run: func(c *cli.Context, m admin.Manager, a []string) error {
+						if err := m.DelKey(c.Context, a[0], a[1]); err != nil {
+							return err
+						}
+						return e.printf("deleted key %s\n", a[1])
+					},
+				},
+				mgmtCmd{
+					name: "list", usage: "list a user's keys", args: "NAME",
+					run: func(c *cli.Context, m admin.Manager, a []string) error {
+						us, err := m.ListUsers(c.Context)
+						if err != nil {
+							return err
+						}
+						for _, u := range us {
+							if u.Name == a[0] {
+								for _, k := range u.Keys {
+									fmt.Fprintf(e.stdout, "%s %s\n", k.Fingerprint, k.Comment)
+								}
+								return nil
+							}
+						}
+						return fmt.Errorf("user %s: %w", a[0], users.ErrNotFound)
+					},
+				},
+			),
+		}),
+	}
+}
+
+// printf writes a command's result line to stdout.
+func (e *env) printf(format string, args ...any) error {
+	_, err := fmt.Fprintf(e.stdout, format, args...)
+	return err
+}
+
+// prepareAddUser reads the new user's keys and password before the manager
+// opens.
+func (e *env) prepareAddUser(c *cli.Context, a []string) (prepared, error) {
+	req := admin.AddUserRequest{Name: a[0], ReadOnly: c.Bool("read-only"), Perms: c.String("perms"), QuotaFiles: c.Int64("quota-files"), ReuseHome: c.Bool("reuse-home")}
+	if q := c.String("quota"); q != "" {
+		var err error
+		if req.QuotaBytes, err = parseSize(q); err != nil {
+			return prepared{}, err
+		}
+	}
+	for _, kf := range c.StringSlice("key") {
+		lines, err := readKeyFile(kf)
+		if err != nil {
+			return prepared{}, err
+		}
+		req.Keys = append(req.Keys, lines...)
+	}
+	if !c.Bool("no-password") {
+		var err error
+		if req.Password, err = e.readPassword(c); err != nil {
+			return prepared{}, err
+		}
+	} else if len(req.Keys) == 0 {
+		return prepared{}, errors.New("a user with --no-password needs at least one --key")
+	}
+	return prepared{secret: req.Password, run: func(m admin.Manager) error {
+		if err := m.AddUser(c.Context, req); err != nil {
+			return err
+		}
+		return e.printf("added user %s\n", req.Name)
+	}}, nil
+}
+
+// readKeys reads authorized_keys lines from file, or stdin for "-".
+func (e *env) readKeys(file string) ([]string, error) {
+	if file != "-" {
+		return readKeyFile(file)
+	}
+	b, err := io.ReadAll(io.LimitReader(e.stdin, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines, nil
+}
+
+func (e *env) listUsers(c *cli.Context, m admin.Manager, _ []string) error {
+	us, err := m.ListUsers(c.Context)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		type row struct {
+			Name       string    `json:"name"`
+			Home       string    `json:"home"`
+			Perms      string    `json:"perms"`
+			Keys       []string  `json:"keys"`
+			QuotaBytes int64     `json:"quota_bytes"`
+			QuotaFiles int64     `json:"quota_files"`
+			Disabled   bool      `json:"disabled"`
+			Created    time.Time `json:"created"`
+			LastLogin  time.Time `json:"last_login"`
+		}
+		rows := []row{}
+		for _, u := range us {
+			r := row{Name: u.Name, Home: u.Home, Perms: u.Perms.String(), Keys: []string{}, QuotaBytes: u.QuotaBytes, QuotaFiles: u.QuotaFiles, Disabled: u.Disabled, Created: u.Created, LastLogin: u.LastLogin}
+			for _, k := range u.Keys {
+				r.Keys = append(r.Keys, k.Fingerprint)
+			}
+			rows = append(rows, r)
+		}
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tPERMS\tKEYS\tQUOTA\tSTATUS\tLAST LOGIN")
+	for _, u := range us {
+		status := "active"
+		if u.Disabled {
+			status = "disabled"
+		}
+		quota := "-"
+		if u.QuotaBytes > 0 {
+			quota = formatSize(u.QuotaBytes)
+		}
+		last := "never"
+		if !u.LastLogin.IsZero() {
+			last = u.LastLogin.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", u.Name, u.Perms, len(u.Keys), quota, status, last)
+	}
+	return tw.Flush()
+}
+
+func (e *env) setDisabled(c *cli.Context, m admin.Manager, name string, disabled bool) error {
 	if err := m.SetDisabled(c.Context, name, disabled); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "user %s disabled=%v\n", name, disabled)
-	return nil
+	return e.printf("user %s disabled=%v\n", name, disabled)
 }
 
 func (e *env) verifyCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "verify",
-		Usage: "authenticate every file in the store; list damaged ones; exit 1 if any",
-		Flags: []cli.Flag{&cli.StringFlag{Name: "user", Usage: "only this user's files"}},
-		Action: func(c *cli.Context) error {
-			m, done, err := e.manager(c)
-			if err != nil {
-				return err
-			}
-			defer done()
+	return e.mgmtCommands(mgmtCmd{
+		name:    "verify",
+		usage:   "authenticate every file in the store; list damaged ones; exit 1 if any",
+		flags:   []cli.Flag{&cli.StringFlag{Name: "user", Usage: "only this user's files"}},
+		keyring: true,
+		run: func(c *cli.Context, m admin.Manager, _ []string) error {
 			res, err := m.Verify(c.Context, c.String("user"), func(d admin.Damage) {
 				fmt.Fprintf(e.stdout, "DAMAGED %s: %s\n", d.Path, d.Error)
 			})
@@ -450,7 +474,7 @@ func (e *env) verifyCommand() *cli.Command {
 			}
 			return nil
 		},
-	}
+	})[0]
 }
 
 var sizeUnits = []struct {

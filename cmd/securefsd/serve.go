@@ -20,6 +20,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
+	"github.com/securefsd/securefsd/internal/account"
 	"github.com/securefsd/securefsd/internal/admin"
 	"github.com/securefsd/securefsd/internal/davd"
 	"github.com/securefsd/securefsd/internal/envelope"
@@ -61,159 +62,50 @@ func (e *env) serveCommand() *cli.Command {
 	}
 }
 
-func (e *env) serve(c *cli.Context) error {
+// serve runs until the context ends or a server fails. Whatever path it
+// leaves by, everything it started is stopped first, newest first: a late
+// failure (an occupied port) never leaves an earlier listener open or the
+// admin socket behind.
+func (e *env) serve(c *cli.Context) (err error) {
 	log, err := newLogger(e.stderr, c.String("log-level"), c.String("log-format"))
 	if err != nil {
 		return err
 	}
-	dir, err := dataDir(c)
+	core, closeCore, err := e.openCore(c, log)
 	if err != nil {
 		return err
 	}
-	uploadHashes, err := vfs.ParseHashKinds(c.String("upload-hashes"))
-	if err != nil {
-		return fmt.Errorf("--upload-hashes: %w", err)
-	}
-	aead, err := envelope.ParseAEAD(c.String("cipher"))
-	if err != nil {
-		return fmt.Errorf("--cipher: %w", err)
-	}
-	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		log.Warn("data directory is readable by others; tightening to 0700", "dir", dir)
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return err
-		}
-	}
+	defer closeCore()
+	dir := core.dir
 
-	kr, kf, err := loadKeyring(c, e, dir, true, log)
-	if err != nil {
-		return err
-	}
-	if err := admin.CheckKey(filepath.Join(dir, keyCheckFileName), kr); err != nil {
-		return err
-	}
-	safelist, err := parseSafelist(c.String("login-safelist"))
-	if err != nil {
-		return err
-	}
-	db, err := users.Open(filepath.Join(dir, usersDBFileName), users.Options{Logger: log, Defender: users.DefenderOptions{Safelist: safelist}})
-	if errors.Is(err, users.ErrLocked) {
-		return fmt.Errorf("another securefsd is using %s", dir)
-	}
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	store, err := vfs.NewStore(filepath.Join(dir, storeDirName), vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes, AEAD: aead})
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-
-	firstUser, firstPassword, err := ensureFirstUser(c.Context, db, store)
+	firstUser, firstPassword, err := ensureFirstUser(c.Context, core.users, core.store, log)
 	if err != nil {
 		return err
 	}
 	defer clear(firstPassword)
 
-	ctx, cancel := context.WithCancel(c.Context)
-	defer cancel()
-	go tuneGC(ctx, c.Int("memory-limit"), log)
-	var (
-		wg       sync.WaitGroup
-		errOnce  sync.Once
-		serveErr error
-	)
-	fail := func(err error) {
-		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-			errOnce.Do(func() { serveErr = err })
-			cancel()
+	// Deferred after closeCore, so it runs before the store and database close.
+	g := newGroup(c.Context, log)
+	defer func() {
+		if serr := g.shutdown(c.Duration("shutdown-timeout")); err == nil {
+			err = serr
 		}
-	}
-	type shutdowner interface {
-		Shutdown(context.Context) error
-	}
-	var servers []shutdowner
+	}()
+	g.run(func(ctx context.Context) error { tuneGC(ctx, c.Int("memory-limit"), log); return nil }, nil)
 
-	var sftpAddr, davURL string
-	if addr := c.String("sftp-addr"); addr != "" {
-		keys, err := sftpd.LoadOrCreateHostKeys(filepath.Join(dir, "ssh"))
-		if err != nil {
-			return err
-		}
-		srv, err := sftpd.New(sftpd.Options{
-			Store: store, Users: db, HostKeys: keys, Logger: log,
-			IdleTimeout: c.Duration("idle-timeout"), LoginGrace: c.Duration("login-grace"), MaxSessions: c.Int("max-sessions"), MaxSessionsPerUser: c.Int("max-sessions-per-user"),
-		})
-		if err != nil {
-			return err
-		}
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("sftp listen: %w", err)
-		}
-		sftpAddr = ln.Addr().String()
-		servers = append(servers, srv)
-		wg.Add(1)
-		go func() { defer wg.Done(); fail(srv.Serve(ctx, ln)) }()
-	}
-	if addr := c.String("dav-addr"); addr != "" {
-		insecure := c.Bool("insecure-http")
-		var tlsCfg *tls.Config
-		if !insecure {
-			certFile, keyFile := c.String("tls-cert"), c.String("tls-key")
-			if certFile == "" && keyFile == "" {
-				if err := os.MkdirAll(filepath.Join(dir, "tls"), 0o700); err != nil {
-					return err
-				}
-				certFile, keyFile = filepath.Join(dir, "tls", "cert.pem"), filepath.Join(dir, "tls", "key.pem")
-			}
-			cert, fp, err := davd.LoadOrCreateCert(certFile, keyFile)
-			if err != nil {
-				return err
-			}
-			log.Info("tls certificate", "file", certFile, "sha256", fp)
-			tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		} else {
-			log.Warn("WebDAV over plain HTTP (--insecure-http): passwords and files cross the network in the clear unless a TLS proxy is in front")
-		}
-		ui, err := webui.New(webui.Options{Store: store, Users: db, Logger: log, Prefix: "/ui/", Secure: !insecure})
-		if err != nil {
-			return err
-		}
-		srv, err := davd.New(davd.Options{
-			Store: store, Users: db, Logger: log, UI: ui,
-			ReadHeaderTimeout: c.Duration("read-header-timeout"), BodyStallTimeout: cmp.Or(c.Duration("body-stall-timeout"), c.Duration("read-header-timeout")),
-		})
-		if err != nil {
-			return err
-		}
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("webdav listen: %w", err)
-		}
-		scheme := "https"
-		if insecure {
-			scheme = "http"
-		}
-		davURL = scheme + "://" + ln.Addr().String()
-		servers = append(servers, srv)
-		wg.Add(1)
-		go func() { defer wg.Done(); fail(srv.Serve(ctx, ln, tlsCfg)) }()
-	}
-
-	local := admin.NewLocal(db, store, kf, filepath.Join(dir, keyCheckFileName), kr)
-	adminLn, err := admin.Listen(dir)
+	sftpAddr, err := startSFTP(c, g, core)
 	if err != nil {
 		return err
 	}
-	adminSrv := &http.Server{Handler: admin.Handler(local, log), ReadHeaderTimeout: 10 * time.Second}
-	wg.Add(1)
-	go func() { defer wg.Done(); fail(adminSrv.Serve(adminLn)) }()
-	defer os.Remove(filepath.Join(dir, admin.SocketName))
-
+	davURL, err := startDAV(c, g, core)
+	if err != nil {
+		return err
+	}
+	if err := startAdmin(g, core); err != nil {
+		return err
+	}
 	if addr := c.String("pprof-addr"); addr != "" {
-		if err := servePprof(ctx, addr, log); err != nil {
+		if err := startPprof(g, addr, log); err != nil {
 			return err
 		}
 	}
@@ -225,40 +117,274 @@ func (e *env) serve(c *cli.Context) error {
 	if davURL != "" {
 		fmt.Fprintf(e.stdout, "listening webdav %s\n", davURL)
 	}
-	log.Info("serving", "data_dir", dir, "sftp", sftpAddr, "webdav", davURL, "cipher", aead.String(), "version", buildVersion())
+	log.Info("serving", "data_dir", dir, "sftp", sftpAddr, "webdav", davURL, "cipher", core.aead.String(), "version", buildVersion())
 	if firstUser != "" {
 		printWelcome(e, firstUser, string(firstPassword), sftpAddr, davURL)
 	}
 	fmt.Fprintln(e.stdout, "ready")
 
-	<-ctx.Done()
+	<-g.ctx.Done()
 	log.Info("shutting down", "timeout", c.Duration("shutdown-timeout"))
-	sctx, scancel := context.WithTimeout(context.Background(), c.Duration("shutdown-timeout"))
-	defer scancel()
-	for _, s := range servers {
-		if err := s.Shutdown(sctx); err != nil {
-			log.Warn("shutdown", "err", err)
+	return nil // the deferred shutdown reports a server's failure
+}
+
+// serverCore is what every server is built on.
+type serverCore struct {
+	dir     string
+	keyring *envelope.Keyring
+	keyFile admin.KeyFile
+	aead    envelope.AEAD // of new files
+	store   *vfs.Store
+	users   *users.DB
+	log     *slog.Logger
+}
+
+// openCore checks the data directory and opens the keyring, the user
+// database and the store. The returned close closes them; on error nothing
+// stays open.
+func (e *env) openCore(c *cli.Context, log *slog.Logger) (core serverCore, closeCore func(), err error) {
+	core.log = log
+	dir, err := dataDir(c)
+	if err != nil {
+		return core, nil, err
+	}
+	uploadHashes, err := vfs.ParseHashKinds(c.String("upload-hashes"))
+	if err != nil {
+		return core, nil, fmt.Errorf("--upload-hashes: %w", err)
+	}
+	aead, err := envelope.ParseAEAD(c.String("cipher"))
+	if err != nil {
+		return core, nil, fmt.Errorf("--cipher: %w", err)
+	}
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("data directory is readable by others; tightening to 0700", "dir", dir)
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return core, nil, err
 		}
 	}
-	_ = adminSrv.Shutdown(sctx)
-	wg.Wait()
-	log.Info("stopped")
-	return serveErr
+
+	kr, kf, err := loadKeyring(c, e, dir, true, log)
+	if err != nil {
+		return core, nil, err
+	}
+	if err := admin.CheckKey(filepath.Join(dir, keyCheckFileName), kr); err != nil {
+		return core, nil, err
+	}
+	safelist, err := parseSafelist(c.String("login-safelist"))
+	if err != nil {
+		return core, nil, err
+	}
+	db, err := users.Open(filepath.Join(dir, usersDBFileName), users.Options{Logger: log, Defender: users.DefenderOptions{Safelist: safelist}})
+	if errors.Is(err, users.ErrLocked) {
+		return core, nil, fmt.Errorf("another securefsd is using %s", dir)
+	}
+	if err != nil {
+		return core, nil, err
+	}
+	store, err := vfs.NewStore(filepath.Join(dir, storeDirName), vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes, AEAD: aead})
+	if err != nil {
+		db.Close()
+		return core, nil, err
+	}
+	core.dir, core.keyring, core.keyFile, core.aead, core.store, core.users = dir, kr, kf, aead, store, db
+	return core, func() {
+		store.Close()
+		db.Close()
+	}, nil
+}
+
+// group holds the servers serve started: each runs in its own goroutine
+// until the group's context ends, and the first unexpected error of any of
+// them ends the group. shutdown stops them newest first.
+type group struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	log    *slog.Logger
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	err   error                         // first serving error
+	stops []func(context.Context) error // in start order
+}
+
+func newGroup(parent context.Context, log *slog.Logger) *group {
+	ctx, cancel := context.WithCancel(parent)
+	return &group{ctx: ctx, cancel: cancel, log: log}
+}
+
+// run registers stop (nil: serve ends with the context alone) and starts
+// serve in a goroutine. Call it as soon as a listener is open, so no
+// failure path can leave the listener unowned.
+func (g *group) run(serve func(context.Context) error, stop func(context.Context) error) {
+	if stop != nil {
+		g.mu.Lock()
+		g.stops = append(g.stops, stop)
+		g.mu.Unlock()
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.fail(serve(g.ctx))
+	}()
+}
+
+// fail records a server's error and ends the group; the errors of an
+// orderly stop are not failures.
+func (g *group) fail(err error) {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		return
+	}
+	g.mu.Lock()
+	if g.err == nil {
+		g.err = err
+	}
+	g.mu.Unlock()
+	g.cancel()
+}
+
+// shutdown ends the group's context, stops every server newest first
+// (in-flight transfers get timeout to finish), waits for their goroutines
+// and returns the first serving error.
+func (g *group) shutdown(timeout time.Duration) error {
+	g.cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), timeout)
+	defer scancel()
+	g.mu.Lock()
+	stops := g.stops
+	g.stops = nil
+	g.mu.Unlock()
+	for i := len(stops) - 1; i >= 0; i-- {
+		if err := stops[i](sctx); err != nil {
+			g.log.Warn("shutdown", "err", err)
+		}
+	}
+	g.wg.Wait()
+	g.log.Info("stopped")
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.err
+}
+
+// startSFTP starts the SSH server unless --sftp-addr is empty, and returns
+// the address it listens on.
+func startSFTP(c *cli.Context, g *group, core serverCore) (string, error) {
+	addr := c.String("sftp-addr")
+	if addr == "" {
+		return "", nil
+	}
+	dir, store, db, log := core.dir, core.store, core.users, core.log
+	keys, err := sftpd.LoadOrCreateHostKeys(filepath.Join(dir, "ssh"))
+	if err != nil {
+		return "", err
+	}
+	srv, err := sftpd.New(sftpd.Options{
+		Store: store, Users: db, HostKeys: keys, Logger: log,
+		IdleTimeout: c.Duration("idle-timeout"), LoginGrace: c.Duration("login-grace"), MaxSessions: c.Int("max-sessions"), MaxSessionsPerUser: c.Int("max-sessions-per-user"),
+	})
+	if err != nil {
+		return "", err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("sftp listen: %w", err)
+	}
+	g.run(func(ctx context.Context) error { return srv.Serve(ctx, ln) }, srv.Shutdown)
+	return ln.Addr().String(), nil
+}
+
+// startDAV starts the WebDAV server and the web client unless --dav-addr
+// is empty, and returns its base URL.
+func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
+	addr := c.String("dav-addr")
+	if addr == "" {
+		return "", nil
+	}
+	dir, store, db, log := core.dir, core.store, core.users, core.log
+	insecure := c.Bool("insecure-http")
+	var tlsCfg *tls.Config
+	if !insecure {
+		certFile, keyFile := c.String("tls-cert"), c.String("tls-key")
+		if certFile == "" && keyFile == "" {
+			if err := os.MkdirAll(filepath.Join(dir, "tls"), 0o700); err != nil {
+				return "", err
+			}
+			certFile, keyFile = filepath.Join(dir, "tls", "cert.pem"), filepath.Join(dir, "tls", "key.pem")
+		}
+		cert, fp, err := davd.LoadOrCreateCert(certFile, keyFile)
+		if err != nil {
+			return "", err
+		}
+		log.Info("tls certificate", "file", certFile, "sha256", fp)
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	} else {
+		log.Warn("WebDAV over plain HTTP (--insecure-http): passwords and files cross the network in the clear unless a TLS proxy is in front")
+	}
+	ui, err := webui.New(webui.Options{Store: store, Users: db, Logger: log, Prefix: "/ui/", Secure: !insecure})
+	if err != nil {
+		return "", err
+	}
+	srv, err := davd.New(davd.Options{
+		Store: store, Users: db, Logger: log, UI: ui,
+		ReadHeaderTimeout: c.Duration("read-header-timeout"), BodyStallTimeout: cmp.Or(c.Duration("body-stall-timeout"), c.Duration("read-header-timeout")),
+	})
+	if err != nil {
+		return "", err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("webdav listen: %w", err)
+	}
+	g.run(func(ctx context.Context) error { return srv.Serve(ctx, ln, tlsCfg) }, srv.Shutdown)
+	scheme := "https"
+	if insecure {
+		scheme = "http"
+	}
+	return scheme + "://" + ln.Addr().String(), nil
+}
+
+// startAdmin serves the management API on DATA-DIR/admin.sock; stopping
+// removes the socket file.
+func startAdmin(g *group, core serverCore) error {
+	dir, log := core.dir, core.log
+	m := admin.NewLocal(core.users, core.store, core.keyFile, filepath.Join(dir, keyCheckFileName), core.keyring)
+	ln, err := admin.Listen(dir)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: admin.Handler(m, log), ReadHeaderTimeout: 10 * time.Second}
+	g.run(func(context.Context) error { return srv.Serve(ln) }, func(ctx context.Context) error {
+		err := srv.Shutdown(ctx)
+		if rerr := os.Remove(filepath.Join(dir, admin.SocketName)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
+			err = rerr
+		}
+		return err
+	})
+	return nil
 }
 
 // ensureFirstUser creates a user with a random password when the database
-// has none, so the quick start needs nothing else.
-func ensureFirstUser(ctx context.Context, db *users.DB, store *vfs.Store) (string, []byte, error) {
+// has none, so the quick start needs nothing else. It does not when the
+// store holds a home of that name (left by `user del` without --purge):
+// the new account would get the old files.
+func ensureFirstUser(ctx context.Context, db *users.DB, store *vfs.Store, log *slog.Logger) (string, []byte, error) {
 	us, err := db.List(ctx)
 	if err != nil || len(us) > 0 {
 		return "", nil, err
 	}
 	const name = "securefsd"
+	switch leftover, err := store.HasHome(name); {
+	case err != nil:
+		return "", nil, fmt.Errorf("first user: %w", err)
+	case leftover:
+		log.Warn("no users, but the store holds the files of a deleted user of the first user's name: not creating a first user; add one with `securefsd user add`", "home", name)
+		return "", nil, nil
+	}
 	pw := []byte(rand.Text())
-	if err := db.Add(ctx, users.User{Name: name, Home: name, Perms: users.PermAll}, pw); err != nil {
+	u := users.User{Name: name, Home: name, Perms: users.PermAll}
+	if err := db.Add(ctx, u, pw); err != nil {
 		return "", nil, fmt.Errorf("first user: %w", err)
 	}
-	if _, err := store.Home(name, vfs.HomeOptions{Perm: vfs.PermList}); err != nil {
+	if _, err := account.Open(store, u); err != nil {
 		return "", nil, err
 	}
 	return name, pw, nil
@@ -285,18 +411,18 @@ func printWelcome(e *env, user, pw, sftpAddr, davURL string) {
 	fmt.Fprintln(w)
 }
 
-// servePprof exposes the profiler on a loopback address only.
-func servePprof(ctx context.Context, addr string, log *slog.Logger) error {
+// startPprof exposes the profiler on a loopback address only.
+func startPprof(g *group, addr string, log *slog.Logger) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("--pprof-addr: %w", err)
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		return fmt.Errorf("--pprof-addr must be a loopback address")
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("pprof listen: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -304,8 +430,8 @@ func servePprof(ctx context.Context, addr string, log *slog.Logger) error {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	go func() { <-ctx.Done(); srv.Close() }()
+	// A profile in progress is not worth waiting for: Close, not Shutdown.
+	g.run(func(context.Context) error { return srv.Serve(ln) }, func(context.Context) error { return srv.Close() })
 	log.Info("pprof", "addr", ln.Addr().String())
 	return nil
 }

@@ -34,6 +34,9 @@ type Manager interface {
 	// Verify authenticates every file (of one user, or all) and reports the
 	// damaged ones.
 	Verify(ctx context.Context, user string, damaged func(Damage)) (VerifyResult, error)
+	// KeyFile is the path of the key file the keyring was loaded from:
+	// rotation writes it, verification reads with it.
+	KeyFile(ctx context.Context) (string, error)
 }
 
 // AddUserRequest describes a new user.
@@ -45,6 +48,10 @@ type AddUserRequest struct {
 	ReadOnly   bool     `json:"read_only,omitempty"`
 	QuotaBytes int64    `json:"quota_bytes,omitempty"`
 	QuotaFiles int64    `json:"quota_files,omitempty"`
+	// ReuseHome gives the new user the home a deleted user of the same
+	// name left in the store (`user del` without --purge). Without it,
+	// AddUser refuses such a name with ErrHomeExists.
+	ReuseHome bool `json:"reuse_home,omitempty"`
 }
 
 // Progress reports a long operation's advance.
@@ -69,6 +76,11 @@ type VerifyResult struct {
 
 // ErrNoServer means no server listens on the admin socket.
 var ErrNoServer = errors.New("admin: no running server")
+
+// ErrHomeExists means the store already holds a home of the new user's
+// name, left by a user deleted without --purge: adding the user would hand
+// the old files to the new account without anyone deciding so.
+var ErrHomeExists = errors.New("admin: the store holds the files of a deleted user of this name")
 
 // SocketName is the admin socket's file name inside the data directory.
 const SocketName = "admin.sock"

@@ -226,3 +226,55 @@ func TestCheckKeyWrongKey(t *testing.T) {
 		t.Fatalf("other key: %v, want ErrWrongKey", err)
 	}
 }
+
+// TestReuseHome: a user deleted without purge leaves their home; adding the
+// name again must not hand those files to the new account unless asked.
+func TestReuseHome(t *testing.T) {
+	for _, via := range []string{"local", "socket"} {
+		t.Run(via, func(t *testing.T) {
+			l, dir := newLocal(t)
+			var m Manager = l
+			if via == "socket" {
+				m = serveSocket(t, l, dir)
+			}
+			ctx := context.Background()
+			if err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("pw")}); err != nil {
+				t.Fatal(err)
+			}
+			home, err := l.Store.Home("alice", vfs.HomeOptions{Perm: vfs.PermAll})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := home.Mkdir("old-files", 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.DeleteUser(ctx, "alice", false, nil); err != nil {
+				t.Fatal(err)
+			}
+			err = m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("pw2")})
+			if !errors.Is(err, ErrHomeExists) || !strings.Contains(err.Error(), "--reuse-home") {
+				t.Fatalf("re-add without --reuse-home: %v, want ErrHomeExists naming --reuse-home", err)
+			}
+			if us, _ := m.ListUsers(ctx); len(us) != 0 {
+				t.Fatalf("refused add left users %v", us)
+			}
+			if err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("pw2"), ReuseHome: true}); err != nil {
+				t.Fatalf("re-add with ReuseHome: %v", err)
+			}
+			if _, err := home.Stat("old-files"); err != nil {
+				t.Fatalf("reused home lost its files: %v", err)
+			}
+			// Purged, the name is free again without ReuseHome.
+			if err := m.DeleteUser(ctx, "alice", true, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("pw3")}); err != nil {
+				t.Fatalf("add after purge: %v", err)
+			}
+			kf, err := m.KeyFile(ctx)
+			if err != nil || kf != filepath.Join(dir, "keyring") {
+				t.Fatalf("KeyFile = %q, %v", kf, err)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/securefsd/securefsd/internal/account"
 	"github.com/securefsd/securefsd/internal/envelope"
 	"github.com/securefsd/securefsd/internal/keyfile"
 	"github.com/securefsd/securefsd/internal/users"
@@ -83,6 +84,9 @@ func (l *Local) AddUser(ctx context.Context, req AddUserRequest) error {
 		QuotaBytes: req.QuotaBytes,
 		QuotaFiles: req.QuotaFiles,
 	}
+	if err := l.checkHome(ctx, u, req.ReuseHome); err != nil {
+		return err
+	}
 	if err := l.Users.Add(ctx, u, req.Password); err != nil {
 		return err
 	}
@@ -93,11 +97,45 @@ func (l *Local) AddUser(ctx context.Context, req AddUserRequest) error {
 		}
 	}
 	// Create the home now so a first login finds it and errors surface here.
-	if _, err := l.Store.Home(u.Home, vfs.HomeOptions{Perm: vfs.PermList}); err != nil {
+	if _, err := account.Open(l.Store, u); err != nil {
 		return fmt.Errorf("create home of %s: %w", req.Name, err)
 	}
 	return nil
 }
+
+// checkHome refuses a new user whose home directory the store already
+// holds, unless reuse: it is what `user del` without --purge leaves, and
+// the new account would silently get the old account's files. A home that
+// belongs to another existing user is refused even with reuse.
+func (l *Local) checkHome(ctx context.Context, u users.User, reuse bool) error {
+	dir := account.Dir(u)
+	leftover, err := l.Store.HasHome(dir)
+	if errors.Is(err, vfs.ErrInvalidName) {
+		return nil // no such home can exist; Add refuses the name
+	}
+	if err != nil || !leftover {
+		return err
+	}
+	us, err := l.Users.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, o := range us {
+		switch {
+		case o.Name == u.Name:
+			return nil // the user exists: Add says so
+		case account.Dir(o) == dir:
+			return fmt.Errorf("home %q of new user %s belongs to user %s: %w", dir, u.Name, o.Name, users.ErrExists)
+		}
+	}
+	if !reuse {
+		return fmt.Errorf("%w: %s (give --reuse-home to give them to the new user)", ErrHomeExists, u.Name)
+	}
+	return nil
+}
+
+// KeyFile implements Manager.
+func (l *Local) KeyFile(context.Context) (string, error) { return l.Keys.Path, nil }
 
 // SetPassword implements Manager.
 func (l *Local) SetPassword(ctx context.Context, name string, password []byte) error {

@@ -100,6 +100,7 @@ func Handler(m Manager, log *slog.Logger) http.Handler {
 		mux.HandleFunc("GET /v1/bans", bh.list)
 		mux.HandleFunc("DELETE /v1/bans/{who}", bh.del)
 	}
+	mux.HandleFunc("GET /v1/keyfile", h.keyFile)
 	return mux
 }
 
@@ -116,6 +117,7 @@ type event struct {
 	Key      *users.Key    `json:"key,omitempty"`
 	Users    []users.User  `json:"users,omitempty"`
 	Bans     []users.Ban   `json:"bans,omitempty"`
+	KeyFile  string        `json:"key_file,omitempty"`
 	Error    *apiError     `json:"error,omitempty"`
 	Done     bool          `json:"done,omitempty"`
 }
@@ -133,6 +135,7 @@ var errorKinds = []struct {
 	{"exists", users.ErrExists},
 	{"invalid", users.ErrInvalid},
 	{"canceled", context.Canceled},
+	{"home-exists", ErrHomeExists},
 }
 
 func toAPIError(err error) *apiError {
@@ -299,6 +302,15 @@ func (h *handler) verify(w http.ResponseWriter, r *http.Request) {
 	s.finish(err)
 }
 
+func (h *handler) keyFile(w http.ResponseWriter, r *http.Request) {
+	s := newStream(w)
+	p, err := h.m.KeyFile(r.Context())
+	if err == nil {
+		s.send(event{KeyFile: p})
+	}
+	s.finish(err)
+}
+
 // Client talks to a running server's admin socket. It implements Manager.
 type Client struct {
 	hc *http.Client
@@ -441,4 +453,15 @@ func (c *Client) Verify(ctx context.Context, user string, damaged func(Damage)) 
 		}
 	})
 	return res, err
+}
+
+// KeyFile implements Manager.
+func (c *Client) KeyFile(ctx context.Context) (string, error) {
+	var p string
+	err := c.call(ctx, "GET", "/v1/keyfile", nil, func(ev event) {
+		if ev.KeyFile != "" {
+			p = ev.KeyFile
+		}
+	})
+	return p, err
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/securefsd/securefsd/internal/account"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -256,14 +257,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user = u.Name
-	home := u.Home
-	if home == "" {
-		home = u.Name
-	}
-	fsys, err := s.store.Home(home, vfs.HomeOptions{
-		Quota: vfs.Quota{Bytes: u.QuotaBytes, Files: u.QuotaFiles},
-		Perm:  vfs.Perm(u.Perms),
-	})
+	home := account.Dir(u)
+	fsys, err := account.Open(s.store, u)
 	if err != nil {
 		s.log.Error("dav: open home", "user", u.Name, "err", err)
 		http.Error(w, "Internal Server Error", http.StatusInternalServerError)

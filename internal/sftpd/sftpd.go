@@ -33,6 +33,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/securefsd/securefsd/internal/account"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -514,10 +515,7 @@ func (s *Server) serveConn(ctx context.Context, c *serverConn) {
 		return
 	}
 	defer s.releaseUser(u.Name)
-	home, err := s.opts.Store.Home(u.Home, vfs.HomeOptions{
-		Quota: vfs.Quota{Bytes: u.QuotaBytes, Files: u.QuotaFiles},
-		Perm:  vfs.Perm(u.Perms),
-	})
+	home, err := account.Open(s.opts.Store, u)
 	if err != nil {
 		s.log.Error("open home failed", "user", u.Name, "remote", c.remote, "err", err)
 		return

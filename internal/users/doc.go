@@ -155,12 +155,9 @@ package users
 //	var ErrExists       // user already exists
 //	var ErrInvalid      // bad name, bad key line, bad option
 //
-//	type Perm uint32
-//	const ( PermList Perm = 1 << iota; PermDownload; PermUpload; PermOverwrite; PermDelete; PermRename; PermMkdir; PermChmod )
-//	const PermReadOnly = PermList | PermDownload
-//	const PermAll = PermList | PermDownload | PermUpload | PermOverwrite | PermDelete | PermRename | PermMkdir | PermChmod
-//	func (p Perm) Has(q Perm) bool
-//	func (p Perm) String() string  // "list,download,..." ; ParsePerm(string) (Perm, error)
+//	type Perm = perm.Perm   // one type with vfs; the rights are documented in package perm
+//	const ( PermList = perm.List; ...; PermChmod = perm.Chmod ); PermReadOnly, PermAll
+//	func ParsePerm(string) (Perm, error)  // perm.Parse, errors match ErrInvalid
 //
 //	type Key struct {
 //		Line        string    // the authorized_keys line as given (type, base64, comment)

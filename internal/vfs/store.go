@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/perm"
 )
 
 // Options configure a Store. Keyring is required; the zero value of the
@@ -39,28 +40,26 @@ type Options struct {
 // Quota limits a home in plaintext bytes and regular files. 0 = unlimited.
 type Quota struct{ Bytes, Files int64 }
 
-// Perm is the set of rights an FS grants. Same bit layout as users.Perm, so
-// adapters convert with vfs.Perm(u.Perms). The zero value grants nothing.
-type Perm uint32
+// Perm is the set of rights an FS grants: perm.Perm, the type users
+// stores, so no conversion stands between a user's rights and the FS. What
+// each right allows is documented in package perm. The zero value grants
+// nothing.
+type Perm = perm.Perm
 
-// Rights. List: ReadDir/Readdir. Download: open for reading, Checksums.
-// Upload: create a new file, write to it, Chtimes, UpdateMeta. Overwrite:
-// write to or truncate an existing file, rename over one. Delete:
-// Remove/RemoveAll. Rename: Rename. Mkdir: Mkdir/MkdirAll. Chmod: Chmod.
-// Stat/Lstat/Meta/Usage need no right.
+// Rights, named for use inside vfs (see package perm).
 const (
-	PermList Perm = 1 << iota
-	PermDownload
-	PermUpload
-	PermOverwrite
-	PermDelete
-	PermRename
-	PermMkdir
-	PermChmod
+	PermList      = perm.List
+	PermDownload  = perm.Download
+	PermUpload    = perm.Upload
+	PermOverwrite = perm.Overwrite
+	PermDelete    = perm.Delete
+	PermRename    = perm.Rename
+	PermMkdir     = perm.Mkdir
+	PermChmod     = perm.Chmod
 )
 
 // PermAll grants every right.
-const PermAll = PermList | PermDownload | PermUpload | PermOverwrite | PermDelete | PermRename | PermMkdir | PermChmod
+const PermAll = perm.All
 
 // HomeOptions configure one FS value returned by Store.Home.
 type HomeOptions struct {

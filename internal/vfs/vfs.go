@@ -132,15 +132,11 @@ package vfs
 //	func (s *Store) Close() error
 //	func (s *Store) SetKeyring(kr *envelope.Keyring)          // after rotation
 //	type Quota struct{ Bytes, Files int64 }                  // 0 = unlimited
-//	// Perm: the rights an FS grants; same bit layout as users.Perm so
-//	// adapters convert with vfs.Perm(u.Perms). Zero grants nothing (fail closed).
-//	type Perm uint32
-//	const ( PermList Perm = 1 << iota; PermDownload; PermUpload; PermOverwrite; PermDelete; PermRename; PermMkdir; PermChmod )
-//	const PermAll = ...
-//	// List: ReadDir/Readdir. Download: open for reading. Upload: create a new
-//	// file, write to it, Chtimes. Overwrite: write to/truncate an existing
-//	// file, rename over one. Delete: Remove/RemoveAll. Rename: Rename.
-//	// Mkdir: Mkdir/MkdirAll. Chmod: Chmod. Stat/Lstat/Usage: always.
+//	// Perm: the rights an FS grants, perm.Perm (the type users stores, no
+//	// conversion); what each right allows is documented in package perm.
+//	// Zero grants nothing (fail closed).
+//	type Perm = perm.Perm
+//	const ( PermList = perm.List; ...; PermChmod = perm.Chmod ); const PermAll = perm.All
 //	// A denied operation is a *fs.PathError wrapping fs.ErrPermission.
 //	type HomeOptions struct{ Quota Quota; Perm Perm }
 //	// Home opens (creating if needed) the home tree named home (a single

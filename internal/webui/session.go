@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/securefsd/securefsd/internal/account"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -62,14 +63,7 @@ func sessionKey(raw []byte) [32]byte { return sha256.Sum256(raw) }
 
 // homeFor opens the user's home with the user's current quota and rights.
 func (ui *UI) homeFor(u users.User) (*vfs.FS, error) {
-	home := u.Home
-	if home == "" {
-		home = u.Name
-	}
-	return ui.opts.Store.Home(home, vfs.HomeOptions{
-		Quota: vfs.Quota{Bytes: u.QuotaBytes, Files: u.QuotaFiles},
-		Perm:  vfs.Perm(u.Perms),
-	})
+	return account.Open(ui.opts.Store, u)
 }
 
 // newSession stores a session for u and returns the cookie value. rev is
