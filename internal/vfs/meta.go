@@ -127,7 +127,7 @@ func (h *home) writeSidecar(dir string, m map[string]Meta) error {
 	if err := w.Close(); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
+	if err := h.s.fsync(f); err != nil {
 		return err
 	}
 	if err := f.Close(); err != nil {

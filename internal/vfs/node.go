@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -96,6 +97,12 @@ type node struct {
 	lastWrite time.Time
 	dirty     bool // written since the last flush
 	synced    bool // fsynced since the last write or truncate (Close and publish both ask)
+	// ioErr is the first failed write-back or fsync, sticky: after a
+	// writeback error Linux may drop the dirty pages and report the
+	// error once, so a later fsync can succeed without the data being on
+	// disk. Every later flush, Sync, Close and publish of the node fails
+	// with it, and a replacement is never published.
+	ioErr error
 	hashDirty bool // written since hashes were last cached
 	hs        *hashState
 }
@@ -322,12 +329,19 @@ func (n *node) flush(sync bool) error {
 }
 
 func (n *node) flushLocked(sync bool) error {
+	if n.ioErr != nil {
+		return n.ioErr
+	}
 	err := n.ef.Flush()
 	if err == nil {
 		n.dirty = false
+	} else {
+		n.ioErr = fmt.Errorf("write back: %w", err)
 	}
 	if sync && err == nil && n.back.rw && !n.synced {
-		err = n.back.f.Sync()
+		if err = n.h.s.fsync(n.back.f); err != nil {
+			n.ioErr = fmt.Errorf("fsync: %w", err)
+		}
 		n.synced = err == nil
 	}
 	if n.times != nil {
@@ -586,12 +600,17 @@ func futimens(f *os.File, atime, mtime time.Time) error {
 	return nil
 }
 
-// syncDir fsyncs a directory so a rename into it is durable (best effort).
-func syncDir(root *os.Root, dir string) {
-	if d, err := root.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+// syncDir fsyncs a directory so a rename into it is durable.
+func (s *Store) syncDir(root *os.Root, dir string) error {
+	d, err := root.Open(dir)
+	if err != nil {
+		return err
 	}
+	err = s.fsync(d)
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func timespecTime(ts syscall.Timespec) time.Time { return time.Unix(ts.Sec, ts.Nsec) }

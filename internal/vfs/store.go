@@ -88,9 +88,22 @@ type Store struct {
 	uploadHashes HashKind
 	aead         envelope.AEAD
 
+	// syncFile fsyncs a file whose data must be durable (a replacement
+	// before it is published, Sync). nil: (*os.File).Sync. Tests set it
+	// to inject fsync failures.
+	syncFile func(*os.File) error
+
 	mu     sync.Mutex
 	homes  map[string]*home
 	closed bool
+}
+
+// fsync makes f's data durable (through the test seam if set).
+func (s *Store) fsync(f *os.File) error {
+	if s.syncFile != nil {
+		return s.syncFile(f)
+	}
+	return f.Sync()
 }
 
 // NewStore opens (creating with mode 0700 if missing) the store directory.
