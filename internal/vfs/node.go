@@ -102,7 +102,7 @@ type node struct {
 	// error once, so a later fsync can succeed without the data being on
 	// disk. Every later flush, Sync, Close and publish of the node fails
 	// with it, and a replacement is never published.
-	ioErr error
+	ioErr     error
 	hashDirty bool // written since hashes were last cached
 	hs        *hashState
 }
