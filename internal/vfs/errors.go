@@ -52,6 +52,12 @@ var (
 	// ErrUnsupported: an operation the store refuses by policy (symlinks,
 	// hard links). It matches errors.ErrUnsupported.
 	ErrUnsupported error = &kindError{"operation not supported", []error{errors.ErrUnsupported, syscall.ENOTSUP}}
+	// ErrTooManyHandles: the home (or the store) holds as many open files
+	// and directories as Options allow; close some and retry.
+	ErrTooManyHandles error = &kindError{"too many open files", []error{syscall.EMFILE}}
+	// ErrFileTooLarge: a write or truncate would make a file larger than
+	// Options.MaxFileSize.
+	ErrFileTooLarge error = &kindError{"file too large", []error{syscall.EFBIG}}
 )
 
 // integrityError carries the envelope error under ErrIntegrity.
@@ -110,6 +116,11 @@ func (h *home) classify(op, name string, err error) error {
 		return ErrNotDir
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return ErrNoSpace
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		h.logger().Warn("vfs: out of file descriptors", "home", h.name, "path", name, "op", op, "err", err)
+		return ErrTooManyHandles
+	case errors.Is(err, syscall.EFBIG):
+		return ErrFileTooLarge
 	case errors.Is(err, syscall.ENAMETOOLONG):
 		return ErrInvalidName
 	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.ELOOP), isEscape(err):
@@ -130,8 +141,11 @@ func (h *home) classify(op, name string, err error) error {
 	return errInternal
 }
 
+// kinds are the package's sentinels, in the order classify tests them.
+var kinds = []error{ErrQuota, ErrNoSpace, ErrIntegrity, ErrNotEmpty, ErrInvalidName, ErrIsDir, ErrNotDir, ErrUnsupported, ErrTooManyHandles, ErrFileTooLarge}
+
 func isKind(err error) bool {
-	for _, k := range []error{ErrQuota, ErrNoSpace, ErrIntegrity, ErrNotEmpty, ErrInvalidName, ErrIsDir, ErrNotDir, ErrUnsupported} {
+	for _, k := range kinds {
 		if errors.Is(err, k) {
 			return true
 		}
@@ -146,7 +160,7 @@ func unwrapKind(err error) error {
 	if errors.As(err, &ie) {
 		return ie
 	}
-	for _, k := range []error{ErrQuota, ErrNoSpace, ErrIntegrity, ErrNotEmpty, ErrInvalidName, ErrIsDir, ErrNotDir, ErrUnsupported} {
+	for _, k := range kinds {
 		if errors.Is(err, k) {
 			return k
 		}

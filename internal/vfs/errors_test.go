@@ -40,6 +40,9 @@ func TestErrorMapping(t *testing.T) {
 		{envelope.ErrFormat, ErrIntegrity, nil},
 		{envelope.ErrUnknownKey, ErrIntegrity, nil},
 		{ErrQuota, ErrQuota, nil},
+		{disk(syscall.EMFILE), ErrTooManyHandles, nil},
+		{disk(syscall.ENFILE), ErrTooManyHandles, nil},
+		{disk(syscall.EFBIG), ErrFileTooLarge, nil},
 		{disk(syscall.EIO), syscall.EIO, nil},
 		{disk(errors.New("weird thing at /srv/store/alice/x")), errInternal, nil},
 	}

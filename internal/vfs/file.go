@@ -218,6 +218,7 @@ func (h *File) close(abort bool) error {
 		return &fs.PathError{Op: "close", Path: h.name, Err: fs.ErrClosed}
 	}
 	h.closed = true
+	defer h.fs.h.putHandle()
 	if h.n == nil {
 		h.dir.close()
 		return nil

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"time"
 
@@ -52,10 +53,14 @@ func (f *FS) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) {
 		return nil, err
 	}
 	h := f.h
+	if err := h.takeHandle(); err != nil {
+		return nil, h.pathErr(op, name, err)
+	}
 	h.ns.Lock()
 	file, truncate, err := f.openLocked(op, name, rel, flag, perm)
 	h.ns.Unlock()
 	if err != nil {
+		h.putHandle()
 		return nil, err
 	}
 	if truncate {
@@ -959,25 +964,25 @@ func (f *FS) Usage() (Usage, error) {
 	return u, nil
 }
 
-// dirStream reads a directory in batches, like os.File.Readdir.
+// dirStream reads a directory in batches, like os.File.Readdir. It holds
+// no file descriptor between reads: the first read takes the directory's
+// names (a directory handle left open by a client costs memory for its
+// names, not a descriptor), every read resolves the directory again by
+// name for the lstat of its batch. Entries created after the first read
+// are not listed; entries removed meanwhile are skipped.
 type dirStream struct {
-	sub    *os.Root
-	d      *os.File
+	names  []string // entries not yet returned
 	seen   map[string]bool
-	eof    bool
+	loaded bool // names were read
 	extras []fs.FileInfo
-	loaded bool
+	// extrasLoaded: the pending (unpublished) files of the directory were
+	// added to extras.
+	extrasLoaded bool
 }
 
+// close drops the stream's state (it holds no descriptor).
 func (ds *dirStream) close() {
-	if ds.d != nil {
-		ds.d.Close()
-		ds.d = nil
-	}
-	if ds.sub != nil {
-		ds.sub.Close()
-		ds.sub = nil
-	}
+	ds.names, ds.extras, ds.seen = nil, nil, nil
 }
 
 // read returns up to n entries (all remaining if n <= 0). With n > 0 it
@@ -985,7 +990,10 @@ func (ds *dirStream) close() {
 func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
 	h.ns.RLock()
 	defer h.ns.RUnlock()
-	if ds.sub == nil {
+	var out []fs.FileInfo
+	if !ds.loaded || len(ds.names) > 0 {
+		// Resolved by name at every read: the symlink policy applies
+		// again, and the descriptors are closed before returning.
 		if err := h.noLinks(rel, true); err != nil {
 			return nil, err
 		}
@@ -993,53 +1001,30 @@ func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
 		if err != nil {
 			return nil, err
 		}
-		d, err := sub.Open(".")
-		if err != nil {
-			sub.Close()
-			return nil, err
-		}
-		if h.reservedTarget(d) {
-			d.Close()
-			sub.Close()
-			return nil, fs.ErrPermission
-		}
-		ds.sub, ds.d, ds.seen = sub, d, map[string]bool{}
-	}
-	var out []fs.FileInfo
-	for !ds.eof && (n <= 0 || len(out) < n) {
-		want := -1
-		if n > 0 {
-			want = n - len(out)
-		}
-		names, err := ds.d.Readdirnames(want)
-		for _, name := range names {
-			if isReserved(name) {
-				continue
+		defer sub.Close()
+		if !ds.loaded {
+			if err := ds.load(h, sub); err != nil {
+				return nil, err
 			}
-			ds.seen[name] = true
-			key := path.Join(rel, name)
-			if nd := h.lookup(key); nd != nil {
+		}
+		for len(ds.names) > 0 && (n <= 0 || len(out) < n) {
+			name := ds.names[0]
+			ds.names = ds.names[1:]
+			if nd := h.lookup(path.Join(rel, name)); nd != nil {
 				if fi, err := nd.info(name); err == nil {
 					out = append(out, fi)
 				}
 				continue
 			}
-			fi, err := ds.sub.Lstat(name)
+			fi, err := sub.Lstat(name)
 			if err != nil {
 				continue // vanished meanwhile
 			}
 			out = append(out, toInfo(name, fi))
 		}
-		if err == io.EOF || want < 0 {
-			ds.eof = true
-			break
-		}
-		if err != nil {
-			return out, err
-		}
 	}
-	if ds.eof && !ds.loaded {
-		ds.loaded = true
+	if len(ds.names) == 0 && !ds.extrasLoaded {
+		ds.extrasLoaded = true
 		h.mu.Lock()
 		var pending []*node
 		for k, nd := range h.nodes {
@@ -1056,6 +1041,7 @@ func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
 				ds.extras = append(ds.extras, fi)
 			}
 		}
+		ds.seen = nil
 	}
 	for len(ds.extras) > 0 && (n <= 0 || len(out) < n) {
 		out = append(out, ds.extras[0])
@@ -1065,4 +1051,32 @@ func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
 		return nil, io.EOF
 	}
 	return out, nil
+}
+
+// load reads the directory's names (reserved ones dropped) at the first
+// read.
+func (ds *dirStream) load(h *home, sub *os.Root) error {
+	d, err := sub.Open(".")
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if h.reservedTarget(d) {
+		return fs.ErrPermission
+	}
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return err
+	}
+	ds.seen = make(map[string]bool, len(names))
+	kept := names[:0]
+	for _, name := range names {
+		if !isReserved(name) {
+			kept = append(kept, name)
+			ds.seen[name] = true
+		}
+	}
+	ds.names = slices.Clip(kept)
+	ds.loaded = true
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/securefsd/securefsd/internal/envelope"
@@ -48,6 +49,8 @@ type home struct {
 	files    int64             // regular files
 	quota    Quota
 	closed   bool
+
+	handles atomic.Int64 // open File values (takeHandle)
 }
 
 type fileKey struct{ dev, ino uint64 }

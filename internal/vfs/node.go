@@ -267,6 +267,9 @@ func (n *node) writeAt(p []byte, off int64, appendMode bool) (int, int64, error)
 		off = n.ef.Size()
 	}
 	end := off + int64(len(p))
+	if end > n.h.s.maxFileSize || end < off {
+		return 0, off, ErrFileTooLarge
+	}
 	if cur := n.ef.Size(); cur > end {
 		end = cur
 	}
@@ -294,6 +297,9 @@ func (n *node) truncate(size int64) error {
 	defer n.mu.Unlock()
 	if !n.back.rw {
 		return fs.ErrPermission
+	}
+	if size > n.h.s.maxFileSize {
+		return ErrFileTooLarge
 	}
 	if d := size - n.counted; d > 0 {
 		if err := n.h.reserveBytes(d, n.credit); err != nil {

@@ -34,7 +34,27 @@ type Options struct {
 	// AEAD encrypts new files and metadata (existing files keep theirs).
 	// Zero: envelope.PreferredAEAD().
 	AEAD envelope.AEAD
+	// MaxHandlesPerHome bounds the files and directories open at once in
+	// one home (one user), over every session and protocol: beyond it,
+	// opens fail with ErrTooManyHandles, so one user cannot take the
+	// server's file descriptors. 0: DefaultMaxHandlesPerHome.
+	MaxHandlesPerHome int
+	// MaxHandles bounds the open files and directories of all homes
+	// together. 0: half the process's soft RLIMIT_NOFILE (the other half
+	// is the reserve for connections, the admin socket, the user
+	// database and internal reads), or unlimited where there is none.
+	MaxHandles int
+	// MaxFileSize is the largest plaintext size a write or truncate may
+	// give a file (ErrFileTooLarge beyond). 0: DefaultMaxFileSize.
+	MaxFileSize int64
 }
+
+// DefaultMaxHandlesPerHome is Options.MaxHandlesPerHome's default: twice
+// what OpenSSH's sftp-server allows one session.
+const DefaultMaxHandlesPerHome = 1024
+
+// DefaultMaxFileSize is Options.MaxFileSize's default, 1 TiB.
+const DefaultMaxFileSize = 1 << 40
 
 // Quota limits a home in plaintext bytes and regular files. 0 = unlimited.
 type Quota struct{ Bytes, Files int64 }
@@ -88,6 +108,13 @@ type Store struct {
 	uploadHashes HashKind
 	aead         envelope.AEAD
 
+	// maxPerHome, maxHandles: the handle caps (Options); handles counts
+	// the open handles of every home.
+	maxPerHome, maxHandles int64
+	handles                atomic.Int64
+	// maxFileSize: Options.MaxFileSize.
+	maxFileSize int64
+
 	// syncFile fsyncs a file whose data must be durable (a replacement
 	// before it is published, Sync). nil: (*os.File).Sync. Tests set it
 	// to inject fsync failures.
@@ -115,6 +142,9 @@ func NewStore(dir string, opts Options) (*Store, error) {
 	if opts.AEAD != 0 && opts.AEAD != envelope.XAES256GCM && opts.AEAD != envelope.XChaCha20Poly1305 {
 		return nil, fmt.Errorf("vfs: unknown AEAD %v", opts.AEAD)
 	}
+	if opts.MaxHandlesPerHome < 0 || opts.MaxHandles < 0 || opts.MaxFileSize < 0 {
+		return nil, errors.New("vfs: negative limit in Options")
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("vfs: create store: %w", err)
 	}
@@ -126,6 +156,12 @@ func NewStore(dir string, opts Options) (*Store, error) {
 	if s.log == nil {
 		s.log = discardLogger()
 	}
+	s.maxPerHome = int64(cmp.Or(opts.MaxHandlesPerHome, DefaultMaxHandlesPerHome))
+	s.maxHandles = int64(opts.MaxHandles)
+	if s.maxHandles == 0 {
+		s.maxHandles = defaultMaxHandles()
+	}
+	s.maxFileSize = cmp.Or(opts.MaxFileSize, DefaultMaxFileSize)
 	old := unix.Umask(0o077)
 	unix.Umask(old)
 	s.umask = fs.FileMode(old) & fs.ModePerm
