@@ -116,7 +116,7 @@ func (f *FS) openLocked(op, name, rel string, flag int, perm fs.FileMode) (*File
 				if fi, err = h.root.Lstat(rel); err != nil {
 					return nil, false, h.pathErr(op, name, err)
 				}
-				nn, err := h.newReplacement(rel, fi.Mode().Perm(), false, plainSize(fi.Size()))
+				nn, err := h.newReplacement(rel, clientMode(fi.Mode()), false, plainSize(fi.Size()))
 				if err != nil {
 					return nil, false, h.pathErr(op, name, err)
 				}
@@ -201,7 +201,7 @@ func (f *FS) openLocked(op, name, rel string, flag int, perm fs.FileMode) (*File
 	}
 	var n *node
 	if writable && flag&os.O_TRUNC != 0 {
-		n, err = h.newReplacement(rel, fi.Mode().Perm(), false, plainSize(fi.Size()))
+		n, err = h.newReplacement(rel, clientMode(fi.Mode()), false, plainSize(fi.Size()))
 	} else {
 		n, err = h.openInPlace(rel, writable)
 	}
@@ -281,7 +281,7 @@ func (f *FS) stat(op, name string, follow bool) (fs.FileInfo, error) {
 
 // toInfo converts a disk FileInfo to the client view.
 func toInfo(base string, fi fs.FileInfo) fs.FileInfo {
-	mode := fi.Mode() & (fs.ModeType | fs.ModePerm)
+	mode := fi.Mode()&fs.ModeType | clientMode(fi.Mode())
 	var size int64
 	switch {
 	case fi.Mode().IsRegular():
@@ -345,7 +345,13 @@ func (f *FS) Mkdir(name string, perm fs.FileMode) error {
 	if err := h.noLinks(rel, false); err != nil {
 		return h.pathErr(op, name, err)
 	}
-	if err := h.root.Mkdir(rel, perm.Perm()); err != nil {
+	if err := h.root.Mkdir(rel, 0o700); err != nil {
+		return h.pathErr(op, name, err)
+	}
+	// Set after creating (not through mkdir's mode) so the owner keeps
+	// access whatever the client asked (modes.go), and a parent's setgid
+	// bit is not inherited.
+	if err := h.chmodClient(rel, perm.Perm()&^h.s.umask, true); err != nil {
 		return h.pathErr(op, name, err)
 	}
 	return nil
@@ -377,8 +383,20 @@ func (f *FS) MkdirAll(name string, perm fs.FileMode) error {
 	if fi, err := h.root.Stat(rel); err == nil && !fi.IsDir() {
 		return h.pathErr(op, name, ErrNotDir) // as os.MkdirAll
 	}
-	if err := h.root.MkdirAll(rel, perm.Perm()); err != nil {
+	var created []string // missing components, deepest first
+	for p := rel; p != "."; p = parentOf(p) {
+		if _, err := h.root.Lstat(p); err == nil {
+			break
+		}
+		created = append(created, p)
+	}
+	if err := h.root.MkdirAll(rel, 0o700); err != nil {
 		return h.pathErr(op, name, err)
+	}
+	for _, p := range created {
+		if err := h.chmodClient(p, perm.Perm()&^h.s.umask, true); err != nil {
+			return h.pathErr(op, name, err)
+		}
 	}
 	return nil
 }
@@ -656,7 +674,10 @@ func (f *FS) Rename(oldname, newname string, overwrite bool) error {
 			}
 			defer func() {
 				if _, err := h.root.Lstat(rn); errors.Is(err, fs.ErrNotExist) {
-					h.root.Mkdir(rn, tfi.Mode().Perm()) // the rename failed: put it back
+					// The rename failed: put it back.
+					if h.root.Mkdir(rn, 0o700) == nil {
+						h.root.Chmod(rn, tfi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky))
+					}
 				}
 			}()
 		}
@@ -828,7 +849,7 @@ func (f *FS) Chmod(name string, mode fs.FileMode) error {
 		n.mode = mode.Perm()
 		var err error
 		if !replacing {
-			err = n.back.f.Chmod(mode.Perm())
+			err = n.back.f.Chmod(diskMode(mode, false))
 		}
 		n.mu.Unlock()
 		if err != nil {
@@ -839,7 +860,11 @@ func (f *FS) Chmod(name string, mode fs.FileMode) error {
 	if err := h.noLinks(rel, true); err != nil {
 		return h.pathErr(op, name, err)
 	}
-	if err := h.root.Chmod(rel, mode.Perm()); err != nil {
+	fi, err := h.root.Stat(rel)
+	if err != nil {
+		return h.pathErr(op, name, err)
+	}
+	if err := h.chmodClient(rel, mode, fi.IsDir()); err != nil {
 		return h.pathErr(op, name, err)
 	}
 	return nil

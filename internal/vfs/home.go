@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -155,16 +156,36 @@ func (h *home) close() error {
 
 // walk calls fn for every entry below dir (depth first, parents before
 // children), resolving every name through the root. Reserved entries are
-// skipped unless withReserved.
+// skipped unless withReserved. The first error stops it.
 func (h *home) walk(dir string, withReserved bool, fn func(rel string, fi fs.FileInfo) error) error {
+	return h.walkSkip(dir, withReserved, fn, nil)
+}
+
+// walkSkip is walk; if skip is not nil, an entry that cannot be read (a
+// directory that cannot be listed, an entry whose mode cannot be
+// repaired) is passed to skip and the walk goes on with the rest. Errors
+// of fn always stop it.
+func (h *home) walkSkip(dir string, withReserved bool, fn func(rel string, fi fs.FileInfo) error, skip func(rel string, err error)) error {
+	fail := func(rel string, err error) error {
+		if skip == nil {
+			return err
+		}
+		skip(rel, err)
+		return nil
+	}
+	if hook := h.s.walkDirHook; hook != nil {
+		if err := hook(h.name, dir); err != nil {
+			return fail(dir, err)
+		}
+	}
 	d, err := h.root.Open(dir)
 	if err != nil {
-		return err
+		return fail(dir, err)
 	}
 	names, err := d.Readdirnames(-1)
 	d.Close()
 	if err != nil {
-		return err
+		return fail(dir, err)
 	}
 	for _, name := range names {
 		if !withReserved && isReserved(name) {
@@ -176,13 +197,26 @@ func (h *home) walk(dir string, withReserved bool, fn func(rel string, fi fs.Fil
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
-			return err
+			if err := fail(rel, err); err != nil {
+				return err
+			}
+			continue
+		}
+		if !isReserved(name) {
+			// An entry a client chmod closed to the server (or an older
+			// version's store): give the owner access back (modes.go).
+			if fi, err = h.repairMode(rel, fi); err != nil {
+				if err := fail(rel, fmt.Errorf("repair mode: %w", err)); err != nil {
+					return err
+				}
+				continue
+			}
 		}
 		if err := fn(rel, fi); err != nil {
 			return err
 		}
 		if fi.IsDir() {
-			if err := h.walk(rel, withReserved, fn); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := h.walkSkip(rel, withReserved, fn, skip); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
 		}
@@ -365,6 +399,15 @@ func (h *home) probe(rel string) (fs.FileInfo, error) {
 // statInfo converts a stat result to an fs.FileInfo (as os.Lstat would).
 func statInfo(name string, st *syscall.Stat_t) fs.FileInfo {
 	mode := fs.FileMode(st.Mode & 0o777)
+	if st.Mode&syscall.S_ISUID != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if st.Mode&syscall.S_ISGID != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if st.Mode&syscall.S_ISVTX != 0 {
+		mode |= fs.ModeSticky
+	}
 	switch st.Mode & syscall.S_IFMT {
 	case syscall.S_IFDIR:
 		mode |= fs.ModeDir

@@ -161,7 +161,7 @@ func (h *home) openInPlace(rel string, writable bool) (*node, error) {
 		}
 		return nil, err
 	}
-	n := &node{h: h, key: rel, id: id, back: back, ef: ef, mode: st.Mode().Perm(), hs: newHashState(h.s.uploadHashes)}
+	n := &node{h: h, key: rel, id: id, back: back, ef: ef, mode: clientMode(st.Mode()), hs: newHashState(h.s.uploadHashes)}
 	n.counted = ef.Size()
 	n.size.Store(n.counted)
 	n.needInval.Store(true)
@@ -377,7 +377,7 @@ func (n *node) info(base string) (fs.FileInfo, error) {
 	n.h.mu.Lock()
 	replacing := n.tmp != ""
 	n.h.mu.Unlock()
-	mode := st.Mode().Perm()
+	mode := clientMode(st.Mode())
 	if replacing {
 		mode = n.mode
 	}
@@ -407,7 +407,7 @@ func (n *node) publish() error {
 	n.credit = 0 // from now on the node is the file itself
 	err := n.flushLocked(true)
 	if err == nil {
-		err = n.back.f.Chmod(n.mode)
+		err = n.back.f.Chmod(diskMode(n.mode, false))
 	}
 	var hashes *Hashes
 	if hs, ok := n.hs.result(n.ef.Size()); ok && err == nil {
@@ -540,6 +540,19 @@ func (n *node) release() error {
 		}
 	}
 	wrote := n.hashDirty
+	if wrote && n.back.rw {
+		n.h.mu.Lock()
+		inPlace := n.tmp == ""
+		n.h.mu.Unlock()
+		// A write by a non-root process clears setuid (and setgid on a
+		// group-executable file), which may hold the client's mode
+		// (modes.go): put it back.
+		if st, serr := n.back.f.Stat(); inPlace && serr == nil && st.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid) != diskMode(n.mode, false) {
+			if cerr := n.back.f.Chmod(diskMode(n.mode, false)); err == nil {
+				err = cerr
+			}
+		}
+	}
 	n.hs.stop()
 	if cerr := n.ef.Close(); err == nil {
 		err = cerr

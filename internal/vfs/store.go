@@ -119,6 +119,10 @@ type Store struct {
 	// before it is published, Sync). nil: (*os.File).Sync. Tests set it
 	// to inject fsync failures.
 	syncFile func(*os.File) error
+	// walkDirHook, if set, is called before a walk lists a directory
+	// (home name, directory); an error it returns is that listing's.
+	// Tests set it to inject failures into sweeps.
+	walkDirHook func(home, dir string) error
 
 	mu     sync.Mutex
 	homes  map[string]*home
