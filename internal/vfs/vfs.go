@@ -66,7 +66,11 @@
 // # Modes and times
 //
 // Permission bits given by clients (Chmod, create mode minus the process
-// umask read at NewStore) are kept on the disk entry and reported as is.
+// umask read at NewStore) are metadata, reported as set: the server's own
+// access never depends on them. The disk entry always grants the owner
+// read and write (and search on directories); owner bits a client removed
+// are recorded in the setuid/setgid/sticky bits (modes.go). Entries
+// without owner access (older stores) are repaired when the home opens.
 // Modification times are the disk entry's; an explicit Chtimes on an open
 // file is re-applied after every later flush and at close, so it survives
 // the write-back of buffered data.
@@ -88,6 +92,21 @@
 // open; an in-place write drops it at once, Chtimes keeps it valid.
 // ReadDirMeta gives a directory listing with its entries' metadata from
 // one sidecar read (WebDAV Depth: 1 PROPFIND), not a lookup per entry.
+//
+// # Limits
+//
+// Open files and directories are counted per home over every FS value and
+// protocol (Options.MaxHandlesPerHome) and per store (Options.MaxHandles):
+// beyond, opens fail with ErrTooManyHandles. A directory handle holds no
+// file descriptor between reads. A write or truncate that would make a
+// file larger than Options.MaxFileSize fails with ErrFileTooLarge.
+//
+// # Durability
+//
+// A failed write-back or fsync of a file is sticky: every later flush,
+// Sync and Close of it fails, and a replacement that met one is never
+// published (Linux may report a writeback error once and let a later
+// fsync succeed without the data).
 //
 // # Quota and usage
 //
