@@ -60,6 +60,12 @@ var (
 	ErrFileTooLarge error = &kindError{"file too large", []error{syscall.EFBIG}}
 )
 
+// ErrSidecar: a metadata sidecar decrypted and authenticated, but its
+// plaintext is not JSON of the format docs/FORMAT.md specifies, or has a
+// version this code does not read. Operations report it as ErrIntegrity
+// (the PathError's Err wraps both).
+var ErrSidecar = errors.New("malformed metadata sidecar")
+
 // integrityError carries the envelope error under ErrIntegrity.
 type integrityError struct{ err error }
 
@@ -101,7 +107,7 @@ func (h *home) classify(op, name string, err error) error {
 		return nil
 	case isKind(err):
 		return unwrapKind(err)
-	case isEnvelopeErr(err):
+	case isEnvelopeErr(err), errors.Is(err, ErrSidecar):
 		h.logger().Error("vfs: integrity failure", "home", h.name, "path", name, "op", op, "integrity", true, "err", err)
 		return newIntegrity(err)
 	case errors.Is(err, fs.ErrNotExist):
@@ -112,7 +118,7 @@ func (h *home) classify(op, name string, err error) error {
 		return fs.ErrExist
 	case errors.Is(err, syscall.EISDIR):
 		return ErrIsDir
-	case errors.Is(err, syscall.ENOTDIR), hasText(err, "not a directory"):
+	case errors.Is(err, syscall.ENOTDIR):
 		return ErrNotDir
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return ErrNoSpace
@@ -123,7 +129,7 @@ func (h *home) classify(op, name string, err error) error {
 		return ErrFileTooLarge
 	case errors.Is(err, syscall.ENAMETOOLONG):
 		return ErrInvalidName
-	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.ELOOP), isEscape(err):
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.ELOOP), h.s.isEscape(err):
 		return fs.ErrPermission
 	case errors.Is(err, fs.ErrClosed):
 		return fs.ErrClosed
@@ -168,19 +174,8 @@ func unwrapKind(err error) error {
 	return err
 }
 
-// isEscape reports os.Root's "path escapes from parent" error.
-func isEscape(err error) bool { return hasText(err, "path escapes from parent") }
-
-// hasText reports whether an error in err's chain has exactly this text
-// (os.Root returns some conditions as unexported plain errors).
-func hasText(err error, text string) bool {
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		if e.Error() == text {
-			return true
-		}
-	}
-	return false
-}
+// isEscape reports os.Root's error for a name that leaves the root.
+func (s *Store) isEscape(err error) bool { return s.errEscape != nil && errors.Is(err, s.errEscape) }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 

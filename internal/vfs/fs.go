@@ -1024,6 +1024,11 @@ func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
 		}
 		sub, err := h.root.OpenRoot(rel)
 		if err != nil {
+			// os.Root reports a non-directory with an untyped error:
+			// say what it is from the entry itself.
+			if fi, lerr := h.root.Lstat(rel); lerr == nil && !fi.IsDir() {
+				return nil, ErrNotDir
+			}
 			return nil, err
 		}
 		defer sub.Close()

@@ -378,7 +378,7 @@ func (h *home) probe(rel string) (fs.FileInfo, error) {
 	}
 	f, err := h.root.OpenFile(rel, os.O_RDONLY|unix.O_PATH, 0)
 	if err != nil {
-		if isEscape(err) || errors.Is(err, syscall.ELOOP) {
+		if h.s.isEscape(err) || errors.Is(err, syscall.ELOOP) {
 			return nil, fs.ErrPermission
 		}
 		return nil, err

@@ -45,6 +45,10 @@ type sidecar struct {
 
 const maxSidecar = 64 << 20
 
+// sidecarVersion is the "v" of the sidecars this version writes and reads
+// (docs/FORMAT.md, "Metadata sidecar").
+const sidecarVersion = 1
+
 // metaLoc returns the directory whose sidecar holds rel's metadata and the
 // entry key in it.
 func (h *home) metaLoc(rel string) (dir, key string) {
@@ -82,7 +86,10 @@ func (h *home) readSidecar(dir string) (map[string]Meta, error) {
 	}
 	var sc sidecar
 	if err := json.Unmarshal(data, &sc); err != nil {
-		return nil, fmt.Errorf("%w: metadata: %v", envelope.ErrFormat, err)
+		return nil, fmt.Errorf("%w: %v", ErrSidecar, err)
+	}
+	if sc.V != sidecarVersion {
+		return nil, fmt.Errorf("%w: version %d (this version reads %d)", ErrSidecar, sc.V, sidecarVersion)
 	}
 	if sc.Entries == nil {
 		sc.Entries = map[string]Meta{}
@@ -101,7 +108,7 @@ func (h *home) writeSidecar(dir string, m map[string]Meta) error {
 		}
 		return err
 	}
-	data, err := json.Marshal(sidecar{V: 1, Entries: m})
+	data, err := json.Marshal(sidecar{V: sidecarVersion, Entries: m})
 	if err != nil {
 		return err
 	}

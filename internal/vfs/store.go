@@ -115,6 +115,11 @@ type Store struct {
 	// maxFileSize: Options.MaxFileSize.
 	maxFileSize int64
 
+	// errEscape is os.Root's error for a name leaving the root. os keeps
+	// it unexported; NewStore captures it once (an Lstat of "..") so
+	// errors are matched with errors.Is, never by their text.
+	errEscape error
+
 	// syncFile fsyncs a file whose data must be durable (a replacement
 	// before it is published, Sync). nil: (*os.File).Sync. Tests set it
 	// to inject fsync failures.
@@ -170,6 +175,13 @@ func NewStore(dir string, opts Options) (*Store, error) {
 	unix.Umask(old)
 	s.umask = fs.FileMode(old) & fs.ModePerm
 	s.kr.Store(opts.Keyring)
+	var pe *fs.PathError
+	if _, err := root.Lstat(".."); errors.As(err, &pe) {
+		s.errEscape = pe.Err
+	} else {
+		root.Close()
+		return nil, fmt.Errorf("vfs: os.Root let a name leave the store (%v)", err)
+	}
 	return s, nil
 }
 
