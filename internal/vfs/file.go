@@ -246,7 +246,7 @@ func (h *File) close(abort bool) error {
 		if replacing {
 			if abort || err != nil {
 				if created {
-					fh.dropMeta(key) // the new name disappears with its metadata
+					fh.dropMetaLogged(key) // the new name disappears with its metadata
 				}
 				h.n.detach()
 			} else if err = h.n.publish(); err != nil {

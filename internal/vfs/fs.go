@@ -48,7 +48,7 @@ func (f *FS) Create(name string) (*File, error) {
 // (WebDAV PROPPATCH opens them that way); their File supports Readdir.
 func (f *FS) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) {
 	const op = "open"
-	rel, err := cleanName(op, name)
+	rel, err := f.checked(op, name, 0) // the rights depend on the entry: openLocked
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +254,7 @@ func (f *FS) Stat(name string) (fs.FileInfo, error) { return f.stat("stat", name
 func (f *FS) Lstat(name string) (fs.FileInfo, error) { return f.stat("lstat", name, false) }
 
 func (f *FS) stat(op, name string, follow bool) (fs.FileInfo, error) {
-	rel, err := cleanName(op, name)
+	rel, err := f.checked(op, name, 0) // Stat and Lstat need no right
 	if err != nil {
 		return nil, err
 	}
@@ -316,8 +316,13 @@ func (f *FS) ReadDir(name string) ([]fs.FileInfo, error) {
 	return out, nil
 }
 
-// checked cleans a client name and checks that this FS grants need for
-// op: the preamble of every namespace operation.
+// checked is the preamble of every operation on a client name: it cleans
+// the name (refusing invalid and reserved ones) and checks that this FS
+// grants every right in need. Operations whose right depends on the
+// entry's state (OpenFile, Truncate: new or existing file) pass 0 and
+// check once they know it; those that accept one of several rights use
+// checkedAny. After it, under the namespace lock, operations check the
+// symlink policy (home.noLinks) before touching the disk.
 func (f *FS) checked(op, name string, need Perm) (string, error) {
 	rel, err := cleanName(op, name)
 	if err != nil {
@@ -327,6 +332,28 @@ func (f *FS) checked(op, name string, need Perm) (string, error) {
 		return "", f.denied(op, name)
 	}
 	return rel, nil
+}
+
+// checkedAny is checked for operations that need any one of anyOf.
+func (f *FS) checkedAny(op, name string, anyOf Perm) (string, error) {
+	rel, err := cleanName(op, name)
+	if err != nil {
+		return "", err
+	}
+	if f.perm&anyOf == 0 {
+		return "", f.denied(op, name)
+	}
+	return rel, nil
+}
+
+// checkedNotHome is checked for operations that cannot act on the home
+// itself (remove, rename): "." is refused like a missing right.
+func (f *FS) checkedNotHome(op, name string, need Perm) (string, error) {
+	rel, err := f.checked(op, name, need)
+	if err == nil && rel == "." {
+		return "", f.denied(op, name)
+	}
+	return rel, err
 }
 
 // Mkdir creates directory name.
@@ -404,12 +431,9 @@ func (f *FS) MkdirAll(name string, perm fs.FileMode) error {
 // Remove removes a file or an empty directory.
 func (f *FS) Remove(name string) error {
 	const op = "remove"
-	rel, err := f.checked(op, name, PermDelete)
+	rel, err := f.checkedNotHome(op, name, PermDelete)
 	if err != nil {
 		return err
-	}
-	if rel == "." {
-		return f.denied(op, name)
 	}
 	h := f.h
 	h.ns.Lock()
@@ -421,7 +445,7 @@ func (f *FS) Remove(name string) error {
 	fi, err := h.root.Lstat(rel)
 	if errors.Is(err, fs.ErrNotExist) && n != nil {
 		n.detach() // a new file not yet published
-		h.dropMeta(rel)
+		h.dropMetaLogged(rel)
 		return nil
 	}
 	if err != nil {
@@ -437,10 +461,18 @@ func (f *FS) Remove(name string) error {
 		return h.pathErr(op, name, err)
 	}
 	h.forget(fi, n)
+	h.dropMetaLogged(rel)
+	return nil
+}
+
+// dropMetaLogged drops the metadata of an entry that is gone. The entry's
+// removal already happened, so a failure is not the client's: it is
+// logged (the entry's properties would otherwise pass to a later entry of
+// the same name unnoticed).
+func (h *home) dropMetaLogged(rel string) {
 	if err := h.dropMeta(rel); err != nil {
 		h.logger().Warn("vfs: cannot drop metadata", "home", h.name, "path", "/"+rel, "err", err)
 	}
-	return nil
 }
 
 // forget updates usage for the disk entry fi that was just unlinked, and
@@ -465,7 +497,9 @@ func (h *home) forget(fi fs.FileInfo, n *node) {
 	}
 }
 
-// removeEmptyDir removes rel if it holds nothing but reserved entries.
+// removeEmptyDir removes directory rel if it holds nothing but the
+// store's own entries (its metadata sidecar), which go with it: Remove of
+// a directory, and Rename of a directory over an empty one.
 func (h *home) removeEmptyDir(rel string) error {
 	if len(h.nodesUnder(rel)) > 0 {
 		return ErrNotEmpty
@@ -497,12 +531,9 @@ func (h *home) removeEmptyDir(rel string) error {
 // error. The home itself cannot be removed.
 func (f *FS) RemoveAll(name string) error {
 	const op = "removeall"
-	rel, err := cleanName(op, name)
+	rel, err := f.checkedNotHome(op, name, PermDelete)
 	if err != nil {
 		return err
-	}
-	if !f.can(PermDelete) || rel == "." {
-		return f.denied(op, name)
 	}
 	h := f.h
 	h.ns.Lock()
@@ -515,7 +546,7 @@ func (f *FS) RemoveAll(name string) error {
 	if errors.Is(err, fs.ErrNotExist) {
 		if n != nil {
 			n.detach()
-			h.dropMeta(rel)
+			h.dropMetaLogged(rel)
 			return nil
 		}
 		if h.pendingAncestor(rel) {
@@ -531,26 +562,31 @@ func (f *FS) RemoveAll(name string) error {
 			return h.pathErr(op, name, err)
 		}
 		h.forget(fi, n)
-		h.dropMeta(rel)
+		h.dropMetaLogged(rel)
 		return nil
 	}
 	h.forgetMeta(rel, true)
 	var files []fs.FileInfo
-	h.walk(rel, false, func(_ string, fi fs.FileInfo) error {
+	werr := h.walk(rel, false, func(_ string, fi fs.FileInfo) error {
 		if fi.Mode().IsRegular() {
 			files = append(files, fi)
 		}
 		return nil
 	})
 	err = h.root.RemoveAll(rel)
-	for _, fi := range files {
-		h.forget(fi, nil)
+	if werr == nil {
+		for _, fi := range files {
+			h.forget(fi, nil)
+		}
 	}
 	for _, n := range h.nodesUnder(rel) {
 		n.detach()
 	}
-	if err != nil {
+	if werr != nil || err != nil {
+		// The files removed are not all known: count the home again.
 		h.recount()
+	}
+	if err != nil {
 		return h.pathErr(op, name, err)
 	}
 	return nil
@@ -560,13 +596,18 @@ func (f *FS) RemoveAll(name string) error {
 // partial failure. Caller holds ns exclusively.
 func (h *home) recount() {
 	var used, files int64
-	h.walk(".", false, func(_ string, fi fs.FileInfo) error {
+	if err := h.walk(".", false, func(_ string, fi fs.FileInfo) error {
 		if fi.Mode().IsRegular() {
 			used += plainSize(fi.Size())
 			files++
 		}
 		return nil
-	})
+	}); err != nil {
+		// Counts from a partial walk would free quota that is in use:
+		// keep the old ones.
+		h.logger().Error("vfs: cannot recount usage", "home", h.name, "err", err)
+		return
+	}
 	h.mu.Lock()
 	seen := map[*node]bool{}
 	var extra []*node
@@ -591,25 +632,24 @@ func (h *home) recount() {
 	}
 }
 
-// Rename moves oldname to newname atomically. With overwrite=false an
-// existing newname gives fs.ErrExist; with overwrite=true a file replaces a
-// file and a directory an empty directory (needs PermOverwrite too).
-// Metadata moves with the entry; open handles follow it.
+// Rename moves oldname to newname. With overwrite=false an existing
+// newname gives fs.ErrExist; with overwrite=true a file replaces a file and
+// a directory an empty directory (needs PermOverwrite too). Metadata moves
+// with the entry; open handles follow it. A file over a file is one
+// rename(2), atomic on disk. A directory over an empty directory is two
+// steps (os.Root refuses directory targets): remove the target, rename;
+// both run under the home's namespace lock, so no client sees the gap, and
+// a failed rename puts the target back; a crash between the two leaves the
+// source under its old name and the empty target gone.
 func (f *FS) Rename(oldname, newname string, overwrite bool) error {
 	const op = "rename"
-	ro, err := cleanName(op, oldname)
+	ro, err := f.checkedNotHome(op, oldname, PermRename)
 	if err != nil {
 		return err
 	}
-	rn, err := cleanName(op, newname)
+	rn, err := f.checkedNotHome(op, newname, PermRename)
 	if err != nil {
-		return &fs.PathError{Op: op, Path: newname, Err: err.(*fs.PathError).Err}
-	}
-	if !f.can(PermRename) {
-		return f.denied(op, oldname)
-	}
-	if ro == "." || rn == "." {
-		return f.denied(op, oldname)
+		return err
 	}
 	h := f.h
 	h.ns.Lock()
@@ -665,11 +705,11 @@ func (f *FS) Rename(oldname, newname string, overwrite bool) error {
 		case tDir:
 			// os.Root.Rename refuses directory targets: check the
 			// target is empty and remove it first (as rename(2) would
-			// replace it).
-			if err := h.emptyForReplace(rn); err != nil {
-				return h.pathErr(op, newname, err)
-			}
-			if err := h.root.Remove(rn); err != nil {
+			// replace it). Not atomic on disk: no client of this
+			// server sees the gap (h.ns is held), but a crash between
+			// the two steps leaves the source under its old name and
+			// the empty target gone.
+			if err := h.removeEmptyDir(rn); err != nil {
 				return h.pathErr(op, newname, err)
 			}
 			defer func() {
@@ -746,33 +786,6 @@ func (h *home) parentDir(rel string) error {
 	}
 	if !fi.IsDir() {
 		return ErrNotDir
-	}
-	return nil
-}
-
-// emptyForReplace checks that directory rel is empty (but for reserved
-// entries, which it removes) so a directory can be renamed over it.
-func (h *home) emptyForReplace(rel string) error {
-	d, err := h.root.Open(rel)
-	if err != nil {
-		return err
-	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return err
-	}
-	if len(h.nodesUnder(rel)) > 0 {
-		return ErrNotEmpty
-	}
-	for _, n := range names {
-		if !isReserved(n) {
-			return ErrNotEmpty
-		}
-	}
-	h.forgetMeta(rel, true)
-	for _, n := range names {
-		h.root.Remove(path.Join(rel, n))
 	}
 	return nil
 }
@@ -874,7 +887,7 @@ func (f *FS) Chmod(name string, mode fs.FileMode) error {
 // is open (OpenSSH scp truncates by path while its handle is open).
 func (f *FS) Truncate(name string, size int64) error {
 	const op = "truncate"
-	rel, err := cleanName(op, name)
+	rel, err := f.checked(op, name, 0) // Upload or Overwrite: depends on the entry, below
 	if err != nil {
 		return err
 	}
@@ -951,7 +964,7 @@ func (f *FS) Symlink(oldname, newname string) error {
 // fs.ErrPermission, other entries fs.ErrInvalid.
 func (f *FS) Readlink(name string) (string, error) {
 	const op = "readlink"
-	rel, err := cleanName(op, name)
+	rel, err := f.checked(op, name, 0)
 	if err != nil {
 		return "", err
 	}

@@ -478,7 +478,7 @@ func (h *home) dropMeta(rel string) error {
 // Meta returns the metadata of name (zero Meta if none).
 func (f *FS) Meta(name string) (Meta, error) {
 	const op = "meta"
-	rel, err := cleanName(op, name)
+	rel, err := f.checked(op, name, 0) // metadata needs no right, as Stat
 	if err != nil {
 		return Meta{}, err
 	}
@@ -502,12 +502,9 @@ func (f *FS) Meta(name string) (Meta, error) {
 // error from fn aborts without change. Needs PermUpload or PermOverwrite.
 func (f *FS) UpdateMeta(name string, fn func(*Meta) error) error {
 	const op = "updatemeta"
-	rel, err := cleanName(op, name)
+	rel, err := f.checkedAny(op, name, PermUpload|PermOverwrite)
 	if err != nil {
 		return err
-	}
-	if !f.can(PermUpload) && !f.can(PermOverwrite) {
-		return f.denied(op, name)
 	}
 	h := f.h
 	h.ns.Lock()
