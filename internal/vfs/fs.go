@@ -75,142 +75,176 @@ func (f *FS) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) {
 func (f *FS) openLocked(op, name, rel string, flag int, perm fs.FileMode) (*File, bool, error) {
 	h := f.h
 	acc := flag & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR)
-	readable := acc == os.O_RDONLY || acc == os.O_RDWR
-	writable := acc == os.O_WRONLY || acc == os.O_RDWR
-	excl := flag&os.O_CREATE != 0 && flag&os.O_EXCL != 0
-	file := &File{fs: f, name: name, rel: rel, readable: readable, writable: writable, appendMode: flag&os.O_APPEND != 0}
+	o := openReq{
+		op: op, name: name, rel: rel, flag: flag, perm: perm,
+		readable: acc == os.O_RDONLY || acc == os.O_RDWR,
+		writable: acc == os.O_WRONLY || acc == os.O_RDWR,
+		excl:     flag&os.O_CREATE != 0 && flag&os.O_EXCL != 0,
+	}
+	o.file = &File{fs: f, name: name, rel: rel, readable: o.readable, writable: o.writable, appendMode: flag&os.O_APPEND != 0}
 
 	if n := h.lookup(rel); n != nil {
-		if excl {
-			return nil, false, h.pathErr(op, name, fs.ErrExist)
-		}
-		need := Perm(0)
-		if readable {
-			need |= PermDownload
-		}
-		if writable {
-			h.mu.Lock()
-			created := n.created
-			h.mu.Unlock()
-			if created {
-				need |= PermUpload
-			} else {
-				need |= PermOverwrite
-			}
-		}
-		if !f.can(need) {
-			return nil, false, f.denied(op, name)
-		}
-		if writable && flag&os.O_TRUNC != 0 {
-			// Only readers have it open (a download in progress): still
-			// replace atomically; the readers keep the old content.
-			h.mu.Lock()
-			readersOnly := n.writers == 0 && n.tmp == ""
-			h.mu.Unlock()
-			if fi, err := h.root.Lstat(rel); readersOnly && err == nil && fi.Mode().IsRegular() {
-				// The old file's bytes are counted as its disk size from
-				// now on (the publish subtracts that): write back first.
-				if err := n.flush(false); err != nil {
-					return nil, false, h.pathErr(op, name, err)
-				}
-				if fi, err = h.root.Lstat(rel); err != nil {
-					return nil, false, h.pathErr(op, name, err)
-				}
-				nn, err := h.newReplacement(rel, clientMode(fi.Mode()), false, plainSize(fi.Size()))
-				if err != nil {
-					return nil, false, h.pathErr(op, name, err)
-				}
-				n.supersede()
-				nn.ref(true)
-				file.n = nn
-				file.owner = true
-				return file, false, nil
-			}
-		}
-		if writable && !n.back.rw {
-			if err := n.upgrade(); err != nil {
-				return nil, false, h.pathErr(op, name, err)
-			}
-		}
-		n.ref(writable)
-		file.n = n
-		file.owner = writable
-		return file, writable && flag&os.O_TRUNC != 0, nil
+		return f.openShared(o, n)
 	}
-
 	if err := h.noLinks(rel, true); err != nil {
 		return nil, false, h.pathErr(op, name, err)
 	}
 	fi, err := h.root.Stat(rel)
-	if errors.Is(err, fs.ErrNotExist) {
-		if flag&os.O_CREATE == 0 {
-			return nil, false, h.pathErr(op, name, fs.ErrNotExist)
-		}
-		if !f.can(PermUpload) || readable && !f.can(PermDownload) {
-			return nil, false, f.denied(op, name)
-		}
-		if rel == "." {
-			return nil, false, h.pathErr(op, name, fs.ErrPermission)
-		}
-		pfi, err := h.root.Stat(parentOf(rel))
-		if err != nil {
-			return nil, false, h.pathErr(op, name, err)
-		}
-		if !pfi.IsDir() {
-			return nil, false, h.pathErr(op, name, ErrNotDir)
-		}
-		if _, err := h.root.Lstat(rel); err == nil {
-			// A dangling planted symlink: never create through it.
-			return nil, false, h.pathErr(op, name, fs.ErrPermission)
-		}
-		if err := h.reserveFile(); err != nil {
-			return nil, false, h.pathErr(op, name, err)
-		}
-		n, err := h.newReplacement(rel, perm.Perm()&^h.s.umask, true, 0)
-		if err != nil {
-			h.addUsage(0, -1)
-			return nil, false, h.pathErr(op, name, err)
-		}
-		n.ref(true)
-		file.n = n
-		file.owner = true // publishes on Close even if opened read-only
-		return file, false, nil
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return f.openNew(o)
+	case err != nil:
 		return nil, false, h.pathErr(op, name, err)
-	}
-	if fi.IsDir() {
-		if excl {
+	case fi.IsDir():
+		if o.excl {
 			return nil, false, h.pathErr(op, name, fs.ErrExist)
 		}
 		if acc == os.O_WRONLY || flag&(os.O_TRUNC|os.O_CREATE) != 0 {
 			return nil, false, h.pathErr(op, name, ErrIsDir) // as open(2)
 		}
-		file.dir = &dirStream{}
-		file.writable = false
-		return file, false, nil
-	}
-	if !fi.Mode().IsRegular() {
+		o.file.dir = &dirStream{}
+		o.file.writable = false
+		return o.file, false, nil
+	case !fi.Mode().IsRegular():
 		return nil, false, h.pathErr(op, name, fs.ErrPermission)
 	}
-	if excl {
+	return f.openDisk(o, fi)
+}
+
+// openReq is one OpenFile call, decoded, and the File it builds.
+type openReq struct {
+	op, name, rel            string
+	flag                     int
+	perm                     fs.FileMode
+	readable, writable, excl bool
+	file                     *File
+}
+
+// openShared opens a name whose file is already open (a node on the
+// table). Caller holds h.ns exclusively.
+func (f *FS) openShared(o openReq, n *node) (*File, bool, error) {
+	h := f.h
+	op, name, rel, file := o.op, o.name, o.rel, o.file
+	if o.excl {
 		return nil, false, h.pathErr(op, name, fs.ErrExist)
 	}
-	if readable && !f.can(PermDownload) || writable && !f.can(PermOverwrite) {
+	need := Perm(0)
+	if o.readable {
+		need |= PermDownload
+	}
+	if o.writable {
+		h.mu.Lock()
+		created := n.created
+		h.mu.Unlock()
+		if created {
+			need |= PermUpload
+		} else {
+			need |= PermOverwrite
+		}
+	}
+	if !f.can(need) {
+		return nil, false, f.denied(op, name)
+	}
+	if o.writable && o.flag&os.O_TRUNC != 0 {
+		// Only readers have it open (a download in progress): still
+		// replace atomically; the readers keep the old content.
+		h.mu.Lock()
+		readersOnly := n.writers == 0 && n.tmp == ""
+		h.mu.Unlock()
+		if fi, err := h.root.Lstat(rel); readersOnly && err == nil && fi.Mode().IsRegular() {
+			// The old file's bytes are counted as its disk size from
+			// now on (the publish subtracts that): write back first.
+			if err := n.flush(false); err != nil {
+				return nil, false, h.pathErr(op, name, err)
+			}
+			if fi, err = h.root.Lstat(rel); err != nil {
+				return nil, false, h.pathErr(op, name, err)
+			}
+			nn, err := h.newReplacement(rel, clientMode(fi.Mode()), false, plainSize(fi.Size()))
+			if err != nil {
+				return nil, false, h.pathErr(op, name, err)
+			}
+			n.supersede()
+			nn.ref(true)
+			file.n = nn
+			file.owner = true
+			return file, false, nil
+		}
+	}
+	if o.writable && !n.back.rw {
+		if err := n.upgrade(); err != nil {
+			return nil, false, h.pathErr(op, name, err)
+		}
+	}
+	n.ref(o.writable)
+	file.n = n
+	file.owner = o.writable
+	return file, o.writable && o.flag&os.O_TRUNC != 0, nil
+}
+
+// openNew creates a file that is neither on disk nor open (O_CREATE): a
+// replacement published on Close. Caller holds h.ns exclusively.
+func (f *FS) openNew(o openReq) (*File, bool, error) {
+	h := f.h
+	op, name, rel, file := o.op, o.name, o.rel, o.file
+	if o.flag&os.O_CREATE == 0 {
+		return nil, false, h.pathErr(op, name, fs.ErrNotExist)
+	}
+	if !f.can(PermUpload) || o.readable && !f.can(PermDownload) {
+		return nil, false, f.denied(op, name)
+	}
+	if rel == "." {
+		return nil, false, h.pathErr(op, name, fs.ErrPermission)
+	}
+	pfi, err := h.root.Stat(parentOf(rel))
+	if err != nil {
+		return nil, false, h.pathErr(op, name, err)
+	}
+	if !pfi.IsDir() {
+		return nil, false, h.pathErr(op, name, ErrNotDir)
+	}
+	if _, err := h.root.Lstat(rel); err == nil {
+		// A dangling planted symlink: never create through it.
+		return nil, false, h.pathErr(op, name, fs.ErrPermission)
+	}
+	if err := h.reserveFile(); err != nil {
+		return nil, false, h.pathErr(op, name, err)
+	}
+	n, err := h.newReplacement(rel, o.perm.Perm()&^h.s.umask, true, 0)
+	if err != nil {
+		h.addUsage(0, -1)
+		return nil, false, h.pathErr(op, name, err)
+	}
+	n.ref(true)
+	file.n = n
+	file.owner = true // publishes on Close even if opened read-only
+	return file, false, nil
+}
+
+// openDisk opens an existing regular file nobody has open: in place, or
+// (O_TRUNC for writing) as a replacement. Caller holds h.ns exclusively.
+func (f *FS) openDisk(o openReq, fi fs.FileInfo) (*File, bool, error) {
+	h := f.h
+	op, name, rel, file := o.op, o.name, o.rel, o.file
+	if o.excl {
+		return nil, false, h.pathErr(op, name, fs.ErrExist)
+	}
+	if o.readable && !f.can(PermDownload) || o.writable && !f.can(PermOverwrite) {
 		return nil, false, f.denied(op, name)
 	}
 	var n *node
-	if writable && flag&os.O_TRUNC != 0 {
+	var err error
+	if o.writable && o.flag&os.O_TRUNC != 0 {
 		n, err = h.newReplacement(rel, clientMode(fi.Mode()), false, plainSize(fi.Size()))
 	} else {
-		n, err = h.openInPlace(rel, writable)
+		n, err = h.openInPlace(rel, o.writable)
 	}
 	if err != nil {
 		return nil, false, h.pathErr(op, name, err)
 	}
-	n.ref(writable)
+	n.ref(o.writable)
 	file.n = n
-	file.owner = writable
+	file.owner = o.writable
 	return file, false, nil
 }
 
