@@ -688,118 +688,161 @@ func (f *FS) Rename(oldname, newname string, overwrite bool) error {
 	h := f.h
 	h.ns.Lock()
 	defer h.ns.Unlock()
-	// Report errors in rename(2)'s order: the source's parent, the
-	// target's parent, the source itself, then the target.
+	p := &renamePlan{op: op, oldname: oldname, newname: newname, ro: ro, rn: rn}
+	if done, err := h.planRename(p); done || err != nil {
+		return err
+	}
+	if p.tOnDisk || p.tn != nil {
+		restore, err := f.clearRenameTarget(p, overwrite)
+		if err != nil {
+			return err
+		}
+		if restore != nil {
+			defer restore()
+		}
+	}
+	return h.moveRenamed(p)
+}
+
+// renamePlan is one Rename: the names, and what is at each.
+type renamePlan struct {
+	op, oldname, newname string
+	ro, rn               string      // cleaned names
+	on, tn               *node       // open files at the source and the target
+	ofi, tfi             fs.FileInfo // disk entries (nil if none)
+	srcOnDisk, srcDir    bool
+	tOnDisk              bool
+}
+
+// planRename checks the names in rename(2)'s order (the source's parent,
+// the target's parent, the source, the target) and fills in p. done: the
+// rename has nothing to do (same name). Caller holds h.ns exclusively.
+func (h *home) planRename(p *renamePlan) (done bool, err error) {
+	op, ro, rn := p.op, p.ro, p.rn
 	if err := h.noLinks(ro, false); err != nil {
-		return h.pathErr(op, oldname, err)
+		return false, h.pathErr(op, p.oldname, err)
 	}
 	if err := h.noLinks(rn, false); err != nil {
-		return h.pathErr(op, newname, err)
+		return false, h.pathErr(op, p.newname, err)
 	}
 	if err := h.parentDir(ro); err != nil {
-		return h.pathErr(op, oldname, err)
+		return false, h.pathErr(op, p.oldname, err)
 	}
 	if err := h.parentDir(rn); err != nil {
-		return h.pathErr(op, newname, err)
+		return false, h.pathErr(op, p.newname, err)
 	}
-	on := h.lookup(ro)
+	p.on = h.lookup(ro)
 	ofi, oerr := h.root.Lstat(ro)
-	srcOnDisk := oerr == nil
-	if !srcOnDisk && (on == nil || !errors.Is(oerr, fs.ErrNotExist)) {
-		return h.pathErr(op, oldname, oerr)
+	p.srcOnDisk = oerr == nil
+	if !p.srcOnDisk && (p.on == nil || !errors.Is(oerr, fs.ErrNotExist)) {
+		return false, h.pathErr(op, p.oldname, oerr)
 	}
-	srcDir := srcOnDisk && ofi.IsDir()
+	p.ofi = ofi
+	p.srcDir = p.srcOnDisk && ofi.IsDir()
 	if ro == rn {
-		return nil
+		return true, nil
 	}
-	if srcDir && under(rn, ro) {
-		return h.pathErr(op, oldname, fs.ErrInvalid)
+	if p.srcDir && under(rn, ro) {
+		return false, h.pathErr(op, p.oldname, fs.ErrInvalid)
 	}
-	tn := h.lookup(rn)
+	p.tn = h.lookup(rn)
 	tfi, terr := h.root.Lstat(rn)
 	if terr != nil && !errors.Is(terr, fs.ErrNotExist) {
-		return h.pathErr(op, newname, terr)
+		return false, h.pathErr(op, p.newname, terr)
 	}
-	tOnDisk := terr == nil
-	if tOnDisk || tn != nil {
-		if !overwrite {
-			return h.pathErr(op, newname, fs.ErrExist)
-		}
-		if !f.can(PermOverwrite) {
-			return f.denied(op, newname)
-		}
-		tDir := tOnDisk && tfi.IsDir()
-		switch {
-		case under(ro, rn):
-			return h.pathErr(op, newname, ErrNotEmpty) // onto its own ancestor
-		case tDir && !srcDir:
-			return h.pathErr(op, newname, ErrIsDir)
-		case !tDir && srcDir:
-			return h.pathErr(op, newname, ErrNotDir)
-		case tDir:
-			// os.Root.Rename refuses directory targets: check the
-			// target is empty and remove it first (as rename(2) would
-			// replace it). Not atomic on disk: no client of this
-			// server sees the gap (h.ns is held), but a crash between
-			// the two steps leaves the source under its old name and
-			// the empty target gone.
-			if err := h.removeEmptyDir(rn); err != nil {
-				return h.pathErr(op, newname, err)
+	p.tOnDisk = terr == nil
+	p.tfi = tfi
+	return false, nil
+}
+
+// clearRenameTarget decides whether an existing target may be replaced
+// and, for a directory over an empty directory, removes the target first
+// (os.Root.Rename refuses directory targets). That is not atomic on disk:
+// no client of this server sees the gap (h.ns is held), but a crash
+// between the two steps leaves the source under its old name and the
+// empty target gone. restore, if not nil, puts the target back when the
+// rename did not happen; call it after the rename. Caller holds h.ns.
+func (f *FS) clearRenameTarget(p *renamePlan, overwrite bool) (restore func(), err error) {
+	h := f.h
+	if !overwrite {
+		return nil, h.pathErr(p.op, p.newname, fs.ErrExist)
+	}
+	if !f.can(PermOverwrite) {
+		return nil, f.denied(p.op, p.newname)
+	}
+	tDir := p.tOnDisk && p.tfi.IsDir()
+	switch {
+	case under(p.ro, p.rn):
+		return nil, h.pathErr(p.op, p.newname, ErrNotEmpty) // onto its own ancestor
+	case tDir && !p.srcDir:
+		return nil, h.pathErr(p.op, p.newname, ErrIsDir)
+	case !tDir && p.srcDir:
+		return nil, h.pathErr(p.op, p.newname, ErrNotDir)
+	case !tDir:
+		return nil, nil
+	}
+	if err := h.removeEmptyDir(p.rn); err != nil {
+		return nil, h.pathErr(p.op, p.newname, err)
+	}
+	return func() {
+		if _, err := h.root.Lstat(p.rn); errors.Is(err, fs.ErrNotExist) {
+			if h.root.Mkdir(p.rn, 0o700) == nil {
+				h.root.Chmod(p.rn, p.tfi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky))
 			}
-			defer func() {
-				if _, err := h.root.Lstat(rn); errors.Is(err, fs.ErrNotExist) {
-					// The rename failed: put it back.
-					if h.root.Mkdir(rn, 0o700) == nil {
-						h.root.Chmod(rn, tfi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky))
-					}
-				}
-			}()
 		}
-	}
+	}, nil
+}
+
+// moveRenamed renames on disk (or, for a new file not yet published,
+// frees the target name) and moves open files and metadata to the new
+// name. Caller holds h.ns exclusively.
+func (h *home) moveRenamed(p *renamePlan) error {
+	op, ro, rn := p.op, p.ro, p.rn
 	var mv *metaMove
-	if srcDir {
+	var err error
+	if p.srcDir {
 		h.forgetMeta(ro, false) // cached by directory name: write it out first
 	} else if mv, err = h.prepareMove(ro, rn); err != nil {
 		h.logger().Warn("vfs: cannot move metadata", "home", h.name, "from", "/"+ro, "to", "/"+rn, "err", err)
 	}
-	if srcOnDisk {
+	if p.srcOnDisk {
 		if err := h.root.Rename(ro, rn); err != nil {
-			return h.pathErr(op, oldname, err)
+			return h.pathErr(op, p.oldname, err)
 		}
 	} else {
 		pfi, err := h.root.Stat(parentOf(rn))
 		if err != nil {
-			return h.pathErr(op, newname, err)
+			return h.pathErr(op, p.newname, err)
 		}
 		if !pfi.IsDir() {
-			return h.pathErr(op, newname, ErrNotDir)
+			return h.pathErr(op, p.newname, ErrNotDir)
 		}
-		if tOnDisk {
+		if p.tOnDisk {
 			// The source is a new file not yet published: the name it
 			// will take is freed now, as a rename would.
 			if err := h.root.Remove(rn); err != nil {
-				return h.pathErr(op, newname, err)
+				return h.pathErr(op, p.newname, err)
 			}
 		}
 	}
-	if tOnDisk && !tfi.IsDir() {
-		h.forget(tfi, nil)
+	if p.tOnDisk && !p.tfi.IsDir() {
+		h.forget(p.tfi, nil)
 	}
-	if tn != nil && tn != on {
-		tn.detach()
+	if p.tn != nil && p.tn != p.on {
+		p.tn.detach()
 	}
-	if srcDir {
+	if p.srcDir {
 		for _, n := range h.nodesUnder(ro) {
 			n.rekey(rn + n.key[len(ro):])
 		}
-	} else {
-		if on != nil {
-			on.rekey(rn)
-		}
-		if mv != nil {
-			if err := h.moveMeta(mv); err != nil {
-				h.logger().Warn("vfs: cannot move metadata", "home", h.name, "from", "/"+ro, "to", "/"+rn, "err", err)
-			}
+		return nil
+	}
+	if p.on != nil {
+		p.on.rekey(rn)
+	}
+	if mv != nil {
+		if err := h.moveMeta(mv); err != nil {
+			h.logger().Warn("vfs: cannot move metadata", "home", h.name, "from", "/"+ro, "to", "/"+rn, "err", err)
 		}
 	}
 	return nil
