@@ -85,7 +85,9 @@ func (e *env) serve(c *cli.Context) error {
 	if c.Int("max-handles-per-user") <= 0 {
 		return errors.New("--max-handles-per-user: must be positive")
 	}
-	raiseFileLimit(log)
+	if err := prepareServeOS(log); err != nil {
+		return err
+	}
 	aead, err := envelope.ParseAEAD(c.String("cipher"))
 	if err != nil {
 		return fmt.Errorf("--cipher: %w", err)

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"sort"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // FS is one user's view of a home tree, with the rights it was opened
@@ -1070,12 +1068,11 @@ func (f *FS) Usage() (Usage, error) {
 	h.mu.Lock()
 	u := Usage{UsedBytes: h.used, Files: h.files, QuotaBytes: h.quota.Bytes, QuotaFiles: h.quota.Files}
 	h.mu.Unlock()
-	var st unix.Statfs_t
-	if err := unix.Statfs(h.s.dir, &st); err != nil {
+	total, free, err := diskSpace(h.s.dir)
+	if err != nil {
 		return u, &fs.PathError{Op: "statfs", Path: "/", Err: h.classify("statfs", "/", err)}
 	}
-	u.DiskTotal = int64(st.Blocks) * int64(st.Bsize)
-	u.DiskFree = int64(st.Bavail) * int64(st.Bsize)
+	u.DiskTotal, u.DiskFree = total, free
 	return u, nil
 }
 

@@ -10,9 +10,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/securefsd/securefsd/internal/envelope"
 )
@@ -51,20 +48,6 @@ func (b *backing) WriteAt(p []byte, off int64) (int, error) {
 		b.startWriteback()
 	}
 	return n, err
-}
-
-// startWriteback starts writing the file's dirty pages without waiting
-// for them. Errors are ignored: a filesystem without sync_file_range just
-// leaves the work to fsync, and write errors surface there.
-func (b *backing) startWriteback() {
-	sc, err := b.f.SyscallConn()
-	if err != nil {
-		return
-	}
-	sc.Control(func(fd uintptr) {
-		unix.SyncFileRange(int(fd), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
-	})
-	b.kicks.Add(1)
 }
 
 // node is the one shared open-file state of a file of a home: every handle
@@ -194,13 +177,6 @@ func (h *home) newReplacement(rel string, mode fs.FileMode, created bool, credit
 	h.tmpNodes[tmp] = n
 	h.mu.Unlock()
 	return n, nil
-}
-
-func idOf(fi fs.FileInfo) fileKey {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return fileKey{uint64(st.Dev), st.Ino}
-	}
-	return fileKey{}
 }
 
 // upgrade reopens a read-only node's file for writing, by name through the
@@ -592,33 +568,6 @@ func (n *node) release() error {
 	return err
 }
 
-// futimens sets the times of an open file (utimensat with a NULL path).
-func futimens(f *os.File, atime, mtime time.Time) error {
-	var ts [2]unix.Timespec
-	for i, t := range []time.Time{atime, mtime} {
-		if t.IsZero() {
-			ts[i] = unix.Timespec{Nsec: unix.UTIME_OMIT}
-		} else {
-			ts[i] = unix.NsecToTimespec(t.UnixNano())
-		}
-	}
-	sc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var errno syscall.Errno
-	cerr := sc.Control(func(fd uintptr) {
-		_, _, errno = unix.Syscall6(unix.SYS_UTIMENSAT, fd, 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
-	})
-	if cerr != nil {
-		return cerr
-	}
-	if errno != 0 {
-		return errno
-	}
-	return nil
-}
-
 // syncDir fsyncs a directory so a rename into it is durable.
 func (s *Store) syncDir(root *os.Root, dir string) error {
 	d, err := root.Open(dir)
@@ -631,5 +580,3 @@ func (s *Store) syncDir(root *os.Root, dir string) error {
 	}
 	return err
 }
-
-func timespecTime(ts syscall.Timespec) time.Time { return time.Unix(ts.Sec, ts.Nsec) }

@@ -233,15 +233,6 @@ func readKeyIDs(root *os.Root, rel string) ([]uint32, error) {
 	return envelope.KeyIDs(f)
 }
 
-// restoreTimes puts back the access and modification times of st.
-func restoreTimes(f *os.File, st fs.FileInfo) {
-	atime := st.ModTime()
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		atime = timespecTime(sys.Atim)
-	}
-	futimens(f, atime, st.ModTime())
-}
-
 // rewrap re-wraps an open node's file under its lock.
 func (n *node) rewrap(kr *envelope.Keyring) error {
 	n.mu.Lock()

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/securefsd/securefsd/internal/envelope"
 )
 
@@ -48,6 +46,11 @@ type Options struct {
 	// give a file (ErrFileTooLarge beyond). 0: DefaultMaxFileSize.
 	MaxFileSize int64
 }
+
+// ErrUnsupportedOS: the store needs Linux (openat2, O_PATH, /proc); on
+// other systems the package builds, for the CLI's offline commands that
+// do not open a store, but NewStore refuses.
+var ErrUnsupportedOS = errors.New("vfs: the store needs Linux (securefsd serve and the commands that open the store run only on Linux)")
 
 // DefaultMaxHandlesPerHome is Options.MaxHandlesPerHome's default: twice
 // what OpenSSH's sftp-server allows one session.
@@ -145,6 +148,9 @@ func (s *Store) fsync(f *os.File) error {
 // NewStore opens (creating with mode 0700 if missing) the store directory.
 // The process umask is read once here and applied to client-created files.
 func NewStore(dir string, opts Options) (*Store, error) {
+	if !supportedOS {
+		return nil, ErrUnsupportedOS
+	}
 	if opts.Keyring == nil {
 		return nil, errors.New("vfs: Options.Keyring is required")
 	}
@@ -171,9 +177,7 @@ func NewStore(dir string, opts Options) (*Store, error) {
 		s.maxHandles = defaultMaxHandles()
 	}
 	s.maxFileSize = cmp.Or(opts.MaxFileSize, DefaultMaxFileSize)
-	old := unix.Umask(0o077)
-	unix.Umask(old)
-	s.umask = fs.FileMode(old) & fs.ModePerm
+	s.umask = processUmask()
 	s.kr.Store(opts.Keyring)
 	var pe *fs.PathError
 	if _, err := root.Lstat(".."); errors.As(err, &pe) {
