@@ -533,22 +533,9 @@ func (h *home) forget(fi fs.FileInfo, n *node) {
 // store's own entries (its metadata sidecar), which go with it: Remove of
 // a directory, and Rename of a directory over an empty one.
 func (h *home) removeEmptyDir(rel string) error {
-	if len(h.nodesUnder(rel)) > 0 {
-		return ErrNotEmpty
-	}
-	d, err := h.root.Open(rel)
+	names, err := h.emptyDir(rel)
 	if err != nil {
 		return err
-	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return err
-	}
-	for _, n := range names {
-		if !isReserved(n) {
-			return ErrNotEmpty
-		}
 	}
 	h.forgetMeta(rel, true)
 	for _, n := range names {
@@ -557,6 +544,29 @@ func (h *home) removeEmptyDir(rel string) error {
 		}
 	}
 	return h.root.Remove(rel)
+}
+
+// emptyDir checks that directory rel holds nothing but the store's own
+// entries and no open file, and returns its entries.
+func (h *home) emptyDir(rel string) ([]string, error) {
+	if len(h.nodesUnder(rel)) > 0 {
+		return nil, ErrNotEmpty
+	}
+	d, err := h.root.Open(rel)
+	if err != nil {
+		return nil, err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		if !isReserved(n) {
+			return nil, ErrNotEmpty
+		}
+	}
+	return names, nil
 }
 
 // RemoveAll removes name and everything below it. A missing name is not an
@@ -668,11 +678,9 @@ func (h *home) recount() {
 // newname gives fs.ErrExist; with overwrite=true a file replaces a file and
 // a directory an empty directory (needs PermOverwrite too). Metadata moves
 // with the entry; open handles follow it. A file over a file is one
-// rename(2), atomic on disk. A directory over an empty directory is two
-// steps (os.Root refuses directory targets): remove the target, rename;
-// both run under the home's namespace lock, so no client sees the gap, and
-// a failed rename puts the target back; a crash between the two leaves the
-// source under its old name and the empty target gone.
+// rename(2), atomic on disk; a directory over an empty directory is an
+// atomic exchange followed by the removal of the old target
+// (renameDirOverDir).
 func (f *FS) Rename(oldname, newname string, overwrite bool) error {
 	const op = "rename"
 	ro, err := f.checkedNotHome(op, oldname, PermRename)
@@ -691,12 +699,11 @@ func (f *FS) Rename(oldname, newname string, overwrite bool) error {
 		return err
 	}
 	if p.tOnDisk || p.tn != nil {
-		restore, err := f.clearRenameTarget(p, overwrite)
-		if err != nil {
+		if err := f.checkRenameTarget(p, overwrite); err != nil {
 			return err
 		}
-		if restore != nil {
-			defer restore()
+		if p.srcDir {
+			return h.renameDirOverDir(p)
 		}
 	}
 	return h.moveRenamed(p)
@@ -753,42 +760,66 @@ func (h *home) planRename(p *renamePlan) (done bool, err error) {
 	return false, nil
 }
 
-// clearRenameTarget decides whether an existing target may be replaced
-// and, for a directory over an empty directory, removes the target first
-// (os.Root.Rename refuses directory targets). That is not atomic on disk:
-// no client of this server sees the gap (h.ns is held), but a crash
-// between the two steps leaves the source under its old name and the
-// empty target gone. restore, if not nil, puts the target back when the
-// rename did not happen; call it after the rename. Caller holds h.ns.
-func (f *FS) clearRenameTarget(p *renamePlan, overwrite bool) (restore func(), err error) {
+// checkRenameTarget decides whether an existing target may be replaced:
+// a file by a file, a directory by a directory if the target is empty.
+// Caller holds h.ns exclusively.
+func (f *FS) checkRenameTarget(p *renamePlan, overwrite bool) error {
 	h := f.h
 	if !overwrite {
-		return nil, h.pathErr(p.op, p.newname, fs.ErrExist)
+		return h.pathErr(p.op, p.newname, fs.ErrExist)
 	}
 	if !f.can(PermOverwrite) {
-		return nil, f.denied(p.op, p.newname)
+		return f.denied(p.op, p.newname)
 	}
 	tDir := p.tOnDisk && p.tfi.IsDir()
 	switch {
 	case under(p.ro, p.rn):
-		return nil, h.pathErr(p.op, p.newname, ErrNotEmpty) // onto its own ancestor
+		return h.pathErr(p.op, p.newname, ErrNotEmpty) // onto its own ancestor
 	case tDir && !p.srcDir:
-		return nil, h.pathErr(p.op, p.newname, ErrIsDir)
+		return h.pathErr(p.op, p.newname, ErrIsDir)
 	case !tDir && p.srcDir:
-		return nil, h.pathErr(p.op, p.newname, ErrNotDir)
-	case !tDir:
-		return nil, nil
+		return h.pathErr(p.op, p.newname, ErrNotDir)
+	case tDir:
+		if _, err := h.emptyDir(p.rn); err != nil {
+			return h.pathErr(p.op, p.newname, err)
+		}
 	}
-	if err := h.removeEmptyDir(p.rn); err != nil {
-		return nil, h.pathErr(p.op, p.newname, err)
-	}
-	return func() {
-		if _, err := h.root.Lstat(p.rn); errors.Is(err, fs.ErrNotExist) {
-			if h.root.Mkdir(p.rn, 0o700) == nil {
+	return nil
+}
+
+// renameDirOverDir renames directory ro over the empty directory rn. The
+// two are exchanged atomically (renameat2 RENAME_EXCHANGE: rn is never
+// missing on disk), then the old target, now under ro, is removed; a
+// crash between the two leaves that empty directory under the old name.
+// Where the filesystem cannot exchange, the target is removed first and
+// the source renamed (a crash between leaves the source under its old
+// name). Either way h.ns is held, so no client of this server sees an
+// intermediate state. Caller holds h.ns exclusively.
+func (h *home) renameDirOverDir(p *renamePlan) error {
+	h.forgetMeta(p.ro, false) // cached by directory name: write it out first
+	h.forgetMeta(p.rn, true)  // the target's sidecar goes with it
+	err := exchange(h.root, p.ro, p.rn)
+	if err != nil {
+		h.logger().Debug("vfs: directory exchange unavailable, removing the target first", "home", h.name, "err", err)
+		if err := h.removeEmptyDir(p.rn); err != nil {
+			return h.pathErr(p.op, p.newname, err)
+		}
+		if err := h.root.Rename(p.ro, p.rn); err != nil {
+			if h.root.Mkdir(p.rn, 0o700) == nil { // put the target back
 				h.root.Chmod(p.rn, p.tfi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky))
 			}
+			return h.pathErr(p.op, p.oldname, err)
 		}
-	}, nil
+	}
+	for _, n := range h.nodesUnder(p.ro) {
+		n.rekey(p.rn + n.key[len(p.ro):])
+	}
+	if err == nil {
+		if rerr := h.removeEmptyDir(p.ro); rerr != nil {
+			h.logger().Warn("vfs: cannot remove the directory a rename replaced", "home", h.name, "path", "/"+p.ro, "err", rerr)
+		}
+	}
+	return nil
 }
 
 // moveRenamed renames on disk (or, for a new file not yet published,

@@ -50,6 +50,23 @@ func processUmask() fs.FileMode {
 	return fs.FileMode(old) & fs.ModePerm
 }
 
+// exchange swaps the entries a and b of root atomically (renameat2 with
+// RENAME_EXCHANGE). The parents are opened through root, so the call is
+// confined like every other; rename never follows the final elements.
+func exchange(root *os.Root, a, b string) error {
+	pa, err := root.OpenFile(parentOf(a), os.O_RDONLY|unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer pa.Close()
+	pb, err := root.OpenFile(parentOf(b), os.O_RDONLY|unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer pb.Close()
+	return unix.Renameat2(int(pa.Fd()), path.Base(a), int(pb.Fd()), path.Base(b), unix.RENAME_EXCHANGE)
+}
+
 // diskSpace reports the size and the space available to the server of the
 // filesystem holding dir.
 func diskSpace(dir string) (total, free int64, err error) {

@@ -29,3 +29,4 @@ func (h *home) reservedTarget(*os.File) bool        { return true }
 func (h *home) probe(string) (fs.FileInfo, error)   { return nil, errNoLinux }
 func restoreTimes(*os.File, fs.FileInfo)            {}
 func defaultMaxHandles() int64                      { return math.MaxInt64 }
+func exchange(*os.Root, string, string) error       { return errNoLinux }
