@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
@@ -173,6 +174,11 @@ func TestFDFloodOneUser(t *testing.T) {
 	}
 	if code, _, err := bd.do("PROPFIND", "/", nil, "Depth: 1"); err != nil || code != 207 {
 		t.Fatalf("bob's PROPFIND: %d %v", code, err)
+	}
+
+	// The admin socket answers (the CLI reaches the running server).
+	if out, err := srv.CLI(t, "user", "list"); err != nil || !strings.Contains(out, "bob") {
+		t.Fatalf("user list through the admin socket during the flood: %v\n%s", err, out)
 	}
 
 	// The flooding user gets a proper refusal over WebDAV too.
