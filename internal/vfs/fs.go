@@ -366,6 +366,23 @@ func (f *FS) checked(op, name string, need Perm) (string, error) {
 	return rel, nil
 }
 
+// lockName is the second half of the preamble for operations that act on
+// the name on disk: it takes the namespace lock (shared for readers) and
+// applies the symlink policy (final: the name itself must not be a
+// symlink either). On success the caller must call unlock.
+func (h *home) lockName(op, name, rel string, shared, final bool) (unlock func(), err error) {
+	lock, unl := h.ns.Lock, h.ns.Unlock
+	if shared {
+		lock, unl = h.ns.RLock, h.ns.RUnlock
+	}
+	lock()
+	if err := h.noLinks(rel, final); err != nil {
+		unl()
+		return nil, h.pathErr(op, name, err)
+	}
+	return unl, nil
+}
+
 // checkedAny is checked for operations that need any one of anyOf.
 func (f *FS) checkedAny(op, name string, anyOf Perm) (string, error) {
 	rel, err := cleanName(op, name)
@@ -396,13 +413,13 @@ func (f *FS) Mkdir(name string, perm fs.FileMode) error {
 		return err
 	}
 	h := f.h
-	h.ns.Lock()
-	defer h.ns.Unlock()
+	unlock, err := h.lockName(op, name, rel, false, false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if rel == "." || h.lookup(rel) != nil {
 		return h.pathErr(op, name, fs.ErrExist)
-	}
-	if err := h.noLinks(rel, false); err != nil {
-		return h.pathErr(op, name, err)
 	}
 	if err := h.root.Mkdir(rel, 0o700); err != nil {
 		return h.pathErr(op, name, err)
@@ -468,11 +485,11 @@ func (f *FS) Remove(name string) error {
 		return err
 	}
 	h := f.h
-	h.ns.Lock()
-	defer h.ns.Unlock()
-	if err := h.noLinks(rel, false); err != nil {
-		return h.pathErr(op, name, err)
+	unlock, err := h.lockName(op, name, rel, false, false)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	n := h.lookup(rel)
 	fi, err := h.root.Lstat(rel)
 	if errors.Is(err, fs.ErrNotExist) && n != nil {
@@ -578,11 +595,11 @@ func (f *FS) RemoveAll(name string) error {
 		return err
 	}
 	h := f.h
-	h.ns.Lock()
-	defer h.ns.Unlock()
-	if err := h.noLinks(rel, false); err != nil {
-		return h.pathErr(op, name, err)
+	unlock, err := h.lockName(op, name, rel, false, false)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	n := h.lookup(rel)
 	fi, err := h.root.Lstat(rel)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -483,11 +483,11 @@ func (f *FS) Meta(name string) (Meta, error) {
 		return Meta{}, err
 	}
 	h := f.h
-	h.ns.RLock()
-	defer h.ns.RUnlock()
-	if err := h.noLinks(rel, false); err != nil {
-		return Meta{}, h.pathErr(op, name, err)
+	unlock, err := h.lockName(op, name, rel, true, false)
+	if err != nil {
+		return Meta{}, err
 	}
+	defer unlock()
 	if err := h.exists(rel); err != nil {
 		return Meta{}, h.pathErr(op, name, err)
 	}
@@ -507,11 +507,11 @@ func (f *FS) UpdateMeta(name string, fn func(*Meta) error) error {
 		return err
 	}
 	h := f.h
-	h.ns.Lock()
-	defer h.ns.Unlock()
-	if err := h.noLinks(rel, false); err != nil {
-		return h.pathErr(op, name, err)
+	unlock, err := h.lockName(op, name, rel, false, false)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	if err := h.exists(rel); err != nil {
 		return h.pathErr(op, name, err)
 	}
