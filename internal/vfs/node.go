@@ -523,9 +523,11 @@ func (n *node) release() error {
 		// A write by a non-root process clears setuid (and setgid on a
 		// group-executable file), which may hold the client's mode
 		// (modes.go): put it back.
-		if st, serr := n.back.f.Stat(); inPlace && serr == nil && st.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid) != diskMode(n.mode, false) {
-			if cerr := n.back.f.Chmod(diskMode(n.mode, false)); err == nil {
-				err = cerr
+		if inPlace {
+			if st, serr := n.back.f.Stat(); serr == nil && st.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid) != diskMode(n.mode, false) {
+				if cerr := n.back.f.Chmod(diskMode(n.mode, false)); err == nil {
+					err = cerr
+				}
 			}
 		}
 	}
