@@ -350,13 +350,10 @@ func (n *node) info(base string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.h.mu.Lock()
-	replacing := n.tmp != ""
-	n.h.mu.Unlock()
-	mode := clientMode(st.Mode())
-	if replacing {
-		mode = n.mode
-	}
+	// The client's mode: set at open (or creation) and by Chmod. The disk
+	// may differ meanwhile (a replacement's temporary file; a write that
+	// cleared the setuid bit recording it, put back at the last close).
+	mode := n.mode
 	mtime := st.ModTime()
 	switch {
 	case n.times != nil && !n.times[1].IsZero():
