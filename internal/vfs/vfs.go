@@ -139,6 +139,7 @@ package vfs
 //	var ErrInvalidName // NUL byte, backslash, too long (matches fs.ErrPermission; reserved names give a bare fs.ErrPermission)
 //	var ErrIsDir, ErrNotDir
 //	var ErrUnsupported // e.g. symlink creation
+//	var ErrTooManyHandles, ErrFileTooLarge // Options.MaxHandlesPerHome/MaxHandles, MaxFileSize
 // Every error from an operation on a client name is a *fs.PathError whose Path
 // is the client name (never a disk path) and whose Err is one of the above or
 // a bare fs.ErrNotExist / fs.ErrExist / fs.ErrPermission, so os.IsNotExist works.
@@ -192,9 +193,9 @@ package vfs
 //	func (f *FS) MkdirAll(name string, perm fs.FileMode) error
 //	func (f *FS) Remove(name string) error            // file or empty directory
 //	func (f *FS) RemoveAll(name string) error
-//	func (f *FS) Rename(oldname, newname string, overwrite bool) error // atomic; overwrite=false gives fs.ErrExist
+//	func (f *FS) Rename(oldname, newname string, overwrite bool) error // see its doc for atomicity; overwrite=false gives fs.ErrExist
 //	func (f *FS) Chtimes(name string, atime, mtime time.Time) error
-//	func (f *FS) Chmod(name string, mode fs.FileMode) error   // permission bits kept and reported
+//	func (f *FS) Chmod(name string, mode fs.FileMode) error   // permission bits kept (metadata: never the server's access) and reported
 //	func (f *FS) Truncate(name string, size int64) error      // through an open handle's state if one is open
 //	func (f *FS) Symlink(oldname, newname string) error        // ErrUnsupported (documented policy)
 //	func (f *FS) Readlink(name string) (string, error)         // planted symlinks: fs.ErrPermission
