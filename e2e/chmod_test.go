@@ -96,3 +96,46 @@ func TestClientChmodKeepsServerAccess(t *testing.T) {
 		t.Fatalf("download from a chmod 000 directory: %v", err)
 	}
 }
+
+// TestSweepsGoPastAFailingFile: a file the sweeps cannot handle (not an
+// envelope file, planted in a home) no longer stops them: `key rotate`
+// re-wraps everything else, names the file and exits non-zero (keeping the
+// old key), `verify` lists it and exits 1; once it is gone, rotation
+// completes (issue 14, item 7).
+func TestSweepsGoPastAFailingFile(t *testing.T) {
+	srv := StartServer(t)
+	key := srv.AddUser(t, "alice", "alice-pw-1")
+	c := newSFTP(t, srv, "alice", key)
+	data := randBytes(3000)
+	for _, f := range []string{"/a", "/b", "/c"} {
+		if err := sftpPut(c, f, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := storePath(srv, "alice", "planted")
+	if err := os.WriteFile(bad, []byte("not an envelope file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := srv.CLI(t, "key", "rotate")
+	if err == nil || !strings.Contains(err.Error()+out, "alice/planted") {
+		t.Fatalf("key rotate with a failing file: %v\n%s", err, out)
+	}
+	out, err = srv.CLI(t, "verify")
+	if err == nil || !strings.Contains(out, "alice/planted") || !strings.Contains(out, "1 damaged") {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
+	for _, f := range []string{"/a", "/b", "/c"} {
+		if got, err := sftpGet(c, f); err != nil || string(got) != string(data) {
+			t.Fatalf("%s after the partial rotation: %v", f, err)
+		}
+	}
+	if err := os.Remove(bad); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := srv.CLI(t, "key", "rotate"); err != nil {
+		t.Fatalf("key rotate after the file is gone: %v\n%s", err, out)
+	}
+	if out, err := srv.CLI(t, "verify"); err != nil || !strings.Contains(out, " 0 damaged") {
+		t.Fatalf("verify after the rotation: %v\n%s", err, out)
+	}
+}
