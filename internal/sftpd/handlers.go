@@ -493,9 +493,9 @@ func (l statLister) ListAt(buf []os.FileInfo, off int64) (int, error) {
 	return 1, io.EOF
 }
 
-// dirLister streams a directory: each READDIR stats the next batch (vfs
-// holds the names, and no descriptor, between READDIRs; the handle counts
-// against the user's vfs handle limit).
+// dirLister streams a directory: each READDIR reads the next batch from
+// the open directory, so a huge directory is never held in memory at once
+// (the handle counts against the user's vfs handle limit).
 // pkg/sftp asks with increasing offsets from one worker; an offset that
 // does not continue the stream is refused.
 type dirLister struct {

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"slices"
 	"sort"
 	"time"
 )
@@ -1124,25 +1123,28 @@ func (f *FS) Usage() (Usage, error) {
 	return u, nil
 }
 
-// dirStream reads a directory in batches, like os.File.Readdir. It holds
-// no file descriptor between reads: the first read takes the directory's
-// names (a directory handle left open by a client costs memory for its
-// names, not a descriptor), every read resolves the directory again by
-// name for the lstat of its batch. Entries created after the first read
-// are not listed; entries removed meanwhile are skipped.
+// dirStream reads a directory in batches, like os.File.Readdir. Between
+// reads it holds one file descriptor, the open directory it streams names
+// from (so memory stays at one batch plus the names seen; reading every
+// name at once would let a client holding many handles on a large
+// directory take memory instead of descriptors). The handle counts
+// against the home's handle limit like a file's. Each read resolves the
+// directory again by name for the lstat of its batch (the symlink policy
+// applies again) and closes that descriptor before returning.
 type dirStream struct {
-	names  []string // entries not yet returned
+	d      *os.File
 	seen   map[string]bool
-	loaded bool // names were read
+	eof    bool
 	extras []fs.FileInfo
-	// extrasLoaded: the pending (unpublished) files of the directory were
-	// added to extras.
-	extrasLoaded bool
+	loaded bool
 }
 
-// close drops the stream's state (it holds no descriptor).
 func (ds *dirStream) close() {
-	ds.names, ds.extras, ds.seen = nil, nil, nil
+	if ds.d != nil {
+		ds.d.Close()
+		ds.d = nil
+	}
+	ds.seen, ds.extras = nil, nil
 }
 
 // read returns up to n entries (all remaining if n <= 0). With n > 0 it
@@ -1151,9 +1153,7 @@ func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
 	h.ns.RLock()
 	defer h.ns.RUnlock()
 	var out []fs.FileInfo
-	if !ds.loaded || len(ds.names) > 0 {
-		// Resolved by name at every read: the symlink policy applies
-		// again, and the descriptors are closed before returning.
+	if !ds.eof {
 		if err := h.noLinks(rel, true); err != nil {
 			return nil, err
 		}
@@ -1167,29 +1167,55 @@ func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
 			return nil, err
 		}
 		defer sub.Close()
-		if !ds.loaded {
-			if err := ds.load(h, sub); err != nil {
+		if ds.d == nil {
+			d, err := sub.Open(".")
+			if err != nil {
 				return nil, err
 			}
+			if h.reservedTarget(d) {
+				d.Close()
+				return nil, fs.ErrPermission
+			}
+			ds.d, ds.seen = d, map[string]bool{}
 		}
-		for len(ds.names) > 0 && (n <= 0 || len(out) < n) {
-			name := ds.names[0]
-			ds.names = ds.names[1:]
-			if nd := h.lookup(path.Join(rel, name)); nd != nil {
-				if fi, err := nd.info(name); err == nil {
-					out = append(out, fi)
+		for !ds.eof && (n <= 0 || len(out) < n) {
+			want := -1
+			if n > 0 {
+				want = n - len(out)
+			}
+			names, err := ds.d.Readdirnames(want)
+			for _, name := range names {
+				if isReserved(name) {
+					continue
 				}
-				continue
+				ds.seen[name] = true
+				if nd := h.lookup(path.Join(rel, name)); nd != nil {
+					if fi, err := nd.info(name); err == nil {
+						out = append(out, fi)
+					}
+					continue
+				}
+				fi, err := sub.Lstat(name)
+				if err != nil {
+					continue // vanished meanwhile
+				}
+				out = append(out, toInfo(name, fi))
 			}
-			fi, err := sub.Lstat(name)
+			if err == io.EOF || want < 0 {
+				ds.eof = true
+				break
+			}
 			if err != nil {
-				continue // vanished meanwhile
+				return out, err
 			}
-			out = append(out, toInfo(name, fi))
+		}
+		if ds.eof {
+			ds.d.Close()
+			ds.d = nil
 		}
 	}
-	if len(ds.names) == 0 && !ds.extrasLoaded {
-		ds.extrasLoaded = true
+	if ds.eof && !ds.loaded {
+		ds.loaded = true
 		h.mu.Lock()
 		var pending []*node
 		for k, nd := range h.nodes {
@@ -1216,32 +1242,4 @@ func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
 		return nil, io.EOF
 	}
 	return out, nil
-}
-
-// load reads the directory's names (reserved ones dropped) at the first
-// read.
-func (ds *dirStream) load(h *home, sub *os.Root) error {
-	d, err := sub.Open(".")
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if h.reservedTarget(d) {
-		return fs.ErrPermission
-	}
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return err
-	}
-	ds.seen = make(map[string]bool, len(names))
-	kept := names[:0]
-	for _, name := range names {
-		if !isReserved(name) {
-			kept = append(kept, name)
-			ds.seen[name] = true
-		}
-	}
-	ds.names = slices.Clip(kept)
-	ds.loaded = true
-	return nil
 }

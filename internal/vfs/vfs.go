@@ -97,8 +97,8 @@
 //
 // Open files and directories are counted per home over every FS value and
 // protocol (Options.MaxHandlesPerHome) and per store (Options.MaxHandles):
-// beyond, opens fail with ErrTooManyHandles. A directory handle holds no
-// file descriptor between reads. A write or truncate that would make a
+// beyond, opens fail with ErrTooManyHandles. A directory handle holds at
+// most one file descriptor between reads (none once read to the end). A write or truncate that would make a
 // file larger than Options.MaxFileSize fails with ErrFileTooLarge.
 //
 // # Durability
