@@ -79,6 +79,8 @@ type Server struct {
 	log    bytes.Buffer
 	done   chan struct{}
 	exited error
+
+	wrapper []string // command line the binary runs under (setpriv ...)
 }
 
 // ServerOption adjusts how StartServer runs the server.
@@ -91,6 +93,7 @@ type serverConfig struct {
 	serveArgs   []string
 	env         []string
 	noFirstUser bool
+	wrapper     []string
 }
 
 // WithDataDir reuses a data dir (restart after a crash).
@@ -109,6 +112,12 @@ func WithServeArgs(args ...string) ServerOption {
 	return func(c *serverConfig) { c.serveArgs = append(c.serveArgs, args...) }
 }
 
+// WithWrapper runs the server under a command (e.g. setpriv to drop to
+// another user): argv, then the binary and its arguments.
+func WithWrapper(argv ...string) ServerOption {
+	return func(c *serverConfig) { c.wrapper = argv }
+}
+
 // WithEnv adds environment variables (KEY=VALUE) to the server process.
 func WithEnv(kv ...string) ServerOption {
 	return func(c *serverConfig) { c.env = append(c.env, kv...) }
@@ -125,7 +134,7 @@ func StartServer(t testing.TB, opts ...ServerOption) *Server {
 	if cfg.dataDir == "" {
 		cfg.dataDir = filepath.Join(t.TempDir(), "data")
 	}
-	s := &Server{DataDir: cfg.dataDir}
+	s := &Server{DataDir: cfg.dataDir, wrapper: cfg.wrapper}
 	s.args = append([]string{"--data-dir", cfg.dataDir}, cfg.globalArgs...)
 	s.args = append(s.args, "serve", "--sftp-addr", "127.0.0.1:0", "--dav-addr", "127.0.0.1:0", "--log-level", "debug")
 	if cfg.insecure {
@@ -146,7 +155,8 @@ func StartServer(t testing.TB, opts ...ServerOption) *Server {
 
 func (s *Server) start(t testing.TB, env []string) error {
 	t.Helper()
-	cmd := exec.Command(binPath, s.args...)
+	argv := append(append(append([]string(nil), s.wrapper...), binPath), s.args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -14,7 +14,7 @@ step "installing test dependencies"
 # Debian packages the end-to-end tests drive: real clients, real peers.
 need=()
 for pair in sftp:openssh-client ssh-keygen:openssh-client sshd:openssh-server rclone:rclone \
-            litmus:litmus curl:curl chromium:chromium chromedriver:chromium-driver; do
+            litmus:litmus curl:curl chromium:chromium chromedriver:chromium-driver setpriv:util-linux; do
   cmd=${pair%%:*} pkg=${pair#*:}
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then need+=("$pkg"); fi
 done
@@ -34,6 +34,14 @@ if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; 
 
 step "go vet"
 go vet ./...
+
+step "builds for other systems"
+# securefsd serve needs Linux; the rest (the format package, the CLI's
+# offline commands) must keep building everywhere.
+for goos in darwin windows freebsd; do
+  echo "-- GOOS=$goos"
+  GOOS=$goos GOARCH=amd64 go build ./...
+done
 
 step "import rules"
 scripts/check-imports.sh

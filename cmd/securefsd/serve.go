@@ -47,6 +47,8 @@ var serveFlags = []cli.Flag{
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "memory-limit", Value: 200, Usage: "soft memory target in MiB: the Go GC collects only near this size, or near twice the live heap if that is larger (fewer collections of SSH packets); 0 = Go defaults (also when GOGC or GOMEMLIMIT is set)", EnvVars: []string{"SECUREFSD_MEMORY_LIMIT"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-sessions", Value: 256, Usage: "SSH connections at once, in total", EnvVars: []string{"SECUREFSD_MAX_SESSIONS"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-sessions-per-user", Value: 32, Usage: "SSH connections at once, per user", EnvVars: []string{"SECUREFSD_MAX_SESSIONS_PER_USER"}}),
+	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-handles-per-user", Value: vfs.DefaultMaxHandlesPerHome, Usage: "files and directories one user may hold open at once, over all sessions and protocols (all users together: half the file descriptor limit)", EnvVars: []string{"SECUREFSD_MAX_HANDLES_PER_USER"}}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "max-file-size", Value: "1T", Usage: "largest file a client may write or truncate to, e.g. 100G (binary units)", EnvVars: []string{"SECUREFSD_MAX_FILE_SIZE"}}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, how long transfers may take to finish", EnvVars: []string{"SECUREFSD_SHUTDOWN_TIMEOUT"}}),
 	loginSafelistFlag,
 	&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback address (profiling only)", Hidden: true, EnvVars: []string{"SECUREFSD_PPROF_ADDR"}},
@@ -152,6 +154,19 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger) (core serverCore, close
 	if err != nil {
 		return core, nil, fmt.Errorf("--upload-hashes: %w", err)
 	}
+	maxFileSize, err := parseSize(c.String("max-file-size"))
+	if err == nil && maxFileSize <= 0 {
+		err = errors.New("must be positive")
+	}
+	if err != nil {
+		return core, nil, fmt.Errorf("--max-file-size: %w", err)
+	}
+	if c.Int("max-handles-per-user") <= 0 {
+		return core, nil, errors.New("--max-handles-per-user: must be positive")
+	}
+	if err := prepareServeOS(log); err != nil {
+		return core, nil, err
+	}
 	aead, err := envelope.ParseAEAD(c.String("cipher"))
 	if err != nil {
 		return core, nil, fmt.Errorf("--cipher: %w", err)
@@ -181,7 +196,8 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger) (core serverCore, close
 	if err != nil {
 		return core, nil, err
 	}
-	store, err := vfs.NewStore(filepath.Join(dir, storeDirName), vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes, AEAD: aead})
+	store, err := vfs.NewStore(filepath.Join(dir, storeDirName), vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes, AEAD: aead,
+		MaxHandlesPerHome: c.Int("max-handles-per-user"), MaxFileSize: maxFileSize})
 	if err != nil {
 		db.Close()
 		return core, nil, err

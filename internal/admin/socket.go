@@ -17,8 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/securefsd/securefsd/internal/users"
 )
 
@@ -58,25 +56,6 @@ func (l *peerCheckListener) Accept() (net.Conn, error) {
 		}
 		c.Close()
 	}
-}
-
-func samePeer(c net.Conn) bool {
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return false
-	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil || cerr != nil {
-		return false
-	}
-	return cred.Uid == 0 || int(cred.Uid) == os.Getuid()
 }
 
 // Handler serves a Manager over HTTP (on the admin socket).

@@ -85,6 +85,10 @@ func statusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, vfs.ErrQuota), errors.Is(err, vfs.ErrNoSpace):
 		return webdav.StatusInsufficientStorage
+	case errors.Is(err, vfs.ErrFileTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, vfs.ErrTooManyHandles):
+		return http.StatusServiceUnavailable
 	case errors.Is(err, vfs.ErrIntegrity):
 		return http.StatusInternalServerError
 	case errors.Is(err, vfs.ErrInvalidName):

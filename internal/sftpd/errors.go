@@ -38,6 +38,8 @@ var errorMap = []struct {
 	{vfs.ErrIsDir, &statusError{sftp.ErrSSHFxFailure, "is a directory", "Is a directory"}},
 	{vfs.ErrNotDir, &statusError{sftp.ErrSSHFxFailure, "not a directory", "Not a directory"}},
 	{vfs.ErrUnsupported, &statusError{sftp.ErrSSHFxOpUnsupported, "operation unsupported", "Operation not supported"}},
+	{vfs.ErrTooManyHandles, &statusError{sftp.ErrSSHFxFailure, "too many open files", "Too many open files"}},
+	{vfs.ErrFileTooLarge, &statusError{sftp.ErrSSHFxFailure, "file too large", "File too large"}},
 	{errors.ErrUnsupported, &statusError{sftp.ErrSSHFxOpUnsupported, "operation unsupported", "Operation not supported"}},
 	{sftp.ErrSSHFxOpUnsupported, &statusError{sftp.ErrSSHFxOpUnsupported, "operation unsupported", "Operation not supported"}},
 	{fs.ErrNotExist, &statusError{sftp.ErrSSHFxNoSuchFile, "no such file", "No such file or directory"}},

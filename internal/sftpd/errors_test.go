@@ -38,6 +38,8 @@ func TestClientError(t *testing.T) {
 		{"is dir", pe(vfs.ErrIsDir), sftp.ErrSSHFxFailure, "is a directory", "Is a directory"},
 		{"not dir", pe(vfs.ErrNotDir), sftp.ErrSSHFxFailure, "not a directory", "Not a directory"},
 		{"unsupported", pe(vfs.ErrUnsupported), sftp.ErrSSHFxOpUnsupported, "operation unsupported", "Operation not supported"},
+		{"too many handles", pe(vfs.ErrTooManyHandles), sftp.ErrSSHFxFailure, "too many open files", "Too many open files"},
+		{"file too large", pe(vfs.ErrFileTooLarge), sftp.ErrSSHFxFailure, "file too large", "File too large"},
 		{"errors.ErrUnsupported", errors.ErrUnsupported, sftp.ErrSSHFxOpUnsupported, "operation unsupported", "Operation not supported"},
 		{"sftp op unsupported", sftp.ErrSSHFxOpUnsupported, sftp.ErrSSHFxOpUnsupported, "operation unsupported", "Operation not supported"},
 		{"canceled", context.Canceled, sftp.ErrSSHFxFailure, "operation canceled", "Operation canceled"},

@@ -494,7 +494,8 @@ func (l statLister) ListAt(buf []os.FileInfo, off int64) (int, error) {
 }
 
 // dirLister streams a directory: each READDIR reads the next batch from
-// the open directory, so a huge directory is never held in memory at once.
+// the open directory, so a huge directory is never held in memory at once
+// (the handle counts against the user's vfs handle limit).
 // pkg/sftp asks with increasing offsets from one worker; an offset that
 // does not continue the stream is refused.
 type dirLister struct {

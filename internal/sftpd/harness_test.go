@@ -68,7 +68,9 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	store, err := vfs.NewStore(filepath.Join(dir, "store"), vfs.Options{Keyring: kr, Logger: logger})
+	// The vfs per-user handle cap above the session's, so session limits
+	// are tested on their own (e2e TestFDFloodOneUser covers the user's).
+	store, err := vfs.NewStore(filepath.Join(dir, "store"), vfs.Options{Keyring: kr, Logger: logger, MaxHandlesPerHome: 4 * maxHandles})
 	if err != nil {
 		t.Fatal(err)
 	}

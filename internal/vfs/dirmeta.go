@@ -28,7 +28,7 @@ func (f *FS) ReadDirMeta(name string) ([]fs.FileInfo, map[string]Meta, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	rel, err := cleanName(op, name)
+	rel, err := f.checked(op, name, PermList)
 	if err != nil {
 		return nil, nil, err
 	}

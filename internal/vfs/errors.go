@@ -52,7 +52,19 @@ var (
 	// ErrUnsupported: an operation the store refuses by policy (symlinks,
 	// hard links). It matches errors.ErrUnsupported.
 	ErrUnsupported error = &kindError{"operation not supported", []error{errors.ErrUnsupported, syscall.ENOTSUP}}
+	// ErrTooManyHandles: the home (or the store) holds as many open files
+	// and directories as Options allow; close some and retry.
+	ErrTooManyHandles error = &kindError{"too many open files", []error{syscall.EMFILE}}
+	// ErrFileTooLarge: a write or truncate would make a file larger than
+	// Options.MaxFileSize.
+	ErrFileTooLarge error = &kindError{"file too large", []error{syscall.EFBIG}}
 )
+
+// ErrSidecar: a metadata sidecar decrypted and authenticated, but its
+// plaintext is not JSON of the format docs/FORMAT.md specifies, or has a
+// version this code does not read. Operations report it as ErrIntegrity
+// (the PathError's Err wraps both).
+var ErrSidecar = errors.New("malformed metadata sidecar")
 
 // integrityError carries the envelope error under ErrIntegrity.
 type integrityError struct{ err error }
@@ -95,7 +107,7 @@ func (h *home) classify(op, name string, err error) error {
 		return nil
 	case isKind(err):
 		return unwrapKind(err)
-	case isEnvelopeErr(err):
+	case isEnvelopeErr(err), errors.Is(err, ErrSidecar):
 		h.logger().Error("vfs: integrity failure", "home", h.name, "path", name, "op", op, "integrity", true, "err", err)
 		return newIntegrity(err)
 	case errors.Is(err, fs.ErrNotExist):
@@ -106,13 +118,18 @@ func (h *home) classify(op, name string, err error) error {
 		return fs.ErrExist
 	case errors.Is(err, syscall.EISDIR):
 		return ErrIsDir
-	case errors.Is(err, syscall.ENOTDIR), hasText(err, "not a directory"):
+	case errors.Is(err, syscall.ENOTDIR):
 		return ErrNotDir
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return ErrNoSpace
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		h.logger().Warn("vfs: out of file descriptors", "home", h.name, "path", name, "op", op, "err", err)
+		return ErrTooManyHandles
+	case errors.Is(err, syscall.EFBIG):
+		return ErrFileTooLarge
 	case errors.Is(err, syscall.ENAMETOOLONG):
 		return ErrInvalidName
-	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.ELOOP), isEscape(err):
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.ELOOP), h.s.isEscape(err):
 		return fs.ErrPermission
 	case errors.Is(err, fs.ErrClosed):
 		return fs.ErrClosed
@@ -130,8 +147,11 @@ func (h *home) classify(op, name string, err error) error {
 	return errInternal
 }
 
+// kinds are the package's sentinels, in the order classify tests them.
+var kinds = []error{ErrQuota, ErrNoSpace, ErrIntegrity, ErrNotEmpty, ErrInvalidName, ErrIsDir, ErrNotDir, ErrUnsupported, ErrTooManyHandles, ErrFileTooLarge}
+
 func isKind(err error) bool {
-	for _, k := range []error{ErrQuota, ErrNoSpace, ErrIntegrity, ErrNotEmpty, ErrInvalidName, ErrIsDir, ErrNotDir, ErrUnsupported} {
+	for _, k := range kinds {
 		if errors.Is(err, k) {
 			return true
 		}
@@ -146,7 +166,7 @@ func unwrapKind(err error) error {
 	if errors.As(err, &ie) {
 		return ie
 	}
-	for _, k := range []error{ErrQuota, ErrNoSpace, ErrIntegrity, ErrNotEmpty, ErrInvalidName, ErrIsDir, ErrNotDir, ErrUnsupported} {
+	for _, k := range kinds {
 		if errors.Is(err, k) {
 			return k
 		}
@@ -154,19 +174,8 @@ func unwrapKind(err error) error {
 	return err
 }
 
-// isEscape reports os.Root's "path escapes from parent" error.
-func isEscape(err error) bool { return hasText(err, "path escapes from parent") }
-
-// hasText reports whether an error in err's chain has exactly this text
-// (os.Root returns some conditions as unexported plain errors).
-func hasText(err error, text string) bool {
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		if e.Error() == text {
-			return true
-		}
-	}
-	return false
-}
+// isEscape reports os.Root's error for a name that leaves the root.
+func (s *Store) isEscape(err error) bool { return s.errEscape != nil && errors.Is(err, s.errEscape) }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,12 +35,15 @@ func TestErrorMapping(t *testing.T) {
 		{disk(syscall.ENOTDIR), ErrNotDir, nil},
 		{disk(syscall.ELOOP), fs.ErrPermission, os.IsPermission},
 		{disk(syscall.ENAMETOOLONG), ErrInvalidName, nil},
-		{disk(errors.New("path escapes from parent")), fs.ErrPermission, os.IsPermission},
+		{disk(h.s.errEscape), fs.ErrPermission, os.IsPermission},
 		{fmt.Errorf("envelope: chunk 3: %w", envelope.ErrAuth), ErrIntegrity, nil},
 		{envelope.ErrTruncated, ErrIntegrity, nil},
 		{envelope.ErrFormat, ErrIntegrity, nil},
 		{envelope.ErrUnknownKey, ErrIntegrity, nil},
 		{ErrQuota, ErrQuota, nil},
+		{disk(syscall.EMFILE), ErrTooManyHandles, nil},
+		{disk(syscall.ENFILE), ErrTooManyHandles, nil},
+		{disk(syscall.EFBIG), ErrFileTooLarge, nil},
 		{disk(syscall.EIO), syscall.EIO, nil},
 		{disk(errors.New("weird thing at /srv/store/alice/x")), errInternal, nil},
 	}
@@ -103,5 +107,37 @@ func TestMetaPersistence(t *testing.T) {
 	}
 	if m, _ := f3.Meta("x"); m.Props["{a}b"] != "c" || m.Hashes == nil {
 		t.Fatalf("x meta after reopen: %+v", m)
+	}
+}
+
+// TestSidecarFormatErrors: a sidecar that authenticates but holds no
+// sidecar JSON, or one of another version, gives ErrSidecar (reported as
+// ErrIntegrity), not an envelope format error.
+func TestSidecarFormatErrors(t *testing.T) {
+	for _, tc := range []struct{ name, plain string }{
+		{"not json", "not json at all"},
+		{"version 2", `{"v":2,"entries":{"x":{"props":{"{a}b":"c"}}}}`},
+		{"no version", `{"entries":{}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts, f := newFS(t)
+			f.Mkdir("d", 0o755)
+			writeFile(t, f, "d/x", []byte("x"))
+			// A file of the home, encrypted like a sidecar, put in place
+			// of one behind the store's back.
+			writeFile(t, f, "planted", []byte(tc.plain))
+			home := filepath.Join(ts.dir, "alice")
+			if err := os.Rename(filepath.Join(home, "planted"), filepath.Join(home, "d", metaFileName)); err != nil {
+				t.Fatal(err)
+			}
+			f2 := ts.reopen(t, "alice")
+			_, err := f2.Meta("d/x")
+			if !errors.Is(err, ErrSidecar) || !errors.Is(err, ErrIntegrity) {
+				t.Fatalf("Meta = %v, want ErrSidecar and ErrIntegrity", err)
+			}
+			if errors.Is(err, envelope.ErrFormat) {
+				t.Fatalf("Meta = %v poses as an envelope format error", err)
+			}
+		})
 	}
 }

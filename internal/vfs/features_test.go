@@ -446,8 +446,14 @@ func TestRewrapWhileWriting(t *testing.T) {
 		}
 		return nil
 	})
-	if fi, _ := os.Stat(filepath.Join(ts.dir, "alice", "dir", "a")); fi.Mode().Perm() != 0o444 {
+	// The read-only file set on disk (as an older version stored a
+	// client's chmod 444) was repaired to owner write access; clients
+	// still see 0444 (modes.go).
+	if fi, _ := f.Stat("dir/a"); fi.Mode().Perm() != 0o444 {
 		t.Fatalf("rewrap changed the mode: %v", fi.Mode())
+	}
+	if fi, _ := os.Stat(filepath.Join(ts.dir, "alice", "dir", "a")); !ownerAccess(fi.Mode()) {
+		t.Fatalf("on-disk mode %v gives the owner no write access", fi.Mode())
 	}
 	// Drop the old KEK and reopen the store with the new keyring only.
 	if err := kr.Remove(oldID); err != nil {

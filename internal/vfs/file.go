@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"fmt"
 	"io"
 	"io/fs"
 	"path"
@@ -217,22 +218,25 @@ func (h *File) close(abort bool) error {
 		return &fs.PathError{Op: "close", Path: h.name, Err: fs.ErrClosed}
 	}
 	h.closed = true
+	defer h.fs.h.putHandle()
 	if h.n == nil {
 		h.dir.close()
 		return nil
 	}
 	fh := h.fs.h
+	var err error
 	if h.owner && !abort {
 		// Write back (and fsync a replacement about to be published)
 		// before taking the namespace lock, so other operations of the
-		// home do not wait for the disk.
+		// home do not wait for the disk. A failure here is the client's
+		// error, and a replacement that failed it is not published (its
+		// data may not be on disk, whatever a second fsync would say).
 		fh.mu.Lock()
 		replacing := h.n.tmp != ""
 		fh.mu.Unlock()
-		h.n.flush(replacing)
+		err = h.n.flush(replacing)
 	}
 	fh.ns.Lock()
-	var err error
 	published := ""
 	if h.owner {
 		fh.mu.Lock()
@@ -240,9 +244,9 @@ func (h *File) close(abort bool) error {
 		key, created := h.n.key, h.n.created
 		fh.mu.Unlock()
 		if replacing {
-			if abort {
+			if abort || err != nil {
 				if created {
-					fh.dropMeta(key) // the new name disappears with its metadata
+					fh.dropMetaLogged(key) // the new name disappears with its metadata
 				}
 				h.n.detach()
 			} else if err = h.n.publish(); err != nil {
@@ -262,7 +266,12 @@ func (h *File) close(abort bool) error {
 	}
 	fh.ns.Unlock()
 	if published != "" {
-		syncDir(fh.root, parentOf(published))
+		// The new name is visible but not durable until its directory
+		// is fsynced: a failure is the client's error (it must not
+		// count on the upload surviving a crash).
+		if serr := fh.s.syncDir(fh.root, parentOf(published)); err == nil && serr != nil {
+			err = fmt.Errorf("fsync directory: %w", serr)
+		}
 	}
 	return h.err("close", err)
 }

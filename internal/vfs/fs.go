@@ -8,8 +8,6 @@ import (
 	"path"
 	"sort"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // FS is one user's view of a home tree, with the rights it was opened
@@ -47,15 +45,19 @@ func (f *FS) Create(name string) (*File, error) {
 // (WebDAV PROPPATCH opens them that way); their File supports Readdir.
 func (f *FS) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) {
 	const op = "open"
-	rel, err := cleanName(op, name)
+	rel, err := f.checked(op, name, 0) // the rights depend on the entry: openLocked
 	if err != nil {
 		return nil, err
 	}
 	h := f.h
+	if err := h.takeHandle(); err != nil {
+		return nil, h.pathErr(op, name, err)
+	}
 	h.ns.Lock()
 	file, truncate, err := f.openLocked(op, name, rel, flag, perm)
 	h.ns.Unlock()
 	if err != nil {
+		h.putHandle()
 		return nil, err
 	}
 	if truncate {
@@ -70,142 +72,176 @@ func (f *FS) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) {
 func (f *FS) openLocked(op, name, rel string, flag int, perm fs.FileMode) (*File, bool, error) {
 	h := f.h
 	acc := flag & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR)
-	readable := acc == os.O_RDONLY || acc == os.O_RDWR
-	writable := acc == os.O_WRONLY || acc == os.O_RDWR
-	excl := flag&os.O_CREATE != 0 && flag&os.O_EXCL != 0
-	file := &File{fs: f, name: name, rel: rel, readable: readable, writable: writable, appendMode: flag&os.O_APPEND != 0}
+	o := openReq{
+		op: op, name: name, rel: rel, flag: flag, perm: perm,
+		readable: acc == os.O_RDONLY || acc == os.O_RDWR,
+		writable: acc == os.O_WRONLY || acc == os.O_RDWR,
+		excl:     flag&os.O_CREATE != 0 && flag&os.O_EXCL != 0,
+	}
+	o.file = &File{fs: f, name: name, rel: rel, readable: o.readable, writable: o.writable, appendMode: flag&os.O_APPEND != 0}
 
 	if n := h.lookup(rel); n != nil {
-		if excl {
-			return nil, false, h.pathErr(op, name, fs.ErrExist)
-		}
-		need := Perm(0)
-		if readable {
-			need |= PermDownload
-		}
-		if writable {
-			h.mu.Lock()
-			created := n.created
-			h.mu.Unlock()
-			if created {
-				need |= PermUpload
-			} else {
-				need |= PermOverwrite
-			}
-		}
-		if !f.can(need) {
-			return nil, false, f.denied(op, name)
-		}
-		if writable && flag&os.O_TRUNC != 0 {
-			// Only readers have it open (a download in progress): still
-			// replace atomically; the readers keep the old content.
-			h.mu.Lock()
-			readersOnly := n.writers == 0 && n.tmp == ""
-			h.mu.Unlock()
-			if fi, err := h.root.Lstat(rel); readersOnly && err == nil && fi.Mode().IsRegular() {
-				// The old file's bytes are counted as its disk size from
-				// now on (the publish subtracts that): write back first.
-				if err := n.flush(false); err != nil {
-					return nil, false, h.pathErr(op, name, err)
-				}
-				if fi, err = h.root.Lstat(rel); err != nil {
-					return nil, false, h.pathErr(op, name, err)
-				}
-				nn, err := h.newReplacement(rel, fi.Mode().Perm(), false, plainSize(fi.Size()))
-				if err != nil {
-					return nil, false, h.pathErr(op, name, err)
-				}
-				n.supersede()
-				nn.ref(true)
-				file.n = nn
-				file.owner = true
-				return file, false, nil
-			}
-		}
-		if writable && !n.back.rw {
-			if err := n.upgrade(); err != nil {
-				return nil, false, h.pathErr(op, name, err)
-			}
-		}
-		n.ref(writable)
-		file.n = n
-		file.owner = writable
-		return file, writable && flag&os.O_TRUNC != 0, nil
+		return f.openShared(o, n)
 	}
-
 	if err := h.noLinks(rel, true); err != nil {
 		return nil, false, h.pathErr(op, name, err)
 	}
 	fi, err := h.root.Stat(rel)
-	if errors.Is(err, fs.ErrNotExist) {
-		if flag&os.O_CREATE == 0 {
-			return nil, false, h.pathErr(op, name, fs.ErrNotExist)
-		}
-		if !f.can(PermUpload) || readable && !f.can(PermDownload) {
-			return nil, false, f.denied(op, name)
-		}
-		if rel == "." {
-			return nil, false, h.pathErr(op, name, fs.ErrPermission)
-		}
-		pfi, err := h.root.Stat(parentOf(rel))
-		if err != nil {
-			return nil, false, h.pathErr(op, name, err)
-		}
-		if !pfi.IsDir() {
-			return nil, false, h.pathErr(op, name, ErrNotDir)
-		}
-		if _, err := h.root.Lstat(rel); err == nil {
-			// A dangling planted symlink: never create through it.
-			return nil, false, h.pathErr(op, name, fs.ErrPermission)
-		}
-		if err := h.reserveFile(); err != nil {
-			return nil, false, h.pathErr(op, name, err)
-		}
-		n, err := h.newReplacement(rel, perm.Perm()&^h.s.umask, true, 0)
-		if err != nil {
-			h.addUsage(0, -1)
-			return nil, false, h.pathErr(op, name, err)
-		}
-		n.ref(true)
-		file.n = n
-		file.owner = true // publishes on Close even if opened read-only
-		return file, false, nil
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return f.openNew(o)
+	case err != nil:
 		return nil, false, h.pathErr(op, name, err)
-	}
-	if fi.IsDir() {
-		if excl {
+	case fi.IsDir():
+		if o.excl {
 			return nil, false, h.pathErr(op, name, fs.ErrExist)
 		}
 		if acc == os.O_WRONLY || flag&(os.O_TRUNC|os.O_CREATE) != 0 {
 			return nil, false, h.pathErr(op, name, ErrIsDir) // as open(2)
 		}
-		file.dir = &dirStream{}
-		file.writable = false
-		return file, false, nil
-	}
-	if !fi.Mode().IsRegular() {
+		o.file.dir = &dirStream{}
+		o.file.writable = false
+		return o.file, false, nil
+	case !fi.Mode().IsRegular():
 		return nil, false, h.pathErr(op, name, fs.ErrPermission)
 	}
-	if excl {
+	return f.openDisk(o, fi)
+}
+
+// openReq is one OpenFile call, decoded, and the File it builds.
+type openReq struct {
+	op, name, rel            string
+	flag                     int
+	perm                     fs.FileMode
+	readable, writable, excl bool
+	file                     *File
+}
+
+// openShared opens a name whose file is already open (a node on the
+// table). Caller holds h.ns exclusively.
+func (f *FS) openShared(o openReq, n *node) (*File, bool, error) {
+	h := f.h
+	op, name, rel, file := o.op, o.name, o.rel, o.file
+	if o.excl {
 		return nil, false, h.pathErr(op, name, fs.ErrExist)
 	}
-	if readable && !f.can(PermDownload) || writable && !f.can(PermOverwrite) {
+	need := Perm(0)
+	if o.readable {
+		need |= PermDownload
+	}
+	if o.writable {
+		h.mu.Lock()
+		created := n.created
+		h.mu.Unlock()
+		if created {
+			need |= PermUpload
+		} else {
+			need |= PermOverwrite
+		}
+	}
+	if !f.can(need) {
+		return nil, false, f.denied(op, name)
+	}
+	if o.writable && o.flag&os.O_TRUNC != 0 {
+		// Only readers have it open (a download in progress): still
+		// replace atomically; the readers keep the old content.
+		h.mu.Lock()
+		readersOnly := n.writers == 0 && n.tmp == ""
+		h.mu.Unlock()
+		if fi, err := h.root.Lstat(rel); readersOnly && err == nil && fi.Mode().IsRegular() {
+			// The old file's bytes are counted as its disk size from
+			// now on (the publish subtracts that): write back first.
+			if err := n.flush(false); err != nil {
+				return nil, false, h.pathErr(op, name, err)
+			}
+			if fi, err = h.root.Lstat(rel); err != nil {
+				return nil, false, h.pathErr(op, name, err)
+			}
+			nn, err := h.newReplacement(rel, clientMode(fi.Mode()), false, plainSize(fi.Size()))
+			if err != nil {
+				return nil, false, h.pathErr(op, name, err)
+			}
+			n.supersede()
+			nn.ref(true)
+			file.n = nn
+			file.owner = true
+			return file, false, nil
+		}
+	}
+	if o.writable && !n.back.rw {
+		if err := n.upgrade(); err != nil {
+			return nil, false, h.pathErr(op, name, err)
+		}
+	}
+	n.ref(o.writable)
+	file.n = n
+	file.owner = o.writable
+	return file, o.writable && o.flag&os.O_TRUNC != 0, nil
+}
+
+// openNew creates a file that is neither on disk nor open (O_CREATE): a
+// replacement published on Close. Caller holds h.ns exclusively.
+func (f *FS) openNew(o openReq) (*File, bool, error) {
+	h := f.h
+	op, name, rel, file := o.op, o.name, o.rel, o.file
+	if o.flag&os.O_CREATE == 0 {
+		return nil, false, h.pathErr(op, name, fs.ErrNotExist)
+	}
+	if !f.can(PermUpload) || o.readable && !f.can(PermDownload) {
+		return nil, false, f.denied(op, name)
+	}
+	if rel == "." {
+		return nil, false, h.pathErr(op, name, fs.ErrPermission)
+	}
+	pfi, err := h.root.Stat(parentOf(rel))
+	if err != nil {
+		return nil, false, h.pathErr(op, name, err)
+	}
+	if !pfi.IsDir() {
+		return nil, false, h.pathErr(op, name, ErrNotDir)
+	}
+	if _, err := h.root.Lstat(rel); err == nil {
+		// A dangling planted symlink: never create through it.
+		return nil, false, h.pathErr(op, name, fs.ErrPermission)
+	}
+	if err := h.reserveFile(); err != nil {
+		return nil, false, h.pathErr(op, name, err)
+	}
+	n, err := h.newReplacement(rel, o.perm.Perm()&^h.s.umask, true, 0)
+	if err != nil {
+		h.addUsage(0, -1)
+		return nil, false, h.pathErr(op, name, err)
+	}
+	n.ref(true)
+	file.n = n
+	file.owner = true // publishes on Close even if opened read-only
+	return file, false, nil
+}
+
+// openDisk opens an existing regular file nobody has open: in place, or
+// (O_TRUNC for writing) as a replacement. Caller holds h.ns exclusively.
+func (f *FS) openDisk(o openReq, fi fs.FileInfo) (*File, bool, error) {
+	h := f.h
+	op, name, rel, file := o.op, o.name, o.rel, o.file
+	if o.excl {
+		return nil, false, h.pathErr(op, name, fs.ErrExist)
+	}
+	if o.readable && !f.can(PermDownload) || o.writable && !f.can(PermOverwrite) {
 		return nil, false, f.denied(op, name)
 	}
 	var n *node
-	if writable && flag&os.O_TRUNC != 0 {
-		n, err = h.newReplacement(rel, fi.Mode().Perm(), false, plainSize(fi.Size()))
+	var err error
+	if o.writable && o.flag&os.O_TRUNC != 0 {
+		n, err = h.newReplacement(rel, clientMode(fi.Mode()), false, plainSize(fi.Size()))
 	} else {
-		n, err = h.openInPlace(rel, writable)
+		n, err = h.openInPlace(rel, o.writable)
 	}
 	if err != nil {
 		return nil, false, h.pathErr(op, name, err)
 	}
-	n.ref(writable)
+	n.ref(o.writable)
 	file.n = n
-	file.owner = writable
+	file.owner = o.writable
 	return file, false, nil
 }
 
@@ -249,7 +285,7 @@ func (f *FS) Stat(name string) (fs.FileInfo, error) { return f.stat("stat", name
 func (f *FS) Lstat(name string) (fs.FileInfo, error) { return f.stat("lstat", name, false) }
 
 func (f *FS) stat(op, name string, follow bool) (fs.FileInfo, error) {
-	rel, err := cleanName(op, name)
+	rel, err := f.checked(op, name, 0) // Stat and Lstat need no right
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +312,7 @@ func (f *FS) stat(op, name string, follow bool) (fs.FileInfo, error) {
 
 // toInfo converts a disk FileInfo to the client view.
 func toInfo(base string, fi fs.FileInfo) fs.FileInfo {
-	mode := fi.Mode() & (fs.ModeType | fs.ModePerm)
+	mode := fi.Mode()&fs.ModeType | clientMode(fi.Mode())
 	var size int64
 	switch {
 	case fi.Mode().IsRegular():
@@ -311,8 +347,13 @@ func (f *FS) ReadDir(name string) ([]fs.FileInfo, error) {
 	return out, nil
 }
 
-// checked cleans a client name and checks that this FS grants need for
-// op: the preamble of every namespace operation.
+// checked is the preamble of every operation on a client name: it cleans
+// the name (refusing invalid and reserved ones) and checks that this FS
+// grants every right in need. Operations whose right depends on the
+// entry's state (OpenFile, Truncate: new or existing file) pass 0 and
+// check once they know it; those that accept one of several rights use
+// checkedAny. After it, under the namespace lock, operations check the
+// symlink policy (home.noLinks) before touching the disk.
 func (f *FS) checked(op, name string, need Perm) (string, error) {
 	rel, err := cleanName(op, name)
 	if err != nil {
@@ -324,6 +365,45 @@ func (f *FS) checked(op, name string, need Perm) (string, error) {
 	return rel, nil
 }
 
+// lockName is the second half of the preamble for operations that act on
+// the name on disk: it takes the namespace lock (shared for readers) and
+// applies the symlink policy (final: the name itself must not be a
+// symlink either). On success the caller must call unlock.
+func (h *home) lockName(op, name, rel string, shared, final bool) (unlock func(), err error) {
+	lock, unl := h.ns.Lock, h.ns.Unlock
+	if shared {
+		lock, unl = h.ns.RLock, h.ns.RUnlock
+	}
+	lock()
+	if err := h.noLinks(rel, final); err != nil {
+		unl()
+		return nil, h.pathErr(op, name, err)
+	}
+	return unl, nil
+}
+
+// checkedAny is checked for operations that need any one of anyOf.
+func (f *FS) checkedAny(op, name string, anyOf Perm) (string, error) {
+	rel, err := cleanName(op, name)
+	if err != nil {
+		return "", err
+	}
+	if f.perm&anyOf == 0 {
+		return "", f.denied(op, name)
+	}
+	return rel, nil
+}
+
+// checkedNotHome is checked for operations that cannot act on the home
+// itself (remove, rename): "." is refused like a missing right.
+func (f *FS) checkedNotHome(op, name string, need Perm) (string, error) {
+	rel, err := f.checked(op, name, need)
+	if err == nil && rel == "." {
+		return "", f.denied(op, name)
+	}
+	return rel, err
+}
+
 // Mkdir creates directory name.
 func (f *FS) Mkdir(name string, perm fs.FileMode) error {
 	const op = "mkdir"
@@ -332,15 +412,21 @@ func (f *FS) Mkdir(name string, perm fs.FileMode) error {
 		return err
 	}
 	h := f.h
-	h.ns.Lock()
-	defer h.ns.Unlock()
+	unlock, err := h.lockName(op, name, rel, false, false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if rel == "." || h.lookup(rel) != nil {
 		return h.pathErr(op, name, fs.ErrExist)
 	}
-	if err := h.noLinks(rel, false); err != nil {
+	if err := h.root.Mkdir(rel, 0o700); err != nil {
 		return h.pathErr(op, name, err)
 	}
-	if err := h.root.Mkdir(rel, perm.Perm()); err != nil {
+	// Set after creating (not through mkdir's mode) so the owner keeps
+	// access whatever the client asked (modes.go), and a parent's setgid
+	// bit is not inherited.
+	if err := h.chmodClient(rel, perm.Perm()&^h.s.umask, true); err != nil {
 		return h.pathErr(op, name, err)
 	}
 	return nil
@@ -372,8 +458,20 @@ func (f *FS) MkdirAll(name string, perm fs.FileMode) error {
 	if fi, err := h.root.Stat(rel); err == nil && !fi.IsDir() {
 		return h.pathErr(op, name, ErrNotDir) // as os.MkdirAll
 	}
-	if err := h.root.MkdirAll(rel, perm.Perm()); err != nil {
+	var created []string // missing components, deepest first
+	for p := rel; p != "."; p = parentOf(p) {
+		if _, err := h.root.Lstat(p); err == nil {
+			break
+		}
+		created = append(created, p)
+	}
+	if err := h.root.MkdirAll(rel, 0o700); err != nil {
 		return h.pathErr(op, name, err)
+	}
+	for _, p := range created {
+		if err := h.chmodClient(p, perm.Perm()&^h.s.umask, true); err != nil {
+			return h.pathErr(op, name, err)
+		}
 	}
 	return nil
 }
@@ -381,24 +479,21 @@ func (f *FS) MkdirAll(name string, perm fs.FileMode) error {
 // Remove removes a file or an empty directory.
 func (f *FS) Remove(name string) error {
 	const op = "remove"
-	rel, err := f.checked(op, name, PermDelete)
+	rel, err := f.checkedNotHome(op, name, PermDelete)
 	if err != nil {
 		return err
 	}
-	if rel == "." {
-		return f.denied(op, name)
-	}
 	h := f.h
-	h.ns.Lock()
-	defer h.ns.Unlock()
-	if err := h.noLinks(rel, false); err != nil {
-		return h.pathErr(op, name, err)
+	unlock, err := h.lockName(op, name, rel, false, false)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	n := h.lookup(rel)
 	fi, err := h.root.Lstat(rel)
 	if errors.Is(err, fs.ErrNotExist) && n != nil {
 		n.detach() // a new file not yet published
-		h.dropMeta(rel)
+		h.dropMetaLogged(rel)
 		return nil
 	}
 	if err != nil {
@@ -414,10 +509,18 @@ func (f *FS) Remove(name string) error {
 		return h.pathErr(op, name, err)
 	}
 	h.forget(fi, n)
+	h.dropMetaLogged(rel)
+	return nil
+}
+
+// dropMetaLogged drops the metadata of an entry that is gone. The entry's
+// removal already happened, so a failure is not the client's: it is
+// logged (the entry's properties would otherwise pass to a later entry of
+// the same name unnoticed).
+func (h *home) dropMetaLogged(rel string) {
 	if err := h.dropMeta(rel); err != nil {
 		h.logger().Warn("vfs: cannot drop metadata", "home", h.name, "path", "/"+rel, "err", err)
 	}
-	return nil
 }
 
 // forget updates usage for the disk entry fi that was just unlinked, and
@@ -442,24 +545,13 @@ func (h *home) forget(fi fs.FileInfo, n *node) {
 	}
 }
 
-// removeEmptyDir removes rel if it holds nothing but reserved entries.
+// removeEmptyDir removes directory rel if it holds nothing but the
+// store's own entries (its metadata sidecar), which go with it: Remove of
+// a directory, and Rename of a directory over an empty one.
 func (h *home) removeEmptyDir(rel string) error {
-	if len(h.nodesUnder(rel)) > 0 {
-		return ErrNotEmpty
-	}
-	d, err := h.root.Open(rel)
+	names, err := h.emptyDir(rel)
 	if err != nil {
 		return err
-	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return err
-	}
-	for _, n := range names {
-		if !isReserved(n) {
-			return ErrNotEmpty
-		}
 	}
 	h.forgetMeta(rel, true)
 	for _, n := range names {
@@ -470,29 +562,49 @@ func (h *home) removeEmptyDir(rel string) error {
 	return h.root.Remove(rel)
 }
 
+// emptyDir checks that directory rel holds nothing but the store's own
+// entries and no open file, and returns its entries.
+func (h *home) emptyDir(rel string) ([]string, error) {
+	if len(h.nodesUnder(rel)) > 0 {
+		return nil, ErrNotEmpty
+	}
+	d, err := h.root.Open(rel)
+	if err != nil {
+		return nil, err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		if !isReserved(n) {
+			return nil, ErrNotEmpty
+		}
+	}
+	return names, nil
+}
+
 // RemoveAll removes name and everything below it. A missing name is not an
 // error. The home itself cannot be removed.
 func (f *FS) RemoveAll(name string) error {
 	const op = "removeall"
-	rel, err := cleanName(op, name)
+	rel, err := f.checkedNotHome(op, name, PermDelete)
 	if err != nil {
 		return err
 	}
-	if !f.can(PermDelete) || rel == "." {
-		return f.denied(op, name)
-	}
 	h := f.h
-	h.ns.Lock()
-	defer h.ns.Unlock()
-	if err := h.noLinks(rel, false); err != nil {
-		return h.pathErr(op, name, err)
+	unlock, err := h.lockName(op, name, rel, false, false)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	n := h.lookup(rel)
 	fi, err := h.root.Lstat(rel)
 	if errors.Is(err, fs.ErrNotExist) {
 		if n != nil {
 			n.detach()
-			h.dropMeta(rel)
+			h.dropMetaLogged(rel)
 			return nil
 		}
 		if h.pendingAncestor(rel) {
@@ -508,26 +620,31 @@ func (f *FS) RemoveAll(name string) error {
 			return h.pathErr(op, name, err)
 		}
 		h.forget(fi, n)
-		h.dropMeta(rel)
+		h.dropMetaLogged(rel)
 		return nil
 	}
 	h.forgetMeta(rel, true)
 	var files []fs.FileInfo
-	h.walk(rel, false, func(_ string, fi fs.FileInfo) error {
+	werr := h.walk(rel, false, func(_ string, fi fs.FileInfo) error {
 		if fi.Mode().IsRegular() {
 			files = append(files, fi)
 		}
 		return nil
 	})
 	err = h.root.RemoveAll(rel)
-	for _, fi := range files {
-		h.forget(fi, nil)
+	if werr == nil {
+		for _, fi := range files {
+			h.forget(fi, nil)
+		}
 	}
 	for _, n := range h.nodesUnder(rel) {
 		n.detach()
 	}
-	if err != nil {
+	if werr != nil || err != nil {
+		// The files removed are not all known: count the home again.
 		h.recount()
+	}
+	if err != nil {
 		return h.pathErr(op, name, err)
 	}
 	return nil
@@ -537,13 +654,18 @@ func (f *FS) RemoveAll(name string) error {
 // partial failure. Caller holds ns exclusively.
 func (h *home) recount() {
 	var used, files int64
-	h.walk(".", false, func(_ string, fi fs.FileInfo) error {
+	if err := h.walk(".", false, func(_ string, fi fs.FileInfo) error {
 		if fi.Mode().IsRegular() {
 			used += plainSize(fi.Size())
 			files++
 		}
 		return nil
-	})
+	}); err != nil {
+		// Counts from a partial walk would free quota that is in use:
+		// keep the old ones.
+		h.logger().Error("vfs: cannot recount usage", "home", h.name, "err", err)
+		return
+	}
 	h.mu.Lock()
 	seen := map[*node]bool{}
 	var extra []*node
@@ -568,138 +690,204 @@ func (h *home) recount() {
 	}
 }
 
-// Rename moves oldname to newname atomically. With overwrite=false an
-// existing newname gives fs.ErrExist; with overwrite=true a file replaces a
-// file and a directory an empty directory (needs PermOverwrite too).
-// Metadata moves with the entry; open handles follow it.
+// Rename moves oldname to newname. With overwrite=false an existing
+// newname gives fs.ErrExist; with overwrite=true a file replaces a file and
+// a directory an empty directory (needs PermOverwrite too). Metadata moves
+// with the entry; open handles follow it. A file over a file is one
+// rename(2), atomic on disk; a directory over an empty directory is an
+// atomic exchange followed by the removal of the old target
+// (renameDirOverDir).
 func (f *FS) Rename(oldname, newname string, overwrite bool) error {
 	const op = "rename"
-	ro, err := cleanName(op, oldname)
+	ro, err := f.checkedNotHome(op, oldname, PermRename)
 	if err != nil {
 		return err
 	}
-	rn, err := cleanName(op, newname)
+	rn, err := f.checkedNotHome(op, newname, PermRename)
 	if err != nil {
-		return &fs.PathError{Op: op, Path: newname, Err: err.(*fs.PathError).Err}
-	}
-	if !f.can(PermRename) {
-		return f.denied(op, oldname)
-	}
-	if ro == "." || rn == "." {
-		return f.denied(op, oldname)
+		return err
 	}
 	h := f.h
 	h.ns.Lock()
 	defer h.ns.Unlock()
-	// Report errors in rename(2)'s order: the source's parent, the
-	// target's parent, the source itself, then the target.
+	p := &renamePlan{op: op, oldname: oldname, newname: newname, ro: ro, rn: rn}
+	if done, err := h.planRename(p); done || err != nil {
+		return err
+	}
+	if p.tOnDisk || p.tn != nil {
+		if err := f.checkRenameTarget(p, overwrite); err != nil {
+			return err
+		}
+		if p.srcDir {
+			return h.renameDirOverDir(p)
+		}
+	}
+	return h.moveRenamed(p)
+}
+
+// renamePlan is one Rename: the names, and what is at each.
+type renamePlan struct {
+	op, oldname, newname string
+	ro, rn               string      // cleaned names
+	on, tn               *node       // open files at the source and the target
+	ofi, tfi             fs.FileInfo // disk entries (nil if none)
+	srcOnDisk, srcDir    bool
+	tOnDisk              bool
+}
+
+// planRename checks the names in rename(2)'s order (the source's parent,
+// the target's parent, the source, the target) and fills in p. done: the
+// rename has nothing to do (same name). Caller holds h.ns exclusively.
+func (h *home) planRename(p *renamePlan) (done bool, err error) {
+	op, ro, rn := p.op, p.ro, p.rn
 	if err := h.noLinks(ro, false); err != nil {
-		return h.pathErr(op, oldname, err)
+		return false, h.pathErr(op, p.oldname, err)
 	}
 	if err := h.noLinks(rn, false); err != nil {
-		return h.pathErr(op, newname, err)
+		return false, h.pathErr(op, p.newname, err)
 	}
 	if err := h.parentDir(ro); err != nil {
-		return h.pathErr(op, oldname, err)
+		return false, h.pathErr(op, p.oldname, err)
 	}
 	if err := h.parentDir(rn); err != nil {
-		return h.pathErr(op, newname, err)
+		return false, h.pathErr(op, p.newname, err)
 	}
-	on := h.lookup(ro)
+	p.on = h.lookup(ro)
 	ofi, oerr := h.root.Lstat(ro)
-	srcOnDisk := oerr == nil
-	if !srcOnDisk && (on == nil || !errors.Is(oerr, fs.ErrNotExist)) {
-		return h.pathErr(op, oldname, oerr)
+	p.srcOnDisk = oerr == nil
+	if !p.srcOnDisk && (p.on == nil || !errors.Is(oerr, fs.ErrNotExist)) {
+		return false, h.pathErr(op, p.oldname, oerr)
 	}
-	srcDir := srcOnDisk && ofi.IsDir()
+	p.ofi = ofi
+	p.srcDir = p.srcOnDisk && ofi.IsDir()
 	if ro == rn {
-		return nil
+		return true, nil
 	}
-	if srcDir && under(rn, ro) {
-		return h.pathErr(op, oldname, fs.ErrInvalid)
+	if p.srcDir && under(rn, ro) {
+		return false, h.pathErr(op, p.oldname, fs.ErrInvalid)
 	}
-	tn := h.lookup(rn)
+	p.tn = h.lookup(rn)
 	tfi, terr := h.root.Lstat(rn)
 	if terr != nil && !errors.Is(terr, fs.ErrNotExist) {
-		return h.pathErr(op, newname, terr)
+		return false, h.pathErr(op, p.newname, terr)
 	}
-	tOnDisk := terr == nil
-	if tOnDisk || tn != nil {
-		if !overwrite {
-			return h.pathErr(op, newname, fs.ErrExist)
-		}
-		if !f.can(PermOverwrite) {
-			return f.denied(op, newname)
-		}
-		tDir := tOnDisk && tfi.IsDir()
-		switch {
-		case under(ro, rn):
-			return h.pathErr(op, newname, ErrNotEmpty) // onto its own ancestor
-		case tDir && !srcDir:
-			return h.pathErr(op, newname, ErrIsDir)
-		case !tDir && srcDir:
-			return h.pathErr(op, newname, ErrNotDir)
-		case tDir:
-			// os.Root.Rename refuses directory targets: check the
-			// target is empty and remove it first (as rename(2) would
-			// replace it).
-			if err := h.emptyForReplace(rn); err != nil {
-				return h.pathErr(op, newname, err)
-			}
-			if err := h.root.Remove(rn); err != nil {
-				return h.pathErr(op, newname, err)
-			}
-			defer func() {
-				if _, err := h.root.Lstat(rn); errors.Is(err, fs.ErrNotExist) {
-					h.root.Mkdir(rn, tfi.Mode().Perm()) // the rename failed: put it back
-				}
-			}()
+	p.tOnDisk = terr == nil
+	p.tfi = tfi
+	return false, nil
+}
+
+// checkRenameTarget decides whether an existing target may be replaced:
+// a file by a file, a directory by a directory if the target is empty.
+// Caller holds h.ns exclusively.
+func (f *FS) checkRenameTarget(p *renamePlan, overwrite bool) error {
+	h := f.h
+	if !overwrite {
+		return h.pathErr(p.op, p.newname, fs.ErrExist)
+	}
+	if !f.can(PermOverwrite) {
+		return f.denied(p.op, p.newname)
+	}
+	tDir := p.tOnDisk && p.tfi.IsDir()
+	switch {
+	case under(p.ro, p.rn):
+		return h.pathErr(p.op, p.newname, ErrNotEmpty) // onto its own ancestor
+	case tDir && !p.srcDir:
+		return h.pathErr(p.op, p.newname, ErrIsDir)
+	case !tDir && p.srcDir:
+		return h.pathErr(p.op, p.newname, ErrNotDir)
+	case tDir:
+		if _, err := h.emptyDir(p.rn); err != nil {
+			return h.pathErr(p.op, p.newname, err)
 		}
 	}
+	return nil
+}
+
+// renameDirOverDir renames directory ro over the empty directory rn. The
+// two are exchanged atomically (renameat2 RENAME_EXCHANGE: rn is never
+// missing on disk), then the old target, now under ro, is removed; a
+// crash between the two leaves that empty directory under the old name.
+// Where the filesystem cannot exchange, the target is removed first and
+// the source renamed (a crash between leaves the source under its old
+// name). Either way h.ns is held, so no client of this server sees an
+// intermediate state. Caller holds h.ns exclusively.
+func (h *home) renameDirOverDir(p *renamePlan) error {
+	h.forgetMeta(p.ro, false) // cached by directory name: write it out first
+	h.forgetMeta(p.rn, true)  // the target's sidecar goes with it
+	err := exchange(h.root, p.ro, p.rn)
+	if err != nil {
+		h.logger().Debug("vfs: directory exchange unavailable, removing the target first", "home", h.name, "err", err)
+		if err := h.removeEmptyDir(p.rn); err != nil {
+			return h.pathErr(p.op, p.newname, err)
+		}
+		if err := h.root.Rename(p.ro, p.rn); err != nil {
+			if h.root.Mkdir(p.rn, 0o700) == nil { // put the target back
+				h.root.Chmod(p.rn, p.tfi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky))
+			}
+			return h.pathErr(p.op, p.oldname, err)
+		}
+	}
+	for _, n := range h.nodesUnder(p.ro) {
+		n.rekey(p.rn + n.key[len(p.ro):])
+	}
+	if err == nil {
+		if rerr := h.removeEmptyDir(p.ro); rerr != nil {
+			h.logger().Warn("vfs: cannot remove the directory a rename replaced", "home", h.name, "path", "/"+p.ro, "err", rerr)
+		}
+	}
+	return nil
+}
+
+// moveRenamed renames on disk (or, for a new file not yet published,
+// frees the target name) and moves open files and metadata to the new
+// name. Caller holds h.ns exclusively.
+func (h *home) moveRenamed(p *renamePlan) error {
+	op, ro, rn := p.op, p.ro, p.rn
 	var mv *metaMove
-	if srcDir {
+	var err error
+	if p.srcDir {
 		h.forgetMeta(ro, false) // cached by directory name: write it out first
 	} else if mv, err = h.prepareMove(ro, rn); err != nil {
 		h.logger().Warn("vfs: cannot move metadata", "home", h.name, "from", "/"+ro, "to", "/"+rn, "err", err)
 	}
-	if srcOnDisk {
+	if p.srcOnDisk {
 		if err := h.root.Rename(ro, rn); err != nil {
-			return h.pathErr(op, oldname, err)
+			return h.pathErr(op, p.oldname, err)
 		}
 	} else {
 		pfi, err := h.root.Stat(parentOf(rn))
 		if err != nil {
-			return h.pathErr(op, newname, err)
+			return h.pathErr(op, p.newname, err)
 		}
 		if !pfi.IsDir() {
-			return h.pathErr(op, newname, ErrNotDir)
+			return h.pathErr(op, p.newname, ErrNotDir)
 		}
-		if tOnDisk {
+		if p.tOnDisk {
 			// The source is a new file not yet published: the name it
 			// will take is freed now, as a rename would.
 			if err := h.root.Remove(rn); err != nil {
-				return h.pathErr(op, newname, err)
+				return h.pathErr(op, p.newname, err)
 			}
 		}
 	}
-	if tOnDisk && !tfi.IsDir() {
-		h.forget(tfi, nil)
+	if p.tOnDisk && !p.tfi.IsDir() {
+		h.forget(p.tfi, nil)
 	}
-	if tn != nil && tn != on {
-		tn.detach()
+	if p.tn != nil && p.tn != p.on {
+		p.tn.detach()
 	}
-	if srcDir {
+	if p.srcDir {
 		for _, n := range h.nodesUnder(ro) {
 			n.rekey(rn + n.key[len(ro):])
 		}
-	} else {
-		if on != nil {
-			on.rekey(rn)
-		}
-		if mv != nil {
-			if err := h.moveMeta(mv); err != nil {
-				h.logger().Warn("vfs: cannot move metadata", "home", h.name, "from", "/"+ro, "to", "/"+rn, "err", err)
-			}
+		return nil
+	}
+	if p.on != nil {
+		p.on.rekey(rn)
+	}
+	if mv != nil {
+		if err := h.moveMeta(mv); err != nil {
+			h.logger().Warn("vfs: cannot move metadata", "home", h.name, "from", "/"+ro, "to", "/"+rn, "err", err)
 		}
 	}
 	return nil
@@ -720,33 +908,6 @@ func (h *home) parentDir(rel string) error {
 	}
 	if !fi.IsDir() {
 		return ErrNotDir
-	}
-	return nil
-}
-
-// emptyForReplace checks that directory rel is empty (but for reserved
-// entries, which it removes) so a directory can be renamed over it.
-func (h *home) emptyForReplace(rel string) error {
-	d, err := h.root.Open(rel)
-	if err != nil {
-		return err
-	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return err
-	}
-	if len(h.nodesUnder(rel)) > 0 {
-		return ErrNotEmpty
-	}
-	for _, n := range names {
-		if !isReserved(n) {
-			return ErrNotEmpty
-		}
-	}
-	h.forgetMeta(rel, true)
-	for _, n := range names {
-		h.root.Remove(path.Join(rel, n))
 	}
 	return nil
 }
@@ -823,7 +984,7 @@ func (f *FS) Chmod(name string, mode fs.FileMode) error {
 		n.mode = mode.Perm()
 		var err error
 		if !replacing {
-			err = n.back.f.Chmod(mode.Perm())
+			err = n.back.f.Chmod(diskMode(mode, false))
 		}
 		n.mu.Unlock()
 		if err != nil {
@@ -834,7 +995,11 @@ func (f *FS) Chmod(name string, mode fs.FileMode) error {
 	if err := h.noLinks(rel, true); err != nil {
 		return h.pathErr(op, name, err)
 	}
-	if err := h.root.Chmod(rel, mode.Perm()); err != nil {
+	fi, err := h.root.Stat(rel)
+	if err != nil {
+		return h.pathErr(op, name, err)
+	}
+	if err := h.chmodClient(rel, mode, fi.IsDir()); err != nil {
 		return h.pathErr(op, name, err)
 	}
 	return nil
@@ -844,7 +1009,7 @@ func (f *FS) Chmod(name string, mode fs.FileMode) error {
 // is open (OpenSSH scp truncates by path while its handle is open).
 func (f *FS) Truncate(name string, size int64) error {
 	const op = "truncate"
-	rel, err := cleanName(op, name)
+	rel, err := f.checked(op, name, 0) // Upload or Overwrite: depends on the entry, below
 	if err != nil {
 		return err
 	}
@@ -921,7 +1086,7 @@ func (f *FS) Symlink(oldname, newname string) error {
 // fs.ErrPermission, other entries fs.ErrInvalid.
 func (f *FS) Readlink(name string) (string, error) {
 	const op = "readlink"
-	rel, err := cleanName(op, name)
+	rel, err := f.checked(op, name, 0)
 	if err != nil {
 		return "", err
 	}
@@ -950,18 +1115,23 @@ func (f *FS) Usage() (Usage, error) {
 	h.mu.Lock()
 	u := Usage{UsedBytes: h.used, Files: h.files, QuotaBytes: h.quota.Bytes, QuotaFiles: h.quota.Files}
 	h.mu.Unlock()
-	var st unix.Statfs_t
-	if err := unix.Statfs(h.s.dir, &st); err != nil {
+	total, free, err := diskSpace(h.s.dir)
+	if err != nil {
 		return u, &fs.PathError{Op: "statfs", Path: "/", Err: h.classify("statfs", "/", err)}
 	}
-	u.DiskTotal = int64(st.Blocks) * int64(st.Bsize)
-	u.DiskFree = int64(st.Bavail) * int64(st.Bsize)
+	u.DiskTotal, u.DiskFree = total, free
 	return u, nil
 }
 
-// dirStream reads a directory in batches, like os.File.Readdir.
+// dirStream reads a directory in batches, like os.File.Readdir. Between
+// reads it holds one file descriptor, the open directory it streams names
+// from (so memory stays at one batch plus the names seen; reading every
+// name at once would let a client holding many handles on a large
+// directory take memory instead of descriptors). The handle counts
+// against the home's handle limit like a file's. Each read resolves the
+// directory again by name for the lstat of its batch (the symlink policy
+// applies again) and closes that descriptor before returning.
 type dirStream struct {
-	sub    *os.Root
 	d      *os.File
 	seen   map[string]bool
 	eof    bool
@@ -974,10 +1144,7 @@ func (ds *dirStream) close() {
 		ds.d.Close()
 		ds.d = nil
 	}
-	if ds.sub != nil {
-		ds.sub.Close()
-		ds.sub = nil
-	}
+	ds.seen, ds.extras = nil, nil
 }
 
 // read returns up to n entries (all remaining if n <= 0). With n > 0 it
@@ -985,57 +1152,66 @@ func (ds *dirStream) close() {
 func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
 	h.ns.RLock()
 	defer h.ns.RUnlock()
-	if ds.sub == nil {
+	var out []fs.FileInfo
+	if !ds.eof {
 		if err := h.noLinks(rel, true); err != nil {
 			return nil, err
 		}
 		sub, err := h.root.OpenRoot(rel)
 		if err != nil {
+			// os.Root reports a non-directory with an untyped error:
+			// say what it is from the entry itself.
+			if fi, lerr := h.root.Lstat(rel); lerr == nil && !fi.IsDir() {
+				return nil, ErrNotDir
+			}
 			return nil, err
 		}
-		d, err := sub.Open(".")
-		if err != nil {
-			sub.Close()
-			return nil, err
-		}
-		if h.reservedTarget(d) {
-			d.Close()
-			sub.Close()
-			return nil, fs.ErrPermission
-		}
-		ds.sub, ds.d, ds.seen = sub, d, map[string]bool{}
-	}
-	var out []fs.FileInfo
-	for !ds.eof && (n <= 0 || len(out) < n) {
-		want := -1
-		if n > 0 {
-			want = n - len(out)
-		}
-		names, err := ds.d.Readdirnames(want)
-		for _, name := range names {
-			if isReserved(name) {
-				continue
-			}
-			ds.seen[name] = true
-			key := path.Join(rel, name)
-			if nd := h.lookup(key); nd != nil {
-				if fi, err := nd.info(name); err == nil {
-					out = append(out, fi)
-				}
-				continue
-			}
-			fi, err := ds.sub.Lstat(name)
+		defer sub.Close()
+		if ds.d == nil {
+			d, err := sub.Open(".")
 			if err != nil {
-				continue // vanished meanwhile
+				return nil, err
 			}
-			out = append(out, toInfo(name, fi))
+			if h.reservedTarget(d) {
+				d.Close()
+				return nil, fs.ErrPermission
+			}
+			ds.d, ds.seen = d, map[string]bool{}
 		}
-		if err == io.EOF || want < 0 {
-			ds.eof = true
-			break
+		for !ds.eof && (n <= 0 || len(out) < n) {
+			want := -1
+			if n > 0 {
+				want = n - len(out)
+			}
+			names, err := ds.d.Readdirnames(want)
+			for _, name := range names {
+				if isReserved(name) {
+					continue
+				}
+				ds.seen[name] = true
+				if nd := h.lookup(path.Join(rel, name)); nd != nil {
+					if fi, err := nd.info(name); err == nil {
+						out = append(out, fi)
+					}
+					continue
+				}
+				fi, err := sub.Lstat(name)
+				if err != nil {
+					continue // vanished meanwhile
+				}
+				out = append(out, toInfo(name, fi))
+			}
+			if err == io.EOF || want < 0 {
+				ds.eof = true
+				break
+			}
+			if err != nil {
+				return out, err
+			}
 		}
-		if err != nil {
-			return out, err
+		if ds.eof {
+			ds.d.Close()
+			ds.d = nil
 		}
 	}
 	if ds.eof && !ds.loaded {
@@ -1056,6 +1232,7 @@ func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
 				ds.extras = append(ds.extras, fi)
 			}
 		}
+		ds.seen = nil
 	}
 	for len(ds.extras) > 0 && (n <= 0 || len(out) < n) {
 		out = append(out, ds.extras[0])

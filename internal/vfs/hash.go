@@ -267,12 +267,9 @@ func (s *hashState) result(size int64) (Hashes, bool) {
 // PermDownload or PermUpload; computing needs PermDownload.
 func (f *FS) Checksums(ctx context.Context, name string, want ...HashKind) (Hashes, error) {
 	const op = "checksums"
-	rel, err := cleanName(op, name)
+	rel, err := f.checkedAny(op, name, PermDownload|PermUpload)
 	if err != nil {
 		return Hashes{}, err
-	}
-	if !f.can(PermDownload) && !f.can(PermUpload) {
-		return Hashes{}, f.denied(op, name)
 	}
 	var kinds HashKind
 	for _, k := range want {

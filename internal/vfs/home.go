@@ -4,17 +4,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 
-	"golang.org/x/sys/unix"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/securefsd/securefsd/internal/envelope"
@@ -48,6 +46,8 @@ type home struct {
 	files    int64             // regular files
 	quota    Quota
 	closed   bool
+
+	handles atomic.Int64 // open File values (takeHandle)
 }
 
 type fileKey struct{ dev, ino uint64 }
@@ -82,13 +82,7 @@ func (h *home) init() error {
 			h.real = real
 		}
 	}
-	if d, err := h.root.OpenFile(".", os.O_RDONLY|unix.O_PATH|unix.O_DIRECTORY, 0); err == nil {
-		if fd, err := unix.Dup(int(d.Fd())); err == nil {
-			unix.CloseOnExec(fd)
-			h.dirfd = fd
-		}
-		d.Close()
-	}
+	h.dirfd = pathFD(h.root)
 	if err := h.root.RemoveAll(tmpDirName); err != nil {
 		return err
 	}
@@ -144,7 +138,7 @@ func (h *home) close() error {
 	}
 	errs = append(errs, h.root.Close())
 	if h.dirfd >= 0 {
-		unix.Close(h.dirfd)
+		closeFD(h.dirfd)
 		h.dirfd = -1
 	}
 	return errors.Join(errs...)
@@ -152,16 +146,36 @@ func (h *home) close() error {
 
 // walk calls fn for every entry below dir (depth first, parents before
 // children), resolving every name through the root. Reserved entries are
-// skipped unless withReserved.
+// skipped unless withReserved. The first error stops it.
 func (h *home) walk(dir string, withReserved bool, fn func(rel string, fi fs.FileInfo) error) error {
+	return h.walkSkip(dir, withReserved, fn, nil)
+}
+
+// walkSkip is walk; if skip is not nil, an entry that cannot be read (a
+// directory that cannot be listed, an entry whose mode cannot be
+// repaired) is passed to skip and the walk goes on with the rest. Errors
+// of fn always stop it.
+func (h *home) walkSkip(dir string, withReserved bool, fn func(rel string, fi fs.FileInfo) error, skip func(rel string, err error)) error {
+	fail := func(rel string, err error) error {
+		if skip == nil {
+			return err
+		}
+		skip(rel, err)
+		return nil
+	}
+	if hook := h.s.walkDirHook; hook != nil {
+		if err := hook(h.name, dir); err != nil {
+			return fail(dir, err)
+		}
+	}
 	d, err := h.root.Open(dir)
 	if err != nil {
-		return err
+		return fail(dir, err)
 	}
 	names, err := d.Readdirnames(-1)
 	d.Close()
 	if err != nil {
-		return err
+		return fail(dir, err)
 	}
 	for _, name := range names {
 		if !withReserved && isReserved(name) {
@@ -173,13 +187,26 @@ func (h *home) walk(dir string, withReserved bool, fn func(rel string, fi fs.Fil
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
-			return err
+			if err := fail(rel, err); err != nil {
+				return err
+			}
+			continue
+		}
+		if !isReserved(name) {
+			// An entry a client chmod closed to the server (or an older
+			// version's store): give the owner access back (modes.go).
+			if fi, err = h.repairMode(rel, fi); err != nil {
+				if err := fail(rel, fmt.Errorf("repair mode: %w", err)); err != nil {
+					return err
+				}
+				continue
+			}
 		}
 		if err := fn(rel, fi); err != nil {
 			return err
 		}
 		if fi.IsDir() {
-			if err := h.walk(rel, withReserved, fn); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := h.walkSkip(rel, withReserved, fn, skip); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
 		}
@@ -256,32 +283,6 @@ func (h *home) nodesUnder(dir string) []*node {
 	return out
 }
 
-// reservedTarget reports whether an opened file or directory is one of
-// the store's own (reached through a planted symlink inside the home).
-// It asks /proc where the descriptor points; without /proc it reports
-// false (os.Root still confines the access to the home).
-func (h *home) reservedTarget(f *os.File) bool {
-	if h.real == "" {
-		return false
-	}
-	target, err := os.Readlink(procFD(f))
-	if err != nil {
-		return false
-	}
-	rest, ok := strings.CutPrefix(target, h.real)
-	if !ok {
-		return true // not inside the home at all: refuse
-	}
-	for elem := range strings.SplitSeq(rest, "/") {
-		if isReserved(elem) {
-			return true
-		}
-	}
-	return false
-}
-
-func procFD(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
-
 // noLinks enforces the symlink policy: the store never follows a symlink
 // planted on disk. It refuses (fs.ErrPermission) a name whose parent path
 // goes through a symlink and, if final, a name that is itself one (for
@@ -306,90 +307,3 @@ func (h *home) noLinks(rel string, final bool) error {
 	}
 	return nil
 }
-
-// probe is Lstat of rel, refusing (fs.ErrPermission) a path that goes
-// through a symlink. With openat2 (Linux 5.6+) the kernel resolves the
-// whole name in one call with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS;
-// without it, os.Root resolves it and /proc tells whether the path taken
-// was the literal one.
-func (h *home) probe(rel string) (fs.FileInfo, error) {
-	if rel == "." {
-		return h.root.Lstat(".")
-	}
-	if h.dirfd >= 0 {
-		fd, err := unix.Openat2(h.dirfd, rel, &unix.OpenHow{
-			Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-		})
-		if err == nil {
-			var st syscall.Stat_t
-			err = syscall.Fstat(fd, &st)
-			unix.Close(fd)
-			if err != nil {
-				return nil, err
-			}
-			return statInfo(path.Base(rel), &st), nil
-		}
-		switch err {
-		case unix.ELOOP, unix.EXDEV:
-			return nil, fs.ErrPermission
-		case unix.ENOSYS, unix.EPERM:
-			// No openat2 (or filtered by seccomp): fall back below.
-		default:
-			return nil, err
-		}
-	}
-	f, err := h.root.OpenFile(rel, os.O_RDONLY|unix.O_PATH, 0)
-	if err != nil {
-		if isEscape(err) || errors.Is(err, syscall.ELOOP) {
-			return nil, fs.ErrPermission
-		}
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if h.real != "" {
-		if target, err := os.Readlink(procFD(f)); err == nil && target != h.real+"/"+rel {
-			return nil, fs.ErrPermission
-		}
-	}
-	return st, nil
-}
-
-// statInfo converts a stat result to an fs.FileInfo (as os.Lstat would).
-func statInfo(name string, st *syscall.Stat_t) fs.FileInfo {
-	mode := fs.FileMode(st.Mode & 0o777)
-	switch st.Mode & syscall.S_IFMT {
-	case syscall.S_IFDIR:
-		mode |= fs.ModeDir
-	case syscall.S_IFLNK:
-		mode |= fs.ModeSymlink
-	case syscall.S_IFIFO:
-		mode |= fs.ModeNamedPipe
-	case syscall.S_IFSOCK:
-		mode |= fs.ModeSocket
-	case syscall.S_IFCHR:
-		mode |= fs.ModeDevice | fs.ModeCharDevice
-	case syscall.S_IFBLK:
-		mode |= fs.ModeDevice
-	}
-	return &diskInfo{name: name, size: st.Size, mode: mode, mtime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec), sys: st}
-}
-
-type diskInfo struct {
-	name  string
-	size  int64
-	mode  fs.FileMode
-	mtime time.Time
-	sys   *syscall.Stat_t
-}
-
-func (i *diskInfo) Name() string       { return i.name }
-func (i *diskInfo) Size() int64        { return i.size }
-func (i *diskInfo) Mode() fs.FileMode  { return i.mode }
-func (i *diskInfo) ModTime() time.Time { return i.mtime }
-func (i *diskInfo) IsDir() bool        { return i.mode.IsDir() }
-func (i *diskInfo) Sys() any           { return i.sys }

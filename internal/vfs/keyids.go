@@ -12,11 +12,17 @@ import (
 // damaged) is counted under id 0, so a caller retiring KEKs can tell that
 // the answer is incomplete. It decrypts nothing.
 func (s *Store) KeyIDsInUse(ctx context.Context) (map[uint32]int, error) {
-	files, err := s.sweep(ctx, "")
+	files, skipped, err := s.sweep(ctx, "")
 	if err != nil {
 		return nil, err
 	}
 	inUse := map[uint32]int{}
+	// What the sweep could not read may use any key: count it as unknown
+	// (id 0), so no caller takes the store for clean.
+	inUse[0] += len(skipped)
+	if inUse[0] == 0 {
+		delete(inUse, 0)
+	}
 	for _, sf := range files {
 		if err := ctx.Err(); err != nil {
 			return nil, err

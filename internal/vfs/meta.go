@@ -45,6 +45,10 @@ type sidecar struct {
 
 const maxSidecar = 64 << 20
 
+// sidecarVersion is the "v" of the sidecars this version writes and reads
+// (docs/FORMAT.md, "Metadata sidecar").
+const sidecarVersion = 1
+
 // metaLoc returns the directory whose sidecar holds rel's metadata and the
 // entry key in it.
 func (h *home) metaLoc(rel string) (dir, key string) {
@@ -82,7 +86,10 @@ func (h *home) readSidecar(dir string) (map[string]Meta, error) {
 	}
 	var sc sidecar
 	if err := json.Unmarshal(data, &sc); err != nil {
-		return nil, fmt.Errorf("%w: metadata: %v", envelope.ErrFormat, err)
+		return nil, fmt.Errorf("%w: %v", ErrSidecar, err)
+	}
+	if sc.V != sidecarVersion {
+		return nil, fmt.Errorf("%w: version %d (this version reads %d)", ErrSidecar, sc.V, sidecarVersion)
 	}
 	if sc.Entries == nil {
 		sc.Entries = map[string]Meta{}
@@ -101,7 +108,7 @@ func (h *home) writeSidecar(dir string, m map[string]Meta) error {
 		}
 		return err
 	}
-	data, err := json.Marshal(sidecar{V: 1, Entries: m})
+	data, err := json.Marshal(sidecar{V: sidecarVersion, Entries: m})
 	if err != nil {
 		return err
 	}
@@ -127,7 +134,7 @@ func (h *home) writeSidecar(dir string, m map[string]Meta) error {
 	if err := w.Close(); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
+	if err := h.s.fsync(f); err != nil {
 		return err
 	}
 	if err := f.Close(); err != nil {
@@ -471,16 +478,16 @@ func (h *home) dropMeta(rel string) error {
 // Meta returns the metadata of name (zero Meta if none).
 func (f *FS) Meta(name string) (Meta, error) {
 	const op = "meta"
-	rel, err := cleanName(op, name)
+	rel, err := f.checked(op, name, 0) // metadata needs no right, as Stat
 	if err != nil {
 		return Meta{}, err
 	}
 	h := f.h
-	h.ns.RLock()
-	defer h.ns.RUnlock()
-	if err := h.noLinks(rel, false); err != nil {
-		return Meta{}, h.pathErr(op, name, err)
+	unlock, err := h.lockName(op, name, rel, true, false)
+	if err != nil {
+		return Meta{}, err
 	}
+	defer unlock()
 	if err := h.exists(rel); err != nil {
 		return Meta{}, h.pathErr(op, name, err)
 	}
@@ -495,19 +502,16 @@ func (f *FS) Meta(name string) (Meta, error) {
 // error from fn aborts without change. Needs PermUpload or PermOverwrite.
 func (f *FS) UpdateMeta(name string, fn func(*Meta) error) error {
 	const op = "updatemeta"
-	rel, err := cleanName(op, name)
+	rel, err := f.checkedAny(op, name, PermUpload|PermOverwrite)
 	if err != nil {
 		return err
 	}
-	if !f.can(PermUpload) && !f.can(PermOverwrite) {
-		return f.denied(op, name)
-	}
 	h := f.h
-	h.ns.Lock()
-	defer h.ns.Unlock()
-	if err := h.noLinks(rel, false); err != nil {
-		return h.pathErr(op, name, err)
+	unlock, err := h.lockName(op, name, rel, false, false)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	if err := h.exists(rel); err != nil {
 		return h.pathErr(op, name, err)
 	}

@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -9,9 +10,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/securefsd/securefsd/internal/envelope"
 )
@@ -52,20 +50,6 @@ func (b *backing) WriteAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
-// startWriteback starts writing the file's dirty pages without waiting
-// for them. Errors are ignored: a filesystem without sync_file_range just
-// leaves the work to fsync, and write errors surface there.
-func (b *backing) startWriteback() {
-	sc, err := b.f.SyscallConn()
-	if err != nil {
-		return
-	}
-	sc.Control(func(fd uintptr) {
-		unix.SyncFileRange(int(fd), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
-	})
-	b.kicks.Add(1)
-}
-
 // node is the one shared open-file state of a file of a home: every handle
 // on the file (any protocol, any client) goes through it, so all see one
 // size and one chunk cache.
@@ -96,6 +80,12 @@ type node struct {
 	lastWrite time.Time
 	dirty     bool // written since the last flush
 	synced    bool // fsynced since the last write or truncate (Close and publish both ask)
+	// ioErr is the first failed write-back or fsync, sticky: after a
+	// writeback error Linux may drop the dirty pages and report the
+	// error once, so a later fsync can succeed without the data being on
+	// disk. Every later flush, Sync, Close and publish of the node fails
+	// with it, and a replacement is never published.
+	ioErr     error
 	hashDirty bool // written since hashes were last cached
 	hs        *hashState
 }
@@ -154,7 +144,7 @@ func (h *home) openInPlace(rel string, writable bool) (*node, error) {
 		}
 		return nil, err
 	}
-	n := &node{h: h, key: rel, id: id, back: back, ef: ef, mode: st.Mode().Perm(), hs: newHashState(h.s.uploadHashes)}
+	n := &node{h: h, key: rel, id: id, back: back, ef: ef, mode: clientMode(st.Mode()), hs: newHashState(h.s.uploadHashes)}
 	n.counted = ef.Size()
 	n.size.Store(n.counted)
 	n.needInval.Store(true)
@@ -187,13 +177,6 @@ func (h *home) newReplacement(rel string, mode fs.FileMode, created bool, credit
 	h.tmpNodes[tmp] = n
 	h.mu.Unlock()
 	return n, nil
-}
-
-func idOf(fi fs.FileInfo) fileKey {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return fileKey{uint64(st.Dev), st.Ino}
-	}
-	return fileKey{}
 }
 
 // upgrade reopens a read-only node's file for writing, by name through the
@@ -260,6 +243,9 @@ func (n *node) writeAt(p []byte, off int64, appendMode bool) (int, int64, error)
 		off = n.ef.Size()
 	}
 	end := off + int64(len(p))
+	if end > n.h.s.maxFileSize || end < off {
+		return 0, off, ErrFileTooLarge
+	}
 	if cur := n.ef.Size(); cur > end {
 		end = cur
 	}
@@ -287,6 +273,9 @@ func (n *node) truncate(size int64) error {
 	defer n.mu.Unlock()
 	if !n.back.rw {
 		return fs.ErrPermission
+	}
+	if size > n.h.s.maxFileSize {
+		return ErrFileTooLarge
 	}
 	if d := size - n.counted; d > 0 {
 		if err := n.h.reserveBytes(d, n.credit); err != nil {
@@ -322,12 +311,19 @@ func (n *node) flush(sync bool) error {
 }
 
 func (n *node) flushLocked(sync bool) error {
+	if n.ioErr != nil {
+		return n.ioErr
+	}
 	err := n.ef.Flush()
 	if err == nil {
 		n.dirty = false
+	} else {
+		n.ioErr = fmt.Errorf("write back: %w", err)
 	}
 	if sync && err == nil && n.back.rw && !n.synced {
-		err = n.back.f.Sync()
+		if err = n.h.s.fsync(n.back.f); err != nil {
+			n.ioErr = fmt.Errorf("fsync: %w", err)
+		}
 		n.synced = err == nil
 	}
 	if n.times != nil {
@@ -354,13 +350,10 @@ func (n *node) info(base string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.h.mu.Lock()
-	replacing := n.tmp != ""
-	n.h.mu.Unlock()
-	mode := st.Mode().Perm()
-	if replacing {
-		mode = n.mode
-	}
+	// The client's mode: set at open (or creation) and by Chmod. The disk
+	// may differ meanwhile (a replacement's temporary file; a write that
+	// cleared the setuid bit recording it, put back at the last close).
+	mode := n.mode
 	mtime := st.ModTime()
 	switch {
 	case n.times != nil && !n.times[1].IsZero():
@@ -387,7 +380,7 @@ func (n *node) publish() error {
 	n.credit = 0 // from now on the node is the file itself
 	err := n.flushLocked(true)
 	if err == nil {
-		err = n.back.f.Chmod(n.mode)
+		err = n.back.f.Chmod(diskMode(n.mode, false))
 	}
 	var hashes *Hashes
 	if hs, ok := n.hs.result(n.ef.Size()); ok && err == nil {
@@ -520,6 +513,21 @@ func (n *node) release() error {
 		}
 	}
 	wrote := n.hashDirty
+	if wrote && n.back.rw {
+		n.h.mu.Lock()
+		inPlace := n.tmp == ""
+		n.h.mu.Unlock()
+		// A write by a non-root process clears setuid (and setgid on a
+		// group-executable file), which may hold the client's mode
+		// (modes.go): put it back.
+		if inPlace {
+			if st, serr := n.back.f.Stat(); serr == nil && st.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid) != diskMode(n.mode, false) {
+				if cerr := n.back.f.Chmod(diskMode(n.mode, false)); err == nil {
+					err = cerr
+				}
+			}
+		}
+	}
 	n.hs.stop()
 	if cerr := n.ef.Close(); err == nil {
 		err = cerr
@@ -559,39 +567,15 @@ func (n *node) release() error {
 	return err
 }
 
-// futimens sets the times of an open file (utimensat with a NULL path).
-func futimens(f *os.File, atime, mtime time.Time) error {
-	var ts [2]unix.Timespec
-	for i, t := range []time.Time{atime, mtime} {
-		if t.IsZero() {
-			ts[i] = unix.Timespec{Nsec: unix.UTIME_OMIT}
-		} else {
-			ts[i] = unix.NsecToTimespec(t.UnixNano())
-		}
-	}
-	sc, err := f.SyscallConn()
+// syncDir fsyncs a directory so a rename into it is durable.
+func (s *Store) syncDir(root *os.Root, dir string) error {
+	d, err := root.Open(dir)
 	if err != nil {
 		return err
 	}
-	var errno syscall.Errno
-	cerr := sc.Control(func(fd uintptr) {
-		_, _, errno = unix.Syscall6(unix.SYS_UTIMENSAT, fd, 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
-	})
-	if cerr != nil {
-		return cerr
+	err = s.fsync(d)
+	if cerr := d.Close(); err == nil {
+		err = cerr
 	}
-	if errno != 0 {
-		return errno
-	}
-	return nil
+	return err
 }
-
-// syncDir fsyncs a directory so a rename into it is durable (best effort).
-func syncDir(root *os.Root, dir string) {
-	if d, err := root.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-}
-
-func timespecTime(ts syscall.Timespec) time.Time { return time.Unix(ts.Sec, ts.Nsec) }

@@ -1,7 +1,11 @@
 package vfs
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -92,4 +96,77 @@ func reopen(t *testing.T, ts *testStore) *FS {
 func sameHashes(a, b *Hashes) bool {
 	return a != nil && b != nil && a.MD5 == b.MD5 && a.SHA1 == b.SHA1 && a.SHA256 == b.SHA256 &&
 		a.Size == b.Size && a.ModTime.Equal(b.ModTime)
+}
+
+// TestRenameDirOverEmptyDir: a directory renamed over an empty directory
+// (whose only content is its metadata sidecar) takes its place with its
+// files, open handles and metadata; nothing is left under the old name;
+// a non-empty target is refused and both stay.
+func TestRenameDirOverEmptyDir(t *testing.T) {
+	ts, f := newFS(t)
+	f.Mkdir("src", 0o755)
+	f.Mkdir("dst", 0o700)
+	writeFile(t, f, "src/x", []byte("x"))
+	setProp := func(name, v string) {
+		if err := f.UpdateMeta(name, func(m *Meta) error { m.Props = map[string]string{"{urn:t}p": v}; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setProp("src", "from-src")
+	setProp("dst", "from-dst")
+	h, err := f.OpenFile("src/x", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Rename("src", "dst", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt([]byte("y"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, f, "dst/x"); string(got) != "xy" {
+		t.Fatalf("dst/x = %q", got)
+	}
+	if _, err := f.Stat("src"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("src after the rename: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(ts.dir, "alice", "src")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("old name left on disk: %v", err)
+	}
+	m, err := f.Meta("dst")
+	if err != nil || m.Props["{urn:t}p"] != "from-src" {
+		t.Fatalf("dst's properties %v %v, want the source's", m.Props, err)
+	}
+	if fi, _ := f.Stat("dst"); fi.Mode().Perm() != 0o755 {
+		t.Fatalf("dst mode %v, want the source's", fi.Mode())
+	}
+
+	f.Mkdir("full", 0o755)
+	writeFile(t, f, "full/y", nil)
+	if err := f.Rename("dst", "full", true); !errors.Is(err, ErrNotEmpty) {
+		t.Fatalf("rename over a non-empty directory = %v", err)
+	}
+	for _, n := range []string{"dst/x", "full/y"} {
+		if _, err := f.Stat(n); err != nil {
+			t.Fatalf("%s after the refused rename: %v", n, err)
+		}
+	}
+}
+
+// TestExchange: the store's filesystem swaps two directories atomically
+// (the path TestRenameDirOverEmptyDir takes).
+func TestExchange(t *testing.T) {
+	ts, f := newFS(t)
+	f.Mkdir("a", 0o755)
+	f.Mkdir("b", 0o700)
+	if err := exchange(f.h.root, "a", "b"); err != nil {
+		t.Fatalf("exchange: %v", err)
+	}
+	fi, err := os.Stat(filepath.Join(ts.dir, "alice", "b"))
+	if err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("b after the exchange: %v %v", fi, err)
+	}
 }

@@ -19,46 +19,61 @@ type storeFile struct {
 }
 
 // sweep lists every regular file of every home (or of one home), the
-// store's own files (metadata sidecars, temporaries) included.
-func (s *Store) sweep(ctx context.Context, only string) ([]storeFile, error) {
+// store's own files (metadata sidecars, temporaries) included. A home or
+// directory that cannot be read does not stop it: it goes on with the
+// rest and returns those failures as skipped (client-style paths), for
+// the caller to report at the end.
+func (s *Store) sweep(ctx context.Context, only string) (files []storeFile, skipped []skippedEntry, err error) {
 	var names []string
 	if only != "" {
 		if !validHome(only) {
-			return nil, fmt.Errorf("vfs: home %q: %w", only, ErrInvalidName)
+			return nil, nil, fmt.Errorf("vfs: home %q: %w", only, ErrInvalidName)
 		}
 		if _, err := s.root.Lstat(only); err != nil {
-			return nil, fmt.Errorf("vfs: home %q: %w", only, fs.ErrNotExist)
+			return nil, nil, fmt.Errorf("vfs: home %q: %w", only, fs.ErrNotExist)
 		}
 		names = []string{only}
 	} else {
-		var err error
 		if names, err = s.homeNames(); err != nil {
-			return nil, fmt.Errorf("vfs: list homes: %w", err)
+			return nil, nil, fmt.Errorf("vfs: list homes: %w", err)
 		}
 	}
-	var out []storeFile
 	for _, name := range names {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		h, err := s.home(name)
 		if err != nil {
-			return nil, err
+			s.log.Error("vfs: sweep cannot open a home", "home", name, "err", err)
+			skipped = append(skipped, skippedEntry{name, err})
+			continue
 		}
 		h.ns.RLock()
-		err = h.walk(".", true, func(rel string, fi fs.FileInfo) error {
+		err = h.walkSkip(".", true, func(rel string, fi fs.FileInfo) error {
 			if fi.Mode().IsRegular() {
-				out = append(out, storeFile{h, rel})
+				files = append(files, storeFile{h, rel})
 			}
 			return ctx.Err()
+		}, func(rel string, err error) {
+			s.log.Error("vfs: sweep cannot read an entry", "home", name, "path", "/"+rel, "err", err)
+			skipped = append(skipped, skippedEntry{name + "/" + rel, err})
 		})
 		h.ns.RUnlock()
 		if err != nil {
-			return nil, fmt.Errorf("vfs: walk home %q: %w", name, err)
+			return nil, nil, fmt.Errorf("vfs: walk home %q: %w", name, err)
 		}
 	}
-	return out, nil
+	return files, skipped, nil
 }
+
+// skippedEntry is an entry a sweep could not read: its client-style path
+// "home/a/b" and why.
+type skippedEntry struct {
+	path string
+	err  error
+}
+
+func (e skippedEntry) error() error { return fmt.Errorf("%s: %w", e.path, e.err) }
 
 // Rewrap re-wraps the data key of every file of every home (metadata
 // sidecars and temporaries included) under the keyring's active KEK.
@@ -75,9 +90,12 @@ func (s *Store) Rewrap(ctx context.Context, progress func(done, total int, name 
 	done, total := 0, 0
 	var errs []error
 	for pass := 0; pass < maxPasses; pass++ {
-		files, err := s.sweep(ctx, "")
+		files, skipped, err := s.sweep(ctx, "")
 		if err != nil {
 			return err
+		}
+		for _, e := range skipped {
+			errs = append(errs, e.error())
 		}
 		total += len(files)
 		moved := false
@@ -91,7 +109,7 @@ func (s *Store) Rewrap(ctx context.Context, progress func(done, total int, name 
 				moved = true
 			case err != nil:
 				sf.h.logger().Error("vfs: rewrap failed", "home", sf.h.name, "path", "/"+sf.rel, "err", err)
-				errs = append(errs, fmt.Errorf("vfs: rewrap %s/%s: %w", sf.h.name, sf.rel, err))
+				errs = append(errs, fmt.Errorf("%s/%s: %w", sf.h.name, sf.rel, err))
 			}
 			done++
 			if progress != nil {
@@ -102,8 +120,37 @@ func (s *Store) Rewrap(ctx context.Context, progress func(done, total int, name 
 			break
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return &SweepError{Op: "rewrap", Errs: errs}
+	}
+	return nil
 }
+
+// ErrSweepIncomplete: a sweep (Rewrap, Verify, KeyIDsInUse) went past
+// files or directories it could not handle. errors.As gives the
+// *SweepError with each failure.
+var ErrSweepIncomplete = errors.New("vfs: sweep incomplete")
+
+// SweepError lists what a sweep could not handle; the sweep went on with
+// everything else. It matches ErrSweepIncomplete.
+type SweepError struct {
+	Op   string
+	Errs []error // one per failed entry, naming it as "home/a/b"
+}
+
+func (e *SweepError) Error() string {
+	msg := fmt.Sprintf("vfs: %s: %d entries failed", e.Op, len(e.Errs))
+	for i, err := range e.Errs {
+		if i == 10 {
+			msg += fmt.Sprintf("; and %d more (see the log)", len(e.Errs)-i)
+			break
+		}
+		msg += "; " + err.Error()
+	}
+	return msg
+}
+
+func (e *SweepError) Is(target error) bool { return target == ErrSweepIncomplete }
 
 // rewrap re-wraps one file.
 func (h *home) rewrap(rel string) error {
@@ -146,14 +193,8 @@ func (h *home) rewrapPath(rel string, kr *envelope.Keyring) error {
 	if ids, err := readKeyIDs(h.root, rel); err == nil && len(ids) == 1 && ids[0] == kr.Active() {
 		return nil
 	}
+	// Client modes never take the owner's write access (modes.go).
 	f, err := h.root.OpenFile(rel, os.O_RDWR|syscall.O_NONBLOCK, 0)
-	if errors.Is(err, fs.ErrPermission) {
-		// A client made it read-only: lend the owner write access.
-		if cerr := h.root.Chmod(rel, fi.Mode().Perm()|0o200); cerr == nil {
-			defer h.root.Chmod(rel, fi.Mode().Perm())
-			f, err = h.root.OpenFile(rel, os.O_RDWR|syscall.O_NONBLOCK, 0)
-		}
-	}
 	if err != nil {
 		return err
 	}
@@ -167,9 +208,20 @@ func (h *home) rewrapPath(rel string, kr *envelope.Keyring) error {
 		if serr := f.Sync(); err == nil {
 			err = serr
 		}
+		restoreMode(f, st)
 		restoreTimes(f, st)
 	}
 	return err
+}
+
+// restoreMode puts back st's mode after a write: a non-root writer's
+// write clears setuid (and setgid with group execute), which may hold a
+// client's mode (modes.go).
+func restoreMode(f *os.File, st fs.FileInfo) {
+	const kept = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
+	if now, err := f.Stat(); err == nil && now.Mode()&kept != st.Mode()&kept {
+		f.Chmod(st.Mode() & kept)
+	}
 }
 
 func readKeyIDs(root *os.Root, rel string) ([]uint32, error) {
@@ -179,15 +231,6 @@ func readKeyIDs(root *os.Root, rel string) ([]uint32, error) {
 	}
 	defer f.Close()
 	return envelope.KeyIDs(f)
-}
-
-// restoreTimes puts back the access and modification times of st.
-func restoreTimes(f *os.File, st fs.FileInfo) {
-	atime := st.ModTime()
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		atime = timespecTime(sys.Atim)
-	}
-	futimens(f, atime, st.ModTime())
 }
 
 // rewrap re-wraps an open node's file under its lock.
@@ -206,6 +249,7 @@ func (n *node) rewrap(kr *envelope.Keyring) error {
 	}
 	changed, err := envelope.Rewrap(n.back.f, st.Size(), kr, envelope.Options{Binding: n.h.binding()})
 	if changed {
+		restoreMode(n.back.f, st)
 		restoreTimes(n.back.f, st)
 		if n.times != nil {
 			futimens(n.back.f, n.times[0], n.times[1])
@@ -219,11 +263,18 @@ func (n *node) rewrap(kr *envelope.Keyring) error {
 // damaged one with a client-style path "home/a/b". It returns how many
 // files it checked.
 func (s *Store) Verify(ctx context.Context, home string, report func(path string, err error)) (int, error) {
-	files, err := s.sweep(ctx, home)
+	files, skipped, err := s.sweep(ctx, home)
 	if err != nil {
 		return 0, err
 	}
 	checked := 0
+	if report != nil {
+		// Entries the sweep could not even list: reported like damage,
+		// so the run fails (the sweep went on with the rest).
+		for _, e := range skipped {
+			report(e.path, e.err)
+		}
+	}
 	for _, sf := range files {
 		if err := ctx.Err(); err != nil {
 			return checked, err

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/securefsd/securefsd/internal/envelope"
 	"github.com/securefsd/securefsd/internal/perm"
 )
@@ -35,7 +33,32 @@ type Options struct {
 	// AEAD encrypts new files and metadata (existing files keep theirs).
 	// Zero: envelope.PreferredAEAD().
 	AEAD envelope.AEAD
+	// MaxHandlesPerHome bounds the files and directories open at once in
+	// one home (one user), over every session and protocol: beyond it,
+	// opens fail with ErrTooManyHandles, so one user cannot take the
+	// server's file descriptors. 0: DefaultMaxHandlesPerHome.
+	MaxHandlesPerHome int
+	// MaxHandles bounds the open files and directories of all homes
+	// together. 0: half the process's soft RLIMIT_NOFILE (the other half
+	// is the reserve for connections, the admin socket, the user
+	// database and internal reads), or unlimited where there is none.
+	MaxHandles int
+	// MaxFileSize is the largest plaintext size a write or truncate may
+	// give a file (ErrFileTooLarge beyond). 0: DefaultMaxFileSize.
+	MaxFileSize int64
 }
+
+// ErrUnsupportedOS: the store needs Linux (openat2, O_PATH, /proc); on
+// other systems the package builds, for the CLI's offline commands that
+// do not open a store, but NewStore refuses.
+var ErrUnsupportedOS = errors.New("vfs: the store needs Linux (securefsd serve and the commands that open the store run only on Linux)")
+
+// DefaultMaxHandlesPerHome is Options.MaxHandlesPerHome's default: twice
+// what OpenSSH's sftp-server allows one session.
+const DefaultMaxHandlesPerHome = 1024
+
+// DefaultMaxFileSize is Options.MaxFileSize's default, 1 TiB.
+const DefaultMaxFileSize = 1 << 40
 
 // Quota limits a home in plaintext bytes and regular files. 0 = unlimited.
 type Quota struct{ Bytes, Files int64 }
@@ -87,19 +110,54 @@ type Store struct {
 	uploadHashes HashKind
 	aead         envelope.AEAD
 
+	// maxPerHome, maxHandles: the handle caps (Options); handles counts
+	// the open handles of every home.
+	maxPerHome, maxHandles int64
+	handles                atomic.Int64
+	// maxFileSize: Options.MaxFileSize.
+	maxFileSize int64
+
+	// errEscape is os.Root's error for a name leaving the root. os keeps
+	// it unexported; NewStore captures it once (an Lstat of "..") so
+	// errors are matched with errors.Is, never by their text.
+	errEscape error
+
+	// syncFile fsyncs a file whose data must be durable (a replacement
+	// before it is published, Sync). nil: (*os.File).Sync. Tests set it
+	// to inject fsync failures.
+	syncFile func(*os.File) error
+	// walkDirHook, if set, is called before a walk lists a directory
+	// (home name, directory); an error it returns is that listing's.
+	// Tests set it to inject failures into sweeps.
+	walkDirHook func(home, dir string) error
+
 	mu     sync.Mutex
 	homes  map[string]*home
 	closed bool
 }
 
+// fsync makes f's data durable (through the test seam if set).
+func (s *Store) fsync(f *os.File) error {
+	if s.syncFile != nil {
+		return s.syncFile(f)
+	}
+	return f.Sync()
+}
+
 // NewStore opens (creating with mode 0700 if missing) the store directory.
 // The process umask is read once here and applied to client-created files.
 func NewStore(dir string, opts Options) (*Store, error) {
+	if !supportedOS {
+		return nil, ErrUnsupportedOS
+	}
 	if opts.Keyring == nil {
 		return nil, errors.New("vfs: Options.Keyring is required")
 	}
 	if opts.AEAD != 0 && opts.AEAD != envelope.XAES256GCM && opts.AEAD != envelope.XChaCha20Poly1305 {
 		return nil, fmt.Errorf("vfs: unknown AEAD %v", opts.AEAD)
+	}
+	if opts.MaxHandlesPerHome < 0 || opts.MaxHandles < 0 || opts.MaxFileSize < 0 {
+		return nil, errors.New("vfs: negative limit in Options")
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("vfs: create store: %w", err)
@@ -112,10 +170,21 @@ func NewStore(dir string, opts Options) (*Store, error) {
 	if s.log == nil {
 		s.log = discardLogger()
 	}
-	old := unix.Umask(0o077)
-	unix.Umask(old)
-	s.umask = fs.FileMode(old) & fs.ModePerm
+	s.maxPerHome = int64(cmp.Or(opts.MaxHandlesPerHome, DefaultMaxHandlesPerHome))
+	s.maxHandles = int64(opts.MaxHandles)
+	if s.maxHandles == 0 {
+		s.maxHandles = defaultMaxHandles()
+	}
+	s.maxFileSize = cmp.Or(opts.MaxFileSize, DefaultMaxFileSize)
+	s.umask = processUmask()
 	s.kr.Store(opts.Keyring)
+	var pe *fs.PathError
+	if _, err := root.Lstat(".."); errors.As(err, &pe) {
+		s.errEscape = pe.Err
+	} else {
+		root.Close()
+		return nil, fmt.Errorf("vfs: os.Root let a name leave the store (%v)", err)
+	}
 	return s, nil
 }
 

@@ -66,7 +66,11 @@
 // # Modes and times
 //
 // Permission bits given by clients (Chmod, create mode minus the process
-// umask read at NewStore) are kept on the disk entry and reported as is.
+// umask read at NewStore) are metadata, reported as set: the server's own
+// access never depends on them. The disk entry always grants the owner
+// read and write (and search on directories); owner bits a client removed
+// are recorded in the setuid/setgid/sticky bits (modes.go). Entries
+// without owner access (older stores) are repaired when the home opens.
 // Modification times are the disk entry's; an explicit Chtimes on an open
 // file is re-applied after every later flush and at close, so it survives
 // the write-back of buffered data.
@@ -88,6 +92,21 @@
 // open; an in-place write drops it at once, Chtimes keeps it valid.
 // ReadDirMeta gives a directory listing with its entries' metadata from
 // one sidecar read (WebDAV Depth: 1 PROPFIND), not a lookup per entry.
+//
+// # Limits
+//
+// Open files and directories are counted per home over every FS value and
+// protocol (Options.MaxHandlesPerHome) and per store (Options.MaxHandles):
+// beyond, opens fail with ErrTooManyHandles. A directory handle holds at
+// most one file descriptor between reads (none once read to the end). A write or truncate that would make a
+// file larger than Options.MaxFileSize fails with ErrFileTooLarge.
+//
+// # Durability
+//
+// A failed write-back or fsync of a file is sticky: every later flush,
+// Sync and Close of it fails, and a replacement that met one is never
+// published (Linux may report a writeback error once and let a later
+// fsync succeed without the data).
 //
 // # Quota and usage
 //
@@ -120,6 +139,7 @@ package vfs
 //	var ErrInvalidName // NUL byte, backslash, too long (matches fs.ErrPermission; reserved names give a bare fs.ErrPermission)
 //	var ErrIsDir, ErrNotDir
 //	var ErrUnsupported // e.g. symlink creation
+//	var ErrTooManyHandles, ErrFileTooLarge // Options.MaxHandlesPerHome/MaxHandles, MaxFileSize
 // Every error from an operation on a client name is a *fs.PathError whose Path
 // is the client name (never a disk path) and whose Err is one of the above or
 // a bare fs.ErrNotExist / fs.ErrExist / fs.ErrPermission, so os.IsNotExist works.
@@ -169,9 +189,9 @@ package vfs
 //	func (f *FS) MkdirAll(name string, perm fs.FileMode) error
 //	func (f *FS) Remove(name string) error            // file or empty directory
 //	func (f *FS) RemoveAll(name string) error
-//	func (f *FS) Rename(oldname, newname string, overwrite bool) error // atomic; overwrite=false gives fs.ErrExist
+//	func (f *FS) Rename(oldname, newname string, overwrite bool) error // see its doc for atomicity; overwrite=false gives fs.ErrExist
 //	func (f *FS) Chtimes(name string, atime, mtime time.Time) error
-//	func (f *FS) Chmod(name string, mode fs.FileMode) error   // permission bits kept and reported
+//	func (f *FS) Chmod(name string, mode fs.FileMode) error   // permission bits kept (metadata: never the server's access) and reported
 //	func (f *FS) Truncate(name string, size int64) error      // through an open handle's state if one is open
 //	func (f *FS) Symlink(oldname, newname string) error        // ErrUnsupported (documented policy)
 //	func (f *FS) Readlink(name string) (string, error)         // planted symlinks: fs.ErrPermission

@@ -16,6 +16,10 @@ func httpError(err error) (int, string) {
 	switch {
 	case errors.Is(err, vfs.ErrQuota):
 		return http.StatusInsufficientStorage, "Your storage quota is exceeded: delete some files and try again."
+	case errors.Is(err, vfs.ErrFileTooLarge):
+		return http.StatusRequestEntityTooLarge, "The file is larger than this server allows."
+	case errors.Is(err, vfs.ErrTooManyHandles):
+		return http.StatusServiceUnavailable, "Too many files are open. Please try again later."
 	case errors.Is(err, vfs.ErrNoSpace):
 		return http.StatusInsufficientStorage, "The server's disk is full. Please try again later."
 	case errors.Is(err, vfs.ErrNotEmpty):

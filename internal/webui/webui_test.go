@@ -927,6 +927,8 @@ func TestHTTPError(t *testing.T) {
 		want int
 	}{
 		{&fs.PathError{Op: "write", Path: "/x", Err: vfs.ErrQuota}, http.StatusInsufficientStorage},
+		{&fs.PathError{Op: "write", Path: "/x", Err: vfs.ErrFileTooLarge}, http.StatusRequestEntityTooLarge},
+		{&fs.PathError{Op: "open", Path: "/x", Err: vfs.ErrTooManyHandles}, http.StatusServiceUnavailable},
 		{&fs.PathError{Op: "write", Path: "/x", Err: vfs.ErrNoSpace}, http.StatusInsufficientStorage},
 		{&fs.PathError{Op: "mkdir", Path: "/x", Err: fs.ErrExist}, http.StatusConflict},
 		{&fs.PathError{Op: "open", Path: "/x", Err: fs.ErrPermission}, http.StatusForbidden},
