@@ -138,7 +138,7 @@ func newFileMux(ss *session, h *handlers, ch ssh.Channel) *fileMux {
 	pr, pw := io.Pipe()
 	m := &fileMux{
 		ss: ss, h: h, ch: ch, pr: pr, pw: pw,
-		files: make(map[string]*transfer),
+		files:  make(map[string]*transfer),
 		out:    make(chan *[]byte, replyQueue),
 		free:   make(chan *[]byte, replyQueue+2),
 		in:     make(chan *[]byte, maxAheadPackets),
