@@ -14,6 +14,8 @@ import (
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/securefsd/securefsd/internal/users"
 )
 
 // SFTP packet types (draft-ietf-secsh-filexfer-02) the fast path reads or
@@ -89,6 +91,9 @@ type fileMux struct {
 	ss *session
 	h  *handlers
 	ch ssh.Channel
+	// grant is the rights h.fs was opened with; dispatch swaps both when
+	// the user's rights change (access.current).
+	grant *grant
 
 	pr *io.PipeReader // pkg/sftp reads its requests here
 	pw *io.PipeWriter
@@ -146,6 +151,8 @@ func newFileMux(ss *session, h *handlers, ch ssh.Channel) *fileMux {
 	}
 	m.qcond.L = &m.qmu
 	m.acond.L = &m.amu
+	m.grant, _ = ss.acc.current()
+	h.fs = m.grant.fs
 	return m
 }
 
@@ -453,8 +460,19 @@ func (m *fileMux) inBuf(n int) *[]byte {
 	return &b
 }
 
-// dispatch serves pkt (length prefix included) or passes it on.
+// dispatch serves pkt (length prefix included) or passes it on. Every
+// request first takes the user's current rights: a revoked connection ends
+// here, changed rights apply from this request on.
 func (m *fileMux) dispatch(pkt []byte) error {
+	g, err := m.ss.acc.current()
+	if err != nil {
+		return err
+	}
+	if g != m.grant {
+		if err := m.regrant(g); err != nil {
+			return err
+		}
+	}
 	typ, body := pkt[4], pkt[5:]
 	switch typ {
 	case fxpOpen:
@@ -481,8 +499,20 @@ func (m *fileMux) dispatch(pkt []byte) error {
 		m.waitQuiet()
 		switch typ {
 		case fxpRead:
+			if !m.grant.perm.Has(users.PermDownload) {
+				m.status(id, clientError(errRevoked))
+				return nil
+			}
 			return m.read(id, t, rest)
 		case fxpWrite:
+			if !m.grant.perm.Has(users.PermUpload) && !m.grant.perm.Has(users.PermOverwrite) {
+				// The upload lost its right to write: it must not be
+				// published by the CLOSE that follows (an overwrite
+				// keeps the previous content).
+				t.ioErr.CompareAndSwap(nil, &errRevoked)
+				m.status(id, clientError(errRevoked))
+				return nil
+			}
 			return m.write(id, t, rest)
 		case fxpClose:
 			delete(m.files, string(handle))
@@ -495,6 +525,28 @@ func (m *fileMux) dispatch(pkt []byte) error {
 		}
 	}
 	return m.pass(pkt)
+}
+
+// errRightsBusy: the rights changed while pkg/sftp kept a request
+// unanswered past quietWait, so its handlers could not switch safely.
+var errRightsBusy = errors.New("sftpd: rights changed while a request was running")
+
+// regrant makes pkg/sftp's handlers use g's home view from the next
+// request on. pkg/sftp reads h.fs in its worker goroutines; it is swapped
+// only when every request passed to pkg/sftp has been answered (the qmu
+// hand-off and the request pipe order the accesses), else the session
+// ends (fail closed).
+func (m *fileMux) regrant(g *grant) error {
+	m.waitQuiet()
+	m.qmu.Lock()
+	busy := m.pending > 0 && !m.psDone
+	m.qmu.Unlock()
+	if busy {
+		return errRightsBusy
+	}
+	m.h.fs = g.fs
+	m.grant = g
+	return nil
 }
 
 // pass hands a request to pkg/sftp. It fails only when pkg/sftp has

@@ -78,6 +78,7 @@ type Server struct {
 	closing   bool
 	done      chan struct{} // closed by Shutdown
 	wg        sync.WaitGroup
+	watchOnce sync.Once // starts watchUsers
 }
 
 // serverConn is one client connection.
@@ -90,6 +91,8 @@ type serverConn struct {
 	// busy counts open SFTP handles and running commands; Shutdown closes
 	// a connection as soon as it has none.
 	busy atomic.Int64
+	// acc is set once logged in; watchUsers re-checks it.
+	acc atomic.Pointer[access]
 }
 
 // shutdownIdleGrace is how long a connection that just became idle during
@@ -258,7 +261,7 @@ func (s *Server) newSSHConfig(st *authState) *ssh.ServerConfig {
 			if err != nil {
 				return nil, err
 			}
-			return userPermissions(u), nil
+			return keyPermissions(userPermissions(u), key), nil
 		},
 		AuthLogCallback: func(md ssh.ConnMetadata, method string, err error) {
 			if method == "none" {
@@ -308,6 +311,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.log.Info("host key", "fingerprint", fp)
 	}
 	s.log.Info("listening", "addr", ln.Addr().String())
+	s.watchOnce.Do(func() { go s.watchUsers() })
 
 	connCtx := context.WithoutCancel(ctx)
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
@@ -501,33 +505,37 @@ func (s *Server) serveConn(ctx context.Context, c *serverConn) {
 	}
 	defer sconn.Close()
 	dc.setIdle(s.opts.IdleTimeout)
-	u, ok := sconn.Permissions.ExtraData[permUserKey{}].(users.User)
+	l, ok := loginOf(sconn.Permissions)
 	if !ok {
 		s.log.Error("authenticated connection without user", "remote", c.remote)
 		return
 	}
+	u := l.user
 	if !s.acquireUser(c, u.Name) {
 		s.log.Warn("connection refused: too many sessions for user", "user", u.Name, "remote", c.remote, "max", s.opts.MaxSessionsPerUser)
 		return
 	}
 	defer s.releaseUser(u.Name)
-	home, err := s.opts.Store.Home(u.Home, vfs.HomeOptions{
-		Quota: vfs.Quota{Bytes: u.QuotaBytes, Files: u.QuotaFiles},
-		Perm:  vfs.Perm(u.Perms),
-	})
+	log := s.log.With("user", u.Name, "remote", c.remote)
+	acc, reason, err := newAccess(s.opts.Users, s.opts.Store, log, l, func(string) { sconn.Close() })
 	if err != nil {
-		s.log.Error("open home failed", "user", u.Name, "remote", c.remote, "err", err)
+		log.Error("open home failed", "err", err)
 		return
 	}
+	if acc == nil {
+		log.Info("connection closed: access revoked", "reason", reason)
+		return
+	}
+	c.acc.Store(acc)
 	start := time.Now()
 	s.log.Info("session start", "user", u.Name, "remote", c.remote, "client", string(sconn.ClientVersion()))
 	sess := &session{
 		srv:    s,
 		conn:   c,
-		fs:     home,
+		acc:    acc,
 		user:   u.Name,
 		remote: c.remote,
-		log:    s.log.With("user", u.Name, "remote", c.remote),
+		log:    log,
 	}
 	go ssh.DiscardRequests(reqs)
 	context.AfterFunc(ctx, func() { sconn.Close() })
