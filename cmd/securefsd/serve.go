@@ -45,10 +45,12 @@ var serveFlags = []cli.Flag{
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "cipher", Value: "auto", Usage: "at-rest AEAD of new files: XAES-256-GCM, XChaCha20-Poly1305, or auto (XAES-256-GCM if the CPU has AES instructions); existing files keep theirs", EnvVars: []string{"SECUREFSD_CIPHER"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "upload-hashes", Usage: "digests computed while files are uploaded (md5,sha1,sha256); default none: computed when a client first asks (md5sum, oc:checksums) and cached", EnvVars: []string{"SECUREFSD_UPLOAD_HASHES"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "memory-limit", Value: 200, Usage: "soft memory target in MiB: the Go GC collects only near this size, or near twice the live heap if that is larger (fewer collections of SSH packets); 0 = Go defaults (also when GOGC or GOMEMLIMIT is set)", EnvVars: []string{"SECUREFSD_MEMORY_LIMIT"}}),
-	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-sessions", Value: 256, Usage: "SSH connections at once, in total", EnvVars: []string{"SECUREFSD_MAX_SESSIONS"}}),
+	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-sessions", Value: 256, Usage: "logged-in SSH connections at once, in total", EnvVars: []string{"SECUREFSD_MAX_SESSIONS"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-sessions-per-user", Value: 32, Usage: "SSH connections at once, per user", EnvVars: []string{"SECUREFSD_MAX_SESSIONS_PER_USER"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-handles-per-user", Value: vfs.DefaultMaxHandlesPerHome, Usage: "files and directories one user may hold open at once, over all sessions and protocols (all users together: half the file descriptor limit)", EnvVars: []string{"SECUREFSD_MAX_HANDLES_PER_USER"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "max-file-size", Value: "1T", Usage: "largest file a client may write or truncate to, e.g. 100G (binary units)", EnvVars: []string{"SECUREFSD_MAX_FILE_SIZE"}}),
+	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-startups", Value: 256, Usage: "SSH connections still logging in, at once, in total (their own budget, apart from --max-sessions)", EnvVars: []string{"SECUREFSD_MAX_STARTUPS"}}),
+	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-startups-per-source", Value: 64, Usage: "SSH connections still logging in, at once, per source address (IPv4 address or IPv6 /64)", EnvVars: []string{"SECUREFSD_MAX_STARTUPS_PER_SOURCE"}}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, how long transfers may take to finish", EnvVars: []string{"SECUREFSD_SHUTDOWN_TIMEOUT"}}),
 	loginSafelistFlag,
 	&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback address (profiling only)", Hidden: true, EnvVars: []string{"SECUREFSD_PPROF_ADDR"}},
@@ -296,6 +298,7 @@ func startSFTP(c *cli.Context, g *group, core serverCore) (string, error) {
 	srv, err := sftpd.New(sftpd.Options{
 		Store: store, Users: db, HostKeys: keys, Logger: log,
 		IdleTimeout: c.Duration("idle-timeout"), LoginGrace: c.Duration("login-grace"), MaxSessions: c.Int("max-sessions"), MaxSessionsPerUser: c.Int("max-sessions-per-user"),
+		MaxStartups: c.Int("max-startups"), MaxStartupsPerSource: c.Int("max-startups-per-source"),
 	})
 	if err != nil {
 		return "", err

@@ -50,7 +50,7 @@ func (ss *session) checksum(ctx context.Context, ch ssh.Channel, name string, ar
 	code := uint32(exitOK)
 	for _, a := range args {
 		start := time.Now()
-		hs, err := ss.fs.Checksums(ctx, a.s, kind)
+		hs, err := ss.acc.fs().Checksums(ctx, a.s, kind)
 		var sum string
 		if err == nil {
 			switch name {

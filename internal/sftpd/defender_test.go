@@ -13,9 +13,10 @@ import (
 )
 
 // TestDefenderAccounting checks what the defender is told about
-// connections that end unauthenticated: only a connection that tried to
-// log in counts; one that closes, resets or stalls before any auth request
-// does not. Each case's outcome is read from the server log ("login
+// connections that end unauthenticated: a connection that tried to log in
+// counts, and so does one that holds its slot silent until the login grace
+// ends (issue 14 item 6); one that closes or resets before any auth
+// request does not. Each case's outcome is read from the server log ("login
 // failed" or "connection closed before login"); the scoring itself is
 // users.Failed's log line "method=connection".
 func TestDefenderAccounting(t *testing.T) {
@@ -74,7 +75,7 @@ func TestDefenderAccounting(t *testing.T) {
 			if _, err := io.Copy(io.Discard, nc); err != nil {
 				t.Fatalf("not closed after the grace: %v", err)
 			}
-		}, false},
+		}, true},
 		{"no auth method", func(t *testing.T) { sshDial("alice") }, false},
 		{"wrong key", func(t *testing.T) { sshDial("alice", ssh.PublicKeys(stranger.signer)) }, true},
 	}

@@ -9,10 +9,13 @@ import (
 	"path"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/securefsd/securefsd/internal/users"
 )
 
 // SFTP packet types (draft-ietf-secsh-filexfer-02) the fast path reads or
@@ -45,6 +48,16 @@ const (
 	quietWait = 10 * time.Second
 	// dataHeader is a DATA reply's header: length, type, id, data length.
 	dataHeader = 4 + 1 + 4 + 4
+	// maxAhead bounds the request bytes read ahead of serving (plus one
+	// packet), maxAheadPackets their number: enough that the client's EOF
+	// is read behind a full pipeline of READ requests (OpenSSH keeps 64
+	// in flight, about 40 bytes each), little next to the channel's 2 MiB
+	// window that x/crypto buffers anyway.
+	maxAhead        = 64 << 10
+	maxAheadPackets = 256
+	// eofGrace is how long replies may still be written after the
+	// client's EOF before the channel (then the connection) is closed.
+	eofGrace = 5 * time.Second
 )
 
 // fileMux is the SFTP fast path for open files, in front of pkg/sftp's
@@ -78,6 +91,9 @@ type fileMux struct {
 	ss *session
 	h  *handlers
 	ch ssh.Channel
+	// grant is the rights h.fs was opened with; dispatch swaps both when
+	// the user's rights change (access.current).
+	grant *grant
 
 	pr *io.PipeReader // pkg/sftp reads its requests here
 	pw *io.PipeWriter
@@ -96,10 +112,27 @@ type fileMux struct {
 	// Owned by the serving goroutine.
 	files map[string]*transfer
 	seq   uint64
-	rbuf  []byte
 
 	out  chan *[]byte // replies for the sender
 	free chan *[]byte // reply buffers for reuse
+
+	// The reader goroutine (readLoop) reads requests ahead of the serving
+	// goroutine, so that the client's EOF is seen even while serving is
+	// blocked behind a reply the client does not take (see readLoop).
+	in     chan *[]byte // requests read, in order
+	inFree chan *[]byte // request buffers for reuse
+	amu    sync.Mutex
+	acond  sync.Cond
+	ahead  int   // bytes in in (not yet served)
+	stop   bool  // serving ended: the reader stops
+	rerr   error // why reading ended (nil: the client's EOF); set before in is closed
+	// gone is set when the client sent EOF or the channel broke: it sends
+	// no more requests and may not read replies either.
+	gone atomic.Bool
+	// writing counts writes in progress on ch (the fast path's sender or
+	// pkg/sftp's replies); nonzero when the client's EOF arrives means a
+	// write may wait forever for window the client will never grant.
+	writing atomic.Int32
 }
 
 // errBadPacket ends a session whose client sent a malformed packet (as
@@ -110,11 +143,16 @@ func newFileMux(ss *session, h *handlers, ch ssh.Channel) *fileMux {
 	pr, pw := io.Pipe()
 	m := &fileMux{
 		ss: ss, h: h, ch: ch, pr: pr, pw: pw,
-		files: make(map[string]*transfer),
-		out:   make(chan *[]byte, replyQueue),
-		free:  make(chan *[]byte, replyQueue+2),
+		files:  make(map[string]*transfer),
+		out:    make(chan *[]byte, replyQueue),
+		free:   make(chan *[]byte, replyQueue+2),
+		in:     make(chan *[]byte, maxAheadPackets),
+		inFree: make(chan *[]byte, 4),
 	}
 	m.qcond.L = &m.qmu
+	m.acond.L = &m.amu
+	m.grant, _ = ss.acc.current()
+	h.fs = m.grant.fs
 	return m
 }
 
@@ -169,7 +207,9 @@ func (m *fileMux) writePacket(b []byte) error {
 	if m.closed {
 		return io.ErrClosedPipe
 	}
+	m.writing.Add(1)
 	_, err := m.ch.Write(b)
+	m.writing.Add(-1)
 	return err
 }
 
@@ -234,8 +274,30 @@ func (m *fileMux) serve(rs *sftp.RequestServer) error {
 	}()
 	sent := make(chan struct{})
 	go m.sender(sent)
+	go m.readLoop()
 
 	err := m.loop()
+	m.stopReading()
+	if m.gone.Load() {
+		// The client will send nothing more. A reply still waiting for
+		// window it may never grant (a killed client whose ssh process
+		// lives on) must not hold the session: close the channel after a
+		// grace for clients that read their last replies after EOF, and
+		// the connection if even that does not end it.
+		t := time.AfterFunc(eofGrace, func() {
+			m.ss.log.Info("sftp: client sent EOF but does not read replies; closing the channel")
+			m.ch.Close()
+			if m.ss.conn != nil {
+				time.AfterFunc(eofGrace, func() {
+					if m.writing.Load() > 0 {
+						m.ss.log.Info("sftp: client does not close the channel; closing the connection")
+						m.ss.conn.nc.Close()
+					}
+				})
+			}
+		})
+		defer t.Stop()
+	}
 
 	// Like pkg/sftp at the end of a session: handles still open were
 	// interrupted (the client went away, or closed the channel first).
@@ -296,36 +358,121 @@ func (m *fileMux) buf(n int) *[]byte {
 	return &b
 }
 
-// loop reads and dispatches packets until the channel ends.
+// loop serves the requests readLoop reads, until the channel ends.
 func (m *fileMux) loop() error {
-	var hdr [4]byte
-	for {
-		if _, err := io.ReadFull(m.ch, hdr[:]); err != nil {
-			if err == io.EOF {
-				return nil
-			}
-			return fmt.Errorf("read packet length: %w", err)
+	for bp := range m.in {
+		m.amu.Lock()
+		m.ahead -= len(*bp)
+		m.acond.Broadcast()
+		m.amu.Unlock()
+		err := m.dispatch(*bp)
+		select {
+		case m.inFree <- bp:
+		default:
 		}
-		l := binary.BigEndian.Uint32(hdr[:])
-		if l == 0 || l > maxPacketLen {
-			return fmt.Errorf("%w: length %d", errBadPacket, l)
-		}
-		if cap(m.rbuf) < int(l)+4 {
-			m.rbuf = make([]byte, int(l)+4)
-		}
-		pkt := m.rbuf[:int(l)+4]
-		copy(pkt, hdr[:])
-		if _, err := io.ReadFull(m.ch, pkt[4:]); err != nil {
-			return fmt.Errorf("read packet: %w", err)
-		}
-		if err := m.dispatch(pkt); err != nil {
+		if err != nil {
 			return err
 		}
 	}
+	return m.rerr
 }
 
-// dispatch serves pkt (length prefix included) or passes it on.
+// readLoop reads whole request packets from the channel into buffers of
+// their own and hands them to loop, at most maxAhead bytes (plus one
+// packet) ahead of it. Reading is separate from serving so that it never
+// waits behind a reply: when the client stops reading replies (a killed
+// sftp whose ssh process lives on), serving blocks on the full reply
+// queue, but the reader still reaches the client's EOF behind the few
+// requests in flight and ends the session (see handleEOF). Before it
+// closes in, rerr says why reading ended: nil for the client's EOF.
+func (m *fileMux) readLoop() {
+	defer close(m.in)
+	var hdr [4]byte
+	for {
+		m.amu.Lock()
+		for !m.stop && (m.ahead >= maxAhead || len(m.in) == cap(m.in)) {
+			m.acond.Wait()
+		}
+		stop := m.stop
+		m.amu.Unlock()
+		if stop {
+			return
+		}
+		if _, err := io.ReadFull(m.ch, hdr[:]); err != nil {
+			if err != io.EOF {
+				m.rerr = fmt.Errorf("read packet length: %w", err)
+			}
+			m.handleEOF()
+			return
+		}
+		l := binary.BigEndian.Uint32(hdr[:])
+		if l == 0 || l > maxPacketLen {
+			m.rerr = fmt.Errorf("%w: length %d", errBadPacket, l)
+			return
+		}
+		bp := m.inBuf(int(l) + 4)
+		pkt := *bp
+		copy(pkt, hdr[:])
+		if _, err := io.ReadFull(m.ch, pkt[4:]); err != nil {
+			m.rerr = fmt.Errorf("read packet: %w", err)
+			m.handleEOF()
+			return
+		}
+		m.amu.Lock()
+		m.ahead += len(pkt)
+		m.amu.Unlock()
+		m.in <- bp // never blocks: len(in) < cap(in) was checked
+	}
+}
+
+// handleEOF: the client sends no more requests. If a reply is being
+// written now, it may be waiting for window the client never grants;
+// closing the channel ends that wait (the peer answers with its CLOSE,
+// which unblocks the write), as OpenSSH's sftp-server exits on EOF
+// without flushing. Otherwise serve finishes what was read and ends.
+func (m *fileMux) handleEOF() {
+	m.gone.Store(true)
+	if m.writing.Load() > 0 {
+		m.ss.log.Debug("sftp: client sent EOF while a reply was waiting; closing the channel")
+		m.ch.Close()
+	}
+}
+
+// stopReading tells readLoop that nothing more will be served.
+func (m *fileMux) stopReading() {
+	m.amu.Lock()
+	m.stop = true
+	m.acond.Broadcast()
+	m.amu.Unlock()
+}
+
+// inBuf returns a request buffer of length n.
+func (m *fileMux) inBuf(n int) *[]byte {
+	select {
+	case b := <-m.inFree:
+		if cap(*b) >= n {
+			*b = (*b)[:n]
+			return b
+		}
+	default:
+	}
+	b := make([]byte, n, max(n, 512))
+	return &b
+}
+
+// dispatch serves pkt (length prefix included) or passes it on. Every
+// request first takes the user's current rights: a revoked connection ends
+// here, changed rights apply from this request on.
 func (m *fileMux) dispatch(pkt []byte) error {
+	g, err := m.ss.acc.current()
+	if err != nil {
+		return err
+	}
+	if g != m.grant {
+		if err := m.regrant(g); err != nil {
+			return err
+		}
+	}
 	typ, body := pkt[4], pkt[5:]
 	switch typ {
 	case fxpOpen:
@@ -352,8 +499,20 @@ func (m *fileMux) dispatch(pkt []byte) error {
 		m.waitQuiet()
 		switch typ {
 		case fxpRead:
+			if !m.grant.perm.Has(users.PermDownload) {
+				m.status(id, clientError(errRevoked))
+				return nil
+			}
 			return m.read(id, t, rest)
 		case fxpWrite:
+			if !m.grant.perm.Has(users.PermUpload) && !m.grant.perm.Has(users.PermOverwrite) {
+				// The upload lost its right to write: it must not be
+				// published by the CLOSE that follows (an overwrite
+				// keeps the previous content).
+				t.ioErr.CompareAndSwap(nil, &errRevoked)
+				m.status(id, clientError(errRevoked))
+				return nil
+			}
 			return m.write(id, t, rest)
 		case fxpClose:
 			delete(m.files, string(handle))
@@ -366,6 +525,28 @@ func (m *fileMux) dispatch(pkt []byte) error {
 		}
 	}
 	return m.pass(pkt)
+}
+
+// errRightsBusy: the rights changed while pkg/sftp kept a request
+// unanswered past quietWait, so its handlers could not switch safely.
+var errRightsBusy = errors.New("sftpd: rights changed while a request was running")
+
+// regrant makes pkg/sftp's handlers use g's home view from the next
+// request on. pkg/sftp reads h.fs in its worker goroutines; it is swapped
+// only when every request passed to pkg/sftp has been answered (the qmu
+// hand-off and the request pipe order the accesses), else the session
+// ends (fail closed).
+func (m *fileMux) regrant(g *grant) error {
+	m.waitQuiet()
+	m.qmu.Lock()
+	busy := m.pending > 0 && !m.psDone
+	m.qmu.Unlock()
+	if busy {
+		return errRightsBusy
+	}
+	m.h.fs = g.fs
+	m.grant = g
+	return nil
 }
 
 // pass hands a request to pkg/sftp. It fails only when pkg/sftp has

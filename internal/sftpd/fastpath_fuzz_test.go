@@ -11,6 +11,7 @@ import (
 	"github.com/pkg/sftp"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
 
@@ -82,7 +83,7 @@ func FuzzFastPath(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		ss := &session{fs: home, user: "alice", log: slog.New(slog.DiscardHandler)}
+		ss := &session{acc: staticAccess(home, users.PermAll), user: "alice", log: slog.New(slog.DiscardHandler)}
 		h := &handlers{s: ss, fs: home}
 		ch := &fakeChannel{r: io.MultiReader(bytes.NewReader(pkt(1, u32(3))), bytes.NewReader(in))}
 		m := newFileMux(ss, h, ch)

@@ -12,6 +12,7 @@ import (
 	"github.com/pkg/sftp"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
 
@@ -84,7 +85,7 @@ func FuzzRequestPaths(f *testing.F) {
 	}
 	homeDir := filepath.Join(storeDir, "alice")
 	wantDir, wantStore, wantBob := listing(dir), listing(storeDir), listing(filepath.Join(storeDir, "bob"))
-	ss := &session{fs: home, user: "alice", log: slog.New(slog.DiscardHandler)}
+	ss := &session{acc: staticAccess(home, users.PermAll), user: "alice", log: slog.New(slog.DiscardHandler)}
 	h := &handlers{s: ss, fs: home}
 
 	f.Fuzz(func(t *testing.T, op byte, p, target string, flags uint32, attrs []byte, off uint32) {

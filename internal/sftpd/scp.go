@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
 
@@ -153,7 +154,7 @@ type scpTimes struct {
 }
 
 func (s *scpSession) sink(target string) error {
-	fi, err := s.ss.fs.Stat(target)
+	fi, err := s.ss.acc.fs().Stat(target)
 	targetIsDir := err == nil && fi.IsDir()
 	if s.opts.targetDir && !targetIsDir {
 		if err == nil {
@@ -254,7 +255,7 @@ func (s *scpSession) sinkDir(target string, isDir bool, depth int) error {
 // sinkMkdir creates (or reuses) a directory and receives into it.
 func (s *scpSession) sinkMkdir(dst string, mode fs.FileMode, t scpTimes, depth int) error {
 	start := time.Now()
-	fi, err := s.ss.fs.Stat(dst)
+	fi, err := s.ss.acc.fs().Stat(dst)
 	switch {
 	case err == nil && !fi.IsDir():
 		err = &fs.PathError{Op: "mkdir", Path: dst, Err: vfs.ErrNotDir}
@@ -263,7 +264,7 @@ func (s *scpSession) sinkMkdir(dst string, mode fs.FileMode, t scpTimes, depth i
 			s.ignoreChmod(dst, mode)
 		}
 	case errors.Is(err, fs.ErrNotExist):
-		err = s.ss.fs.Mkdir(dst, mode|0o700)
+		err = s.ss.acc.fs().Mkdir(dst, mode|0o700)
 		if err == nil {
 			s.ss.logOp("scp-mkdir", dst, -1, start, nil)
 		}
@@ -280,7 +281,7 @@ func (s *scpSession) sinkMkdir(dst string, mode fs.FileMode, t scpTimes, depth i
 		return err
 	}
 	if t.set {
-		if err := s.ss.fs.Chtimes(dst, t.atime, t.mtime); err != nil {
+		if err := s.ss.acc.fs().Chtimes(dst, t.atime, t.mtime); err != nil {
 			s.ss.log.Debug("scp: set directory times failed", "path", dst, "err", err)
 		}
 	}
@@ -290,7 +291,7 @@ func (s *scpSession) sinkMkdir(dst string, mode fs.FileMode, t scpTimes, depth i
 // ignoreChmod applies a mode where the user may; a user without the chmod
 // permission still gets the upload (the mode is advisory here).
 func (s *scpSession) ignoreChmod(name string, mode fs.FileMode) {
-	if err := s.ss.fs.Chmod(name, mode&0o777); err != nil {
+	if err := s.ss.acc.fs().Chmod(name, mode&0o777); err != nil {
 		s.ss.log.Debug("scp: chmod skipped", "path", name, "err", err)
 	}
 }
@@ -301,7 +302,7 @@ func (s *scpSession) ignoreChmod(name string, mode fs.FileMode) {
 func (s *scpSession) sinkFile(dst string, mode fs.FileMode, size int64, t scpTimes) error {
 	start := time.Now()
 	existed := false
-	if fi, err := s.ss.fs.Stat(dst); err == nil {
+	if fi, err := s.ss.acc.fs().Stat(dst); err == nil {
 		existed = true
 		if fi.IsDir() {
 			err = &fs.PathError{Op: "open", Path: dst, Err: vfs.ErrIsDir}
@@ -309,7 +310,7 @@ func (s *scpSession) sinkFile(dst string, mode fs.FileMode, size int64, t scpTim
 			return s.warn("%s: %s", dst, errText(err))
 		}
 	}
-	f, err := s.ss.fs.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode&0o777|0o200)
+	f, err := s.ss.acc.fs().OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode&0o777|0o200)
 	if err != nil {
 		s.ss.logOp("scp-upload", dst, -1, start, err)
 		return s.warn("%s: %s", dst, errText(err))
@@ -336,6 +337,11 @@ func (s *scpSession) sinkFile(dst string, mode fs.FileMode, size int64, t scpTim
 			}
 			s.ss.logOp("scp-upload", dst, size-left, start, err)
 			return err
+		}
+		if werr == nil && !s.ss.acc.may(users.PermUpload) && !s.ss.acc.may(users.PermOverwrite) {
+			// The user lost the right to upload meanwhile (or the
+			// connection's access was revoked): not one more byte.
+			werr = errRevoked
 		}
 		if werr == nil {
 			// Keep reading after a write error to stay in step.
@@ -370,7 +376,7 @@ func (s *scpSession) sinkFile(dst string, mode fs.FileMode, size int64, t scpTim
 		s.ignoreChmod(dst, mode)
 	}
 	if t.set {
-		if err := s.ss.fs.Chtimes(dst, t.atime, t.mtime); err != nil {
+		if err := s.ss.acc.fs().Chtimes(dst, t.atime, t.mtime); err != nil {
 			s.ss.logOp("scp-upload", dst, size, start, err)
 			return s.warn("%s: set times: %s", dst, errText(err))
 		}
@@ -460,7 +466,7 @@ func (s *scpSession) expand(p word) ([]string, error) {
 	if _, err := path.Match(filePat, ""); err != nil {
 		return nil, &fs.PathError{Op: "glob", Path: p.s, Err: fs.ErrNotExist}
 	}
-	d, err := s.ss.fs.Open(cleanDir(dir))
+	d, err := s.ss.acc.fs().Open(cleanDir(dir))
 	if err != nil {
 		return nil, err
 	}
@@ -532,7 +538,7 @@ func (s *scpSession) source(name string, depth int) error {
 		}
 	}
 	start := time.Now()
-	f, err := s.ss.fs.OpenFile(name, os.O_RDONLY, 0)
+	f, err := s.ss.acc.fs().OpenFile(name, os.O_RDONLY, 0)
 	if err != nil {
 		s.ss.logOp("scp-download", name, -1, start, err)
 		return s.warn("%s: %s", name, errText(err))
@@ -584,6 +590,11 @@ func (s *scpSession) source(name string, depth int) error {
 	// and exits non-zero, the local copy holds only authentic bytes.
 	chunk := first
 	for off := int64(0); off < size; {
+		if !s.ss.acc.may(users.PermDownload) {
+			// Rights changed or access revoked mid-file.
+			s.ss.logOp("scp-download", name, off, start, errRevoked)
+			return fmt.Errorf("%w: %s: %w", errSCPAborted, name, errRevoked)
+		}
 		if off > 0 {
 			chunk = s.buf[:min(int64(len(s.buf)), size-off)]
 			if err := readChunk(f, chunk, off); err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
 
@@ -50,7 +51,7 @@ func FuzzSCPSink(f *testing.F) {
 		}
 		var out bytes.Buffer
 		s := &scpSession{
-			ss:   &session{fs: home, user: "fuzz", log: slog.New(slog.DiscardHandler)},
+			ss:   &session{acc: staticAccess(home, users.PermAll), user: "fuzz", log: slog.New(slog.DiscardHandler)},
 			ctx:  context.Background(),
 			opts: scpOptions{sink: true, recursive: true, preserve: true},
 			in:   bufio.NewReader(bytes.NewReader(data)),

@@ -12,8 +12,6 @@ import (
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
-
-	"github.com/securefsd/securefsd/internal/vfs"
 )
 
 // session is one authenticated connection: the user's confined home and
@@ -21,7 +19,7 @@ import (
 type session struct {
 	srv    *Server
 	conn   *serverConn // for Shutdown's busy count
-	fs     *vfs.FS
+	acc    *access     // the user's current rights (access.go)
 	user   string
 	remote string
 	log    *slog.Logger // carries user and remote
@@ -133,7 +131,7 @@ func (ss *session) serveChannel(ctx context.Context, ch ssh.Channel, reqs <-chan
 
 // serveSFTP runs the SFTP subsystem until the client closes it.
 func (ss *session) serveSFTP(ch ssh.Channel) uint32 {
-	h := &handlers{s: ss, fs: ss.fs}
+	h := &handlers{s: ss, fs: ss.acc.fs()}
 	// No sftp.WithRSAllocator: its 256 KiB pages are kept for the whole
 	// session, one per request in flight (OpenSSH keeps 64 in flight, so
 	// about 16 MiB per session that never shrinks). Without it each packet

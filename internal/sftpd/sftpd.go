@@ -27,13 +27,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/securefsd/securefsd/internal/account"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -44,6 +45,14 @@ const (
 	DefaultIdleTimeout        = 15 * time.Minute
 	DefaultMaxSessions        = 256
 	DefaultMaxSessionsPerUser = 32
+	// DefaultMaxStartups and DefaultMaxStartupsPerSource bound the
+	// connections still logging in (OpenSSH's MaxStartups and
+	// PerSourceMaxStartups): in total, and per source address (IPv4
+	// address, IPv6 /64). The per-source cap leaves room for tools that
+	// open many connections at once (rclone --transfers, 32 parallel
+	// clients behind one NAT).
+	DefaultMaxStartups          = 256
+	DefaultMaxStartupsPerSource = 64
 	// maxChannelsPerConn bounds the session channels one connection may
 	// hold open at once (OpenSSH's MaxSessions default).
 	maxChannelsPerConn = 10
@@ -57,9 +66,15 @@ type Options struct {
 	Logger             *slog.Logger  // nil: discard
 	LoginGrace         time.Duration // zero: 30s; time allowed from connect to authenticated
 	IdleTimeout        time.Duration // zero: 15m; a connection without traffic for this long is closed
-	MaxSessions        int           // connections in total (including ones still logging in); zero: 256
-	MaxSessionsPerUser int           // authenticated connections per user; zero: 32
-	ServerVersion      string        // SSH identification; empty: "SSH-2.0-securefsd"
+	MaxSessions        int           // logged-in connections in total; zero: 256
+	MaxSessionsPerUser int           // logged-in connections per user; zero: 32
+	// Connections still logging in have their own budget, so that idle
+	// or stalling handshakes cannot take the logged-in users' slots: in
+	// total (zero: DefaultMaxStartups) and per source address (IPv4
+	// address or IPv6 /64; zero: DefaultMaxStartupsPerSource).
+	MaxStartups          int
+	MaxStartupsPerSource int
+	ServerVersion        string // SSH identification; empty: "SSH-2.0-securefsd"
 	// Ciphers offered to clients; nil: DefaultCiphers. Names outside
 	// AllowedCiphers are dropped.
 	Ciphers []string
@@ -76,21 +91,29 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
 	perUser   map[string]int
+	sessions  int            // logged-in connections
+	startups  int            // connections still logging in
+	perSource map[string]int // connections still logging in, per source
+	refusedAt atomic.Int64   // unix nanoseconds of the last refusal logged at warn
 	closing   bool
 	done      chan struct{} // closed by Shutdown
 	wg        sync.WaitGroup
+	watchOnce sync.Once // starts watchUsers
 }
 
 // serverConn is one client connection.
 type serverConn struct {
 	nc     net.Conn
 	remote string
+	source string // sourceKey(remote); "" once logged in or closed
 	user   string // set after authentication
 	cancel context.CancelFunc
 	srv    *Server
 	// busy counts open SFTP handles and running commands; Shutdown closes
 	// a connection as soon as it has none.
 	busy atomic.Int64
+	// acc is set once logged in; watchUsers re-checks it.
+	acc atomic.Pointer[access]
 }
 
 // shutdownIdleGrace is how long a connection that just became idle during
@@ -152,6 +175,12 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxSessionsPerUser <= 0 {
 		opts.MaxSessionsPerUser = DefaultMaxSessionsPerUser
 	}
+	if opts.MaxStartups <= 0 {
+		opts.MaxStartups = DefaultMaxStartups
+	}
+	if opts.MaxStartupsPerSource <= 0 {
+		opts.MaxStartupsPerSource = DefaultMaxStartupsPerSource
+	}
 	if opts.ServerVersion == "" {
 		opts.ServerVersion = "SSH-2.0-securefsd"
 	}
@@ -161,6 +190,7 @@ func New(opts Options) (*Server, error) {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*serverConn]struct{}),
 		perUser:   make(map[string]int),
+		perSource: make(map[string]int),
 		done:      make(chan struct{}),
 	}
 	want := opts.Ciphers
@@ -260,7 +290,7 @@ func (s *Server) newSSHConfig(st *authState) *ssh.ServerConfig {
 			if err != nil {
 				return nil, err
 			}
-			return userPermissions(u), nil
+			return keyPermissions(userPermissions(u), key), nil
 		},
 		AuthLogCallback: func(md ssh.ConnMetadata, method string, err error) {
 			if method == "none" {
@@ -310,6 +340,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.log.Info("host key", "fingerprint", fp)
 	}
 	s.log.Info("listening", "addr", ln.Addr().String())
+	s.watchOnce.Do(func() { go s.watchUsers() })
 
 	connCtx := context.WithoutCancel(ctx)
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
@@ -366,7 +397,8 @@ func (s *Server) startConn(ctx context.Context, nc net.Conn) {
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	c := &serverConn{nc: nc, remote: remote, cancel: cancel, srv: s}
+	src := sourceKey(remote)
+	c := &serverConn{nc: nc, remote: remote, source: src, cancel: cancel, srv: s}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -374,13 +406,25 @@ func (s *Server) startConn(ctx context.Context, nc net.Conn) {
 		nc.Close()
 		return
 	}
-	if len(s.conns) >= s.opts.MaxSessions {
+	var refused string
+	switch {
+	case s.sessions >= s.opts.MaxSessions:
+		// Checked again after login; refusing here spares the handshake.
+		refused = "too many sessions"
+	case s.startups >= s.opts.MaxStartups:
+		refused = "too many connections logging in"
+	case s.perSource[src] >= s.opts.MaxStartupsPerSource:
+		refused = "too many connections logging in from this address"
+	}
+	if refused != "" {
 		s.mu.Unlock()
 		cancel()
-		s.log.Warn("connection refused: too many sessions", "remote", remote, "max", s.opts.MaxSessions)
 		nc.Close()
+		s.logRefused(refused, remote)
 		return
 	}
+	s.startups++
+	s.perSource[src]++
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -390,6 +434,7 @@ func (s *Server) startConn(ctx context.Context, nc net.Conn) {
 			cancel()
 			nc.Close()
 			s.mu.Lock()
+			s.endStartupLocked(c)
 			delete(s.conns, c)
 			s.mu.Unlock()
 		}()
@@ -397,22 +442,78 @@ func (s *Server) startConn(ctx context.Context, nc net.Conn) {
 	}()
 }
 
-// acquireUser counts an authenticated connection of user against the
-// per-user limit.
-func (s *Server) acquireUser(c *serverConn, user string) bool {
+// endStartupLocked takes c out of the logging-in budget (once).
+func (s *Server) endStartupLocked(c *serverConn) {
+	if c.source == "" {
+		return
+	}
+	s.startups--
+	if s.perSource[c.source] <= 1 {
+		delete(s.perSource, c.source)
+	} else {
+		s.perSource[c.source]--
+	}
+	c.source = ""
+}
+
+// logRefused logs a connection refused for the logging-in budget: at warn
+// level at most every refusedWarnEvery (a flood must not flood the log
+// too), else at debug.
+func (s *Server) logRefused(why, remote string) {
+	now := time.Now().UnixNano()
+	last := s.refusedAt.Load()
+	if now-last >= int64(refusedWarnEvery) && s.refusedAt.CompareAndSwap(last, now) {
+		s.log.Warn("connection refused: "+why+" (further refusals in the next minute are logged at debug level)", "remote", remote,
+			"max_startups", s.opts.MaxStartups, "max_startups_per_source", s.opts.MaxStartupsPerSource)
+		return
+	}
+	s.log.Debug("connection refused: "+why, "remote", remote)
+}
+
+const refusedWarnEvery = time.Minute
+
+// sourceKey is the source a connection is counted under for
+// MaxStartupsPerSource: the IPv4 address, or the IPv6 /64 (one host
+// usually has a whole /64).
+func sourceKey(remote string) string {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return remote
+	}
+	a := ap.Addr().Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return a.String()
+	}
+	return p.String()
+}
+
+// acquireUser moves a connection that logged in as user from the
+// logging-in budget to the sessions, if the total and per-user limits
+// allow; the refusal says which limit did not.
+func (s *Server) acquireUser(c *serverConn, user string) (refused string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.perUser[user] >= s.opts.MaxSessionsPerUser {
-		return false
+	s.endStartupLocked(c)
+	switch {
+	case s.sessions >= s.opts.MaxSessions:
+		return "too many sessions"
+	case s.perUser[user] >= s.opts.MaxSessionsPerUser:
+		return "too many sessions for user"
 	}
+	s.sessions++
 	s.perUser[user]++
 	c.user = user
-	return true
+	return ""
 }
 
 func (s *Server) releaseUser(user string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.sessions--
 	if s.perUser[user] <= 1 {
 		delete(s.perUser, user)
 	} else {
@@ -462,16 +563,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // handshakeFailed logs a connection that never got through login and
-// tells the defender. Only a connection that tried to log in counts: one
-// that tried a password or key and never succeeded scores once, unless
-// AuthPassword already scored its wrong passwords. A connection that never
-// sent an auth request (port probes, health checks, a reset or close
-// before login, a client that stalls until the login grace ends) does not
-// count as a failed login: the session limit and the grace bound it.
+// tells the defender. A connection that tried a password or key and never
+// succeeded scores once, unless AuthPassword already scored its wrong
+// passwords. One that held a logging-in slot until the login grace ended
+// without logging in scores once for its address (as OpenSSH's
+// PerSourcePenalties "noauth"): an address that keeps slots busy is soon
+// banned and then dropped at accept. A connection that closes before
+// trying to log in (port probes, health checks, ssh-keyscan, a client
+// that rejects the host key) does not count.
 func (s *Server) handshakeFailed(c *serverConn, st *authState, err error) {
 	st.mu.Lock()
 	user, attempts, pwFailures, succeeded := st.user, st.attempts, st.pwFailures, st.succeeded
 	st.mu.Unlock()
+	if attempts == 0 && !succeeded && isTimeout(err) {
+		s.log.Info("login failed", "remote", c.remote, "reason", "login grace ran out before any login attempt")
+		s.opts.Users.Failed("ssh", c.remote, "")
+		return
+	}
 	if attempts == 0 || succeeded {
 		s.log.Debug("connection closed before login", "remote", c.remote, "err", err)
 		return
@@ -480,6 +588,12 @@ func (s *Server) handshakeFailed(c *serverConn, st *authState, err error) {
 	if pwFailures == 0 {
 		s.opts.Users.Failed("ssh", c.remote, user)
 	}
+}
+
+// isTimeout reports a deadline error (the login grace ran out).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // logName is what the log says for a user name a client sent: a name that
@@ -505,30 +619,38 @@ func (s *Server) serveConn(ctx context.Context, c *serverConn) {
 	}
 	defer sconn.Close()
 	dc.setIdle(s.opts.IdleTimeout)
-	u, ok := sconn.Permissions.ExtraData[permUserKey{}].(users.User)
+	l, ok := loginOf(sconn.Permissions)
 	if !ok {
 		s.log.Error("authenticated connection without user", "remote", c.remote)
 		return
 	}
-	if !s.acquireUser(c, u.Name) {
-		s.log.Warn("connection refused: too many sessions for user", "user", u.Name, "remote", c.remote, "max", s.opts.MaxSessionsPerUser)
+	u := l.user
+	if why := s.acquireUser(c, u.Name); why != "" {
+		s.log.Warn("connection refused: "+why, "user", u.Name, "remote", c.remote,
+			"max_sessions", s.opts.MaxSessions, "max_sessions_per_user", s.opts.MaxSessionsPerUser)
 		return
 	}
 	defer s.releaseUser(u.Name)
-	home, err := account.Open(s.opts.Store, u)
+	log := s.log.With("user", u.Name, "remote", c.remote)
+	acc, reason, err := newAccess(s.opts.Users, s.opts.Store, log, l, func(string) { sconn.Close() })
 	if err != nil {
-		s.log.Error("open home failed", "user", u.Name, "remote", c.remote, "err", err)
+		log.Error("open home failed", "err", err)
 		return
 	}
+	if acc == nil {
+		log.Info("connection closed: access revoked", "reason", reason)
+		return
+	}
+	c.acc.Store(acc)
 	start := time.Now()
 	s.log.Info("session start", "user", u.Name, "remote", c.remote, "client", string(sconn.ClientVersion()))
 	sess := &session{
 		srv:    s,
 		conn:   c,
-		fs:     home,
+		acc:    acc,
 		user:   u.Name,
 		remote: c.remote,
-		log:    s.log.With("user", u.Name, "remote", c.remote),
+		log:    log,
 	}
 	go ssh.DiscardRequests(reqs)
 	context.AfterFunc(ctx, func() { sconn.Close() })
