@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/securefsd/securefsd/internal/httpx"
 	"hash"
 	"io"
 	"io/fs"
@@ -109,13 +110,18 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
-// fail writes the response for err, logging server-side problems.
+// fail writes the response for err, logging server-side problems at error
+// level. What a client caused is a refusal, logged at debug level: asking
+// for what is not implemented (501), a Destination on another server (502),
+// a full quota (507), going away mid-request (its context ends, e.g. an
+// HTTP/2 stream reset). An admin's alerting on ERROR then pages only for the
+// server's own failures.
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := statusOf(err)
 	switch {
 	case errors.Is(err, vfs.ErrIntegrity):
 		h.log.Error("dav: integrity failure: stored file failed authentication", "method", r.Method, "path", r.URL.Path, "err", err)
-	case code >= 500:
+	case httpx.ServerFault(code, r):
 		h.log.Error("dav: request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
 	default:
 		h.log.Debug("dav: request refused", "method", r.Method, "path", r.URL.Path, "status", code, "if", r.Header.Get("If"), "err", err)
@@ -294,7 +300,7 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, name string) error
 		defer a.close() // before f.Close (deferred above)
 		rs = a
 	}
-	http.ServeContent(w, r, "", fi.ModTime(), rs)
+	httpx.ServeContent(w, r, "", fi.ModTime(), rs)
 	if err := rs.readErr(); err != nil {
 		if errors.Is(err, vfs.ErrIntegrity) {
 			h.log.Error("dav: integrity failure while sending a file", "path", name, "err", err)

@@ -1,6 +1,7 @@
 package davd
 
 import (
+	"github.com/securefsd/securefsd/internal/httpx"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -42,7 +43,7 @@ func (h *handler) listing(w http.ResponseWriter, r *http.Request, name string) e
 		data.Path = p
 	}
 	for _, k := range kids {
-		e := listingEntry{Name: k.Name(), Href: (&url.URL{Path: "./" + k.Name()}).EscapedPath(), Mod: k.ModTime().UTC().Format(time.DateTime)}
+		e := listingEntry{Name: k.Name(), Href: "./" + httpx.EscapePath(k.Name()), Mod: k.ModTime().UTC().Format(time.DateTime)}
 		switch {
 		case k.IsDir():
 			e.Name += "/"

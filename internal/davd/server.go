@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/securefsd/securefsd/internal/httpx"
 	"io"
 	"log/slog"
 	"net"
@@ -147,10 +148,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config)
 
 	var err error
 	if tlsCfg != nil {
-		hs.TLSConfig = tlsCfg.Clone()
-		if hs.TLSConfig.MinVersion == 0 {
-			hs.TLSConfig.MinVersion = tls.VersionTLS12
-		}
+		hs.TLSConfig = httpx.HardenTLS(tlsCfg)
 		err = hs.ServeTLS(readAheadListener{ln}, "", "")
 	} else {
 		err = hs.Serve(ln)
@@ -208,6 +206,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	w = lw
 	w.Header().Set("Server", "securefsd")
+	if r.TLS != nil {
+		w.Header().Set("Strict-Transport-Security", httpx.HSTS)
+	}
 
 	if s.ui != nil && (r.URL.Path == "/ui" || strings.HasPrefix(r.URL.Path, uiPrefix)) {
 		user = "(ui)"
@@ -250,7 +251,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too many failed logins, try again later", http.StatusTooManyRequests)
 		return
 	case err != nil:
-		if !errors.Is(err, users.ErrAuthFailed) {
+		switch {
+		case errors.Is(err, users.ErrAuthFailed):
+		case r.Context().Err() != nil:
+			// The client went away while its login was checked: its doing.
+			s.log.Debug("dav: login abandoned by the client", "remote", r.RemoteAddr, "err", err)
+		default:
 			s.log.Error("dav: authentication error", "remote", r.RemoteAddr, "err", err)
 		}
 		s.challenge(w)

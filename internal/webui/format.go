@@ -3,6 +3,7 @@ package webui
 import (
 	"cmp"
 	"fmt"
+	"github.com/securefsd/securefsd/internal/httpx"
 	"io/fs"
 	"net/url"
 	"slices"
@@ -31,11 +32,7 @@ func humanSize(n int64) string {
 // escapePath percent-escapes each element of a client name for use in a
 // URL path, keeping the slashes: "/a b/c?d" -> "/a%20b/c%3Fd".
 func escapePath(name string) string {
-	parts := strings.Split(name, "/")
-	for i, p := range parts {
-		parts[i] = url.PathEscape(p)
-	}
-	return strings.Join(parts, "/")
+	return httpx.EscapePath(name)
 }
 
 // joinName joins a client directory and one element.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/securefsd/securefsd/internal/httpx"
 	"io"
 	"net/http"
 	"net/url"
@@ -184,7 +185,7 @@ func (ui *UI) handleLogout(w http.ResponseWriter, r *http.Request, s *sessionVie
 // answers (JSON for XHR, an error page otherwise).
 func (ui *UI) fail(w http.ResponseWriter, r *http.Request, s *sessionView, op string, err error) {
 	status, msg := httpError(err)
-	if status >= 500 {
+	if httpx.ServerFault(status, r) {
 		ui.log.Error("webui: "+op, "user", s.user.Name, "err", err)
 	} else {
 		ui.log.Info("webui: "+op, "user", s.user.Name, "status", status, "err", err)
@@ -327,7 +328,7 @@ func (ui *UI) handleDownload(w http.ResponseWriter, r *http.Request, s *sessionV
 	h.Set("Cache-Control", "private, no-cache")
 	h.Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), fi.Size()))
 	rd := &errReader{ReadSeeker: f}
-	http.ServeContent(w, r, baseName(name), fi.ModTime(), rd)
+	httpx.ServeContent(w, r, baseName(name), fi.ModTime(), rd)
 	if rd.err != nil {
 		ui.log.Error("webui: download interrupted", "user", s.user.Name, "err", rd.err)
 	}

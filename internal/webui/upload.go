@@ -2,6 +2,7 @@ package webui
 
 import (
 	"errors"
+	"github.com/securefsd/securefsd/internal/httpx"
 	"io"
 	"io/fs"
 	"mime"
@@ -98,7 +99,7 @@ func (ui *UI) handleUpload(w http.ResponseWriter, r *http.Request, s *sessionVie
 			status, msg, err := ui.storeUpload(s, name, part, overwrite, buf)
 			part.Close()
 			if err != nil {
-				if status >= 500 {
+				if httpx.ServerFault(status, r) {
 					ui.log.Error("webui: upload", "user", s.user.Name, "name", name, "err", err)
 				} else {
 					ui.log.Info("webui: upload refused", "user", s.user.Name, "name", name, "status", status, "err", err)
