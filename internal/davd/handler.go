@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/securefsd/securefsd/internal/httpx"
+	"github.com/securefsd/securefsd/internal/perm"
 	"hash"
 	"io"
 	"io/fs"
@@ -38,6 +39,7 @@ type handler struct {
 	fs   *vfs.FS
 	user string
 	home string
+	perm perm.Perm // the user's rights (vfs enforces them; LOCK asks too)
 	log  *slog.Logger
 }
 
@@ -821,6 +823,14 @@ func (h *handler) copyMove(w http.ResponseWriter, r *http.Request, src string) e
 		}
 		h.s.locks.dropWithin(h.home, src)
 	} else if err := h.copyRec(r.Context(), src, dst, sfi, infinite, 0); err != nil {
+		// A refused or failed copy leaves no partial tree behind (a file
+		// copy replaces atomically, so an existing file keeps its bytes).
+		if !exists || dfi.IsDir() || sfi.IsDir() {
+			if rerr := h.fs.RemoveAll(dst); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				h.log.Warn("dav: removing a partial copy failed", "path", dst, "err", rerr)
+			}
+			h.s.locks.dropWithin(h.home, dst)
+		}
 		return err
 	}
 	if hasMtime {

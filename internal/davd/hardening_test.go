@@ -3,6 +3,7 @@ package davd
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/securefsd/securefsd/internal/perm"
+	"github.com/securefsd/securefsd/internal/vfs"
 )
 
 // records is a slog.Handler that keeps every record, so tests assert on
@@ -184,4 +188,73 @@ func TestClientFaultsNotErrors(t *testing.T) {
 	if errs := h.errorsLogged(); len(errs) > 0 {
 		t.Errorf("client-caused refusals logged at error level: %q", errs)
 	}
+}
+
+const lockInfoScope = `<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:%s/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>x</D:owner></D:lockinfo>`
+
+// TestReadOnlyNoLock: a read-only account takes no lock, exclusive or
+// shared (it could keep writers out); a writer still can (issue 14 item 12).
+func TestReadOnlyNoLock(t *testing.T) {
+	env := newTestEnv(t, withPerms(perm.ReadOnly))
+	if resp, _ := env.doAs(t, otherUser, otherPass, "PUT", "/doc.txt", strings.NewReader("x")); resp.StatusCode/100 != 2 {
+		t.Fatalf("PUT as bob: %d", resp.StatusCode)
+	}
+	// alice is read-only; bob's home is his own, so lock in alice's home.
+	h := env.home(t, testUser)
+	if err := writeFileFS(h, "/doc.txt", "x"); err != nil {
+		t.Fatal(err)
+	}
+	for _, scope := range []string{"exclusive", "shared"} {
+		resp, _ := env.do(t, "LOCK", "/doc.txt", strings.NewReader(fmt.Sprintf(lockInfoScope, scope)), "Timeout", "Second-60")
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("read-only %s LOCK: %d, want 403", scope, resp.StatusCode)
+		}
+		resp, _ = env.do(t, "LOCK", "/new.txt", strings.NewReader(fmt.Sprintf(lockInfoScope, scope)))
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("read-only %s LOCK of a new name: %d, want 403", scope, resp.StatusCode)
+		}
+	}
+	if _, err := h.Stat("/new.txt"); err == nil {
+		t.Error("a refused LOCK created a file")
+	}
+	resp, _ := env.doAs(t, otherUser, otherPass, "LOCK", "/doc.txt", strings.NewReader(fmt.Sprintf(lockInfoScope, "exclusive")))
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("writer's LOCK: %d", resp.StatusCode)
+	}
+}
+
+// TestCopyRefusedLeavesNothing: a COPY refused for its depth leaves no
+// partial tree at the destination (issue 14 item 12).
+func TestCopyRefusedLeavesNothing(t *testing.T) {
+	env := newTestEnv(t)
+	h := env.home(t, testUser)
+	deep := "/src"
+	for i := 0; i <= maxCopyDepth+1; i++ {
+		deep += "/d"
+	}
+	if err := h.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFileFS(h, "/src/top.txt", "top"); err != nil {
+		t.Fatal(err)
+	}
+	resp, _ := env.do(t, "COPY", "/src", nil, "Destination", env.URL+"/dst")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("COPY of a too deep tree: %d, want 403", resp.StatusCode)
+	}
+	if _, err := h.Stat("/dst"); err == nil {
+		t.Error("a refused COPY left a partial copy at the destination")
+	}
+}
+
+func writeFileFS(f *vfs.FS, name, data string) error {
+	w, err := f.Create(name)
+	if err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, data); err != nil {
+		w.Abort()
+		return err
+	}
+	return w.Close()
 }

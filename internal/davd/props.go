@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"github.com/securefsd/securefsd/internal/perm"
 	"io/fs"
 	"net/http"
 	"os"
@@ -597,6 +598,12 @@ func (h *handler) lock(w http.ResponseWriter, r *http.Request, name string) erro
 			return err
 		}
 	} else {
+		// A lock announces a write: an account that may not change files
+		// (read-only) takes none, shared or exclusive, or it could keep
+		// everyone else from saving (Office then opens the file read-only).
+		if h.perm&(perm.Upload|perm.Overwrite) == 0 {
+			return httpErr(http.StatusForbidden, "locking needs the right to write; this account may only read")
+		}
 		infinite := true
 		switch r.Header.Get("Depth") {
 		case "", "infinity":

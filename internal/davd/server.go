@@ -270,7 +270,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 		return
 	}
-	h := &handler{s: s, fs: fsys, user: u.Name, home: home, log: s.log.With("user", u.Name)}
+	h := &handler{s: s, fs: fsys, user: u.Name, home: home, perm: u.Perms, log: s.log.With("user", u.Name)}
 	h.serve(w, r)
 }
 
