@@ -81,8 +81,13 @@ func (ui *UI) newSession(u users.User, rev uint64) (string, error) {
 	ui.mu.Lock()
 	defer ui.mu.Unlock()
 	ui.sweepLocked(now) // O(sessions) per sign-in, which already costs an Argon2id run
+	// One user's sign-ins only ever push out that user's own oldest
+	// session: signing in over and over signs nobody else out.
+	if n, oldest := ui.userSessionsLocked(u.Name); n >= ui.opts.MaxSessionsPerUser {
+		delete(ui.sessions, oldest)
+	}
 	if len(ui.sessions) >= ui.opts.MaxSessions {
-		ui.dropOldestLocked()
+		ui.dropFromBusiestLocked()
 	}
 	ui.sessions[sessionKey(raw)] = s
 	return id, nil
@@ -101,16 +106,35 @@ func (ui *UI) sweepLocked(now time.Time) {
 	}
 }
 
-func (ui *UI) dropOldestLocked() {
-	var oldest [32]byte
+// userSessionsLocked counts name's sessions and finds the least recently
+// used one.
+func (ui *UI) userSessionsLocked(name string) (n int, oldest [32]byte) {
 	var t time.Time
-	first := true
 	for k, s := range ui.sessions {
-		if first || s.lastSeen.Before(t) {
-			oldest, t, first = k, s.lastSeen, false
+		if s.user.Name != name {
+			continue
+		}
+		if n == 0 || s.lastSeen.Before(t) {
+			oldest, t = k, s.lastSeen
+		}
+		n++
+	}
+	return n, oldest
+}
+
+// dropFromBusiestLocked makes room under the global cap (a memory bound,
+// reached only with very many users) by dropping the least recently used
+// session of the user who holds the most.
+func (ui *UI) dropFromBusiestLocked() {
+	count := map[string]int{}
+	busiest := ""
+	for _, s := range ui.sessions {
+		count[s.user.Name]++
+		if c := count[s.user.Name]; c > count[busiest] || busiest == "" {
+			busiest = s.user.Name
 		}
 	}
-	if !first {
+	if n, oldest := ui.userSessionsLocked(busiest); n > 0 {
 		delete(ui.sessions, oldest)
 	}
 }

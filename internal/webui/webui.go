@@ -34,8 +34,12 @@ const (
 	DefaultIdleTimeout = 30 * time.Minute
 	DefaultMaxAge      = 12 * time.Hour
 	// DefaultMaxSessions bounds the sessions held in memory; a login beyond it
-	// first drops expired sessions, then the oldest one.
+	// first drops expired sessions, then the least recently used session of
+	// the user who holds the most.
 	DefaultMaxSessions = 10000
+	// DefaultMaxSessionsPerUser bounds one user's sessions; a sign-in
+	// beyond it ends that user's least recently used session.
+	DefaultMaxSessionsPerUser = 32
 )
 
 // Options configure a UI. Store and Users are required.
@@ -56,6 +60,9 @@ type Options struct {
 	Now func() time.Time
 	// MaxSessions caps sessions held in memory (zero: DefaultMaxSessions).
 	MaxSessions int
+	// MaxSessionsPerUser caps one user's sessions (zero:
+	// DefaultMaxSessionsPerUser).
+	MaxSessionsPerUser int
 }
 
 // UI is the browser client's http.Handler. Safe for concurrent use.
@@ -89,6 +96,9 @@ func New(opts Options) (*UI, error) {
 	}
 	if opts.MaxSessions <= 0 {
 		opts.MaxSessions = DefaultMaxSessions
+	}
+	if opts.MaxSessionsPerUser <= 0 {
+		opts.MaxSessionsPerUser = DefaultMaxSessionsPerUser
 	}
 	ui := &UI{
 		opts:     opts,
