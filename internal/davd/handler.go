@@ -88,6 +88,8 @@ func statusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, vfs.ErrQuota), errors.Is(err, vfs.ErrNoSpace):
 		return webdav.StatusInsufficientStorage
+	case errors.Is(err, vfs.ErrPropsTooLarge):
+		return http.StatusForbidden
 	case errors.Is(err, vfs.ErrFileTooLarge):
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, vfs.ErrTooManyHandles):

@@ -258,3 +258,36 @@ func writeFileFS(f *vfs.FS, name, data string) error {
 	}
 	return w.Close()
 }
+
+// TestProppatchQuotaAndCaps: dead properties count against the quota
+// (507) and are capped per value (403): a user with a 1 MiB quota cannot
+// store more through PROPPATCH (issue 14 item 4).
+func TestProppatchQuotaAndCaps(t *testing.T) {
+	env := newTestEnv(t, withQuota(1<<20))
+	patch := func(name, key string, size int) int {
+		body := `<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:z"><D:set><D:prop><Z:` + key + `>` +
+			strings.Repeat("v", size) + `</Z:` + key + `></D:prop></D:set></D:propertyupdate>`
+		resp, _ := env.do(t, "PROPPATCH", name, strings.NewReader(body))
+		return resp.StatusCode
+	}
+	if code := patch("/", "big", 64<<10+1); code != http.StatusForbidden {
+		t.Errorf("a 64 KiB+1 property value: %d, want 403", code)
+	}
+	stored, code := 0, 0
+	for i := 0; i < 40; i++ {
+		name := fmt.Sprintf("/f%d", i/8)
+		if i%8 == 0 {
+			env.do(t, "PUT", name, strings.NewReader(""))
+		}
+		if code = patch(name, fmt.Sprintf("p%d", i), 60<<10); code != http.StatusMultiStatus {
+			break
+		}
+		stored++
+	}
+	if code != http.StatusInsufficientStorage {
+		t.Errorf("after %d properties of 60 KiB under a 1 MiB quota: %d, want 507", stored, code)
+	}
+	if stored*(60<<10) > 1<<20 {
+		t.Errorf("%d bytes of properties stored under a 1 MiB quota", stored*(60<<10))
+	}
+}

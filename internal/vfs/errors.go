@@ -58,6 +58,10 @@ var (
 	// ErrFileTooLarge: a write or truncate would make a file larger than
 	// Options.MaxFileSize.
 	ErrFileTooLarge error = &kindError{"file too large", []error{syscall.EFBIG}}
+	// ErrPropsTooLarge: metadata (WebDAV dead properties) over a cap: one
+	// value over MaxPropValue, one entry's over MaxEntryProps, or one
+	// directory's over MaxDirProps.
+	ErrPropsTooLarge error = &kindError{"properties too large", nil}
 )
 
 // ErrSidecar: a metadata sidecar decrypted and authenticated, but its
@@ -148,7 +152,7 @@ func (h *home) classify(op, name string, err error) error {
 }
 
 // kinds are the package's sentinels, in the order classify tests them.
-var kinds = []error{ErrQuota, ErrNoSpace, ErrIntegrity, ErrNotEmpty, ErrInvalidName, ErrIsDir, ErrNotDir, ErrUnsupported, ErrTooManyHandles, ErrFileTooLarge}
+var kinds = []error{ErrQuota, ErrNoSpace, ErrIntegrity, ErrNotEmpty, ErrInvalidName, ErrIsDir, ErrNotDir, ErrUnsupported, ErrTooManyHandles, ErrFileTooLarge, ErrPropsTooLarge}
 
 func isKind(err error) bool {
 	for _, k := range kinds {

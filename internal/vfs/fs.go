@@ -1109,11 +1109,12 @@ func (f *FS) Readlink(name string) (string, error) {
 	return "", h.pathErr(op, name, fs.ErrInvalid)
 }
 
-// Usage reports the home's plaintext usage, its quota and the disk.
+// Usage reports the home's plaintext usage (files and dead properties),
+// its quota and the disk.
 func (f *FS) Usage() (Usage, error) {
 	h := f.h
 	h.mu.Lock()
-	u := Usage{UsedBytes: h.used, Files: h.files, QuotaBytes: h.quota.Bytes, QuotaFiles: h.quota.Files}
+	u := Usage{UsedBytes: h.used + h.props, Files: h.files, QuotaBytes: h.quota.Bytes, QuotaFiles: h.quota.Files}
 	h.mu.Unlock()
 	total, free, err := diskSpace(h.s.dir)
 	if err != nil {

@@ -36,16 +36,24 @@ type home struct {
 	// metaMu guards the metadata cache and sidecar writes.
 	metaMu    sync.Mutex
 	metaDirs  map[string]*dirMeta
+	metaBytes int64 // property bytes held by metaDirs (bounded by metaCacheBytes)
 	metaTimer *time.Timer
 
 	mu       sync.Mutex        // guards the fields below
 	nodes    map[string]*node  // open files by cleaned client name
 	byID     map[fileKey]*node // in-place nodes by inode (aliases via planted links)
 	tmpNodes map[string]*node  // replacing nodes by temporary file name
-	used     int64             // plaintext bytes
+	used     int64             // plaintext bytes of files
 	files    int64             // regular files
-	quota    Quota
-	closed   bool
+	// props is the bytes of WebDAV dead properties in the home's sidecars
+	// (dirProps per directory); they count against the byte quota.
+	// dirPropsStale: directories moved or went, so dirProps' paths may be
+	// wrong; countProps runs again before props decide a PROPPATCH.
+	props         int64
+	dirProps      map[string]int64
+	dirPropsStale bool
+	quota         Quota
+	closed        bool
 
 	handles atomic.Int64 // open File values (takeHandle)
 }
@@ -59,6 +67,7 @@ func newHome(s *Store, name string, root *os.Root) *home {
 		byID:     map[fileKey]*node{},
 		tmpNodes: map[string]*node{},
 		metaDirs: map[string]*dirMeta{},
+		dirProps: map[string]int64{},
 	}
 }
 
@@ -89,7 +98,7 @@ func (h *home) init() error {
 	if err := h.root.Mkdir(tmpDirName, 0o700); err != nil {
 		return err
 	}
-	return h.walk(".", false, func(rel string, fi fs.FileInfo) error {
+	err := h.walk(".", false, func(rel string, fi fs.FileInfo) error {
 		if fi.Mode().IsRegular() {
 			h.files++
 			if ps, err := envelope.PlaintextSize(fi.Size()); err == nil {
@@ -98,6 +107,11 @@ func (h *home) init() error {
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	h.countProps()
+	return nil
 }
 
 // close flushes and closes every open node and the root.
@@ -246,7 +260,7 @@ func (h *home) reserveFile() error {
 func (h *home) reserveBytes(n, credit int64) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if n > 0 && h.quota.Bytes > 0 && h.used+n-credit > h.quota.Bytes {
+	if n > 0 && h.quota.Bytes > 0 && h.used+h.props+n-credit > h.quota.Bytes {
 		return ErrQuota
 	}
 	h.used += n

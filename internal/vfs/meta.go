@@ -45,6 +45,17 @@ type sidecar struct {
 
 const maxSidecar = 64 << 20
 
+// Caps on metadata a client sets (WebDAV dead properties). Property bytes
+// also count against the home's byte quota (a sidecar's plaintext size is
+// part of the usage), and the cache of loaded sidecars is bounded by
+// metaCacheBytes: without these a user could store any amount through
+// PROPPATCH and make the server load it into memory.
+const (
+	MaxPropValue  = 64 << 10 // one property's value
+	MaxEntryProps = 1 << 20  // all properties of one file or directory
+	MaxDirProps   = 16 << 20 // all properties of the entries of one directory
+)
+
 // sidecarVersion is the "v" of the sidecars this version writes and reads
 // (docs/FORMAT.md, "Metadata sidecar").
 const sidecarVersion = 1
@@ -104,7 +115,10 @@ func (h *home) writeSidecar(dir string, m map[string]Meta) error {
 	if len(m) == 0 {
 		err := h.root.Remove(name)
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil
+			err = nil
+		}
+		if err == nil {
+			h.setDirProps(dir, 0)
 		}
 		return err
 	}
@@ -144,6 +158,11 @@ func (h *home) writeSidecar(dir string, m map[string]Meta) error {
 		return err
 	}
 	ok = true
+	var props int64
+	for _, e := range m {
+		props += propBytes(e)
+	}
+	h.setDirProps(dir, props)
 	return nil
 }
 
@@ -159,11 +178,24 @@ func (h *home) writeSidecar(dir string, m map[string]Meta) error {
 type dirMeta struct {
 	entries map[string]Meta
 	dirty   bool
+	props   int64 // propBytes of all entries: what the cache holds and MaxDirProps caps
+}
+
+// propBytes is what m's properties take: keys and values.
+func propBytes(m Meta) int64 {
+	var n int64
+	for k, v := range m.Props {
+		n += int64(len(k) + len(v))
+	}
+	return n
 }
 
 const (
 	metaFlushDelay = time.Second
 	metaCacheDirs  = 256
+	// metaCacheBytes bounds the property bytes one home's cache holds;
+	// beyond it (or metaCacheDirs) clean directories are dropped.
+	metaCacheBytes = 32 << 20
 	// metaBehindEntries: sidecars with at most this many entries (some
 	// 64 KiB) are cheap to rewrite and always written through, so the
 	// disk is quiet once an operation returns; larger ones are written
@@ -200,15 +232,19 @@ func (h *home) loadDir(dir string) (*dirMeta, error) {
 			pruned = true
 		}
 	}
-	if len(h.metaDirs) >= metaCacheDirs {
-		for d, dm := range h.metaDirs {
-			if !dm.dirty {
-				delete(h.metaDirs, d)
+	dm := &dirMeta{entries: m}
+	for _, e := range m {
+		dm.props += propBytes(e)
+	}
+	if len(h.metaDirs) >= metaCacheDirs || h.metaBytes+dm.props > metaCacheBytes {
+		for d, old := range h.metaDirs {
+			if !old.dirty {
+				h.dropCachedDir(d, old)
 			}
 		}
 	}
-	dm := &dirMeta{entries: m}
 	h.metaDirs[dir] = dm
+	h.metaBytes += dm.props
 	if pruned {
 		if err := h.commit(dir, dm, false); err != nil {
 			h.logger().Warn("vfs: cannot write metadata", "home", h.name, "path", "/"+dir, "err", err)
@@ -252,7 +288,7 @@ func (h *home) commit(dir string, dm *dirMeta, sync bool) error {
 		return nil
 	}
 	if err := h.writeSidecar(dir, dm.entries); err != nil {
-		delete(h.metaDirs, dir) // reload from disk next time
+		h.dropCachedDir(dir, dm) // reload from disk next time
 		return err
 	}
 	dm.dirty = false
@@ -290,7 +326,7 @@ func (h *home) flushMetaLocked() {
 		}
 		if err := h.writeSidecar(dir, dm.entries); err != nil {
 			h.logger().Warn("vfs: cannot write metadata", "home", h.name, "path", "/"+dir, "err", err)
-			delete(h.metaDirs, dir)
+			h.dropCachedDir(dir, dm)
 			continue
 		}
 		dm.dirty = false
@@ -303,6 +339,9 @@ func (h *home) flushMetaLocked() {
 func (h *home) forgetMeta(dir string, discard bool) {
 	h.metaMu.Lock()
 	defer h.metaMu.Unlock()
+	h.mu.Lock()
+	h.dirPropsStale = true // sidecars below dir move or go: count again when needed
+	h.mu.Unlock()
 	for d, dm := range h.metaDirs {
 		if !under(d, dir) {
 			continue
@@ -312,7 +351,7 @@ func (h *home) forgetMeta(dir string, discard bool) {
 				h.logger().Warn("vfs: cannot write metadata", "home", h.name, "path", "/"+d, "err", err)
 			}
 		}
-		delete(h.metaDirs, d)
+		h.dropCachedDir(d, dm)
 	}
 }
 
@@ -353,8 +392,13 @@ func (h *home) updateMeta(rel string, fn func(*Meta) error) error {
 	if err != nil {
 		return err
 	}
-	cur := cloneMeta(dm.entries[key])
+	prev := dm.entries[key]
+	cur := cloneMeta(prev)
 	if err := fn(&cur); err != nil {
+		return err
+	}
+	before, after := propBytes(prev), propBytes(cur)
+	if err := h.checkProps(dm, cur, before, after); err != nil {
 		return err
 	}
 	if cur.empty() {
@@ -365,7 +409,100 @@ func (h *home) updateMeta(rel string, fn func(*Meta) error) error {
 	} else {
 		dm.entries[key] = cur
 	}
+	dm.props += after - before
+	h.metaBytes += after - before
 	return h.commit(dir, dm, true)
+}
+
+// checkProps refuses a metadata change that breaks a cap or, when it adds
+// property bytes, the byte quota. Caller holds h.metaMu.
+func (h *home) checkProps(dm *dirMeta, m Meta, before, after int64) error {
+	if after <= before {
+		return nil // shrinking is always allowed
+	}
+	for k, v := range m.Props {
+		if len(v) > MaxPropValue {
+			return fmt.Errorf("%w: property %s has %d bytes (at most %d)", ErrPropsTooLarge, k, len(v), MaxPropValue)
+		}
+	}
+	if after > MaxEntryProps {
+		return fmt.Errorf("%w: %d bytes of properties on one resource (at most %d)", ErrPropsTooLarge, after, MaxEntryProps)
+	}
+	if total := dm.props - before + after; total > MaxDirProps {
+		return fmt.Errorf("%w: %d bytes of properties in one directory (at most %d)", ErrPropsTooLarge, total, MaxDirProps)
+	}
+	if h.propsStale() {
+		h.countProps()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.quota.Bytes > 0 && h.used+h.props+after-before > h.quota.Bytes {
+		return ErrQuota
+	}
+	return nil
+}
+
+// setDirProps records that dir's sidecar on disk now holds props bytes of
+// properties, and moves the home's total by the difference.
+func (h *home) setDirProps(dir string, props int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.props += props - h.dirProps[dir]
+	if props == 0 {
+		delete(h.dirProps, dir)
+	} else {
+		h.dirProps[dir] = props
+	}
+}
+
+func (h *home) propsStale() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.dirPropsStale
+}
+
+// countProps sums the properties of every sidecar of the home: at home
+// open, and after directories moved or disappeared (their sidecars' paths
+// changed, see forgetMeta). A sidecar that cannot be read counts nothing
+// (the error is logged; reading the entry reports it to the client).
+// Caller holds h.ns (exclusively, or with h.metaMu: no sidecar changes).
+func (h *home) countProps() {
+	dirProps := map[string]int64{}
+	var total int64
+	err := h.walk(".", true, func(rel string, fi fs.FileInfo) error {
+		if path.Base(rel) != metaFileName || !fi.Mode().IsRegular() {
+			return nil
+		}
+		dir := parentOf(rel)
+		m, err := h.readSidecar(dir)
+		if err != nil {
+			h.logger().Warn("vfs: cannot read metadata to count properties", "home", h.name, "path", "/"+dir, "err", err)
+			return nil
+		}
+		var n int64
+		for _, e := range m {
+			n += propBytes(e)
+		}
+		if n > 0 {
+			dirProps[dir] = n
+			total += n
+		}
+		return nil
+	})
+	if err != nil {
+		h.logger().Warn("vfs: cannot count properties", "home", h.name, "err", err)
+	}
+	h.mu.Lock()
+	h.dirProps, h.props, h.dirPropsStale = dirProps, total, err != nil
+	h.mu.Unlock()
+}
+
+// dropCachedDir forgets dir's cached metadata. Caller holds h.metaMu.
+func (h *home) dropCachedDir(dir string, dm *dirMeta) {
+	if h.metaDirs[dir] == dm {
+		delete(h.metaDirs, dir)
+		h.metaBytes -= dm.props
+	}
 }
 
 // setHashes stores (or with nil drops) the cached hashes of file rel,
