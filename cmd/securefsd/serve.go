@@ -42,6 +42,9 @@ var serveFlags = []cli.Flag{
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "login-grace", Value: 30 * time.Second, Usage: "SSH connections must log in within this time", EnvVars: []string{"SECUREFSD_LOGIN_GRACE"}}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "read-header-timeout", Value: 30 * time.Second, Usage: "HTTPS: time allowed for the TLS handshake and request head", EnvVars: []string{"SECUREFSD_READ_HEADER_TIMEOUT"}}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "body-stall-timeout", Usage: "HTTPS: end an upload whose body sends nothing for this long (default: the --read-header-timeout value)", EnvVars: []string{"SECUREFSD_BODY_STALL_TIMEOUT"}}),
+	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-http-conns", Value: davd.DefaultMaxConns, Usage: "HTTPS: open connections at once, in total (more are closed when accepted)", EnvVars: []string{"SECUREFSD_MAX_HTTP_CONNS"}}),
+	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-http-conns-per-source", Value: davd.DefaultMaxConnsPerSource, Usage: "HTTPS: open connections at once per source address (IPv6: per /64)", EnvVars: []string{"SECUREFSD_MAX_HTTP_CONNS_PER_SOURCE"}}),
+	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-http-requests-per-user", Value: davd.DefaultMaxRequestsPerUser, Usage: "HTTPS: one user's requests in progress at once (more get 503)", EnvVars: []string{"SECUREFSD_MAX_HTTP_REQUESTS_PER_USER"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "cipher", Value: "auto", Usage: "at-rest AEAD of new files: XAES-256-GCM, XChaCha20-Poly1305, or auto (XAES-256-GCM if the CPU has AES instructions); existing files keep theirs", EnvVars: []string{"SECUREFSD_CIPHER"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "upload-hashes", Usage: "digests computed while files are uploaded (md5,sha1,sha256); default none: computed when a client first asks (md5sum, oc:checksums) and cached", EnvVars: []string{"SECUREFSD_UPLOAD_HASHES"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "memory-limit", Value: 200, Usage: "soft memory target in MiB: the Go GC collects only near this size, or near twice the live heap if that is larger (fewer collections of SSH packets); 0 = Go defaults (also when GOGC or GOMEMLIMIT is set)", EnvVars: []string{"SECUREFSD_MEMORY_LIMIT"}}),
@@ -345,6 +348,7 @@ func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
 	srv, err := davd.New(davd.Options{
 		Store: store, Users: db, Logger: log, UI: ui,
 		ReadHeaderTimeout: c.Duration("read-header-timeout"), BodyStallTimeout: cmp.Or(c.Duration("body-stall-timeout"), c.Duration("read-header-timeout")),
+		MaxConns: c.Int("max-http-conns"), MaxConnsPerSource: c.Int("max-http-conns-per-source"), MaxRequestsPerUser: c.Int("max-http-requests-per-user"),
 	})
 	if err != nil {
 		return "", err

@@ -1,6 +1,7 @@
 package davd
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -44,6 +45,14 @@ type Options struct {
 	// nothing for this long (a stalled upload must not hold a connection
 	// forever, yet a slow one keeps going); zero: 60s.
 	BodyStallTimeout time.Duration
+	// MaxConns and MaxConnsPerSource cap open connections in total and per
+	// source address (IPv6: per /64); a connection over a cap is closed
+	// when accepted. Zero: DefaultMaxConns, DefaultMaxConnsPerSource.
+	MaxConns, MaxConnsPerSource int
+	// MaxRequestsPerUser caps one user's requests in progress (each may
+	// hold an upload's buffers); more get 503 with Retry-After. Zero:
+	// DefaultMaxRequestsPerUser.
+	MaxRequestsPerUser int
 }
 
 // Server is the WebDAV server. One Server may serve several listeners.
@@ -59,6 +68,10 @@ type Server struct {
 	bodyStallTimeout  time.Duration
 	// checksumBudget: see the constant; tests lower it.
 	checksumBudget int64
+
+	conns    *connLimits
+	requests *userRequests
+	refusals refusalLog
 
 	locks  *lockManager
 	names  *nameLocks
@@ -99,6 +112,8 @@ func New(opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.conns = newConnLimits(cmp.Or(max(opts.MaxConns, 0), DefaultMaxConns), cmp.Or(max(opts.MaxConnsPerSource, 0), DefaultMaxConnsPerSource), s.connRefused)
+	s.requests = newUserRequests(cmp.Or(max(opts.MaxRequestsPerUser, 0), DefaultMaxRequestsPerUser))
 	s.locks = newLockManager(s.now)
 	s.names = newNameLocks()
 	s.h = http.HandlerFunc(s.serveHTTP)
@@ -149,9 +164,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config)
 	var err error
 	if tlsCfg != nil {
 		hs.TLSConfig = httpx.HardenTLS(tlsCfg)
-		err = hs.ServeTLS(readAheadListener{ln}, "", "")
+		err = hs.ServeTLS(readAheadListener{limitListener{ln, s.conns}}, "", "")
 	} else {
-		err = hs.Serve(ln)
+		err = hs.Serve(limitListener{ln, s.conns})
 	}
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -263,6 +278,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user = u.Name
+	if !s.requests.take(u.Name) {
+		s.log.Debug("dav: too many requests in progress for user", "user", u.Name, "remote", r.RemoteAddr)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "too many requests in progress for this account, try again", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.requests.release(u.Name)
 	home := account.Dir(u)
 	fsys, err := account.Open(s.store, u)
 	if err != nil {
@@ -390,4 +412,18 @@ func (c *countingBody) Read(p []byte) (int, error) {
 	n, err := c.ReadCloser.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// connRefused logs a connection closed over a cap: at warn level at most
+// once a minute (a flood must not flood the log), else at debug level.
+func (s *Server) connRefused(src string, total bool) {
+	level := slog.LevelDebug
+	if s.refusals.loud(time.Now()) {
+		level = slog.LevelWarn
+	}
+	limit := "per source"
+	if total {
+		limit = "in total"
+	}
+	s.log.Log(context.Background(), level, "dav: connection refused: too many connections "+limit, "source", src)
 }
