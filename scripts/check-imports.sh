@@ -6,7 +6,8 @@
 #     golang.org/x/sys/cpu (not even indirectly);
 #   - keyfile imports only the standard library and envelope;
 #   - envelope and vfs depend on no protocol, user, account or admin package (not even indirectly);
-#   - perm, the one permission type of users and vfs, imports nothing of ours.
+#   - perm, the one permission type of users and vfs, imports nothing of ours;
+#   - httpx, the HTTP rules davd and webui share, imports nothing of ours.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
@@ -38,5 +39,7 @@ directNonstd() { go list -f '{{range .Imports}}{{.}}{{"\n"}}{{end}}' "$mod/$1" |
 only nonstd internal/envelope "$mod/internal/envelope\|golang\.org/x/crypto/.*\|golang\.org/x/sys/cpu"
 only directNonstd internal/keyfile "$mod/internal/envelope"
 for q in vfs sftpd davd webui users admin; do check deps internal/keyfile "$mod/internal/$q"; done
-if deps internal/perm | grep -v -x "$mod/internal/perm" | grep -q "^$mod/"; then echo "import rule broken: internal/perm must not import our packages"; fail=1; fi
+for leaf in perm httpx; do
+  if deps internal/$leaf | grep -v -x "$mod/internal/$leaf" | grep -q "^$mod/"; then echo "import rule broken: internal/$leaf must not import our packages"; fail=1; fi
+done
 exit $fail
