@@ -610,8 +610,8 @@ func putPreconditions(r *http.Request, old fs.FileInfo, exists bool) error {
 	return nil
 }
 
-// checkSpace refuses an upload that announces more bytes than the quota or
-// the disk has left (Content-Length, or Finder's X-Expected-Entity-Length
+// checkSpace refuses an upload that announces more bytes than a file may
+// hold (--max-file-size), or than the quota or the disk has left (Content-Length, or Finder's X-Expected-Entity-Length
 // for chunked uploads), before reading the body.
 func (h *handler) checkSpace(r *http.Request, old fs.FileInfo, exists bool) error {
 	n := r.ContentLength
@@ -624,6 +624,9 @@ func (h *handler) checkSpace(r *http.Request, old fs.FileInfo, exists bool) erro
 	}
 	if n == 0 {
 		return nil
+	}
+	if n > h.fs.MaxFileSize() {
+		return fmt.Errorf("davd: %d bytes announced: %w", n, vfs.ErrFileTooLarge)
 	}
 	u, err := h.fs.Usage()
 	if err != nil {

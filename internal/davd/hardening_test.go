@@ -1,6 +1,7 @@
 package davd
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/securefsd/securefsd/internal/perm"
 	"github.com/securefsd/securefsd/internal/vfs"
@@ -289,5 +291,22 @@ func TestProppatchQuotaAndCaps(t *testing.T) {
 	}
 	if stored*(60<<10) > 1<<20 {
 		t.Errorf("%d bytes of properties stored under a 1 MiB quota", stored*(60<<10))
+	}
+}
+
+// TestPutAnnouncedTooLarge: a PUT announcing more than --max-file-size is
+// refused with 413 before its body is read (issue 14 item 8).
+func TestPutAnnouncedTooLarge(t *testing.T) {
+	env := newTestEnv(t)
+	c := dialFrom(t, env.URL, "127.0.0.1")
+	fmt.Fprintf(c, "PUT /huge HTTP/1.1\r\nHost: x\r\nAuthorization: Basic %s\r\nContent-Length: %d\r\n\r\nstart", basicAuth(testUser, testPass), int64(1)<<41)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer before the body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("PUT announcing 2 TiB: %d, want 413", resp.StatusCode)
 	}
 }

@@ -1109,6 +1109,10 @@ func (f *FS) Readlink(name string) (string, error) {
 	return "", h.pathErr(op, name, fs.ErrInvalid)
 }
 
+// MaxFileSize is the largest size a file of this FS may have (Options.
+// MaxFileSize): protocols refuse an upload announcing more before reading it.
+func (f *FS) MaxFileSize() int64 { return f.h.s.maxFileSize }
+
 // Usage reports the home's plaintext usage (files and dead properties),
 // its quota and the disk.
 func (f *FS) Usage() (Usage, error) {
