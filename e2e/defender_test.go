@@ -165,7 +165,10 @@ func TestParallelGuesses(t *testing.T) {
 func TestBogusLoginFlood(t *testing.T) {
 	t.Parallel()
 	const safe = "127.0.0.44"
-	srv := StartServer(t, WithServeArgs("--login-safelist", safe+"/32"))
+	// 300 parallel connections from one address are more than the HTTPS
+	// per-source cap (256, issue 14 item 9) lets in: this test is about the
+	// Argon2id queue, so it lifts that cap.
+	srv := StartServer(t, WithServeArgs("--login-safelist", safe+"/32", "--max-http-conns-per-source", "1000"))
 	srv.AddUser(t, "carol", "carol-pw-1")
 
 	// flood starts n bogus logins from src and returns a counter of the
