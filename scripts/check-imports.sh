@@ -6,7 +6,9 @@
 #     golang.org/x/sys/cpu (not even indirectly);
 #   - keyfile imports only the standard library and envelope;
 #   - envelope and vfs depend on no protocol, user, account or admin package (not even indirectly);
-#   - perm, the one permission type of users and vfs, imports nothing of ours.
+#   - perm, the one permission type of users and vfs, imports nothing of ours;
+#   - testutil (and its subpackages) is imported only by tests: no other package depends on it,
+#     and testutil itself imports nothing of ours (so every package's tests may use it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
@@ -39,4 +41,9 @@ only nonstd internal/envelope "$mod/internal/envelope\|golang\.org/x/crypto/.*\|
 only directNonstd internal/keyfile "$mod/internal/envelope"
 for q in vfs sftpd davd webui users admin; do check deps internal/keyfile "$mod/internal/$q"; done
 if deps internal/perm | grep -v -x "$mod/internal/perm" | grep -q "^$mod/"; then echo "import rule broken: internal/perm must not import our packages"; fail=1; fi
+for p in $(go list ./... | sed "s#^$mod/\{0,1\}##" | grep -v '^internal/testutil'); do
+  bad=$(go list -deps "$mod${p:+/$p}" | grep "^$mod/internal/testutil" || true)
+  if [ -n "$bad" ]; then echo "import rule broken: ${p:-$mod} (non-test code) must not import $bad"; fail=1; fi
+done
+if deps internal/testutil | grep -v -x "$mod/internal/testutil" | grep -q "^$mod/"; then echo "import rule broken: internal/testutil must not import our packages"; fail=1; fi
 exit $fail

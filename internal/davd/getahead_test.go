@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"testing"
 	"testing/iotest"
 
@@ -120,7 +119,7 @@ func TestGetAhead(t *testing.T) {
 	if err == nil || len(got) >= len(data) || !bytes.Equal(got, data[:len(got)]) {
 		t.Fatalf("damaged GET: status %d, %d of %d bytes, err %v (want a cut body of correct bytes)", r.StatusCode, len(got), len(data), err)
 	}
-	if !regexp.MustCompile(`integrity failure while sending a file.*big\.bin`).MatchString(env.Log.String()) {
+	if !env.logged(eventIntegrity, "big.bin") {
 		t.Errorf("no integrity log line:\n%s", env.Log.String())
 	}
 }

@@ -114,7 +114,7 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := statusOf(err)
 	switch {
 	case errors.Is(err, vfs.ErrIntegrity):
-		h.log.Error("dav: integrity failure: stored file failed authentication", "method", r.Method, "path", r.URL.Path, "err", err)
+		h.log.Error("dav: integrity failure: stored file failed authentication", "event", eventIntegrity, "method", r.Method, "path", r.URL.Path, "err", err)
 	case code >= 500:
 		h.log.Error("dav: request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
 	default:
@@ -297,7 +297,7 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, name string) error
 	http.ServeContent(w, r, "", fi.ModTime(), rs)
 	if err := rs.readErr(); err != nil {
 		if errors.Is(err, vfs.ErrIntegrity) {
-			h.log.Error("dav: integrity failure while sending a file", "path", name, "err", err)
+			h.log.Error("dav: integrity failure while sending a file", "event", eventIntegrity, "path", name, "err", err)
 		} else {
 			h.log.Warn("dav: read failed while sending a file", "path", name, "err", err)
 		}

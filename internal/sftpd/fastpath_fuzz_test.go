@@ -11,6 +11,7 @@ import (
 	"github.com/pkg/sftp"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/testutil/fixture"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -73,11 +74,7 @@ func FuzzFastPath(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	store, err := vfs.NewStore(f.TempDir(), vfs.Options{Keyring: kr, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { store.Close() })
+	store := fixture.Store(f, f.TempDir(), vfs.Options{Keyring: kr, Logger: slog.New(slog.DiscardHandler)})
 	home, err := store.Home("alice", vfs.HomeOptions{Perm: vfs.PermAll, Quota: vfs.Quota{Bytes: 1 << 20, Files: 200}})
 	if err != nil {
 		f.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/pkg/sftp"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/testutil/fixture"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -51,11 +52,7 @@ func FuzzRequestPaths(f *testing.F) {
 		f.Fatal(err)
 	}
 	storeDir := filepath.Join(dir, "store")
-	store, err := vfs.NewStore(storeDir, vfs.Options{Keyring: kr, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { store.Close() })
+	store := fixture.Store(f, storeDir, vfs.Options{Keyring: kr, Logger: slog.New(slog.DiscardHandler)})
 	home, err := store.Home("alice", vfs.HomeOptions{Perm: vfs.PermAll, Quota: vfs.Quota{Bytes: 1 << 20, Files: 200}})
 	if err != nil {
 		f.Fatal(err)

@@ -8,13 +8,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/securefsd/securefsd/internal/users"
+
+	"github.com/securefsd/securefsd/internal/testutil"
 )
 
 func TestLoadOrCreateHostKeys(t *testing.T) {
@@ -169,7 +170,7 @@ func TestAuth(t *testing.T) {
 			t.Error("disabled user logged in")
 		}
 	})
-	if !strings.Contains(ts.logs.String(), `msg="login failed"`) {
+	if ts.rec.Count(event(eventSSHLoginFailed)) == 0 {
 		t.Errorf("no login failure logged")
 	}
 }
@@ -329,7 +330,7 @@ func TestInterruptedUpload(t *testing.T) {
 	if got := readVFS(t, home, "existing"); !bytes.Equal(got, old) {
 		t.Errorf("overwritten file after drop: %q..., want the previous content", got[:min(len(got), 30)])
 	}
-	if !strings.Contains(ts.logs.String(), "interrupted=") {
+	if ts.rec.Count(func(r testutil.Record) bool { return r.Has("interrupted") }) == 0 {
 		t.Errorf("interrupted transfer not logged")
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	fx "github.com/securefsd/securefsd/internal/testutil/fixture"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -63,11 +64,7 @@ func newFixture(t testing.TB, fopts ...fixtureOpt) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{t: t, storeDir: filepath.Join(dir, "store"), clock: &fakeClock{t: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}}
-	f.store, err = vfs.NewStore(f.storeDir, vfs.Options{Keyring: kr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.store.Close() })
+	f.store = fx.Store(t, f.storeDir, vfs.Options{Keyring: kr})
 	uopts := users.Options{
 		Argon2:   users.Argon2Params{Time: 1, Memory: 64, Threads: 1},
 		Now:      f.clock.Now,
@@ -78,11 +75,7 @@ func newFixture(t testing.TB, fopts ...fixtureOpt) *fixture {
 	for _, o := range fopts {
 		o(&uopts, &opts)
 	}
-	f.db, err = users.Open(filepath.Join(dir, "users.db"), uopts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.db.Close() })
+	f.db = fx.Users(t, filepath.Join(dir, "users.db"), uopts)
 	opts.Users = f.db
 	f.ui, err = New(opts)
 	if err != nil {
