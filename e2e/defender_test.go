@@ -149,7 +149,7 @@ func TestParallelGuesses(t *testing.T) {
 		if seen["accepted"] > 0 || seen["right password: accepted"] > 0 {
 			t.Errorf("a password was accepted after the budget was taken: %v", seen)
 		}
-		waitLog(t, srv, 30*time.Second, "login banned", "address=127.0.0.41 ")
+		waitRecord(t, srv, 30*time.Second, "ban of 127.0.0.41", banned("address", "127.0.0.41"))
 	})
 }
 
@@ -226,7 +226,7 @@ func TestBogusLoginFlood(t *testing.T) {
 		if checks := argonChecks(srv, src); checks > 10 {
 			t.Errorf("%d Argon2id checks for the flooding address, want at most 10", checks)
 		}
-		waitLog(t, srv, 30*time.Second, "login banned", "address="+src+" ")
+		waitRecord(t, srv, 30*time.Second, "ban of "+src, banned("address", src))
 	})
 
 	t.Run("safelisted-address", func(t *testing.T) {
@@ -282,7 +282,7 @@ func TestBanCommands(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitLog(t, srv, 30*time.Second, "login banned", "user=carol")
+	waitRecord(t, srv, 30*time.Second, "ban of carol", banned("user", "carol"))
 
 	out, err := srv.CLI(t, "ban", "list")
 	if err != nil || !strings.Contains(out, "user:carol") {
@@ -400,7 +400,7 @@ func TestBannedBrowserLogin(t *testing.T) {
 		go func() { defer wg.Done(); davLogin(t.Context(), srv, src, "dora", fmt.Sprintf("wrong-%d", i)) }()
 	}
 	wg.Wait()
-	waitLog(t, srv, 30*time.Second, "login banned", "address="+src+" ")
+	waitRecord(t, srv, 30*time.Second, "ban of "+src, banned("address", src))
 	// A real failure, from an address that is not banned, for comparison.
 	srcFail := "127.0.0.71"
 	d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(srcFail)}
