@@ -30,8 +30,8 @@ import (
 // replace webdav.Handler rather than wrap it: PROPFIND there opens every
 // file and walks infinite depth, PUT is not atomic and maps every error to
 // 405, locks are exclusive-only and ignore ETags, MOVE defaults to
-// Overwrite: F, and GET of a collection is 405 (see CLIENTS.md). We keep its
-// interfaces (davFS, davFile, fileInfo in fs.go) and status texts.
+// Overwrite: F, and GET of a collection is 405 (docs/WEBDAV.md lists
+// what each client needs instead). We keep its types and status texts.
 type handler struct {
 	s    *Server
 	fs   *vfs.FS
@@ -68,7 +68,7 @@ func (e *statusError) Error() string {
 func httpErr(code int, msg string) error { return &statusError{code: code, msg: msg} }
 
 // statusOf maps an error to an HTTP status: the one table of the adapter
-// (tested in errors_test.go).
+// (tested in TestStatusOf).
 func statusOf(err error) int {
 	var se *statusError
 	var mbe *http.MaxBytesError

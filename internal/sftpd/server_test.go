@@ -117,7 +117,7 @@ func TestAlgorithms(t *testing.T) {
 		})
 	}
 	t.Run("chacha20 when configured", func(t *testing.T) {
-		ts2 := startServer(t, func(o *Options) { o.Ciphers = AllowedCiphers })
+		ts2 := startServer(t, func(o *Options) { o.Ciphers = AllowedCiphers() })
 		u2 := ts2.addUser("bob", users.PermAll)
 		c, err := ssh.Dial("tcp", ts2.addr, clientConfig(u2, ts2, func(c *ssh.ClientConfig) { c.Ciphers = []string{ssh.CipherChaCha20Poly1305} }))
 		if err != nil {
