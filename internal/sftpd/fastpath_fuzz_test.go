@@ -84,7 +84,7 @@ func FuzzFastPath(f *testing.F) {
 		h := &handlers{s: ss, fs: home}
 		ch := &fakeChannel{r: io.MultiReader(bytes.NewReader(pkt(1, u32(3))), bytes.NewReader(in))}
 		m := newFileMux(ss, h, ch)
-		rs := sftp.NewRequestServer(muxConn{m}, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
+		rs := sftp.NewRequestServer(muxConn{m}, sftp.Handlers{FileGet: opensByFastPath{}, FilePut: opensByFastPath{}, FileCmd: h, FileList: h},
 			sftp.WithRSMaxTxPacket(maxTxPacket))
 		start := time.Now()
 		m.serve(rs)
