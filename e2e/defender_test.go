@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/securefsd/securefsd/internal/testutil"
 )
 
 // Tests of issue 14 items 1 and 3 (login defender under attack). Every
@@ -48,17 +50,29 @@ func davLogin(ctx context.Context, srv *Server, src, user, pw string) int {
 	return resp.StatusCode
 }
 
-// countLog counts the log lines holding msg and "remote=SRC:".
+// countLog counts the log records with message msg from remote address
+// src (any port).
 func countLog(srv *Server, msg, src string) int {
-	return len(logLines(srv, msg, "remote="+src+":"))
+	return len(records(srv, fromSrc(src, msg)))
+}
+
+// fromSrc matches the records with message msg whose remote is src (any
+// port) and that have every key/value pair of kv. The message is the handle
+// here (not an event attribute) because argonChecks also reads the lines of
+// older servers.
+func fromSrc(src, msg string, kv ...string) func(testutil.Record) bool {
+	has := attrs(kv...)
+	return func(r testutil.Record) bool {
+		return r.Message == msg && strings.HasPrefix(r.Attr("remote"), src+":") && has(r)
+	}
 }
 
 // argonChecks counts the Argon2id checks the server ran for logins from
 // src: its debug line per verification, or (the same number, and the only
 // trace older servers leave) its failed password logins plus successes.
 func argonChecks(srv *Server, src string) int {
-	failed := len(logLines(srv, "users: login failed", "remote="+src+":", "method=password"))
-	ok := len(logLines(srv, `msg="users: login"`, "remote="+src+":", "method=password"))
+	failed := len(records(srv, fromSrc(src, "users: login failed", "method", "password")))
+	ok := len(records(srv, fromSrc(src, "users: login", "method", "password")))
 	return max(countLog(srv, "users: password verified", src), failed+ok)
 }
 
@@ -414,7 +428,7 @@ func TestBannedBrowserLogin(t *testing.T) {
 	if bannedPage != failPage {
 		t.Errorf("banned sign-in answer differs from a failure's:\n%s\n---\n%s", bannedPage, failPage)
 	}
-	if n := len(logLines(srv, "users: refusal paced like a failure")); n != 1 {
+	if n := len(records(srv, func(r testutil.Record) bool { return r.Message == "users: refusal paced like a failure" })); n != 1 {
 		t.Errorf("%d paced refusals logged, want 1", n)
 	}
 }

@@ -7,4 +7,9 @@ const (
 	// (users logs each failed attempt as users.EventLoginFailed).
 	eventSSHLoginFailed    = "ssh_login_failed"
 	eventClosedBeforeLogin = "closed_before_login"
+	eventSessionStart      = "session_start"
+	eventSessionEnd        = "session_end"
+	// eventRevoked: the connection was closed because the user's record
+	// changed (disabled, deleted, credentials changed).
+	eventRevoked = "access_revoked"
 )

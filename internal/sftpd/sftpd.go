@@ -646,12 +646,12 @@ func (s *Server) serveConn(ctx context.Context, c *serverConn) {
 		return
 	}
 	if acc == nil {
-		log.Info("connection closed: access revoked", "reason", reason)
+		log.Info("connection closed: access revoked", "event", eventRevoked, "reason", reason)
 		return
 	}
 	c.acc.Store(acc)
 	start := time.Now()
-	s.log.Info("session start", "user", u.Name, "remote", c.remote, "client", string(sconn.ClientVersion()))
+	s.log.Info("session start", "event", eventSessionStart, "user", u.Name, "remote", c.remote, "client", string(sconn.ClientVersion()))
 	sess := &session{
 		srv:    s,
 		conn:   c,
@@ -689,5 +689,5 @@ func (s *Server) serveConn(ctx context.Context, c *serverConn) {
 		}()
 	}
 	chanWG.Wait()
-	s.log.Info("session end", "user", u.Name, "remote", c.remote, "duration", time.Since(start).Round(time.Millisecond))
+	s.log.Info("session end", "event", eventSessionEnd, "user", u.Name, "remote", c.remote, "duration", time.Since(start).Round(time.Millisecond))
 }
