@@ -2,12 +2,10 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 	testbrowser "github.com/securefsd/securefsd/internal/testutil/browser"
 )
@@ -79,37 +77,9 @@ func TestWebUIBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(webuiOutDir(t), "e2e-webui-file-list.png")
-	if err := os.WriteFile(out, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", out)
-	webuiCheckPNG(t, shot, 800, 400)
+	testbrowser.SaveScreenshot(t, shot, "e2e-webui-file-list.png", 800, 400)
 
-	dlDir := t.TempDir()
-	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-		yes := true
-		_, err := chromedp.Call(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
-			Behavior:      browser.SetDownloadBehaviorBehaviorAllowAndName,
-			DownloadPath:  dlDir,
-			EventsEnabled: &yes,
-		})
-		return err
-	})); err != nil {
-		t.Fatalf("download behaviour: %v", err)
-	}
-	ev, err := chromedp.Run(ctx, chromedp.WaitEvent(browser.DownloadProgress,
-		func(e browser.EventDownloadProgress) bool {
-			return e.State == browser.DownloadProgressStateCompleted || e.State == browser.DownloadProgressStateCanceled
-		},
-		chromedp.Click(chromedp.CSS(`tr[data-name="`+upName+`"] td.name a`))))
-	if err != nil {
-		t.Fatalf("download: %v", err)
-	}
-	if ev.State != browser.DownloadProgressStateCompleted {
-		t.Fatalf("download state %s", ev.State)
-	}
-	SameFile(t, up, filepath.Join(dlDir, ev.GUID))
+	SameFile(t, up, testbrowser.Download(t, ctx, `tr[data-name="`+upName+`"] td.name a`))
 
 	if err := chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`tr[data-name="`+upName+`"] a.rename`)),

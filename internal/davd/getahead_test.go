@@ -9,6 +9,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/securefsd/securefsd/internal/testutil/fixture"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
 
@@ -126,14 +127,5 @@ func TestGetAhead(t *testing.T) {
 
 func writeFile(t testing.TB, fsys *vfs.FS, name string, data []byte) {
 	t.Helper()
-	f, err := fsys.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	fixture.WriteFile(t, fsys, name, data)
 }

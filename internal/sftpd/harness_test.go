@@ -266,16 +266,7 @@ func randomBytes(t testing.TB, n int) []byte {
 
 func readVFS(t testing.TB, f *vfs.FS, name string) []byte {
 	t.Helper()
-	h, err := f.Open(name)
-	if err != nil {
-		t.Fatalf("open %s: %v", name, err)
-	}
-	defer h.Close()
-	b, err := io.ReadAll(h)
-	if err != nil {
-		t.Fatalf("read %s: %v", name, err)
-	}
-	return b
+	return fixture.ReadFile(t, f, name)
 }
 
 func newSFTPClient(c *ssh.Client) (*sftp.Client, error) { return sftp.NewClient(c) }

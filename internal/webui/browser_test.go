@@ -135,37 +135,10 @@ func TestBrowserEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(testOutDir(t), "webui-file-list.png")
-	if err := os.WriteFile(out, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", out)
-	checkPNG(t, shot, 800, 400)
+	testbrowser.SaveScreenshot(t, shot, "webui-file-list.png", 800, 400)
 
 	// Download it through the link and compare bytes.
-	dlDir := t.TempDir()
-	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-		_, err := chromedp.Call(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
-			Behavior:      browser.SetDownloadBehaviorBehaviorAllowAndName,
-			DownloadPath:  dlDir,
-			EventsEnabled: ptrTo(true),
-		})
-		return err
-	})); err != nil {
-		t.Fatalf("download behaviour: %v", err)
-	}
-	ev, err := chromedp.Run(ctx, chromedp.WaitEvent(browser.DownloadProgress,
-		func(e browser.EventDownloadProgress) bool {
-			return e.State == browser.DownloadProgressStateCompleted || e.State == browser.DownloadProgressStateCanceled
-		},
-		chromedp.Click(chromedp.CSS(`tr[data-name="holiday photo.bin"] td.name a`))))
-	if err != nil {
-		t.Fatalf("download: %v", err)
-	}
-	if ev.State != browser.DownloadProgressStateCompleted {
-		t.Fatalf("download state %s", ev.State)
-	}
-	got, err := os.ReadFile(filepath.Join(dlDir, ev.GUID))
+	got, err := os.ReadFile(testbrowser.Download(t, ctx, `tr[data-name="holiday photo.bin"] td.name a`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,9 +6,11 @@ package browser
 import (
 	"bytes"
 	"context"
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"image/png"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -135,4 +137,47 @@ func CheckPNG(t testing.TB, b []byte, w, h int) {
 	if len(colours) < 20 {
 		t.Fatalf("screenshot has only %d colours: nothing rendered?", len(colours))
 	}
+}
+
+// Download clicks the element css selects in the tab ctx, waits for the
+// download it starts to finish and returns the downloaded file's path (in
+// a temporary directory).
+func Download(t *testing.T, ctx context.Context, css string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		yes := true
+		_, err := chromedp.Call(ctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{
+			Behavior:      cdpbrowser.SetDownloadBehaviorBehaviorAllowAndName,
+			DownloadPath:  dir,
+			EventsEnabled: &yes,
+		})
+		return err
+	})); err != nil {
+		t.Fatalf("download behaviour: %v", err)
+	}
+	ev, err := chromedp.Run(ctx, chromedp.WaitEvent(cdpbrowser.DownloadProgress,
+		func(e cdpbrowser.EventDownloadProgress) bool {
+			return e.State == cdpbrowser.DownloadProgressStateCompleted || e.State == cdpbrowser.DownloadProgressStateCanceled
+		},
+		chromedp.Click(chromedp.CSS(css))))
+	if err != nil {
+		t.Fatalf("download: %v", err)
+	}
+	if ev.State != cdpbrowser.DownloadProgressStateCompleted {
+		t.Fatalf("download state %s", ev.State)
+	}
+	return filepath.Join(dir, ev.GUID)
+}
+
+// SaveScreenshot writes shot to OutDir as name, logs where, and checks
+// (CheckPNG) that it shows a rendered page of at least w×h.
+func SaveScreenshot(t *testing.T, shot []byte, name string, w, h int) {
+	t.Helper()
+	out := filepath.Join(OutDir(t), name)
+	if err := os.WriteFile(out, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", out)
+	CheckPNG(t, shot, w, h)
 }
