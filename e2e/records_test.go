@@ -49,3 +49,13 @@ func waitRecord(t testing.TB, srv *Server, within time.Duration, what string, ke
 		return len(records(srv, keep)) > 0
 	})
 }
+
+// integrityLogged matches the records of an integrity failure (vfs marks
+// them integrity=true; davd's carry event=integrity_failure) that name s in
+// one of their values and have every key/value pair of kv.
+func integrityLogged(s string, kv ...string) func(testutil.Record) bool {
+	has := attrs(kv...)
+	return func(r testutil.Record) bool {
+		return (r.Attr("integrity") == "true" || r.Attr("event") == "integrity_failure") && r.Text(s) && has(r)
+	}
+}
