@@ -130,5 +130,6 @@
 // # Concurrency
 //
 // Store, FS and File are safe for concurrent use. Only one process may
-// serve a store at a time.
+// serve a store at a time. Every operation on a client name enters through
+// FS.enter (fs.go); the lock order is in docs/ARCHITECTURE.md.
 package vfs
