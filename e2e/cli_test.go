@@ -254,7 +254,7 @@ func TestCipherFlag(t *testing.T) {
 	NeedTool(t, "sftp")
 	srv := StartServer(t, WithServeArgs("--cipher", "XChaCha20-Poly1305"))
 	key := srv.AddUser(t, "ciph", "ciph-pw")
-	if !strings.Contains(srv.Log(), "cipher=XChaCha20-Poly1305") {
+	if len(records(srv, attrs("cipher", "XChaCha20-Poly1305"))) != 1 {
 		t.Errorf("start-up log does not name the cipher:\n%s", srv.Log())
 	}
 	src := filepath.Join(t.TempDir(), "in.txt")

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/securefsd/securefsd/internal/testutil"
 )
 
 // Tests of issue 14 items 1 and 3 (login defender under attack). Every
@@ -48,17 +50,29 @@ func davLogin(ctx context.Context, srv *Server, src, user, pw string) int {
 	return resp.StatusCode
 }
 
-// countLog counts the log lines holding msg and "remote=SRC:".
+// countLog counts the log records with message msg from remote address
+// src (any port).
 func countLog(srv *Server, msg, src string) int {
-	return len(logLines(srv, msg, "remote="+src+":"))
+	return len(records(srv, fromSrc(src, msg)))
+}
+
+// fromSrc matches the records with message msg whose remote is src (any
+// port) and that have every key/value pair of kv. The message is the handle
+// here (not an event attribute) because argonChecks also reads the lines of
+// older servers.
+func fromSrc(src, msg string, kv ...string) func(testutil.Record) bool {
+	has := attrs(kv...)
+	return func(r testutil.Record) bool {
+		return r.Message == msg && strings.HasPrefix(r.Attr("remote"), src+":") && has(r)
+	}
 }
 
 // argonChecks counts the Argon2id checks the server ran for logins from
 // src: its debug line per verification, or (the same number, and the only
 // trace older servers leave) its failed password logins plus successes.
 func argonChecks(srv *Server, src string) int {
-	failed := len(logLines(srv, "users: login failed", "remote="+src+":", "method=password"))
-	ok := len(logLines(srv, `msg="users: login"`, "remote="+src+":", "method=password"))
+	failed := len(records(srv, fromSrc(src, "users: login failed", "method", "password")))
+	ok := len(records(srv, fromSrc(src, "users: login", "method", "password")))
 	return max(countLog(srv, "users: password verified", src), failed+ok)
 }
 
@@ -149,7 +163,7 @@ func TestParallelGuesses(t *testing.T) {
 		if seen["accepted"] > 0 || seen["right password: accepted"] > 0 {
 			t.Errorf("a password was accepted after the budget was taken: %v", seen)
 		}
-		waitLog(t, srv, 30*time.Second, "login banned", "address=127.0.0.41 ")
+		waitRecord(t, srv, 30*time.Second, "ban of 127.0.0.41", banned("address", "127.0.0.41"))
 	})
 }
 
@@ -229,7 +243,7 @@ func TestBogusLoginFlood(t *testing.T) {
 		if checks := argonChecks(srv, src); checks > 10 {
 			t.Errorf("%d Argon2id checks for the flooding address, want at most 10", checks)
 		}
-		waitLog(t, srv, 30*time.Second, "login banned", "address="+src+" ")
+		waitRecord(t, srv, 30*time.Second, "ban of "+src, banned("address", src))
 	})
 
 	t.Run("safelisted-address", func(t *testing.T) {
@@ -285,7 +299,7 @@ func TestBanCommands(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitLog(t, srv, 30*time.Second, "login banned", "user=carol")
+	waitRecord(t, srv, 30*time.Second, "ban of carol", banned("user", "carol"))
 
 	out, err := srv.CLI(t, "ban", "list")
 	if err != nil || !strings.Contains(out, "user:carol") {
@@ -403,7 +417,7 @@ func TestBannedBrowserLogin(t *testing.T) {
 		go func() { defer wg.Done(); davLogin(t.Context(), srv, src, "dora", fmt.Sprintf("wrong-%d", i)) }()
 	}
 	wg.Wait()
-	waitLog(t, srv, 30*time.Second, "login banned", "address="+src+" ")
+	waitRecord(t, srv, 30*time.Second, "ban of "+src, banned("address", src))
 	// A real failure, from an address that is not banned, for comparison.
 	srcFail := "127.0.0.71"
 	d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(srcFail)}
@@ -417,7 +431,7 @@ func TestBannedBrowserLogin(t *testing.T) {
 	if bannedPage != failPage {
 		t.Errorf("banned sign-in answer differs from a failure's:\n%s\n---\n%s", bannedPage, failPage)
 	}
-	if n := len(logLines(srv, "users: refusal paced like a failure")); n != 1 {
+	if n := len(records(srv, func(r testutil.Record) bool { return r.Message == "users: refusal paced like a failure" })); n != 1 {
 		t.Errorf("%d paced refusals logged, want 1", n)
 	}
 }

@@ -95,7 +95,7 @@ func TestLoginFlood(t *testing.T) {
 		if seen[http.StatusOK]+seen[http.StatusMultiStatus] > 0 {
 			t.Fatalf("a wrong password was accepted: %v", seen)
 		}
-		waitLog(t, srv, 10*time.Second, "login banned", "address=127.0.0.2 ")
+		waitRecord(t, srv, 10*time.Second, "ban of 127.0.0.2", banned("address", "127.0.0.2"))
 		for _, u := range []struct{ name, pw string }{{"alice", "alice-pw-1"}, {"bob", "bob-pw-1"}} {
 			if code := loginStatus(t, srv, u.name, u.pw, "127.0.0.2"); code != http.StatusTooManyRequests {
 				t.Errorf("%s with the right password from the banned address: %d, want 429", u.name, code)
@@ -146,7 +146,7 @@ func TestLoginFlood(t *testing.T) {
 		srcs := []string{"127.0.0.10", "127.0.0.11", "127.0.0.12", "127.0.0.13"}
 		seen := flood(t, srv, "carol", 32, srcs...)
 		t.Logf("32 wrong passwords for carol from 4 addresses: statuses %v", seen)
-		waitLog(t, srv, 10*time.Second, "login banned", "user=carol")
+		waitRecord(t, srv, 10*time.Second, "ban of carol", banned("user", "carol"))
 		if code := loginStatus(t, srv, "carol", "carol-pw-1", "127.0.0.20"); code != http.StatusTooManyRequests {
 			t.Errorf("carol with the right password from a fresh address: %d, want 429", code)
 		}

@@ -31,7 +31,7 @@ func TestSFTPKilledClientSessionEnds(t *testing.T) {
 	if out, err := srv.SFTPBatch(t, "kilo", key, "put "+big+" big\n"); err != nil {
 		t.Fatalf("upload: %v\n%s", err, out)
 	}
-	ended := func() int { return len(logLines(srv, `msg="session end"`, "user=kilo ")) }
+	ended := func() int { return len(records(srv, attrs("event", "session_end", "user", "kilo"))) }
 	base := ended()
 
 	const rounds = 20

@@ -16,6 +16,8 @@ import (
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/securefsd/securefsd/internal/testutil"
 )
 
 // loadSession is one client session of the load test: SFTP or WebDAV.
@@ -312,11 +314,10 @@ func startWithPprof(t testing.TB, opts ...ServerOption) (*Server, string) {
 	srv := StartServer(t, append(opts, WithServeArgs("--pprof-addr", "127.0.0.1:0"))...)
 	addr := ""
 	waitFor(t, 10*time.Second, "the pprof address in the log", func() bool {
-		m := regexp.MustCompile(`msg=pprof addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(srv.Log())
-		if m != nil {
-			addr = m[1]
+		for _, r := range records(srv, func(r testutil.Record) bool { return r.Message == "pprof" }) {
+			addr = r.Attr("addr")
 		}
-		return m != nil
+		return addr != ""
 	})
 	return srv, addr
 }

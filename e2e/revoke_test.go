@@ -86,7 +86,7 @@ func (p *sftpProc) run(command string) (string, bool) {
 func TestRevocationReachesOpenSSHSessions(t *testing.T) {
 	srv := StartServer(t)
 	revoked := func(user string) int {
-		return len(logLines(srv, `msg="connection closed: access revoked"`, "user="+user+" "))
+		return len(records(srv, attrs("event", "access_revoked", "user", user)))
 	}
 	src := RandomFile(t, 100<<10)
 	askpass := filepath.Join(t.TempDir(), "askpass")
@@ -206,7 +206,7 @@ func TestRevocationReachesSCPAndExec(t *testing.T) {
 		return false
 	})
 	waitFor(t, 60*time.Second, "two sessions", func() bool {
-		return len(logLines(srv, `msg="session start"`, "user=rvscp ")) >= 2
+		return len(records(srv, attrs("event", "session_start", "user", "rvscp"))) >= 2
 	})
 	if _, err := srv.CLI(t, "user", "disable", "rvscp"); err != nil {
 		t.Fatal(err)

@@ -335,7 +335,7 @@ func TestTamper(t *testing.T) {
 	sshc.Close()
 	for _, tc := range tamperCases {
 		waitFor(t, 10*time.Second, "an integrity log line naming "+tc.name, func() bool {
-			return len(logLines(srv, "integrity", tc.name)) > 0
+			return len(records(srv, integrityLogged(tc.name))) > 0
 		})
 	}
 
@@ -350,8 +350,8 @@ func TestTamper(t *testing.T) {
 			t.Errorf("control file %s over WebDAV: %v (equal=%v)", n, err, bytes.Equal(got, d))
 		}
 	}
-	if len(logLines(srv, "integrity", "control-")) > 0 {
-		t.Errorf("intact files reported as damaged: %q", logLines(srv, "integrity", "control-"))
+	if bad := records(srv, integrityLogged("control-")); len(bad) > 0 {
+		t.Errorf("intact files reported as damaged: %v", bad)
 	}
 
 	// verify (through the running server) lists exactly the damaged files.
@@ -468,7 +468,7 @@ func TestTamperSwapWholeFiles(t *testing.T) {
 				t.Errorf("curl -f GET of a file from another home succeeded: %s", out)
 			}
 			waitFor(t, 10*time.Second, "an integrity log line naming "+tc.home+" "+tc.name, func() bool {
-				return len(logLines(srv, "integrity", "home="+tc.home, tc.name)) > 0
+				return len(records(srv, integrityLogged(tc.name, "home", tc.home))) > 0
 			})
 		})
 	}
@@ -614,7 +614,7 @@ func TestTamperMetadata(t *testing.T) {
 		t.Errorf("d/x with damaged metadata: %v", err)
 	}
 	for _, n := range []string{"doc.txt", "d/x"} {
-		if len(logLines(srv, "integrity", n)) == 0 {
+		if len(records(srv, integrityLogged(n))) == 0 {
 			t.Errorf("reading %s's damaged metadata logged no integrity failure naming it", n)
 		}
 	}

@@ -1,18 +1,13 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"image/png"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
+	testbrowser "github.com/securefsd/securefsd/internal/testutil/browser"
 )
 
 // webuiBrowser starts headless Chromium (Debian's /usr/bin/chromium) with a
@@ -20,104 +15,20 @@ import (
 // errors and exceptions (CSP violations included) fail the test.
 func webuiBrowser(t *testing.T) context.Context {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts a browser; skipped with -short")
-	}
-	exe := "/usr/bin/chromium"
-	if _, err := os.Stat(exe); err != nil {
-		exe = NeedTool(t, "chromium")
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(exe),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.IgnoreCertErrors, // the server's self-signed certificate
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1200, 800),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("password-store", "basic"),
-		chromedp.Flag("use-mock-keychain", true),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(actx)
-	if err := chromedp.Do(ctx); err != nil {
-		cancelTab()
-		cancelAlloc()
-		t.Fatalf("start chromium: %v", err)
-	}
-	tctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
-	var mu sync.Mutex
-	var problems []string
-	done := make(chan struct{})
-	console := chromedp.Console(ctx)
-	go func() {
-		defer close(done)
-		for m, err := range console {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.IsException() || strings.Contains(m.Text, "Content Security Policy") {
-				mu.Lock()
-				problems = append(problems, m.String())
-				mu.Unlock()
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		cancelTimeout()
-		cancelTab()
-		cancelAlloc()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, p := range problems {
-			t.Errorf("browser console: %s", p)
-		}
-	})
-	return tctx
+	return testbrowser.New(t)
 }
 
 // webuiOutDir is where screenshots go: $SECUREFSD_TEST_OUT, else a temp dir.
 func webuiOutDir(t *testing.T) string {
 	t.Helper()
-	if d := os.Getenv("SECUREFSD_TEST_OUT"); d != "" {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
-	return t.TempDir()
+	return testbrowser.OutDir(t)
 }
 
 // webuiCheckPNG fails unless b is a PNG of at least w×h with enough
 // distinct colours to be a rendered page (not blank, not an error screen).
 func webuiCheckPNG(t *testing.T, b []byte, w, h int) {
 	t.Helper()
-	img, err := png.Decode(bytes.NewReader(b))
-	if err != nil {
-		t.Fatalf("screenshot is not a PNG: %v", err)
-	}
-	r := img.Bounds()
-	if r.Dx() < w || r.Dy() < h {
-		t.Fatalf("screenshot is %dx%d, want at least %dx%d", r.Dx(), r.Dy(), w, h)
-	}
-	colours := map[[4]uint32]bool{}
-	for y := r.Min.Y; y < r.Max.Y; y += 3 {
-		for x := r.Min.X; x < r.Max.X; x += 3 {
-			cr, cg, cb, ca := img.At(x, y).RGBA()
-			colours[[4]uint32{cr >> 8, cg >> 8, cb >> 8, ca >> 8}] = true
-		}
-	}
-	if len(colours) < 20 {
-		t.Fatalf("screenshot has only %d colours: nothing rendered?", len(colours))
-	}
+	testbrowser.CheckPNG(t, b, w, h)
 }
 
 // TestWebUIBrowser drives the real binary's browser client with Chromium:
@@ -166,37 +77,9 @@ func TestWebUIBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(webuiOutDir(t), "e2e-webui-file-list.png")
-	if err := os.WriteFile(out, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", out)
-	webuiCheckPNG(t, shot, 800, 400)
+	testbrowser.SaveScreenshot(t, shot, "e2e-webui-file-list.png", 800, 400)
 
-	dlDir := t.TempDir()
-	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-		yes := true
-		_, err := chromedp.Call(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
-			Behavior:      browser.SetDownloadBehaviorBehaviorAllowAndName,
-			DownloadPath:  dlDir,
-			EventsEnabled: &yes,
-		})
-		return err
-	})); err != nil {
-		t.Fatalf("download behaviour: %v", err)
-	}
-	ev, err := chromedp.Run(ctx, chromedp.WaitEvent(browser.DownloadProgress,
-		func(e browser.EventDownloadProgress) bool {
-			return e.State == browser.DownloadProgressStateCompleted || e.State == browser.DownloadProgressStateCanceled
-		},
-		chromedp.Click(chromedp.CSS(`tr[data-name="`+upName+`"] td.name a`))))
-	if err != nil {
-		t.Fatalf("download: %v", err)
-	}
-	if ev.State != browser.DownloadProgressStateCompleted {
-		t.Fatalf("download state %s", ev.State)
-	}
-	SameFile(t, up, filepath.Join(dlDir, ev.GUID))
+	SameFile(t, up, testbrowser.Download(t, ctx, `tr[data-name="`+upName+`"] td.name a`))
 
 	if err := chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`tr[data-name="`+upName+`"] a.rename`)),

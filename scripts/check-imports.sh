@@ -7,7 +7,9 @@
 #   - keyfile imports only the standard library and envelope;
 #   - envelope and vfs depend on no protocol, user, account or admin package (not even indirectly);
 #   - perm, the one permission type of users and vfs, imports nothing of ours;
-#   - httpx, the HTTP rules davd and webui share, imports nothing of ours.
+#   - httpx, the HTTP rules davd and webui share, imports nothing of ours;
+#   - testutil (and its subpackages) is imported only by tests: no other package depends on it,
+#     and testutil itself imports nothing of ours (so every package's tests may use it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
@@ -42,4 +44,9 @@ for q in vfs sftpd davd webui users admin; do check deps internal/keyfile "$mod/
 for leaf in perm httpx; do
   if deps internal/$leaf | grep -v -x "$mod/internal/$leaf" | grep -q "^$mod/"; then echo "import rule broken: internal/$leaf must not import our packages"; fail=1; fi
 done
+for p in $(go list ./... | sed "s#^$mod/\{0,1\}##" | grep -v '^internal/testutil'); do
+  bad=$(go list -deps "$mod${p:+/$p}" | grep "^$mod/internal/testutil" || true)
+  if [ -n "$bad" ]; then echo "import rule broken: ${p:-$mod} (non-test code) must not import $bad"; fail=1; fi
+done
+if deps internal/testutil | grep -v -x "$mod/internal/testutil" | grep -q "^$mod/"; then echo "import rule broken: internal/testutil must not import our packages"; fail=1; fi
 exit $fail

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/testutil/fixture"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -34,16 +35,8 @@ func newLocal(t *testing.T) (*Local, string) {
 	if err := CheckKey(check, kr); err != nil {
 		t.Fatal(err)
 	}
-	db, err := users.Open(filepath.Join(dir, "users.db"), users.Options{Argon2: users.Argon2Params{Time: 1, Memory: 64, Threads: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store, err := vfs.NewStore(filepath.Join(dir, "store"), vfs.Options{Keyring: kr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	db := fixture.Users(t, filepath.Join(dir, "users.db"), users.Options{})
+	store := fixture.Store(t, filepath.Join(dir, "store"), vfs.Options{Keyring: kr})
 	return NewLocal(db, store, kf, check, kr), dir
 }
 

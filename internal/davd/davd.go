@@ -1,4 +1,4 @@
-// Package davd serves WebDAV (golang.org/x/net/webdav plus what litmus,
+// Package davd serves WebDAV (RFC 4918 class 1 and 2, plus what litmus,
 // Finder, Windows Explorer, rclone and curl need beyond it) over HTTPS,
 // backed by internal/vfs, for the users of internal/users.
 //
@@ -19,29 +19,9 @@
 // unauthenticated plaintext (vfs authenticates every chunk).
 package davd
 
-// API CONTRACT (used by cmd/securefsd):
-//
-//	type Options struct {
-//		Store  *vfs.Store
-//		Users  *users.DB
-//		Logger *slog.Logger     // nil: discard
-//		UI     http.Handler     // optional browser client (internal/webui), mounted at /ui/;
-//		                        // browser GETs (Accept: text/html) of collections redirect there
-//		Now    func() time.Time // lock clock; nil: time.Now (added)
-//	}
-//	func New(opts Options) (*Server, error)
-//	func (s *Server) Handler() http.Handler
-//	// Serve serves HTTPS on ln with tlsCfg, or plain HTTP if tlsCfg is nil,
-//	// until ctx is done or Shutdown is called.
-//	func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config) error
-//	func (s *Server) Shutdown(ctx context.Context) error
-//	// LoadOrCreateCert loads certFile/keyFile, generating a self-signed
-//	// ECDSA P-256 certificate for localhost/127.0.0.1/::1 (key 0600) if both are missing.
-//	// It returns the SHA-256 fingerprint of the certificate.
-//	func LoadOrCreateCert(certFile, keyFile string) (tls.Certificate, string, error)
-//	func Fingerprint(der []byte) string  // "AB:CD:..." SHA-256 (added)
-//	const Realm = "securefsd"           // HTTP Basic realm (added)
-//
-// Design: our own handler (handler.go, props.go) replaces webdav.Handler,
-// keeping its interfaces (fs.go adapts *vfs.FS to webdav.FileSystem, File,
-// DeadPropsHolder, ContentTyper, ETager). See docs/WEBDAV.md.
+// Design: requests are served by davd's own handler (handler.go,
+// props.go, locks.go), not by golang.org/x/net/webdav's Handler; of that
+// package davd uses only types and status texts (webdav.Property,
+// Propstat, StatusMulti, ...). fs.go adapts *vfs.FS to its FileSystem
+// interfaces; only adapter_test.go runs that adapter under webdav.Handler.
+// See docs/WEBDAV.md.

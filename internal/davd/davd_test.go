@@ -20,6 +20,8 @@ import (
 
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
+
+	"github.com/securefsd/securefsd/internal/testutil"
 )
 
 func TestStatusOf(t *testing.T) {
@@ -111,7 +113,9 @@ func TestAuth(t *testing.T) {
 	if body != "alice's" {
 		t.Errorf("GET = %q", body)
 	}
-	if !strings.Contains(env.Log.String(), "user=alice") || !strings.Contains(env.Log.String(), "method=GET") {
+	if env.Recs.Count(func(r testutil.Record) bool {
+		return r.Message == "dav request" && r.Attr("user") == "alice" && r.Attr("method") == "GET"
+	}) == 0 {
 		t.Errorf("access log lacks user/method:\n%s", env.Log.String())
 	}
 }
@@ -357,7 +361,7 @@ func TestPropfindOpensNoFile(t *testing.T) {
 	if strings.Contains(body, "secret") {
 		t.Fatal("GET of a damaged file returned plaintext")
 	}
-	if !regexp.MustCompile(`integrity.*f\.txt|f\.txt.*integrity`).MatchString(env.Log.String()) {
+	if !env.logged(eventIntegrity, "/f.txt") {
 		t.Errorf("no log line naming the file and integrity:\n%s", env.Log.String())
 	}
 }
@@ -760,7 +764,7 @@ func TestChecksumBudget(t *testing.T) {
 	if got := count(body); got != 2 || !strings.Contains(body, "404 Not Found") {
 		t.Fatalf("first listing: %d checksums, want 2 and a 404:\n%s", got, body)
 	}
-	if !strings.Contains(env.Log.String(), "hashing budget") {
+	if env.Recs.Count(func(r testutil.Record) bool { return r.Attr("event") == eventHashBudget }) == 0 {
 		t.Errorf("deferred checksums not logged:\n%s", env.Log.String())
 	}
 	resp, body = env.do(t, "PROPFIND", "/", strings.NewReader(propfind), "Depth", "1")

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"testing"
 	"testing/iotest"
 
+	"github.com/securefsd/securefsd/internal/testutil/fixture"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
 
@@ -120,21 +120,12 @@ func TestGetAhead(t *testing.T) {
 	if err == nil || len(got) >= len(data) || !bytes.Equal(got, data[:len(got)]) {
 		t.Fatalf("damaged GET: status %d, %d of %d bytes, err %v (want a cut body of correct bytes)", r.StatusCode, len(got), len(data), err)
 	}
-	if !regexp.MustCompile(`integrity failure while sending a file.*big\.bin`).MatchString(env.Log.String()) {
+	if !env.logged(eventIntegrity, "big.bin") {
 		t.Errorf("no integrity log line:\n%s", env.Log.String())
 	}
 }
 
 func writeFile(t testing.TB, fsys *vfs.FS, name string, data []byte) {
 	t.Helper()
-	f, err := fsys.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	fixture.WriteFile(t, fsys, name, data)
 }

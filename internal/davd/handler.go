@@ -32,8 +32,8 @@ import (
 // replace webdav.Handler rather than wrap it: PROPFIND there opens every
 // file and walks infinite depth, PUT is not atomic and maps every error to
 // 405, locks are exclusive-only and ignore ETags, MOVE defaults to
-// Overwrite: F, and GET of a collection is 405 (see CLIENTS.md). We keep its
-// interfaces (davFS, davFile, fileInfo in fs.go) and status texts.
+// Overwrite: F, and GET of a collection is 405 (docs/WEBDAV.md lists
+// what each client needs instead). We keep its types and status texts.
 type handler struct {
 	s    *Server
 	fs   *vfs.FS
@@ -71,7 +71,7 @@ func (e *statusError) Error() string {
 func httpErr(code int, msg string) error { return &statusError{code: code, msg: msg} }
 
 // statusOf maps an error to an HTTP status: the one table of the adapter
-// (tested in errors_test.go).
+// (tested in TestStatusOf).
 func statusOf(err error) int {
 	var se *statusError
 	var mbe *http.MaxBytesError
@@ -124,7 +124,7 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := statusOf(err)
 	switch {
 	case errors.Is(err, vfs.ErrIntegrity):
-		h.log.Error("dav: integrity failure: stored file failed authentication", "method", r.Method, "path", r.URL.Path, "err", err)
+		h.log.Error("dav: integrity failure: stored file failed authentication", "event", eventIntegrity, "method", r.Method, "path", r.URL.Path, "err", err)
 	case httpx.ServerFault(code, r):
 		h.log.Error("dav: request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
 	default:
@@ -307,7 +307,7 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, name string) error
 	httpx.ServeContent(w, r, "", fi.ModTime(), rs)
 	if err := rs.readErr(); err != nil {
 		if errors.Is(err, vfs.ErrIntegrity) {
-			h.log.Error("dav: integrity failure while sending a file", "path", name, "err", err)
+			h.log.Error("dav: integrity failure while sending a file", "event", eventIntegrity, "path", name, "err", err)
 		} else {
 			h.log.Warn("dav: read failed while sending a file", "path", name, "err", err)
 		}

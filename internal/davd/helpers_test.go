@@ -10,10 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/securefsd/securefsd/internal/testutil"
+	"github.com/securefsd/securefsd/internal/testutil/fixture"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -25,7 +26,8 @@ type testEnv struct {
 	Srv      *Server
 	Store    *vfs.Store
 	Users    *users.DB
-	Log      *syncBuffer
+	Log      *syncBuffer    // the log as text, for failure output
+	Recs     *testutil.Logs // the same records, for assertions
 }
 
 const (
@@ -35,22 +37,8 @@ const (
 	otherPass = "battery staple"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer = testutil.SyncBuffer
 
 type envOpt func(*users.User)
 
@@ -79,14 +67,9 @@ func newTestEnvDefender(t testing.TB, def users.DefenderOptions, opts ...envOpt)
 	dir := t.TempDir()
 	storeDir := filepath.Join(dir, "store")
 	st := newTestStore(t, storeDir)
-	db, err := users.Open(filepath.Join(dir, "users.db"), users.Options{
-		Argon2:   users.Argon2Params{Time: 1, Memory: 64, Threads: 1},
+	db := fixture.Users(t, filepath.Join(dir, "users.db"), users.Options{
 		Defender: def,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
 	alice := users.User{Name: testUser, Perms: users.PermAll}
 	for _, o := range opts {
 		o(&alice)
@@ -102,11 +85,12 @@ func newTestEnvDefender(t testing.TB, def users.DefenderOptions, opts ...envOpt)
 	if os.Getenv("DAVD_TEST_LOG") != "" {
 		w = io.MultiWriter(logBuf, os.Stderr)
 	}
-	srv, err := New(Options{Store: st, Users: db, Logger: slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	recs := testutil.NewLogs().Tee(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := New(Options{Store: st, Users: db, Logger: recs.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testEnv{URL: serveOn(t, srv, nil), StoreDir: storeDir, Srv: srv, Store: st, Users: db, Log: logBuf}
+	return &testEnv{URL: serveOn(t, srv, nil), StoreDir: storeDir, Srv: srv, Store: st, Users: db, Log: logBuf, Recs: recs}
 }
 
 // home opens a user's home directly (to check what WebDAV did).
@@ -155,7 +139,7 @@ func (e *testEnv) serveWith(t testing.TB, opts Options) string {
 	t.Helper()
 	opts.Store, opts.Users = e.Store, e.Users
 	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(e.Log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		opts.Logger = e.Recs.Logger()
 	}
 	srv, err := New(opts)
 	if err != nil {
@@ -186,4 +170,12 @@ func serveOn(t testing.TB, srv *Server, tlsCfg *tls.Config) string {
 		scheme = "https://"
 	}
 	return scheme + ln.Addr().String()
+}
+
+// logged reports whether the server logged a record with the given "event"
+// attribute whose "path" ends in suffix.
+func (e *testEnv) logged(event, suffix string) bool {
+	return e.Recs.Count(func(r testutil.Record) bool {
+		return r.Attr("event") == event && strings.HasSuffix(r.Attr("path"), suffix)
+	}) > 0
 }

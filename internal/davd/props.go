@@ -301,7 +301,7 @@ func (h *handler) propfind(w http.ResponseWriter, r *http.Request, name string) 
 	}
 	if pc.deferred > 0 {
 		h.log.Info("dav: PROPFIND left checksums out for files over the per-request hashing budget; later requests compute them",
-			"path", name, "files", pc.deferred, "hashed_bytes", pc.hashed)
+			"event", eventHashBudget, "path", name, "files", pc.deferred, "hashed_bytes", pc.hashed)
 	}
 	return ms.close()
 }

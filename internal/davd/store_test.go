@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/testutil/fixture"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
 
@@ -17,11 +18,7 @@ func newTestStore(t testing.TB, dir string) *vfs.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := vfs.NewStore(dir, vfs.Options{Keyring: kr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := fixture.Store(t, dir, vfs.Options{Keyring: kr})
 	return st
 }
 

@@ -11,9 +11,11 @@
 // modification of the stored bytes makes the affected reads fail with
 // ErrAuth, ErrTruncated or ErrStaleFinal: never wrong bytes.
 //
-// The package is pure: it knows nothing of paths, users, logging or
-// protocols. Callers hand it an io.ReaderAt/io.WriterAt (usually an
-// *os.File); key files on disk are internal/keyfile's job.
+// The package is pure: it does no file-system I/O and knows nothing of
+// users, logging or protocols. Callers hand it a Backing (usually an
+// *os.File); the only name it sees is the opaque binding context
+// (Options.Binding, securefsd's home name); key files on disk are
+// internal/keyfile's job.
 //
 // Outside the standard library it imports only golang.org/x/crypto (and
 // golang.org/x/sys/cpu, to pick the AEAD the CPU runs fastest);

@@ -173,7 +173,7 @@ func (a *access) recheck() (*grant, error) {
 
 func (a *access) revokeLocked(reason string) (*grant, error) {
 	a.revoked.Store(true)
-	a.log.Info("connection closed: access revoked", "reason", reason)
+	a.log.Info("connection closed: access revoked", "event", eventRevoked, "reason", reason)
 	a.revoke(reason)
 	return a.deny, errRevoked
 }

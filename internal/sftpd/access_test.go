@@ -16,6 +16,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/securefsd/securefsd/internal/users"
+
+	"github.com/securefsd/securefsd/internal/testutil"
 )
 
 // dialAs opens an SSH connection as u with auth, closed at cleanup.
@@ -232,6 +234,12 @@ func TestRevocationReachesOpenSessions(t *testing.T) {
 		must(t, err)
 		must(t, ts.db.Update(ctx, u.name, func(x *users.User) error { x.Disabled = true; return nil }))
 		connEnds(t, conn, "a connection running md5sum and scp")
+		// The client sees the connection end before the server has
+		// aborted the upload (an in-flight replacement is visible to
+		// Stat): wait for the upload's outcome, logged after the abort.
+		waitRecords(t, ts, func(r testutil.Record) bool {
+			return r.Attr("op") == "scp-upload" && r.Attr("path") == "/up"
+		}, 1)
 		if _, err := ts.home(u.name).Stat("/up"); err == nil {
 			t.Error("the interrupted scp upload was published")
 		}

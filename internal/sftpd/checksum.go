@@ -21,7 +21,8 @@ import (
 // argument (or "-") it hashes the channel's stdin until EOF (rclone's probe
 // sends none and expects the empty-input digest, "d41d8cd98f00b204e9800998ecf8427e  -");
 // with paths it prints "<hex>  <path>" per file from vfs's checksum cache
-// (computed during upload), in coreutils' format. Errors go to stderr as
+// (filled on the first request, or during the upload with
+// Options.UploadHashes), in coreutils' format. Errors go to stderr as
 // "md5sum: PATH: reason" and make the exit status 1.
 func (ss *session) checksum(ctx context.Context, ch ssh.Channel, name string, args []word) uint32 {
 	if len(args) == 0 || (len(args) == 1 && args[0].s == "-") {
@@ -41,8 +42,9 @@ func (ss *session) checksum(ctx context.Context, ch ssh.Channel, name string, ar
 		fmt.Fprintf(ch, "%s  -\n", hex.EncodeToString(h.Sum(nil)))
 		return exitOK
 	}
-	// Ask for the one digest printed: MD5 and SHA-1 come from the upload's
-	// cache, SHA-256 costs a read of the file the first time.
+	// Ask for the one digest printed: it comes from the file's hash cache,
+	// else one read of the file computes and caches it (or, with serve
+	// --upload-hashes, the upload computed it).
 	kind := map[string]vfs.HashKind{"md5sum": vfs.HashMD5, "sha1sum": vfs.HashSHA1}[name]
 	if kind == 0 {
 		kind = vfs.HashSHA256

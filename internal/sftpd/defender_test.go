@@ -10,6 +10,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/securefsd/securefsd/internal/users"
+
+	"github.com/securefsd/securefsd/internal/testutil"
 )
 
 // TestDefenderAccounting checks what the defender is told about
@@ -82,11 +84,16 @@ func TestDefenderAccounting(t *testing.T) {
 	outcomes := 0
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			before := strings.Count(ts.logs.String(), "method=connection")
+			scored := func(r testutil.Record) bool {
+				return r.Attr("event") == users.EventLoginFailed && r.Attr("method") == "connection"
+			}
+			before := ts.rec.Count(scored)
 			tc.run(t)
 			outcomes++
-			waitLogCount(t, ts, `msg="login failed"|msg="connection closed before login"`, outcomes)
-			got := strings.Count(ts.logs.String(), "method=connection") - before
+			waitRecords(t, ts, func(r testutil.Record) bool {
+				return r.Attr("event") == eventSSHLoginFailed || r.Attr("event") == eventClosedBeforeLogin
+			}, outcomes)
+			got := ts.rec.Count(scored) - before
 			if want := map[bool]int{false: 0, true: 1}[tc.counts]; got != want {
 				t.Errorf("defender scored %d failed connections, want %d", got, want)
 			}
@@ -117,13 +124,14 @@ func TestLogNoRawUserName(t *testing.T) {
 			t.Fatal("login succeeded")
 		}
 	}
-	waitLogCount(t, ts, `msg="login failed"`, 2)
-	logs := ts.logs.String()
-	if strings.Contains(logs, "Tr0ub4dor") {
-		t.Errorf("the raw user name was logged:\n%s", logs)
+	waitRecords(t, ts, event(eventSSHLoginFailed), 2)
+	if ts.rec.AnyText("Tr0ub4dor") {
+		t.Errorf("the raw user name was logged:\n%s", ts.rec.Dump())
 	}
-	if !strings.Contains(logs, `user="(invalid name)"`) {
-		t.Errorf("no login failure logged with the invalid-name placeholder:\n%s", logs)
+	if ts.rec.Count(func(r testutil.Record) bool {
+		return r.Attr("event") == eventSSHLoginFailed && r.Attr("user") == "(invalid name)"
+	}) == 0 {
+		t.Errorf("no login failure logged with the invalid-name placeholder:\n%s", ts.rec.Dump())
 	}
 }
 

@@ -10,8 +10,9 @@
 // user's *vfs.FS, the one table from internal errors to what clients see
 // (errors.go), and one log line per operation outcome.
 //
-// Imports: vfs and users only (never envelope or bbolt, enforced by
-// scripts/check-imports.sh); pkg/sftp and x/crypto/ssh for the protocols.
+// Imports of ours: vfs, users and account (never envelope or bbolt:
+// scripts/check-imports.sh fails on those); pkg/sftp and x/crypto/ssh for
+// the protocols.
 //
 // Threat notes:
 //   - Confinement is vfs's job (one os.Root per home); sftpd passes client

@@ -11,6 +11,7 @@ import (
 	"github.com/pkg/sftp"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/testutil/fixture"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -73,11 +74,7 @@ func FuzzFastPath(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	store, err := vfs.NewStore(f.TempDir(), vfs.Options{Keyring: kr, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { store.Close() })
+	store := fixture.Store(f, f.TempDir(), vfs.Options{Keyring: kr, Logger: slog.New(slog.DiscardHandler)})
 	home, err := store.Home("alice", vfs.HomeOptions{Perm: vfs.PermAll, Quota: vfs.Quota{Bytes: 1 << 20, Files: 200}})
 	if err != nil {
 		f.Fatal(err)
@@ -87,7 +84,7 @@ func FuzzFastPath(f *testing.F) {
 		h := &handlers{s: ss, fs: home}
 		ch := &fakeChannel{r: io.MultiReader(bytes.NewReader(pkt(1, u32(3))), bytes.NewReader(in))}
 		m := newFileMux(ss, h, ch)
-		rs := sftp.NewRequestServer(muxConn{m}, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
+		rs := sftp.NewRequestServer(muxConn{m}, sftp.Handlers{FileGet: opensByFastPath{}, FilePut: opensByFastPath{}, FileCmd: h, FileList: h},
 			sftp.WithRSMaxTxPacket(maxTxPacket))
 		start := time.Now()
 		m.serve(rs)

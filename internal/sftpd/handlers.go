@@ -22,8 +22,9 @@ import (
 // arrive cleaned and absolute ("/a/b"); vfs resolves them inside the home.
 // Every error returned to pkg/sftp goes through clientError.
 //
-// Implemented optional interfaces: OpenFileWriter (read+write handles),
-// PosixRenameFileCmder, StatVFSFileCmder, LstatFileLister,
+// OPEN is not among them: the fast path serves it (openRead, openWrite).
+// Implemented optional interfaces: PosixRenameFileCmder, StatVFSFileCmder,
+// LstatFileLister,
 // RealPathFileLister, ReadlinkFileLister, NameLookupFileLister.
 type handlers struct {
 	s       *session
@@ -72,8 +73,8 @@ func recoverTo(log *slog.Logger, op string, err *error) {
 }
 
 var (
-	_ sftp.OpenFileWriter       = (*handlers)(nil)
-	_ sftp.FileReader           = (*handlers)(nil)
+	_ sftp.FileReader           = opensByFastPath{}
+	_ sftp.FileWriter           = opensByFastPath{}
 	_ sftp.PosixRenameFileCmder = (*handlers)(nil)
 	_ sftp.StatVFSFileCmder     = (*handlers)(nil)
 	_ sftp.LstatFileLister      = (*handlers)(nil)
@@ -82,15 +83,10 @@ var (
 	_ sftp.NameLookupFileLister = (*handlers)(nil)
 )
 
-// Fileread opens a file for reading (OPEN with READ only).
-func (h *handlers) Fileread(r *sftp.Request) (io.ReaderAt, error) {
-	t, err := h.openRead(r)
-	if err != nil {
-		return nil, err
-	}
-	return t, nil
-}
-
+// openRead opens a file for reading (OPEN with READ only). The fast path
+// (fileMux.open) calls it and openWrite for every OPEN: pkg/sftp never
+// sees one, so handlers implements none of its file-opening interfaces
+// (see opensByFastPath).
 func (h *handlers) openRead(r *sftp.Request) (_ *transfer, err error) {
 	defer recoverTo(h.s.log, "download", &err)
 	start := time.Now()
@@ -108,22 +104,18 @@ func (h *handlers) openRead(r *sftp.Request) (_ *transfer, err error) {
 	return newTransfer(h.s, f, "download", r.Filepath, false, release), nil
 }
 
-// Filewrite opens a file for writing (OPEN with WRITE, no READ).
-func (h *handlers) Filewrite(r *sftp.Request) (io.WriterAt, error) {
-	t, err := h.openWrite(r, os.O_WRONLY)
-	if err != nil {
-		return nil, err
-	}
-	return t, nil
+// opensByFastPath fills sftp.Handlers' FileGet and FilePut, which pkg/sftp
+// calls only for OPEN: the fast path serves every OPEN itself, so these
+// are never reached. Were one reached, the open fails rather than
+// bypassing the fast path's accounting.
+type opensByFastPath struct{}
+
+func (opensByFastPath) Fileread(*sftp.Request) (io.ReaderAt, error) {
+	return nil, sftp.ErrSSHFxOpUnsupported
 }
 
-// OpenFile opens a file for reading and writing (OPEN with READ|WRITE).
-func (h *handlers) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
-	t, err := h.openWrite(r, os.O_RDWR)
-	if err != nil {
-		return nil, err
-	}
-	return t, nil
+func (opensByFastPath) Filewrite(*sftp.Request) (io.WriterAt, error) {
+	return nil, sftp.ErrSSHFxOpUnsupported
 }
 
 // openWrite applies the SFTP open flags. APPEND is not mapped to O_APPEND:
@@ -168,10 +160,10 @@ func (h *handlers) openWrite(r *sftp.Request, flag int) (_ *transfer, err error)
 	return newTransfer(h.s, f, "upload", r.Filepath, replacing, release), nil
 }
 
-// transfer is an open file handle. pkg/sftp calls ReadAt/WriteAt from
-// several workers at once and out of order; vfs.File is safe for that.
-// Close is called once by pkg/sftp (CLOSE, or end of the session after
-// TransferError).
+// transfer is an open file handle of the fast path (fileMux), which calls
+// ReadAt/WriteAt in client order; vfs.File would also be safe for
+// concurrent and out-of-order calls. Close is called once (CLOSE, or the
+// end of the session after TransferError).
 type transfer struct {
 	s          *session
 	f          *vfs.File
@@ -212,8 +204,8 @@ func (t *transfer) WriteAt(p []byte, off int64) (n int, err error) {
 	return n, nil
 }
 
-// TransferError is called by pkg/sftp when the session ends with the handle
-// still open (connection lost, client killed).
+// TransferError is called by the fast path when the session ends with the
+// handle still open (connection lost, client killed).
 func (t *transfer) TransferError(err error) {
 	t.interrupt.CompareAndSwap(nil, &err)
 }

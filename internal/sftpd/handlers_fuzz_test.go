@@ -12,6 +12,7 @@ import (
 	"github.com/pkg/sftp"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/testutil/fixture"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -51,11 +52,7 @@ func FuzzRequestPaths(f *testing.F) {
 		f.Fatal(err)
 	}
 	storeDir := filepath.Join(dir, "store")
-	store, err := vfs.NewStore(storeDir, vfs.Options{Keyring: kr, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { store.Close() })
+	store := fixture.Store(f, storeDir, vfs.Options{Keyring: kr, Logger: slog.New(slog.DiscardHandler)})
 	home, err := store.Home("alice", vfs.HomeOptions{Perm: vfs.PermAll, Quota: vfs.Quota{Bytes: 1 << 20, Files: 200}})
 	if err != nil {
 		f.Fatal(err)
@@ -97,24 +94,21 @@ func FuzzRequestPaths(f *testing.F) {
 		created := ""
 		switch op % 10 {
 		case 0, 1: // open for write / read+write, write a few bytes
-			var w io.WriterAt
-			if op%10 == 0 {
-				w, err = h.Filewrite(r)
-			} else {
-				var rw sftp.WriterAtReaderAt
-				rw, err = h.OpenFile(r)
-				w = rw
+			flag := os.O_WRONLY
+			if op%10 == 1 {
+				flag = os.O_RDWR
 			}
-			if err == nil {
+			var w *transfer
+			if w, err = h.openWrite(r, flag); err == nil {
 				w.WriteAt([]byte("fuzz"), int64(off%(128<<10)))
-				err = w.(io.Closer).Close()
+				err = w.Close()
 				created = r.Filepath
 			}
 		case 2:
-			var ra io.ReaderAt
-			if ra, err = h.Fileread(r); err == nil {
+			var ra *transfer
+			if ra, err = h.openRead(r); err == nil {
 				ra.ReadAt(make([]byte, 16), int64(off%(128<<10)))
-				ra.(io.Closer).Close()
+				ra.Close()
 			}
 		case 3, 4, 5, 6:
 			r.Method = []string{"Mkdir", "Rename", "Setstat", "Remove"}[op%10-3]

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/testutil"
+	"github.com/securefsd/securefsd/internal/testutil/fixture"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -36,26 +37,13 @@ type testServer struct {
 	addr     string
 	port     string
 	storeDir string
-	logs     *syncBuffer
+	logs     *syncBuffer    // the log as text, for failure output
+	rec      *testutil.Logs // the same records, for assertions
 	hostKey  ssh.PublicKey
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer = testutil.SyncBuffer
 
 type serverOption func(*Options)
 
@@ -67,22 +55,14 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	rec := testutil.NewLogs().Tee(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger := rec.Logger()
 	// The vfs per-user handle cap above the session's, so session limits
 	// are tested on their own (e2e TestFDFloodOneUser covers the user's).
-	store, err := vfs.NewStore(filepath.Join(dir, "store"), vfs.Options{Keyring: kr, Logger: logger, MaxHandlesPerHome: 4 * maxHandles})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	db, err := users.Open(filepath.Join(dir, "users.db"), users.Options{
+	store := fixture.Store(t, filepath.Join(dir, "store"), vfs.Options{Keyring: kr, Logger: logger, MaxHandlesPerHome: 4 * maxHandles})
+	db := fixture.Users(t, filepath.Join(dir, "users.db"), users.Options{
 		Logger: logger,
-		Argon2: users.Argon2Params{Time: 1, Memory: 64, Threads: 1},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
 	keys, err := LoadOrCreateHostKeys(filepath.Join(dir, "hostkeys"))
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +94,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	})
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return &testServer{t: t, srv: srv, store: store, db: db, addr: ln.Addr().String(), port: port,
-		storeDir: filepath.Join(dir, "store"), logs: logs, hostKey: keys[0].PublicKey()}
+		storeDir: filepath.Join(dir, "store"), logs: logs, rec: rec, hostKey: keys[0].PublicKey()}
 }
 
 // testUser is a user with a password and an ed25519 key.
@@ -286,16 +266,29 @@ func randomBytes(t testing.TB, n int) []byte {
 
 func readVFS(t testing.TB, f *vfs.FS, name string) []byte {
 	t.Helper()
-	h, err := f.Open(name)
-	if err != nil {
-		t.Fatalf("open %s: %v", name, err)
-	}
-	defer h.Close()
-	b, err := io.ReadAll(h)
-	if err != nil {
-		t.Fatalf("read %s: %v", name, err)
-	}
-	return b
+	return fixture.ReadFile(t, f, name)
 }
 
 func newSFTPClient(c *ssh.Client) (*sftp.Client, error) { return sftp.NewClient(c) }
+
+// event matches the log records with the given "event" attribute.
+func event(e string) func(testutil.Record) bool {
+	return func(r testutil.Record) bool { return r.Attr("event") == e }
+}
+
+// waitRecords waits (up to a deadline) until the log holds at least n
+// records that keep accepts.
+func waitRecords(t *testing.T, ts *testServer, keep func(testutil.Record) bool, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := ts.rec.Count(keep)
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log has %d matching records, want %d:\n%s", got, n, ts.rec.Dump())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/testutil/fixture"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -34,11 +35,7 @@ func FuzzSCPSink(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	store, err := vfs.NewStore(filepath.Join(f.TempDir(), "store"), vfs.Options{Keyring: kr})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { store.Close() })
+	store := fixture.Store(f, filepath.Join(f.TempDir(), "store"), vfs.Options{Keyring: kr})
 	home, err := store.Home("fuzz", vfs.HomeOptions{Perm: vfs.PermAll, Quota: vfs.Quota{Bytes: 64 << 20}})
 	if err != nil {
 		f.Fatal(err)

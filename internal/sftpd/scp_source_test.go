@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/testutil/fixture"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -87,14 +88,5 @@ func TestSCPSourceDamaged(t *testing.T) {
 
 func writeVFS(t testing.TB, f *vfs.FS, name string, data []byte) {
 	t.Helper()
-	w, err := f.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	fixture.WriteFile(t, f, name, data)
 }

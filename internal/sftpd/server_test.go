@@ -8,13 +8,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/securefsd/securefsd/internal/users"
+
+	"github.com/securefsd/securefsd/internal/testutil"
 )
 
 func TestLoadOrCreateHostKeys(t *testing.T) {
@@ -116,7 +117,7 @@ func TestAlgorithms(t *testing.T) {
 		})
 	}
 	t.Run("chacha20 when configured", func(t *testing.T) {
-		ts2 := startServer(t, func(o *Options) { o.Ciphers = AllowedCiphers })
+		ts2 := startServer(t, func(o *Options) { o.Ciphers = AllowedCiphers() })
 		u2 := ts2.addUser("bob", users.PermAll)
 		c, err := ssh.Dial("tcp", ts2.addr, clientConfig(u2, ts2, func(c *ssh.ClientConfig) { c.Ciphers = []string{ssh.CipherChaCha20Poly1305} }))
 		if err != nil {
@@ -169,7 +170,7 @@ func TestAuth(t *testing.T) {
 			t.Error("disabled user logged in")
 		}
 	})
-	if !strings.Contains(ts.logs.String(), `msg="login failed"`) {
+	if ts.rec.Count(event(eventSSHLoginFailed)) == 0 {
 		t.Errorf("no login failure logged")
 	}
 }
@@ -329,7 +330,7 @@ func TestInterruptedUpload(t *testing.T) {
 	if got := readVFS(t, home, "existing"); !bytes.Equal(got, old) {
 		t.Errorf("overwritten file after drop: %q..., want the previous content", got[:min(len(got), 30)])
 	}
-	if !strings.Contains(ts.logs.String(), "interrupted=") {
+	if ts.rec.Count(func(r testutil.Record) bool { return r.Has("interrupted") }) == 0 {
 		t.Errorf("interrupted transfer not logged")
 	}
 }

@@ -139,7 +139,7 @@ func (ss *session) serveSFTP(ch ssh.Channel) uint32 {
 	// Open files are served by the fast path (fastpath.go); the rest by
 	// pkg/sftp, behind it.
 	m := newFileMux(ss, h, ch)
-	rs := sftp.NewRequestServer(muxConn{m}, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
+	rs := sftp.NewRequestServer(muxConn{m}, sftp.Handlers{FileGet: opensByFastPath{}, FilePut: opensByFastPath{}, FileCmd: h, FileList: h},
 		sftp.WithRSMaxTxPacket(maxTxPacket),
 	)
 	start := time.Now()

@@ -16,6 +16,8 @@ import (
 	"github.com/pkg/sftp"
 
 	"github.com/securefsd/securefsd/internal/users"
+
+	"github.com/securefsd/securefsd/internal/testutil"
 )
 
 func TestOpenSSHSFTPPutGet(t *testing.T) {
@@ -50,8 +52,10 @@ func TestOpenSSHSFTPPutGet(t *testing.T) {
 			t.Errorf("%s: stored content differs", name)
 		}
 	}
-	if !strings.Contains(ts.logs.String(), "op=upload path=/f65537.bin bytes=65537") {
-		t.Errorf("no transfer log line for the upload:\n%s", ts.logs.String())
+	if ts.rec.Count(func(r testutil.Record) bool {
+		return r.Attr("op") == "upload" && r.Attr("path") == "/f65537.bin" && r.Attr("bytes") == "65537"
+	}) != 1 {
+		t.Errorf("no transfer log line for the upload:\n%s", ts.rec.Dump())
 	}
 }
 

@@ -29,6 +29,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,8 +76,8 @@ type Options struct {
 	MaxStartups          int
 	MaxStartupsPerSource int
 	ServerVersion        string // SSH identification; empty: "SSH-2.0-securefsd"
-	// Ciphers offered to clients; nil: DefaultCiphers. Names outside
-	// AllowedCiphers are dropped.
+	// Ciphers offered to clients; nil: DefaultCiphers(). Names outside
+	// AllowedCiphers() are dropped.
 	Ciphers []string
 }
 
@@ -195,9 +196,9 @@ func New(opts Options) (*Server, error) {
 	}
 	want := opts.Ciphers
 	if want == nil {
-		want = DefaultCiphers
+		want = defaultCiphers
 	}
-	s.ciphers = supportedOnly(supportedOnly(want, AllowedCiphers), ssh.SupportedAlgorithms().Ciphers)
+	s.ciphers = supportedOnly(supportedOnly(want, allowedCiphers), ssh.SupportedAlgorithms().Ciphers)
 	if len(s.ciphers) == 0 {
 		return nil, fmt.Errorf("sftpd: no usable cipher in %q", want)
 	}
@@ -218,20 +219,27 @@ var (
 	}
 )
 
-// AllowedCiphers are the ciphers Options.Ciphers may name.
-var AllowedCiphers = []string{
+// AllowedCiphers returns the ciphers Options.Ciphers may name (a new
+// slice: callers may change it).
+func AllowedCiphers() []string { return slices.Clone(allowedCiphers) }
+
+// DefaultCiphers returns the ciphers offered when Options.Ciphers is nil
+// (a new slice). See defaultCiphers.
+func DefaultCiphers() []string { return slices.Clone(defaultCiphers) }
+
+var allowedCiphers = []string{
 	ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305,
 	ssh.CipherAES128CTR, ssh.CipherAES192CTR, ssh.CipherAES256CTR,
 }
 
-// DefaultCiphers leaves out chacha20-poly1305@openssh.com although it is
+// defaultCiphers leaves out chacha20-poly1305@openssh.com although it is
 // allowed: the client picks the cipher, OpenSSH's client lists
 // chacha20-poly1305 first, and x/crypto has no assembly for ChaCha20 on
 // amd64, so it costs the server about twice the CPU of AES (AES-NI) per
 // byte. Without it OpenSSH clients pick aes128-ctr with
 // hmac-sha2-256-etm, or AES-GCM when asked (-c aes128-gcm@openssh.com,
-// the fastest). Set Options.Ciphers to AllowedCiphers to offer it.
-var DefaultCiphers = []string{
+// the fastest). Set Options.Ciphers to AllowedCiphers() to offer it.
+var defaultCiphers = []string{
 	ssh.CipherAES128GCM, ssh.CipherAES256GCM,
 	ssh.CipherAES128CTR, ssh.CipherAES192CTR, ssh.CipherAES256CTR,
 }
@@ -576,15 +584,15 @@ func (s *Server) handshakeFailed(c *serverConn, st *authState, err error) {
 	user, attempts, pwFailures, succeeded := st.user, st.attempts, st.pwFailures, st.succeeded
 	st.mu.Unlock()
 	if attempts == 0 && !succeeded && isTimeout(err) {
-		s.log.Info("login failed", "remote", c.remote, "reason", "login grace ran out before any login attempt")
+		s.log.Info("login failed", "event", eventSSHLoginFailed, "remote", c.remote, "reason", "login grace ran out before any login attempt")
 		s.opts.Users.Failed("ssh", c.remote, "")
 		return
 	}
 	if attempts == 0 || succeeded {
-		s.log.Debug("connection closed before login", "remote", c.remote, "err", err)
+		s.log.Debug("connection closed before login", "event", eventClosedBeforeLogin, "remote", c.remote, "err", err)
 		return
 	}
-	s.log.Info("login failed", "remote", c.remote, "user", logName(user), "attempts", attempts, "err", err)
+	s.log.Info("login failed", "event", eventSSHLoginFailed, "remote", c.remote, "user", logName(user), "attempts", attempts, "err", err)
 	if pwFailures == 0 {
 		s.opts.Users.Failed("ssh", c.remote, user)
 	}
@@ -638,12 +646,12 @@ func (s *Server) serveConn(ctx context.Context, c *serverConn) {
 		return
 	}
 	if acc == nil {
-		log.Info("connection closed: access revoked", "reason", reason)
+		log.Info("connection closed: access revoked", "event", eventRevoked, "reason", reason)
 		return
 	}
 	c.acc.Store(acc)
 	start := time.Now()
-	s.log.Info("session start", "user", u.Name, "remote", c.remote, "client", string(sconn.ClientVersion()))
+	s.log.Info("session start", "event", eventSessionStart, "user", u.Name, "remote", c.remote, "client", string(sconn.ClientVersion()))
 	sess := &session{
 		srv:    s,
 		conn:   c,
@@ -681,5 +689,5 @@ func (s *Server) serveConn(ctx context.Context, c *serverConn) {
 		}()
 	}
 	chanWG.Wait()
-	s.log.Info("session end", "user", u.Name, "remote", c.remote, "duration", time.Since(start).Round(time.Millisecond))
+	s.log.Info("session end", "event", eventSessionEnd, "user", u.Name, "remote", c.remote, "duration", time.Since(start).Round(time.Millisecond))
 }

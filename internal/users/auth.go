@@ -123,7 +123,7 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 	db.log.Debug("users: password verified", "proto", proto, "remote", remote, "user", logName(name), "ok", ok)
 	if !ok {
 		failed = true
-		db.log.Info("users: login failed", "proto", proto, "remote", remote, "user", logName(name), "method", "password")
+		db.log.Info("users: login failed", "event", EventLoginFailed, "proto", proto, "remote", remote, "user", logName(name), "method", "password")
 		return User{}, ErrAuthFailed
 	}
 	if target.params.weakerThan(db.params) {
@@ -263,7 +263,7 @@ func (db *DB) AuthKey(ctx context.Context, proto, remote, name string, key ssh.P
 // one failure for remote and, if name is a valid user name, for name.
 func (db *DB) Failed(proto, remote, name string) {
 	db.def.fail(proto, remote, name, scoreFailed)
-	db.log.Info("users: login failed", "proto", proto, "remote", remote, "user", logName(name), "method", "connection")
+	db.log.Info("users: login failed", "event", EventLoginFailed, "proto", proto, "remote", remote, "user", logName(name), "method", "connection")
 }
 
 // Bans lists the active bans (they live in memory: a restart clears them).

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/securefsd/securefsd/internal/testutil"
 )
 
 func TestAuthPassword(t *testing.T) {
@@ -55,9 +56,9 @@ func TestAuthPassword(t *testing.T) {
 }
 
 func TestErrorsNeverContainPassword(t *testing.T) {
-	logs := &syncBuffer{}
+	rec := testutil.NewLogs()
 	db, _ := openTest(t, Options{
-		Logger:   slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:   rec.Logger(),
 		Defender: DefenderOptions{AddrThreshold: 2, Sleep: (&sleepRecorder{}).Sleep},
 	})
 	const pw = "Sup3rSecretPassw0rd"
@@ -79,11 +80,14 @@ func TestErrorsNeverContainPassword(t *testing.T) {
 			t.Errorf("error leaks the password: %v", err)
 		}
 	}
-	if strings.Contains(logs.String(), "Sup3r") {
-		t.Errorf("log leaks the password:\n%s", logs.String())
+	if rec.AnyText("Sup3r") {
+		t.Errorf("log leaks the password:\n%s", rec.Dump())
 	}
-	if !strings.Contains(logs.String(), "login failed") || !strings.Contains(logs.String(), "banned") {
-		t.Errorf("failures and ban not logged:\n%s", logs.String())
+	event := func(e string) func(testutil.Record) bool {
+		return func(r testutil.Record) bool { return r.Attr("event") == e }
+	}
+	if rec.Count(event(EventLoginFailed)) == 0 || rec.Count(event(EventBanned)) == 0 {
+		t.Errorf("failures and ban not logged:\n%s", rec.Dump())
 	}
 }
 

@@ -429,7 +429,7 @@ func (d *defender) failLocked(key string, score, threshold int, now time.Time, p
 	if len(e.fails) >= threshold {
 		e.banned = now.Add(d.opts.BanTime)
 		e.fails = nil
-		d.log.Warn("users: login banned after repeated failures",
+		d.log.Warn("users: login banned after repeated failures", "event", EventBanned,
 			kind, who, "proto", proto, "failures", threshold,
 			"window", d.opts.Window, "until", e.banned.UTC().Format(time.RFC3339))
 	}
@@ -520,6 +520,6 @@ func (d *defender) unban(who string) error {
 	if !lifted {
 		return fmt.Errorf("users: unban %s: no active ban: %w", who, ErrNotFound)
 	}
-	d.log.Info("users: ban lifted", "who", who)
+	d.log.Info("users: ban lifted", "event", EventBanLifted, "who", who)
 	return nil
 }

@@ -1,43 +1,27 @@
 package users
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/securefsd/securefsd/internal/testutil"
 	"log/slog"
 	"net/netip"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
 // syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 func TestDefender(t *testing.T) {
 	clk := newClock()
 	sl := &sleepRecorder{}
 	logs := &syncBuffer{}
+	rec := testutil.NewLogs().Tee(slog.NewTextHandler(logs, nil))
 	db, _ := openTest(t, Options{
 		Now:    clk.Now,
-		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		Logger: rec.Logger(),
 		Defender: DefenderOptions{
 			AddrThreshold: 5, UserThreshold: 8, BanTime: 10 * time.Minute, Window: 5 * time.Minute,
 			DelayAfter: 2, Delay: time.Second, MaxDelay: 4 * time.Second, Sleep: sl.Sleep,
@@ -81,11 +65,12 @@ func TestDefender(t *testing.T) {
 	if db.verifies.Load() != before {
 		t.Error("credentials were checked for a banned address")
 	}
-	if !strings.Contains(logs.String(), "banned") || !strings.Contains(logs.String(), "10.0.0.1") {
-		t.Errorf("ban not logged: %s", logs.String())
+	if bans := rec.Match(func(r testutil.Record) bool { return r.Attr("event") == EventBanned }); len(bans) != 1 ||
+		bans[0].Attr("address") != "10.0.0.1" || bans[0].Level != slog.LevelWarn {
+		t.Errorf("ban not logged once, as a warning, with its address: %s", rec.Dump())
 	}
-	if strings.Contains(logs.String(), "secret-pw") || strings.Contains(logs.String(), "wrong") {
-		t.Errorf("log contains a password: %s", logs.String())
+	if rec.AnyText("secret-pw") || rec.AnyText("wrong") {
+		t.Errorf("log contains a password: %s", rec.Dump())
 	}
 
 	// Another address: alice has 5 user failures (< 8), bob none.

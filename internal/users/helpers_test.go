@@ -10,30 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/securefsd/securefsd/internal/testutil"
 	"golang.org/x/crypto/ssh"
 )
 
 var tinyParams = Argon2Params{Time: 1, Memory: 64, Threads: 1}
 
 // fakeClock is an injectable Options.Now.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type fakeClock = testutil.Clock
 
-func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *fakeClock { return testutil.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 // sleepRecorder is an injectable DefenderOptions.Sleep that never sleeps.
 type sleepRecorder struct {

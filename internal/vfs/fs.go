@@ -45,17 +45,18 @@ func (f *FS) Create(name string) (*File, error) {
 // (WebDAV PROPPATCH opens them that way); their File supports Readdir.
 func (f *FS) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) {
 	const op = "open"
-	rel, err := f.checked(op, name, 0) // the rights depend on the entry: openLocked
-	if err != nil {
-		return nil, err
-	}
 	h := f.h
 	if err := h.takeHandle(); err != nil {
 		return nil, h.pathErr(op, name, err)
 	}
-	h.ns.Lock()
-	file, truncate, err := f.openLocked(op, name, rel, flag, perm)
-	h.ns.Unlock()
+	// The rights depend on the entry: openLocked decides them.
+	e, err := f.enter(op, name, pre{lock: lockExclusive, final: true, open: true})
+	if err != nil {
+		h.putHandle()
+		return nil, err
+	}
+	file, truncate, err := f.openLocked(op, name, e, flag, perm)
+	e.unlock()
 	if err != nil {
 		h.putHandle()
 		return nil, err
@@ -69,8 +70,8 @@ func (f *FS) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) {
 	return file, nil
 }
 
-func (f *FS) openLocked(op, name, rel string, flag int, perm fs.FileMode) (*File, bool, error) {
-	h := f.h
+func (f *FS) openLocked(op, name string, e entry, flag int, perm fs.FileMode) (*File, bool, error) {
+	h, rel := f.h, e.rel
 	acc := flag & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR)
 	o := openReq{
 		op: op, name: name, rel: rel, flag: flag, perm: perm,
@@ -80,11 +81,8 @@ func (f *FS) openLocked(op, name, rel string, flag int, perm fs.FileMode) (*File
 	}
 	o.file = &File{fs: f, name: name, rel: rel, readable: o.readable, writable: o.writable, appendMode: flag&os.O_APPEND != 0}
 
-	if n := h.lookup(rel); n != nil {
-		return f.openShared(o, n)
-	}
-	if err := h.noLinks(rel, true); err != nil {
-		return nil, false, h.pathErr(op, name, err)
+	if e.n != nil {
+		return f.openShared(o, e.n)
 	}
 	fi, err := h.root.Stat(rel)
 	switch {
@@ -285,24 +283,28 @@ func (f *FS) Stat(name string) (fs.FileInfo, error) { return f.stat("stat", name
 func (f *FS) Lstat(name string) (fs.FileInfo, error) { return f.stat("lstat", name, false) }
 
 func (f *FS) stat(op, name string, follow bool) (fs.FileInfo, error) {
-	rel, err := f.checked(op, name, 0) // Stat and Lstat need no right
+	// Stat and Lstat need no right. With follow, planted links are
+	// refused (never followed); Lstat reports them.
+	e, err := f.enter(op, name, pre{lock: lockShared, final: follow, open: true})
 	if err != nil {
 		return nil, err
 	}
+	defer e.unlock()
 	h := f.h
-	h.ns.RLock()
-	defer h.ns.RUnlock()
-	base := path.Base(rel)
-	if n := h.lookup(rel); n != nil {
-		fi, err := n.info(base)
+	base := path.Base(e.rel)
+	if e.n != nil {
+		fi, err := e.n.info(base)
 		if err != nil {
 			return nil, h.pathErr(op, name, err)
 		}
 		return fi, nil
 	}
-	fi, err := h.probe(rel)
-	if err == nil && follow && fi.Mode()&fs.ModeSymlink != 0 {
-		err = fs.ErrPermission // planted links are never followed
+	fi := e.fi
+	if fi == nil {
+		_, err = h.probe(e.rel) // missing, or an error the check left to us
+		if err == nil {
+			err = fs.ErrNotExist // it appeared under the lock: impossible
+		}
 	}
 	if err != nil {
 		return nil, h.pathErr(op, name, err)
@@ -347,76 +349,117 @@ func (f *FS) ReadDir(name string) ([]fs.FileInfo, error) {
 	return out, nil
 }
 
-// checked is the preamble of every operation on a client name: it cleans
-// the name (refusing invalid and reserved ones) and checks that this FS
-// grants every right in need. Operations whose right depends on the
-// entry's state (OpenFile, Truncate: new or existing file) pass 0 and
-// check once they know it; those that accept one of several rights use
-// checkedAny. After it, under the namespace lock, operations check the
-// symlink policy (home.noLinks) before touching the disk.
+// The preamble of every operation on a client name is FS.enter: it
+// cleans the name (refusing invalid and reserved ones), checks the rights,
+// takes the namespace lock and applies the symlink policy (home.noLinks)
+// before the operation touches the disk. An operation states what it
+// needs in a pre and gets its entry back; there is no other way to turn a
+// client name into a name on disk, so a new operation cannot skip a step.
+
+// lockKind is how the preamble takes the namespace lock h.ns.
+type lockKind uint8
+
+const (
+	// lockNone: rights only. For operations that lock per step and apply
+	// the symlink policy in the step that touches the disk (ReadDir's
+	// dirStream.read, Checksums through Stat, ReadDirMeta).
+	lockNone lockKind = iota
+	lockShared
+	lockExclusive
+)
+
+// pre is what an operation needs from the preamble.
+type pre struct {
+	// need: every one of these rights; anyOf (if set): at least one.
+	// Operations whose right depends on the entry's state (OpenFile,
+	// Truncate: new or existing file) pass neither and check once they
+	// know it.
+	need, anyOf Perm
+	// notHome refuses the home itself ("."), like a missing right
+	// (remove, rename).
+	notHome bool
+	lock    lockKind
+	// final: the name itself must not be a symlink either (operations
+	// that would follow it).
+	final bool
+	// open: an open file at the name is the entry. It is looked up first
+	// and, if there is one, the symlink policy is not applied again: its
+	// name passed it when it was opened, the namespace lock has kept
+	// anyone from changing the name since, and a new file may not be on
+	// disk yet.
+	open bool
+}
+
+// entry is a client name past the preamble.
+type entry struct {
+	rel string // cleaned name, relative to the home
+	// n is the open file at rel (pre.open only; nil if none).
+	n *node
+	// fi is what the symlink check saw at rel (lstat; nil when the name
+	// does not exist, when an open file answered, or without a lock).
+	fi     fs.FileInfo
+	unlock func() // releases the lock taken; a no-op for lockNone
+}
+
+// enter is the preamble (see above). On success the caller must call
+// e.unlock.
+func (f *FS) enter(op, name string, p pre) (entry, error) {
+	rel, err := cleanName(op, name)
+	if err != nil {
+		return entry{}, err
+	}
+	if !f.can(p.need) || p.anyOf != 0 && f.perm&p.anyOf == 0 || p.notHome && rel == "." {
+		return entry{}, f.denied(op, name)
+	}
+	e := entry{rel: rel, unlock: func() {}}
+	h := f.h
+	switch p.lock {
+	case lockNone:
+		return e, nil
+	case lockShared:
+		h.ns.RLock()
+		e.unlock = h.ns.RUnlock
+	default:
+		h.ns.Lock()
+		e.unlock = h.ns.Unlock
+	}
+	if p.open {
+		if e.n = h.lookup(rel); e.n != nil {
+			return e, nil
+		}
+	}
+	if e.fi, err = h.linkFree(rel, p.final); err != nil {
+		e.unlock()
+		return entry{}, h.pathErr(op, name, err)
+	}
+	return e, nil
+}
+
+// checked is enter without a lock, returning the cleaned name: for
+// operations that lock per step (see lockNone).
 func (f *FS) checked(op, name string, need Perm) (string, error) {
-	rel, err := cleanName(op, name)
-	if err != nil {
-		return "", err
-	}
-	if !f.can(need) {
-		return "", f.denied(op, name)
-	}
-	return rel, nil
-}
-
-// lockName is the second half of the preamble for operations that act on
-// the name on disk: it takes the namespace lock (shared for readers) and
-// applies the symlink policy (final: the name itself must not be a
-// symlink either). On success the caller must call unlock.
-func (h *home) lockName(op, name, rel string, shared, final bool) (unlock func(), err error) {
-	lock, unl := h.ns.Lock, h.ns.Unlock
-	if shared {
-		lock, unl = h.ns.RLock, h.ns.RUnlock
-	}
-	lock()
-	if err := h.noLinks(rel, final); err != nil {
-		unl()
-		return nil, h.pathErr(op, name, err)
-	}
-	return unl, nil
-}
-
-// checkedAny is checked for operations that need any one of anyOf.
-func (f *FS) checkedAny(op, name string, anyOf Perm) (string, error) {
-	rel, err := cleanName(op, name)
-	if err != nil {
-		return "", err
-	}
-	if f.perm&anyOf == 0 {
-		return "", f.denied(op, name)
-	}
-	return rel, nil
-}
-
-// checkedNotHome is checked for operations that cannot act on the home
-// itself (remove, rename): "." is refused like a missing right.
-func (f *FS) checkedNotHome(op, name string, need Perm) (string, error) {
-	rel, err := f.checked(op, name, need)
-	if err == nil && rel == "." {
-		return "", f.denied(op, name)
-	}
-	return rel, err
+	e, err := f.enter(op, name, pre{need: need})
+	return e.rel, err
 }
 
 // Mkdir creates directory name.
-func (f *FS) Mkdir(name string, perm fs.FileMode) error {
+func (f *FS) Mkdir(name string, perm fs.FileMode) error { return f.mkdir(name, perm, false) }
+
+// MkdirAll creates directory name and missing parents.
+func (f *FS) MkdirAll(name string, perm fs.FileMode) error { return f.mkdir(name, perm, true) }
+
+// mkdir is Mkdir, or MkdirAll with all.
+func (f *FS) mkdir(name string, perm fs.FileMode, all bool) error {
 	const op = "mkdir"
-	rel, err := f.checked(op, name, PermMkdir)
+	e, err := f.enter(op, name, pre{need: PermMkdir, lock: lockExclusive})
 	if err != nil {
 		return err
 	}
-	h := f.h
-	unlock, err := h.lockName(op, name, rel, false, false)
-	if err != nil {
-		return err
+	defer e.unlock()
+	if all {
+		return f.h.mkdirAll(op, name, e.rel, perm)
 	}
-	defer unlock()
+	h, rel := f.h, e.rel
 	if rel == "." || h.lookup(rel) != nil {
 		return h.pathErr(op, name, fs.ErrExist)
 	}
@@ -432,16 +475,8 @@ func (f *FS) Mkdir(name string, perm fs.FileMode) error {
 	return nil
 }
 
-// MkdirAll creates directory name and missing parents.
-func (f *FS) MkdirAll(name string, perm fs.FileMode) error {
-	const op = "mkdir"
-	rel, err := f.checked(op, name, PermMkdir)
-	if err != nil {
-		return err
-	}
-	h := f.h
-	h.ns.Lock()
-	defer h.ns.Unlock()
+// mkdirAll is MkdirAll past the preamble. Caller holds h.ns exclusively.
+func (h *home) mkdirAll(op, name, rel string, perm fs.FileMode) error {
 	for p := rel; p != "."; p = parentOf(p) {
 		if h.lookup(p) != nil {
 			return h.pathErr(op, name, ErrNotDir)
@@ -477,39 +512,50 @@ func (f *FS) MkdirAll(name string, perm fs.FileMode) error {
 }
 
 // Remove removes a file or an empty directory.
-func (f *FS) Remove(name string) error {
-	const op = "remove"
-	rel, err := f.checkedNotHome(op, name, PermDelete)
+func (f *FS) Remove(name string) error { return f.remove("remove", name, false) }
+
+// RemoveAll removes name and everything below it. A missing name is not an
+// error. The home itself cannot be removed.
+func (f *FS) RemoveAll(name string) error { return f.remove("removeall", name, true) }
+
+// remove is Remove, or RemoveAll with all.
+func (f *FS) remove(op, name string, all bool) error {
+	e, err := f.enter(op, name, pre{need: PermDelete, notHome: true, lock: lockExclusive})
 	if err != nil {
 		return err
 	}
-	h := f.h
-	unlock, err := h.lockName(op, name, rel, false, false)
-	if err != nil {
-		return err
-	}
-	defer unlock()
+	defer e.unlock()
+	h, rel := f.h, e.rel
 	n := h.lookup(rel)
 	fi, err := h.root.Lstat(rel)
-	if errors.Is(err, fs.ErrNotExist) && n != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && n != nil:
 		n.detach() // a new file not yet published
 		h.dropMetaLogged(rel)
 		return nil
-	}
-	if err != nil {
+	case errors.Is(err, fs.ErrNotExist) && all:
+		if h.pendingAncestor(rel) {
+			return h.pathErr(op, name, ErrNotDir)
+		}
+		return nil
+	case err != nil:
 		return h.pathErr(op, name, err)
-	}
-	if fi.IsDir() {
+	case !fi.IsDir():
+		if err := h.root.Remove(rel); err != nil {
+			return h.pathErr(op, name, err)
+		}
+		h.forget(fi, n)
+		h.dropMetaLogged(rel)
+		return nil
+	case !all:
 		if err := h.removeEmptyDir(rel); err != nil {
 			return h.pathErr(op, name, err)
 		}
 		return nil
 	}
-	if err := h.root.Remove(rel); err != nil {
+	if err := h.removeTree(rel); err != nil {
 		return h.pathErr(op, name, err)
 	}
-	h.forget(fi, n)
-	h.dropMetaLogged(rel)
 	return nil
 }
 
@@ -585,44 +631,9 @@ func (h *home) emptyDir(rel string) ([]string, error) {
 	return names, nil
 }
 
-// RemoveAll removes name and everything below it. A missing name is not an
-// error. The home itself cannot be removed.
-func (f *FS) RemoveAll(name string) error {
-	const op = "removeall"
-	rel, err := f.checkedNotHome(op, name, PermDelete)
-	if err != nil {
-		return err
-	}
-	h := f.h
-	unlock, err := h.lockName(op, name, rel, false, false)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	n := h.lookup(rel)
-	fi, err := h.root.Lstat(rel)
-	if errors.Is(err, fs.ErrNotExist) {
-		if n != nil {
-			n.detach()
-			h.dropMetaLogged(rel)
-			return nil
-		}
-		if h.pendingAncestor(rel) {
-			return h.pathErr(op, name, ErrNotDir)
-		}
-		return nil
-	}
-	if err != nil {
-		return h.pathErr(op, name, err)
-	}
-	if !fi.IsDir() {
-		if err := h.root.Remove(rel); err != nil {
-			return h.pathErr(op, name, err)
-		}
-		h.forget(fi, n)
-		h.dropMetaLogged(rel)
-		return nil
-	}
+// removeTree removes directory rel and everything below it. Caller holds
+// h.ns exclusively.
+func (h *home) removeTree(rel string) error {
 	h.forgetMeta(rel, true)
 	var files []fs.FileInfo
 	werr := h.walk(rel, false, func(_ string, fi fs.FileInfo) error {
@@ -631,7 +642,7 @@ func (f *FS) RemoveAll(name string) error {
 		}
 		return nil
 	})
-	err = h.root.RemoveAll(rel)
+	err := h.root.RemoveAll(rel)
 	if werr == nil {
 		for _, fi := range files {
 			h.forget(fi, nil)
@@ -644,10 +655,7 @@ func (f *FS) RemoveAll(name string) error {
 		// The files removed are not all known: count the home again.
 		h.recount()
 	}
-	if err != nil {
-		return h.pathErr(op, name, err)
-	}
-	return nil
+	return err
 }
 
 // recount walks the home again to repair the usage counters after a
@@ -699,18 +707,22 @@ func (h *home) recount() {
 // (renameDirOverDir).
 func (f *FS) Rename(oldname, newname string, overwrite bool) error {
 	const op = "rename"
-	ro, err := f.checkedNotHome(op, oldname, PermRename)
+	// Two names: both pass the preamble's name and rights checks first,
+	// then, under one exclusive lock, planRename applies the symlink
+	// policy to both in rename(2)'s order.
+	both := pre{need: PermRename, notHome: true}
+	o, err := f.enter(op, oldname, both)
 	if err != nil {
 		return err
 	}
-	rn, err := f.checkedNotHome(op, newname, PermRename)
+	t, err := f.enter(op, newname, both)
 	if err != nil {
 		return err
 	}
 	h := f.h
 	h.ns.Lock()
 	defer h.ns.Unlock()
-	p := &renamePlan{op: op, oldname: oldname, newname: newname, ro: ro, rn: rn}
+	p := &renamePlan{op: op, oldname: oldname, newname: newname, ro: o.rel, rn: t.rel}
 	if done, err := h.planRename(p); done || err != nil {
 		return err
 	}
@@ -917,21 +929,17 @@ func (h *home) parentDir(rel string) error {
 // valid.
 func (f *FS) Chtimes(name string, atime, mtime time.Time) error {
 	const op = "chtimes"
-	rel, err := f.checked(op, name, PermUpload)
+	e, err := f.enter(op, name, pre{need: PermUpload, lock: lockExclusive, final: true, open: true})
 	if err != nil {
 		return err
 	}
-	h := f.h
-	h.ns.Lock()
-	defer h.ns.Unlock()
-	if n := h.lookup(rel); n != nil {
-		if err := n.setTimes(atime, mtime); err != nil {
+	defer e.unlock()
+	h, rel := f.h, e.rel
+	if e.n != nil {
+		if err := e.n.setTimes(atime, mtime); err != nil {
 			return h.pathErr(op, name, err)
 		}
 		return nil
-	}
-	if err := h.noLinks(rel, true); err != nil {
-		return h.pathErr(op, name, err)
 	}
 	before, err := h.root.Stat(rel)
 	if err != nil {
@@ -969,14 +977,13 @@ func (h *home) retimeHashes(rel string, before, after fs.FileInfo) {
 // reported by Stat.
 func (f *FS) Chmod(name string, mode fs.FileMode) error {
 	const op = "chmod"
-	rel, err := f.checked(op, name, PermChmod)
+	e, err := f.enter(op, name, pre{need: PermChmod, lock: lockExclusive, final: true, open: true})
 	if err != nil {
 		return err
 	}
-	h := f.h
-	h.ns.Lock()
-	defer h.ns.Unlock()
-	if n := h.lookup(rel); n != nil {
+	defer e.unlock()
+	h, rel := f.h, e.rel
+	if n := e.n; n != nil {
 		h.mu.Lock()
 		replacing := n.tmp != ""
 		h.mu.Unlock()
@@ -992,9 +999,6 @@ func (f *FS) Chmod(name string, mode fs.FileMode) error {
 		}
 		return nil
 	}
-	if err := h.noLinks(rel, true); err != nil {
-		return h.pathErr(op, name, err)
-	}
 	fi, err := h.root.Stat(rel)
 	if err != nil {
 		return h.pathErr(op, name, err)
@@ -1009,55 +1013,50 @@ func (f *FS) Chmod(name string, mode fs.FileMode) error {
 // is open (OpenSSH scp truncates by path while its handle is open).
 func (f *FS) Truncate(name string, size int64) error {
 	const op = "truncate"
-	rel, err := f.checked(op, name, 0) // Upload or Overwrite: depends on the entry, below
+	if size < 0 {
+		return f.h.pathErr(op, name, fs.ErrInvalid)
+	}
+	// Upload or Overwrite: depends on the entry, below.
+	e, err := f.enter(op, name, pre{lock: lockExclusive, final: true, open: true})
 	if err != nil {
 		return err
 	}
-	h := f.h
-	if size < 0 {
-		return h.pathErr(op, name, fs.ErrInvalid)
-	}
-	h.ns.Lock()
-	n := h.lookup(rel)
+	h, rel, n := f.h, e.rel, e.n
 	if n != nil {
 		h.mu.Lock()
 		created := n.created
 		h.mu.Unlock()
 		if !created && !f.can(PermOverwrite) || created && !f.can(PermUpload) {
-			h.ns.Unlock()
+			e.unlock()
 			return f.denied(op, name)
 		}
 		if !n.back.rw {
 			if err := n.upgrade(); err != nil {
-				h.ns.Unlock()
+				e.unlock()
 				return h.pathErr(op, name, err)
 			}
 		}
 	} else {
-		err := h.noLinks(rel, true)
-		var fi fs.FileInfo
-		if err == nil {
-			fi, err = h.root.Stat(rel)
-		}
+		fi, err := h.root.Stat(rel)
 		if err != nil {
-			h.ns.Unlock()
+			e.unlock()
 			return h.pathErr(op, name, err)
 		}
 		if fi.IsDir() {
-			h.ns.Unlock()
+			e.unlock()
 			return h.pathErr(op, name, ErrIsDir)
 		}
 		if !f.can(PermOverwrite) {
-			h.ns.Unlock()
+			e.unlock()
 			return f.denied(op, name)
 		}
 		if n, err = h.openInPlace(rel, true); err != nil {
-			h.ns.Unlock()
+			e.unlock()
 			return h.pathErr(op, name, err)
 		}
 	}
 	n.ref(true) // a writer while it truncates: the node cannot be superseded meanwhile
-	h.ns.Unlock()
+	e.unlock()
 	err = n.truncate(size)
 	if ferr := n.flush(false); err == nil {
 		err = ferr
@@ -1086,18 +1085,14 @@ func (f *FS) Symlink(oldname, newname string) error {
 // fs.ErrPermission, other entries fs.ErrInvalid.
 func (f *FS) Readlink(name string) (string, error) {
 	const op = "readlink"
-	rel, err := f.checked(op, name, 0)
+	e, err := f.enter(op, name, pre{lock: lockShared, open: true})
 	if err != nil {
 		return "", err
 	}
-	h := f.h
-	h.ns.RLock()
-	defer h.ns.RUnlock()
-	if h.lookup(rel) != nil {
+	defer e.unlock()
+	h, rel := f.h, e.rel
+	if e.n != nil {
 		return "", h.pathErr(op, name, fs.ErrInvalid)
-	}
-	if err := h.noLinks(rel, false); err != nil {
-		return "", h.pathErr(op, name, err)
 	}
 	fi, err := h.root.Lstat(rel)
 	if err != nil {

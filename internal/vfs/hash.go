@@ -267,10 +267,12 @@ func (s *hashState) result(size int64) (Hashes, bool) {
 // PermDownload or PermUpload; computing needs PermDownload.
 func (f *FS) Checksums(ctx context.Context, name string, want ...HashKind) (Hashes, error) {
 	const op = "checksums"
-	rel, err := f.checkedAny(op, name, PermDownload|PermUpload)
+	// Rights only: the lock is taken per step, the symlink policy by Stat.
+	e, err := f.enter(op, name, pre{anyOf: PermDownload | PermUpload})
 	if err != nil {
 		return Hashes{}, err
 	}
+	rel := e.rel
 	var kinds HashKind
 	for _, k := range want {
 		kinds |= k

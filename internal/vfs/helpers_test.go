@@ -1,43 +1,28 @@
 package vfs
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/testutil"
 )
 
-// logBuf collects log output for assertions; safe for concurrent use.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// logBuf collects log output; safe for concurrent use.
+type logBuf = testutil.SyncBuffer
 
 type testStore struct {
 	*Store
-	dir string
-	kr  *envelope.Keyring
-	log *logBuf
+	dir  string
+	kr   *envelope.Keyring
+	log  *logBuf        // the log as text, for failure output
+	recs *testutil.Logs // the same records, for assertions
 }
 
 func newStore(t testing.TB) *testStore {
@@ -48,12 +33,13 @@ func newStore(t testing.TB) *testStore {
 	}
 	dir := filepath.Join(t.TempDir(), "store")
 	lb := &logBuf{}
-	s, err := NewStore(dir, Options{Keyring: kr, UploadHashes: testUploadHashes, Logger: slog.New(slog.NewTextHandler(lb, nil))})
+	recs := testutil.NewLogs().Tee(slog.NewTextHandler(lb, nil))
+	s, err := NewStore(dir, Options{Keyring: kr, UploadHashes: testUploadHashes, Logger: recs.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return &testStore{Store: s, dir: dir, kr: kr, log: lb}
+	return &testStore{Store: s, dir: dir, kr: kr, log: lb, recs: recs}
 }
 
 // reopen opens a second Store over ts's directory (as after a restart),

@@ -303,21 +303,31 @@ func (h *home) nodesUnder(dir string) []*node {
 // operations that would follow it). Other errors are left for the
 // operation to report. Caller holds h.ns.
 func (h *home) noLinks(rel string, final bool) error {
+	_, err := h.linkFree(rel, final)
+	return err
+}
+
+// linkFree is noLinks that also returns what it saw at rel (nil if rel
+// does not exist), so that a caller needs no second lstat.
+func (h *home) linkFree(rel string, final bool) (fs.FileInfo, error) {
 	fi, err := h.probe(rel)
 	switch {
 	case errors.Is(err, fs.ErrPermission):
-		return err
+		return nil, err
 	case errors.Is(err, fs.ErrNotExist):
 		// A name to be created: its parent must pass.
 		pfi, err := h.probe(parentOf(rel))
 		if errors.Is(err, fs.ErrPermission) {
-			return err
+			return nil, err
 		}
 		if err == nil && pfi.Mode()&fs.ModeSymlink != 0 {
-			return fs.ErrPermission
+			return nil, fs.ErrPermission
 		}
-	case err == nil && final && fi.Mode()&fs.ModeSymlink != 0:
-		return fs.ErrPermission
+		return nil, nil
+	case err != nil:
+		return nil, nil // left for the operation to report
+	case final && fi.Mode()&fs.ModeSymlink != 0:
+		return nil, fs.ErrPermission
 	}
-	return nil
+	return fi, nil
 }

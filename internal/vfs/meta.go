@@ -615,16 +615,12 @@ func (h *home) dropMeta(rel string) error {
 // Meta returns the metadata of name (zero Meta if none).
 func (f *FS) Meta(name string) (Meta, error) {
 	const op = "meta"
-	rel, err := f.checked(op, name, 0) // metadata needs no right, as Stat
+	e, err := f.enter(op, name, pre{lock: lockShared}) // metadata needs no right, as Stat
 	if err != nil {
 		return Meta{}, err
 	}
-	h := f.h
-	unlock, err := h.lockName(op, name, rel, true, false)
-	if err != nil {
-		return Meta{}, err
-	}
-	defer unlock()
+	defer e.unlock()
+	h, rel := f.h, e.rel
 	if err := h.exists(rel); err != nil {
 		return Meta{}, h.pathErr(op, name, err)
 	}
@@ -639,16 +635,12 @@ func (f *FS) Meta(name string) (Meta, error) {
 // error from fn aborts without change. Needs PermUpload or PermOverwrite.
 func (f *FS) UpdateMeta(name string, fn func(*Meta) error) error {
 	const op = "updatemeta"
-	rel, err := f.checkedAny(op, name, PermUpload|PermOverwrite)
+	e, err := f.enter(op, name, pre{anyOf: PermUpload | PermOverwrite, lock: lockExclusive})
 	if err != nil {
 		return err
 	}
-	h := f.h
-	unlock, err := h.lockName(op, name, rel, false, false)
-	if err != nil {
-		return err
-	}
-	defer unlock()
+	defer e.unlock()
+	h, rel := f.h, e.rel
 	if err := h.exists(rel); err != nil {
 		return h.pathErr(op, name, err)
 	}

@@ -194,15 +194,11 @@ func (h *home) rewrapPath(rel string, kr *envelope.Keyring) error {
 		return nil
 	}
 	// Client modes never take the owner's write access (modes.go).
-	f, err := h.root.OpenFile(rel, os.O_RDWR|syscall.O_NONBLOCK, 0)
+	f, st, err := h.openStored(rel, os.O_RDWR)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
 	changed, err := envelope.Rewrap(f, st.Size(), kr, envelope.Options{Binding: h.binding()})
 	if changed {
 		if serr := f.Sync(); err == nil {
@@ -323,15 +319,11 @@ func (h *home) verify(rel string) error {
 	}
 	h.ns.RUnlock()
 	check := func() error {
-		f, err := h.root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		f, st, err := h.openStored(rel, os.O_RDONLY)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		st, err := f.Stat()
-		if err != nil {
-			return err
-		}
 		if !st.Mode().IsRegular() {
 			return nil
 		}
@@ -353,4 +345,19 @@ func (h *home) verify(rel string) error {
 		}
 	}
 	return check()
+}
+
+// openStored opens the disk file of rel for a sweep (flag: os.O_RDONLY or
+// os.O_RDWR; O_NONBLOCK so a FIFO planted in the store cannot block the
+// sweep) and returns it with its fstat. The caller closes f.
+func (h *home) openStored(rel string, flag int) (f *os.File, st fs.FileInfo, err error) {
+	f, err = h.root.OpenFile(rel, flag|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	if st, err = f.Stat(); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
 }

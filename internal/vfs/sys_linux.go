@@ -43,8 +43,21 @@ func pathFD(root *os.Root) int {
 
 func closeFD(fd int) { unix.Close(fd) }
 
-// processUmask reads the process umask (setting it back at once).
+// processUmask reads the process umask from /proc/self/status (Linux 4.7
+// and later), which leaves it untouched: umask(2) can only read it by
+// setting it, and for that instant files other goroutines of the process
+// create would get the temporary mask. Only where /proc has no Umask line
+// does it fall back to setting it back at once.
 func processUmask() fs.FileMode {
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+				if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+					return fs.FileMode(m) & fs.ModePerm
+				}
+			}
+		}
+	}
 	old := unix.Umask(0o077)
 	unix.Umask(old)
 	return fs.FileMode(old) & fs.ModePerm

@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"image/png"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,11 +18,9 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
+	testbrowser "github.com/securefsd/securefsd/internal/testutil/browser"
 	"github.com/securefsd/securefsd/internal/users"
 )
-
-// chromiumPath is Debian's Chromium; scripts/test.sh installs it.
-const chromiumPath = "/usr/bin/chromium"
 
 // newBrowser starts a headless Chromium with a fresh profile and returns a
 // tab context. Console errors (CSP violations, script exceptions) are
@@ -33,112 +28,20 @@ const chromiumPath = "/usr/bin/chromium"
 // Messages containing one of allow are expected (e.g. a deliberate 409).
 func newBrowser(t *testing.T, allow ...string) context.Context {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts a browser; skipped with -short")
-	}
-	exe := chromiumPath
-	if _, err := os.Stat(exe); err != nil {
-		p, err := exec.LookPath("chromium")
-		if err != nil {
-			t.Fatalf("chromium is not installed (scripts/test.sh installs it): %v", err)
-		}
-		exe = p
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(exe),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.IgnoreCertErrors,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1200, 800),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-default-apps", true),
-		chromedp.Flag("password-store", "basic"),
-		chromedp.Flag("use-mock-keychain", true),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(actx)
-	tctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
-	if err := chromedp.Do(ctx); err != nil { // start the browser without the timeout
-		cancelTab()
-		cancelAlloc()
-		t.Fatalf("start chromium: %v", err)
-	}
-	var mu sync.Mutex
-	var problems []string
-	done := make(chan struct{})
-	console := chromedp.Console(ctx)
-	go func() {
-		defer close(done)
-		for m, err := range console {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.IsException() || strings.Contains(m.Text, "Content Security Policy") {
-				if slices.ContainsFunc(allow, func(a string) bool { return strings.Contains(m.Text, a) }) {
-					continue
-				}
-				mu.Lock()
-				problems = append(problems, m.String())
-				mu.Unlock()
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		cancelTimeout()
-		cancelTab()
-		cancelAlloc()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, p := range problems {
-			t.Errorf("browser console: %s", p)
-		}
-	})
-	return tctx
+	return testbrowser.New(t, allow...)
 }
 
 // testOutDir is where screenshots go: $SECUREFSD_TEST_OUT if set, else a temp dir.
 func testOutDir(t *testing.T) string {
 	t.Helper()
-	if d := os.Getenv("SECUREFSD_TEST_OUT"); d != "" {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
-	return t.TempDir()
+	return testbrowser.OutDir(t)
 }
 
 // checkPNG fails unless b is a PNG of at least w×h with enough distinct
 // colours to be a rendered page rather than a blank or error screen.
 func checkPNG(t testing.TB, b []byte, w, h int) {
 	t.Helper()
-	img, err := png.Decode(bytes.NewReader(b))
-	if err != nil {
-		t.Fatalf("screenshot is not a PNG: %v", err)
-	}
-	r := img.Bounds()
-	if r.Dx() < w || r.Dy() < h {
-		t.Fatalf("screenshot is %dx%d, want at least %dx%d", r.Dx(), r.Dy(), w, h)
-	}
-	colours := map[[4]uint32]bool{}
-	for y := r.Min.Y; y < r.Max.Y; y += 3 {
-		for x := r.Min.X; x < r.Max.X; x += 3 {
-			cr, cg, cb, ca := img.At(x, y).RGBA()
-			colours[[4]uint32{cr >> 8, cg >> 8, cb >> 8, ca >> 8}] = true
-		}
-	}
-	if len(colours) < 20 {
-		t.Fatalf("screenshot has only %d colours: nothing rendered?", len(colours))
-	}
+	testbrowser.CheckPNG(t, b, w, h)
 }
 
 func TestBrowserEndToEnd(t *testing.T) {
@@ -232,37 +135,10 @@ func TestBrowserEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(testOutDir(t), "webui-file-list.png")
-	if err := os.WriteFile(out, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", out)
-	checkPNG(t, shot, 800, 400)
+	testbrowser.SaveScreenshot(t, shot, "webui-file-list.png", 800, 400)
 
 	// Download it through the link and compare bytes.
-	dlDir := t.TempDir()
-	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-		_, err := chromedp.Call(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
-			Behavior:      browser.SetDownloadBehaviorBehaviorAllowAndName,
-			DownloadPath:  dlDir,
-			EventsEnabled: ptrTo(true),
-		})
-		return err
-	})); err != nil {
-		t.Fatalf("download behaviour: %v", err)
-	}
-	ev, err := chromedp.Run(ctx, chromedp.WaitEvent(browser.DownloadProgress,
-		func(e browser.EventDownloadProgress) bool {
-			return e.State == browser.DownloadProgressStateCompleted || e.State == browser.DownloadProgressStateCanceled
-		},
-		chromedp.Click(chromedp.CSS(`tr[data-name="holiday photo.bin"] td.name a`))))
-	if err != nil {
-		t.Fatalf("download: %v", err)
-	}
-	if ev.State != browser.DownloadProgressStateCompleted {
-		t.Fatalf("download state %s", ev.State)
-	}
-	got, err := os.ReadFile(filepath.Join(dlDir, ev.GUID))
+	got, err := os.ReadFile(testbrowser.Download(t, ctx, `tr[data-name="holiday photo.bin"] td.name a`))
 	if err != nil {
 		t.Fatal(err)
 	}

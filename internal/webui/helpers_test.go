@@ -14,32 +14,18 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/testutil"
+	fx "github.com/securefsd/securefsd/internal/testutil/fixture"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
 
 // fakeClock is the UI's and the user DB's Options.Now.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+type fakeClock = testutil.Clock
 
 // fixture is a UI over a fresh store and user DB, served by an httptest
 // TLS server (so Secure cookies flow as in production).
@@ -62,12 +48,8 @@ func newFixture(t testing.TB, fopts ...fixtureOpt) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, storeDir: filepath.Join(dir, "store"), clock: &fakeClock{t: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}}
-	f.store, err = vfs.NewStore(f.storeDir, vfs.Options{Keyring: kr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.store.Close() })
+	f := &fixture{t: t, storeDir: filepath.Join(dir, "store"), clock: testutil.NewClock(time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC))}
+	f.store = fx.Store(t, f.storeDir, vfs.Options{Keyring: kr})
 	uopts := users.Options{
 		Argon2:   users.Argon2Params{Time: 1, Memory: 64, Threads: 1},
 		Now:      f.clock.Now,
@@ -78,11 +60,7 @@ func newFixture(t testing.TB, fopts ...fixtureOpt) *fixture {
 	for _, o := range fopts {
 		o(&uopts, &opts)
 	}
-	f.db, err = users.Open(filepath.Join(dir, "users.db"), uopts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.db.Close() })
+	f.db = fx.Users(t, filepath.Join(dir, "users.db"), uopts)
 	opts.Users = f.db
 	f.ui, err = New(opts)
 	if err != nil {
@@ -298,14 +276,5 @@ func readAll(t testing.TB, fsys *vfs.FS, name string) []byte {
 
 func writeFile(t testing.TB, fsys *vfs.FS, name string, data []byte) {
 	t.Helper()
-	f, err := fsys.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	fx.WriteFile(t, fsys, name, data)
 }
