@@ -6,7 +6,8 @@
 #     golang.org/x/sys/cpu (not even indirectly);
 #   - keyfile imports only the standard library and envelope;
 #   - envelope and vfs depend on no protocol, user, account or admin package (not even indirectly);
-#   - perm, the one permission type of users and vfs, imports nothing of ours.
+#   - perm, the one permission type of users and vfs, imports nothing of ours;
+#   - shares imports only users and perm of ours; no protocol, vfs or users imports shares.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
@@ -39,4 +40,10 @@ only nonstd internal/envelope "$mod/internal/envelope\|golang\.org/x/crypto/.*\|
 only directNonstd internal/keyfile "$mod/internal/envelope"
 for q in vfs sftpd davd webui users admin; do check deps internal/keyfile "$mod/internal/$q"; done
 if deps internal/perm | grep -v -x "$mod/internal/perm" | grep -q "^$mod/"; then echo "import rule broken: internal/perm must not import our packages"; fail=1; fi
+# shares keeps link policies: of ours it uses users and perm only (the bytes are
+# served by webui through vfs), and the protocols never learn about tokens.
+if direct internal/shares | grep "^$mod/" | grep -vx "$mod/internal/users\|$mod/internal/perm" | grep -q .; then
+  echo "import rule broken: internal/shares may import only internal/users and internal/perm of ours"; fail=1
+fi
+for q in sftpd davd vfs envelope users; do check deps "internal/$q" "$mod/internal/shares"; done
 exit $fail
