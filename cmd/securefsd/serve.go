@@ -25,6 +25,7 @@ import (
 	"github.com/securefsd/securefsd/internal/davd"
 	"github.com/securefsd/securefsd/internal/envelope"
 	"github.com/securefsd/securefsd/internal/sftpd"
+	"github.com/securefsd/securefsd/internal/shares"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 	"github.com/securefsd/securefsd/internal/webui"
@@ -342,8 +343,9 @@ func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	links := webui.NewLinks(ui, shares.New(db, shares.Options{}))
 	srv, err := davd.New(davd.Options{
-		Store: store, Users: db, Logger: log, UI: ui,
+		Store: store, Users: db, Logger: log, UI: ui, Links: links,
 		ReadHeaderTimeout: c.Duration("read-header-timeout"), BodyStallTimeout: cmp.Or(c.Duration("body-stall-timeout"), c.Duration("read-header-timeout")),
 	})
 	if err != nil {
