@@ -343,7 +343,10 @@ func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	links := webui.NewLinks(ui, shares.New(db, shares.Options{}))
+	links, err := webui.NewLinks(ui, shares.New(db, shares.Options{}))
+	if err != nil {
+		return "", err
+	}
 	srv, err := davd.New(davd.Options{
 		Store: store, Users: db, Logger: log, UI: ui, Links: links,
 		ReadHeaderTimeout: c.Duration("read-header-timeout"), BodyStallTimeout: cmp.Or(c.Duration("body-stall-timeout"), c.Duration("read-header-timeout")),

@@ -69,8 +69,15 @@ const (
 
 // NewLinks returns the public link pages, sharing ui's store, pages and
 // security headers.
-func NewLinks(ui *UI, m *shares.Manager) *Links {
-	return &Links{ui: ui, shares: m, log: ui.log, now: ui.now, grants: make(map[[32]byte]grant)}
+// It also turns on the "Share" action and the links page of ui: call it
+// before serving.
+func NewLinks(ui *UI, m *shares.Manager) (*Links, error) {
+	su, err := newShareUI(m)
+	if err != nil {
+		return nil, err
+	}
+	ui.shareUI = su
+	return &Links{ui: ui, shares: m, log: ui.log, now: ui.now, grants: make(map[[32]byte]grant)}, nil
 }
 
 // linkHeaders are the UI's security headers plus: no referrer (the token

@@ -27,7 +27,11 @@ func linkFixture(t *testing.T) (*fixture, *shares.Manager, *vfs.FS) {
 	m := shares.New(f.db, shares.Options{Now: f.clock.Now})
 	mux := http.NewServeMux()
 	mux.Handle(f.ui.Prefix(), f.ui)
-	mux.Handle(LinkPrefix, NewLinks(f.ui, m))
+	links, err := NewLinks(f.ui, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux.Handle(LinkPrefix, links)
 	f.srv.Close()
 	f.srv = httptest.NewTLSServer(mux)
 	t.Cleanup(f.srv.Close)
@@ -266,5 +270,67 @@ func TestLinkPasswordBanned(t *testing.T) {
 	other := mkLink(t, m, shares.Spec{Path: "/report.pdf", Kind: shares.File, Password: []byte("other")})
 	if d := c2.get(other + "/download"); d.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("grant reused on another link: %d", d.StatusCode)
+	}
+}
+
+// The signed-in owner shares from the listing, sees the link once, lists
+// and revokes it; the same CSRF rule as every form applies.
+func TestLinkShareFromUI(t *testing.T) {
+	f, m, _ := linkFixture(t)
+	c := f.client()
+	c.login("alice", "alice-password-1")
+	list := c.get("/ui/files/")
+	if !strings.Contains(list.body, `href="/ui/share/report.pdf"`) || !strings.Contains(list.body, `href="/ui/links"`) {
+		t.Fatalf("no Share action: %s", list.body)
+	}
+	if r := c.get("/ui/share/report.pdf"); r.StatusCode != 200 || !strings.Contains(r.body, "share-form") {
+		t.Fatalf("share form %d", r.StatusCode)
+	}
+	if r := c.post("/ui/share/report.pdf", url.Values{"csrf": {"forged"}, "expires": {"1d"}}); r.StatusCode == 200 {
+		t.Fatalf("share without a valid CSRF token: %d", r.StatusCode)
+	}
+	r := c.postCSRF("/ui/share/report.pdf", url.Values{"expires": {"1d"}, "max_downloads": {"5"}})
+	if r.StatusCode != 200 {
+		t.Fatalf("share: %d %s", r.StatusCode, r.body)
+	}
+	i := strings.Index(r.body, "/s/")
+	if i < 0 {
+		t.Fatalf("no link in %s", r.body)
+	}
+	tok := r.body[i+3 : i+3+shares.TokenLen]
+	anon := f.client()
+	if d := anon.get("/s/" + tok + "/download"); d.StatusCode != 200 || len(d.body) != 10000 {
+		t.Fatalf("link from the UI: %d", d.StatusCode)
+	}
+	ls, _ := m.List(context.Background(), "alice")
+	if len(ls) != 1 || ls[0].MaxDownloads != 5 || ls[0].Expires.IsZero() {
+		t.Fatalf("stored %+v", ls)
+	}
+	page := c.get("/ui/links")
+	if page.StatusCode != 200 || !strings.Contains(page.body, ls[0].ID) || strings.Contains(page.body, tok) {
+		t.Fatalf("links page %d (token shown: %v)", page.StatusCode, strings.Contains(page.body, tok))
+	}
+	// Another user cannot revoke alice's link.
+	f.addUser("bob", "bob-password-12", users.PermAll, 0)
+	b := f.client()
+	b.login("bob", "bob-password-12")
+	if r := b.postCSRF("/ui/revoke/"+ls[0].ID, nil); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("bob revokes alice's link: %d", r.StatusCode)
+	}
+	if r := c.postCSRF("/ui/revoke/"+ls[0].ID, nil); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("revoke: %d %s", r.StatusCode, r.body)
+	}
+	want404(t, anon.get("/s/"+tok), "revoked from the UI")
+	// A folder offers upload-only.
+	if r := c.get("/ui/share/inbox"); !strings.Contains(r.body, "upload-only") {
+		t.Fatal("folder form without upload-only")
+	}
+	r = c.postCSRF("/ui/share/inbox", url.Values{"upload_only": {"1"}})
+	i = strings.Index(r.body, "/s/")
+	if r.StatusCode != 200 || i < 0 {
+		t.Fatalf("upload link: %d", r.StatusCode)
+	}
+	if p := anon.get(r.body[i : i+3+shares.TokenLen]); !strings.Contains(p.body, "Send files") {
+		t.Fatalf("upload page: %s", p.body)
 	}
 }
