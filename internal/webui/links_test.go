@@ -233,6 +233,16 @@ func TestLinkUploadOnly(t *testing.T) {
 	if got := string(readAll(t, fsys, "/inbox/escape.txt")); got != "x" {
 		t.Fatalf("escape.txt kept as %q", got)
 	}
+	// The owner's quota applies: a drop past it is refused and nothing stays.
+	if err := f.db.Update(context.Background(), "alice", func(u *users.User) error { u.QuotaBytes = 40000; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if r := send(uploadFile{"huge.bin", bytes.Repeat([]byte("z"), 100000)}); r.StatusCode != http.StatusInsufficientStorage {
+		t.Fatalf("upload past the quota: %d", r.StatusCode)
+	}
+	if _, err := fsys.Stat("/inbox/huge.bin"); err == nil {
+		t.Fatal("a refused upload left a file")
+	}
 	for _, p := range []string{"/zip", "/file/old.txt", "/download", "/file/doc.pdf"} {
 		want404(t, c.get(base+p), "upload-only "+p)
 	}
