@@ -9,7 +9,8 @@
 #   - perm, the one permission type of users and vfs, imports nothing of ours;
 #   - httpx, the HTTP rules davd and webui share, imports nothing of ours;
 #   - testutil (and its subpackages) is imported only by tests: no other package depends on it,
-#     and testutil itself imports nothing of ours (so every package's tests may use it).
+#     and testutil itself imports nothing of ours (so every package's tests may use it);
+#   - shares imports only users and perm of ours; no protocol, vfs or users imports shares.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
@@ -49,4 +50,10 @@ for p in $(go list ./... | sed "s#^$mod/\{0,1\}##" | grep -v '^internal/testutil
   if [ -n "$bad" ]; then echo "import rule broken: ${p:-$mod} (non-test code) must not import $bad"; fail=1; fi
 done
 if deps internal/testutil | grep -v -x "$mod/internal/testutil" | grep -q "^$mod/"; then echo "import rule broken: internal/testutil must not import our packages"; fail=1; fi
+# shares keeps link policies: of ours it uses users and perm only (the bytes are
+# served by webui through vfs), and the protocols never learn about tokens.
+if direct internal/shares | grep "^$mod/" | grep -vx "$mod/internal/users\|$mod/internal/perm" | grep -q .; then
+  echo "import rule broken: internal/shares may import only internal/users and internal/perm of ours"; fail=1
+fi
+for q in sftpd davd vfs envelope users; do check deps "internal/$q" "$mod/internal/shares"; done
 exit $fail

@@ -65,6 +65,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			env.keyCommand(),
 			env.verifyCommand(),
 			env.banCommand(),
+			env.shareCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

@@ -25,6 +25,7 @@ import (
 	"github.com/securefsd/securefsd/internal/davd"
 	"github.com/securefsd/securefsd/internal/envelope"
 	"github.com/securefsd/securefsd/internal/sftpd"
+	"github.com/securefsd/securefsd/internal/shares"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 	"github.com/securefsd/securefsd/internal/webui"
@@ -345,8 +346,12 @@ func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	links, err := webui.NewLinks(ui, shares.New(db, shares.Options{}))
+	if err != nil {
+		return "", err
+	}
 	srv, err := davd.New(davd.Options{
-		Store: store, Users: db, Logger: log, UI: ui,
+		Store: store, Users: db, Logger: log, UI: ui, Links: links,
 		ReadHeaderTimeout: c.Duration("read-header-timeout"), BodyStallTimeout: cmp.Or(c.Duration("body-stall-timeout"), c.Duration("read-header-timeout")),
 		MaxConns: c.Int("max-http-conns"), MaxConnsPerSource: c.Int("max-http-conns-per-source"), MaxRequestsPerUser: c.Int("max-http-requests-per-user"),
 	})

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/securefsd/securefsd/internal/shares"
 	"github.com/securefsd/securefsd/internal/users"
 )
 
@@ -79,6 +80,7 @@ func Handler(m Manager, log *slog.Logger) http.Handler {
 		mux.HandleFunc("GET /v1/bans", bh.list)
 		mux.HandleFunc("DELETE /v1/bans/{who}", bh.del)
 	}
+	routeShares(mux, m, log)
 	mux.HandleFunc("GET /v1/keyfile", h.keyFile)
 	return mux
 }
@@ -90,15 +92,17 @@ type handler struct {
 
 // event is one line of a streamed answer (newline-delimited JSON).
 type event struct {
-	Progress *Progress     `json:"progress,omitempty"`
-	Damage   *Damage       `json:"damage,omitempty"`
-	Result   *VerifyResult `json:"result,omitempty"`
-	Key      *users.Key    `json:"key,omitempty"`
-	Users    []users.User  `json:"users,omitempty"`
-	Bans     []users.Ban   `json:"bans,omitempty"`
-	KeyFile  string        `json:"key_file,omitempty"`
-	Error    *apiError     `json:"error,omitempty"`
-	Done     bool          `json:"done,omitempty"`
+	Progress *Progress       `json:"progress,omitempty"`
+	Damage   *Damage         `json:"damage,omitempty"`
+	Result   *VerifyResult   `json:"result,omitempty"`
+	Key      *users.Key      `json:"key,omitempty"`
+	Users    []users.User    `json:"users,omitempty"`
+	Bans     []users.Ban     `json:"bans,omitempty"`
+	Share    *ShareCreated   `json:"share,omitempty"`
+	Shares   []shares.Public `json:"shares,omitempty"`
+	KeyFile  string          `json:"key_file,omitempty"`
+	Error    *apiError       `json:"error,omitempty"`
+	Done     bool            `json:"done,omitempty"`
 }
 
 type apiError struct {
@@ -115,6 +119,9 @@ var errorKinds = []struct {
 	{"invalid", users.ErrInvalid},
 	{"canceled", context.Canceled},
 	{"home-exists", ErrHomeExists},
+	{"share-not-found", shares.ErrNotFound},
+	{"share-invalid", shares.ErrInvalid},
+	{"not-sharable", ErrNotSharable},
 }
 
 func toAPIError(err error) *apiError {

@@ -26,6 +26,9 @@ const Realm = "securefsd"
 // uiPrefix is where Options.UI is mounted.
 const uiPrefix = "/ui/"
 
+// linkPrefix is where Options.Links is mounted (webui.LinkPrefix).
+const linkPrefix = "/s/"
+
 // Options configures New. Store and Users are required.
 type Options struct {
 	Store  *vfs.Store
@@ -37,6 +40,11 @@ type Options struct {
 	// ListURL(name) if UI has that method (internal/webui), else to /ui/. While
 	// UI is set, a top-level entry named "ui" is not reachable over WebDAV.
 	UI http.Handler
+	// Links is the optional public share-link handler (webui.Links),
+	// mounted at /s/: no WebDAV credentials, the token in the URL is the
+	// capability (logged redacted). While set, a top-level entry named "s"
+	// is not reachable over WebDAV.
+	Links http.Handler
 	// Now is the clock for locks; nil: time.Now.
 	Now func() time.Time
 	// ReadHeaderTimeout bounds the TLS handshake plus request head; zero: 30s.
@@ -62,6 +70,7 @@ type Server struct {
 	users *users.DB
 	log   *slog.Logger
 	ui    http.Handler
+	links http.Handler
 	now   func() time.Time
 
 	readHeaderTimeout time.Duration
@@ -94,6 +103,7 @@ func New(opts Options) (*Server, error) {
 		users: opts.Users,
 		log:   opts.Logger,
 		ui:    opts.UI,
+		links: opts.Links,
 		now:   opts.Now,
 
 		readHeaderTimeout: opts.ReadHeaderTimeout,
@@ -204,6 +214,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = lw.body
 	}
 	user := "-"
+	logPath := r.URL.Path
+	if s.links != nil && strings.HasPrefix(logPath, linkPrefix) {
+		logPath = linkPrefix + "(token)" // a link's token is a secret: never in the log
+	}
 	defer func() {
 		status := lw.status
 		if status == 0 {
@@ -213,7 +227,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			"user", user,
 			"remote", r.RemoteAddr,
 			"method", r.Method,
-			"path", r.URL.Path,
+			"path", logPath,
 			"status", status,
 			"bytes", lw.bytes,
 			"in", lw.in(r),
@@ -225,6 +239,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Strict-Transport-Security", httpx.HSTS)
 	}
 
+	if s.links != nil && strings.HasPrefix(r.URL.Path, linkPrefix) {
+		user = "(link)"
+		s.links.ServeHTTP(w, r)
+		return
+	}
 	if s.ui != nil && (r.URL.Path == "/ui" || strings.HasPrefix(r.URL.Path, uiPrefix)) {
 		user = "(ui)"
 		if r.URL.Path == "/ui" {

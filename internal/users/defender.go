@@ -197,7 +197,13 @@ type attempt struct {
 // logged in from successfully before, nor from a safelisted address.
 // It returns the delay to serve before checking; the caller must call end.
 func (d *defender) begin(ctx context.Context, remote, name string) (*attempt, time.Duration, error) {
-	a := &attempt{ak: d.addrKeyFor(remote), uk: userKey(name), src: addrKey(remote)}
+	return d.beginKeyed(ctx, remote, name, userKey(name))
+}
+
+// beginKeyed is begin with the second key given (a share link's, see
+// VerifySecret) instead of derived from a user name.
+func (d *defender) beginKeyed(ctx context.Context, remote, name, uk string) (*attempt, time.Duration, error) {
+	a := &attempt{ak: d.addrKeyFor(remote), uk: uk, src: addrKey(remote)}
 	if d.opts.Disabled {
 		return a, 0, nil
 	}
@@ -457,7 +463,7 @@ func (d *defender) evictLocked(now time.Time) {
 
 // Ban is one active ban, as listed by DB.Bans.
 type Ban struct {
-	Kind  string    `json:"kind"` // "address" or "user"
+	Kind  string    `json:"kind"` // "address", "user" or "link"
 	Who   string    `json:"who"`  // IPv4 address, IPv6 /64, or user name
 	Until time.Time `json:"until"`
 }
@@ -475,6 +481,8 @@ func (d *defender) bans() []Ban {
 		b := Ban{Kind: "address", Who: k[2:], Until: e.banned}
 		if strings.HasPrefix(k, "u:") {
 			b.Kind = "user"
+		} else if strings.HasPrefix(k, "l:") {
+			b.Kind = "link" // a share link's password (VerifySecret)
 		}
 		out = append(out, b)
 	}

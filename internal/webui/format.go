@@ -87,7 +87,8 @@ type entry struct {
 	ISODate  string // datetime attribute
 	OpenURL  string // listing (folder) or download (file)
 	RenameURL,
-	DeleteURL string
+	DeleteURL,
+	ShareURL string
 }
 
 // sortSpec is the list order from the query: sort=name|size|date, order=asc|desc.
@@ -168,6 +169,7 @@ func makeEntry(ui *UI, dir string, fi fs.FileInfo) entry {
 		ISODate:   fi.ModTime().UTC().Format(time.RFC3339),
 		RenameURL: ui.opts.Prefix + "rename" + escapePath(full),
 		DeleteURL: ui.opts.Prefix + "delete" + escapePath(full),
+		ShareURL:  ui.opts.Prefix + "share" + escapePath(full),
 	}
 	if e.IsDir {
 		e.OpenURL = ui.opts.Prefix + "files" + escapePath(full) + "/"

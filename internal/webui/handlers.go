@@ -210,6 +210,7 @@ type listPage struct {
 	CanMkdir     bool
 	CanRename    bool
 	CanDelete    bool
+	CanShare     bool
 }
 
 func (ui *UI) handleList(w http.ResponseWriter, r *http.Request, s *sessionView, dir string) {
@@ -261,6 +262,7 @@ func (ui *UI) handleList(w http.ResponseWriter, r *http.Request, s *sessionView,
 		CanMkdir:     p.Has(users.PermMkdir),
 		CanRename:    p.Has(users.PermRename),
 		CanDelete:    p.Has(users.PermDelete),
+		CanShare:     ui.shareUI != nil && p.Has(users.PermDownload|users.PermList),
 	}
 	if u, err := s.fs.Usage(); err == nil {
 		data.Usage = humanSize(u.UsedBytes) + " used"

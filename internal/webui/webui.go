@@ -75,6 +75,8 @@ type UI struct {
 
 	mu       sync.Mutex
 	sessions map[[32]byte]*session
+
+	shareUI *shareUI // set by NewLinks: the owner's share pages (shareui.go)
 }
 
 // New validates opts and returns the handler.
@@ -231,6 +233,8 @@ func (ui *UI) route(action string) (get, post handlerFunc) {
 		return ui.handleDeleteForm, ui.handleDelete
 	case "logout":
 		return nil, ui.handleLogout
+	case "share", "links", "revoke":
+		return ui.shareRoute(action)
 	}
 	return nil, nil
 }
