@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/securefsd/securefsd/internal/pwpolicy"
 	"github.com/securefsd/securefsd/internal/users"
 )
 
@@ -115,6 +116,7 @@ var errorKinds = []struct {
 	{"invalid", users.ErrInvalid},
 	{"canceled", context.Canceled},
 	{"home-exists", ErrHomeExists},
+	{"weak-password", pwpolicy.ErrWeak},
 }
 
 func toAPIError(err error) *apiError {
