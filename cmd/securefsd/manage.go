@@ -278,6 +278,16 @@ func (e *env) userCommand() *cli.Command {
 				},
 			},
 			mgmtCmd{
+				name: "set", usage: "change a user's rights; open sessions take them at their next request", args: "NAME",
+				flags: []cli.Flag{
+					&cli.StringFlag{Name: "perms", Usage: "comma-separated permissions"},
+					&cli.BoolFlag{Name: "read-only", Usage: "list and download only"},
+					&cli.StringFlag{Name: "quota", Usage: "byte quota, e.g. 10G (0: none)"},
+					&cli.Int64Flag{Name: "quota-files", Usage: "file count quota (0: none)"},
+				},
+				run: e.setUser,
+			},
+			mgmtCmd{
 				name: "disable", usage: "stop a user from logging in (files kept)", args: "NAME",
 				run: func(c *cli.Context, m admin.Manager, a []string) error { return e.setDisabled(c, m, a[0], true) },
 			},
@@ -346,6 +356,38 @@ func (e *env) userCommand() *cli.Command {
 func (e *env) printf(format string, args ...any) error {
 	_, err := fmt.Fprintf(e.stdout, format, args...)
 	return err
+}
+
+// setUser runs `user set`: only the flags given change.
+func (e *env) setUser(c *cli.Context, m admin.Manager, a []string) error {
+	set, ok := m.(admin.UserSetter)
+	if !ok {
+		return errors.New("user set: not supported by this manager")
+	}
+	var req admin.SetUserRequest
+	if c.IsSet("perms") {
+		p := c.String("perms")
+		req.Perms = &p
+	}
+	req.ReadOnly = c.Bool("read-only")
+	if c.IsSet("quota") {
+		q, err := parseSize(c.String("quota"))
+		if err != nil {
+			return fmt.Errorf("--quota: %w", err)
+		}
+		req.QuotaBytes = &q
+	}
+	if c.IsSet("quota-files") {
+		n := c.Int64("quota-files")
+		req.QuotaFiles = &n
+	}
+	if req.Perms == nil && !req.ReadOnly && req.QuotaBytes == nil && req.QuotaFiles == nil {
+		return errors.New("user set: nothing to change (--perms, --read-only, --quota, --quota-files)")
+	}
+	if err := set.SetUser(c.Context, a[0], req); err != nil {
+		return err
+	}
+	return e.printf("user %s changed\n", a[0])
 }
 
 // prepareAddUser reads the new user's keys and password before the manager

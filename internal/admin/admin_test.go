@@ -316,3 +316,51 @@ func TestPasswordPolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestSetUser: user set changes rights and quotas in place, keeps what it
+// is not given, and refuses bad input, through both managers.
+func TestSetUser(t *testing.T) {
+	for _, via := range []string{"local", "socket"} {
+		t.Run(via, func(t *testing.T) {
+			l, dir := newLocal(t)
+			var m Manager = l
+			if via == "socket" {
+				m = serveSocket(t, l, dir)
+			}
+			set := m.(UserSetter)
+			ctx := context.Background()
+			if err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("pw-1-long-secret"), QuotaFiles: 7}); err != nil {
+				t.Fatal(err)
+			}
+			rev := l.Users.Revision()
+			q := int64(1 << 20)
+			if err := set.SetUser(ctx, "alice", SetUserRequest{ReadOnly: true, QuotaBytes: &q}); err != nil {
+				t.Fatal(err)
+			}
+			u, err := l.Users.Get(ctx, "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.Perms != users.PermReadOnly || u.QuotaBytes != q || u.QuotaFiles != 7 {
+				t.Fatalf("after set: perms %v quota %d files %d", u.Perms, u.QuotaBytes, u.QuotaFiles)
+			}
+			if l.Users.Revision() == rev {
+				t.Fatal("revision unchanged: open sessions would not see the change")
+			}
+			p := "list,download,upload"
+			if err := set.SetUser(ctx, "alice", SetUserRequest{Perms: &p}); err != nil {
+				t.Fatal(err)
+			}
+			if u, _ = l.Users.Get(ctx, "alice"); u.Perms.String() != p || u.QuotaBytes != q {
+				t.Fatalf("after perms: %v %d", u.Perms, u.QuotaBytes)
+			}
+			bad := "list,fly"
+			if err := set.SetUser(ctx, "alice", SetUserRequest{Perms: &bad}); !errors.Is(err, users.ErrInvalid) {
+				t.Fatalf("bad perms: %v", err)
+			}
+			if err := set.SetUser(ctx, "nobody", SetUserRequest{Perms: &p}); !errors.Is(err, users.ErrNotFound) {
+				t.Fatalf("unknown user: %v", err)
+			}
+		})
+	}
+}

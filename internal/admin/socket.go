@@ -71,6 +71,7 @@ func Handler(m Manager, log *slog.Logger) http.Handler {
 	mux.HandleFunc("DELETE /v1/users/{name}", h.deleteUser)
 	mux.HandleFunc("PUT /v1/users/{name}/password", h.setPassword)
 	mux.HandleFunc("PUT /v1/users/{name}/disabled", h.setDisabled)
+	mux.HandleFunc("PATCH /v1/users/{name}", h.setUser)
 	mux.HandleFunc("POST /v1/users/{name}/keys", h.addKey)
 	mux.HandleFunc("DELETE /v1/users/{name}/keys/{fp}", h.delKey)
 	mux.HandleFunc("POST /v1/rotate", h.rotate)
