@@ -69,4 +69,14 @@ func TestUserSetReachesOpenSFTPSession(t *testing.T) {
 	if n := len(logLines(srv, "rights changed; the session takes them now", "")); n < 3 {
 		t.Fatalf("%d rights changes logged, want >= 3", n)
 	}
+
+	// The admin role is given and taken away, and listed.
+	set("--admin")
+	if out, err := srv.CLI(t, "user", "list", "--json"); err != nil || !strings.Contains(out, `"admin": true`) {
+		t.Fatalf("user set --admin not listed: %v\n%s", err, out)
+	}
+	set("--no-admin")
+	if out, err := srv.CLI(t, "user", "list", "--json"); err != nil || strings.Contains(out, `"admin": true`) {
+		t.Fatalf("user set --no-admin still listed: %v\n%s", err, out)
+	}
 }

@@ -354,6 +354,26 @@ func TestSetUser(t *testing.T) {
 			if u, _ = l.Users.Get(ctx, "alice"); u.Perms.String() != p || u.QuotaBytes != q {
 				t.Fatalf("after perms: %v %d", u.Perms, u.QuotaBytes)
 			}
+			yes, no := true, false
+			if err := set.SetUser(ctx, "alice", SetUserRequest{Admin: &yes}); err != nil {
+				t.Fatal(err)
+			}
+			us, err := m.ListUsers(ctx)
+			if err != nil || len(us) != 1 || !us[0].Admin {
+				t.Fatalf("admin role not listed: %+v %v", us, err)
+			}
+			if err := set.SetUser(ctx, "alice", SetUserRequest{Admin: &no}); err != nil {
+				t.Fatal(err)
+			}
+			if u, _ = l.Users.Get(ctx, "alice"); u.Admin || u.Perms.String() != p {
+				t.Fatalf("after --no-admin: %+v", u)
+			}
+			if err := m.AddUser(ctx, AddUserRequest{Name: "boss", Password: []byte("pw-1-long-secret"), Admin: true}); err != nil {
+				t.Fatal(err)
+			}
+			if u, _ = l.Users.Get(ctx, "boss"); !u.Admin {
+				t.Fatal("user add --admin: no admin role")
+			}
 			bad := "list,fly"
 			if err := set.SetUser(ctx, "alice", SetUserRequest{Perms: &bad}); !errors.Is(err, users.ErrInvalid) {
 				t.Fatalf("bad perms: %v", err)

@@ -87,6 +87,7 @@ func (l *Local) AddUser(ctx context.Context, req AddUserRequest) error {
 		Perms:      perms,
 		QuotaBytes: req.QuotaBytes,
 		QuotaFiles: req.QuotaFiles,
+		Admin:      req.Admin,
 	}
 	if req.Password != nil {
 		if err := l.policy().Check(req.Name, req.Password); err != nil {

@@ -19,6 +19,7 @@ type SetUserRequest struct {
 	ReadOnly   bool    `json:"read_only,omitempty"` // wins over Perms
 	QuotaBytes *int64  `json:"quota_bytes,omitempty"`
 	QuotaFiles *int64  `json:"quota_files,omitempty"`
+	Admin      *bool   `json:"admin,omitempty"` // the admin role
 }
 
 // UserSetter is the part of a Manager that changes a user in place.
@@ -54,6 +55,9 @@ func (l *Local) SetUser(ctx context.Context, name string, req SetUserRequest) er
 		}
 		if req.QuotaFiles != nil {
 			u.QuotaFiles = *req.QuotaFiles
+		}
+		if req.Admin != nil {
+			u.Admin = *req.Admin
 		}
 		return nil
 	})
