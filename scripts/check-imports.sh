@@ -6,7 +6,8 @@
 #     golang.org/x/sys/cpu (not even indirectly);
 #   - keyfile imports only the standard library and envelope;
 #   - envelope and vfs depend on no protocol, user, account or admin package (not even indirectly);
-#   - perm, the one permission type of users and vfs, imports nothing of ours.
+#   - perm, the one permission type of users and vfs, imports nothing of ours;
+#   - pwpolicy imports nothing of ours.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
@@ -39,4 +40,6 @@ only nonstd internal/envelope "$mod/internal/envelope\|golang\.org/x/crypto/.*\|
 only directNonstd internal/keyfile "$mod/internal/envelope"
 for q in vfs sftpd davd webui users admin; do check deps internal/keyfile "$mod/internal/$q"; done
 if deps internal/perm | grep -v -x "$mod/internal/perm" | grep -q "^$mod/"; then echo "import rule broken: internal/perm must not import our packages"; fail=1; fi
+# pwpolicy (password rules and the common-password list) imports nothing of ours.
+if deps internal/pwpolicy | grep -v -x "$mod/internal/pwpolicy" | grep -q "^$mod/"; then echo "import rule broken: internal/pwpolicy must not import our packages"; fail=1; fi
 exit $fail
