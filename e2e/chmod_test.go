@@ -34,7 +34,7 @@ func TestClientChmodKeepsServerAccess(t *testing.T) {
 	}
 	srv := StartServer(t, WithDataDir(filepath.Join(base, "data")),
 		WithWrapper("setpriv", "--reuid="+uid, "--regid="+uid, "--clear-groups"))
-	key := srv.AddUser(t, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
 	c := newSFTP(t, srv, "alice", key)
 	for _, d := range []string{"/closed", "/closed/sub"} {
 		if err := c.Mkdir(d); err != nil {
@@ -104,7 +104,7 @@ func TestClientChmodKeepsServerAccess(t *testing.T) {
 // completes (issue 14, item 7).
 func TestSweepsGoPastAFailingFile(t *testing.T) {
 	srv := StartServer(t)
-	key := srv.AddUser(t, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
 	c := newSFTP(t, srv, "alice", key)
 	data := randBytes(3000)
 	for _, f := range []string{"/a", "/b", "/c"} {

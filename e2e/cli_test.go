@@ -22,12 +22,12 @@ func TestCLIWhileServing(t *testing.T) {
 		}
 	}
 
-	key := srv.AddUser(t, "alice", "alice-secret-1")
+	key := srv.AddUser(t, "alice", "nyvpr-secret-1-e2e-pass")
 	// The password never reaches the log.
-	if strings.Contains(srv.Log(), "alice-secret-1") {
+	if strings.Contains(srv.Log(), "nyvpr-secret-1-e2e-pass") {
 		t.Fatal("password in the server log")
 	}
-	if _, err := srv.CLIInput(t, "x\n", "user", "add", "alice", "--password-stdin"); err == nil {
+	if _, err := srv.CLIInput(t, "x-long-password\n", "user", "add", "alice", "--password-stdin"); err == nil {
 		t.Fatal("adding alice twice succeeded")
 	}
 	out, err := srv.CLI(t, "user", "list", "--json")
@@ -53,18 +53,18 @@ func TestCLIWhileServing(t *testing.T) {
 	if out, err := srv.SFTPBatch(t, "alice", key, "pwd\n"); err != nil {
 		t.Fatalf("sftp as alice: %v\n%s", err, out)
 	}
-	if out, err := srv.Curl(t, "alice", "alice-secret-1", "-f", "-X", "PROPFIND", "-H", "Depth: 0", srv.DAVURL+"/"); err != nil {
+	if out, err := srv.Curl(t, "alice", "nyvpr-secret-1-e2e-pass", "-f", "-X", "PROPFIND", "-H", "Depth: 0", srv.DAVURL+"/"); err != nil {
 		t.Fatalf("PROPFIND as alice: %v\n%s", err, out)
 	}
 
 	// passwd while serving: the old password stops working at once (cache invalidated).
-	if _, err := srv.CLIInput(t, "alice-secret-2\n", "user", "passwd", "alice", "--password-stdin"); err != nil {
+	if _, err := srv.CLIInput(t, "nyvpr-secret-2-e2e-pass\n", "user", "passwd", "alice", "--password-stdin"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := srv.Curl(t, "alice", "alice-secret-1", "-f", "-X", "PROPFIND", "-H", "Depth: 0", srv.DAVURL+"/"); err == nil {
+	if _, err := srv.Curl(t, "alice", "nyvpr-secret-1-e2e-pass", "-f", "-X", "PROPFIND", "-H", "Depth: 0", srv.DAVURL+"/"); err == nil {
 		t.Fatal("old password still accepted after user passwd")
 	}
-	if out, err := srv.Curl(t, "alice", "alice-secret-2", "-f", "-X", "PROPFIND", "-H", "Depth: 0", srv.DAVURL+"/"); err != nil {
+	if out, err := srv.Curl(t, "alice", "nyvpr-secret-2-e2e-pass", "-f", "-X", "PROPFIND", "-H", "Depth: 0", srv.DAVURL+"/"); err != nil {
 		t.Fatalf("new password refused: %v\n%s", err, out)
 	}
 
@@ -118,7 +118,7 @@ func TestCLIWhileServing(t *testing.T) {
 
 	// With the server stopped, the CLI opens the database itself.
 	srv.Stop(t)
-	srv.AddUser(t, "bob", "bob-secret")
+	srv.AddUser(t, "bob", "obo-secret-e2e-pass")
 	out, err = srv.CLI(t, "user", "list")
 	if err != nil || !strings.Contains(out, "bob") {
 		t.Fatalf("offline user list: %v\n%s", err, out)
@@ -253,7 +253,7 @@ func TestConfigFile(t *testing.T) {
 func TestCipherFlag(t *testing.T) {
 	NeedTool(t, "sftp")
 	srv := StartServer(t, WithServeArgs("--cipher", "XChaCha20-Poly1305"))
-	key := srv.AddUser(t, "ciph", "ciph-pw")
+	key := srv.AddUser(t, "ciph", "pvcu-pw-e2e-pass")
 	if len(records(srv, attrs("cipher", "XChaCha20-Poly1305"))) != 1 {
 		t.Errorf("start-up log does not name the cipher:\n%s", srv.Log())
 	}
@@ -293,7 +293,7 @@ func TestCipherFlag(t *testing.T) {
 // first-run user.
 func TestCLIUserReuseHome(t *testing.T) {
 	srv := StartServer(t)
-	key := srv.AddUser(t, "alice", "alice-secret-1")
+	key := srv.AddUser(t, "alice", "nyvpr-secret-1-e2e-pass")
 	file := RandomFile(t, 1000)
 	if out, err := srv.SFTPBatch(t, "alice", key, "put "+file+" old-secret\n"); err != nil {
 		t.Fatalf("put: %v\n%s", err, out)
@@ -305,7 +305,7 @@ func TestCLIUserReuseHome(t *testing.T) {
 
 	// While serving: refused, and nothing added.
 	key2 := GenerateKey(t)
-	_, err = srv.CLIInput(t, "new-owner-1\n", "user", "add", "alice", "--password-stdin", "--key", key2+".pub")
+	_, err = srv.CLIInput(t, "new-owner-1-long-pass\n", "user", "add", "alice", "--password-stdin", "--key", key2+".pub")
 	if err == nil || !strings.Contains(err.Error(), "--reuse-home") {
 		t.Fatalf("re-add of a deleted user's name over the old files: %v", err)
 	}
@@ -316,7 +316,7 @@ func TestCLIUserReuseHome(t *testing.T) {
 		t.Fatal("refused user logged in")
 	}
 	// With --reuse-home the new account gets the files, as asked.
-	if _, err := srv.CLIInput(t, "new-owner-1\n", "user", "add", "alice", "--password-stdin", "--key", key2+".pub", "--reuse-home"); err != nil {
+	if _, err := srv.CLIInput(t, "new-owner-1-long-pass\n", "user", "add", "alice", "--password-stdin", "--key", key2+".pub", "--reuse-home"); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := srv.SFTPBatch(t, "alice", key2, "ls\n"); err != nil || !strings.Contains(out, "old-secret") {
@@ -328,17 +328,17 @@ func TestCLIUserReuseHome(t *testing.T) {
 	if _, err := srv.CLI(t, "user", "del", "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := srv.CLIInput(t, "x-1\n", "user", "add", "alice", "--password-stdin"); err == nil || !strings.Contains(err.Error(), "--reuse-home") {
+	if _, err := srv.CLIInput(t, "x-1-long-password\n", "user", "add", "alice", "--password-stdin"); err == nil || !strings.Contains(err.Error(), "--reuse-home") {
 		t.Fatalf("offline re-add over the old files: %v", err)
 	}
-	if _, err := srv.CLIInput(t, "x-1\n", "user", "add", "alice", "--password-stdin", "--reuse-home"); err != nil {
+	if _, err := srv.CLIInput(t, "x-1-long-password\n", "user", "add", "alice", "--password-stdin", "--reuse-home"); err != nil {
 		t.Fatal(err)
 	}
 	// Purged, the name is free without --reuse-home.
 	if _, err := srv.CLI(t, "user", "del", "alice", "--purge"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := srv.CLIInput(t, "x-2\n", "user", "add", "alice", "--password-stdin"); err != nil {
+	if _, err := srv.CLIInput(t, "x-2-long-password\n", "user", "add", "alice", "--password-stdin"); err != nil {
 		t.Fatalf("add after purge: %v", err)
 	}
 

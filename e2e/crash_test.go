@@ -119,7 +119,7 @@ func (d davCrashClient) mkdir(name string) error {
 // the same data, each killing at a random point.
 func TestCrashDuringUploads(t *testing.T) {
 	srv := StartServer(t)
-	key := srv.AddUser(t, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
 	m := &crashModel{paths: map[string]*pathState{}, data: map[string][]byte{}}
 	cycles := soakScale()
 	for cycle := range cycles {
@@ -141,7 +141,7 @@ func TestCrashDuringUploads(t *testing.T) {
 	if got, err := sftpGet(c, "after-crash"); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("upload after restart: %v", err)
 	}
-	alive(t, srv, "alice", "alice-pw-1", key)
+	alive(t, srv, "alice", "nyvpr-pw-1-e2e-pass", key)
 }
 
 // crashCycle runs the clients, kills the server after killAfter completed
@@ -167,7 +167,7 @@ func crashCycle(t *testing.T, srv *Server, key string, m *crashModel, cycle int,
 			defer c.Close()
 			cls[i] = sftpCrashClient{c}
 		} else {
-			d := newDAV(t, srv, "alice", "alice-pw-1", "")
+			d := newDAV(t, srv, "alice", "nyvpr-pw-1-e2e-pass", "")
 			defer d.hc.CloseIdleConnections()
 			cls[i] = davCrashClient{d}
 		}
@@ -346,7 +346,7 @@ func TestCrashDuringScpOverwrites(t *testing.T) {
 	NeedTool(t, "scp")
 	const clients = 4
 	srv := StartServer(t)
-	key := srv.AddUser(t, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
 	c := newSFTP(t, srv, "alice", key)
 	versions := make([][2]string, clients) // local files A and B per client
 	for i := range clients {

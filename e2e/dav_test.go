@@ -55,8 +55,8 @@ func sha256File(t *testing.T, p string) string {
 // isolation between users.
 func TestDAVCurl(t *testing.T) {
 	srv := StartServer(t)
-	srv.AddUser(t, "alice", "alice-pw")
-	srv.AddUser(t, "bob", "bob-pw")
+	srv.AddUser(t, "alice", "nyvpr-pw-e2e-pass")
+	srv.AddUser(t, "bob", "obo-pw-e2e-pass")
 	u := srv.DAVURL
 	dir := t.TempDir()
 
@@ -64,17 +64,17 @@ func TestDAVCurl(t *testing.T) {
 		t.Run(fmt.Sprintf("putget-%d", n), func(t *testing.T) {
 			src := RandomFile(t, n)
 			name := fmt.Sprintf("/f-%d.bin", n)
-			wantCode(t, davStatus(t, srv, "alice", "alice-pw", "-T", src, u+name), "201", "PUT new")
-			wantCode(t, davStatus(t, srv, "alice", "alice-pw", "-T", src, u+name), "204", "PUT replace")
+			wantCode(t, davStatus(t, srv, "alice", "nyvpr-pw-e2e-pass", "-T", src, u+name), "201", "PUT new")
+			wantCode(t, davStatus(t, srv, "alice", "nyvpr-pw-e2e-pass", "-T", src, u+name), "204", "PUT replace")
 			dst := filepath.Join(dir, fmt.Sprintf("got-%d", n))
-			wantCode(t, davStatus(t, srv, "alice", "alice-pw", "-o", dst, u+name), "200", "GET")
+			wantCode(t, davStatus(t, srv, "alice", "nyvpr-pw-e2e-pass", "-o", dst, u+name), "200", "GET")
 			if sha256File(t, src) != sha256File(t, dst) {
 				t.Fatalf("%d bytes: checksum differs after the round trip", n)
 			}
 		})
 	}
 	big := RandomFile(t, 300_000)
-	wantCode(t, davStatus(t, srv, "alice", "alice-pw", "-T", big, u+"/big.bin"), "201", "PUT big")
+	wantCode(t, davStatus(t, srv, "alice", "nyvpr-pw-e2e-pass", "-T", big, u+"/big.bin"), "201", "PUT big")
 	AssertNoPlaintext(t, srv.DataDir, big)
 	data, err := os.ReadFile(big)
 	if err != nil {
@@ -84,7 +84,7 @@ func TestDAVCurl(t *testing.T) {
 	t.Run("range", func(t *testing.T) {
 		for _, r := range [][2]int{{0, 0}, {65534, 65536}, {65535, 65535}, {65536, 65536}, {65537, 131073}, {131071, 131072}, {299_990, 299_999}} {
 			out := filepath.Join(dir, fmt.Sprintf("r-%d-%d", r[0], r[1]))
-			wantCode(t, davStatus(t, srv, "alice", "alice-pw", "-r", fmt.Sprintf("%d-%d", r[0], r[1]), "-o", out, u+"/big.bin"), "206", "Range GET")
+			wantCode(t, davStatus(t, srv, "alice", "nyvpr-pw-e2e-pass", "-r", fmt.Sprintf("%d-%d", r[0], r[1]), "-o", out, u+"/big.bin"), "206", "Range GET")
 			got, err := os.ReadFile(out)
 			if err != nil {
 				t.Fatal(err)
@@ -98,7 +98,7 @@ func TestDAVCurl(t *testing.T) {
 	t.Run("chunked", func(t *testing.T) {
 		src := RandomFile(t, 1<<20+3)
 		// -T - reads stdin: curl sends Transfer-Encoding: chunked.
-		cmd := exec.Command("curl", "-sS", "-k", "-u", "alice:alice-pw", "-T", "-", "-o", "/dev/null", "-w", "%{http_code}", u+"/chunked.bin")
+		cmd := exec.Command("curl", "-sS", "-k", "-u", "alice:nyvpr-pw-e2e-pass", "-T", "-", "-o", "/dev/null", "-w", "%{http_code}", u+"/chunked.bin")
 		f, err := os.Open(src)
 		if err != nil {
 			t.Fatal(err)
@@ -110,12 +110,12 @@ func TestDAVCurl(t *testing.T) {
 			t.Fatalf("chunked PUT: %v %s", err, out)
 		}
 		dst := filepath.Join(dir, "chunked")
-		wantCode(t, davStatus(t, srv, "alice", "alice-pw", "-o", dst, u+"/chunked.bin"), "200", "GET")
+		wantCode(t, davStatus(t, srv, "alice", "nyvpr-pw-e2e-pass", "-o", dst, u+"/chunked.bin"), "200", "GET")
 		SameFile(t, src, dst)
 	})
 
 	t.Run("collections", func(t *testing.T) {
-		a := func(args ...string) string { return davStatus(t, srv, "alice", "alice-pw", args...) }
+		a := func(args ...string) string { return davStatus(t, srv, "alice", "nyvpr-pw-e2e-pass", args...) }
 		wantCode(t, a("-X", "MKCOL", u+"/c"), "201", "MKCOL")
 		wantCode(t, a("-X", "MKCOL", u+"/c"), "405", "MKCOL again")
 		wantCode(t, a("-X", "MKCOL", u+"/no/such"), "409", "MKCOL without parent")
@@ -140,13 +140,13 @@ func TestDAVCurl(t *testing.T) {
 		if err := os.WriteFile(part, data[:1000], 0o600); err != nil {
 			t.Fatal(err)
 		}
-		wantCode(t, davStatus(t, srv, "alice", "alice-pw", "-T", part, u+"/resume.bin"), "201", "PUT start")
+		wantCode(t, davStatus(t, srv, "alice", "nyvpr-pw-e2e-pass", "-T", part, u+"/resume.bin"), "201", "PUT start")
 		// curl -C - -T sends Content-Range; the server must refuse, not
 		// overwrite the file with the tail.
-		code := davStatus(t, srv, "alice", "alice-pw", "-C", "500", "-T", big, u+"/resume.bin")
+		code := davStatus(t, srv, "alice", "nyvpr-pw-e2e-pass", "-C", "500", "-T", big, u+"/resume.bin")
 		wantCode(t, code, "501", "resumed PUT")
 		got := filepath.Join(dir, "resume-got")
-		wantCode(t, davStatus(t, srv, "alice", "alice-pw", "-o", got, u+"/resume.bin"), "200", "GET")
+		wantCode(t, davStatus(t, srv, "alice", "nyvpr-pw-e2e-pass", "-o", got, u+"/resume.bin"), "200", "GET")
 		SameFile(t, part, got)
 	})
 
@@ -154,13 +154,13 @@ func TestDAVCurl(t *testing.T) {
 		wantCode(t, davStatus(t, srv, "alice", "wrong", u+"/big.bin"), "401", "wrong password")
 		wantCode(t, davStatus(t, srv, "", "", u+"/big.bin"), "401", "no credentials")
 		wantCode(t, davStatus(t, srv, "nobody", "x", u+"/big.bin"), "401", "unknown user")
-		wantCode(t, davStatus(t, srv, "bob", "bob-pw", u+"/big.bin"), "404", "bob reads alice's path")
-		wantCode(t, davStatus(t, srv, "bob", "bob-pw", "--path-as-is", u+"/../alice/big.bin"), "404", "bob escapes with ..")
-		wantCode(t, davStatus(t, srv, "bob", "bob-pw", "--path-as-is", u+"/%2e%2e/alice/big.bin"), "404", "bob escapes with %2e%2e")
-		wantCode(t, davStatus(t, srv, "bob", "bob-pw", "-X", "DELETE", u+"/big.bin"), "404", "bob deletes alice's path")
-		wantCode(t, davStatus(t, srv, "bob", "bob-pw", "-X", "COPY", "-H", "Destination: "+u+"/../alice/evil", u+"/"), "403", "bob copies into alice's home")
-		wantCode(t, davStatus(t, srv, "alice", "alice-pw", u+"/big.bin"), "200", "alice still has it")
-		wantCode(t, davStatus(t, srv, "alice", "alice-pw", u+"/evil"), "404", "nothing landed in alice's home")
+		wantCode(t, davStatus(t, srv, "bob", "obo-pw-e2e-pass", u+"/big.bin"), "404", "bob reads alice's path")
+		wantCode(t, davStatus(t, srv, "bob", "obo-pw-e2e-pass", "--path-as-is", u+"/../alice/big.bin"), "404", "bob escapes with ..")
+		wantCode(t, davStatus(t, srv, "bob", "obo-pw-e2e-pass", "--path-as-is", u+"/%2e%2e/alice/big.bin"), "404", "bob escapes with %2e%2e")
+		wantCode(t, davStatus(t, srv, "bob", "obo-pw-e2e-pass", "-X", "DELETE", u+"/big.bin"), "404", "bob deletes alice's path")
+		wantCode(t, davStatus(t, srv, "bob", "obo-pw-e2e-pass", "-X", "COPY", "-H", "Destination: "+u+"/../alice/evil", u+"/"), "403", "bob copies into alice's home")
+		wantCode(t, davStatus(t, srv, "alice", "nyvpr-pw-e2e-pass", u+"/big.bin"), "200", "alice still has it")
+		wantCode(t, davStatus(t, srv, "alice", "nyvpr-pw-e2e-pass", u+"/evil"), "404", "nothing landed in alice's home")
 	})
 }
 
@@ -169,10 +169,10 @@ func TestDAVCurl(t *testing.T) {
 func TestDAVSFTPInterop(t *testing.T) {
 	NeedTool(t, "sftp")
 	srv := StartServer(t)
-	key := srv.AddUser(t, "carol", "carol-pw")
+	key := srv.AddUser(t, "carol", "pneby-pw-e2e-pass")
 	dir := t.TempDir()
 	viaDAV := RandomFile(t, 3<<20+5)
-	wantCode(t, davStatus(t, srv, "carol", "carol-pw", "-T", viaDAV, srv.DAVURL+"/from-dav.bin"), "201", "PUT")
+	wantCode(t, davStatus(t, srv, "carol", "pneby-pw-e2e-pass", "-T", viaDAV, srv.DAVURL+"/from-dav.bin"), "201", "PUT")
 
 	viaSFTP := RandomFile(t, 2<<20+7)
 	got := filepath.Join(dir, "got-from-dav.bin")
@@ -183,7 +183,7 @@ func TestDAVSFTPInterop(t *testing.T) {
 	SameFile(t, viaDAV, got)
 
 	got2 := filepath.Join(dir, "got-from-sftp.bin")
-	wantCode(t, davStatus(t, srv, "carol", "carol-pw", "-o", got2, srv.DAVURL+"/from-sftp.bin"), "200", "GET")
+	wantCode(t, davStatus(t, srv, "carol", "pneby-pw-e2e-pass", "-o", got2, srv.DAVURL+"/from-sftp.bin"), "200", "GET")
 	SameFile(t, viaSFTP, got2)
 }
 
@@ -193,27 +193,27 @@ func TestDAVSFTPInterop(t *testing.T) {
 // cache), also between directories and for a collection.
 func TestDAVPropsPersist(t *testing.T) {
 	srv := StartServer(t)
-	srv.AddUser(t, "dora", "dora-pw")
+	srv.AddUser(t, "dora", "qben-pw-e2e-pass")
 	f := RandomFile(t, 1000)
-	wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-T", f, srv.DAVURL+"/p.bin"), "201", "PUT")
-	wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-X", "MKCOL", srv.DAVURL+"/d1"), "201", "MKCOL")
-	wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-X", "MKCOL", srv.DAVURL+"/d2"), "201", "MKCOL")
-	wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-T", f, srv.DAVURL+"/d1/n.bin"), "201", "PUT")
+	wantCode(t, davStatus(t, srv, "dora", "qben-pw-e2e-pass", "-T", f, srv.DAVURL+"/p.bin"), "201", "PUT")
+	wantCode(t, davStatus(t, srv, "dora", "qben-pw-e2e-pass", "-X", "MKCOL", srv.DAVURL+"/d1"), "201", "MKCOL")
+	wantCode(t, davStatus(t, srv, "dora", "qben-pw-e2e-pass", "-X", "MKCOL", srv.DAVURL+"/d2"), "201", "MKCOL")
+	wantCode(t, davStatus(t, srv, "dora", "qben-pw-e2e-pass", "-T", f, srv.DAVURL+"/d1/n.bin"), "201", "PUT")
 	patch := `<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:x="urn:example:x" xmlns:Z="urn:schemas-microsoft-com:"><D:set><D:prop>` +
 		`<x:color>deep &amp; blue</x:color><Z:Win32LastModifiedTime>Mon, 01 Mar 2021 10:00:00 GMT</Z:Win32LastModifiedTime></D:prop></D:set></D:propertyupdate>`
 	for _, p := range []string{"/p.bin", "/d1/n.bin", "/d1"} {
-		wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-X", "PROPPATCH", "--data-binary", patch, srv.DAVURL+p), "207", "PROPPATCH "+p)
+		wantCode(t, davStatus(t, srv, "dora", "qben-pw-e2e-pass", "-X", "PROPPATCH", "--data-binary", patch, srv.DAVURL+p), "207", "PROPPATCH "+p)
 	}
 	sum := sha1File(t, f)
 	srv.Restart(t)
 	// MOVE first thing after the restart (cold metadata cache).
-	wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-X", "MOVE", "-H", "Destination: /q.bin", srv.DAVURL+"/p.bin"), "201", "MOVE")
-	wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-X", "MOVE", "-H", "Destination: /d2/m.bin", srv.DAVURL+"/d1/n.bin"), "201", "MOVE between directories")
+	wantCode(t, davStatus(t, srv, "dora", "qben-pw-e2e-pass", "-X", "MOVE", "-H", "Destination: /q.bin", srv.DAVURL+"/p.bin"), "201", "MOVE")
+	wantCode(t, davStatus(t, srv, "dora", "qben-pw-e2e-pass", "-X", "MOVE", "-H", "Destination: /d2/m.bin", srv.DAVURL+"/d1/n.bin"), "201", "MOVE between directories")
 	srv.Restart(t)
-	wantCode(t, davStatus(t, srv, "dora", "dora-pw", "-X", "MOVE", "-H", "Destination: /d3", srv.DAVURL+"/d1"), "201", "MOVE collection")
+	wantCode(t, davStatus(t, srv, "dora", "qben-pw-e2e-pass", "-X", "MOVE", "-H", "Destination: /d3", srv.DAVURL+"/d1"), "201", "MOVE collection")
 	propfind := `<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:oc="http://owncloud.org/ns"><D:prop><x:color xmlns:x="urn:example:x"/><D:getlastmodified/><oc:checksums/></D:prop></D:propfind>`
 	for _, p := range []string{"/q.bin", "/d2/m.bin", "/d3"} {
-		out, err := srv.Curl(t, "dora", "dora-pw", "-X", "PROPFIND", "-H", "Depth: 0", "--data-binary", propfind, srv.DAVURL+p)
+		out, err := srv.Curl(t, "dora", "qben-pw-e2e-pass", "-X", "PROPFIND", "-H", "Depth: 0", "--data-binary", propfind, srv.DAVURL+p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -248,11 +248,11 @@ func sha1File(t *testing.T, p string) string {
 // WebDAV (and the plain listing).
 func TestDAVBrowserRedirect(t *testing.T) {
 	srv := StartServer(t)
-	srv.AddUser(t, "erin", "erin-pw")
+	srv.AddUser(t, "erin", "reva-pw-e2e-pass")
 	f := RandomFile(t, 100)
-	wantCode(t, davStatus(t, srv, "erin", "erin-pw", "-X", "MKCOL", srv.DAVURL+"/docs"), "201", "MKCOL")
-	wantCode(t, davStatus(t, srv, "erin", "erin-pw", "-X", "MKCOL", srv.DAVURL+"/docs/a%20b"), "201", "MKCOL")
-	wantCode(t, davStatus(t, srv, "erin", "erin-pw", "-T", f, srv.DAVURL+"/docs/f.bin"), "201", "PUT")
+	wantCode(t, davStatus(t, srv, "erin", "reva-pw-e2e-pass", "-X", "MKCOL", srv.DAVURL+"/docs"), "201", "MKCOL")
+	wantCode(t, davStatus(t, srv, "erin", "reva-pw-e2e-pass", "-X", "MKCOL", srv.DAVURL+"/docs/a%20b"), "201", "MKCOL")
+	wantCode(t, davStatus(t, srv, "erin", "reva-pw-e2e-pass", "-T", f, srv.DAVURL+"/docs/f.bin"), "201", "PUT")
 	const accept = "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 	const chrome = "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"
 	tests := []struct {
@@ -264,11 +264,11 @@ func TestDAVBrowserRedirect(t *testing.T) {
 	}{
 		{"browser root", "", "", []string{accept, chrome}, "/", "303 /ui/files/"},
 		{"browser subdir", "", "", []string{accept, chrome}, "/docs/a%20b/", "303 /ui/files/docs/a%20b"},
-		{"browser subdir with credentials", "erin", "erin-pw", []string{accept, chrome}, "/docs/", "303 /ui/files/docs"},
-		{"browser file with credentials", "erin", "erin-pw", []string{accept, chrome}, "/docs/f.bin", "200 "},
-		{"curl subdir", "erin", "erin-pw", nil, "/docs/", "200 "},
+		{"browser subdir with credentials", "erin", "reva-pw-e2e-pass", []string{accept, chrome}, "/docs/", "303 /ui/files/docs"},
+		{"browser file with credentials", "erin", "reva-pw-e2e-pass", []string{accept, chrome}, "/docs/f.bin", "200 "},
+		{"curl subdir", "erin", "reva-pw-e2e-pass", nil, "/docs/", "200 "},
 		{"curl anonymous", "", "", nil, "/docs/", "401 "},
-		{"Windows WebClient", "erin", "erin-pw", []string{"Accept: text/html, */*", "User-Agent: Microsoft-WebDAV-MiniRedir/10.0.19045"}, "/docs/", "200 "},
+		{"Windows WebClient", "erin", "reva-pw-e2e-pass", []string{"Accept: text/html, */*", "User-Agent: Microsoft-WebDAV-MiniRedir/10.0.19045"}, "/docs/", "200 "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

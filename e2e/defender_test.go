@@ -86,8 +86,8 @@ func argonChecks(srv *Server, src string) int {
 func TestParallelGuesses(t *testing.T) {
 	t.Parallel()
 	srv := StartServer(t)
-	srv.AddUser(t, "alice", "alice-pw-1")
-	srv.AddUser(t, "bob", "bob-pw-1")
+	srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
+	srv.AddUser(t, "bob", "obo-pw-1-e2e-pass")
 
 	// attack sends 99 wrong guesses at once, waits until the server has
 	// admitted 10 checks for src, then sends the right password.
@@ -122,7 +122,7 @@ func TestParallelGuesses(t *testing.T) {
 		const src = "127.0.0.40"
 		seen := attack(t, src, func(pw string) string {
 			if pw == "right" {
-				pw = "alice-pw-1"
+				pw = "nyvpr-pw-1-e2e-pass"
 			}
 			return fmt.Sprint(davLogin(t.Context(), srv, src, "alice", pw))
 		})
@@ -137,7 +137,7 @@ func TestParallelGuesses(t *testing.T) {
 		if seen["207"] > 0 || seen["200"] > 0 {
 			t.Errorf("a wrong password was accepted: %v", seen)
 		}
-		if code := davLogin(t.Context(), srv, src, "alice", "alice-pw-1"); code != http.StatusTooManyRequests {
+		if code := davLogin(t.Context(), srv, src, "alice", "nyvpr-pw-1-e2e-pass"); code != http.StatusTooManyRequests {
 			t.Errorf("right password after the attack: %d, want 429", code)
 		}
 	})
@@ -146,7 +146,7 @@ func TestParallelGuesses(t *testing.T) {
 		const src = "127.0.0.41"
 		seen := attack(t, src, func(pw string) string {
 			if pw == "right" {
-				pw = "bob-pw-1"
+				pw = "obo-pw-1-e2e-pass"
 			}
 			c, err := dialSSH(srv, src, sshConfig("bob", ssh.Password(pw)))
 			if err != nil {
@@ -183,7 +183,7 @@ func TestBogusLoginFlood(t *testing.T) {
 	// per-source cap (256, issue 14 item 9) lets in: this test is about the
 	// Argon2id queue, so it lifts that cap.
 	srv := StartServer(t, WithServeArgs("--login-safelist", safe+"/32", "--max-http-conns-per-source", "1000"))
-	srv.AddUser(t, "carol", "carol-pw-1")
+	srv.AddUser(t, "carol", "pneby-pw-1-e2e-pass")
 
 	// flood starts n bogus logins from src and returns a counter of the
 	// answered ones and a function that waits for them all (cancelling
@@ -214,13 +214,13 @@ func TestBogusLoginFlood(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			if code := davLogin(t.Context(), srv, src, "carol", "carol-pw-1"); code != http.StatusMultiStatus {
+			if code := davLogin(t.Context(), srv, src, "carol", "pneby-pw-1-e2e-pass"); code != http.StatusMultiStatus {
 				t.Errorf("carol's WebDAV login from %s during the flood: %d", src, code)
 			}
 		}()
 		go func() {
 			defer wg.Done()
-			c, err := dialSSH(srv, src, sshConfig("carol", ssh.Password("carol-pw-1")))
+			c, err := dialSSH(srv, src, sshConfig("carol", ssh.Password("pneby-pw-1-e2e-pass")))
 			if err != nil {
 				t.Errorf("carol's SSH password login from %s during the flood: %v", src, err)
 				return
@@ -279,13 +279,13 @@ func TestBogusLoginFlood(t *testing.T) {
 func TestBanCommands(t *testing.T) {
 	t.Parallel()
 	srv := StartServer(t, WithEnv("SECUREFSD_LOGIN_SAFELIST=127.0.0.68"))
-	carolKey := srv.AddUser(t, "carol", "carol-pw-1")
+	carolKey := srv.AddUser(t, "carol", "pneby-pw-1-e2e-pass")
 
 	if out, err := srv.CLI(t, "ban", "list", "--json"); err != nil || strings.TrimSpace(out) != "[]" {
 		t.Fatalf("ban list --json before any ban: %q, %v", out, err)
 	}
 	// carol logs in from her usual address before the attack.
-	if code := davLogin(t.Context(), srv, "127.0.0.60", "carol", "carol-pw-1"); code != http.StatusMultiStatus {
+	if code := davLogin(t.Context(), srv, "127.0.0.60", "carol", "pneby-pw-1-e2e-pass"); code != http.StatusMultiStatus {
 		t.Fatalf("carol before the attack: %d", code)
 	}
 	// 32 wrong passwords from 4 addresses (8 each, under the address
@@ -311,22 +311,22 @@ func TestBanCommands(t *testing.T) {
 		t.Fatalf("ban list --json: %q, %v", out, err)
 	}
 
-	if code := davLogin(t.Context(), srv, "127.0.0.66", "carol", "carol-pw-1"); code != http.StatusTooManyRequests {
+	if code := davLogin(t.Context(), srv, "127.0.0.66", "carol", "pneby-pw-1-e2e-pass"); code != http.StatusTooManyRequests {
 		t.Errorf("carol's password from a new address during the name ban: %d, want 429", code)
 	}
 	if err := sshLogin(srv, "127.0.0.65", "carol", keyAuth(t, carolKey)); err != nil {
 		t.Errorf("carol's key login during the name ban: %v", err)
 	}
-	if code := davLogin(t.Context(), srv, "127.0.0.60", "carol", "carol-pw-1"); code != http.StatusMultiStatus {
+	if code := davLogin(t.Context(), srv, "127.0.0.60", "carol", "pneby-pw-1-e2e-pass"); code != http.StatusMultiStatus {
 		t.Errorf("carol's password from her known address during the name ban: %d", code)
 	}
-	if code := davLogin(t.Context(), srv, "127.0.0.68", "carol", "carol-pw-1"); code != http.StatusMultiStatus {
+	if code := davLogin(t.Context(), srv, "127.0.0.68", "carol", "pneby-pw-1-e2e-pass"); code != http.StatusMultiStatus {
 		t.Errorf("carol's password from the safelisted address during the name ban: %d", code)
 	}
 	if out, err := srv.CLI(t, "ban", "del", "user:carol"); err != nil || !strings.Contains(out, "lifted") {
 		t.Fatalf("ban del user:carol: %q, %v", out, err)
 	}
-	if code := davLogin(t.Context(), srv, "127.0.0.66", "carol", "carol-pw-1"); code != http.StatusMultiStatus {
+	if code := davLogin(t.Context(), srv, "127.0.0.66", "carol", "pneby-pw-1-e2e-pass"); code != http.StatusMultiStatus {
 		t.Errorf("carol after ban del: %d", code)
 	}
 
@@ -345,7 +345,7 @@ func TestBanCommands(t *testing.T) {
 	if _, err := srv.CLI(t, "ban", "del", "127.0.0.67"); err != nil {
 		t.Fatalf("ban del 127.0.0.67: %v", err)
 	}
-	if code := davLogin(t.Context(), srv, "127.0.0.67", "carol", "carol-pw-1"); code != http.StatusMultiStatus {
+	if code := davLogin(t.Context(), srv, "127.0.0.67", "carol", "pneby-pw-1-e2e-pass"); code != http.StatusMultiStatus {
 		t.Errorf("carol from the unbanned address: %d", code)
 	}
 	if _, err := srv.CLI(t, "ban", "del", "127.0.0.67"); err == nil || !strings.Contains(err.Error(), "no active ban") {
@@ -372,7 +372,7 @@ func TestBanCommands(t *testing.T) {
 func TestBannedBrowserLogin(t *testing.T) {
 	t.Parallel()
 	srv := StartServer(t)
-	srv.AddUser(t, "dora", "dora-pw-1")
+	srv.AddUser(t, "dora", "qben-pw-1-e2e-pass")
 	const src = "127.0.0.70"
 	d := &net.Dialer{Timeout: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
 	jar, err := cookiejar.New(nil)
@@ -424,7 +424,7 @@ func TestBannedBrowserLogin(t *testing.T) {
 	failCode, failPage := signIn("wrong")
 	d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
 	hc.Transport.(*http.Transport).CloseIdleConnections()
-	bannedCode, bannedPage := signIn("dora-pw-1")
+	bannedCode, bannedPage := signIn("qben-pw-1-e2e-pass")
 	if bannedCode != failCode || failCode != http.StatusUnauthorized {
 		t.Errorf("banned sign-in %d, failed sign-in %d, want 401 both", bannedCode, failCode)
 	}

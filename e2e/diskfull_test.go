@@ -51,9 +51,9 @@ func TestDiskFull(t *testing.T) {
 	NeedTool(t, "curl")
 	data := smallFS(t, "24m")
 	srv := StartServer(t, WithDataDir(data))
-	key := srv.AddUser(t, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
 	c := newSFTP(t, srv, "alice", key)
-	dav := newDAV(t, srv, "alice", "alice-pw-1", "")
+	dav := newDAV(t, srv, "alice", "nyvpr-pw-1-e2e-pass", "")
 
 	existing := map[string][]byte{}
 	for _, n := range []string{"keep-0", "keep-1", "keep-2", "keep-3"} {
@@ -121,7 +121,7 @@ func TestDiskFull(t *testing.T) {
 		{"big-dav-chunked", []string{"-H", "Transfer-Encoding: chunked"}},
 	} {
 		args := append([]string{"-o", "/dev/null", "-w", "%{http_code}", "-T", big}, tc.args...)
-		out, _ := srv.Curl(t, "alice", "alice-pw-1", append(args, srv.DAVURL+"/"+tc.name)...)
+		out, _ := srv.Curl(t, "alice", "nyvpr-pw-1-e2e-pass", append(args, srv.DAVURL+"/"+tc.name)...)
 		if !strings.HasSuffix(strings.TrimSpace(out), "507") {
 			t.Errorf("PUT %s of 30 MiB: curl says %q, want HTTP 507", tc.name, out)
 		}
@@ -135,7 +135,7 @@ func TestDiskFull(t *testing.T) {
 	// Nothing was lost, the server still serves, and the failed uploads
 	// gave their space back (their temporary files are gone).
 	checkExisting("after the failed uploads")
-	alive(t, srv, "alice", "alice-pw-1", key)
+	alive(t, srv, "alice", "nyvpr-pw-1-e2e-pass", key)
 	if free := freeBytes(t, data); free < free0-(2<<20) {
 		t.Errorf("free space %d KiB after the failed uploads, %d KiB before: temporary files not removed", free>>10, free0>>10)
 	}
@@ -201,7 +201,7 @@ func TestDiskFull(t *testing.T) {
 		delete(existing, "keep-0")
 	}
 	checkExisting("on a full disk")
-	alive(t, srv, "alice", "alice-pw-1", key)
+	alive(t, srv, "alice", "nyvpr-pw-1-e2e-pass", key)
 	for _, n := range fillers {
 		if err := c.Remove(n); err != nil {
 			t.Errorf("delete on a full disk: %v", err)

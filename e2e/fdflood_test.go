@@ -104,8 +104,8 @@ func TestFDFloodOneUser(t *testing.T) {
 		perChan  = 100
 	)
 	srv := StartServer(t, WithServeArgs("--max-handles-per-user", strconv.Itoa(perUser)))
-	aliceKey := srv.AddUser(t, "alice", "alice-pw-1")
-	bobKey := srv.AddUser(t, "bob", "bob-pw-1")
+	aliceKey := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
+	bobKey := srv.AddUser(t, "bob", "obo-pw-1-e2e-pass")
 	lim := unix.Rlimit{Cur: 1024, Max: 1024}
 	if err := unix.Prlimit(srv.Pid(), unix.RLIMIT_NOFILE, &lim, nil); err != nil {
 		t.Fatalf("prlimit: %v", err)
@@ -165,7 +165,7 @@ func TestFDFloodOneUser(t *testing.T) {
 	if _, err := bob.ReadDir("/"); err != nil {
 		t.Fatalf("bob's SFTP listing: %v", err)
 	}
-	bd := newDAV(t, srv, "bob", "bob-pw-1", "")
+	bd := newDAV(t, srv, "bob", "obo-pw-1-e2e-pass", "")
 	if err := bd.put("/w.bin", data); err != nil {
 		t.Fatalf("bob's WebDAV PUT: %v", err)
 	}
@@ -182,7 +182,7 @@ func TestFDFloodOneUser(t *testing.T) {
 	}
 
 	// The flooding user gets a proper refusal over WebDAV too.
-	ad := newDAV(t, srv, "alice", "alice-pw-1", "")
+	ad := newDAV(t, srv, "alice", "nyvpr-pw-1-e2e-pass", "")
 	if code, _, err := ad.do("GET", "/d/f0", nil); err != nil || code != http.StatusServiceUnavailable {
 		t.Fatalf("alice's GET while flooding: %d %v, want 503", code, err)
 	}

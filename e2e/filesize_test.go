@@ -35,8 +35,8 @@ func storeBytes(t *testing.T, srv *Server) int64 {
 func TestMaxFileSize(t *testing.T) {
 	const limit = 1 << 20
 	srv := StartServer(t, WithEnv("SECUREFSD_MAX_FILE_SIZE=1M"))
-	key := srv.AddUser(t, "alice", "alice-pw-1")
-	qkey := srv.AddUser(t, "quoted", "quoted-pw-1", "--quota", "1M")
+	key := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
+	qkey := srv.AddUser(t, "quoted", "dhbgrq-pw-1-e2e-pass", "--quota", "1M")
 	c := newSFTP(t, srv, "alice", key)
 	if err := sftpPut(c, "/f", []byte("ab")); err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func TestMaxFileSize(t *testing.T) {
 		t.Fatalf("size %v %v, want %d", fi, err, limit)
 	}
 
-	d := newDAV(t, srv, "alice", "alice-pw-1", "")
+	d := newDAV(t, srv, "alice", "nyvpr-pw-1-e2e-pass", "")
 	code, _, err := d.do("PUT", "/big", bytes.NewReader(make([]byte, limit+1)))
 	if err != nil || code != http.StatusRequestEntityTooLarge {
 		t.Fatalf("PUT of limit+1 bytes: %d %v, want 413", code, err)

@@ -77,13 +77,13 @@ func sshLogin(srv *Server, src, user string, auth ssh.AuthMethod) error {
 func TestLoginFlood(t *testing.T) {
 	t.Parallel()
 	srv := StartServer(t)
-	aliceKey := srv.AddUser(t, "alice", "alice-pw-1")
-	bobKey := srv.AddUser(t, "bob", "bob-pw-1")
-	carolKey := srv.AddUser(t, "carol", "carol-pw-1")
-	daveKey := srv.AddUser(t, "dave", "dave-pw-1")
+	aliceKey := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
+	bobKey := srv.AddUser(t, "bob", "obo-pw-1-e2e-pass")
+	carolKey := srv.AddUser(t, "carol", "pneby-pw-1-e2e-pass")
+	daveKey := srv.AddUser(t, "dave", "qnir-pw-1-e2e-pass")
 
 	// alice logs in once before the attack (a real user's cached login).
-	if code := loginStatus(t, srv, "alice", "alice-pw-1", "127.0.0.3"); code != http.StatusMultiStatus {
+	if code := loginStatus(t, srv, "alice", "nyvpr-pw-1-e2e-pass", "127.0.0.3"); code != http.StatusMultiStatus {
 		t.Fatalf("alice before the flood: %d", code)
 	}
 
@@ -96,7 +96,7 @@ func TestLoginFlood(t *testing.T) {
 			t.Fatalf("a wrong password was accepted: %v", seen)
 		}
 		waitRecord(t, srv, 10*time.Second, "ban of 127.0.0.2", banned("address", "127.0.0.2"))
-		for _, u := range []struct{ name, pw string }{{"alice", "alice-pw-1"}, {"bob", "bob-pw-1"}} {
+		for _, u := range []struct{ name, pw string }{{"alice", "nyvpr-pw-1-e2e-pass"}, {"bob", "obo-pw-1-e2e-pass"}} {
 			if code := loginStatus(t, srv, u.name, u.pw, "127.0.0.2"); code != http.StatusTooManyRequests {
 				t.Errorf("%s with the right password from the banned address: %d, want 429", u.name, code)
 			}
@@ -105,10 +105,10 @@ func TestLoginFlood(t *testing.T) {
 			t.Errorf("SSH login from the banned address succeeded")
 		}
 		// Other addresses are unaffected, for every user.
-		if code := loginStatus(t, srv, "bob", "bob-pw-1", "127.0.0.3"); code != http.StatusMultiStatus {
+		if code := loginStatus(t, srv, "bob", "obo-pw-1-e2e-pass", "127.0.0.3"); code != http.StatusMultiStatus {
 			t.Errorf("bob from another address: %d", code)
 		}
-		if code := loginStatus(t, srv, "alice", "alice-pw-1", "127.0.0.3"); code != http.StatusMultiStatus {
+		if code := loginStatus(t, srv, "alice", "nyvpr-pw-1-e2e-pass", "127.0.0.3"); code != http.StatusMultiStatus {
 			t.Errorf("alice from another address: %d", code)
 		}
 		if err := sshLogin(srv, "127.0.0.3", "bob", keyAuth(t, bobKey)); err != nil {
@@ -131,7 +131,7 @@ func TestLoginFlood(t *testing.T) {
 		wg.Wait()
 		waitFor(t, 10*time.Second, "a ban of 127.0.0.4", func() bool {
 			return sshLogin(srv, "127.0.0.4", "dave", keyAuth(t, daveKey)) != nil &&
-				loginStatus(t, srv, "dave", "dave-pw-1", "127.0.0.4") == http.StatusTooManyRequests
+				loginStatus(t, srv, "dave", "qnir-pw-1-e2e-pass", "127.0.0.4") == http.StatusTooManyRequests
 		})
 		if err := sshLogin(srv, "127.0.0.5", "dave", keyAuth(t, daveKey)); err != nil {
 			t.Errorf("dave's key login from another address: %v", err)
@@ -147,7 +147,7 @@ func TestLoginFlood(t *testing.T) {
 		seen := flood(t, srv, "carol", 32, srcs...)
 		t.Logf("32 wrong passwords for carol from 4 addresses: statuses %v", seen)
 		waitRecord(t, srv, 10*time.Second, "ban of carol", banned("user", "carol"))
-		if code := loginStatus(t, srv, "carol", "carol-pw-1", "127.0.0.20"); code != http.StatusTooManyRequests {
+		if code := loginStatus(t, srv, "carol", "pneby-pw-1-e2e-pass", "127.0.0.20"); code != http.StatusTooManyRequests {
 			t.Errorf("carol with the right password from a fresh address: %d, want 429", code)
 		}
 		// A name ban does not lock out keys (issue 14 item 3).
@@ -156,7 +156,7 @@ func TestLoginFlood(t *testing.T) {
 		}
 		// Another user from the same addresses is unaffected: no address was banned.
 		for _, src := range append(srcs, "127.0.0.20") {
-			if code := loginStatus(t, srv, "bob", "bob-pw-1", src); code != http.StatusMultiStatus {
+			if code := loginStatus(t, srv, "bob", "obo-pw-1-e2e-pass", src); code != http.StatusMultiStatus {
 				t.Errorf("bob from %s while carol is banned: %d", src, code)
 			}
 		}
@@ -212,7 +212,7 @@ func TestSlowloris(t *testing.T) {
 		header = 3 * time.Second
 	}
 	srv := StartServer(t, WithServeArgs(args...))
-	key := srv.AddUser(t, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
 	margin := 30 * time.Second
 
 	stalls := []struct {
@@ -239,7 +239,7 @@ func TestSlowloris(t *testing.T) {
 		{"https-stalled-body", header, func() (net.Conn, error) {
 			c, err := dialDAV(srv)
 			if err == nil {
-				_, err = io.WriteString(c, "PUT /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: "+basic("alice", "alice-pw-1")+
+				_, err = io.WriteString(c, "PUT /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: "+basic("alice", "nyvpr-pw-1-e2e-pass")+
 					"\r\nContent-Length: 1000000\r\n\r\nfirst bytes, then nothing")
 			}
 			return c, err
@@ -292,10 +292,10 @@ func TestSlowloris(t *testing.T) {
 			idle = append(idle, c)
 		}
 	}
-	alive(t, srv, "alice", "alice-pw-1", key)
+	alive(t, srv, "alice", "nyvpr-pw-1-e2e-pass", key)
 	for _, c := range idle {
 		c.Close()
 	}
 	wg.Wait()
-	alive(t, srv, "alice", "alice-pw-1", key)
+	alive(t, srv, "alice", "nyvpr-pw-1-e2e-pass", key)
 }

@@ -32,8 +32,8 @@ import (
 // listed, written, renamed, deleted or locked; the server keeps serving.
 func TestHostilePaths(t *testing.T) {
 	srv := StartServer(t)
-	aliceKey := srv.AddUser(t, "alice", "alice-pw-1")
-	bobKey := srv.AddUser(t, "bob", "bob-pw-1")
+	aliceKey := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
+	bobKey := srv.AddUser(t, "bob", "obo-pw-1-e2e-pass")
 	bob := newSFTP(t, srv, "bob", bobKey)
 	secret := []byte("BOB-SECRET-" + RandomName())
 	if err := sftpPut(bob, "secret.txt", secret); err != nil {
@@ -172,7 +172,7 @@ func TestHostilePaths(t *testing.T) {
 		_ = alice.RemoveAll("dir")
 	})
 
-	dav := newDAV(t, srv, "alice", "alice-pw-1", "")
+	dav := newDAV(t, srv, "alice", "nyvpr-pw-1-e2e-pass", "")
 	davReads := []string{
 		"/../bob/secret.txt", "/%2e%2e/bob/secret.txt", "/%2E%2E/bob/secret.txt", "/..%2fbob%2fsecret.txt",
 		"/%2e%2e%2fbob%2fsecret.txt", "/..%5cbob%5csecret.txt", "/../../../../etc/passwd",
@@ -198,7 +198,7 @@ func TestHostilePaths(t *testing.T) {
 		// Raw request lines that Go's client would not send.
 		for _, target := range []string{"/../bob/secret.txt", "/..%2f..%2f..%2fetc%2fpasswd", "..%2fbob%2fsecret.txt",
 			"/to-etc/../../bob/secret.txt", "https://127.0.0.1/../bob/secret.txt", "//bob/secret.txt", "/./../bob/secret.txt"} {
-			r, err := rawHTTP(t, srv, "GET "+target+" HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: "+basic("alice", "alice-pw-1")+"\r\nConnection: close\r\n\r\n")
+			r, err := rawHTTP(t, srv, "GET "+target+" HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: "+basic("alice", "nyvpr-pw-1-e2e-pass")+"\r\nConnection: close\r\n\r\n")
 			if err != nil {
 				t.Errorf("raw GET %s: %v", target, err)
 				continue
@@ -272,7 +272,7 @@ func TestHostilePaths(t *testing.T) {
 	if got, err := sftpGet(b, "secret.txt"); err != nil || !bytes.Equal(got, secret) {
 		t.Errorf("bob's secret.txt after the attacks: %v", err)
 	}
-	alive(t, srv, "alice", "alice-pw-1", aliceKey)
+	alive(t, srv, "alice", "nyvpr-pw-1-e2e-pass", aliceKey)
 }
 
 // treeDigest hashes the names, modes and contents of a directory tree.
@@ -425,7 +425,7 @@ func sftpOutcome(t *testing.T, conn *ssh.Client, init bool, payload []byte) stri
 // clients.
 func TestHostileSFTPPackets(t *testing.T) {
 	srv, pprofAddr := startWithPprof(t)
-	key := srv.AddUser(t, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
 	conn, err := dialSSH(srv, "", sshConfig("alice", keyAuth(t, key)))
 	if err != nil {
 		t.Fatal(err)
@@ -502,7 +502,7 @@ func TestHostileSFTPPackets(t *testing.T) {
 	if alloc1-alloc0 > 256<<20 {
 		t.Errorf("the server allocated %d MiB on hostile packets (length prefixes trusted?)", (alloc1-alloc0)>>20)
 	}
-	alive(t, srv, "alice", "alice-pw-1", key)
+	alive(t, srv, "alice", "nyvpr-pw-1-e2e-pass", key)
 }
 
 // ---- malformed and huge WebDAV bodies, Depth abuse ----
@@ -538,7 +538,7 @@ func hugeRequest(t *testing.T, srv *Server, method string, size int64, chunked b
 	}
 	defer nc.Close()
 	_ = nc.SetDeadline(time.Now().Add(2 * time.Minute))
-	head := method + " / HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + basic("alice", "alice-pw-1") +
+	head := method + " / HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + basic("alice", "nyvpr-pw-1-e2e-pass") +
 		"\r\nContent-Type: application/xml\r\nDepth: 0\r\n"
 	if chunked {
 		head += "Transfer-Encoding: chunked\r\n\r\n"
@@ -589,8 +589,8 @@ func hugeRequest(t *testing.T, srv *Server, method string, size int64, chunked b
 // server's memory stays bounded, and it keeps serving.
 func TestHostileWebDAVBodies(t *testing.T) {
 	srv, pprofAddr := startWithPprof(t)
-	key := srv.AddUser(t, "alice", "alice-pw-1")
-	dav := newDAV(t, srv, "alice", "alice-pw-1", "")
+	key := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
+	dav := newDAV(t, srv, "alice", "nyvpr-pw-1-e2e-pass", "")
 	if err := dav.put("/f.txt", []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
@@ -686,7 +686,7 @@ func TestHostileWebDAVBodies(t *testing.T) {
 	if err == nil && r.Status != http.StatusRequestHeaderFieldsTooLarge && r.Status != http.StatusBadRequest {
 		t.Errorf("1 MiB header: status %d, want 431", r.Status)
 	}
-	alive(t, srv, "alice", "alice-pw-1", key)
+	alive(t, srv, "alice", "nyvpr-pw-1-e2e-pass", key)
 }
 
 // ---- header injection through file names ----
@@ -696,7 +696,7 @@ func TestHostileWebDAVBodies(t *testing.T) {
 // response carries an injected header line and no log line is forged.
 func TestHeaderInjection(t *testing.T) {
 	srv := StartServer(t)
-	key := srv.AddUser(t, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
 	c := newSFTP(t, srv, "alice", key)
 	evil := []string{"evil\r\nSet-Cookie: pwn=1", "evil2\nX-Injected: 1", "evil3\rX-Injected: 1", "q\"<>&'%0d%0a.txt"}
 	created := 0
@@ -715,7 +715,7 @@ func TestHeaderInjection(t *testing.T) {
 	_, _ = sftpGet(c, forged+"-missing")
 	_ = c.Rename(forged, forged+"-renamed")
 	_ = c.Remove(forged + "-renamed")
-	d := newDAV(t, srv, "alice", "alice-pw-1", "")
+	d := newDAV(t, srv, "alice", "nyvpr-pw-1-e2e-pass", "")
 	d.do("GET", "/x%0atime=2000-01-01T00:00:00Z%20level=ERROR%20msg=forged3", nil)
 	d.do("PUT", "/x%0d%0atime=2000-01-01T00:00:00Z%20level=ERROR%20msg=forged4", strings.NewReader("x"))
 	newDAV(t, srv, "x\ntime=2000-01-01T00:00:00Z level=ERROR msg=forged5", "pw", "").do("PROPFIND", "/", nil, "Depth: 0")
@@ -736,7 +736,7 @@ func TestHeaderInjection(t *testing.T) {
 			t.Errorf("%s: injected header in the response:\n%s", what, r.Raw)
 		}
 	}
-	auth := "Authorization: " + basic("alice", "alice-pw-1") + "\r\n"
+	auth := "Authorization: " + basic("alice", "nyvpr-pw-1-e2e-pass") + "\r\n"
 	enc := []string{"/evil%0d%0aSet-Cookie:%20pwn=1", "/evil2%0aX-Injected:%201", "/evil3%0dX-Injected:%201",
 		"/evil%0d%0aSet-Cookie:%20pwn=1-dir", "/new%0d%0aX-Injected:%201"}
 	for _, p := range enc {
@@ -780,5 +780,5 @@ func TestHeaderInjection(t *testing.T) {
 			t.Errorf("%s: a name with <>&\" is not escaped in the body", strings.SplitN(req, "\r\n", 2)[0])
 		}
 	}
-	alive(t, srv, "alice", "alice-pw-1", key)
+	alive(t, srv, "alice", "nyvpr-pw-1-e2e-pass", key)
 }

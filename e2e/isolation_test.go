@@ -18,8 +18,8 @@ const lockInfo = `<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV
 // A cannot release them. B's files stay byte-for-byte as they were.
 func TestIsolation(t *testing.T) {
 	srv := StartServer(t)
-	aliceKey := srv.AddUser(t, "alice", "alice-pw-1")
-	bobKey := srv.AddUser(t, "bob", "bob-pw-1")
+	aliceKey := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
+	bobKey := srv.AddUser(t, "bob", "obo-pw-1-e2e-pass")
 	secret := []byte("BOB-ONLY-" + RandomName())
 	bob := newSFTP(t, srv, "bob", bobKey)
 	if err := bob.Mkdir("docs"); err != nil {
@@ -30,7 +30,7 @@ func TestIsolation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	bobDAV := newDAV(t, srv, "bob", "bob-pw-1", "")
+	bobDAV := newDAV(t, srv, "bob", "obo-pw-1-e2e-pass", "")
 	resp, _, err := bobDAV.doResp("LOCK", "/locked.txt", strings.NewReader(lockInfo), "Depth: 0", "Timeout: Second-600")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("bob's LOCK: %v %v", resp, err)
@@ -102,7 +102,7 @@ func TestIsolation(t *testing.T) {
 		}
 	})
 
-	dav := newDAV(t, srv, "alice", "alice-pw-1", "")
+	dav := newDAV(t, srv, "alice", "nyvpr-pw-1-e2e-pass", "")
 	t.Run("webdav", func(t *testing.T) {
 		davPaths := []string{"/../bob/secret.txt", "/%2e%2e/bob/secret.txt", "/../bob/", "/%2e%2e/bob/docs/plan.txt", "/../bob/locked.txt"}
 		for _, p := range davPaths {

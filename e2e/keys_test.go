@@ -82,8 +82,8 @@ func serveOnce(t *testing.T, dataDir string, global ...string) (string, error) {
 // still served and verified.
 func TestKeyRotateWhileServing(t *testing.T) {
 	srv := StartServer(t)
-	aliceKey := srv.AddUser(t, "alice", "alice-pw-1")
-	srv.AddUser(t, "bob", "bob-pw-1")
+	aliceKey := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
+	srv.AddUser(t, "bob", "obo-pw-1-e2e-pass")
 	keyring := filepath.Join(srv.DataDir, "keyring")
 	kr0, err := keyfile.Load(keyring, nil)
 	if err != nil {
@@ -100,7 +100,7 @@ func TestKeyRotateWhileServing(t *testing.T) {
 	// Files of both users, over both protocols, with a dead property (metadata).
 	files := map[string][]byte{} // "user/name" -> content
 	var filesMu sync.Mutex
-	dav := map[string]*davClient{"alice": newDAV(t, srv, "alice", "alice-pw-1", ""), "bob": newDAV(t, srv, "bob", "bob-pw-1", "")}
+	dav := map[string]*davClient{"alice": newDAV(t, srv, "alice", "nyvpr-pw-1-e2e-pass", ""), "bob": newDAV(t, srv, "bob", "obo-pw-1-e2e-pass", "")}
 	for i, size := range []int{0, 1, envelope.DefaultChunkSize - 1, envelope.DefaultChunkSize, envelope.DefaultChunkSize + 1, 300 << 10} {
 		for _, u := range []string{"alice", "bob"} {
 			name := fmt.Sprintf("pre-%d", i)
@@ -252,13 +252,13 @@ func TestKeyRotateWhileServing(t *testing.T) {
 		t.Helper()
 		for k, want := range files {
 			user, name, _ := strings.Cut(k, "/")
-			d := newDAV(t, srv, user, user+"-pw-1", "")
+			d := newDAV(t, srv, user, map[string]string{"alice": "nyvpr-pw-1-e2e-pass", "bob": "obo-pw-1-e2e-pass"}[user], "")
 			got, err := d.get("/" + name)
 			if err != nil || !bytes.Equal(got, want) {
 				t.Errorf("%s: %s: %v (equal=%v)", when, k, err, bytes.Equal(got, want))
 			}
 		}
-		d := newDAV(t, srv, "alice", "alice-pw-1", "")
+		d := newDAV(t, srv, "alice", "nyvpr-pw-1-e2e-pass", "")
 		code, b, err := d.do("PROPFIND", "/pre-1", strings.NewReader(`<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><x:note xmlns:x="urn:x"/></D:prop></D:propfind>`), "Depth: 0")
 		if err != nil || code != http.StatusMultiStatus || !bytes.Contains(b, []byte("keep me")) {
 			t.Errorf("%s: dead property lost: %d %v %s", when, code, err, b)
@@ -272,7 +272,7 @@ func TestKeyRotateWhileServing(t *testing.T) {
 	if damaged, failed, out := verify(t, srv); failed || len(damaged) > 0 {
 		t.Errorf("verify after rotate and restart: %v\n%s", damaged, out)
 	}
-	alive(t, srv, "alice", "alice-pw-1", aliceKey)
+	alive(t, srv, "alice", "nyvpr-pw-1-e2e-pass", aliceKey)
 
 	// A copy of the old key file no longer opens the data directory.
 	srv.Stop(t)
@@ -291,7 +291,7 @@ func TestKeyRotateWhileServing(t *testing.T) {
 // a client chmod 777/666 does not open them.
 func TestKeyAndDataFileModes(t *testing.T) {
 	srv := StartServer(t)
-	key := srv.AddUser(t, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
 	c := newSFTP(t, srv, "alice", key)
 	if err := c.Mkdir("dir"); err != nil {
 		t.Fatal(err)
@@ -299,7 +299,7 @@ func TestKeyAndDataFileModes(t *testing.T) {
 	if err := sftpPut(c, "dir/f", randBytes(1000)); err != nil {
 		t.Fatal(err)
 	}
-	d := newDAV(t, srv, "alice", "alice-pw-1", "")
+	d := newDAV(t, srv, "alice", "nyvpr-pw-1-e2e-pass", "")
 	if code, _, _ := d.do("PROPPATCH", "/dir/f", strings.NewReader(`<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><x:a xmlns:x="urn:x">b</x:a></D:prop></D:set></D:propertyupdate>`)); code != http.StatusMultiStatus {
 		t.Errorf("PROPPATCH: %d", code)
 	}
@@ -366,7 +366,7 @@ func TestKeyAndDataFileModes(t *testing.T) {
 // not given a fresh key.
 func TestKeyFileRefusals(t *testing.T) {
 	srv := StartServer(t)
-	key := srv.AddUser(t, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
 	c := newSFTP(t, srv, "alice", key)
 	data := randBytes(100 << 10)
 	if err := sftpPut(c, "f", data); err != nil {

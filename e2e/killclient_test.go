@@ -26,7 +26,7 @@ import (
 func TestSFTPKilledClientSessionEnds(t *testing.T) {
 	NeedTool(t, "sftp")
 	srv := StartServer(t, WithServeArgs("--max-sessions-per-user", "4"))
-	key := srv.AddUser(t, "kilo", "kilo-pw-1")
+	key := srv.AddUser(t, "kilo", "xvyb-pw-1-e2e-pass")
 	big := RandomFile(t, 96<<20)
 	if out, err := srv.SFTPBatch(t, "kilo", key, "put "+big+" big\n"); err != nil {
 		t.Fatalf("upload: %v\n%s", err, out)

@@ -20,7 +20,7 @@ func TestShareLinks(t *testing.T) {
 	NeedTool(t, "curl")
 	NeedTool(t, "unzip")
 	s := StartServer(t)
-	s.AddUser(t, "alice", "alice-pass-1")
+	s.AddUser(t, "alice", "nyvpr-pass-1-e2e-pass")
 	big := RandomFile(t, 3<<20)
 	small := RandomFile(t, 70000)
 	for _, c := range [][]string{
@@ -31,7 +31,7 @@ func TestShareLinks(t *testing.T) {
 		{"-f", "-T", small, s.DAVURL + "/album/one.dat"},
 		{"-f", "-T", big, s.DAVURL + "/album/sub/two.dat"},
 	} {
-		if out, err := s.Curl(t, "alice", "alice-pass-1", c...); err != nil {
+		if out, err := s.Curl(t, "alice", "nyvpr-pass-1-e2e-pass", c...); err != nil {
 			t.Fatalf("curl %v: %v %s", c, err, out)
 		}
 	}
@@ -120,7 +120,7 @@ func TestShareLinks(t *testing.T) {
 	curlIn("-F", "file=@"+small+";filename=doc.dat", inbox+"/upload")
 	for _, name := range []string{"doc.dat", "doc%20(1).dat"} {
 		got := filepath.Join(dir, "got")
-		if out, err := s.Curl(t, "alice", "alice-pass-1", "-f", "-o", got, s.DAVURL+"/inbox/"+name); err != nil {
+		if out, err := s.Curl(t, "alice", "nyvpr-pass-1-e2e-pass", "-f", "-o", got, s.DAVURL+"/inbox/"+name); err != nil {
 			t.Fatalf("owner reads %s: %v %s", name, err, out)
 		}
 		SameFile(t, small, got)
@@ -169,19 +169,19 @@ func TestShareLinks(t *testing.T) {
 	if st := status(album); st != "200" {
 		t.Errorf("owner enabled again: %s", st)
 	}
-	if out, err := s.Curl(t, "alice", "alice-pass-1", "-f", "-X", "DELETE", s.DAVURL+"/album/one.dat"); err != nil {
+	if out, err := s.Curl(t, "alice", "nyvpr-pass-1-e2e-pass", "-f", "-X", "DELETE", s.DAVURL+"/album/one.dat"); err != nil {
 		t.Fatalf("delete: %v %s", err, out)
 	}
 	oneLink := share("", "alice", "/album/sub/two.dat")
-	if out, err := s.Curl(t, "alice", "alice-pass-1", "-f", "-X", "DELETE", s.DAVURL+"/album/sub/two.dat"); err != nil {
+	if out, err := s.Curl(t, "alice", "nyvpr-pass-1-e2e-pass", "-f", "-X", "DELETE", s.DAVURL+"/album/sub/two.dat"); err != nil {
 		t.Fatalf("delete: %v %s", err, out)
 	}
 	if st := status(oneLink); st != "404" {
 		t.Errorf("file deleted: %s", st)
 	}
-	s.AddUser(t, "bob", "bob-pass-1")
+	s.AddUser(t, "bob", "obo-pass-1-e2e-pass")
 	bobFile := RandomFile(t, 1000)
-	if out, err := s.Curl(t, "bob", "bob-pass-1", "-f", "-T", bobFile, s.DAVURL+"/b.bin"); err != nil {
+	if out, err := s.Curl(t, "bob", "obo-pass-1-e2e-pass", "-f", "-T", bobFile, s.DAVURL+"/b.bin"); err != nil {
 		t.Fatalf("bob put: %v %s", err, out)
 	}
 	bobLink := share("", "bob", "/b.bin")

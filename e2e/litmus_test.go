@@ -23,8 +23,8 @@ func TestDAVLitmus(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := StartServer(t, tc.opts...)
-			srv.AddUser(t, "litmus", "litmus-pass")
-			cmd := exec.Command("litmus", srv.DAVURL+"/", "litmus", "litmus-pass")
+			srv.AddUser(t, "litmus", "yvgzhf-pass-e2e-pass")
+			cmd := exec.Command("litmus", srv.DAVURL+"/", "litmus", "yvgzhf-pass-e2e-pass")
 			cmd.Env = append(cmd.Environ(), "TESTS="+tc.suites)
 			cmd.Dir = t.TempDir() // litmus writes debug.log here
 			out, err := cmd.CombinedOutput()

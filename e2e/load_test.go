@@ -136,12 +136,12 @@ func TestLoad(t *testing.T) {
 	srv, pprofAddr := startWithPprof(t)
 	auths := make([]ssh.AuthMethod, users)
 	for u := range users {
-		auths[u] = keyAuth(t, srv.AddUser(t, fmt.Sprintf("load%d", u), fmt.Sprintf("load-pw-%d", u)))
+		auths[u] = keyAuth(t, srv.AddUser(t, fmt.Sprintf("load%d", u), fmt.Sprintf("load-pw-%d-e2e-secret", u)))
 	}
 	// One WebDAV login per user first: later requests hit the verified-password
 	// cache instead of running 32 Argon2id checks at once.
 	for u := range users {
-		d := newDAV(t, srv, fmt.Sprintf("load%d", u), fmt.Sprintf("load-pw-%d", u), "")
+		d := newDAV(t, srv, fmt.Sprintf("load%d", u), fmt.Sprintf("load-pw-%d-e2e-secret", u), "")
 		if code, b, err := d.do("PROPFIND", "/", nil, "Depth: 0"); err != nil || code != http.StatusMultiStatus {
 			t.Fatalf("PROPFIND as load%d: %d %v %s", u, code, err, b)
 		}
@@ -155,7 +155,7 @@ func TestLoad(t *testing.T) {
 	for i := range ss {
 		u := i % users
 		s := &loadSession{id: i, user: fmt.Sprintf("load%d", u), dir: fmt.Sprintf("s%02d", i), files: map[string][]byte{}}
-		s.dav = newDAV(t, srv, s.user, fmt.Sprintf("load-pw-%d", u), "")
+		s.dav = newDAV(t, srv, s.user, fmt.Sprintf("load-pw-%d-e2e-secret", u), "")
 		ss[i] = s
 		setup.Add(1)
 		go func() {

@@ -41,7 +41,7 @@ func rcloneDAV(t *testing.T, srv *Server, user, pass string, args ...string) (st
 func TestDAVRclone(t *testing.T) {
 	NeedTool(t, "rclone")
 	srv := StartServer(t)
-	srv.AddUser(t, "rc", "rc-pw")
+	srv.AddUser(t, "rc", "ep-pw-e2e-pass")
 
 	src := t.TempDir()
 	files := map[string]int64{"a.txt": 0, "b.bin": 1, "c.bin": 65537, "sub/d.bin": 3 << 20, "sub/deeper/e.bin": 100_000, "space name é.txt": 42}
@@ -64,7 +64,7 @@ func TestDAVRclone(t *testing.T) {
 
 	rc := func(args ...string) string {
 		t.Helper()
-		out, err := rcloneDAV(t, srv, "rc", "rc-pw", args...)
+		out, err := rcloneDAV(t, srv, "rc", "ep-pw-e2e-pass", args...)
 		if err != nil {
 			t.Fatalf("rclone %s: %v\n%s", strings.Join(args, " "), err, out)
 		}

@@ -14,7 +14,7 @@ import (
 func TestRcloneSFTP(t *testing.T) {
 	NeedTool(t, "rclone")
 	srv := StartServer(t)
-	key := srv.AddUser(t, "rc", "rc-pw-1")
+	key := srv.AddUser(t, "rc", "ep-pw-1-e2e-pass")
 	src := filepath.Join(t.TempDir(), "src")
 	for name, n := range map[string]int64{"a.bin": 3<<20 + 1, "b": 1, "empty": 0, "d/e/f.bin": 70000, "d/g": 65536} {
 		p := filepath.Join(src, name)

@@ -104,7 +104,7 @@ func TestRevocationReachesOpenSSHSessions(t *testing.T) {
 	}
 	for i, tc := range cases {
 		user := fmt.Sprintf("rv%d", i)
-		pw := user + "-pw-1"
+		pw := fmt.Sprintf("pw-%d-e2e-secret", i)
 		key := srv.AddUser(t, user, pw)
 		opts := srv.SSHOpts(key)
 		var env []string
@@ -161,7 +161,7 @@ func TestRevocationReachesSCPAndExec(t *testing.T) {
 	NeedTool(t, "scp")
 	NeedTool(t, "ssh")
 	srv := StartServer(t)
-	key := srv.AddUser(t, "rvscp", "rvscp-pw-1")
+	key := srv.AddUser(t, "rvscp", "eifpc-pw-1-e2e-pass")
 	big := RandomFile(t, 64<<20)
 
 	// scp -O at 4 Mbit/s: 64 MiB would take over two minutes.

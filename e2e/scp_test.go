@@ -28,7 +28,7 @@ func (s *Server) scp(t testing.TB, user, key string, args ...string) (string, er
 // preserving modification times and modes.
 func TestSCP(t *testing.T) {
 	srv := StartServer(t)
-	key := srv.AddUser(t, "sam", "sam-pw-1")
+	key := srv.AddUser(t, "sam", "fnz-pw-1-e2e-pass")
 	src := filepath.Join(t.TempDir(), "tree")
 	mtime := time.Date(2019, 3, 4, 5, 6, 7, 0, time.UTC)
 	files := map[string]int64{"a.bin": 1<<20 + 1, "empty": 0, "sub/b.bin": 65536, "sub/deep/c.txt": 10}
@@ -101,7 +101,7 @@ func TestSCP(t *testing.T) {
 	if !strings.Contains(out, "missing: No such file or directory") {
 		t.Errorf("scp -O error output %q", out)
 	}
-	roKey := srv.AddUser(t, "ro", "ro-pw-1", "--read-only")
+	roKey := srv.AddUser(t, "ro", "eb-pw-1-e2e-pass", "--read-only")
 	for _, flag := range []string{"-s", "-O"} {
 		args := []string{filepath.Join(src, "a.bin"), "R:a.bin"}
 		if flag == "-O" {

@@ -13,7 +13,7 @@ import (
 // data dir holds no plaintext of them.
 func TestSFTPTransfers(t *testing.T) {
 	srv := StartServer(t)
-	key := srv.AddUser(t, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
 	out := t.TempDir()
 	var batch strings.Builder
 	files := map[string]string{}
@@ -42,7 +42,7 @@ func TestSFTPTransfers(t *testing.T) {
 // chmod, df.
 func TestSFTPCommands(t *testing.T) {
 	srv := StartServer(t)
-	key := srv.AddUser(t, "bob", "bob-pw-1")
+	key := srv.AddUser(t, "bob", "obo-pw-1-e2e-pass")
 	a, b := RandomFile(t, 1000), RandomFile(t, 2000)
 	got := filepath.Join(t.TempDir(), "got")
 	res, err := srv.SFTPBatch(t, "bob", key, strings.Join([]string{
@@ -89,7 +89,7 @@ func TestSFTPCommands(t *testing.T) {
 // what is already there.
 func TestSFTPResume(t *testing.T) {
 	srv := StartServer(t)
-	key := srv.AddUser(t, "carol", "carol-pw-1")
+	key := srv.AddUser(t, "carol", "pneby-pw-1-e2e-pass")
 	full := RandomFile(t, 6<<20+77)
 	data, _ := os.ReadFile(full)
 	dir := t.TempDir()
@@ -134,7 +134,7 @@ func sftpLogLines(s, sub string) string {
 // file creation costs an fsync, which would dominate the test's time.
 func TestSFTPLargeDirectory(t *testing.T) {
 	srv := StartServer(t)
-	key := srv.AddUser(t, "dave", "dave-pw-1")
+	key := srv.AddUser(t, "dave", "qnir-pw-1-e2e-pass")
 	const n = 10000
 	var batch strings.Builder
 	batch.WriteString("mkdir big\n")
@@ -163,7 +163,7 @@ func TestSFTPLargeDirectory(t *testing.T) {
 // read-only user cannot change anything.
 func TestSFTPConfinementAndPermissions(t *testing.T) {
 	srv := StartServer(t)
-	key := srv.AddUser(t, "erin", "erin-pw-1")
+	key := srv.AddUser(t, "erin", "reva-pw-1-e2e-pass")
 	dst := filepath.Join(t.TempDir(), "passwd")
 	for _, p := range []string{"../../etc/passwd", "/../../../etc/passwd", "/etc/passwd"} {
 		if res, err := srv.SFTPBatch(t, "erin", key, "get "+p+" "+dst+"\n"); err == nil {
@@ -178,7 +178,7 @@ func TestSFTPConfinementAndPermissions(t *testing.T) {
 		t.Errorf("pwd: %v\n%s", err, res)
 	}
 
-	roKey := srv.AddUser(t, "reader", "reader-pw-1", "--read-only")
+	roKey := srv.AddUser(t, "reader", "ernqre-pw-1-e2e-pass", "--read-only")
 	f := RandomFile(t, 100)
 	for _, cmd := range []string{"put " + f + " x", "mkdir d", "chmod 600 .", "rename a b"} {
 		if res, err := srv.SFTPBatch(t, "reader", roKey, cmd+"\n"); err == nil {

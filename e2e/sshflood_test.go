@@ -25,7 +25,7 @@ import (
 func TestSSHConnectionFlood(t *testing.T) {
 	NeedTool(t, "sftp")
 	srv := StartServer(t, WithServeArgs("--login-grace", "5s"))
-	key := srv.AddUser(t, "flo", "flo-pw-1")
+	key := srv.AddUser(t, "flo", "syb-pw-1-e2e-pass")
 
 	const flood, perSource = 260, 64
 	conns := make([]net.Conn, 0, flood)

@@ -181,8 +181,8 @@ var foundBeforeAnswer = map[string]bool{
 func tamperedStore(t *testing.T) (srv *Server, aliceKey string, originals, controls map[string][]byte) {
 	t.Helper()
 	srv = StartServer(t)
-	aliceKey = srv.AddUser(t, "alice", "alice-pw-1")
-	bobKey := srv.AddUser(t, "bob", "bob-pw-1")
+	aliceKey = srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
+	bobKey := srv.AddUser(t, "bob", "obo-pw-1-e2e-pass")
 	alice := newSFTP(t, srv, "alice", aliceKey)
 	bob := newSFTP(t, srv, "bob", bobKey)
 
@@ -236,7 +236,7 @@ func TestTamperLegacySCP(t *testing.T) {
 			}
 		})
 	}
-	alive(t, srv, "alice", "alice-pw-1", aliceKey)
+	alive(t, srv, "alice", "nyvpr-pw-1-e2e-pass", aliceKey)
 }
 
 // TestTamper damages stored ciphertext in every way a disk, a backup or an
@@ -252,7 +252,7 @@ func TestTamperLegacySCP(t *testing.T) {
 // an error. The bytes before the damaged chunk are authentic.
 func TestTamper(t *testing.T) {
 	srv, aliceKey, originals, controls := tamperedStore(t)
-	dav := newDAV(t, srv, "alice", "alice-pw-1", "")
+	dav := newDAV(t, srv, "alice", "nyvpr-pw-1-e2e-pass", "")
 	gc := newSFTP(t, srv, "alice", aliceKey)
 	sshc, err := dialSSH(srv, "", sshConfig("alice", keyAuth(t, aliceKey)))
 	if err != nil {
@@ -316,7 +316,7 @@ func TestTamper(t *testing.T) {
 			}
 
 			// curl, a real client, reports the failure.
-			out, err = srv.Curl(t, "alice", "alice-pw-1", "-f", "-o", filepath.Join(t.TempDir(), "curl"), srv.DAVURL+"/"+tc.name)
+			out, err = srv.Curl(t, "alice", "nyvpr-pw-1-e2e-pass", "-f", "-o", filepath.Join(t.TempDir(), "curl"), srv.DAVURL+"/"+tc.name)
 			if err == nil {
 				t.Errorf("curl -f GET of a damaged file succeeded: %s", out)
 			}
@@ -374,7 +374,7 @@ func TestTamper(t *testing.T) {
 	if _, failed, out := verify(t, srv, "--user", "bob"); failed {
 		t.Errorf("verify --user bob (intact) failed:\n%s", out)
 	}
-	alive(t, srv, "alice", "alice-pw-1", aliceKey)
+	alive(t, srv, "alice", "nyvpr-pw-1-e2e-pass", aliceKey)
 }
 
 // TestTamperSwapWholeFiles moves whole stored files on disk. Every file is
@@ -386,8 +386,8 @@ func TestTamper(t *testing.T) {
 // the test pins down that even then only authentic bytes are served.
 func TestTamperSwapWholeFiles(t *testing.T) {
 	srv := StartServer(t)
-	aliceKey := srv.AddUser(t, "alice", "alice-pw-1")
-	bobKey := srv.AddUser(t, "bob", "bob-pw-1")
+	aliceKey := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
+	bobKey := srv.AddUser(t, "bob", "obo-pw-1-e2e-pass")
 	a, b := randBytes(tamperSize), randBytes(tamperSize)
 	a1, a2 := randBytes(5000), randBytes(7000)
 	control := randBytes(tamperSize)
@@ -428,7 +428,7 @@ func TestTamperSwapWholeFiles(t *testing.T) {
 	writeKeepMode(t, storePath(srv, "alice", "one.txt"), c2)
 	writeKeepMode(t, storePath(srv, "alice", "two.txt"), c1)
 
-	users := map[string]struct{ key, pw string }{"alice": {aliceKey, "alice-pw-1"}, "bob": {bobKey, "bob-pw-1"}}
+	users := map[string]struct{ key, pw string }{"alice": {aliceKey, "nyvpr-pw-1-e2e-pass"}, "bob": {bobKey, "obo-pw-1-e2e-pass"}}
 	for _, tc := range []struct {
 		home, name string
 		orig       []byte // the bytes the file held in its own home
@@ -507,7 +507,7 @@ func TestTamperSwapWholeFiles(t *testing.T) {
 	if damaged, failed, out := verify(t, srv, "--user", "bob"); !failed || len(damaged) != 2 {
 		t.Errorf("verify --user bob: listed %q (exit non-zero: %v), want bob's two files\n%s", damaged, failed, out)
 	}
-	alive(t, srv, "alice", "alice-pw-1", aliceKey)
+	alive(t, srv, "alice", "nyvpr-pw-1-e2e-pass", aliceKey)
 }
 
 // sshRun runs one exec request on an SSH connection and returns its output.
@@ -549,8 +549,8 @@ func assertAuthenticPrefix(t *testing.T, what string, got, orig []byte) {
 // answered with a wrong value, and the files' content stays readable.
 func TestTamperMetadata(t *testing.T) {
 	srv := StartServer(t)
-	key := srv.AddUser(t, "alice", "alice-pw-1")
-	dav := newDAV(t, srv, "alice", "alice-pw-1", "")
+	key := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
+	dav := newDAV(t, srv, "alice", "nyvpr-pw-1-e2e-pass", "")
 	doc, x := randBytes(100<<10), randBytes(1000)
 	if err := dav.put("/doc.txt", doc); err != nil {
 		t.Fatal(err)
@@ -591,7 +591,7 @@ func TestTamperMetadata(t *testing.T) {
 	// A running server may answer from metadata it holds in memory; a
 	// restart makes it read the damaged files.
 	srv.Restart(t)
-	dav = newDAV(t, srv, "alice", "alice-pw-1", "")
+	dav = newDAV(t, srv, "alice", "nyvpr-pw-1-e2e-pass", "")
 
 	for _, p := range []string{"/doc.txt", "/d/x"} {
 		code, b, err := dav.do("PROPFIND", p, strings.NewReader(getProp), "Depth: 0")
@@ -633,7 +633,7 @@ func TestTamperMetadata(t *testing.T) {
 // detects rollback it must expect an integrity error instead.
 func TestTamperRollback(t *testing.T) {
 	srv := StartServer(t)
-	key := srv.AddUser(t, "alice", "alice-pw-1")
+	key := srv.AddUser(t, "alice", "nyvpr-pw-1-e2e-pass")
 	c := newSFTP(t, srv, "alice", key)
 	v1, v2 := randBytes(3*envelope.DefaultChunkSize), randBytes(3*envelope.DefaultChunkSize)
 	if err := sftpPut(c, "f", v1); err != nil {

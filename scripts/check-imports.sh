@@ -10,7 +10,8 @@
 #   - httpx, the HTTP rules davd and webui share, imports nothing of ours;
 #   - testutil (and its subpackages) is imported only by tests: no other package depends on it,
 #     and testutil itself imports nothing of ours (so every package's tests may use it);
-#   - shares imports only users and perm of ours; no protocol, vfs or users imports shares.
+#   - shares imports only users and perm of ours; no protocol, vfs or users imports shares;
+#   - pwpolicy imports nothing of ours.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
@@ -42,7 +43,7 @@ directNonstd() { go list -f '{{range .Imports}}{{.}}{{"\n"}}{{end}}' "$mod/$1" |
 only nonstd internal/envelope "$mod/internal/envelope\|golang\.org/x/crypto/.*\|golang\.org/x/sys/cpu"
 only directNonstd internal/keyfile "$mod/internal/envelope"
 for q in vfs sftpd davd webui users admin; do check deps internal/keyfile "$mod/internal/$q"; done
-for leaf in perm httpx; do
+for leaf in perm httpx pwpolicy; do
   if deps internal/$leaf | grep -v -x "$mod/internal/$leaf" | grep -q "^$mod/"; then echo "import rule broken: internal/$leaf must not import our packages"; fail=1; fi
 done
 for p in $(go list ./... | sed "s#^$mod/\{0,1\}##" | grep -v '^internal/testutil'); do

@@ -245,6 +245,7 @@ func (e *env) userCommand() *cli.Command {
 					&cli.StringFlag{Name: "quota", Usage: "byte quota, e.g. 10G, 500M (default: none)"},
 					&cli.Int64Flag{Name: "quota-files", Usage: "file count quota (default: none)"},
 					&cli.BoolFlag{Name: "reuse-home", Usage: "give the new user the files a deleted user of the same name left (user del without --purge)"},
+					&cli.BoolFlag{Name: "admin", Usage: "give the admin role (the browser's admin page)"},
 				},
 				prepare: e.prepareAddUser,
 			},
@@ -276,6 +277,18 @@ func (e *env) userCommand() *cli.Command {
 					}
 					return e.printf("deleted user %s\n", a[0])
 				},
+			},
+			mgmtCmd{
+				name: "set", usage: "change a user's rights; open sessions take them at their next request", args: "NAME",
+				flags: []cli.Flag{
+					&cli.StringFlag{Name: "perms", Usage: "comma-separated permissions"},
+					&cli.BoolFlag{Name: "read-only", Usage: "list and download only"},
+					&cli.StringFlag{Name: "quota", Usage: "byte quota, e.g. 10G (0: none)"},
+					&cli.Int64Flag{Name: "quota-files", Usage: "file count quota (0: none)"},
+					&cli.BoolFlag{Name: "admin", Usage: "give the admin role"},
+					&cli.BoolFlag{Name: "no-admin", Usage: "take the admin role away"},
+				},
+				run: e.setUser,
 			},
 			mgmtCmd{
 				name: "disable", usage: "stop a user from logging in (files kept)", args: "NAME",
@@ -348,10 +361,49 @@ func (e *env) printf(format string, args ...any) error {
 	return err
 }
 
+// setUser runs `user set`: only the flags given change.
+func (e *env) setUser(c *cli.Context, m admin.Manager, a []string) error {
+	set, ok := m.(admin.UserSetter)
+	if !ok {
+		return errors.New("user set: not supported by this manager")
+	}
+	var req admin.SetUserRequest
+	if c.IsSet("perms") {
+		p := c.String("perms")
+		req.Perms = &p
+	}
+	req.ReadOnly = c.Bool("read-only")
+	if c.IsSet("quota") {
+		q, err := parseSize(c.String("quota"))
+		if err != nil {
+			return fmt.Errorf("--quota: %w", err)
+		}
+		req.QuotaBytes = &q
+	}
+	if c.IsSet("quota-files") {
+		n := c.Int64("quota-files")
+		req.QuotaFiles = &n
+	}
+	switch {
+	case c.Bool("admin") && c.Bool("no-admin"):
+		return errors.New("user set: --admin and --no-admin together")
+	case c.Bool("admin"), c.Bool("no-admin"):
+		a := c.Bool("admin")
+		req.Admin = &a
+	}
+	if req.Perms == nil && !req.ReadOnly && req.QuotaBytes == nil && req.QuotaFiles == nil && req.Admin == nil {
+		return errors.New("user set: nothing to change (--perms, --read-only, --quota, --quota-files, --admin, --no-admin)")
+	}
+	if err := set.SetUser(c.Context, a[0], req); err != nil {
+		return err
+	}
+	return e.printf("user %s changed\n", a[0])
+}
+
 // prepareAddUser reads the new user's keys and password before the manager
 // opens.
 func (e *env) prepareAddUser(c *cli.Context, a []string) (prepared, error) {
-	req := admin.AddUserRequest{Name: a[0], ReadOnly: c.Bool("read-only"), Perms: c.String("perms"), QuotaFiles: c.Int64("quota-files"), ReuseHome: c.Bool("reuse-home")}
+	req := admin.AddUserRequest{Name: a[0], ReadOnly: c.Bool("read-only"), Perms: c.String("perms"), QuotaFiles: c.Int64("quota-files"), ReuseHome: c.Bool("reuse-home"), Admin: c.Bool("admin")}
 	if q := c.String("quota"); q != "" {
 		var err error
 		if req.QuotaBytes, err = parseSize(q); err != nil {
@@ -413,12 +465,13 @@ func (e *env) listUsers(c *cli.Context, m admin.Manager, _ []string) error {
 			QuotaBytes int64     `json:"quota_bytes"`
 			QuotaFiles int64     `json:"quota_files"`
 			Disabled   bool      `json:"disabled"`
+			Admin      bool      `json:"admin"`
 			Created    time.Time `json:"created"`
 			LastLogin  time.Time `json:"last_login"`
 		}
 		rows := []row{}
 		for _, u := range us {
-			r := row{Name: u.Name, Home: u.Home, Perms: u.Perms.String(), Keys: []string{}, QuotaBytes: u.QuotaBytes, QuotaFiles: u.QuotaFiles, Disabled: u.Disabled, Created: u.Created, LastLogin: u.LastLogin}
+			r := row{Name: u.Name, Home: u.Home, Perms: u.Perms.String(), Keys: []string{}, QuotaBytes: u.QuotaBytes, QuotaFiles: u.QuotaFiles, Disabled: u.Disabled, Admin: u.Admin, Created: u.Created, LastLogin: u.LastLogin}
 			for _, k := range u.Keys {
 				r.Keys = append(r.Keys, k.Fingerprint)
 			}
@@ -434,6 +487,9 @@ func (e *env) listUsers(c *cli.Context, m admin.Manager, _ []string) error {
 		status := "active"
 		if u.Disabled {
 			status = "disabled"
+		}
+		if u.Admin {
+			status += ",admin"
 		}
 		quota := "-"
 		if u.QuotaBytes > 0 {

@@ -24,6 +24,7 @@ import (
 	"github.com/securefsd/securefsd/internal/admin"
 	"github.com/securefsd/securefsd/internal/davd"
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/pwpolicy"
 	"github.com/securefsd/securefsd/internal/sftpd"
 	"github.com/securefsd/securefsd/internal/shares"
 	"github.com/securefsd/securefsd/internal/users"
@@ -55,6 +56,7 @@ var serveFlags = []cli.Flag{
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "max-file-size", Value: "1T", Usage: "largest file a client may write or truncate to, e.g. 100G (binary units)", EnvVars: []string{"SECUREFSD_MAX_FILE_SIZE"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-startups", Value: 256, Usage: "SSH connections still logging in, at once, in total (their own budget, apart from --max-sessions)", EnvVars: []string{"SECUREFSD_MAX_STARTUPS"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-startups-per-source", Value: 64, Usage: "SSH connections still logging in, at once, per source address (IPv4 address or IPv6 /64)", EnvVars: []string{"SECUREFSD_MAX_STARTUPS_PER_SOURCE"}}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "password-policy", Usage: "rules for passwords set through the running server, e.g. min-length=12,common=on,name=on (the defaults)", EnvVars: []string{"SECUREFSD_PASSWORD_POLICY"}}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, how long transfers may take to finish", EnvVars: []string{"SECUREFSD_SHUTDOWN_TIMEOUT"}}),
 	loginSafelistFlag,
 	&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback address (profiling only)", Hidden: true, EnvVars: []string{"SECUREFSD_PPROF_ADDR"}},
@@ -145,6 +147,7 @@ type serverCore struct {
 	store   *vfs.Store
 	users   *users.DB
 	log     *slog.Logger
+	policy  pwpolicy.Policy // of passwords set through the server
 }
 
 // openCore checks the data directory and opens the keyring, the user
@@ -159,6 +162,9 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger) (core serverCore, close
 	uploadHashes, err := vfs.ParseHashKinds(c.String("upload-hashes"))
 	if err != nil {
 		return core, nil, fmt.Errorf("--upload-hashes: %w", err)
+	}
+	if core.policy, err = pwpolicy.Parse(c.String("password-policy")); err != nil {
+		return core, nil, fmt.Errorf("--password-policy: %w", err)
 	}
 	maxFileSize, err := parseSize(c.String("max-file-size"))
 	if err == nil && maxFileSize <= 0 {
@@ -375,6 +381,7 @@ func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
 func startAdmin(g *group, core serverCore) error {
 	dir, log := core.dir, core.log
 	m := admin.NewLocal(core.users, core.store, core.keyFile, filepath.Join(dir, keyCheckFileName), core.keyring)
+	m.Policy = &core.policy
 	ln, err := admin.Listen(dir)
 	if err != nil {
 		return err

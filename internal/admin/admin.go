@@ -48,6 +48,7 @@ type AddUserRequest struct {
 	ReadOnly   bool     `json:"read_only,omitempty"`
 	QuotaBytes int64    `json:"quota_bytes,omitempty"`
 	QuotaFiles int64    `json:"quota_files,omitempty"`
+	Admin      bool     `json:"admin,omitempty"` // the admin role
 	// ReuseHome gives the new user the home a deleted user of the same
 	// name left in the store (`user del` without --purge). Without it,
 	// AddUser refuses such a name with ErrHomeExists.

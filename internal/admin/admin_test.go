@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/pwpolicy"
 	"github.com/securefsd/securefsd/internal/testutil/fixture"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
@@ -90,16 +91,16 @@ func TestManagers(t *testing.T) {
 				m = serveSocket(t, l, dir)
 			}
 			ctx := context.Background()
-			if err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("pw-1"), Keys: []string{authorizedKey(t)}}); err != nil {
+			if err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("pw-1-long-secret"), Keys: []string{authorizedKey(t)}}); err != nil {
 				t.Fatal(err)
 			}
-			if err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("x")}); !errors.Is(err, users.ErrExists) {
+			if err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("x-long-secret")}); !errors.Is(err, users.ErrExists) {
 				t.Fatalf("second add: %v, want ErrExists", err)
 			}
-			if err := m.AddUser(ctx, AddUserRequest{Name: "../bad", Password: []byte("x")}); !errors.Is(err, users.ErrInvalid) {
+			if err := m.AddUser(ctx, AddUserRequest{Name: "../bad", Password: []byte("x-long-secret")}); !errors.Is(err, users.ErrInvalid) {
 				t.Fatalf("bad name: %v, want ErrInvalid", err)
 			}
-			if err := m.AddUser(ctx, AddUserRequest{Name: "ro", Password: []byte("x"), ReadOnly: true}); err != nil {
+			if err := m.AddUser(ctx, AddUserRequest{Name: "ro", Password: []byte("x-long-secret"), ReadOnly: true}); err != nil {
 				t.Fatal(err)
 			}
 			us, err := m.ListUsers(ctx)
@@ -114,10 +115,10 @@ func TestManagers(t *testing.T) {
 					t.Fatalf("read-only user has %v", u.Perms)
 				}
 			}
-			if err := m.SetPassword(ctx, "alice", []byte("pw-2")); err != nil {
+			if err := m.SetPassword(ctx, "alice", []byte("pw-2-long-secret")); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := l.Users.AuthPassword(ctx, "test", "127.0.0.1", "alice", []byte("pw-2")); err != nil {
+			if _, err := l.Users.AuthPassword(ctx, "test", "127.0.0.1", "alice", []byte("pw-2-long-secret")); err != nil {
 				t.Fatalf("new password: %v", err)
 			}
 			k, err := m.AddKey(ctx, "alice", authorizedKey(t))
@@ -231,7 +232,7 @@ func TestReuseHome(t *testing.T) {
 				m = serveSocket(t, l, dir)
 			}
 			ctx := context.Background()
-			if err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("pw")}); err != nil {
+			if err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("pw-long-secret")}); err != nil {
 				t.Fatal(err)
 			}
 			home, err := l.Store.Home("alice", vfs.HomeOptions{Perm: vfs.PermAll})
@@ -244,14 +245,14 @@ func TestReuseHome(t *testing.T) {
 			if err := m.DeleteUser(ctx, "alice", false, nil); err != nil {
 				t.Fatal(err)
 			}
-			err = m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("pw2")})
+			err = m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("pw2-long-secret")})
 			if !errors.Is(err, ErrHomeExists) || !strings.Contains(err.Error(), "--reuse-home") {
 				t.Fatalf("re-add without --reuse-home: %v, want ErrHomeExists naming --reuse-home", err)
 			}
 			if us, _ := m.ListUsers(ctx); len(us) != 0 {
 				t.Fatalf("refused add left users %v", us)
 			}
-			if err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("pw2"), ReuseHome: true}); err != nil {
+			if err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("pw2-long-secret"), ReuseHome: true}); err != nil {
 				t.Fatalf("re-add with ReuseHome: %v", err)
 			}
 			if _, err := home.Stat("old-files"); err != nil {
@@ -261,12 +262,117 @@ func TestReuseHome(t *testing.T) {
 			if err := m.DeleteUser(ctx, "alice", true, nil); err != nil {
 				t.Fatal(err)
 			}
-			if err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("pw3")}); err != nil {
+			if err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("pw3-long-secret")}); err != nil {
 				t.Fatalf("add after purge: %v", err)
 			}
 			kf, err := m.KeyFile(ctx)
 			if err != nil || kf != filepath.Join(dir, "keyring") {
 				t.Fatalf("KeyFile = %q, %v", kf, err)
+			}
+		})
+	}
+}
+
+// TestPasswordPolicy: both managers refuse a weak password on add and on
+// passwd with an error callers can test, and apply a configured policy.
+func TestPasswordPolicy(t *testing.T) {
+	for _, via := range []string{"local", "socket"} {
+		t.Run(via, func(t *testing.T) {
+			l, dir := newLocal(t)
+			var m Manager = l
+			if via == "socket" {
+				m = serveSocket(t, l, dir)
+			}
+			ctx := context.Background()
+			for _, pw := range []string{"short", "1qaz2wsx3edc", "my-alice-password"} {
+				err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte(pw)})
+				if !errors.Is(err, pwpolicy.ErrWeak) {
+					t.Fatalf("add with %q: %v, want ErrWeak", pw, err)
+				}
+			}
+			if _, err := l.Users.Get(ctx, "alice"); !errors.Is(err, users.ErrNotFound) {
+				t.Fatalf("refused user exists: %v", err)
+			}
+			if err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("pw-1-long-secret")}); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.SetPassword(ctx, "alice", []byte("short")); !errors.Is(err, pwpolicy.ErrWeak) {
+				t.Fatalf("passwd short: %v", err)
+			}
+			if _, err := l.Users.AuthPassword(ctx, "test", "127.0.0.1", "alice", []byte("pw-1-long-secret")); err != nil {
+				t.Fatalf("old password no longer works after a refused change: %v", err)
+			}
+			l.Policy = &pwpolicy.Policy{MinLength: 4}
+			if err := m.SetPassword(ctx, "alice", []byte("short")); err != nil {
+				t.Fatalf("relaxed policy: %v", err)
+			}
+		})
+	}
+}
+
+// TestSetUser: user set changes rights and quotas in place, keeps what it
+// is not given, and refuses bad input, through both managers.
+func TestSetUser(t *testing.T) {
+	for _, via := range []string{"local", "socket"} {
+		t.Run(via, func(t *testing.T) {
+			l, dir := newLocal(t)
+			var m Manager = l
+			if via == "socket" {
+				m = serveSocket(t, l, dir)
+			}
+			set := m.(UserSetter)
+			ctx := context.Background()
+			if err := m.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("pw-1-long-secret"), QuotaFiles: 7}); err != nil {
+				t.Fatal(err)
+			}
+			rev := l.Users.Revision()
+			q := int64(1 << 20)
+			if err := set.SetUser(ctx, "alice", SetUserRequest{ReadOnly: true, QuotaBytes: &q}); err != nil {
+				t.Fatal(err)
+			}
+			u, err := l.Users.Get(ctx, "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.Perms != users.PermReadOnly || u.QuotaBytes != q || u.QuotaFiles != 7 {
+				t.Fatalf("after set: perms %v quota %d files %d", u.Perms, u.QuotaBytes, u.QuotaFiles)
+			}
+			if l.Users.Revision() == rev {
+				t.Fatal("revision unchanged: open sessions would not see the change")
+			}
+			p := "list,download,upload"
+			if err := set.SetUser(ctx, "alice", SetUserRequest{Perms: &p}); err != nil {
+				t.Fatal(err)
+			}
+			if u, _ = l.Users.Get(ctx, "alice"); u.Perms.String() != p || u.QuotaBytes != q {
+				t.Fatalf("after perms: %v %d", u.Perms, u.QuotaBytes)
+			}
+			yes, no := true, false
+			if err := set.SetUser(ctx, "alice", SetUserRequest{Admin: &yes}); err != nil {
+				t.Fatal(err)
+			}
+			us, err := m.ListUsers(ctx)
+			if err != nil || len(us) != 1 || !us[0].Admin {
+				t.Fatalf("admin role not listed: %+v %v", us, err)
+			}
+			if err := set.SetUser(ctx, "alice", SetUserRequest{Admin: &no}); err != nil {
+				t.Fatal(err)
+			}
+			if u, _ = l.Users.Get(ctx, "alice"); u.Admin || u.Perms.String() != p {
+				t.Fatalf("after --no-admin: %+v", u)
+			}
+			if err := m.AddUser(ctx, AddUserRequest{Name: "boss", Password: []byte("pw-1-long-secret"), Admin: true}); err != nil {
+				t.Fatal(err)
+			}
+			if u, _ = l.Users.Get(ctx, "boss"); !u.Admin {
+				t.Fatal("user add --admin: no admin role")
+			}
+			bad := "list,fly"
+			if err := set.SetUser(ctx, "alice", SetUserRequest{Perms: &bad}); !errors.Is(err, users.ErrInvalid) {
+				t.Fatalf("bad perms: %v", err)
+			}
+			if err := set.SetUser(ctx, "nobody", SetUserRequest{Perms: &p}); !errors.Is(err, users.ErrNotFound) {
+				t.Fatalf("unknown user: %v", err)
 			}
 		})
 	}

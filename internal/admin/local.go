@@ -10,6 +10,7 @@ import (
 	"github.com/securefsd/securefsd/internal/account"
 	"github.com/securefsd/securefsd/internal/envelope"
 	"github.com/securefsd/securefsd/internal/keyfile"
+	"github.com/securefsd/securefsd/internal/pwpolicy"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -39,6 +40,9 @@ type Local struct {
 	// KeyCheck is the path of the key-check file (see CheckKey); rotation
 	// re-wraps it with the store's files.
 	KeyCheck string
+	// Policy is applied to every password set through this Local (user
+	// add, user passwd); nil means pwpolicy.Default().
+	Policy *pwpolicy.Policy
 
 	mu      sync.Mutex // serializes rotations
 	ringMu  sync.Mutex
@@ -83,6 +87,12 @@ func (l *Local) AddUser(ctx context.Context, req AddUserRequest) error {
 		Perms:      perms,
 		QuotaBytes: req.QuotaBytes,
 		QuotaFiles: req.QuotaFiles,
+		Admin:      req.Admin,
+	}
+	if req.Password != nil {
+		if err := l.policy().Check(req.Name, req.Password); err != nil {
+			return err
+		}
 	}
 	if err := l.checkHome(ctx, u, req.ReuseHome); err != nil {
 		return err
@@ -139,7 +149,17 @@ func (l *Local) KeyFile(context.Context) (string, error) { return l.Keys.Path, n
 
 // SetPassword implements Manager.
 func (l *Local) SetPassword(ctx context.Context, name string, password []byte) error {
+	if err := l.policy().Check(name, password); err != nil {
+		return err
+	}
 	return l.Users.SetPassword(ctx, name, password)
+}
+
+func (l *Local) policy() pwpolicy.Policy {
+	if l.Policy == nil {
+		return pwpolicy.Default()
+	}
+	return *l.Policy
 }
 
 // SetDisabled implements Manager.

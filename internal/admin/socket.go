@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/securefsd/securefsd/internal/pwpolicy"
 	"github.com/securefsd/securefsd/internal/shares"
 	"github.com/securefsd/securefsd/internal/users"
 )
@@ -71,6 +72,7 @@ func Handler(m Manager, log *slog.Logger) http.Handler {
 	mux.HandleFunc("DELETE /v1/users/{name}", h.deleteUser)
 	mux.HandleFunc("PUT /v1/users/{name}/password", h.setPassword)
 	mux.HandleFunc("PUT /v1/users/{name}/disabled", h.setDisabled)
+	mux.HandleFunc("PATCH /v1/users/{name}", h.setUser)
 	mux.HandleFunc("POST /v1/users/{name}/keys", h.addKey)
 	mux.HandleFunc("DELETE /v1/users/{name}/keys/{fp}", h.delKey)
 	mux.HandleFunc("POST /v1/rotate", h.rotate)
@@ -122,6 +124,7 @@ var errorKinds = []struct {
 	{"share-not-found", shares.ErrNotFound},
 	{"share-invalid", shares.ErrInvalid},
 	{"not-sharable", ErrNotSharable},
+	{"weak-password", pwpolicy.ErrWeak},
 }
 
 func toAPIError(err error) *apiError {

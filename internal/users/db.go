@@ -73,18 +73,21 @@ type record struct {
 	QuotaBytes   int64     `json:"quota_bytes,omitempty"`
 	QuotaFiles   int64     `json:"quota_files,omitempty"`
 	Disabled     bool      `json:"disabled,omitempty"`
+	Admin        bool      `json:"admin,omitempty"`
 	Created      time.Time `json:"created"`
 	LastLogin    time.Time `json:"last_login,omitzero"`
 }
 
 func toRecord(u User) record {
 	return record{Name: u.Name, PasswordHash: u.PasswordHash, Keys: u.Keys, Home: u.Home, Perms: uint32(u.Perms),
-		QuotaBytes: u.QuotaBytes, QuotaFiles: u.QuotaFiles, Disabled: u.Disabled, Created: u.Created, LastLogin: u.LastLogin}
+		QuotaBytes: u.QuotaBytes, QuotaFiles: u.QuotaFiles, Disabled: u.Disabled, Created: u.Created, LastLogin: u.LastLogin,
+		Admin: u.Admin}
 }
 
 func (r record) user() User {
 	return User{Name: r.Name, PasswordHash: r.PasswordHash, Keys: r.Keys, Home: r.Home, Perms: Perm(r.Perms),
-		QuotaBytes: r.QuotaBytes, QuotaFiles: r.QuotaFiles, Disabled: r.Disabled, Created: r.Created, LastLogin: r.LastLogin}
+		QuotaBytes: r.QuotaBytes, QuotaFiles: r.QuotaFiles, Disabled: r.Disabled, Created: r.Created, LastLogin: r.LastLogin,
+		Admin: r.Admin}
 }
 
 func open(path string, opts Options) (*DB, error) {

@@ -17,6 +17,7 @@ type PublicUser struct {
 	QuotaBytes  int64     `json:"quota_bytes"`
 	QuotaFiles  int64     `json:"quota_files"`
 	Disabled    bool      `json:"disabled"`
+	Admin       bool      `json:"admin,omitempty"`
 	Created     time.Time `json:"created"`
 	LastLogin   time.Time `json:"last_login,omitzero"`
 }
@@ -28,7 +29,8 @@ func (u User) Public() PublicUser {
 		keys = []Key{}
 	}
 	return PublicUser{Name: u.Name, HasPassword: u.PasswordHash != "", Keys: keys, Home: u.Home, Perms: u.Perms,
-		QuotaBytes: u.QuotaBytes, QuotaFiles: u.QuotaFiles, Disabled: u.Disabled, Created: u.Created, LastLogin: u.LastLogin}
+		QuotaBytes: u.QuotaBytes, QuotaFiles: u.QuotaFiles, Disabled: u.Disabled, Created: u.Created, LastLogin: u.LastLogin,
+		Admin: u.Admin}
 }
 
 // MarshalJSON encodes u as its Public view, so a User can never leak its
@@ -42,6 +44,7 @@ func (u *User) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*u = User{Name: p.Name, Keys: p.Keys, Home: p.Home, Perms: p.Perms, QuotaBytes: p.QuotaBytes,
-		QuotaFiles: p.QuotaFiles, Disabled: p.Disabled, Created: p.Created, LastLogin: p.LastLogin}
+		QuotaFiles: p.QuotaFiles, Disabled: p.Disabled, Created: p.Created, LastLogin: p.LastLogin,
+		Admin: p.Admin}
 	return nil
 }

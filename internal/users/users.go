@@ -55,6 +55,7 @@ type User struct {
 	QuotaBytes   int64 // 0 = unlimited
 	QuotaFiles   int64 // 0 = unlimited
 	Disabled     bool
+	Admin        bool // the admin role: the browser's admin page (issue 18)
 	Created      time.Time
 	LastLogin    time.Time
 }
