@@ -16,7 +16,7 @@ import (
 func TestSharesLocalAndSocket(t *testing.T) {
 	l, dir := newLocal(t)
 	ctx := t.Context()
-	if err := l.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("alice-password-1")}); err != nil {
+	if err := l.AddUser(ctx, AddUserRequest{Name: "alice", Password: []byte("correct-horse-battery-1")}); err != nil {
 		t.Fatal(err)
 	}
 	u, err := l.Users.Get(ctx, "alice")
