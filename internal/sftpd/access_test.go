@@ -232,6 +232,7 @@ func TestRevocationReachesOpenSessions(t *testing.T) {
 		must(t, err)
 		must(t, ts.db.Update(ctx, u.name, func(x *users.User) error { x.Disabled = true; return nil }))
 		connEnds(t, conn, "a connection running md5sum and scp")
+		waitLogCount(t, ts, "op=scp-upload", 1) // the upload was aborted
 		if _, err := ts.home(u.name).Stat("/up"); err == nil {
 			t.Error("the interrupted scp upload was published")
 		}
