@@ -55,9 +55,9 @@ const (
 	// window that x/crypto buffers anyway.
 	maxAhead        = 64 << 10
 	maxAheadPackets = 256
-	// eofGrace is how long replies may still be written after the
-	// client's EOF before the channel (then the connection) is closed.
-	eofGrace = 5 * time.Second
+	// eofGrace is how long a reply write may still wait after the client's
+	// EOF and the channel close before the connection is closed.
+	eofGrace = 10 * time.Second
 )
 
 // fileMux is the SFTP fast path for open files, in front of pkg/sftp's
@@ -175,10 +175,11 @@ func (c muxConn) Close() error {
 func (m *fileMux) psWrite(p []byte) (int, error) {
 	n := len(p)
 	if len(m.psBuf) == 0 && len(p) >= 4 && int(binary.BigEndian.Uint32(p))+4 == len(p) {
-		if err := m.writePacket(p); err != nil {
+		err := m.writePacket(p)
+		m.answered(1) // written or lost: nobody waits for it any more
+		if err != nil {
 			return 0, err
 		}
-		m.answered(1)
 		return n, nil
 	}
 	m.psBuf = append(m.psBuf, p...)
@@ -189,6 +190,7 @@ func (m *fileMux) psWrite(p []byte) (int, error) {
 			break
 		}
 		if err := m.writePacket(m.psBuf[:l]); err != nil {
+			m.answered(done + 1)
 			return 0, err
 		}
 		m.psBuf = m.psBuf[:copy(m.psBuf, m.psBuf[l:])]
@@ -207,9 +209,17 @@ func (m *fileMux) writePacket(b []byte) error {
 	if m.closed {
 		return io.ErrClosedPipe
 	}
+	// After the client's EOF no reply is written (handleEOF): the order
+	// of the two atomics makes sure that either handleEOF sees this write
+	// and closes the channel, or this write sees the EOF.
+	// A dropped reply counts as written, so that requests waiting for
+	// pkg/sftp's answers (waitQuiet) go on.
 	m.writing.Add(1)
+	defer m.writing.Add(-1)
+	if m.gone.Load() {
+		return nil
+	}
 	_, err := m.ch.Write(b)
-	m.writing.Add(-1)
 	return err
 }
 
@@ -278,26 +288,6 @@ func (m *fileMux) serve(rs *sftp.RequestServer) error {
 
 	err := m.loop()
 	m.stopReading()
-	if m.gone.Load() {
-		// The client will send nothing more. A reply still waiting for
-		// window it may never grant (a killed client whose ssh process
-		// lives on) must not hold the session: close the channel after a
-		// grace for clients that read their last replies after EOF, and
-		// the connection if even that does not end it.
-		t := time.AfterFunc(eofGrace, func() {
-			m.ss.log.Info("sftp: client sent EOF but does not read replies; closing the channel")
-			m.ch.Close()
-			if m.ss.conn != nil {
-				time.AfterFunc(eofGrace, func() {
-					if m.writing.Load() > 0 {
-						m.ss.log.Info("sftp: client does not close the channel; closing the connection")
-						m.ss.conn.nc.Close()
-					}
-				})
-			}
-		})
-		defer t.Stop()
-	}
 
 	// Like pkg/sftp at the end of a session: handles still open were
 	// interrupted (the client went away, or closed the channel first).
@@ -425,17 +415,31 @@ func (m *fileMux) readLoop() {
 	}
 }
 
-// handleEOF: the client sends no more requests. If a reply is being
-// written now, it may be waiting for window the client never grants;
-// closing the channel ends that wait (the peer answers with its CLOSE,
-// which unblocks the write), as OpenSSH's sftp-server exits on EOF
-// without flushing. Otherwise serve finishes what was read and ends.
+// handleEOF: the client sends no more requests, and takes no more
+// replies: like OpenSSH's sftp-server, which exits on EOF without writing
+// what is queued, replies are dropped from now on (real clients send EOF
+// only once every reply arrived). A reply being written now may wait for
+// window the client never grants (a killed sftp whose ssh process lives
+// on): closing the channel ends that wait when the peer answers with its
+// CLOSE, and if it does not within eofGrace, the connection is closed.
+// The requests already read are still served (an upload's last WRITE and
+// CLOSE take effect), then the session ends.
 func (m *fileMux) handleEOF() {
 	m.gone.Store(true)
-	if m.writing.Load() > 0 {
-		m.ss.log.Debug("sftp: client sent EOF while a reply was waiting; closing the channel")
-		m.ch.Close()
+	if m.writing.Load() == 0 {
+		return
 	}
+	m.ss.log.Debug("sftp: client sent EOF while a reply was being written; closing the channel")
+	m.ch.Close()
+	if m.ss.conn == nil {
+		return
+	}
+	time.AfterFunc(eofGrace, func() {
+		if m.writing.Load() > 0 {
+			m.ss.log.Info("sftp: client does not close the channel after EOF; closing the connection")
+			m.ss.conn.nc.Close()
+		}
+	})
 }
 
 // stopReading tells readLoop that nothing more will be served.
