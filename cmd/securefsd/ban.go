@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/securefsd/securefsd/internal/shares"
 	"net/netip"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -24,24 +24,11 @@ var loginSafelistFlag = altsrc.NewStringFlag(&cli.StringFlag{
 })
 
 // parseSafelist reads "CIDR,ADDR,..." (a bare address is its own /32 or
-// /128).
+// /128), the same list form as a share link's --allow-from.
 func parseSafelist(s string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		if p, err := netip.ParsePrefix(f); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(f)
-		if err != nil {
-			return nil, fmt.Errorf("--login-safelist: %q is neither an address nor a CIDR network", f)
-		}
-		a = a.Unmap()
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	out, err := shares.ParseCIDRs(s)
+	if err != nil {
+		return nil, fmt.Errorf("--login-safelist: %w", err)
 	}
 	return out, nil
 }
