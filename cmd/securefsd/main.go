@@ -66,6 +66,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			env.verifyCommand(),
 			env.banCommand(),
 			env.shareCommand(),
+			env.inviteCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

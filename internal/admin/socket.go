@@ -83,6 +83,7 @@ func Handler(m Manager, log *slog.Logger) http.Handler {
 		mux.HandleFunc("DELETE /v1/bans/{who}", bh.del)
 	}
 	routeShares(mux, m, log)
+	routeInvites(mux, m, log)
 	mux.HandleFunc("GET /v1/keyfile", h.keyFile)
 	return mux
 }
@@ -102,6 +103,8 @@ type event struct {
 	Bans     []users.Ban     `json:"bans,omitempty"`
 	Share    *ShareCreated   `json:"share,omitempty"`
 	Shares   []shares.Public `json:"shares,omitempty"`
+	Invite   *InviteCreated  `json:"invite,omitempty"`
+	Invites  []shares.Invite `json:"invites,omitempty"`
 	KeyFile  string          `json:"key_file,omitempty"`
 	Error    *apiError       `json:"error,omitempty"`
 	Done     bool            `json:"done,omitempty"`
@@ -125,6 +128,9 @@ var errorKinds = []struct {
 	{"share-invalid", shares.ErrInvalid},
 	{"not-sharable", ErrNotSharable},
 	{"weak-password", pwpolicy.ErrWeak},
+	{"invite-used", shares.ErrInviteUsed},
+	{"invite-expired", shares.ErrInviteExpired},
+	{"no-groups", shares.ErrGroups},
 }
 
 func toAPIError(err error) *apiError {

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/securefsd/securefsd/internal/admin"
+	"github.com/securefsd/securefsd/internal/shares"
+	"github.com/securefsd/securefsd/internal/users"
+)
+
+// errNoInvites means the manager cannot manage invitations (an older server).
+var errNoInvites = errors.New("this server does not manage invitations")
+
+func inviteManager(m admin.Manager) (admin.InviteManager, error) {
+	im, ok := m.(admin.InviteManager)
+	if !ok {
+		return nil, errNoInvites
+	}
+	return im, nil
+}
+
+func (e *env) inviteCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "invite",
+		Usage: "manage one-time sign-up links (serve --signup invite) (works while the server runs)",
+		Subcommands: e.mgmtCommands(
+			mgmtCmd{
+				name: "create", usage: "create an invitation and print its one-time sign-up link",
+				flags: []cli.Flag{
+					&cli.StringFlag{Name: "expires", Value: "7d", Usage: "lifetime, e.g. 7d, 12h; 0 = never"},
+					&cli.StringFlag{Name: "perms", Usage: "rights of the account, comma-separated (default: all)"},
+					&cli.BoolFlag{Name: "read-only", Usage: "the account may list and download only"},
+					&cli.StringFlag{Name: "quota", Usage: "byte quota of the account, e.g. 10G (default: none)"},
+					&cli.Int64Flag{Name: "quota-files", Usage: "file count quota of the account (default: none)"},
+					&cli.StringFlag{Name: "group", Usage: "refused: groups do not exist yet (the flag is reserved for them)"},
+					&cli.StringFlag{Name: "public-url", Usage: "base URL printed links start with (default: https:// and --dav-addr)", EnvVars: []string{"SECUREFSD_PUBLIC_URL"}},
+					&cli.StringFlag{Name: "dav-addr", Hidden: true, EnvVars: []string{"SECUREFSD_DAV_ADDR"}},
+				},
+				prepare: e.prepareInvite,
+			},
+			mgmtCmd{
+				name: "list", usage: "list invitations (open, used, expired)",
+				flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "JSON for scripts"}},
+				run:   e.listInvites,
+			},
+			mgmtCmd{
+				name: "revoke", usage: "delete an invitation (its link stops working)", args: "ID",
+				run: func(c *cli.Context, m admin.Manager, a []string) error {
+					im, err := inviteManager(m)
+					if err != nil {
+						return err
+					}
+					if err := im.RevokeInvite(c.Context, a[0]); err != nil {
+						return err
+					}
+					return e.printf("revoked invitation %s\n", a[0])
+				},
+			},
+		),
+	}
+}
+
+// prepareInvite checks the flags before the manager opens.
+func (e *env) prepareInvite(c *cli.Context, _ []string) (prepared, error) {
+	req := admin.InviteRequest{Expires: c.String("expires"), Perms: c.String("perms"), ReadOnly: c.Bool("read-only"),
+		QuotaFiles: c.Int64("quota-files"), Group: c.String("group")}
+	if req.Group != "" {
+		return prepared{}, fmt.Errorf("--group: %w", shares.ErrGroups)
+	}
+	if _, err := shares.ParseTTL(req.Expires); err != nil {
+		return prepared{}, fmt.Errorf("--expires: %w", err)
+	}
+	if req.Perms != "" {
+		if _, err := users.ParsePerm(req.Perms); err != nil {
+			return prepared{}, fmt.Errorf("--perms: %w", err)
+		}
+	}
+	if q := c.String("quota"); q != "" {
+		var err error
+		if req.QuotaBytes, err = parseSize(q); err != nil {
+			return prepared{}, fmt.Errorf("--quota: %w", err)
+		}
+	}
+	base := shareBaseURL(c)
+	return prepared{run: func(m admin.Manager) error {
+		im, err := inviteManager(m)
+		if err != nil {
+			return err
+		}
+		res, err := im.CreateInvite(c.Context, req)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "invitation %s: %s%s\n", res.Invite.ID, res.Invite.Perms, describeInvite(res.Invite))
+		return e.printf("%s/ui/signup?token=%s\n", base, res.Token)
+	}}, nil
+}
+
+func describeInvite(iv shares.Invite) string {
+	var parts []string
+	if iv.QuotaBytes > 0 {
+		parts = append(parts, "quota "+formatSize(iv.QuotaBytes))
+	}
+	if iv.QuotaFiles > 0 {
+		parts = append(parts, fmt.Sprintf("max %d files", iv.QuotaFiles))
+	}
+	if !iv.Expires.IsZero() {
+		parts = append(parts, "expires "+iv.Expires.Local().Format(time.DateTime))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+func (e *env) listInvites(c *cli.Context, m admin.Manager, _ []string) error {
+	im, err := inviteManager(m)
+	if err != nil {
+		return err
+	}
+	ivs, err := im.ListInvites(c.Context)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	if c.Bool("json") {
+		type row struct {
+			shares.Invite
+			State string `json:"state"`
+		}
+		rows := []row{}
+		for _, iv := range ivs {
+			rows = append(rows, row{iv, iv.State(now)})
+		}
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tPERMS\tQUOTA\tEXPIRES\tUSED BY\tCREATED BY")
+	for _, iv := range ivs {
+		quota := "-"
+		if iv.QuotaBytes > 0 {
+			quota = formatSize(iv.QuotaBytes)
+		}
+		exp := "never"
+		if !iv.Expires.IsZero() {
+			exp = iv.Expires.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", iv.ID, iv.State(now), iv.Perms, quota, exp, dash(iv.UsedBy), dash(iv.CreatedBy))
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
