@@ -59,6 +59,7 @@ var serveFlags = []cli.Flag{
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "password-policy", Usage: "rules for passwords set through the running server, e.g. min-length=12,common=on,name=on (the defaults)", EnvVars: []string{"SECUREFSD_PASSWORD_POLICY"}}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, how long transfers may take to finish", EnvVars: []string{"SECUREFSD_SHUTDOWN_TIMEOUT"}}),
 	loginSafelistFlag,
+	signupFlag, signupPermsFlag, signupQuotaFlag,
 	&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback address (profiling only)", Hidden: true, EnvVars: []string{"SECUREFSD_PPROF_ADDR"}},
 }
 
@@ -354,6 +355,9 @@ func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
 	}
 	links, err := webui.NewLinks(ui, shares.New(db, shares.Options{}))
 	if err != nil {
+		return "", err
+	}
+	if err := enableAccounts(c, ui, core); err != nil {
 		return "", err
 	}
 	srv, err := davd.New(davd.Options{

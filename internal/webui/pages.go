@@ -106,12 +106,14 @@ type base struct {
 	CSRF   string
 	Flash  string
 	Error  string
+	Admin  bool // the signed-in user has the admin role: link to /ui/admin/
 }
 
 func (ui *UI) base(title string, s *sessionView) base {
 	b := base{Title: title, Prefix: ui.opts.Prefix, CSSURL: ui.assetURL("app.css"), JSURL: ui.assetURL("app.js"), Icon: ui.assetURL("favicon.svg")}
 	if s != nil {
 		b.User, b.CSRF = s.user.Name, s.csrf
+		b.Admin = s.user.Admin && ui.accounts != nil
 	}
 	return b
 }

@@ -76,7 +76,8 @@ type UI struct {
 	mu       sync.Mutex
 	sessions map[[32]byte]*session
 
-	shareUI *shareUI // set by NewLinks: the owner's share pages (shareui.go)
+	shareUI  *shareUI    // set by NewLinks: the owner's share pages (shareui.go)
+	accounts *accountsUI // set by EnableAccounts: sign-up and admin pages (signup.go, adminui.go)
 }
 
 // New validates opts and returns the handler.
@@ -155,6 +156,9 @@ func (ui *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case "login":
 		ui.handleLogin(w, r)
+		return
+	case "signup":
+		ui.handleSignup(w, r)
 		return
 	case "":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -235,6 +239,8 @@ func (ui *UI) route(action string) (get, post handlerFunc) {
 		return nil, ui.handleLogout
 	case "share", "links", "revoke":
 		return ui.shareRoute(action)
+	case "admin":
+		return ui.adminRoute()
 	}
 	return nil, nil
 }
