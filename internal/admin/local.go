@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/securefsd/securefsd/internal/account"
 	"github.com/securefsd/securefsd/internal/envelope"
@@ -43,6 +44,8 @@ type Local struct {
 	// Policy is applied to every password set through this Local (user
 	// add, user passwd); nil means pwpolicy.Default().
 	Policy *pwpolicy.Policy
+	// Now is the clock of invitations' expiry (nil: time.Now; tests move it).
+	Now func() time.Time
 
 	mu      sync.Mutex // serializes rotations
 	ringMu  sync.Mutex

@@ -189,8 +189,10 @@ func (ui *UI) renderSignup(w http.ResponseWriter, r *http.Request, status int, p
 		token, _ = randomToken(32)
 		http.SetCookie(w, ui.cookie(loginCookie, token, 0))
 	}
+	msg := p.Error
 	p.base = ui.base("Create an account", nil)
 	p.FormToken = token
+	p.Error = msg
 	if p.Gone != "" {
 		p.Error = p.Gone
 	}
@@ -240,12 +242,15 @@ func (ui *UI) doSignup(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		req.Perms, req.QuotaBytes = a.opts.SignupPerms, a.opts.SignupQuota
+		again.Rights = describeRights(req.Perms, req.QuotaBytes)
 	} else if ui.opts.Users.Banned(r.RemoteAddr) {
 		ui.renderSignup(w, r, http.StatusTooManyRequests, signupPage{Gone: signupBannedMsg})
 		return
-	} else if _, status, gone := ui.checkInvite(r, token); gone != "" {
+	} else if iv, status, gone := ui.checkInvite(r, token); gone != "" {
 		ui.renderSignup(w, r, status, signupPage{Gone: gone})
 		return
+	} else {
+		again.Rights = describeRights(iv.Perms, iv.QuotaBytes)
 	}
 	u, err := a.opts.Accounts.SignUp(r.Context(), req)
 	if err != nil {

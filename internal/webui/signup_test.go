@@ -1,0 +1,269 @@
+package webui
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/securefsd/securefsd/internal/admin"
+	"github.com/securefsd/securefsd/internal/testutil"
+	"github.com/securefsd/securefsd/internal/users"
+)
+
+// accountsFixture is a fixture with the sign-up and admin pages on, over an
+// admin.Local with the fixture's clock; logs are recorded.
+func accountsFixture(t *testing.T, mode SignupMode, fopts ...fixtureOpt) (*fixture, *admin.Local, *testutil.Logs) {
+	t.Helper()
+	logs := testutil.NewLogs()
+	fopts = append(fopts, func(_ *users.Options, o *Options) { o.Logger = logs.Logger() })
+	f := newFixture(t, fopts...)
+	l := admin.NewLocal(f.db, f.store, admin.KeyFile{}, "", nil)
+	l.Now = f.clock.Now
+	if err := EnableAccounts(f.ui, AccountsOptions{Accounts: l, Signup: mode, SignupPerms: users.PermReadOnly, SignupQuota: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	return f, l, logs
+}
+
+// signupForm fetches the sign-up page (setting the form cookie) and
+// returns the form's double-submit token.
+func (c *client) signupForm(query string) (resp, string) {
+	c.t.Helper()
+	r := c.get("/ui/signup" + query)
+	m := reToken.FindStringSubmatch(r.body)
+	if m == nil {
+		return r, ""
+	}
+	return r, m[1]
+}
+
+func (c *client) signup(ft, invite, name, pw string) resp {
+	c.t.Helper()
+	return c.post("/ui/signup", url.Values{"token": {ft}, "invite": {invite}, "username": {name}, "password": {pw}, "password2": {pw}})
+}
+
+func inviteToken(t *testing.T, l *admin.Local, req admin.InviteRequest) string {
+	t.Helper()
+	res, err := l.CreateInvite(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Token
+}
+
+// TestSignupOff: without EnableAccounts, and with the default mode, the
+// sign-up page does not exist; an invitation does not bring it back.
+func TestSignupOff(t *testing.T) {
+	plain := newFixture(t).client()
+	if r := plain.get("/ui/signup"); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("no accounts: %d", r.StatusCode)
+	}
+	f, l, _ := accountsFixture(t, "")
+	c := f.client()
+	tok := inviteToken(t, l, admin.InviteRequest{})
+	for _, q := range []string{"", "?token=" + tok} {
+		if r := c.get("/ui/signup" + q); r.StatusCode != http.StatusNotFound {
+			t.Fatalf("GET %q: %d", q, r.StatusCode)
+		}
+	}
+	if r := c.signup("x", tok, "mallory", "a-good-long-password"); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("POST: %d", r.StatusCode)
+	}
+	if _, err := f.db.Get(t.Context(), "mallory"); !errors.Is(err, users.ErrNotFound) {
+		t.Fatalf("account made with sign-up off: %v", err)
+	}
+}
+
+// TestSignupInvite: the invitation's page, weak passwords refused without
+// using it up, the account made with exactly its rights, reuse refused,
+// expiry and unknown tokens said, the form's CSRF defences.
+func TestSignupInvite(t *testing.T) {
+	f, l, _ := accountsFixture(t, SignupInvite)
+	ctx := t.Context()
+	c := f.client()
+	if r := c.get("/ui/signup"); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("invite mode without a token: %d", r.StatusCode)
+	}
+	tok := inviteToken(t, l, admin.InviteRequest{Perms: "list,download,upload", QuotaBytes: 5 << 20, Expires: "7d"})
+	page, ft := c.signupForm("?token=" + tok)
+	if page.StatusCode != http.StatusOK || ft == "" || !strings.Contains(page.body, "list,download,upload, 5.0 MiB") {
+		t.Fatalf("page: %d %q", page.StatusCode, page.body)
+	}
+	for _, tc := range []struct{ name, pw, want string }{
+		{"newbie", "short", "too short"},
+		{"newbie", "1qaz2wsx3edc", "most common"},
+		{"newbie", "xx-newbie-xx-long", "contains your user name"},
+	} {
+		r := c.signup(ft, tok, tc.name, tc.pw)
+		if r.StatusCode != http.StatusBadRequest || !strings.Contains(r.body, tc.want) {
+			t.Errorf("weak %q: %d %q", tc.pw, r.StatusCode, r.body)
+		}
+	}
+	if r := c.post("/ui/signup", url.Values{"token": {ft}, "invite": {tok}, "username": {"newbie"}, "password": {"a-good-long-password"}, "password2": {"another"}}); r.StatusCode != http.StatusBadRequest {
+		t.Errorf("differing passwords: %d", r.StatusCode)
+	}
+	if r := c.signup(ft, tok, "Bad Name", "a-good-long-password"); r.StatusCode != http.StatusBadRequest {
+		t.Errorf("bad name: %d", r.StatusCode)
+	}
+	if r := c.signup("wrong", tok, "newbie", "a-good-long-password"); r.StatusCode != http.StatusForbidden {
+		t.Errorf("bad form token: %d", r.StatusCode)
+	}
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/ui/signup", strings.NewReader(url.Values{"token": {ft}, "invite": {tok}, "username": {"newbie"}, "password": {"a-good-long-password"}, "password2": {"a-good-long-password"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	if r := c.do(req); r.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site: %d", r.StatusCode)
+	}
+	if _, err := f.db.Get(ctx, "newbie"); !errors.Is(err, users.ErrNotFound) {
+		t.Fatalf("a refused sign-up made the account: %v", err)
+	}
+
+	r := c.signup(ft, tok, "newbie", "a-good-long-password")
+	if r.StatusCode != http.StatusOK || !strings.Contains(r.body, `id="signup-done"`) {
+		t.Fatalf("sign-up: %d %q", r.StatusCode, r.body)
+	}
+	u, err := f.db.Get(ctx, "newbie")
+	if err != nil || u.Perms != users.PermList|users.PermDownload|users.PermUpload || u.QuotaBytes != 5<<20 || u.Admin {
+		t.Fatalf("account %+v %v", u, err)
+	}
+	nc := f.client()
+	nc.login("newbie", "a-good-long-password")
+
+	// Reuse, by the page and by a post.
+	if r, _ := c.signupForm("?token=" + tok); r.StatusCode != http.StatusGone || !strings.Contains(r.body, "already been used") {
+		t.Fatalf("used page: %d %q", r.StatusCode, r.body)
+	}
+	if r := c.signup(ft, tok, "second", "a-good-long-password"); r.StatusCode != http.StatusGone {
+		t.Fatalf("reuse: %d", r.StatusCode)
+	}
+	if _, err := f.db.Get(ctx, "second"); !errors.Is(err, users.ErrNotFound) {
+		t.Fatalf("reused token made an account: %v", err)
+	}
+
+	// Expiry by the injected clock.
+	exp := inviteToken(t, l, admin.InviteRequest{Expires: "1h"})
+	f.clock.Advance(time.Hour)
+	if r, _ := c.signupForm("?token=" + exp); r.StatusCode != http.StatusGone || !strings.Contains(r.body, "expired") {
+		t.Fatalf("expired page: %d %q", r.StatusCode, r.body)
+	}
+	if r := c.signup(ft, exp, "late", "a-good-long-password"); r.StatusCode != http.StatusGone || !strings.Contains(r.body, "expired") {
+		t.Fatalf("expired post: %d", r.StatusCode)
+	}
+	// Unknown and revoked tokens.
+	if r, _ := c.signupForm("?token=" + strings.Repeat("A", len(tok))); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("unknown token: %d", r.StatusCode)
+	}
+}
+
+// TestSignupOpenRateLimited: an open sign-up gives the default rights, and
+// each attempt from one address uses up its defender budget until the
+// address is refused (a test clock, no waiting).
+func TestSignupOpenRateLimited(t *testing.T) {
+	f, _, _ := accountsFixture(t, SignupOpen, func(u *users.Options, _ *Options) { u.Defender.AddrThreshold = 3 })
+	c := f.client()
+	page, ft := c.signupForm("")
+	if page.StatusCode != http.StatusOK || !strings.Contains(page.body, "read only, 1.0 MiB") {
+		t.Fatalf("open page: %d %q", page.StatusCode, page.body)
+	}
+	if r := c.signup(ft, "", "open1", "a-good-long-password"); r.StatusCode != http.StatusOK {
+		t.Fatalf("open sign-up: %d %q", r.StatusCode, r.body)
+	}
+	if u, err := f.db.Get(t.Context(), "open1"); err != nil || u.Perms != users.PermReadOnly || u.QuotaBytes != 1<<20 {
+		t.Fatalf("open account %+v %v", u, err)
+	}
+	if r := c.signup(ft, "", "open1", "a-good-long-password"); r.StatusCode != http.StatusConflict {
+		t.Fatalf("taken name: %d", r.StatusCode)
+	}
+	if r := c.signup(ft, "", "open2", "a-good-long-password"); r.StatusCode != http.StatusOK {
+		t.Fatalf("third attempt: %d", r.StatusCode)
+	}
+	if r := c.signup(ft, "", "open3", "a-good-long-password"); r.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("fourth attempt: %d, want 429", r.StatusCode)
+	}
+	if _, err := f.db.Get(t.Context(), "open3"); !errors.Is(err, users.ErrNotFound) {
+		t.Fatal("a banned address made an account")
+	}
+	f.clock.Advance(time.Hour) // the ban ends
+	if r := c.signup(ft, "", "open3", "a-good-long-password"); r.StatusCode != http.StatusOK {
+		t.Fatalf("after the ban: %d", r.StatusCode)
+	}
+}
+
+// TestAdminPageAccess: only admins reach the page and its actions; the
+// CSRF token is required; actions are logged with admin=NAME; taking the
+// role away takes effect at the next request of an open session.
+func TestAdminPageAccess(t *testing.T) {
+	f, l, logs := accountsFixture(t, SignupOff)
+	ctx := context.Background()
+	f.addUser("boss", "boss-password-1", users.PermAll, 0)
+	f.addUser("pleb", "pleb-password-1", users.PermAll, 0)
+	if err := l.SetUser(ctx, "boss", admin.SetUserRequest{Admin: ptr(true)}); err != nil {
+		t.Fatal(err)
+	}
+	pleb := f.client()
+	pleb.login("pleb", "pleb-password-1")
+	if r := pleb.get("/ui/admin/"); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("non-admin GET: %d", r.StatusCode)
+	}
+	if r := pleb.get("/ui/files/"); strings.Contains(r.body, `id="admin-link"`) {
+		t.Fatal("non-admin sees the admin link")
+	}
+	if r := pleb.postCSRF("/ui/admin/user-add", url.Values{"name": {"evil"}, "password": {"an-evil-long-password"}, "admin": {"1"}}); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("non-admin POST: %d", r.StatusCode)
+	}
+	if r := pleb.postCSRF("/ui/admin/user-set", url.Values{"name": {"pleb"}, "role": {"give"}}); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("non-admin self-promotion: %d", r.StatusCode)
+	}
+	if u, _ := f.db.Get(ctx, "pleb"); u.Admin {
+		t.Fatal("a non-admin made themselves admin")
+	}
+
+	boss := f.client()
+	boss.login("boss", "boss-password-1")
+	if r := boss.get("/ui/files/"); !strings.Contains(r.body, `id="admin-link"`) {
+		t.Fatal("admin does not see the admin link")
+	}
+	if r := boss.get("/ui/admin/"); r.StatusCode != http.StatusOK || !strings.Contains(r.body, `data-user="pleb"`) {
+		t.Fatalf("admin GET: %d %q", r.StatusCode, r.body)
+	}
+	if r := boss.post("/ui/admin/user-add", url.Values{"name": {"evil"}, "password": {"an-evil-long-password"}}); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("admin POST without CSRF: %d", r.StatusCode)
+	}
+	if _, err := f.db.Get(ctx, "evil"); !errors.Is(err, users.ErrNotFound) {
+		t.Fatal("an action without CSRF token ran")
+	}
+	if r := boss.postCSRF("/ui/admin/user-add", url.Values{"name": {"fresh"}, "password": {"short"}}); r.StatusCode != http.StatusBadRequest {
+		t.Fatalf("weak password for a new user: %d", r.StatusCode)
+	}
+	if r := boss.postCSRF("/ui/admin/user-add", url.Values{"name": {"fresh"}, "password": {"Quiet-Harbor-2026"}, "read_only": {"1"}, "quota": {"10M"}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("add: %d %q", r.StatusCode, r.body)
+	}
+	if u, err := f.db.Get(ctx, "fresh"); err != nil || u.Perms != users.PermReadOnly || u.QuotaBytes != 10<<20 {
+		t.Fatalf("added %+v %v", u, err)
+	}
+	if r := boss.postCSRF("/ui/admin/user-delete", url.Values{"name": {"boss"}}); r.StatusCode != http.StatusBadRequest {
+		t.Fatalf("self-delete: %d", r.StatusCode)
+	}
+	if n := logs.Count(func(r testutil.Record) bool {
+		return r.Message == "webui: admin user-add" && r.Attr("admin") == "boss" && r.Attr("user") == "fresh"
+	}); n != 1 {
+		t.Fatalf("%d log records of the add with admin=boss:\n%s", n, logs.Dump())
+	}
+	if n := logs.Count(func(r testutil.Record) bool { return r.Message == "webui: admin page refused" && r.Attr("user") == "pleb" }); n < 3 {
+		t.Fatalf("%d refusals logged, want 3", n)
+	}
+
+	// The role taken away (from the command line) ends admin access at once.
+	if err := l.SetUser(ctx, "boss", admin.SetUserRequest{Admin: ptr(false)}); err != nil {
+		t.Fatal(err)
+	}
+	if r := boss.get("/ui/admin/"); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("after the role was taken: %d", r.StatusCode)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
