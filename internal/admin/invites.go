@@ -40,7 +40,9 @@ type InviteCreated struct {
 	Invite shares.Invite `json:"invite"`
 }
 
-func (l *Local) invites() *shares.Invites { return shares.NewInvites(l.Users, shares.Options{Now: l.Now}) }
+func (l *Local) invites() *shares.Invites {
+	return shares.NewInvites(l.Users, shares.Options{Now: l.Now})
+}
 
 // CreateInvite implements InviteManager.
 func (l *Local) CreateInvite(ctx context.Context, req InviteRequest) (InviteCreated, error) {

@@ -253,7 +253,9 @@ func TestAdminPageAccess(t *testing.T) {
 	}); n != 1 {
 		t.Fatalf("%d log records of the add with admin=boss:\n%s", n, logs.Dump())
 	}
-	if n := logs.Count(func(r testutil.Record) bool { return r.Message == "webui: admin page refused" && r.Attr("user") == "pleb" }); n < 3 {
+	if n := logs.Count(func(r testutil.Record) bool {
+		return r.Message == "webui: admin page refused" && r.Attr("user") == "pleb"
+	}); n < 3 {
 		t.Fatalf("%d refusals logged, want 3", n)
 	}
 
