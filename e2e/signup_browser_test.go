@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -185,6 +186,18 @@ func TestAdminPageBrowser(t *testing.T) {
 	if c := httpCode(t, srv, carl, carlPW, "-T", small, srv.DAVURL+"/one.bin"); c != "201" {
 		t.Fatalf("PUT as the added user: %s", c)
 	}
+	// An OpenSSH sftp session open before the changes (the key from the CLI).
+	key := GenerateKey(t)
+	if _, err := srv.CLI(t, "user", "key", "add", carl, key+".pub"); err != nil {
+		t.Fatal(err)
+	}
+	sess := startSFTP(t, srv, carl, srv.SSHOpts(key))
+	if out, ok := sess.run("put " + small + " sftp1.bin"); !ok {
+		t.Fatalf("sftp put before the changes: %s", out)
+	}
+	if _, err := os.Stat(storePath(srv, carl, "sftp1.bin")); err != nil {
+		t.Fatalf("the upload is not in the store: %v", err)
+	}
 
 	// Set: read-only.
 	if err := chromedp.Do(ctx,
@@ -201,6 +214,12 @@ func TestAdminPageBrowser(t *testing.T) {
 	if c := httpCode(t, srv, carl, carlPW, srv.DAVURL+"/one.bin"); c != "200" {
 		t.Fatalf("GET after read-only: %s", c)
 	}
+	if out, ok := sess.run("-put " + small + " sftp2.bin"); !ok {
+		t.Fatalf("the open sftp session ended on a rights change: %s", out)
+	}
+	if _, err := os.Stat(storePath(srv, carl, "sftp2.bin")); err == nil {
+		t.Fatal("the open sftp session still uploads after read-only")
+	}
 
 	// Disable, then enable.
 	if err := chromedp.Do(ctx,
@@ -211,6 +230,9 @@ func TestAdminPageBrowser(t *testing.T) {
 	}
 	if c := httpCode(t, srv, carl, carlPW, srv.DAVURL+"/one.bin"); c != "401" {
 		t.Fatalf("GET while disabled: %s", c)
+	}
+	if out, ok := sess.run("ls"); ok {
+		t.Fatalf("the open sftp session survived the disable: %s", out)
 	}
 	if err := chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(row+" button.user-enable")),
