@@ -11,7 +11,8 @@
 #   - testutil (and its subpackages) is imported only by tests: no other package depends on it,
 #     and testutil itself imports nothing of ours (so every package's tests may use it);
 #   - shares imports only users and perm of ours; no protocol, vfs or users imports shares;
-#   - pwpolicy imports nothing of ours.
+#   - pwpolicy imports nothing of ours;
+#   - admin (used by webui's admin and sign-up pages) imports no protocol or webui.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
@@ -57,4 +58,6 @@ if direct internal/shares | grep "^$mod/" | grep -vx "$mod/internal/users\|$mod/
   echo "import rule broken: internal/shares may import only internal/users and internal/perm of ours"; fail=1
 fi
 for q in sftpd davd vfs envelope users; do check deps "internal/$q" "$mod/internal/shares"; done
+# webui's admin and sign-up pages call admin's operations; admin never reaches back up.
+for q in webui davd sftpd; do check deps internal/admin "$mod/internal/$q"; done
 exit $fail
