@@ -3,8 +3,10 @@ package webui
 import (
 	"context"
 	"errors"
+	"html"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/securefsd/securefsd/internal/admin"
 	"github.com/securefsd/securefsd/internal/testutil"
 	"github.com/securefsd/securefsd/internal/users"
+	"github.com/securefsd/securefsd/internal/vfs"
 )
 
 // accountsFixture is a fixture with the sign-up and admin pages on, over an
@@ -269,3 +272,82 @@ func TestAdminPageAccess(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestAdminPageInvitesBansLinks: invitations made and revoked on the page
+// (the link shown once, then working), a ban lifted, anyone's share link
+// revoked; each logged with admin=NAME.
+func TestAdminPageInvitesBansLinks(t *testing.T) {
+	f, l, logs := accountsFixture(t, SignupInvite)
+	ctx := context.Background()
+	home := f.addUser("boss", "boss-password-1", users.PermAll, 0)
+	f.addUser("other", "other-password-1", users.PermAll, 0)
+	if err := l.SetUser(ctx, "boss", admin.SetUserRequest{Admin: ptr(true)}); err != nil {
+		t.Fatal(err)
+	}
+	boss := f.client()
+	boss.login("boss", "boss-password-1")
+
+	r := boss.postCSRF("/ui/admin/invite-create", url.Values{"expires": {"2d"}, "read_only": {"1"}, "quota": {"1G"}})
+	m := regexp.MustCompile(`id="invite-url" type="text" readonly value="([^"]+)"`).FindStringSubmatch(r.body)
+	if r.StatusCode != http.StatusOK || m == nil {
+		t.Fatalf("invite-create: %d %q", r.StatusCode, r.body)
+	}
+	link := html.UnescapeString(m[1])
+	u, err := url.Parse(link)
+	if err != nil || u.Path != "/ui/signup" {
+		t.Fatalf("link %q", link)
+	}
+	ivs, _ := l.ListInvites(ctx)
+	if len(ivs) != 1 || ivs[0].Perms != users.PermReadOnly || ivs[0].QuotaBytes != 1<<30 || ivs[0].CreatedBy != "boss" {
+		t.Fatalf("invitation %+v", ivs)
+	}
+	if p, _ := f.client().signupForm("?" + u.RawQuery); p.StatusCode != http.StatusOK {
+		t.Fatalf("the page's link: %d", p.StatusCode)
+	}
+	if r := boss.postCSRF("/ui/admin/invite-revoke", url.Values{"id": {ivs[0].ID}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("invite-revoke: %d", r.StatusCode)
+	}
+	if p, _ := f.client().signupForm("?" + u.RawQuery); p.StatusCode != http.StatusNotFound {
+		t.Fatalf("revoked link: %d", p.StatusCode)
+	}
+
+	// A ban (sign-up attempts with unknown tokens), lifted on the page.
+	for range 10 {
+		_ = f.db.ChargeSignup("198.51.100.9:4000")
+	}
+	if !f.db.Banned("198.51.100.9") {
+		t.Fatal("no ban to lift")
+	}
+	if r := boss.get("/ui/admin/"); !strings.Contains(r.body, `data-ban="198.51.100.9"`) {
+		t.Fatalf("ban not listed: %q", r.body)
+	}
+	if r := boss.postCSRF("/ui/admin/ban-lift", url.Values{"who": {"198.51.100.9"}}); r.StatusCode != http.StatusSeeOther || f.db.Banned("198.51.100.9") {
+		t.Fatalf("ban-lift: %d", r.StatusCode)
+	}
+
+	// Another user's share link, revoked by the admin.
+	writeFile(t, home, "/x.txt", []byte("x"))
+	oh, err := f.store.Home("other", vfs.HomeOptions{Perm: vfs.PermAll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, oh, "/o.txt", []byte("o"))
+	sc, err := l.CreateShare(ctx, admin.ShareRequest{User: "other", Path: "/o.txt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := boss.get("/ui/admin/"); !strings.Contains(r.body, `data-link="`+sc.Link.ID+`"`) {
+		t.Fatal("another user's link not listed")
+	}
+	if r := boss.postCSRF("/ui/admin/share-revoke", url.Values{"id": {sc.Link.ID}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("share-revoke: %d", r.StatusCode)
+	}
+	if ls, _ := l.ListShares(ctx, ""); len(ls) != 0 {
+		t.Fatalf("links after revoke: %+v", ls)
+	}
+	for _, a := range []string{"invite-create", "invite-revoke", "ban-lift", "share-revoke"} {
+		if logs.Count(func(r testutil.Record) bool { return r.Message == "webui: admin "+a && r.Attr("admin") == "boss" }) != 1 {
+			t.Errorf("%s not logged with admin=boss", a)
+		}
+	}
+}
