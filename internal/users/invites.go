@@ -111,6 +111,13 @@ func (db *DB) AddClaiming(ctx context.Context, u User, password []byte, key stri
 	if err := db.normalize(&u, now); err != nil {
 		return err
 	}
+	exists := false
+	if err := db.read(ctx, func(b *bbolt.Bucket) error { exists = b.Get([]byte(u.Name)) != nil; return nil }); err != nil {
+		return fmt.Errorf("users: add %s: %w", u.Name, err)
+	}
+	if exists { // fail before paying for the hash; the transaction checks again
+		return fmt.Errorf("users: add %s: %w", u.Name, ErrExists)
+	}
 	h, err := db.hash(ctx, password)
 	if err != nil {
 		return fmt.Errorf("users: add %s: %w", u.Name, err)

@@ -259,6 +259,11 @@ func (ui *UI) doSignup(w http.ResponseWriter, r *http.Request) {
 			ui.renderSignup(w, r, status, signupPage{Gone: msg})
 			return
 		}
+		if status == http.StatusConflict && token != "" {
+			// A taken name leaves the invitation unused: without a cost,
+			// its holder could probe which user names exist.
+			_ = ui.opts.Users.ChargeSignup(r.RemoteAddr)
+		}
 		if status == http.StatusInternalServerError {
 			ui.log.Error("webui: sign-up", "user", name, "remote", r.RemoteAddr, "err", err)
 		} else {
