@@ -4,7 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -313,5 +317,41 @@ func TestAdminPageBrowser(t *testing.T) {
 	}
 	if !strings.Contains(log, `msg="webui: admin page refused" user=`+pleb) {
 		t.Error("the non-admin's attempts were not logged")
+	}
+}
+
+// TestSignupOpenCurl: `serve --signup open` with its default rights from
+// the flags, driven with curl against the real binary: the account gets
+// --signup-perms and --signup-quota and works over WebDAV; a bad --signup
+// value stops the server from starting.
+func TestSignupOpenCurl(t *testing.T) {
+	srv := StartServer(t, WithServeArgs("--signup", "open", "--signup-perms", "list,download,upload", "--signup-quota", "1M"))
+	jar := filepath.Join(t.TempDir(), "jar")
+	page, err := srv.Curl(t, "", "", "-c", jar, srv.DAVURL+"/ui/signup")
+	if err != nil || !strings.Contains(page, "list,download,upload, 1.0 MiB") {
+		t.Fatalf("open sign-up page: %v\n%s", err, page)
+	}
+	m := regexp.MustCompile(`name="token" value="([^"]+)"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no form token in %s", page)
+	}
+	user, pass := "open"+RandomName(), "Saffron-Glacier-"+RandomName()
+	form := url.Values{"token": {m[1]}, "username": {user}, "password": {pass}, "password2": {pass}}.Encode()
+	if c := httpCode(t, srv, "", "", "-b", jar, "--data", form, srv.DAVURL+"/ui/signup"); c != "200" {
+		t.Fatalf("open sign-up: %s\n%s", c, srv.Log())
+	}
+	if c := httpCode(t, srv, user, pass, "-T", RandomFile(t, 10<<10), srv.DAVURL+"/small.bin"); c != "201" {
+		t.Fatalf("PUT as the signed-up user: %s", c)
+	}
+	if c := httpCode(t, srv, user, pass, "-X", "DELETE", srv.DAVURL+"/small.bin"); c != "403" {
+		t.Fatalf("DELETE without the right: %s", c)
+	}
+	if c := httpCode(t, srv, user, pass, "-T", RandomFile(t, 2<<20), srv.DAVURL+"/big.bin"); c != "507" {
+		t.Fatalf("PUT over --signup-quota: %s", c)
+	}
+	out, err := exec.Command(binPath, "--data-dir", filepath.Join(t.TempDir(), "d"), "serve", "--sftp-addr", "",
+		"--dav-addr", "127.0.0.1:0", "--signup", "sometimes").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--signup: webui: sign-up mode \"sometimes\"") {
+		t.Fatalf("serve --signup sometimes: %v\n%s", err, out)
 	}
 }
