@@ -19,5 +19,8 @@
 // URL space (under Prefix): login, logout, files/<dir>/ (list),
 // dl/<file> (download), upload/<dir>, mkdir/<dir>, rename/<path>,
 // delete/<path> (GET shows the form or confirmation, POST acts),
-// static/<asset>. See docs/WEBUI.md.
+// static/<asset>; with EnableAccounts, signup (no session: the invitation
+// token or the defender's address budget is the gate) and admin/ (users
+// with the admin role only; everyone else gets 404), which run
+// internal/admin's operations. See docs/WEBUI.md.
 package webui

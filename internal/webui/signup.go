@@ -41,13 +41,23 @@ func ParseSignupMode(s string) (SignupMode, error) {
 // `securefsd user ...`, so the same checks (password policy, names, homes a
 // deleted user left) apply whichever way an account is made or changed.
 type Accounts interface {
-	admin.Manager
-	admin.UserSetter
-	admin.BanManager
-	admin.ShareManager
-	admin.InviteManager
-	SignUp(ctx context.Context, req admin.SignUpRequest) (users.User, error)
+	// users
+	ListUsers(ctx context.Context) ([]users.User, error)
+	AddUser(ctx context.Context, req admin.AddUserRequest) error
+	SetUser(ctx context.Context, name string, req admin.SetUserRequest) error
+	SetDisabled(ctx context.Context, name string, disabled bool) error
+	DeleteUser(ctx context.Context, name string, purge bool, progress func(admin.Progress)) error
+	// invitations and sign-up
+	CreateInvite(ctx context.Context, req admin.InviteRequest) (admin.InviteCreated, error)
+	ListInvites(ctx context.Context) ([]shares.Invite, error)
+	RevokeInvite(ctx context.Context, id string) error
 	LookupInvite(ctx context.Context, token string) (shares.Invite, error)
+	SignUp(ctx context.Context, req admin.SignUpRequest) (users.User, error)
+	// bans and share links
+	ListBans(ctx context.Context) ([]users.Ban, error)
+	Unban(ctx context.Context, who string) error
+	ListShares(ctx context.Context, user string) ([]shares.Public, error)
+	RevokeShare(ctx context.Context, id string) error
 }
 
 // AccountsOptions configure EnableAccounts.
