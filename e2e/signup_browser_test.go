@@ -190,6 +190,11 @@ func TestAdminPageBrowser(t *testing.T) {
 	if c := httpCode(t, srv, carl, carlPW, "-T", small, srv.DAVURL+"/one.bin"); c != "201" {
 		t.Fatalf("PUT as the added user: %s", c)
 	}
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testbrowser.SaveScreenshot(t, shot, "e2e-admin-page.png", 800, 600)
 	// An OpenSSH sftp session open before the changes (the key from the CLI).
 	key := GenerateKey(t)
 	if _, err := srv.CLI(t, "user", "key", "add", carl, key+".pub"); err != nil {

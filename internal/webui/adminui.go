@@ -44,7 +44,7 @@ func (ui *UI) isAdmin(w http.ResponseWriter, r *http.Request, s *sessionView) bo
 }
 
 type adminUserRow struct {
-	Name, Perms, Quota, LastLogin string
+	Name, Perms, PermsLabel, Quota, LastLogin string
 	Disabled, Admin, Self         bool
 }
 
@@ -95,7 +95,7 @@ func (ui *UI) renderAdmin(w http.ResponseWriter, r *http.Request, s *sessionView
 		return
 	}
 	for _, u := range us {
-		row := adminUserRow{Name: u.Name, Perms: u.Perms.String(), Quota: "none", LastLogin: "never", Disabled: u.Disabled, Admin: u.Admin, Self: u.Name == s.user.Name}
+		row := adminUserRow{Name: u.Name, Perms: u.Perms.String(), PermsLabel: describeRights(u.Perms, 0), Quota: "none", LastLogin: "never", Disabled: u.Disabled, Admin: u.Admin, Self: u.Name == s.user.Name}
 		if u.QuotaBytes > 0 {
 			row.Quota = humanSize(u.QuotaBytes)
 		}
