@@ -45,7 +45,7 @@ func (ui *UI) isAdmin(w http.ResponseWriter, r *http.Request, s *sessionView) bo
 
 type adminUserRow struct {
 	Name, Perms, PermsLabel, Quota, LastLogin string
-	Disabled, Admin, Self         bool
+	Disabled, Admin, Self                     bool
 }
 
 type adminInviteRow struct {
