@@ -66,6 +66,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			env.verifyCommand(),
 			env.banCommand(),
 			env.shareCommand(),
+			env.folderCommand(),
+			env.groupCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

@@ -83,6 +83,7 @@ func Handler(m Manager, log *slog.Logger) http.Handler {
 		mux.HandleFunc("DELETE /v1/bans/{who}", bh.del)
 	}
 	routeShares(mux, m, log)
+	routeFolders(mux, m, log)
 	mux.HandleFunc("GET /v1/keyfile", h.keyFile)
 	return mux
 }
@@ -102,6 +103,8 @@ type event struct {
 	Bans     []users.Ban     `json:"bans,omitempty"`
 	Share    *ShareCreated   `json:"share,omitempty"`
 	Shares   []shares.Public `json:"shares,omitempty"`
+	Folders  []users.Folder  `json:"folders,omitempty"`
+	Groups   []users.Group   `json:"groups,omitempty"`
 	KeyFile  string          `json:"key_file,omitempty"`
 	Error    *apiError       `json:"error,omitempty"`
 	Done     bool            `json:"done,omitempty"`

@@ -434,11 +434,17 @@ func (db *DB) Delete(ctx context.Context, name string) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	err := db.write(ctx, func(b *bbolt.Bucket) error {
+	err := db.writeTx(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketUsers)
 		if b.Get([]byte(name)) == nil {
 			return ErrNotFound
 		}
-		return b.Delete([]byte(name))
+		if err := b.Delete([]byte(name)); err != nil {
+			return err
+		}
+		// Folder grants and group memberships go with the user, so a
+		// new account of the same name starts without them.
+		return dropGrants(tx, name)
 	})
 	if err != nil {
 		return fmt.Errorf("users: delete %s: %w", name, err)
