@@ -128,7 +128,7 @@ func (pc *propCtx) appendLive(dst []byte, name string, fi fs.FileInfo, n xml.Nam
 		case "supportedlock":
 			return append(dst, supportedLockXML...), true, nil
 		case "lockdiscovery":
-			locks := pc.h.s.locks.discover(pc.h.home, name)
+			locks := pc.h.s.locks.discover(pc.h.tree(name), name)
 			if len(locks) == 0 {
 				return dst, true, nil
 			}
@@ -580,7 +580,7 @@ func (h *handler) lock(w http.ResponseWriter, r *http.Request, name string) erro
 		}
 		token := ""
 		for t := range submittedTokens(lists) {
-			if h.s.locks.tokenCovers(h.home, name, t) {
+			if h.s.locks.tokenCovers(h.tree(name), name, t) {
 				token = t
 				break
 			}
@@ -588,7 +588,7 @@ func (h *handler) lock(w http.ResponseWriter, r *http.Request, name string) erro
 		if token == "" {
 			return httpErr(http.StatusPreconditionFailed, "no such lock")
 		}
-		l, err = h.s.locks.refresh(h.home, h.user, name, token, timeout)
+		l, err = h.s.locks.refresh(h.tree(name), h.user, name, token, timeout)
 		switch {
 		case errors.Is(err, errNoSuchLock):
 			return httpErr(http.StatusPreconditionFailed, "no such lock")
@@ -601,7 +601,7 @@ func (h *handler) lock(w http.ResponseWriter, r *http.Request, name string) erro
 		// A lock announces a write: an account that may not change files
 		// (read-only) takes none, shared or exclusive, or it could keep
 		// everyone else from saving (Office then opens the file read-only).
-		if h.perm&(perm.Upload|perm.Overwrite) == 0 {
+		if h.fs.RightsAt(name)&(perm.Upload|perm.Overwrite) == 0 {
 			return httpErr(http.StatusForbidden, "locking needs the right to write; this account may only read")
 		}
 		infinite := true
@@ -627,7 +627,7 @@ func (h *handler) lock(w http.ResponseWriter, r *http.Request, name string) erro
 				return httpErr(http.StatusConflict, "parent collection missing")
 			}
 		}
-		nl, err := h.s.locks.create(h.home, h.user, name, li.shared, infinite, li.owner, timeout)
+		nl, err := h.s.locks.create(h.tree(name), h.user, name, li.shared, infinite, li.owner, timeout)
 		if err != nil {
 			return err
 		}
@@ -638,7 +638,7 @@ func (h *handler) lock(w http.ResponseWriter, r *http.Request, name string) erro
 				err = f.Close()
 			}
 			if err != nil {
-				h.s.locks.unlock(h.home, h.user, name, nl.token)
+				h.s.locks.unlock(h.tree(name), h.user, name, nl.token)
 				if errors.Is(err, fs.ErrNotExist) {
 					return httpErr(http.StatusConflict, "parent collection missing")
 				}
@@ -669,7 +669,7 @@ func (h *handler) unlock(w http.ResponseWriter, r *http.Request, name string) er
 	if len(t) < 3 || t[0] != '<' || t[len(t)-1] != '>' {
 		return httpErr(http.StatusBadRequest, "malformed Lock-Token")
 	}
-	switch err := h.s.locks.unlock(h.home, h.user, name, t[1:len(t)-1]); {
+	switch err := h.s.locks.unlock(h.tree(name), h.user, name, t[1:len(t)-1]); {
 	case errors.Is(err, errNoSuchLock):
 		return &statusError{code: http.StatusConflict, cond: "lock-token-matches-request-uri", msg: "no such lock"}
 	case errors.Is(err, errLockForeign):

@@ -245,7 +245,7 @@ func (ui *UI) handleList(w http.ResponseWriter, r *http.Request, s *sessionView,
 	if dir != "/" {
 		dirURL += "/"
 	}
-	p := s.user.Perms
+	p := s.fs.RightsAt(dir) // in a shared folder: the member's rights there
 	data := listPage{
 		base:         ui.base(listTitle(dir), s),
 		Crumbs:       ui.breadcrumbs(dir),
