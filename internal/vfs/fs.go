@@ -172,6 +172,11 @@ func (f *FS) openShared(o openReq, n *node) (*File, bool, error) {
 			return file, false, nil
 		}
 	}
+	if o.writable && o.flag&os.O_TRUNC != 0 && h.folder {
+		if nf, ok, err := f.replaceRacing(o, n); ok || err != nil {
+			return nf, false, err
+		}
+	}
 	if o.writable && !n.back.rw {
 		if err := n.upgrade(); err != nil {
 			return nil, false, h.pathErr(op, name, err)
@@ -181,6 +186,51 @@ func (f *FS) openShared(o openReq, n *node) (*File, bool, error) {
 	file.n = n
 	file.owner = o.writable
 	return file, o.writable && o.flag&os.O_TRUNC != 0, nil
+}
+
+// replaceRacing serves, in a shared folder, an O_TRUNC open for writing of
+// a name whose replacement is being written by another handle (two members
+// uploading the same name at once). Homes keep POSIX semantics (the
+// conformance suite: one user's handles share the file, a second O_TRUNC
+// truncates it for both); in a folder two openers are usually two people,
+// and a mix of their uploads would lose both versions.
+// Truncating the shared replacement would interleave both uploads' bytes;
+// instead this open gets a replacement of its own and the other one is
+// detached: it completes but is not published. The name then holds
+// exactly the upload opened last, never a mix (as with two uploads racing
+// to rename(2) over one name, one of them is overwritten). ok: the open was
+// served here. Caller holds h.ns exclusively.
+func (f *FS) replaceRacing(o openReq, n *node) (*File, bool, error) {
+	h := f.h
+	h.mu.Lock()
+	racing := n.writers > 0 && n.tmp != "" && n.key != ""
+	mode := n.mode
+	h.mu.Unlock()
+	if !racing {
+		return nil, false, nil
+	}
+	created, credit := true, int64(0)
+	if fi, err := h.root.Lstat(o.rel); err == nil && fi.Mode().IsRegular() {
+		created, credit, mode = false, plainSize(fi.Size()), clientMode(fi.Mode())
+	}
+	n.detach()
+	if created {
+		if err := h.reserveFile(); err != nil {
+			return nil, false, h.pathErr(o.op, o.name, err)
+		}
+	}
+	nn, err := h.newReplacement(o.rel, mode, created, credit)
+	if err != nil {
+		if created {
+			h.addUsage(0, -1)
+		}
+		return nil, false, h.pathErr(o.op, o.name, err)
+	}
+	h.logger().Info("vfs: concurrent upload of one name: the later one replaces the earlier", "home", h.name, "path", "/"+o.rel)
+	nn.ref(true)
+	o.file.n = nn
+	o.file.owner = true
+	return o.file, true, nil
 }
 
 // openNew creates a file that is neither on disk nor open (O_CREATE): a

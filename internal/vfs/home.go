@@ -26,10 +26,12 @@ type home struct {
 	s    *Store
 	name string // the tree's directory in the store (logs, walk hooks)
 	// bind is the envelope binding context of the tree's files.
-	bind  string
-	root  *os.Root
-	real  string // the home's resolved absolute path, for reservedTarget
-	dirfd int    // O_PATH descriptor of the home for openat2, or -1
+	bind string
+	// folder: the tree is a shared folder (namespace.go).
+	folder bool
+	root   *os.Root
+	real   string // the home's resolved absolute path, for reservedTarget
+	dirfd  int    // O_PATH descriptor of the home for openat2, or -1
 
 	// ns serializes changes of the namespace (open/create, publish, last
 	// close, rename, remove, mkdir, chmod, chtimes): writers hold it

@@ -47,7 +47,7 @@ func (s *Store) folder(name string) (*home, error) {
 	if err := s.root.Mkdir(foldersDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("vfs: create folders directory: %w", err)
 	}
-	return s.tree(foldersDir+"/"+name, folderBindingPrefix+name)
+	return s.tree(foldersDir+"/"+name, folderBindingPrefix+name, true)
 }
 
 // Folder opens (creating if needed) shared folder name with a member's

@@ -244,3 +244,48 @@ func TestFolderBinding(t *testing.T) {
 		t.Error("folder still there")
 	}
 }
+
+// Two members uploading one name of a folder at once: the later upload
+// replaces the earlier, never a mix of both (homes keep POSIX semantics,
+// TestConformanceRandom).
+func TestFolderConcurrentUploads(t *testing.T) {
+	ts := newStore(t)
+	alice, _, _ := views(t, ts)
+	bob := ts.View(ts.home(t, "bob", HomeOptions{}), map[string]*FS{"case": must(ts.Folder("case", HomeOptions{Perm: PermAll}))})
+	for _, exists := range []bool{false, true} {
+		if exists {
+			writeFile(t, alice, "/Shared/case/f", []byte("old"))
+		}
+		a, err := alice.OpenFile("/Shared/case/f", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Write(bytes.Repeat([]byte("A"), 100))
+		b, err := bob.OpenFile("/Shared/case/f", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Write(bytes.Repeat([]byte("A"), 100))
+		b.Write(bytes.Repeat([]byte("B"), 50))
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(t, alice, "/Shared/case/f"); !bytes.Equal(got, bytes.Repeat([]byte("B"), 50)) {
+			t.Errorf("exists=%v: the file holds %q", exists, got)
+		}
+		u, _ := alice.view.folders["case"].Usage()
+		if u.Files != 1 || u.UsedBytes != 50 {
+			t.Errorf("exists=%v: folder usage %+v", exists, u)
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

@@ -251,13 +251,13 @@ func (s *Store) home(name string) (*home, error) {
 	if !validHome(name) {
 		return nil, fmt.Errorf("vfs: home %q: %w", name, ErrInvalidName)
 	}
-	return s.tree(name, homeBindingPrefix+name)
+	return s.tree(name, homeBindingPrefix+name, false)
 }
 
 // tree returns the shared state of the tree at dir (a home, or a folder
-// under foldersDir) whose files are bound to bind, opening it on first
-// use.
-func (s *Store) tree(name, bind string) (*home, error) {
+// under foldersDir when folder) whose files are bound to bind, opening it
+// on first use.
+func (s *Store) tree(name, bind string, folder bool) (*home, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -281,7 +281,7 @@ func (s *Store) tree(name, bind string) (*home, error) {
 		return nil, fmt.Errorf("vfs: open home %q: %w", name, err)
 	}
 	h := newHome(s, name, root)
-	h.bind = bind
+	h.bind, h.folder = bind, folder
 	if err := h.init(); err != nil {
 		root.Close()
 		return nil, fmt.Errorf("vfs: open home %q: %w", name, err)
