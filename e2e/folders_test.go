@@ -100,6 +100,61 @@ func TestSharedFolders(t *testing.T) {
 			t.Fatalf("bob's browser: %v", err)
 		}
 		SameFile(t, src, testbrowser.Download(t, ctx, `tr[data-name="brief.bin"] td.name a`))
+		// bob sees who has access, but may not change it.
+		if err := chromedp.Do(ctx,
+			chromedp.Click(chromedp.ID("access-link")),
+			chromedp.WaitVisible(chromedp.CSS(`tr[data-to="@staff"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`tr[data-to="alice"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`tr[data-to="dave"]`)),
+			chromedp.WaitNotPresent(chromedp.ID("grant-form")),
+		); err != nil {
+			t.Fatalf("bob's access page: %v", err)
+		}
+	})
+
+	t.Run("browser manage", func(t *testing.T) {
+		// alice manages the folder: she grants carol read-only access in
+		// the browser, carol reads at once; then she revokes it.
+		ctx := testbrowser.New(t)
+		carolGet := func() string {
+			out, _ := srv.Curl(t, "carol", pws["carol"], "-o", "/dev/null", "-w", "%{http_code}", srv.DAVURL+"/Shared/case/brief.bin")
+			return out
+		}
+		if code := carolGet(); code != "404" {
+			t.Fatalf("carol before the grant: %s", code)
+		}
+		if err := chromedp.Do(ctx,
+			chromedp.Navigate(srv.DAVURL+"/"),
+			chromedp.WaitVisible(chromedp.ID("login-form")),
+			chromedp.SendKeys(chromedp.ID("username"), "alice"),
+			chromedp.SendKeys(chromedp.ID("password"), pws["alice"]),
+			chromedp.Click(chromedp.ID("login-submit")),
+			chromedp.WaitVisible(chromedp.ID("upload-form")),
+			chromedp.Navigate(srv.DAVURL+"/ui/files/Shared/case/"),
+			chromedp.Click(chromedp.ID("access-link")),
+			chromedp.WaitVisible(chromedp.ID("grant-form")),
+			chromedp.SendKeys(chromedp.ID("grant-to"), "carol"),
+			chromedp.SetValue(chromedp.ID("grant-perms"), "ro"),
+			chromedp.Click(chromedp.ID("grant-submit")),
+			chromedp.WaitVisible(chromedp.CSS(`tr[data-to="carol"]`)),
+		); err != nil {
+			t.Fatalf("alice grants carol: %v\n%s", err, srv.Log())
+		}
+		if code := carolGet(); code != "200" {
+			t.Errorf("carol after the browser grant: %s", code)
+		}
+		if rs := records(srv, attrs("event", "folder_grant", "user", "alice", "to", "carol")); len(rs) != 1 {
+			t.Errorf("the grant's log line does not name alice: %d records", len(rs))
+		}
+		if err := chromedp.Do(ctx,
+			chromedp.Click(chromedp.CSS(`tr[data-to="carol"] button.revoke`)),
+			chromedp.WaitNotPresent(chromedp.CSS(`tr[data-to="carol"]`)),
+		); err != nil {
+			t.Fatalf("alice revokes carol: %v", err)
+		}
+		if code := carolGet(); code != "404" {
+			t.Errorf("carol after the browser revocation: %s", code)
+		}
 	})
 
 	t.Run("locks", func(t *testing.T) {

@@ -538,7 +538,7 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request, name string) error
 			return httpErr(http.StatusConflict, "parent collection missing")
 		}
 	}
-	if err := h.checkSpace(r, old, exists); err != nil {
+	if err := h.checkSpace(r, name, old, exists); err != nil {
 		return err
 	}
 	check, err := parseOCChecksum(r.Header.Get("OC-Checksum"))
@@ -625,7 +625,7 @@ func putPreconditions(r *http.Request, old fs.FileInfo, exists bool) error {
 // checkSpace refuses an upload that announces more bytes than a file may
 // hold (--max-file-size), or than the quota or the disk has left (Content-Length, or Finder's X-Expected-Entity-Length
 // for chunked uploads), before reading the body.
-func (h *handler) checkSpace(r *http.Request, old fs.FileInfo, exists bool) error {
+func (h *handler) checkSpace(r *http.Request, name string, old fs.FileInfo, exists bool) error {
 	n := r.ContentLength
 	if n < 0 {
 		v, err := strconv.ParseInt(r.Header.Get("X-Expected-Entity-Length"), 10, 64)
@@ -640,7 +640,7 @@ func (h *handler) checkSpace(r *http.Request, old fs.FileInfo, exists bool) erro
 	if n > h.fs.MaxFileSize() {
 		return fmt.Errorf("davd: %d bytes announced: %w", n, vfs.ErrFileTooLarge)
 	}
-	u, err := h.fs.Usage()
+	u, err := h.fs.UsageAt(name) // a shared folder has its own quota
 	if err != nil {
 		return nil // the write itself will fail properly
 	}

@@ -62,6 +62,8 @@ type propCtx struct {
 	ctx      context.Context
 	usage    *vfs.Usage
 	usageErr error
+	// folderUsage: the usage of each shared folder the request reached.
+	folderUsage map[string]*vfs.Usage
 	// listDir and listMeta: the members' metadata of a Depth: 1 listing,
 	// read with the listing in one pass (vfs.ReadDirMeta), so a member
 	// costs no metadata lookup of its own.
@@ -97,7 +99,23 @@ func (pc *propCtx) listed(name string) (vfs.Meta, bool) {
 	return pc.listMeta[baseName(name)], true
 }
 
-func (pc *propCtx) getUsage() (*vfs.Usage, error) {
+// getUsage is the usage of the tree that holds name (the home, or a shared
+// folder with its own quota), read once per tree and request.
+func (pc *propCtx) getUsage(name string) (*vfs.Usage, error) {
+	if f, ok := pc.h.fs.FolderOf(name); ok {
+		if pc.folderUsage == nil {
+			pc.folderUsage = map[string]*vfs.Usage{}
+		}
+		if u := pc.folderUsage[f]; u != nil {
+			return u, nil
+		}
+		u, err := pc.h.fs.UsageAt(name)
+		if err != nil {
+			return nil, err
+		}
+		pc.folderUsage[f] = &u
+		return &u, nil
+	}
 	if pc.usage == nil && pc.usageErr == nil {
 		u, err := pc.h.fs.Usage()
 		pc.usage, pc.usageErr = &u, err
@@ -141,7 +159,7 @@ func (pc *propCtx) appendLive(dst []byte, name string, fi fs.FileInfo, n xml.Nam
 			if !dir {
 				return dst, false, nil
 			}
-			u, err := pc.getUsage()
+			u, err := pc.getUsage(name)
 			if err != nil {
 				return dst, false, err
 			}

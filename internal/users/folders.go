@@ -254,7 +254,7 @@ func (db *DB) SetGrant(ctx context.Context, folder, to string, p Perm, manage bo
 	if err != nil {
 		return fmt.Errorf("users: grant %s on %s: %w", to, folder, err)
 	}
-	db.log.Info("users: folder grant set", "folder", folder, "to", to, "perms", p.String(), "manage", manage)
+	db.log.Info("users: folder grant set", "event", EventFolderGrant, "folder", folder, "to", to, "perms", p.String(), "manage", manage)
 	return nil
 }
 
@@ -279,7 +279,7 @@ func (db *DB) Revoke(ctx context.Context, folder, to string) error {
 	if err != nil {
 		return fmt.Errorf("users: revoke %s on %s: %w", to, folder, err)
 	}
-	db.log.Info("users: folder grant revoked", "folder", folder, "to", to)
+	db.log.Info("users: folder grant revoked", "event", EventFolderRevoke, "folder", folder, "to", to)
 	return nil
 }
 

@@ -36,6 +36,10 @@ const DefaultSharedPrefix = "Shared"
 // of a folder deleted without --purge).
 var ErrFolderExists = errors.New("vfs: the store holds files of a folder of that name")
 
+// SharedPrefix is the directory of every view under which the folders
+// appear (Options.SharedPrefix).
+func (s *Store) SharedPrefix() string { return s.sharedPrefix }
+
 // validPrefix checks a shared prefix: one plain, non-reserved element.
 func validPrefix(p string) bool { return validHome(p) }
 
@@ -145,6 +149,18 @@ func (f *FS) RightsAt(name string) Perm {
 		return PermList
 	}
 	return t.fs.perm
+}
+
+// UsageAt is Usage of the tree that holds name: inside a shared folder,
+// the folder's usage and quota (uploads there count there).
+func (f *FS) UsageAt(name string) (Usage, error) {
+	if f.view != nil {
+		if t, err := f.view.route("usage", name); err == nil && !t.virtual() {
+			return t.fs.Usage()
+		}
+		return f.view.home.Usage()
+	}
+	return f.Usage()
 }
 
 // FolderOf reports the shared folder that holds name in this view, if any.

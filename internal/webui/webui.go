@@ -16,6 +16,7 @@ package webui
 import (
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
@@ -77,6 +78,8 @@ type UI struct {
 	sessions map[[32]byte]*session
 
 	shareUI *shareUI // set by NewLinks: the owner's share pages (shareui.go)
+
+	accessPage *template.Template // a shared folder's access page (folders.go)
 }
 
 // New validates opts and returns the handler.
@@ -119,6 +122,9 @@ func New(opts Options) (*UI, error) {
 		return nil, err
 	}
 	if ui.pages, err = parsePages(ui); err != nil {
+		return nil, err
+	}
+	if ui.accessPage, err = parseAccessPage(); err != nil {
 		return nil, err
 	}
 	return ui, nil
@@ -235,6 +241,10 @@ func (ui *UI) route(action string) (get, post handlerFunc) {
 		return nil, ui.handleLogout
 	case "share", "links", "revoke":
 		return ui.shareRoute(action)
+	case "access":
+		return ui.handleAccess, ui.handleGrant
+	case "access-revoke":
+		return nil, ui.handleUngrant
 	}
 	return nil, nil
 }
