@@ -462,3 +462,80 @@ func TestIsolationSharedFolders(t *testing.T) {
 		t.Errorf("alice's file: %v", err)
 	}
 }
+
+// TestSharedFolderRclone: alice syncs into /Shared/case with rclone over
+// SFTP (--checksum: md5sum over SSH verifies each upload), bob syncs it out
+// with rclone over WebDAV (owncloud checksums) and checks it; bob uploads
+// with scp in both modes and alice reads those back.
+func TestSharedFolderRclone(t *testing.T) {
+	NeedTool(t, "rclone")
+	NeedTool(t, "scp")
+	srv, keys, pws := folderServer(t)
+	if out, err := srv.CLI(t, "folder", "grant", "case", "alice", "--perms", "all"); err != nil {
+		t.Fatal(err, out)
+	}
+	src := filepath.Join(t.TempDir(), "src")
+	for name, n := range map[string]int64{"a.bin": 1<<20 + 1, "empty": 0, "d/e.bin": 70000} {
+		p := filepath.Join(src, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.Rename(RandomFile(t, n), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := append(os.Environ(),
+		"RCLONE_CONFIG="+filepath.Join(t.TempDir(), "rclone.conf"),
+		"RCLONE_CONFIG_X_TYPE=sftp",
+		"RCLONE_CONFIG_X_HOST="+srv.SFTPHost,
+		"RCLONE_CONFIG_X_PORT="+srv.SFTPPort,
+		"RCLONE_CONFIG_X_USER=alice",
+		"RCLONE_CONFIG_X_KEY_FILE="+keys["alice"],
+	)
+	cmd := exec.Command("rclone", "sync", src, "X:Shared/case/sync", "--checksum", "-vv", "--sftp-set-modtime")
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "md5 = ") || strings.Count(string(out), "Copied (new)") != 3 {
+		t.Fatalf("alice's rclone sync over SFTP: %v\n%s", err, out)
+	}
+	back := filepath.Join(t.TempDir(), "back")
+	if out, err := rcloneDAV(t, srv, "bob", pws["bob"], "sync", ":webdav:Shared/case/sync", back, "--checksum"); err != nil {
+		t.Fatalf("bob's rclone sync over WebDAV: %v\n%s", err, out)
+	}
+	for _, name := range []string{"a.bin", "empty", "d/e.bin"} {
+		SameFile(t, filepath.Join(src, name), filepath.Join(back, name))
+	}
+	if out, err := rcloneDAV(t, srv, "bob", pws["bob"], "check", src, ":webdav:Shared/case/sync", "--checksum"); err != nil || !strings.Contains(out, "0 differences found") {
+		t.Errorf("bob's rclone check over WebDAV: %v\n%s", err, out)
+	}
+
+	ac := newSFTP(t, srv, "alice", keys["alice"])
+	for _, legacy := range []bool{false, true} {
+		args := append(srv.SSHOpts(keys["bob"]), "-P", srv.SFTPPort)
+		name := "scp-sftp.bin"
+		if legacy {
+			args = append(args, "-O")
+			name = "scp-legacy.bin"
+		}
+		up := RandomFile(t, 200<<10+legacyInt(legacy))
+		if out, err := exec.Command("scp", append(args, up, "bob@"+srv.SFTPHost+":/Shared/case/"+name)...).CombinedOutput(); err != nil {
+			t.Fatalf("bob's scp (legacy=%v): %v %s", legacy, err, out)
+		}
+		got, err := sftpGet(ac, "/Shared/case/"+name)
+		want, _ := os.ReadFile(up)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("alice reads bob's scp upload (legacy=%v): %v", legacy, err)
+		}
+		down := filepath.Join(t.TempDir(), "down")
+		if out, err := exec.Command("scp", append(args, "bob@"+srv.SFTPHost+":/Shared/case/"+name, down)...).CombinedOutput(); err != nil {
+			t.Errorf("bob's scp download (legacy=%v): %v %s", legacy, err, out)
+		} else {
+			SameFile(t, up, down)
+		}
+	}
+}
+
+func legacyInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
