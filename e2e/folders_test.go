@@ -533,6 +533,41 @@ func TestSharedFolderRclone(t *testing.T) {
 	}
 }
 
+// TestSharedFolderKeys: key rotate re-wraps the folders' files (they still
+// read after the old key is retired), verify checks them, and a folder file
+// moved on disk into a home is reported damaged.
+func TestSharedFolderKeys(t *testing.T) {
+	srv, keys, _ := folderServer(t)
+	ac := newSFTP(t, srv, "alice", keys["alice"])
+	data := []byte("folder data " + RandomName())
+	for _, n := range []string{"/Shared/other/a", "/Shared/other/b"} {
+		if err := sftpPut(ac, n, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := srv.CLI(t, "key", "rotate"); err != nil {
+		t.Fatalf("key rotate: %v\n%s", err, out)
+	}
+	if got, err := sftpGet(ac, "/Shared/other/a"); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("a folder file after the rotation: %v", err)
+	}
+	out, err := srv.CLI(t, "verify")
+	if err != nil || !strings.Contains(out, " 0 damaged") {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
+	folderFile := filepath.Join(srv.DataDir, "store", ".securefsd-folders", "other", "b")
+	if err := os.Rename(folderFile, storePath(srv, "alice", "b")); err != nil {
+		t.Fatal(err)
+	}
+	out, err = srv.CLI(t, "verify")
+	if err == nil || !strings.Contains(out, "alice/b") {
+		t.Errorf("verify after a folder file was moved into a home: %v\n%s", err, out)
+	}
+	if got, err := sftpGet(ac, "/b"); err == nil || bytes.Equal(got, data) {
+		t.Errorf("the moved file reads in the home: %v", err)
+	}
+}
+
 func legacyInt(b bool) int64 {
 	if b {
 		return 1
