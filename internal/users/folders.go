@@ -80,7 +80,8 @@ func ParseGrantPerms(s string) (Perm, bool, error) {
 }
 
 // writeTx runs fn in a read-write transaction and bumps the revision when
-// fn returns nil (as write does for user records).
+// fn returns nil: every change of the database (users, folders, groups)
+// goes through it, so sessions watching the revision see them all.
 func (db *DB) writeTx(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
