@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -288,4 +289,31 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// BenchmarkViewReadDir: listing a directory of a shared folder through a
+// view against the same in a home (scripts/bench.sh shared measures it
+// end to end).
+func BenchmarkViewReadDir(b *testing.B) {
+	ts := newStore(b)
+	home := ts.home(b, "alice", HomeOptions{})
+	folder := must(ts.Folder("case", HomeOptions{Perm: PermAll}))
+	view := ts.View(home, map[string]*FS{"case": folder})
+	for _, dir := range []string{"/list", "/Shared/case/list"} {
+		if err := view.Mkdir(dir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		for i := range 2000 {
+			writeFile(b, view, fmt.Sprintf("%s/f%d", dir, i), nil)
+		}
+	}
+	for _, tc := range []struct{ name, dir string }{{"home", "/list"}, {"folder", "/Shared/case/list"}} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				if fis, err := view.ReadDir(tc.dir); err != nil || len(fis) != 2000 {
+					b.Fatal(len(fis), err)
+				}
+			}
+		})
+	}
 }
