@@ -110,6 +110,10 @@ func TestSharedFolders(t *testing.T) {
 		); err != nil {
 			t.Fatalf("bob's access page: %v", err)
 		}
+		// A group's row names its members.
+		if text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`tr[data-to="@staff"]`))); err != nil || !strings.Contains(text, "bob") {
+			t.Errorf("the @staff row: %q %v", text, err)
+		}
 	})
 
 	t.Run("browser manage", func(t *testing.T) {

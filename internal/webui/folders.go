@@ -19,7 +19,7 @@ func parseAccessPage() (*template.Template, error) {
 	return template.New("access.html").ParseFS(assetFS, "assets/layout.html", "assets/access.html")
 }
 
-type grantRow struct{ To, Perms string }
+type grantRow struct{ To, Perms, Members string }
 
 type accessPage struct {
 	base
@@ -58,8 +58,14 @@ func (ui *UI) handleAccess(w http.ResponseWriter, r *http.Request, s *sessionVie
 			p := accessPage{base: ui.base("Access to "+folder, s), Folder: folder, Path: mount,
 				FilesURL: ui.opts.Prefix + "files" + escapePath(mount) + "/", Mine: rightsText(a.Perms, a.Manage), CanManage: a.Manage}
 			p.Flash = ui.takeFlash(s.key)
+			members := map[string]string{} // "@group" -> its members, for "who has access"
+			if gs, gerr := ui.opts.Users.Groups(r.Context()); gerr == nil {
+				for _, g := range gs {
+					members[users.GroupPrefix+g.Name] = strings.Join(g.Members, ", ")
+				}
+			}
 			for _, g := range f.Grants {
-				p.Grants = append(p.Grants, grantRow{To: g.To, Perms: rightsText(g.Perms, g.Manage)})
+				p.Grants = append(p.Grants, grantRow{To: g.To, Perms: rightsText(g.Perms, g.Manage), Members: members[g.To]})
 			}
 			ui.render(w, r, ui.accessPage, http.StatusOK, p)
 			return
