@@ -33,10 +33,16 @@ func httpCode(t *testing.T, srv *Server, user, pass string, args ...string) stri
 func TestSignupInviteBrowser(t *testing.T) {
 	ctx := testbrowser.New(t, "status of 400", "status of 410") // the weak password, the used link
 	srv := StartServer(t, WithServeArgs("--signup", "invite"))
-	if _, err := srv.CLI(t, "invite", "create", "--group", "staff"); err == nil || !strings.Contains(err.Error(), "groups do not exist yet") {
-		t.Fatalf("invite create --group: %v", err)
+	// The invitation puts the account in a group, and so in its folder.
+	if _, err := srv.CLI(t, "invite", "create", "--group", "staff"); err == nil || !strings.Contains(err.Error(), "group does not exist") {
+		t.Fatalf("invite create --group of no group: %v", err)
 	}
-	out, err := srv.CLI(t, "invite", "create", "--perms", "list,download,upload", "--quota", "10M", "--public-url", srv.DAVURL)
+	for _, args := range [][]string{{"group", "add", "staff"}, {"folder", "add", "cases"}, {"folder", "grant", "cases", "@staff", "--perms", "list,download"}} {
+		if _, err := srv.CLI(t, args...); err != nil {
+			t.Fatal(args, err)
+		}
+	}
+	out, err := srv.CLI(t, "invite", "create", "--perms", "list,download,upload", "--quota", "10M", "--group", "staff", "--public-url", srv.DAVURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +88,9 @@ func TestSignupInviteBrowser(t *testing.T) {
 	}
 	if c := httpCode(t, srv, user, pass, "-X", "DELETE", srv.DAVURL+"/a.bin"); c != "403" {
 		t.Fatalf("DELETE without the right: %s", c)
+	}
+	if c := httpCode(t, srv, user, pass, "-X", "PROPFIND", "-H", "Depth: 1", srv.DAVURL+"/Shared/cases/"); c != "207" {
+		t.Fatalf("PROPFIND of the group's folder: %s", c)
 	}
 	big := RandomFile(t, 11<<20)
 	if c := httpCode(t, srv, user, pass, "-T", big, srv.DAVURL+"/big.bin"); c != "507" {

@@ -14,6 +14,8 @@
 #
 # Usage: scripts/bench.sh            (full run; about 15 minutes on 2 cores)
 #        BENCH_BIG_MB=64 BENCH_RUNS=1 scripts/bench.sh    (quick smoke run)
+#        scripts/bench.sh shared     (a shared folder against a home: 1 GiB up/down
+#                                     and a listing, scripts/bench/shared.sh)
 #        scripts/bench.sh micro      (Go micro-benchmarks, benchstat format;
 #                                     BENCH_MICRO_COUNT=6 BENCH_MICRO_BENCHTIME=1s
 #                                     BENCH_MICRO_RUN=. BENCH_MICRO_PKGS="./internal/...")
@@ -61,7 +63,12 @@ if [[ ${1:-} == micro ]]; then
 	log "wrote $out"
 	exit 0
 fi
-[[ $# == 0 ]] || die "usage: scripts/bench.sh [micro]  (settings are environment variables, see the header)"
+# `scripts/bench.sh shared`: a shared folder against a home (issue 16), see
+# scripts/bench/shared.sh.
+if [[ ${1:-} == shared ]]; then
+	exec "$repo/scripts/bench/shared.sh"
+fi
+[[ $# == 0 ]] || die "usage: scripts/bench.sh [micro|shared]  (settings are environment variables, see the header)"
 
 # ---------------------------------------------------------------- packages
 need_pkgs=()

@@ -39,7 +39,7 @@ func (e *env) inviteCommand() *cli.Command {
 					&cli.BoolFlag{Name: "read-only", Usage: "the account may list and download only"},
 					&cli.StringFlag{Name: "quota", Usage: "byte quota of the account, e.g. 10G (default: none)"},
 					&cli.Int64Flag{Name: "quota-files", Usage: "file count quota of the account (default: none)"},
-					&cli.StringFlag{Name: "group", Usage: "refused: groups do not exist yet (the flag is reserved for them)"},
+					&cli.StringFlag{Name: "group", Usage: "a group the account joins (and so gets the group's shared folders)"},
 					&cli.StringFlag{Name: "public-url", Usage: "base URL printed links start with (default: https:// and --dav-addr)", EnvVars: []string{"SECUREFSD_PUBLIC_URL"}},
 					&cli.StringFlag{Name: "dav-addr", Hidden: true, EnvVars: []string{"SECUREFSD_DAV_ADDR"}},
 				},
@@ -71,9 +71,6 @@ func (e *env) inviteCommand() *cli.Command {
 func (e *env) prepareInvite(c *cli.Context, _ []string) (prepared, error) {
 	req := admin.InviteRequest{Expires: c.String("expires"), Perms: c.String("perms"), ReadOnly: c.Bool("read-only"),
 		QuotaFiles: c.Int64("quota-files"), Group: c.String("group")}
-	if req.Group != "" {
-		return prepared{}, fmt.Errorf("--group: %w", shares.ErrGroups)
-	}
 	if _, err := shares.ParseTTL(req.Expires); err != nil {
 		return prepared{}, fmt.Errorf("--expires: %w", err)
 	}
@@ -111,6 +108,9 @@ func describeInvite(iv shares.Invite) string {
 	if iv.QuotaFiles > 0 {
 		parts = append(parts, fmt.Sprintf("max %d files", iv.QuotaFiles))
 	}
+	if iv.Group != "" {
+		parts = append(parts, "group "+iv.Group)
+	}
 	if !iv.Expires.IsZero() {
 		parts = append(parts, "expires "+iv.Expires.Local().Format(time.DateTime))
 	}
@@ -144,7 +144,7 @@ func (e *env) listInvites(c *cli.Context, m admin.Manager, _ []string) error {
 		return enc.Encode(rows)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tPERMS\tQUOTA\tEXPIRES\tUSED BY\tCREATED BY")
+	fmt.Fprintln(tw, "ID\tSTATE\tPERMS\tGROUP\tQUOTA\tEXPIRES\tUSED BY\tCREATED BY")
 	for _, iv := range ivs {
 		quota := "-"
 		if iv.QuotaBytes > 0 {
@@ -154,7 +154,7 @@ func (e *env) listInvites(c *cli.Context, m admin.Manager, _ []string) error {
 		if !iv.Expires.IsZero() {
 			exp = iv.Expires.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", iv.ID, iv.State(now), iv.Perms, quota, exp, dash(iv.UsedBy), dash(iv.CreatedBy))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", iv.ID, iv.State(now), iv.Perms, dash(iv.Group), quota, exp, dash(iv.UsedBy), dash(iv.CreatedBy))
 	}
 	return tw.Flush()
 }

@@ -67,6 +67,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			env.banCommand(),
 			env.shareCommand(),
 			env.inviteCommand(),
+			env.folderCommand(),
+			env.groupCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

@@ -48,6 +48,7 @@ var serveFlags = []cli.Flag{
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-http-conns-per-source", Value: davd.DefaultMaxConnsPerSource, Usage: "HTTPS: open connections at once per source address (IPv6: per /64)", EnvVars: []string{"SECUREFSD_MAX_HTTP_CONNS_PER_SOURCE"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-http-requests-per-user", Value: davd.DefaultMaxRequestsPerUser, Usage: "HTTPS: one user's requests in progress at once (more get 503)", EnvVars: []string{"SECUREFSD_MAX_HTTP_REQUESTS_PER_USER"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "cipher", Value: "auto", Usage: "at-rest AEAD of new files: XAES-256-GCM, XChaCha20-Poly1305, or auto (XAES-256-GCM if the CPU has AES instructions); existing files keep theirs", EnvVars: []string{"SECUREFSD_CIPHER"}}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "shared-prefix", Value: vfs.DefaultSharedPrefix, Usage: "the directory of every user's tree where the shared folders they may reach appear (it shadows a home entry of that name)", EnvVars: []string{"SECUREFSD_SHARED_PREFIX"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "upload-hashes", Usage: "digests computed while files are uploaded (md5,sha1,sha256); default none: computed when a client first asks (md5sum, oc:checksums) and cached", EnvVars: []string{"SECUREFSD_UPLOAD_HASHES"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "memory-limit", Value: 200, Usage: "soft memory target in MiB: the Go GC collects only near this size, or near twice the live heap if that is larger (fewer collections of SSH packets); 0 = Go defaults (also when GOGC or GOMEMLIMIT is set)", EnvVars: []string{"SECUREFSD_MEMORY_LIMIT"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-sessions", Value: 256, Usage: "logged-in SSH connections at once, in total", EnvVars: []string{"SECUREFSD_MAX_SESSIONS"}}),
@@ -210,7 +211,7 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger) (core serverCore, close
 		return core, nil, err
 	}
 	store, err := vfs.NewStore(filepath.Join(dir, storeDirName), vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes, AEAD: aead,
-		MaxHandlesPerHome: c.Int("max-handles-per-user"), MaxFileSize: maxFileSize})
+		MaxHandlesPerHome: c.Int("max-handles-per-user"), MaxFileSize: maxFileSize, SharedPrefix: c.String("shared-prefix")})
 	if err != nil {
 		db.Close()
 		return core, nil, err

@@ -30,7 +30,7 @@ type InviteRequest struct {
 	ReadOnly   bool   `json:"read_only,omitempty"`
 	QuotaBytes int64  `json:"quota_bytes,omitempty"`
 	QuotaFiles int64  `json:"quota_files,omitempty"`
-	Group      string `json:"group,omitempty"`      // refused: shares.ErrGroups
+	Group      string `json:"group,omitempty"`      // "" or an existing group the account joins
 	CreatedBy  string `json:"created_by,omitempty"` // the admin page's user
 }
 

@@ -24,8 +24,8 @@ func TestInvitesLocalAndSocket(t *testing.T) {
 		if !shares.ValidToken(res.Token) || res.Invite.Perms != users.PermReadOnly || res.Invite.Expires.IsZero() {
 			t.Fatalf("%T created %+v", m, res)
 		}
-		if _, err := m.CreateInvite(ctx, InviteRequest{Group: "staff"}); !errors.Is(err, shares.ErrGroups) {
-			t.Errorf("%T group: %v", m, err)
+		if _, err := m.CreateInvite(ctx, InviteRequest{Group: "nosuch"}); !errors.Is(err, shares.ErrInviteGroup) {
+			t.Errorf("%T unknown group: %v", m, err)
 		}
 		for _, bad := range []InviteRequest{{Expires: "soon"}, {Perms: "fly"}, {QuotaBytes: -1}} {
 			if _, err := m.CreateInvite(ctx, bad); err == nil {

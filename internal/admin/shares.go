@@ -63,6 +63,11 @@ func (l *Local) CreateShare(ctx context.Context, req ShareRequest) (ShareCreated
 	if err != nil {
 		return ShareCreated{}, err
 	}
+	if first, _, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/"); first == l.Store.SharedPrefix() {
+		// Links resolve in the owner's home: a shared folder's files are
+		// shared with its members, never by link.
+		return ShareCreated{}, fmt.Errorf("%w: %s is the shared folders' directory", ErrNotSharable, p)
+	}
 	u, err := l.Users.Get(ctx, req.User)
 	if err != nil {
 		return ShareCreated{}, err

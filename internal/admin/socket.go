@@ -84,6 +84,7 @@ func Handler(m Manager, log *slog.Logger) http.Handler {
 	}
 	routeShares(mux, m, log)
 	routeInvites(mux, m, log)
+	routeFolders(mux, m, log)
 	mux.HandleFunc("GET /v1/keyfile", h.keyFile)
 	return mux
 }
@@ -105,6 +106,8 @@ type event struct {
 	Shares   []shares.Public `json:"shares,omitempty"`
 	Invite   *InviteCreated  `json:"invite,omitempty"`
 	Invites  []shares.Invite `json:"invites,omitempty"`
+	Folders  []users.Folder  `json:"folders,omitempty"`
+	Groups   []users.Group   `json:"groups,omitempty"`
 	KeyFile  string          `json:"key_file,omitempty"`
 	Error    *apiError       `json:"error,omitempty"`
 	Done     bool            `json:"done,omitempty"`
@@ -130,7 +133,8 @@ var errorKinds = []struct {
 	{"weak-password", pwpolicy.ErrWeak},
 	{"invite-used", shares.ErrInviteUsed},
 	{"invite-expired", shares.ErrInviteExpired},
-	{"no-groups", shares.ErrGroups},
+	{"invite-group", shares.ErrInviteGroup},
+	{"no-group", users.ErrNoGroup},
 }
 
 func toAPIError(err error) *apiError {

@@ -203,7 +203,19 @@ func (h *handler) conditions(r *http.Request, name string, scopes ...writeScope)
 	if err != nil {
 		return err
 	}
-	return h.s.locks.check(h.home, h.user, submitted, scopes...)
+	// Locks live per tree: the home, or a shared folder (whose locks
+	// every member sees and must respect).
+	byTree := map[string][]writeScope{}
+	for _, sc := range scopes {
+		t := h.tree(sc.name)
+		byTree[t] = append(byTree[t], sc)
+	}
+	for t, scs := range byTree {
+		if err := h.s.locks.check(t, h.user, submitted, scs...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // evalIf evaluates the If header (400 if malformed, 412 if false) and
@@ -239,7 +251,7 @@ func (h *handler) evalList(r *http.Request, name string, l ifList) bool {
 	for _, c := range l.conds {
 		var ok bool
 		if c.token != "" {
-			ok = h.s.locks.tokenCovers(h.home, res, c.token)
+			ok = h.s.locks.tokenCovers(h.tree(res), res, c.token)
 		} else {
 			if !tagDone {
 				if fi, err := h.fs.Stat(res); err == nil && !fi.IsDir() {
@@ -526,7 +538,7 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request, name string) error
 			return httpErr(http.StatusConflict, "parent collection missing")
 		}
 	}
-	if err := h.checkSpace(r, old, exists); err != nil {
+	if err := h.checkSpace(r, name, old, exists); err != nil {
 		return err
 	}
 	check, err := parseOCChecksum(r.Header.Get("OC-Checksum"))
@@ -613,7 +625,7 @@ func putPreconditions(r *http.Request, old fs.FileInfo, exists bool) error {
 // checkSpace refuses an upload that announces more bytes than a file may
 // hold (--max-file-size), or than the quota or the disk has left (Content-Length, or Finder's X-Expected-Entity-Length
 // for chunked uploads), before reading the body.
-func (h *handler) checkSpace(r *http.Request, old fs.FileInfo, exists bool) error {
+func (h *handler) checkSpace(r *http.Request, name string, old fs.FileInfo, exists bool) error {
 	n := r.ContentLength
 	if n < 0 {
 		v, err := strconv.ParseInt(r.Header.Get("X-Expected-Entity-Length"), 10, 64)
@@ -628,7 +640,7 @@ func (h *handler) checkSpace(r *http.Request, old fs.FileInfo, exists bool) erro
 	if n > h.fs.MaxFileSize() {
 		return fmt.Errorf("davd: %d bytes announced: %w", n, vfs.ErrFileTooLarge)
 	}
-	u, err := h.fs.Usage()
+	u, err := h.fs.UsageAt(name) // a shared folder has its own quota
 	if err != nil {
 		return nil // the write itself will fail properly
 	}
@@ -701,7 +713,7 @@ func (h *handler) delete(w http.ResponseWriter, r *http.Request, name string) er
 	if err := h.fs.RemoveAll(name); err != nil {
 		return err
 	}
-	h.s.locks.dropWithin(h.home, name)
+	h.s.locks.dropWithin(h.tree(name), name)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -820,13 +832,13 @@ func (h *handler) copyMove(w http.ResponseWriter, r *http.Request, src string) e
 		if err := h.fs.RemoveAll(dst); err != nil {
 			return err
 		}
-		h.s.locks.dropWithin(h.home, dst)
+		h.s.locks.dropWithin(h.tree(dst), dst)
 	}
 	if move {
 		if err := h.fs.Rename(src, dst, exists); err != nil {
 			return err
 		}
-		h.s.locks.dropWithin(h.home, src)
+		h.s.locks.dropWithin(h.tree(src), src)
 	} else if err := h.copyRec(r.Context(), src, dst, sfi, infinite, 0); err != nil {
 		// A refused or failed copy leaves no partial tree behind (a file
 		// copy replaces atomically, so an existing file keeps its bytes).
@@ -834,7 +846,7 @@ func (h *handler) copyMove(w http.ResponseWriter, r *http.Request, src string) e
 			if rerr := h.fs.RemoveAll(dst); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 				h.log.Warn("dav: removing a partial copy failed", "path", dst, "err", rerr)
 			}
-			h.s.locks.dropWithin(h.home, dst)
+			h.s.locks.dropWithin(h.tree(dst), dst)
 		}
 		return err
 	}
@@ -936,8 +948,19 @@ func (h *handler) copyProps(src, dst string) error {
 	})
 }
 
-// nameKey identifies a name in this home for nameLocks.
-func (h *handler) nameKey(name string) string { return h.home + "\x00" + name }
+// nameKey identifies a name in its tree for nameLocks: two members
+// writing one file of a shared folder take the same name lock.
+func (h *handler) nameKey(name string) string { return h.tree(name) + "\x00" + name }
+
+// tree names the tree that holds name, for the lock tables: the user's
+// home, or a shared folder (the same for every member: the folder appears
+// at the same name in every view).
+func (h *handler) tree(name string) string {
+	if f, ok := h.fs.FolderOf(name); ok {
+		return "\x00folder\x00" + f
+	}
+	return h.home
+}
 
 func joinName(dir, base string) string {
 	if dir == "/" {

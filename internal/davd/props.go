@@ -62,6 +62,8 @@ type propCtx struct {
 	ctx      context.Context
 	usage    *vfs.Usage
 	usageErr error
+	// folderUsage: the usage of each shared folder the request reached.
+	folderUsage map[string]*vfs.Usage
 	// listDir and listMeta: the members' metadata of a Depth: 1 listing,
 	// read with the listing in one pass (vfs.ReadDirMeta), so a member
 	// costs no metadata lookup of its own.
@@ -97,7 +99,23 @@ func (pc *propCtx) listed(name string) (vfs.Meta, bool) {
 	return pc.listMeta[baseName(name)], true
 }
 
-func (pc *propCtx) getUsage() (*vfs.Usage, error) {
+// getUsage is the usage of the tree that holds name (the home, or a shared
+// folder with its own quota), read once per tree and request.
+func (pc *propCtx) getUsage(name string) (*vfs.Usage, error) {
+	if f, ok := pc.h.fs.FolderOf(name); ok {
+		if pc.folderUsage == nil {
+			pc.folderUsage = map[string]*vfs.Usage{}
+		}
+		if u := pc.folderUsage[f]; u != nil {
+			return u, nil
+		}
+		u, err := pc.h.fs.UsageAt(name)
+		if err != nil {
+			return nil, err
+		}
+		pc.folderUsage[f] = &u
+		return &u, nil
+	}
 	if pc.usage == nil && pc.usageErr == nil {
 		u, err := pc.h.fs.Usage()
 		pc.usage, pc.usageErr = &u, err
@@ -128,7 +146,7 @@ func (pc *propCtx) appendLive(dst []byte, name string, fi fs.FileInfo, n xml.Nam
 		case "supportedlock":
 			return append(dst, supportedLockXML...), true, nil
 		case "lockdiscovery":
-			locks := pc.h.s.locks.discover(pc.h.home, name)
+			locks := pc.h.s.locks.discover(pc.h.tree(name), name)
 			if len(locks) == 0 {
 				return dst, true, nil
 			}
@@ -141,7 +159,7 @@ func (pc *propCtx) appendLive(dst []byte, name string, fi fs.FileInfo, n xml.Nam
 			if !dir {
 				return dst, false, nil
 			}
-			u, err := pc.getUsage()
+			u, err := pc.getUsage(name)
 			if err != nil {
 				return dst, false, err
 			}
@@ -580,7 +598,7 @@ func (h *handler) lock(w http.ResponseWriter, r *http.Request, name string) erro
 		}
 		token := ""
 		for t := range submittedTokens(lists) {
-			if h.s.locks.tokenCovers(h.home, name, t) {
+			if h.s.locks.tokenCovers(h.tree(name), name, t) {
 				token = t
 				break
 			}
@@ -588,7 +606,7 @@ func (h *handler) lock(w http.ResponseWriter, r *http.Request, name string) erro
 		if token == "" {
 			return httpErr(http.StatusPreconditionFailed, "no such lock")
 		}
-		l, err = h.s.locks.refresh(h.home, h.user, name, token, timeout)
+		l, err = h.s.locks.refresh(h.tree(name), h.user, name, token, timeout)
 		switch {
 		case errors.Is(err, errNoSuchLock):
 			return httpErr(http.StatusPreconditionFailed, "no such lock")
@@ -601,7 +619,7 @@ func (h *handler) lock(w http.ResponseWriter, r *http.Request, name string) erro
 		// A lock announces a write: an account that may not change files
 		// (read-only) takes none, shared or exclusive, or it could keep
 		// everyone else from saving (Office then opens the file read-only).
-		if h.perm&(perm.Upload|perm.Overwrite) == 0 {
+		if h.fs.RightsAt(name)&(perm.Upload|perm.Overwrite) == 0 {
 			return httpErr(http.StatusForbidden, "locking needs the right to write; this account may only read")
 		}
 		infinite := true
@@ -627,7 +645,7 @@ func (h *handler) lock(w http.ResponseWriter, r *http.Request, name string) erro
 				return httpErr(http.StatusConflict, "parent collection missing")
 			}
 		}
-		nl, err := h.s.locks.create(h.home, h.user, name, li.shared, infinite, li.owner, timeout)
+		nl, err := h.s.locks.create(h.tree(name), h.user, name, li.shared, infinite, li.owner, timeout)
 		if err != nil {
 			return err
 		}
@@ -638,7 +656,7 @@ func (h *handler) lock(w http.ResponseWriter, r *http.Request, name string) erro
 				err = f.Close()
 			}
 			if err != nil {
-				h.s.locks.unlock(h.home, h.user, name, nl.token)
+				h.s.locks.unlock(h.tree(name), h.user, name, nl.token)
 				if errors.Is(err, fs.ErrNotExist) {
 					return httpErr(http.StatusConflict, "parent collection missing")
 				}
@@ -669,7 +687,7 @@ func (h *handler) unlock(w http.ResponseWriter, r *http.Request, name string) er
 	if len(t) < 3 || t[0] != '<' || t[len(t)-1] != '>' {
 		return httpErr(http.StatusBadRequest, "malformed Lock-Token")
 	}
-	switch err := h.s.locks.unlock(h.home, h.user, name, t[1:len(t)-1]); {
+	switch err := h.s.locks.unlock(h.tree(name), h.user, name, t[1:len(t)-1]); {
 	case errors.Is(err, errNoSuchLock):
 		return &statusError{code: http.StatusConflict, cond: "lock-token-matches-request-uri", msg: "no such lock"}
 	case errors.Is(err, errLockForeign):

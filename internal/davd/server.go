@@ -305,7 +305,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.requests.release(u.Name)
 	home := account.Dir(u)
-	fsys, err := account.Open(s.store, u)
+	fsys, err := account.OpenView(r.Context(), s.store, s.users, u)
 	if err != nil {
 		s.log.Error("dav: open home", "user", u.Name, "err", err)
 		http.Error(w, "Internal Server Error", http.StatusInternalServerError)

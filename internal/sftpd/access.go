@@ -7,6 +7,7 @@ import (
 	"github.com/securefsd/securefsd/internal/account"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,9 +35,10 @@ type login struct {
 // grant is the rights a connection acts with: the home view (whose Perm the
 // vfs enforces) and the quota set on the home.
 type grant struct {
-	fs    *vfs.FS
-	perm  users.Perm
-	quota vfs.Quota
+	fs      *vfs.FS
+	perm    users.Perm
+	quota   vfs.Quota
+	folders []users.FolderAccess // the shared folders in fs, with the rights there
 }
 
 // access keeps one connection's rights in step with the user database.
@@ -75,7 +77,11 @@ func newAccess(db *users.DB, store *vfs.Store, log *slog.Logger, l login, revoke
 	if reason := a.verdict(u, err); reason != "" {
 		return nil, reason, nil
 	}
-	g, err := a.open(u)
+	acc, err := db.Access(context.Background(), u.Name)
+	if err != nil {
+		return nil, "", fmt.Errorf("sftpd: folders of %q: %w", u.Name, err)
+	}
+	g, err := a.open(u, acc)
 	if err != nil {
 		return nil, "", err
 	}
@@ -99,13 +105,13 @@ func staticAccess(f *vfs.FS, perm users.Perm) *access {
 
 // open returns the home view for u's current rights. Store.Home also
 // updates the home's quota, shared by every view of it.
-func (a *access) open(u users.User) (*grant, error) {
+func (a *access) open(u users.User, folders []users.FolderAccess) (*grant, error) {
 	opts := account.Options(u)
-	f, err := account.Open(a.store, u)
+	f, err := account.OpenViewWith(a.store, u, folders)
 	if err != nil {
 		return nil, fmt.Errorf("sftpd: open home %q: %w", account.Dir(u), err)
 	}
-	return &grant{fs: f, perm: u.Perms, quota: opts.Quota}, nil
+	return &grant{fs: f, perm: u.Perms, quota: opts.Quota, folders: folders}, nil
 }
 
 // current returns the rights to use for the next request, or errRevoked
@@ -136,6 +142,23 @@ func (a *access) may(need users.Perm) bool {
 	return err == nil && g.perm.Has(need)
 }
 
+// mayAt reports whether the current rights include every one of need at
+// name (in a shared folder: the member's rights there).
+func (a *access) mayAt(name string, need users.Perm) bool {
+	g, err := a.current()
+	return err == nil && g.rightsAt(name).Has(need)
+}
+
+// rightsAt is the rights the grant gives on name: the user's rights in
+// the home, the member's rights in a shared folder, none where the view
+// reaches nothing.
+func (g *grant) rightsAt(name string) users.Perm {
+	if g.fs == nil || !g.fs.IsView() {
+		return g.perm
+	}
+	return g.fs.RightsAt(name)
+}
+
 func (a *access) recheck() (*grant, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -148,6 +171,10 @@ func (a *access) recheck() (*grant, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	u, err := a.db.Get(ctx, a.login.user.Name)
+	var folders []users.FolderAccess
+	if err == nil {
+		folders, err = a.db.Access(ctx, a.login.user.Name)
+	}
 	cancel()
 	if reason := a.verdict(u, err); reason != "" {
 		if err != nil && !errors.Is(err, users.ErrNotFound) {
@@ -157,13 +184,15 @@ func (a *access) recheck() (*grant, error) {
 	}
 	cur := a.cur.Load()
 	q := vfs.Quota{Bytes: u.QuotaBytes, Files: u.QuotaFiles}
-	if u.Perms != cur.perm || q != cur.quota {
-		g, err := a.open(u)
+	// A change may be the user's rights, or a folder grant, a
+	// revocation or a group's membership (the folders and rights there).
+	if u.Perms != cur.perm || q != cur.quota || !slices.Equal(folders, cur.folders) {
+		g, err := a.open(u, folders)
 		if err != nil {
-			a.log.Error("reopening the home with new rights failed; closing the connection", "err", err)
+			a.log.Error("reopening the view with new rights failed; closing the connection", "err", err)
 			return a.revokeLocked("home unavailable")
 		}
-		a.log.Info("rights changed; the session takes them now", "perms", u.Perms.String(), "quota_bytes", u.QuotaBytes, "quota_files", u.QuotaFiles)
+		a.log.Info("rights changed; the session takes them now", "perms", u.Perms.String(), "quota_bytes", u.QuotaBytes, "quota_files", u.QuotaFiles, "folders", len(folders))
 		a.cur.Store(g)
 		cur = g
 	}

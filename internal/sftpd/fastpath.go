@@ -503,13 +503,13 @@ func (m *fileMux) dispatch(pkt []byte) error {
 		m.waitQuiet()
 		switch typ {
 		case fxpRead:
-			if !m.grant.perm.Has(users.PermDownload) {
+			if !m.grant.rightsAt(t.path).Has(users.PermDownload) {
 				m.status(id, clientError(errRevoked))
 				return nil
 			}
 			return m.read(id, t, rest)
 		case fxpWrite:
-			if !m.grant.perm.Has(users.PermUpload) && !m.grant.perm.Has(users.PermOverwrite) {
+			if r := m.grant.rightsAt(t.path); !r.Has(users.PermUpload) && !r.Has(users.PermOverwrite) {
 				// The upload lost its right to write: it must not be
 				// published by the CLOSE that follows (an overwrite
 				// keeps the previous content).

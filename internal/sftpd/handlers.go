@@ -373,7 +373,7 @@ const statvfsBlock = 4096
 // StatVFS answers statvfs@openssh.com (df in sftp, rclone about).
 func (h *handlers) StatVFS(r *sftp.Request) (_ *sftp.StatVFS, err error) {
 	defer recoverTo(h.s.log, "statvfs", &err)
-	u, err := h.fs.Usage()
+	u, err := h.fs.UsageAt(r.Filepath) // a shared folder has its own quota
 	if err != nil {
 		h.s.log.Debug("statvfs failed", "path", r.Filepath, "err", err)
 		return nil, clientError(err)

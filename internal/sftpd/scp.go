@@ -338,7 +338,7 @@ func (s *scpSession) sinkFile(dst string, mode fs.FileMode, size int64, t scpTim
 			s.ss.logOp("scp-upload", dst, size-left, start, err)
 			return err
 		}
-		if werr == nil && !s.ss.acc.may(users.PermUpload) && !s.ss.acc.may(users.PermOverwrite) {
+		if werr == nil && !s.ss.acc.mayAt(dst, users.PermUpload) && !s.ss.acc.mayAt(dst, users.PermOverwrite) {
 			// The user lost the right to upload meanwhile (or the
 			// connection's access was revoked): not one more byte.
 			werr = errRevoked
@@ -590,7 +590,7 @@ func (s *scpSession) source(name string, depth int) error {
 	// and exits non-zero, the local copy holds only authentic bytes.
 	chunk := first
 	for off := int64(0); off < size; {
-		if !s.ss.acc.may(users.PermDownload) {
+		if !s.ss.acc.mayAt(name, users.PermDownload) {
 			// Rights changed or access revoked mid-file.
 			s.ss.logOp("scp-download", name, off, start, errRevoked)
 			return fmt.Errorf("%w: %s: %w", errSCPAborted, name, errRevoked)

@@ -29,10 +29,11 @@ import (
 var (
 	ErrInviteUsed    = errors.New("shares: invitation already used")
 	ErrInviteExpired = errors.New("shares: invitation expired")
-	// ErrGroups is returned for an invitation with a group: groups do not
-	// exist yet, and an invitation promising one that sign-up cannot give
-	// would hand out other rights than it says.
-	ErrGroups = errors.New("shares: groups do not exist yet; an invitation cannot carry one")
+	// ErrInviteGroup is returned when the group an invitation puts its
+	// account in does not exist: at creation, or at sign-up when the group
+	// was deleted since (then no account is made: it would get fewer
+	// rights than the invitation says).
+	ErrInviteGroup = errors.New("shares: the invitation's group does not exist")
 )
 
 // Invite is one invitation's record. The token is not part of it.
@@ -41,6 +42,7 @@ type Invite struct {
 	Perms      perm.Perm `json:"perms"`
 	QuotaBytes int64     `json:"quota_bytes,omitempty"`
 	QuotaFiles int64     `json:"quota_files,omitempty"`
+	Group      string    `json:"group,omitempty"`  // the account joins it (and so its folders)
 	Expires    time.Time `json:"expires,omitzero"` // zero: never
 	Created    time.Time `json:"created"`
 	CreatedBy  string    `json:"created_by,omitempty"` // admin's name, "" for the command line
@@ -77,7 +79,8 @@ type InviteBackend interface {
 	Invite(ctx context.Context, key string) ([]byte, error)
 	Invites(ctx context.Context, fn func(key string, val []byte) error) error
 	DeleteInvite(ctx context.Context, key string) error
-	AddClaiming(ctx context.Context, u users.User, password []byte, key string, claim func(val []byte) ([]byte, error)) error
+	AddClaiming(ctx context.Context, u users.User, password []byte, key string, groups []string, claim func(val []byte) ([]byte, error)) error
+	Groups(ctx context.Context) ([]users.Group, error)
 }
 
 // Invites creates, lists, revokes and redeems invitations. Safe for
@@ -101,7 +104,7 @@ type InviteSpec struct {
 	Perms      perm.Perm
 	QuotaBytes int64
 	QuotaFiles int64
-	Group      string // must be "": see ErrGroups
+	Group      string // "" or an existing group the account joins
 	TTL        time.Duration
 	CreatedBy  string
 }
@@ -110,14 +113,21 @@ type InviteSpec struct {
 // record.
 func (m *Invites) Create(ctx context.Context, s InviteSpec) (string, Invite, error) {
 	switch {
-	case s.Group != "":
-		return "", Invite{}, fmt.Errorf("%w (group %q)", ErrGroups, s.Group)
 	case s.TTL < 0 || s.QuotaBytes < 0 || s.QuotaFiles < 0:
 		return "", Invite{}, fmt.Errorf("shares: negative expiry or quota: %w", ErrInvalid)
 	case s.Perms&^perm.All != 0:
 		return "", Invite{}, fmt.Errorf("shares: unknown rights: %w", ErrInvalid)
 	}
-	iv := Invite{Perms: s.Perms, QuotaBytes: s.QuotaBytes, QuotaFiles: s.QuotaFiles, CreatedBy: s.CreatedBy, Created: m.now().UTC()}
+	if s.Group != "" {
+		gs, err := m.b.Groups(ctx)
+		if err != nil {
+			return "", Invite{}, fmt.Errorf("shares: groups: %w", err)
+		}
+		if !slices.ContainsFunc(gs, func(g users.Group) bool { return g.Name == s.Group }) {
+			return "", Invite{}, fmt.Errorf("%w (group %q)", ErrInviteGroup, s.Group)
+		}
+	}
+	iv := Invite{Perms: s.Perms, QuotaBytes: s.QuotaBytes, QuotaFiles: s.QuotaFiles, Group: s.Group, CreatedBy: s.CreatedBy, Created: m.now().UTC()}
 	if s.TTL > 0 {
 		iv.Expires = iv.Created.Add(s.TTL)
 	}
@@ -219,7 +229,11 @@ func (m *Invites) Redeem(ctx context.Context, token, name string, password []byt
 		return users.User{}, err
 	}
 	u := users.User{Name: name, Home: name, Perms: iv.Perms, QuotaBytes: iv.QuotaBytes, QuotaFiles: iv.QuotaFiles}
-	err = m.b.AddClaiming(ctx, u, password, keyOf(token), func(v []byte) ([]byte, error) {
+	var groups []string
+	if iv.Group != "" {
+		groups = []string{iv.Group}
+	}
+	err = m.b.AddClaiming(ctx, u, password, keyOf(token), groups, func(v []byte) ([]byte, error) {
 		var cur Invite
 		if err := json.Unmarshal(v, &cur); err != nil {
 			return nil, fmt.Errorf("shares: decode: %w", err)
@@ -233,10 +247,12 @@ func (m *Invites) Redeem(ctx context.Context, token, name string, password []byt
 		cur.Used, cur.UsedBy = m.now().UTC(), name
 		return json.Marshal(cur)
 	})
-	if errors.Is(err, users.ErrNotFound) {
+	switch {
+	case errors.Is(err, users.ErrNotFound):
 		return users.User{}, ErrNotFound
-	}
-	if err != nil {
+	case errors.Is(err, users.ErrNoGroup):
+		return users.User{}, fmt.Errorf("%w (group %q): %w", ErrInviteGroup, iv.Group, err)
+	case err != nil:
 		return users.User{}, err
 	}
 	return u, nil

@@ -107,8 +107,36 @@ func TestInviteLifecycle(t *testing.T) {
 			t.Errorf("lookup %q: %v", bad, err)
 		}
 	}
-	if _, _, err := m.Create(ctx, InviteSpec{Perms: perm.All, Group: "staff"}); !errors.Is(err, ErrGroups) {
-		t.Fatalf("group: %v", err)
+	// A group must exist when the invitation is made and when it is used:
+	// the account joins it in the sign-up's transaction.
+	if _, _, err := m.Create(ctx, InviteSpec{Perms: perm.All, Group: "staff"}); !errors.Is(err, ErrInviteGroup) {
+		t.Fatalf("unknown group: %v", err)
+	}
+	if err := db.AddGroup(ctx, "staff"); err != nil {
+		t.Fatal(err)
+	}
+	tokG, ivG, err := m.Create(ctx, InviteSpec{Perms: perm.All, Group: "staff"})
+	if err != nil || ivG.Group != "staff" {
+		t.Fatalf("group invitation: %+v %v", ivG, err)
+	}
+	tokG2, _, err := m.Create(ctx, InviteSpec{Perms: perm.All, Group: "staff"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Redeem(ctx, tokG, "frank", []byte("frank-password-1")); err != nil {
+		t.Fatal(err)
+	}
+	if gs, _ := db.Groups(ctx); len(gs) != 1 || len(gs[0].Members) != 1 || gs[0].Members[0] != "frank" {
+		t.Fatalf("staff after sign-up: %+v", gs)
+	}
+	if err := db.DeleteGroup(ctx, "staff"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Redeem(ctx, tokG2, "gina", []byte("gina-password-1")); !errors.Is(err, ErrInviteGroup) {
+		t.Fatalf("deleted group: %v", err)
+	}
+	if iv, err := m.Lookup(ctx, tokG2); err != nil || iv.State(c.Now()) != "open" {
+		t.Fatalf("invitation after a refused sign-up: %+v %v", iv, err)
 	}
 	if _, _, err := m.Create(ctx, InviteSpec{Perms: perm.All, QuotaBytes: -1}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("negative quota: %v", err)

@@ -181,27 +181,10 @@ func putU64(b *bbolt.Bucket, k []byte, v uint64) error {
 	return b.Put(k, binary.BigEndian.AppendUint64(nil, v))
 }
 
-// write runs fn in a read-write transaction and bumps the revision when fn
-// returns nil.
+// write runs fn on the users bucket in a read-write transaction and bumps
+// the revision when fn returns nil (writeTx).
 func (db *DB) write(ctx context.Context, fn func(users *bbolt.Bucket) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	var rev uint64
-	err := db.bolt.Update(func(tx *bbolt.Tx) error {
-		if err := fn(tx.Bucket(bucketUsers)); err != nil {
-			return err
-		}
-		meta := tx.Bucket(bucketMeta)
-		rev, _ = getU64(meta, keyRevision)
-		rev++
-		return putU64(meta, keyRevision, rev)
-	})
-	if err != nil {
-		return err
-	}
-	db.rev.Store(rev)
-	return nil
+	return db.writeTx(ctx, func(tx *bbolt.Tx) error { return fn(tx.Bucket(bucketUsers)) })
 }
 
 func (db *DB) read(ctx context.Context, fn func(users *bbolt.Bucket) error) error {
@@ -434,11 +417,17 @@ func (db *DB) Delete(ctx context.Context, name string) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	err := db.write(ctx, func(b *bbolt.Bucket) error {
+	err := db.writeTx(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketUsers)
 		if b.Get([]byte(name)) == nil {
 			return ErrNotFound
 		}
-		return b.Delete([]byte(name))
+		if err := b.Delete([]byte(name)); err != nil {
+			return err
+		}
+		// Folder grants and group memberships go with the user, so a
+		// new account of the same name starts without them.
+		return dropGrants(tx, name)
 	})
 	if err != nil {
 		return fmt.Errorf("users: delete %s: %w", name, err)

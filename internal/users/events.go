@@ -6,4 +6,9 @@ const (
 	EventLoginFailed = "login_failed"
 	EventBanned      = "login_banned"
 	EventBanLifted   = "ban_lifted"
+	// EventFolderGrant and EventFolderRevoke: a folder's access changed;
+	// the line names the folder, the grantee ("to") and, when a member
+	// did it in the browser, the member ("user").
+	EventFolderGrant  = "folder_grant"
+	EventFolderRevoke = "folder_revoke"
 )

@@ -2,7 +2,9 @@ package users
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -94,9 +96,10 @@ func (db *DB) DeleteInvite(ctx context.Context, key string) error {
 // sees it used; an error from claim (returned as is), a missing record
 // (ErrNotFound) or an existing user of that name (ErrExists) aborts both:
 // no account without a consumed invitation, no consumed invitation
-// without an account. The Argon2id hash is computed before the
+// without an account. The new user joins each of groups in the same
+// transaction; a group that no longer exists aborts it (ErrNoGroup). The Argon2id hash is computed before the
 // transaction, which stays short. claim must not call back into db.
-func (db *DB) AddClaiming(ctx context.Context, u User, password []byte, key string, claim func(val []byte) ([]byte, error)) error {
+func (db *DB) AddClaiming(ctx context.Context, u User, password []byte, key string, groups []string, claim func(val []byte) ([]byte, error)) error {
 	if err := checkLinkKey(key); err != nil {
 		return err
 	}
@@ -144,6 +147,22 @@ func (db *DB) AddClaiming(ctx context.Context, u User, password []byte, key stri
 		if err := putRecord(ub, toRecord(u)); err != nil {
 			return err
 		}
+		for _, name := range groups {
+			g, err := getJSON[Group](tx.Bucket(bucketGroups), name)
+			if errors.Is(err, ErrNotFound) {
+				return fmt.Errorf("group %s: %w", name, ErrNoGroup)
+			}
+			if err != nil {
+				return err
+			}
+			if !slices.Contains(g.Members, u.Name) {
+				g.Members = append(g.Members, u.Name)
+				slices.Sort(g.Members)
+			}
+			if err := putJSON(tx, bucketGroups, name, g); err != nil {
+				return err
+			}
+		}
 		if err := ib.Put([]byte(key), nv); err != nil {
 			return err
 		}
@@ -156,7 +175,7 @@ func (db *DB) AddClaiming(ctx context.Context, u User, password []byte, key stri
 		return fmt.Errorf("users: add %s: %w", u.Name, err)
 	}
 	db.rev.Store(rev)
-	db.log.Info("users: user added", "user", u.Name, "perms", u.Perms.String(), "keys", len(u.Keys), "password", true, "via", "invitation")
+	db.log.Info("users: user added", "user", u.Name, "perms", u.Perms.String(), "keys", len(u.Keys), "password", true, "via", "invitation", "groups", groups)
 	return nil
 }
 

@@ -27,16 +27,16 @@ func TestAddClaimingAtomic(t *testing.T) {
 	}
 	rev := db.Revision()
 	boom := errors.New("boom")
-	if err := db.AddClaiming(ctx, User{Name: "a1", Perms: PermAll}, []byte("pw-a1-long"), "k1", func([]byte) ([]byte, error) { return nil, boom }); !errors.Is(err, boom) {
+	if err := db.AddClaiming(ctx, User{Name: "a1", Perms: PermAll}, []byte("pw-a1-long"), "k1", nil, func([]byte) ([]byte, error) { return nil, boom }); !errors.Is(err, boom) {
 		t.Fatalf("failing claim: %v", err)
 	}
 	if _, err := db.Get(ctx, "a1"); !errors.Is(err, ErrNotFound) || db.Revision() != rev {
 		t.Fatalf("a failed claim made an account: %v", err)
 	}
-	if err := db.AddClaiming(ctx, User{Name: "a1"}, []byte("pw"), "nokey", claim); !errors.Is(err, ErrNotFound) {
+	if err := db.AddClaiming(ctx, User{Name: "a1"}, []byte("pw"), "nokey", nil, claim); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing record: %v", err)
 	}
-	if err := db.AddClaiming(ctx, User{Name: "a1"}, nil, "k1", claim); !errors.Is(err, ErrInvalid) {
+	if err := db.AddClaiming(ctx, User{Name: "a1"}, nil, "k1", nil, claim); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("no password: %v", err)
 	}
 
@@ -47,7 +47,7 @@ func TestAddClaimingAtomic(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = db.AddClaiming(ctx, User{Name: fmt.Sprintf("u%d", i), Perms: PermReadOnly}, []byte("pw-racing"), "k1", claim)
+			errs[i] = db.AddClaiming(ctx, User{Name: fmt.Sprintf("u%d", i), Perms: PermReadOnly}, []byte("pw-racing"), "k1", nil, claim)
 		}()
 	}
 	wg.Wait()
@@ -66,7 +66,7 @@ func TestAddClaimingAtomic(t *testing.T) {
 	if err := db.PutInvite(ctx, "k2", []byte("open")); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.AddClaiming(ctx, User{Name: us[0].Name}, []byte("pw-x"), "k2", claim); !errors.Is(err, ErrExists) {
+	if err := db.AddClaiming(ctx, User{Name: us[0].Name}, []byte("pw-x"), "k2", nil, claim); !errors.Is(err, ErrExists) {
 		t.Fatalf("taken name: %v", err)
 	}
 	if v, _ := db.Invite(ctx, "k2"); string(v) != "open" {
@@ -77,6 +77,55 @@ func TestAddClaimingAtomic(t *testing.T) {
 	}
 	if err := db.DeleteInvite(ctx, "k2"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("delete twice: %v", err)
+	}
+}
+
+// TestAddClaimingGroups: the account joins the invitation's groups in the
+// same transaction and so gets their folders; a group deleted since the
+// invitation was made aborts the sign-up and leaves the record unclaimed.
+func TestAddClaimingGroups(t *testing.T) {
+	ctx := t.Context()
+	db, _ := openTest(t, Options{})
+	for _, g := range []string{"staff", "gone"} {
+		if err := db.AddGroup(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.AddFolder(ctx, Folder{Name: "cases"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetGrant(ctx, "cases", GroupPrefix+"staff", PermReadOnly, false); err != nil {
+		t.Fatal(err)
+	}
+	claim := func([]byte) ([]byte, error) { return []byte("used"), nil }
+	for _, k := range []string{"k1", "k2"} {
+		if err := db.PutInvite(ctx, k, []byte("open")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.AddClaiming(ctx, User{Name: "carol"}, []byte("pw-carol-long"), "k1", []string{"staff"}, claim); err != nil {
+		t.Fatal(err)
+	}
+	if acc, err := db.Access(ctx, "carol"); err != nil || len(acc) != 1 || acc[0].Folder != "cases" {
+		t.Fatalf("carol's folders: %+v %v", acc, err)
+	}
+	if err := db.DeleteGroup(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddClaiming(ctx, User{Name: "dave"}, []byte("pw-dave-long"), "k2", []string{"staff", "gone"}, claim); !errors.Is(err, ErrNoGroup) {
+		t.Fatalf("deleted group: %v", err)
+	}
+	if _, err := db.Get(ctx, "dave"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("dave made without his group: %v", err)
+	}
+	gs, _ := db.Groups(ctx)
+	for _, g := range gs {
+		if g.Name == "staff" && len(g.Members) != 1 {
+			t.Fatalf("staff after an aborted sign-up: %v", g.Members)
+		}
+	}
+	if v, _ := db.Invite(ctx, "k2"); string(v) != "open" {
+		t.Fatalf("record after an aborted sign-up: %q", v)
 	}
 }
 

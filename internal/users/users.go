@@ -25,6 +25,9 @@ var (
 	ErrExists = errors.New("users: already exists")
 	// ErrInvalid is returned for a bad name, key line, option or record.
 	ErrInvalid = errors.New("users: invalid argument")
+	// ErrNoGroup is returned when a group named by an operation does not
+	// exist (any more).
+	ErrNoGroup = errors.New("users: no such group")
 	// ErrLocked is returned by Open when another process holds the database
 	// (the server is running: use its admin socket instead).
 	ErrLocked = errors.New("users: database is locked by another process")

@@ -23,6 +23,9 @@ import (
 // is a *fs.PathError naming the first failure; a listing failure returns
 // no entries.
 func (f *FS) ReadDirMeta(name string) ([]fs.FileInfo, map[string]Meta, error) {
+	if f.view != nil {
+		return f.view.readDirMeta(name)
+	}
 	const op = "readdirmeta"
 	infos, err := f.ReadDir(name)
 	if err != nil {

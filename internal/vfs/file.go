@@ -20,6 +20,8 @@ type File struct {
 	writable   bool
 	appendMode bool
 	owner      bool // counts as a writer of the node: publishes a replacement on Close
+	// vinfo: a view's prefix directory (virtual; its listing is in dir).
+	vinfo fs.FileInfo
 
 	ops    sync.RWMutex // in-flight operations (shared) vs Close (exclusive)
 	closed bool
@@ -56,6 +58,9 @@ func (h *File) Stat() (fs.FileInfo, error) {
 		return nil, err
 	}
 	defer h.end()
+	if h.vinfo != nil {
+		return h.vinfo, nil
+	}
 	if h.n == nil {
 		return h.fs.Stat(h.name)
 	}

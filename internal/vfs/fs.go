@@ -16,6 +16,9 @@ import (
 type FS struct {
 	h    *home
 	perm Perm
+	// view: this FS is a user's view (Store.View); every operation on a
+	// name is routed to the home or a folder (namespace.go).
+	view *view
 }
 
 func (f *FS) can(p Perm) bool { return f.perm&p == p }
@@ -44,6 +47,9 @@ func (f *FS) Create(name string) (*File, error) {
 // through the file's shared state. Directories open read-only, or O_RDWR
 // (WebDAV PROPPATCH opens them that way); their File supports Readdir.
 func (f *FS) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) {
+	if f.view != nil {
+		return f.view.openFile(name, flag, perm)
+	}
 	const op = "open"
 	h := f.h
 	if err := h.takeHandle(); err != nil {
@@ -166,6 +172,11 @@ func (f *FS) openShared(o openReq, n *node) (*File, bool, error) {
 			return file, false, nil
 		}
 	}
+	if o.writable && o.flag&os.O_TRUNC != 0 && h.folder {
+		if nf, ok, err := f.replaceRacing(o, n); ok || err != nil {
+			return nf, false, err
+		}
+	}
 	if o.writable && !n.back.rw {
 		if err := n.upgrade(); err != nil {
 			return nil, false, h.pathErr(op, name, err)
@@ -175,6 +186,51 @@ func (f *FS) openShared(o openReq, n *node) (*File, bool, error) {
 	file.n = n
 	file.owner = o.writable
 	return file, o.writable && o.flag&os.O_TRUNC != 0, nil
+}
+
+// replaceRacing serves, in a shared folder, an O_TRUNC open for writing of
+// a name whose replacement is being written by another handle (two members
+// uploading the same name at once). Homes keep POSIX semantics (the
+// conformance suite: one user's handles share the file, a second O_TRUNC
+// truncates it for both); in a folder two openers are usually two people,
+// and a mix of their uploads would lose both versions.
+// Truncating the shared replacement would interleave both uploads' bytes;
+// instead this open gets a replacement of its own and the other one is
+// detached: it completes but is not published. The name then holds
+// exactly the upload opened last, never a mix (as with two uploads racing
+// to rename(2) over one name, one of them is overwritten). ok: the open was
+// served here. Caller holds h.ns exclusively.
+func (f *FS) replaceRacing(o openReq, n *node) (*File, bool, error) {
+	h := f.h
+	h.mu.Lock()
+	racing := n.writers > 0 && n.tmp != "" && n.key != ""
+	mode := n.mode
+	h.mu.Unlock()
+	if !racing {
+		return nil, false, nil
+	}
+	created, credit := true, int64(0)
+	if fi, err := h.root.Lstat(o.rel); err == nil && fi.Mode().IsRegular() {
+		created, credit, mode = false, plainSize(fi.Size()), clientMode(fi.Mode())
+	}
+	n.detach()
+	if created {
+		if err := h.reserveFile(); err != nil {
+			return nil, false, h.pathErr(o.op, o.name, err)
+		}
+	}
+	nn, err := h.newReplacement(o.rel, mode, created, credit)
+	if err != nil {
+		if created {
+			h.addUsage(0, -1)
+		}
+		return nil, false, h.pathErr(o.op, o.name, err)
+	}
+	h.logger().Info("vfs: concurrent upload of one name: the later one replaces the earlier", "home", h.name, "path", "/"+o.rel)
+	nn.ref(true)
+	o.file.n = nn
+	o.file.owner = true
+	return o.file, true, nil
 }
 
 // openNew creates a file that is neither on disk nor open (O_CREATE): a
@@ -283,6 +339,9 @@ func (f *FS) Stat(name string) (fs.FileInfo, error) { return f.stat("stat", name
 func (f *FS) Lstat(name string) (fs.FileInfo, error) { return f.stat("lstat", name, false) }
 
 func (f *FS) stat(op, name string, follow bool) (fs.FileInfo, error) {
+	if f.view != nil {
+		return f.view.stat(name, follow)
+	}
 	// Stat and Lstat need no right. With follow, planted links are
 	// refused (never followed); Lstat reports them.
 	e, err := f.enter(op, name, pre{lock: lockShared, final: follow, open: true})
@@ -331,6 +390,9 @@ func toInfo(base string, fi fs.FileInfo) fs.FileInfo {
 // entries. Sizes come from the directory's entries (one lstat each, no
 // file is opened); open writers' sizes win.
 func (f *FS) ReadDir(name string) ([]fs.FileInfo, error) {
+	if f.view != nil {
+		return f.view.readDir(name)
+	}
 	const op = "readdir"
 	rel, err := f.checked(op, name, PermList)
 	if err != nil {
@@ -450,6 +512,9 @@ func (f *FS) MkdirAll(name string, perm fs.FileMode) error { return f.mkdir(name
 
 // mkdir is Mkdir, or MkdirAll with all.
 func (f *FS) mkdir(name string, perm fs.FileMode, all bool) error {
+	if f.view != nil {
+		return f.view.mkdir(name, perm, all)
+	}
 	const op = "mkdir"
 	e, err := f.enter(op, name, pre{need: PermMkdir, lock: lockExclusive})
 	if err != nil {
@@ -520,6 +585,9 @@ func (f *FS) RemoveAll(name string) error { return f.remove("removeall", name, t
 
 // remove is Remove, or RemoveAll with all.
 func (f *FS) remove(op, name string, all bool) error {
+	if f.view != nil {
+		return f.view.on(op, name, func(t *FS, inner string) error { return t.remove(op, inner, all) })
+	}
 	e, err := f.enter(op, name, pre{need: PermDelete, notHome: true, lock: lockExclusive})
 	if err != nil {
 		return err
@@ -706,6 +774,9 @@ func (h *home) recount() {
 // atomic exchange followed by the removal of the old target
 // (renameDirOverDir).
 func (f *FS) Rename(oldname, newname string, overwrite bool) error {
+	if f.view != nil {
+		return f.view.rename(oldname, newname, overwrite)
+	}
 	const op = "rename"
 	// Two names: both pass the preamble's name and rights checks first,
 	// then, under one exclusive lock, planRename applies the symlink
@@ -928,6 +999,9 @@ func (h *home) parentDir(rel string) error {
 // an open file they stick: later flushes re-apply them. Cached hashes stay
 // valid.
 func (f *FS) Chtimes(name string, atime, mtime time.Time) error {
+	if f.view != nil {
+		return f.view.on("chtimes", name, func(t *FS, inner string) error { return t.Chtimes(inner, atime, mtime) })
+	}
 	const op = "chtimes"
 	e, err := f.enter(op, name, pre{need: PermUpload, lock: lockExclusive, final: true, open: true})
 	if err != nil {
@@ -976,6 +1050,9 @@ func (h *home) retimeHashes(rel string, before, after fs.FileInfo) {
 // Chmod sets the permission bits (mode & 0777), kept on the disk entry and
 // reported by Stat.
 func (f *FS) Chmod(name string, mode fs.FileMode) error {
+	if f.view != nil {
+		return f.view.on("chmod", name, func(t *FS, inner string) error { return t.Chmod(inner, mode) })
+	}
 	const op = "chmod"
 	e, err := f.enter(op, name, pre{need: PermChmod, lock: lockExclusive, final: true, open: true})
 	if err != nil {
@@ -1012,6 +1089,9 @@ func (f *FS) Chmod(name string, mode fs.FileMode) error {
 // Truncate changes the size of file name, through its shared state if it
 // is open (OpenSSH scp truncates by path while its handle is open).
 func (f *FS) Truncate(name string, size int64) error {
+	if f.view != nil {
+		return f.view.on("truncate", name, func(t *FS, inner string) error { return t.Truncate(inner, size) })
+	}
 	const op = "truncate"
 	if size < 0 {
 		return f.h.pathErr(op, name, fs.ErrInvalid)
@@ -1078,12 +1158,18 @@ func (f *FS) Truncate(name string, size int64) error {
 
 // Symlink is refused: clients cannot create symlinks (ErrUnsupported).
 func (f *FS) Symlink(oldname, newname string) error {
+	if f.view != nil {
+		return f.view.on("symlink", newname, func(t *FS, inner string) error { return t.Symlink(oldname, inner) })
+	}
 	return &fs.PathError{Op: "symlink", Path: newname, Err: ErrUnsupported}
 }
 
 // Readlink never reveals a link target: symlinks planted in the store give
 // fs.ErrPermission, other entries fs.ErrInvalid.
 func (f *FS) Readlink(name string) (string, error) {
+	if f.view != nil {
+		return f.view.readlink(name)
+	}
 	const op = "readlink"
 	e, err := f.enter(op, name, pre{lock: lockShared, open: true})
 	if err != nil {
@@ -1107,6 +1193,10 @@ func (f *FS) Readlink(name string) (string, error) {
 // MaxFileSize is the largest size a file of this FS may have (Options.
 // MaxFileSize): protocols refuse an upload announcing more before reading it.
 func (f *FS) MaxFileSize() int64 { return f.h.s.maxFileSize }
+
+// IsView reports whether f is a user's view with shared folders
+// (Store.View).
+func (f *FS) IsView() bool { return f.view != nil }
 
 // Usage reports the home's plaintext usage (files and dead properties),
 // its quota and the disk.
@@ -1137,6 +1227,9 @@ type dirStream struct {
 	eof    bool
 	extras []fs.FileInfo
 	loaded bool
+	// hide: a name not to list (a view's home top directory hides the
+	// entry its shared prefix shadows).
+	hide string
 }
 
 func (ds *dirStream) close() {
@@ -1185,7 +1278,7 @@ func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
 			}
 			names, err := ds.d.Readdirnames(want)
 			for _, name := range names {
-				if isReserved(name) {
+				if isReserved(name) || name == ds.hide && rel == "." {
 					continue
 				}
 				ds.seen[name] = true
@@ -1219,7 +1312,7 @@ func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
 		h.mu.Lock()
 		var pending []*node
 		for k, nd := range h.nodes {
-			if k != "." && parentOf(k) == rel && !ds.seen[path.Base(k)] {
+			if k != "." && parentOf(k) == rel && !ds.seen[path.Base(k)] && !(rel == "." && path.Base(k) == ds.hide) {
 				pending = append(pending, nd)
 			}
 		}

@@ -266,6 +266,9 @@ func (s *hashState) result(size int64) (Hashes, bool) {
 // upload. A cached result needs
 // PermDownload or PermUpload; computing needs PermDownload.
 func (f *FS) Checksums(ctx context.Context, name string, want ...HashKind) (Hashes, error) {
+	if f.view != nil {
+		return f.view.checksums(ctx, name, want...)
+	}
 	const op = "checksums"
 	// Rights only: the lock is taken per step, the symlink policy by Stat.
 	e, err := f.enter(op, name, pre{anyOf: PermDownload | PermUpload})

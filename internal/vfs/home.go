@@ -23,11 +23,15 @@ import (
 // Lock order: ns, then metaMu, then node.mu, then mu. node.mu holders never
 // take ns or metaMu.
 type home struct {
-	s     *Store
-	name  string
-	root  *os.Root
-	real  string // the home's resolved absolute path, for reservedTarget
-	dirfd int    // O_PATH descriptor of the home for openat2, or -1
+	s    *Store
+	name string // the tree's directory in the store (logs, walk hooks)
+	// bind is the envelope binding context of the tree's files.
+	bind string
+	// folder: the tree is a shared folder (namespace.go).
+	folder bool
+	root   *os.Root
+	real   string // the home's resolved absolute path, for reservedTarget
+	dirfd  int    // O_PATH descriptor of the home for openat2, or -1
 
 	// ns serializes changes of the namespace (open/create, publish, last
 	// close, rename, remove, mkdir, chmod, chtimes): writers hold it
@@ -62,7 +66,7 @@ type fileKey struct{ dev, ino uint64 }
 
 func newHome(s *Store, name string, root *os.Root) *home {
 	return &home{
-		s: s, name: name, root: root, dirfd: -1,
+		s: s, name: name, bind: homeBindingPrefix + name, root: root, dirfd: -1,
 		nodes:    map[string]*node{},
 		byID:     map[fileKey]*node{},
 		tmpNodes: map[string]*node{},
@@ -80,8 +84,14 @@ func (h *home) kr() *envelope.Keyring { return h.s.keyring() }
 // inside a home stay cheap.
 const homeBindingPrefix = "securefsd home "
 
+// folderBindingPrefix starts the binding context of a shared folder's
+// files: a file moved on disk between a folder and a home, or between two
+// folders, fails authentication as between homes. A home binding and a
+// folder binding never coincide (the prefixes differ).
+const folderBindingPrefix = "securefsd folder "
+
 // binding is the envelope binding context of the home's files.
-func (h *home) binding() []byte { return []byte(homeBindingPrefix + h.name) }
+func (h *home) binding() []byte { return []byte(h.bind) }
 
 // init prepares the temporary directory, removes temporaries left by a
 // crash, and counts the usage once.

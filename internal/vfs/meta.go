@@ -614,6 +614,9 @@ func (h *home) dropMeta(rel string) error {
 
 // Meta returns the metadata of name (zero Meta if none).
 func (f *FS) Meta(name string) (Meta, error) {
+	if f.view != nil {
+		return f.view.meta(name)
+	}
 	const op = "meta"
 	e, err := f.enter(op, name, pre{lock: lockShared}) // metadata needs no right, as Stat
 	if err != nil {
@@ -634,6 +637,9 @@ func (f *FS) Meta(name string) (Meta, error) {
 // UpdateMeta calls fn with name's metadata and stores the result; an
 // error from fn aborts without change. Needs PermUpload or PermOverwrite.
 func (f *FS) UpdateMeta(name string, fn func(*Meta) error) error {
+	if f.view != nil {
+		return f.view.on("updatemeta", name, func(t *FS, inner string) error { return t.UpdateMeta(inner, fn) })
+	}
 	const op = "updatemeta"
 	e, err := f.enter(op, name, pre{anyOf: PermUpload | PermOverwrite, lock: lockExclusive})
 	if err != nil {

@@ -38,11 +38,26 @@ func (s *Store) sweep(ctx context.Context, only string) (files []storeFile, skip
 			return nil, nil, fmt.Errorf("vfs: list homes: %w", err)
 		}
 	}
+	trees := make([]func() (*home, error), 0, len(names))
 	for _, name := range names {
+		trees = append(trees, func() (*home, error) { return s.home(name) })
+	}
+	if only == "" {
+		// Shared folders are trees of their own (their own binding).
+		fnames, err := s.FolderNames()
+		if err != nil {
+			return nil, nil, fmt.Errorf("vfs: list folders: %w", err)
+		}
+		for _, fn := range fnames {
+			names = append(names, foldersDir+"/"+fn)
+			trees = append(trees, func() (*home, error) { return s.folder(fn) })
+		}
+	}
+	for i, name := range names {
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
-		h, err := s.home(name)
+		h, err := trees[i]()
 		if err != nil {
 			s.log.Error("vfs: sweep cannot open a home", "home", name, "err", err)
 			skipped = append(skipped, skippedEntry{name, err})

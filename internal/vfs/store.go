@@ -11,6 +11,7 @@ import (
 	"path"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/securefsd/securefsd/internal/envelope"
 	"github.com/securefsd/securefsd/internal/perm"
@@ -46,6 +47,10 @@ type Options struct {
 	// MaxFileSize is the largest plaintext size a write or truncate may
 	// give a file (ErrFileTooLarge beyond). 0: DefaultMaxFileSize.
 	MaxFileSize int64
+	// SharedPrefix is the directory of every view (View) under which the
+	// shared folders appear: one name, "" for DefaultSharedPrefix. It
+	// shadows a home entry of the same name.
+	SharedPrefix string
 }
 
 // ErrUnsupportedOS: the store needs Linux (openat2, O_PATH, /proc); on
@@ -116,6 +121,10 @@ type Store struct {
 	handles                atomic.Int64
 	// maxFileSize: Options.MaxFileSize.
 	maxFileSize int64
+	// sharedPrefix: Options.SharedPrefix; opened: when NewStore ran (the
+	// prefix directory's modification time).
+	sharedPrefix string
+	opened       time.Time
 
 	// errEscape is os.Root's error for a name leaving the root. os keeps
 	// it unexported; NewStore captures it once (an Lstat of "..") so
@@ -176,6 +185,12 @@ func NewStore(dir string, opts Options) (*Store, error) {
 		s.maxHandles = defaultMaxHandles()
 	}
 	s.maxFileSize = cmp.Or(opts.MaxFileSize, DefaultMaxFileSize)
+	s.sharedPrefix = cmp.Or(opts.SharedPrefix, DefaultSharedPrefix)
+	if !validPrefix(s.sharedPrefix) {
+		root.Close()
+		return nil, fmt.Errorf("vfs: shared prefix %q: %w", opts.SharedPrefix, ErrInvalidName)
+	}
+	s.opened = time.Now().Truncate(time.Second)
 	s.umask = processUmask()
 	s.kr.Store(opts.Keyring)
 	var pe *fs.PathError
@@ -236,6 +251,13 @@ func (s *Store) home(name string) (*home, error) {
 	if !validHome(name) {
 		return nil, fmt.Errorf("vfs: home %q: %w", name, ErrInvalidName)
 	}
+	return s.tree(name, homeBindingPrefix+name, false)
+}
+
+// tree returns the shared state of the tree at dir (a home, or a folder
+// under foldersDir when folder) whose files are bound to bind, opening it
+// on first use.
+func (s *Store) tree(name, bind string, folder bool) (*home, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -259,6 +281,7 @@ func (s *Store) home(name string) (*home, error) {
 		return nil, fmt.Errorf("vfs: open home %q: %w", name, err)
 	}
 	h := newHome(s, name, root)
+	h.bind, h.folder = bind, folder
 	if err := h.init(); err != nil {
 		root.Close()
 		return nil, fmt.Errorf("vfs: open home %q: %w", name, err)
@@ -297,25 +320,31 @@ func (s *Store) RemoveHome(ctx context.Context, home string) error {
 	if !validHome(home) {
 		return fmt.Errorf("vfs: home %q: %w", home, ErrInvalidName)
 	}
+	return s.removeTree(ctx, home)
+}
+
+// removeTree deletes the tree at dir (a home or a folder), closing its
+// open state first. Idempotent.
+func (s *Store) removeTree(ctx context.Context, dir string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.mu.Lock()
-	h := s.homes[home]
-	delete(s.homes, home)
+	h := s.homes[dir]
+	delete(s.homes, dir)
 	s.mu.Unlock()
 	if h != nil {
 		h.close()
 	}
-	err := s.root.RemoveAll(home)
+	err := s.root.RemoveAll(dir)
 	if err != nil {
 		// Directories a client made read-only (chmod 0555) block removal
 		// for a non-root server: give the owner rights back, retry.
-		s.makeRemovable(home)
-		err = s.root.RemoveAll(home)
+		s.makeRemovable(dir)
+		err = s.root.RemoveAll(dir)
 	}
 	if err != nil {
-		return fmt.Errorf("vfs: remove home %q: %w", home, err)
+		return fmt.Errorf("vfs: remove %q: %w", dir, err)
 	}
 	return nil
 }

@@ -49,8 +49,8 @@ type adminUserRow struct {
 }
 
 type adminInviteRow struct {
-	ID, State, Perms, Quota, Expires, UsedBy, CreatedBy string
-	Open                                                bool
+	ID, State, Perms, Group, Quota, Expires, UsedBy, CreatedBy string
+	Open                                                       bool
 }
 
 type adminBanRow struct {
@@ -111,7 +111,7 @@ func (ui *UI) renderAdmin(w http.ResponseWriter, r *http.Request, s *sessionView
 	}
 	now := ui.now()
 	for _, iv := range ivs {
-		row := adminInviteRow{ID: iv.ID, State: iv.State(now), Perms: iv.Perms.String(), Quota: "none", Expires: "never", UsedBy: iv.UsedBy, CreatedBy: iv.CreatedBy}
+		row := adminInviteRow{ID: iv.ID, State: iv.State(now), Perms: iv.Perms.String(), Group: iv.Group, Quota: "none", Expires: "never", UsedBy: iv.UsedBy, CreatedBy: iv.CreatedBy}
 		row.Open = row.State == "open"
 		if iv.QuotaBytes > 0 {
 			row.Quota = humanSize(iv.QuotaBytes)
@@ -245,7 +245,7 @@ func (ui *UI) handleAdminAction(w http.ResponseWriter, r *http.Request, s *sessi
 		attrs = append(attrs, "user", target, "purge", purge)
 	case "invite-create":
 		req := admin.InviteRequest{Expires: strings.TrimSpace(f.Get("expires")), Perms: strings.TrimSpace(f.Get("perms")),
-			ReadOnly: f.Get("read_only") != "", CreatedBy: s.user.Name}
+			ReadOnly: f.Get("read_only") != "", Group: strings.TrimSpace(f.Get("group")), CreatedBy: s.user.Name}
 		if req.QuotaBytes, err = parseQuota(f.Get("quota")); err != nil {
 			break
 		}
@@ -253,7 +253,7 @@ func (ui *UI) handleAdminAction(w http.ResponseWriter, r *http.Request, s *sessi
 		if res, err = m.CreateInvite(ctx, req); err != nil {
 			break
 		}
-		ui.log.Info("webui: admin invite-create", append(attrs, "invite", res.Invite.ID, "perms", res.Invite.Perms.String())...)
+		ui.log.Info("webui: admin invite-create", append(attrs, "invite", res.Invite.ID, "perms", res.Invite.Perms.String(), "group", res.Invite.Group)...)
 		scheme := "https"
 		if !ui.opts.Secure {
 			scheme = "http"
@@ -353,8 +353,8 @@ func adminError(err error) (int, string) {
 		return http.StatusConflict, "That user already exists."
 	case errors.Is(err, users.ErrNotFound), errors.Is(err, shares.ErrNotFound):
 		return http.StatusNotFound, "There is no such user, invitation, ban or link (any more)."
-	case errors.Is(err, shares.ErrGroups):
-		return http.StatusBadRequest, "Groups do not exist yet."
+	case errors.Is(err, shares.ErrInviteGroup):
+		return http.StatusBadRequest, "There is no such group."
 	case errors.Is(err, users.ErrInvalid), errors.Is(err, shares.ErrInvalid):
 		return http.StatusBadRequest, "A value is not valid: user names are a-z, 0-9, . _ -; rights are list, download, upload, overwrite, delete, rename, mkdir, chmod; expiry like 7d or 12h."
 	}

@@ -211,6 +211,7 @@ type listPage struct {
 	CanRename    bool
 	CanDelete    bool
 	CanShare     bool
+	AccessURL    string // inside a shared folder: its access page
 }
 
 func (ui *UI) handleList(w http.ResponseWriter, r *http.Request, s *sessionView, dir string) {
@@ -245,7 +246,7 @@ func (ui *UI) handleList(w http.ResponseWriter, r *http.Request, s *sessionView,
 	if dir != "/" {
 		dirURL += "/"
 	}
-	p := s.user.Perms
+	p := s.fs.RightsAt(dir) // in a shared folder: the member's rights there
 	data := listPage{
 		base:         ui.base(listTitle(dir), s),
 		Crumbs:       ui.breadcrumbs(dir),
@@ -264,7 +265,13 @@ func (ui *UI) handleList(w http.ResponseWriter, r *http.Request, s *sessionView,
 		CanDelete:    p.Has(users.PermDelete),
 		CanShare:     ui.shareUI != nil && p.Has(users.PermDownload|users.PermList),
 	}
-	if u, err := s.fs.Usage(); err == nil {
+	if folder, ok := s.fs.FolderOf(dir); ok {
+		// Links resolve in the owner's home: files of a shared folder
+		// are shared with members, not by link.
+		data.CanShare = false
+		data.AccessURL = ui.opts.Prefix + "access/" + folder
+	}
+	if u, err := s.fs.UsageAt(dir); err == nil {
 		data.Usage = humanSize(u.UsedBytes) + " used"
 		if u.QuotaBytes > 0 {
 			data.Usage += " of " + humanSize(u.QuotaBytes)

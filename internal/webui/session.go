@@ -63,7 +63,7 @@ func sessionKey(raw []byte) [32]byte { return sha256.Sum256(raw) }
 
 // homeFor opens the user's home with the user's current quota and rights.
 func (ui *UI) homeFor(u users.User) (*vfs.FS, error) {
-	return account.Open(ui.opts.Store, u)
+	return account.OpenView(context.Background(), ui.opts.Store, ui.opts.Users, u)
 }
 
 // newSession stores a session for u and returns the cookie value. rev is

@@ -57,7 +57,21 @@ type sharePage struct {
 	IsDir, Created, UploadOnly    bool
 }
 
+// inFolder refuses a share link on a name of a shared folder: links
+// resolve in the owner's home (package shares), so the folder's members
+// and rights would not apply.
+func (ui *UI) inFolder(w http.ResponseWriter, r *http.Request, s *sessionView, name string) bool {
+	if _, ok := s.fs.FolderOf(name); ok {
+		ui.renderError(w, r, s, http.StatusBadRequest, "Files of a shared folder are shared with its members, not by link.")
+		return true
+	}
+	return false
+}
+
 func (ui *UI) handleShareForm(w http.ResponseWriter, r *http.Request, s *sessionView, name string) {
+	if ui.inFolder(w, r, s, name) {
+		return
+	}
 	fi, err := s.fs.Stat(name)
 	if err != nil {
 		ui.fail(w, r, s, "share", err)
@@ -68,6 +82,9 @@ func (ui *UI) handleShareForm(w http.ResponseWriter, r *http.Request, s *session
 }
 
 func (ui *UI) handleShare(w http.ResponseWriter, r *http.Request, s *sessionView, name string) {
+	if ui.inFolder(w, r, s, name) {
+		return
+	}
 	fi, err := s.fs.Stat(name)
 	if err != nil {
 		ui.fail(w, r, s, "share", err)

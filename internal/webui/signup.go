@@ -316,6 +316,8 @@ func signupError(err error) (int, string) {
 		return http.StatusGone, "This invitation has expired. Ask for a new one."
 	case errors.Is(err, shares.ErrNotFound):
 		return http.StatusNotFound, "This invitation does not exist or was revoked."
+	case errors.Is(err, shares.ErrInviteGroup):
+		return http.StatusGone, "The group this invitation was for no longer exists. Ask for a new invitation."
 	case errors.Is(err, users.ErrExists), errors.Is(err, admin.ErrHomeExists):
 		return http.StatusConflict, "That user name is taken. Choose another."
 	case errors.Is(err, users.ErrInvalid):

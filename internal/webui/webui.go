@@ -16,6 +16,7 @@ package webui
 import (
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
@@ -78,6 +79,8 @@ type UI struct {
 
 	shareUI  *shareUI    // set by NewLinks: the owner's share pages (shareui.go)
 	accounts *accountsUI // set by EnableAccounts: sign-up and admin pages (signup.go, adminui.go)
+
+	accessPage *template.Template // a shared folder's access page (folders.go)
 }
 
 // New validates opts and returns the handler.
@@ -120,6 +123,9 @@ func New(opts Options) (*UI, error) {
 		return nil, err
 	}
 	if ui.pages, err = parsePages(ui); err != nil {
+		return nil, err
+	}
+	if ui.accessPage, err = parseAccessPage(); err != nil {
 		return nil, err
 	}
 	return ui, nil
@@ -241,6 +247,10 @@ func (ui *UI) route(action string) (get, post handlerFunc) {
 		return ui.shareRoute(action)
 	case "admin":
 		return ui.adminRoute()
+	case "access":
+		return ui.handleAccess, ui.handleGrant
+	case "access-revoke":
+		return nil, ui.handleUngrant
 	}
 	return nil, nil
 }
