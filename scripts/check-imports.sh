@@ -11,7 +11,9 @@
 #   - testutil (and its subpackages) is imported only by tests: no other package depends on it,
 #     and testutil itself imports nothing of ours (so every package's tests may use it);
 #   - shares imports only users and perm of ours; no protocol, vfs or users imports shares;
-#   - pwpolicy imports nothing of ours.
+#   - pwpolicy imports nothing of ours;
+#   - audit (the audit trail) imports only envelope of ours (for its key file): no protocol, vfs,
+#     users, account, admin or shares, not even indirectly, so every layer may record into it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
@@ -57,4 +59,6 @@ if direct internal/shares | grep "^$mod/" | grep -vx "$mod/internal/users\|$mod/
   echo "import rule broken: internal/shares may import only internal/users and internal/perm of ours"; fail=1
 fi
 for q in sftpd davd vfs envelope users; do check deps "internal/$q" "$mod/internal/shares"; done
+only directNonstd internal/audit "$mod/internal/envelope\|golang\.org/x/crypto/.*"
+for q in vfs sftpd davd webui users account admin shares; do check deps internal/audit "$mod/internal/$q"; done
 exit $fail
