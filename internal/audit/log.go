@@ -460,4 +460,3 @@ func readHeader(keys *Keys, dir string, n uint64) (segmentHeader, error) {
 	hdr, _, err := keys.openHeader(n, fb)
 	return hdr, err
 }
-

@@ -34,8 +34,8 @@ type Record struct {
 
 // Operations. Protocols name the same action the same way.
 const (
-	OpLogin       = "login"        // Result ok or fail; Error "banned" for a refused ban
-	OpBan         = "ban"          // an address or name was banned by the defender
+	OpLogin       = "login" // Result ok or fail; Error "banned" for a refused ban
+	OpBan         = "ban"   // an address or name was banned by the defender
 	OpSessionOpen = "session.start"
 	OpSessionEnd  = "session.end" // Bytes: read+written in the session; Detail: "read=N written=M"
 	OpRead        = "read"        // a download or a file opened for reading, Bytes on close
