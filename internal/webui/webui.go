@@ -47,6 +47,7 @@ type Options struct {
 	Store  *vfs.Store
 	Users  *users.DB
 	Logger *slog.Logger // nil: discard
+	Audit  Auditor      // nil: no audit records (audit.go)
 	// Prefix is the URL path the handler is mounted at; it must start and end
 	// with "/". The handler accepts requests with the prefix still on the path
 	// (the usual case) or already stripped.
