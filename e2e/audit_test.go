@@ -254,13 +254,17 @@ func TestAuditEveryProtocol(t *testing.T) {
 	}); n != 1 {
 		t.Errorf("failed WebDAV logins: %d", n)
 	}
-	if n := count(func(r auditRecord) bool { return r.Proto == "web" && r.Op == "login" && r.Result == "ok" && r.User == "alice" }); n != 1 {
+	if n := count(func(r auditRecord) bool {
+		return r.Proto == "web" && r.Op == "login" && r.Result == "ok" && r.User == "alice"
+	}); n != 1 {
 		t.Errorf("browser logins: %d", n)
 	}
 	// Every SSH connection: a login, a session start and an end (with bytes).
 	starts := count(func(r auditRecord) bool { return r.Op == "session.start" && r.Proto == "ssh" && r.User == "alice" })
 	ends := count(func(r auditRecord) bool { return r.Op == "session.end" && r.Proto == "ssh" && r.User == "alice" })
-	logins := count(func(r auditRecord) bool { return r.Op == "login" && r.Proto == "ssh" && r.User == "alice" && r.Result == "ok" })
+	logins := count(func(r auditRecord) bool {
+		return r.Op == "login" && r.Proto == "ssh" && r.User == "alice" && r.Result == "ok"
+	})
 	if starts != 6 || ends != 6 || logins != 6 { // sftp, md5sum, 4 scp
 		t.Errorf("ssh logins %d, session starts %d, ends %d; want 6 each", logins, starts, ends)
 	}
@@ -295,6 +299,12 @@ func TestAuditEveryProtocol(t *testing.T) {
 	}
 	if !strings.Contains(s.Log(), "path=h:") {
 		t.Error("no hashed names in the log")
+	}
+	// The access log names the browser's user, not "(ui)", once signed in.
+	for _, l := range strings.Split(s.Log(), "\n") {
+		if strings.Contains(l, `msg="dav request"`) && strings.Contains(l, "bytes=70000") && !strings.Contains(l, "user=alice") && !strings.Contains(l, "user=(link)") {
+			t.Errorf("download logged without its user: %s", l)
+		}
 	}
 }
 

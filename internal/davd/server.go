@@ -253,7 +253,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, uiPrefix, http.StatusFound)
 			return
 		}
+		// The web client authenticates by its own sessions: it names the
+		// user it served for the access log.
+		r = r.WithContext(httpx.WithUserSlot(r.Context()))
 		s.ui.ServeHTTP(w, r)
+		if u := httpx.User(r.Context()); u != "" {
+			user = u
+		}
 		return
 	}
 	if s.ui != nil && r.Method == http.MethodGet && isBrowser(r) && r.Header.Get("Authorization") == "" {

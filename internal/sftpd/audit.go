@@ -22,9 +22,18 @@ func newSessionID() string {
 	return "ssh-" + hex.EncodeToString(b[:])
 }
 
+// auditor is the server's Auditor; nil without one (and for the sessions
+// the fuzz tests make without a server).
+func (ss *session) auditor() Auditor {
+	if ss.srv == nil {
+		return nil
+	}
+	return ss.srv.opts.Audit
+}
+
 // audit fills the session's fields into r and records it.
 func (ss *session) audit(r audit.Record) {
-	a := ss.srv.opts.Audit
+	a := ss.auditor()
 	if a == nil {
 		return
 	}
@@ -56,7 +65,7 @@ func (ss *session) auditOp(op, name string, bytes int64, err error, extra []any)
 	case "upload", "readwrite", "scp-upload":
 		ss.written.Add(max(bytes, 0))
 	}
-	if ss.srv.opts.Audit == nil {
+	if ss.auditor() == nil {
 		return
 	}
 	r := audit.Record{Protocol: "sftp", Op: auditOps[op], Path: name, Bytes: max(bytes, 0),

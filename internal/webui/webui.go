@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/securefsd/securefsd/internal/httpx"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -199,6 +200,7 @@ func (ui *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ui.needLogin(w, r, err)
 		return
 	}
+	httpx.SetUser(r.Context(), s.user.Name) // for davd's access log
 	if r.Method == http.MethodPost && action != "upload" {
 		// Upload reads its token from the header or the first multipart
 		// part, so the body streams; every other POST is a small form.
