@@ -320,9 +320,9 @@ func (l *Log) flush() error {
 	if len(batch) == 0 {
 		return l.Err()
 	}
-	err := l.write(batch)
+	written, err := l.write(batch)
 	l.mu.Lock()
-	if err == nil {
+	if written {
 		l.pending = l.pending[len(batch):]
 		if len(l.pending) == 0 {
 			l.pending = nil // let the batch's array go
@@ -335,8 +335,15 @@ func (l *Log) flush() error {
 	l.err = err
 	l.mu.Unlock()
 	if err != nil {
-		l.log.Error("audit: cannot write the audit trail; records are kept in memory and retried",
-			"event", EventWriteFailed, "pending", len(batch), "err", err)
+		if written {
+			l.log.Error("audit: records written, but the head file could not be updated: until it is, cutting the newest records would go unnoticed",
+				"event", EventWriteFailed, "err", err)
+		} else {
+			l.log.Error("audit: cannot write the audit trail; records are kept in memory and retried",
+				"event", EventWriteFailed, "pending", len(batch), "err", err)
+		}
+	}
+	if !written {
 		return err
 	}
 	if l.o.Forward != nil {
@@ -347,16 +354,19 @@ func (l *Log) flush() error {
 			}
 		}
 	}
-	return nil
+	return err
 }
 
-func (l *Log) write(batch [][]byte) error {
+// write appends batch to the trail; written reports whether the records
+// are durably in a segment (a failure to update the head file after that
+// is still an error, but the records must not be written twice).
+func (l *Log) write(batch [][]byte) (written bool, err error) {
 	if l.writeErr != nil {
 		// The segment may hold a partial write: never append after it.
 		// Start a new segment chained to what is known to be complete.
 		hdr := segmentHeader{Segment: l.seg + 1, Prev: l.head, PrevRecords: l.idx - 1, PrevBytes: l.size}
 		if err := l.startSegment(hdr); err != nil {
-			return err
+			return false, err
 		}
 		l.writeErr = nil
 	}
@@ -364,7 +374,7 @@ func (l *Log) write(batch [][]byte) error {
 	if l.size >= l.o.MaxSegmentBytes || now.Sub(l.created) >= l.o.MaxSegmentAge {
 		hdr := segmentHeader{Segment: l.seg + 1, Prev: l.head, PrevRecords: l.idx - 1, PrevBytes: l.size}
 		if err := l.startSegment(hdr); err != nil {
-			return fmt.Errorf("new segment: %w", err)
+			return false, fmt.Errorf("new segment: %w", err)
 		}
 		if err := l.retain(); err != nil {
 			l.log.Error("audit: retention failed", "event", EventRetention, "err", err)
@@ -381,17 +391,20 @@ func (l *Log) write(batch [][]byte) error {
 	l.buf = buf
 	if _, err := l.f.Write(buf); err != nil {
 		l.writeErr = err
-		return err
+		return false, err
 	}
 	if err := l.f.Sync(); err != nil {
 		l.writeErr = err
-		return err
+		return false, err
 	}
 	l.head, l.idx, l.size = c, idx, l.size+int64(len(buf))
 	if cap(l.buf) > 4<<20 {
 		l.buf = nil
 	}
-	return l.writeHead()
+	if err := l.writeHead(); err != nil {
+		return true, fmt.Errorf("head: %w", err)
+	}
+	return true, nil
 }
 
 // retain removes segments all of whose records are older than Retention:
