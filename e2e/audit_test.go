@@ -308,7 +308,8 @@ func TestAuditEveryProtocol(t *testing.T) {
 	}
 }
 
-// TestAuditTamperCLI: `audit verify` exits non-zero and names the segment
+// TestAuditTamperCLI: key rotation keeps the trail readable and is
+// recorded with its admin; `audit verify` exits non-zero and names the segment
 // and record of an edited record in a real server's trail.
 func TestAuditTamperCLI(t *testing.T) {
 	s := StartServer(t)
@@ -318,7 +319,19 @@ func TestAuditTamperCLI(t *testing.T) {
 			t.Fatalf("%v %s", err, out)
 		}
 	}
+	// Rotating the KEK (through the running server) re-wraps the audit key:
+	// the old KEK is retired, the whole trail stays readable.
+	if out, err := s.CLI(t, "key", "rotate"); err != nil {
+		t.Fatalf("key rotate: %v %s", err, out)
+	}
 	s.Stop(t)
+	if out, err := s.CLI(t, "audit", "verify"); err != nil || !strings.HasPrefix(out, "ok:") {
+		t.Fatalf("audit verify after key rotate: %v %s", err, out)
+	}
+	rot := auditQuery(t, s, "--op", "key.rotate")
+	if len(rot) != 1 || rot[0].Admin == "" || rot[0].Result != "ok" {
+		t.Fatalf("key.rotate records: %+v", rot)
+	}
 	seg := filepath.Join(s.DataDir, "audit", fmt.Sprintf("%020d.seg", 1))
 	b, err := os.ReadFile(seg)
 	if err != nil {
