@@ -312,7 +312,7 @@ func TestAuditEveryProtocol(t *testing.T) {
 // recorded with its admin; `audit verify` exits non-zero and names the segment
 // and record of an edited record in a real server's trail.
 func TestAuditTamperCLI(t *testing.T) {
-	s := StartServer(t)
+	s := StartServer(t, WithServeArgs("--audit-forward", "stdout"))
 	s.AddUser(t, "bob", "gnzcre-pw-1-e2e-pass")
 	for i := range 3 {
 		if out, err := s.Curl(t, "bob", "gnzcre-pw-1-e2e-pass", "-f", "-X", "MKCOL", fmt.Sprintf("%s/d%d", s.DAVURL, i)); err != nil {
@@ -327,6 +327,10 @@ func TestAuditTamperCLI(t *testing.T) {
 	s.Stop(t)
 	if out, err := s.CLI(t, "audit", "verify"); err != nil || !strings.HasPrefix(out, "ok:") {
 		t.Fatalf("audit verify after key rotate: %v %s", err, out)
+	}
+	// --audit-forward stdout: the same records as JSON lines, for a SIEM.
+	if n := strings.Count(s.Log(), `"op":"mkdir","path":"/d`); n != 3 {
+		t.Fatalf("forwarded mkdir records: %d\n%s", n, s.Log())
 	}
 	rot := auditQuery(t, s, "--op", "key.rotate")
 	if len(rot) != 1 || rot[0].Admin == "" || rot[0].Result != "ok" {
