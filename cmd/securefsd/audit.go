@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"log/syslog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -80,11 +79,11 @@ func (e *env) forwarder(how string) (func([]byte) error, func(), error) {
 			return err
 		}, func() {}, nil
 	case "syslog":
-		w, err := syslog.New(syslog.LOG_INFO|syslog.LOG_AUTHPRIV, "securefsd-audit")
+		fwd, closeFwd, err := syslogForwarder()
 		if err != nil {
 			return nil, nil, fmt.Errorf("--audit-forward syslog: %w", err)
 		}
-		return func(b []byte) error { return w.Info(strings.TrimSuffix(string(b), "\n")) }, func() { w.Close() }, nil
+		return fwd, closeFwd, nil
 	}
 	return nil, nil, fmt.Errorf("--audit-forward %q: want syslog or stdout", how)
 }
