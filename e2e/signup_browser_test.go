@@ -363,6 +363,17 @@ func TestSignupOpenCurl(t *testing.T) {
 	if c := httpCode(t, srv, user, pass, "-T", RandomFile(t, 2<<20), srv.DAVURL+"/big.bin"); c != "507" {
 		t.Fatalf("PUT over --signup-quota: %s", c)
 	}
+	// The trail names the account a sign-up made and the visitor's address.
+	srv.Stop(t)
+	signups := 0
+	for _, r := range auditQuery(t, srv, "--op", "user.signup") {
+		if r.User == user && r.Detail == "via=open" && r.Result == "ok" && strings.HasPrefix(r.Remote, "127.0.0.1:") {
+			signups++
+		}
+	}
+	if signups != 1 {
+		t.Errorf("user.signup records for %s: %d", user, signups)
+	}
 	out, err := exec.Command(binPath, "--data-dir", filepath.Join(t.TempDir(), "d"), "serve", "--sftp-addr", "",
 		"--dav-addr", "127.0.0.1:0", "--signup", "sometimes").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--signup: webui: sign-up mode \"sometimes\"") {

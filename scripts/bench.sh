@@ -154,7 +154,7 @@ want() { # want SERVER: is it in BENCH_SERVERS?
 }
 
 mkdir -p "$tmp"/{logs,data,work,ssh,tls,nginx,rclone}
-pw=benchpw-$RANDOM$RANDOM
+pw=sekrit-$RANDOM$RANDOM$RANDOM  # not containing the user name (the password policy refuses that)
 read -r p_sshd p_rsftp p_nginx_https p_nginx_http p_rdav_https p_rdav_http < <(python3 -c '
 import socket
 s = [socket.socket() for _ in range(6)]

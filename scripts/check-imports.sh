@@ -13,6 +13,8 @@
 #   - shares imports only users and perm of ours; no protocol, vfs or users imports shares;
 #   - pwpolicy imports nothing of ours;
 #   - admin (used by webui's admin and sign-up pages) imports no protocol or webui.
+#   - audit (the audit trail) imports only envelope of ours (for its key file): no protocol, vfs,
+#     users, account, admin or shares, not even indirectly, so every layer may record into it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
@@ -60,4 +62,6 @@ fi
 for q in sftpd davd vfs envelope users; do check deps "internal/$q" "$mod/internal/shares"; done
 # webui's admin and sign-up pages call admin's operations; admin never reaches back up.
 for q in webui davd sftpd; do check deps internal/admin "$mod/internal/$q"; done
+only directNonstd internal/audit "$mod/internal/envelope\|golang\.org/x/crypto/.*"
+for q in vfs sftpd davd webui users account admin shares; do check deps internal/audit "$mod/internal/$q"; done
 exit $fail

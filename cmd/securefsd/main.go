@@ -43,6 +43,7 @@ var globalFlags = []cli.Flag{
 	&cli.StringFlag{Name: "config", Usage: "YAML config file (keys are the long flag names)", EnvVars: []string{"SECUREFSD_CONFIG"}},
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "data-dir", Value: "./securefsd-data", Usage: "data directory (store, user database, keys)", EnvVars: []string{"SECUREFSD_DATA_DIR"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "key-file", Usage: "keyring file (default: DATA-DIR/keyring, created on first run)", EnvVars: []string{"SECUREFSD_KEY_FILE"}}),
+	auditDirFlag,
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "passphrase-file", Usage: "file holding the passphrase that seals the keyring", EnvVars: []string{"SECUREFSD_PASSPHRASE_FILE"}}),
 }
 
@@ -69,6 +70,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			env.inviteCommand(),
 			env.folderCommand(),
 			env.groupCommand(),
+			env.auditCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",
@@ -118,12 +120,14 @@ func dataDir(c *cli.Context) (string, error) {
 	return d, nil
 }
 
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+// newLogger builds the operational log; replace (may be nil) is applied to
+// every attribute (--log-names).
+func newLogger(w io.Writer, level, format string, replace func([]string, slog.Attr) slog.Attr) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: replace}
 	switch format {
 	case "text", "":
 		return slog.New(slog.NewTextHandler(w, opts)), nil

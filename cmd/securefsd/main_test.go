@@ -69,10 +69,10 @@ func TestVersionCommand(t *testing.T) {
 }
 
 func TestBadLogFlags(t *testing.T) {
-	if _, err := newLogger(&bytes.Buffer{}, "loud", "text"); err == nil {
+	if _, err := newLogger(&bytes.Buffer{}, "loud", "text", nil); err == nil {
 		t.Error("bad level accepted")
 	}
-	if _, err := newLogger(&bytes.Buffer{}, "info", "xml"); err == nil {
+	if _, err := newLogger(&bytes.Buffer{}, "info", "xml", nil); err == nil {
 		t.Error("bad format accepted")
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/securefsd/securefsd/internal/admin"
+	"github.com/securefsd/securefsd/internal/audit"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -60,7 +61,31 @@ func (e *env) manager(c *cli.Context) (admin.Manager, func(), error) {
 		return nil, nil, err
 	}
 	local := admin.NewLocal(db, store, kf, filepath.Join(dir, keyCheckFileName), kr)
-	return local, func() {
+	// The trail (if this data directory has one) records offline changes
+	// too; the users database's lock, held now, keeps a server from
+	// appending at the same time.
+	adir := auditDir(c, dir)
+	keys, err := audit.LoadKeys(adir, kr, false)
+	if errors.Is(err, audit.ErrNoAudit) {
+		return local, func() {
+			store.Close()
+			db.Close()
+		}, nil
+	}
+	var alog *audit.Log
+	if err == nil {
+		alog, err = audit.Open(adir, keys, audit.Options{Logger: log})
+	}
+	if err != nil {
+		store.Close()
+		db.Close()
+		return nil, nil, fmt.Errorf("audit: %w", err)
+	}
+	local.AuditDir = adir
+	return admin.Audited(local, alog), func() {
+		if err := alog.Close(); err != nil {
+			log.Error("audit: closing the trail", "err", err)
+		}
 		store.Close()
 		db.Close()
 	}, nil

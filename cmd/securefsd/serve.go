@@ -22,6 +22,7 @@ import (
 
 	"github.com/securefsd/securefsd/internal/account"
 	"github.com/securefsd/securefsd/internal/admin"
+	"github.com/securefsd/securefsd/internal/audit"
 	"github.com/securefsd/securefsd/internal/davd"
 	"github.com/securefsd/securefsd/internal/envelope"
 	"github.com/securefsd/securefsd/internal/pwpolicy"
@@ -61,6 +62,7 @@ var serveFlags = []cli.Flag{
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, how long transfers may take to finish", EnvVars: []string{"SECUREFSD_SHUTDOWN_TIMEOUT"}}),
 	loginSafelistFlag,
 	signupFlag, signupPermsFlag, signupQuotaFlag,
+	auditServeFlags[0], auditServeFlags[1], auditServeFlags[2], auditServeFlags[3],
 	&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback address (profiling only)", Hidden: true, EnvVars: []string{"SECUREFSD_PPROF_ADDR"}},
 }
 
@@ -79,11 +81,15 @@ func (e *env) serveCommand() *cli.Command {
 // failure (an occupied port) never leaves an earlier listener open or the
 // admin socket behind.
 func (e *env) serve(c *cli.Context) (err error) {
-	log, err := newLogger(e.stderr, c.String("log-level"), c.String("log-format"))
+	names, err := parseLogNames(c.String("log-names"))
 	if err != nil {
 		return err
 	}
-	core, closeCore, err := e.openCore(c, log)
+	log, err := newLogger(e.stderr, c.String("log-level"), c.String("log-format"), names.replace)
+	if err != nil {
+		return err
+	}
+	core, closeCore, err := e.openCore(c, log, names)
 	if err != nil {
 		return err
 	}
@@ -150,12 +156,23 @@ type serverCore struct {
 	users   *users.DB
 	log     *slog.Logger
 	policy  pwpolicy.Policy // of passwords set through the server
+	audit   *audit.Log      // nil with --audit=false
+	audDir  string
+}
+
+// auditor is the trail as the protocols' Auditor interfaces take it: a nil
+// interface (not a typed nil pointer) when there is none.
+func (core serverCore) auditor() interface{ Record(audit.Record) } {
+	if core.audit == nil {
+		return nil
+	}
+	return core.audit
 }
 
 // openCore checks the data directory and opens the keyring, the user
 // database and the store. The returned close closes them; on error nothing
 // stays open.
-func (e *env) openCore(c *cli.Context, log *slog.Logger) (core serverCore, closeCore func(), err error) {
+func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core serverCore, closeCore func(), err error) {
 	core.log = log
 	dir, err := dataDir(c)
 	if err != nil {
@@ -203,23 +220,37 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger) (core serverCore, close
 	if err != nil {
 		return core, nil, err
 	}
-	db, err := users.Open(filepath.Join(dir, usersDBFileName), users.Options{Logger: log, Defender: users.DefenderOptions{Safelist: safelist}})
+	uopts := users.Options{Logger: log, Defender: users.DefenderOptions{Safelist: safelist}}
+	// The users database's lock says whether another server runs here:
+	// take it before opening the trail, which only one process may append to.
+	db, err := users.Open(filepath.Join(dir, usersDBFileName), uopts)
 	if errors.Is(err, users.ErrLocked) {
 		return core, nil, fmt.Errorf("another securefsd is using %s", dir)
 	}
 	if err != nil {
 		return core, nil, err
 	}
+	alog, closeAudit, err := e.openAudit(c, dir, kr, names, log)
+	if err != nil {
+		db.Close()
+		return core, nil, fmt.Errorf("audit: %w", err)
+	}
+	if alog != nil {
+		db.SetLoginHook(onLogin(alog))
+	}
 	store, err := vfs.NewStore(filepath.Join(dir, storeDirName), vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes, AEAD: aead,
 		MaxHandlesPerHome: c.Int("max-handles-per-user"), MaxFileSize: maxFileSize, SharedPrefix: c.String("shared-prefix")})
 	if err != nil {
+		closeAudit()
 		db.Close()
 		return core, nil, err
 	}
 	core.dir, core.keyring, core.keyFile, core.aead, core.store, core.users = dir, kr, kf, aead, store, db
+	core.audit, core.audDir = alog, auditDir(c, dir)
 	return core, func() {
 		store.Close()
 		db.Close()
+		closeAudit() // last: the servers' final records (session ends) are in
 	}, nil
 }
 
@@ -308,7 +339,7 @@ func startSFTP(c *cli.Context, g *group, core serverCore) (string, error) {
 		return "", err
 	}
 	srv, err := sftpd.New(sftpd.Options{
-		Store: store, Users: db, HostKeys: keys, Logger: log,
+		Store: store, Users: db, HostKeys: keys, Logger: log, Audit: core.auditor(),
 		IdleTimeout: c.Duration("idle-timeout"), LoginGrace: c.Duration("login-grace"), MaxSessions: c.Int("max-sessions"), MaxSessionsPerUser: c.Int("max-sessions-per-user"),
 		MaxStartups: c.Int("max-startups"), MaxStartupsPerSource: c.Int("max-startups-per-source"),
 	})
@@ -350,7 +381,7 @@ func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
 	} else {
 		log.Warn("WebDAV over plain HTTP (--insecure-http): passwords and files cross the network in the clear unless a TLS proxy is in front")
 	}
-	ui, err := webui.New(webui.Options{Store: store, Users: db, Logger: log, Prefix: "/ui/", Secure: !insecure})
+	ui, err := webui.New(webui.Options{Store: store, Users: db, Logger: log, Audit: core.auditor(), Prefix: "/ui/", Secure: !insecure})
 	if err != nil {
 		return "", err
 	}
@@ -362,7 +393,7 @@ func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
 		return "", err
 	}
 	srv, err := davd.New(davd.Options{
-		Store: store, Users: db, Logger: log, UI: ui, Links: links,
+		Store: store, Users: db, Logger: log, Audit: core.auditor(), UI: ui, Links: links,
 		ReadHeaderTimeout: c.Duration("read-header-timeout"), BodyStallTimeout: cmp.Or(c.Duration("body-stall-timeout"), c.Duration("read-header-timeout")),
 		MaxConns: c.Int("max-http-conns"), MaxConnsPerSource: c.Int("max-http-conns-per-source"), MaxRequestsPerUser: c.Int("max-http-requests-per-user"),
 	})
@@ -387,11 +418,16 @@ func startAdmin(g *group, core serverCore) error {
 	dir, log := core.dir, core.log
 	m := admin.NewLocal(core.users, core.store, core.keyFile, filepath.Join(dir, keyCheckFileName), core.keyring)
 	m.Policy = &core.policy
+	var mgr admin.Manager = m
+	if core.audit != nil {
+		m.AuditDir = core.audDir
+		mgr = admin.Audited(m, core.audit)
+	}
 	ln, err := admin.Listen(dir)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: admin.Handler(m, log), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: admin.Handler(mgr, log), ReadHeaderTimeout: 10 * time.Second, ConnContext: admin.PeerContext}
 	g.run(func(context.Context) error { return srv.Serve(ln) }, func(ctx context.Context) error {
 		err := srv.Shutdown(ctx)
 		if rerr := os.Remove(filepath.Join(dir, admin.SocketName)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {

@@ -36,8 +36,17 @@ func enableAccounts(c *cli.Context, ui *webui.UI, core serverCore) error {
 	if err != nil {
 		return fmt.Errorf("--signup-quota: %w", err)
 	}
-	m := admin.NewLocal(core.users, core.store, core.keyFile, filepath.Join(core.dir, keyCheckFileName), core.keyring)
-	m.Policy = &core.policy
+	local := admin.NewLocal(core.users, core.store, core.keyFile, filepath.Join(core.dir, keyCheckFileName), core.keyring)
+	local.Policy = &core.policy
+	var m webui.Accounts = local
+	if core.audit != nil {
+		local.AuditDir = core.audDir
+		am, ok := admin.Audited(local, core.audit).(webui.Accounts)
+		if !ok {
+			return fmt.Errorf("webui: the audited manager lacks the admin page's operations")
+		}
+		m = am
+	}
 	if mode == webui.SignupOpen {
 		core.log.Warn("open sign-up: anyone who reaches /ui/signup can create an account", "perms", perms.String(), "quota", quota)
 	}

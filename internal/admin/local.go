@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/securefsd/securefsd/internal/account"
+	"github.com/securefsd/securefsd/internal/audit"
 	"github.com/securefsd/securefsd/internal/envelope"
 	"github.com/securefsd/securefsd/internal/keyfile"
 	"github.com/securefsd/securefsd/internal/pwpolicy"
@@ -41,6 +42,9 @@ type Local struct {
 	// KeyCheck is the path of the key-check file (see CheckKey); rotation
 	// re-wraps it with the store's files.
 	KeyCheck string
+	// AuditDir is the audit trail's directory: rotation re-wraps its key
+	// file, so old segments stay readable ("": no trail).
+	AuditDir string
 	// Policy is applied to every password set through this Local (user
 	// add, user passwd); nil means pwpolicy.Default().
 	Policy *pwpolicy.Policy
@@ -252,6 +256,11 @@ func (l *Local) RotateKey(ctx context.Context, progress func(Progress)) error {
 		}
 		if err := rewrapFile(l.KeyCheck, kr); err != nil {
 			return fmt.Errorf("re-wrap key check: %w", err)
+		}
+		if l.AuditDir != "" {
+			if err := audit.RewrapKey(l.AuditDir, kr); err != nil {
+				return fmt.Errorf("re-wrap audit key: %w", err)
+			}
 		}
 		inUse, err := l.Store.KeyIDsInUse(ctx)
 		if err != nil {

@@ -145,7 +145,9 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	http.Error(w, webdav.StatusText(code), code)
 }
 
-func (h *handler) serve(w http.ResponseWriter, r *http.Request) {
+// serve answers one request and returns its error (already answered) for
+// the audit record.
+func (h *handler) serve(w http.ResponseWriter, r *http.Request) error {
 	name := cleanName(r.URL.Path)
 	var err error
 	switch r.Method {
@@ -175,6 +177,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.fail(w, r, err)
 	}
+	return err
 }
 
 func (h *handler) options(w http.ResponseWriter, r *http.Request, name string) error {

@@ -34,6 +34,7 @@ type Options struct {
 	Store  *vfs.Store
 	Users  *users.DB
 	Logger *slog.Logger // nil: discard
+	Audit  Auditor      // nil: no audit records (audit.go)
 	// UI is the optional browser client (internal/webui), mounted at /ui/.
 	// Browser GETs (Accept: text/html) of collections, and of any URL
 	// before the browser has authenticated, redirect there (303): to
@@ -72,6 +73,7 @@ type Server struct {
 	ui    http.Handler
 	links http.Handler
 	now   func() time.Time
+	audit Auditor
 
 	readHeaderTimeout time.Duration
 	bodyStallTimeout  time.Duration
@@ -105,6 +107,7 @@ func New(opts Options) (*Server, error) {
 		ui:    opts.UI,
 		links: opts.Links,
 		now:   opts.Now,
+		audit: opts.Audit,
 
 		readHeaderTimeout: opts.ReadHeaderTimeout,
 		bodyStallTimeout:  opts.BodyStallTimeout,
@@ -250,7 +253,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, uiPrefix, http.StatusFound)
 			return
 		}
+		// The web client authenticates by its own sessions: it names the
+		// user it served for the access log.
+		r = r.WithContext(httpx.WithUserSlot(r.Context()))
 		s.ui.ServeHTTP(w, r)
+		if u := httpx.User(r.Context()); u != "" {
+			user = u
+		}
 		return
 	}
 	if s.ui != nil && r.Method == http.MethodGet && isBrowser(r) && r.Header.Get("Authorization") == "" {
@@ -312,7 +321,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := &handler{s: s, fs: fsys, user: u.Name, home: home, perm: u.Perms, log: s.log.With("user", u.Name)}
-	h.serve(w, r)
+	err = h.serve(w, r)
+	s.auditRequest(r, h, lw, err)
 }
 
 func (s *Server) challenge(w http.ResponseWriter) {

@@ -4,6 +4,7 @@
 package httpx
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
 	"net/http"
@@ -140,4 +141,32 @@ func EscapePath(p string) string {
 func unreserved(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
 		c == '-' || c == '.' || c == '_' || c == '~' || c == '/'
+}
+
+// userSlot carries, up the handler chain, the name of the user a mounted
+// handler (the browser client, with its own sessions) authenticated, so the
+// access log written around it names the real user.
+type userSlot struct{ name string }
+
+type userSlotKey struct{}
+
+// WithUserSlot returns ctx with an empty slot for SetUser.
+func WithUserSlot(ctx context.Context) context.Context {
+	return context.WithValue(ctx, userSlotKey{}, &userSlot{})
+}
+
+// SetUser records the authenticated user in ctx's slot, if it has one.
+// A request is served by one goroutine; the slot is not locked.
+func SetUser(ctx context.Context, name string) {
+	if s, ok := ctx.Value(userSlotKey{}).(*userSlot); ok {
+		s.name = name
+	}
+}
+
+// User returns the name SetUser recorded in ctx's slot, or "".
+func User(ctx context.Context) string {
+	if s, ok := ctx.Value(userSlotKey{}).(*userSlot); ok {
+		return s.name
+	}
+	return ""
 }

@@ -421,6 +421,7 @@ func (h *handlers) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
 		if err != nil {
 			release()
 			h.s.log.Debug("opendir failed", "path", r.Filepath, "err", err)
+			h.s.auditOp("list", r.Filepath, -1, err, nil)
 			return nil, clientError(err)
 		}
 		fi, err := d.Stat()
@@ -532,5 +533,6 @@ func (l *dirLister) Close() error {
 	defer l.release()
 	err := l.f.Close()
 	l.s.log.Debug("list", "path", l.path, "entries", l.pos, "duration", time.Since(l.start).Round(time.Millisecond), "err", errors.Join(l.listErr, err))
+	l.s.auditOp("list", l.path, -1, l.listErr, nil)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -23,6 +24,9 @@ type session struct {
 	user   string
 	remote string
 	log    *slog.Logger // carries user and remote
+	id     string       // the session's id in audit records
+
+	read, written atomic.Int64 // bytes transferred, for the session's end record
 }
 
 // Exit statuses sent to clients.
@@ -198,8 +202,10 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// logOp writes the one log line of an operation's outcome.
+// logOp writes the one log line of an operation's outcome, and its audit
+// record.
 func (ss *session) logOp(op, name string, bytes int64, start time.Time, err error, extra ...any) {
+	ss.auditOp(op, name, bytes, err, extra)
 	args := make([]any, 0, 10+len(extra))
 	args = append(args, "op", op, "path", name)
 	if bytes >= 0 {

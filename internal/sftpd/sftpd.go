@@ -36,6 +36,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/securefsd/securefsd/internal/audit"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -63,6 +64,7 @@ const (
 type Options struct {
 	Store              *vfs.Store
 	Users              *users.DB
+	Audit              Auditor       // nil: no audit records (see audit.go)
 	HostKeys           []ssh.Signer  // from LoadOrCreateHostKeys
 	Logger             *slog.Logger  // nil: discard
 	LoginGrace         time.Duration // zero: 30s; time allowed from connect to authenticated
@@ -659,7 +661,10 @@ func (s *Server) serveConn(ctx context.Context, c *serverConn) {
 		user:   u.Name,
 		remote: c.remote,
 		log:    log,
+		id:     newSessionID(),
 	}
+	sess.audit(audit.Record{Protocol: "ssh", Op: audit.OpSessionOpen, Result: audit.ResultOK, Detail: string(sconn.ClientVersion())})
+	defer sess.auditEnd()
 	go ssh.DiscardRequests(reqs)
 	context.AfterFunc(ctx, func() { sconn.Close() })
 

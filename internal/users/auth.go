@@ -53,6 +53,7 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 	}
 	if db.def.bannedFor(remote, name) {
 		db.log.Debug("users: login refused while banned", "proto", proto, "remote", remote, "user", logName(name))
+		db.loginEvent(LoginEvent{Proto: proto, Remote: remote, User: logName(name), Err: ErrBanned})
 		return User{}, ErrBanned
 	}
 	u, found, err := db.lookup(ctx, name)
@@ -61,12 +62,13 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 	}
 	// The HMAC runs for unknown users too, so both paths do the same work.
 	if db.cache.hit(name, password, u.PasswordHash, found && !u.Disabled, db.now()) {
-		db.loggedIn(ctx, proto, remote, &u, "password")
+		db.loggedIn(ctx, proto, remote, &u, "password", true)
 		return u, nil
 	}
 	a, delay, err := db.def.begin(ctx, remote, name)
 	if errors.Is(err, ErrBanned) {
 		db.log.Debug("users: login refused while banned", "proto", proto, "remote", remote, "user", logName(name))
+		db.loginEvent(LoginEvent{Proto: proto, Remote: remote, User: logName(name), Err: ErrBanned})
 		return User{}, err
 	}
 	if err != nil {
@@ -82,7 +84,7 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 		return User{}, fmt.Errorf("users: auth: %w", err)
 	}
 	if db.cache.hit(name, password, u.PasswordHash, found && !u.Disabled, db.now()) {
-		db.loggedIn(ctx, proto, remote, &u, "password")
+		db.loggedIn(ctx, proto, remote, &u, "password", true)
 		return u, nil
 	}
 	if delay > 0 {
@@ -98,6 +100,7 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 	if err := db.def.recheck(a); err != nil {
 		db.sem.release()
 		db.log.Debug("users: login refused while banned", "proto", proto, "remote", remote, "user", logName(name))
+		db.loginEvent(LoginEvent{Proto: proto, Remote: remote, User: logName(name), Err: ErrBanned})
 		return User{}, err
 	}
 	target, genuine := db.dummy, false
@@ -124,13 +127,14 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 	if !ok {
 		failed = true
 		db.log.Info("users: login failed", "event", EventLoginFailed, "proto", proto, "remote", remote, "user", logName(name), "method", "password")
+		db.loginEvent(LoginEvent{Proto: proto, Remote: remote, User: logName(name), Method: "password", Err: ErrAuthFailed})
 		return User{}, ErrAuthFailed
 	}
 	if target.params.weakerThan(db.params) {
 		db.rehash(context.WithoutCancel(ctx), &u, password)
 	}
 	db.cache.put(name, password, u.PasswordHash, db.now())
-	db.loggedIn(ctx, proto, remote, &u, "password")
+	db.loggedIn(ctx, proto, remote, &u, "password", false)
 	return u, nil
 }
 
@@ -225,6 +229,7 @@ func (db *DB) AuthKey(ctx context.Context, proto, remote, name string, key ssh.P
 	// cause by guessing passwords for it) must not lock out key logins.
 	if db.def.banned(remote) {
 		db.log.Debug("users: login refused while banned", "proto", proto, "remote", remote, "user", logName(name))
+		db.loginEvent(LoginEvent{Proto: proto, Remote: remote, User: logName(name), Err: ErrBanned})
 		return User{}, ErrBanned
 	}
 	if key == nil {
@@ -252,7 +257,7 @@ func (db *DB) AuthKey(ctx context.Context, proto, remote, name string, key ssh.P
 			"fingerprint", ssh.FingerprintSHA256(key))
 		return User{}, ErrAuthFailed
 	}
-	db.loggedIn(ctx, proto, remote, &u, "publickey")
+	db.loggedIn(ctx, proto, remote, &u, "publickey", false)
 	return u, nil
 }
 
@@ -264,6 +269,25 @@ func (db *DB) AuthKey(ctx context.Context, proto, remote, name string, key ssh.P
 func (db *DB) Failed(proto, remote, name string) {
 	db.def.fail(proto, remote, name, scoreFailed)
 	db.log.Info("users: login failed", "event", EventLoginFailed, "proto", proto, "remote", remote, "user", logName(name), "method", "connection")
+	db.loginEvent(LoginEvent{Proto: proto, Remote: remote, User: logName(name), Method: "connection", Err: ErrAuthFailed})
+}
+
+// SetLoginHook sets fn to be called for every login outcome (the audit
+// trail): success, failure, refusal while banned, and a ban's start. Call
+// it before the DB serves logins; fn runs on the login's goroutine (for a
+// ban, under the defender's lock) and must neither block for long nor call
+// back into the DB.
+func (db *DB) SetLoginHook(fn func(LoginEvent)) {
+	db.onLogin = fn
+	db.def.mu.Lock()
+	db.def.onLogin = fn
+	db.def.mu.Unlock()
+}
+
+func (db *DB) loginEvent(ev LoginEvent) {
+	if db.onLogin != nil {
+		db.onLogin(ev)
+	}
 }
 
 // Bans lists the active bans (they live in memory: a restart clears them).
@@ -282,8 +306,9 @@ func (db *DB) Banned(remote string) bool { return db.def.banned(remote) }
 // loggedIn records a success: LastLogin is written at most once a minute
 // per user, so WebDAV clients authenticating every request do not make
 // every request a bbolt write.
-func (db *DB) loggedIn(ctx context.Context, proto, remote string, u *User, method string) {
+func (db *DB) loggedIn(ctx context.Context, proto, remote string, u *User, method string, cached bool) {
 	now := db.now()
+	db.loginEvent(LoginEvent{Proto: proto, Remote: remote, User: u.Name, Method: method, Cached: cached})
 	db.def.remember(u.Name, remote)
 	db.log.Debug("users: login", "proto", proto, "remote", remote, "user", u.Name, "method", method)
 	if now.Sub(u.LastLogin) < loginTouchEvery {

@@ -55,6 +55,7 @@ type DB struct {
 
 	verifies   atomic.Uint64       // Argon2id verifications run by AuthPassword (tests)
 	onVerify   func(remote string) // test hook: called before each AuthPassword verification
+	onLogin    func(LoginEvent)    // SetLoginHook
 	verifyCost atomic.Int64        // moving average of a verification's wall time, ns (PaceRefusal)
 	calibrate  sync.Once
 

@@ -80,6 +80,7 @@ type defender struct {
 	known   map[string][]string  // user name -> address keys of recent successful logins, newest last
 	changed chan struct{}        // closed (and replaced) whenever a budget may have freed up or a ban begun
 	waiters int                  // attempts parked in begin (tests watch it)
+	onLogin func(LoginEvent)     // SetLoginHook: told when a ban begins (under mu: it must not call back)
 }
 
 type defEntry struct {
@@ -438,6 +439,15 @@ func (d *defender) failLocked(key string, score, threshold int, now time.Time, p
 		d.log.Warn("users: login banned after repeated failures", "event", EventBanned,
 			kind, who, "proto", proto, "failures", threshold,
 			"window", d.opts.Window, "until", e.banned.UTC().Format(time.RFC3339))
+		if d.onLogin != nil {
+			ev := LoginEvent{Proto: proto, Ban: kind}
+			if kind == "user" {
+				ev.User = who
+			} else {
+				ev.Remote = who
+			}
+			d.onLogin(ev)
+		}
 	}
 }
 

@@ -86,6 +86,21 @@ type Options struct {
 	MaxConcurrentHashes int
 }
 
+// LoginEvent is one login outcome for SetLoginHook. It never holds a
+// password or key, only the key's fingerprint.
+type LoginEvent struct {
+	Proto, Remote, User string
+	Method              string // password, publickey, connection; "" for a ban
+	// Err is nil (success), ErrAuthFailed or ErrBanned. Ban is set, with
+	// Err nil, when a ban begins: Ban is "address" or "user" and Remote or
+	// User names the banned one.
+	Err error
+	Ban string
+	// Cached: a password verified earlier within the cache TTL (WebDAV
+	// sends credentials with every request).
+	Cached bool
+}
+
 // Argon2Params are the Argon2id cost parameters for new hashes. Zero fields
 // take the defaults t=3, m=64 MiB, p=4.
 type Argon2Params struct {

@@ -172,7 +172,7 @@ func (ui *UI) handleAdminAction(w http.ResponseWriter, r *http.Request, s *sessi
 	var err error
 	attrs := []any{"admin", s.user.Name, "remote", r.RemoteAddr}
 	m := ui.accounts.opts.Accounts
-	ctx := r.Context()
+	ctx := admin.WithActor(r.Context(), s.user.Name) // the audit trail's acting admin
 	switch action {
 	case "user-add":
 		req := admin.AddUserRequest{Name: target, Password: []byte(f.Get("password")), Perms: strings.TrimSpace(f.Get("perms")),

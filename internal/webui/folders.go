@@ -2,10 +2,12 @@ package webui
 
 import (
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"strings"
 
+	"github.com/securefsd/securefsd/internal/audit"
 	"github.com/securefsd/securefsd/internal/users"
 )
 
@@ -112,6 +114,7 @@ func (ui *UI) handleGrant(w http.ResponseWriter, r *http.Request, s *sessionView
 	if err == nil {
 		err = ui.opts.Users.SetGrant(r.Context(), folder, to, p, manage)
 	}
+	ui.auditChange(r, s, audit.OpFolderGrant, grantee(to), fmt.Sprintf("folder=%s to=%s perms=%s manage=%t", folder, to, p, manage), err)
 	ui.log.Info("webui: folder grant", "event", users.EventFolderGrant, "user", s.user.Name, "folder", folder, "to", to, "perms", p.String(), "manage", manage, "err", err)
 	if err != nil {
 		ui.accessFailed(w, r, s, true, err)
@@ -130,6 +133,7 @@ func (ui *UI) handleUngrant(w http.ResponseWriter, r *http.Request, s *sessionVi
 		return
 	}
 	err = ui.opts.Users.Revoke(r.Context(), folder, to)
+	ui.auditChange(r, s, audit.OpFolderRevoke, grantee(to), fmt.Sprintf("folder=%s to=%s", folder, to), err)
 	ui.log.Info("webui: folder revoke", "event", users.EventFolderRevoke, "user", s.user.Name, "folder", folder, "to", to, "err", err)
 	if err != nil {
 		ui.accessFailed(w, r, s, true, err)
@@ -137,4 +141,13 @@ func (ui *UI) handleUngrant(w http.ResponseWriter, r *http.Request, s *sessionVi
 	}
 	ui.setFlash(s.key, "Access of "+to+" revoked.")
 	http.Redirect(w, r, ui.opts.Prefix+"access/"+folder, http.StatusSeeOther)
+}
+
+// grantee is an audit record's user for a grant to `to`: the user, or ""
+// for a group (its name is in the record's detail).
+func grantee(to string) string {
+	if strings.HasPrefix(to, users.GroupPrefix) {
+		return ""
+	}
+	return to
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/securefsd/securefsd/internal/audit"
 	"github.com/securefsd/securefsd/internal/httpx"
 	"io"
 	"net/http"
@@ -169,6 +170,7 @@ func (ui *UI) doLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ui.log.Info("webui: login", "user", u.Name, "remote", r.RemoteAddr)
+	ui.auditSession(r, u.Name, id, audit.OpSessionOpen)
 	http.SetCookie(w, ui.cookie(sessionCookie, id, 0))
 	http.SetCookie(w, ui.cookie(loginCookie, "", -1))
 	http.Redirect(w, r, ui.safeNext(next), http.StatusSeeOther)
@@ -177,6 +179,7 @@ func (ui *UI) doLogin(w http.ResponseWriter, r *http.Request) {
 func (ui *UI) handleLogout(w http.ResponseWriter, r *http.Request, s *sessionView, _ string) {
 	ui.dropSession(s.key)
 	ui.log.Info("webui: logout", "user", s.user.Name, "remote", r.RemoteAddr)
+	ui.audit(r, s, audit.OpSessionEnd, "", "", 0, nil)
 	http.SetCookie(w, ui.cookie(sessionCookie, "", -1))
 	http.Redirect(w, r, ui.opts.Prefix+"login?bye=1", http.StatusSeeOther)
 }
@@ -185,6 +188,7 @@ func (ui *UI) handleLogout(w http.ResponseWriter, r *http.Request, s *sessionVie
 // answers (JSON for XHR, an error page otherwise).
 func (ui *UI) fail(w http.ResponseWriter, r *http.Request, s *sessionView, op string, err error) {
 	status, msg := httpError(err)
+	ui.auditFail(r, s, op, err)
 	if httpx.ServerFault(status, r) {
 		ui.log.Error("webui: "+op, "user", s.user.Name, "err", err)
 	} else {
@@ -229,6 +233,7 @@ func (ui *UI) handleList(w http.ResponseWriter, r *http.Request, s *sessionView,
 		ui.fail(w, r, s, "list", err)
 		return
 	}
+	ui.audit(r, s, audit.OpList, dir, "", 0, nil)
 	spec := parseSort(r.URL.Query())
 	entries := make([]entry, 0, len(infos))
 	dirs, files := 0, 0
@@ -300,10 +305,12 @@ func plural(n int, word string) string {
 type errReader struct {
 	io.ReadSeeker
 	err error
+	n   int64 // bytes read (sent), for the audit record
 }
 
 func (e *errReader) Read(p []byte) (int, error) {
 	n, err := e.ReadSeeker.Read(p)
+	e.n += int64(n)
 	if err != nil && err != io.EOF && e.err == nil {
 		e.err = err
 	}
@@ -341,6 +348,9 @@ func (ui *UI) handleDownload(w http.ResponseWriter, r *http.Request, s *sessionV
 	if rd.err != nil {
 		ui.log.Error("webui: download interrupted", "user", s.user.Name, "err", rd.err)
 	}
+	if r.Method != http.MethodHead {
+		ui.audit(r, s, audit.OpRead, name, "", rd.n, rd.err)
+	}
 }
 
 // done finishes a successful POST: JSON for XHR, else a flash message and
@@ -374,6 +384,7 @@ func (ui *UI) handleMkdir(w http.ResponseWriter, r *http.Request, s *sessionView
 		return
 	}
 	ui.log.Info("webui: mkdir", "user", s.user.Name, "name", joinName(dir, elem))
+	ui.audit(r, s, audit.OpMkdir, joinName(dir, elem), "", 0, nil)
 	ui.done(w, r, s, dir, "Folder “"+elem+"” created.", nil)
 }
 
@@ -432,6 +443,7 @@ func (ui *UI) handleRename(w http.ResponseWriter, r *http.Request, s *sessionVie
 		return
 	}
 	ui.log.Info("webui: rename", "user", s.user.Name, "from", name, "to", joinName(dir, elem))
+	ui.audit(r, s, audit.OpRename, name, joinName(dir, elem), 0, nil)
 	ui.done(w, r, s, dir, "Renamed “"+baseName(name)+"” to “"+elem+"”.", nil)
 }
 
@@ -468,5 +480,6 @@ func (ui *UI) handleDelete(w http.ResponseWriter, r *http.Request, s *sessionVie
 		return
 	}
 	ui.log.Info("webui: delete", "user", s.user.Name, "name", name)
+	ui.audit(r, s, audit.OpRemove, name, "", 0, nil)
 	ui.done(w, r, s, parentName(name), "Deleted “"+baseName(name)+"”.", nil)
 }

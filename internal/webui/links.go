@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/securefsd/securefsd/internal/account"
+	"github.com/securefsd/securefsd/internal/audit"
 	"github.com/securefsd/securefsd/internal/shares"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -364,6 +365,7 @@ func (c *linkReq) download(w http.ResponseWriter, r *http.Request, name string, 
 	if r.Method != http.MethodGet {
 		return
 	}
+	c.audit(r, audit.OpShareGet, name, cw.n, nil)
 	size := fi.Size()
 	complete := pr.pos == size && cw.n == pr.read && (pr.read > 0 || size == 0)
 	if complete || (size > 0 && cw.n*10 >= size*9) {
@@ -402,8 +404,10 @@ func (c *linkReq) zip(w http.ResponseWriter, r *http.Request) {
 		// Headers are gone: the client sees a truncated zip, which unzip
 		// reports; nothing is counted.
 		c.log.Warn("webui: link zip interrupted", "link", c.res.Link.ID, "err", err)
+		c.audit(r, audit.OpShareGet, root, 0, err)
 		return
 	}
+	c.audit(r, audit.OpShareGet, root, 0, nil)
 	if err := c.shares.CountDownload(context.WithoutCancel(r.Context()), c.res); err != nil && !errors.Is(err, shares.ErrNotFound) {
 		c.log.Error("webui: link count", "link", c.res.Link.ID, "err", err)
 	}
@@ -486,6 +490,9 @@ func (c *linkReq) upload(w http.ResponseWriter, r *http.Request) {
 		stored = append(stored, got)
 	}
 	c.log.Info("webui: link upload", "link", c.res.Link.ID, "owner", c.res.Owner.Name, "files", len(stored))
+	for _, name := range stored {
+		c.audit(r, audit.OpWrite, joinName(c.res.Link.Path, name), 0, nil)
+	}
 	if wantsJSON(r) {
 		writeJSON(w, http.StatusOK, map[string]any{"stored": len(stored)})
 		return

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/securefsd/securefsd/internal/audit"
 	"github.com/securefsd/securefsd/internal/shares"
 	"github.com/securefsd/securefsd/internal/users"
 )
@@ -125,6 +126,7 @@ func (ui *UI) handleShare(w http.ResponseWriter, r *http.Request, s *sessionView
 		return
 	}
 	ui.log.Info("webui: share created", "user", s.user.Name, "path", name, "link", l.ID)
+	ui.auditLink(r, s, audit.OpShareCreate, name, l.ID)
 	scheme := "https"
 	if !ui.opts.Secure {
 		scheme = "http"
@@ -185,6 +187,7 @@ func (ui *UI) handleRevoke(w http.ResponseWriter, r *http.Request, s *sessionVie
 		return
 	}
 	ui.log.Info("webui: link revoked", "user", s.user.Name, "link", id)
+	ui.auditLink(r, s, audit.OpShareDelete, "", id)
 	ui.setFlash(s.key, "Link revoked.")
 	http.Redirect(w, r, ui.opts.Prefix+"links", http.StatusSeeOther)
 }

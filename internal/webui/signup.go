@@ -262,7 +262,7 @@ func (ui *UI) doSignup(w http.ResponseWriter, r *http.Request) {
 	} else {
 		again.Rights = describeRights(iv.Perms, iv.QuotaBytes)
 	}
-	u, err := a.opts.Accounts.SignUp(r.Context(), req)
+	u, err := a.opts.Accounts.SignUp(admin.WithRemote(r.Context(), r.RemoteAddr), req)
 	if err != nil {
 		status, msg := signupError(err)
 		if status == http.StatusGone || status == http.StatusNotFound {

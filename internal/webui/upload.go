@@ -2,6 +2,7 @@ package webui
 
 import (
 	"errors"
+	"github.com/securefsd/securefsd/internal/audit"
 	"github.com/securefsd/securefsd/internal/httpx"
 	"io"
 	"io/fs"
@@ -96,8 +97,10 @@ func (ui *UI) handleUpload(w http.ResponseWriter, r *http.Request, s *sessionVie
 				buf = make([]byte, uploadBufSize)
 			}
 			name := joinName(dir, elem)
-			status, msg, err := ui.storeUpload(s, name, part, overwrite, buf)
+			cr := &countingReader{r: part}
+			status, msg, err := ui.storeUpload(s, name, cr, overwrite, buf)
 			part.Close()
+			ui.audit(r, s, audit.OpWrite, name, "", cr.n, err)
 			if err != nil {
 				if httpx.ServerFault(status, r) {
 					ui.log.Error("webui: upload", "user", s.user.Name, "name", name, "err", err)

@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/securefsd/securefsd/internal/httpx"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -48,6 +49,7 @@ type Options struct {
 	Store  *vfs.Store
 	Users  *users.DB
 	Logger *slog.Logger // nil: discard
+	Audit  Auditor      // nil: no audit records (audit.go)
 	// Prefix is the URL path the handler is mounted at; it must start and end
 	// with "/". The handler accepts requests with the prefix still on the path
 	// (the usual case) or already stripped.
@@ -208,6 +210,7 @@ func (ui *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ui.needLogin(w, r, err)
 		return
 	}
+	httpx.SetUser(r.Context(), s.user.Name) // for davd's access log
 	if r.Method == http.MethodPost && action != "upload" {
 		// Upload reads its token from the header or the first multipart
 		// part, so the body streams; every other POST is a small form.
