@@ -14,7 +14,7 @@ import (
 )
 
 // The admin page (/ui/admin/) is for users with the admin role: users,
-// invitations, bans and share links, through the same operations as the
+// invitations, shared folders and groups, bans and share links, through the same operations as the
 // command line (Accounts). ServeHTTP has already applied the session,
 // same-origin and CSRF rules; here the role is checked on every request
 // against the session's user, which is re-read whenever the users
@@ -24,7 +24,8 @@ import (
 //
 // Routes: GET /ui/admin/ (the page); POST /ui/admin/ACTION with form
 // fields, ACTION one of user-add, user-set, user-disable, user-enable,
-// user-delete, invite-create, invite-revoke, ban-lift, share-revoke.
+// user-delete, invite-create, invite-revoke, ban-lift, share-revoke, and
+// the folder and group actions of adminfolders.go.
 
 func (ui *UI) adminRoute() (get, post handlerFunc) {
 	if ui.accounts == nil {
@@ -67,6 +68,8 @@ type adminPage struct {
 	Invites   []adminInviteRow
 	Bans      []adminBanRow
 	Links     []adminLinkRow
+	Folders   []adminFolderRow
+	Groups    []adminGroupRow
 	InviteURL string // a new invitation's link, shown once
 	Signup    string
 }
@@ -120,6 +123,10 @@ func (ui *UI) renderAdmin(w http.ResponseWriter, r *http.Request, s *sessionView
 			row.Expires = iv.Expires.Local().Format(time.DateTime)
 		}
 		p.Invites = append(p.Invites, row)
+	}
+	if err := ui.fillFolders(ctx, &p); err != nil {
+		ui.adminFailed(w, r, s, "list folders and groups", err)
+		return
 	}
 	bans, err := m.ListBans(ctx)
 	if err != nil {
@@ -281,8 +288,13 @@ func (ui *UI) handleAdminAction(w http.ResponseWriter, r *http.Request, s *sessi
 		msg = "Link revoked."
 		attrs = append(attrs, "link", target)
 	default:
-		ui.renderError(w, r, s, http.StatusNotFound, "There is no such page.")
-		return
+		var more []any
+		var ok bool
+		if msg, more, err, ok = ui.folderAction(ctx, action, f); !ok {
+			ui.renderError(w, r, s, http.StatusNotFound, "There is no such page.")
+			return
+		}
+		attrs = append(attrs, more...)
 	}
 	if err != nil {
 		status, text := adminError(err)
@@ -347,12 +359,16 @@ func adminError(err error) (int, string) {
 		return http.StatusBadRequest, "You cannot disable, delete or take the admin role from yourself here."
 	case errors.Is(err, errBadQuota):
 		return http.StatusBadRequest, "The quota is not understood: use e.g. 500M or 10G."
+	case errors.Is(err, admin.ErrFolderFilesRemain):
+		return http.StatusConflict, "The store still holds the files of a deleted folder of that name: delete it again with \"also delete its files\" first."
+	case errors.Is(err, users.ErrNoGroup):
+		return http.StatusNotFound, "There is no such group."
 	case errors.Is(err, admin.ErrHomeExists):
 		return http.StatusConflict, "The store holds the files of a deleted user of this name; add them with `securefsd user add --reuse-home` if they should get them."
 	case errors.Is(err, users.ErrExists):
 		return http.StatusConflict, "That user already exists."
 	case errors.Is(err, users.ErrNotFound), errors.Is(err, shares.ErrNotFound):
-		return http.StatusNotFound, "There is no such user, invitation, ban or link (any more)."
+		return http.StatusNotFound, "There is no such user, group, folder, invitation, ban or link (any more)."
 	case errors.Is(err, shares.ErrInviteGroup):
 		return http.StatusBadRequest, "There is no such group."
 	case errors.Is(err, users.ErrInvalid), errors.Is(err, shares.ErrInvalid):

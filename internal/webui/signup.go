@@ -53,6 +53,8 @@ type Accounts interface {
 	RevokeInvite(ctx context.Context, id string) error
 	LookupInvite(ctx context.Context, token string) (shares.Invite, error)
 	SignUp(ctx context.Context, req admin.SignUpRequest) (users.User, error)
+	// shared folders and groups
+	admin.FolderManager
 	// bans and share links
 	ListBans(ctx context.Context) ([]users.Ban, error)
 	Unban(ctx context.Context, who string) error

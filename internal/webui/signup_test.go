@@ -351,3 +351,88 @@ func TestAdminPageInvitesBansLinks(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminPageFoldersGroups: the admin page adds a group and a shared
+// folder, grants the group, changes members and revokes, each through the
+// same operations as the command line (the member's access follows at
+// once) and logged with admin=NAME; a non-admin's POST of the same actions
+// is a 404 with no effect.
+func TestAdminPageFoldersGroups(t *testing.T) {
+	f, l, logs := accountsFixture(t, SignupOff)
+	ctx := context.Background()
+	f.addUser("boss", "boss-password-1", users.PermAll, 0)
+	f.addUser("carol", "carol-password-1", users.PermAll, 0)
+	if err := l.SetUser(ctx, "boss", admin.SetUserRequest{Admin: ptr(true)}); err != nil {
+		t.Fatal(err)
+	}
+	boss := f.client()
+	boss.login("boss", "boss-password-1")
+	carol := f.client()
+	carol.login("carol", "carol-password-1")
+	if r := carol.postCSRF("/ui/admin/group-add", url.Values{"name": {"staff"}}); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("a non-admin's group-add: %d", r.StatusCode)
+	}
+	access := func() int {
+		acc, err := f.db.Access(ctx, "carol")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(acc)
+	}
+	steps := []struct {
+		action string
+		form   url.Values
+		after  func() string
+	}{
+		{"group-add", url.Values{"name": {"staff"}}, nil},
+		{"folder-add", url.Values{"name": {"cases"}, "quota": {"1G"}}, nil},
+		{"folder-grant", url.Values{"name": {"cases"}, "to": {"@staff"}, "perms": {"list,download"}}, func() string {
+			if access() != 0 {
+				return "carol has access before joining"
+			}
+			return ""
+		}},
+		{"group-members", url.Values{"name": {"staff"}, "add": {"carol, boss"}}, func() string {
+			if access() != 1 {
+				return "carol has no access after joining"
+			}
+			return ""
+		}},
+		{"folder-revoke", url.Values{"name": {"cases"}, "to": {"@staff"}}, func() string {
+			if access() != 0 {
+				return "carol keeps access after the revoke"
+			}
+			return ""
+		}},
+		{"group-delete", url.Values{"name": {"staff"}}, nil},
+		{"folder-delete", url.Values{"name": {"cases"}, "purge": {"1"}}, nil},
+	}
+	for _, st := range steps {
+		if r := boss.postCSRF("/ui/admin/"+st.action, st.form); r.StatusCode != http.StatusSeeOther {
+			t.Fatalf("%s: %d %s", st.action, r.StatusCode, r.body)
+		}
+		if st.after != nil {
+			if msg := st.after(); msg != "" {
+				t.Fatalf("after %s: %s", st.action, msg)
+			}
+		}
+		if st.action == "folder-grant" {
+			if r := boss.get("/ui/admin/"); !strings.Contains(r.body, `data-folder="cases"`) || !strings.Contains(r.body, `data-to="@staff"`) || !strings.Contains(r.body, `data-group="staff"`) {
+				t.Fatalf("the page lacks the folder, its grant or the group: %s", r.body)
+			}
+		}
+		if logs.Count(func(r testutil.Record) bool { return r.Message == "webui: admin "+st.action && r.Attr("admin") == "boss" }) != 1 {
+			t.Errorf("%s not logged with admin=boss", st.action)
+		}
+	}
+	if fs, _ := l.ListFolders(ctx); len(fs) != 0 {
+		t.Fatalf("folders left: %+v", fs)
+	}
+	// Errors: an unknown group's members, a grant to nobody.
+	if r := boss.postCSRF("/ui/admin/group-members", url.Values{"name": {"nosuch"}, "add": {"carol"}}); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("members of no group: %d", r.StatusCode)
+	}
+	if r := boss.postCSRF("/ui/admin/folder-add", url.Values{"name": {"../x"}}); r.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a bad folder name: %d", r.StatusCode)
+	}
+}
