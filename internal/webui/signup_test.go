@@ -421,7 +421,9 @@ func TestAdminPageFoldersGroups(t *testing.T) {
 				t.Fatalf("the page lacks the folder, its grant or the group: %s", r.body)
 			}
 		}
-		if logs.Count(func(r testutil.Record) bool { return r.Message == "webui: admin "+st.action && r.Attr("admin") == "boss" }) != 1 {
+		if logs.Count(func(r testutil.Record) bool {
+			return r.Message == "webui: admin "+st.action && r.Attr("admin") == "boss"
+		}) != 1 {
 			t.Errorf("%s not logged with admin=boss", st.action)
 		}
 	}
