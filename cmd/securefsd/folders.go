@@ -13,26 +13,9 @@ import (
 	"github.com/securefsd/securefsd/internal/users"
 )
 
-// errNoFolders means the manager cannot manage folders (an older server).
-var errNoFolders = errors.New("this server does not manage shared folders")
-
-func folderManager(m admin.Manager) (admin.FolderManager, error) {
-	f, ok := m.(admin.FolderManager)
-	if !ok {
-		return nil, errNoFolders
-	}
-	return f, nil
-}
-
 // withFolders adapts a FolderManager operation to a mgmtCmd's run.
 func withFolders(fn func(c *cli.Context, f admin.FolderManager, a []string) error) func(*cli.Context, admin.Manager, []string) error {
-	return func(c *cli.Context, m admin.Manager, a []string) error {
-		f, err := folderManager(m)
-		if err != nil {
-			return err
-		}
-		return fn(c, f, a)
-	}
+	return with("shared folders", fn)
 }
 
 func (e *env) folderCommand() *cli.Command {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -15,15 +14,8 @@ import (
 	"github.com/securefsd/securefsd/internal/users"
 )
 
-// errNoInvites means the manager cannot manage invitations (an older server).
-var errNoInvites = errors.New("this server does not manage invitations")
-
 func inviteManager(m admin.Manager) (admin.InviteManager, error) {
-	im, ok := m.(admin.InviteManager)
-	if !ok {
-		return nil, errNoInvites
-	}
-	return im, nil
+	return optional[admin.InviteManager](m, "invitations")
 }
 
 func (e *env) inviteCommand() *cli.Command {
@@ -52,16 +44,12 @@ func (e *env) inviteCommand() *cli.Command {
 			},
 			mgmtCmd{
 				name: "revoke", usage: "delete an invitation (its link stops working)", args: "ID",
-				run: func(c *cli.Context, m admin.Manager, a []string) error {
-					im, err := inviteManager(m)
-					if err != nil {
-						return err
-					}
+				run: with("invitations", func(c *cli.Context, im admin.InviteManager, a []string) error {
 					if err := im.RevokeInvite(c.Context, a[0]); err != nil {
 						return err
 					}
 					return e.printf("revoked invitation %s\n", a[0])
-				},
+				}),
 			},
 		),
 	}

@@ -148,6 +148,31 @@ func readKeyFile(path string) ([]string, error) {
 	return lines, nil
 }
 
+// errUnsupportedOp means the manager lacks an optional set of operations
+// (a server of an older version on the admin socket).
+var errUnsupportedOp = errors.New("this server does not manage")
+
+// optional finds the optional management interface T on m; what names its
+// operations in the error.
+func optional[T any](m admin.Manager, what string) (T, error) {
+	t, ok := m.(T)
+	if !ok {
+		return t, fmt.Errorf("%w %s", errUnsupportedOp, what)
+	}
+	return t, nil
+}
+
+// with adapts an operation of the optional interface T to a mgmtCmd's run.
+func with[T any](what string, fn func(c *cli.Context, t T, a []string) error) func(*cli.Context, admin.Manager, []string) error {
+	return func(c *cli.Context, m admin.Manager, a []string) error {
+		t, err := optional[T](m, what)
+		if err != nil {
+			return err
+		}
+		return fn(c, t, a)
+	}
+}
+
 // A mgmtCmd is a command that runs one Manager operation: through the
 // running server's admin socket, or on the database and store opened here
 // (see manager). A new management command is one entry in a table.

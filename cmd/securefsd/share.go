@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -15,15 +14,8 @@ import (
 	"github.com/securefsd/securefsd/internal/shares"
 )
 
-// errNoShares means the manager cannot manage links (an older server).
-var errNoShares = errors.New("this server does not manage share links")
-
 func shareManager(m admin.Manager) (admin.ShareManager, error) {
-	s, ok := m.(admin.ShareManager)
-	if !ok {
-		return nil, errNoShares
-	}
-	return s, nil
+	return optional[admin.ShareManager](m, "share links")
 }
 
 // shareBaseURL is where printed links point: --public-url, else the
@@ -70,16 +62,12 @@ func (e *env) shareCommand() *cli.Command {
 			},
 			mgmtCmd{
 				name: "revoke", usage: "delete a share link (it answers 404 from now on)", args: "ID",
-				run: func(c *cli.Context, m admin.Manager, a []string) error {
-					s, err := shareManager(m)
-					if err != nil {
-						return err
-					}
+				run: with("share links", func(c *cli.Context, s admin.ShareManager, a []string) error {
 					if err := s.RevokeShare(c.Context, a[0]); err != nil {
 						return err
 					}
 					return e.printf("revoked link %s\n", a[0])
-				},
+				}),
 			},
 		),
 	}

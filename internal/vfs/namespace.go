@@ -87,26 +87,11 @@ func (s *Store) HasFolder(name string) (bool, error) {
 
 // FolderNames lists the folders' trees in the store.
 func (s *Store) FolderNames() ([]string, error) {
-	d, err := s.root.Open(foldersDir)
+	names, err := s.treeNames(foldersDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, n := range names {
-		if validHome(n) {
-			out = append(out, n)
-		}
-	}
-	slices.Sort(out)
-	return out, nil
+	return names, err
 }
 
 // RemoveFolder deletes a folder's tree and everything in it. Handles still

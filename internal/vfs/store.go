@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -291,8 +292,12 @@ func (s *Store) tree(name, bind string, folder bool) (*home, error) {
 }
 
 // homeNames lists the home directories in the store.
-func (s *Store) homeNames() ([]string, error) {
-	d, err := s.root.Open(".")
+func (s *Store) homeNames() ([]string, error) { return s.treeNames(".") }
+
+// treeNames lists the trees (homes or folders) in the store's directory
+// dir: the directories with a valid name, sorted.
+func (s *Store) treeNames(dir string) ([]string, error) {
+	d, err := s.root.Open(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -306,10 +311,11 @@ func (s *Store) homeNames() ([]string, error) {
 		if !validHome(n) {
 			continue
 		}
-		if fi, err := s.root.Lstat(n); err == nil && fi.IsDir() {
+		if fi, err := s.root.Lstat(path.Join(dir, n)); err == nil && fi.IsDir() {
 			out = append(out, n)
 		}
 	}
+	slices.Sort(out)
 	return out, nil
 }
 
