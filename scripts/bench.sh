@@ -16,6 +16,8 @@
 #        BENCH_BIG_MB=64 BENCH_RUNS=1 scripts/bench.sh    (quick smoke run)
 #        scripts/bench.sh shared     (a shared folder against a home: 1 GiB up/down
 #                                     and a listing, scripts/bench/shared.sh)
+#        scripts/bench.sh audit      (the audit trail on against off: 1 GiB and
+#                                     2,000 small files up/down, scripts/bench/audit.sh)
 #        scripts/bench.sh micro      (Go micro-benchmarks, benchstat format;
 #                                     BENCH_MICRO_COUNT=6 BENCH_MICRO_BENCHTIME=1s
 #                                     BENCH_MICRO_RUN=. BENCH_MICRO_PKGS="./internal/...")
@@ -67,6 +69,11 @@ fi
 # scripts/bench/shared.sh.
 if [[ ${1:-} == shared ]]; then
 	exec "$repo/scripts/bench/shared.sh"
+fi
+# `scripts/bench.sh audit`: the audit trail on against off (issue 19), see
+# scripts/bench/audit.sh.
+if [[ ${1:-} == audit ]]; then
+	exec "$repo/scripts/bench/audit.sh"
 fi
 [[ $# == 0 ]] || die "usage: scripts/bench.sh [micro|shared]  (settings are environment variables, see the header)"
 

@@ -336,8 +336,6 @@ func parseTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("time %q: want RFC 3339 (2026-01-02T15:04:05Z) or a date (2026-01-02)", s)
 }
 
-var csvHeader = []string{"time", "user", "admin", "remote", "proto", "session", "op", "path", "path2", "bytes", "result", "error", "link", "detail"}
-
 func (e *env) auditQuery(c *cli.Context) error {
 	if c.Bool("json") && c.Bool("csv") {
 		return errors.New("--json or --csv, not both")
@@ -373,13 +371,10 @@ func (e *env) auditQuery(c *cli.Context) error {
 	case c.Bool("csv"):
 		cw := csv.NewWriter(w)
 		defer cw.Flush()
-		if err := cw.Write(csvHeader); err != nil {
+		if err := cw.Write(audit.CSVHeader); err != nil {
 			return err
 		}
-		emit = func(r audit.Record) error {
-			return cw.Write([]string{r.Time.Format(time.RFC3339Nano), r.User, r.Admin, r.Remote, r.Protocol, r.Session, r.Op,
-				r.Path, r.Path2, strconv.FormatInt(r.Bytes, 10), r.Result, r.Error, r.Link, r.Detail})
-		}
+		emit = func(r audit.Record) error { return cw.Write(r.CSVRow()) }
 	default:
 		emit = func(r audit.Record) error {
 			_, err := fmt.Fprintf(w, "%s %-6s %-14s %-5s user=%s%s remote=%s path=%q%s bytes=%d%s%s%s\n",

@@ -50,5 +50,9 @@ func enableAccounts(c *cli.Context, ui *webui.UI, core serverCore) error {
 	if mode == webui.SignupOpen {
 		core.log.Warn("open sign-up: anyone who reaches /ui/signup can create an account", "perms", perms.String(), "quota", quota)
 	}
-	return webui.EnableAccounts(ui, webui.AccountsOptions{Accounts: m, Signup: mode, SignupPerms: perms, SignupQuota: quota})
+	opts := webui.AccountsOptions{Accounts: m, Signup: mode, SignupPerms: perms, SignupQuota: quota}
+	if core.audit != nil {
+		opts.Trail = core.audit
+	}
+	return webui.EnableAccounts(ui, opts)
 }

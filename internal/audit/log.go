@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -255,6 +256,16 @@ func (l *Log) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.err
+}
+
+// Query writes what has been recorded so far and then streams the
+// records matching f, as the package's Query does on the log's directory:
+// a running server's view of its own trail, up to this moment.
+func (l *Log) Query(ctx context.Context, f Filter, fn func(Record) error) error {
+	if err := l.Sync(); err != nil {
+		return err
+	}
+	return Query(ctx, l.dir, l.keys, f, fn)
 }
 
 // Sync writes and fsyncs every record accepted so far.

@@ -3,6 +3,7 @@ package audit
 import (
 	"errors"
 	"io/fs"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -72,6 +73,7 @@ const (
 	OpInviteCreate = "invite.create"   // Detail: id=ID perms=LIST group=G
 	OpInviteDel    = "invite.del"      // Detail: id=ID
 	OpSignup       = "user.signup"     // User: the new account; Detail: via=invitation id=ID or via=open
+	OpAuditQuery   = "audit.query"     // an admin read the trail in the browser; Detail: the filter
 	OpAuditStart   = "audit.start"     // the trail was opened by a server
 	OpAuditRetain  = "audit.retention" // segments were removed by retention; Detail names them
 )
@@ -129,4 +131,14 @@ func Result(err error) string {
 		return ResultOK
 	}
 	return ResultFail
+}
+
+// CSVHeader names the columns of CSVRow.
+var CSVHeader = []string{"time", "user", "admin", "remote", "proto", "session", "op", "path", "path2", "bytes", "result", "error", "link", "detail"}
+
+// CSVRow is r as one CSV row under CSVHeader (for spreadsheets and SIEM
+// imports; the `audit query --csv` and the admin page's export).
+func (r Record) CSVRow() []string {
+	return []string{r.Time.Format(time.RFC3339Nano), r.User, r.Admin, r.Remote, r.Protocol, r.Session, r.Op,
+		r.Path, r.Path2, strconv.FormatInt(r.Bytes, 10), r.Result, r.Error, r.Link, r.Detail}
 }

@@ -78,7 +78,15 @@ func (ui *UI) handleAdminPage(w http.ResponseWriter, r *http.Request, s *session
 	if !ui.isAdmin(w, r, s) {
 		return
 	}
-	if name != "/" {
+	switch name {
+	case "/":
+	case "/audit":
+		ui.handleAdminAudit(w, r, s)
+		return
+	case "/audit.csv":
+		ui.handleAdminAuditCSV(w, r, s)
+		return
+	default:
 		ui.renderError(w, r, s, http.StatusNotFound, "There is no such page.")
 		return
 	}

@@ -70,12 +70,15 @@ type AccountsOptions struct {
 	// account (an invitation carries its own).
 	SignupPerms users.Perm
 	SignupQuota int64
+	// Trail, when set, gives admins the audit trail's view and CSV export
+	// (adminaudit.go).
+	Trail TrailReader
 }
 
 // accountsUI holds the sign-up and admin pages' state.
 type accountsUI struct {
-	opts          AccountsOptions
-	signup, admin *template.Template
+	opts                 AccountsOptions
+	signup, admin, audit *template.Template
 }
 
 // EnableAccounts turns on /ui/signup (unless the mode is off) and the admin
@@ -103,6 +106,9 @@ func EnableAccounts(ui *UI, opts AccountsOptions) error {
 		return err
 	}
 	if a.admin, err = parse("admin.html"); err != nil {
+		return err
+	}
+	if a.audit, err = parse("audit.html"); err != nil {
 		return err
 	}
 	ui.accounts = a
