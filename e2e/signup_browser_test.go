@@ -199,6 +199,31 @@ func TestAdminPageBrowser(t *testing.T) {
 	if c := httpCode(t, srv, carl, carlPW, "-T", small, srv.DAVURL+"/one.bin"); c != "201" {
 		t.Fatalf("PUT as the added user: %s", c)
 	}
+	// A shared folder made and granted on the page reaches carl at once.
+	frow := `tr[data-folder="team"]`
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("folder-name"), "team"),
+		chromedp.Click(chromedp.ID("folder-add-submit")),
+		chromedp.WaitVisible(chromedp.CSS(frow)),
+		chromedp.Click(chromedp.CSS(frow+" details.grant summary")),
+		chromedp.SendKeys(chromedp.CSS(frow+" form.folder-grant input[name=to]"), carl),
+		chromedp.Click(chromedp.CSS(frow+" form.folder-grant button")),
+		chromedp.WaitVisible(chromedp.CSS(frow+fmt.Sprintf(` li[data-to=%q]`, carl))),
+	); err != nil {
+		t.Fatalf("folder in the browser: %v\n%s", err, srv.Log())
+	}
+	if c := httpCode(t, srv, carl, carlPW, "-X", "PROPFIND", "-H", "Depth: 1", srv.DAVURL+"/Shared/team/"); c != "207" {
+		t.Fatalf("PROPFIND of the granted folder: %s", c)
+	}
+	// The trail, filtered to carl, shows the upload.
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(srv.DAVURL+"/ui/admin/audit?op=write&user="+carl),
+		chromedp.WaitVisible(chromedp.CSS(`tr.audit-row[data-op="write"]`)),
+		chromedp.Navigate(srv.DAVURL+"/ui/admin/"),
+		chromedp.WaitVisible(chromedp.ID("user-add")),
+	); err != nil {
+		t.Fatalf("audit view in the browser: %v\n%s", err, srv.Log())
+	}
 	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
