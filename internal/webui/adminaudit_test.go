@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,5 +93,61 @@ func TestAdminAuditView(t *testing.T) {
 	}
 	if reads != 3 { // two views and the export; the refused filter read nothing
 		t.Fatalf("audit.query records: %d", reads)
+	}
+}
+
+// recorder is an Auditor that keeps the records.
+type recorder struct {
+	mu sync.Mutex
+	rs []audit.Record
+}
+
+func (r *recorder) Record(rec audit.Record) {
+	r.mu.Lock()
+	r.rs = append(r.rs, rec)
+	r.mu.Unlock()
+}
+
+func (r *recorder) ends(user string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var whys []string
+	for _, rec := range r.rs {
+		if rec.Op == audit.OpSessionEnd && rec.User == user {
+			whys = append(whys, rec.Detail)
+		}
+	}
+	return whys
+}
+
+// TestSessionEndRecorded: a browser session that ends other than by
+// sign-out (idle expiry, the user disabled) still gets its session.end.
+func TestSessionEndRecorded(t *testing.T) {
+	rec := &recorder{}
+	f := newFixture(t, func(_ *users.Options, o *Options) {
+		o.Audit = rec
+		o.IdleTimeout = 30 * time.Minute
+	})
+	f.addUser("alice", "alice-password-1", users.PermAll, 0)
+	f.addUser("bob", "bob-password-1", users.PermAll, 0)
+	a := f.client()
+	a.login("alice", "alice-password-1")
+	f.clock.Advance(31 * time.Minute)
+	if r := a.get("/ui/files/"); r.StatusCode == http.StatusOK {
+		t.Fatalf("an idle session still works: %d", r.StatusCode)
+	}
+	if got := rec.ends("alice"); len(got) != 1 || got[0] != "why=expired" {
+		t.Fatalf("alice's session.end records: %q", got)
+	}
+	b := f.client()
+	b.login("bob", "bob-password-1")
+	if err := f.db.Update(context.Background(), "bob", func(u *users.User) error { u.Disabled = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.get("/ui/files/"); r.StatusCode == http.StatusOK {
+		t.Fatalf("a disabled user's session still works: %d", r.StatusCode)
+	}
+	if got := rec.ends("bob"); len(got) != 1 || got[0] != "why=user-changed" {
+		t.Fatalf("bob's session.end records: %q", got)
 	}
 }

@@ -161,7 +161,7 @@ func (ui *UI) doLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	// Never reuse a session id the browser brought (fixation).
 	if old, err := ui.sessionFor(r); err == nil {
-		ui.dropSession(old.key)
+		ui.dropSession(old.key, "replaced")
 	}
 	id, err := ui.newSession(u, rev)
 	if err != nil {
@@ -177,7 +177,7 @@ func (ui *UI) doLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (ui *UI) handleLogout(w http.ResponseWriter, r *http.Request, s *sessionView, _ string) {
-	ui.dropSession(s.key)
+	ui.dropSession(s.key, "") // recorded below, with the address
 	ui.log.Info("webui: logout", "user", s.user.Name, "remote", r.RemoteAddr)
 	ui.audit(r, s, audit.OpSessionEnd, "", "", 0, nil)
 	http.SetCookie(w, ui.cookie(sessionCookie, "", -1))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/securefsd/securefsd/internal/account"
+	"github.com/securefsd/securefsd/internal/audit"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -79,18 +80,51 @@ func (ui *UI) newSession(u users.User, rev uint64) (string, error) {
 	now := ui.now()
 	s := &session{user: u, pwHash: u.PasswordHash, rev: rev, fs: fsys, csrf: csrf, created: now, lastSeen: now}
 	ui.mu.Lock()
-	defer ui.mu.Unlock()
-	ui.sweepLocked(now) // O(sessions) per sign-in, which already costs an Argon2id run
+	ended := ui.sweepLocked(now) // O(sessions) per sign-in, which already costs an Argon2id run
 	// One user's sign-ins only ever push out that user's own oldest
 	// session: signing in over and over signs nobody else out.
 	if n, oldest := ui.userSessionsLocked(u.Name); n >= ui.opts.MaxSessionsPerUser {
-		delete(ui.sessions, oldest)
+		ended = append(ended, ui.endLocked(oldest, "evicted"))
 	}
 	if len(ui.sessions) >= ui.opts.MaxSessions {
-		ui.dropFromBusiestLocked()
+		ended = append(ended, ui.dropFromBusiestLocked()...)
 	}
 	ui.sessions[sessionKey(raw)] = s
+	ui.mu.Unlock()
+	ui.recordEnded(ended)
 	return id, nil
+}
+
+// An endedSession is a session that ended other than by sign-out, for
+// its audit record.
+type endedSession struct {
+	user, why string
+	key       [32]byte
+}
+
+// endLocked removes the session under key and says so for recordEnded.
+func (ui *UI) endLocked(key [32]byte, why string) endedSession {
+	e := endedSession{why: why, key: key}
+	if s, ok := ui.sessions[key]; ok {
+		e.user = s.user.Name
+	}
+	delete(ui.sessions, key)
+	return e
+}
+
+// recordEnded writes session.end records, outside ui.mu: a full audit
+// queue may block, and must not block every other request with it.
+func (ui *UI) recordEnded(es []endedSession) {
+	if ui.opts.Audit == nil {
+		return
+	}
+	for _, e := range es {
+		if e.user == "" {
+			continue
+		}
+		ui.opts.Audit.Record(audit.Record{User: e.user, Protocol: "web", Session: sessionID(e.key), Op: audit.OpSessionEnd,
+			Detail: "why=" + e.why, Result: audit.ResultOK})
+	}
 }
 
 func (ui *UI) expiredLocked(s *session, now time.Time) bool {
@@ -98,12 +132,14 @@ func (ui *UI) expiredLocked(s *session, now time.Time) bool {
 }
 
 // sweepLocked drops every expired session.
-func (ui *UI) sweepLocked(now time.Time) {
+func (ui *UI) sweepLocked(now time.Time) []endedSession {
+	var ended []endedSession
 	for k, s := range ui.sessions {
 		if ui.expiredLocked(s, now) {
-			delete(ui.sessions, k)
+			ended = append(ended, ui.endLocked(k, "expired"))
 		}
 	}
+	return ended
 }
 
 // userSessionsLocked counts name's sessions and finds the least recently
@@ -125,7 +161,7 @@ func (ui *UI) userSessionsLocked(name string) (n int, oldest [32]byte) {
 // dropFromBusiestLocked makes room under the global cap (a memory bound,
 // reached only with very many users) by dropping the least recently used
 // session of the user who holds the most.
-func (ui *UI) dropFromBusiestLocked() {
+func (ui *UI) dropFromBusiestLocked() []endedSession {
 	count := map[string]int{}
 	busiest := ""
 	for _, s := range ui.sessions {
@@ -135,8 +171,9 @@ func (ui *UI) dropFromBusiestLocked() {
 		}
 	}
 	if n, oldest := ui.userSessionsLocked(busiest); n > 0 {
-		delete(ui.sessions, oldest)
+		return []endedSession{ui.endLocked(oldest, "evicted")}
 	}
+	return nil
 }
 
 // sessionFor finds, checks and touches the request's session. The session
@@ -161,8 +198,9 @@ func (ui *UI) sessionFor(r *http.Request) (*sessionView, error) {
 		return nil, errNoSession
 	}
 	if ui.expiredLocked(s, now) {
-		delete(ui.sessions, key)
+		e := ui.endLocked(key, "expired")
 		ui.mu.Unlock()
+		ui.recordEnded([]endedSession{e})
 		return nil, errExpired
 	}
 	rev, name, pwHash := s.rev, s.user.Name, s.pwHash
@@ -178,12 +216,12 @@ func (ui *UI) sessionFor(r *http.Request) (*sessionView, error) {
 			if err != nil && !errors.Is(err, users.ErrNotFound) {
 				ui.log.Error("webui: check session user", "user", name, "err", err)
 			}
-			ui.dropSession(key)
+			ui.dropSession(key, "user-changed")
 			return nil, errUserChanged
 		}
 		if freshFS, err = ui.homeFor(u); err != nil {
 			ui.log.Error("webui: open home", "user", name, "err", err)
-			ui.dropSession(key)
+			ui.dropSession(key, "error")
 			return nil, errUserChanged
 		}
 		fresh, rev = &u, cur
@@ -202,10 +240,15 @@ func (ui *UI) sessionFor(r *http.Request) (*sessionView, error) {
 	return &sessionView{key: key, user: s.user, fs: s.fs, csrf: s.csrf}, nil
 }
 
-func (ui *UI) dropSession(key [32]byte) {
+// dropSession ends the session under key for the reason why, recorded in
+// the audit trail unless why is "" (the caller records it).
+func (ui *UI) dropSession(key [32]byte, why string) {
 	ui.mu.Lock()
-	delete(ui.sessions, key)
+	e := ui.endLocked(key, why)
 	ui.mu.Unlock()
+	if why != "" {
+		ui.recordEnded([]endedSession{e})
+	}
 }
 
 // takeFlash returns and clears the session's one-shot message.
@@ -263,13 +306,13 @@ func (ui *UI) SessionCount() int {
 // disables the user; password changes are noticed without it).
 func (ui *UI) Logout(_ context.Context, name string) int {
 	ui.mu.Lock()
-	defer ui.mu.Unlock()
-	n := 0
+	var ended []endedSession
 	for k, s := range ui.sessions {
 		if s.user.Name == name {
-			delete(ui.sessions, k)
-			n++
+			ended = append(ended, ui.endLocked(k, "logged-out"))
 		}
 	}
-	return n
+	ui.mu.Unlock()
+	ui.recordEnded(ended)
+	return len(ended)
 }
