@@ -19,11 +19,11 @@ import (
 
 // linkFixture serves the UI and the link pages; alice owns a file, a
 // folder tree and an inbox.
-func linkFixture(t *testing.T) (*fixture, *shares.Manager, *vfs.FS) {
-	f := newFixture(t, func(u *users.Options, _ *Options) {
+func linkFixture(t testing.TB, extra ...fixtureOpt) (*fixture, *shares.Manager, *vfs.FS) {
+	f := newFixture(t, append([]fixtureOpt{func(u *users.Options, _ *Options) {
 		u.Defender.AddrThreshold = 4
 		u.Defender.UserThreshold = 100
-	})
+	}}, extra...)...)
 	m := shares.New(f.db, shares.Options{Now: f.clock.Now})
 	mux := http.NewServeMux()
 	mux.Handle(f.ui.Prefix(), f.ui)
@@ -52,7 +52,7 @@ func linkFixture(t *testing.T) (*fixture, *shares.Manager, *vfs.FS) {
 	return f, m, fsys
 }
 
-func mkLink(t *testing.T, m *shares.Manager, s shares.Spec) string {
+func mkLink(t testing.TB, m *shares.Manager, s shares.Spec) string {
 	t.Helper()
 	s.Owner = "alice"
 	tok, _, err := m.Create(context.Background(), s)
@@ -303,10 +303,11 @@ func TestLinkShareFromUI(t *testing.T) {
 	if r.StatusCode != 200 {
 		t.Fatalf("share: %d %s", r.StatusCode, r.body)
 	}
-	i := strings.Index(r.body, "/s/")
+	i := strings.Index(r.body, f.srv.URL+"/s/") // no --public-url: the browser's own address
 	if i < 0 {
-		t.Fatalf("no link in %s", r.body)
+		t.Fatalf("no link to %s/s/ in %s", f.srv.URL, r.body)
 	}
+	i += len(f.srv.URL)
 	tok := r.body[i+3 : i+3+shares.TokenLen]
 	anon := f.client()
 	if d := anon.get("/s/" + tok + "/download"); d.StatusCode != 200 || len(d.body) != 10000 {
@@ -342,5 +343,24 @@ func TestLinkShareFromUI(t *testing.T) {
 	}
 	if p := anon.get(r.body[i : i+3+shares.TokenLen]); !strings.Contains(p.body, "Send files") {
 		t.Fatalf("upload page: %s", p.body)
+	}
+}
+
+// TestLinkPublicURL: with Options.PublicURL (serve --public-url) the link
+// shown after sharing starts with it, not with the Host the request came
+// with (a proxy's inside name).
+func TestLinkPublicURL(t *testing.T) {
+	f, _, _ := linkFixture(t, func(_ *users.Options, o *Options) { o.PublicURL = "https://files.example.org/" })
+	c := f.client()
+	c.login("alice", "alice-password-1")
+	r := c.postCSRF("/ui/share/report.pdf", url.Values{"expires": {"1d"}})
+	const base = "https://files.example.org/s/"
+	i := strings.Index(r.body, base)
+	if r.StatusCode != 200 || i < 0 || strings.Contains(r.body, f.srv.URL+"/s/") {
+		t.Fatalf("share: %d, want a link starting %s: %s", r.StatusCode, base, r.body)
+	}
+	tok := r.body[i+len(base) : i+len(base)+shares.TokenLen]
+	if d := f.client().get("/s/" + tok + "/download"); d.StatusCode != 200 {
+		t.Fatalf("the shown link: %d", d.StatusCode)
 	}
 }
