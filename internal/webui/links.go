@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/securefsd/securefsd/internal/account"
+	"github.com/securefsd/securefsd/internal/httpx"
 	"github.com/securefsd/securefsd/internal/shares"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -319,6 +320,24 @@ func (cw *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// ReadFrom keeps the ResponseWriter's own ReadFrom reachable (davd's sends
+// with a pooled chunk-sized buffer, net/http's may splice): hiding it would
+// send the body through io.Copy's 32 KiB buffer.
+func (cw *countWriter) ReadFrom(src io.Reader) (int64, error) {
+	var n int64
+	var err error
+	if rf, ok := cw.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{cw.ResponseWriter}, src)
+	}
+	cw.n += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (cw *countWriter) Unwrap() http.ResponseWriter { return cw.ResponseWriter }
+
 // posReader tracks how far a download read.
 type posReader struct {
 	io.ReadSeeker
@@ -360,7 +379,7 @@ func (c *linkReq) download(w http.ResponseWriter, r *http.Request, name string, 
 	h.Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), fi.Size()))
 	cw := &countWriter{ResponseWriter: w}
 	pr := &posReader{ReadSeeker: f}
-	http.ServeContent(cw, r, baseName(name), fi.ModTime(), pr)
+	httpx.ServeContent(cw, r, baseName(name), fi.ModTime(), pr)
 	if r.Method != http.MethodGet {
 		return
 	}
