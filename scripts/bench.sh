@@ -19,7 +19,8 @@
 #                                     BENCH_MICRO_RUN=. BENCH_MICRO_PKGS="./internal/...")
 # Knobs (environment):
 #   BENCH_RUNS=3            runs per cell (median, min-max reported)
-#   BENCH_WORKLOADS=big,small,conc,randio,list,rss   subset to run
+#   BENCH_WORKLOADS=big,small,conc,randio,list,rss,link   subset to run (link: a share-link
+#                           download vs a WebDAV GET of the same file, same securefsd)
 #   BENCH_SERVERS=openssh,rclone,nginx,securefsd     subset of servers
 #   BENCH_BIG_MB=1024       workload 1 file size
 #   BENCH_HUGE_MB=4096      workload 6 (RSS vs file size) upload size; 0 skips it
@@ -147,7 +148,8 @@ want() { # want SERVER: is it in BENCH_SERVERS?
 }
 
 mkdir -p "$tmp"/{logs,data,work,ssh,tls,nginx,rclone}
-pw=benchpw-$RANDOM$RANDOM
+# Not containing the user name "bench": the password policy refuses that.
+pw=$(python3 -c 'import secrets; print("pw-" + secrets.token_hex(12))')
 read -r p_sshd p_rsftp p_nginx_https p_nginx_http p_rdav_https p_rdav_http < <(python3 -c '
 import socket
 s = [socket.socket() for _ in range(6)]
@@ -309,7 +311,7 @@ start_securefsd() {
 	if [[ $name == securefsd ]]; then
 		servers+=("{\"name\":\"securefsd-sftp\",\"label\":\"$label\",\"proto\":\"sftp\",\"port\":${sftp_addr##*:},\"user\":\"bench\",\"pid\":$pid,\"subject\":true,\"pprof\":\"$pprof_addr\"}")
 	fi
-	servers+=("{\"name\":\"securefsd-$scheme\",\"label\":\"$label\",\"proto\":\"webdav\",\"url\":\"$dav_url\",\"pid\":$pid,\"subject\":true,\"pprof\":\"$pprof_addr\"}")
+	servers+=("{\"name\":\"securefsd-$scheme\",\"label\":\"$label\",\"proto\":\"webdav\",\"url\":\"$dav_url\",\"pid\":$pid,\"subject\":true,\"pprof\":\"$pprof_addr\",\"bin\":\"$sfd_bin\",\"sfd_data_dir\":\"$dd\"}")
 }
 
 sfd_status=""
