@@ -148,8 +148,7 @@ want() { # want SERVER: is it in BENCH_SERVERS?
 }
 
 mkdir -p "$tmp"/{logs,data,work,ssh,tls,nginx,rclone}
-# Not containing the user name "bench": the password policy refuses that.
-pw=$(python3 -c 'import secrets; print("pw-" + secrets.token_hex(12))')
+pw=sekrit-$RANDOM$RANDOM$RANDOM  # not containing the user name (the password policy refuses that)
 read -r p_sshd p_rsftp p_nginx_https p_nginx_http p_rdav_https p_rdav_http < <(python3 -c '
 import socket
 s = [socket.socket() for _ in range(6)]
