@@ -96,6 +96,10 @@ func TestLinkFileDownload(t *testing.T) {
 	if !strings.Contains(r1.Header.Get("Content-Disposition"), `filename="report.pdf"`) {
 		t.Errorf("disposition %q", r1.Header.Get("Content-Disposition"))
 	}
+	// An empty suffix range is unsatisfiable (RFC 9110 14.1.2), as on WebDAV.
+	if r := c.get(base+"/download", "Range", "bytes=-0"); r.StatusCode != http.StatusRequestedRangeNotSatisfiable {
+		t.Errorf("bytes=-0: %d, want 416", r.StatusCode)
+	}
 	ls, _ := m.List(context.Background(), "alice")
 	if ls[0].Downloads != 0 {
 		t.Fatalf("half a file counted: %d", ls[0].Downloads)
