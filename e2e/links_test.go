@@ -227,13 +227,15 @@ func linkGet(t *testing.T, s *Server, url string, args ...string) (string, strin
 
 // TestShareLinkPublicURLAndDeaths runs a server with --public-url: the
 // links share create and invite create print through the admin socket
-// start with it, without the flag on the command. Then every way a link
+// start with it, without the flag on the command; wget names a download
+// by Content-Disposition. Then every way a link
 // dies that TestShareLinks does not cover (expiry on the real clock, the
 // owner's download or list right removed by `user set`, an address outside
 // --allow-from) answers 404 with the very page an unknown token gets, so
 // a holder cannot tell which.
 func TestShareLinkPublicURLAndDeaths(t *testing.T) {
 	NeedTool(t, "curl")
+	NeedTool(t, "wget")
 	const public = "https://files.example.test"
 	s := StartServer(t, WithServeArgs("--public-url", public+"/"))
 	s.AddUser(t, "alice", "nyvpr-pass-1-e2e-pass")
@@ -309,6 +311,12 @@ func TestShareLinkPublicURLAndDeaths(t *testing.T) {
 	// The owner's rights, changed through the running server by `user set`.
 	fl, dl := share("/f.bin"), share("/d")
 	alive("file link", fl+"/download")
+	// wget takes the name from Content-Disposition, as curl -OJ does.
+	wdir := t.TempDir()
+	if out, err := exec.Command("wget", "-q", "--no-check-certificate", "--content-disposition", "-P", wdir, fl+"/download").CombinedOutput(); err != nil {
+		t.Fatalf("wget: %v %s", err, out)
+	}
+	SameFile(t, file, filepath.Join(wdir, "f.bin"))
 	alive("folder link", dl)
 	alive("folder zip", dl+"/zip")
 	setPerms := func(p string) {
