@@ -341,7 +341,24 @@ func (cw *countWriter) Unwrap() http.ResponseWriter { return cw.ResponseWriter }
 // posReader tracks how far a download read.
 type posReader struct {
 	io.ReadSeeker
+	ahead     *httpx.AheadReader // the ReadSeeker, when it reads ahead
 	pos, read int64
+}
+
+// Send lets the server's ResponseWriter send a read-ahead download from its
+// buffers (httpx.Sender), counting the bytes like Read.
+func (p *posReader) Send(w io.Writer, limit int64, c httpx.Corker) (int64, error) {
+	if p.ahead == nil {
+		src := io.Reader(struct{ io.Reader }{p}) // p.Read counts
+		if limit >= 0 {
+			src = io.LimitReader(src, limit)
+		}
+		return io.Copy(w, src)
+	}
+	n, err := p.ahead.Send(w, limit, c)
+	p.pos += n
+	p.read += n
+	return n, err
 }
 
 func (p *posReader) Read(b []byte) (int, error) {
@@ -379,6 +396,12 @@ func (c *linkReq) download(w http.ResponseWriter, r *http.Request, name string, 
 	h.Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), fi.Size()))
 	cw := &countWriter{ResponseWriter: w}
 	pr := &posReader{ReadSeeker: f}
+	// A whole large file decrypts ahead, as a WebDAV GET does.
+	if r.Method == http.MethodGet && r.Header.Get("Range") == "" && fi.Size() >= httpx.AheadMin {
+		pr.ahead = httpx.NewAheadReader(f)
+		defer pr.ahead.Stop() // before f.Close (deferred above)
+		pr.ReadSeeker = pr.ahead
+	}
 	httpx.ServeContent(cw, r, baseName(name), fi.ModTime(), pr)
 	if r.Method != http.MethodGet {
 		return
