@@ -918,6 +918,13 @@ class Bench:
             if s and o:
                 check(f"share link download {g.upper()} within noise of WebDAV GET (>= 0.9x)", s / o >= 0.9,
                       f"{s / o:.2f}x ({s:.0f} vs {o:.0f} MB/s)")
+            # Server CPU per GiB: the same comparison, less swayed by other
+            # load on the machine than MB/s.
+            cs, co = cell(f"link-{g}-down", f"securefsd-{g}-link"), cell(f"link-{g}-down", f"securefsd-{g}-webdav")
+            if cs and co and cs.get("cpu_s_per_gib") and co.get("cpu_s_per_gib"):
+                q = cs["cpu_s_per_gib"] / co["cpu_s_per_gib"]
+                check(f"share link download {g.upper()} server CPU/GiB <= 1.1x WebDAV GET", q <= 1.1,
+                      f"{q:.2f}x ({cs['cpu_s_per_gib']:.2f} vs {co['cpu_s_per_gib']:.2f} s/GiB)")
         for rid, peer, what in (("list-propfind", "nginx-https", "PROPFIND within 2x nginx"),
                                 ("list-sftp", "openssh", "sftp ls -l within 2x OpenSSH")):
             s = med(rid, "securefsd-https" if rid == "list-propfind" else "securefsd-sftp")
