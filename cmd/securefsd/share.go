@@ -17,9 +17,6 @@ import (
 	"github.com/securefsd/securefsd/internal/shares"
 )
 
-// linkBaseUsage documents --public-url of the commands that print links.
-const linkBaseUsage = "base URL printed links start with (default: the running server's --public-url or address; offline https:// and serve's --dav-addr)"
-
 // errNoShares means the manager cannot manage links (an older server).
 var errNoShares = errors.New("this server does not manage share links")
 
@@ -37,6 +34,9 @@ func shareManager(m admin.Manager) (admin.ShareManager, error) {
 func publicURLFlag(usage string) cli.Flag {
 	return altsrc.NewStringFlag(&cli.StringFlag{Name: "public-url", Usage: usage, EnvVars: []string{"SECUREFSD_PUBLIC_URL"}})
 }
+
+// linkBaseUsage documents --public-url of the commands that print links.
+const linkBaseUsage = "base URL printed links start with (default: the running server's --public-url or address; offline https:// and serve's --dav-addr)"
 
 // davAddrFlag is a hidden --dav-addr for the commands that print links:
 // offline, with no --public-url, links point at serve's address (from the
