@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/securefsd/securefsd/internal/admin"
 	"github.com/securefsd/securefsd/internal/perm"
 	"github.com/securefsd/securefsd/internal/shares"
 	"github.com/securefsd/securefsd/internal/users"
@@ -366,5 +367,21 @@ func TestLinkPublicURL(t *testing.T) {
 	tok := r.body[i+len(base) : i+len(base)+shares.TokenLen]
 	if d := f.client().get("/s/" + tok + "/download"); d.StatusCode != 200 {
 		t.Fatalf("the shown link: %d", d.StatusCode)
+	}
+}
+
+// TestAdminInvitePublicURL: an invitation made on the admin page is shown
+// under Options.PublicURL too.
+func TestAdminInvitePublicURL(t *testing.T) {
+	f, l, _ := accountsFixture(t, SignupInvite, func(_ *users.Options, o *Options) { o.PublicURL = "https://files.example.org" })
+	f.addUser("boss", "boss-password-1", users.PermAll, 0)
+	if err := l.SetUser(context.Background(), "boss", admin.SetUserRequest{Admin: ptr(true)}); err != nil {
+		t.Fatal(err)
+	}
+	boss := f.client()
+	boss.login("boss", "boss-password-1")
+	r := boss.postCSRF("/ui/admin/invite-create", url.Values{"expires": {"2d"}})
+	if r.StatusCode != http.StatusOK || !strings.Contains(r.body, `value="https://files.example.org/ui/signup?token=`) {
+		t.Fatalf("invite-create: %d, want the link under the public URL: %s", r.StatusCode, r.body)
 	}
 }
