@@ -338,11 +338,19 @@ func (cw *countWriter) ReadFrom(src io.Reader) (int64, error) {
 // Unwrap lets http.ResponseController reach the real writer.
 func (cw *countWriter) Unwrap() http.ResponseWriter { return cw.ResponseWriter }
 
-// posReader tracks how far a download read.
+// posReader tracks how far a download read, and its first read error
+// (http.ServeContent swallows it).
 type posReader struct {
 	io.ReadSeeker
 	ahead     *httpx.AheadReader // the ReadSeeker, when it reads ahead
 	pos, read int64
+	err       error
+}
+
+func (p *posReader) noteErr(err error) {
+	if err != nil && err != io.EOF && p.err == nil {
+		p.err = err
+	}
 }
 
 // Send lets the server's ResponseWriter send a read-ahead download from its
@@ -358,6 +366,7 @@ func (p *posReader) Send(w io.Writer, limit int64, c httpx.Corker) (int64, error
 	n, err := p.ahead.Send(w, limit, c)
 	p.pos += n
 	p.read += n
+	p.noteErr(p.ahead.Err()) // not a write error: the client's to have
 	return n, err
 }
 
@@ -365,6 +374,7 @@ func (p *posReader) Read(b []byte) (int, error) {
 	n, err := p.ReadSeeker.Read(b)
 	p.pos += int64(n)
 	p.read += int64(n)
+	p.noteErr(err)
 	return n, err
 }
 
@@ -403,6 +413,15 @@ func (c *linkReq) download(w http.ResponseWriter, r *http.Request, name string, 
 		pr.ReadSeeker = pr.ahead
 	}
 	httpx.ServeContent(cw, r, baseName(name), fi.ModTime(), pr)
+	if pr.err != nil {
+		// The body stopped short: the client sees a cut download.
+		lvl := slog.LevelWarn
+		if errors.Is(pr.err, vfs.ErrIntegrity) {
+			lvl = slog.LevelError
+		}
+		c.log.Log(r.Context(), lvl, "webui: link download: read failed", "link", c.res.Link.ID, "err", pr.err)
+		return // not counted
+	}
 	if r.Method != http.MethodGet {
 		return
 	}

@@ -4,16 +4,24 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/securefsd/securefsd/internal/admin"
+	"github.com/securefsd/securefsd/internal/httpx"
 	"github.com/securefsd/securefsd/internal/perm"
 	"github.com/securefsd/securefsd/internal/shares"
+	"github.com/securefsd/securefsd/internal/testutil"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -383,5 +391,51 @@ func TestAdminInvitePublicURL(t *testing.T) {
 	r := boss.postCSRF("/ui/admin/invite-create", url.Values{"expires": {"2d"}})
 	if r.StatusCode != http.StatusOK || !strings.Contains(r.body, `value="https://files.example.org/ui/signup?token=`) {
 		t.Fatalf("invite-create: %d, want the link under the public URL: %s", r.StatusCode, r.body)
+	}
+}
+
+// TestLinkDamagedFile: a stored file damaged past its first chunk sends
+// its good bytes, then stops (no plaintext from a chunk that fails
+// authentication); the failure is logged at error level and the download
+// is not counted. Both paths: read ahead (a whole large file) and in place
+// (a small one).
+func TestLinkDamagedFile(t *testing.T) {
+	logs := testutil.NewLogs()
+	f, m, fsys := linkFixture(t, func(_ *users.Options, o *Options) { o.Logger = logs.Logger() })
+	for _, size := range []int{httpx.AheadMin + 100<<10, 300 << 10} {
+		name := fmt.Sprintf("/damaged-%d.bin", size)
+		data := make([]byte, size)
+		rand.Read(data)
+		writeFile(t, fsys, name, data)
+		p := filepath.Join(f.storeDir, "alice", name)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := len(b) / 2; i < len(b)/2+16; i++ {
+			b[i] ^= 0xff
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		before := len(logs.Msg("webui: link download: read failed"))
+		link := mkLink(t, m, shares.Spec{Path: name, Kind: shares.File})
+		resp, err := f.client().c.Get(f.srv.URL + link + "/download")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil || len(got) >= size || !bytes.Equal(got, data[:len(got)]) {
+			t.Fatalf("%d bytes: got %d, err %v (want a cut body of correct bytes)", size, len(got), err)
+		}
+		recs := logs.Msg("webui: link download: read failed")
+		if len(recs) != before+1 || recs[len(recs)-1].Level != slog.LevelError {
+			t.Errorf("%d bytes: no error log line: %v", size, recs)
+		}
+		ls, _ := m.List(context.Background(), "alice")
+		if ls[len(ls)-1].Downloads != 0 {
+			t.Errorf("%d bytes: a cut download counted", size)
+		}
 	}
 }
