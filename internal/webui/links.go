@@ -342,7 +342,6 @@ func (cw *countWriter) Unwrap() http.ResponseWriter { return cw.ResponseWriter }
 // (http.ServeContent swallows it).
 type posReader struct {
 	io.ReadSeeker
-	ahead     *httpx.AheadReader // the ReadSeeker, when it reads ahead
 	pos, read int64
 	err       error
 }
@@ -353,20 +352,19 @@ func (p *posReader) noteErr(err error) {
 	}
 }
 
-// Send lets the server's ResponseWriter send a read-ahead download from its
-// buffers (httpx.Sender), counting the bytes like Read.
-func (p *posReader) Send(w io.Writer, limit int64, c httpx.Corker) (int64, error) {
-	if p.ahead == nil {
-		src := io.Reader(struct{ io.Reader }{p}) // p.Read counts
-		if limit >= 0 {
-			src = io.LimitReader(src, limit)
-		}
-		return io.Copy(w, src)
-	}
+// aheadPos is a posReader over an httpx.AheadReader: the server's
+// ResponseWriter sends it from the read-ahead buffers (httpx.Sender),
+// counted like Read.
+type aheadPos struct {
+	*posReader
+	ahead *httpx.AheadReader
+}
+
+func (p aheadPos) Send(w io.Writer, limit int64, c httpx.Corker) (int64, error) {
 	n, err := p.ahead.Send(w, limit, c)
 	p.pos += n
 	p.read += n
-	p.noteErr(p.ahead.Err()) // not a write error: the client's to have
+	p.noteErr(p.ahead.Err()) // not err: a write error is the client's
 	return n, err
 }
 
@@ -406,13 +404,15 @@ func (c *linkReq) download(w http.ResponseWriter, r *http.Request, name string, 
 	h.Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), fi.Size()))
 	cw := &countWriter{ResponseWriter: w}
 	pr := &posReader{ReadSeeker: f}
+	var src io.ReadSeeker = pr
 	// A whole large file decrypts ahead, as a WebDAV GET does.
 	if r.Method == http.MethodGet && r.Header.Get("Range") == "" && fi.Size() >= httpx.AheadMin {
-		pr.ahead = httpx.NewAheadReader(f)
-		defer pr.ahead.Stop() // before f.Close (deferred above)
-		pr.ReadSeeker = pr.ahead
+		a := httpx.NewAheadReader(f)
+		defer a.Stop() // before f.Close (deferred above)
+		pr.ReadSeeker = a
+		src = aheadPos{posReader: pr, ahead: a}
 	}
-	httpx.ServeContent(cw, r, baseName(name), fi.ModTime(), pr)
+	httpx.ServeContent(cw, r, baseName(name), fi.ModTime(), src)
 	if pr.err != nil {
 		// The body stopped short: the client sees a cut download.
 		lvl := slog.LevelWarn
