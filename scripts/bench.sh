@@ -23,7 +23,8 @@
 #                                     BENCH_MICRO_RUN=. BENCH_MICRO_PKGS="./internal/...")
 # Knobs (environment):
 #   BENCH_RUNS=3            runs per cell (median, min-max reported)
-#   BENCH_WORKLOADS=big,small,conc,randio,list,rss   subset to run
+#   BENCH_WORKLOADS=big,small,conc,randio,list,rss,link   subset to run (link: a share-link
+#                           download vs a WebDAV GET of the same file, same securefsd)
 #   BENCH_SERVERS=openssh,rclone,nginx,securefsd     subset of servers
 #   BENCH_BIG_MB=1024       workload 1 file size
 #   BENCH_HUGE_MB=4096      workload 6 (RSS vs file size) upload size; 0 skips it
@@ -323,7 +324,7 @@ start_securefsd() {
 	if [[ $name == securefsd ]]; then
 		servers+=("{\"name\":\"securefsd-sftp\",\"label\":\"$label\",\"proto\":\"sftp\",\"port\":${sftp_addr##*:},\"user\":\"bench\",\"pid\":$pid,\"subject\":true,\"pprof\":\"$pprof_addr\"}")
 	fi
-	servers+=("{\"name\":\"securefsd-$scheme\",\"label\":\"$label\",\"proto\":\"webdav\",\"url\":\"$dav_url\",\"pid\":$pid,\"subject\":true,\"pprof\":\"$pprof_addr\"}")
+	servers+=("{\"name\":\"securefsd-$scheme\",\"label\":\"$label\",\"proto\":\"webdav\",\"url\":\"$dav_url\",\"pid\":$pid,\"subject\":true,\"pprof\":\"$pprof_addr\",\"bin\":\"$sfd_bin\",\"sfd_data_dir\":\"$dd\"}")
 }
 
 sfd_status=""

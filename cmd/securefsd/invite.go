@@ -32,8 +32,8 @@ func (e *env) inviteCommand() *cli.Command {
 					&cli.StringFlag{Name: "quota", Usage: "byte quota of the account, e.g. 10G (default: none)"},
 					&cli.Int64Flag{Name: "quota-files", Usage: "file count quota of the account (default: none)"},
 					&cli.StringFlag{Name: "group", Usage: "a group the account joins (and so gets the group's shared folders)"},
-					&cli.StringFlag{Name: "public-url", Usage: "base URL printed links start with (default: https:// and --dav-addr)", EnvVars: []string{"SECUREFSD_PUBLIC_URL"}},
-					&cli.StringFlag{Name: "dav-addr", Hidden: true, EnvVars: []string{"SECUREFSD_DAV_ADDR"}},
+					publicURLFlag(linkBaseUsage),
+					davAddrFlag(),
 				},
 				prepare: e.prepareInvite,
 			},
@@ -73,7 +73,9 @@ func (e *env) prepareInvite(c *cli.Context, _ []string) (prepared, error) {
 			return prepared{}, fmt.Errorf("--quota: %w", err)
 		}
 	}
-	base := shareBaseURL(c)
+	if _, err := linkBase(c, ""); err != nil {
+		return prepared{}, err
+	}
 	return prepared{run: func(m admin.Manager) error {
 		im, err := inviteManager(m)
 		if err != nil {
@@ -84,6 +86,7 @@ func (e *env) prepareInvite(c *cli.Context, _ []string) (prepared, error) {
 			return err
 		}
 		fmt.Fprintf(e.stderr, "invitation %s: %s%s\n", res.Invite.ID, res.Invite.Perms, describeInvite(res.Invite))
+		base, _ := linkBase(c, res.BaseURL) // checked above
 		return e.printf("%s/ui/signup?token=%s\n", base, res.Token)
 	}}, nil
 }

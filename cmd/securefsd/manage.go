@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
 	"golang.org/x/term"
 
 	"github.com/securefsd/securefsd/internal/admin"
@@ -205,6 +206,9 @@ func (e *env) mgmtCommands(cmds ...mgmtCmd) []*cli.Command {
 	for _, mc := range cmds {
 		out = append(out, &cli.Command{
 			Name: mc.name, Usage: mc.usage, Description: mc.description, ArgsUsage: mc.args, Flags: mc.flags,
+			// Flags wrapped by altsrc (--public-url) take their value from
+			// the config file too, as serve's do.
+			Before: altsrc.InitInputSourceWithContext(mc.flags, altsrc.NewYamlSourceFromFlagFunc("config")),
 			Action: func(c *cli.Context) error { return e.runMgmt(c, mc) },
 		})
 	}

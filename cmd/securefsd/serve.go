@@ -60,6 +60,7 @@ var serveFlags = []cli.Flag{
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-startups-per-source", Value: 64, Usage: "SSH connections still logging in, at once, per source address (IPv4 address or IPv6 /64)", EnvVars: []string{"SECUREFSD_MAX_STARTUPS_PER_SOURCE"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "password-policy", Usage: "rules for passwords set through the running server, e.g. min-length=12,common=on,name=on (the defaults)", EnvVars: []string{"SECUREFSD_PASSWORD_POLICY"}}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, how long transfers may take to finish", EnvVars: []string{"SECUREFSD_SHUTDOWN_TIMEOUT"}}),
+	publicURLFlag("base URL people reach the web pages at (behind a proxy or under a public name), e.g. https://files.example.org: share links and invitations (CLI and browser) start with it (default: the browser's address; the CLI gets this server's address)"),
 	loginSafelistFlag,
 	signupFlag, signupPermsFlag, signupQuotaFlag,
 	auditServeFlags[0], auditServeFlags[1], auditServeFlags[2], auditServeFlags[3],
@@ -89,11 +90,18 @@ func (e *env) serve(c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	var publicURL string
+	if u := c.String("public-url"); u != "" {
+		if publicURL, err = parsePublicURL(u); err != nil {
+			return fmt.Errorf("--public-url: %w", err)
+		}
+	}
 	core, closeCore, err := e.openCore(c, log, names)
 	if err != nil {
 		return err
 	}
 	defer closeCore()
+	core.publicURL = publicURL
 	dir := core.dir
 
 	firstUser, firstPassword, err := ensureFirstUser(c.Context, core.users, core.store, log)
@@ -119,7 +127,11 @@ func (e *env) serve(c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := startAdmin(g, core); err != nil {
+	base := core.publicURL
+	if base == "" && davURL != "" {
+		base = localBaseURL(davURL)
+	}
+	if err := startAdmin(g, core, base); err != nil {
 		return err
 	}
 	if addr := c.String("pprof-addr"); addr != "" {
@@ -158,6 +170,8 @@ type serverCore struct {
 	policy  pwpolicy.Policy // of passwords set through the server
 	audit   *audit.Log      // nil with --audit=false
 	audDir  string
+	// publicURL is --public-url, checked, without a trailing slash ("": none).
+	publicURL string
 }
 
 // auditor is the trail as the protocols' Auditor interfaces take it: a nil
@@ -381,7 +395,7 @@ func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
 	} else {
 		log.Warn("WebDAV over plain HTTP (--insecure-http): passwords and files cross the network in the clear unless a TLS proxy is in front")
 	}
-	ui, err := webui.New(webui.Options{Store: store, Users: db, Logger: log, Audit: core.auditor(), Prefix: "/ui/", Secure: !insecure})
+	ui, err := webui.New(webui.Options{Store: store, Users: db, Logger: log, Audit: core.auditor(), Prefix: "/ui/", Secure: !insecure, PublicURL: core.publicURL})
 	if err != nil {
 		return "", err
 	}
@@ -413,11 +427,14 @@ func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
 }
 
 // startAdmin serves the management API on DATA-DIR/admin.sock; stopping
-// removes the socket file.
-func startAdmin(g *group, core serverCore) error {
+// removes the socket file. baseURL, where this server's web pages are reached ("" without WebDAV),
+// goes with the links and invitations it creates, so the CLI prints them
+// with the server's setting.
+func startAdmin(g *group, core serverCore, baseURL string) error {
 	dir, log := core.dir, core.log
 	m := admin.NewLocal(core.users, core.store, core.keyFile, filepath.Join(dir, keyCheckFileName), core.keyring)
 	m.Policy = &core.policy
+	m.BaseURL = baseURL
 	var mgr admin.Manager = m
 	if core.audit != nil {
 		m.AuditDir = core.audDir

@@ -2,13 +2,16 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/securefsd/securefsd/internal/admin"
 	"github.com/securefsd/securefsd/internal/shares"
@@ -18,20 +21,73 @@ func shareManager(m admin.Manager) (admin.ShareManager, error) {
 	return optional[admin.ShareManager](m, "share links")
 }
 
-// shareBaseURL is where printed links point: --public-url, else the
-// configured WebDAV address over https.
-func shareBaseURL(c *cli.Context) string {
+// publicURLFlag is serve's --public-url and the same setting of the
+// commands that print links (share create, invite create): one flag name,
+// one environment variable, one key of the config file.
+func publicURLFlag(usage string) cli.Flag {
+	return altsrc.NewStringFlag(&cli.StringFlag{Name: "public-url", Usage: usage, EnvVars: []string{"SECUREFSD_PUBLIC_URL"}})
+}
+
+// linkBaseUsage documents --public-url of the commands that print links.
+const linkBaseUsage = "base URL printed links start with (default: the running server's --public-url or address; offline https:// and serve's --dav-addr)"
+
+// davAddrFlag is a hidden --dav-addr for the commands that print links:
+// offline, with no --public-url, links point at serve's address (from the
+// environment or the config file, like serve's).
+func davAddrFlag() cli.Flag {
+	return altsrc.NewStringFlag(&cli.StringFlag{Name: "dav-addr", Hidden: true, EnvVars: []string{"SECUREFSD_DAV_ADDR"}})
+}
+
+// errPublicURL is a --public-url that is not a base URL.
+var errPublicURL = errors.New("want an http:// or https:// URL with a host and no query, e.g. https://files.example.org")
+
+// parsePublicURL checks a --public-url and returns it without a trailing
+// slash. A path is kept (a proxy that strips it before passing requests
+// on); a user, query or fragment is refused, since links are appended.
+func parsePublicURL(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil ||
+		u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" || strings.HasSuffix(s, "?") || strings.HasSuffix(s, "#") {
+		return "", fmt.Errorf("%q: %w", s, errPublicURL)
+	}
+	return u.Scheme + "://" + u.Host + strings.TrimRight(u.EscapedPath(), "/"), nil
+}
+
+// localBaseURL turns a listening URL ("https://0.0.0.0:8443") into one a
+// browser on this machine can open: a wildcard host becomes localhost.
+func localBaseURL(listening string) string {
+	u, err := url.Parse(listening)
+	if err != nil {
+		return listening
+	}
+	if host, port, err := net.SplitHostPort(u.Host); err == nil {
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			u.Host = net.JoinHostPort("localhost", port)
+		}
+	}
+	return strings.TrimRight(u.String(), "/")
+}
+
+// linkBase is where printed links point: the command's own --public-url
+// (flag, environment or config file) if given, else the running server's
+// setting (server: the BaseURL of its answer; "" offline), else https://
+// and --dav-addr.
+func linkBase(c *cli.Context, server string) (string, error) {
 	if u := c.String("public-url"); u != "" {
-		return strings.TrimRight(u, "/")
+		b, err := parsePublicURL(u)
+		if err != nil {
+			return "", fmt.Errorf("--public-url: %w", err)
+		}
+		return b, nil
+	}
+	if server != "" {
+		return server, nil
 	}
 	addr := c.String("dav-addr")
 	if addr == "" {
 		addr = "127.0.0.1:8443"
 	}
-	if host, port, err := net.SplitHostPort(addr); err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
-		addr = net.JoinHostPort("localhost", port)
-	}
-	return "https://" + addr
+	return localBaseURL("https://" + addr), nil
 }
 
 func (e *env) shareCommand() *cli.Command {
@@ -47,8 +103,8 @@ func (e *env) shareCommand() *cli.Command {
 					passwordStdinFlag(),
 					&cli.BoolFlag{Name: "upload-only", Usage: "a file request: outsiders drop files into the folder, cannot list or download"},
 					&cli.StringFlag{Name: "allow-from", Usage: "comma-separated addresses or CIDR ranges the link works from (default: any)"},
-					&cli.StringFlag{Name: "public-url", Usage: "base URL printed links start with (default: https:// and --dav-addr)", EnvVars: []string{"SECUREFSD_PUBLIC_URL"}},
-					&cli.StringFlag{Name: "dav-addr", Hidden: true, EnvVars: []string{"SECUREFSD_DAV_ADDR"}},
+					publicURLFlag(linkBaseUsage),
+					davAddrFlag(),
 				},
 				prepare: e.prepareShare,
 			},
@@ -92,7 +148,9 @@ func (e *env) prepareShare(c *cli.Context, a []string) (prepared, error) {
 			return prepared{}, err
 		}
 	}
-	base := shareBaseURL(c)
+	if _, err := linkBase(c, ""); err != nil {
+		return prepared{}, err
+	}
 	return prepared{secret: req.Password, run: func(m admin.Manager) error {
 		s, err := shareManager(m)
 		if err != nil {
@@ -103,6 +161,7 @@ func (e *env) prepareShare(c *cli.Context, a []string) (prepared, error) {
 			return err
 		}
 		fmt.Fprintf(e.stderr, "link %s: %s %s of %s%s\n", res.Link.ID, res.Link.Kind, res.Link.Path, res.Link.Owner, describeShare(res.Link))
+		base, _ := linkBase(c, res.BaseURL) // checked above
 		return e.printf("%s/s/%s\n", base, res.Token)
 	}}, nil
 }

@@ -38,6 +38,8 @@ type InviteRequest struct {
 type InviteCreated struct {
 	Token  string        `json:"token"`
 	Invite shares.Invite `json:"invite"`
+	// BaseURL is the server's Local.BaseURL (see ShareCreated).
+	BaseURL string `json:"base_url,omitempty"`
 }
 
 func (l *Local) invites() *shares.Invites {
@@ -64,7 +66,7 @@ func (l *Local) CreateInvite(ctx context.Context, req InviteRequest) (InviteCrea
 	if err != nil {
 		return InviteCreated{}, err
 	}
-	return InviteCreated{Token: tok, Invite: iv}, nil
+	return InviteCreated{Token: tok, Invite: iv, BaseURL: l.BaseURL}, nil
 }
 
 // ListInvites implements InviteManager.

@@ -14,6 +14,7 @@ import (
 // user's leftover home, gives the invitation's rights and creates the home.
 func TestInvitesLocalAndSocket(t *testing.T) {
 	l, dir := newLocal(t)
+	l.BaseURL = "https://files.example.org"
 	ctx := t.Context()
 	c := serveSocket(t, l, dir)
 	for _, m := range []InviteManager{l, c} {
@@ -21,7 +22,7 @@ func TestInvitesLocalAndSocket(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !shares.ValidToken(res.Token) || res.Invite.Perms != users.PermReadOnly || res.Invite.Expires.IsZero() {
+		if !shares.ValidToken(res.Token) || res.Invite.Perms != users.PermReadOnly || res.Invite.Expires.IsZero() || res.BaseURL != l.BaseURL {
 			t.Fatalf("%T created %+v", m, res)
 		}
 		if _, err := m.CreateInvite(ctx, InviteRequest{Group: "nosuch"}); !errors.Is(err, shares.ErrInviteGroup) {

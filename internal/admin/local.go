@@ -48,8 +48,14 @@ type Local struct {
 	// Policy is applied to every password set through this Local (user
 	// add, user passwd); nil means pwpolicy.Default().
 	Policy *pwpolicy.Policy
-	// Now is the clock of invitations' expiry (nil: time.Now; tests move it).
+	// Now is the clock of invitations' and share links' expiry (nil:
+	// time.Now; tests move it).
 	Now func() time.Time
+	// BaseURL is where the server's web pages are reached from outside
+	// (serve --public-url, else its own HTTPS address), without a trailing
+	// slash; "" when unknown (no server). Created links and invitations
+	// carry it so the CLI prints them with the server's setting.
+	BaseURL string
 
 	mu      sync.Mutex // serializes rotations
 	ringMu  sync.Mutex

@@ -42,12 +42,15 @@ type ShareRequest struct {
 type ShareCreated struct {
 	Token string        `json:"token"`
 	Link  shares.Public `json:"link"`
+	// BaseURL is the server's Local.BaseURL: the printed link is
+	// BaseURL + "/s/" + Token. "" when the manager does not know it.
+	BaseURL string `json:"base_url,omitempty"`
 }
 
 // ErrNotSharable means the path is neither a regular file nor a directory.
 var ErrNotSharable = errors.New("admin: only a file or a folder can be shared")
 
-func (l *Local) shares() *shares.Manager { return shares.New(l.Users, shares.Options{}) }
+func (l *Local) shares() *shares.Manager { return shares.New(l.Users, shares.Options{Now: l.Now}) }
 
 // CreateShare implements ShareManager.
 func (l *Local) CreateShare(ctx context.Context, req ShareRequest) (ShareCreated, error) {
@@ -92,7 +95,7 @@ func (l *Local) CreateShare(ctx context.Context, req ShareRequest) (ShareCreated
 	if err != nil {
 		return ShareCreated{}, err
 	}
-	return ShareCreated{Token: tok, Link: link.Public()}, nil
+	return ShareCreated{Token: tok, Link: link.Public(), BaseURL: l.BaseURL}, nil
 }
 
 // ListShares implements ShareManager.

@@ -38,6 +38,7 @@ func TestSharesLocalAndSocket(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
+	l.BaseURL = "https://files.example.org"
 	c := serveSocket(t, l, dir)
 	for _, m := range []ShareManager{l, c} {
 		res, err := m.CreateShare(ctx, ShareRequest{User: "alice", Path: "a.txt", Expires: "7d", MaxDownloads: 3, AllowFrom: []string{"10.0.0.0/8"}})
@@ -46,6 +47,11 @@ func TestSharesLocalAndSocket(t *testing.T) {
 		}
 		if !shares.ValidToken(res.Token) || res.Link.Kind != shares.File || res.Link.Path != "/a.txt" || res.Link.Expires.IsZero() {
 			t.Fatalf("created %+v", res)
+		}
+		// The server's base URL travels with the link, so the CLI prints
+		// it with serve's --public-url.
+		if res.BaseURL != l.BaseURL {
+			t.Fatalf("base URL %q, want %q", res.BaseURL, l.BaseURL)
 		}
 		up, err := m.CreateShare(ctx, ShareRequest{User: "alice", Path: "/in", UploadOnly: true, Password: []byte("pw")})
 		if err != nil || up.Link.Kind != shares.Folder || !up.Link.Password {

@@ -314,9 +314,9 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, name string) error
 	w.Header().Set("Content-Security-Policy", "sandbox")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	var rs fileReader = &readErrs{f: f}
-	if r.Method == http.MethodGet && r.Header.Get("Range") == "" && fi.Size() >= aheadMin {
-		a := newAheadReader(f)
-		defer a.close() // before f.Close (deferred above)
+	if r.Method == http.MethodGet && r.Header.Get("Range") == "" && fi.Size() >= httpx.AheadMin {
+		a := aheadReader{httpx.NewAheadReader(f)}
+		defer a.Stop() // before f.Close (deferred above)
 		rs = a
 	}
 	httpx.ServeContent(w, r, "", fi.ModTime(), rs)

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"sync"
+
+	"github.com/securefsd/securefsd/internal/httpx"
 )
 
 // TLS reads the network one record (at most 16 KiB) per read(2), so a
@@ -121,8 +123,8 @@ func (c *readAheadConn) flushLocked() error {
 	return err
 }
 
-// cork starts buffering writes.
-func (c *readAheadConn) cork() {
+// Cork starts buffering writes (httpx.Corker).
+func (c *readAheadConn) Cork() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.wbuf == nil {
@@ -131,9 +133,9 @@ func (c *readAheadConn) cork() {
 	}
 }
 
-// uncork sends what the buffer holds and stops buffering; it returns the
+// Uncork sends what the buffer holds and stops buffering; it returns the
 // error of any buffered write that failed.
-func (c *readAheadConn) uncork() error {
+func (c *readAheadConn) Uncork() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.wbuf == nil {
@@ -151,10 +153,7 @@ func (c *readAheadConn) uncork() error {
 // corker is what a handler corks: the connection under the request's TLS
 // (set by Serve's ConnContext; absent for plain HTTP, which writes whole
 // blocks already).
-type corker interface {
-	cork()
-	uncork() error
-}
+type corker = httpx.Corker
 
 type corkerKey struct{}
 

@@ -112,7 +112,7 @@ func TestCork(t *testing.T) {
 	}
 	data := make([]byte, 3*readAheadSize+100)
 	rand.Read(data)
-	c.cork()
+	c.Cork()
 	for off := 0; off < len(data); off += 16 << 10 {
 		if n, err := c.Write(data[off:min(off+16<<10, len(data))]); err != nil || n != min(16<<10, len(data)-off) {
 			t.Fatalf("corked write: %d, %v", n, err)
@@ -121,33 +121,33 @@ func TestCork(t *testing.T) {
 	if sock.writes != 1+3 {
 		t.Fatalf("%d socket writes while corked, want 3 full buffers", sock.writes-1)
 	}
-	if err := c.uncork(); err != nil {
+	if err := c.Uncork(); err != nil {
 		t.Fatal(err)
 	}
 	if sock.writes != 5 || !bytes.Equal(sock.got.Bytes(), append([]byte("a"), data...)) {
 		t.Fatalf("after uncork: %d writes, content equal %v", sock.writes, bytes.Equal(sock.got.Bytes()[1:], data))
 	}
 	// A write larger than the buffer goes out at once, after what is buffered.
-	c.cork()
+	c.Cork()
 	c.Write([]byte("b"))
 	c.Write(data)
 	if got := sock.got.Bytes()[1+len(data):]; len(got) != 1+len(data) || got[0] != 'b' {
 		t.Fatalf("large corked write: %d bytes out", len(got))
 	}
-	c.uncork()
+	c.Uncork()
 
 	boom := errors.New("reset")
-	c.cork()
+	c.Cork()
 	c.Write([]byte("lost"))
 	sock.err = boom
-	if err := c.uncork(); !errors.Is(err, boom) {
+	if err := c.Uncork(); !errors.Is(err, boom) {
 		t.Fatalf("uncork: %v, want %v", err, boom)
 	}
-	c.cork()
+	c.Cork()
 	if _, err := c.Write([]byte("x")); !errors.Is(err, boom) {
 		t.Fatalf("write after a failed flush: %v", err)
 	}
-	if err := c.uncork(); !errors.Is(err, boom) {
+	if err := c.Uncork(); !errors.Is(err, boom) {
 		t.Fatalf("second uncork: %v", err)
 	}
 }

@@ -395,13 +395,13 @@ func (l *logWriter) Flush() {
 }
 
 // ReadFrom sends a file GET straight from the read-ahead buffers
-// (http.ServeContent copies its body with io.CopyN); other sources are
-// copied through a pooled one-chunk buffer (io.Copy would allocate 32 KiB
-// per small GET).
+// (http.ServeContent copies its body with io.CopyN; an httpx.Sender, such
+// as httpx.AheadReader, writes itself); other sources are copied through a
+// pooled one-chunk buffer (io.Copy would allocate 32 KiB per small GET).
 func (l *logWriter) ReadFrom(src io.Reader) (int64, error) {
 	if lr, ok := src.(*io.LimitedReader); ok {
-		if a, ok := lr.R.(*aheadReader); ok {
-			n, err := a.writeTo(l, lr.N, l.corker)
+		if a, ok := lr.R.(httpx.Sender); ok {
+			n, err := a.Send(l, lr.N, l.corker)
 			lr.N -= n
 			return n, err
 		}

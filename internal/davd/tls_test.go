@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"path/filepath"
 	"testing"
+
+	"github.com/securefsd/securefsd/internal/httpx"
 )
 
 // TestTLSGetPut moves a large file over HTTPS with HTTP/1.1 (uploads read
@@ -24,7 +26,7 @@ func TestTLSGetPut(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := serveOn(t, srv, &tls.Config{Certificates: []tls.Certificate{cert}})
-	data := make([]byte, 5*aheadBufSize+12345)
+	data := make([]byte, 5*httpx.AheadBufSize+12345)
 	rand.Read(data)
 	for _, h2 := range []bool{false, true} {
 		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: h2}

@@ -1,6 +1,7 @@
 // Package httpx holds the HTTP rules that davd (WebDAV) and webui (the
-// browser client) share: how a file is served with ranges, which TLS
-// cipher suites are offered, and the transport security header.
+// browser client, share links) share: how a file is served with ranges and
+// read ahead (AheadReader), which TLS cipher suites are offered, and the
+// transport security header.
 package httpx
 
 import (

@@ -108,11 +108,17 @@ func (l Link) Public() Public {
 		Password: l.PasswordHash != "", AllowFrom: l.AllowFrom, Created: l.Created}
 }
 
-// Need is the owner's right a link depends on: Upload for an upload-only
-// link, Download otherwise. A link dies when its owner loses it.
+// Need is the owner's rights a link depends on: Upload for an upload-only
+// link, Download for a file link, Download and List for a folder link (its
+// page lists the folder and its zip walks it). A link dies when its owner
+// loses one of them, before any byte is sent: a folder zip whose walk
+// failed half way would already be answered 200.
 func (l Link) Need() perm.Perm {
-	if l.UploadOnly {
+	switch {
+	case l.UploadOnly:
 		return perm.Upload
+	case l.Kind == Folder:
+		return perm.Download | perm.List
 	}
 	return perm.Download
 }

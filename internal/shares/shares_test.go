@@ -175,6 +175,17 @@ func TestDeadLinksAllNotFound(t *testing.T) {
 	if err := resolve(dl, "192.0.2.1"); err != nil {
 		t.Errorf("download link without upload right: %v", err)
 	}
+	// A folder link needs list as well: its page lists, its zip walks.
+	setPerms(perm.All)
+	dir, _ := mustCreate(t, m, Spec{Owner: "alice", Path: "in", Kind: Folder})
+	setPerms(perm.All &^ perm.List)
+	dead("owner lost list (folder link)", resolve(dir, "192.0.2.1"))
+	if err := resolve(dl, "192.0.2.1"); err != nil {
+		t.Errorf("file link without list right: %v", err)
+	}
+	if _, _, err := m.Create(ctx, Spec{Owner: "alice", Path: "in", Kind: Folder}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("folder link by an owner without list: %v", err)
+	}
 	setPerms(perm.All)
 	if err := db.Update(ctx, "alice", func(u *users.User) error { u.Disabled = true; return nil }); err != nil {
 		t.Fatal(err)

@@ -269,11 +269,7 @@ func (ui *UI) handleAdminAction(w http.ResponseWriter, r *http.Request, s *sessi
 			break
 		}
 		ui.log.Info("webui: admin invite-create", append(attrs, "invite", res.Invite.ID, "perms", res.Invite.Perms.String(), "group", res.Invite.Group)...)
-		scheme := "https"
-		if !ui.opts.Secure {
-			scheme = "http"
-		}
-		p := adminPage{base: ui.base("Administration", s), InviteURL: scheme + "://" + r.Host + ui.opts.Prefix + "signup?token=" + res.Token}
+		p := adminPage{base: ui.base("Administration", s), InviteURL: ui.baseURL(r) + ui.opts.Prefix + "signup?token=" + res.Token}
 		p.Flash = "Invitation created. Its link is shown only now: copy it."
 		if ui.accounts.opts.Signup == SignupOff {
 			p.Flash += " Sign-up is off on this server (serve --signup invite turns it on)."

@@ -22,6 +22,7 @@ import (
 
 	"github.com/securefsd/securefsd/internal/account"
 	"github.com/securefsd/securefsd/internal/audit"
+	"github.com/securefsd/securefsd/internal/httpx"
 	"github.com/securefsd/securefsd/internal/shares"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -320,16 +321,59 @@ func (cw *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// posReader tracks how far a download read.
+// ReadFrom keeps the ResponseWriter's own ReadFrom reachable (davd's sends
+// with a pooled chunk-sized buffer, net/http's may splice): hiding it would
+// send the body through io.Copy's 32 KiB buffer.
+func (cw *countWriter) ReadFrom(src io.Reader) (int64, error) {
+	var n int64
+	var err error
+	if rf, ok := cw.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{cw.ResponseWriter}, src)
+	}
+	cw.n += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (cw *countWriter) Unwrap() http.ResponseWriter { return cw.ResponseWriter }
+
+// posReader tracks how far a download read, and its first read error
+// (http.ServeContent swallows it).
 type posReader struct {
 	io.ReadSeeker
 	pos, read int64
+	err       error
+}
+
+func (p *posReader) noteErr(err error) {
+	if err != nil && err != io.EOF && p.err == nil {
+		p.err = err
+	}
+}
+
+// aheadPos is a posReader over an httpx.AheadReader: the server's
+// ResponseWriter sends it from the read-ahead buffers (httpx.Sender),
+// counted like Read.
+type aheadPos struct {
+	*posReader
+	ahead *httpx.AheadReader
+}
+
+func (p aheadPos) Send(w io.Writer, limit int64, c httpx.Corker) (int64, error) {
+	n, err := p.ahead.Send(w, limit, c)
+	p.pos += n
+	p.read += n
+	p.noteErr(p.ahead.Err()) // not err: a write error is the client's
+	return n, err
 }
 
 func (p *posReader) Read(b []byte) (int, error) {
 	n, err := p.ReadSeeker.Read(b)
 	p.pos += int64(n)
 	p.read += int64(n)
+	p.noteErr(err)
 	return n, err
 }
 
@@ -361,7 +405,24 @@ func (c *linkReq) download(w http.ResponseWriter, r *http.Request, name string, 
 	h.Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), fi.Size()))
 	cw := &countWriter{ResponseWriter: w}
 	pr := &posReader{ReadSeeker: f}
-	http.ServeContent(cw, r, baseName(name), fi.ModTime(), pr)
+	var src io.ReadSeeker = pr
+	// A whole large file decrypts ahead, as a WebDAV GET does.
+	if r.Method == http.MethodGet && r.Header.Get("Range") == "" && fi.Size() >= httpx.AheadMin {
+		a := httpx.NewAheadReader(f)
+		defer a.Stop() // before f.Close (deferred above)
+		pr.ReadSeeker = a
+		src = aheadPos{posReader: pr, ahead: a}
+	}
+	httpx.ServeContent(cw, r, baseName(name), fi.ModTime(), src)
+	if pr.err != nil {
+		// The body stopped short: the client sees a cut download.
+		lvl := slog.LevelWarn
+		if errors.Is(pr.err, vfs.ErrIntegrity) {
+			lvl = slog.LevelError
+		}
+		c.log.Log(r.Context(), lvl, "webui: link download: read failed", "link", c.res.Link.ID, "err", pr.err)
+		return // not counted
+	}
 	if r.Method != http.MethodGet {
 		return
 	}

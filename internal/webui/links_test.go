@@ -4,26 +4,35 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/securefsd/securefsd/internal/admin"
+	"github.com/securefsd/securefsd/internal/httpx"
 	"github.com/securefsd/securefsd/internal/perm"
 	"github.com/securefsd/securefsd/internal/shares"
+	"github.com/securefsd/securefsd/internal/testutil"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
 
 // linkFixture serves the UI and the link pages; alice owns a file, a
 // folder tree and an inbox.
-func linkFixture(t *testing.T) (*fixture, *shares.Manager, *vfs.FS) {
-	f := newFixture(t, func(u *users.Options, _ *Options) {
+func linkFixture(t testing.TB, extra ...fixtureOpt) (*fixture, *shares.Manager, *vfs.FS) {
+	f := newFixture(t, append([]fixtureOpt{func(u *users.Options, _ *Options) {
 		u.Defender.AddrThreshold = 4
 		u.Defender.UserThreshold = 100
-	})
+	}}, extra...)...)
 	m := shares.New(f.db, shares.Options{Now: f.clock.Now})
 	mux := http.NewServeMux()
 	mux.Handle(f.ui.Prefix(), f.ui)
@@ -52,7 +61,7 @@ func linkFixture(t *testing.T) (*fixture, *shares.Manager, *vfs.FS) {
 	return f, m, fsys
 }
 
-func mkLink(t *testing.T, m *shares.Manager, s shares.Spec) string {
+func mkLink(t testing.TB, m *shares.Manager, s shares.Spec) string {
 	t.Helper()
 	s.Owner = "alice"
 	tok, _, err := m.Create(context.Background(), s)
@@ -95,6 +104,10 @@ func TestLinkFileDownload(t *testing.T) {
 	}
 	if !strings.Contains(r1.Header.Get("Content-Disposition"), `filename="report.pdf"`) {
 		t.Errorf("disposition %q", r1.Header.Get("Content-Disposition"))
+	}
+	// An empty suffix range is unsatisfiable (RFC 9110 14.1.2), as on WebDAV.
+	if r := c.get(base+"/download", "Range", "bytes=-0"); r.StatusCode != http.StatusRequestedRangeNotSatisfiable {
+		t.Errorf("bytes=-0: %d, want 416", r.StatusCode)
 	}
 	ls, _ := m.List(context.Background(), "alice")
 	if ls[0].Downloads != 0 {
@@ -303,10 +316,11 @@ func TestLinkShareFromUI(t *testing.T) {
 	if r.StatusCode != 200 {
 		t.Fatalf("share: %d %s", r.StatusCode, r.body)
 	}
-	i := strings.Index(r.body, "/s/")
+	i := strings.Index(r.body, f.srv.URL+"/s/") // no --public-url: the browser's own address
 	if i < 0 {
-		t.Fatalf("no link in %s", r.body)
+		t.Fatalf("no link to %s/s/ in %s", f.srv.URL, r.body)
 	}
+	i += len(f.srv.URL)
 	tok := r.body[i+3 : i+3+shares.TokenLen]
 	anon := f.client()
 	if d := anon.get("/s/" + tok + "/download"); d.StatusCode != 200 || len(d.body) != 10000 {
@@ -342,5 +356,86 @@ func TestLinkShareFromUI(t *testing.T) {
 	}
 	if p := anon.get(r.body[i : i+3+shares.TokenLen]); !strings.Contains(p.body, "Send files") {
 		t.Fatalf("upload page: %s", p.body)
+	}
+}
+
+// TestLinkPublicURL: with Options.PublicURL (serve --public-url) the link
+// shown after sharing starts with it, not with the Host the request came
+// with (a proxy's inside name).
+func TestLinkPublicURL(t *testing.T) {
+	f, _, _ := linkFixture(t, func(_ *users.Options, o *Options) { o.PublicURL = "https://files.example.org/" })
+	c := f.client()
+	c.login("alice", "alice-password-1")
+	r := c.postCSRF("/ui/share/report.pdf", url.Values{"expires": {"1d"}})
+	const base = "https://files.example.org/s/"
+	i := strings.Index(r.body, base)
+	if r.StatusCode != 200 || i < 0 || strings.Contains(r.body, f.srv.URL+"/s/") {
+		t.Fatalf("share: %d, want a link starting %s: %s", r.StatusCode, base, r.body)
+	}
+	tok := r.body[i+len(base) : i+len(base)+shares.TokenLen]
+	if d := f.client().get("/s/" + tok + "/download"); d.StatusCode != 200 {
+		t.Fatalf("the shown link: %d", d.StatusCode)
+	}
+}
+
+// TestAdminInvitePublicURL: an invitation made on the admin page is shown
+// under Options.PublicURL too.
+func TestAdminInvitePublicURL(t *testing.T) {
+	f, l, _ := accountsFixture(t, SignupInvite, func(_ *users.Options, o *Options) { o.PublicURL = "https://files.example.org" })
+	f.addUser("boss", "boss-password-1", users.PermAll, 0)
+	if err := l.SetUser(context.Background(), "boss", admin.SetUserRequest{Admin: ptr(true)}); err != nil {
+		t.Fatal(err)
+	}
+	boss := f.client()
+	boss.login("boss", "boss-password-1")
+	r := boss.postCSRF("/ui/admin/invite-create", url.Values{"expires": {"2d"}})
+	if r.StatusCode != http.StatusOK || !strings.Contains(r.body, `value="https://files.example.org/ui/signup?token=`) {
+		t.Fatalf("invite-create: %d, want the link under the public URL: %s", r.StatusCode, r.body)
+	}
+}
+
+// TestLinkDamagedFile: a stored file damaged past its first chunk sends
+// its good bytes, then stops (no plaintext from a chunk that fails
+// authentication); the failure is logged at error level and the download
+// is not counted. Both paths: read ahead (a whole large file) and in place
+// (a small one).
+func TestLinkDamagedFile(t *testing.T) {
+	logs := testutil.NewLogs()
+	f, m, fsys := linkFixture(t, func(_ *users.Options, o *Options) { o.Logger = logs.Logger() })
+	for _, size := range []int{httpx.AheadMin + 100<<10, 300 << 10} {
+		name := fmt.Sprintf("/damaged-%d.bin", size)
+		data := make([]byte, size)
+		rand.Read(data)
+		writeFile(t, fsys, name, data)
+		p := filepath.Join(f.storeDir, "alice", name)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := len(b) / 2; i < len(b)/2+16; i++ {
+			b[i] ^= 0xff
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		before := len(logs.Msg("webui: link download: read failed"))
+		link := mkLink(t, m, shares.Spec{Path: name, Kind: shares.File})
+		resp, err := f.client().c.Get(f.srv.URL + link + "/download")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil || len(got) >= size || !bytes.Equal(got, data[:len(got)]) {
+			t.Fatalf("%d bytes: got %d, err %v (want a cut body of correct bytes)", size, len(got), err)
+		}
+		recs := logs.Msg("webui: link download: read failed")
+		if len(recs) != before+1 || recs[len(recs)-1].Level != slog.LevelError {
+			t.Errorf("%d bytes: no error log line: %v", size, recs)
+		}
+		ls, _ := m.List(context.Background(), "alice")
+		if ls[len(ls)-1].Downloads != 0 {
+			t.Errorf("%d bytes: a cut download counted", size)
+		}
 	}
 }

@@ -117,7 +117,7 @@ func (ui *UI) handleShare(w http.ResponseWriter, r *http.Request, s *sessionView
 	}
 	tok, l, err := ui.shareUI.m.Create(r.Context(), spec)
 	if errors.Is(err, shares.ErrInvalid) || errors.Is(err, users.ErrInvalid) {
-		ui.renderError(w, r, s, http.StatusBadRequest, "This link cannot be made: you need the right to download (or, for upload only, to upload).")
+		ui.renderError(w, r, s, http.StatusBadRequest, "This link cannot be made: you need the right to download (for a folder, also to list; for upload only, to upload).")
 		return
 	}
 	if err != nil {
@@ -127,12 +127,8 @@ func (ui *UI) handleShare(w http.ResponseWriter, r *http.Request, s *sessionView
 	}
 	ui.log.Info("webui: share created", "user", s.user.Name, "path", name, "link", l.ID)
 	ui.auditLink(r, s, audit.OpShareCreate, name, l.ID)
-	scheme := "https"
-	if !ui.opts.Secure {
-		scheme = "http"
-	}
 	ui.render(w, r, ui.shareUI.share, http.StatusOK, sharePage{base: ui.base("Link created", s), Name: baseName(name), Created: true,
-		UploadOnly: l.UploadOnly, URL: scheme + "://" + r.Host + LinkPrefix + tok,
+		UploadOnly: l.UploadOnly, URL: ui.baseURL(r) + LinkPrefix + tok,
 		BackURL: ui.opts.Prefix + "files" + escapePath(parentName(name)) + "/"})
 }
 

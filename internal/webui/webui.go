@@ -8,6 +8,7 @@ package webui
 //		Logger *slog.Logger
 //		Prefix string            // URL prefix it is mounted at, "/ui/"
 //		Secure bool              // set the Secure cookie attribute (false only under --insecure-http)
+//		PublicURL string         // base of the links the pages show ("": the request's scheme and Host)
 //		IdleTimeout, MaxAge time.Duration // zero: 30m idle, 12h absolute
 //	}
 //	func New(opts Options) (*UI, error)
@@ -56,6 +57,11 @@ type Options struct {
 	Prefix string
 	// Secure sets the Secure attribute on cookies (false only for plain HTTP).
 	Secure bool
+	// PublicURL is the base URL people outside reach the server at (serve
+	// --public-url: behind a proxy or under a public name), without a
+	// trailing slash. Links the pages show (share links, invitations)
+	// start with it; "" means the scheme and Host of the request.
+	PublicURL string
 	// IdleTimeout ends a session not used for that long; MaxAge ends any
 	// session that old. Zero: DefaultIdleTimeout, DefaultMaxAge.
 	IdleTimeout, MaxAge time.Duration
@@ -96,6 +102,7 @@ func New(opts Options) (*UI, error) {
 	if !strings.HasPrefix(opts.Prefix, "/") || !strings.HasSuffix(opts.Prefix, "/") || path.Clean(opts.Prefix)+"/" != opts.Prefix && opts.Prefix != "/" {
 		return nil, fmt.Errorf("webui: prefix %q must be a clean path starting and ending with /", opts.Prefix)
 	}
+	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
 	}
@@ -282,6 +289,19 @@ func securityHeaders(h http.Header) {
 // browsers send "Origin: null" even for our own forms, so null proves
 // nothing either way. Clients that send neither header pass (they still need
 // the cookie and the token).
+// baseURL is where links shown to the user point: Options.PublicURL, else
+// the scheme and Host the request came with.
+func (ui *UI) baseURL(r *http.Request) string {
+	if ui.opts.PublicURL != "" {
+		return ui.opts.PublicURL
+	}
+	scheme := "https"
+	if !ui.opts.Secure {
+		scheme = "http"
+	}
+	return scheme + "://" + r.Host
+}
+
 func sameOrigin(r *http.Request) bool {
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "same-origin", "none":

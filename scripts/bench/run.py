@@ -50,7 +50,7 @@ def env_str(name, default):
 
 CFG = {
     "runs": env_int("BENCH_RUNS", 3),
-    "workloads": env_str("BENCH_WORKLOADS", "big,small,conc,randio,list,rss").split(","),
+    "workloads": env_str("BENCH_WORKLOADS", "big,small,conc,randio,list,rss,link").split(","),
     "big_mb": env_int("BENCH_BIG_MB", 1024),
     "huge_mb": env_int("BENCH_HUGE_MB", 4096),
     "rss_runs": env_int("BENCH_RSS_RUNS", 1),
@@ -212,6 +212,8 @@ class Target:
         self.unavailable = d.get("unavailable", "")
         self.pprof = d.get("pprof", "")
         self.tls = self.url.startswith("https:")
+        self.bin = d.get("bin", "")  # securefsd: its binary and data dir, for `share create`
+        self.sfd_data_dir = d.get("sfd_data_dir", "")
 
 
 class Bench:
@@ -229,11 +231,14 @@ class Bench:
         self.samples = {}  # (row id, target name) -> [sample]
         self.notes = []
         self.list_skip = {}  # target name -> why its listing rows are not measured
+        self.link_groups = {}  # "link-https" -> [WebDAV GET target, share link target] (workload 7)
         self._obscured = None
 
     # -------------------------------------------------------- groups
     def group(self, name):
         """Targets of one protocol group, peers first, securefsd last."""
+        if name.startswith("link-"):
+            return self.link_groups.get(name, [])
         want = {
             "sftp": lambda t: t.name in ("openssh", "rclone-sftp", "securefsd-sftp"),
             "https": lambda t: t.name in ("nginx-https", "rclone-webdav-https", "securefsd-https"),
@@ -272,17 +277,19 @@ class Bench:
         out = p.stdout.decode(errors="replace") if capture else ""
         return p.returncode == 0, out, p.stderr.decode(errors="replace")[-500:]
 
-    def curl_base(self, t):
-        c = ["curl", "-sS", "--fail", "--http1.1", "-u", f"bench:{self.password}", "-w", "%{http_code} %{size_download}"]
+    def curl_base(self, t, auth=True):
+        c = ["curl", "-sS", "--fail", "--http1.1", "-w", "%{http_code} %{size_download}"]
+        if auth:
+            c += ["-u", f"bench:{self.password}"]
         if t.tls:
             c += ["-k", "--tls13-ciphers", CFG["tls13_cipher"]]
         return c
 
-    def curl(self, t, args, path, timeout=None):
+    def curl(self, t, args, path, timeout=None, auth=True):
         """Run curl; returns (ok, http code, bytes downloaded, stderr tail)."""
         timeout = timeout or CFG["timeout"]
         try:
-            p = subprocess.run(self.curl_base(t) + args + [t.url + path], stdin=subprocess.DEVNULL,
+            p = subprocess.run(self.curl_base(t, auth) + args + [t.url + path], stdin=subprocess.DEVNULL,
                                capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return False, 0, 0, f"timeout after {timeout} s"
@@ -767,6 +774,49 @@ class Bench:
                 self.remove_remote(t, self.big_name(t))
         os.unlink(src)
 
+    # -------------------------------------------------------- workload 7
+    def wl_link(self):
+        """A share-link download (issue 17) next to a WebDAV GET of the same
+        file from the same securefsd, interleaved: the link's cost over the
+        plain download (token lookup, owner's record, the download count)."""
+        mb = CFG["big_mb"]
+        src = self.make_random_file(os.path.join(self.work, "big.bin"), mb)
+        size = mb * MIB
+        for g in ("https", "http"):
+            t = next((x for x in self.targets if x.name == f"securefsd-{g}"), None)
+            if t is None or t.unavailable:
+                continue
+            rid = f"link-{g}-down"
+            self.add_row(rid, f"1 file {mb} MiB download, share link vs WebDAV GET, {g.upper()} (curl)", "MBps", f"link-{g}")
+            ok, code, _, err = self.curl(t, ["-T", src, "-o", "/dev/null"], "link.bin")
+            if not ok:
+                self.notes.append(f"link workload ({g}): upload failed: HTTP {code} {err}")
+                continue
+            p = subprocess.run([t.bin, "--data-dir", t.sfd_data_dir, "share", "create", "bench", "/link.bin"],
+                               capture_output=True, text=True, timeout=60)
+            m = re.search(r"/s/[A-Za-z0-9_-]+", p.stdout)
+            if p.returncode != 0 or not m:
+                self.notes.append(f"link workload ({g}): share create failed: {p.stderr.strip()[-300:]}")
+                continue
+            base = {"proto": "webdav", "url": t.url, "pid": t.pid, "pprof": t.pprof}
+            dav = Target(dict(base, name=f"securefsd-{g}-webdav", label=f"{t.label} WebDAV GET"))
+            link = Target(dict(base, name=f"securefsd-{g}-link", label=f"{t.label} share link", subject=True))
+            self.link_groups[f"link-{g}"] = [dav, link]
+            path = m.group(0).lstrip("/") + "/download"
+            for run in range(CFG["runs"]):
+                log(f"workload link ({g}): run {run + 1}/{CFG['runs']}")
+                for x in self.rotate([dav, link], run):
+                    if x is dav:
+                        self.measure(rid, x, lambda: self.link_down(dav, "link.bin", size, True))
+                    else:
+                        self.measure(rid, x, lambda: self.link_down(link, path, size, False))
+            self.remove_remote(t, "link.bin")
+
+    def link_down(self, t, path, size, auth):
+        ok, code, n, err = self.curl(t, ["-o", "/dev/null"], path, auth=auth)
+        ok = ok and n == size
+        return {"bytes": size if ok else 0, "errors": 0 if ok else 1, "note": f"HTTP {code}, {n} bytes {err}"}
+
     # -------------------------------------------------------- report
     def aggregate(self):
         rows = []
@@ -863,6 +913,18 @@ class Bench:
             q = h["peak_rss_mib"] / b["peak_rss_mib"]
             check(f"peak RSS {CFG['huge_mb']} MiB vs {CFG['big_mb']} MiB upload within 10%", q <= 1.10,
                   f"{h['peak_rss_mib']:.0f} vs {b['peak_rss_mib']:.0f} MiB ({q:.2f}x)")
+        for g in ("https", "http"):
+            s, o = med(f"link-{g}-down", f"securefsd-{g}-link"), med(f"link-{g}-down", f"securefsd-{g}-webdav")
+            if s and o:
+                check(f"share link download {g.upper()} within noise of WebDAV GET (>= 0.9x)", s / o >= 0.9,
+                      f"{s / o:.2f}x ({s:.0f} vs {o:.0f} MB/s)")
+            # Server CPU per GiB: the same comparison, less swayed by other
+            # load on the machine than MB/s.
+            cs, co = cell(f"link-{g}-down", f"securefsd-{g}-link"), cell(f"link-{g}-down", f"securefsd-{g}-webdav")
+            if cs and co and cs.get("cpu_s_per_gib") and co.get("cpu_s_per_gib"):
+                q = cs["cpu_s_per_gib"] / co["cpu_s_per_gib"]
+                check(f"share link download {g.upper()} server CPU/GiB <= 1.1x WebDAV GET", q <= 1.1,
+                      f"{q:.2f}x ({cs['cpu_s_per_gib']:.2f} vs {co['cpu_s_per_gib']:.2f} s/GiB)")
         for rid, peer, what in (("list-propfind", "nginx-https", "PROPFIND within 2x nginx"),
                                 ("list-sftp", "openssh", "sftp ls -l within 2x OpenSSH")):
             s = med(rid, "securefsd-https" if rid == "list-propfind" else "securefsd-sftp")
@@ -919,7 +981,7 @@ class Bench:
                "from an earlier operation, not taken by this one). "
                "securefsd / best peer: ratio of medians (> 1 is better for ↑ rows, worse for ↓ rows)."]
         if checks:
-            md += ["", "### Targets (issue 7)", "", "| Target | Met | Measured |", "|---|---|---|"]
+            md += ["", "### Targets (issues 7 and 17)", "", "| Target | Met | Measured |", "|---|---|---|"]
             md += [f"| {c['target']} | {'yes' if c['ok'] else '**no**'} | {c['detail']} |" for c in checks]
         if self.notes:
             md += ["", "Notes:"] + [f"- {n}" for n in self.notes]
@@ -946,7 +1008,7 @@ class Bench:
                 continue
             fn = getattr(self, f"wl_{wl}", None)
             if fn is None:
-                sys.exit(f"bench: unknown workload {wl!r} (big, small, conc, randio, list, rss)")
+                sys.exit(f"bench: unknown workload {wl!r} (big, small, conc, randio, list, rss, link)")
             t0 = time.time()
             fn()
             log(f"workload {wl} took {time.time() - t0:.0f} s")
