@@ -304,6 +304,24 @@ func (e *env) userCommand() *cli.Command {
 				run:   e.listUsers,
 			},
 		), &cli.Command{
+			Name:  "2fa",
+			Usage: "manage a user's two-factor login",
+			Subcommands: e.mgmtCommands(
+				mgmtCmd{
+					name: "reset", usage: "remove a user's TOTP enrolment, recovery codes and app passwords (a lost phone); with serve --require-2fa their next browser login enrols again", args: "NAME",
+					run: func(c *cli.Context, m admin.Manager, a []string) error {
+						tr, ok := m.(admin.TwoFactorResetter)
+						if !ok {
+							return errors.New("2fa reset is not supported here")
+						}
+						if err := tr.ResetTwoFactor(c.Context, a[0]); err != nil {
+							return err
+						}
+						return e.printf("two-factor login of %s reset; their app passwords are revoked\n", a[0])
+					},
+				},
+			),
+		}, &cli.Command{
 			Name:  "key",
 			Usage: "manage a user's SSH public keys",
 			Subcommands: e.mgmtCommands(

@@ -60,6 +60,7 @@ var serveFlags = []cli.Flag{
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, how long transfers may take to finish", EnvVars: []string{"SECUREFSD_SHUTDOWN_TIMEOUT"}}),
 	loginSafelistFlag,
 	signupFlag, signupPermsFlag, signupQuotaFlag,
+	altsrc.NewBoolFlag(&cli.BoolFlag{Name: "require-2fa", Usage: "every account must set up two-factor login at its next browser sign-in; until then WebDAV and SFTP password logins are refused (SSH keys keep working)", EnvVars: []string{"SECUREFSD_REQUIRE_2FA"}}),
 	&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback address (profiling only)", Hidden: true, EnvVars: []string{"SECUREFSD_PPROF_ADDR"}},
 }
 
@@ -202,7 +203,8 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger) (core serverCore, close
 	if err != nil {
 		return core, nil, err
 	}
-	db, err := users.Open(filepath.Join(dir, usersDBFileName), users.Options{Logger: log, Defender: users.DefenderOptions{Safelist: safelist}})
+	db, err := users.Open(filepath.Join(dir, usersDBFileName), users.Options{Logger: log, Defender: users.DefenderOptions{Safelist: safelist},
+		Require2FA: c.Bool("require-2fa")})
 	if errors.Is(err, users.ErrLocked) {
 		return core, nil, fmt.Errorf("another securefsd is using %s", dir)
 	}

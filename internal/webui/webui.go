@@ -63,6 +63,9 @@ type Options struct {
 	// MaxSessionsPerUser caps one user's sessions (zero:
 	// DefaultMaxSessionsPerUser).
 	MaxSessionsPerUser int
+	// Issuer names the server in authenticator apps (the otpauth:// URL of
+	// a TOTP enrolment). Empty: "securefsd".
+	Issuer string
 }
 
 // UI is the browser client's http.Handler. Safe for concurrent use.
@@ -75,6 +78,7 @@ type UI struct {
 
 	mu       sync.Mutex
 	sessions map[[32]byte]*session
+	pending  map[[32]byte]*pendingLogin // password given, code awaited (twofactor.go)
 
 	shareUI  *shareUI    // set by NewLinks: the owner's share pages (shareui.go)
 	accounts *accountsUI // set by EnableAccounts: sign-up and admin pages (signup.go, adminui.go)
@@ -108,6 +112,7 @@ func New(opts Options) (*UI, error) {
 		log:      opts.Logger,
 		now:      opts.Now,
 		sessions: make(map[[32]byte]*session),
+		pending:  make(map[[32]byte]*pendingLogin),
 	}
 	if ui.log == nil {
 		ui.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -155,6 +160,10 @@ func (ui *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ui.serveAsset(w, r, strings.TrimPrefix(name, "/"))
 		return
 	case "login":
+		if name == "/code" {
+			ui.handleCode(w, r)
+			return
+		}
 		ui.handleLogin(w, r)
 		return
 	case "signup":
@@ -202,6 +211,15 @@ func (ui *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ui.needLogin(w, r, err)
 		return
 	}
+	if s.mustEnrol && action != "account" && action != "logout" {
+		// --require-2fa: nothing but enrolment until 2FA is on.
+		if r.Method == http.MethodGet && !wantsJSON(r) {
+			http.Redirect(w, r, ui.opts.Prefix+"account/", http.StatusSeeOther)
+			return
+		}
+		ui.renderError(w, r, s, http.StatusForbidden, "This server requires two-factor sign-in: set it up on your account page first.")
+		return
+	}
 	if r.Method == http.MethodPost && action != "upload" {
 		// Upload reads its token from the header or the first multipart
 		// part, so the body streams; every other POST is a small form.
@@ -241,6 +259,8 @@ func (ui *UI) route(action string) (get, post handlerFunc) {
 		return ui.shareRoute(action)
 	case "admin":
 		return ui.adminRoute()
+	case "account":
+		return ui.accountRoute()
 	}
 	return nil, nil
 }
