@@ -12,7 +12,8 @@
 #     and testutil itself imports nothing of ours (so every package's tests may use it);
 #   - shares imports only users and perm of ours; no protocol, vfs or users imports shares;
 #   - pwpolicy imports nothing of ours;
-#   - admin (used by webui's admin and sign-up pages) imports no protocol or webui.
+#   - admin (used by webui's admin and sign-up pages) imports no protocol or webui;
+#   - only users and webui import the TOTP library github.com/pquerna/otp.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
@@ -60,4 +61,10 @@ fi
 for q in sftpd davd vfs envelope users; do check deps "internal/$q" "$mod/internal/shares"; done
 # webui's admin and sign-up pages call admin's operations; admin never reaches back up.
 for q in webui davd sftpd; do check deps internal/admin "$mod/internal/$q"; done
+# Two-factor login: TOTP (github.com/pquerna/otp) is users' (codes, secrets) and webui's (the
+# enrolment's QR code) only; the protocols see app passwords through users.DB.AuthLogin.
+for p in $(go list ./... | sed "s#^$mod/##" | grep -v '^internal/users$\|^internal/webui$\|^e2e$'); do
+  [ "$p" = "$mod" ] && continue
+  if direct "$p" | grep -q '^github.com/pquerna/otp'; then echo "import rule broken: $p must not import github.com/pquerna/otp"; fail=1; fi
+done
 exit $fail

@@ -129,6 +129,20 @@ func (ui *UI) doCode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key, p, ok := ui.pendingFor(r)
+	if ok {
+		// Take one of the pending login's tries before the check, so
+		// parallel guesses on one pending login get maxCodeTries in all.
+		ui.mu.Lock()
+		if cur, live := ui.pending[key]; !live {
+			ok = false
+		} else if cur.tries >= maxCodeTries {
+			delete(ui.pending, key)
+			ok = false
+		} else {
+			cur.tries++
+		}
+		ui.mu.Unlock()
+	}
 	if !ok {
 		http.SetCookie(w, ui.cookie(pendingCookie, "", -1))
 		http.Redirect(w, r, ui.opts.Prefix+"login?expired=1", http.StatusSeeOther)
@@ -144,7 +158,6 @@ func (ui *UI) doCode(w http.ResponseWriter, r *http.Request) {
 		ui.mu.Lock()
 		left := false
 		if cur, ok := ui.pending[key]; ok {
-			cur.tries++
 			if cur.tries >= maxCodeTries {
 				delete(ui.pending, key)
 			} else {

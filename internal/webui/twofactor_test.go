@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -297,7 +298,7 @@ func TestAccountSelfService(t *testing.T) {
 	if len(u.Keys) != 1 {
 		t.Fatalf("keys %+v", u.Keys)
 	}
-	if r := c.get("/ui/account/"); !strings.Contains(r.body, u.Keys[0].Fingerprint) {
+	if r := c.get("/ui/account/"); !strings.Contains(html.UnescapeString(r.body), u.Keys[0].Fingerprint) {
 		t.Fatal("key not listed")
 	}
 	if r := c.postCSRF("/ui/account/key-del", url.Values{"fingerprint": {u.Keys[0].Fingerprint}}); r.StatusCode != http.StatusSeeOther {
@@ -363,4 +364,25 @@ func newSSHKey(t testing.TB) (ssh.PublicKey, string) {
 		t.Fatal(err)
 	}
 	return pk, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pk))) + " laptop"
+}
+
+// TestTwoFactorParallelGuesses: parallel wrong codes on one pending login
+// get maxCodeTries checks in all, not one per request.
+func TestTwoFactorParallelGuesses(t *testing.T) {
+	f, _, logs := accountsFixture(t, SignupOff)
+	f.addUser("alice", "alice-password-1", users.PermAll, 0)
+	c := f.client()
+	c.login("alice", "alice-password-1")
+	c.enrolBrowser()
+	a := f.client()
+	a.loginResp("alice", "alice-password-1")
+	var wg sync.WaitGroup
+	for range 3 * maxCodeTries {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.secondStep("123456x") }()
+	}
+	wg.Wait()
+	if n := logs.Count(func(r testutil.Record) bool { return r.Message == "webui: second factor failed" }); n != maxCodeTries {
+		t.Fatalf("%d codes checked on one pending login, want %d", n, maxCodeTries)
+	}
 }
