@@ -284,8 +284,12 @@ func TestTwoFactorBrowser(t *testing.T) {
 		t.Fatalf("PROPFIND with the revoked app password: %s", c)
 	}
 
-	// The admin resets the user's 2FA from the command line (through the
-	// running server): the account password works over WebDAV again.
+	// The admin sees 2FA in the user list, and resets it from the command
+	// line (through the running server): the account password works over
+	// WebDAV again.
+	if out, err := srv.CLI(t, "user", "list", "--json"); err != nil || !strings.Contains(out, `"two_factor": true`) || strings.Contains(out, secret) {
+		t.Fatalf("user list: %v %s", err, out)
+	}
 	if _, err := srv.CLI(t, "user", "2fa", "reset", user); err != nil {
 		t.Fatal(err)
 	}
@@ -458,5 +462,97 @@ func TestTwoFactorGuessingBanned(t *testing.T) {
 	// The owner, elsewhere, is not locked out.
 	if code, loc := newWebClient(t, srv, "127.0.0.80").password(user, pass); code != http.StatusSeeOther || loc != "/ui/login/code" {
 		t.Fatalf("owner after the attack: %d %s", code, loc)
+	}
+}
+
+// TestAccountPageBrowser (issue 18, self-service): on /ui/account/ a user
+// adds an SSH public key (then OpenSSH sftp logs in with it) and removes it
+// (then it does not), sees the quota, and changes the password: the old
+// one is asked for, a weak new one is refused, the user's other browser
+// session ends, and WebDAV refuses the old password at once although a
+// client had just used it (the verified-password cache dies with the hash).
+func TestAccountPageBrowser(t *testing.T) {
+	ctx := testbrowser.New(t, "status of 400", "status of 403")
+	srv := StartServer(t)
+	user, pass := "sv"+RandomName(), "Marble-Falcon-"+RandomName()
+	if _, err := srv.CLIInput(t, pass+"\n", "user", "add", user, "--password-stdin", "--quota", "5M"); err != nil {
+		t.Fatal(err)
+	}
+	other := newWebClient(t, srv, "127.0.0.90")
+	if code, loc := other.password(user, pass); code != http.StatusSeeOther || loc != "/ui/files/" {
+		t.Fatalf("other session: %d %s", code, loc)
+	}
+	if c := httpCode(t, srv, user, pass, "-X", "PROPFIND", "-H", "Depth: 0", srv.DAVURL+"/"); c != "207" {
+		t.Fatalf("WebDAV with the password: %s", c)
+	}
+	if err := browserLogin(ctx, srv, user, pass, "account-link"); err != nil {
+		t.Fatal(err)
+	}
+	key := GenerateKey(t)
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.ID("account-link")),
+		chromedp.WaitVisible(chromedp.ID("key-add")),
+		chromedp.SetValue(chromedp.ID("key-line"), strings.TrimSpace(string(pub))),
+		chromedp.Click(chromedp.ID("key-add-submit")),
+		chromedp.WaitVisible(chromedp.ID("keys")),
+	); err != nil {
+		t.Fatalf("add key: %v\n%s", err, srv.Log())
+	}
+	if usage, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("usage"))); err != nil || !strings.Contains(usage, "of 5.0 MiB") {
+		t.Fatalf("usage %q: %v", usage, err)
+	}
+	if out, err := srv.SFTPBatch(t, user, key, "ls\n"); err != nil {
+		t.Fatalf("sftp with the key added in the browser: %v %s", err, out)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS("#keys .key-del")),
+		chromedp.WaitVisible(chromedp.ID("no-keys")),
+	); err != nil {
+		t.Fatalf("remove key: %v", err)
+	}
+	if out, err := srv.SFTPBatch(t, user, key, "ls\n"); err == nil {
+		t.Fatalf("sftp with the removed key: %s", out)
+	}
+
+	newPW := "Granite-Orchid-" + RandomName()
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("pw-old"), pass),
+		chromedp.SendKeys(chromedp.ID("pw-new"), "password1"),
+		chromedp.SendKeys(chromedp.ID("pw-new2"), "password1"),
+		chromedp.Click(chromedp.ID("password-submit")),
+		chromedp.WaitVisible(chromedp.ID("error")),
+	); err != nil {
+		t.Fatalf("weak new password: %v", err)
+	}
+	if msg, _ := chromedp.Run(ctx, chromedp.Text(chromedp.ID("error"))); !strings.Contains(msg, "too short") && !strings.Contains(msg, "common") {
+		t.Fatalf("weak password message %q", msg)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("pw-old"), pass),
+		chromedp.SendKeys(chromedp.ID("pw-new"), newPW),
+		chromedp.SendKeys(chromedp.ID("pw-new2"), newPW),
+		chromedp.Click(chromedp.ID("password-submit")),
+		chromedp.WaitVisible(chromedp.CSS(".flash.ok")),
+	); err != nil {
+		t.Fatalf("change password: %v\n%s", err, srv.Log())
+	}
+	if code, _ := other.get("/ui/files/"); code != http.StatusSeeOther {
+		t.Fatalf("the other browser session after the change: %d", code)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.DAVURL+"/ui/files/"), chromedp.WaitVisible(chromedp.ID("logout"))); err != nil {
+		t.Fatalf("this session after the change: %v", err)
+	}
+	if c := httpCode(t, srv, user, pass, "-X", "PROPFIND", "-H", "Depth: 0", srv.DAVURL+"/"); c != "401" {
+		t.Fatalf("WebDAV with the old password: %s", c)
+	}
+	if c := httpCode(t, srv, user, newPW, "-X", "PROPFIND", "-H", "Depth: 0", srv.DAVURL+"/"); c != "207" {
+		t.Fatalf("WebDAV with the new password: %s", c)
+	}
+	if strings.Contains(srv.Log(), newPW) {
+		t.Fatal("the new password is in the server log")
 	}
 }

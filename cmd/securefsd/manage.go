@@ -484,12 +484,14 @@ func (e *env) listUsers(c *cli.Context, m admin.Manager, _ []string) error {
 			QuotaFiles int64     `json:"quota_files"`
 			Disabled   bool      `json:"disabled"`
 			Admin      bool      `json:"admin"`
+			TwoFactor  bool      `json:"two_factor"`
+			AppPWs     int       `json:"app_passwords"`
 			Created    time.Time `json:"created"`
 			LastLogin  time.Time `json:"last_login"`
 		}
 		rows := []row{}
 		for _, u := range us {
-			r := row{Name: u.Name, Home: u.Home, Perms: u.Perms.String(), Keys: []string{}, QuotaBytes: u.QuotaBytes, QuotaFiles: u.QuotaFiles, Disabled: u.Disabled, Admin: u.Admin, Created: u.Created, LastLogin: u.LastLogin}
+			r := row{Name: u.Name, Home: u.Home, Perms: u.Perms.String(), Keys: []string{}, QuotaBytes: u.QuotaBytes, QuotaFiles: u.QuotaFiles, Disabled: u.Disabled, Admin: u.Admin, TwoFactor: u.TwoFactor != nil, AppPWs: len(u.AppPasswords), Created: u.Created, LastLogin: u.LastLogin}
 			for _, k := range u.Keys {
 				r.Keys = append(r.Keys, k.Fingerprint)
 			}
@@ -508,6 +510,9 @@ func (e *env) listUsers(c *cli.Context, m admin.Manager, _ []string) error {
 		}
 		if u.Admin {
 			status += ",admin"
+		}
+		if u.TwoFactor != nil {
+			status += ",2fa"
 		}
 		quota := "-"
 		if u.QuotaBytes > 0 {
