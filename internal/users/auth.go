@@ -88,7 +88,7 @@ func (db *DB) AuthLogin(ctx context.Context, proto, remote, name string, passwor
 	}
 	// The HMAC runs for unknown users too, so both paths do the same work.
 	if db.cache.hit(name, password, u.PasswordHash, found && !u.Disabled && !appOnly, db.now()) {
-		db.loggedIn(ctx, proto, remote, &u, "password", "")
+		db.passwordOK(ctx, proto, remote, &u)
 		return u, "", nil
 	}
 	a, delay, err := db.def.begin(ctx, remote, name)
@@ -117,7 +117,7 @@ func (db *DB) AuthLogin(ctx context.Context, proto, remote, name string, passwor
 		}
 	}
 	if db.cache.hit(name, password, u.PasswordHash, found && !u.Disabled && !appOnly, db.now()) {
-		db.loggedIn(ctx, proto, remote, &u, "password", "")
+		db.passwordOK(ctx, proto, remote, &u)
 		return u, "", nil
 	}
 	if delay > 0 {
@@ -165,7 +165,7 @@ func (db *DB) AuthLogin(ctx context.Context, proto, remote, name string, passwor
 		db.rehash(context.WithoutCancel(ctx), &u, password)
 	}
 	db.cache.put(name, password, u.PasswordHash, db.now())
-	db.loggedIn(ctx, proto, remote, &u, "password", "")
+	db.passwordOK(ctx, proto, remote, &u)
 	return u, "", nil
 }
 
@@ -360,6 +360,20 @@ func (db *DB) loggedIn(ctx context.Context, proto, remote string, u *User, metho
 		return
 	}
 	u.LastLogin = now
+}
+
+// passwordOK records a successful account-password check: a login, except
+// in the browser for a user with TwoFactor, where it is only the first
+// step: the login (the last-login record, and the remembered address that
+// exempts it from a ban of the name) comes with the code
+// (VerifySecondFactor), so knowing the password alone does not make an
+// address "known".
+func (db *DB) passwordOK(ctx context.Context, proto, remote string, u *User) {
+	if proto == "web" && u.TwoFactor != nil {
+		db.log.Debug("users: password accepted; second factor pending", "proto", proto, "remote", remote, "user", u.Name)
+		return
+	}
+	db.loggedIn(ctx, proto, remote, u, "password", "")
 }
 
 // hostOf is remote without its port.

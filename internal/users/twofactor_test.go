@@ -266,3 +266,34 @@ func TestRequire2FA(t *testing.T) {
 		t.Fatalf("switching 2FA off under Require2FA: %v", err)
 	}
 }
+
+// TestTwoFactorLoginRecorded: for a user with 2FA the browser's password
+// step is not a login (no record, the address not remembered against a
+// ban of the name); the code makes the login, recorded with its method.
+func TestTwoFactorLoginRecorded(t *testing.T) {
+	clk := newClock()
+	db, _ := openTest(t, Options{Now: clk.Now, Defender: DefenderOptions{Disabled: true}})
+	ctx := t.Context()
+	mustAdd(t, db, User{Name: "alice", Perms: PermAll}, "correct horse")
+	secret, _ := enrol(t, db, clk, "alice")
+	clk.Advance(time.Hour)
+	if _, err := db.AuthPassword(ctx, "web", "10.0.0.7:1", "alice", []byte("correct horse")); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := db.Get(ctx, "alice"); len(u.Logins) != 0 || !u.LastLogin.IsZero() {
+		t.Fatalf("the password step was recorded as a login: %+v", u.Logins)
+	}
+	db.def.mu.Lock()
+	known := len(db.def.known["alice"])
+	db.def.mu.Unlock()
+	if known != 0 {
+		t.Fatal("the password step made the address known")
+	}
+	if _, err := db.VerifySecondFactor(ctx, "web", "10.0.0.7:1", "alice", code(t, secret, clk.Now())); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := db.Get(ctx, "alice")
+	if len(u.Logins) != 1 || u.Logins[0].Method != "totp" || u.Logins[0].Remote != "10.0.0.7" || u.Logins[0].Proto != "web" {
+		t.Fatalf("logins %+v", u.Logins)
+	}
+}

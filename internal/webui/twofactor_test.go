@@ -166,7 +166,7 @@ func TestTwoFactorGuessingBanned(t *testing.T) {
 	c.login("alice", "alice-password-1")
 	secret, _ := c.enrolBrowser()
 	// Five wrong codes on one pending login, then the password again
-	// (remembered address: no name budget) and one more wrong code.
+	// and one more wrong code.
 	a := f.client()
 	a.loginResp("alice", "alice-password-1")
 	for range maxCodeTries {
