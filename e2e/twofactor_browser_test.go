@@ -340,6 +340,26 @@ func TestRequire2FABrowser(t *testing.T) {
 	if c := httpCode(t, srv, user, pass, "-X", "PROPFIND", "-H", "Depth: 0", srv.DAVURL+"/"); c != "401" {
 		t.Fatalf("password-only WebDAV login after enrolment: %s", c)
 	}
+	// `user 2fa reset` offline (no server: the database opened in-process)
+	// removes the enrolment and the app passwords; after a restart the
+	// account must enrol again.
+	srv.Stop(t)
+	if out, err := srv.CLI(t, "user", "2fa", "reset", user); err != nil || !strings.Contains(out, "reset") {
+		t.Fatalf("offline reset: %v %s", err, out)
+	}
+	if _, err := srv.CLI(t, "user", "2fa", "reset", user); err == nil || !strings.Contains(err.Error(), "not set up") {
+		t.Fatalf("offline reset of a user without 2FA: %v", err)
+	}
+	srv.Restart(t)
+	if c := httpCode(t, srv, user, pw, "-X", "PROPFIND", "-H", "Depth: 0", srv.DAVURL+"/"); c != "401" {
+		t.Fatalf("app password after the reset: %s", c)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.DAVURL+"/ui/login")); err != nil {
+		t.Fatal(err)
+	}
+	if err := browserLogin(ctx, srv, user, pass, "enrol-secret"); err != nil {
+		t.Fatalf("sign-in after the reset goes to enrolment: %v\n%s", err, srv.Log())
+	}
 }
 
 // webClient is a cookie-keeping HTTP client of the browser pages from one

@@ -312,7 +312,7 @@ func TestAccountSelfService(t *testing.T) {
 	if r := c.postCSRF("/ui/account/app-add", url.Values{"name": {"laptop"}, "webdav": {"1"}}); r.StatusCode != http.StatusBadRequest {
 		t.Fatalf("app password without 2FA: %d", r.StatusCode)
 	}
-	c.enrolBrowser()
+	secret, _ := c.enrolBrowser()
 	if r := c.postCSRF("/ui/account/app-add", url.Values{"name": {"laptop"}}); r.StatusCode != http.StatusBadRequest {
 		t.Fatalf("app password without a protocol: %d", r.StatusCode)
 	}
@@ -349,6 +349,24 @@ func TestAccountSelfService(t *testing.T) {
 	// A POST without the CSRF token does nothing.
 	if r := c.post("/ui/account/app-add", url.Values{"name": {"evil"}, "webdav": {"1"}}); r.StatusCode != http.StatusForbidden {
 		t.Fatalf("app add without CSRF: %d", r.StatusCode)
+	}
+	// New recovery codes replace the old ones; switching 2FA off needs a
+	// current code and removes the app passwords.
+	if r := c.postCSRF("/ui/account/recovery-new", nil); r.StatusCode != http.StatusOK || len(reRecovery.FindAllStringSubmatch(r.body, -1)) != users.RecoveryCodes {
+		t.Fatalf("new recovery codes: %d", r.StatusCode)
+	}
+	if _, _, err := f.db.AddAppPassword(ctx, "alice", "tablet", []string{users.ProtoSFTP}); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.postCSRF("/ui/account/2fa-off", url.Values{"code": {"123456x"}}); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("2FA off with a wrong code: %d", r.StatusCode)
+	}
+	f.clock.Advance(30 * time.Second)
+	if r := c.postCSRF("/ui/account/2fa-off", url.Values{"code": {f.code(secret)}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("2FA off: %d %q", r.StatusCode, r.body)
+	}
+	if u, _ := f.db.Get(ctx, "alice"); u.TwoFactor != nil || len(u.AppPasswords) != 0 {
+		t.Fatalf("after 2FA off: %+v", u)
 	}
 }
 
