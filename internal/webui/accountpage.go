@@ -4,7 +4,6 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -312,5 +311,3 @@ func accountError(err error) (int, string) {
 	}
 	return http.StatusInternalServerError, "Something went wrong on the server. Please try again."
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"image/png"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -201,7 +202,7 @@ func (ui *UI) doCode(w http.ResponseWriter, r *http.Request) {
 	target := ui.safeNext(p.next)
 	if method == "recovery-code" {
 		ui.setFlash(sessionKey(mustDecode(id)), "You signed in with a recovery code; it cannot be used again. "+
-			"Codes left: "+itoa(len(u.TwoFactor.Recovery))+". New ones can be made on your account page.")
+			"Codes left: "+strconv.Itoa(len(u.TwoFactor.Recovery))+". New ones can be made on your account page.")
 	}
 	http.Redirect(w, r, target, http.StatusSeeOther)
 }
