@@ -77,8 +77,8 @@ func (db *DB) AuthLogin(ctx context.Context, proto, remote, name string, passwor
 	if err != nil {
 		return User{}, "", fmt.Errorf("users: auth: %w", err)
 	}
-	appProto, appOnly := appProtocol(proto)
-	appOnly = appOnly && found && db.NeedsSecondFactor(u)
+	appProto, isApp := appProtocol(proto)
+	appOnly := isApp && found && db.NeedsSecondFactor(u)
 	if appOnly && !u.Disabled {
 		if i := matchApp(u, appProto, password); i >= 0 {
 			id := u.AppPasswords[i].ID
@@ -108,7 +108,7 @@ func (db *DB) AuthLogin(ctx context.Context, proto, remote, name string, passwor
 	if err != nil {
 		return User{}, "", fmt.Errorf("users: auth: %w", err)
 	}
-	appOnly = appOnly && found && db.NeedsSecondFactor(u)
+	appOnly = isApp && found && db.NeedsSecondFactor(u) // the record may have changed while waiting
 	if appOnly && !u.Disabled {
 		if i := matchApp(u, appProto, password); i >= 0 {
 			id := u.AppPasswords[i].ID
