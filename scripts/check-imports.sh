@@ -12,9 +12,10 @@
 #     and testutil itself imports nothing of ours (so every package's tests may use it);
 #   - shares imports only users and perm of ours; no protocol, vfs or users imports shares;
 #   - pwpolicy imports nothing of ours;
-#   - admin (used by webui's admin and sign-up pages) imports no protocol or webui.
+#   - admin (used by webui's admin and sign-up pages) imports no protocol or webui;
 #   - audit (the audit trail) imports only envelope of ours (for its key file): no protocol, vfs,
 #     users, account, admin or shares, not even indirectly, so every layer may record into it.
+#   - only users and webui import the TOTP library github.com/pquerna/otp.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
@@ -64,4 +65,10 @@ for q in sftpd davd vfs envelope users; do check deps "internal/$q" "$mod/intern
 for q in webui davd sftpd; do check deps internal/admin "$mod/internal/$q"; done
 only directNonstd internal/audit "$mod/internal/envelope\|golang\.org/x/crypto/.*"
 for q in vfs sftpd davd webui users account admin shares; do check deps internal/audit "$mod/internal/$q"; done
+# Two-factor login: TOTP (github.com/pquerna/otp) is users' (codes, secrets) and webui's (the
+# enrolment's QR code) only; the protocols see app passwords through users.DB.AuthLogin.
+for p in $(go list ./... | sed "s#^$mod/##" | grep -v '^internal/users$\|^internal/webui$\|^e2e$'); do
+  [ "$p" = "$mod" ] && continue
+  if direct "$p" | grep -q '^github.com/pquerna/otp'; then echo "import rule broken: $p must not import github.com/pquerna/otp"; fail=1; fi
+done
 exit $fail

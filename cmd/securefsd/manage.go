@@ -358,6 +358,24 @@ func (e *env) userCommand() *cli.Command {
 				run:   e.listUsers,
 			},
 		), &cli.Command{
+			Name:  "2fa",
+			Usage: "manage a user's two-factor login",
+			Subcommands: e.mgmtCommands(
+				mgmtCmd{
+					name: "reset", usage: "remove a user's TOTP enrolment, recovery codes and app passwords (a lost phone); with serve --require-2fa their next browser login enrols again", args: "NAME",
+					run: func(c *cli.Context, m admin.Manager, a []string) error {
+						tr, ok := m.(admin.TwoFactorResetter)
+						if !ok {
+							return errors.New("2fa reset is not supported here")
+						}
+						if err := tr.ResetTwoFactor(c.Context, a[0]); err != nil {
+							return err
+						}
+						return e.printf("two-factor login of %s reset; their app passwords are revoked\n", a[0])
+					},
+				},
+			),
+		}, &cli.Command{
 			Name:  "key",
 			Usage: "manage a user's SSH public keys",
 			Subcommands: e.mgmtCommands(
@@ -520,12 +538,14 @@ func (e *env) listUsers(c *cli.Context, m admin.Manager, _ []string) error {
 			QuotaFiles int64     `json:"quota_files"`
 			Disabled   bool      `json:"disabled"`
 			Admin      bool      `json:"admin"`
+			TwoFactor  bool      `json:"two_factor"`
+			AppPWs     int       `json:"app_passwords"`
 			Created    time.Time `json:"created"`
 			LastLogin  time.Time `json:"last_login"`
 		}
 		rows := []row{}
 		for _, u := range us {
-			r := row{Name: u.Name, Home: u.Home, Perms: u.Perms.String(), Keys: []string{}, QuotaBytes: u.QuotaBytes, QuotaFiles: u.QuotaFiles, Disabled: u.Disabled, Admin: u.Admin, Created: u.Created, LastLogin: u.LastLogin}
+			r := row{Name: u.Name, Home: u.Home, Perms: u.Perms.String(), Keys: []string{}, QuotaBytes: u.QuotaBytes, QuotaFiles: u.QuotaFiles, Disabled: u.Disabled, Admin: u.Admin, TwoFactor: u.TwoFactor != nil, AppPWs: len(u.AppPasswords), Created: u.Created, LastLogin: u.LastLogin}
 			for _, k := range u.Keys {
 				r.Keys = append(r.Keys, k.Fingerprint)
 			}
@@ -544,6 +564,9 @@ func (e *env) listUsers(c *cli.Context, m admin.Manager, _ []string) error {
 		}
 		if u.Admin {
 			status += ",admin"
+		}
+		if u.TwoFactor != nil {
+			status += ",2fa"
 		}
 		quota := "-"
 		if u.QuotaBytes > 0 {

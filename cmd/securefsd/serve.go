@@ -64,6 +64,7 @@ var serveFlags = []cli.Flag{
 	loginSafelistFlag,
 	signupFlag, signupPermsFlag, signupQuotaFlag,
 	auditServeFlags[0], auditServeFlags[1], auditServeFlags[2], auditServeFlags[3],
+	altsrc.NewBoolFlag(&cli.BoolFlag{Name: "require-2fa", Usage: "every account must set up two-factor login at its next browser sign-in; until then WebDAV and SFTP password logins are refused (SSH keys keep working)", EnvVars: []string{"SECUREFSD_REQUIRE_2FA"}}),
 	&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback address (profiling only)", Hidden: true, EnvVars: []string{"SECUREFSD_PPROF_ADDR"}},
 }
 
@@ -234,7 +235,7 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core 
 	if err != nil {
 		return core, nil, err
 	}
-	uopts := users.Options{Logger: log, Defender: users.DefenderOptions{Safelist: safelist}}
+	uopts := users.Options{Logger: log, Defender: users.DefenderOptions{Safelist: safelist}, Require2FA: c.Bool("require-2fa")}
 	// The users database's lock says whether another server runs here:
 	// take it before opening the trail, which only one process may append to.
 	db, err := users.Open(filepath.Join(dir, usersDBFileName), uopts)

@@ -44,6 +44,7 @@ var _ interface {
 	UserSetter
 	FolderManager
 	InviteManager
+	TwoFactorResetter
 	signUpper
 } = (*audited)(nil)
 
@@ -388,4 +389,15 @@ type remoteKey struct{}
 // operation (the sign-up page's visitor) for its audit record.
 func WithRemote(ctx context.Context, addr string) context.Context {
 	return context.WithValue(ctx, remoteKey{}, addr)
+}
+
+// ResetTwoFactor records the reset (user.2fa, detail "reset").
+func (m *audited) ResetTwoFactor(ctx context.Context, name string) error {
+	tr, ok := m.Manager.(TwoFactorResetter)
+	if !ok {
+		return errUnsupported
+	}
+	err := tr.ResetTwoFactor(ctx, name)
+	m.rec(ctx, audit.OpUser2FA, name, "reset", err)
+	return err
 }

@@ -207,11 +207,18 @@ func (l *Local) DeleteUser(ctx context.Context, name string, purge bool, progres
 	return nil
 }
 
-// ListUsers implements Manager. Password hashes stay in the database.
+// ListUsers implements Manager. Password hashes, TOTP secrets, recovery
+// code and app password hashes stay in the database.
 func (l *Local) ListUsers(ctx context.Context) ([]users.User, error) {
 	us, err := l.Users.List(ctx)
 	for i := range us {
 		us[i].PasswordHash = ""
+		if tf := us[i].TwoFactor; tf != nil {
+			us[i].TwoFactor = &users.TwoFactor{Recovery: make([]string, len(tf.Recovery)), Enrolled: tf.Enrolled}
+		}
+		for j := range us[i].AppPasswords {
+			us[i].AppPasswords[j].Hash = ""
+		}
 	}
 	return us, err
 }

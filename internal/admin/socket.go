@@ -73,6 +73,7 @@ func Handler(m Manager, log *slog.Logger) http.Handler {
 	mux.HandleFunc("PUT /v1/users/{name}/password", h.setPassword)
 	mux.HandleFunc("PUT /v1/users/{name}/disabled", h.setDisabled)
 	mux.HandleFunc("PATCH /v1/users/{name}", h.setUser)
+	mux.HandleFunc("DELETE /v1/users/{name}/2fa", h.resetTwoFactor)
 	mux.HandleFunc("POST /v1/users/{name}/keys", h.addKey)
 	mux.HandleFunc("DELETE /v1/users/{name}/keys/{fp}", h.delKey)
 	mux.HandleFunc("POST /v1/rotate", h.rotate)
@@ -135,6 +136,7 @@ var errorKinds = []struct {
 	{"invite-expired", shares.ErrInviteExpired},
 	{"invite-group", shares.ErrInviteGroup},
 	{"no-group", users.ErrNoGroup},
+	{"no-2fa", users.ErrNoTwoFactor},
 }
 
 func toAPIError(err error) *apiError {

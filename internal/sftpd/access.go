@@ -30,6 +30,7 @@ type login struct {
 	user   users.User
 	method string // "password" or "publickey"
 	keyFP  string // publickey: SHA256 fingerprint of the key used
+	app    string // password: the id of the app password used ("" = the account password)
 }
 
 // grant is the rights a connection acts with: the home view (whose Perm the
@@ -222,8 +223,12 @@ func (a *access) verdict(u users.User, err error) string {
 		return "user deleted and added again"
 	case u.Home != l.user.Home:
 		return "home changed"
-	case l.method == "password" && u.PasswordHash != l.user.PasswordHash:
+	case l.method == "password" && l.app == "" && u.PasswordHash != l.user.PasswordHash:
 		return "password changed"
+	case l.method == "password" && l.app == "" && a.db.NeedsSecondFactor(u):
+		return "two-factor login turned on: password logins take app passwords"
+	case l.method == "password" && l.app != "" && !users.AppPasswordValid(u, l.app, users.ProtoSFTP):
+		return "app password revoked"
 	case l.method == "publickey" && !hasKey(u, l.keyFP):
 		return "login key removed"
 	case l.method != "password" && l.method != "publickey":
@@ -252,6 +257,19 @@ func keyPermissions(p *ssh.Permissions, key ssh.PublicKey) *ssh.Permissions {
 	return p
 }
 
+// appKey is the ExtraData key under which a password login with an app
+// password records the app password's id.
+type appKey struct{}
+
+// appPermissions marks p as a login with app password id ("" = the
+// account password).
+func appPermissions(p *ssh.Permissions, id string) *ssh.Permissions {
+	if id != "" {
+		p.ExtraData[appKey{}] = id
+	}
+	return p
+}
+
 // loginOf reads what the auth callbacks recorded.
 func loginOf(p *ssh.Permissions) (login, bool) {
 	if p == nil {
@@ -264,7 +282,8 @@ func loginOf(p *ssh.Permissions) (login, bool) {
 	if fp, ok := p.ExtraData[loginKey{}].(string); ok {
 		return login{user: u, method: "publickey", keyFP: fp}, true
 	}
-	return login{user: u, method: "password"}, true
+	app, _ := p.ExtraData[appKey{}].(string)
+	return login{user: u, method: "password", app: app}, true
 }
 
 // watchInterval is how often watchUsers looks at the database's revision

@@ -284,14 +284,14 @@ func (s *Server) newSSHConfig(st *authState) *ssh.ServerConfig {
 		ServerVersion:           s.opts.ServerVersion,
 		MaxAuthTries:            6,
 		PasswordCallback: func(md ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
-			u, err := s.opts.Users.AuthPassword(st.ctx, "ssh", md.RemoteAddr().String(), md.User(), password)
+			u, app, err := s.opts.Users.AuthLogin(st.ctx, "ssh", md.RemoteAddr().String(), md.User(), password)
 			if err != nil {
 				st.mu.Lock()
 				st.pwFailures++
 				st.mu.Unlock()
 				return nil, err
 			}
-			return userPermissions(u), nil
+			return appPermissions(userPermissions(u), app), nil
 		},
 		// Called for key queries and before the signature check; x/crypto
 		// caches the answer per key and verifies the signature afterwards.

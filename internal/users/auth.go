@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -47,32 +48,58 @@ func (db *DB) lookup(ctx context.Context, name string) (u User, found bool, err 
 // an unknown, disabled or key-only user, so every failure costs the same
 // and returns ErrAuthFailed. A success under parameters weaker than
 // Options.Argon2 rewrites the hash with the current ones.
+//
+// Two-factor login: for a user with TwoFactor (or any user under
+// Options.Require2FA), "dav" and "ssh" logins take only an app password
+// allowing that protocol (webdav, sftp), matched before the defender's
+// delay like a cached password (it needs the secret anyway), never cached
+// (revocation takes effect at the next request); the account password is
+// then refused there, and verified against the dummy hash so the failure
+// costs what every failure costs. "web" checks the account password: the
+// browser asks for the code next (VerifySecondFactor).
 func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, password []byte) (User, error) {
+	u, _, err := db.AuthLogin(ctx, proto, remote, name, password)
+	return u, err
+}
+
+// AuthLogin is AuthPassword that also returns the id of the app password
+// that matched ("" for the account password), for a protocol that must
+// end its session when that app password is revoked (sftpd).
+func (db *DB) AuthLogin(ctx context.Context, proto, remote, name string, password []byte) (User, string, error) {
 	if err := ctx.Err(); err != nil {
-		return User{}, fmt.Errorf("users: auth: %w", err)
+		return User{}, "", fmt.Errorf("users: auth: %w", err)
 	}
 	if db.def.bannedFor(remote, name) {
 		db.log.Debug("users: login refused while banned", "proto", proto, "remote", remote, "user", logName(name))
 		db.loginEvent(LoginEvent{Proto: proto, Remote: remote, User: logName(name), Err: ErrBanned})
-		return User{}, ErrBanned
+		return User{}, "", ErrBanned
 	}
 	u, found, err := db.lookup(ctx, name)
 	if err != nil {
-		return User{}, fmt.Errorf("users: auth: %w", err)
+		return User{}, "", fmt.Errorf("users: auth: %w", err)
+	}
+	appProto, isApp := appProtocol(proto)
+	appOnly := isApp && found && db.NeedsSecondFactor(u)
+	if appOnly && !u.Disabled {
+		if i := matchApp(u, appProto, password); i >= 0 {
+			id := u.AppPasswords[i].ID
+			db.loggedIn(ctx, proto, remote, &u, "app-password", id, false)
+			return u, id, nil
+		}
 	}
 	// The HMAC runs for unknown users too, so both paths do the same work.
-	if db.cache.hit(name, password, u.PasswordHash, found && !u.Disabled, db.now()) {
-		db.loggedIn(ctx, proto, remote, &u, "password", true)
-		return u, nil
+	if db.cache.hit(name, password, u.PasswordHash, found && !u.Disabled && !appOnly, db.now()) {
+		db.passwordOK(ctx, proto, remote, &u, true)
+		return u, "", nil
 	}
 	a, delay, err := db.def.begin(ctx, remote, name)
 	if errors.Is(err, ErrBanned) {
 		db.log.Debug("users: login refused while banned", "proto", proto, "remote", remote, "user", logName(name))
 		db.loginEvent(LoginEvent{Proto: proto, Remote: remote, User: logName(name), Err: ErrBanned})
-		return User{}, err
+		return User{}, "", err
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("users: auth: %w", err)
+		return User{}, "", fmt.Errorf("users: auth: %w", err)
 	}
 	failed := false
 	defer func() { db.def.end(a, proto, name, failed) }()
@@ -81,19 +108,27 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 	// verified by one of them meanwhile (a client's parallel first requests).
 	u, found, err = db.lookup(ctx, name)
 	if err != nil {
-		return User{}, fmt.Errorf("users: auth: %w", err)
+		return User{}, "", fmt.Errorf("users: auth: %w", err)
 	}
-	if db.cache.hit(name, password, u.PasswordHash, found && !u.Disabled, db.now()) {
-		db.loggedIn(ctx, proto, remote, &u, "password", true)
-		return u, nil
+	appOnly = isApp && found && db.NeedsSecondFactor(u) // the record may have changed while waiting
+	if appOnly && !u.Disabled {
+		if i := matchApp(u, appProto, password); i >= 0 {
+			id := u.AppPasswords[i].ID
+			db.loggedIn(ctx, proto, remote, &u, "app-password", id, false)
+			return u, id, nil
+		}
+	}
+	if db.cache.hit(name, password, u.PasswordHash, found && !u.Disabled && !appOnly, db.now()) {
+		db.passwordOK(ctx, proto, remote, &u, true)
+		return u, "", nil
 	}
 	if delay > 0 {
 		if err := db.def.opts.Sleep(ctx, delay); err != nil {
-			return User{}, fmt.Errorf("users: auth: %w", err)
+			return User{}, "", fmt.Errorf("users: auth: %w", err)
 		}
 	}
 	if err := db.sem.acquire(ctx, a.src); err != nil {
-		return User{}, fmt.Errorf("users: auth: %w", err)
+		return User{}, "", fmt.Errorf("users: auth: %w", err)
 	}
 	// A ban may have begun during the delay or the wait for Argon2id (a
 	// name scored from other addresses, a failed SSH connection).
@@ -101,10 +136,10 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 		db.sem.release()
 		db.log.Debug("users: login refused while banned", "proto", proto, "remote", remote, "user", logName(name))
 		db.loginEvent(LoginEvent{Proto: proto, Remote: remote, User: logName(name), Err: ErrBanned})
-		return User{}, err
+		return User{}, "", err
 	}
 	target, genuine := db.dummy, false
-	if found && !u.Disabled && u.PasswordHash != "" {
+	if found && !u.Disabled && u.PasswordHash != "" && !appOnly {
 		if p, err := parsePHC(u.PasswordHash); err == nil {
 			target, genuine = p, true
 		} else {
@@ -128,14 +163,14 @@ func (db *DB) AuthPassword(ctx context.Context, proto, remote, name string, pass
 		failed = true
 		db.log.Info("users: login failed", "event", EventLoginFailed, "proto", proto, "remote", remote, "user", logName(name), "method", "password")
 		db.loginEvent(LoginEvent{Proto: proto, Remote: remote, User: logName(name), Method: "password", Err: ErrAuthFailed})
-		return User{}, ErrAuthFailed
+		return User{}, "", ErrAuthFailed
 	}
 	if target.params.weakerThan(db.params) {
 		db.rehash(context.WithoutCancel(ctx), &u, password)
 	}
 	db.cache.put(name, password, u.PasswordHash, db.now())
-	db.loggedIn(ctx, proto, remote, &u, "password", false)
-	return u, nil
+	db.passwordOK(ctx, proto, remote, &u, false)
+	return u, "", nil
 }
 
 // noteVerifyCost folds one Argon2id verification's wall time into a moving
@@ -257,7 +292,7 @@ func (db *DB) AuthKey(ctx context.Context, proto, remote, name string, key ssh.P
 			"fingerprint", ssh.FingerprintSHA256(key))
 		return User{}, ErrAuthFailed
 	}
-	db.loggedIn(ctx, proto, remote, &u, "publickey", false)
+	db.loggedIn(ctx, proto, remote, &u, "publickey", "", false)
 	return u, nil
 }
 
@@ -303,24 +338,46 @@ func (db *DB) Unban(who string) error { return db.def.unban(who) }
 // protocol can drop a connection before the handshake.
 func (db *DB) Banned(remote string) bool { return db.def.banned(remote) }
 
-// loggedIn records a success: LastLogin is written at most once a minute
-// per user, so WebDAV clients authenticating every request do not make
-// every request a bbolt write.
-func (db *DB) loggedIn(ctx context.Context, proto, remote string, u *User, method string, cached bool) {
+// loggedIn records a success: LastLogin (with the recent-logins list and
+// the app password's last use) is written at most once a minute per user
+// and app password, so WebDAV clients authenticating every request do not
+// make every request a bbolt write.
+//
+// cached says the password was verified recently (the login hook may skip
+// such logins: WebDAV clients authenticate every request); an app
+// password, never cached, counts as cached when it was used within the
+// same minute.
+func (db *DB) loggedIn(ctx context.Context, proto, remote string, u *User, method, appID string, cached bool) {
 	now := db.now()
+	if appID != "" {
+		for _, a := range u.AppPasswords {
+			if a.ID == appID && now.Sub(a.LastUsed) < loginTouchEvery {
+				cached = true
+			}
+		}
+	}
 	db.loginEvent(LoginEvent{Proto: proto, Remote: remote, User: u.Name, Method: method, Cached: cached})
 	db.def.remember(u.Name, remote)
 	db.log.Debug("users: login", "proto", proto, "remote", remote, "user", u.Name, "method", method)
-	if now.Sub(u.LastLogin) < loginTouchEvery {
+	due := now.Sub(u.LastLogin) >= loginTouchEvery
+	if appID != "" {
+		for _, a := range u.AppPasswords {
+			if a.ID == appID && now.Sub(a.LastUsed) >= loginTouchEvery {
+				due = true
+			}
+		}
+	}
+	if !due {
 		return
 	}
+	key := u.Name + "\x00" + appID
 	db.touchMu.Lock()
-	last, ok := db.touched[u.Name]
+	last, ok := db.touched[key]
 	if ok && now.Sub(last) < loginTouchEvery && !now.Before(last) {
 		db.touchMu.Unlock()
 		return
 	}
-	db.touched[u.Name] = now
+	db.touched[key] = now
 	db.touchMu.Unlock()
 	// The login succeeded: record it even if the request ends meanwhile.
 	err := db.write(context.WithoutCancel(ctx), func(b *bbolt.Bucket) error {
@@ -329,6 +386,10 @@ func (db *DB) loggedIn(ctx context.Context, proto, remote string, u *User, metho
 			return err
 		}
 		r.LastLogin = now
+		recordLogin(&r, LoginRecord{Time: now, Proto: proto, Remote: hostOf(remote), Method: method})
+		if appID != "" {
+			touchApp(&r, appID, now)
+		}
 		return putRecord(b, r)
 	})
 	if err != nil {
@@ -336,6 +397,28 @@ func (db *DB) loggedIn(ctx context.Context, proto, remote string, u *User, metho
 		return
 	}
 	u.LastLogin = now
+}
+
+// passwordOK records a successful account-password check: a login, except
+// in the browser for a user with TwoFactor, where it is only the first
+// step: the login (the last-login record, and the remembered address that
+// exempts it from a ban of the name) comes with the code
+// (VerifySecondFactor), so knowing the password alone does not make an
+// address "known".
+func (db *DB) passwordOK(ctx context.Context, proto, remote string, u *User, cached bool) {
+	if proto == "web" && u.TwoFactor != nil {
+		db.log.Debug("users: password accepted; second factor pending", "proto", proto, "remote", remote, "user", u.Name)
+		return
+	}
+	db.loggedIn(ctx, proto, remote, u, "password", "", cached)
+}
+
+// hostOf is remote without its port.
+func hostOf(remote string) string {
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		return h
+	}
+	return remote
 }
 
 // logName is name for logs, or a placeholder when it is not a valid user

@@ -50,8 +50,10 @@ type DB struct {
 	dummyK []byte // compared against for unknown users' key logins
 	cache  *pwCache
 	def    *defender
-	sem    *fairSem // bounds concurrent Argon2id runs, shared in turn between source addresses
-	rev    atomic.Uint64
+	// require2FA: see Options.Require2FA.
+	require2FA bool
+	sem        *fairSem // bounds concurrent Argon2id runs, shared in turn between source addresses
+	rev        atomic.Uint64
 
 	verifies   atomic.Uint64       // Argon2id verifications run by AuthPassword (tests)
 	onVerify   func(remote string) // test hook: called before each AuthPassword verification
@@ -60,35 +62,38 @@ type DB struct {
 	calibrate  sync.Once
 
 	touchMu sync.Mutex
-	touched map[string]time.Time // last LastLogin write per user
+	touched map[string]time.Time // last LastLogin write per user and app password (name NUL id)
 }
 
 // record is the stored JSON form of a user (schema v1). Perms are stored as
 // a number so renaming a right never changes the data.
 type record struct {
-	Name         string    `json:"name"`
-	PasswordHash string    `json:"password_hash,omitempty"`
-	Keys         []Key     `json:"keys,omitempty"`
-	Home         string    `json:"home"`
-	Perms        uint32    `json:"perms"`
-	QuotaBytes   int64     `json:"quota_bytes,omitempty"`
-	QuotaFiles   int64     `json:"quota_files,omitempty"`
-	Disabled     bool      `json:"disabled,omitempty"`
-	Admin        bool      `json:"admin,omitempty"`
-	Created      time.Time `json:"created"`
-	LastLogin    time.Time `json:"last_login,omitzero"`
+	Name         string        `json:"name"`
+	PasswordHash string        `json:"password_hash,omitempty"`
+	Keys         []Key         `json:"keys,omitempty"`
+	Home         string        `json:"home"`
+	Perms        uint32        `json:"perms"`
+	QuotaBytes   int64         `json:"quota_bytes,omitempty"`
+	QuotaFiles   int64         `json:"quota_files,omitempty"`
+	Disabled     bool          `json:"disabled,omitempty"`
+	Admin        bool          `json:"admin,omitempty"`
+	Created      time.Time     `json:"created"`
+	LastLogin    time.Time     `json:"last_login,omitzero"`
+	TwoFactor    *TwoFactor    `json:"totp,omitempty"`
+	AppPasswords []AppPassword `json:"app_passwords,omitempty"`
+	Logins       []LoginRecord `json:"logins,omitempty"`
 }
 
 func toRecord(u User) record {
 	return record{Name: u.Name, PasswordHash: u.PasswordHash, Keys: u.Keys, Home: u.Home, Perms: uint32(u.Perms),
 		QuotaBytes: u.QuotaBytes, QuotaFiles: u.QuotaFiles, Disabled: u.Disabled, Created: u.Created, LastLogin: u.LastLogin,
-		Admin: u.Admin}
+		Admin: u.Admin, TwoFactor: u.TwoFactor, AppPasswords: u.AppPasswords, Logins: u.Logins}
 }
 
 func (r record) user() User {
 	return User{Name: r.Name, PasswordHash: r.PasswordHash, Keys: r.Keys, Home: r.Home, Perms: Perm(r.Perms),
 		QuotaBytes: r.QuotaBytes, QuotaFiles: r.QuotaFiles, Disabled: r.Disabled, Created: r.Created, LastLogin: r.LastLogin,
-		Admin: r.Admin}
+		Admin: r.Admin, TwoFactor: r.TwoFactor, AppPasswords: r.AppPasswords, Logins: r.Logins}
 }
 
 func open(path string, opts Options) (*DB, error) {
@@ -140,6 +145,8 @@ func open(path string, opts Options) (*DB, error) {
 		def:     newDefender(opts.Defender, now, log),
 		sem:     newFairSem(opts.MaxConcurrentHashes),
 		touched: make(map[string]time.Time),
+
+		require2FA: opts.Require2FA,
 	}
 	if opts.CacheTTL > 0 {
 		db.cache = newPWCache(opts.CacheTTL, opts.CacheSize)
@@ -434,7 +441,11 @@ func (db *DB) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("users: delete %s: %w", name, err)
 	}
 	db.touchMu.Lock()
-	delete(db.touched, name)
+	for k := range db.touched {
+		if strings.HasPrefix(k, name+"\x00") {
+			delete(db.touched, k)
+		}
+	}
 	db.touchMu.Unlock()
 	db.log.Info("users: user deleted", "user", name)
 	return nil
@@ -454,7 +465,6 @@ func (db *DB) Update(ctx context.Context, name string, fn func(*User) error) err
 			return err
 		}
 		u := r.user()
-		u.Keys = slices.Clone(u.Keys)
 		if err := fn(&u); err != nil {
 			return err
 		}

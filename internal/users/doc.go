@@ -18,7 +18,8 @@
 // and "revision" (uint64, bumped by every committed change, see
 // DB.Revision); "users" maps each name to a JSON record (see record in
 // db.go: name, password_hash, keys, home, perms as a number, quotas,
-// disabled, created, last_login). Open migrates older files in one
+// disabled, created, last_login, and, optional and new in the same schema,
+// totp, app_passwords and logins: see twofactor.go). Open migrates older files in one
 // transaction through the table migrations[n] (schema n to n+1), so a
 // failed migration leaves the file untouched, and refuses a newer schema
 // with ErrSchema. Schema 0 is the pre-release layout (a users bucket with
@@ -54,6 +55,16 @@
 // in error strings, and longer than 1024 bytes are refused. A user name that
 // is not valid is logged as "(invalid name)", since it may be a password
 // typed into the wrong field.
+//
+// # Two-factor login
+//
+// twofactor.go: TOTP enrolment and codes (RFC 6238 through
+// github.com/pquerna/otp; a code counts only for a time step after the last
+// one accepted), ten recovery codes stored as SHA-256, app passwords
+// (random, per protocol, SHA-256, never cached) that WebDAV ("dav") and SSH
+// ("ssh") password logins take instead of the account password once a user
+// has TOTP or Options.Require2FA is set. VerifySecondFactor goes through the
+// defender like AuthPassword.
 //
 // # Verified-password cache
 //

@@ -61,6 +61,17 @@ type User struct {
 	Admin        bool // the admin role: the browser's admin page (issue 18)
 	Created      time.Time
 	LastLogin    time.Time
+
+	// TwoFactor is the TOTP enrolment (nil: none). Once set, the browser
+	// asks for a code after the password, and WebDAV and SFTP password
+	// logins take only AppPasswords (see twofactor.go).
+	TwoFactor *TwoFactor
+	// AppPasswords are the named, revocable passwords for protocols that
+	// cannot ask for a code.
+	AppPasswords []AppPassword
+	// Logins are the most recent recorded logins, newest first (at most
+	// maxLogins; recorded at most once a minute per user, with LastLogin).
+	Logins []LoginRecord
 }
 
 // Options configures Open. The zero value works.
@@ -81,6 +92,10 @@ type Options struct {
 	CacheTTL time.Duration
 	// CacheSize bounds the verified-password cache. Zero: 4096 entries.
 	CacheSize int
+	// Require2FA (serve --require-2fa): an account without TwoFactor has
+	// no password login over WebDAV or SFTP (its browser login must enrol
+	// first); public-key SSH logins are not affected.
+	Require2FA bool
 	// MaxConcurrentHashes bounds simultaneous Argon2id computations (each
 	// uses Argon2.Memory KiB). Zero: 2 × GOMAXPROCS.
 	MaxConcurrentHashes int

@@ -24,8 +24,8 @@ import (
 //
 // Routes: GET /ui/admin/ (the page); POST /ui/admin/ACTION with form
 // fields, ACTION one of user-add, user-set, user-disable, user-enable,
-// user-delete, invite-create, invite-revoke, ban-lift, share-revoke, and
-// the folder and group actions of adminfolders.go.
+// user-delete, user-2fa-reset, invite-create, invite-revoke, ban-lift, share-revoke,
+// and the folder and group actions of adminfolders.go.
 
 func (ui *UI) adminRoute() (get, post handlerFunc) {
 	if ui.accounts == nil {
@@ -46,7 +46,7 @@ func (ui *UI) isAdmin(w http.ResponseWriter, r *http.Request, s *sessionView) bo
 
 type adminUserRow struct {
 	Name, Perms, PermsLabel, Quota, LastLogin string
-	Disabled, Admin, Self                     bool
+	Disabled, Admin, Self, TwoFactor          bool
 }
 
 type adminInviteRow struct {
@@ -106,7 +106,7 @@ func (ui *UI) renderAdmin(w http.ResponseWriter, r *http.Request, s *sessionView
 		return
 	}
 	for _, u := range us {
-		row := adminUserRow{Name: u.Name, Perms: u.Perms.String(), PermsLabel: describeRights(u.Perms, 0), Quota: "none", LastLogin: "never", Disabled: u.Disabled, Admin: u.Admin, Self: u.Name == s.user.Name}
+		row := adminUserRow{Name: u.Name, Perms: u.Perms.String(), PermsLabel: describeRights(u.Perms, 0), Quota: "none", LastLogin: "never", Disabled: u.Disabled, Admin: u.Admin, Self: u.Name == s.user.Name, TwoFactor: u.TwoFactor != nil}
 		if u.QuotaBytes > 0 {
 			row.Quota = humanSize(u.QuotaBytes)
 		}
@@ -258,6 +258,14 @@ func (ui *UI) handleAdminAction(w http.ResponseWriter, r *http.Request, s *sessi
 			msg += " Their files are kept."
 		}
 		attrs = append(attrs, "user", target, "purge", purge)
+	case "user-2fa-reset":
+		err = m.ResetTwoFactor(ctx, target)
+		msg = "Two-factor sign-in of " + target + " reset: their app passwords are gone, and their next browser sign-in takes the password alone"
+		if ui.opts.Users.Require2FA() {
+			msg += " and then asks them to enrol again"
+		}
+		msg += "."
+		attrs = append(attrs, "user", target)
 	case "invite-create":
 		req := admin.InviteRequest{Expires: strings.TrimSpace(f.Get("expires")), Perms: strings.TrimSpace(f.Get("perms")),
 			ReadOnly: f.Get("read_only") != "", Group: strings.TrimSpace(f.Get("group")), CreatedBy: s.user.Name}
@@ -371,6 +379,8 @@ func adminError(err error) (int, string) {
 		return http.StatusConflict, "The store holds the files of a deleted user of this name; add them with `securefsd user add --reuse-home` if they should get them."
 	case errors.Is(err, users.ErrExists):
 		return http.StatusConflict, "That user already exists."
+	case errors.Is(err, users.ErrNoTwoFactor):
+		return http.StatusBadRequest, "That user has no two-factor sign-in to reset."
 	case errors.Is(err, users.ErrNotFound), errors.Is(err, shares.ErrNotFound):
 		return http.StatusNotFound, "There is no such user, group, folder, invitation, ban or link (any more)."
 	case errors.Is(err, shares.ErrInviteGroup):

@@ -16,7 +16,15 @@
 // SameSite=Strict and (over HTTPS) Secure. Sessions live in this process's
 // memory only, keyed by a hash of the cookie value.
 //
-// URL space (under Prefix): login, logout, files/<dir>/ (list),
+// Two-factor login: a correct password of a user with TOTP makes a pending
+// login (login/code asks for the code, twofactor.go), not a session; the
+// self-service page account/ (accountpage.go) enrols (QR code from
+// account/qr), manages app passwords, the password and SSH keys; under
+// users.Options.Require2FA a session without 2FA reaches only account/ and
+// logout.
+//
+// URL space (under Prefix): login, login/code, logout, account/ (and its
+// actions), files/<dir>/ (list),
 // dl/<file> (download), upload/<dir>, mkdir/<dir>, rename/<path>,
 // delete/<path> (GET shows the form or confirmation, POST acts),
 // static/<asset>; with EnableAccounts, signup (no session: the invitation

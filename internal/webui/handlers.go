@@ -159,6 +159,10 @@ func (ui *UI) doLogin(w http.ResponseWriter, r *http.Request) {
 		ui.showLogin(w, r, http.StatusUnauthorized, next, name, loginFailedMsg, "")
 		return
 	}
+	if u.TwoFactor != nil {
+		ui.startSecondStep(w, r, u, rev, next)
+		return
+	}
 	// Never reuse a session id the browser brought (fixation).
 	if old, err := ui.sessionFor(r); err == nil {
 		ui.dropSession(old.key, "replaced")

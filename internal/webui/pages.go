@@ -72,6 +72,7 @@ func (ui *UI) serveAsset(w http.ResponseWriter, r *http.Request, name string) {
 // pages holds one template set per page, each with the shared layout.
 type pages struct {
 	login, list, rename, del, errPage *template.Template
+	code, account                     *template.Template
 }
 
 func parsePages(ui *UI) (*pages, error) {
@@ -87,7 +88,8 @@ func parsePages(ui *UI) (*pages, error) {
 	for _, x := range []struct {
 		dst  **template.Template
 		name string
-	}{{&p.login, "login.html"}, {&p.list, "list.html"}, {&p.rename, "rename.html"}, {&p.del, "delete.html"}, {&p.errPage, "error.html"}} {
+	}{{&p.login, "login.html"}, {&p.list, "list.html"}, {&p.rename, "rename.html"}, {&p.del, "delete.html"}, {&p.errPage, "error.html"},
+		{&p.code, "code.html"}, {&p.account, "account.html"}} {
 		if *x.dst, err = parse(x.name); err != nil {
 			return nil, err
 		}
@@ -107,13 +109,15 @@ type base struct {
 	Flash  string
 	Error  string
 	Admin  bool // the signed-in user has the admin role: link to /ui/admin/
+	Enrol  bool // --require-2fa and no 2FA yet: only the account page works
 }
 
 func (ui *UI) base(title string, s *sessionView) base {
 	b := base{Title: title, Prefix: ui.opts.Prefix, CSSURL: ui.assetURL("app.css"), JSURL: ui.assetURL("app.js"), Icon: ui.assetURL("favicon.svg")}
 	if s != nil {
 		b.User, b.CSRF = s.user.Name, s.csrf
-		b.Admin = s.user.Admin && ui.accounts != nil
+		b.Admin = s.user.Admin && ui.accounts != nil && !s.mustEnrol
+		b.Enrol = s.mustEnrol
 	}
 	return b
 }

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/pquerna/otp"
+
 	"github.com/securefsd/securefsd/internal/account"
 	"github.com/securefsd/securefsd/internal/audit"
 	"github.com/securefsd/securefsd/internal/users"
@@ -43,14 +45,21 @@ type session struct {
 	created  time.Time
 	lastSeen time.Time
 	flash    string
+	// mustEnrol: under --require-2fa a user without 2FA may only enrol
+	// (the account page) or log out; re-evaluated with the user record.
+	mustEnrol bool
+	// enrolKey is the TOTP key being enrolled (shown as a QR code until
+	// confirmed with a code); it lives only in this session's memory.
+	enrolKey *otp.Key
 }
 
 // sessionView is what a handler gets: a copy, safe to use without the lock.
 type sessionView struct {
-	key  [32]byte
-	user users.User
-	fs   *vfs.FS
-	csrf string
+	key       [32]byte
+	user      users.User
+	fs        *vfs.FS
+	csrf      string
+	mustEnrol bool
 }
 
 // randomToken returns n random bytes, base64url without padding.
@@ -78,7 +87,8 @@ func (ui *UI) newSession(u users.User, rev uint64) (string, error) {
 	id, raw := randomToken(32)
 	csrf, _ := randomToken(32)
 	now := ui.now()
-	s := &session{user: u, pwHash: u.PasswordHash, rev: rev, fs: fsys, csrf: csrf, created: now, lastSeen: now}
+	s := &session{user: u, pwHash: u.PasswordHash, rev: rev, fs: fsys, csrf: csrf, created: now, lastSeen: now,
+		mustEnrol: ui.mustEnrol(u)}
 	ui.mu.Lock()
 	ended := ui.sweepLocked(now) // O(sessions) per sign-in, which already costs an Argon2id run
 	// One user's sign-ins only ever push out that user's own oldest
@@ -235,9 +245,79 @@ func (ui *UI) sessionFor(r *http.Request) (*sessionView, error) {
 	}
 	if fresh != nil {
 		s.user, s.fs, s.rev = *fresh, freshFS, rev
+		s.mustEnrol = ui.mustEnrol(*fresh)
 	}
 	s.lastSeen = now
-	return &sessionView{key: key, user: s.user, fs: s.fs, csrf: s.csrf}, nil
+	return &sessionView{key: key, user: s.user, fs: s.fs, csrf: s.csrf, mustEnrol: s.mustEnrol}, nil
+}
+
+// mustEnrol: the server requires 2FA and u has none yet.
+func (ui *UI) mustEnrol(u users.User) bool {
+	return ui.opts.Users.Require2FA() && u.TwoFactor == nil
+}
+
+// rebindSession makes the session key belong to u's current record (after
+// the user changed their own password here, which ends every other
+// session of theirs), as of revision rev read before u.
+func (ui *UI) rebindSession(key [32]byte, u users.User, rev uint64) {
+	ui.mu.Lock()
+	defer ui.mu.Unlock()
+	if s, ok := ui.sessions[key]; ok {
+		s.user, s.pwHash, s.rev = u, u.PasswordHash, rev
+		s.mustEnrol = ui.mustEnrol(u)
+	}
+}
+
+// endOtherSessions ends every session of name but key.
+func (ui *UI) endOtherSessions(name string, key [32]byte) int {
+	ui.mu.Lock()
+	var ended []endedSession
+	for k, s := range ui.sessions {
+		if s.user.Name == name && k != key {
+			ended = append(ended, ui.endLocked(k, "password-changed"))
+		}
+	}
+	ui.mu.Unlock()
+	ui.recordEnded(ended)
+	return len(ended)
+}
+
+// enrolKey returns the session's TOTP key being enrolled, making one if
+// there is none (a reload shows the same QR code).
+func (ui *UI) enrolKey(key [32]byte, name string) (*otp.Key, error) {
+	ui.mu.Lock()
+	defer ui.mu.Unlock()
+	s, ok := ui.sessions[key]
+	if !ok {
+		return nil, errNoSession
+	}
+	if s.enrolKey == nil {
+		k, err := users.NewTOTPKey(ui.issuer(), name)
+		if err != nil {
+			return nil, err
+		}
+		s.enrolKey = k
+	}
+	return s.enrolKey, nil
+}
+
+// pendingEnrolKey is the key being enrolled, or nil.
+func (ui *UI) pendingEnrolKey(key [32]byte) *otp.Key {
+	ui.mu.Lock()
+	defer ui.mu.Unlock()
+	if s, ok := ui.sessions[key]; ok {
+		return s.enrolKey
+	}
+	return nil
+}
+
+// enrolled forgets the key being enrolled and lifts mustEnrol.
+func (ui *UI) enrolled(key [32]byte) {
+	ui.mu.Lock()
+	defer ui.mu.Unlock()
+	if s, ok := ui.sessions[key]; ok {
+		s.enrolKey, s.mustEnrol = nil, false
+	}
 }
 
 // dropSession ends the session under key for the reason why, recorded in

@@ -46,6 +46,11 @@ type Accounts interface {
 	AddUser(ctx context.Context, req admin.AddUserRequest) error
 	SetUser(ctx context.Context, name string, req admin.SetUserRequest) error
 	SetDisabled(ctx context.Context, name string, disabled bool) error
+	ResetTwoFactor(ctx context.Context, name string) error
+	// the self-service page (the user's own account)
+	SetPassword(ctx context.Context, name string, password []byte) error
+	AddKey(ctx context.Context, name, authorizedKey string) (users.Key, error)
+	DelKey(ctx context.Context, name, fingerprint string) error
 	DeleteUser(ctx context.Context, name string, purge bool, progress func(admin.Progress)) error
 	// invitations and sign-up
 	CreateInvite(ctx context.Context, req admin.InviteRequest) (admin.InviteCreated, error)

@@ -72,6 +72,9 @@ type Options struct {
 	// MaxSessionsPerUser caps one user's sessions (zero:
 	// DefaultMaxSessionsPerUser).
 	MaxSessionsPerUser int
+	// Issuer names the server in authenticator apps (the otpauth:// URL of
+	// a TOTP enrolment). Empty: "securefsd".
+	Issuer string
 }
 
 // UI is the browser client's http.Handler. Safe for concurrent use.
@@ -84,6 +87,7 @@ type UI struct {
 
 	mu       sync.Mutex
 	sessions map[[32]byte]*session
+	pending  map[[32]byte]*pendingLogin // password given, code awaited (twofactor.go)
 
 	shareUI  *shareUI    // set by NewLinks: the owner's share pages (shareui.go)
 	accounts *accountsUI // set by EnableAccounts: sign-up and admin pages (signup.go, adminui.go)
@@ -120,6 +124,7 @@ func New(opts Options) (*UI, error) {
 		log:      opts.Logger,
 		now:      opts.Now,
 		sessions: make(map[[32]byte]*session),
+		pending:  make(map[[32]byte]*pendingLogin),
 	}
 	if ui.log == nil {
 		ui.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -170,6 +175,10 @@ func (ui *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ui.serveAsset(w, r, strings.TrimPrefix(name, "/"))
 		return
 	case "login":
+		if name == "/code" {
+			ui.handleCode(w, r)
+			return
+		}
 		ui.handleLogin(w, r)
 		return
 	case "signup":
@@ -218,6 +227,15 @@ func (ui *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.SetUser(r.Context(), s.user.Name) // for davd's access log
+	if s.mustEnrol && action != "account" && action != "logout" {
+		// --require-2fa: nothing but enrolment until 2FA is on.
+		if r.Method == http.MethodGet && !wantsJSON(r) {
+			http.Redirect(w, r, ui.opts.Prefix+"account/", http.StatusSeeOther)
+			return
+		}
+		ui.renderError(w, r, s, http.StatusForbidden, "This server requires two-factor sign-in: set it up on your account page first.")
+		return
+	}
 	if r.Method == http.MethodPost && action != "upload" {
 		// Upload reads its token from the header or the first multipart
 		// part, so the body streams; every other POST is a small form.
@@ -261,6 +279,8 @@ func (ui *UI) route(action string) (get, post handlerFunc) {
 		return ui.handleAccess, ui.handleGrant
 	case "access-revoke":
 		return nil, ui.handleUngrant
+	case "account":
+		return ui.accountRoute()
 	}
 	return nil, nil
 }
