@@ -74,23 +74,38 @@ func (db *DB) AuthLogin(ctx context.Context, proto, remote, name string, passwor
 		db.loginEvent(LoginEvent{Proto: proto, Remote: remote, User: logName(name), Err: ErrBanned})
 		return User{}, "", ErrBanned
 	}
-	u, found, err := db.lookup(ctx, name)
-	if err != nil {
-		return User{}, "", fmt.Errorf("users: auth: %w", err)
-	}
 	appProto, isApp := appProtocol(proto)
-	appOnly := isApp && found && db.NeedsSecondFactor(u)
-	if appOnly && !u.Disabled {
-		if i := matchApp(u, appProto, password); i >= 0 {
-			id := u.AppPasswords[i].ID
-			db.loggedIn(ctx, proto, remote, &u, "app-password", id, false)
-			return u, id, nil
+	// quick looks the user up and accepts, without the defender's delay or
+	// Argon2id, an app password (where only those are taken) or a password
+	// verified recently. appOnly says the account password is refused here.
+	var (
+		u       User
+		found   bool
+		appOnly bool
+	)
+	quick := func() (appID string, ok bool, err error) {
+		if u, found, err = db.lookup(ctx, name); err != nil {
+			return "", false, fmt.Errorf("users: auth: %w", err)
 		}
+		appOnly = isApp && found && db.NeedsSecondFactor(u)
+		if appOnly && !u.Disabled {
+			if i := matchApp(u, appProto, password); i >= 0 {
+				id := u.AppPasswords[i].ID
+				db.loggedIn(ctx, proto, remote, &u, "app-password", id, false)
+				return id, true, nil
+			}
+		}
+		// The HMAC runs for unknown users too, so both paths do the same work.
+		if db.cache.hit(name, password, u.PasswordHash, found && !u.Disabled && !appOnly, db.now()) {
+			db.passwordOK(ctx, proto, remote, &u, true)
+			return "", true, nil
+		}
+		return "", false, nil
 	}
-	// The HMAC runs for unknown users too, so both paths do the same work.
-	if db.cache.hit(name, password, u.PasswordHash, found && !u.Disabled && !appOnly, db.now()) {
-		db.passwordOK(ctx, proto, remote, &u, true)
-		return u, "", nil
+	if id, ok, err := quick(); err != nil {
+		return User{}, "", err
+	} else if ok {
+		return u, id, nil
 	}
 	a, delay, err := db.def.begin(ctx, remote, name)
 	if errors.Is(err, ErrBanned) {
@@ -105,22 +120,12 @@ func (db *DB) AuthLogin(ctx context.Context, proto, remote, name string, passwor
 	defer func() { db.def.end(a, proto, name, failed) }()
 	db.log.Debug("users: password check admitted", "proto", proto, "remote", remote, "user", logName(name))
 	// An attempt that waited for others in flight may find the password
-	// verified by one of them meanwhile (a client's parallel first requests).
-	u, found, err = db.lookup(ctx, name)
-	if err != nil {
-		return User{}, "", fmt.Errorf("users: auth: %w", err)
-	}
-	appOnly = isApp && found && db.NeedsSecondFactor(u) // the record may have changed while waiting
-	if appOnly && !u.Disabled {
-		if i := matchApp(u, appProto, password); i >= 0 {
-			id := u.AppPasswords[i].ID
-			db.loggedIn(ctx, proto, remote, &u, "app-password", id, false)
-			return u, id, nil
-		}
-	}
-	if db.cache.hit(name, password, u.PasswordHash, found && !u.Disabled && !appOnly, db.now()) {
-		db.passwordOK(ctx, proto, remote, &u, true)
-		return u, "", nil
+	// verified by one of them meanwhile (a client's parallel first
+	// requests); the record may have changed while waiting.
+	if id, ok, err := quick(); err != nil {
+		return User{}, "", err
+	} else if ok {
+		return u, id, nil
 	}
 	if delay > 0 {
 		if err := db.def.opts.Sleep(ctx, delay); err != nil {
