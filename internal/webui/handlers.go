@@ -123,13 +123,7 @@ func (ui *UI) showLogin(w http.ResponseWriter, r *http.Request, status int, next
 }
 
 func (ui *UI) doLogin(w http.ResponseWriter, r *http.Request) {
-	if !sameOrigin(r) {
-		ui.log.Warn("webui: cross-site login refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "sec-fetch-site", r.Header.Get("Sec-Fetch-Site"))
-		ui.renderError(w, r, nil, http.StatusForbidden, "The request came from another site and was refused.")
-		return
-	}
-	if err := parseSmallForm(w, r); err != nil {
-		ui.renderError(w, r, nil, http.StatusBadRequest, "The form could not be read.")
+	if !ui.readPublicForm(w, r, "login") {
 		return
 	}
 	next := r.PostForm.Get("next")
@@ -486,4 +480,20 @@ func (ui *UI) handleDelete(w http.ResponseWriter, r *http.Request, s *sessionVie
 	ui.log.Info("webui: delete", "user", s.user.Name, "name", name)
 	ui.audit(r, s, audit.OpRemove, name, "", 0, nil)
 	ui.done(w, r, s, parentName(name), "Deleted “"+baseName(name)+"”.", nil)
+}
+
+// readPublicForm checks a form posted without a session (sign-in, its code
+// step, sign-up): same origin, then a small body. On false the answer was
+// sent; what names the form in the log.
+func (ui *UI) readPublicForm(w http.ResponseWriter, r *http.Request, what string) bool {
+	if !sameOrigin(r) {
+		ui.log.Warn("webui: cross-site "+what+" refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "sec-fetch-site", r.Header.Get("Sec-Fetch-Site"))
+		ui.renderError(w, r, nil, http.StatusForbidden, "The request came from another site and was refused.")
+		return false
+	}
+	if err := parseSmallForm(w, r); err != nil {
+		ui.renderError(w, r, nil, http.StatusBadRequest, "The form could not be read.")
+		return false
+	}
+	return true
 }

@@ -224,13 +224,7 @@ func (ui *UI) renderSignup(w http.ResponseWriter, r *http.Request, status int, p
 
 func (ui *UI) doSignup(w http.ResponseWriter, r *http.Request) {
 	a := ui.accounts
-	if !sameOrigin(r) {
-		ui.log.Warn("webui: cross-site sign-up refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
-		ui.renderError(w, r, nil, http.StatusForbidden, "The request came from another site and was refused.")
-		return
-	}
-	if err := parseSmallForm(w, r); err != nil {
-		ui.renderError(w, r, nil, http.StatusBadRequest, "The form could not be read.")
+	if !ui.readPublicForm(w, r, "sign-up") {
 		return
 	}
 	token := r.PostForm.Get("invite")

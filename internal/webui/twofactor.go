@@ -121,13 +121,7 @@ func (ui *UI) handleCode(w http.ResponseWriter, r *http.Request) {
 }
 
 func (ui *UI) doCode(w http.ResponseWriter, r *http.Request) {
-	if !sameOrigin(r) {
-		ui.log.Warn("webui: cross-site code refused", "remote", r.RemoteAddr)
-		ui.renderError(w, r, nil, http.StatusForbidden, "The request came from another site and was refused.")
-		return
-	}
-	if err := parseSmallForm(w, r); err != nil {
-		ui.renderError(w, r, nil, http.StatusBadRequest, "The form could not be read.")
+	if !ui.readPublicForm(w, r, "code") {
 		return
 	}
 	key, p, ok := ui.pendingFor(r)
