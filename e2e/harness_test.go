@@ -71,7 +71,9 @@ type Server struct {
 	SFTPHost string
 	SFTPPort string
 	DAVURL   string // https://127.0.0.1:port (or http:// with Insecure)
-	DAVAddr  string
+	// MetricsURL is http://127.0.0.1:port of --metrics-addr ("" without).
+	MetricsURL string
+	DAVAddr    string
 
 	cmd    *exec.Cmd
 	args   []string
@@ -188,6 +190,8 @@ func (s *Server) start(t testing.TB, env []string) error {
 			case len(f) == 3 && f[0] == "listening" && f[1] == "webdav":
 				s.DAVURL = f[2]
 				s.DAVAddr = strings.TrimPrefix(strings.TrimPrefix(f[2], "https://"), "http://")
+			case len(f) == 3 && f[0] == "listening" && f[1] == "metrics":
+				s.MetricsURL = f[2]
 			case line == "ready":
 				signalled = true
 				ready <- nil

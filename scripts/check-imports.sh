@@ -16,6 +16,8 @@
 #   - audit (the audit trail) imports only envelope of ours (for its key file): no protocol, vfs,
 #     users, account, admin or shares, not even indirectly, so every layer may record into it.
 #   - only users and webui import the TOTP library github.com/pquerna/otp.
+#   - obs (metrics, health) imports nothing of ours, and only cmd/securefsd imports obs, the
+#     Prometheus client or go-systemd: the other packages take a recorder interface they define.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
@@ -70,5 +72,12 @@ for q in vfs sftpd davd webui users account admin shares; do check deps internal
 for p in $(go list ./... | sed "s#^$mod/##" | grep -v '^internal/users$\|^internal/webui$\|^e2e$'); do
   [ "$p" = "$mod" ] && continue
   if direct "$p" | grep -q '^github.com/pquerna/otp'; then echo "import rule broken: $p must not import github.com/pquerna/otp"; fail=1; fi
+done
+# Metrics and systemd: obs imports nothing of ours; only cmd/securefsd reaches obs, the
+# Prometheus client or go-systemd (the others define a small recorder interface).
+if deps internal/obs | grep -v -x "$mod/internal/obs" | grep -q "^$mod/"; then echo "import rule broken: internal/obs must not import our packages"; fail=1; fi
+for p in $(go list ./... | sed "s#^$mod/\{0,1\}##" | grep -v '^internal/obs$' | grep -v '^cmd/securefsd$' | grep -v '^e2e$'); do
+  bad=$(go list -deps "$mod${p:+/$p}" | grep -x "$mod/internal/obs\|github.com/prometheus/.*\|github.com/coreos/go-systemd/.*" || true)
+  if [ -n "$bad" ]; then echo "import rule broken: ${p:-$mod} must not depend on:"; echo "$bad" | sed 's/^/  /'; fail=1; fi
 done
 exit $fail

@@ -25,6 +25,7 @@ import (
 	"github.com/securefsd/securefsd/internal/audit"
 	"github.com/securefsd/securefsd/internal/davd"
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/obs"
 	"github.com/securefsd/securefsd/internal/pwpolicy"
 	"github.com/securefsd/securefsd/internal/sftpd"
 	"github.com/securefsd/securefsd/internal/shares"
@@ -65,6 +66,7 @@ var serveFlags = []cli.Flag{
 	signupFlag, signupPermsFlag, signupQuotaFlag,
 	auditServeFlags[0], auditServeFlags[1], auditServeFlags[2], auditServeFlags[3],
 	altsrc.NewBoolFlag(&cli.BoolFlag{Name: "require-2fa", Usage: "every account must set up two-factor login at its next browser sign-in; until then WebDAV and SFTP password logins are refused (SSH keys keep working)", EnvVars: []string{"SECUREFSD_REQUIRE_2FA"}}),
+	metricsAddrFlag,
 	&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback address (profiling only)", Hidden: true, EnvVars: []string{"SECUREFSD_PPROF_ADDR"}},
 }
 
@@ -132,7 +134,12 @@ func (e *env) serve(c *cli.Context) (err error) {
 	if base == "" && davURL != "" {
 		base = localBaseURL(davURL)
 	}
-	if err := startAdmin(g, core, base); err != nil {
+	local, err := startAdmin(g, core, base)
+	if err != nil {
+		return err
+	}
+	metricsAddr, err := startMetrics(c, g, core, local)
+	if err != nil {
 		return err
 	}
 	if addr := c.String("pprof-addr"); addr != "" {
@@ -148,11 +155,15 @@ func (e *env) serve(c *cli.Context) (err error) {
 	if davURL != "" {
 		fmt.Fprintf(e.stdout, "listening webdav %s\n", davURL)
 	}
+	if metricsAddr != "" {
+		fmt.Fprintf(e.stdout, "listening metrics http://%s\n", metricsAddr)
+	}
 	log.Info("serving", "data_dir", dir, "sftp", sftpAddr, "webdav", davURL, "cipher", core.aead.String(), "version", buildVersion())
 	if firstUser != "" {
 		printWelcome(e, firstUser, string(firstPassword), sftpAddr, davURL)
 	}
 	fmt.Fprintln(e.stdout, "ready")
+	defer notifySystemd(core)()
 
 	<-g.ctx.Done()
 	log.Info("shutting down", "timeout", c.Duration("shutdown-timeout"))
@@ -173,6 +184,7 @@ type serverCore struct {
 	audDir  string
 	// publicURL is --public-url, checked, without a trailing slash ("": none).
 	publicURL string
+	metrics   *obs.Metrics // nil: --metrics-addr not set
 }
 
 // auditor is the trail as the protocols' Auditor interfaces take it: a nil
@@ -189,6 +201,10 @@ func (core serverCore) auditor() interface{ Record(audit.Record) } {
 // stays open.
 func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core serverCore, closeCore func(), err error) {
 	core.log = log
+	if c.String("metrics-addr") != "" {
+		core.metrics = obs.New()
+	}
+	rec := recorders{core.metrics}
 	dir, err := dataDir(c)
 	if err != nil {
 		return core, nil, err
@@ -250,11 +266,23 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core 
 		db.Close()
 		return core, nil, fmt.Errorf("audit: %w", err)
 	}
+	// Logins and bans go to the trail and to the metrics.
+	var hooks []func(users.LoginEvent)
 	if alog != nil {
-		db.SetLoginHook(onLogin(alog))
+		hooks = append(hooks, onLogin(alog))
+	}
+	if core.metrics != nil {
+		hooks = append(hooks, metricsLogin(core.metrics))
+	}
+	if len(hooks) > 0 {
+		db.SetLoginHook(func(ev users.LoginEvent) {
+			for _, h := range hooks {
+				h(ev)
+			}
+		})
 	}
 	store, err := vfs.NewStore(filepath.Join(dir, storeDirName), vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes, AEAD: aead,
-		MaxHandlesPerHome: c.Int("max-handles-per-user"), MaxFileSize: maxFileSize, SharedPrefix: c.String("shared-prefix")})
+		MaxHandlesPerHome: c.Int("max-handles-per-user"), MaxFileSize: maxFileSize, SharedPrefix: c.String("shared-prefix"), Observer: rec.vfs()})
 	if err != nil {
 		closeAudit()
 		db.Close()
@@ -262,6 +290,9 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core 
 	}
 	core.dir, core.keyring, core.keyFile, core.aead, core.store, core.users = dir, kr, kf, aead, store, db
 	core.audit, core.audDir = alog, auditDir(c, dir)
+	if core.metrics != nil {
+		core.metrics.Store(store.OpenHandles, store.DiskSpace)
+	}
 	return core, func() {
 		store.Close()
 		db.Close()
@@ -357,6 +388,7 @@ func startSFTP(c *cli.Context, g *group, core serverCore) (string, error) {
 		Store: store, Users: db, HostKeys: keys, Logger: log, Audit: core.auditor(),
 		IdleTimeout: c.Duration("idle-timeout"), LoginGrace: c.Duration("login-grace"), MaxSessions: c.Int("max-sessions"), MaxSessionsPerUser: c.Int("max-sessions-per-user"),
 		MaxStartups: c.Int("max-startups"), MaxStartupsPerSource: c.Int("max-startups-per-source"),
+		Recorder: recorders{core.metrics}.sftpd(),
 	})
 	if err != nil {
 		return "", err
@@ -411,6 +443,7 @@ func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
 		Store: store, Users: db, Logger: log, Audit: core.auditor(), UI: ui, Links: links,
 		ReadHeaderTimeout: c.Duration("read-header-timeout"), BodyStallTimeout: cmp.Or(c.Duration("body-stall-timeout"), c.Duration("read-header-timeout")),
 		MaxConns: c.Int("max-http-conns"), MaxConnsPerSource: c.Int("max-http-conns-per-source"), MaxRequestsPerUser: c.Int("max-http-requests-per-user"),
+		Recorder: recorders{core.metrics}.davd(),
 	})
 	if err != nil {
 		return "", err
@@ -431,11 +464,14 @@ func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
 // removes the socket file. baseURL, where this server's web pages are reached ("" without WebDAV),
 // goes with the links and invitations it creates, so the CLI prints them
 // with the server's setting.
-func startAdmin(g *group, core serverCore, baseURL string) error {
+func startAdmin(g *group, core serverCore, baseURL string) (*admin.Local, error) {
 	dir, log := core.dir, core.log
 	m := admin.NewLocal(core.users, core.store, core.keyFile, filepath.Join(dir, keyCheckFileName), core.keyring)
 	m.Policy = &core.policy
 	m.BaseURL = baseURL
+	if core.metrics != nil {
+		m.RotationProgress = core.metrics.KeyRotation
+	}
 	var mgr admin.Manager = m
 	if core.audit != nil {
 		m.AuditDir = core.audDir
@@ -443,7 +479,7 @@ func startAdmin(g *group, core serverCore, baseURL string) error {
 	}
 	ln, err := admin.Listen(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	srv := &http.Server{Handler: admin.Handler(mgr, log), ReadHeaderTimeout: 10 * time.Second, ConnContext: admin.PeerContext}
 	g.run(func(context.Context) error { return srv.Serve(ln) }, func(ctx context.Context) error {
@@ -453,7 +489,7 @@ func startAdmin(g *group, core serverCore, baseURL string) error {
 		}
 		return err
 	})
-	return nil
+	return m, nil
 }
 
 // ensureFirstUser creates a user with a random password when the database

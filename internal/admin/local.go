@@ -56,6 +56,9 @@ type Local struct {
 	// slash; "" when unknown (no server). Created links and invitations
 	// carry it so the CLI prints them with the server's setting.
 	BaseURL string
+	// RotationProgress, if set, is told the re-wrap's progress during a
+	// key rotation (metrics).
+	RotationProgress func(done, total int)
 
 	mu      sync.Mutex // serializes rotations
 	ringMu  sync.Mutex
@@ -263,6 +266,9 @@ func (l *Local) RotateKey(ctx context.Context, progress func(Progress)) error {
 	for round := 0; round < rounds && !clean; round++ {
 		err := l.Store.Rewrap(ctx, func(done, total int, name string) {
 			report(progress, Progress{Stage: "rewrap", Done: done, Total: total, Item: name})
+			if l.RotationProgress != nil {
+				l.RotationProgress(done, total)
+			}
 		})
 		if err != nil {
 			return fmt.Errorf("re-wrap: %w", err)

@@ -62,6 +62,35 @@ type Options struct {
 	// hold an upload's buffers); more get 503 with Retry-After. Zero:
 	// DefaultMaxRequestsPerUser.
 	MaxRequestsPerUser int
+	// Recorder, if set, receives requests, file bytes and operation
+	// outcomes (metrics), under the protocol name "webdav".
+	Recorder Recorder
+}
+
+// Recorder receives the server's measurements. It is defined here, where it
+// is used, so davd does not depend on a metrics library (cmd/securefsd
+// passes internal/obs). An authenticated request in progress counts as a
+// session (WebDAV has no other). Methods are called from many goroutines
+// and must be quick; nothing identifying a user or a path is passed.
+type Recorder interface {
+	SessionStarted(proto string)
+	SessionEnded(proto string)
+	FileIO(proto string, write bool, n int)
+	Op(proto, op string, ok bool, d time.Duration)
+}
+
+// proto is the protocol label of everything this package records.
+const proto = "webdav"
+
+// opName bounds the methods recorded to the ones served; anything else is
+// "other" (a client may send any token as a method).
+func opName(method string) string {
+	switch method {
+	case http.MethodOptions, http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete,
+		"MKCOL", "COPY", "MOVE", "PROPFIND", "PROPPATCH", "LOCK", "UNLOCK":
+		return method
+	}
+	return "other"
 }
 
 // Server is the WebDAV server. One Server may serve several listeners.
@@ -86,6 +115,7 @@ type Server struct {
 
 	locks  *lockManager
 	names  *nameLocks
+	rec    Recorder // nil: none
 	h      http.Handler
 	mu     sync.Mutex
 	https  []*http.Server
@@ -112,6 +142,7 @@ func New(opts Options) (*Server, error) {
 		readHeaderTimeout: opts.ReadHeaderTimeout,
 		bodyStallTimeout:  opts.BodyStallTimeout,
 		checksumBudget:    checksumBudget,
+		rec:               opts.Recorder,
 	}
 	if s.readHeaderTimeout <= 0 {
 		s.readHeaderTimeout = 30 * time.Second
@@ -217,6 +248,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = lw.body
 	}
 	user := "-"
+	recorded := false // a WebDAV request of a user: its outcome goes to the Recorder
 	logPath := r.URL.Path
 	if s.links != nil && strings.HasPrefix(logPath, linkPrefix) {
 		logPath = linkPrefix + "(token)" // a link's token is a secret: never in the log
@@ -225,6 +257,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		status := lw.status
 		if status == 0 {
 			status = http.StatusOK
+		}
+		if recorded {
+			s.rec.Op(proto, opName(r.Method), status < 400, time.Since(start))
+			switch r.Method {
+			case http.MethodGet:
+				s.rec.FileIO(proto, false, int(lw.bytes))
+			case http.MethodPut:
+				s.rec.FileIO(proto, true, int(lw.in(r)))
+			}
 		}
 		s.log.Info("dav request",
 			"user", user,
@@ -319,6 +360,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Error("dav: open home", "user", u.Name, "err", err)
 		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 		return
+	}
+	if s.rec != nil {
+		s.rec.SessionStarted(proto)
+		defer s.rec.SessionEnded(proto)
+		recorded = true
 	}
 	h := &handler{s: s, fs: fsys, user: u.Name, home: home, perm: u.Perms, log: s.log.With("user", u.Name)}
 	err = h.serve(w, r)

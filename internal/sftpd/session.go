@@ -206,6 +206,19 @@ func truncate(s string, n int) string {
 // record.
 func (ss *session) logOp(op, name string, bytes int64, start time.Time, err error, extra ...any) {
 	ss.auditOp(op, name, bytes, err, extra)
+	if r := ss.recorder(); r != nil {
+		if !start.IsZero() {
+			r.Op(proto, op, err == nil, time.Since(start))
+		}
+		if bytes > 0 {
+			switch op {
+			case "download", "scp-download":
+				r.FileIO(proto, false, int(bytes))
+			case "upload", "readwrite", "scp-upload":
+				r.FileIO(proto, true, int(bytes))
+			}
+		}
+	}
 	args := make([]any, 0, 10+len(extra))
 	args = append(args, "op", op, "path", name)
 	if bytes >= 0 {
@@ -222,4 +235,12 @@ func (ss *session) logOp(op, name string, bytes int64, start time.Time, err erro
 	}
 	args = append(args, "result", "ok")
 	ss.log.Info("operation", args...)
+}
+
+// recorder is the server's metrics recorder, nil without one.
+func (ss *session) recorder() Recorder {
+	if ss.srv == nil {
+		return nil
+	}
+	return ss.srv.opts.Recorder
 }

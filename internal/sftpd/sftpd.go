@@ -81,7 +81,24 @@ type Options struct {
 	// Ciphers offered to clients; nil: DefaultCiphers(). Names outside
 	// AllowedCiphers() are dropped.
 	Ciphers []string
+	// Recorder, if set, receives sessions, file bytes and operation
+	// outcomes (metrics), under the protocol name "ssh".
+	Recorder Recorder
 }
+
+// Recorder receives the server's measurements. It is defined here, where it
+// is used, so sftpd does not depend on a metrics library (cmd/securefsd
+// passes internal/obs). Methods are called from many goroutines and must be
+// quick. Nothing identifying a user or a path is passed.
+type Recorder interface {
+	SessionStarted(proto string)
+	SessionEnded(proto string)
+	FileIO(proto string, write bool, n int)
+	Op(proto, op string, ok bool, d time.Duration)
+}
+
+// proto is the protocol label of everything this package records.
+const proto = "ssh"
 
 // Server is an SSH server offering SFTP, SCP and checksum commands. Its
 // methods are safe for concurrent use.
@@ -654,6 +671,10 @@ func (s *Server) serveConn(ctx context.Context, c *serverConn) {
 	c.acc.Store(acc)
 	start := time.Now()
 	s.log.Info("session start", "event", eventSessionStart, "user", u.Name, "remote", c.remote, "client", string(sconn.ClientVersion()))
+	if r := s.opts.Recorder; r != nil {
+		r.SessionStarted(proto)
+		defer r.SessionEnded(proto)
+	}
 	sess := &session{
 		srv:    s,
 		conn:   c,

@@ -575,3 +575,12 @@ func (db *DB) DelKey(ctx context.Context, name, fingerprintOrComment string) err
 	db.log.Info("users: key deleted", "user", name, "fingerprint", removed[0])
 	return nil
 }
+
+// Ping reports whether the database answers: a read transaction opens
+// (readiness probes).
+func (db *DB) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return db.bolt.View(func(*bbolt.Tx) error { return nil })
+}

@@ -94,6 +94,14 @@ var errInternal = errors.New("internal error")
 // category survives.
 func (h *home) pathErr(op, name string, err error) error {
 	kind := h.classify(op, name, err)
+	if o := h.s.obs; o != nil {
+		switch {
+		case errors.Is(kind, ErrIntegrity):
+			o.IntegrityFailure()
+		case kind == ErrQuota:
+			o.QuotaRefused()
+		}
+	}
 	if kind == fs.ErrNotExist {
 		// A parent that is a new file not yet published is not a
 		// directory, as on a plain file system.

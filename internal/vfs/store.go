@@ -3,6 +3,7 @@ package vfs
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -52,6 +53,16 @@ type Options struct {
 	// shared folders appear: one name, "" for DefaultSharedPrefix. It
 	// shadows a home entry of the same name.
 	SharedPrefix string
+	// Observer, if set, is told of integrity failures and quota refusals
+	// as clients meet them (metrics).
+	Observer Observer
+}
+
+// Observer is told of events worth counting (metrics). Its methods are
+// called synchronously, from any goroutine, and must be quick.
+type Observer interface {
+	IntegrityFailure()
+	QuotaRefused()
 }
 
 // ErrUnsupportedOS: the store needs Linux (openat2, O_PATH, /proc); on
@@ -126,6 +137,8 @@ type Store struct {
 	// prefix directory's modification time).
 	sharedPrefix string
 	opened       time.Time
+	// obs: Options.Observer (nil: none).
+	obs Observer
 
 	// errEscape is os.Root's error for a name leaving the root. os keeps
 	// it unexported; NewStore captures it once (an Lstat of "..") so
@@ -192,6 +205,7 @@ func NewStore(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("vfs: shared prefix %q: %w", opts.SharedPrefix, ErrInvalidName)
 	}
 	s.opened = time.Now().Truncate(time.Second)
+	s.obs = opts.Observer
 	s.umask = processUmask()
 	s.kr.Store(opts.Keyring)
 	var pe *fs.PathError
@@ -203,6 +217,16 @@ func NewStore(dir string, opts Options) (*Store, error) {
 	}
 	return s, nil
 }
+
+// OpenHandles returns the files and directories open in every home now.
+func (s *Store) OpenHandles() int64 { return s.handles.Load() }
+
+// Dir returns the store directory.
+func (s *Store) Dir() string { return s.dir }
+
+// DiskSpace returns the size and the free bytes of the file system holding
+// the store.
+func (s *Store) DiskSpace() (total, free int64, err error) { return diskSpace(s.dir) }
 
 // Close closes every home. Open handles are flushed best effort; later
 // operations on FS values of this store fail.
@@ -370,4 +394,29 @@ func (s *Store) makeRemovable(dir string) {
 	for _, n := range names {
 		s.makeRemovable(path.Join(dir, n))
 	}
+}
+
+// CheckWritable creates, writes, syncs and removes a file in the store
+// directory (readiness probes): it fails on a read-only or full file
+// system. The probe's name is a dot-file, which is never a home.
+func (s *Store) CheckWritable() error {
+	name := ".probe-" + rand.Text()
+	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("vfs: store not writable: %w", err)
+	}
+	_, err = f.Write([]byte{0})
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if rerr := s.root.Remove(name); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return fmt.Errorf("vfs: store not writable: %w", err)
+	}
+	return nil
 }
