@@ -71,6 +71,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			env.folderCommand(),
 			env.groupCommand(),
 			env.auditCommand(),
+			env.sessionCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

@@ -218,7 +218,8 @@ func (e *env) mgmtCommands(cmds ...mgmtCmd) []*cli.Command {
 // runMgmt is every management command's action: check the arguments,
 // prepare, open the manager, run.
 func (e *env) runMgmt(c *cli.Context, mc mgmtCmd) error {
-	if want := strings.Fields(mc.args); c.NArg() != len(want) {
+	// "[X]" is an optional argument.
+	if want := strings.Fields(mc.args); c.NArg() != len(want) && !(len(want) == 1 && strings.HasPrefix(want[0], "[") && c.NArg() == 0) {
 		if len(want) == 0 {
 			return fmt.Errorf("%s takes no arguments", c.Command.FullName())
 		}

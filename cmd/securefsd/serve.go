@@ -172,16 +172,19 @@ func (e *env) serve(c *cli.Context) (err error) {
 
 // serverCore is what every server is built on.
 type serverCore struct {
-	dir     string
-	keyring *envelope.Keyring
-	keyFile admin.KeyFile
-	aead    envelope.AEAD // of new files
-	store   *vfs.Store
-	users   *users.DB
-	log     *slog.Logger
-	policy  pwpolicy.Policy // of passwords set through the server
-	audit   *audit.Log      // nil with --audit=false
-	audDir  string
+	// sessions gathers the live sessions of the protocols started (session
+	// list/kill, the admin page).
+	sessions *sessionHub
+	dir      string
+	keyring  *envelope.Keyring
+	keyFile  admin.KeyFile
+	aead     envelope.AEAD // of new files
+	store    *vfs.Store
+	users    *users.DB
+	log      *slog.Logger
+	policy   pwpolicy.Policy // of passwords set through the server
+	audit    *audit.Log      // nil with --audit=false
+	audDir   string
 	// publicURL is --public-url, checked, without a trailing slash ("": none).
 	publicURL string
 	metrics   *obs.Metrics // nil: --metrics-addr not set
@@ -201,6 +204,7 @@ func (core serverCore) auditor() interface{ Record(audit.Record) } {
 // stays open.
 func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core serverCore, closeCore func(), err error) {
 	core.log = log
+	core.sessions = &sessionHub{}
 	if c.String("metrics-addr") != "" {
 		core.metrics = obs.New()
 	}
@@ -398,6 +402,7 @@ func startSFTP(c *cli.Context, g *group, core serverCore) (string, error) {
 		return "", fmt.Errorf("sftp listen: %w", err)
 	}
 	g.run(func(ctx context.Context) error { return srv.Serve(ctx, ln) }, srv.Shutdown)
+	core.sessions.addSSH(srv)
 	return ln.Addr().String(), nil
 }
 
@@ -436,6 +441,7 @@ func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	core.sessions.addWeb(ui)
 	if err := enableAccounts(c, ui, core); err != nil {
 		return "", err
 	}
@@ -469,6 +475,7 @@ func startAdmin(g *group, core serverCore, baseURL string) (*admin.Local, error)
 	m := admin.NewLocal(core.users, core.store, core.keyFile, filepath.Join(dir, keyCheckFileName), core.keyring)
 	m.Policy = &core.policy
 	m.BaseURL = baseURL
+	m.Sessions = []admin.SessionSource{core.sessions}
 	if core.metrics != nil {
 		m.RotationProgress = core.metrics.KeyRotation
 	}

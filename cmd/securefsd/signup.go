@@ -38,6 +38,7 @@ func enableAccounts(c *cli.Context, ui *webui.UI, core serverCore) error {
 	}
 	local := admin.NewLocal(core.users, core.store, core.keyFile, filepath.Join(core.dir, keyCheckFileName), core.keyring)
 	local.Policy = &core.policy
+	local.Sessions = []admin.SessionSource{core.sessions}
 	var m webui.Accounts = local
 	if core.audit != nil {
 		local.AuditDir = core.audDir

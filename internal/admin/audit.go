@@ -45,6 +45,7 @@ var _ interface {
 	FolderManager
 	InviteManager
 	TwoFactorResetter
+	SessionManager
 	signUpper
 } = (*audited)(nil)
 
@@ -400,4 +401,39 @@ func (m *audited) ResetTwoFactor(ctx context.Context, name string) error {
 	err := tr.ResetTwoFactor(ctx, name)
 	m.rec(ctx, audit.OpUser2FA, name, "reset", err)
 	return err
+}
+
+func (m *audited) sessions() (SessionManager, error) {
+	s, ok := m.Manager.(SessionManager)
+	if !ok {
+		return nil, errUnsupported
+	}
+	return s, nil
+}
+
+func (m *audited) ListSessions(ctx context.Context) ([]SessionInfo, error) {
+	s, err := m.sessions()
+	if err != nil {
+		return nil, err
+	}
+	return s.ListSessions(ctx)
+}
+
+func (m *audited) KillSession(ctx context.Context, id string) error {
+	s, err := m.sessions()
+	if err == nil {
+		err = s.KillSession(ctx, id)
+	}
+	m.rec(ctx, audit.OpSessionKill, "", describeKill(id, "", 0), err)
+	return err
+}
+
+func (m *audited) KillUserSessions(ctx context.Context, user string) (int, error) {
+	s, err := m.sessions()
+	n := 0
+	if err == nil {
+		n, err = s.KillUserSessions(ctx, user)
+	}
+	m.rec(ctx, audit.OpSessionKill, user, describeKill("", user, n), err)
+	return n, err
 }

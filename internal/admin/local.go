@@ -59,6 +59,9 @@ type Local struct {
 	// RotationProgress, if set, is told the re-wrap's progress during a
 	// key rotation (metrics).
 	RotationProgress func(done, total int)
+	// Sessions are the running server's live sessions, by protocol (none:
+	// no server; the session operations then say ErrNoServer).
+	Sessions []SessionSource
 
 	mu      sync.Mutex // serializes rotations
 	ringMu  sync.Mutex

@@ -86,6 +86,7 @@ func Handler(m Manager, log *slog.Logger) http.Handler {
 	routeShares(mux, m, log)
 	routeInvites(mux, m, log)
 	routeFolders(mux, m, log)
+	routeSessions(mux, m, log)
 	mux.HandleFunc("GET /v1/keyfile", h.keyFile)
 	return mux
 }
@@ -109,6 +110,8 @@ type event struct {
 	Invites  []shares.Invite `json:"invites,omitempty"`
 	Folders  []users.Folder  `json:"folders,omitempty"`
 	Groups   []users.Group   `json:"groups,omitempty"`
+	Sessions []SessionInfo   `json:"sessions,omitempty"`
+	Count    *int            `json:"count,omitempty"`
 	KeyFile  string          `json:"key_file,omitempty"`
 	Error    *apiError       `json:"error,omitempty"`
 	Done     bool            `json:"done,omitempty"`
@@ -136,6 +139,7 @@ var errorKinds = []struct {
 	{"invite-expired", shares.ErrInviteExpired},
 	{"invite-group", shares.ErrInviteGroup},
 	{"no-group", users.ErrNoGroup},
+	{"no-server", ErrNoServer},
 	{"no-2fa", users.ErrNoTwoFactor},
 }
 

@@ -73,6 +73,7 @@ const (
 	OpInviteCreate = "invite.create"   // Detail: id=ID perms=LIST group=G
 	OpInviteDel    = "invite.del"      // Detail: id=ID
 	OpSignup       = "user.signup"     // User: the new account; Detail: via=invitation id=ID or via=open
+	OpSessionKill  = "session.kill"    // an admin ended sessions; Detail: id=ID or user=NAME ended=N
 	OpUser2FA      = "user.2fa"        // Detail: enrol, off, recovery-new, reset
 	OpAppPassword  = "user.apppw"      // Detail: add id=ID protocols=LIST, or revoke id=ID
 	OpAuditQuery   = "audit.query"     // an admin read the trail in the browser; Detail: the filter

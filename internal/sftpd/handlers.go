@@ -179,6 +179,7 @@ type transfer struct {
 }
 
 func newTransfer(s *session, f *vfs.File, op, name string, replacing bool, release func()) *transfer {
+	s.using(name)
 	return &transfer{s: s, f: f, op: op, path: name, replacing: replacing, start: time.Now(), release: release}
 }
 

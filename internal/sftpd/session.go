@@ -27,6 +27,10 @@ type session struct {
 	id     string       // the session's id in audit records
 
 	read, written atomic.Int64 // bytes transferred, for the session's end record
+
+	start   time.Time
+	kill    func()                 // ends the SSH connection
+	current atomic.Pointer[string] // the last file a transfer used (Sessions)
 }
 
 // Exit statuses sent to clients.
@@ -205,6 +209,9 @@ func truncate(s string, n int) string {
 // logOp writes the one log line of an operation's outcome, and its audit
 // record.
 func (ss *session) logOp(op, name string, bytes int64, start time.Time, err error, extra ...any) {
+	if bytes >= 0 {
+		ss.using(name)
+	}
 	ss.auditOp(op, name, bytes, err, extra)
 	if r := ss.recorder(); r != nil {
 		if !start.IsZero() {

@@ -134,6 +134,8 @@ type serverConn struct {
 	busy atomic.Int64
 	// acc is set once logged in; watchUsers re-checks it.
 	acc atomic.Pointer[access]
+	// sess is set once the session runs (Sessions, KillSession).
+	sess atomic.Pointer[session]
 }
 
 // shutdownIdleGrace is how long a connection that just became idle during
@@ -683,7 +685,10 @@ func (s *Server) serveConn(ctx context.Context, c *serverConn) {
 		remote: c.remote,
 		log:    log,
 		id:     newSessionID(),
+		start:  start,
+		kill:   func() { sconn.Close() },
 	}
+	c.sess.Store(sess)
 	sess.audit(audit.Record{Protocol: "ssh", Op: audit.OpSessionOpen, Result: audit.ResultOK, Detail: string(sconn.ClientVersion())})
 	defer sess.auditEnd()
 	go ssh.DiscardRequests(reqs)

@@ -25,7 +25,8 @@ import (
 // Routes: GET /ui/admin/ (the page); POST /ui/admin/ACTION with form
 // fields, ACTION one of user-add, user-set, user-disable, user-enable,
 // user-delete, user-2fa-reset, invite-create, invite-revoke, ban-lift, share-revoke,
-// and the folder and group actions of adminfolders.go.
+// and the folder and group actions of adminfolders.go and session-kill
+// (adminsessions.go).
 
 func (ui *UI) adminRoute() (get, post handlerFunc) {
 	if ui.accounts == nil {
@@ -70,6 +71,7 @@ type adminPage struct {
 	Links     []adminLinkRow
 	Folders   []adminFolderRow
 	Groups    []adminGroupRow
+	Sessions  []adminSessionRow
 	InviteURL string // a new invitation's link, shown once
 	Signup    string
 }
@@ -134,6 +136,10 @@ func (ui *UI) renderAdmin(w http.ResponseWriter, r *http.Request, s *sessionView
 	}
 	if err := ui.fillFolders(ctx, &p); err != nil {
 		ui.adminFailed(w, r, s, "list folders and groups", err)
+		return
+	}
+	if err := ui.fillSessions(ctx, &p, sessionID(s.key)); err != nil && !errors.Is(err, admin.ErrNoServer) {
+		ui.adminFailed(w, r, s, "list sessions", err)
 		return
 	}
 	bans, err := m.ListBans(ctx)
@@ -303,8 +309,10 @@ func (ui *UI) handleAdminAction(w http.ResponseWriter, r *http.Request, s *sessi
 		var more []any
 		var ok bool
 		if msg, more, err, ok = ui.folderAction(ctx, action, f); !ok {
-			ui.renderError(w, r, s, http.StatusNotFound, "There is no such page.")
-			return
+			if msg, more, err, ok = ui.sessionAction(ctx, action, f); !ok {
+				ui.renderError(w, r, s, http.StatusNotFound, "There is no such page.")
+				return
+			}
 		}
 		attrs = append(attrs, more...)
 	}

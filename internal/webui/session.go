@@ -44,6 +44,7 @@ type session struct {
 	csrf     string
 	created  time.Time
 	lastSeen time.Time
+	remote   string // the address that signed in
 	flash    string
 	// mustEnrol: under --require-2fa a user without 2FA may only enrol
 	// (the account page) or log out; re-evaluated with the user record.
@@ -79,7 +80,7 @@ func (ui *UI) homeFor(u users.User) (*vfs.FS, error) {
 // newSession stores a session for u and returns the cookie value. rev is
 // the user DB revision read before authenticating, so a password change
 // racing the login is still noticed on the next request.
-func (ui *UI) newSession(u users.User, rev uint64) (string, error) {
+func (ui *UI) newSession(u users.User, rev uint64, remote string) (string, error) {
 	fsys, err := ui.homeFor(u)
 	if err != nil {
 		return "", fmt.Errorf("webui: open home of %s: %w", u.Name, err)
@@ -87,7 +88,7 @@ func (ui *UI) newSession(u users.User, rev uint64) (string, error) {
 	id, raw := randomToken(32)
 	csrf, _ := randomToken(32)
 	now := ui.now()
-	s := &session{user: u, pwHash: u.PasswordHash, rev: rev, fs: fsys, csrf: csrf, created: now, lastSeen: now,
+	s := &session{user: u, pwHash: u.PasswordHash, rev: rev, fs: fsys, csrf: csrf, created: now, lastSeen: now, remote: remote,
 		mustEnrol: ui.mustEnrol(u)}
 	ui.mu.Lock()
 	ended := ui.sweepLocked(now) // O(sessions) per sign-in, which already costs an Argon2id run

@@ -60,6 +60,8 @@ type Accounts interface {
 	SignUp(ctx context.Context, req admin.SignUpRequest) (users.User, error)
 	// shared folders and groups
 	admin.FolderManager
+	// live sessions
+	admin.SessionManager
 	// bans and share links
 	ListBans(ctx context.Context) ([]users.Ban, error)
 	Unban(ctx context.Context, who string) error

@@ -438,3 +438,55 @@ func TestAdminPageFoldersGroups(t *testing.T) {
 		t.Fatalf("a bad folder name: %d", r.StatusCode)
 	}
 }
+
+// uiSessions offers a UI's browser sessions as an admin.SessionSource.
+type uiSessions struct{ ui *UI }
+
+func (u uiSessions) Sessions() []admin.SessionInfo {
+	var out []admin.SessionInfo
+	for _, s := range u.ui.Sessions() {
+		out = append(out, admin.SessionInfo{ID: s.ID, User: s.User, Proto: "web", Remote: s.Remote, Start: s.Start})
+	}
+	return out
+}
+func (u uiSessions) KillSession(id string) bool       { return u.ui.KillSession(id) }
+func (u uiSessions) KillUserSessions(name string) int { return u.ui.KillUserSessions(name) }
+
+// TestAdminPageSessions: the admin page lists live sessions (its own
+// without an End button) and ends another user's; a non-admin cannot.
+func TestAdminPageSessions(t *testing.T) {
+	f, l, logs := accountsFixture(t, SignupOff)
+	l.Sessions = []admin.SessionSource{uiSessions{f.ui}}
+	ctx := context.Background()
+	f.addUser("boss", "boss-password-1", users.PermAll, 0)
+	f.addUser("carol", "carol-password-1", users.PermAll, 0)
+	if err := l.SetUser(ctx, "boss", admin.SetUserRequest{Admin: ptr(true)}); err != nil {
+		t.Fatal(err)
+	}
+	boss := f.client()
+	boss.login("boss", "boss-password-1")
+	carol := f.client()
+	carol.login("carol", "carol-password-1")
+	var carolID string
+	for _, s := range f.ui.Sessions() {
+		if s.User == "carol" {
+			carolID = s.ID
+		}
+	}
+	if r := carol.postCSRF("/ui/admin/session-kill", url.Values{"id": {carolID}}); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("a non-admin's session-kill: %d", r.StatusCode)
+	}
+	r := boss.get("/ui/admin/")
+	if !strings.Contains(r.body, `data-session="`+carolID+`"`) || strings.Count(r.body, `class="link session-kill"`) != 1 {
+		t.Fatalf("sessions table: %s", r.body)
+	}
+	if r := boss.postCSRF("/ui/admin/session-kill", url.Values{"id": {carolID}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("session-kill: %d %s", r.StatusCode, r.body)
+	}
+	if r := carol.get("/ui/files/"); r.StatusCode == http.StatusOK {
+		t.Fatal("carol's session survived")
+	}
+	if logs.Count(func(r testutil.Record) bool { return r.Message == "webui: admin session-kill" && r.Attr("admin") == "boss" }) != 1 {
+		t.Error("session-kill not logged with admin=boss")
+	}
+}
