@@ -486,7 +486,9 @@ func TestAdminPageSessions(t *testing.T) {
 	if r := carol.get("/ui/files/"); r.StatusCode == http.StatusOK {
 		t.Fatal("carol's session survived")
 	}
-	if logs.Count(func(r testutil.Record) bool { return r.Message == "webui: admin session-kill" && r.Attr("admin") == "boss" }) != 1 {
+	if logs.Count(func(r testutil.Record) bool {
+		return r.Message == "webui: admin session-kill" && r.Attr("admin") == "boss"
+	}) != 1 {
 		t.Error("session-kill not logged with admin=boss")
 	}
 }
