@@ -67,6 +67,7 @@ var serveFlags = []cli.Flag{
 	auditServeFlags[0], auditServeFlags[1], auditServeFlags[2], auditServeFlags[3],
 	altsrc.NewBoolFlag(&cli.BoolFlag{Name: "require-2fa", Usage: "every account must set up two-factor login at its next browser sign-in; until then WebDAV and SFTP password logins are refused (SSH keys keep working)", EnvVars: []string{"SECUREFSD_REQUIRE_2FA"}}),
 	metricsAddrFlag,
+	acmeFlags[0], acmeFlags[1], acmeFlags[2], acmeFlags[3], acmeFlags[4],
 	&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback address (profiling only)", Hidden: true, EnvVars: []string{"SECUREFSD_PPROF_ADDR"}},
 }
 
@@ -430,6 +431,13 @@ func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
 		}
 		log.Info("tls certificate", "file", certFile, "sha256", fp)
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		acmeCfg, err := acmeTLS(c, g, dir, cert, log)
+		if err != nil {
+			return "", err
+		}
+		if acmeCfg != nil {
+			tlsCfg = acmeCfg
+		}
 	} else {
 		log.Warn("WebDAV over plain HTTP (--insecure-http): passwords and files cross the network in the clear unless a TLS proxy is in front")
 	}
