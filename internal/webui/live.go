@@ -43,15 +43,4 @@ func (ui *UI) KillSession(id string) bool {
 }
 
 // KillUserSessions ends every browser session of user.
-func (ui *UI) KillUserSessions(user string) int {
-	ui.mu.Lock()
-	var ended []endedSession
-	for k, s := range ui.sessions {
-		if s.user.Name == user {
-			ended = append(ended, ui.endLocked(k, "killed"))
-		}
-	}
-	ui.mu.Unlock()
-	ui.recordEnded(ended)
-	return len(ended)
-}
+func (ui *UI) KillUserSessions(user string) int { return ui.endUserSessions(user, "killed") }

@@ -386,11 +386,16 @@ func (ui *UI) SessionCount() int {
 // Logout ends every session of the named user (e.g. when an administrator
 // disables the user; password changes are noticed without it).
 func (ui *UI) Logout(_ context.Context, name string) int {
+	return ui.endUserSessions(name, "logged-out")
+}
+
+// endUserSessions ends every session of name, recorded with why.
+func (ui *UI) endUserSessions(name, why string) int {
 	ui.mu.Lock()
 	var ended []endedSession
 	for k, s := range ui.sessions {
 		if s.user.Name == name {
-			ended = append(ended, ui.endLocked(k, "logged-out"))
+			ended = append(ended, ui.endLocked(k, why))
 		}
 	}
 	ui.mu.Unlock()
