@@ -53,7 +53,19 @@ step "fuzzing (${FUZZTIME} per target)"
 for pkg in $(go list ./...); do
   for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
     echo "-- $pkg $target"
-    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" >/tmp/securefsd-fuzz.log 2>&1 || { cat /tmp/securefsd-fuzz.log; exit 1; }
+    # Go 1.26's fuzz coordinator can report a bare "context deadline exceeded" when -fuzztime
+    # ends while a worker is mid-call (golang/go#75804, fixed in Go 1.27): no input fails and none
+    # is written. Such a run is retried once; any other failure, or a written input, fails at once.
+    ok=0
+    for attempt in 1 2; do
+      if go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" >/tmp/securefsd-fuzz.log 2>&1; then ok=1; break; fi
+      if [ "$attempt" = 1 ] && grep -q 'context deadline exceeded' /tmp/securefsd-fuzz.log && ! grep -q 'Failing input written\|panic:\|_test.go:[0-9]' /tmp/securefsd-fuzz.log; then
+        echo "   (the fuzzing deadline race of golang/go#75804, no failing input: retrying once)"
+        continue
+      fi
+      break
+    done
+    [ "$ok" = 1 ] || { cat /tmp/securefsd-fuzz.log; exit 1; }
     tail -1 /tmp/securefsd-fuzz.log
   done
 done
