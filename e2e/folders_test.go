@@ -227,6 +227,29 @@ func TestSharedFolders(t *testing.T) {
 		if b, err := bob.get("/bobs.txt"); err != nil || string(b) != "from alice's home" {
 			t.Errorf("moved into bob's home: %q %v", b, err)
 		}
+		// A directory tree: into the folder by SFTP rename, out of it by a
+		// WebDAV MOVE of the collection.
+		if err := ac.MkdirAll("/tree/sub"); err != nil {
+			t.Fatal(err)
+		}
+		if err := sftpPut(ac, "/tree/sub/deep.txt", []byte("deep")); err != nil {
+			t.Fatal(err)
+		}
+		if err := ac.PosixRename("/tree", "/Shared/case/tree"); err != nil {
+			t.Fatalf("directory home to folder: %v", err)
+		}
+		if code, b, _ := bob.do("GET", "/Shared/case/tree/sub/deep.txt", nil); code != 200 || string(b) != "deep" {
+			t.Errorf("bob reads the moved tree: %d %q", code, b)
+		}
+		if code, _, _ := bob.do("MOVE", "/Shared/case/tree/", nil, "Destination: "+srv.DAVURL+"/bobs-tree/"); code/100 != 2 {
+			t.Errorf("bob's MOVE of a collection out of the folder: %d", code)
+		}
+		if b, err := bob.get("/bobs-tree/sub/deep.txt"); err != nil || string(b) != "deep" {
+			t.Errorf("the tree in bob's home: %q %v", b, err)
+		}
+		if code, _, _ := bob.do("PROPFIND", "/Shared/case/tree/", nil, "Depth: 0"); code != 404 {
+			t.Errorf("the moved collection remains in the folder: %d", code)
+		}
 	})
 
 	t.Run("revoke", func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -462,8 +463,9 @@ func (v *view) readlink(name string) (string, error) {
 // copy into the target tree (published atomically under the new name,
 // like any upload) followed by the removal of the source: a crash between
 // the two leaves both copies, never a partial or a lost file. Only
-// regular files move between trees; a directory is ErrUnsupported
-// (EXDEV-like: clients copy it).
+// regular files and directories (with everything below them) move between
+// trees: a directory is copied file by file and removed from the source
+// only when the whole copy is in place (moveDirAcross).
 func (v *view) rename(oldname, newname string, overwrite bool) error {
 	const op = "rename"
 	src, err := v.route(op, oldname)
@@ -506,7 +508,7 @@ func moveAcross(src, dst route, oldname, newname string, overwrite bool) error {
 		return clientPath(err, oldname)
 	}
 	if fi.IsDir() {
-		return &fs.PathError{Op: op, Path: oldname, Err: ErrUnsupported}
+		return moveDirAcross(src, dst, oldname, newname)
 	}
 	if !fi.Mode().IsRegular() {
 		return &fs.PathError{Op: op, Path: oldname, Err: fs.ErrPermission}
@@ -524,16 +526,29 @@ func moveAcross(src, dst route, oldname, newname string, overwrite bool) error {
 	} else {
 		flag |= os.O_EXCL
 	}
-	in, err := src.fs.Open(src.name)
+	if err := copyAcross(src.fs, src.name, dst.fs, dst.name, flag, fi, oldname, newname, make([]byte, 256<<10)); err != nil {
+		return err
+	}
+	// The source's removal is part of the rename the source's rights
+	// allowed (PermRename), whether or not they include PermDelete.
+	if err := (&FS{h: src.fs.h, perm: src.fs.perm | PermDelete}).Remove(src.name); err != nil {
+		return clientPath(err, oldname)
+	}
+	return nil
+}
+
+// copyAcross streams one regular file from src into dst (created with
+// flag), re-encrypted for dst's tree, with its modification time.
+func copyAcross(src *FS, srcName string, dst *FS, dstName string, flag int, fi fs.FileInfo, oldname, newname string, buf []byte) error {
+	in, err := src.Open(srcName)
 	if err != nil {
 		return clientPath(err, oldname)
 	}
 	defer in.Close()
-	out, err := dst.fs.OpenFile(dst.name, flag, fi.Mode().Perm())
+	out, err := dst.OpenFile(dstName, flag, fi.Mode().Perm())
 	if err != nil {
 		return clientPath(err, newname)
 	}
-	buf := make([]byte, 256<<10)
 	if _, err := io.CopyBuffer(onlyWriter{out}, onlyReader{in}, buf); err != nil {
 		out.Abort()
 		return clientPath(err, newname)
@@ -543,10 +558,70 @@ func moveAcross(src, dst route, oldname, newname string, overwrite bool) error {
 	}
 	// The modification time travels with the file, as with rename(2); the
 	// target's rights were checked when it was created.
-	(&FS{h: dst.fs.h, perm: PermAll}).Chtimes(dst.name, fi.ModTime(), fi.ModTime())
-	// The source's removal is part of the rename the source's rights
-	// allowed (PermRename), whether or not they include PermDelete.
-	if err := (&FS{h: src.fs.h, perm: src.fs.perm | PermDelete}).Remove(src.name); err != nil {
+	(&FS{h: dst.h, perm: PermAll}).Chtimes(dstName, fi.ModTime(), fi.ModTime())
+	return nil
+}
+
+// moveDirAcross moves a directory tree between two trees (see
+// view.rename): the target must not exist; every directory is made and
+// every file copied (re-encrypted for the target's tree) first, and the
+// source is removed only once the whole copy is in place. A failure
+// (quota, a full disk, an unreadable file) removes the partial copy and
+// leaves the source as it was; a crash during the copy leaves the source
+// whole and a partial copy under the new name, never a lost file. The
+// source needs PermRename, PermDownload and PermList; the target
+// PermUpload and PermMkdir.
+func moveDirAcross(src, dst route, oldname, newname string) error {
+	const op = "rename"
+	if !src.fs.can(PermRename | PermDownload | PermList) {
+		return &fs.PathError{Op: op, Path: oldname, Err: fs.ErrPermission}
+	}
+	if !dst.fs.can(PermUpload | PermMkdir) {
+		return &fs.PathError{Op: op, Path: newname, Err: fs.ErrPermission}
+	}
+	if _, err := dst.fs.Lstat(dst.name); err == nil {
+		return &fs.PathError{Op: op, Path: newname, Err: fs.ErrExist}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return clientPath(err, newname)
+	}
+	buf := make([]byte, 256<<10)
+	var walk func(s, d, so, do string) error
+	walk = func(s, d, so, do string) error {
+		fi, err := src.fs.Lstat(s)
+		if err != nil {
+			return clientPath(err, so)
+		}
+		if err := dst.fs.Mkdir(d, fi.Mode().Perm()|0o700); err != nil {
+			return clientPath(err, do)
+		}
+		ents, err := src.fs.ReadDir(s)
+		if err != nil {
+			return clientPath(err, so)
+		}
+		for _, e := range ents {
+			cs, cd := path.Join(s, e.Name()), path.Join(d, e.Name())
+			cso, cdo := path.Join(so, e.Name()), path.Join(do, e.Name())
+			switch {
+			case e.IsDir():
+				err = walk(cs, cd, cso, cdo)
+			case e.Mode().IsRegular():
+				err = copyAcross(src.fs, cs, dst.fs, cd, os.O_WRONLY|os.O_CREATE|os.O_EXCL, e, cso, cdo, buf)
+			default:
+				err = &fs.PathError{Op: op, Path: cso, Err: fs.ErrPermission}
+			}
+			if err != nil {
+				return err
+			}
+		}
+		(&FS{h: dst.fs.h, perm: PermAll}).Chtimes(d, fi.ModTime(), fi.ModTime())
+		return nil
+	}
+	if err := walk(src.name, dst.name, oldname, newname); err != nil {
+		// Undo the partial copy; the target's removal is the rename's.
+		(&FS{h: dst.fs.h, perm: dst.fs.perm | PermDelete}).RemoveAll(dst.name)
+		return err
+	}
+	if err := (&FS{h: src.fs.h, perm: src.fs.perm | PermDelete}).RemoveAll(src.name); err != nil {
 		return clientPath(err, oldname)
 	}
 	return nil

@@ -317,3 +317,57 @@ func BenchmarkViewReadDir(b *testing.B) {
 		})
 	}
 }
+
+// TestViewMoveDirAcross: a directory tree moves between a home and a
+// folder and back (every file re-encrypted for its new tree, times kept);
+// onto an existing name it is refused; a failure part-way (the folder's
+// file quota) leaves the source whole and no partial copy.
+func TestViewMoveDirAcross(t *testing.T) {
+	ts := newStore(t)
+	alice, _, _ := views(t, ts)
+	if err := alice.MkdirAll("/proj/sub", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, alice, "/proj/a.txt", []byte("alpha"))
+	writeFile(t, alice, "/proj/sub/b.txt", []byte("beta"))
+	if err := alice.Rename("/proj", "/Shared/other/proj", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Stat("/proj"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("source remains: %v", err)
+	}
+	if got := readFile(t, alice, "/Shared/other/proj/sub/b.txt"); string(got) != "beta" {
+		t.Fatalf("moved file reads %q", got)
+	}
+	// The moved files are bound to the folder: on disk they sit in its tree.
+	if _, err := os.Stat(filepath.Join(ts.dir, foldersDir, "other", "proj", "sub", "b.txt")); err != nil {
+		t.Fatalf("not in the folder's tree: %v", err)
+	}
+	// Back home; onto an existing name: refused.
+	if err := alice.Mkdir("/taken", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Rename("/Shared/other/proj", "/taken", true); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("onto an existing directory: %v", err)
+	}
+	if err := alice.Rename("/Shared/other/proj", "/proj2", false); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, alice, "/proj2/a.txt"); string(got) != "alpha" {
+		t.Fatalf("back home: %q", got)
+	}
+	// Folder "case" takes 3 files: a tree of four fails part-way and
+	// leaves nothing behind, the source whole.
+	for _, n := range []string{"/proj2/c", "/proj2/d"} {
+		writeFile(t, alice, n, []byte("x"))
+	}
+	if err := alice.Rename("/proj2", "/Shared/case/proj2", false); !errors.Is(err, ErrQuota) {
+		t.Fatalf("over the folder's quota: %v", err)
+	}
+	if _, err := alice.Stat("/Shared/case/proj2"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a partial copy remains: %v", err)
+	}
+	if fis, err := alice.ReadDir("/proj2"); err != nil || len(fis) != 4 {
+		t.Fatalf("source after the failed move: %v %v", names(fis), err)
+	}
+}
