@@ -64,10 +64,7 @@ func (s *Store) Folder(name string, opts HomeOptions) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	h.mu.Lock()
-	h.quota = opts.Quota
-	h.mu.Unlock()
-	return &FS{h: h, perm: opts.Perm}, nil
+	return h.view(opts), nil
 }
 
 // HasFolder reports whether the store holds folder name's tree, without

@@ -265,10 +265,16 @@ func (s *Store) Home(home string, opts HomeOptions) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
+	return h.view(opts), nil
+}
+
+// view returns an FS on the tree h with opts' rights, after making opts'
+// quota the tree's (the latest given applies to every FS of the tree).
+func (h *home) view(opts HomeOptions) *FS {
 	h.mu.Lock()
 	h.quota = opts.Quota
 	h.mu.Unlock()
-	return &FS{h: h, perm: opts.Perm}, nil
+	return &FS{h: h, perm: opts.Perm}
 }
 
 // home returns the shared state of a home, opening it on first use.
