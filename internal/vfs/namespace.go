@@ -64,7 +64,7 @@ func (s *Store) Folder(name string, opts HomeOptions) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return h.view(opts), nil
+	return h.open(opts), nil
 }
 
 // HasFolder reports whether the store holds folder name's tree, without

@@ -265,12 +265,12 @@ func (s *Store) Home(home string, opts HomeOptions) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return h.view(opts), nil
+	return h.open(opts), nil
 }
 
-// view returns an FS on the tree h with opts' rights, after making opts'
+// open returns an FS on the tree h with opts' rights, after making opts'
 // quota the tree's (the latest given applies to every FS of the tree).
-func (h *home) view(opts HomeOptions) *FS {
+func (h *home) open(opts HomeOptions) *FS {
 	h.mu.Lock()
 	h.quota = opts.Quota
 	h.mu.Unlock()
