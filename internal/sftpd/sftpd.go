@@ -605,18 +605,20 @@ func (s *Server) handshakeFailed(c *serverConn, st *authState, err error) {
 	user, attempts, pwFailures, succeeded := st.user, st.attempts, st.pwFailures, st.succeeded
 	st.mu.Unlock()
 	if attempts == 0 && !succeeded && isTimeout(err) {
-		s.log.Info("login failed", "event", eventSSHLoginFailed, "remote", c.remote, "reason", "login grace ran out before any login attempt")
+		// Score before the outcome line, so whoever reads the log sees the
+		// defender's record of this connection before its end.
 		s.opts.Users.Failed("ssh", c.remote, "")
+		s.log.Info("login failed", "event", eventSSHLoginFailed, "remote", c.remote, "reason", "login grace ran out before any login attempt")
 		return
 	}
 	if attempts == 0 || succeeded {
 		s.log.Debug("connection closed before login", "event", eventClosedBeforeLogin, "remote", c.remote, "err", err)
 		return
 	}
-	s.log.Info("login failed", "event", eventSSHLoginFailed, "remote", c.remote, "user", logName(user), "attempts", attempts, "err", err)
 	if pwFailures == 0 {
 		s.opts.Users.Failed("ssh", c.remote, user)
 	}
+	s.log.Info("login failed", "event", eventSSHLoginFailed, "remote", c.remote, "user", logName(user), "attempts", attempts, "err", err)
 }
 
 // isTimeout reports a deadline error (the login grace ran out).
