@@ -211,8 +211,17 @@ func TestSharedFolders(t *testing.T) {
 		if err := sftpPut(ac, "/mine.txt", []byte("from alice's home")); err != nil {
 			t.Fatal(err)
 		}
+		before, err := os.Stat(storePath(srv, "alice", "mine.txt"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := ac.PosixRename("/mine.txt", "/Shared/case/mine.txt"); err != nil {
 			t.Fatalf("home to folder: %v", err)
+		}
+		// The move re-binds the stored file (FORMAT.md 8.4): the same inode
+		// now sits in the folder's tree; nothing was re-encrypted.
+		if after, err := os.Stat(storePath(srv, ".securefsd-folders/case", "mine.txt")); err != nil || !os.SameFile(before, after) {
+			t.Errorf("the move copied the file instead of re-binding it: %v", err)
 		}
 		if code, b, _ := bob.do("GET", "/Shared/case/mine.txt", nil); code != 200 || string(b) != "from alice's home" {
 			t.Errorf("bob reads the moved file: %d %q", code, b)

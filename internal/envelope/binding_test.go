@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 )
 
@@ -211,5 +212,60 @@ func TestRewrapKeepsBinding(t *testing.T) {
 	}
 	if changed, err := Rewrap(m, m.Size(), kr2, Options{Binding: alice}); err != nil || changed {
 		t.Fatalf("second rewrap: changed %v, err %v", changed, err)
+	}
+}
+
+// TestRebind: a rebind moves a file from one binding to another by its
+// header alone (same file id, same chunks); the file then opens with the
+// new binding only; a second rebind is a no-op; a wrong "from" binding
+// writes nothing; a header in the middle of a rotation (both slots) is
+// rebound onto the active KEK.
+func TestRebind(t *testing.T) {
+	kr := testKeyring(t)
+	data := pattern(chunkSize+77, 31)
+	a, b, c := []byte("securefsd home alice"), []byte("securefsd folder cases"), []byte("securefsd home bob")
+	stored := writeBound(t, kr, a, data)
+	m := newMem(stored)
+
+	if changed, err := Rebind(m, kr, c, b); !errors.Is(err, ErrAuth) || changed {
+		t.Fatalf("rebind from a wrong binding: %v, %v", changed, err)
+	}
+	if !bytes.Equal(m.Bytes(), stored) {
+		t.Fatal("a refused rebind wrote")
+	}
+	changed, err := Rebind(m, kr, a, b)
+	if err != nil || !changed {
+		t.Fatalf("rebind: %v, %v", changed, err)
+	}
+	if !bytes.Equal(m.Bytes()[HeaderSize:], stored[HeaderSize:]) || !bytes.Equal(m.Bytes()[16:48], stored[16:48]) {
+		t.Fatal("rebind touched the content or the file id")
+	}
+	if got, err := readAllBound(t, m.Bytes(), kr, b); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read with the new binding: %v", err)
+	}
+	if _, err := readAllBound(t, m.Bytes(), kr, a); !errors.Is(err, ErrAuth) {
+		t.Fatalf("read with the old binding: %v, want ErrAuth", err)
+	}
+	if changed, err := Rebind(m, kr, a, b); err != nil || changed {
+		t.Fatalf("second rebind: %v, %v", changed, err)
+	}
+
+	// Mid-rotation: the new KEK's slot written, the old one not cleared.
+	stored = writeBound(t, kr, a, data)
+	m = newMem(stored)
+	_, err = kr.Rotate()
+	must(t, err)
+	fail := errors.New("crash")
+	if _, err := Rewrap(syncFunc{m, func() error { return fail }}, int64(len(stored)), kr, Options{Binding: a}); !errors.Is(err, fail) {
+		t.Fatalf("interrupted rewrap: %v", err)
+	}
+	if changed, err := Rebind(m, kr, a, b); err != nil || !changed {
+		t.Fatalf("rebind mid-rotation: %v, %v", changed, err)
+	}
+	if ids, err := KeyIDs(m); err != nil || !slices.Equal(ids, []uint32{kr.Active()}) {
+		t.Fatalf("KeyIDs after rebind: %v, %v", ids, err)
+	}
+	if got, err := readAllBound(t, m.Bytes(), kr, b); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read after rebind mid-rotation: %v", err)
 	}
 }

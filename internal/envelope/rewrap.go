@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 )
 
 // KeyIDs reports the KEK ids the header's key slots reference, highest
@@ -99,4 +100,62 @@ func writeHeader(b io.WriterAt, h *header) error {
 		return fmt.Errorf("write header: %w", err)
 	}
 	return nil
+}
+
+// HeaderBacking is what Rebind rewrites a header in: it reads and writes
+// at offset 0 only. *os.File implements it.
+type HeaderBacking interface {
+	io.ReaderAt
+	io.WriterAt
+}
+
+// Rebind moves the file from binding context from to binding context to
+// (docs/FORMAT.md, section 8.4) without touching the content: the DEK is
+// unwrapped through the slot bound to from and wrapped, under kr's active
+// KEK with generation+1, into the other slot bound to to; the old slot is
+// cleared in the same header write. It reports whether the header
+// changed: false when the file already opens with to (a rebind that ran
+// before), so running it again after a crash is safe.
+//
+// The header is rewritten in one write of HeaderSize bytes at offset 0 and
+// is not synced: the caller makes it durable (fsync or syncfs). A torn
+// write leaves a header that opens with neither binding; the caller keeps
+// the old header until the new one is durable (securefsd's move journal)
+// to recover from that.
+func Rebind(b HeaderBacking, kr *Keyring, from, to []byte) (changed bool, err error) {
+	changed, err = rebind(b, kr, from, to)
+	if err != nil {
+		return changed, fmt.Errorf("envelope: rebind: %w", err)
+	}
+	return changed, nil
+}
+
+func rebind(b HeaderBacking, kr *Keyring, from, to []byte) (bool, error) {
+	if b == nil {
+		return false, errNoBacking
+	}
+	h, dek, best, err := unwrapHeader(b, kr, Options{Binding: from})
+	if errors.Is(err, ErrAuth) {
+		if _, dek2, _, err2 := unwrapHeader(b, kr, Options{Binding: to}); err2 == nil {
+			clear(dek2)
+			return false, nil
+		}
+	}
+	if err != nil {
+		return false, err
+	}
+	defer clear(dek)
+	gen := h.slots[best].gen
+	if h.slots[1-best].gen > gen {
+		gen = h.slots[1-best].gen
+	}
+	if gen == math.MaxUint32 {
+		return false, fmt.Errorf("key slot generation exhausted: %w", ErrFormat)
+	}
+	h.binding = slices.Clone(to)
+	h.slots[best] = slot{}
+	if err := h.wrapInto(1-best, gen+1, dek, kr); err != nil {
+		return false, err
+	}
+	return true, writeHeader(b, h)
 }

@@ -456,13 +456,14 @@ func (v *view) readlink(name string) (string, error) {
 
 // rename moves oldname to newname. Inside one tree it is that tree's
 // Rename (one rename(2)). Between trees (home and a folder, two folders)
-// the file's content is bound to its tree, so it is moved by a streamed
-// copy into the target tree (published atomically under the new name,
-// like any upload) followed by the removal of the source: a crash between
-// the two leaves both copies, never a partial or a lost file. Only
-// regular files and directories (with everything below them) move between
-// trees: a directory is copied file by file and removed from the source
-// only when the whole copy is in place (moveDirAcross).
+// the files are bound to their tree, so the entry is renamed on disk and
+// every file's header rewritten for the target's binding, under a move
+// journal that a crash leaves for NewStore to finish (move.go). Where
+// that cannot be done, the content is copied into the target tree
+// (published atomically under the new name, like any upload) and the
+// source removed once the copy is whole: a crash between the two leaves
+// both copies, never a partial or a lost file. Only regular files and
+// directories (with everything below them) move between trees.
 func (v *view) rename(oldname, newname string, overwrite bool) error {
 	const op = "rename"
 	src, err := v.route(op, oldname)
@@ -489,9 +490,12 @@ func (v *view) rename(oldname, newname string, overwrite bool) error {
 	return moveAcross(src, dst, oldname, newname, overwrite)
 }
 
-// moveAcross moves a regular file between two trees (see view.rename). The
-// source needs PermRename and PermDownload (its content leaves it); the
-// target PermUpload, and PermOverwrite to replace a file.
+// moveAcross moves a regular file or a directory between two trees (see
+// view.rename). The source needs PermRename and PermDownload (its content
+// leaves it); the target PermUpload, and PermOverwrite to replace a file.
+// The move is a rename on disk and a header rewrite per file
+// (rebindMove); where that cannot be (an open file in what moves, a hard
+// link, another filesystem) the content is copied.
 func moveAcross(src, dst route, oldname, newname string, overwrite bool) error {
 	const op = "rename"
 	if !src.fs.can(PermRename|PermDownload) || src.name == "/" {
@@ -505,10 +509,22 @@ func moveAcross(src, dst route, oldname, newname string, overwrite bool) error {
 		return clientPath(err, oldname)
 	}
 	if fi.IsDir() {
-		return moveDirAcross(src, dst, oldname, newname)
-	}
-	if !fi.Mode().IsRegular() {
+		if !src.fs.can(PermRename | PermDownload | PermList) {
+			return &fs.PathError{Op: op, Path: oldname, Err: fs.ErrPermission}
+		}
+		if !dst.fs.can(PermUpload | PermMkdir) {
+			return &fs.PathError{Op: op, Path: newname, Err: fs.ErrPermission}
+		}
+	} else if !fi.Mode().IsRegular() {
 		return &fs.PathError{Op: op, Path: oldname, Err: fs.ErrPermission}
+	} else if !dst.fs.can(PermUpload) {
+		return &fs.PathError{Op: op, Path: newname, Err: fs.ErrPermission}
+	}
+	if err := rebindMove(src, dst, oldname, newname, overwrite); !errors.Is(err, errMoveByCopy) {
+		return err
+	}
+	if fi.IsDir() {
+		return moveDirAcross(src, dst, oldname, newname)
 	}
 	flag := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 	if tfi, err := dst.fs.Lstat(dst.name); err == nil {

@@ -153,6 +153,10 @@ type Store struct {
 	// (home name, directory); an error it returns is that listing's.
 	// Tests set it to inject failures into sweeps.
 	walkDirHook func(home, dir string) error
+	// moveHook, if set, is called at each stage of a move between trees
+	// (move.go); an error it returns stops the move there, as a crash
+	// would. Tests set it.
+	moveHook func(stage string) error
 
 	mu     sync.Mutex
 	homes  map[string]*home
@@ -215,6 +219,7 @@ func NewStore(dir string, opts Options) (*Store, error) {
 		root.Close()
 		return nil, fmt.Errorf("vfs: os.Root let a name leave the store (%v)", err)
 	}
+	s.recoverMoves()
 	return s, nil
 }
 

@@ -9,6 +9,7 @@ package vfs
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"math"
 	"os"
@@ -281,4 +282,51 @@ func defaultMaxHandles() int64 {
 		return math.MaxInt64
 	}
 	return max(int64(rl.Cur/2), 1)
+}
+
+// nlink is the link count of a file (1 where unknown).
+func nlink(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Nlink)
+	}
+	return 1
+}
+
+// renameBetween renames ro of tree a to rn of tree b (renameat2 between
+// their parent directories, each opened through its tree's root; the
+// caller has applied the symlink policy to both names under both
+// namespace locks). noReplace: fail if rn exists (RENAME_NOREPLACE).
+func renameBetween(a *home, ro string, b *home, rn string, noReplace bool) error {
+	od, err := a.root.OpenFile(parentOf(ro), os.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer od.Close()
+	nd, err := b.root.OpenFile(parentOf(rn), os.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer nd.Close()
+	var flags uint
+	if noReplace {
+		flags = unix.RENAME_NOREPLACE
+	}
+	if err := unix.Renameat2(int(od.Fd()), path.Base(ro), int(nd.Fd()), path.Base(rn), flags); err != nil {
+		return &os.LinkError{Op: "renameat2", Old: ro, New: rn, Err: err}
+	}
+	return nil
+}
+
+// syncFS makes everything written to the store's filesystem durable
+// (syncfs): one call for a move of many files instead of an fsync each.
+func (s *Store) syncFS() error {
+	f, err := s.root.Open(".")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("syncfs: %w", err)
+	}
+	return nil
 }

@@ -30,3 +30,8 @@ func (h *home) probe(string) (fs.FileInfo, error)   { return nil, errNoLinux }
 func restoreTimes(*os.File, fs.FileInfo)            {}
 func defaultMaxHandles() int64                      { return math.MaxInt64 }
 func exchange(*os.Root, string, string) error       { return errNoLinux }
+func nlink(fs.FileInfo) uint64                      { return 1 }
+func (s *Store) syncFS() error                      { return errNoLinux }
+func renameBetween(*home, string, *home, string, bool) error {
+	return errNoLinux
+}
