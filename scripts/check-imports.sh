@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Enforces the package boundaries of docs/ARCHITECTURE.md:
 #   - sftpd, davd, webui and users never import envelope directly (they go through vfs);
-#   - only users imports bbolt;
+#   - only users and index (storage v2's namespace index) import bbolt;
+#   - index and blob (storage v2's building blocks) import nothing of ours;
 #   - envelope depends on nothing outside the standard library but golang.org/x/crypto and
 #     golang.org/x/sys/cpu (not even indirectly);
 #   - keyfile imports only the standard library and envelope;
@@ -28,7 +29,7 @@ check() { # how package forbidden
   if $1 "$2" | grep -qx "$3"; then echo "import rule broken: $2 must not import $3"; fail=1; fi
 }
 for p in internal/sftpd internal/davd internal/webui internal/users internal/account; do check direct "$p" "$mod/internal/envelope"; done
-for p in $(go list ./... | sed "s#^$mod/##" | grep -v '^internal/users$' | grep -v '^e2e$'); do
+for p in $(go list ./... | sed "s#^$mod/##" | grep -v '^internal/users$' | grep -v '^internal/index$' | grep -v '^e2e$'); do
   [ "$p" = "$mod" ] && continue
   check direct "$p" "go.etcd.io/bbolt"
 done
@@ -49,7 +50,7 @@ directNonstd() { go list -f '{{range .Imports}}{{.}}{{"\n"}}{{end}}' "$mod/$1" |
 only nonstd internal/envelope "$mod/internal/envelope\|golang\.org/x/crypto/.*\|golang\.org/x/sys/cpu"
 only directNonstd internal/keyfile "$mod/internal/envelope"
 for q in vfs sftpd davd webui users admin; do check deps internal/keyfile "$mod/internal/$q"; done
-for leaf in perm httpx pwpolicy; do
+for leaf in perm httpx pwpolicy index blob; do
   if deps internal/$leaf | grep -v -x "$mod/internal/$leaf" | grep -q "^$mod/"; then echo "import rule broken: internal/$leaf must not import our packages"; fail=1; fi
 done
 for p in $(go list ./... | sed "s#^$mod/\{0,1\}##" | grep -v '^internal/testutil'); do

@@ -1,0 +1,256 @@
+// Package blob stores storage version 2's content blobs (docs/STORAGE.md):
+// write-once objects named by random 128-bit ids, in a local directory.
+// An id says nothing about the file, user or tree a blob belongs to; which
+// blob is whose lives only in the encrypted index. The operations (create
+// a blob in full, then publish it under its id; open; delete; list) are
+// the ones an S3-compatible store offers, so scale-out can put blobs there
+// without changing their callers.
+//
+// The directory is opened with os.Root and every name in it is made here
+// from an id, so no caller's input ever becomes a path.
+package blob
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+)
+
+// IDSize is the size of a blob id.
+const IDSize = 16
+
+// ID names a blob: random, never derived from what the blob holds.
+type ID [IDSize]byte
+
+// NewID returns a fresh random id.
+func NewID() ID {
+	var id ID
+	_, _ = rand.Read(id[:])
+	return id
+}
+
+// String is the id in lowercase hex (its name on disk).
+func (id ID) String() string { return hex.EncodeToString(id[:]) }
+
+// ErrBadID: a name that is not a blob id.
+var ErrBadID = errors.New("blob: not a blob id")
+
+// ParseID parses the lowercase hex form String gives.
+func ParseID(s string) (ID, error) {
+	var id ID
+	if len(s) != 2*IDSize || strings.ToLower(s) != s {
+		return id, fmt.Errorf("%q: %w", s, ErrBadID)
+	}
+	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
+		return id, fmt.Errorf("%q: %w", s, ErrBadID)
+	}
+	return id, nil
+}
+
+// ErrNotFound: no blob under that id (it wraps fs.ErrNotExist).
+var ErrNotFound = fmt.Errorf("blob: no such blob: %w", fs.ErrNotExist)
+
+// ErrExists: Publish found a blob under the id already (ids are random:
+// this is a bug or an attack, never overwritten).
+var ErrExists = fmt.Errorf("blob: id in use: %w", fs.ErrExist)
+
+const tmpDir = "tmp"
+
+// Dir is a blob store in a local directory: blob ID lives at
+// "<first two hex digits>/<hex id>", blobs being written in "tmp/". Safe
+// for concurrent use.
+type Dir struct {
+	root *os.Root
+	// sync makes a file durable; tests replace it to count or fail.
+	sync func(*os.File) error
+}
+
+// OpenDir opens (creating, mode 0700) the blob directory at dir and
+// removes blobs a crash left unpublished.
+func OpenDir(dir string) (*Dir, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("blob: %w", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("blob: %w", err)
+	}
+	if err := root.RemoveAll(tmpDir); err == nil {
+		err = root.Mkdir(tmpDir, 0o700)
+	}
+	if err != nil {
+		root.Close()
+		return nil, fmt.Errorf("blob: clean %s: %w", tmpDir, err)
+	}
+	return &Dir{root: root, sync: (*os.File).Sync}, nil
+}
+
+// Close closes the directory.
+func (d *Dir) Close() error { return d.root.Close() }
+
+func (id ID) name() string {
+	h := id.String()
+	return path.Join(h[:2], h)
+}
+
+// Pending is a blob being written: a file the caller writes at any offset
+// (an envelope.File backing), then publishes or aborts.
+type Pending struct {
+	*os.File
+	d    *Dir
+	id   ID
+	tmp  string
+	done bool
+}
+
+// Create starts blob id. Nothing is visible under id until Publish.
+func (d *Dir) Create(id ID) (*Pending, error) {
+	tmp := path.Join(tmpDir, id.String())
+	f, err := d.root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("blob: create %s: %w", id, err)
+	}
+	return &Pending{File: f, d: d, id: id, tmp: tmp}, nil
+}
+
+// ID is the id the blob will have.
+func (p *Pending) ID() ID { return p.id }
+
+// Publish makes the blob durable (fsync of the file, then of its
+// directory after the rename) and visible under its id. A blob under the
+// id already is never replaced (ErrExists).
+func (p *Pending) Publish() error {
+	if p.done {
+		return fmt.Errorf("blob %s: %w", p.id, fs.ErrClosed)
+	}
+	p.done = true
+	err := p.d.sync(p.File)
+	if cerr := p.File.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		p.d.root.Remove(p.tmp)
+		return fmt.Errorf("blob: publish %s: %w", p.id, err)
+	}
+	name := p.id.name()
+	if err := p.d.root.Mkdir(path.Dir(name), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		p.d.root.Remove(p.tmp)
+		return fmt.Errorf("blob: publish %s: %w", p.id, err)
+	}
+	// A hard link, not a rename: link(2) never replaces an existing name,
+	// so two publishes of one id cannot overwrite each other.
+	err = p.d.root.Link(p.tmp, name)
+	p.d.root.Remove(p.tmp)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("blob %s: %w", p.id, ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("blob: publish %s: %w", p.id, err)
+	}
+	if err := p.d.syncDir(path.Dir(name)); err != nil {
+		return fmt.Errorf("blob: publish %s: %w", p.id, err)
+	}
+	return nil
+}
+
+// Abort drops the blob; after Publish it does nothing.
+func (p *Pending) Abort() {
+	if p.done {
+		return
+	}
+	p.done = true
+	p.File.Close()
+	p.d.root.Remove(p.tmp)
+}
+
+func (d *Dir) syncDir(dir string) error {
+	f, err := d.root.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return d.sync(f)
+}
+
+// Blob is a published blob open for reading.
+type Blob interface {
+	io.ReaderAt
+	io.Closer
+	Size() int64
+}
+
+type fileBlob struct {
+	*os.File
+	size int64
+}
+
+func (b fileBlob) Size() int64 { return b.size }
+
+// Open opens blob id for reading (ErrNotFound if there is none).
+func (d *Dir) Open(id ID) (Blob, error) {
+	f, err := d.root.Open(id.name())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("blob %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blob: open %s: %w", id, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("blob: open %s: %w", id, err)
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("blob %s: not a regular file: %w", id, ErrNotFound)
+	}
+	return fileBlob{f, st.Size()}, nil
+}
+
+// Delete removes blob id; a missing blob is no error (deletes are
+// retried by the collector).
+func (d *Dir) Delete(id ID) error {
+	if err := d.root.Remove(id.name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("blob: delete %s: %w", id, err)
+	}
+	return nil
+}
+
+// List calls fn for every published blob with its stored size, in no
+// particular order. Names that are not blobs (planted, or left by another
+// program) are skipped; the first error of fn stops the listing.
+func (d *Dir) List(fn func(id ID, size int64) error) error {
+	fanout, err := fs.ReadDir(d.root.FS(), ".")
+	if err != nil {
+		return fmt.Errorf("blob: list: %w", err)
+	}
+	for _, sub := range fanout {
+		if !sub.IsDir() || len(sub.Name()) != 2 || sub.Name() == tmpDir {
+			continue
+		}
+		ents, err := fs.ReadDir(d.root.FS(), sub.Name())
+		if err != nil {
+			return fmt.Errorf("blob: list %s: %w", sub.Name(), err)
+		}
+		for _, e := range ents {
+			id, err := ParseID(e.Name())
+			if err != nil || id.String()[:2] != sub.Name() || !e.Type().IsRegular() {
+				continue
+			}
+			info, err := e.Info()
+			if err != nil {
+				continue // removed since the listing
+			}
+			if err := fn(id, info.Size()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

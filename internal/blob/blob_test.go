@@ -1,0 +1,157 @@
+package blob
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func openDir(t testing.TB) (*Dir, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "blobs")
+	d, err := OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d, dir
+}
+
+func write(t testing.TB, d *Dir, data []byte) ID {
+	t.Helper()
+	p, err := d.Create(NewID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	return p.ID()
+}
+
+func list(t *testing.T, d *Dir) map[ID]int64 {
+	t.Helper()
+	got := map[ID]int64{}
+	if err := d.List(func(id ID, size int64) error { got[id] = size; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func TestLifecycle(t *testing.T) {
+	d, dir := openDir(t)
+	data := bytes.Repeat([]byte("blob"), 5000)
+	id := write(t, d, data)
+	b, err := d.Open(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(io.NewSectionReader(b, 0, b.Size()))
+	b.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, id.String()[:2], id.String())); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("blob file: %v %v", fi, err)
+	}
+	// Not visible until published; gone after an abort.
+	p, err := d.Create(NewID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.WriteAt([]byte("half"), 0)
+	if _, err := d.Open(p.ID()); !errors.Is(err, ErrNotFound) || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("unpublished blob: %v", err)
+	}
+	p.Abort()
+	if got := list(t, d); len(got) != 1 || got[id] != int64(len(data)) {
+		t.Errorf("list: %v", got)
+	}
+	// An id in use is never overwritten.
+	q, err := d.Create(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.WriteAt([]byte("other"), 0)
+	if err := q.Publish(); !errors.Is(err, ErrExists) {
+		t.Errorf("publish over an existing blob: %v", err)
+	}
+	if err := d.Delete(id); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Delete(id); err != nil {
+		t.Errorf("second delete: %v", err)
+	}
+	if _, err := d.Open(id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("deleted blob: %v", err)
+	}
+}
+
+// TestCrashLeftovers: a blob a crash left unpublished is removed when the
+// directory opens; names that are not blobs are never listed.
+func TestCrashLeftovers(t *testing.T) {
+	d, dir := openDir(t)
+	p, err := d.Create(NewID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.WriteAt([]byte("unpublished"), 0)
+	p.File.Close() // the process dies here
+	id := write(t, d, []byte("kept"))
+	d.Close()
+	for _, junk := range []string{"zz/not-a-blob", "ab/" + id.String(), "README"} {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(junk)), 0o700)
+		os.WriteFile(filepath.Join(dir, junk), []byte("x"), 0o600)
+	}
+	d, err = OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if ents, _ := os.ReadDir(filepath.Join(dir, tmpDir)); len(ents) != 0 {
+		t.Errorf("unpublished blobs left: %d", len(ents))
+	}
+	got := list(t, d)
+	if len(got) != 1 || got[id] != 4 {
+		t.Errorf("list after a crash and planted names: %v", got)
+	}
+}
+
+// TestSymlinkPlanted: a symlink planted under a blob's name does not let
+// Open leave the directory.
+func TestSymlinkPlanted(t *testing.T) {
+	d, dir := openDir(t)
+	id := NewID()
+	os.MkdirAll(filepath.Join(dir, id.String()[:2]), 0o700)
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte("outside"), 0o600)
+	if err := os.Symlink(secret, filepath.Join(dir, id.String()[:2], id.String())); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := d.Open(id); err == nil {
+		b.Close()
+		t.Fatal("a symlink out of the directory opened")
+	}
+}
+
+func FuzzParseID(f *testing.F) {
+	f.Add(NewID().String())
+	f.Add("../../etc/passwd")
+	f.Add("ABCDEF0123456789ABCDEF0123456789")
+	f.Fuzz(func(t *testing.T, s string) {
+		id, err := ParseID(s)
+		if err != nil {
+			return
+		}
+		if id.String() != s {
+			t.Fatalf("ParseID(%q) = %s: not the one form", s, id)
+		}
+	})
+}
