@@ -306,7 +306,7 @@ func TestKeyAndDataFileModes(t *testing.T) {
 	if err := d.put("/dav-file", randBytes(10)); err != nil {
 		t.Fatal(err)
 	}
-	for _, must := range []string{"keyring", "keycheck", "users.db"} {
+	for _, must := range []string{"keyring", "keycheck", "users.db", "users.key"} {
 		if fi, err := os.Stat(filepath.Join(srv.DataDir, must)); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v %v, want 0600", must, fi.Mode(), err)
 		}

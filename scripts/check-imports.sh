@@ -14,7 +14,7 @@
 #   - shares imports only users and perm of ours; no protocol, vfs or users imports shares;
 #   - pwpolicy imports nothing of ours;
 #   - admin (used by webui's admin and sign-up pages) imports no protocol or webui;
-#   - audit (the audit trail) imports only envelope of ours (for its key file): no protocol, vfs,
+#   - audit (the audit trail) imports only envelope and keyfile of ours (for its key file): no protocol, vfs,
 #     users, account, admin or shares, not even indirectly, so every layer may record into it.
 #   - only users and webui import the TOTP library github.com/pquerna/otp.
 #   - obs (metrics, health) imports nothing of ours, and only cmd/securefsd imports obs, the
@@ -66,7 +66,7 @@ fi
 for q in sftpd davd vfs envelope users; do check deps "internal/$q" "$mod/internal/shares"; done
 # webui's admin and sign-up pages call admin's operations; admin never reaches back up.
 for q in webui davd sftpd; do check deps internal/admin "$mod/internal/$q"; done
-only directNonstd internal/audit "$mod/internal/envelope\|golang\.org/x/crypto/.*"
+only directNonstd internal/audit "$mod/internal/envelope\|$mod/internal/keyfile\|golang\.org/x/crypto/.*"
 for q in vfs sftpd davd webui users account admin shares; do check deps internal/audit "$mod/internal/$q"; done
 # Two-factor login: TOTP (github.com/pquerna/otp) is users' (codes, secrets) and webui's (the
 # enrolment's QR code) only; the protocols see app passwords through users.DB.AuthLogin.

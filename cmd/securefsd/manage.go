@@ -20,11 +20,30 @@ import (
 
 	"github.com/securefsd/securefsd/internal/admin"
 	"github.com/securefsd/securefsd/internal/audit"
+	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/keyfile"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
 
 const usersDBFileName = "users.db"
+
+// usersKeyFileName holds the key that seals users.db (users.Options.Key),
+// wrapped by the keyring.
+const usersKeyFileName = "users.key"
+
+// openUsers opens the data directory's users database sealed with its key
+// (made on first use: a plain database from before is sealed then).
+func openUsers(dir string, kr *envelope.Keyring, opts users.Options) (*users.DB, error) {
+	key, err := keyfile.LoadSecret(filepath.Join(dir, usersKeyFileName), kr, users.KeyBinding, users.KeySize, true)
+	if err != nil {
+		return nil, fmt.Errorf("users database key: %w", err)
+	}
+	defer clear(key)
+	opts.Key = key
+	return users.Open(filepath.Join(dir, usersDBFileName), opts)
+}
+
 const storeDirName = "store"
 
 // manager returns the running server's admin client, or, when no server
@@ -49,7 +68,7 @@ func (e *env) manager(c *cli.Context) (admin.Manager, func(), error) {
 	if err := admin.CheckKey(filepath.Join(dir, keyCheckFileName), kr); err != nil {
 		return nil, nil, err
 	}
-	db, err := users.Open(filepath.Join(dir, usersDBFileName), users.Options{Logger: log})
+	db, err := openUsers(dir, kr, users.Options{Logger: log})
 	if errors.Is(err, users.ErrLocked) {
 		return nil, nil, fmt.Errorf("the user database is locked by another process, but no server answers on %s", filepath.Join(dir, admin.SocketName))
 	}
@@ -62,6 +81,7 @@ func (e *env) manager(c *cli.Context) (admin.Manager, func(), error) {
 		return nil, nil, err
 	}
 	local := admin.NewLocal(db, store, kf, filepath.Join(dir, keyCheckFileName), kr)
+	local.UsersKey = filepath.Join(dir, usersKeyFileName)
 	// The trail (if this data directory has one) records offline changes
 	// too; the users database's lock, held now, keeps a server from
 	// appending at the same time.

@@ -259,7 +259,7 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core 
 	uopts := users.Options{Logger: log, Defender: users.DefenderOptions{Safelist: safelist}, Require2FA: c.Bool("require-2fa")}
 	// The users database's lock says whether another server runs here:
 	// take it before opening the trail, which only one process may append to.
-	db, err := users.Open(filepath.Join(dir, usersDBFileName), uopts)
+	db, err := openUsers(dir, kr, uopts)
 	if errors.Is(err, users.ErrLocked) {
 		return core, nil, fmt.Errorf("another securefsd is using %s", dir)
 	}
@@ -481,6 +481,7 @@ func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
 func startAdmin(g *group, core serverCore, baseURL string) (*admin.Local, error) {
 	dir, log := core.dir, core.log
 	m := admin.NewLocal(core.users, core.store, core.keyFile, filepath.Join(dir, keyCheckFileName), core.keyring)
+	m.UsersKey = filepath.Join(dir, usersKeyFileName)
 	m.Policy = &core.policy
 	m.BaseURL = baseURL
 	m.Sessions = []admin.SessionSource{core.sessions}

@@ -37,6 +37,7 @@ func enableAccounts(c *cli.Context, ui *webui.UI, core serverCore) error {
 		return fmt.Errorf("--signup-quota: %w", err)
 	}
 	local := admin.NewLocal(core.users, core.store, core.keyFile, filepath.Join(core.dir, keyCheckFileName), core.keyring)
+	local.UsersKey = filepath.Join(core.dir, usersKeyFileName)
 	local.Policy = &core.policy
 	local.Sessions = []admin.SessionSource{core.sessions}
 	var m webui.Accounts = local

@@ -45,6 +45,9 @@ type Local struct {
 	// AuditDir is the audit trail's directory: rotation re-wraps its key
 	// file, so old segments stay readable ("": no trail).
 	AuditDir string
+	// UsersKey is the path of the users database's key file (sealed
+	// users.db, users.Options.Key): rotation re-wraps it ("": none).
+	UsersKey string
 	// Policy is applied to every password set through this Local (user
 	// add, user passwd); nil means pwpolicy.Default().
 	Policy *pwpolicy.Policy
@@ -282,6 +285,11 @@ func (l *Local) RotateKey(ctx context.Context, progress func(Progress)) error {
 		if l.AuditDir != "" {
 			if err := audit.RewrapKey(l.AuditDir, kr); err != nil {
 				return fmt.Errorf("re-wrap audit key: %w", err)
+			}
+		}
+		if l.UsersKey != "" {
+			if err := keyfile.RewrapSecret(l.UsersKey, kr, users.KeyBinding); err != nil {
+				return fmt.Errorf("re-wrap users database key: %w", err)
 			}
 		}
 		inUse, err := l.Store.KeyIDsInUse(ctx)

@@ -8,7 +8,6 @@ import (
 	"net"
 	"time"
 
-	"go.etcd.io/bbolt"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -18,7 +17,7 @@ func (db *DB) lookup(ctx context.Context, name string) (u User, found bool, err 
 	if !validName(name) {
 		return User{}, false, nil
 	}
-	err = db.read(ctx, func(b *bbolt.Bucket) error {
+	err = db.read(ctx, func(b *bucket) error {
 		r, err := getRecord(b, name)
 		if err != nil {
 			return err
@@ -230,7 +229,7 @@ func (db *DB) rehash(ctx context.Context, u *User, password []byte) {
 	if err != nil {
 		return
 	}
-	err = db.write(ctx, func(b *bbolt.Bucket) error {
+	err = db.write(ctx, func(b *bucket) error {
 		r, err := getRecord(b, u.Name)
 		if err != nil {
 			return err
@@ -385,7 +384,7 @@ func (db *DB) loggedIn(ctx context.Context, proto, remote string, u *User, metho
 	db.touched[key] = now
 	db.touchMu.Unlock()
 	// The login succeeded: record it even if the request ends meanwhile.
-	err := db.write(context.WithoutCancel(ctx), func(b *bbolt.Bucket) error {
+	err := db.write(context.WithoutCancel(ctx), func(b *bucket) error {
 		r, err := getRecord(b, u.Name)
 		if err != nil {
 			return err

@@ -54,6 +54,7 @@ type DB struct {
 	require2FA bool
 	sem        *fairSem // bounds concurrent Argon2id runs, shared in turn between source addresses
 	rev        atomic.Uint64
+	seal       *sealer // Options.Key's; nil: a plain database
 
 	verifies   atomic.Uint64       // Argon2id verifications run by AuthPassword (tests)
 	onVerify   func(remote string) // test hook: called before each AuthPassword verification
@@ -157,9 +158,24 @@ func open(path string, opts Options) (*DB, error) {
 	db.dummyK = make([]byte, 51) // length of a marshalled ssh-ed25519 key
 	rand.Read(db.dummyK)
 
-	if err := db.migrate(); err != nil {
+	if opts.Key != nil {
+		if db.seal, err = newSealer(opts.Key); err != nil {
+			b.Close()
+			return nil, err
+		}
+	}
+	sealed, err := db.migrate()
+	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("users: open %s: %w", path, err)
+	}
+	if sealed {
+		// The plain records stay in bbolt's free pages until reused:
+		// rewrite the file compactly so none is left.
+		if db.bolt, err = compactInPlace(b, path, opts.LockTimeout); err != nil {
+			return nil, fmt.Errorf("users: open %s: %w", path, err)
+		}
+		log.Info("users: database sealed (names, keys and records are no longer readable without the data directory's key)")
 	}
 	return db, nil
 }
@@ -177,7 +193,12 @@ func (db *DB) Close() error {
 // across restarts.
 func (db *DB) Revision() uint64 { return db.rev.Load() }
 
-func getU64(b *bbolt.Bucket, k []byte) (uint64, bool) {
+// getter and putter are what the record helpers need of a bucket: the
+// sealed view (bucket) or bbolt's own, in schema migrations.
+type getter interface{ Get(k []byte) []byte }
+type putter interface{ Put(k, v []byte) error }
+
+func getU64(b getter, k []byte) (uint64, bool) {
 	v := b.Get(k)
 	if len(v) != 8 {
 		return 0, false
@@ -185,24 +206,24 @@ func getU64(b *bbolt.Bucket, k []byte) (uint64, bool) {
 	return binary.BigEndian.Uint64(v), true
 }
 
-func putU64(b *bbolt.Bucket, k []byte, v uint64) error {
+func putU64(b putter, k []byte, v uint64) error {
 	return b.Put(k, binary.BigEndian.AppendUint64(nil, v))
 }
 
 // write runs fn on the users bucket in a read-write transaction and bumps
 // the revision when fn returns nil (writeTx).
-func (db *DB) write(ctx context.Context, fn func(users *bbolt.Bucket) error) error {
-	return db.writeTx(ctx, func(tx *bbolt.Tx) error { return fn(tx.Bucket(bucketUsers)) })
+func (db *DB) write(ctx context.Context, fn func(users *bucket) error) error {
+	return db.writeTx(ctx, func(tx *txn) error { return fn(tx.Bucket(bucketUsers)) })
 }
 
-func (db *DB) read(ctx context.Context, fn func(users *bbolt.Bucket) error) error {
+func (db *DB) read(ctx context.Context, fn func(users *bucket) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return db.bolt.View(func(tx *bbolt.Tx) error { return fn(tx.Bucket(bucketUsers)) })
+	return db.view(func(tx *txn) error { return fn(tx.Bucket(bucketUsers)) })
 }
 
-func getRecord(b *bbolt.Bucket, name string) (record, error) {
+func getRecord(b *bucket, name string) (record, error) {
 	v := b.Get([]byte(name))
 	if v == nil {
 		return record{}, ErrNotFound
@@ -214,7 +235,7 @@ func getRecord(b *bbolt.Bucket, name string) (record, error) {
 	return r, nil
 }
 
-func putRecord(b *bbolt.Bucket, r record) error {
+func putRecord(b putter, r record) error {
 	v, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("users: record %q: %w", r.Name, err)
@@ -358,7 +379,7 @@ func (db *DB) Add(ctx context.Context, u User, password []byte) error {
 			return err
 		}
 		exists := false
-		if err := db.read(ctx, func(b *bbolt.Bucket) error { exists = b.Get([]byte(u.Name)) != nil; return nil }); err != nil {
+		if err := db.read(ctx, func(b *bucket) error { exists = b.Get([]byte(u.Name)) != nil; return nil }); err != nil {
 			return fmt.Errorf("users: add %s: %w", u.Name, err)
 		}
 		if exists { // fail before paying for the hash
@@ -370,7 +391,7 @@ func (db *DB) Add(ctx context.Context, u User, password []byte) error {
 		}
 		u.PasswordHash = h
 	}
-	err := db.write(ctx, func(b *bbolt.Bucket) error {
+	err := db.write(ctx, func(b *bucket) error {
 		if b.Get([]byte(u.Name)) != nil {
 			return ErrExists
 		}
@@ -389,7 +410,7 @@ func (db *DB) Get(ctx context.Context, name string) (User, error) {
 		return User{}, err
 	}
 	var r record
-	err := db.read(ctx, func(b *bbolt.Bucket) error {
+	err := db.read(ctx, func(b *bucket) error {
 		var err error
 		r, err = getRecord(b, name)
 		return err
@@ -403,7 +424,7 @@ func (db *DB) Get(ctx context.Context, name string) (User, error) {
 // List returns every user sorted by name.
 func (db *DB) List(ctx context.Context) ([]User, error) {
 	var us []User
-	err := db.read(ctx, func(b *bbolt.Bucket) error {
+	err := db.read(ctx, func(b *bucket) error {
 		return b.ForEach(func(k, v []byte) error {
 			var r record
 			if err := json.Unmarshal(v, &r); err != nil {
@@ -425,7 +446,7 @@ func (db *DB) Delete(ctx context.Context, name string) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	err := db.writeTx(ctx, func(tx *bbolt.Tx) error {
+	err := db.writeTx(ctx, func(tx *txn) error {
 		b := tx.Bucket(bucketUsers)
 		if b.Get([]byte(name)) == nil {
 			return ErrNotFound
@@ -459,7 +480,7 @@ func (db *DB) Update(ctx context.Context, name string, fn func(*User) error) err
 		return err
 	}
 	now := db.now()
-	err := db.write(ctx, func(b *bbolt.Bucket) error {
+	err := db.write(ctx, func(b *bucket) error {
 		r, err := getRecord(b, name)
 		if err != nil {
 			return err

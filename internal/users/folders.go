@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"go.etcd.io/bbolt"
 )
 
 // Shared folders and groups (issue 16). A folder is a tree of its own in
@@ -82,12 +80,12 @@ func ParseGrantPerms(s string) (Perm, bool, error) {
 // writeTx runs fn in a read-write transaction and bumps the revision when
 // fn returns nil: every change of the database (users, folders, groups)
 // goes through it, so sessions watching the revision see them all.
-func (db *DB) writeTx(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+func (db *DB) writeTx(ctx context.Context, fn func(tx *txn) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	var rev uint64
-	err := db.bolt.Update(func(tx *bbolt.Tx) error {
+	err := db.update(func(tx *txn) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
@@ -103,7 +101,7 @@ func (db *DB) writeTx(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	return nil
 }
 
-func getJSON[T any](b *bbolt.Bucket, name string) (T, error) {
+func getJSON[T any](b *bucket, name string) (T, error) {
 	var v T
 	if b == nil {
 		return v, ErrNotFound
@@ -118,7 +116,7 @@ func getJSON[T any](b *bbolt.Bucket, name string) (T, error) {
 	return v, nil
 }
 
-func putJSON(tx *bbolt.Tx, bucket []byte, name string, v any) error {
+func putJSON(tx *txn, bucket []byte, name string, v any) error {
 	b, err := tx.CreateBucketIfNotExists(bucket)
 	if err != nil {
 		return err
@@ -147,7 +145,7 @@ func (db *DB) AddFolder(ctx context.Context, f Folder) error {
 	}
 	f.Grants = nil
 	f.Created = db.now().UTC().Truncate(time.Second)
-	err := db.writeTx(ctx, func(tx *bbolt.Tx) error {
+	err := db.writeTx(ctx, func(tx *txn) error {
 		if b := tx.Bucket(bucketFolders); b != nil && b.Get([]byte(f.Name)) != nil {
 			return ErrExists
 		}
@@ -166,7 +164,7 @@ func (db *DB) DeleteFolder(ctx context.Context, name string) error {
 	if err := checkFolderName("folder", name); err != nil {
 		return err
 	}
-	err := db.writeTx(ctx, func(tx *bbolt.Tx) error {
+	err := db.writeTx(ctx, func(tx *txn) error {
 		b := tx.Bucket(bucketFolders)
 		if b == nil || b.Get([]byte(name)) == nil {
 			return ErrNotFound
@@ -186,7 +184,7 @@ func (db *DB) GetFolder(ctx context.Context, name string) (Folder, error) {
 		return Folder{}, err
 	}
 	var f Folder
-	err := db.bolt.View(func(tx *bbolt.Tx) error {
+	err := db.view(func(tx *txn) error {
 		var err error
 		f, err = getJSON[Folder](tx.Bucket(bucketFolders), name)
 		return err
@@ -212,7 +210,7 @@ func listJSON[T any](ctx context.Context, db *DB, bucket []byte) ([]T, error) {
 		return nil, err
 	}
 	out := []T{}
-	err := db.bolt.View(func(tx *bbolt.Tx) error {
+	err := db.view(func(tx *txn) error {
 		b := tx.Bucket(bucket)
 		if b == nil {
 			return nil
@@ -239,7 +237,7 @@ func (db *DB) SetGrant(ctx context.Context, folder, to string, p Perm, manage bo
 	if p == 0 && !manage {
 		return fmt.Errorf("%w: a grant needs at least one right (use revoke to remove one)", ErrInvalid)
 	}
-	err := db.writeTx(ctx, func(tx *bbolt.Tx) error {
+	err := db.writeTx(ctx, func(tx *txn) error {
 		if err := grantee(tx, to); err != nil {
 			return err
 		}
@@ -265,7 +263,7 @@ func (db *DB) Revoke(ctx context.Context, folder, to string) error {
 	if err := checkFolderName("folder", folder); err != nil {
 		return err
 	}
-	err := db.writeTx(ctx, func(tx *bbolt.Tx) error {
+	err := db.writeTx(ctx, func(tx *txn) error {
 		f, err := getJSON[Folder](tx.Bucket(bucketFolders), folder)
 		if err != nil {
 			return err
@@ -285,7 +283,7 @@ func (db *DB) Revoke(ctx context.Context, folder, to string) error {
 }
 
 // grantee checks that a grant's target exists.
-func grantee(tx *bbolt.Tx, to string) error {
+func grantee(tx *txn, to string) error {
 	if g, ok := strings.CutPrefix(to, GroupPrefix); ok {
 		if err := checkFolderName("group", g); err != nil {
 			return err
@@ -309,7 +307,7 @@ func (db *DB) AddGroup(ctx context.Context, name string) error {
 	if err := checkFolderName("group", name); err != nil {
 		return err
 	}
-	err := db.writeTx(ctx, func(tx *bbolt.Tx) error {
+	err := db.writeTx(ctx, func(tx *txn) error {
 		if b := tx.Bucket(bucketGroups); b != nil && b.Get([]byte(name)) != nil {
 			return ErrExists
 		}
@@ -327,7 +325,7 @@ func (db *DB) DeleteGroup(ctx context.Context, name string) error {
 	if err := checkFolderName("group", name); err != nil {
 		return err
 	}
-	err := db.writeTx(ctx, func(tx *bbolt.Tx) error {
+	err := db.writeTx(ctx, func(tx *txn) error {
 		b := tx.Bucket(bucketGroups)
 		if b == nil || b.Get([]byte(name)) == nil {
 			return ErrNotFound
@@ -350,7 +348,7 @@ func (db *DB) SetMembers(ctx context.Context, group string, add, del []string) e
 	if err := checkFolderName("group", group); err != nil {
 		return err
 	}
-	err := db.writeTx(ctx, func(tx *bbolt.Tx) error {
+	err := db.writeTx(ctx, func(tx *txn) error {
 		g, err := getJSON[Group](tx.Bucket(bucketGroups), group)
 		if err != nil {
 			return err
@@ -380,7 +378,7 @@ func (db *DB) SetMembers(ctx context.Context, group string, add, del []string) e
 // dropGrants removes every grant to `to` and, for a user, their group
 // memberships: a user deleted and added again under the same name must
 // not inherit the old account's folders.
-func dropGrants(tx *bbolt.Tx, to string) error {
+func dropGrants(tx *txn, to string) error {
 	if b := tx.Bucket(bucketFolders); b != nil {
 		var changed []Folder
 		err := b.ForEach(func(k, v []byte) error {
@@ -440,7 +438,7 @@ func (db *DB) Access(ctx context.Context, user string) ([]FolderAccess, error) {
 		return nil, err
 	}
 	var out []FolderAccess
-	err := db.bolt.View(func(tx *bbolt.Tx) error {
+	err := db.view(func(tx *txn) error {
 		r, err := getRecord(tx.Bucket(bucketUsers), user)
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package users
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -44,6 +45,9 @@ func (s *sleepRecorder) take() []time.Duration {
 
 // openTest opens a database in a temp dir with tiny Argon2 parameters and
 // a fake clock unless opts say otherwise.
+// testKey seals the databases of openAt.
+var testKey = bytes.Repeat([]byte{7}, KeySize)
+
 func openTest(t testing.TB, opts Options) (*DB, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "users.db")
@@ -57,6 +61,10 @@ func openAt(t testing.TB, path string, opts Options) *DB {
 	}
 	if opts.Now == nil {
 		opts.Now = newClock().Now
+	}
+	if opts.Key == nil {
+		// The package's tests run on a sealed database, as serve runs.
+		opts.Key = testKey
 	}
 	db, err := Open(path, opts)
 	if err != nil {

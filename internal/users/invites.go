@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	"go.etcd.io/bbolt"
 )
 
 // Invitations (internal/shares) are stored here because only this package
@@ -27,7 +25,7 @@ func (db *DB) PutInvite(ctx context.Context, key string, val []byte) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("users: put invite: %w", err)
 	}
-	return db.bolt.Update(func(tx *bbolt.Tx) error {
+	return db.update(func(tx *txn) error {
 		b, err := tx.CreateBucketIfNotExists(bucketInvites)
 		if err != nil {
 			return fmt.Errorf("users: invites bucket: %w", err)
@@ -45,7 +43,7 @@ func (db *DB) Invite(ctx context.Context, key string) ([]byte, error) {
 		return nil, fmt.Errorf("users: invite: %w", err)
 	}
 	var out []byte
-	err := db.bolt.View(func(tx *bbolt.Tx) error {
+	err := db.view(func(tx *txn) error {
 		b := tx.Bucket(bucketInvites)
 		if b == nil {
 			return ErrNotFound
@@ -66,7 +64,7 @@ func (db *DB) Invites(ctx context.Context, fn func(key string, val []byte) error
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("users: invites: %w", err)
 	}
-	return db.bolt.View(func(tx *bbolt.Tx) error {
+	return db.view(func(tx *txn) error {
 		b := tx.Bucket(bucketInvites)
 		if b == nil {
 			return nil
@@ -80,7 +78,7 @@ func (db *DB) DeleteInvite(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("users: delete invite: %w", err)
 	}
-	return db.bolt.Update(func(tx *bbolt.Tx) error {
+	return db.update(func(tx *txn) error {
 		b := tx.Bucket(bucketInvites)
 		if b == nil || b.Get([]byte(key)) == nil {
 			return ErrNotFound
@@ -115,7 +113,7 @@ func (db *DB) AddClaiming(ctx context.Context, u User, password []byte, key stri
 		return err
 	}
 	exists := false
-	if err := db.read(ctx, func(b *bbolt.Bucket) error { exists = b.Get([]byte(u.Name)) != nil; return nil }); err != nil {
+	if err := db.read(ctx, func(b *bucket) error { exists = b.Get([]byte(u.Name)) != nil; return nil }); err != nil {
 		return fmt.Errorf("users: add %s: %w", u.Name, err)
 	}
 	if exists { // fail before paying for the hash; the transaction checks again
@@ -127,7 +125,7 @@ func (db *DB) AddClaiming(ctx context.Context, u User, password []byte, key stri
 	}
 	u.PasswordHash = h
 	var rev uint64
-	err = db.bolt.Update(func(tx *bbolt.Tx) error {
+	err = db.update(func(tx *txn) error {
 		ib := tx.Bucket(bucketInvites)
 		if ib == nil {
 			return ErrNotFound

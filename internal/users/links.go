@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"go.etcd.io/bbolt"
 )
 
 // Share links (internal/shares) are stored in this database because only
@@ -34,7 +32,7 @@ func (db *DB) PutLink(ctx context.Context, key string, val []byte) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("users: put link: %w", err)
 	}
-	return db.bolt.Update(func(tx *bbolt.Tx) error {
+	return db.update(func(tx *txn) error {
 		b, err := tx.CreateBucketIfNotExists(bucketLinks)
 		if err != nil {
 			return fmt.Errorf("users: links bucket: %w", err)
@@ -52,7 +50,7 @@ func (db *DB) Link(ctx context.Context, key string) ([]byte, error) {
 		return nil, fmt.Errorf("users: link: %w", err)
 	}
 	var out []byte
-	err := db.bolt.View(func(tx *bbolt.Tx) error {
+	err := db.view(func(tx *txn) error {
 		b := tx.Bucket(bucketLinks)
 		if b == nil {
 			return ErrNotFound
@@ -72,7 +70,7 @@ func (db *DB) Links(ctx context.Context, fn func(key string, val []byte) error) 
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("users: links: %w", err)
 	}
-	return db.bolt.View(func(tx *bbolt.Tx) error {
+	return db.view(func(tx *txn) error {
 		b := tx.Bucket(bucketLinks)
 		if b == nil {
 			return nil
@@ -88,7 +86,7 @@ func (db *DB) UpdateLink(ctx context.Context, key string, fn func(val []byte) ([
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("users: update link: %w", err)
 	}
-	return db.bolt.Update(func(tx *bbolt.Tx) error {
+	return db.update(func(tx *txn) error {
 		b := tx.Bucket(bucketLinks)
 		if b == nil {
 			return ErrNotFound
@@ -110,7 +108,7 @@ func (db *DB) DeleteLink(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("users: delete link: %w", err)
 	}
-	return db.bolt.Update(func(tx *bbolt.Tx) error {
+	return db.update(func(tx *txn) error {
 		b := tx.Bucket(bucketLinks)
 		if b == nil || b.Get([]byte(key)) == nil {
 			return ErrNotFound

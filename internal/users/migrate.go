@@ -19,9 +19,9 @@ var migrations = [SchemaVersion]func(tx *bbolt.Tx) error{
 // migrate brings the database to SchemaVersion. A file with no buckets is
 // new and is created at SchemaVersion directly; a "users" bucket without a
 // "meta" bucket is schema 0.
-func (db *DB) migrate() error {
+func (db *DB) migrate() (sealed bool, err error) {
 	var rev uint64
-	err := db.bolt.Update(func(tx *bbolt.Tx) error {
+	err = db.bolt.Update(func(tx *bbolt.Tx) error {
 		meta, users := tx.Bucket(bucketMeta), tx.Bucket(bucketUsers)
 		var v uint64
 		switch {
@@ -42,6 +42,16 @@ func (db *DB) migrate() error {
 				return fmt.Errorf("users: meta bucket without a schema version: %w", ErrSchema)
 			}
 		}
+		if v == sealedSchema {
+			if db.seal == nil {
+				return ErrKeyRequired
+			}
+			if err := db.checkSeal(tx); err != nil {
+				return err
+			}
+			rev, _ = getU64(meta, keyRevision)
+			return nil
+		}
 		if v > SchemaVersion {
 			return fmt.Errorf("users: database schema %d, this securefsd supports up to %d: %w", v, SchemaVersion, ErrSchema)
 		}
@@ -56,13 +66,19 @@ func (db *DB) migrate() error {
 			return err
 		}
 		rev, _ = getU64(meta, keyRevision)
+		if db.seal != nil {
+			if err := db.sealAll(tx, meta); err != nil {
+				return fmt.Errorf("users: seal the database: %w", err)
+			}
+			sealed = true
+		}
 		return nil
 	})
 	if err != nil {
-		return err
+		return false, err
 	}
 	db.rev.Store(rev)
-	return nil
+	return sealed, nil
 }
 
 // recordV0 is the pre-release layout: no meta bucket, a read-only flag

@@ -397,7 +397,7 @@ func TestOpenErrors(t *testing.T) {
 	b.Update(func(tx *bbolt.Tx) error {
 		m, _ := tx.CreateBucket(bucketMeta)
 		tx.CreateBucket(bucketUsers)
-		return putU64(m, keySchema, SchemaVersion+1)
+		return putU64(m, keySchema, sealedSchema+1)
 	})
 	b.Close()
 	if _, err := Open(path, Options{}); !errors.Is(err, ErrSchema) {
@@ -467,8 +467,8 @@ func TestMigrationV0(t *testing.T) {
 	defer b.Close()
 	b.View(func(tx *bbolt.Tx) error {
 		v, ok := getU64(tx.Bucket(bucketMeta), keySchema)
-		if !ok || v != SchemaVersion {
-			t.Errorf("schema = %d, %v; want %d", v, ok, SchemaVersion)
+		if !ok || v != sealedSchema {
+			t.Errorf("schema = %d, %v; want %d (schema %d, sealed)", v, ok, sealedSchema, SchemaVersion)
 		}
 		return nil
 	})

@@ -99,6 +99,11 @@ type Options struct {
 	// MaxConcurrentHashes bounds simultaneous Argon2id computations (each
 	// uses Argon2.Memory KiB). Zero: 2 × GOMAXPROCS.
 	MaxConcurrentHashes int
+	// Key (KeySize bytes) seals the database (seal.go): a plain database
+	// is sealed when first opened with it, and a sealed one does not open
+	// without it (ErrKeyRequired) or with another (ErrSealed). nil: plain
+	// (tests of other packages, tools that never had a key).
+	Key []byte
 }
 
 // LoginEvent is one login outcome for SetLoginHook. It never holds a
