@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/securefsd/securefsd/internal/testutil"
 )
 
 type vector struct {
@@ -160,21 +162,7 @@ func TestVectors(t *testing.T) {
 // from docs/FORMAT.md alone, over the vectors: the spec must be complete
 // enough for it to agree with every expectation.
 func TestIndependentDecryptor(t *testing.T) {
-	// Debian's python3-cryptography serves /usr/bin/python3; another
-	// python3 earlier in PATH may lack the package. scripts/test.sh installs it.
-	python := ""
-	for _, p := range []string{"/usr/bin/python3", "python3"} {
-		if exec.Command(p, "-c", "import cryptography").Run() == nil {
-			python = p
-			break
-		}
-	}
-	if python == "" {
-		if testing.Short() {
-			t.Skip("needs python3 with the cryptography package (Debian: python3-cryptography)")
-		}
-		t.Fatal("needs python3 with the cryptography package (Debian: python3-cryptography; scripts/test.sh installs it)")
-	}
+	python := testutil.Python(t)
 	paths, err := filepath.Glob("testdata/vectors/*")
 	must(t, err)
 	out, err := exec.Command(python, append([]string{"testdata/decrypt_v1.py"}, paths...)...).CombinedOutput()
