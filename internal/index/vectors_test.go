@@ -1,7 +1,6 @@
 package index
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
@@ -64,24 +63,8 @@ func TestIndexVectors(t *testing.T) {
 	if _, err := os.Stat(vectorFile); os.IsNotExist(err) && os.Getenv("SECUREFSD_WRITE_VECTORS") == "1" {
 		writeVectors(t, x)
 	}
-	f, err := os.Open(vectorFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	_, cases := testutil.VectorCases(t, vectorFile)
 	var sum [32]byte
-	cases := []map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ": ")
-		switch {
-		case !ok:
-		case k == "case":
-			cases = append(cases, map[string]string{"case": v})
-		case len(cases) > 0:
-			cases[len(cases)-1][k] = v
-		}
-	}
 	dec := func(s string) []byte { b, _ := base64.StdEncoding.DecodeString(s); return b }
 	unhex := func(s string) []byte { b, _ := hex.DecodeString(s); return b }
 	for _, c := range cases {

@@ -1,7 +1,9 @@
 package testutil
 
 import (
+	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -22,4 +24,29 @@ func Python(t testing.TB) string {
 	}
 	t.Fatal("needs python3 with the cryptography package (Debian: python3-cryptography; scripts/test.sh installs it)")
 	return ""
+}
+
+// VectorCases reads a known-answer vector file of "key: value" lines: the
+// lines before the first "case:" are the header, each "case:" line starts a
+// case (its value under "case"). Blank and other lines are skipped.
+func VectorCases(t testing.TB, path string) (header map[string]string, cases []map[string]string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	header = map[string]string{}
+	cur := header
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		switch {
+		case !ok:
+		case k == "case":
+			cur = map[string]string{"case": v}
+			cases = append(cases, cur)
+		default:
+			cur[k] = v
+		}
+	}
+	return header, cases
 }

@@ -1,7 +1,6 @@
 package users
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
@@ -81,48 +80,23 @@ func writeSealedVectors(t *testing.T, s *sealer) {
 }
 
 func readSealedVectors(t *testing.T) (key []byte, vs []sealedVector) {
-	f, err := os.Open(sealedVectors)
-	if err != nil {
-		t.Fatal(err)
+	dec := func(s string) []byte {
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
 	}
-	defer f.Close()
-	var cur *sealedVector
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ": ")
-		if !ok {
-			continue
+	header, cases := testutil.VectorCases(t, sealedVectors)
+	for _, c := range cases {
+		stored, err := hex.DecodeString(c["stored"])
+		if err != nil {
+			t.Fatal(err)
 		}
-		b64 := func() []byte {
-			out, err := base64.StdEncoding.DecodeString(v)
-			if err != nil {
-				t.Fatalf("%s: %v", k, err)
-			}
-			return out
-		}
-		switch k {
-		case "key":
-			key = b64()
-		case "case":
-			vs = append(vs, sealedVector{name: v})
-			cur = &vs[len(vs)-1]
-		case "bucket":
-			cur.bucket = []byte(v)
-		case "name":
-			cur.recName = b64()
-		case "stored":
-			if cur.stored, err = hex.DecodeString(v); err != nil {
-				t.Fatal(err)
-			}
-		case "sealed":
-			cur.sealed = b64()
-		case "expect":
-			cur.expect = v
-		case "value":
-			cur.value = b64()
-		}
+		vs = append(vs, sealedVector{name: c["case"], bucket: []byte(c["bucket"]), recName: dec(c["name"]),
+			stored: stored, sealed: dec(c["sealed"]), expect: c["expect"], value: dec(c["value"])})
 	}
-	return key, vs
+	return dec(header["key"]), vs
 }
 
 // TestSealedVectors opens every vector as the package does, and has

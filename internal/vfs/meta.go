@@ -74,8 +74,7 @@ func (h *home) metaLoc(rel string) (dir, key string) {
 
 // readSidecar loads the sidecar of dir (empty if none).
 func (h *home) readSidecar(dir string) (map[string]Meta, error) {
-	name := path.Join(dir, metaFileName)
-	f, err := h.root.Open(name)
+	f, r, err := openSealed(h.root, path.Join(dir, metaFileName), h.kr(), h.binding())
 	if errors.Is(err, fs.ErrNotExist) {
 		return map[string]Meta{}, nil
 	}
@@ -83,14 +82,6 @@ func (h *home) readSidecar(dir string) (map[string]Meta, error) {
 		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	r, err := envelope.NewReader(f, st.Size(), h.kr(), envelope.Options{Binding: h.binding()})
-	if err != nil {
-		return nil, err
-	}
 	data, err := io.ReadAll(io.LimitReader(r, maxSidecar))
 	if err != nil {
 		return nil, err

@@ -239,18 +239,11 @@ func (h *home) movedFiles(rel string, fi fs.FileInfo) ([]movedFile, error) {
 // checkedHeader returns the header of rel after checking that it opens
 // with the tree's binding.
 func (h *home) checkedHeader(rel string) ([]byte, error) {
-	f, err := h.root.Open(rel)
+	f, _, err := openSealed(h.root, rel, h.kr(), h.binding())
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if _, err := envelope.NewReader(f, st.Size(), h.kr(), envelope.Options{Binding: h.binding()}); err != nil {
-		return nil, err
-	}
 	hdr := make([]byte, envelope.HeaderSize)
 	if _, err := f.ReadAt(hdr, 0); err != nil {
 		return nil, err
@@ -454,19 +447,11 @@ func (s *Store) dropJournal(j *moveJournal) {
 
 // readJournal reads the journal named name.
 func (s *Store) readJournal(name string) (*moveJournal, error) {
-	f, err := s.root.Open(path.Join(movesDir, name))
+	f, r, err := openSealed(s.root, path.Join(movesDir, name), s.keyring(), []byte(journalBinding))
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	r, err := envelope.NewReader(f, st.Size(), s.keyring(), envelope.Options{Binding: []byte(journalBinding)})
-	if err != nil {
-		return nil, err
-	}
 	data, err := io.ReadAll(io.LimitReader(r, maxSidecar))
 	if err != nil {
 		return nil, err
@@ -571,4 +556,21 @@ func (s *Store) moveStop(stage string) error {
 		return s.moveHook(stage)
 	}
 	return nil
+}
+
+// openSealed opens the envelope file name of root for a streamed read
+// with binding (the header authenticated); the caller closes f.
+func openSealed(root *os.Root, name string, kr *envelope.Keyring, binding []byte) (f *os.File, r io.Reader, err error) {
+	if f, err = root.Open(name); err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err == nil {
+		r, err = envelope.NewReader(f, st.Size(), kr, envelope.Options{Binding: binding})
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, r, nil
 }
