@@ -1,0 +1,389 @@
+// Package content is storage version 2's file content (docs/STORAGE.md,
+// section 4, "Segments"): a file is a list of segments, each an envelope
+// file (docs/FORMAT.md) stored as one write-once blob. A write touching
+// segments 3 and 4 writes two new blobs (copy-on-write of those segments
+// only) and Commit returns the new list for the index to publish in one
+// transaction; the blobs it replaced are returned for the collector.
+//
+// Each segment blob is bound (FORMAT.md 5.5) to its file's inode id, the
+// generation that wrote it and its index in the file, so a blob of another
+// file, of another place in this file or of an older version of this
+// segment put where the index points fails authentication: swaps, copies
+// and rollbacks of content are detected. The caller keeps the layout and
+// the generation in the index.
+package content
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/securefsd/securefsd/internal/blob"
+	"github.com/securefsd/securefsd/internal/envelope"
+)
+
+// DefaultSegmentChunks is the number of envelope chunks of a full segment:
+// 64 chunks of 64 KiB, 4 MiB of plaintext.
+const DefaultSegmentChunks = 64
+
+// InodeIDSize is the size of an inode id.
+const InodeIDSize = 16
+
+// ErrLayout: a segment blob's size does not match the layout the index
+// recorded for it (a blob cut, grown or swapped on disk).
+var ErrLayout = errors.New("content: segment does not match the layout")
+
+// Ref is one segment of a file: its blob and the generation that wrote it.
+type Ref struct {
+	Blob blob.ID
+	Gen  uint64
+}
+
+// Layout is a file's content as the index records it: the plaintext size
+// and one Ref per segment (every segment full but the last).
+type Layout struct {
+	Size int64
+	Segs []Ref
+}
+
+// Pending is a blob being written: an envelope backing, then published
+// under its id or dropped.
+type Pending interface {
+	io.ReaderAt
+	io.WriterAt
+	Truncate(size int64) error
+	Publish() error
+	Abort()
+	ID() blob.ID
+}
+
+// Blobs is the blob store a File reads and writes: blob.Dir through
+// DirBlobs, an object store later.
+type Blobs interface {
+	Create(id blob.ID) (Pending, error)
+	Open(id blob.ID) (blob.Blob, error)
+}
+
+// DirBlobs adapts a blob.Dir to Blobs.
+type DirBlobs struct{ *blob.Dir }
+
+// Create implements Blobs.
+func (d DirBlobs) Create(id blob.ID) (Pending, error) { return d.Dir.Create(id) }
+
+// Options configure a File.
+type Options struct {
+	Keyring *envelope.Keyring
+	// AEAD of new segments (zero: envelope's default).
+	AEAD envelope.AEAD
+	// SegmentChunks is the chunks of a full segment (zero:
+	// DefaultSegmentChunks). It is part of the layout's meaning: every
+	// File of one store uses the same.
+	SegmentChunks int
+}
+
+func (o Options) segmentSize() int64 {
+	n := o.SegmentChunks
+	if n <= 0 {
+		n = DefaultSegmentChunks
+	}
+	return int64(n) * envelope.DefaultChunkSize
+}
+
+// Binding is the binding context of segment index of the file inode
+// written at generation gen: "securefsd v2 blob " || inode || u64 gen ||
+// u32 index.
+func Binding(inode [InodeIDSize]byte, gen uint64, index int) []byte {
+	b := append([]byte("securefsd v2 blob "), inode[:]...)
+	b = binary.BigEndian.AppendUint64(b, gen)
+	return binary.BigEndian.AppendUint32(b, uint32(index))
+}
+
+// File is one version of a file's content open for reading and, at
+// generation gen, writing. Not safe for concurrent use (the store's open
+// file state serializes its callers).
+type File struct {
+	blobs Blobs
+	o     Options
+	ss    int64
+	inode [InodeIDSize]byte
+	gen   uint64
+	size  int64
+	old   Layout // the layout opened (its segments are garbage once replaced)
+	segs  []*segment
+}
+
+// segment is one segment of the open file: its published version (ref,
+// zero for a segment new in this generation) and, once touched, the
+// pending blob that replaces it.
+type segment struct {
+	ref  Ref
+	rd   *envelope.File // the published blob, opened on first read
+	blob blob.Blob
+	pend Pending
+	wr   *envelope.File // the pending blob's content
+}
+
+// Open opens the content layout of the file inode for reading and, at
+// generation gen (higher than every generation in layout), writing.
+func Open(blobs Blobs, inode [InodeIDSize]byte, layout Layout, gen uint64, o Options) (*File, error) {
+	f := &File{blobs: blobs, o: o, ss: o.segmentSize(), inode: inode, gen: gen, size: layout.Size, old: layout}
+	if want := f.segCount(layout.Size); want != len(layout.Segs) {
+		return nil, fmt.Errorf("content: %d segments for %d bytes, want %d: %w", len(layout.Segs), layout.Size, want, ErrLayout)
+	}
+	for _, r := range layout.Segs {
+		if r.Gen >= gen {
+			return nil, fmt.Errorf("content: segment of generation %d opened to write generation %d", r.Gen, gen)
+		}
+		f.segs = append(f.segs, &segment{ref: r})
+	}
+	return f, nil
+}
+
+func (f *File) segCount(size int64) int { return int((size + f.ss - 1) / f.ss) }
+
+// segLen is the plaintext length of segment i in a file of size bytes.
+func (f *File) segLen(i int, size int64) int64 { return min(f.ss, size-int64(i)*f.ss) }
+
+// Size is the plaintext size.
+func (f *File) Size() int64 { return f.size }
+
+// reader returns segment i's readable content.
+func (f *File) reader(i int) (io.ReaderAt, error) {
+	s := f.segs[i]
+	if s.wr != nil {
+		return s.wr, nil
+	}
+	if s.rd == nil {
+		b, err := f.blobs.Open(s.ref.Blob)
+		if err != nil {
+			return nil, fmt.Errorf("content: segment %d: %w", i, err)
+		}
+		ef, err := envelope.Open(readOnly{b}, b.Size(), f.o.Keyring, envelope.Options{Binding: Binding(f.inode, s.ref.Gen, i)})
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("content: segment %d: %w", i, err)
+		}
+		if ef.Size() != f.segLen(i, f.old.Size) {
+			ef.Close()
+			b.Close()
+			return nil, fmt.Errorf("content: segment %d holds %d bytes, layout %d: %w", i, ef.Size(), f.segLen(i, f.old.Size), ErrLayout)
+		}
+		s.rd, s.blob = ef, b
+	}
+	return s.rd, nil
+}
+
+// ReadAt reads len(p) bytes at off (io.EOF at the end).
+func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("content: negative offset")
+	}
+	n := 0
+	for n < len(p) && off < f.size {
+		i := int(off / f.ss)
+		r, err := f.reader(i)
+		if err != nil {
+			return n, err
+		}
+		in := off - int64(i)*f.ss
+		want := min(int64(len(p)-n), f.segLen(i, f.size)-in)
+		k, err := r.ReadAt(p[n:n+int(want)], in)
+		n, off = n+k, off+int64(k)
+		if err != nil && !(errors.Is(err, io.EOF) && int64(k) == want) {
+			return n, err
+		}
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// writable makes segment i a pending blob of this generation holding its
+// current content (copied from the published blob: the copy-on-write).
+func (f *File) writable(i int) (*envelope.File, error) {
+	for len(f.segs) <= i {
+		f.segs = append(f.segs, &segment{})
+	}
+	s := f.segs[i]
+	if s.wr != nil {
+		return s.wr, nil
+	}
+	p, err := f.blobs.Create(blob.NewID())
+	if err != nil {
+		return nil, fmt.Errorf("content: segment %d: %w", i, err)
+	}
+	wr, err := envelope.Create(p, f.o.Keyring, envelope.Options{Binding: Binding(f.inode, f.gen, i), AEAD: f.o.AEAD})
+	if err != nil {
+		p.Abort()
+		return nil, fmt.Errorf("content: segment %d: %w", i, err)
+	}
+	if s.ref != (Ref{}) {
+		// The current content of the segment, streamed a chunk at a time.
+		r, err := f.reader(i)
+		if err == nil {
+			n := f.segLen(i, min(f.size, f.old.Size))
+			_, err = io.CopyBuffer(&offsetWriter{w: wr}, io.NewSectionReader(r, 0, n), make([]byte, envelope.DefaultChunkSize))
+		}
+		if err != nil {
+			wr.Close()
+			p.Abort()
+			return nil, err
+		}
+	}
+	s.pend, s.wr = p, wr
+	return wr, nil
+}
+
+type offsetWriter struct {
+	w   io.WriterAt
+	off int64
+}
+
+func (o *offsetWriter) Write(p []byte) (int, error) {
+	n, err := o.w.WriteAt(p, o.off)
+	o.off += int64(n)
+	return n, err
+}
+
+// WriteAt writes p at off; writing past the end fills the gap with zeros.
+func (f *File) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("content: negative offset")
+	}
+	if off > f.size {
+		if err := f.Truncate(off); err != nil {
+			return 0, err
+		}
+	}
+	n := 0
+	for n < len(p) {
+		i := int(off / f.ss)
+		in := off - int64(i)*f.ss
+		wr, err := f.writable(i)
+		if err != nil {
+			return n, err
+		}
+		k := int(min(int64(len(p)-n), f.ss-in))
+		if _, err := wr.WriteAt(p[n:n+k], in); err != nil {
+			return n, fmt.Errorf("content: segment %d: %w", i, err)
+		}
+		n, off = n+k, off+int64(k)
+		f.size = max(f.size, off)
+	}
+	return n, nil
+}
+
+// Truncate changes the size: segments past the new end are dropped, the
+// new last one is cut or grown, new ones are zeros.
+func (f *File) Truncate(size int64) error {
+	if size < 0 {
+		return errors.New("content: negative size")
+	}
+	if size == f.size {
+		return nil
+	}
+	keep := f.segCount(size)
+	for _, s := range f.segs[min(keep, len(f.segs)):] {
+		s.close()
+	}
+	f.segs = f.segs[:min(keep, len(f.segs))]
+	if size < f.size {
+		if keep > 0 && f.segLen(keep-1, size) != f.segLen(keep-1, f.size) {
+			wr, err := f.writable(keep - 1)
+			if err != nil {
+				return err
+			}
+			if err := wr.Truncate(f.segLen(keep-1, size)); err != nil {
+				return fmt.Errorf("content: segment %d: %w", keep-1, err)
+			}
+		}
+		f.size = size
+		return nil
+	}
+	// Grow: the last segment up to full, then new segments of zeros.
+	for i := f.segCount(f.size) - 1; i < keep; i++ {
+		if i < 0 {
+			continue
+		}
+		if want := f.segLen(i, size); i >= len(f.segs) || want != f.segLen(i, f.size) {
+			wr, err := f.writable(i)
+			if err != nil {
+				return err
+			}
+			if err := wr.Truncate(want); err != nil {
+				return fmt.Errorf("content: segment %d: %w", i, err)
+			}
+		}
+	}
+	f.size = size
+	return nil
+}
+
+// Commit publishes every segment written (each pending blob flushed, made
+// durable and published) and returns the new layout and the blobs it no
+// longer references (the replaced and the dropped segments), for the index
+// to record in one transaction. The File is done after Commit: Close it.
+func (f *File) Commit() (Layout, []blob.ID, error) {
+	nl := Layout{Size: f.size, Segs: make([]Ref, len(f.segs))}
+	for i, s := range f.segs {
+		nl.Segs[i] = s.ref
+		if s.wr == nil {
+			continue
+		}
+		err := s.wr.Close()
+		s.wr = nil
+		if err == nil {
+			err = s.pend.Publish()
+		}
+		if err != nil {
+			return Layout{}, nil, fmt.Errorf("content: segment %d: %w", i, err)
+		}
+		nl.Segs[i] = Ref{Blob: s.pend.ID(), Gen: f.gen}
+		s.pend = nil
+	}
+	used := map[blob.ID]bool{}
+	for _, r := range nl.Segs {
+		used[r.Blob] = true
+	}
+	var garbage []blob.ID
+	for _, r := range f.old.Segs {
+		if !used[r.Blob] {
+			garbage = append(garbage, r.Blob)
+		}
+	}
+	return nl, garbage, nil
+}
+
+// Close drops every pending blob not committed and closes what is open.
+func (f *File) Close() error {
+	for _, s := range f.segs {
+		s.close()
+	}
+	f.segs = nil
+	return nil
+}
+
+func (s *segment) close() {
+	if s.wr != nil {
+		s.wr.Close()
+		s.wr = nil
+	}
+	if s.pend != nil {
+		s.pend.Abort()
+		s.pend = nil
+	}
+	if s.rd != nil {
+		s.rd.Close()
+		s.blob.Close()
+		s.rd, s.blob = nil, nil
+	}
+}
+
+// readOnly adapts a published blob to envelope.Backing: blobs are
+// write-once.
+type readOnly struct{ blob.Blob }
+
+func (readOnly) WriteAt([]byte, int64) (int, error) { return 0, errors.ErrUnsupported }
+func (readOnly) Truncate(int64) error               { return errors.ErrUnsupported }

@@ -1,0 +1,348 @@
+package content
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/securefsd/securefsd/internal/blob"
+	"github.com/securefsd/securefsd/internal/envelope"
+)
+
+// Small segments (2 chunks, 128 KiB) so that tests cross many boundaries.
+const testChunks = 2
+
+type env struct {
+	dir   string
+	blobs *blob.Dir
+	o     Options
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	kr, err := envelope.NewKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "blobs")
+	d, err := blob.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return &env{dir: dir, blobs: d, o: Options{Keyring: kr, SegmentChunks: testChunks}}
+}
+
+func (e *env) open(t *testing.T, inode [InodeIDSize]byte, l Layout, gen uint64) *File {
+	t.Helper()
+	f, err := Open(DirBlobs{e.blobs}, inode, l, gen, e.o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// commit commits f, deletes its garbage (as the collector would) and
+// closes it.
+func (e *env) commit(t *testing.T, f *File) Layout {
+	t.Helper()
+	l, garbage, err := f.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, id := range garbage {
+		if err := e.blobs.Delete(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
+}
+
+func (e *env) blobPath(id blob.ID) string {
+	return filepath.Join(e.dir, id.String()[:2], id.String())
+}
+
+func readAll(t *testing.T, f *File) []byte {
+	t.Helper()
+	b := make([]byte, f.Size())
+	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+		t.Fatalf("read: %v", err)
+	}
+	return b
+}
+
+// TestAgainstModel applies random writes, truncations and reads to a File
+// and to a byte slice, committing and reopening at a new generation now
+// and then: the content always agrees, and the blob store holds exactly
+// the blobs the layout references (no leak, no loss).
+func TestAgainstModel(t *testing.T) {
+	e := newEnv(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	ss := int64(testChunks * envelope.DefaultChunkSize)
+	inode := [InodeIDSize]byte{1}
+	var model []byte
+	var l Layout
+	gen := uint64(1)
+	f := e.open(t, inode, l, gen)
+	for step := range 300 {
+		switch op := rng.IntN(10); {
+		case op < 5:
+			off := rng.Int64N(5 * ss)
+			p := make([]byte, 1+rng.IntN(int(ss)+1000))
+			for i := range p {
+				p[i] = byte(rng.Uint32())
+			}
+			if _, err := f.WriteAt(p, off); err != nil {
+				t.Fatalf("step %d: write: %v", step, err)
+			}
+			if end := off + int64(len(p)); end > int64(len(model)) {
+				model = append(model, make([]byte, end-int64(len(model)))...)
+			}
+			copy(model[off:], p)
+		case op < 7:
+			n := rng.Int64N(5 * ss)
+			if err := f.Truncate(n); err != nil {
+				t.Fatalf("step %d: truncate: %v", step, err)
+			}
+			if n <= int64(len(model)) {
+				model = model[:n]
+			} else {
+				model = append(model, make([]byte, n-int64(len(model)))...)
+			}
+		case op < 9:
+			if len(model) == 0 {
+				continue
+			}
+			off := rng.Int64N(int64(len(model)))
+			p := make([]byte, rng.IntN(int(ss)*2))
+			n, err := f.ReadAt(p, off)
+			want := model[off:min(int64(len(model)), off+int64(len(p)))]
+			if !bytes.Equal(p[:n], want) || (n < len(p) && !errors.Is(err, io.EOF)) || (n == len(p) && err != nil) {
+				t.Fatalf("step %d: read at %d: %d bytes, %v", step, off, n, err)
+			}
+		default:
+			l = e.commit(t, f)
+			gen++
+			f = e.open(t, inode, l, gen)
+		}
+		if f.Size() != int64(len(model)) {
+			t.Fatalf("step %d: size %d, model %d", step, f.Size(), len(model))
+		}
+	}
+	l = e.commit(t, f)
+	f = e.open(t, inode, l, gen+1)
+	defer f.Close()
+	if !bytes.Equal(readAll(t, f), model) {
+		t.Fatal("content after the last commit differs")
+	}
+	stored := map[blob.ID]bool{}
+	e.blobs.List(func(id blob.ID, _ int64) error { stored[id] = true; return nil })
+	if len(stored) != len(l.Segs) {
+		t.Errorf("%d blobs stored, layout references %d", len(stored), len(l.Segs))
+	}
+	for _, r := range l.Segs {
+		if !stored[r.Blob] {
+			t.Errorf("layout references a missing blob %s", r.Blob)
+		}
+	}
+}
+
+// threeSegments writes a file of 2.5 segments and commits it.
+func threeSegments(t *testing.T, e *env, inode [InodeIDSize]byte) ([]byte, Layout) {
+	t.Helper()
+	data := make([]byte, 5*testChunks*envelope.DefaultChunkSize/2)
+	for i := range data {
+		data[i] = byte(i % 251)
+	}
+	f := e.open(t, inode, Layout{}, 1)
+	if _, err := f.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	return data, e.commit(t, f)
+}
+
+// TestCopyOnWrite: a write into one segment replaces that segment's blob
+// only; the others keep theirs, and the replaced one is garbage.
+func TestCopyOnWrite(t *testing.T) {
+	e := newEnv(t)
+	inode := [InodeIDSize]byte{2}
+	data, l := threeSegments(t, e, inode)
+	f := e.open(t, inode, l, 2)
+	ss := int64(testChunks * envelope.DefaultChunkSize)
+	if _, err := f.WriteAt([]byte("X"), ss+5); err != nil {
+		t.Fatal(err)
+	}
+	nl, garbage, err := f.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if nl.Segs[0] != l.Segs[0] || nl.Segs[2] != l.Segs[2] || nl.Segs[1].Gen != 2 || nl.Segs[1].Blob == l.Segs[1].Blob {
+		t.Errorf("layout after a one-byte write: %+v (was %+v)", nl.Segs, l.Segs)
+	}
+	if len(garbage) != 1 || garbage[0] != l.Segs[1].Blob {
+		t.Errorf("garbage %v, want the old segment 1", garbage)
+	}
+	data[ss+5] = 'X'
+	f = e.open(t, inode, nl, 3)
+	defer f.Close()
+	if !bytes.Equal(readAll(t, f), data) {
+		t.Fatal("content after copy-on-write differs")
+	}
+}
+
+// TestTamper does to segment blobs what someone with the disk can: swap
+// two segments of a file, put back an older version of a segment, put a
+// segment of another file in place, cut a segment. Every read of the
+// damaged segment fails; the others still read.
+func TestTamper(t *testing.T) {
+	ss := int64(testChunks * envelope.DefaultChunkSize)
+	cases := map[string]func(t *testing.T, e *env, l Layout, old []byte, other Layout) error{
+		"swapped segments": func(t *testing.T, e *env, l Layout, _ []byte, _ Layout) error {
+			a, b := e.blobPath(l.Segs[0].Blob), e.blobPath(l.Segs[1].Blob)
+			os.Rename(a, a+".x")
+			os.Rename(b, a)
+			return os.Rename(a+".x", b)
+		},
+		"older version put back": func(t *testing.T, e *env, l Layout, old []byte, _ Layout) error {
+			return os.WriteFile(e.blobPath(l.Segs[1].Blob), old, 0o600)
+		},
+		"another file's segment": func(t *testing.T, e *env, l Layout, _ []byte, other Layout) error {
+			b, err := os.ReadFile(e.blobPath(other.Segs[1].Blob))
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(e.blobPath(l.Segs[1].Blob), b, 0o600)
+		},
+		"segment cut at a chunk boundary": func(t *testing.T, e *env, l Layout, _ []byte, _ Layout) error {
+			return os.Truncate(e.blobPath(l.Segs[1].Blob), envelope.HeaderSize+envelope.DefaultChunkSize+envelope.ChunkOverhead)
+		},
+	}
+	for name, tamper := range cases {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			inode := [InodeIDSize]byte{3}
+			_, l := threeSegments(t, e, inode)
+			_, other := threeSegments(t, e, [InodeIDSize]byte{4})
+			// Generation 2 rewrites segment 1; keep generation 1's blob.
+			old, err := os.ReadFile(e.blobPath(l.Segs[1].Blob))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := e.open(t, inode, l, 2)
+			f.WriteAt([]byte("v2"), ss)
+			l = e.commit(t, f)
+			if err := tamper(t, e, l, old, other); err != nil {
+				t.Fatal(err)
+			}
+			f = e.open(t, inode, l, 3)
+			defer f.Close()
+			p := make([]byte, 10)
+			_, err = f.ReadAt(p, ss+100)
+			if !errors.Is(err, envelope.ErrAuth) && !errors.Is(err, ErrLayout) && !errors.Is(err, envelope.ErrTruncated) {
+				t.Errorf("read of the tampered segment: %v", err)
+			}
+			if name != "swapped segments" {
+				if _, err := f.ReadAt(p, 2*ss+10); err != nil {
+					t.Errorf("read of an untouched segment: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// TestAbort: a File closed without Commit leaves no blob behind and the
+// old layout whole.
+func TestAbort(t *testing.T) {
+	e := newEnv(t)
+	inode := [InodeIDSize]byte{5}
+	data, l := threeSegments(t, e, inode)
+	f := e.open(t, inode, l, 2)
+	f.WriteAt(make([]byte, 1<<20), 0)
+	f.Truncate(10)
+	f.Close()
+	n := 0
+	e.blobs.List(func(blob.ID, int64) error { n++; return nil })
+	if n != len(l.Segs) {
+		t.Errorf("%d blobs after an aborted write, want %d", n, len(l.Segs))
+	}
+	f = e.open(t, inode, l, 3)
+	defer f.Close()
+	if !bytes.Equal(readAll(t, f), data) {
+		t.Fatal("old content changed by an aborted write")
+	}
+}
+
+func TestOpenRefusals(t *testing.T) {
+	e := newEnv(t)
+	if _, err := Open(DirBlobs{e.blobs}, [InodeIDSize]byte{}, Layout{Size: 10}, 2, e.o); !errors.Is(err, ErrLayout) {
+		t.Errorf("layout without segments: %v", err)
+	}
+	if _, err := Open(DirBlobs{e.blobs}, [InodeIDSize]byte{}, Layout{Size: 10, Segs: []Ref{{Gen: 2}}}, 2, e.o); err == nil {
+		t.Error("opened to write a generation the layout already has")
+	}
+}
+
+// BenchmarkWrite writes 64 MiB sequentially and commits (default 4 MiB
+// segments), and rewrites random 4 KiB blocks of it in one generation
+// (each first touch of a segment copies it: the copy-on-write's cost).
+func BenchmarkWrite(b *testing.B) {
+	kr, _ := envelope.NewKeyring()
+	d, err := blob.OpenDir(filepath.Join(b.TempDir(), "blobs"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	o := Options{Keyring: kr}
+	const size = 64 << 20
+	buf := make([]byte, 1<<20)
+	write := func(gen uint64) Layout {
+		f, err := Open(DirBlobs{d}, [InodeIDSize]byte{9}, Layout{}, gen, o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for off := int64(0); off < size; off += int64(len(buf)) {
+			if _, err := f.WriteAt(buf, off); err != nil {
+				b.Fatal(err)
+			}
+		}
+		l, _, err := f.Commit()
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+		return l
+	}
+	b.Run("sequential-64MiB", func(b *testing.B) {
+		b.SetBytes(size)
+		for i := range b.N {
+			write(uint64(i + 1))
+		}
+	})
+	b.Run("random-4KiB-x1000", func(b *testing.B) {
+		l := write(1)
+		rng := rand.New(rand.NewPCG(3, 4))
+		p := make([]byte, 4096)
+		b.ResetTimer()
+		for i := range b.N {
+			f, err := Open(DirBlobs{d}, [InodeIDSize]byte{9}, l, uint64(i+2), o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for range 1000 {
+				if _, err := f.WriteAt(p, rng.Int64N(size-4096)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if l, _, err = f.Commit(); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+		}
+	})
+}
