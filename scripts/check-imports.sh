@@ -3,7 +3,8 @@
 #   - sftpd, davd, webui and users never import envelope directly (they go through vfs);
 #   - only users and index (storage v2's namespace index) import bbolt;
 #   - index and blob (storage v2's building blocks) import nothing of ours; content (v2 file
-#     content as segment blobs) only envelope and blob;
+#     content as segment blobs) only envelope and blob; namespace (v2 names on the index) only
+#     index, content and blob;
 #   - envelope depends on nothing outside the standard library but golang.org/x/crypto and
 #     golang.org/x/sys/cpu (not even indirectly);
 #   - keyfile imports only the standard library and envelope;
@@ -51,6 +52,7 @@ directNonstd() { go list -f '{{range .Imports}}{{.}}{{"\n"}}{{end}}' "$mod/$1" |
 only nonstd internal/envelope "$mod/internal/envelope\|golang\.org/x/crypto/.*\|golang\.org/x/sys/cpu"
 only directNonstd internal/keyfile "$mod/internal/envelope"
 only directNonstd internal/content "$mod/internal/envelope\|$mod/internal/blob"
+only directNonstd internal/namespace "$mod/internal/index\|$mod/internal/content\|$mod/internal/blob"
 for q in vfs sftpd davd webui users admin; do check deps internal/keyfile "$mod/internal/$q"; done
 for leaf in perm httpx pwpolicy index blob; do
   if deps internal/$leaf | grep -v -x "$mod/internal/$leaf" | grep -q "^$mod/"; then echo "import rule broken: internal/$leaf must not import our packages"; fail=1; fi

@@ -1,0 +1,515 @@
+// Package namespace is storage version 2's namespace (docs/STORAGE.md,
+// section 4) on the sealed index (internal/index): trees (a home, a shared
+// folder), directories, files and their names, as records no one without
+// the key can read or move.
+//
+// Records (index kinds):
+//
+//	t / keyed hash of the tree's name   → Tree (root inode, quota, usage)
+//	i / inode id (16 random bytes)      → Inode (kind, size, mode, times, generation, content layout, metadata)
+//	d / parent inode id ‖ name key      → Dirent (the name, the child inode id)
+//	g / blob id                         → the epoch at which the blob became garbage
+//
+// Every operation runs inside the caller's index transaction (Tx), so a
+// publish, a rename or a removal changes names, inodes, usage and garbage
+// together or not at all.
+package namespace
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/securefsd/securefsd/internal/blob"
+	"github.com/securefsd/securefsd/internal/content"
+	"github.com/securefsd/securefsd/internal/index"
+)
+
+// Record kinds in the index.
+const (
+	kindTree    index.Kind = 't'
+	kindInode   index.Kind = 'i'
+	kindDirent  index.Kind = 'd'
+	kindGarbage index.Kind = 'g'
+)
+
+// Errors callers test with errors.Is (they wrap the fs errors clients map).
+var (
+	ErrNotFound = fmt.Errorf("namespace: %w", fs.ErrNotExist)
+	ErrExist    = fmt.Errorf("namespace: %w", fs.ErrExist)
+	ErrNotDir   = errors.New("namespace: not a directory")
+	ErrIsDir    = errors.New("namespace: is a directory")
+	ErrNotEmpty = errors.New("namespace: directory not empty")
+	ErrInvalid  = fmt.Errorf("namespace: %w", fs.ErrInvalid)
+	ErrQuota    = errors.New("namespace: quota exceeded")
+)
+
+// ID is an inode id.
+type ID = [content.InodeIDSize]byte
+
+// NewID returns a fresh random inode id.
+func NewID() ID {
+	var id ID
+	_, _ = rand.Read(id[:])
+	return id
+}
+
+// Kind is what an inode is.
+type Kind string
+
+const (
+	File Kind = "f"
+	Dir  Kind = "d"
+)
+
+// Inode is a file's or directory's record.
+type Inode struct {
+	Kind   Kind              `json:"k"`
+	Tree   string            `json:"t"`
+	Parent ID                `json:"pa"` // the directory holding it (zero for a tree's root)
+	Mode   fs.FileMode       `json:"m"`
+	Mtime  time.Time         `json:"mt"`
+	Gen    uint64            `json:"g"` // the generation of the content (files)
+	Data   content.Layout    `json:"c"`
+	Props  map[string]string `json:"p,omitempty"` // WebDAV dead properties
+}
+
+// Dirent is one name in a directory.
+type Dirent struct {
+	Name  string `json:"n"`
+	Inode ID     `json:"i"`
+}
+
+// Tree is a home or a shared folder: its root directory, quota and usage.
+type Tree struct {
+	Name       string `json:"n"`
+	Root       ID     `json:"r"`
+	QuotaBytes int64  `json:"qb,omitempty"`
+	QuotaFiles int64  `json:"qf,omitempty"`
+	UsedBytes  int64  `json:"ub"`
+	Files      int64  `json:"uf"`
+}
+
+// NS is a namespace over an open index.
+type NS struct {
+	x   *index.Index
+	now func() time.Time
+}
+
+// New returns the namespace of x. now is the clock of modification times
+// (nil: time.Now).
+func New(x *index.Index, now func() time.Time) *NS {
+	if now == nil {
+		now = time.Now
+	}
+	return &NS{x: x, now: now}
+}
+
+// Update and View run fn in one index transaction.
+func (n *NS) Update(fn func(*Tx) error) error {
+	return n.x.Update(func(t *index.Tx) error { return fn(&Tx{t: t, ns: n}) })
+}
+
+func (n *NS) View(fn func(*Tx) error) error {
+	return n.x.View(func(t *index.Tx) error { return fn(&Tx{t: t, ns: n}) })
+}
+
+// Tx is one transaction of Update or View.
+type Tx struct {
+	t  *index.Tx
+	ns *NS
+}
+
+func (tx *Tx) get(kind index.Kind, key []byte, v any) error {
+	b, err := tx.t.Get(kind, key)
+	if errors.Is(err, index.ErrNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("namespace: record %c: %w", kind, err)
+	}
+	return nil
+}
+
+func (tx *Tx) put(kind index.Kind, key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.t.Put(kind, key, b)
+}
+
+func (tx *Tx) treeKey(name string) []byte {
+	k := tx.ns.x.NameKey(nil, "tree "+name)
+	return k[:]
+}
+
+func (tx *Tx) direntKey(parent ID, name string) []byte {
+	k := tx.ns.x.NameKey(parent[:], name)
+	return append(parent[:len(parent):len(parent)], k[:]...)
+}
+
+// Tree returns the tree name, creating it (an empty root directory) with
+// create.
+func (tx *Tx) Tree(name string, create bool) (Tree, error) {
+	var t Tree
+	err := tx.get(kindTree, tx.treeKey(name), &t)
+	if !errors.Is(err, ErrNotFound) || !create {
+		return t, err
+	}
+	t = Tree{Name: name, Root: NewID()}
+	root := Inode{Kind: Dir, Tree: name, Mode: fs.ModeDir | 0o700, Mtime: tx.ns.now().UTC()}
+	if err := tx.put(kindInode, t.Root[:], root); err != nil {
+		return t, err
+	}
+	return t, tx.put(kindTree, tx.treeKey(name), t)
+}
+
+// SetQuota sets a tree's quota (0: none).
+func (tx *Tx) SetQuota(name string, bytes, files int64) error {
+	t, err := tx.Tree(name, false)
+	if err != nil {
+		return err
+	}
+	t.QuotaBytes, t.QuotaFiles = bytes, files
+	return tx.put(kindTree, tx.treeKey(name), t)
+}
+
+// addUsage moves a tree's usage; growth over the quota is ErrQuota (and
+// changes nothing).
+func (tx *Tx) addUsage(name string, bytes, files int64) error {
+	t, err := tx.Tree(name, false)
+	if err != nil {
+		return err
+	}
+	if bytes > 0 && t.QuotaBytes > 0 && t.UsedBytes+bytes > t.QuotaBytes ||
+		files > 0 && t.QuotaFiles > 0 && t.Files+files > t.QuotaFiles {
+		return ErrQuota
+	}
+	t.UsedBytes += bytes
+	t.Files += files
+	return tx.put(kindTree, tx.treeKey(name), t)
+}
+
+// Inode returns inode id.
+func (tx *Tx) Inode(id ID) (Inode, error) {
+	var in Inode
+	return in, tx.get(kindInode, id[:], &in)
+}
+
+// Lookup returns the entry name of directory dir.
+func (tx *Tx) Lookup(dir ID, name string) (Dirent, error) {
+	var d Dirent
+	if err := tx.get(kindDirent, tx.direntKey(dir, name), &d); err != nil {
+		return d, err
+	}
+	if d.Name != name {
+		// A sealed record opened under this key names another entry: a
+		// name-key collision cannot happen, so this is damage.
+		return d, fmt.Errorf("namespace: dirent names %q under the key of %q: %w", d.Name, name, index.ErrAuth)
+	}
+	return d, nil
+}
+
+// Resolve walks the clean slash-separated path p ("" or "." for the root)
+// from tree's root and returns the inode id at its end.
+func (tx *Tx) Resolve(tree Tree, p string) (ID, error) {
+	id := tree.Root
+	if p == "" || p == "." {
+		return id, nil
+	}
+	for elem := range strings.SplitSeq(p, "/") {
+		if elem == "" || elem == "." || elem == ".." {
+			return ID{}, ErrInvalid
+		}
+		in, err := tx.Inode(id)
+		if err != nil {
+			return ID{}, err
+		}
+		if in.Kind != Dir {
+			return ID{}, ErrNotDir
+		}
+		d, err := tx.Lookup(id, elem)
+		if err != nil {
+			return ID{}, err
+		}
+		id = d.Inode
+	}
+	return id, nil
+}
+
+// ReadDir lists directory dir, sorted by name.
+func (tx *Tx) ReadDir(dir ID) ([]Dirent, error) {
+	var out []Dirent
+	err := tx.t.Scan(kindDirent, dir[:], func(key, v []byte) error {
+		var d Dirent
+		if err := json.Unmarshal(v, &d); err != nil {
+			return err
+		}
+		if !slices.Equal(key, tx.direntKey(dir, d.Name)) {
+			return fmt.Errorf("namespace: dirent %q under another name's key: %w", d.Name, index.ErrAuth)
+		}
+		out = append(out, d)
+		return nil
+	})
+	slices.SortFunc(out, func(a, b Dirent) int { return strings.Compare(a.Name, b.Name) })
+	return out, err
+}
+
+func validName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
+}
+
+// Create makes name in directory dir: a directory, or an empty file. It
+// counts against the tree's file quota (files only).
+func (tx *Tx) Create(dir ID, name string, kind Kind, mode fs.FileMode) (ID, error) {
+	if !validName(name) {
+		return ID{}, ErrInvalid
+	}
+	parent, err := tx.Inode(dir)
+	if err != nil {
+		return ID{}, err
+	}
+	if parent.Kind != Dir {
+		return ID{}, ErrNotDir
+	}
+	if _, err := tx.Lookup(dir, name); err == nil {
+		return ID{}, ErrExist
+	} else if !errors.Is(err, ErrNotFound) {
+		return ID{}, err
+	}
+	if kind == File {
+		if err := tx.addUsage(parent.Tree, 0, 1); err != nil {
+			return ID{}, err
+		}
+	}
+	id := NewID()
+	now := tx.ns.now().UTC()
+	if err := tx.put(kindInode, id[:], Inode{Kind: kind, Tree: parent.Tree, Parent: dir, Mode: mode, Mtime: now}); err != nil {
+		return ID{}, err
+	}
+	if err := tx.put(kindDirent, tx.direntKey(dir, name), Dirent{Name: name, Inode: id}); err != nil {
+		return ID{}, err
+	}
+	return id, tx.touch(dir, parent, now)
+}
+
+func (tx *Tx) touch(id ID, in Inode, t time.Time) error {
+	in.Mtime = t
+	return tx.put(kindInode, id[:], in)
+}
+
+// Publish makes layout (written at generation gen, content.Commit) file
+// id's content, moves the tree's byte usage by the difference (ErrQuota
+// over the quota, nothing changed), and records garbage, in this
+// transaction.
+func (tx *Tx) Publish(id ID, gen uint64, layout content.Layout, garbage []blob.ID) error {
+	in, err := tx.Inode(id)
+	if err != nil {
+		return err
+	}
+	if in.Kind != File {
+		return ErrIsDir
+	}
+	if gen <= in.Gen {
+		return fmt.Errorf("namespace: publish of generation %d over %d: %w", gen, in.Gen, ErrInvalid)
+	}
+	if err := tx.addUsage(in.Tree, layout.Size-in.Data.Size, 0); err != nil {
+		return err
+	}
+	in.Gen, in.Data, in.Mtime = gen, layout, tx.ns.now().UTC()
+	if err := tx.put(kindInode, id[:], in); err != nil {
+		return err
+	}
+	return tx.garbage(garbage)
+}
+
+func (tx *Tx) garbage(ids []blob.ID) error {
+	for _, g := range ids {
+		if err := tx.put(kindGarbage, g[:], tx.t.Epoch()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Remove removes name from directory dir: a file (its blobs become
+// garbage, its bytes and count leave the tree's usage) or an empty
+// directory.
+func (tx *Tx) Remove(dir ID, name string) error {
+	d, err := tx.Lookup(dir, name)
+	if err != nil {
+		return err
+	}
+	if err := tx.dropInode(d.Inode); err != nil {
+		return err
+	}
+	if err := tx.t.Delete(kindDirent, tx.direntKey(dir, name)); err != nil {
+		return err
+	}
+	parent, err := tx.Inode(dir)
+	if err != nil {
+		return err
+	}
+	return tx.touch(dir, parent, tx.ns.now().UTC())
+}
+
+func (tx *Tx) dropInode(id ID) error {
+	in, err := tx.Inode(id)
+	if err != nil {
+		return err
+	}
+	if in.Kind == Dir {
+		ents, err := tx.ReadDir(id)
+		if err != nil {
+			return err
+		}
+		if len(ents) > 0 {
+			return ErrNotEmpty
+		}
+	} else {
+		if err := tx.addUsage(in.Tree, -in.Data.Size, -1); err != nil {
+			return err
+		}
+		var g []blob.ID
+		for _, r := range in.Data.Segs {
+			g = append(g, r.Blob)
+		}
+		if err := tx.garbage(g); err != nil {
+			return err
+		}
+	}
+	return tx.t.Delete(kindInode, id[:])
+}
+
+// Rename moves name of directory from to newName of directory to, within
+// one tree (the rename(2) rules: a file replaces a file, a directory an
+// empty directory, never a directory into itself). Moves between trees
+// are a later step (their usage and binding move with them).
+func (tx *Tx) Rename(from ID, name string, to ID, newName string) error {
+	if !validName(newName) {
+		return ErrInvalid
+	}
+	d, err := tx.Lookup(from, name)
+	if err != nil {
+		return err
+	}
+	src, err := tx.Inode(d.Inode)
+	if err != nil {
+		return err
+	}
+	dst, err := tx.Inode(to)
+	if err != nil {
+		return err
+	}
+	if dst.Kind != Dir {
+		return ErrNotDir
+	}
+	if dst.Tree != src.Tree {
+		return fmt.Errorf("namespace: rename between trees: %w", ErrInvalid)
+	}
+	if src.Kind == Dir {
+		// Not into itself: walk up from the target directory.
+		for x := to; x != (ID{}); {
+			if x == d.Inode {
+				return ErrInvalid
+			}
+			in, err := tx.Inode(x)
+			if err != nil {
+				return err
+			}
+			x = in.Parent
+		}
+	}
+	if t, err := tx.Lookup(to, newName); err == nil {
+		if t.Inode == d.Inode {
+			return nil
+		}
+		ti, err := tx.Inode(t.Inode)
+		if err != nil {
+			return err
+		}
+		switch {
+		case src.Kind == Dir && ti.Kind != Dir:
+			return ErrNotDir
+		case src.Kind != Dir && ti.Kind == Dir:
+			return ErrIsDir
+		}
+		if err := tx.dropInode(t.Inode); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if err := tx.t.Delete(kindDirent, tx.direntKey(from, name)); err != nil {
+		return err
+	}
+	if err := tx.put(kindDirent, tx.direntKey(to, newName), Dirent{Name: newName, Inode: d.Inode}); err != nil {
+		return err
+	}
+	if src.Parent != to {
+		src.Parent = to
+		if err := tx.put(kindInode, d.Inode[:], src); err != nil {
+			return err
+		}
+	}
+	now := tx.ns.now().UTC()
+	if err := tx.touch(to, dst, now); err != nil {
+		return err
+	}
+	if from != to {
+		fi, err := tx.Inode(from)
+		if err != nil {
+			return err
+		}
+		return tx.touch(from, fi, now)
+	}
+	return nil
+}
+
+// SetAttr sets an inode's mode and modification time (zero: unchanged).
+func (tx *Tx) SetAttr(id ID, mode fs.FileMode, mtime time.Time) error {
+	in, err := tx.Inode(id)
+	if err != nil {
+		return err
+	}
+	if mode != 0 {
+		in.Mode = in.Mode&fs.ModeType | mode.Perm()
+	}
+	if !mtime.IsZero() {
+		in.Mtime = mtime.UTC()
+	}
+	return tx.put(kindInode, id[:], in)
+}
+
+// Garbage lists the blobs no inode references any more, with the epoch at
+// which each became garbage (the collector deletes those no open file can
+// still read, then Forget).
+func (tx *Tx) Garbage() (map[blob.ID]uint64, error) {
+	out := map[blob.ID]uint64{}
+	err := tx.t.Scan(kindGarbage, nil, func(key, v []byte) error {
+		var id blob.ID
+		if len(key) != len(id) {
+			return fmt.Errorf("namespace: garbage key of %d bytes: %w", len(key), index.ErrAuth)
+		}
+		copy(id[:], key)
+		var e uint64
+		if err := json.Unmarshal(v, &e); err != nil {
+			return err
+		}
+		out[id] = e
+		return nil
+	})
+	return out, err
+}
+
+// Forget drops blob id from the garbage list (after it is deleted).
+func (tx *Tx) Forget(id blob.ID) error { return tx.t.Delete(kindGarbage, id[:]) }

@@ -1,0 +1,200 @@
+package namespace
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/securefsd/securefsd/internal/blob"
+	"github.com/securefsd/securefsd/internal/content"
+	"github.com/securefsd/securefsd/internal/index"
+)
+
+func newNS(t *testing.T) (*NS, string) {
+	t.Helper()
+	key := make([]byte, index.RootKeySize)
+	rand.Read(key)
+	path := filepath.Join(t.TempDir(), "index.db")
+	x, err := index.Open(path, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { x.Close() })
+	return New(x, nil), path
+}
+
+func update(t *testing.T, n *NS, fn func(tx *Tx) error) {
+	t.Helper()
+	if err := n.Update(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func layout(size int64, ids ...blob.ID) content.Layout {
+	l := content.Layout{Size: size}
+	for _, id := range ids {
+		l.Segs = append(l.Segs, content.Ref{Blob: id, Gen: 1})
+	}
+	return l
+}
+
+func TestTreeOperations(t *testing.T) {
+	n, path := newNS(t)
+	const marker = "MRKR-patient-file.pdf"
+	var tree Tree
+	b1, b2 := blob.NewID(), blob.NewID()
+	update(t, n, func(tx *Tx) error {
+		var err error
+		if tree, err = tx.Tree("alice", true); err != nil {
+			return err
+		}
+		docs, err := tx.Create(tree.Root, "docs", Dir, fs.ModeDir|0o755)
+		if err != nil {
+			return err
+		}
+		for _, name := range []string{marker, "b.txt", "a.txt"} {
+			if _, err := tx.Create(docs, name, File, 0o644); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Create(docs, "a.txt", File, 0o644); !errors.Is(err, ErrExist) {
+			t.Errorf("create over a name: %v", err)
+		}
+		for _, bad := range []string{"", ".", "..", "a/b"} {
+			if _, err := tx.Create(docs, bad, File, 0o644); !errors.Is(err, ErrInvalid) {
+				t.Errorf("create %q: %v", bad, err)
+			}
+		}
+		f, err := tx.Resolve(tree, "docs/"+marker)
+		if err != nil {
+			return err
+		}
+		return tx.Publish(f, 1, layout(100, b1, b2), nil)
+	})
+	n.View(func(tx *Tx) error {
+		docs, _ := tx.Resolve(tree, "docs")
+		ents, err := tx.ReadDir(docs)
+		if err != nil || len(ents) != 3 || ents[0].Name != marker || ents[1].Name != "a.txt" {
+			t.Errorf("readdir: %+v %v", ents, err)
+		}
+		tr, _ := tx.Tree("alice", false)
+		if tr.Files != 3 || tr.UsedBytes != 100 {
+			t.Errorf("usage: %+v", tr)
+		}
+		if _, err := tx.Resolve(tree, "docs/a.txt/x"); !errors.Is(err, ErrNotDir) {
+			t.Errorf("resolve through a file: %v", err)
+		}
+		if _, err := tx.Resolve(tree, "docs/../docs"); !errors.Is(err, ErrInvalid) {
+			t.Errorf("resolve with ..: %v", err)
+		}
+		return nil
+	})
+	// Rename over a file: its blobs become garbage; remove; usage.
+	update(t, n, func(tx *Tx) error {
+		docs, _ := tx.Resolve(tree, "docs")
+		if err := tx.Rename(docs, marker, docs, "a.txt"); err != nil {
+			return err
+		}
+		if err := tx.Remove(tree.Root, "docs"); !errors.Is(err, ErrNotEmpty) {
+			t.Errorf("remove of a non-empty directory: %v", err)
+		}
+		return tx.Remove(docs, "a.txt")
+	})
+	n.View(func(tx *Tx) error {
+		g, err := tx.Garbage()
+		if err != nil || len(g) != 2 {
+			t.Errorf("garbage after removing the published file: %v %v", g, err)
+		}
+		tr, _ := tx.Tree("alice", false)
+		if tr.Files != 1 || tr.UsedBytes != 0 {
+			t.Errorf("usage after remove: %+v", tr)
+		}
+		return nil
+	})
+	// Nothing of the names in the index file.
+	n.x.Close()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"MRKR", "alice", "docs", "b.txt"} {
+		if bytes.Contains(b, []byte(s)) {
+			t.Errorf("the index file holds %q", s)
+		}
+	}
+}
+
+func TestRenameRules(t *testing.T) {
+	n, _ := newNS(t)
+	update(t, n, func(tx *Tx) error {
+		tree, _ := tx.Tree("bob", true)
+		other, _ := tx.Tree("case", true)
+		a, _ := tx.Create(tree.Root, "a", Dir, fs.ModeDir|0o755)
+		ab, _ := tx.Create(a, "b", Dir, fs.ModeDir|0o755)
+		full, _ := tx.Create(tree.Root, "full", Dir, fs.ModeDir|0o755)
+		tx.Create(full, "x", File, 0o644)
+		tx.Create(tree.Root, "f", File, 0o644)
+		if err := tx.Rename(tree.Root, "a", ab, "a"); !errors.Is(err, ErrInvalid) {
+			t.Errorf("directory into itself: %v", err)
+		}
+		if err := tx.Rename(tree.Root, "a", tree.Root, "full"); !errors.Is(err, ErrNotEmpty) {
+			t.Errorf("directory over a non-empty one: %v", err)
+		}
+		if err := tx.Rename(tree.Root, "a", tree.Root, "f"); !errors.Is(err, ErrNotDir) {
+			t.Errorf("directory over a file: %v", err)
+		}
+		if err := tx.Rename(tree.Root, "f", tree.Root, "a"); !errors.Is(err, ErrIsDir) {
+			t.Errorf("file over a directory: %v", err)
+		}
+		if err := tx.Rename(tree.Root, "f", other.Root, "f"); !errors.Is(err, ErrInvalid) {
+			t.Errorf("rename between trees: %v", err)
+		}
+		// A directory moved deeper, then its child back up: parents follow.
+		if err := tx.Rename(tree.Root, "a", full, "a"); err != nil {
+			return err
+		}
+		if err := tx.Rename(ab, "", tree.Root, "b"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("rename of no name: %v", err)
+		}
+		moved, err := tx.Resolve(tree, "full/a/b")
+		if err != nil || moved != ab {
+			t.Errorf("resolve after moving the directory: %v", err)
+		}
+		if err := tx.Rename(a, "b", tree.Root, "b"); err != nil {
+			return err
+		}
+		if err := tx.Rename(tree.Root, "full", ab, "full"); err != nil {
+			t.Errorf("a directory into a former child's place: %v", err)
+		}
+		return nil
+	})
+}
+
+func TestQuota(t *testing.T) {
+	n, _ := newNS(t)
+	update(t, n, func(tx *Tx) error {
+		tree, _ := tx.Tree("q", true)
+		if err := tx.SetQuota("q", 1000, 2); err != nil {
+			return err
+		}
+		f, _ := tx.Create(tree.Root, "1", File, 0o644)
+		tx.Create(tree.Root, "2", File, 0o644)
+		if _, err := tx.Create(tree.Root, "3", File, 0o644); !errors.Is(err, ErrQuota) {
+			t.Errorf("third file under a quota of 2: %v", err)
+		}
+		if err := tx.Publish(f, 1, layout(1001, blob.NewID()), nil); !errors.Is(err, ErrQuota) {
+			t.Errorf("publish over the byte quota: %v", err)
+		}
+		if err := tx.Publish(f, 1, layout(1000, blob.NewID()), nil); err != nil {
+			return err
+		}
+		if err := tx.Publish(f, 1, layout(10, blob.NewID()), nil); !errors.Is(err, ErrInvalid) {
+			t.Errorf("publish of the same generation again: %v", err)
+		}
+		return nil
+	})
+}
