@@ -390,10 +390,13 @@ func (tx *Tx) dropInode(id ID) error {
 	return tx.t.Delete(kindInode, id[:])
 }
 
-// Rename moves name of directory from to newName of directory to, within
-// one tree (the rename(2) rules: a file replaces a file, a directory an
-// empty directory, never a directory into itself). Moves between trees
-// are a later step (their usage and binding move with them).
+// Rename moves name of directory from to newName of directory to (the
+// rename(2) rules: a file replaces a file, a directory an empty directory,
+// never a directory into itself). Between trees (a home and a shared
+// folder) the entry and everything below it change tree, and their bytes
+// and files move from one tree's usage to the other's (ErrQuota if the
+// target's quota cannot take them); the content blobs stay as they are,
+// since their binding names the inode, not the tree.
 func (tx *Tx) Rename(from ID, name string, to ID, newName string) error {
 	if !validName(newName) {
 		return ErrInvalid
@@ -414,7 +417,12 @@ func (tx *Tx) Rename(from ID, name string, to ID, newName string) error {
 		return ErrNotDir
 	}
 	if dst.Tree != src.Tree {
-		return fmt.Errorf("namespace: rename between trees: %w", ErrInvalid)
+		if err := tx.moveTree(d.Inode, src, dst.Tree); err != nil {
+			return err
+		}
+		if src, err = tx.Inode(d.Inode); err != nil {
+			return err
+		}
 	}
 	if src.Kind == Dir {
 		// Not into itself: walk up from the target directory.
@@ -471,6 +479,57 @@ func (tx *Tx) Rename(from ID, name string, to ID, newName string) error {
 			return err
 		}
 		return tx.touch(from, fi, now)
+	}
+	return nil
+}
+
+// moveTree makes the subtree at id (inode in) part of tree to, moving its
+// usage.
+func (tx *Tx) moveTree(id ID, in Inode, to string) error {
+	var bytes, files int64
+	var ids []ID
+	var walk func(id ID, in Inode) error
+	walk = func(id ID, in Inode) error {
+		ids = append(ids, id)
+		if in.Kind == File {
+			bytes += in.Data.Size
+			files++
+			return nil
+		}
+		ents, err := tx.ReadDir(id)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			child, err := tx.Inode(e.Inode)
+			if err != nil {
+				return err
+			}
+			if err := walk(e.Inode, child); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk(id, in); err != nil {
+		return err
+	}
+	from := in.Tree
+	if err := tx.addUsage(to, bytes, files); err != nil {
+		return err
+	}
+	if err := tx.addUsage(from, -bytes, -files); err != nil {
+		return err
+	}
+	for _, x := range ids {
+		child, err := tx.Inode(x)
+		if err != nil {
+			return err
+		}
+		child.Tree = to
+		if err := tx.put(kindInode, x[:], child); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -150,8 +150,34 @@ func TestRenameRules(t *testing.T) {
 		if err := tx.Rename(tree.Root, "f", tree.Root, "a"); !errors.Is(err, ErrIsDir) {
 			t.Errorf("file over a directory: %v", err)
 		}
-		if err := tx.Rename(tree.Root, "f", other.Root, "f"); !errors.Is(err, ErrInvalid) {
-			t.Errorf("rename between trees: %v", err)
+		// Between trees: the entry and its usage move (blobs untouched).
+		fi, _ := tx.Resolve(tree, "f")
+		if err := tx.Publish(fi, 1, layout(500, blob.NewID()), nil); err != nil {
+			return err
+		}
+		if err := tx.SetQuota("case", 400, 0); err != nil {
+			return err
+		}
+		if err := tx.Rename(tree.Root, "f", other.Root, "f"); !errors.Is(err, ErrQuota) {
+			t.Errorf("move over the target's quota: %v", err)
+		}
+		tx.SetQuota("case", 0, 0)
+		if err := tx.Rename(tree.Root, "full", other.Root, "full"); err != nil {
+			return err
+		}
+		if err := tx.Rename(tree.Root, "f", other.Root, "f"); err != nil {
+			return err
+		}
+		if in, _ := tx.Inode(fi); in.Tree != "case" || in.Data.Size != 500 {
+			t.Errorf("moved file: %+v", in)
+		}
+		b, _ := tx.Tree("bob", false)
+		c, _ := tx.Tree("case", false)
+		if b.Files != 0 || b.UsedBytes != 0 || c.Files != 2 || c.UsedBytes != 500 {
+			t.Errorf("usage after moves: bob %+v, case %+v", b, c)
+		}
+		if err := tx.Rename(other.Root, "full", tree.Root, "full"); err != nil {
+			return err
 		}
 		// A directory moved deeper, then its child back up: parents follow.
 		if err := tx.Rename(tree.Root, "a", full, "a"); err != nil {
