@@ -572,3 +572,94 @@ func (tx *Tx) Garbage() (map[blob.ID]uint64, error) {
 
 // Forget drops blob id from the garbage list (after it is deleted).
 func (tx *Tx) Forget(id blob.ID) error { return tx.t.Delete(kindGarbage, id[:]) }
+
+// BlobStore is what the collector needs of the blob store.
+type BlobStore interface {
+	Delete(id blob.ID) error
+	List(fn func(id blob.ID, size int64) error) error
+}
+
+// CollectStats says what Collect deleted.
+type CollectStats struct {
+	Garbage, Orphans int
+}
+
+// Collect deletes content blobs no inode needs (docs/STORAGE.md, section
+// 6, step 4):
+//
+//   - every garbage blob that became garbage before epoch keep (the oldest
+//     epoch an open file still reads from; ^uint64(0) when none is open),
+//     then its garbage record;
+//   - every published blob that neither an inode nor the garbage list
+//     references (a crash between a blob's publication and the index
+//     transaction that would have used it), unless inFlight says a writer
+//     of this process has published it and not committed yet.
+//
+// Deleting a blob before forgetting it means a crash in between leaves a
+// garbage record of a missing blob, which the next run forgets.
+func (n *NS) Collect(blobs BlobStore, keep uint64, inFlight func(blob.ID) bool) (CollectStats, error) {
+	var st CollectStats
+	var due []blob.ID
+	referenced := map[blob.ID]bool{}
+	err := n.View(func(tx *Tx) error {
+		g, err := tx.Garbage()
+		if err != nil {
+			return err
+		}
+		for id, epoch := range g {
+			referenced[id] = true
+			if epoch < keep {
+				due = append(due, id)
+			}
+		}
+		return tx.t.Scan(kindInode, nil, func(_, v []byte) error {
+			var in Inode
+			if err := json.Unmarshal(v, &in); err != nil {
+				return err
+			}
+			for _, r := range in.Data.Segs {
+				referenced[r.Blob] = true
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return st, err
+	}
+	for _, id := range due {
+		if err := blobs.Delete(id); err != nil {
+			return st, err
+		}
+		st.Garbage++
+	}
+	if len(due) > 0 {
+		err := n.Update(func(tx *Tx) error {
+			for _, id := range due {
+				if err := tx.Forget(id); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return st, err
+		}
+	}
+	var orphans []blob.ID
+	err = blobs.List(func(id blob.ID, _ int64) error {
+		if !referenced[id] && (inFlight == nil || !inFlight(id)) {
+			orphans = append(orphans, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return st, err
+	}
+	for _, id := range orphans {
+		if err := blobs.Delete(id); err != nil {
+			return st, err
+		}
+		st.Orphans++
+	}
+	return st, nil
+}

@@ -224,3 +224,65 @@ func TestQuota(t *testing.T) {
 		return nil
 	})
 }
+
+// TestCollect: garbage older than the oldest open reader goes, newer
+// stays; a blob published but never committed (a crash) goes unless a
+// writer still has it in flight; referenced blobs always stay.
+func TestCollect(t *testing.T) {
+	n, _ := newNS(t)
+	d, err := blob.OpenDir(filepath.Join(t.TempDir(), "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	put := func() blob.ID {
+		p, err := d.Create(blob.NewID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.WriteAt([]byte("x"), 0)
+		if err := p.Publish(); err != nil {
+			t.Fatal(err)
+		}
+		return p.ID()
+	}
+	live, old, newer, orphan, inflight := put(), put(), put(), put(), put()
+	var f ID
+	update(t, n, func(tx *Tx) error {
+		tree, _ := tx.Tree("c", true)
+		var err error
+		if f, err = tx.Create(tree.Root, "f", File, 0o644); err != nil {
+			return err
+		}
+		if err := tx.Publish(f, 1, layout(1, old), nil); err != nil {
+			return err
+		}
+		return tx.Publish(f, 2, layout(1, newer), []blob.ID{old})
+	})
+	var oldEpoch uint64
+	n.View(func(tx *Tx) error { g, _ := tx.Garbage(); oldEpoch = g[old]; return nil })
+	update(t, n, func(tx *Tx) error { return tx.Publish(f, 3, layout(1, live), []blob.ID{newer}) })
+	st, err := n.Collect(d, oldEpoch+1, func(id blob.ID) bool { return id == inflight })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Garbage != 1 || st.Orphans != 1 {
+		t.Errorf("collected %+v, want 1 garbage and 1 orphan", st)
+	}
+	exists := func(id blob.ID) bool {
+		b, err := d.Open(id)
+		if err == nil {
+			b.Close()
+		}
+		return err == nil
+	}
+	for id, want := range map[blob.ID]bool{live: true, old: false, newer: true, orphan: false, inflight: true} {
+		if exists(id) != want {
+			t.Errorf("blob %s exists %v, want %v", id, !want, want)
+		}
+	}
+	// Once no reader is older, the rest of the garbage goes.
+	if st, err := n.Collect(d, ^uint64(0), nil); err != nil || st.Garbage != 1 || !exists(live) {
+		t.Errorf("second collection: %+v %v", st, err)
+	}
+}
