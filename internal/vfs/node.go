@@ -50,6 +50,22 @@ func (b *backing) WriteAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
+// plainFile is the plaintext view of a stored file that a node reads and
+// writes: an envelope.File over the file on disk. It is the seam where
+// storage v2 puts a content.File over segment blobs (docs/STORAGE.md,
+// step 2), so the node needs no more than this of it.
+type plainFile interface {
+	io.ReaderAt
+	io.WriterAt
+	Truncate(size int64) error
+	Size() int64
+	// Flush writes what is cached through to the stored file.
+	Flush() error
+	Close() error
+}
+
+var _ plainFile = (*envelope.File)(nil)
+
 // node is the one shared open-file state of a file of a home: every handle
 // on the file (any protocol, any client) goes through it, so all see one
 // size and one chunk cache.
@@ -72,7 +88,7 @@ type node struct {
 
 	mu        sync.RWMutex // guards the I/O state below
 	back      *backing
-	ef        *envelope.File
+	ef        plainFile
 	counted   int64         // bytes of this node counted in h.used
 	credit    int64         // size of the file this replacement will replace
 	mode      fs.FileMode   // permission bits to publish a replacement with
