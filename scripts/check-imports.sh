@@ -54,7 +54,7 @@ only directNonstd internal/keyfile "$mod/internal/envelope"
 only directNonstd internal/content "$mod/internal/envelope\|$mod/internal/blob"
 only directNonstd internal/namespace "$mod/internal/index\|$mod/internal/content\|$mod/internal/blob"
 for q in vfs sftpd davd webui users admin; do check deps internal/keyfile "$mod/internal/$q"; done
-for leaf in perm httpx pwpolicy index blob; do
+for leaf in perm httpx pwpolicy index blob backup; do
   if deps internal/$leaf | grep -v -x "$mod/internal/$leaf" | grep -q "^$mod/"; then echo "import rule broken: internal/$leaf must not import our packages"; fail=1; fi
 done
 for p in $(go list ./... | sed "s#^$mod/\{0,1\}##" | grep -v '^internal/testutil'); do

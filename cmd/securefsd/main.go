@@ -72,6 +72,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			env.groupCommand(),
 			env.auditCommand(),
 			env.sessionCommand(),
+			env.backupCommand(),
+			env.restoreCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

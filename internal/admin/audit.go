@@ -46,6 +46,7 @@ var _ interface {
 	InviteManager
 	TwoFactorResetter
 	SessionManager
+	BackupManager
 	signUpper
 } = (*audited)(nil)
 

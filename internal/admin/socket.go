@@ -87,6 +87,7 @@ func Handler(m Manager, log *slog.Logger) http.Handler {
 	routeInvites(mux, m, log)
 	routeFolders(mux, m, log)
 	routeSessions(mux, m, log)
+	routeBackup(mux, m, log)
 	mux.HandleFunc("GET /v1/keyfile", h.keyFile)
 	return mux
 }
@@ -113,6 +114,7 @@ type event struct {
 	Sessions []SessionInfo   `json:"sessions,omitempty"`
 	Count    *int            `json:"count,omitempty"`
 	KeyFile  string          `json:"key_file,omitempty"`
+	Backup   *BackupResult   `json:"backup,omitempty"`
 	Error    *apiError       `json:"error,omitempty"`
 	Done     bool            `json:"done,omitempty"`
 }

@@ -78,6 +78,7 @@ const (
 	OpAppPassword  = "user.apppw"      // Detail: add id=ID protocols=LIST, or revoke id=ID
 	OpAuditQuery   = "audit.query"     // an admin read the trail in the browser; Detail: the filter
 	OpAuditStart   = "audit.start"     // the trail was opened by a server
+	OpBackup       = "backup"          // an admin made a backup; Detail: dir=DIR files=N
 	OpAuditRetain  = "audit.retention" // segments were removed by retention; Detail names them
 )
 

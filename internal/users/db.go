@@ -605,3 +605,19 @@ func (db *DB) Ping(ctx context.Context) error {
 	}
 	return db.bolt.View(func(*bbolt.Tx) error { return nil })
 }
+
+// CopyTo writes a consistent copy of the database to path (bbolt's
+// transactional copy: a read transaction, so logins and changes go on),
+// mode 0600, fsynced. A sealed database stays sealed in the copy.
+func (db *DB) CopyTo(path string) error {
+	err := db.bolt.View(func(tx *bbolt.Tx) error { return tx.CopyFile(path, 0o600) })
+	if err != nil {
+		return fmt.Errorf("users: copy to %s: %w", path, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}

@@ -182,6 +182,11 @@ func (f *FS) openShared(o openReq, n *node) (*File, bool, error) {
 			return nil, false, h.pathErr(op, name, err)
 		}
 	}
+	if o.writable {
+		if err := n.ownInode(); err != nil {
+			return nil, false, h.pathErr(op, name, err)
+		}
+	}
 	n.ref(o.writable)
 	file.n = n
 	file.owner = o.writable
@@ -289,6 +294,9 @@ func (f *FS) openDisk(o openReq, fi fs.FileInfo) (*File, bool, error) {
 		n, err = h.newReplacement(rel, clientMode(fi.Mode()), false, plainSize(fi.Size()))
 	} else {
 		n, err = h.openInPlace(rel, o.writable)
+		if err == nil && o.writable {
+			err = n.ownInode()
+		}
 	}
 	if err != nil {
 		return nil, false, h.pathErr(op, name, err)
@@ -1116,6 +1124,10 @@ func (f *FS) Truncate(name string, size int64) error {
 				return h.pathErr(op, name, err)
 			}
 		}
+		if err := n.ownInode(); err != nil {
+			e.unlock()
+			return h.pathErr(op, name, err)
+		}
 	} else {
 		fi, err := h.root.Stat(rel)
 		if err != nil {
@@ -1130,7 +1142,10 @@ func (f *FS) Truncate(name string, size int64) error {
 			e.unlock()
 			return f.denied(op, name)
 		}
-		if n, err = h.openInPlace(rel, true); err != nil {
+		if n, err = h.openInPlace(rel, true); err == nil {
+			err = n.ownInode()
+		}
+		if err != nil {
 			e.unlock()
 			return h.pathErr(op, name, err)
 		}
