@@ -247,4 +247,5 @@ func (m *audited) Backup(ctx context.Context, req BackupRequest, progress func(P
 	m.rec(ctx, audit.OpBackup, "", fmt.Sprintf("dir=%s files=%d keyring=%v", res.Dir, res.Files, res.Keyring), err)
 	return res, err
 }
+
 var _ BackupManager = (*Local)(nil)
