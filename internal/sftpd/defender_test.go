@@ -154,3 +154,29 @@ func waitLogCount(t *testing.T, ts *testServer, subs string, n int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestSessionLogsCarryID (issue 22, logs): every log line of an SSH
+// session carries its session id (the one `session list` shows and the
+// audit trail records), from "session start" to "session end".
+func TestSessionLogsCarryID(t *testing.T) {
+	ts := startServer(t)
+	u := ts.addUser("alice", users.PermAll)
+	c, err := ssh.Dial("tcp", ts.addr, clientConfig(u, ts, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	waitRecords(t, ts, event(eventSessionEnd), 1)
+	var start, end testutil.Record
+	for _, r := range ts.rec.Records() {
+		switch r.Attr("event") {
+		case eventSessionStart:
+			start = r
+		case eventSessionEnd:
+			end = r
+		}
+	}
+	if id := start.Attr("session"); !strings.HasPrefix(id, "ssh-") || end.Attr("session") != id {
+		t.Errorf("session ids: start %q, end %q", id, end.Attr("session"))
+	}
+}

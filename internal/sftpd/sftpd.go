@@ -662,7 +662,10 @@ func (s *Server) serveConn(ctx context.Context, c *serverConn) {
 		return
 	}
 	defer s.releaseUser(u.Name)
-	log := s.log.With("user", u.Name, "remote", c.remote)
+	// The session id joins the log lines of the session with its audit
+	// records and `session list`.
+	sid := newSessionID()
+	log := s.log.With("user", u.Name, "remote", c.remote, "session", sid)
 	acc, reason, err := newAccess(s.opts.Users, s.opts.Store, log, l, func(string) { sconn.Close() })
 	if err != nil {
 		log.Error("open home failed", "err", err)
@@ -674,7 +677,7 @@ func (s *Server) serveConn(ctx context.Context, c *serverConn) {
 	}
 	c.acc.Store(acc)
 	start := time.Now()
-	s.log.Info("session start", "event", eventSessionStart, "user", u.Name, "remote", c.remote, "client", string(sconn.ClientVersion()))
+	log.Info("session start", "event", eventSessionStart, "client", string(sconn.ClientVersion()))
 	if r := s.opts.Recorder; r != nil {
 		r.SessionStarted(proto)
 		defer r.SessionEnded(proto)
@@ -686,7 +689,7 @@ func (s *Server) serveConn(ctx context.Context, c *serverConn) {
 		user:   u.Name,
 		remote: c.remote,
 		log:    log,
-		id:     newSessionID(),
+		id:     sid,
 		start:  start,
 		kill:   func() { sconn.Close() },
 	}
@@ -722,5 +725,5 @@ func (s *Server) serveConn(ctx context.Context, c *serverConn) {
 		}()
 	}
 	chanWG.Wait()
-	s.log.Info("session end", "event", eventSessionEnd, "user", u.Name, "remote", c.remote, "duration", time.Since(start).Round(time.Millisecond))
+	log.Info("session end", "event", eventSessionEnd, "duration", time.Since(start).Round(time.Millisecond))
 }
