@@ -30,7 +30,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -163,10 +162,7 @@ func list(snap string) ([]entry, error) {
 		if err != nil {
 			return err
 		}
-		e := entry{Path: filepath.ToSlash(rel), Size: fi.Size(), Mtime: fi.ModTime().UTC(), Mode: uint32(fi.Mode().Perm())}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			e.Ino = uint64(st.Ino)
-		}
+		e := entry{Path: filepath.ToSlash(rel), Size: fi.Size(), Mtime: fi.ModTime().UTC(), Mode: uint32(fi.Mode().Perm()), Ino: inode(fi)}
 		out = append(out, e)
 		return nil
 	})
