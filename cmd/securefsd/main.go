@@ -74,6 +74,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			env.sessionCommand(),
 			env.backupCommand(),
 			env.restoreCommand(),
+			env.anchorCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

@@ -65,6 +65,7 @@ var serveFlags = []cli.Flag{
 	loginSafelistFlag,
 	signupFlag, signupPermsFlag, signupQuotaFlag,
 	auditServeFlags[0], auditServeFlags[1], auditServeFlags[2], auditServeFlags[3],
+	rollbackAnchorFlag,
 	altsrc.NewBoolFlag(&cli.BoolFlag{Name: "require-2fa", Usage: "every account must set up two-factor login at its next browser sign-in; until then WebDAV and SFTP password logins are refused (SSH keys keep working)", EnvVars: []string{"SECUREFSD_REQUIRE_2FA"}}),
 	metricsAddrFlag,
 	acmeFlags[0], acmeFlags[1], acmeFlags[2], acmeFlags[3], acmeFlags[4],
@@ -122,6 +123,7 @@ func (e *env) serve(c *cli.Context) (err error) {
 		}
 	}()
 	g.run(func(ctx context.Context) error { tuneGC(ctx, c.Int("memory-limit"), log); return nil }, nil)
+	keepAnchor(g, core.users, c.String("rollback-anchor"), log)
 
 	sftpAddr, err := startSFTP(c, g, core)
 	if err != nil {
@@ -264,6 +266,10 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core 
 		return core, nil, fmt.Errorf("another securefsd is using %s", dir)
 	}
 	if err != nil {
+		return core, nil, err
+	}
+	if err := checkAnchor(db, c.String("rollback-anchor"), log); err != nil {
+		db.Close()
 		return core, nil, err
 	}
 	alog, closeAudit, err := e.openAudit(c, dir, kr, names, log)

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+
+	"github.com/securefsd/securefsd/internal/users"
+)
+
+// rollbackAnchorFlag: serve keeps the users database's revision in this
+// file (outside the data directory) and refuses to start on an older
+// database; `anchor reset` accepts an intended restore.
+var rollbackAnchorFlag = altsrc.NewStringFlag(&cli.StringFlag{Name: "rollback-anchor", Usage: "file outside the data directory (next to the key file) where serve records the users database's revision, refusing to start on an older copy of it", EnvVars: []string{"SECUREFSD_ROLLBACK_ANCHOR"}})
+
+// anchorInterval bounds how stale the anchor is while serving: a copy of
+// users.db younger than this passes the check.
+const anchorInterval = 5 * time.Second
+
+// checkAnchor is serve's start-up check: a missing anchor is written, an
+// older database refuses the start.
+func checkAnchor(db *users.DB, path string, log *slog.Logger) error {
+	if path == "" {
+		return nil
+	}
+	err := db.CheckAnchor(path)
+	if errors.Is(err, users.ErrNoAnchor) {
+		log.Info("rollback anchor created", "path", path, "revision", db.Revision())
+		return db.WriteAnchor(path)
+	}
+	if err != nil {
+		return fmt.Errorf("--rollback-anchor: %w", err)
+	}
+	return nil
+}
+
+// keepAnchor rewrites the anchor at most every anchorInterval after the
+// database changed, and once more when the server stops.
+func keepAnchor(g *group, db *users.DB, path string, log *slog.Logger) {
+	if path == "" {
+		return
+	}
+	last := db.Revision()
+	write := func() {
+		if rev := db.Revision(); rev != last {
+			if err := db.WriteAnchor(path); err != nil {
+				log.Error("rollback anchor not written", "path", path, "err", err)
+				return
+			}
+			last = rev
+		}
+	}
+	g.run(func(ctx context.Context) error {
+		t := time.NewTicker(anchorInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				write()
+				return nil
+			case <-t.C:
+				write()
+			}
+		}
+	}, nil)
+}
+
+func (e *env) anchorCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "anchor",
+		Usage: "the rollback anchor of serve --rollback-anchor",
+		Subcommands: []*cli.Command{{
+			Name:  "reset",
+			Usage: "record the users database's current revision in --rollback-anchor (after an intended restore); the server must be stopped",
+			Flags: []cli.Flag{&cli.StringFlag{Name: "rollback-anchor", Usage: "the anchor file", Required: true}},
+			Action: func(c *cli.Context) error {
+				dir, err := dataDir(c)
+				if err != nil {
+					return err
+				}
+				log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+				kr, _, err := loadKeyring(c, e, dir, false, log)
+				if err != nil {
+					return err
+				}
+				db, err := openUsers(dir, kr, users.Options{Logger: log})
+				if errors.Is(err, users.ErrLocked) {
+					return fmt.Errorf("the server is running on %s: stop it first", dir)
+				}
+				if err != nil {
+					return err
+				}
+				defer db.Close()
+				path, err := filepath.Abs(c.String("rollback-anchor"))
+				if err != nil {
+					return err
+				}
+				if err := db.WriteAnchor(path); err != nil {
+					return err
+				}
+				return e.printf("rollback anchor %s: revision %d\n", path, db.Revision())
+			},
+		}},
+	}
+}
