@@ -67,10 +67,20 @@ func (s *Store) Snapshot(ctx context.Context, dst string, during func() error) (
 			h.ns.Unlock()
 		}
 	}()
-	// Inodes a writer holds open: copied, not linked.
+	// Inodes a writer holds open: copied, not linked, with the node held
+	// until the copy is done (a write-back cache filling up would write
+	// chunks to the file while it is copied).
 	copyIDs := map[fileKey]bool{}
+	var held []*node
+	defer func() {
+		for _, n := range held {
+			n.mu.Unlock()
+		}
+	}()
 	for _, h := range homes {
-		if err := h.flushOpen(copyIDs); err != nil {
+		hs, err := h.flushOpen(copyIDs)
+		held = append(held, hs...)
+		if err != nil {
 			return st, fmt.Errorf("vfs: snapshot: flush open files of %s: %w", h.name, err)
 		}
 	}
@@ -96,15 +106,18 @@ func cmpString(a, b string) int {
 	return 0
 }
 
-// flushOpen writes every open file's cache through and fsyncs it, and
-// adds the inodes open for writing to writers. Caller holds h.ns
-// exclusively.
-func (h *home) flushOpen(writers map[fileKey]bool) error {
+// flushOpen writes every open file's cache through and adds the inodes
+// open for writing to writers, fsyncing them and returning them still
+// locked (node.mu) for the caller to release after copying them. Caller
+// holds h.ns exclusively.
+func (h *home) flushOpen(writers map[fileKey]bool) (held []*node, err error) {
 	h.mu.Lock()
 	var ns []*node
 	var writing []bool
+	seen := map[*node]bool{} // a node under two names (a planted hard link) once
 	for _, n := range h.nodes {
-		if n.tmp == "" { // a replacement not yet published is not in the snapshot
+		if n.tmp == "" && !seen[n] { // a replacement not yet published is not in the snapshot
+			seen[n] = true
 			ns = append(ns, n)
 			writing = append(writing, n.writers > 0)
 		}
@@ -114,15 +127,18 @@ func (h *home) flushOpen(writers map[fileKey]bool) error {
 		n.mu.Lock()
 		err := n.ef.Flush()
 		if err == nil && writing[i] {
-			err = h.s.fsync(n.back.f)
-			writers[n.id] = true
+			if err = h.s.fsync(n.back.f); err == nil {
+				writers[n.id] = true
+				held = append(held, n)
+				continue
+			}
 		}
 		n.mu.Unlock()
 		if err != nil {
-			return err
+			return held, err
 		}
 	}
-	return nil
+	return held, nil
 }
 
 // linkTree links (or copies) every regular file below rel of the store
