@@ -221,7 +221,7 @@ func TestBackupKilledResumes(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(data, "keyring"), kr, 0o600)
 	out, err = exec.Command(binPath, "--data-dir", data, "verify").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "checked 400 files, 0 damaged") {
+	if err != nil || !strings.Contains(string(out), "checked 400 files") || !strings.Contains(string(out), " 0 damaged") {
 		t.Fatalf("verify after the resumed backup: %v\n%s", err, out)
 	}
 }

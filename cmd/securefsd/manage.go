@@ -622,7 +622,11 @@ func (e *env) verifyCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("verify: %w", err)
 			}
-			fmt.Fprintf(e.stdout, "checked %d files, %d damaged\n", res.Checked, res.Damaged)
+			if res.Records > 0 {
+				fmt.Fprintf(e.stdout, "checked %d files and %d users.db records, %d damaged\n", res.Checked, res.Records, res.Damaged)
+			} else {
+				fmt.Fprintf(e.stdout, "checked %d files, %d damaged\n", res.Checked, res.Damaged)
+			}
 			if res.Damaged > 0 {
 				return cli.Exit("", 1)
 			}

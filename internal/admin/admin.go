@@ -73,6 +73,8 @@ type Damage struct {
 type VerifyResult struct {
 	Checked int `json:"checked"`
 	Damaged int `json:"damaged"`
+	// Records: the sealed users.db records checked (a whole-store verify).
+	Records int `json:"records,omitempty"`
 }
 
 // ErrNoServer means no server listens on the admin socket.

@@ -339,6 +339,18 @@ func (l *Local) Verify(ctx context.Context, user string, damaged func(Damage)) (
 		}
 	})
 	res.Checked = checked
+	if err != nil || user != "" {
+		return res, err
+	}
+	// The users database's sealed records (a record moved to another
+	// name, or damaged, is reported like a damaged file).
+	records, err := l.Users.Verify(func(bucket string, err error) {
+		res.Damaged++
+		if damaged != nil {
+			damaged(Damage{Path: "users.db: " + bucket, Error: err.Error()})
+		}
+	})
+	res.Records = records
 	return res, err
 }
 

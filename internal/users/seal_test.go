@@ -152,4 +152,8 @@ func TestSealedTamper(t *testing.T) {
 	if _, err := db.List(ctx); !errors.Is(err, ErrSealed) {
 		t.Errorf("list over a moved record: %v", err)
 	}
+	var bad []string
+	if n, err := db.Verify(func(bucket string, err error) { bad = append(bad, bucket) }); err != nil || n < 3 || len(bad) != 1 || bad[0] != "users" {
+		t.Errorf("verify: %d records, damaged %v, %v", n, bad, err)
+	}
 }
