@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 
 	"github.com/securefsd/securefsd/internal/blob"
 	"github.com/securefsd/securefsd/internal/envelope"
@@ -80,6 +81,40 @@ type Options struct {
 	// DefaultSegmentChunks). It is part of the layout's meaning: every
 	// File of one store uses the same.
 	SegmentChunks int
+	// Pad pads the last segment's blob with encrypted zeros to Padme of
+	// its length (docs/STORAGE.md section 5), so a stored blob's size
+	// says little about the file's: full segments are never padded. The
+	// layout keeps the true size; reads never see the padding. Part of
+	// the layout's meaning too.
+	Pad bool
+}
+
+// Padme returns L rounded up as the Padme scheme does (Nikitin et al.,
+// "Reducing Metadata Leakage from Encrypted Files and Communication with
+// PURBs", PETS 2019): only the top floor(log2(log2 L))+1 bits of L's
+// mantissa are kept, so a padded length leaks O(log log L) bits, at a cost
+// of at most 12% (less for larger L). Powers of two are kept as they are.
+func Padme(l int64) int64 {
+	if l < 2 {
+		return l
+	}
+	e := bits.Len64(uint64(l)) - 1 // floor(log2 l)
+	s := bits.Len64(uint64(e))     // floor(log2 e) + 1
+	if e < s {
+		return l
+	}
+	mask := int64(1)<<(e-s) - 1
+	return (l + mask) &^ mask
+}
+
+// stored is the plaintext length segment i's blob holds in a file of size
+// bytes: the segment's length, padded if it is the last one.
+func (f *File) stored(i int, size int64) int64 {
+	n := f.segLen(i, size)
+	if f.o.Pad && i == f.segCount(size)-1 {
+		return min(Padme(n), f.ss)
+	}
+	return n
 }
 
 func (o Options) segmentSize() int64 {
@@ -164,10 +199,10 @@ func (f *File) reader(i int) (io.ReaderAt, error) {
 			b.Close()
 			return nil, fmt.Errorf("content: segment %d: %w", i, err)
 		}
-		if ef.Size() != f.segLen(i, f.old.Size) {
+		if want := f.stored(i, f.old.Size); ef.Size() != want {
 			ef.Close()
 			b.Close()
-			return nil, fmt.Errorf("content: segment %d holds %d bytes, layout %d: %w", i, ef.Size(), f.segLen(i, f.old.Size), ErrLayout)
+			return nil, fmt.Errorf("content: segment %d holds %d bytes, layout %d: %w", i, ef.Size(), want, ErrLayout)
 		}
 		s.rd, s.blob = ef, b
 	}
@@ -327,6 +362,22 @@ func (f *File) Truncate(size int64) error {
 // to record in one transaction. The File is done after Commit: Close it.
 func (f *File) Commit() (Layout, []blob.ID, error) {
 	nl := Layout{Size: f.size, Segs: make([]Ref, len(f.segs))}
+	if f.o.Pad && len(f.segs) > 0 {
+		// The last segment's padding: its blob is rewritten if its
+		// padded length changes (a segment that stops being the last
+		// was rewritten to full already).
+		last := len(f.segs) - 1
+		want := f.stored(last, f.size)
+		if s := f.segs[last]; s.wr == nil && s.ref != (Ref{}) && want != f.stored(last, f.old.Size) || s.wr != nil {
+			wr, err := f.writable(last)
+			if err != nil {
+				return Layout{}, nil, err
+			}
+			if err := wr.Truncate(want); err != nil {
+				return Layout{}, nil, fmt.Errorf("content: segment %d: %w", last, err)
+			}
+		}
+	}
 	for i, s := range f.segs {
 		nl.Segs[i] = s.ref
 		if s.wr == nil {

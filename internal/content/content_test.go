@@ -3,6 +3,7 @@ package content
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -81,7 +82,14 @@ func readAll(t *testing.T, f *File) []byte {
 // and then: the content always agrees, and the blob store holds exactly
 // the blobs the layout references (no leak, no loss).
 func TestAgainstModel(t *testing.T) {
+	for _, pad := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pad=%v", pad), func(t *testing.T) { testAgainstModel(t, pad) })
+	}
+}
+
+func testAgainstModel(t *testing.T, pad bool) {
 	e := newEnv(t)
+	e.o.Pad = pad
 	rng := rand.New(rand.NewPCG(1, 2))
 	ss := int64(testChunks * envelope.DefaultChunkSize)
 	inode := [InodeIDSize]byte{1}
@@ -148,6 +156,33 @@ func TestAgainstModel(t *testing.T) {
 	for _, r := range l.Segs {
 		if !stored[r.Blob] {
 			t.Errorf("layout references a missing blob %s", r.Blob)
+		}
+	}
+	if pad && len(l.Segs) > 0 {
+		last := l.Segs[len(l.Segs)-1]
+		fi, err := os.Stat(e.blobPath(last.Blob))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tail := l.Size - int64(len(l.Segs)-1)*ss
+		if want := envelope.CiphertextSize(min(Padme(tail), ss)); fi.Size() != want {
+			t.Errorf("last segment stored %d bytes, want %d (tail %d padded to %d)", fi.Size(), want, tail, Padme(tail))
+		}
+	}
+}
+
+// TestPadme: known values, never smaller, at most 12% more, powers of
+// two kept.
+func TestPadme(t *testing.T) {
+	for l, want := range map[int64]int64{0: 0, 1: 1, 2: 2, 9: 10, 100: 104, 1000: 1024, 4097: 4352, 1 << 22: 1 << 22, 1<<22 + 1: 1<<22 + 1<<17} {
+		if got := Padme(l); got != want {
+			t.Errorf("Padme(%d) = %d, want %d", l, got, want)
+		}
+	}
+	for l := int64(1); l < 1<<20; l += 997 {
+		p := Padme(l)
+		if p < l || float64(p-l) > 0.12*float64(l)+1 {
+			t.Fatalf("Padme(%d) = %d", l, p)
 		}
 	}
 }
