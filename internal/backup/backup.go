@@ -291,6 +291,11 @@ func Restore(src, dir string) (Progress, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return p, err
 	}
+	root, err := os.OpenRoot(src)
+	if err != nil {
+		return p, err
+	}
+	defer root.Close()
 	paths := make([]string, 0, len(m))
 	for path := range m {
 		paths = append(paths, path)
@@ -303,8 +308,10 @@ func Restore(src, dir string) (Progress, error) {
 			return p, fmt.Errorf("restore: manifest names %q, outside the backup", path)
 		}
 		srcPath := filepath.Join(src, filepath.FromSlash(path))
-		if fi, err := os.Stat(srcPath); err != nil || fi.Size() != e.Size {
-			return p, fmt.Errorf("restore: %s: missing or not the size the manifest says (%d): the backup is damaged", path, e.Size)
+		// Through an os.Root of the backup: a symlink planted in it does
+		// not lead the restore to read files outside it.
+		if fi, err := root.Lstat(filepath.FromSlash(path)); err != nil || !fi.Mode().IsRegular() || fi.Size() != e.Size {
+			return p, fmt.Errorf("restore: %s: missing, not a regular file, or not the size the manifest says (%d): the backup is damaged", path, e.Size)
 		}
 		dst := filepath.Join(dir, filepath.FromSlash(path))
 		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {

@@ -117,8 +117,9 @@ func TestCopyResumeIncrementalRestore(t *testing.T) {
 	}
 }
 
-// TestRestoreRefusesDamage: a partial backup, a file cut short, and a
-// manifest naming a path outside the backup are refused.
+// TestRestoreRefusesDamage: a partial backup, a symlink planted in the
+// backup, a file cut short, and a manifest naming a path outside the
+// backup are refused.
 func TestRestoreRefusesDamage(t *testing.T) {
 	work, dest := t.TempDir(), t.TempDir()
 	snap := snapshot(t, work, "20261204T010000Z", map[string]string{"users.db": "db", "store/a": "aaaa"}, "")
@@ -129,6 +130,14 @@ func TestRestoreRefusesDamage(t *testing.T) {
 	if _, err := Restore(res.Dir+partialSuffix, filepath.Join(t.TempDir(), "x")); err == nil {
 		t.Error("restore of a .partial succeeded")
 	}
+	outside := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(outside, []byte("SECR"), 0o600) // the size the manifest says
+	os.Remove(filepath.Join(res.Dir, "store/a"))
+	os.Symlink(outside, filepath.Join(res.Dir, "store/a"))
+	if _, err := Restore(res.Dir, filepath.Join(t.TempDir(), "w")); err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Errorf("restore through a planted symlink: %v", err)
+	}
+	os.Remove(filepath.Join(res.Dir, "store/a"))
 	os.WriteFile(filepath.Join(res.Dir, "store/a"), []byte("aa"), 0o600)
 	if _, err := Restore(res.Dir, filepath.Join(t.TempDir(), "y")); err == nil || !strings.Contains(err.Error(), "damaged") {
 		t.Errorf("restore of a cut file: %v", err)
