@@ -2,12 +2,13 @@
 # Enforces the package boundaries of docs/ARCHITECTURE.md:
 #   - sftpd, davd, webui and users never import envelope directly (they go through vfs);
 #   - only users and index (storage v2's namespace index) import bbolt;
-#   - index and blob (storage v2's building blocks) import nothing of ours; content (v2 file
+#   - blob (storage v2's blobs), backup and atomicfile import nothing of ours; index (v2's index) only
+#     atomicfile; content (v2 file
 #     content as segment blobs) only envelope and blob; namespace (v2 names on the index) only
 #     index, content and blob;
 #   - envelope depends on nothing outside the standard library but golang.org/x/crypto and
 #     golang.org/x/sys/cpu (not even indirectly);
-#   - keyfile imports only the standard library and envelope;
+#   - keyfile imports only the standard library, envelope and atomicfile;
 #   - envelope and vfs depend on no protocol, user, account or admin package (not even indirectly);
 #   - perm, the one permission type of users and vfs, imports nothing of ours;
 #   - httpx, the HTTP rules davd and webui share, imports nothing of ours;
@@ -50,11 +51,12 @@ only() { # how package allowed
 nonstd() { go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' "$mod/$1"; }
 directNonstd() { go list -f '{{range .Imports}}{{.}}{{"\n"}}{{end}}' "$mod/$1" | grep '\.' || true; }
 only nonstd internal/envelope "$mod/internal/envelope\|golang\.org/x/crypto/.*\|golang\.org/x/sys/cpu"
-only directNonstd internal/keyfile "$mod/internal/envelope"
+only directNonstd internal/keyfile "$mod/internal/envelope\|$mod/internal/atomicfile"
+only directNonstd internal/index "$mod/internal/atomicfile\|go\.etcd\.io/bbolt.*\|golang\.org/x/crypto/.*"
 only directNonstd internal/content "$mod/internal/envelope\|$mod/internal/blob"
 only directNonstd internal/namespace "$mod/internal/index\|$mod/internal/content\|$mod/internal/blob"
 for q in vfs sftpd davd webui users admin; do check deps internal/keyfile "$mod/internal/$q"; done
-for leaf in perm httpx pwpolicy index blob backup; do
+for leaf in perm httpx pwpolicy blob backup atomicfile; do
   if deps internal/$leaf | grep -v -x "$mod/internal/$leaf" | grep -q "^$mod/"; then echo "import rule broken: internal/$leaf must not import our packages"; fail=1; fi
 done
 for p in $(go list ./... | sed "s#^$mod/\{0,1\}##" | grep -v '^internal/testutil'); do

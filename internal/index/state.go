@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/securefsd/securefsd/internal/atomicfile"
 )
 
 // stateKey is the stored key of the index's state record (kind 0, no key).
@@ -91,24 +92,7 @@ func (x *Index) WriteAnchor(path string) error {
 		return err
 	}
 	data := x.seal(anchorKey, st.marshal())
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".anchor-*")
-	if err != nil {
-		return fmt.Errorf("index: anchor: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err = tmp.Write(data); err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
-	}
-	if err != nil {
+	if err := atomicfile.Write(path, data); err != nil {
 		return fmt.Errorf("index: anchor: %w", err)
 	}
 	return nil
@@ -152,13 +136,4 @@ func (x *Index) CheckAnchor(path string) error {
 		return fmt.Errorf("index: epoch %d has another root hash than its anchor's: %w", st.Epoch, ErrRolledBack)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -15,8 +15,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
+	"github.com/securefsd/securefsd/internal/atomicfile"
 	"github.com/securefsd/securefsd/internal/envelope"
 )
 
@@ -76,41 +76,4 @@ func Save(path string, k *envelope.Keyring, passphrase []byte, p envelope.Argon2
 
 // replace writes data to path through a temporary file and a rename, so
 // that a crash leaves the old or the new file, never a partial one.
-func replace(path string, data []byte) error {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // best effort: the rename is durable once the directory is
-		d.Close()
-	}
-	return nil
-}
+func replace(path string, data []byte) error { return atomicfile.Write(path, data) }

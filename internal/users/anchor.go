@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/securefsd/securefsd/internal/atomicfile"
 )
 
 // The rollback anchor (serve --rollback-anchor, docs/STORAGE.md section
@@ -32,27 +33,7 @@ func (db *DB) WriteAnchor(path string) error {
 	}
 	rev := binary.BigEndian.AppendUint64(nil, db.Revision())
 	data := db.seal.seal(bucketSealCheck, anchorAAD, []byte("anchor"), rev)
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".anchor-*")
-	if err != nil {
-		return fmt.Errorf("users: anchor: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err = tmp.Write(data); err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err == nil {
-		if d, derr := os.Open(filepath.Dir(path)); derr == nil {
-			err = d.Sync()
-			d.Close()
-		}
-	}
-	if err != nil {
+	if err := atomicfile.Write(path, data); err != nil {
 		return fmt.Errorf("users: anchor: %w", err)
 	}
 	return nil
