@@ -115,19 +115,7 @@ func TestAuditEveryProtocol(t *testing.T) {
 		t.Fatalf("wrong password: %s", out)
 	}
 	// The browser: sign in with a session cookie, download.
-	jar := filepath.Join(t.TempDir(), "jar")
-	page, err := s.Curl(t, "", "", "-c", jar, "-b", jar, s.DAVURL+"/ui/login")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok := regexp.MustCompile(`name="token" value="([^"]+)"`).FindStringSubmatch(page)
-	if tok == nil {
-		t.Fatalf("no form token: %s", page)
-	}
-	if out, err := s.Curl(t, "", "", "-f", "-c", jar, "-b", jar, "-H", "Origin: "+s.DAVURL, "-o", "/dev/null",
-		"--data-urlencode", "token="+tok[1], "--data-urlencode", "username=alice", "--data-urlencode", "password="+pw, s.DAVURL+"/ui/login"); err != nil {
-		t.Fatalf("browser login: %v %s", err, out)
-	}
+	jar := s.CurlBrowserLogin(t, "alice", pw)
 	web := filepath.Join(local, "web")
 	if out, err := s.Curl(t, "", "", "-f", "-b", jar, "-o", web, s.DAVURL+"/ui/dl"+dmv); err != nil {
 		t.Fatalf("browser download: %v %s", err, out)

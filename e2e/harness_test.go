@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -438,4 +439,25 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// CurlBrowserLogin signs user in to the browser client with curl (login
+// form, its token, a same-origin POST) and returns the cookie jar holding
+// the session.
+func (s *Server) CurlBrowserLogin(t testing.TB, user, password string) string {
+	t.Helper()
+	jar := filepath.Join(t.TempDir(), "jar")
+	page, err := s.Curl(t, "", "", "-c", jar, "-b", jar, s.DAVURL+"/ui/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := regexp.MustCompile(`name="token" value="([^"]+)"`).FindStringSubmatch(page)
+	if tok == nil {
+		t.Fatalf("no form token: %s", page)
+	}
+	if out, err := s.Curl(t, "", "", "-f", "-c", jar, "-b", jar, "-H", "Origin: "+s.DAVURL, "-o", "/dev/null",
+		"--data-urlencode", "token="+tok[1], "--data-urlencode", "username="+user, "--data-urlencode", "password="+password, s.DAVURL+"/ui/login"); err != nil {
+		t.Fatalf("browser login: %v %s", err, out)
+	}
+	return jar
 }

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 )
@@ -23,19 +21,7 @@ func TestSessionListKill(t *testing.T) {
 	if out, ok := sess.run("put " + RandomFile(t, 50<<10) + " /live-file.bin"); !ok {
 		t.Fatalf("put: %s", out)
 	}
-	jar := filepath.Join(t.TempDir(), "jar")
-	page, err := s.Curl(t, "", "", "-c", jar, "-b", jar, s.DAVURL+"/ui/login")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok := regexp.MustCompile(`name="token" value="([^"]+)"`).FindStringSubmatch(page)
-	if tok == nil {
-		t.Fatalf("no form token: %s", page)
-	}
-	if out, err := s.Curl(t, "", "", "-f", "-c", jar, "-b", jar, "-H", "Origin: "+s.DAVURL, "-o", "/dev/null",
-		"--data-urlencode", "token="+tok[1], "--data-urlencode", "username=sasha", "--data-urlencode", "password="+pw, s.DAVURL+"/ui/login"); err != nil {
-		t.Fatalf("browser login: %v %s", err, out)
-	}
+	jar := s.CurlBrowserLogin(t, "sasha", pw)
 	webCode := func() string {
 		out, _ := s.Curl(t, "", "", "-b", jar, "-o", "/dev/null", "-w", "%{http_code}", s.DAVURL+"/ui/files/")
 		return out
