@@ -5,7 +5,7 @@
 #   - blob (storage v2's blobs), backup and atomicfile import nothing of ours; index (v2's index) only
 #     atomicfile; content (v2 file
 #     content as segment blobs) only envelope and blob; namespace (v2 names on the index) only
-#     index, content and blob;
+#     index, content and blob; nsfs (v2's file system) only namespace and content;
 #   - envelope depends on nothing outside the standard library but golang.org/x/crypto and
 #     golang.org/x/sys/cpu (not even indirectly);
 #   - keyfile imports only the standard library, envelope and atomicfile;
@@ -55,6 +55,7 @@ only directNonstd internal/keyfile "$mod/internal/envelope\|$mod/internal/atomic
 only directNonstd internal/index "$mod/internal/atomicfile\|go\.etcd\.io/bbolt.*\|golang\.org/x/crypto/.*"
 only directNonstd internal/content "$mod/internal/envelope\|$mod/internal/blob"
 only directNonstd internal/namespace "$mod/internal/index\|$mod/internal/content\|$mod/internal/blob"
+only directNonstd internal/nsfs "$mod/internal/namespace\|$mod/internal/content"
 for q in vfs sftpd davd webui users admin; do check deps internal/keyfile "$mod/internal/$q"; done
 for leaf in perm httpx pwpolicy blob backup atomicfile; do
   if deps internal/$leaf | grep -v -x "$mod/internal/$leaf" | grep -q "^$mod/"; then echo "import rule broken: internal/$leaf must not import our packages"; fail=1; fi

@@ -125,6 +125,11 @@ type Tx struct {
 	ns *NS
 }
 
+// Epoch is the index's epoch as the transaction started: a View at epoch E
+// sees every Update that started before E. Open files pin the epoch they
+// read their layout at, so the collector keeps what they may still read.
+func (tx *Tx) Epoch() uint64 { return tx.t.Epoch() }
+
 func (tx *Tx) get(kind index.Kind, key []byte, v any) error {
 	b, err := tx.t.Get(kind, key)
 	if errors.Is(err, index.ErrNotFound) {
@@ -546,6 +551,16 @@ func (tx *Tx) SetAttr(id ID, mode fs.FileMode, mtime time.Time) error {
 	if !mtime.IsZero() {
 		in.Mtime = mtime.UTC()
 	}
+	return tx.put(kindInode, id[:], in)
+}
+
+// SetMode sets an inode's permission bits to mode.Perm(), zero included.
+func (tx *Tx) SetMode(id ID, mode fs.FileMode) error {
+	in, err := tx.Inode(id)
+	if err != nil {
+		return err
+	}
+	in.Mode = in.Mode&fs.ModeType | mode.Perm()
 	return tx.put(kindInode, id[:], in)
 }
 

@@ -1,0 +1,335 @@
+package nsfs
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/securefsd/securefsd/internal/content"
+	"github.com/securefsd/securefsd/internal/namespace"
+)
+
+// File is an open regular file of a Tree. It reads the content the file
+// had when it was opened (or last published by this File), and writes
+// copy-on-write into new segment blobs that Sync and Close publish.
+//
+// One inode should have at most one File open for writing at a time (vfs
+// shares one per inode between its handles): a second writer's publish is
+// refused, since its generation is not above the first one's.
+type File struct {
+	t        *Tree
+	id       namespace.ID
+	name     string
+	writable bool
+
+	mu    sync.Mutex
+	cf    *content.File
+	gen   uint64 // the generation cf writes at
+	dirty bool   // written since the last publish
+	// mtime: an explicit modification time (SetTimes), re-applied at
+	// every publish, which would otherwise set the time of the publish.
+	mtime time.Time
+	// err is the first failed publish, sticky: the writes it carried are
+	// lost, and every later write, Sync and Close reports it.
+	err    error
+	closed bool
+}
+
+// ErrClosed is returned by every operation on a closed File.
+var ErrClosed = fs.ErrClosed
+
+// OpenFile opens the regular file name with os.O_* flags: O_RDONLY,
+// O_WRONLY or O_RDWR, with O_CREATE (a new file has permission bits
+// perm), O_EXCL and O_TRUNC.
+func (t *Tree) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) {
+	const op = "open"
+	acc := flag & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR)
+	f := &File{t: t, name: name, writable: acc != os.O_RDONLY}
+	var in namespace.Inode
+	var epoch uint64
+	lookup := func(tx *namespace.Tx) error {
+		dir, base, err := t.parent(tx, name)
+		if err != nil {
+			return err
+		}
+		d, err := tx.Lookup(dir, base)
+		switch {
+		case err == nil && flag&(os.O_CREATE|os.O_EXCL) == os.O_CREATE|os.O_EXCL:
+			return namespace.ErrExist
+		case errors.Is(err, namespace.ErrNotFound) && flag&os.O_CREATE != 0:
+			if d.Inode, err = tx.Create(dir, base, namespace.File, perm.Perm()); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		}
+		if in, err = tx.Inode(d.Inode); err != nil {
+			return err
+		}
+		if in.Kind != namespace.File {
+			return namespace.ErrIsDir
+		}
+		f.id, epoch = d.Inode, tx.Epoch()
+		if flag&os.O_CREATE != 0 {
+			epoch++ // an Update: what it did is seen from the next epoch on
+		}
+		return nil
+	}
+	var err error
+	if flag&os.O_CREATE != 0 {
+		err = t.update(op, name, lookup)
+	} else {
+		err = t.view(op, name, lookup)
+	}
+	if err != nil {
+		return nil, err
+	}
+	f.gen = in.Gen + 1
+	if f.cf, err = content.Open(t.s.blobs, f.id, in.Data, f.gen, t.s.options()); err != nil {
+		return nil, pathErr(op, name, err)
+	}
+	t.s.mu.Lock()
+	t.s.pins[f] = epoch
+	t.s.mu.Unlock()
+	if f.writable && flag&os.O_TRUNC != 0 && in.Data.Size > 0 {
+		if err := f.Truncate(0); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// Name is the name the file was opened with.
+func (f *File) Name() string { return f.name }
+
+// ID is the file's inode id.
+func (f *File) ID() namespace.ID { return f.id }
+
+func (f *File) check(op string, write bool) error {
+	switch {
+	case f.closed:
+		return pathErr(op, f.name, ErrClosed)
+	case write && !f.writable:
+		return pathErr(op, f.name, fs.ErrPermission)
+	case write && f.err != nil, f.cf == nil:
+		return pathErr(op, f.name, f.err)
+	}
+	return nil
+}
+
+// ReadAt reads from the file's content (io.ReaderAt).
+func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check("read", false); err != nil {
+		return 0, err
+	}
+	return f.cf.ReadAt(p, off)
+}
+
+// WriteAt writes at off (io.WriterAt); a write past the end fills the gap
+// with zeros.
+func (f *File) WriteAt(p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check("write", true); err != nil {
+		return 0, err
+	}
+	f.dirty = true
+	n, err := f.cf.WriteAt(p, off)
+	return n, pathErr("write", f.name, err)
+}
+
+// Truncate changes the file's size.
+func (f *File) Truncate(size int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check("truncate", true); err != nil {
+		return err
+	}
+	f.dirty = true
+	return pathErr("truncate", f.name, f.cf.Truncate(size))
+}
+
+// Size is the file's plaintext size, its unpublished writes included.
+func (f *File) Size() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cf == nil {
+		return 0
+	}
+	return f.cf.Size()
+}
+
+// Flush has nothing to do: writes are in their segments' pending blobs
+// already. It reports a failed publish.
+func (f *File) Flush() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// Sync publishes what was written: the pending blobs are made durable and
+// one index transaction makes them the file's content.
+func (f *File) Sync() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check("sync", false); err != nil {
+		return err
+	}
+	return pathErr("sync", f.name, f.publishLocked())
+}
+
+// publishLocked commits the content and publishes it as the next
+// generation. A file removed meanwhile is not published: its pending
+// blobs stay private to this File and go at Close. Caller holds f.mu.
+func (f *File) publishLocked() error {
+	if f.err != nil || !f.dirty {
+		return f.err
+	}
+	s := f.t.s
+	if gone, err := f.removed(); err != nil || gone {
+		return err
+	}
+	s.publishing.RLock()
+	layout, garbage, err := f.cf.Commit()
+	var epoch uint64
+	if err == nil {
+		err = s.ns.Update(func(tx *namespace.Tx) error {
+			epoch = tx.Epoch() + 1
+			if err := tx.Publish(f.id, f.gen, layout, garbage); err != nil {
+				return err
+			}
+			if !f.mtime.IsZero() {
+				return tx.SetAttr(f.id, 0, f.mtime)
+			}
+			return nil
+		})
+	}
+	s.publishing.RUnlock()
+	f.cf.Close()
+	f.cf = nil
+	if err != nil {
+		f.err = fmt.Errorf("publish: %w", err)
+		return f.err
+	}
+	f.gen++
+	f.dirty = false
+	if f.cf, err = content.Open(s.blobs, f.id, layout, f.gen, s.options()); err != nil {
+		f.err = fmt.Errorf("reopen: %w", err)
+		return f.err
+	}
+	// The segments this publish replaced are garbage from this epoch on;
+	// this File no longer reads them.
+	s.mu.Lock()
+	s.pins[f] = epoch
+	s.mu.Unlock()
+	return nil
+}
+
+// removed reports whether the file's inode is gone from the index.
+func (f *File) removed() (bool, error) {
+	err := f.t.s.ns.View(func(tx *namespace.Tx) error {
+		_, err := tx.Inode(f.id)
+		return err
+	})
+	if errors.Is(err, namespace.ErrNotFound) {
+		return true, nil
+	}
+	return false, err
+}
+
+// Stat returns the file's entry: its size with unpublished writes, the
+// mode and time in the index.
+func (f *File) Stat() (fs.FileInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check("stat", false); err != nil {
+		return nil, err
+	}
+	var i *info
+	err := f.t.s.ns.View(func(tx *namespace.Tx) error {
+		in, err := tx.Inode(f.id)
+		if err != nil {
+			return err
+		}
+		i = newInfo(baseName(f.name), f.id, in)
+		return nil
+	})
+	if errors.Is(err, namespace.ErrNotFound) {
+		// Removed while open: still a file of its own.
+		i, err = &info{name: baseName(f.name), id: f.id, mode: 0o600}, nil
+	}
+	if err != nil {
+		return nil, pathErr("stat", f.name, err)
+	}
+	i.size = f.cf.Size()
+	if !f.mtime.IsZero() {
+		i.mtime = f.mtime
+	}
+	return i, nil
+}
+
+func baseName(name string) string {
+	_, b := split(name)
+	return b
+}
+
+// Chmod sets the file's permission bits.
+func (f *File) Chmod(mode fs.FileMode) error {
+	return f.attr("chmod", func(tx *namespace.Tx) error { return tx.SetMode(f.id, mode) })
+}
+
+// SetTimes sets the file's modification time (zero: unchanged); it stays
+// across later publishes of this File.
+func (f *File) SetTimes(_, mtime time.Time) error {
+	if mtime.IsZero() {
+		return nil
+	}
+	f.mu.Lock()
+	f.mtime = mtime.UTC()
+	f.mu.Unlock()
+	return f.attr("chtimes", func(tx *namespace.Tx) error { return tx.SetAttr(f.id, 0, mtime) })
+}
+
+func (f *File) attr(op string, fn func(tx *namespace.Tx) error) error {
+	f.mu.Lock()
+	closed := f.closed
+	f.mu.Unlock()
+	if closed {
+		return pathErr(op, f.name, ErrClosed)
+	}
+	return pathErr(op, f.name, f.t.s.ns.Update(fn))
+}
+
+// Close publishes what was written and closes the file.
+func (f *File) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return pathErr("close", f.name, ErrClosed)
+	}
+	err := f.publishLocked()
+	f.closed = true
+	if f.cf != nil {
+		f.cf.Close()
+		f.cf = nil
+	}
+	f.t.s.mu.Lock()
+	delete(f.t.s.pins, f)
+	f.t.s.mu.Unlock()
+	return pathErr("close", f.name, err)
+}
+
+// Abort closes the file without publishing what was written since the
+// last publish.
+func (f *File) Abort() error {
+	f.mu.Lock()
+	f.dirty = false
+	f.mu.Unlock()
+	return f.Close()
+}

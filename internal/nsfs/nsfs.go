@@ -1,0 +1,466 @@
+// Package nsfs is storage version 2's file system (docs/STORAGE.md): the
+// trees of a data directory (homes, shared folders) as the namespace index
+// keeps them (internal/namespace) and their files' plaintext as content
+// blobs (internal/content). It offers what internal/vfs uses of an os.Root
+// and its files in version 1, in plaintext terms: names are resolved in
+// the index, never on a disk, sizes are plaintext sizes, modes and times
+// are the client's, and a file's bytes are read and written through its
+// segments.
+//
+// A File buffers nothing of its own: writes go to the pending blobs of
+// its segments, and Sync or Close publishes them with one index
+// transaction (a new generation of the file). Until then the name keeps
+// its last published content; a crash loses the unpublished writes and
+// leaves only unreferenced blobs, which Collect deletes.
+//
+// Names are clean slash-separated paths relative to the tree ("." is its
+// root), as io/fs.ValidPath accepts them; the caller (vfs) has cleaned and
+// checked the client's name. There are no symlinks and no hard links.
+package nsfs
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/securefsd/securefsd/internal/content"
+	"github.com/securefsd/securefsd/internal/namespace"
+)
+
+// Blobs is the blob store: what content.File reads and writes, and what
+// the collector lists and deletes.
+type Blobs interface {
+	content.Blobs
+	namespace.BlobStore
+}
+
+// Store is the file system of one namespace: its trees share it, and its
+// collector sees every open file of them. Safe for concurrent use.
+type Store struct {
+	ns    *namespace.NS
+	blobs Blobs
+	opts  content.Options
+
+	// publishing is held shared from a content commit (its blobs are
+	// published) to the index transaction that references them, and
+	// exclusively by Collect, which would otherwise take those blobs for
+	// orphans.
+	publishing sync.RWMutex
+
+	mu   sync.Mutex
+	pins map[*File]uint64 // the epoch each open file read its layout at
+}
+
+// New returns the file system of ns over blobs; o configures every file's
+// content (keyring, AEAD, segment size, padding).
+func New(ns *namespace.NS, blobs Blobs, o content.Options) *Store {
+	return &Store{ns: ns, blobs: blobs, opts: o, pins: map[*File]uint64{}}
+}
+
+// SetKeyring replaces the keyring new segments are sealed with and old
+// ones opened with (after a key rotation). Files open already keep theirs
+// until they are next published.
+func (s *Store) SetKeyring(o content.Options) {
+	s.mu.Lock()
+	s.opts = o
+	s.mu.Unlock()
+}
+
+func (s *Store) options() content.Options {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opts
+}
+
+// Collect deletes the blobs nothing needs any more (namespace.NS.Collect):
+// garbage no open file can still read, and blobs a crash left
+// unreferenced.
+func (s *Store) Collect() (namespace.CollectStats, error) {
+	s.publishing.Lock()
+	defer s.publishing.Unlock()
+	keep := uint64(math.MaxUint64)
+	s.mu.Lock()
+	for _, e := range s.pins {
+		keep = min(keep, e)
+	}
+	s.mu.Unlock()
+	return s.ns.Collect(s.blobs, keep, nil)
+}
+
+// OpenFiles is the number of files open in every tree.
+func (s *Store) OpenFiles() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pins)
+}
+
+// Tree is one tree (a home or a shared folder) of a Store.
+type Tree struct {
+	s    *Store
+	name string
+}
+
+// Tree returns the tree name, creating it (an empty root) if it does not
+// exist.
+func (s *Store) Tree(name string) (*Tree, error) {
+	err := s.ns.Update(func(tx *namespace.Tx) error {
+		_, err := tx.Tree(name, true)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nsfs: tree %q: %w", name, err)
+	}
+	return &Tree{s: s, name: name}, nil
+}
+
+// Name is the tree's name.
+func (t *Tree) Name() string { return t.name }
+
+func pathErr(op, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return err
+	}
+	return &fs.PathError{Op: op, Path: name, Err: err}
+}
+
+// checkName refuses names that are not clean relative paths.
+func checkName(name string) error {
+	if !fs.ValidPath(name) {
+		return namespace.ErrInvalid
+	}
+	return nil
+}
+
+// split returns the parent and the last element of a clean name other
+// than ".".
+func split(name string) (dir, base string) {
+	dir, base = path.Split(name)
+	return strings.TrimSuffix(dir, "/"), base
+}
+
+// resolve finds name in tx: its inode id.
+func (t *Tree) resolve(tx *namespace.Tx, name string) (namespace.ID, error) {
+	tr, err := tx.Tree(t.name, false)
+	if err != nil {
+		return namespace.ID{}, err
+	}
+	return tx.Resolve(tr, name)
+}
+
+// parent resolves name's parent directory and returns it with the last
+// element.
+func (t *Tree) parent(tx *namespace.Tx, name string) (namespace.ID, string, error) {
+	if name == "." {
+		return namespace.ID{}, "", namespace.ErrInvalid
+	}
+	dir, base := split(name)
+	if dir == "" {
+		dir = "."
+	}
+	id, err := t.resolve(tx, dir)
+	if err != nil {
+		return id, "", err
+	}
+	in, err := tx.Inode(id)
+	if err != nil {
+		return id, "", err
+	}
+	if in.Kind != namespace.Dir {
+		return id, "", namespace.ErrNotDir
+	}
+	return id, base, nil
+}
+
+// Lstat returns name's entry. Stat is the same (nothing is a link).
+func (t *Tree) Lstat(name string) (fs.FileInfo, error) {
+	var fi fs.FileInfo
+	err := t.view("lstat", name, func(tx *namespace.Tx) error {
+		id, err := t.resolve(tx, name)
+		if err != nil {
+			return err
+		}
+		in, err := tx.Inode(id)
+		if err != nil {
+			return err
+		}
+		fi = newInfo(path.Base(name), id, in)
+		return nil
+	})
+	return fi, err
+}
+
+// Stat is Lstat.
+func (t *Tree) Stat(name string) (fs.FileInfo, error) { return t.Lstat(name) }
+
+func (t *Tree) view(op, name string, fn func(tx *namespace.Tx) error) error {
+	if err := checkName(name); err != nil {
+		return pathErr(op, name, err)
+	}
+	return pathErr(op, name, t.s.ns.View(fn))
+}
+
+func (t *Tree) update(op, name string, fn func(tx *namespace.Tx) error) error {
+	if err := checkName(name); err != nil {
+		return pathErr(op, name, err)
+	}
+	return pathErr(op, name, t.s.ns.Update(fn))
+}
+
+// ReadDir lists directory name, sorted by name.
+func (t *Tree) ReadDir(name string) ([]fs.FileInfo, error) {
+	var out []fs.FileInfo
+	err := t.view("readdir", name, func(tx *namespace.Tx) error {
+		id, err := t.resolve(tx, name)
+		if err != nil {
+			return err
+		}
+		in, err := tx.Inode(id)
+		if err != nil {
+			return err
+		}
+		if in.Kind != namespace.Dir {
+			return namespace.ErrNotDir
+		}
+		ents, err := tx.ReadDir(id)
+		if err != nil {
+			return err
+		}
+		out = make([]fs.FileInfo, 0, len(ents))
+		for _, e := range ents {
+			child, err := tx.Inode(e.Inode)
+			if err != nil {
+				return fmt.Errorf("entry %q: %w", e.Name, err)
+			}
+			out = append(out, newInfo(e.Name, e.Inode, child))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ReadDirNames lists the names in directory name, sorted.
+func (t *Tree) ReadDirNames(name string) ([]string, error) {
+	var out []string
+	err := t.view("readdir", name, func(tx *namespace.Tx) error {
+		id, err := t.resolve(tx, name)
+		if err != nil {
+			return err
+		}
+		ents, err := tx.ReadDir(id)
+		for _, e := range ents {
+			out = append(out, e.Name)
+		}
+		return err
+	})
+	return out, err
+}
+
+// Mkdir creates directory name with permission bits perm.
+func (t *Tree) Mkdir(name string, perm fs.FileMode) error {
+	return t.update("mkdir", name, func(tx *namespace.Tx) error {
+		dir, base, err := t.parent(tx, name)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Create(dir, base, namespace.Dir, fs.ModeDir|perm.Perm())
+		return err
+	})
+}
+
+// MkdirAll creates directory name and its missing parents.
+func (t *Tree) MkdirAll(name string, perm fs.FileMode) error {
+	return t.update("mkdir", name, func(tx *namespace.Tx) error {
+		tr, err := tx.Tree(t.name, false)
+		if err != nil {
+			return err
+		}
+		id := tr.Root
+		if name == "." {
+			return nil
+		}
+		for elem := range strings.SplitSeq(name, "/") {
+			in, err := tx.Inode(id)
+			if err != nil {
+				return err
+			}
+			if in.Kind != namespace.Dir {
+				return namespace.ErrNotDir
+			}
+			d, err := tx.Lookup(id, elem)
+			switch {
+			case err == nil:
+				id = d.Inode
+			case errors.Is(err, namespace.ErrNotFound):
+				if id, err = tx.Create(id, elem, namespace.Dir, fs.ModeDir|perm.Perm()); err != nil {
+					return err
+				}
+			default:
+				return err
+			}
+		}
+		in, err := tx.Inode(id)
+		if err == nil && in.Kind != namespace.Dir {
+			return namespace.ErrNotDir
+		}
+		return err
+	})
+}
+
+// Remove removes file name or empty directory name. An open file stays
+// readable by its handles; what they write is not published.
+func (t *Tree) Remove(name string) error {
+	return t.update("remove", name, func(tx *namespace.Tx) error {
+		dir, base, err := t.parent(tx, name)
+		if err != nil {
+			return err
+		}
+		return tx.Remove(dir, base)
+	})
+}
+
+// RemoveAll removes name and everything below it, in one transaction. A
+// missing name is no error.
+func (t *Tree) RemoveAll(name string) error {
+	return t.update("removeall", name, func(tx *namespace.Tx) error {
+		dir, base, err := t.parent(tx, name)
+		if errors.Is(err, namespace.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		d, err := tx.Lookup(dir, base)
+		if errors.Is(err, namespace.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := removeBelow(tx, d.Inode); err != nil {
+			return err
+		}
+		return tx.Remove(dir, base)
+	})
+}
+
+// removeBelow empties directory id (nothing for a file), deepest first.
+func removeBelow(tx *namespace.Tx, id namespace.ID) error {
+	in, err := tx.Inode(id)
+	if err != nil || in.Kind != namespace.Dir {
+		return err
+	}
+	ents, err := tx.ReadDir(id)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := removeBelow(tx, e.Inode); err != nil {
+			return err
+		}
+		if err := tx.Remove(id, e.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Rename moves oldname to newname with rename(2)'s rules: a file replaces
+// a file, a directory an empty directory, a directory never goes into
+// itself. Open files follow (they hold the inode, not the name).
+func (t *Tree) Rename(oldname, newname string) error {
+	return t.RenameTo(oldname, t, newname)
+}
+
+// RenameTo is Rename into another tree of the same Store (a home and a
+// shared folder): the entry and everything below change tree in the same
+// transaction, with their usage; no content is touched.
+func (t *Tree) RenameTo(oldname string, dst *Tree, newname string) error {
+	if err := checkName(newname); err != nil {
+		return pathErr("rename", newname, err)
+	}
+	if dst.s != t.s {
+		return pathErr("rename", newname, errors.New("nsfs: rename between stores"))
+	}
+	return t.update("rename", oldname, func(tx *namespace.Tx) error {
+		from, ob, err := t.parent(tx, oldname)
+		if err != nil {
+			return err
+		}
+		to, nb, err := dst.parent(tx, newname)
+		if err != nil {
+			return pathErr("rename", newname, err)
+		}
+		return tx.Rename(from, ob, to, nb)
+	})
+}
+
+// Chmod sets name's permission bits.
+func (t *Tree) Chmod(name string, mode fs.FileMode) error {
+	return t.update("chmod", name, func(tx *namespace.Tx) error {
+		id, err := t.resolve(tx, name)
+		if err != nil {
+			return err
+		}
+		return tx.SetMode(id, mode)
+	})
+}
+
+// Chtimes sets name's modification time (the index keeps no access time;
+// a zero mtime leaves it unchanged).
+func (t *Tree) Chtimes(name string, _, mtime time.Time) error {
+	return t.update("chtimes", name, func(tx *namespace.Tx) error {
+		id, err := t.resolve(tx, name)
+		if err != nil {
+			return err
+		}
+		return tx.SetAttr(id, 0, mtime)
+	})
+}
+
+// Usage is the tree's plaintext bytes and files.
+func (t *Tree) Usage() (bytes, files int64, err error) {
+	err = t.s.ns.View(func(tx *namespace.Tx) error {
+		tr, err := tx.Tree(t.name, false)
+		bytes, files = tr.UsedBytes, tr.Files
+		return err
+	})
+	return bytes, files, err
+}
+
+// info is the fs.FileInfo of an entry.
+type info struct {
+	name  string
+	id    namespace.ID
+	size  int64
+	mode  fs.FileMode
+	mtime time.Time
+}
+
+func newInfo(name string, id namespace.ID, in namespace.Inode) *info {
+	i := &info{name: name, id: id, mode: in.Mode, mtime: in.Mtime}
+	if in.Kind == namespace.Dir {
+		i.mode |= fs.ModeDir
+	} else {
+		i.size = in.Data.Size
+	}
+	return i
+}
+
+func (i *info) Name() string       { return i.name }
+func (i *info) Size() int64        { return i.size }
+func (i *info) Mode() fs.FileMode  { return i.mode }
+func (i *info) ModTime() time.Time { return i.mtime }
+func (i *info) IsDir() bool        { return i.mode.IsDir() }
+
+// Sys is the entry's inode id (namespace.ID): one file under one id, as
+// (device, inode) on a disk.
+func (i *info) Sys() any { return i.id }

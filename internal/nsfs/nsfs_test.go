@@ -1,0 +1,436 @@
+package nsfs
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/securefsd/securefsd/internal/blob"
+	"github.com/securefsd/securefsd/internal/content"
+	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/index"
+	"github.com/securefsd/securefsd/internal/namespace"
+)
+
+// testChunks makes segments of 2 chunks (128 KiB), so small files span
+// several segments.
+const testChunks = 2
+
+const segSize = testChunks * envelope.DefaultChunkSize
+
+type env struct {
+	dir   string
+	key   []byte
+	kr    *envelope.Keyring
+	x     *index.Index
+	blobs *blob.Dir
+	s     *Store
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{dir: t.TempDir(), key: make([]byte, index.RootKeySize)}
+	rand.Read(e.key)
+	var err error
+	if e.kr, err = envelope.NewKeyring(); err != nil {
+		t.Fatal(err)
+	}
+	e.open(t)
+	return e
+}
+
+// open opens (again) the index and the blob directory: a restart.
+func (e *env) open(t *testing.T) {
+	t.Helper()
+	x, err := index.Open(filepath.Join(e.dir, "index.db"), e.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := blob.OpenDir(filepath.Join(e.dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.x, e.blobs = x, d
+	e.s = New(namespace.New(x, nil), content.DirBlobs{Dir: d}, content.Options{Keyring: e.kr, SegmentChunks: testChunks})
+	t.Cleanup(func() { x.Close(); d.Close() })
+}
+
+func (e *env) tree(t *testing.T, name string) *Tree {
+	t.Helper()
+	tr, err := e.s.Tree(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func random(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func write(t *testing.T, tr *Tree, name string, data []byte) {
+	t.Helper()
+	f, err := tr.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func read(t *testing.T, tr *Tree, name string) []byte {
+	t.Helper()
+	f, err := tr.OpenFile(name, os.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.NewSectionReader(f, 0, f.Size()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestTreeOperations(t *testing.T) {
+	e := newEnv(t)
+	tr := e.tree(t, "alice")
+	if err := tr.MkdirAll("docs/2026/q4", 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Mkdir("docs", 0o700); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("mkdir of an existing name: %v", err)
+	}
+	big := random(3*segSize + 1000)
+	write(t, tr, "docs/big.bin", big)
+	write(t, tr, "docs/b.txt", []byte("bee"))
+	write(t, tr, "docs/a.txt", []byte("a"))
+	if got := read(t, tr, "docs/big.bin"); !bytes.Equal(got, big) {
+		t.Fatal("big file read back differs")
+	}
+	fis, err := tr.ReadDir("docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, fi := range fis {
+		names = append(names, fi.Name())
+	}
+	if strings.Join(names, " ") != "2026 a.txt b.txt big.bin" {
+		t.Errorf("listing: %v", names)
+	}
+	if fis[3].Size() != int64(len(big)) || fis[3].Mode().Perm() != 0o640 || fis[3].IsDir() || !fis[0].IsDir() {
+		t.Errorf("entry: size %d mode %v", fis[3].Size(), fis[3].Mode())
+	}
+	if used, files, _ := tr.Usage(); used != int64(len(big))+4 || files != 3 {
+		t.Errorf("usage %d bytes, %d files", used, files)
+	}
+
+	// rename(2)'s rules.
+	if err := tr.Rename("docs/a.txt", "docs/b.txt"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, tr, "docs/b.txt"); string(got) != "a" {
+		t.Errorf("renamed over: %q", got)
+	}
+	if _, err := tr.Lstat("docs/a.txt"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("old name after rename: %v", err)
+	}
+	if err := tr.Rename("docs", "docs/2026/inside"); !errors.Is(err, fs.ErrInvalid) {
+		t.Errorf("directory into itself: %v", err)
+	}
+	if err := tr.Rename("docs/b.txt", "docs/2026"); !errors.Is(err, namespace.ErrIsDir) {
+		t.Errorf("file over a directory: %v", err)
+	}
+	if err := tr.Remove("docs"); !errors.Is(err, namespace.ErrNotEmpty) {
+		t.Errorf("remove of a non-empty directory: %v", err)
+	}
+
+	// Attributes.
+	mt := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := tr.Chtimes("docs/b.txt", time.Time{}, mt); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Chmod("docs/b.txt", 0); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := tr.Stat("docs/b.txt")
+	if err != nil || !fi.ModTime().Equal(mt) || fi.Mode() != 0 {
+		t.Errorf("after chtimes and chmod 0: %v %v %v", fi.ModTime(), fi.Mode(), err)
+	}
+
+	if err := tr.RemoveAll("docs"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.RemoveAll("docs"); err != nil {
+		t.Errorf("removeall of a missing name: %v", err)
+	}
+	if used, files, _ := tr.Usage(); used != 0 || files != 0 {
+		t.Errorf("usage after removeall: %d bytes, %d files", used, files)
+	}
+	if st, err := e.s.Collect(); err != nil || st.Garbage == 0 {
+		t.Errorf("collect after removeall: %+v %v", st, err)
+	}
+	n := 0
+	e.blobs.List(func(blob.ID, int64) error { n++; return nil })
+	if n != 0 {
+		t.Errorf("%d blobs left after removing everything", n)
+	}
+}
+
+func TestNames(t *testing.T) {
+	e := newEnv(t)
+	tr := e.tree(t, "alice")
+	for _, name := range []string{"", "/abs", "a/../b", "a//b", "./a", "a/"} {
+		if _, err := tr.Lstat(name); !errors.Is(err, fs.ErrInvalid) {
+			t.Errorf("Lstat(%q): %v", name, err)
+		}
+		if _, err := tr.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+			t.Errorf("OpenFile(%q) created something", name)
+		}
+	}
+	long := strings.Repeat("ü", 600) // 1,200 bytes: no 255-byte limit in the index
+	write(t, tr, long, []byte("x"))
+	if got := read(t, tr, long); string(got) != "x" {
+		t.Errorf("long name: %q", got)
+	}
+	if _, err := tr.OpenFile("missing/f", os.O_RDWR|os.O_CREATE, 0o600); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("create in a missing directory: %v", err)
+	}
+	if _, err := tr.OpenFile(long, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("O_EXCL over a file: %v", err)
+	}
+	tr.Mkdir("d", 0o700)
+	if _, err := tr.OpenFile("d", os.O_RDONLY, 0); !errors.Is(err, namespace.ErrIsDir) {
+		t.Errorf("open of a directory: %v", err)
+	}
+	if _, err := tr.OpenFile(long+"/x", os.O_RDWR|os.O_CREATE, 0o600); !errors.Is(err, namespace.ErrNotDir) {
+		t.Errorf("a file as a parent: %v", err)
+	}
+}
+
+// TestFiles: random access, publishing, readers keeping what they opened,
+// truncation, a file removed while open.
+func TestFiles(t *testing.T) {
+	e := newEnv(t)
+	tr := e.tree(t, "alice")
+	data := random(2*segSize + 500)
+	write(t, tr, "f", data)
+
+	reader, err := tr.OpenFile("f", os.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := tr.OpenFile("f", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch := []byte("patched")
+	if _, err := w.WriteAt(patch, segSize+10); err != nil {
+		t.Fatal(err)
+	}
+	// Not yet published: a new reader sees the old content.
+	if got := read(t, tr, "f"); !bytes.Equal(got, data) {
+		t.Error("unpublished write visible to a new open")
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	copy(data[segSize+10:], patch)
+	if got := read(t, tr, "f"); !bytes.Equal(got, data) {
+		t.Error("published write not visible")
+	}
+	// The old reader reads the old segment, which the collector keeps
+	// while it is open.
+	if st, err := e.s.Collect(); err != nil || st.Garbage != 0 {
+		t.Errorf("collect with a reader of the old version: %+v %v", st, err)
+	}
+	p := make([]byte, len(patch))
+	if _, err := reader.ReadAt(p, segSize+10); err != nil || bytes.Equal(p, patch) {
+		t.Errorf("old reader: %q %v", p, err)
+	}
+	reader.Close()
+	if st, err := e.s.Collect(); err != nil || st.Garbage != 1 {
+		t.Errorf("collect after the reader closed: %+v %v", st, err)
+	}
+	// The writer goes on at the next generation.
+	if err := w.Truncate(100); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, tr, "f"); !bytes.Equal(got, data[:100]) {
+		t.Errorf("after truncate: %d bytes", len(got))
+	}
+
+	// Removed while open: the handle still reads and writes; nothing is
+	// published, nothing is left.
+	w, err = tr.OpenFile("f", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Remove("f"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteAt([]byte("late"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.ReadAt(p[:4], 0); err != nil || string(p[:4]) != "late" {
+		t.Errorf("removed file's handle: %q %v", p[:4], err)
+	}
+	if err := w.Close(); err != nil {
+		t.Errorf("close of a removed file: %v", err)
+	}
+	if _, err := tr.Lstat("f"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("removed file came back: %v", err)
+	}
+	e.s.Collect()
+	n := 0
+	e.blobs.List(func(blob.ID, int64) error { n++; return nil })
+	if n != 0 || e.s.OpenFiles() != 0 {
+		t.Errorf("%d blobs, %d open files left", n, e.s.OpenFiles())
+	}
+}
+
+// TestCrash: writes never published (the process stopped before Sync or
+// Close) leave the old content whole after a restart.
+func TestCrash(t *testing.T) {
+	e := newEnv(t)
+	tr := e.tree(t, "alice")
+	data := random(segSize + 10)
+	write(t, tr, "f", data)
+	w, err := tr.OpenFile("f", os.O_RDWR|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteAt(random(3*segSize), 0)
+	// No Close: the process is gone. Restart on the same directory.
+	e.x.Close()
+	e.blobs.Close()
+	e.open(t)
+	tr = e.tree(t, "alice")
+	if got := read(t, tr, "f"); !bytes.Equal(got, data) {
+		t.Error("unpublished writes visible after a restart")
+	}
+	if _, err := e.s.Collect(); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, tr, "f"); !bytes.Equal(got, data) {
+		t.Error("collector took a live blob")
+	}
+}
+
+// TestBetweenTrees: a move from a home into a folder is one transaction;
+// the content is read under the new tree unchanged, usage moves.
+func TestBetweenTrees(t *testing.T) {
+	e := newEnv(t)
+	home, folder := e.tree(t, "alice"), e.tree(t, "folder:team")
+	data := random(segSize + 7)
+	home.MkdirAll("out/sub", 0o700)
+	write(t, home, "out/sub/report.pdf", data)
+	if err := home.RenameTo("out", folder, "in"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, folder, "in/sub/report.pdf"); !bytes.Equal(got, data) {
+		t.Error("moved file differs")
+	}
+	hb, hf, _ := home.Usage()
+	fb, ff, _ := folder.Usage()
+	if hb != 0 || hf != 0 || fb != int64(len(data)) || ff != 1 {
+		t.Errorf("usage after the move: home %d/%d, folder %d/%d", hb, hf, fb, ff)
+	}
+	if err := folder.RenameTo("in", home, "missing/x"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("move into a missing directory: %v", err)
+	}
+}
+
+// TestNothingInTheClear: no name, and no byte of a file's content, in the
+// index or the blob directory.
+func TestNothingInTheClear(t *testing.T) {
+	e := newEnv(t)
+	const marker = "MRKR-john-doe-hiv-result"
+	tr := e.tree(t, "dr-"+marker)
+	tr.MkdirAll(marker+"/patients-"+marker, 0o700)
+	write(t, tr, marker+"/patients-"+marker+"/"+marker+".pdf", bytes.Repeat([]byte(marker), 5000))
+	e.x.Close()
+	e.blobs.Close()
+	filepath.Walk(e.dir, func(p string, fi fs.FileInfo, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(p, "MRKR") {
+			t.Errorf("name on disk: %s", p)
+		}
+		if fi.Mode().IsRegular() {
+			b, _ := os.ReadFile(p)
+			if bytes.Contains(b, []byte("MRKR")) {
+				t.Errorf("marker in %s", p)
+			}
+		}
+		return nil
+	})
+	e.open(t)
+}
+
+// TestTamper: a file's segment blob replaced by another file's, or by its
+// own older version, fails to read as an integrity error.
+func TestTamper(t *testing.T) {
+	e := newEnv(t)
+	tr := e.tree(t, "alice")
+	write(t, tr, "a", random(2*segSize))
+	write(t, tr, "b", random(2*segSize))
+	blobs := func() map[blob.ID]string {
+		m := map[blob.ID]string{}
+		e.blobs.List(func(id blob.ID, _ int64) error {
+			m[id] = filepath.Join(e.dir, "blobs", id.String()[:2], id.String())
+			return nil
+		})
+		return m
+	}
+	before := blobs()
+	old := map[string][]byte{}
+	for _, p := range before {
+		old[p], _ = os.ReadFile(p)
+	}
+	// A new version of a's second segment.
+	w, _ := tr.OpenFile("a", os.O_RDWR, 0)
+	w.WriteAt([]byte("new"), segSize+1)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var fresh string
+	for id, p := range blobs() {
+		if _, ok := before[id]; !ok {
+			fresh = p
+		}
+	}
+	// Put every older blob's bytes in its place in turn: each must fail.
+	for p, b := range old {
+		if err := os.WriteFile(fresh, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := tr.OpenFile("a", os.O_RDONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.ReadAt(make([]byte, 10), segSize)
+		f.Close()
+		if !errors.Is(err, envelope.ErrAuth) {
+			t.Errorf("segment replaced by %s: %v", filepath.Base(p), err)
+		}
+	}
+}
