@@ -16,7 +16,7 @@ import (
 func failSyncs(ts *testStore, n int) func() int {
 	var mu sync.Mutex
 	failed := 0
-	ts.syncFile = func(f *os.File) error {
+	ts.syncFile = func(f diskFile) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && failed < n {

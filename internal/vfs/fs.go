@@ -90,7 +90,7 @@ func (f *FS) openLocked(op, name string, e entry, flag int, perm fs.FileMode) (*
 	if e.n != nil {
 		return f.openShared(o, e.n)
 	}
-	fi, err := h.root.Stat(rel)
+	fi, err := h.d.Stat(rel)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return f.openNew(o)
@@ -152,16 +152,16 @@ func (f *FS) openShared(o openReq, n *node) (*File, bool, error) {
 		h.mu.Lock()
 		readersOnly := n.writers == 0 && n.tmp == ""
 		h.mu.Unlock()
-		if fi, err := h.root.Lstat(rel); readersOnly && err == nil && fi.Mode().IsRegular() {
+		if fi, err := h.d.Lstat(rel); readersOnly && err == nil && fi.Mode().IsRegular() {
 			// The old file's bytes are counted as its disk size from
 			// now on (the publish subtracts that): write back first.
 			if err := n.flush(false); err != nil {
 				return nil, false, h.pathErr(op, name, err)
 			}
-			if fi, err = h.root.Lstat(rel); err != nil {
+			if fi, err = h.d.Lstat(rel); err != nil {
 				return nil, false, h.pathErr(op, name, err)
 			}
-			nn, err := h.newReplacement(rel, clientMode(fi.Mode()), false, plainSize(fi.Size()))
+			nn, err := h.newReplacement(rel, clientMode(fi.Mode()), false, h.d.plainSize(fi))
 			if err != nil {
 				return nil, false, h.pathErr(op, name, err)
 			}
@@ -215,8 +215,8 @@ func (f *FS) replaceRacing(o openReq, n *node) (*File, bool, error) {
 		return nil, false, nil
 	}
 	created, credit := true, int64(0)
-	if fi, err := h.root.Lstat(o.rel); err == nil && fi.Mode().IsRegular() {
-		created, credit, mode = false, plainSize(fi.Size()), clientMode(fi.Mode())
+	if fi, err := h.d.Lstat(o.rel); err == nil && fi.Mode().IsRegular() {
+		created, credit, mode = false, h.d.plainSize(fi), clientMode(fi.Mode())
 	}
 	n.detach()
 	if created {
@@ -252,14 +252,14 @@ func (f *FS) openNew(o openReq) (*File, bool, error) {
 	if rel == "." {
 		return nil, false, h.pathErr(op, name, fs.ErrPermission)
 	}
-	pfi, err := h.root.Stat(parentOf(rel))
+	pfi, err := h.d.Stat(parentOf(rel))
 	if err != nil {
 		return nil, false, h.pathErr(op, name, err)
 	}
 	if !pfi.IsDir() {
 		return nil, false, h.pathErr(op, name, ErrNotDir)
 	}
-	if _, err := h.root.Lstat(rel); err == nil {
+	if _, err := h.d.Lstat(rel); err == nil {
 		// A dangling planted symlink: never create through it.
 		return nil, false, h.pathErr(op, name, fs.ErrPermission)
 	}
@@ -291,7 +291,7 @@ func (f *FS) openDisk(o openReq, fi fs.FileInfo) (*File, bool, error) {
 	var n *node
 	var err error
 	if o.writable && o.flag&os.O_TRUNC != 0 {
-		n, err = h.newReplacement(rel, clientMode(fi.Mode()), false, plainSize(fi.Size()))
+		n, err = h.newReplacement(rel, clientMode(fi.Mode()), false, h.d.plainSize(fi))
 	} else {
 		n, err = h.openInPlace(rel, o.writable)
 		if err == nil && o.writable {
@@ -376,16 +376,16 @@ func (f *FS) stat(op, name string, follow bool) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, h.pathErr(op, name, err)
 	}
-	return toInfo(base, fi), nil
+	return h.toInfo(base, fi), nil
 }
 
 // toInfo converts a disk FileInfo to the client view.
-func toInfo(base string, fi fs.FileInfo) fs.FileInfo {
+func (h *home) toInfo(base string, fi fs.FileInfo) fs.FileInfo {
 	mode := fi.Mode()&fs.ModeType | clientMode(fi.Mode())
 	var size int64
 	switch {
 	case fi.Mode().IsRegular():
-		size = plainSize(fi.Size())
+		size = h.d.plainSize(fi)
 	case fi.IsDir():
 		size = 0
 	default:
@@ -536,7 +536,7 @@ func (f *FS) mkdir(name string, perm fs.FileMode, all bool) error {
 	if rel == "." || h.lookup(rel) != nil {
 		return h.pathErr(op, name, fs.ErrExist)
 	}
-	if err := h.root.Mkdir(rel, 0o700); err != nil {
+	if err := h.d.Mkdir(rel, 0o700); err != nil {
 		return h.pathErr(op, name, err)
 	}
 	// Set after creating (not through mkdir's mode) so the owner keeps
@@ -559,21 +559,21 @@ func (h *home) mkdirAll(op, name, rel string, perm fs.FileMode) error {
 		return nil
 	}
 	for p := rel; p != "."; p = parentOf(p) {
-		if fi, err := h.root.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		if fi, err := h.d.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
 			return h.pathErr(op, name, fs.ErrPermission) // never through a planted link
 		}
 	}
-	if fi, err := h.root.Stat(rel); err == nil && !fi.IsDir() {
+	if fi, err := h.d.Stat(rel); err == nil && !fi.IsDir() {
 		return h.pathErr(op, name, ErrNotDir) // as os.MkdirAll
 	}
 	var created []string // missing components, deepest first
 	for p := rel; p != "."; p = parentOf(p) {
-		if _, err := h.root.Lstat(p); err == nil {
+		if _, err := h.d.Lstat(p); err == nil {
 			break
 		}
 		created = append(created, p)
 	}
-	if err := h.root.MkdirAll(rel, 0o700); err != nil {
+	if err := h.d.MkdirAll(rel, 0o700); err != nil {
 		return h.pathErr(op, name, err)
 	}
 	for _, p := range created {
@@ -603,7 +603,7 @@ func (f *FS) remove(op, name string, all bool) error {
 	defer e.unlock()
 	h, rel := f.h, e.rel
 	n := h.lookup(rel)
-	fi, err := h.root.Lstat(rel)
+	fi, err := h.d.Lstat(rel)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && n != nil:
 		n.detach() // a new file not yet published
@@ -617,7 +617,7 @@ func (f *FS) remove(op, name string, all bool) error {
 	case err != nil:
 		return h.pathErr(op, name, err)
 	case !fi.IsDir():
-		if err := h.root.Remove(rel); err != nil {
+		if err := h.d.Remove(rel); err != nil {
 			return h.pathErr(op, name, err)
 		}
 		h.forget(fi, n)
@@ -659,7 +659,7 @@ func (h *home) forget(fi fs.FileInfo, n *node) {
 				inPlace.detach()
 			}
 		} else {
-			h.addUsage(-plainSize(fi.Size()), -1)
+			h.addUsage(-h.d.plainSize(fi), -1)
 		}
 	}
 	if n != nil {
@@ -677,11 +677,11 @@ func (h *home) removeEmptyDir(rel string) error {
 	}
 	h.forgetMeta(rel, true)
 	for _, n := range names {
-		if err := h.root.Remove(path.Join(rel, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := h.d.Remove(path.Join(rel, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
-	return h.root.Remove(rel)
+	return h.d.Remove(rel)
 }
 
 // emptyDir checks that directory rel holds nothing but the store's own
@@ -690,7 +690,7 @@ func (h *home) emptyDir(rel string) ([]string, error) {
 	if len(h.nodesUnder(rel)) > 0 {
 		return nil, ErrNotEmpty
 	}
-	d, err := h.root.Open(rel)
+	d, err := h.d.Open(rel)
 	if err != nil {
 		return nil, err
 	}
@@ -718,7 +718,7 @@ func (h *home) removeTree(rel string) error {
 		}
 		return nil
 	})
-	err := h.root.RemoveAll(rel)
+	err := h.d.RemoveAll(rel)
 	if werr == nil {
 		for _, fi := range files {
 			h.forget(fi, nil)
@@ -740,7 +740,7 @@ func (h *home) recount() {
 	var used, files int64
 	if err := h.walk(".", false, func(_ string, fi fs.FileInfo) error {
 		if fi.Mode().IsRegular() {
-			used += plainSize(fi.Size())
+			used += h.d.plainSize(fi)
 			files++
 		}
 		return nil
@@ -844,7 +844,7 @@ func (h *home) planRename(p *renamePlan) (done bool, err error) {
 		return false, h.pathErr(op, p.newname, err)
 	}
 	p.on = h.lookup(ro)
-	ofi, oerr := h.root.Lstat(ro)
+	ofi, oerr := h.d.Lstat(ro)
 	p.srcOnDisk = oerr == nil
 	if !p.srcOnDisk && (p.on == nil || !errors.Is(oerr, fs.ErrNotExist)) {
 		return false, h.pathErr(op, p.oldname, oerr)
@@ -858,7 +858,7 @@ func (h *home) planRename(p *renamePlan) (done bool, err error) {
 		return false, h.pathErr(op, p.oldname, fs.ErrInvalid)
 	}
 	p.tn = h.lookup(rn)
-	tfi, terr := h.root.Lstat(rn)
+	tfi, terr := h.d.Lstat(rn)
 	if terr != nil && !errors.Is(terr, fs.ErrNotExist) {
 		return false, h.pathErr(op, p.newname, terr)
 	}
@@ -911,9 +911,9 @@ func (h *home) renameDirOverDir(p *renamePlan) error {
 		if err := h.removeEmptyDir(p.rn); err != nil {
 			return h.pathErr(p.op, p.newname, err)
 		}
-		if err := h.root.Rename(p.ro, p.rn); err != nil {
-			if h.root.Mkdir(p.rn, 0o700) == nil { // put the target back
-				h.root.Chmod(p.rn, p.tfi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky))
+		if err := h.d.Rename(p.ro, p.rn); err != nil {
+			if h.d.Mkdir(p.rn, 0o700) == nil { // put the target back
+				h.d.Chmod(p.rn, p.tfi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky))
 			}
 			return h.pathErr(p.op, p.oldname, err)
 		}
@@ -942,11 +942,11 @@ func (h *home) moveRenamed(p *renamePlan) error {
 		h.logger().Warn("vfs: cannot move metadata", "home", h.name, "from", "/"+ro, "to", "/"+rn, "err", err)
 	}
 	if p.srcOnDisk {
-		if err := h.root.Rename(ro, rn); err != nil {
+		if err := h.d.Rename(ro, rn); err != nil {
 			return h.pathErr(op, p.oldname, err)
 		}
 	} else {
-		pfi, err := h.root.Stat(parentOf(rn))
+		pfi, err := h.d.Stat(parentOf(rn))
 		if err != nil {
 			return h.pathErr(op, p.newname, err)
 		}
@@ -956,7 +956,7 @@ func (h *home) moveRenamed(p *renamePlan) error {
 		if p.tOnDisk {
 			// The source is a new file not yet published: the name it
 			// will take is freed now, as a rename would.
-			if err := h.root.Remove(rn); err != nil {
+			if err := h.d.Remove(rn); err != nil {
 				return h.pathErr(op, p.newname, err)
 			}
 		}
@@ -993,7 +993,7 @@ func (h *home) parentDir(rel string) error {
 	if p == "." {
 		return nil
 	}
-	fi, err := h.root.Stat(p)
+	fi, err := h.d.Stat(p)
 	if err != nil {
 		return err
 	}
@@ -1023,15 +1023,15 @@ func (f *FS) Chtimes(name string, atime, mtime time.Time) error {
 		}
 		return nil
 	}
-	before, err := h.root.Stat(rel)
+	before, err := h.d.Stat(rel)
 	if err != nil {
 		return h.pathErr(op, name, err)
 	}
-	if err := h.root.Chtimes(rel, atime, mtime); err != nil {
+	if err := h.d.Chtimes(rel, atime, mtime); err != nil {
 		return h.pathErr(op, name, err)
 	}
 	if before.Mode().IsRegular() {
-		after, err := h.root.Stat(rel)
+		after, err := h.d.Stat(rel)
 		if err == nil {
 			h.retimeHashes(rel, before, after)
 		}
@@ -1046,7 +1046,7 @@ func (h *home) retimeHashes(rel string, before, after fs.FileInfo) {
 	if err != nil || m.Hashes == nil {
 		return
 	}
-	ps := plainSize(before.Size())
+	ps := h.d.plainSize(before)
 	if m.Hashes.Size != ps || !m.Hashes.ModTime.Equal(before.ModTime()) {
 		return
 	}
@@ -1084,7 +1084,7 @@ func (f *FS) Chmod(name string, mode fs.FileMode) error {
 		}
 		return nil
 	}
-	fi, err := h.root.Stat(rel)
+	fi, err := h.d.Stat(rel)
 	if err != nil {
 		return h.pathErr(op, name, err)
 	}
@@ -1129,7 +1129,7 @@ func (f *FS) Truncate(name string, size int64) error {
 			return h.pathErr(op, name, err)
 		}
 	} else {
-		fi, err := h.root.Stat(rel)
+		fi, err := h.d.Stat(rel)
 		if err != nil {
 			e.unlock()
 			return h.pathErr(op, name, err)
@@ -1195,7 +1195,7 @@ func (f *FS) Readlink(name string) (string, error) {
 	if e.n != nil {
 		return "", h.pathErr(op, name, fs.ErrInvalid)
 	}
-	fi, err := h.root.Lstat(rel)
+	fi, err := h.d.Lstat(rel)
 	if err != nil {
 		return "", h.pathErr(op, name, err)
 	}
@@ -1237,7 +1237,7 @@ func (f *FS) Usage() (Usage, error) {
 // directory again by name for the lstat of its batch (the symlink policy
 // applies again) and closes that descriptor before returning.
 type dirStream struct {
-	d      *os.File
+	d      diskFile
 	seen   map[string]bool
 	eof    bool
 	extras []fs.FileInfo
@@ -1265,11 +1265,11 @@ func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
 		if err := h.noLinks(rel, true); err != nil {
 			return nil, err
 		}
-		sub, err := h.root.OpenRoot(rel)
+		sub, err := h.subdir(rel)
 		if err != nil {
 			// os.Root reports a non-directory with an untyped error:
 			// say what it is from the entry itself.
-			if fi, lerr := h.root.Lstat(rel); lerr == nil && !fi.IsDir() {
+			if fi, lerr := h.d.Lstat(rel); lerr == nil && !fi.IsDir() {
 				return nil, ErrNotDir
 			}
 			return nil, err
@@ -1280,7 +1280,7 @@ func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
 			if err != nil {
 				return nil, err
 			}
-			if h.reservedTarget(d) {
+			if h.reservedFile(d) {
 				d.Close()
 				return nil, fs.ErrPermission
 			}
@@ -1307,7 +1307,7 @@ func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
 				if err != nil {
 					continue // vanished meanwhile
 				}
-				out = append(out, toInfo(name, fi))
+				out = append(out, h.toInfo(name, fi))
 			}
 			if err == io.EOF || want < 0 {
 				ds.eof = true

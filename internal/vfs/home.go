@@ -29,9 +29,13 @@ type home struct {
 	bind string
 	// folder: the tree is a shared folder (namespace.go).
 	folder bool
-	root   *os.Root
-	real   string // the home's resolved absolute path, for reservedTarget
-	dirfd  int    // O_PATH descriptor of the home for openat2, or -1
+	// d holds the tree's entries; root is the same tree as an os.Root
+	// in version 1 (nil in storage version 2), for what only a directory
+	// on disk has (disk.go).
+	d     disk
+	root  *os.Root
+	real  string // the home's resolved absolute path, for reservedTarget
+	dirfd int    // O_PATH descriptor of the home for openat2, or -1
 
 	// ns serializes changes of the namespace (open/create, publish, last
 	// close, rename, remove, mkdir, chmod, chtimes): writers hold it
@@ -66,7 +70,7 @@ type fileKey struct{ dev, ino uint64 }
 
 func newHome(s *Store, name string, root *os.Root) *home {
 	return &home{
-		s: s, name: name, bind: homeBindingPrefix + name, root: root, dirfd: -1,
+		s: s, name: name, bind: homeBindingPrefix + name, d: osDisk{root}, root: root, dirfd: -1,
 		nodes:    map[string]*node{},
 		byID:     map[fileKey]*node{},
 		tmpNodes: map[string]*node{},
@@ -102,18 +106,16 @@ func (h *home) init() error {
 		}
 	}
 	h.dirfd = pathFD(h.root)
-	if err := h.root.RemoveAll(tmpDirName); err != nil {
+	if err := h.d.RemoveAll(tmpDirName); err != nil {
 		return err
 	}
-	if err := h.root.Mkdir(tmpDirName, 0o700); err != nil {
+	if err := h.d.Mkdir(tmpDirName, 0o700); err != nil {
 		return err
 	}
 	err := h.walk(".", false, func(rel string, fi fs.FileInfo) error {
 		if fi.Mode().IsRegular() {
 			h.files++
-			if ps, err := envelope.PlaintextSize(fi.Size()); err == nil {
-				h.used += ps
-			}
+			h.used += h.d.plainSize(fi)
 		}
 		return nil
 	})
@@ -160,7 +162,7 @@ func (h *home) close() error {
 		}
 		n.mu.Unlock()
 	}
-	errs = append(errs, h.root.Close())
+	errs = append(errs, h.d.Close())
 	if h.dirfd >= 0 {
 		closeFD(h.dirfd)
 		h.dirfd = -1
@@ -192,7 +194,7 @@ func (h *home) walkSkip(dir string, withReserved bool, fn func(rel string, fi fs
 			return fail(dir, err)
 		}
 	}
-	d, err := h.root.Open(dir)
+	d, err := h.d.Open(dir)
 	if err != nil {
 		return fail(dir, err)
 	}
@@ -206,7 +208,7 @@ func (h *home) walkSkip(dir string, withReserved bool, fn func(rel string, fi fs
 			continue
 		}
 		rel := path.Join(dir, name)
-		fi, err := h.root.Lstat(rel)
+		fi, err := h.d.Lstat(rel)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue

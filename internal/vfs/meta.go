@@ -4,13 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path"
 	"time"
-
-	"github.com/securefsd/securefsd/internal/envelope"
 )
 
 // Meta is per-entry metadata, encrypted at rest in a sidecar file of the
@@ -66,7 +62,7 @@ func (h *home) metaLoc(rel string) (dir, key string) {
 	if rel == "." {
 		return ".", "."
 	}
-	if fi, err := h.root.Lstat(rel); err == nil && fi.IsDir() {
+	if fi, err := h.d.Lstat(rel); err == nil && fi.IsDir() {
 		return rel, "."
 	}
 	return parentOf(rel), path.Base(rel)
@@ -74,15 +70,10 @@ func (h *home) metaLoc(rel string) (dir, key string) {
 
 // readSidecar loads the sidecar of dir (empty if none).
 func (h *home) readSidecar(dir string) (map[string]Meta, error) {
-	f, r, err := openSealed(h.root, path.Join(dir, metaFileName), h.kr(), h.binding())
+	data, err := h.d.readSmall(h, path.Join(dir, metaFileName), maxSidecar)
 	if errors.Is(err, fs.ErrNotExist) {
 		return map[string]Meta{}, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(r, maxSidecar))
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +95,7 @@ func (h *home) readSidecar(dir string) (map[string]Meta, error) {
 func (h *home) writeSidecar(dir string, m map[string]Meta) error {
 	name := path.Join(dir, metaFileName)
 	if len(m) == 0 {
-		err := h.root.Remove(name)
+		err := h.d.Remove(name)
 		if errors.Is(err, fs.ErrNotExist) {
 			err = nil
 		}
@@ -118,37 +109,13 @@ func (h *home) writeSidecar(dir string, m map[string]Meta) error {
 		return err
 	}
 	tmp := tmpName()
-	f, err := h.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if err := h.d.writeSmall(h, tmp, data); err != nil {
 		return err
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			h.root.Remove(tmp)
-		}
-	}()
-	w, err := envelope.NewWriter(f, h.kr(), envelope.Options{Binding: h.binding(), AEAD: h.s.aead})
-	if err != nil {
+	if err := h.d.Rename(tmp, name); err != nil {
+		h.d.Remove(tmp)
 		return err
 	}
-	if _, err := w.Write(data); err != nil {
-		return err
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	if err := h.s.fsync(f); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := h.root.Rename(tmp, name); err != nil {
-		return err
-	}
-	ok = true
 	var props int64
 	for _, e := range m {
 		props += propBytes(e)
@@ -215,7 +182,7 @@ func (h *home) loadDir(dir string) (*dirMeta, error) {
 		if names != nil {
 			gone = !names[k]
 		} else {
-			_, err := h.root.Lstat(rel)
+			_, err := h.d.Lstat(rel)
 			gone = errors.Is(err, fs.ErrNotExist)
 		}
 		if gone && h.lookup(rel) == nil {
@@ -255,7 +222,7 @@ func (h *home) dirNames(dir string, n int) map[string]bool {
 	if n <= 16 {
 		return nil
 	}
-	d, err := h.root.Open(dir)
+	d, err := h.d.Open(dir)
 	if err != nil {
 		return nil
 	}
@@ -660,6 +627,6 @@ func (h *home) exists(rel string) error {
 	if h.lookup(rel) != nil {
 		return nil
 	}
-	_, err := h.root.Lstat(rel)
+	_, err := h.d.Lstat(rel)
 	return err
 }

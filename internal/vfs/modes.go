@@ -67,7 +67,7 @@ func ownerAccess(disk fs.FileMode) bool {
 
 // chmodClient sets rel's on-disk mode to store the client mode.
 func (h *home) chmodClient(rel string, client fs.FileMode, dir bool) error {
-	return h.root.Chmod(rel, diskMode(client, dir))
+	return h.d.Chmod(rel, diskMode(client, dir))
 }
 
 // repairMode gives the owner its access back on an entry a client (or an
@@ -81,7 +81,7 @@ func (h *home) repairMode(rel string, fi fs.FileInfo) (fs.FileInfo, error) {
 		return fi, err
 	}
 	h.logger().Info("vfs: gave the server access back to an entry a client chmod closed", "home", h.name, "path", "/"+rel, "mode", fi.Mode().Perm())
-	nfi, err := h.root.Lstat(rel)
+	nfi, err := h.d.Lstat(rel)
 	if err != nil {
 		return fi, err
 	}

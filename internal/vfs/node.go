@@ -18,7 +18,7 @@ import (
 // (upgrade from read-only to read-write) with node.mu held exclusively, and
 // every use of the envelope.File holds node.mu, so it needs no lock itself.
 type backing struct {
-	f  *os.File
+	f  diskFile
 	rw bool
 
 	// writeback is set on replacements, which are fsynced when published.
@@ -111,10 +111,10 @@ type node struct {
 // already open under another name (a hard link planted on disk), that node
 // is returned, so one inode never has two chunk caches.
 func (h *home) openInPlace(rel string, writable bool) (*node, error) {
-	f, err := h.root.OpenFile(rel, os.O_RDWR|syscall.O_NONBLOCK, 0)
+	f, err := h.d.OpenFile(rel, os.O_RDWR|syscall.O_NONBLOCK, 0)
 	rw := true
 	if err != nil && !writable && errors.Is(err, fs.ErrPermission) {
-		f, err = h.root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		f, err = h.d.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 		rw = false
 	}
 	if err != nil {
@@ -125,7 +125,7 @@ func (h *home) openInPlace(rel string, writable bool) (*node, error) {
 		f.Close()
 		return nil, err
 	}
-	if !st.Mode().IsRegular() || h.reservedTarget(f) {
+	if !st.Mode().IsRegular() || h.reservedFile(f) {
 		f.Close()
 		return nil, fs.ErrPermission
 	}
@@ -143,7 +143,7 @@ func (h *home) openInPlace(rel string, writable bool) (*node, error) {
 	}
 	h.mu.Unlock()
 	back := &backing{f: f, rw: rw}
-	ef, err := envelope.Open(back, st.Size(), h.kr(), envelope.Options{Binding: h.binding()})
+	ef, err := h.d.plain(h, back, st.Size(), false)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -175,15 +175,15 @@ func (h *home) openInPlace(rel string, writable bool) (*node, error) {
 // create) rel when published. Caller holds h.ns exclusively.
 func (h *home) newReplacement(rel string, mode fs.FileMode, created bool, credit int64) (*node, error) {
 	tmp := tmpName()
-	f, err := h.root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := h.d.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	back := &backing{f: f, rw: true, writeback: true}
-	ef, err := envelope.Create(back, h.kr(), envelope.Options{Binding: h.binding(), AEAD: h.s.aead})
+	ef, err := h.d.plain(h, back, 0, true)
 	if err != nil {
 		f.Close()
-		h.root.Remove(tmp)
+		h.d.Remove(tmp)
 		return nil, err
 	}
 	n := &node{h: h, key: rel, tmp: tmp, created: created, countsFile: created,
@@ -204,7 +204,7 @@ func (n *node) upgrade() error {
 	if key == "" {
 		return fs.ErrPermission
 	}
-	f, err := n.h.root.OpenFile(key, os.O_RDWR|syscall.O_NONBLOCK, 0)
+	f, err := n.h.d.OpenFile(key, os.O_RDWR|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return err
 	}
@@ -343,7 +343,7 @@ func (n *node) flushLocked(sync bool) error {
 		n.synced = err == nil
 	}
 	if n.times != nil {
-		if terr := futimens(n.back.f, n.times[0], n.times[1]); err == nil {
+		if terr := setFileTimes(n.back.f, n.times[0], n.times[1]); err == nil {
 			err = terr
 		}
 	}
@@ -355,7 +355,7 @@ func (n *node) setTimes(atime, mtime time.Time) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.times = &[2]time.Time{atime, mtime}
-	return futimens(n.back.f, atime, mtime)
+	return setFileTimes(n.back.f, atime, mtime)
 }
 
 // info returns the client view of the node named base.
@@ -407,7 +407,7 @@ func (n *node) publish() error {
 	if err != nil {
 		return err
 	}
-	fi, err := h.root.Lstat(key)
+	fi, err := h.d.Lstat(key)
 	var oldBytes, oldFiles int64
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -416,9 +416,9 @@ func (n *node) publish() error {
 	case fi.IsDir():
 		return ErrIsDir
 	case fi.Mode().IsRegular():
-		oldBytes, oldFiles = plainSize(fi.Size()), 1
+		oldBytes, oldFiles = h.d.plainSize(fi), 1
 	}
-	if err := h.root.Rename(tmp, key); err != nil {
+	if err := h.d.Rename(tmp, key); err != nil {
 		return err
 	}
 	st, _ := n.back.f.Stat()
@@ -574,7 +574,7 @@ func (n *node) release() error {
 	n.counted = 0
 	h.mu.Unlock()
 	if tmp != "" {
-		h.root.Remove(tmp)
+		h.d.Remove(tmp)
 		return err
 	}
 	if key != "" && wrote {

@@ -251,19 +251,23 @@ func (n *node) rewrap(kr *envelope.Keyring) error {
 	if !n.back.rw {
 		return fmt.Errorf("open read-only, retry later: %w", fs.ErrPermission)
 	}
+	f, ok := n.back.f.(*os.File)
+	if !ok {
+		return errNotOnV2
+	}
 	if err := n.ef.Flush(); err != nil {
 		return err
 	}
-	st, err := n.back.f.Stat()
+	st, err := f.Stat()
 	if err != nil {
 		return err
 	}
-	changed, err := envelope.Rewrap(n.back.f, st.Size(), kr, envelope.Options{Binding: n.h.binding()})
+	changed, err := envelope.Rewrap(f, st.Size(), kr, envelope.Options{Binding: n.h.binding()})
 	if changed {
-		restoreMode(n.back.f, st)
-		restoreTimes(n.back.f, st)
+		restoreMode(f, st)
+		restoreTimes(f, st)
 		if n.times != nil {
-			futimens(n.back.f, n.times[0], n.times[1])
+			futimens(f, n.times[0], n.times[1])
 		}
 	}
 	return err

@@ -148,7 +148,7 @@ type Store struct {
 	// syncFile fsyncs a file whose data must be durable (a replacement
 	// before it is published, Sync). nil: (*os.File).Sync. Tests set it
 	// to inject fsync failures.
-	syncFile func(*os.File) error
+	syncFile func(diskFile) error
 	// walkDirHook, if set, is called before a walk lists a directory
 	// (home name, directory); an error it returns is that listing's.
 	// Tests set it to inject failures into sweeps.
@@ -164,7 +164,7 @@ type Store struct {
 }
 
 // fsync makes f's data durable (through the test seam if set).
-func (s *Store) fsync(f *os.File) error {
+func (s *Store) fsync(f diskFile) error {
 	if s.syncFile != nil {
 		return s.syncFile(f)
 	}

@@ -95,7 +95,11 @@ func diskSpace(dir string) (total, free int64, err error) {
 // for them. Errors are ignored: a filesystem without sync_file_range just
 // leaves the work to fsync, and write errors surface there.
 func (b *backing) startWriteback() {
-	sc, err := b.f.SyscallConn()
+	f, ok := b.f.(*os.File)
+	if !ok {
+		return
+	}
+	sc, err := f.SyscallConn()
 	if err != nil {
 		return
 	}
