@@ -178,6 +178,37 @@ func (tx *Tx) Tree(name string, create bool) (Tree, error) {
 	return t, tx.put(kindTree, tx.treeKey(name), t)
 }
 
+// Trees lists the names of every tree, sorted.
+func (tx *Tx) Trees() ([]string, error) {
+	var out []string
+	err := tx.t.Scan(kindTree, nil, func(key, v []byte) error {
+		var t Tree
+		if err := json.Unmarshal(v, &t); err != nil {
+			return err
+		}
+		if !slices.Equal(key, tx.treeKey(t.Name)) {
+			return fmt.Errorf("namespace: tree %q under another name's key: %w", t.Name, index.ErrAuth)
+		}
+		out = append(out, t.Name)
+		return nil
+	})
+	slices.Sort(out)
+	return out, err
+}
+
+// DropTree removes tree name, whose root directory must be empty
+// (ErrNotEmpty).
+func (tx *Tx) DropTree(name string) error {
+	t, err := tx.Tree(name, false)
+	if err != nil {
+		return err
+	}
+	if err := tx.dropInode(t.Root); err != nil {
+		return err
+	}
+	return tx.t.Delete(kindTree, tx.treeKey(name))
+}
+
 // SetQuota sets a tree's quota (0: none).
 func (tx *Tx) SetQuota(name string, bytes, files int64) error {
 	t, err := tx.Tree(name, false)

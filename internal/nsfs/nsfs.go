@@ -118,6 +118,47 @@ func (s *Store) Tree(name string) (*Tree, error) {
 	return &Tree{s: s, name: name}, nil
 }
 
+// HasTree reports whether tree name exists, without creating it.
+func (s *Store) HasTree(name string) (bool, error) {
+	err := s.ns.View(func(tx *namespace.Tx) error {
+		_, err := tx.Tree(name, false)
+		return err
+	})
+	if errors.Is(err, namespace.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// TreeNames lists every tree's name, sorted.
+func (s *Store) TreeNames() ([]string, error) {
+	var out []string
+	err := s.ns.View(func(tx *namespace.Tx) error {
+		var err error
+		out, err = tx.Trees()
+		return err
+	})
+	return out, err
+}
+
+// RemoveTree removes tree name and everything in it, in one transaction
+// (its blobs become garbage). A missing tree is no error.
+func (s *Store) RemoveTree(name string) error {
+	return s.ns.Update(func(tx *namespace.Tx) error {
+		tr, err := tx.Tree(name, false)
+		if errors.Is(err, namespace.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := removeBelow(tx, tr.Root); err != nil {
+			return err
+		}
+		return tx.DropTree(name)
+	})
+}
+
 // Name is the tree's name.
 func (t *Tree) Name() string { return t.name }
 

@@ -434,3 +434,29 @@ func TestTamper(t *testing.T) {
 		}
 	}
 }
+
+func TestTrees(t *testing.T) {
+	e := newEnv(t)
+	for _, n := range []string{"bob", "alice", ".securefsd-folders/team"} {
+		write(t, e.tree(t, n), "f", []byte(n))
+	}
+	names, err := e.s.TreeNames()
+	if err != nil || strings.Join(names, " ") != ".securefsd-folders/team alice bob" {
+		t.Errorf("trees: %v %v", names, err)
+	}
+	if err := e.s.RemoveTree("bob"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := e.s.HasTree("bob"); ok || err != nil {
+		t.Errorf("removed tree: %v %v", ok, err)
+	}
+	if ok, _ := e.s.HasTree("alice"); !ok {
+		t.Error("alice's tree gone")
+	}
+	if err := e.s.RemoveTree("bob"); err != nil {
+		t.Errorf("removing a missing tree: %v", err)
+	}
+	if fis, err := e.tree(t, "bob").ReadDir("."); err != nil || len(fis) != 0 {
+		t.Errorf("a tree made again under a removed one's name: %v %v", fis, err)
+	}
+}

@@ -193,7 +193,7 @@ func TestInterruptedReplacement(t *testing.T) {
 			}
 			// Crash: the process goes away without closing the handles.
 			ts.Store.Close()
-			s2, err := NewStore(ts.dir, Options{Keyring: ts.kr, UploadHashes: testUploadHashes})
+			s2, err := NewStore(ts.dir, ts.with(Options{UploadHashes: testUploadHashes}))
 			if err != nil {
 				t.Fatal(err)
 			}

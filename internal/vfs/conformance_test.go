@@ -460,7 +460,7 @@ func TestConformanceRandom(t *testing.T) {
 			}
 			// A fresh count (as at startup) agrees too.
 			ts.Close()
-			s2, err := NewStore(ts.dir, Options{Keyring: ts.kr, UploadHashes: testUploadHashes})
+			s2, err := NewStore(ts.dir, ts.with(Options{UploadHashes: testUploadHashes}))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,7 +6,11 @@ import (
 	"log/slog"
 	"syscall"
 
+	"github.com/securefsd/securefsd/internal/blob"
+	"github.com/securefsd/securefsd/internal/content"
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/index"
+	"github.com/securefsd/securefsd/internal/namespace"
 )
 
 // kindError is a sentinel that also matches the errno (or fs error) it
@@ -122,6 +126,19 @@ func (h *home) classify(op, name string, err error) error {
 	case isEnvelopeErr(err), errors.Is(err, ErrSidecar):
 		h.logger().Error("vfs: integrity failure", "home", h.name, "path", name, "op", op, "integrity", true, "err", err)
 		return newIntegrity(err)
+	case errors.Is(err, index.ErrAuth), errors.Is(err, content.ErrLayout), errors.Is(err, blob.ErrNotFound):
+		// Storage v2: a record or a segment that does not open, or a
+		// blob the index names and the disk does not have.
+		h.logger().Error("vfs: integrity failure", "home", h.name, "path", name, "op", op, "integrity", true, "err", err)
+		return newIntegrity(err)
+	case errors.Is(err, namespace.ErrNotDir):
+		return ErrNotDir
+	case errors.Is(err, namespace.ErrIsDir):
+		return ErrIsDir
+	case errors.Is(err, namespace.ErrNotEmpty):
+		return ErrNotEmpty
+	case errors.Is(err, namespace.ErrQuota):
+		return ErrQuota
 	case errors.Is(err, fs.ErrNotExist):
 		return fs.ErrNotExist
 	case errors.Is(err, syscall.ENOTEMPTY):

@@ -88,7 +88,7 @@ func TestMetaPersistence(t *testing.T) {
 	writeFile(t, f, "x", []byte("data"))
 	f.UpdateMeta("x", func(m *Meta) error { m.Props = map[string]string{"{a}b": "c"}; return nil })
 	// A second store on the same directory sees the properties already.
-	s2, err := NewStore(ts.dir, Options{Keyring: ts.kr, UploadHashes: testUploadHashes})
+	s2, err := NewStore(ts.dir, ts.with(Options{UploadHashes: testUploadHashes}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestMetaPersistence(t *testing.T) {
 	s2.Close()
 	writeFile(t, f, "y", []byte("more"))
 	ts.Store.Close()
-	s3, _ := NewStore(ts.dir, Options{Keyring: ts.kr, UploadHashes: testUploadHashes})
+	s3, _ := NewStore(ts.dir, ts.with(Options{UploadHashes: testUploadHashes}))
 	defer s3.Close()
 	f3, _ := s3.Home("alice", HomeOptions{Perm: PermAll})
 	if m, _ := f3.Meta("y"); m.Hashes == nil || m.Hashes.Size != 4 {

@@ -460,7 +460,7 @@ func TestRewrapWhileWriting(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts.Store.Close()
-	s2, err := NewStore(ts.dir, Options{Keyring: kr, UploadHashes: testUploadHashes})
+	s2, err := NewStore(ts.dir, ts.with(Options{Keyring: kr, UploadHashes: testUploadHashes}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -274,7 +274,7 @@ func (h *File) close(abort bool) error {
 		// The new name is visible but not durable until its directory
 		// is fsynced: a failure is the client's error (it must not
 		// count on the upload surviving a crash).
-		if serr := fh.s.syncDir(fh.root, parentOf(published)); err == nil && serr != nil {
+		if serr := fh.syncParent(published); err == nil && serr != nil {
 			err = fmt.Errorf("fsync directory: %w", serr)
 		}
 	}

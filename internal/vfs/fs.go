@@ -905,7 +905,18 @@ func (f *FS) checkRenameTarget(p *renamePlan, overwrite bool) error {
 func (h *home) renameDirOverDir(p *renamePlan) error {
 	h.forgetMeta(p.ro, false) // cached by directory name: write it out first
 	h.forgetMeta(p.rn, true)  // the target's sidecar goes with it
-	err := exchange(h.root, p.ro, p.rn)
+	var err error
+	if h.root == nil {
+		// Storage v2: one index transaction replaces the empty target.
+		if err := h.d.Rename(p.ro, p.rn); err != nil {
+			return h.pathErr(p.op, p.oldname, err)
+		}
+		for _, n := range h.nodesUnder(p.ro) {
+			n.rekey(p.rn + n.key[len(p.ro):])
+		}
+		return nil
+	}
+	err = exchange(h.root, p.ro, p.rn)
 	if err != nil {
 		h.logger().Debug("vfs: directory exchange unavailable, removing the target first", "home", h.name, "err", err)
 		if err := h.removeEmptyDir(p.rn); err != nil {

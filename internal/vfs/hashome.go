@@ -13,6 +13,9 @@ func (s *Store) HasHome(home string) (bool, error) {
 	if !validHome(home) {
 		return false, fmt.Errorf("vfs: home %q: %w", home, ErrInvalidName)
 	}
+	if s.v2 != nil {
+		return s.v2.fs.HasTree(home)
+	}
 	_, err := s.root.Lstat(home)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

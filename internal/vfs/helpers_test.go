@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"crypto/rand"
 	"errors"
 	"io"
 	"io/fs"
@@ -17,9 +18,28 @@ import (
 // logBuf collects log output; safe for concurrent use.
 type logBuf = testutil.SyncBuffer
 
+// testStorage is the layout the suite runs on: SECUREFSD_TEST_STORAGE=v2
+// runs it on storage version 2 (scripts/test.sh runs both).
+var testStorage = func() int {
+	if os.Getenv("SECUREFSD_TEST_STORAGE") == "v2" {
+		return StorageV2
+	}
+	return StorageV1
+}()
+
+// v1Only skips a test of what only version 1 has (its directory layout
+// on disk: planted links, hard links, the move journal, on-disk modes).
+func v1Only(t testing.TB) {
+	t.Helper()
+	if testStorage == StorageV2 {
+		t.Skip("version 1's on-disk layout: not in storage version 2")
+	}
+}
+
 type testStore struct {
 	*Store
 	dir  string
+	ikey []byte // storage v2's index key
 	kr   *envelope.Keyring
 	log  *logBuf        // the log as text, for failure output
 	recs *testutil.Logs // the same records, for assertions
@@ -34,19 +54,33 @@ func newStore(t testing.TB) *testStore {
 	dir := filepath.Join(t.TempDir(), "store")
 	lb := &logBuf{}
 	recs := testutil.NewLogs().Tee(slog.NewTextHandler(lb, nil))
-	s, err := NewStore(dir, Options{Keyring: kr, UploadHashes: testUploadHashes, Logger: recs.Logger()})
+	ts := &testStore{dir: dir, kr: kr, log: lb, recs: recs, ikey: make([]byte, 32)}
+	rand.Read(ts.ikey)
+	s, err := NewStore(dir, ts.with(Options{UploadHashes: testUploadHashes, Logger: recs.Logger()}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return &testStore{Store: s, dir: dir, kr: kr, log: lb, recs: recs}
+	ts.Store = s
+	return ts
+}
+
+// with completes o for ts's store: its keyring, the suite's storage
+// version and its index key.
+func (ts *testStore) with(o Options) Options {
+	if o.Keyring == nil {
+		o.Keyring = ts.kr
+	}
+	o.Storage = testStorage
+	o.IndexKey = ts.ikey
+	return o
 }
 
 // reopen opens a second Store over ts's directory (as after a restart),
 // closed when the test ends, and returns the home name in it.
 func (ts *testStore) reopen(t testing.TB, name string) *FS {
 	t.Helper()
-	s, err := NewStore(ts.dir, Options{Keyring: ts.kr, UploadHashes: testUploadHashes})
+	s, err := NewStore(ts.dir, ts.with(Options{UploadHashes: testUploadHashes}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -100,12 +100,14 @@ func (h *home) binding() []byte { return []byte(h.bind) }
 // init prepares the temporary directory, removes temporaries left by a
 // crash, and counts the usage once.
 func (h *home) init() error {
-	if abs, err := filepath.Abs(filepath.Join(h.s.dir, h.name)); err == nil {
-		if real, err := filepath.EvalSymlinks(abs); err == nil {
-			h.real = real
+	if h.root != nil {
+		if abs, err := filepath.Abs(filepath.Join(h.s.dir, h.name)); err == nil {
+			if real, err := filepath.EvalSymlinks(abs); err == nil {
+				h.real = real
+			}
 		}
+		h.dirfd = pathFD(h.root)
 	}
-	h.dirfd = pathFD(h.root)
 	if err := h.d.RemoveAll(tmpDirName); err != nil {
 		return err
 	}

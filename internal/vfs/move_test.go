@@ -211,7 +211,7 @@ func TestMoveCrash(t *testing.T) {
 					f.Close()
 				}
 			}
-			s, err := NewStore(ts.dir, Options{Keyring: ts.kr})
+			s, err := NewStore(ts.dir, ts.with(Options{}))
 			if err != nil {
 				t.Fatal(err)
 			}

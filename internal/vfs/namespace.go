@@ -49,7 +49,7 @@ func (s *Store) folder(name string) (*home, error) {
 	if !validHome(name) {
 		return nil, fmt.Errorf("vfs: folder %q: %w", name, ErrInvalidName)
 	}
-	if err := s.root.Mkdir(foldersDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := s.root.Mkdir(foldersDir, 0o700); s.v2 == nil && err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("vfs: create folders directory: %w", err)
 	}
 	return s.tree(foldersDir+"/"+name, folderBindingPrefix+name, true)
@@ -72,6 +72,9 @@ func (s *Store) Folder(name string, opts HomeOptions) (*FS, error) {
 func (s *Store) HasFolder(name string) (bool, error) {
 	if !validHome(name) {
 		return false, fmt.Errorf("vfs: folder %q: %w", name, ErrInvalidName)
+	}
+	if s.v2 != nil {
+		return s.v2.fs.HasTree(foldersDir + "/" + name)
 	}
 	_, err := s.root.Lstat(foldersDir + "/" + name)
 	switch {

@@ -210,7 +210,7 @@ func TestFolderBinding(t *testing.T) {
 	}
 	move(foldersDir+"/case/f", "alice/f")
 	move("alice/h", foldersDir+"/other/h")
-	s, err := NewStore(ts.dir, Options{Keyring: ts.kr})
+	s, err := NewStore(ts.dir, ts.with(Options{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,7 +84,7 @@ func reopen(t *testing.T, ts *testStore) *FS {
 	if err := ts.Store.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewStore(ts.dir, Options{Keyring: ts.kr, UploadHashes: testUploadHashes})
+	s, err := NewStore(ts.dir, ts.with(Options{UploadHashes: testUploadHashes}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,29 @@ type Options struct {
 	// Observer, if set, is told of integrity failures and quota refusals
 	// as clients meet them (metrics).
 	Observer Observer
+	// Storage is the layout of a new (empty) store directory: StorageV1,
+	// the default, or StorageV2 (docs/STORAGE.md). A store that exists is
+	// opened as what it is: version 2 has its index file in the store
+	// directory.
+	Storage int
+	// IndexKey is storage version 2's index root key
+	// (index.RootKeySize bytes, kept by the caller in a key file):
+	// required to open or create a version 2 store.
+	IndexKey []byte
+	// Pad pads the stored size of version 2's files with Padmé
+	// (content.Options.Pad, docs/SECURITY.md).
+	Pad bool
 }
+
+// The storage layouts (Options.Storage).
+const (
+	StorageV1 = 1
+	StorageV2 = 2
+)
+
+// ErrStorageVersion: the store directory holds another layout than the
+// one asked for.
+var ErrStorageVersion = errors.New("vfs: storage version mismatch")
 
 // Observer is told of events worth counting (metrics). Its methods are
 // called synchronously, from any goroutine, and must be quick.
@@ -118,8 +140,11 @@ type Usage struct {
 // Store is the store directory: one home tree per user. Safe for concurrent
 // use.
 type Store struct {
-	dir   string
-	root  *os.Root
+	dir  string
+	root *os.Root
+	// v2 is storage version 2's file system (nil in version 1), over
+	// the index file and blob directory it owns.
+	v2 *storeV2
 	kr    atomic.Pointer[envelope.Keyring]
 	log   *slog.Logger
 	umask fs.FileMode
@@ -219,7 +244,13 @@ func NewStore(dir string, opts Options) (*Store, error) {
 		root.Close()
 		return nil, fmt.Errorf("vfs: os.Root let a name leave the store (%v)", err)
 	}
-	s.recoverMoves()
+	if err := s.openV2(opts); err != nil {
+		root.Close()
+		return nil, err
+	}
+	if s.v2 == nil {
+		s.recoverMoves()
+	}
 	return s, nil
 }
 
@@ -247,6 +278,9 @@ func (s *Store) Close() error {
 		errs = append(errs, h.close())
 	}
 	s.homes = nil
+	if s.v2 != nil {
+		errs = append(errs, s.v2.close())
+	}
 	errs = append(errs, s.root.Close())
 	return errors.Join(errs...)
 }
@@ -256,6 +290,9 @@ func (s *Store) Close() error {
 func (s *Store) SetKeyring(kr *envelope.Keyring) {
 	if kr != nil {
 		s.kr.Store(kr)
+		if s.v2 != nil {
+			s.v2.setKeyring(kr)
+		}
 	}
 }
 
@@ -302,6 +339,9 @@ func (s *Store) tree(name, bind string, folder bool) (*home, error) {
 	if h := s.homes[name]; h != nil {
 		return h, nil
 	}
+	if s.v2 != nil {
+		return s.treeV2(name, bind, folder)
+	}
 	if err := s.root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("vfs: create home %q: %w", name, err)
 	}
@@ -332,6 +372,9 @@ func (s *Store) homeNames() ([]string, error) { return s.treeNames(".") }
 // treeNames lists the trees (homes or folders) in the store's directory
 // dir: the directories with a valid name, sorted.
 func (s *Store) treeNames(dir string) ([]string, error) {
+	if s.v2 != nil {
+		return s.v2.treeNames(dir)
+	}
 	d, err := s.root.Open(dir)
 	if err != nil {
 		return nil, err
@@ -376,6 +419,12 @@ func (s *Store) removeTree(ctx context.Context, dir string) error {
 	s.mu.Unlock()
 	if h != nil {
 		h.close()
+	}
+	if s.v2 != nil {
+		if err := s.v2.fs.RemoveTree(dir); err != nil {
+			return fmt.Errorf("vfs: remove %q: %w", dir, err)
+		}
+		return nil
 	}
 	err := s.root.RemoveAll(dir)
 	if err != nil {

@@ -8,6 +8,7 @@ package vfs
 // refuse.
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -110,8 +111,11 @@ func (b *backing) startWriteback() {
 }
 
 func idOf(fi fs.FileInfo) fileKey {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return fileKey{uint64(st.Dev), st.Ino}
+	switch sys := fi.Sys().(type) {
+	case *syscall.Stat_t:
+		return fileKey{uint64(sys.Dev), sys.Ino}
+	case [16]byte: // storage v2's inode id
+		return fileKey{binary.LittleEndian.Uint64(sys[:8]), binary.LittleEndian.Uint64(sys[8:])}
 	}
 	return fileKey{}
 }
@@ -177,6 +181,9 @@ func procFD(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd
 // without it, os.Root resolves it and /proc tells whether the path taken
 // was the literal one.
 func (h *home) probe(rel string) (fs.FileInfo, error) {
+	if h.root == nil {
+		return h.d.Lstat(rel) // storage v2: no links to refuse
+	}
 	if rel == "." {
 		return h.root.Lstat(".")
 	}

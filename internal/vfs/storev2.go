@@ -1,0 +1,148 @@
+package vfs
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strings"
+
+	"github.com/securefsd/securefsd/internal/blob"
+	"github.com/securefsd/securefsd/internal/content"
+	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/index"
+	"github.com/securefsd/securefsd/internal/namespace"
+	"github.com/securefsd/securefsd/internal/nsfs"
+)
+
+// Storage version 2's files in the store directory (docs/STORAGE.md): the
+// namespace index and the content blobs. Nothing else is there.
+const (
+	indexFileName = "index.db"
+	blobsDirName  = "blobs"
+)
+
+// storeV2 is what a version 2 store opens: the index, the blob directory
+// and the file system over them.
+type storeV2 struct {
+	x     *index.Index
+	blobs *blob.Dir
+	fs    *nsfs.Store
+	opts  content.Options
+}
+
+// openV2 opens the store as version 2 if it is one, or creates it if
+// opts ask for version 2 and the directory is empty.
+func (s *Store) openV2(opts Options) error {
+	_, err := s.root.Lstat(indexFileName)
+	exists := err == nil
+	switch {
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("vfs: open store: %w", err)
+	case !exists && opts.Storage != StorageV2:
+		return nil
+	case !exists:
+		names, err := s.treeNames(".")
+		if err != nil {
+			return fmt.Errorf("vfs: open store: %w", err)
+		}
+		if len(names) > 0 {
+			return fmt.Errorf("vfs: the store holds version 1 homes (%d): run securefsd migrate: %w", len(names), ErrStorageVersion)
+		}
+	}
+	if len(opts.IndexKey) != index.RootKeySize {
+		return fmt.Errorf("vfs: storage version 2 needs its index key (%d bytes)", index.RootKeySize)
+	}
+	x, err := index.Open(filepath.Join(s.dir, indexFileName), opts.IndexKey)
+	if err != nil {
+		return fmt.Errorf("vfs: open index: %w", err)
+	}
+	blobs, err := blob.OpenDir(filepath.Join(s.dir, blobsDirName))
+	if err != nil {
+		x.Close()
+		return fmt.Errorf("vfs: open blobs: %w", err)
+	}
+	v := &storeV2{x: x, blobs: blobs, opts: content.Options{Keyring: opts.Keyring, AEAD: s.aead, Pad: opts.Pad}}
+	v.fs = nsfs.New(namespace.New(x, nil), content.DirBlobs{Dir: blobs}, v.opts)
+	if _, err := v.fs.Collect(); err != nil {
+		s.log.Warn("vfs: collecting unreferenced blobs", "err", err)
+	}
+	s.v2 = v
+	return nil
+}
+
+func (v *storeV2) setKeyring(kr *envelope.Keyring) {
+	o := v.opts
+	o.Keyring = kr
+	v.fs.SetKeyring(o)
+}
+
+func (v *storeV2) close() error {
+	return errors.Join(v.blobs.Close(), v.x.Close())
+}
+
+// treeNames lists the trees directly in dir ("." for homes, foldersDir
+// for folders), as the directories of a version 1 store.
+func (v *storeV2) treeNames(dir string) ([]string, error) {
+	all, err := v.fs.TreeNames()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range all {
+		rest, ok := n, dir == "."
+		if dir != "." {
+			rest, ok = strings.CutPrefix(n, dir+"/")
+		}
+		if ok && validHome(rest) && !strings.Contains(rest, "/") {
+			out = append(out, rest)
+		}
+	}
+	return out, nil
+}
+
+// treeV2 opens tree name of a version 2 store. Caller holds s.mu.
+func (s *Store) treeV2(name, bind string, folder bool) (*home, error) {
+	t, err := s.v2.fs.Tree(name)
+	if err != nil {
+		return nil, fmt.Errorf("vfs: open home %q: %w", name, err)
+	}
+	h := newHome(s, name, nil)
+	h.d = nsDisk{t: t}
+	h.bind, h.folder = bind, folder
+	if err := h.init(); err != nil {
+		return nil, fmt.Errorf("vfs: open home %q: %w", name, err)
+	}
+	s.homes[name] = h
+	return h, nil
+}
+
+// syncParent makes a rename into published's directory durable: an fsync
+// of the directory in version 1; in version 2 the index transaction that
+// renamed it was durable when it returned.
+func (h *home) syncParent(published string) error {
+	if h.root == nil {
+		return nil
+	}
+	return h.s.syncDir(h.root, parentOf(published))
+}
+
+// Collect deletes storage version 2's blobs that nothing references any
+// more (garbage no open file still reads, and what a crash left). Version
+// 1 has nothing to collect.
+func (s *Store) Collect() error {
+	if s.v2 == nil {
+		return nil
+	}
+	_, err := s.v2.fs.Collect()
+	return err
+}
+
+// StorageVersion is the store's layout: StorageV1 or StorageV2.
+func (s *Store) StorageVersion() int {
+	if s.v2 != nil {
+		return StorageV2
+	}
+	return StorageV1
+}
+
