@@ -577,7 +577,7 @@ func (tx *Tx) SetAttr(id ID, mode fs.FileMode, mtime time.Time) error {
 		return err
 	}
 	if mode != 0 {
-		in.Mode = in.Mode&fs.ModeType | mode.Perm()
+		in.Mode = in.Mode&^modeBits | mode&modeBits
 	}
 	if !mtime.IsZero() {
 		in.Mtime = mtime.UTC()
@@ -585,13 +585,17 @@ func (tx *Tx) SetAttr(id ID, mode fs.FileMode, mtime time.Time) error {
 	return tx.put(kindInode, id[:], in)
 }
 
-// SetMode sets an inode's permission bits to mode.Perm(), zero included.
+// modeBits are the bits of a mode SetMode and SetAttr set: permissions,
+// setuid, setgid and sticky (the rest is the inode's kind).
+const modeBits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
+
+// SetMode sets an inode's mode bits (modeBits) to mode's, zero included.
 func (tx *Tx) SetMode(id ID, mode fs.FileMode) error {
 	in, err := tx.Inode(id)
 	if err != nil {
 		return err
 	}
-	in.Mode = in.Mode&fs.ModeType | mode.Perm()
+	in.Mode = in.Mode&^modeBits | mode&modeBits
 	return tx.put(kindInode, id[:], in)
 }
 

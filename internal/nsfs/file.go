@@ -303,7 +303,11 @@ func (f *File) attr(op string, fn func(tx *namespace.Tx) error) error {
 	if closed {
 		return pathErr(op, f.name, ErrClosed)
 	}
-	return pathErr(op, f.name, f.t.s.ns.Update(fn))
+	err := f.t.s.ns.Update(fn)
+	if errors.Is(err, namespace.ErrNotFound) {
+		return nil // removed while open: its attributes went with it, as on a disk
+	}
+	return pathErr(op, f.name, err)
 }
 
 // Close publishes what was written and closes the file.

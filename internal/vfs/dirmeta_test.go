@@ -13,6 +13,7 @@ import (
 // TestReadDirMeta: a listing's metadata equals what Meta gives per entry,
 // subdirectories included, and cached hashes come only while valid.
 func TestReadDirMeta(t *testing.T) {
+	v1Only(t)
 	ts, f := newFS(t)
 	if err := f.MkdirAll("d/sub", 0o755); err != nil {
 		t.Fatal(err)
@@ -110,6 +111,7 @@ func TestReadDirMetaPerm(t *testing.T) {
 
 // TestReadDirMetaDamaged: a damaged sidecar does not hide the listing.
 func TestReadDirMetaDamaged(t *testing.T) {
+	v1Only(t)
 	ts, f := newFS(t)
 	if err := f.Mkdir("d", 0o755); err != nil {
 		t.Fatal(err)
@@ -135,6 +137,7 @@ func TestReadDirMetaDamaged(t *testing.T) {
 // are pruned when a large sidecar is loaded (one directory read), and the
 // others are kept.
 func TestSidecarPruneLarge(t *testing.T) {
+	v1Only(t)
 	ts, f := newFS(t)
 	if err := f.Mkdir("d", 0o755); err != nil {
 		t.Fatal(err)

@@ -128,11 +128,22 @@ func TestFsyncFailureSticky(t *testing.T) {
 // assertNoTemps checks the home's temporary directory is empty.
 func assertNoTemps(t *testing.T, ts *testStore, home string) {
 	t.Helper()
-	ents, err := os.ReadDir(ts.dir + "/" + home + "/" + tmpDirName)
-	if err != nil {
-		t.Fatal(err)
+	var n int
+	if testStorage == StorageV2 {
+		h, err := ts.home(t, home, HomeOptions{}).h.d.Open(tmpDirName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, _ := h.Readdirnames(-1)
+		n = len(names)
+	} else {
+		ents, err := os.ReadDir(ts.dir + "/" + home + "/" + tmpDirName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n = len(ents)
 	}
-	if len(ents) != 0 {
-		t.Fatalf("%d temporary files left", len(ents))
+	if n != 0 {
+		t.Fatalf("%d temporary files left", n)
 	}
 }

@@ -106,6 +106,7 @@ func TestEscapeNames(t *testing.T) {
 // user's home, to /etc, to a directory outside the store) are reported by
 // Lstat and refused by every other operation; their targets are untouched.
 func TestEscapeSymlinks(t *testing.T) {
+	v1Only(t)
 	ts := newStore(t)
 	alice := ts.home(t, "alice", HomeOptions{})
 	bob := ts.home(t, "bob", HomeOptions{})
@@ -235,6 +236,7 @@ func TestEscapeSymlinks(t *testing.T) {
 // same home is never followed (policy: planted symlinks are not followed
 // at all), while the link itself can be listed, stat'ed and removed.
 func TestSymlinkedDirInside(t *testing.T) {
+	v1Only(t)
 	for _, openat2 := range []bool{true, false} {
 		t.Run(fmt.Sprintf("openat2=%v", openat2), func(t *testing.T) { testSymlinkedDirInside(t, openat2) })
 	}

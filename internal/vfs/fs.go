@@ -907,7 +907,17 @@ func (h *home) renameDirOverDir(p *renamePlan) error {
 	h.forgetMeta(p.rn, true)  // the target's sidecar goes with it
 	var err error
 	if h.root == nil {
-		// Storage v2: one index transaction replaces the empty target.
+		// Storage v2: one index transaction replaces the empty target,
+		// once its own entries (a sidecar) are gone.
+		names, err := h.emptyDir(p.rn)
+		if err != nil {
+			return h.pathErr(p.op, p.newname, err)
+		}
+		for _, n := range names {
+			if err := h.d.Remove(path.Join(p.rn, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return h.pathErr(p.op, p.newname, err)
+			}
+		}
 		if err := h.d.Rename(p.ro, p.rn); err != nil {
 			return h.pathErr(p.op, p.oldname, err)
 		}

@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"cmp"
 	"crypto/rand"
 	"errors"
 	"io"
@@ -76,10 +77,31 @@ func (ts *testStore) with(o Options) Options {
 	return o
 }
 
+// stored is the entry rel of tree (a home, or foldersDir/name) as the
+// store keeps it: on disk in version 1, in the index in version 2.
+func (ts *testStore) stored(tree, rel string) (fs.FileInfo, error) {
+	if ts.v2 == nil {
+		return os.Lstat(filepath.Join(ts.dir, tree, rel))
+	}
+	if ok, err := ts.v2.fs.HasTree(tree); !ok || err != nil {
+		return nil, cmp.Or(err, fs.ErrNotExist)
+	}
+	t, err := ts.v2.fs.Tree(tree)
+	if err != nil {
+		return nil, err
+	}
+	return t.Lstat(rel)
+}
+
 // reopen opens a second Store over ts's directory (as after a restart),
-// closed when the test ends, and returns the home name in it.
+// closed when the test ends, and returns the home name in it. In storage
+// version 2, whose index admits one store at a time, ts's store is closed
+// first.
 func (ts *testStore) reopen(t testing.TB, name string) *FS {
 	t.Helper()
+	if ts.v2 != nil {
+		ts.Store.Close()
+	}
 	s, err := NewStore(ts.dir, ts.with(Options{UploadHashes: testUploadHashes}))
 	if err != nil {
 		t.Fatal(err)

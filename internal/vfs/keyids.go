@@ -3,6 +3,7 @@ package vfs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 )
 
@@ -12,6 +13,9 @@ import (
 // damaged) is counted under id 0, so a caller retiring KEKs can tell that
 // the answer is incomplete. It decrypts nothing.
 func (s *Store) KeyIDsInUse(ctx context.Context) (map[uint32]int, error) {
+	if s.v2 != nil {
+		return nil, fmt.Errorf("vfs: key ids: %w", errNotOnV2)
+	}
 	files, skipped, err := s.sweep(ctx, "")
 	if err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 // encoding: the disk always grants the owner its access, the client reads
 // back exactly what it set.
 func TestModeEncoding(t *testing.T) {
+	v1Only(t)
 	for _, dir := range []bool{false, true} {
 		for m := fs.FileMode(0); m <= 0o777; m++ {
 			disk := diskMode(m, dir)
@@ -42,6 +43,7 @@ func TestModeEncoding(t *testing.T) {
 // 7; the tests run as root, where the kernel would not refuse, so the
 // on-disk mode is what is checked).
 func TestClientChmodKeepsOwnerAccess(t *testing.T) {
+	v1Only(t)
 	ts, f := newFS(t)
 	f.MkdirAll("d/sub", 0o755)
 	writeFile(t, f, "d/sub/x", []byte("x"))
@@ -104,6 +106,7 @@ func TestClientChmodKeepsOwnerAccess(t *testing.T) {
 // client's chmod stored by an older version) is repaired when the home is
 // opened, keeping the client-visible modes.
 func TestModeRepairOnOpen(t *testing.T) {
+	v1Only(t)
 	ts, f := newFS(t)
 	f.MkdirAll("d/sub", 0o755)
 	writeFile(t, f, "d/sub/x", []byte("x"))
@@ -133,6 +136,7 @@ func TestModeRepairOnOpen(t *testing.T) {
 // reported at the end, and the run fails (ErrSweepIncomplete), so the
 // old key is not retired.
 func TestSweepsContinuePastFailures(t *testing.T) {
+	v1Only(t)
 	ts, f := newFS(t)
 	bob := ts.home(t, "bob", HomeOptions{})
 	f.MkdirAll("a/stuck", 0o755)

@@ -144,7 +144,10 @@ func rebindMove(src, dst route, oldname, newname string, overwrite bool) error {
 		case !dst.fs.can(PermOverwrite):
 			return dst.fs.denied(op, newname)
 		}
-		credit, replaced = plainSize(tfi.Size()), 1
+		credit, replaced = sh.d.plainSize(tfi), 1
+	}
+	if sh.root == nil {
+		return moveV2(sh, dh, ro, rn, ofi, credit, replaced)
 	}
 	if ofi.IsDir() {
 		// Write the cached sidecars below ro out first: they move, and

@@ -67,6 +67,7 @@ func noJournals(t *testing.T, ts *testStore) {
 // everything in it; properties and usage follow; the stored bytes put
 // back on disk in the old tree fail authentication there.
 func TestMoveRebinds(t *testing.T) {
+	v1Only(t)
 	ts := newStore(t)
 	alice, _, _ := views(t, ts)
 	data := bytes.Repeat([]byte("0123456789abcdef"), 9000) // 3 chunks
@@ -146,6 +147,7 @@ func TestMoveRebinds(t *testing.T) {
 // TestMoveOpenFileCopies: a file open in the source tree keeps its tree's
 // shared state, so its move falls back to a copy (a new stored file).
 func TestMoveOpenFileCopies(t *testing.T) {
+	v1Only(t)
 	ts := newStore(t)
 	alice, _, _ := views(t, ts)
 	writeFile(t, alice, "/open", []byte("being read"))
@@ -172,6 +174,7 @@ func TestMoveOpenFileCopies(t *testing.T) {
 // (after it), a header a torn write damaged is put back from the
 // journal, and nothing is lost: content, property, verify clean.
 func TestMoveCrash(t *testing.T) {
+	v1Only(t)
 	data := bytes.Repeat([]byte("crash"), 30000)
 	for _, stage := range []string{"journal", "renamed", "torn", "rebound"} {
 		t.Run(stage, func(t *testing.T) {
@@ -253,6 +256,7 @@ func TestMoveCrash(t *testing.T) {
 // (planted, or damaged) changes nothing and is kept for an operator; the
 // store opens.
 func TestMoveJournalForged(t *testing.T) {
+	v1Only(t)
 	ts := newStore(t)
 	alice, _, _ := views(t, ts)
 	writeFile(t, alice, "/f", []byte("stays"))

@@ -45,10 +45,10 @@ func TestViewRoutesFolders(t *testing.T) {
 		t.Fatalf("bob reads %q", got)
 	}
 	// The file is in the folder's tree, not in alice's home.
-	if _, err := os.Stat(filepath.Join(ts.dir, foldersDir, "case", "brief.txt")); err != nil {
+	if _, err := ts.stored(foldersDir+"/case", "brief.txt"); err != nil {
 		t.Fatalf("not in the folder's tree: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(ts.dir, "alice", "Shared")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := ts.stored("alice", "Shared"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("in alice's home: %v", err)
 	}
 	fis, err := alice.ReadDir("/")
@@ -198,6 +198,7 @@ func TestViewFolderQuotaAndMove(t *testing.T) {
 
 // A file moved on disk between a folder and a home fails authentication.
 func TestFolderBinding(t *testing.T) {
+	v1Only(t)
 	ts := newStore(t)
 	alice, _, _ := views(t, ts)
 	writeFile(t, alice, "/Shared/case/f", []byte("folder file"))
@@ -340,7 +341,7 @@ func TestViewMoveDirAcross(t *testing.T) {
 		t.Fatalf("moved file reads %q", got)
 	}
 	// The moved files are bound to the folder: on disk they sit in its tree.
-	if _, err := os.Stat(filepath.Join(ts.dir, foldersDir, "other", "proj", "sub", "b.txt")); err != nil {
+	if _, err := ts.stored(foldersDir+"/other", "proj/sub/b.txt"); err != nil {
 		t.Fatalf("not in the folder's tree: %v", err)
 	}
 	// Back home; onto an existing name: refused.

@@ -5,7 +5,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"time"
 
 	"github.com/securefsd/securefsd/internal/nsfs"
@@ -32,6 +31,9 @@ func (d nsDisk) name(rel string) string {
 }
 
 func (d nsDisk) sub(rel string) (disk, error) {
+	if rel == "." {
+		return d, nil
+	}
 	fi, err := d.Lstat(rel)
 	if err != nil {
 		return nil, err
@@ -39,7 +41,7 @@ func (d nsDisk) sub(rel string) (disk, error) {
 	if !fi.IsDir() {
 		return nil, &fs.PathError{Op: "open", Path: rel, Err: ErrNotDir}
 	}
-	return nsDisk{t: d.t, dir: path.Clean(d.name(rel))}, nil
+	return nsDisk{t: d.t, dir: d.name(rel)}, nil
 }
 
 func (d nsDisk) Lstat(name string) (fs.FileInfo, error) { return d.t.Lstat(d.name(name)) }
@@ -150,6 +152,11 @@ func (f nsFile) Readdirnames(int) ([]string, error) {
 type nsPlain struct{ *nsfs.File }
 
 func (nsPlain) Close() error { return nil }
+
+// Flush publishes: what version 1's write-back does for later lstats of
+// the disk (a listing, a replacement's accounting of the file it
+// replaces), publishing does for the index.
+func (p nsPlain) Flush() error { return p.File.Sync() }
 
 // nsDir is a directory of an nsDisk opened for listing: the names as they
 // were at the open.

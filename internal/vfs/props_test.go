@@ -64,6 +64,7 @@ func TestPropsCountAgainstQuota(t *testing.T) {
 	if u2.UsedBytes != u.UsedBytes {
 		t.Errorf("usage after restart %d, before %d", u2.UsedBytes, u.UsedBytes)
 	}
+	f = g
 	// Removing them frees the room.
 	for i := 0; i*8 < 100; i++ {
 		if err := f.UpdateMeta(fmt.Sprintf("/p%d", i), func(m *Meta) error { m.Props = nil; return nil }); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -159,6 +159,7 @@ func TestRenameDirOverEmptyDir(t *testing.T) {
 // TestExchange: the store's filesystem swaps two directories atomically
 // (the path TestRenameDirOverEmptyDir takes).
 func TestExchange(t *testing.T) {
+	v1Only(t)
 	ts, f := newFS(t)
 	f.Mkdir("a", 0o755)
 	f.Mkdir("b", 0o700)

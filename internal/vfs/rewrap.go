@@ -101,6 +101,9 @@ func (e skippedEntry) error() error { return fmt.Errorf("%s: %w", e.path, e.err)
 // previous one found files gone. progress, if not nil, is called after
 // each file.
 func (s *Store) Rewrap(ctx context.Context, progress func(done, total int, name string)) error {
+	if s.v2 != nil {
+		return fmt.Errorf("vfs: rewrap: %w", errNotOnV2)
+	}
 	const maxPasses = 5
 	done, total := 0, 0
 	var errs []error
@@ -278,6 +281,9 @@ func (n *node) rewrap(kr *envelope.Keyring) error {
 // damaged one with a client-style path "home/a/b". It returns how many
 // files it checked.
 func (s *Store) Verify(ctx context.Context, home string, report func(path string, err error)) (int, error) {
+	if s.v2 != nil {
+		return s.verifyV2(ctx, home, report)
+	}
 	files, skipped, err := s.sweep(ctx, home)
 	if err != nil {
 		return 0, err

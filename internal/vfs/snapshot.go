@@ -45,6 +45,9 @@ type SnapshotStats struct {
 // it is of one moment); its error aborts the snapshot.
 func (s *Store) Snapshot(ctx context.Context, dst string, during func() error) (SnapshotStats, error) {
 	var st SnapshotStats
+	if s.v2 != nil {
+		return st, fmt.Errorf("vfs: snapshot: %w", errNotOnV2)
+	}
 	if err := os.Mkdir(dst, 0o700); err != nil {
 		return st, fmt.Errorf("vfs: snapshot: %w", err)
 	}
@@ -266,7 +269,7 @@ func (n *node) ownInode() error {
 	h.mu.Lock()
 	key, tmp := n.key, n.tmp
 	h.mu.Unlock()
-	if key == "" || tmp != "" {
+	if key == "" || tmp != "" || h.root == nil {
 		return nil
 	}
 	n.mu.Lock()

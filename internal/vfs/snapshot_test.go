@@ -15,6 +15,7 @@ import (
 // snapshot), a replacement upload, a removal, a move between trees. An
 // upload not yet closed at the moment is not in it.
 func TestSnapshot(t *testing.T) {
+	v1Only(t)
 	ts := newStore(t)
 	alice, _, _ := views(t, ts)
 	for name, data := range map[string]string{"/a": "alpha", "/b": "bravo", "/c": "charlie", "/d": "delta", "/Shared/case/e": "echo"} {

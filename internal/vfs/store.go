@@ -144,7 +144,7 @@ type Store struct {
 	root *os.Root
 	// v2 is storage version 2's file system (nil in version 1), over
 	// the index file and blob directory it owns.
-	v2 *storeV2
+	v2    *storeV2
 	kr    atomic.Pointer[envelope.Keyring]
 	log   *slog.Logger
 	umask fs.FileMode

@@ -10,6 +10,7 @@ import (
 // published) asks the kernel to start writeback as it goes; a file written
 // in place (not fsynced at close) does not. Contents are unaffected.
 func TestWritebackReplacement(t *testing.T) {
+	v1Only(t)
 	_, f := newFS(t)
 	data := bytes.Repeat([]byte("0123456789abcdef"), (3*writebackBytes)/16)
 
