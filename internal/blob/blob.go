@@ -254,3 +254,18 @@ func (d *Dir) List(fn func(id ID, size int64) error) error {
 	}
 	return nil
 }
+
+// OpenRewrite opens published blob id for writing in place. Blobs are
+// write-once in their content; the one exception is a key rotation, which
+// rewrites the key slot of a blob's envelope header (the data key
+// re-wrapped under a new KEK, the content untouched, docs/FORMAT.md 8.3).
+func (d *Dir) OpenRewrite(id ID) (*os.File, error) {
+	f, err := d.root.OpenFile(id.name(), os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("blob %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blob: open %s: %w", id, err)
+	}
+	return f, nil
+}

@@ -505,3 +505,52 @@ func (i *info) IsDir() bool        { return i.mode.IsDir() }
 // Sys is the entry's inode id (namespace.ID): one file under one id, as
 // (device, inode) on a disk.
 func (i *info) Sys() any { return i.id }
+
+// layout reads file name's inode: its id and content layout.
+func (t *Tree) layout(name string) (namespace.ID, content.Layout, error) {
+	var id namespace.ID
+	var l content.Layout
+	err := t.view("open", name, func(tx *namespace.Tx) error {
+		var err error
+		if id, err = t.resolve(tx, name); err != nil {
+			return err
+		}
+		in, err := tx.Inode(id)
+		if err != nil {
+			return err
+		}
+		if in.Kind != namespace.File {
+			return namespace.ErrIsDir
+		}
+		l = in.Data
+		return nil
+	})
+	return id, l, err
+}
+
+// Rewrap re-wraps the data keys of file name's published segments under
+// the store's keyring's active KEK (a key rotation, after SetKeyring),
+// and reports how many changed. The collector waits meanwhile, so no
+// segment is deleted under it; what an open File writes later is sealed
+// under the new keyring once it next publishes.
+func (t *Tree) Rewrap(name string) (int, error) {
+	t.s.publishing.RLock()
+	defer t.s.publishing.RUnlock()
+	id, l, err := t.layout(name)
+	if err != nil {
+		return 0, err
+	}
+	n, err := content.Rewrap(t.s.blobs, id, l, t.s.options().Keyring)
+	return n, pathErr("rewrap", name, err)
+}
+
+// KeyIDs adds to ids the KEK ids file name's published segments use.
+func (t *Tree) KeyIDs(name string, ids map[uint32]int) error {
+	t.s.publishing.RLock()
+	defer t.s.publishing.RUnlock()
+	_, l, err := t.layout(name)
+	if err != nil {
+		return err
+	}
+	return pathErr("keyids", name, content.KeyIDs(t.s.blobs, l, ids))
+}

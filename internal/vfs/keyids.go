@@ -3,7 +3,6 @@ package vfs
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 )
 
@@ -14,7 +13,7 @@ import (
 // the answer is incomplete. It decrypts nothing.
 func (s *Store) KeyIDsInUse(ctx context.Context) (map[uint32]int, error) {
 	if s.v2 != nil {
-		return nil, fmt.Errorf("vfs: key ids: %w", errNotOnV2)
+		return s.keyIDsV2(ctx)
 	}
 	files, skipped, err := s.sweep(ctx, "")
 	if err != nil {

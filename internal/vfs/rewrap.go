@@ -102,7 +102,7 @@ func (e skippedEntry) error() error { return fmt.Errorf("%s: %w", e.path, e.err)
 // each file.
 func (s *Store) Rewrap(ctx context.Context, progress func(done, total int, name string)) error {
 	if s.v2 != nil {
-		return fmt.Errorf("vfs: rewrap: %w", errNotOnV2)
+		return s.rewrapV2(ctx, progress)
 	}
 	const maxPasses = 5
 	done, total := 0, 0

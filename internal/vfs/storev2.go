@@ -211,28 +211,13 @@ func (s *Store) verifyV2(ctx context.Context, only string, report func(path stri
 		}
 		return 0, nil
 	}
-	var names []string
-	if only != "" {
-		names = []string{only}
-	} else {
-		var err error
-		if names, err = s.v2.fs.TreeNames(); err != nil {
-			return 0, err
-		}
+	hs, err := s.treesV2(only)
+	if err != nil {
+		return 0, err
 	}
 	checked := 0
 	buf := make([]byte, 256<<10)
-	for _, name := range names {
-		var h *home
-		var err error
-		if folder, ok := strings.CutPrefix(name, foldersDir+"/"); ok {
-			h, err = s.folder(folder)
-		} else {
-			h, err = s.home(name)
-		}
-		if err != nil {
-			return checked, err
-		}
+	for _, h := range hs {
 		werr := h.walkSkip(".", true, func(rel string, fi fs.FileInfo) error {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -276,4 +261,131 @@ func readThrough(h *home, rel string, buf []byte) error {
 			return err
 		}
 	}
+}
+
+// treesV2 opens every tree of a version 2 store, or only tree only.
+func (s *Store) treesV2(only string) ([]*home, error) {
+	names := []string{only}
+	if only == "" {
+		var err error
+		if names, err = s.v2.fs.TreeNames(); err != nil {
+			return nil, err
+		}
+	}
+	var out []*home
+	for _, name := range names {
+		var h *home
+		var err error
+		if folder, ok := strings.CutPrefix(name, foldersDir+"/"); ok {
+			h, err = s.folder(folder)
+		} else {
+			h, err = s.home(name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// eachFileV2 calls fn for every regular file of every tree of a version 2
+// store, the store's own (sidecars, uploads in progress) included;
+// entries that cannot be listed go to skip.
+func (s *Store) eachFileV2(ctx context.Context, fn func(h *home, rel string) error, skip func(h *home, rel string, err error)) error {
+	hs, err := s.treesV2("")
+	if err != nil {
+		return err
+	}
+	for _, h := range hs {
+		err := h.walkSkip(".", true, func(rel string, fi fs.FileInfo) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if !fi.Mode().IsRegular() {
+				return nil
+			}
+			return fn(h, rel)
+		}, func(rel string, err error) { skip(h, rel, err) })
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rewrapV2 is Rewrap in storage version 2: every published segment's key
+// slot is re-wrapped in place, pass after pass until a pass changes
+// nothing (files published meanwhile under the old keyring).
+func (s *Store) rewrapV2(ctx context.Context, progress func(done, total int, name string)) error {
+	const maxPasses = 5
+	done, total := 0, 0
+	var errs []error
+	for pass := 0; pass < maxPasses; pass++ {
+		changed := 0
+		err := s.eachFileV2(ctx, func(h *home, rel string) error {
+			total++
+			n, err := h.rewrapV2(rel)
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+			case err != nil:
+				h.logger().Error("vfs: rewrap failed", "home", h.name, "path", "/"+rel, "err", err)
+				errs = append(errs, fmt.Errorf("%s/%s: %w", h.name, rel, err))
+			}
+			changed += n
+			done++
+			if progress != nil {
+				progress(done, total, h.name+"/"+rel)
+			}
+			return nil
+		}, func(h *home, rel string, err error) {
+			errs = append(errs, fmt.Errorf("%s/%s: %w", h.name, rel, err))
+		})
+		if err != nil {
+			return err
+		}
+		if changed == 0 || len(errs) > 0 {
+			break
+		}
+	}
+	if len(errs) > 0 {
+		return &SweepError{Op: "rewrap", Errs: errs}
+	}
+	return nil
+}
+
+// rewrapV2 re-wraps file rel's segments. An open file publishes first, so
+// the segments it wrote under the old keyring are among them and what it
+// writes next is sealed under the new one.
+func (h *home) rewrapV2(rel string) (int, error) {
+	h.ns.RLock()
+	h.mu.Lock()
+	n := h.nodes[rel]
+	if n == nil {
+		n = h.tmpNodes[rel]
+	}
+	h.mu.Unlock()
+	var err error
+	if n != nil {
+		err = n.flush(false)
+	}
+	h.ns.RUnlock()
+	if err != nil {
+		return 0, err
+	}
+	return h.d.(nsDisk).t.Rewrap(rel)
+}
+
+// keyIDsV2 is KeyIDsInUse in storage version 2: the KEK ids of every
+// published segment's header.
+func (s *Store) keyIDsV2(ctx context.Context) (map[uint32]int, error) {
+	inUse := map[uint32]int{}
+	err := s.eachFileV2(ctx, func(h *home, rel string) error {
+		err := h.d.(nsDisk).t.KeyIDs(rel, inUse)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			inUse[0]++ // unreadable: may use any key
+		}
+		return nil
+	}, func(*home, string, error) { inUse[0]++ })
+	return inUse, err
 }
