@@ -97,7 +97,12 @@ type serverConfig struct {
 	env         []string
 	noFirstUser bool
 	wrapper     []string
+	v2          bool
 }
+
+// WithStorageV2 serves a new data directory with storage version 2
+// (SECUREFSD_TEST_STORAGE=v2 does it for every server of a run).
+func WithStorageV2() ServerOption { return func(c *serverConfig) { c.v2 = true } }
 
 // WithDataDir reuses a data dir (restart after a crash).
 func WithDataDir(dir string) ServerOption { return func(c *serverConfig) { c.dataDir = dir } }
@@ -144,6 +149,9 @@ func StartServer(t testing.TB, opts ...ServerOption) *Server {
 		s.args = append(s.args, "--insecure-http")
 	}
 	s.args = append(s.args, cfg.serveArgs...)
+	if cfg.v2 || os.Getenv("SECUREFSD_TEST_STORAGE") == "v2" {
+		s.args = append(s.args, "--storage", "v2")
+	}
 	if err := s.start(t, cfg.env); err != nil {
 		t.Fatal(err)
 	}

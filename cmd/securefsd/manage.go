@@ -46,6 +46,30 @@ func openUsers(dir string, kr *envelope.Keyring, opts users.Options) (*users.DB,
 
 const storeDirName = "store"
 
+// indexKeyFileName holds storage v2's index root key, wrapped by the
+// keyring like users.key (made when a version 2 store is created).
+const indexKeyFileName = "index.key"
+
+// indexKeyBinding binds the index key file to its use.
+var indexKeyBinding = []byte("securefsd index key")
+
+// openStore opens the data directory's store with o. A version 2 store
+// (one that has its index, or a new one o asks for) gets its index key
+// from index.key.
+func openStore(dir string, kr *envelope.Keyring, o vfs.Options) (*vfs.Store, error) {
+	storeDir := filepath.Join(dir, storeDirName)
+	_, err := os.Stat(filepath.Join(storeDir, vfs.IndexFileName))
+	if err == nil || o.Storage == vfs.StorageV2 {
+		key, err := keyfile.LoadSecret(filepath.Join(dir, indexKeyFileName), kr, indexKeyBinding, vfs.IndexKeySize, o.Storage == vfs.StorageV2)
+		if err != nil {
+			return nil, fmt.Errorf("storage v2 index key: %w", err)
+		}
+		defer clear(key)
+		o.IndexKey = key
+	}
+	return vfs.NewStore(storeDir, o)
+}
+
 // manager returns the running server's admin client, or, when no server
 // runs, a Local over the database and store opened here.
 func (e *env) manager(c *cli.Context) (admin.Manager, func(), error) {
@@ -75,7 +99,7 @@ func (e *env) manager(c *cli.Context) (admin.Manager, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	store, err := vfs.NewStore(filepath.Join(dir, storeDirName), vfs.Options{Keyring: kr, Logger: log})
+	store, err := openStore(dir, kr, vfs.Options{Keyring: kr, Logger: log})
 	if err != nil {
 		db.Close()
 		return nil, nil, err

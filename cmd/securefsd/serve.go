@@ -51,6 +51,8 @@ var serveFlags = []cli.Flag{
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-http-requests-per-user", Value: davd.DefaultMaxRequestsPerUser, Usage: "HTTPS: one user's requests in progress at once (more get 503)", EnvVars: []string{"SECUREFSD_MAX_HTTP_REQUESTS_PER_USER"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "cipher", Value: "auto", Usage: "at-rest AEAD of new files: XAES-256-GCM, XChaCha20-Poly1305, or auto (XAES-256-GCM if the CPU has AES instructions); existing files keep theirs", EnvVars: []string{"SECUREFSD_CIPHER"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "shared-prefix", Value: vfs.DefaultSharedPrefix, Usage: "the directory of every user's tree where the shared folders they may reach appear (it shadows a home entry of that name)", EnvVars: []string{"SECUREFSD_SHARED_PREFIX"}}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "storage", Value: "v1", Usage: "layout of a new data directory: v1 (a directory per home, names in the clear) or v2 (docs/STORAGE.md: names, tree, sizes and times in an encrypted index, contents in blobs; a preview: no backup or migrate yet); an existing store keeps its own", EnvVars: []string{"SECUREFSD_STORAGE"}}),
+	altsrc.NewBoolFlag(&cli.BoolFlag{Name: "pad", Usage: "storage v2: pad stored file sizes with Padmé (at most 12% more space; docs/SECURITY.md)", EnvVars: []string{"SECUREFSD_PAD"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "upload-hashes", Usage: "digests computed while files are uploaded (md5,sha1,sha256); default none: computed when a client first asks (md5sum, oc:checksums) and cached", EnvVars: []string{"SECUREFSD_UPLOAD_HASHES"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "memory-limit", Value: 200, Usage: "soft memory target in MiB: the Go GC collects only near this size, or near twice the live heap if that is larger (fewer collections of SSH packets); 0 = Go defaults (also when GOGC or GOMEMLIMIT is set)", EnvVars: []string{"SECUREFSD_MEMORY_LIMIT"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-sessions", Value: 256, Usage: "logged-in SSH connections at once, in total", EnvVars: []string{"SECUREFSD_MAX_SESSIONS"}}),
@@ -292,8 +294,20 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core 
 			}
 		})
 	}
-	store, err := vfs.NewStore(filepath.Join(dir, storeDirName), vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes, AEAD: aead,
-		MaxHandlesPerHome: c.Int("max-handles-per-user"), MaxFileSize: maxFileSize, SharedPrefix: c.String("shared-prefix"), Observer: rec.vfs()})
+	var storage int
+	switch c.String("storage") {
+	case "v1", "":
+		storage = vfs.StorageV1
+	case "v2":
+		storage = vfs.StorageV2
+	default:
+		closeAudit()
+		db.Close()
+		return core, nil, fmt.Errorf("--storage %q: v1 or v2", c.String("storage"))
+	}
+	store, err := openStore(dir, kr, vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes, AEAD: aead,
+		MaxHandlesPerHome: c.Int("max-handles-per-user"), MaxFileSize: maxFileSize, SharedPrefix: c.String("shared-prefix"), Observer: rec.vfs(),
+		Storage: storage, Pad: c.Bool("pad")})
 	if err != nil {
 		closeAudit()
 		db.Close()

@@ -60,7 +60,7 @@ func (t *Tree) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) 
 		case err == nil && flag&(os.O_CREATE|os.O_EXCL) == os.O_CREATE|os.O_EXCL:
 			return namespace.ErrExist
 		case errors.Is(err, namespace.ErrNotFound) && flag&os.O_CREATE != 0:
-			if d.Inode, err = tx.Create(dir, base, namespace.File, perm.Perm()); err != nil {
+			if d.Inode, err = tx.Create(dir, base, namespace.File, perm&modeBits); err != nil {
 				return err
 			}
 		case err != nil:

@@ -32,6 +32,10 @@ import (
 	"github.com/securefsd/securefsd/internal/namespace"
 )
 
+// modeBits are the bits of a mode a tree keeps: permissions, setuid,
+// setgid and sticky (vfs records the client's mode in them, modes.go).
+const modeBits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
+
 // Blobs is the blob store: what content.File reads and writes, and what
 // the collector lists and deletes.
 type Blobs interface {
@@ -312,7 +316,7 @@ func (t *Tree) Mkdir(name string, perm fs.FileMode) error {
 		if err != nil {
 			return err
 		}
-		_, err = tx.Create(dir, base, namespace.Dir, fs.ModeDir|perm.Perm())
+		_, err = tx.Create(dir, base, namespace.Dir, fs.ModeDir|perm&modeBits)
 		return err
 	})
 }
@@ -341,7 +345,7 @@ func (t *Tree) MkdirAll(name string, perm fs.FileMode) error {
 			case err == nil:
 				id = d.Inode
 			case errors.Is(err, namespace.ErrNotFound):
-				if id, err = tx.Create(id, elem, namespace.Dir, fs.ModeDir|perm.Perm()); err != nil {
+				if id, err = tx.Create(id, elem, namespace.Dir, fs.ModeDir|perm&modeBits); err != nil {
 					return err
 				}
 			default:

@@ -536,13 +536,7 @@ func (f *FS) mkdir(name string, perm fs.FileMode, all bool) error {
 	if rel == "." || h.lookup(rel) != nil {
 		return h.pathErr(op, name, fs.ErrExist)
 	}
-	if err := h.d.Mkdir(rel, 0o700); err != nil {
-		return h.pathErr(op, name, err)
-	}
-	// Set after creating (not through mkdir's mode) so the owner keeps
-	// access whatever the client asked (modes.go), and a parent's setgid
-	// bit is not inherited.
-	if err := h.chmodClient(rel, perm.Perm()&^h.s.umask, true); err != nil {
+	if err := h.mkdirClient(rel, perm.Perm()&^h.s.umask); err != nil {
 		return h.pathErr(op, name, err)
 	}
 	return nil

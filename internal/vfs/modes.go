@@ -70,6 +70,20 @@ func (h *home) chmodClient(rel string, client fs.FileMode, dir bool) error {
 	return h.d.Chmod(rel, diskMode(client, dir))
 }
 
+// mkdirClient creates directory rel with the client's mode. On a disk the
+// mode is set after creating (not through mkdir's mode) so the owner keeps
+// access whatever the client asked, and a parent's setgid bit is not
+// inherited; storage v2 stores it with the directory, in one transaction.
+func (h *home) mkdirClient(rel string, client fs.FileMode) error {
+	if h.root == nil {
+		return h.d.Mkdir(rel, diskMode(client, true))
+	}
+	if err := h.d.Mkdir(rel, 0o700); err != nil {
+		return err
+	}
+	return h.chmodClient(rel, client, true)
+}
+
 // repairMode gives the owner its access back on an entry a client (or an
 // older version) left without it, keeping the client-visible mode. fi is
 // the entry's Lstat; the repaired FileInfo is returned.

@@ -24,6 +24,13 @@ const (
 	blobsDirName  = "blobs"
 )
 
+// IndexFileName is storage version 2's index file in the store
+// directory: a store that has one is a version 2 store.
+const IndexFileName = indexFileName
+
+// IndexKeySize is the size of Options.IndexKey.
+const IndexKeySize = index.RootKeySize
+
 // storeV2 is what a version 2 store opens: the index, the blob directory
 // and the file system over them.
 type storeV2 struct {
