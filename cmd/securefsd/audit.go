@@ -22,6 +22,7 @@ import (
 	"github.com/securefsd/securefsd/internal/audit"
 	"github.com/securefsd/securefsd/internal/envelope"
 	"github.com/securefsd/securefsd/internal/users"
+	"github.com/securefsd/securefsd/internal/vfs"
 )
 
 // auditDirFlag is global: serve writes the trail there, offline
@@ -165,6 +166,29 @@ func protoName(p string) string {
 type logNames struct {
 	mode string                     // clear, hash, none
 	keys atomic.Pointer[audit.Keys] // set once the audit key is loaded
+}
+
+// defaultLogNames is --log-names as given, or, when not given, what the
+// store calls for: on storage v2, whose point is that a copy of the disk
+// names no file, the log (often on the same disk) names none either:
+// tokens with the audit trail's key, nothing without it.
+func defaultLogNames(c *cli.Context) string {
+	if c.IsSet("log-names") {
+		return c.String("log-names")
+	}
+	v2 := c.String("storage") == "v2"
+	if d, err := filepath.Abs(c.String("data-dir")); err == nil {
+		if _, err := os.Stat(filepath.Join(d, storeDirName, vfs.IndexFileName)); err == nil {
+			v2 = true
+		}
+	}
+	switch {
+	case !v2:
+		return "clear"
+	case c.Bool("audit"):
+		return "hash"
+	}
+	return "none"
 }
 
 func parseLogNames(s string) (*logNames, error) {

@@ -89,7 +89,7 @@ func (e *env) serveCommand() *cli.Command {
 // failure (an occupied port) never leaves an earlier listener open or the
 // admin socket behind.
 func (e *env) serve(c *cli.Context) (err error) {
-	names, err := parseLogNames(c.String("log-names"))
+	names, err := parseLogNames(defaultLogNames(c))
 	if err != nil {
 		return err
 	}

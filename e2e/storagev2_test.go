@@ -1,0 +1,190 @@
+package e2e
+
+import (
+	"bytes"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// marker is in every name, folder and property value the storage v2 tests
+// create; nothing under the data directory may contain it afterwards.
+const marker = "MRKR-john-doe-hiv-result"
+
+// TestStorageV2Marker (issue 20, "done when"): names and folders with a
+// marker uploaded through OpenSSH sftp, scp, WebDAV (curl: MKCOL, PUT,
+// MOVE, PROPPATCH) and rclone over both; every file reads back through
+// each protocol; then the whole data directory (store, index,
+// temporaries, users.db, audit trail) and the server's log at the
+// default level hold no marker, and the store holds nothing but the index
+// and blobs named by random ids.
+func TestStorageV2Marker(t *testing.T) {
+	NeedTool(t, "rclone")
+	srv := StartServer(t, WithStorageV2(), WithServeArgs("--log-level", "info"))
+	const pass = "zhfgre-pw-v2-e2e-pass"
+	key := srv.AddUser(t, "dora", pass)
+	tmp := t.TempDir()
+	content := []byte(strings.Repeat(marker+" plaintext line\n", 3000))
+	local := filepath.Join(tmp, "local.txt")
+	if err := os.WriteFile(local, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := marker + "-sftp-dir"
+	res, err := srv.SFTPBatch(t, "dora", key, strings.Join([]string{
+		"mkdir " + dir,
+		"mkdir " + dir + "/" + marker + "-sub",
+		"put " + local + " " + dir + "/" + marker + "-a.pdf",
+		"put " + local + " " + dir + "/" + marker + "-sub/" + marker + "-b.pdf",
+		"rename " + dir + "/" + marker + "-a.pdf " + dir + "/" + marker + "-renamed.pdf",
+		"ls -l " + dir,
+	}, "\n")+"\n")
+	if err != nil || !strings.Contains(res, marker+"-renamed.pdf") {
+		t.Fatalf("sftp: %v\n%s", err, res)
+	}
+	if out, err := srv.scp(t, "dora", key, local, "R:"+marker+"-scp.txt"); err != nil {
+		t.Fatalf("scp: %v\n%s", err, out)
+	}
+	for _, args := range [][]string{
+		{"-X", "MKCOL", srv.DAVURL + "/" + marker + "-dav/"},
+		{"-T", local, srv.DAVURL + "/" + marker + "-dav/" + marker + "-c.txt"},
+		{"-X", "MOVE", "-H", "Destination: " + srv.DAVURL + "/" + marker + "-dav/" + marker + "-moved.txt", srv.DAVURL + "/" + marker + "-dav/" + marker + "-c.txt"},
+		{"-X", "PROPPATCH", "-H", "Content-Type: application/xml", "--data", `<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:x"><D:set><D:prop><Z:note>` + marker + `-property</Z:note></D:prop></D:set></D:propertyupdate>`, srv.DAVURL + "/" + marker + "-dav/" + marker + "-moved.txt"},
+	} {
+		if out, err := srv.Curl(t, "dora", pass, append([]string{"-f"}, args...)...); err != nil {
+			t.Fatalf("curl %v: %v\n%s", args[:2], err, out)
+		}
+	}
+	tree := filepath.Join(tmp, "tree")
+	os.MkdirAll(filepath.Join(tree, marker+"-rclone-dir"), 0o755)
+	os.WriteFile(filepath.Join(tree, marker+"-rclone-dir", marker+"-d.txt"), content, 0o600)
+	if out, err := rcloneDAV(t, srv, "dora", pass, "copy", tree, ":webdav:"+marker+"-rc-dav"); err != nil {
+		t.Fatalf("rclone webdav: %v\n%s", err, out)
+	}
+
+	// Everything reads back, through every protocol.
+	got := filepath.Join(tmp, "got")
+	for _, p := range []string{dir + "/" + marker + "-renamed.pdf", dir + "/" + marker + "-sub/" + marker + "-b.pdf", marker + "-scp.txt", marker + "-dav/" + marker + "-moved.txt", marker + "-rc-dav/" + marker + "-rclone-dir/" + marker + "-d.txt"} {
+		os.Remove(got)
+		if res, err := srv.SFTPBatch(t, "dora", key, "get "+p+" "+got+"\n"); err != nil {
+			t.Fatalf("sftp get %s: %v\n%s", p, err, res)
+		}
+		SameFile(t, local, got)
+		out, err := srv.Curl(t, "dora", pass, "-f", srv.DAVURL+"/"+p)
+		if err != nil || out != string(content) {
+			t.Fatalf("GET %s: %v (%d bytes)", p, err, len(out))
+		}
+	}
+	out, err := srv.Curl(t, "dora", pass, "-f", "-X", "PROPFIND", "-H", "Depth: 1", srv.DAVURL+"/"+marker+"-dav/")
+	if err != nil || !strings.Contains(out, marker+"-property") || !strings.Contains(out, marker+"-moved.txt") {
+		t.Fatalf("PROPFIND: %v\n%s", err, out)
+	}
+	srv.Stop(t)
+
+	// Nothing of it on disk or in the log.
+	storeName := regexp.MustCompile(`^store(/index\.db|/blobs(/[0-9a-f]{2}(/[0-9a-f]{32})?|/tmp)?)?$`)
+	filepath.WalkDir(srv.DataDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(srv.DataDir, p)
+		if strings.Contains(rel, "MRKR") {
+			t.Errorf("a name on disk: %s", rel)
+		}
+		if (rel == "store" || strings.HasPrefix(rel, "store/")) && !storeName.MatchString(rel) {
+			t.Errorf("the store holds %s: only the index and blobs may be there", rel)
+		}
+		if d.Type().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Contains(b, []byte("MRKR")) {
+				t.Errorf("the marker is in %s", rel)
+			}
+		}
+		return nil
+	})
+	if strings.Contains(srv.Log(), "MRKR") {
+		for _, l := range strings.Split(srv.Log(), "\n") {
+			if strings.Contains(l, "MRKR") {
+				t.Errorf("the server log names it: %s", l)
+			}
+		}
+	}
+}
+
+// TestStorageV2Verify: `securefsd verify` on a version 2 store is clean,
+// then reports a segment swapped with another file's as damage, and the
+// damaged file fails to download over SFTP and WebDAV while the others
+// still read.
+func TestStorageV2Verify(t *testing.T) {
+	srv := StartServer(t, WithStorageV2())
+	const pass = "ireval-pw-v2-e2e-pass"
+	key := srv.AddUser(t, "vera", pass)
+	a, b := RandomFile(t, 100_000), RandomFile(t, 200_000)
+	if res, err := srv.SFTPBatch(t, "vera", key, "put "+a+" a.bin\nput "+b+" b.bin\n"); err != nil {
+		t.Fatalf("sftp: %v\n%s", err, res)
+	}
+	srv.Stop(t)
+	if out, err := srv.CLI(t, "verify"); err != nil {
+		t.Fatalf("verify of an intact store: %v\n%s", err, out)
+	}
+	// Exchange the two files' blobs on disk.
+	var blobs []string
+	filepath.WalkDir(filepath.Join(srv.DataDir, "store", "blobs"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && len(d.Name()) == 32 {
+			blobs = append(blobs, p)
+		}
+		return nil
+	})
+	var small, large string
+	for _, p := range blobs {
+		fi, _ := os.Stat(p)
+		if fi.Size() < 150_000 && fi.Size() > 100_000 {
+			small = p
+		} else if fi.Size() > 200_000 {
+			large = p
+		}
+	}
+	if small == "" || large == "" {
+		t.Fatalf("blobs of the two files not found among %d", len(blobs))
+	}
+	os.Rename(small, small+".x")
+	os.Rename(large, small)
+	os.Rename(small+".x", large)
+	out, err := srv.CLI(t, "verify")
+	if err == nil || !strings.Contains(out+err.Error(), "vera/a.bin") || !strings.Contains(out+err.Error(), "vera/b.bin") {
+		t.Fatalf("verify after a swap: %v\n%s", err, out)
+	}
+	srv.Restart(t)
+	c := RandomFile(t, 5000)
+	got := filepath.Join(t.TempDir(), "got")
+	if res, err := srv.SFTPBatch(t, "vera", key, "get a.bin "+got+"\n"); err == nil {
+		t.Errorf("sftp get of a swapped file succeeded:\n%s", res)
+	}
+	if out, err := srv.Curl(t, "vera", pass, "-f", "-o", "/dev/null", srv.DAVURL+"/b.bin"); err == nil {
+		t.Errorf("GET of a swapped file succeeded: %s", out)
+	}
+	if res, err := srv.SFTPBatch(t, "vera", key, "put "+c+" c.bin\nget c.bin "+got+"\n"); err != nil {
+		t.Fatalf("other files: %v\n%s", err, res)
+	}
+	SameFile(t, c, got)
+}
+
+// TestStorageV2OnV1Directory: a version 1 data directory is not taken for
+// version 2: serve --storage v2 on it says how to migrate, and serve
+// without the flag keeps serving it.
+func TestStorageV2OnV1Directory(t *testing.T) {
+	srv := StartServer(t)
+	srv.AddUser(t, "old", "byq-pw-v1-e2e-pass")
+	srv.Stop(t)
+	cmd := exec.Command(binPath, "--data-dir", srv.DataDir, "serve", "--storage", "v2", "--sftp-addr", "127.0.0.1:0", "--dav-addr", "127.0.0.1:0")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "migrate") {
+		t.Fatalf("serve --storage v2 on a version 1 directory: %v\n%s", err, out)
+	}
+}
