@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/securefsd/securefsd/internal/users"
+	"github.com/securefsd/securefsd/internal/vfs"
 )
 
 // rollbackAnchorFlag: serve keeps the users database's revision in this
@@ -104,8 +106,78 @@ func (e *env) anchorCommand() *cli.Command {
 				if err := db.WriteAnchor(path); err != nil {
 					return err
 				}
-				return e.printf("rollback anchor %s: revision %d\n", path, db.Revision())
+				if err := e.printf("rollback anchor %s: revision %d\n", path, db.Revision()); err != nil {
+					return err
+				}
+				// A version 2 store's index has its anchor beside it.
+				if _, err := os.Stat(filepath.Join(dir, storeDirName, vfs.IndexFileName)); err != nil {
+					return nil
+				}
+				store, err := openStore(dir, kr, vfs.Options{Keyring: kr, Logger: log})
+				if err != nil {
+					return err
+				}
+				defer store.Close()
+				if err := store.WriteAnchor(indexAnchorPath(path)); err != nil {
+					return err
+				}
+				return e.printf("index rollback anchor %s: epoch %d\n", indexAnchorPath(path), store.Epoch())
 			},
 		}},
 	}
+}
+
+// indexAnchorPath is the anchor of storage v2's index: a second file
+// beside --rollback-anchor's, written on the same schedule.
+func indexAnchorPath(path string) string { return path + ".index" }
+
+// checkIndexAnchor refuses a version 2 store whose index is older than its
+// anchor (the data directory put back from a copy), and writes the anchor
+// on a first start. Version 1 stores have no index: nothing to check.
+func checkIndexAnchor(store *vfs.Store, path string, log *slog.Logger) error {
+	if path == "" || store.StorageVersion() != vfs.StorageV2 {
+		return nil
+	}
+	p := indexAnchorPath(path)
+	err := store.CheckAnchor(p)
+	if errors.Is(err, vfs.ErrNoAnchor) {
+		log.Info("index rollback anchor created", "path", p, "epoch", store.Epoch())
+		return store.WriteAnchor(p)
+	}
+	if err != nil {
+		return fmt.Errorf("--rollback-anchor: %w (restored on purpose? securefsd anchor reset)", err)
+	}
+	return nil
+}
+
+// keepIndexAnchor rewrites the index's anchor at most every
+// anchorInterval after the namespace changed, and once more at the stop.
+func keepIndexAnchor(g *group, store *vfs.Store, path string, log *slog.Logger) {
+	if path == "" || store.StorageVersion() != vfs.StorageV2 {
+		return
+	}
+	p := indexAnchorPath(path)
+	last := store.Epoch()
+	write := func() {
+		if e := store.Epoch(); e != last {
+			if err := store.WriteAnchor(p); err != nil {
+				log.Error("index rollback anchor not written", "path", p, "err", err)
+				return
+			}
+			last = e
+		}
+	}
+	g.run(func(ctx context.Context) error {
+		t := time.NewTicker(anchorInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				write()
+				return nil
+			case <-t.C:
+				write()
+			}
+		}
+	}, nil)
 }

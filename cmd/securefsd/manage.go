@@ -99,7 +99,7 @@ func (e *env) manager(c *cli.Context) (admin.Manager, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	store, err := openStore(dir, kr, vfs.Options{Keyring: kr, Logger: log})
+	store, err := openStore(dir, kr, vfs.Options{Keyring: kr, Logger: log, OpenDamaged: true})
 	if err != nil {
 		db.Close()
 		return nil, nil, err

@@ -126,6 +126,7 @@ func (e *env) serve(c *cli.Context) (err error) {
 	}()
 	g.run(func(ctx context.Context) error { tuneGC(ctx, c.Int("memory-limit"), log); return nil }, nil)
 	keepAnchor(g, core.users, c.String("rollback-anchor"), log)
+	keepIndexAnchor(g, core.store, c.String("rollback-anchor"), log)
 
 	sftpAddr, err := startSFTP(c, g, core)
 	if err != nil {
@@ -309,6 +310,12 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core 
 		MaxHandlesPerHome: c.Int("max-handles-per-user"), MaxFileSize: maxFileSize, SharedPrefix: c.String("shared-prefix"), Observer: rec.vfs(),
 		Storage: storage, Pad: c.Bool("pad")})
 	if err != nil {
+		closeAudit()
+		db.Close()
+		return core, nil, err
+	}
+	if err := checkIndexAnchor(store, c.String("rollback-anchor"), log); err != nil {
+		store.Close()
 		closeAudit()
 		db.Close()
 		return core, nil, err

@@ -68,6 +68,11 @@ type Options struct {
 	// Pad pads the stored size of version 2's files with Padmé
 	// (content.Options.Pad, docs/SECURITY.md).
 	Pad bool
+	// OpenDamaged opens a version 2 store whose index fails its check at
+	// open (a record changed, removed or put back from an older copy),
+	// which NewStore otherwise refuses with ErrIntegrity: for Verify,
+	// which names what is damaged, and offline management.
+	OpenDamaged bool
 }
 
 // The storage layouts (Options.Storage).

@@ -66,6 +66,21 @@ func (s *Store) openV2(opts Options) error {
 	if err != nil {
 		return fmt.Errorf("vfs: open index: %w", err)
 	}
+	// The whole index is checked once at open: a record changed, moved,
+	// removed or put back from an older copy while the server was down
+	// changes the root hash, and nothing says which file it touched, so
+	// the store is not served (fail closed) until verify names it.
+	records, err := x.Verify()
+	switch {
+	case err != nil && !opts.OpenDamaged:
+		x.Close()
+		s.log.Error("vfs: integrity failure", "index", true, "integrity", true, "err", err)
+		return fmt.Errorf("vfs: the index fails its check, the store is not served (securefsd verify reports it; restore the data directory from a backup): %w", newIntegrity(err))
+	case err != nil:
+		s.log.Error("vfs: integrity failure", "index", true, "integrity", true, "err", err)
+	default:
+		s.log.Debug("vfs: index checked", "records", records)
+	}
 	blobs, err := blob.OpenDir(filepath.Join(s.dir, blobsDirName))
 	if err != nil {
 		x.Close()
@@ -395,4 +410,40 @@ func (s *Store) keyIDsV2(ctx context.Context) (map[uint32]int, error) {
 		return nil
 	}, func(*home, string, error) { inUse[0]++ })
 	return inUse, err
+}
+
+// ErrNoAnchor: the rollback anchor file of the index does not exist yet.
+var ErrNoAnchor = index.ErrNoAnchor
+
+// ErrRolledBack: the index is older than its rollback anchor (a data
+// directory put back from a copy), or its root hash does not match.
+var ErrRolledBack = index.ErrRolledBack
+
+// CheckAnchor compares a version 2 store's index with its rollback anchor
+// at path (docs/STORAGE.md section 4): ErrRolledBack if the index is
+// older, ErrNoAnchor if there is no file. Version 1 has no index: nil.
+func (s *Store) CheckAnchor(path string) error {
+	if s.v2 == nil {
+		return nil
+	}
+	return s.v2.x.CheckAnchor(path)
+}
+
+// WriteAnchor records a version 2 store's index epoch and root hash in
+// the rollback anchor at path. Version 1: nothing to do.
+func (s *Store) WriteAnchor(path string) error {
+	if s.v2 == nil {
+		return nil
+	}
+	return s.v2.x.WriteAnchor(path)
+}
+
+// Epoch is a version 2 store's index epoch (0 in version 1): it changes
+// with every change of the namespace.
+func (s *Store) Epoch() uint64 {
+	if s.v2 == nil {
+		return 0
+	}
+	e, _ := s.v2.x.Epoch()
+	return e
 }
