@@ -50,8 +50,6 @@ const storeDirName = "store"
 // keyring like users.key (made when a version 2 store is created).
 const indexKeyFileName = "index.key"
 
-// indexKeyBinding binds the index key file to its use.
-var indexKeyBinding = []byte("securefsd index key")
 
 // openStore opens the data directory's store with o. A version 2 store
 // (one that has its index, or a new one o asks for) gets its index key
@@ -60,7 +58,7 @@ func openStore(dir string, kr *envelope.Keyring, o vfs.Options) (*vfs.Store, err
 	storeDir := filepath.Join(dir, storeDirName)
 	_, err := os.Stat(filepath.Join(storeDir, vfs.IndexFileName))
 	if err == nil || o.Storage == vfs.StorageV2 {
-		key, err := keyfile.LoadSecret(filepath.Join(dir, indexKeyFileName), kr, indexKeyBinding, vfs.IndexKeySize, o.Storage == vfs.StorageV2)
+		key, err := keyfile.LoadSecret(filepath.Join(dir, indexKeyFileName), kr, vfs.IndexKeyBinding, vfs.IndexKeySize, o.Storage == vfs.StorageV2)
 		if err != nil {
 			return nil, fmt.Errorf("storage v2 index key: %w", err)
 		}
@@ -106,6 +104,9 @@ func (e *env) manager(c *cli.Context) (admin.Manager, func(), error) {
 	}
 	local := admin.NewLocal(db, store, kf, filepath.Join(dir, keyCheckFileName), kr)
 	local.UsersKey = filepath.Join(dir, usersKeyFileName)
+	if local.Store.StorageVersion() == vfs.StorageV2 {
+		local.IndexKey = filepath.Join(dir, indexKeyFileName)
+	}
 	// The trail (if this data directory has one) records offline changes
 	// too; the users database's lock, held now, keeps a server from
 	// appending at the same time.

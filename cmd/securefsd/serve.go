@@ -509,6 +509,9 @@ func startAdmin(g *group, core serverCore, baseURL string) (*admin.Local, error)
 	dir, log := core.dir, core.log
 	m := admin.NewLocal(core.users, core.store, core.keyFile, filepath.Join(dir, keyCheckFileName), core.keyring)
 	m.UsersKey = filepath.Join(dir, usersKeyFileName)
+	if m.Store.StorageVersion() == vfs.StorageV2 {
+		m.IndexKey = filepath.Join(dir, indexKeyFileName)
+	}
 	m.Policy = &core.policy
 	m.BaseURL = baseURL
 	m.Sessions = []admin.SessionSource{core.sessions}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/securefsd/securefsd/internal/admin"
 	"github.com/securefsd/securefsd/internal/users"
+	"github.com/securefsd/securefsd/internal/vfs"
 	"github.com/securefsd/securefsd/internal/webui"
 )
 
@@ -38,6 +39,9 @@ func enableAccounts(c *cli.Context, ui *webui.UI, core serverCore) error {
 	}
 	local := admin.NewLocal(core.users, core.store, core.keyFile, filepath.Join(core.dir, keyCheckFileName), core.keyring)
 	local.UsersKey = filepath.Join(core.dir, usersKeyFileName)
+	if local.Store.StorageVersion() == vfs.StorageV2 {
+		local.IndexKey = filepath.Join(core.dir, indexKeyFileName)
+	}
 	local.Policy = &core.policy
 	local.Sessions = []admin.SessionSource{core.sessions}
 	var m webui.Accounts = local

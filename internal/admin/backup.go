@@ -125,7 +125,7 @@ func (l *Local) snapshot(ctx context.Context, root string) ([]byte, time.Duratio
 		if err := l.Users.CopyTo(filepath.Join(snap, usersDBName)); err != nil {
 			return err
 		}
-		for _, f := range []string{l.KeyCheck, l.UsersKey} {
+		for _, f := range []string{l.KeyCheck, l.UsersKey, l.IndexKey} {
 			if f == "" {
 				continue
 			}

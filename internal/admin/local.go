@@ -48,6 +48,9 @@ type Local struct {
 	// UsersKey is the path of the users database's key file (sealed
 	// users.db, users.Options.Key): rotation re-wraps it ("": none).
 	UsersKey string
+	// IndexKey is the path of storage v2's index key file (vfs.Options.
+	// IndexKey): rotation re-wraps it ("": none, a version 1 store).
+	IndexKey string
 	// Policy is applied to every password set through this Local (user
 	// add, user passwd); nil means pwpolicy.Default().
 	Policy *pwpolicy.Policy
@@ -290,6 +293,11 @@ func (l *Local) RotateKey(ctx context.Context, progress func(Progress)) error {
 		if l.UsersKey != "" {
 			if err := keyfile.RewrapSecret(l.UsersKey, kr, users.KeyBinding); err != nil {
 				return fmt.Errorf("re-wrap users database key: %w", err)
+			}
+		}
+		if l.IndexKey != "" {
+			if err := keyfile.RewrapSecret(l.IndexKey, kr, vfs.IndexKeyBinding); err != nil {
+				return fmt.Errorf("re-wrap index key: %w", err)
 			}
 		}
 		inUse, err := l.Store.KeyIDsInUse(ctx)

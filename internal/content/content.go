@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"time"
 
 	"github.com/securefsd/securefsd/internal/blob"
 	"github.com/securefsd/securefsd/internal/envelope"
@@ -190,13 +191,15 @@ func (f *File) reader(i int) (io.ReaderAt, error) {
 		return s.wr, nil
 	}
 	if s.rd == nil {
-		b, err := f.blobs.Open(s.ref.Blob)
-		if err != nil {
-			return nil, fmt.Errorf("content: segment %d: %w", i, err)
+		b, ef, err := f.openSegment(i, s.ref)
+		if err != nil && (errors.Is(err, envelope.ErrAuth) || errors.Is(err, envelope.ErrUnknownKey)) {
+			// A key rotation rewrites a blob's key slot in place
+			// (Rewrap): a read of the header during that write sees a
+			// torn slot. Once more after it: real damage fails again.
+			time.Sleep(time.Millisecond)
+			b, ef, err = f.openSegment(i, s.ref)
 		}
-		ef, err := envelope.Open(readOnly{b}, b.Size(), f.o.Keyring, envelope.Options{Binding: Binding(f.inode, s.ref.Gen, i)})
 		if err != nil {
-			b.Close()
 			return nil, fmt.Errorf("content: segment %d: %w", i, err)
 		}
 		if want := f.stored(i, f.old.Size); ef.Size() != want {
@@ -208,6 +211,25 @@ func (f *File) reader(i int) (io.ReaderAt, error) {
 	}
 	return s.rd, nil
 }
+
+// openSegment opens the published blob of segment i.
+func (f *File) openSegment(i int, r Ref) (blob.Blob, *envelope.File, error) {
+	b, err := f.blobs.Open(r.Blob)
+	if err != nil {
+		return nil, nil, err
+	}
+	ef, err := envelope.Open(readOnly{b}, b.Size(), f.o.Keyring, envelope.Options{Binding: Binding(f.inode, r.Gen, i)})
+	if err != nil {
+		b.Close()
+		return nil, nil, err
+	}
+	return b, ef, nil
+}
+
+// SetKeyring replaces the keyring of the segments opened from now on and
+// of new ones (a key rotation re-wraps published segments in place, so a
+// File open across it must read them with the new keyring).
+func (f *File) SetKeyring(kr *envelope.Keyring) { f.o.Keyring = kr }
 
 // ReadAt reads len(p) bytes at off (io.EOF at the end).
 func (f *File) ReadAt(p []byte, off int64) (int, error) {

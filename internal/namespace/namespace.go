@@ -623,6 +623,40 @@ func (tx *Tx) Garbage() (map[blob.ID]uint64, error) {
 // Forget drops blob id from the garbage list (after it is deleted).
 func (tx *Tx) Forget(id blob.ID) error { return tx.t.Delete(kindGarbage, id[:]) }
 
+// CollectGarbage is the cheap part of Collect, for after every change
+// that made garbage: it reads the garbage list only, deletes the blobs
+// that became garbage before epoch keep, then forgets them, and returns
+// how many it deleted.
+func (n *NS) CollectGarbage(blobs BlobStore, keep uint64) (int, error) {
+	var due []blob.ID
+	err := n.View(func(tx *Tx) error {
+		g, err := tx.Garbage()
+		for id, epoch := range g {
+			if epoch < keep {
+				due = append(due, id)
+			}
+		}
+		return err
+	})
+	if err != nil || len(due) == 0 {
+		return 0, err
+	}
+	for _, id := range due {
+		if err := blobs.Delete(id); err != nil {
+			return 0, err
+		}
+	}
+	err = n.Update(func(tx *Tx) error {
+		for _, id := range due {
+			if err := tx.Forget(id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return len(due), err
+}
+
 // BlobStore is what the collector needs of the blob store.
 type BlobStore interface {
 	Delete(id blob.ID) error
@@ -649,18 +683,18 @@ type CollectStats struct {
 // garbage record of a missing blob, which the next run forgets.
 func (n *NS) Collect(blobs BlobStore, keep uint64, inFlight func(blob.ID) bool) (CollectStats, error) {
 	var st CollectStats
-	var due []blob.ID
+	var err error
+	if st.Garbage, err = n.CollectGarbage(blobs, keep); err != nil {
+		return st, err
+	}
 	referenced := map[blob.ID]bool{}
-	err := n.View(func(tx *Tx) error {
+	err = n.View(func(tx *Tx) error {
 		g, err := tx.Garbage()
 		if err != nil {
 			return err
 		}
-		for id, epoch := range g {
+		for id := range g {
 			referenced[id] = true
-			if epoch < keep {
-				due = append(due, id)
-			}
 		}
 		return tx.t.Scan(kindInode, nil, func(_, v []byte) error {
 			var in Inode
@@ -675,25 +709,6 @@ func (n *NS) Collect(blobs BlobStore, keep uint64, inFlight func(blob.ID) bool) 
 	})
 	if err != nil {
 		return st, err
-	}
-	for _, id := range due {
-		if err := blobs.Delete(id); err != nil {
-			return st, err
-		}
-		st.Garbage++
-	}
-	if len(due) > 0 {
-		err := n.Update(func(tx *Tx) error {
-			for _, id := range due {
-				if err := tx.Forget(id); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return st, err
-		}
 	}
 	var orphans []blob.ID
 	err = blobs.List(func(id blob.ID, _ int64) error {

@@ -103,6 +103,16 @@ func (t *Tree) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) 
 	return f, nil
 }
 
+// setKeyring makes the file read the segments it has not opened yet, and
+// write new ones, with o's keyring.
+func (f *File) setKeyring(o content.Options) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cf != nil {
+		f.cf.SetKeyring(o.Keyring)
+	}
+}
+
 // Name is the name the file was opened with.
 func (f *File) Name() string { return f.name }
 
@@ -326,6 +336,9 @@ func (f *File) Close() error {
 	f.t.s.mu.Lock()
 	delete(f.t.s.pins, f)
 	f.t.s.mu.Unlock()
+	// Garbage this file kept (it read segments replaced meanwhile), or
+	// made (its publish replaced segments).
+	f.t.s.collectGarbage()
 	return pathErr("close", f.name, err)
 }
 

@@ -72,7 +72,14 @@ func New(ns *namespace.NS, blobs Blobs, o content.Options) *Store {
 func (s *Store) SetKeyring(o content.Options) {
 	s.mu.Lock()
 	s.opts = o
+	open := make([]*File, 0, len(s.pins))
+	for f := range s.pins {
+		open = append(open, f)
+	}
 	s.mu.Unlock()
+	for _, f := range open {
+		f.setKeyring(o)
+	}
 }
 
 func (s *Store) options() content.Options {
@@ -87,13 +94,27 @@ func (s *Store) options() content.Options {
 func (s *Store) Collect() (namespace.CollectStats, error) {
 	s.publishing.Lock()
 	defer s.publishing.Unlock()
+	return s.ns.Collect(s.blobs, s.keep(), nil)
+}
+
+// keep is the oldest epoch an open file read its layout at (MaxUint64
+// when none is open): garbage from before it nobody can read.
+func (s *Store) keep() uint64 {
 	keep := uint64(math.MaxUint64)
 	s.mu.Lock()
 	for _, e := range s.pins {
 		keep = min(keep, e)
 	}
 	s.mu.Unlock()
-	return s.ns.Collect(s.blobs, keep, nil)
+	return keep
+}
+
+// collectGarbage deletes, after a change that made garbage (a removal, a
+// replacement, a publish) or the close of a file that kept some, the
+// blobs no open file can read any more: the space of a removed file comes
+// back at once, as on a disk. A failure is left for the next run.
+func (s *Store) collectGarbage() {
+	s.ns.CollectGarbage(s.blobs, s.keep())
 }
 
 // OpenFiles is the number of files open in every tree.
@@ -148,6 +169,7 @@ func (s *Store) TreeNames() ([]string, error) {
 // RemoveTree removes tree name and everything in it, in one transaction
 // (its blobs become garbage). A missing tree is no error.
 func (s *Store) RemoveTree(name string) error {
+	defer s.collectGarbage()
 	return s.ns.Update(func(tx *namespace.Tx) error {
 		tr, err := tx.Tree(name, false)
 		if errors.Is(err, namespace.ErrNotFound) {
@@ -363,18 +385,23 @@ func (t *Tree) MkdirAll(name string, perm fs.FileMode) error {
 // Remove removes file name or empty directory name. An open file stays
 // readable by its handles; what they write is not published.
 func (t *Tree) Remove(name string) error {
-	return t.update("remove", name, func(tx *namespace.Tx) error {
+	err := t.update("remove", name, func(tx *namespace.Tx) error {
 		dir, base, err := t.parent(tx, name)
 		if err != nil {
 			return err
 		}
 		return tx.Remove(dir, base)
 	})
+	if err == nil {
+		t.s.collectGarbage()
+	}
+	return err
 }
 
 // RemoveAll removes name and everything below it, in one transaction. A
 // missing name is no error.
 func (t *Tree) RemoveAll(name string) error {
+	defer t.s.collectGarbage()
 	return t.update("removeall", name, func(tx *namespace.Tx) error {
 		dir, base, err := t.parent(tx, name)
 		if errors.Is(err, namespace.ErrNotFound) {
@@ -435,6 +462,7 @@ func (t *Tree) RenameTo(oldname string, dst *Tree, newname string) error {
 	if dst.s != t.s {
 		return pathErr("rename", newname, errors.New("nsfs: rename between stores"))
 	}
+	defer t.s.collectGarbage() // a file renamed over another
 	return t.update("rename", oldname, func(tx *namespace.Tx) error {
 		from, ob, err := t.parent(tx, oldname)
 		if err != nil {

@@ -28,6 +28,10 @@ const (
 // directory: a store that has one is a version 2 store.
 const IndexFileName = indexFileName
 
+// IndexKeyBinding binds the key file holding Options.IndexKey (wrapped by
+// the keyring, internal/keyfile) to its use.
+var IndexKeyBinding = []byte("securefsd index key")
+
 // IndexKeySize is the size of Options.IndexKey.
 const IndexKeySize = index.RootKeySize
 
