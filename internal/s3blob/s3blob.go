@@ -76,7 +76,8 @@ type Config struct {
 	// AWS_PROFILE or default).
 	AccessKey, SecretKey string
 	// CacheDir holds the blobs being written and the cached ones
-	// (created, mode 0700).
+	// (created, mode 0700). One Store per directory: New empties its
+	// tmp/ of what a crash left.
 	CacheDir string
 	// CacheSize bounds the cached blobs' bytes (zero: DefaultCacheSize).
 	// Blobs open or being written are not counted against it and never
@@ -379,7 +380,7 @@ func (p *Pending) Publish() error {
 		return nil
 	}
 	s.mu.Lock()
-	s.addLocked(p.id, size)
+	s.addLocked(p.id, size, 0)
 	s.mu.Unlock()
 	return nil
 }
@@ -462,12 +463,7 @@ func (b *cachedBlob) Size() int64 { return b.size }
 
 func (b *cachedBlob) Close() error {
 	err := b.File.Close()
-	b.once.Do(func() {
-		b.s.mu.Lock()
-		b.e.refs--
-		b.s.evictLocked()
-		b.s.mu.Unlock()
-	})
+	b.once.Do(func() { b.s.unpin(b.e) })
 	return err
 }
 
@@ -478,16 +474,23 @@ func (s *Store) Open(id blob.ID) (blob.Blob, error) {
 	if b, err := s.openCached(id); b != nil || err != nil {
 		return b, err
 	}
-	if err := s.download(id); err != nil {
+	e, err := s.download(id)
+	if err != nil {
 		return nil, err
 	}
-	b, err := s.openCached(id)
-	if b == nil && err == nil {
-		// Evicted between download and open: only if the cache is
-		// too small for the blobs open at once.
-		err = fmt.Errorf("s3blob: open %s: evicted at once: the cache is too small for the blobs in use", id)
+	f, err := s.root.Open(path.Join(cacheDir, id.String()))
+	if err != nil {
+		s.unpin(e)
+		return nil, fmt.Errorf("s3blob: open %s: %w", id, err)
 	}
-	return b, err
+	return &cachedBlob{File: f, s: s, e: e, size: e.size}, nil
+}
+
+func (s *Store) unpin(e *entry) {
+	s.mu.Lock()
+	e.refs--
+	s.evictLocked()
+	s.mu.Unlock()
 }
 
 // openCached opens id if it is cached (nil, nil if not), holding it
@@ -524,12 +527,14 @@ func (s *Store) openCached(id blob.ID) (blob.Blob, error) {
 
 // download fetches object id into the cache: a temporary file, made
 // durable, then renamed into place, so the cache never holds part of a
-// blob under its id.
-func (s *Store) download(id blob.ID) error {
+// blob under its id. It returns the blob's entry held open (the caller
+// opens the file, then unpins): a cache smaller than the blob still
+// serves it.
+func (s *Store) download(id blob.ID) (*entry, error) {
 	tmp := path.Join(tmpDir, id.String()+"."+blob.NewID().String()+".get")
 	f, err := s.root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("s3blob: download %s: %w", id, err)
+		return nil, fmt.Errorf("s3blob: download %s: %w", id, err)
 	}
 	size, err := s.get(id, f)
 	if err == nil {
@@ -544,14 +549,13 @@ func (s *Store) download(id blob.ID) error {
 	if err != nil {
 		s.root.Remove(tmp)
 		if errors.Is(err, blob.ErrNotFound) || errors.Is(err, ErrUnreachable) {
-			return err
+			return nil, err
 		}
-		return fmt.Errorf("s3blob: download %s: %w", id, err)
+		return nil, fmt.Errorf("s3blob: download %s: %w", id, err)
 	}
 	s.mu.Lock()
-	s.addLocked(id, size)
-	s.mu.Unlock()
-	return nil
+	defer s.mu.Unlock()
+	return s.addLocked(id, size, 1), nil
 }
 
 func (s *Store) get(id blob.ID, w io.Writer) (int64, error) {
@@ -578,19 +582,23 @@ func (s *Store) get(id blob.ID, w io.Writer) (int64, error) {
 	return 0, s.wrap("download "+id.String(), err)
 }
 
-// addLocked records a blob just put in the cache, then evicts down to the
-// limit.
-func (s *Store) addLocked(id blob.ID, size int64) {
+// addLocked records a blob just put in the cache, held refs times, then
+// evicts down to the limit.
+func (s *Store) addLocked(id blob.ID, size int64, refs int) *entry {
 	if el, ok := s.ents[id]; ok {
 		// Downloaded twice at once: the rename replaced the file with
 		// the same bytes (write-once); keep the one entry.
+		e := el.Value.(*entry)
+		e.refs += refs
 		s.lru.MoveToFront(el)
 		s.evictLocked()
-		return
+		return e
 	}
-	s.ents[id] = s.lru.PushFront(&entry{id: id, size: size})
+	e := &entry{id: id, size: size, refs: refs}
+	s.ents[id] = s.lru.PushFront(e)
 	s.used += size
 	s.evictLocked()
+	return e
 }
 
 // evictLocked removes least recently used blobs not open until the cached

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/securefsd/securefsd/internal/blob"
@@ -353,6 +355,12 @@ func TestCacheEviction(t *testing.T) {
 	if s.CacheUsed() > 3*n {
 		t.Fatalf("cache holds %d bytes, limit %d", s.CacheUsed(), 3*n)
 	}
+	// A cache smaller than a blob still serves it, holding it while open
+	// only.
+	tiny := newStore(t, srv, 1)
+	if got := get(t, tiny, ids[2]); !bytes.Equal(got, data[2]) || tiny.CacheUsed() != 0 {
+		t.Fatalf("read through a 1-byte cache: equal %v, cache holds %d", bytes.Equal(got, data[2]), tiny.CacheUsed())
+	}
 	// A cache reopened (a restart) knows what it holds and its bound.
 	cfg := config(t, srv, 3*n)
 	s1 := open(t, cfg)
@@ -586,4 +594,47 @@ func BenchmarkPutGet(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// TestConcurrent opens one uncached blob from many goroutines at once
+// (each download lands, one entry is kept) while others publish into a
+// small cache: every read is right, and the cache ends within its bound.
+func TestConcurrent(t *testing.T) {
+	srv := testutil.StartS3(t, bucket)
+	const n = 64 << 10
+	data := randBytes(rand.New(rand.NewPCG(13, 14)), n)
+	id := put(t, newStore(t, srv, 0), data)
+	s := newStore(t, srv, 4*n)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Go(func() {
+			if i%2 == 1 {
+				errs <- putID(s, blob.NewID(), data)
+				return
+			}
+			b, err := s.Open(id)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer b.Close()
+			p := make([]byte, n)
+			if _, err := b.ReadAt(p, 0); err != nil || !bytes.Equal(p, data) {
+				errs <- fmt.Errorf("read: %v, equal %v", err, bytes.Equal(p, data))
+				return
+			}
+			errs <- nil
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.CacheUsed() > 4*n {
+		t.Fatalf("cache holds %d bytes, limit %d", s.CacheUsed(), 4*n)
+	}
 }
