@@ -2,6 +2,7 @@ package s3blob_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -13,6 +14,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/securefsd/securefsd/internal/blob"
 	"github.com/securefsd/securefsd/internal/content"
@@ -566,7 +570,8 @@ func TestCredentials(t *testing.T) {
 // BenchmarkPutGet publishes and downloads 4 MiB blobs (a full segment's
 // ciphertext) against a local gateway: put is write to the cache file,
 // fsync and PUT; get is download into the cache (fsync, rename), open and
-// read (the cache is one byte: every get downloads).
+// read (the cache is one byte: every get downloads). put-plain is the
+// reference: a plain PUT of the same bytes from memory by minio-go.
 func BenchmarkPutGet(b *testing.B) {
 	srv := testutil.StartS3(b, bucket)
 	data := randBytes(rand.New(rand.NewPCG(11, 12)), 4<<20)
@@ -576,6 +581,20 @@ func BenchmarkPutGet(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		for b.Loop() {
 			ids = append(ids, put(b, s, data))
+		}
+	})
+	client, err := minio.New(strings.TrimPrefix(srv.Endpoint, "http://"), &minio.Options{
+		Creds: credentials.NewStaticV4(srv.AccessKey, srv.SecretKey, ""), Region: srv.Region, BucketLookup: minio.BucketLookupPath})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("put-plain", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			_, err := client.PutObject(context.Background(), bucket, "plain/"+blob.NewID().String(), bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 	p := make([]byte, len(data))
