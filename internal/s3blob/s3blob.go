@@ -292,7 +292,7 @@ func (s *Store) Check() error {
 // ErrUnreachable.
 func (s *Store) wrap(op string, err error) error {
 	if unreachable(err) {
-		return fmt.Errorf("s3blob: %s: %w (%v)", op, ErrUnreachable, err)
+		return fmt.Errorf("%w: %s (%v)", ErrUnreachable, op, err)
 	}
 	return fmt.Errorf("s3blob: %s: %w", op, err)
 }

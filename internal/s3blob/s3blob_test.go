@@ -402,6 +402,7 @@ func TestServerDown(t *testing.T) {
 		if !errors.Is(err, s3blob.ErrUnreachable) || !strings.Contains(err.Error(), "object store unreachable") {
 			t.Fatalf("%s with the server down: %v, want ErrUnreachable", what, err)
 		}
+		t.Logf("%s: %v", what, err)
 	}
 	err = putID(s, blob.NewID(), []byte("x"))
 	isDown("publish", err)
@@ -655,5 +656,34 @@ func TestConcurrent(t *testing.T) {
 	}
 	if s.CacheUsed() > 4*n {
 		t.Fatalf("cache holds %d bytes, limit %d", s.CacheUsed(), 4*n)
+	}
+}
+
+// TestCacheRestart: a store opened over a cache a crash left drops the
+// half-written blobs in tmp/, ignores files that are not blob ids, and
+// serves the cached blobs without the server.
+func TestCacheRestart(t *testing.T) {
+	srv := testutil.StartS3(t, bucket)
+	cfg := config(t, srv, 0)
+	s := open(t, cfg)
+	id := put(t, s, []byte("cached"))
+	if _, err := s.Create(blob.NewID()); err != nil { // left open: the crash
+		t.Fatal(err)
+	}
+	s.Close()
+	planted := filepath.Join(cfg.CacheDir, "blobs", "not-a-blob")
+	if err := os.WriteFile(planted, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	s = open(t, cfg)
+	if ents, err := os.ReadDir(filepath.Join(cfg.CacheDir, "tmp")); err != nil || len(ents) != 0 {
+		t.Fatalf("tmp after restart: %v %v", ents, err)
+	}
+	if s.CacheUsed() != int64(len("cached")) {
+		t.Fatalf("cache holds %d bytes", s.CacheUsed())
+	}
+	if got := get(t, s, id); string(got) != "cached" {
+		t.Fatalf("cached blob: %q", got)
 	}
 }
