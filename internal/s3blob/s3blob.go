@@ -108,8 +108,6 @@ type Store struct {
 	prefix  string // "" or ending in "/"
 	timeout time.Duration
 	root    *os.Root
-	// sync makes a file durable; tests replace it to count or fail.
-	sync func(*os.File) error
 
 	mu    sync.Mutex
 	limit int64
@@ -169,7 +167,6 @@ func New(cfg Config) (*Store, error) {
 		bucket:  cfg.Bucket,
 		prefix:  prefix,
 		timeout: cfg.Timeout,
-		sync:    (*os.File).Sync,
 		limit:   cfg.CacheSize,
 		ents:    map[blob.ID]*list.Element{},
 	}
@@ -353,7 +350,7 @@ func (p *Pending) Publish() error {
 	}
 	p.done = true
 	s := p.s
-	err := s.sync(p.File)
+	err := p.File.Sync()
 	var size int64
 	if err == nil {
 		var st os.FileInfo
@@ -538,7 +535,7 @@ func (s *Store) download(id blob.ID) (*entry, error) {
 	}
 	size, err := s.get(id, f)
 	if err == nil {
-		err = s.sync(f)
+		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
