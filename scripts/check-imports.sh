@@ -5,7 +5,8 @@
 #   - blob (storage v2's blobs), backup and atomicfile import nothing of ours; index (v2's index) only
 #     atomicfile; content (v2 file
 #     content as segment blobs) only envelope and blob; namespace (v2 names on the index) only
-#     index, content and blob; nsfs (v2's file system) only namespace and content;
+#     index, content and blob; nsfs (v2's file system) only namespace and content; s3blob (v2 blobs in
+#     an S3-compatible store, issue 21) only blob, content and minio-go, and only s3blob imports minio-go;
 #   - envelope depends on nothing outside the standard library but golang.org/x/crypto and
 #     golang.org/x/sys/cpu (not even indirectly);
 #   - keyfile imports only the standard library, envelope and atomicfile;
@@ -56,6 +57,11 @@ only directNonstd internal/index "$mod/internal/atomicfile\|go\.etcd\.io/bbolt.*
 only directNonstd internal/content "$mod/internal/envelope\|$mod/internal/blob"
 only directNonstd internal/namespace "$mod/internal/index\|$mod/internal/content\|$mod/internal/blob"
 only directNonstd internal/nsfs "$mod/internal/namespace\|$mod/internal/content"
+only directNonstd internal/s3blob "$mod/internal/blob\|$mod/internal/content\|github\.com/minio/minio-go/v7\(/.*\)\{0,1\}"
+for p in $(go list ./... | sed "s#^$mod/##" | grep -v '^internal/s3blob$'); do
+  [ "$p" = "$mod" ] && continue
+  if direct "$p" | grep -q '^github\.com/minio/minio-go'; then echo "import rule broken: $p must not import minio-go (internal/s3blob is the object store's one client)"; fail=1; fi
+done
 for q in vfs sftpd davd webui users admin; do check deps internal/keyfile "$mod/internal/$q"; done
 for leaf in perm httpx pwpolicy blob backup atomicfile; do
   if deps internal/$leaf | grep -v -x "$mod/internal/$leaf" | grep -q "^$mod/"; then echo "import rule broken: internal/$leaf must not import our packages"; fail=1; fi

@@ -26,6 +26,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# Go modules, with the tools of go.mod's tool block the tests build (Pebble for ACME, Versity's S3 gateway).
 go mod download
 
 step "gofmt"
