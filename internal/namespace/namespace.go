@@ -36,6 +36,7 @@ const (
 	kindInode   index.Kind = 'i'
 	kindDirent  index.Kind = 'd'
 	kindGarbage index.Kind = 'g'
+	kindSetting index.Kind = 's'
 )
 
 // Errors callers test with errors.Is (they wrap the fs errors clients map).
@@ -176,6 +177,23 @@ func (tx *Tx) Tree(name string, create bool) (Tree, error) {
 		return t, err
 	}
 	return t, tx.put(kindTree, tx.treeKey(name), t)
+}
+
+// Setting returns the store-wide setting name ("" if it was never set):
+// choices made when the store was created that every later open must
+// keep (whether segments are padded).
+func (tx *Tx) Setting(name string) (string, error) {
+	var v string
+	err := tx.get(kindSetting, []byte(name), &v)
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	return v, err
+}
+
+// SetSetting records the store-wide setting name.
+func (tx *Tx) SetSetting(name, value string) error {
+	return tx.put(kindSetting, []byte(name), value)
 }
 
 // Trees lists the names of every tree, sorted.

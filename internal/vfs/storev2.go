@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/securefsd/securefsd/internal/blob"
@@ -90,8 +92,15 @@ func (s *Store) openV2(opts Options) error {
 		x.Close()
 		return fmt.Errorf("vfs: open blobs: %w", err)
 	}
-	v := &storeV2{x: x, blobs: blobs, opts: content.Options{Keyring: opts.Keyring, AEAD: s.aead, Pad: opts.Pad}}
-	v.fs = nsfs.New(namespace.New(x, nil), content.DirBlobs{Dir: blobs}, v.opts)
+	ns := namespace.New(x, nil)
+	pad, err := padSetting(ns, opts.Pad, s.log)
+	if err != nil {
+		blobs.Close()
+		x.Close()
+		return fmt.Errorf("vfs: open index: %w", err)
+	}
+	v := &storeV2{x: x, blobs: blobs, opts: content.Options{Keyring: opts.Keyring, AEAD: s.aead, Pad: pad}}
+	v.fs = nsfs.New(ns, content.DirBlobs{Dir: blobs}, v.opts)
 	if _, err := v.fs.Collect(); err != nil {
 		s.log.Warn("vfs: collecting unreferenced blobs", "err", err)
 	}
@@ -450,4 +459,29 @@ func (s *Store) Epoch() uint64 {
 	}
 	e, _ := s.v2.x.Epoch()
 	return e
+}
+
+// padSetting is whether the store pads its segments: chosen when the
+// store is created (Options.Pad) and kept in the index, since a padded
+// segment's stored length is part of what a reader checks. A later
+// Options.Pad that differs is logged and ignored.
+func padSetting(ns *namespace.NS, want bool, log *slog.Logger) (bool, error) {
+	var v string
+	err := ns.View(func(tx *namespace.Tx) error {
+		var err error
+		v, err = tx.Setting("pad")
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	if v == "" {
+		v = strconv.FormatBool(want)
+		err = ns.Update(func(tx *namespace.Tx) error { return tx.SetSetting("pad", v) })
+	}
+	pad := v == "true"
+	if err == nil && pad != want {
+		log.Warn("vfs: padding is chosen when a storage v2 store is created; this one keeps its own", "pad", pad)
+	}
+	return pad, err
 }
