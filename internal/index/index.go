@@ -353,3 +353,13 @@ func (x *Index) Verify() (int, error) {
 	})
 	return n, err
 }
+
+// Records calls fn with every record as stored: its stored key (kind ‖
+// key) and sealed value, the state record included, in key order. It
+// opens nothing: it is what anyone with the file sees (an independent
+// reader's input, docs/FORMAT.md sections 16 and 17).
+func (x *Index) Records(fn func(stored, sealed []byte) error) error {
+	return x.db.View(func(btx *bolt.Tx) error {
+		return btx.Bucket(bucketName).ForEach(fn)
+	})
+}
