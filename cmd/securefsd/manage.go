@@ -50,7 +50,6 @@ const storeDirName = "store"
 // keyring like users.key (made when a version 2 store is created).
 const indexKeyFileName = "index.key"
 
-
 // openStore opens the data directory's store with o. A version 2 store
 // (one that has its index, or a new one o asks for) gets its index key
 // from index.key.
