@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 )
 
@@ -260,6 +261,9 @@ func (d *Dir) List(fn func(id ID, size int64) error) error {
 // rewrites the key slot of a blob's envelope header (the data key
 // re-wrapped under a new KEK, the content untouched, docs/FORMAT.md 8.3).
 func (d *Dir) OpenRewrite(id ID) (*os.File, error) {
+	if err := d.ownLink(id); err != nil {
+		return nil, err
+	}
 	f, err := d.root.OpenFile(id.name(), os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("blob %s: %w", id, ErrNotFound)
@@ -268,4 +272,70 @@ func (d *Dir) OpenRewrite(id ID) (*os.File, error) {
 		return nil, fmt.Errorf("blob: open %s: %w", id, err)
 	}
 	return f, nil
+}
+
+// ownLink makes blob id's file a link of its own before it is rewritten:
+// a snapshot (a backup) may hold another link to the same inode, whose
+// bytes must stay those of its moment. The copy is written beside it,
+// fsynced and renamed over the name.
+func (d *Dir) ownLink(id ID) error {
+	fi, err := d.root.Lstat(id.name())
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("blob %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("blob: %s: %w", id, err)
+	}
+	if nlink(fi) < 2 {
+		return nil
+	}
+	src, err := d.root.Open(id.name())
+	if err != nil {
+		return fmt.Errorf("blob: %s: %w", id, err)
+	}
+	defer src.Close()
+	tmp := id.name() + ".rewrite"
+	dst, err := d.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("blob: %s: %w", id, err)
+	}
+	_, err = io.Copy(dst, src)
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = d.root.Rename(tmp, id.name())
+	}
+	if err != nil {
+		d.root.Remove(tmp)
+		return fmt.Errorf("blob: own link of %s: %w", id, err)
+	}
+	return d.syncDir(path.Dir(id.name()))
+}
+
+// LinkTo hard-links every published blob into dir (a new directory on the
+// same file system) under the same names, and returns how many and their
+// bytes: a snapshot of the blobs, which are never written in place
+// (OpenRewrite breaks such a link first).
+func (d *Dir) LinkTo(dir string) (n int, bytes int64, err error) {
+	base := d.root.Name()
+	err = d.List(func(id ID, size int64) error {
+		dst := filepath.Join(dir, id.name())
+		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+			return err
+		}
+		if err := os.Link(filepath.Join(base, id.name()), dst); err != nil {
+			return err
+		}
+		n++
+		bytes += size
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("blob: link to %s: %w", dir, err)
+	}
+	return n, bytes, err
 }

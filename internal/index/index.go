@@ -363,3 +363,9 @@ func (x *Index) Records(fn func(stored, sealed []byte) error) error {
 		return btx.Bucket(bucketName).ForEach(fn)
 	})
 }
+
+// CopyTo writes a consistent copy of the index file to path (mode 0600),
+// as of one moment, while updates go on (a backup).
+func (x *Index) CopyTo(path string) error {
+	return x.db.View(func(btx *bolt.Tx) error { return btx.CopyFile(path, 0o600) })
+}

@@ -3,7 +3,9 @@ package vfs
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -65,5 +67,69 @@ func TestPaddedStore(t *testing.T) {
 		if got := readFile(t, f, name); !bytes.Equal(got, b) {
 			t.Errorf("%s differs after reopening without Pad", name)
 		}
+	}
+}
+
+// TestSnapshotV2: a snapshot of a version 2 store is the index of its
+// moment and links to its blobs; what changes afterwards (an in-place
+// write, a removal, a key rotation re-wrapping headers in place) leaves
+// the snapshot as it was, and a store opened on it serves that moment.
+func TestSnapshotV2(t *testing.T) {
+	kr, _ := envelope.NewKeyring()
+	key := make([]byte, IndexKeySize)
+	rand.Read(key)
+	base := t.TempDir()
+	s, err := NewStore(filepath.Join(base, "store"), Options{Keyring: kr, Storage: StorageV2, IndexKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	f, _ := s.Home("alice", HomeOptions{Perm: PermAll})
+	a, b := bytes.Repeat([]byte("a"), 100_000), bytes.Repeat([]byte("b"), 5000)
+	writeFile(t, f, "a", a)
+	f.Mkdir("d", 0o755)
+	writeFile(t, f, "d/b", b)
+	// An upload in progress is not in the snapshot.
+	up, err := f.Create("late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.Write([]byte("not yet"))
+	snap := filepath.Join(base, "snap")
+	st, err := s.Snapshot(t.Context(), snap, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Linked == 0 {
+		t.Fatalf("snapshot stats %+v", st)
+	}
+	up.Close()
+	h, _ := f.OpenFile("a", os.O_RDWR, 0)
+	h.WriteAt([]byte("changed"), 10)
+	h.Close()
+	f.Remove("d/b")
+	kr2 := kr.Clone()
+	kr2.Rotate()
+	s.SetKeyring(kr2)
+	if err := s.Rewrap(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := NewStore(snap, Options{Keyring: kr, IndexKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	g, _ := s2.Home("alice", HomeOptions{Perm: PermAll})
+	if got := readFile(t, g, "a"); !bytes.Equal(got, a) {
+		t.Error("a changed in the snapshot")
+	}
+	if got := readFile(t, g, "d/b"); !bytes.Equal(got, b) {
+		t.Error("d/b changed in the snapshot")
+	}
+	if _, err := g.Stat("late"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("an upload unfinished at the snapshot is in it: %v", err)
+	}
+	if n, err := s2.Verify(t.Context(), "", func(p string, err error) { t.Errorf("damaged %s: %v", p, err) }); err != nil || n == 0 {
+		t.Errorf("verify of the snapshot: %d %v", n, err)
 	}
 }
