@@ -88,7 +88,7 @@ func TestStorageV2Marker(t *testing.T) {
 	srv.Stop(t)
 
 	// Nothing of it on disk or in the log.
-	storeName := regexp.MustCompile(`^store(/index\.db|/blobs(/[0-9a-f]{2}(/[0-9a-f]{32})?|/tmp)?)?$`)
+	storeName := regexp.MustCompile(`^store(/index\.db|/index\.db\.reserve|/blobs(/[0-9a-f]{2}(/[0-9a-f]{32})?|/tmp)?)?$`)
 	filepath.WalkDir(srv.DataDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			t.Fatal(err)

@@ -27,6 +27,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -78,7 +81,22 @@ type Index struct {
 	aead    cipher.AEAD
 	nameKey []byte
 	sumKey  []byte
+
+	// reserve is a file of reserveSize allocated bytes beside the index
+	// (path + ".reserve"): on a full disk an update fails (bbolt writes
+	// its pages copy-on-write and may grow its file), so a removal, the
+	// one change that frees space, could not happen. An update that
+	// meets ENOSPC removes the reserve and runs once more; the reserve
+	// is made again once there is room.
+	reserve     string
+	reserveMu   sync.Mutex
+	haveReserve bool
+	reserveNext time.Time // no earlier try to make it again
 }
+
+// reserveSize is the room the reserve keeps for updates on a full disk:
+// the pages of hundreds of removals.
+const reserveSize = 1 << 20
 
 // Open opens (creating, mode 0600) the index file at path with its root
 // key. The root key of an existing index is checked against its state
@@ -112,6 +130,8 @@ func Open(path string, rootKey []byte) (*Index, error) {
 		return nil, fmt.Errorf("index: open %s: %w", path, err)
 	}
 	x.db = db
+	x.reserve = path + ".reserve"
+	x.keepReserve()
 	err = db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketName)
 		if err != nil {
@@ -154,6 +174,74 @@ func (x *Index) NameKey(parent []byte, name string) [NameKeySize]byte {
 // moves the root hash, and the epoch goes up by one when fn returns nil.
 // An error from fn rolls everything back.
 func (x *Index) Update(fn func(*Tx) error) error {
+	err := x.update(fn)
+	if errors.Is(err, syscall.ENOSPC) && x.useReserve() {
+		err = x.update(fn)
+	}
+	if err == nil {
+		x.keepReserve()
+	}
+	return err
+}
+
+// useReserve removes the reserve file, if there is one, so an update can
+// have its room on a full disk.
+func (x *Index) useReserve() bool {
+	x.reserveMu.Lock()
+	defer x.reserveMu.Unlock()
+	x.haveReserve = false
+	if err := os.Remove(x.reserve); err != nil {
+		return false
+	}
+	x.reserveNext = time.Now().Add(30 * time.Second)
+	return true
+}
+
+// keepReserve makes the reserve file if it is missing and there is room
+// (at most every 30 s after a failure or its use).
+func (x *Index) keepReserve() {
+	x.reserveMu.Lock()
+	defer x.reserveMu.Unlock()
+	if x.haveReserve || time.Now().Before(x.reserveNext) {
+		return
+	}
+	if fi, err := os.Stat(x.reserve); err == nil && fi.Size() == reserveSize {
+		x.haveReserve = true
+		return
+	}
+	x.reserveNext = time.Now().Add(30 * time.Second)
+	err := writeZeros(x.reserve+".tmp", reserveSize)
+	if err == nil {
+		err = os.Rename(x.reserve+".tmp", x.reserve)
+	}
+	if err != nil {
+		os.Remove(x.reserve + ".tmp")
+		return
+	}
+	x.haveReserve, x.reserveNext = true, time.Time{}
+}
+
+// writeZeros writes a file of n zero bytes (allocated, not sparse) and
+// syncs it.
+func writeZeros(path string, n int) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for left := n; left > 0 && err == nil; left -= len(buf) {
+		_, err = f.Write(buf[:min(len(buf), left)])
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (x *Index) update(fn func(*Tx) error) error {
 	return x.db.Update(func(btx *bolt.Tx) error {
 		b := btx.Bucket(bucketName)
 		st, err := x.getState(b)
