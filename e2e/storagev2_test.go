@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"time"
 
 	"bytes"
@@ -375,5 +376,104 @@ func TestStorageV2IndexTamper(t *testing.T) {
 			t.Fatalf("the restored state: %v\n%s", err, res)
 		}
 		SameFile(t, a, got)
+	})
+}
+
+// migrateCLI runs `securefsd migrate` on dir, with env added.
+func migrateCLI(t *testing.T, dir string, env ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(binPath, "--data-dir", dir, "migrate")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestMigrate (issue 20, "Migration"): a data directory written by today's
+// server in version 1 (homes, a shared folder, names with a marker,
+// properties) is migrated with `securefsd migrate`, killed twice on the
+// way (part-way through the files, and between the switch and the removal
+// of the old store) and run again; a server on it then serves everything
+// from storage v2, and no marker is left anywhere in the data directory.
+func TestMigrate(t *testing.T) {
+	srv := StartServer(t)
+	const pass = "zvtengr-pw-v1-e2e-pass"
+	key := srv.AddUser(t, "mona", pass)
+	local := filepath.Join(t.TempDir(), "f")
+	content := []byte(strings.Repeat(marker+" content\n", 2000))
+	os.WriteFile(local, content, 0o600)
+	var batch strings.Builder
+	batch.WriteString("mkdir " + marker + "-dir\n")
+	for i := range 12 {
+		fmt.Fprintf(&batch, "put %s %s-dir/%s-%02d.pdf\n", local, marker, marker, i)
+	}
+	if res, err := srv.SFTPBatch(t, "mona", key, batch.String()); err != nil {
+		t.Fatalf("sftp: %v\n%s", err, res)
+	}
+	if out, err := srv.Curl(t, "mona", pass, "-f", "-X", "PROPPATCH", "-H", "Content-Type: application/xml", "--data",
+		`<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:x"><D:set><D:prop><Z:note>`+marker+`-prop</Z:note></D:prop></D:set></D:propertyupdate>`,
+		srv.DAVURL+"/"+marker+"-dir/"+marker+"-00.pdf"); err != nil {
+		t.Fatalf("PROPPATCH: %v\n%s", err, out)
+	}
+	if out, err := srv.CLI(t, "folder", "add", "team"); err != nil {
+		t.Fatalf("folder add: %v\n%s", err, out)
+	}
+	if out, err := srv.CLI(t, "folder", "grant", "team", "mona", "--perms", "all"); err != nil {
+		t.Fatalf("folder grant: %v\n%s", err, out)
+	}
+	if res, err := srv.SFTPBatch(t, "mona", key, "put "+local+" /Shared/team/"+marker+"-shared.txt\n"); err != nil {
+		t.Fatalf("sftp into the folder: %v\n%s", err, res)
+	}
+	srv.Stop(t)
+
+	if out, err := migrateCLI(t, srv.DataDir, "SECUREFSD_TEST_MIGRATE_STOP=5"); err == nil {
+		t.Fatalf("the kill point did not stop the migration:\n%s", out)
+	}
+	if out := serveFails(t, srv.DataDir); !strings.Contains(out, "migrate") {
+		t.Errorf("serve on a half-migrated directory:\n%s", out)
+	}
+	if out, err := migrateCLI(t, srv.DataDir, "SECUREFSD_TEST_MIGRATE_STOP=switched"); err == nil {
+		t.Fatalf("the kill point after the switch did not stop:\n%s", out)
+	}
+	out, err := migrateCLI(t, srv.DataDir)
+	if err != nil || !strings.Contains(out, "removed the version 1 store") {
+		t.Fatalf("migrate after the kills: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "MRKR") {
+		t.Errorf("migrate's output names a file:\n%s", out)
+	}
+	if out, err := migrateCLI(t, srv.DataDir); err != nil || !strings.Contains(out, "already storage version 2") {
+		t.Errorf("migrate of a migrated directory: %v\n%s", err, out)
+	}
+
+	srv.Restart(t)
+	got := filepath.Join(t.TempDir(), "got")
+	for _, p := range []string{marker + "-dir/" + marker + "-00.pdf", marker + "-dir/" + marker + "-11.pdf", "/Shared/team/" + marker + "-shared.txt"} {
+		os.Remove(got)
+		if res, err := srv.SFTPBatch(t, "mona", key, "get "+p+" "+got+"\n"); err != nil {
+			t.Fatalf("get %s after migration: %v\n%s", p, err, res)
+		}
+		SameFile(t, local, got)
+	}
+	out, err = srv.Curl(t, "mona", pass, "-f", "-X", "PROPFIND", "-H", "Depth: 1", srv.DAVURL+"/"+marker+"-dir/")
+	if err != nil || !strings.Contains(out, marker+"-prop") || strings.Count(out, ".pdf</") < 12 {
+		t.Fatalf("PROPFIND after migration: %v\n%s", err, out)
+	}
+	srv.Stop(t)
+	if out, err := srv.CLI(t, "verify"); err != nil {
+		t.Fatalf("verify after migration: %v\n%s", err, out)
+	}
+	filepath.WalkDir(srv.DataDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(p, "MRKR") {
+			t.Errorf("a name left on disk: %s", p)
+		}
+		if d.Type().IsRegular() {
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("MRKR")) {
+				t.Errorf("the marker is in %s", p)
+			}
+		}
+		return nil
 	})
 }

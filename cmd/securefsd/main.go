@@ -75,6 +75,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			env.backupCommand(),
 			env.restoreCommand(),
 			env.anchorCommand(),
+			env.migrateCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

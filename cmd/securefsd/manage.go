@@ -50,6 +50,16 @@ const storeDirName = "store"
 // keyring like users.key (made when a version 2 store is created).
 const indexKeyFileName = "index.key"
 
+// loadIndexKey reads storage v2's index key from DATA-DIR/index.key
+// (making it with create).
+func loadIndexKey(dir string, kr *envelope.Keyring, create bool) ([]byte, error) {
+	key, err := keyfile.LoadSecret(filepath.Join(dir, indexKeyFileName), kr, vfs.IndexKeyBinding, vfs.IndexKeySize, create)
+	if err != nil {
+		return nil, fmt.Errorf("storage v2 index key: %w", err)
+	}
+	return key, nil
+}
+
 // openStore opens the data directory's store with o. A version 2 store
 // (one that has its index, or a new one o asks for) gets its index key
 // from index.key.
@@ -57,9 +67,9 @@ func openStore(dir string, kr *envelope.Keyring, o vfs.Options) (*vfs.Store, err
 	storeDir := filepath.Join(dir, storeDirName)
 	_, err := os.Stat(filepath.Join(storeDir, vfs.IndexFileName))
 	if err == nil || o.Storage == vfs.StorageV2 {
-		key, err := keyfile.LoadSecret(filepath.Join(dir, indexKeyFileName), kr, vfs.IndexKeyBinding, vfs.IndexKeySize, o.Storage == vfs.StorageV2)
+		key, err := loadIndexKey(dir, kr, o.Storage == vfs.StorageV2)
 		if err != nil {
-			return nil, fmt.Errorf("storage v2 index key: %w", err)
+			return nil, err
 		}
 		defer clear(key)
 		o.IndexKey = key

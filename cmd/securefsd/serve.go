@@ -306,6 +306,11 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core 
 		db.Close()
 		return core, nil, fmt.Errorf("--storage %q: v1 or v2", c.String("storage"))
 	}
+	if err := migrationUnderWay(dir); err != nil {
+		closeAudit()
+		db.Close()
+		return core, nil, err
+	}
 	store, err := openStore(dir, kr, vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes, AEAD: aead,
 		MaxHandlesPerHome: c.Int("max-handles-per-user"), MaxFileSize: maxFileSize, SharedPrefix: c.String("shared-prefix"), Observer: rec.vfs(),
 		Storage: storage, Pad: c.Bool("pad")})
@@ -313,6 +318,9 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core 
 		closeAudit()
 		db.Close()
 		return core, nil, err
+	}
+	if store.StorageVersion() == vfs.StorageV1 {
+		log.Info("storage version 1: names, the tree, sizes and times are in the clear on disk; securefsd migrate (server stopped) turns the store into storage version 2 (docs/STORAGE.md)")
 	}
 	if err := checkIndexAnchor(store, c.String("rollback-anchor"), log); err != nil {
 		store.Close()
