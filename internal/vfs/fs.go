@@ -1318,7 +1318,7 @@ func (ds *dirStream) read(h *home, rel string, n int) ([]fs.FileInfo, error) {
 					}
 					continue
 				}
-				fi, err := sub.Lstat(name)
+				fi, err := listedEntry(ds.d, sub, name)
 				if err != nil {
 					continue // vanished meanwhile
 				}

@@ -86,11 +86,16 @@ func (d nsDisk) OpenFile(name string, flag int, perm fs.FileMode) (diskFile, err
 			if flag&(os.O_WRONLY|os.O_TRUNC) != 0 {
 				return nil, &fs.PathError{Op: "open", Path: name, Err: ErrIsDir}
 			}
-			names, err := d.t.ReadDirNames(full)
+			fis, err := d.t.ReadDir(full)
 			if err != nil {
 				return nil, err
 			}
-			return &nsDir{t: d.t, name: full, names: names}, nil
+			dir := &nsDir{t: d.t, name: full, infos: make(map[string]fs.FileInfo, len(fis))}
+			for _, fi := range fis {
+				dir.names = append(dir.names, fi.Name())
+				dir.infos[fi.Name()] = fi
+			}
+			return dir, nil
 		}
 	}
 	f, err := d.t.OpenFile(full, flag&(os.O_RDONLY|os.O_WRONLY|os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_TRUNC), perm)
@@ -158,13 +163,18 @@ func (nsPlain) Close() error { return nil }
 // replaces), publishing does for the index.
 func (p nsPlain) Flush() error { return p.File.Sync() }
 
-// nsDir is a directory of an nsDisk opened for listing: the names as they
-// were at the open.
+// nsDir is a directory of an nsDisk opened for listing: the names and
+// entries as they were at the open (one index transaction for the whole
+// listing, where a directory on disk needs an lstat per entry).
 type nsDir struct {
 	t     *nsfs.Tree
 	name  string
 	names []string
+	infos map[string]fs.FileInfo
 }
+
+// entry is name's entry as the listing read it (nil if it has none).
+func (d *nsDir) entry(name string) fs.FileInfo { return d.infos[name] }
 
 func (d *nsDir) Readdirnames(n int) ([]string, error) {
 	if n <= 0 {
@@ -192,3 +202,15 @@ func (d *nsDir) ReadAt([]byte, int64) (int, error)  { return 0, d.isDir("read") 
 func (d *nsDir) WriteAt([]byte, int64) (int, error) { return 0, d.isDir("write") }
 func (d *nsDir) Truncate(int64) error               { return d.isDir("truncate") }
 func (d *nsDir) Chmod(mode fs.FileMode) error       { return d.t.Chmod(d.name, mode) }
+
+// listedEntry is name's entry in the directory d lists: what the listing
+// read with the names where it can (storage v2), else an lstat through
+// sub.
+func listedEntry(d diskFile, sub disk, name string) (fs.FileInfo, error) {
+	if l, ok := d.(interface{ entry(string) fs.FileInfo }); ok {
+		if fi := l.entry(name); fi != nil {
+			return fi, nil
+		}
+	}
+	return sub.Lstat(name)
+}
