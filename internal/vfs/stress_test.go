@@ -3,6 +3,7 @@ package vfs
 import (
 	"errors"
 	"path/filepath"
+	"strings"
 
 	"fmt"
 	"github.com/securefsd/securefsd/internal/envelope"
@@ -131,7 +132,7 @@ func TestConcurrentNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	filepath.WalkDir(ts.dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() || d.Name() == indexFileName {
+		if err != nil || !d.Type().IsRegular() || strings.HasPrefix(d.Name(), indexFileName) {
 			return err
 		}
 		fh, err := os.Open(p)
