@@ -1,7 +1,10 @@
 // Package index is storage version 2's namespace index (docs/STORAGE.md,
-// section 4): a keyspace of sealed records in one bbolt file.
+// section 4): a keyspace of sealed records in one bbolt file (Open) or,
+// for several nodes sharing one index, under a prefix in an etcd cluster
+// (OpenEtcd, docs/CLUSTER.md). Both engines hold the same stored keys and
+// the same sealed values.
 //
-// Whoever holds the file without the key learns the number of records and
+// Whoever holds the file (or the etcd keyspace) without the key learns the number of records and
 // their sizes, nothing else: keys are opaque bytes the caller derives with
 // NameKey (a keyed hash, never a name), and every value is sealed with
 // XChaCha20-Poly1305 under a key derived from the index's root key, with
@@ -27,9 +30,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -69,12 +70,11 @@ type Kind byte
 // not part of the root hash.
 const kindState Kind = 0
 
-var bucketName = []byte("v2")
-
 // Index is an open index. Safe for concurrent use: bbolt serializes
-// updates and lets views run alongside.
+// updates and lets views run alongside; on etcd, one Index serializes its
+// own updates and retries those that conflict with another node's.
 type Index struct {
-	db      *bolt.DB
+	eng     engine
 	aead    cipher.AEAD
 	nameKey []byte
 	sumKey  []byte
@@ -84,6 +84,22 @@ type Index struct {
 // key. The root key of an existing index is checked against its state
 // record (ErrAuth if it is another index's key).
 func Open(path string, rootKey []byte) (*Index, error) {
+	x, err := newIndex(rootKey)
+	if err != nil {
+		return nil, err
+	}
+	e, err := openBolt(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := x.start(e); err != nil {
+		return nil, fmt.Errorf("index: open %s: %w", path, err)
+	}
+	return x, nil
+}
+
+// newIndex derives the index's keys from its root key.
+func newIndex(rootKey []byte) (*Index, error) {
 	if len(rootKey) != RootKeySize {
 		return nil, fmt.Errorf("index: root key of %d bytes, want %d", len(rootKey), RootKeySize)
 	}
@@ -107,31 +123,33 @@ func Open(path string, rootKey []byte) (*Index, error) {
 		return nil, fmt.Errorf("index: %w", err)
 	}
 	clear(recKey)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("index: open %s: %w", path, err)
-	}
-	x.db = db
-	err = db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketName)
-		if err != nil {
-			return err
-		}
-		if b.Get(stateKey) == nil {
-			return x.putState(b, state{})
-		}
-		_, err = x.getState(b)
-		return err
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("index: open %s: %w", path, err)
-	}
 	return x, nil
 }
 
-// Close closes the index file.
-func (x *Index) Close() error { return x.db.Close() }
+// start puts the state record of a new index, or checks that the root key
+// opens an existing one's (writing nothing); it closes e on failure.
+func (x *Index) start(e engine) error {
+	x.eng = e
+	err := e.update(func(s store) error {
+		sealed, err := s.get(stateKey)
+		if err != nil {
+			return err
+		}
+		if sealed == nil {
+			return x.putState(s, state{})
+		}
+		_, err = x.openState(sealed)
+		return err
+	})
+	if err != nil {
+		e.close()
+	}
+	return err
+}
+
+// Close closes the index file (an etcd index leaves its client open: the
+// caller's).
+func (x *Index) Close() error { return x.eng.close() }
 
 // NameKey is the key of name under parent: a keyed hash (HMAC-SHA256 under
 // a key derived from the root key, truncated to 128 bits) of parent and
@@ -152,39 +170,39 @@ func (x *Index) NameKey(parent []byte, name string) [NameKeySize]byte {
 
 // Update runs fn in a read-write transaction: every Put and Delete in it
 // moves the root hash, and the epoch goes up by one when fn returns nil.
-// An error from fn rolls everything back.
+// An error from fn rolls everything back. On etcd, fn runs again from the
+// start when another node's update came first (ErrConflict after too many
+// attempts): fn must not act outside its Tx.
 func (x *Index) Update(fn func(*Tx) error) error {
-	return x.db.Update(func(btx *bolt.Tx) error {
-		b := btx.Bucket(bucketName)
-		st, err := x.getState(b)
+	return x.eng.update(func(s store) error {
+		st, err := x.getState(s)
 		if err != nil {
 			return err
 		}
-		tx := &Tx{x: x, b: b, writable: true, st: st}
+		tx := &Tx{x: x, s: s, writable: true, st: st}
 		if err := fn(tx); err != nil {
 			return err
 		}
 		tx.st.Epoch++
-		return x.putState(b, tx.st)
+		return x.putState(s, tx.st)
 	})
 }
 
 // View runs fn in a read-only transaction (a consistent snapshot).
 func (x *Index) View(fn func(*Tx) error) error {
-	return x.db.View(func(btx *bolt.Tx) error {
-		b := btx.Bucket(bucketName)
-		st, err := x.getState(b)
+	return x.eng.view(func(s store) error {
+		st, err := x.getState(s)
 		if err != nil {
 			return err
 		}
-		return fn(&Tx{x: x, b: b, st: st})
+		return fn(&Tx{x: x, s: s, st: st})
 	})
 }
 
 // Tx is one transaction of Update or View; it is valid only inside it.
 type Tx struct {
 	x        *Index
-	b        *bolt.Bucket
+	s        store
 	writable bool
 	st       state
 }
@@ -211,7 +229,10 @@ func (tx *Tx) Get(kind Kind, key []byte) ([]byte, error) {
 		return nil, err
 	}
 	sk := storedKey(kind, key)
-	sealed := tx.b.Get(sk)
+	sealed, err := tx.s.get(sk)
+	if err != nil {
+		return nil, err
+	}
 	if sealed == nil {
 		return nil, ErrNotFound
 	}
@@ -224,12 +245,16 @@ func (tx *Tx) Put(kind Kind, key, value []byte) error {
 		return err
 	}
 	sk := storedKey(kind, key)
-	if old := tx.b.Get(sk); old != nil {
+	old, err := tx.s.get(sk)
+	if err != nil {
+		return err
+	}
+	if old != nil {
 		tx.st.xorSum(tx.x.recordMAC(sk, old))
 	}
 	sealed := tx.x.seal(sk, value)
-	if err := tx.b.Put(sk, sealed); err != nil {
-		return fmt.Errorf("index: put: %w", err)
+	if err := tx.s.put(sk, sealed); err != nil {
+		return err
 	}
 	tx.st.xorSum(tx.x.recordMAC(sk, sealed))
 	return nil
@@ -241,15 +266,12 @@ func (tx *Tx) Delete(kind Kind, key []byte) error {
 		return err
 	}
 	sk := storedKey(kind, key)
-	old := tx.b.Get(sk)
-	if old == nil {
-		return nil
+	old, err := tx.s.get(sk)
+	if err != nil || old == nil {
+		return err
 	}
 	tx.st.xorSum(tx.x.recordMAC(sk, old))
-	if err := tx.b.Delete(sk); err != nil {
-		return fmt.Errorf("index: delete: %w", err)
-	}
-	return nil
+	return tx.s.delete(sk)
 }
 
 // Scan calls fn, in key order, for every record of kind whose key starts
@@ -260,18 +282,13 @@ func (tx *Tx) Scan(kind Kind, prefix []byte, fn func(key, value []byte) error) e
 	if err := checkKind(kind); err != nil {
 		return err
 	}
-	p := storedKey(kind, prefix)
-	c := tx.b.Cursor()
-	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+	return tx.s.scan(storedKey(kind, prefix), func(k, v []byte) error {
 		val, err := tx.x.open(k, v)
 		if err != nil {
 			return err
 		}
-		if err := fn(bytes.Clone(k[1:]), val); err != nil {
-			return err
-		}
-	}
-	return nil
+		return fn(bytes.Clone(k[1:]), val)
+	})
 }
 
 // aad is a record's associated data: its kind and key.
@@ -325,17 +342,15 @@ func (x *Index) recordMAC(sk, sealed []byte) [32]byte {
 // back from an older copy). It returns the number of records checked.
 func (x *Index) Verify() (int, error) {
 	n := 0
-	err := x.db.View(func(btx *bolt.Tx) error {
-		b := btx.Bucket(bucketName)
-		st, err := x.getState(b)
+	err := x.eng.view(func(s store) error {
+		st, err := x.getState(s)
 		if err != nil {
 			return err
 		}
 		var sum [32]byte
-		c := b.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+		err = s.scan(nil, func(k, v []byte) error {
 			if bytes.Equal(k, stateKey) {
-				continue
+				return nil
 			}
 			if _, err := x.open(k, v); err != nil {
 				return err
@@ -345,6 +360,10 @@ func (x *Index) Verify() (int, error) {
 				sum[i] ^= mac[i]
 			}
 			n++
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		if !hmac.Equal(sum[:], st.Sum[:]) {
 			return fmt.Errorf("index: root hash of %d records differs from the stored one (epoch %d): %w", n, st.Epoch, ErrRolledBack)
