@@ -186,7 +186,9 @@ func TestEtcdSnapshotAndScan(t *testing.T) {
 	if !errors.Is(err, ErrTooLarge) {
 		t.Errorf("update of %d records: %v", c.MaxTxnOps, err)
 	}
-	err = a.Update(func(tx *Tx) error { return tx.Put(kindInode, []byte("huge"), bytes.Repeat([]byte("x"), DefaultMaxReqBytes)) })
+	err = a.Update(func(tx *Tx) error {
+		return tx.Put(kindInode, []byte("huge"), bytes.Repeat([]byte("x"), DefaultMaxReqBytes))
+	})
 	if !errors.Is(err, ErrTooLarge) {
 		t.Errorf("update of %d bytes: %v", DefaultMaxReqBytes, err)
 	}
