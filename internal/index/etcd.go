@@ -310,7 +310,8 @@ func (s *etcdStore) commit() (bool, error) {
 		cmps[i] = clientv3.Compare(clientv3.ModRevision(k), "=", s.reads[k])
 		size += len(k) + 16
 	}
-	if size > s.e.maxBytes {
+	// The margin covers the request's framing around keys and values.
+	if size > s.e.maxBytes-4096 {
 		return false, fmt.Errorf("index: update of %d bytes, etcd takes %d: %w", size, s.e.maxBytes, ErrTooLarge)
 	}
 	ops := make([]clientv3.Op, len(keys))

@@ -106,6 +106,44 @@ func TestEtcdTwoNodes(t *testing.T) {
 	if n, err := nodes[0].Verify(); err != nil || n != counters {
 		t.Errorf("verify: %d %v", n, err)
 	}
+
+	// A conflict, made on purpose: node 1 commits while node 0's update
+	// runs. Node 0 runs fn again from scratch and sees node 1's record;
+	// with one attempt allowed it gives up with ErrConflict, writing
+	// nothing.
+	runs := 0
+	err := nodes[0].Update(func(tx *Tx) error {
+		runs++
+		if _, err := tx.Get(kindInode, []byte("other")); runs == 1 {
+			put(t, nodes[1], kindInode, "other", "node 1 came first")
+		} else if err != nil {
+			t.Errorf("the second run does not see node 1's record: %v", err)
+		}
+		return tx.Put(kindInode, []byte("mine"), []byte("node 0"))
+	})
+	if err != nil || runs != 2 {
+		t.Errorf("conflicting update: %d runs, %v", runs, err)
+	}
+	once, err := OpenEtcd(EtcdConfig{Client: etcdClient(t, c), Prefix: "n/i/", Attempts: 1}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = once.Update(func(tx *Tx) error {
+		if _, err := tx.Get(kindInode, []byte("other")); err != nil {
+			return err
+		}
+		put(t, nodes[1], kindInode, "other", "node 1 again")
+		return tx.Put(kindInode, []byte("lost"), []byte("never stored"))
+	})
+	if !errors.Is(err, ErrConflict) {
+		t.Errorf("one attempt, conflicting: %v", err)
+	}
+	if _, err := get(nodes[0], kindInode, "lost"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a conflicting update was stored: %v", err)
+	}
+	if _, err := nodes[0].Verify(); err != nil {
+		t.Error(err)
+	}
 }
 
 // TestEtcdSnapshotAndScan: a View reads one revision (another node's
