@@ -4,12 +4,12 @@
 // (OpenEtcd, docs/CLUSTER.md). Both engines hold the same stored keys and
 // the same sealed values.
 //
-// Whoever holds the file (or the etcd keyspace) without the key learns the number of records and
-// their sizes, nothing else: keys are opaque bytes the caller derives with
-// NameKey (a keyed hash, never a name), and every value is sealed with
-// XChaCha20-Poly1305 under a key derived from the index's root key, with
-// its kind and key as associated data, so a value copied or moved to
-// another key does not open (ErrAuth).
+// Whoever holds the file (or the etcd keyspace) without the key learns the
+// number of records and their sizes, nothing else: keys are opaque bytes
+// the caller derives with NameKey (a keyed hash, never a name), and every
+// value is sealed with XChaCha20-Poly1305 under a key derived from the
+// index's root key, with its kind and key as associated data, so a value
+// copied or moved to another key does not open (ErrAuth).
 //
 // Every Update bumps the index's epoch and keeps a root hash: the XOR of a
 // keyed MAC of every (kind, key, sealed value). A record removed, added or
