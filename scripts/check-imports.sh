@@ -52,7 +52,7 @@ nonstd() { go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' "$mod/$
 directNonstd() { go list -f '{{range .Imports}}{{.}}{{"\n"}}{{end}}' "$mod/$1" | grep '\.' || true; }
 only nonstd internal/envelope "$mod/internal/envelope\|golang\.org/x/crypto/.*\|golang\.org/x/sys/cpu"
 only directNonstd internal/keyfile "$mod/internal/envelope\|$mod/internal/atomicfile"
-only directNonstd internal/index "$mod/internal/atomicfile\|go\.etcd\.io/bbolt.*\|go\.etcd\.io/etcd/client/v3\|golang\.org/x/crypto/.*"
+only directNonstd internal/index "$mod/internal/atomicfile\|go\.etcd\.io/bbolt.*\|go\.etcd\.io/etcd/client/v3\|go\.etcd\.io/etcd/api/v3/v3rpc/rpctypes\|golang\.org/x/crypto/.*"
 only directNonstd internal/content "$mod/internal/envelope\|$mod/internal/blob"
 only directNonstd internal/namespace "$mod/internal/index\|$mod/internal/content\|$mod/internal/blob"
 for q in vfs sftpd davd webui users admin; do check deps internal/keyfile "$mod/internal/$q"; done

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -23,6 +24,10 @@ var (
 	// ErrConflict: an Update lost to other nodes' updates on every
 	// attempt.
 	ErrConflict = errors.New("index: update kept conflicting with other nodes' updates")
+	// ErrCompacted: etcd compacted away the revision a View reads (a View
+	// that ran across a compaction); running it again reads the newest.
+	// An Update runs again by itself.
+	ErrCompacted = errors.New("index: the revision read was compacted in etcd")
 	// ErrTooLarge: an Update writes more records, or more bytes, than one
 	// etcd transaction takes (EtcdConfig.MaxTxnOps, MaxRequestBytes).
 	ErrTooLarge = errors.New("index: update too large for one etcd transaction")
@@ -131,6 +136,9 @@ func (e *etcdEngine) update(fn func(store) error) error {
 	for attempt := range e.attempts {
 		s := &etcdStore{e: e, writable: true, reads: map[string]int64{}, writes: map[string]write{}}
 		if err := fn(s); err != nil {
+			if errors.Is(err, ErrCompacted) && attempt+1 < e.attempts {
+				continue // read at a revision compacted meanwhile: from the start
+			}
 			return err
 		}
 		ok, err := s.commit()
@@ -148,7 +156,13 @@ func (e *etcdEngine) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), e.timeout)
 }
 
-func unavailable(op string, err error) error {
+// etcdErr wraps an error of the etcd client: a compacted revision is
+// ErrCompacted, anything else (no answer within the timeout, no quorum,
+// a refusal) ErrUnavailable.
+func etcdErr(op string, err error) error {
+	if errors.Is(err, rpctypes.ErrCompacted) {
+		return fmt.Errorf("index: etcd %s: %w: %w", op, ErrCompacted, err)
+	}
 	return fmt.Errorf("index: etcd %s: %w: %w", op, ErrUnavailable, err)
 }
 
@@ -180,7 +194,7 @@ func (s *etcdStore) get(sk []byte) ([]byte, error) {
 	defer cancel()
 	resp, err := s.e.kv.Get(ctx, key, opts...)
 	if err != nil {
-		return nil, unavailable("get", err)
+		return nil, etcdErr("get", err)
 	}
 	if s.rev == 0 {
 		s.rev = resp.Header.Revision
@@ -243,7 +257,7 @@ func (s *etcdStore) scan(prefix []byte, fn func(sk, sealed []byte) error) error 
 		resp, err := s.e.kv.Get(ctx, from, opts...)
 		cancel()
 		if err != nil {
-			return unavailable("scan", err)
+			return etcdErr("scan", err)
 		}
 		if s.rev == 0 {
 			s.rev = resp.Header.Revision
@@ -326,7 +340,7 @@ func (s *etcdStore) commit() (bool, error) {
 	defer cancel()
 	resp, err := s.e.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
-		return false, unavailable("commit", err)
+		return false, etcdErr("commit", err)
 	}
 	return resp.Succeeded, nil
 }

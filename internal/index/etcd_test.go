@@ -2,6 +2,7 @@ package index
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -212,6 +213,41 @@ func TestEtcdSnapshotAndScan(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+
+	// A compaction past the revision a transaction reads: an Update runs
+	// again from the start, a View fails with ErrCompacted (not
+	// ErrUnavailable).
+	raw := etcdClient(t, c)
+	compact := func() {
+		resp, err := raw.Get(context.Background(), "any")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := raw.Compact(context.Background(), resp.Header.Revision); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runs := 0
+	err = a.Update(func(tx *Tx) error {
+		if runs++; runs == 1 {
+			put(t, b, kindInode, "compacted", "committed by b, then compacted")
+			compact()
+		}
+		_, err := tx.Get(kindInode, []byte("compacted"))
+		return err
+	})
+	if err != nil || runs != 2 {
+		t.Errorf("update across a compaction: %d runs, %v", runs, err)
+	}
+	err = a.View(func(tx *Tx) error {
+		put(t, b, kindInode, "compacted", "again")
+		compact()
+		_, err := tx.Get(kindInode, []byte("compacted"))
+		return err
+	})
+	if !errors.Is(err, ErrCompacted) || errors.Is(err, ErrUnavailable) {
+		t.Errorf("view across a compaction: %v", err)
 	}
 
 	before, _ := a.Epoch()

@@ -172,7 +172,8 @@ func (x *Index) NameKey(parent []byte, name string) [NameKeySize]byte {
 // moves the root hash, and the epoch goes up by one when fn returns nil.
 // An error from fn rolls everything back. On etcd, fn runs again from the
 // start when another node's update came first (ErrConflict after too many
-// attempts): fn must not act outside its Tx.
+// attempts): fn must not act outside its Tx, and must set (not add to)
+// what it hands out.
 func (x *Index) Update(fn func(*Tx) error) error {
 	return x.eng.update(func(s store) error {
 		st, err := x.getState(s)
