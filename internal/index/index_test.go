@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -302,6 +303,19 @@ func BenchmarkScan10000(b *testing.B) {
 		})
 		if n != 10000 {
 			b.Fatal(n)
+		}
+	}
+}
+
+// BenchmarkUpdate is BenchmarkEtcdUpdate's counterpart on bbolt: one
+// record and the state in one fsynced transaction.
+func BenchmarkUpdate(b *testing.B) {
+	x := openIndex(b, filepath.Join(b.TempDir(), "index.db"), rootKey(b))
+	v := bytes.Repeat([]byte("r"), 200)
+	b.ResetTimer()
+	for i := range b.N {
+		if err := x.Update(func(tx *Tx) error { return tx.Put(kindInode, fmt.Appendf(nil, "%d", i%100), v) }); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
