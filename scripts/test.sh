@@ -14,7 +14,8 @@ step "installing test dependencies"
 # Debian packages the end-to-end tests drive: real clients, real peers.
 need=()
 for pair in sftp:openssh-client ssh-keygen:openssh-client sshd:openssh-server rclone:rclone \
-            litmus:litmus curl:curl unzip:unzip chromium:chromium chromedriver:chromium-driver setpriv:util-linux; do
+            litmus:litmus curl:curl unzip:unzip chromium:chromium chromedriver:chromium-driver setpriv:util-linux \
+            etcd:etcd-server; do
   cmd=${pair%%:*} pkg=${pair#*:}
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then need+=("$pkg"); fi
 done

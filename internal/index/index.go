@@ -1,12 +1,15 @@
 // Package index is storage version 2's namespace index (docs/STORAGE.md,
-// section 4): a keyspace of sealed records in one bbolt file.
+// section 4): a keyspace of sealed records in one bbolt file (Open) or,
+// for several nodes sharing one index, under a prefix in an etcd cluster
+// (OpenEtcd, docs/CLUSTER.md). Both engines hold the same stored keys and
+// the same sealed values.
 //
-// Whoever holds the file without the key learns the number of records and
-// their sizes, nothing else: keys are opaque bytes the caller derives with
-// NameKey (a keyed hash, never a name), and every value is sealed with
-// XChaCha20-Poly1305 under a key derived from the index's root key, with
-// its kind and key as associated data, so a value copied or moved to
-// another key does not open (ErrAuth).
+// Whoever holds the file (or the etcd keyspace) without the key learns the
+// number of records and their sizes, nothing else: keys are opaque bytes
+// the caller derives with NameKey (a keyed hash, never a name), and every
+// value is sealed with XChaCha20-Poly1305 under a key derived from the
+// index's root key, with its kind and key as associated data, so a value
+// copied or moved to another key does not open (ErrAuth).
 //
 // Every Update bumps the index's epoch and keeps a root hash: the XOR of a
 // keyed MAC of every (kind, key, sealed value). A record removed, added or
@@ -27,12 +30,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"sync"
-	"syscall"
-	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -72,36 +70,36 @@ type Kind byte
 // not part of the root hash.
 const kindState Kind = 0
 
-var bucketName = []byte("v2")
-
 // Index is an open index. Safe for concurrent use: bbolt serializes
-// updates and lets views run alongside.
+// updates and lets views run alongside; on etcd, one Index serializes its
+// own updates and retries those that conflict with another node's.
 type Index struct {
-	db      *bolt.DB
+	eng     engine
 	aead    cipher.AEAD
 	nameKey []byte
 	sumKey  []byte
-
-	// reserve is a file of reserveSize allocated bytes beside the index
-	// (path + ".reserve"): on a full disk an update fails (bbolt writes
-	// its pages copy-on-write and may grow its file), so a removal, the
-	// one change that frees space, could not happen. An update that
-	// meets ENOSPC removes the reserve and runs once more; the reserve
-	// is made again once there is room.
-	reserve     string
-	reserveMu   sync.Mutex
-	haveReserve bool
-	reserveNext time.Time // no earlier try to make it again
 }
-
-// reserveSize is the room the reserve keeps for updates on a full disk:
-// the pages of hundreds of removals.
-const reserveSize = 1 << 20
 
 // Open opens (creating, mode 0600) the index file at path with its root
 // key. The root key of an existing index is checked against its state
 // record (ErrAuth if it is another index's key).
 func Open(path string, rootKey []byte) (*Index, error) {
+	x, err := newIndex(rootKey)
+	if err != nil {
+		return nil, err
+	}
+	e, err := openBolt(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := x.start(e); err != nil {
+		return nil, fmt.Errorf("index: open %s: %w", path, err)
+	}
+	return x, nil
+}
+
+// newIndex derives the index's keys from its root key.
+func newIndex(rootKey []byte) (*Index, error) {
 	if len(rootKey) != RootKeySize {
 		return nil, fmt.Errorf("index: root key of %d bytes, want %d", len(rootKey), RootKeySize)
 	}
@@ -125,33 +123,33 @@ func Open(path string, rootKey []byte) (*Index, error) {
 		return nil, fmt.Errorf("index: %w", err)
 	}
 	clear(recKey)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("index: open %s: %w", path, err)
-	}
-	x.db = db
-	x.reserve = path + ".reserve"
-	x.keepReserve()
-	err = db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketName)
-		if err != nil {
-			return err
-		}
-		if b.Get(stateKey) == nil {
-			return x.putState(b, state{})
-		}
-		_, err = x.getState(b)
-		return err
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("index: open %s: %w", path, err)
-	}
 	return x, nil
 }
 
-// Close closes the index file.
-func (x *Index) Close() error { return x.db.Close() }
+// start puts the state record of a new index, or checks that the root key
+// opens an existing one's (writing nothing); it closes e on failure.
+func (x *Index) start(e engine) error {
+	x.eng = e
+	err := e.update(func(s store) error {
+		sealed, err := s.get(stateKey)
+		if err != nil {
+			return err
+		}
+		if sealed == nil {
+			return x.putState(s, state{})
+		}
+		_, err = x.openState(sealed)
+		return err
+	})
+	if err != nil {
+		e.close()
+	}
+	return err
+}
+
+// Close closes the index file (an etcd index leaves its client open: the
+// caller's).
+func (x *Index) Close() error { return x.eng.close() }
 
 // NameKey is the key of name under parent: a keyed hash (HMAC-SHA256 under
 // a key derived from the root key, truncated to 128 bits) of parent and
@@ -172,107 +170,40 @@ func (x *Index) NameKey(parent []byte, name string) [NameKeySize]byte {
 
 // Update runs fn in a read-write transaction: every Put and Delete in it
 // moves the root hash, and the epoch goes up by one when fn returns nil.
-// An error from fn rolls everything back.
+// An error from fn rolls everything back. On etcd, fn runs again from the
+// start when another node's update came first (ErrConflict after too many
+// attempts): fn must not act outside its Tx, and must set (not add to)
+// what it hands out.
 func (x *Index) Update(fn func(*Tx) error) error {
-	err := x.update(fn)
-	if errors.Is(err, syscall.ENOSPC) && x.useReserve() {
-		err = x.update(fn)
-	}
-	if err == nil {
-		x.keepReserve()
-	}
-	return err
-}
-
-// useReserve removes the reserve file, if there is one, so an update can
-// have its room on a full disk.
-func (x *Index) useReserve() bool {
-	x.reserveMu.Lock()
-	defer x.reserveMu.Unlock()
-	x.haveReserve = false
-	if err := os.Remove(x.reserve); err != nil {
-		return false
-	}
-	x.reserveNext = time.Now().Add(30 * time.Second)
-	return true
-}
-
-// keepReserve makes the reserve file if it is missing and there is room
-// (at most every 30 s after a failure or its use).
-func (x *Index) keepReserve() {
-	x.reserveMu.Lock()
-	defer x.reserveMu.Unlock()
-	if x.haveReserve || time.Now().Before(x.reserveNext) {
-		return
-	}
-	if fi, err := os.Stat(x.reserve); err == nil && fi.Size() == reserveSize {
-		x.haveReserve = true
-		return
-	}
-	x.reserveNext = time.Now().Add(30 * time.Second)
-	err := writeZeros(x.reserve+".tmp", reserveSize)
-	if err == nil {
-		err = os.Rename(x.reserve+".tmp", x.reserve)
-	}
-	if err != nil {
-		os.Remove(x.reserve + ".tmp")
-		return
-	}
-	x.haveReserve, x.reserveNext = true, time.Time{}
-}
-
-// writeZeros writes a file of n zero bytes (allocated, not sparse) and
-// syncs it.
-func writeZeros(path string, n int) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, 1<<20)
-	for left := n; left > 0 && err == nil; left -= len(buf) {
-		_, err = f.Write(buf[:min(len(buf), left)])
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func (x *Index) update(fn func(*Tx) error) error {
-	return x.db.Update(func(btx *bolt.Tx) error {
-		b := btx.Bucket(bucketName)
-		st, err := x.getState(b)
+	return x.eng.update(func(s store) error {
+		st, err := x.getState(s)
 		if err != nil {
 			return err
 		}
-		tx := &Tx{x: x, b: b, writable: true, st: st}
+		tx := &Tx{x: x, s: s, writable: true, st: st}
 		if err := fn(tx); err != nil {
 			return err
 		}
 		tx.st.Epoch++
-		return x.putState(b, tx.st)
+		return x.putState(s, tx.st)
 	})
 }
 
 // View runs fn in a read-only transaction (a consistent snapshot).
 func (x *Index) View(fn func(*Tx) error) error {
-	return x.db.View(func(btx *bolt.Tx) error {
-		b := btx.Bucket(bucketName)
-		st, err := x.getState(b)
+	return x.eng.view(func(s store) error {
+		st, err := x.getState(s)
 		if err != nil {
 			return err
 		}
-		return fn(&Tx{x: x, b: b, st: st})
+		return fn(&Tx{x: x, s: s, st: st})
 	})
 }
 
 // Tx is one transaction of Update or View; it is valid only inside it.
 type Tx struct {
 	x        *Index
-	b        *bolt.Bucket
+	s        store
 	writable bool
 	st       state
 }
@@ -299,7 +230,10 @@ func (tx *Tx) Get(kind Kind, key []byte) ([]byte, error) {
 		return nil, err
 	}
 	sk := storedKey(kind, key)
-	sealed := tx.b.Get(sk)
+	sealed, err := tx.s.get(sk)
+	if err != nil {
+		return nil, err
+	}
 	if sealed == nil {
 		return nil, ErrNotFound
 	}
@@ -312,12 +246,16 @@ func (tx *Tx) Put(kind Kind, key, value []byte) error {
 		return err
 	}
 	sk := storedKey(kind, key)
-	if old := tx.b.Get(sk); old != nil {
+	old, err := tx.s.get(sk)
+	if err != nil {
+		return err
+	}
+	if old != nil {
 		tx.st.xorSum(tx.x.recordMAC(sk, old))
 	}
 	sealed := tx.x.seal(sk, value)
-	if err := tx.b.Put(sk, sealed); err != nil {
-		return fmt.Errorf("index: put: %w", err)
+	if err := tx.s.put(sk, sealed); err != nil {
+		return err
 	}
 	tx.st.xorSum(tx.x.recordMAC(sk, sealed))
 	return nil
@@ -329,15 +267,12 @@ func (tx *Tx) Delete(kind Kind, key []byte) error {
 		return err
 	}
 	sk := storedKey(kind, key)
-	old := tx.b.Get(sk)
-	if old == nil {
-		return nil
+	old, err := tx.s.get(sk)
+	if err != nil || old == nil {
+		return err
 	}
 	tx.st.xorSum(tx.x.recordMAC(sk, old))
-	if err := tx.b.Delete(sk); err != nil {
-		return fmt.Errorf("index: delete: %w", err)
-	}
-	return nil
+	return tx.s.delete(sk)
 }
 
 // Scan calls fn, in key order, for every record of kind whose key starts
@@ -348,18 +283,13 @@ func (tx *Tx) Scan(kind Kind, prefix []byte, fn func(key, value []byte) error) e
 	if err := checkKind(kind); err != nil {
 		return err
 	}
-	p := storedKey(kind, prefix)
-	c := tx.b.Cursor()
-	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+	return tx.s.scan(storedKey(kind, prefix), func(k, v []byte) error {
 		val, err := tx.x.open(k, v)
 		if err != nil {
 			return err
 		}
-		if err := fn(bytes.Clone(k[1:]), val); err != nil {
-			return err
-		}
-	}
-	return nil
+		return fn(bytes.Clone(k[1:]), val)
+	})
 }
 
 // aad is a record's associated data: its kind and key.
@@ -413,17 +343,15 @@ func (x *Index) recordMAC(sk, sealed []byte) [32]byte {
 // back from an older copy). It returns the number of records checked.
 func (x *Index) Verify() (int, error) {
 	n := 0
-	err := x.db.View(func(btx *bolt.Tx) error {
-		b := btx.Bucket(bucketName)
-		st, err := x.getState(b)
+	err := x.eng.view(func(s store) error {
+		st, err := x.getState(s)
 		if err != nil {
 			return err
 		}
 		var sum [32]byte
-		c := b.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+		err = s.scan(nil, func(k, v []byte) error {
 			if bytes.Equal(k, stateKey) {
-				continue
+				return nil
 			}
 			if _, err := x.open(k, v); err != nil {
 				return err
@@ -433,6 +361,10 @@ func (x *Index) Verify() (int, error) {
 				sum[i] ^= mac[i]
 			}
 			n++
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		if !hmac.Equal(sum[:], st.Sum[:]) {
 			return fmt.Errorf("index: root hash of %d records differs from the stored one (epoch %d): %w", n, st.Epoch, ErrRolledBack)
@@ -447,13 +379,16 @@ func (x *Index) Verify() (int, error) {
 // opens nothing: it is what anyone with the file sees (an independent
 // reader's input, docs/FORMAT.md sections 16 and 17).
 func (x *Index) Records(fn func(stored, sealed []byte) error) error {
-	return x.db.View(func(btx *bolt.Tx) error {
-		return btx.Bucket(bucketName).ForEach(fn)
-	})
+	return x.eng.view(func(s store) error { return s.scan(nil, fn) })
 }
 
-// CopyTo writes a consistent copy of the index file to path (mode 0600),
-// as of one moment, while updates go on (a backup).
+// CopyTo writes a consistent copy of a bbolt index to path (mode 0600),
+// as of one moment, while updates go on (a backup). An etcd index is
+// backed up with etcd's own snapshot (docs/CLUSTER.md).
 func (x *Index) CopyTo(path string) error {
-	return x.db.View(func(btx *bolt.Tx) error { return btx.CopyFile(path, 0o600) })
+	e, ok := x.eng.(*boltEngine)
+	if !ok {
+		return errors.New("index: CopyTo of an etcd index: take an etcd snapshot")
+	}
+	return e.copyTo(path)
 }

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"testing"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 const (
@@ -49,24 +49,24 @@ func get(x *Index, kind Kind, key string) (string, error) {
 	return string(v), err
 }
 
-// raw edits the bbolt file behind the index's back, as someone with the
-// disk and no key would.
-func raw(t *testing.T, path string, fn func(b *bolt.Bucket)) {
+func readFile(t testing.TB, path string) []byte {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, nil)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	if err := db.Update(func(tx *bolt.Tx) error { fn(tx.Bucket(bucketName)); return nil }); err != nil {
-		t.Fatal(err)
-	}
+	return b
 }
 
 func TestRoundTripAndScan(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "index.db")
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) { testRoundTripAndScan(t, e.new(t)) })
+	}
+}
+
+func testRoundTripAndScan(t *testing.T, f *fixture) {
 	key := rootKey(t)
-	x := openIndex(t, path, key)
+	x := f.openT(t, key)
 	dir := []byte("dir-inode-id----")
 	names := []string{"b.txt", "a.txt", "a very long name " + string(bytes.Repeat([]byte("x"), 1000))}
 	err := x.Update(func(tx *Tx) error {
@@ -121,10 +121,10 @@ func TestRoundTripAndScan(t *testing.T) {
 	}
 	// Reopen with the key: same content; with another key: refused.
 	x.Close()
-	if _, err := Open(path, rootKey(t)); !errors.Is(err, ErrAuth) {
+	if _, err := f.open(t, rootKey(t)); !errors.Is(err, ErrAuth) {
 		t.Errorf("open with another key: %v", err)
 	}
-	x = openIndex(t, path, key)
+	x = f.openT(t, key)
 	if v, err := get(x, kindInode, "other"); err != nil || v != "replaced" {
 		t.Errorf("after reopen: %q %v", v, err)
 	}
@@ -133,8 +133,13 @@ func TestRoundTripAndScan(t *testing.T) {
 // TestNameKeys: a name's key depends on its parent, and says nothing of
 // the name (no name bytes in the file).
 func TestNameKeys(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "index.db")
-	x := openIndex(t, path, rootKey(t))
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) { testNameKeys(t, e.new(t)) })
+	}
+}
+
+func testNameKeys(t *testing.T, f *fixture) {
+	x := f.openT(t, rootKey(t))
 	if x.NameKey([]byte("p1"), "n") == x.NameKey([]byte("p2"), "n") {
 		t.Error("one name has one key under two parents")
 	}
@@ -145,12 +150,8 @@ func TestNameKeys(t *testing.T) {
 	k := x.NameKey([]byte("root"), marker)
 	put(t, x, kindDirent, string(k[:]), marker+" in the value")
 	x.Close()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Contains(b, []byte("MARKER")) {
-		t.Error("the index file holds a name in the clear")
+	if bytes.Contains(f.bytes(t), []byte("MARKER")) {
+		t.Error("the index's store holds a name in the clear")
 	}
 }
 
@@ -160,56 +161,50 @@ func TestNameKeys(t *testing.T) {
 func TestTamper(t *testing.T) {
 	cases := []struct {
 		name    string
-		edit    func(b *bolt.Bucket, old map[string][]byte)
+		edit    func(m, old map[string][]byte)
 		getErr  error // what Get of "i/a" gives
 		wantErr error // what Verify gives
 	}{
-		{"value moved to another key", func(b *bolt.Bucket, _ map[string][]byte) {
-			b.Put([]byte("ia"), bytes.Clone(b.Get([]byte("ib"))))
-		}, ErrAuth, ErrAuth},
-		{"value moved to another kind", func(b *bolt.Bucket, _ map[string][]byte) {
-			b.Put([]byte("da"), bytes.Clone(b.Get([]byte("ia"))))
-		}, nil, ErrAuth},
-		{"damaged", func(b *bolt.Bucket, _ map[string][]byte) {
-			v := bytes.Clone(b.Get([]byte("ia")))
+		{"value moved to another key", func(m, _ map[string][]byte) { m["ia"] = m["ib"] }, ErrAuth, ErrAuth},
+		{"value moved to another kind", func(m, _ map[string][]byte) { m["da"] = m["ia"] }, nil, ErrAuth},
+		{"damaged", func(m, _ map[string][]byte) {
+			v := bytes.Clone(m["ia"])
 			v[len(v)-1] ^= 1
-			b.Put([]byte("ia"), v)
+			m["ia"] = v
 		}, ErrAuth, ErrAuth},
-		{"removed", func(b *bolt.Bucket, _ map[string][]byte) { b.Delete([]byte("ib")) }, nil, ErrRolledBack},
-		{"put back from an older copy", func(b *bolt.Bucket, old map[string][]byte) {
-			b.Put([]byte("ia"), old["ia"])
-		}, nil, ErrRolledBack},
-		{"an old record put back after its removal", func(b *bolt.Bucket, old map[string][]byte) {
-			b.Put([]byte("ic"), old["ic"])
-		}, nil, ErrRolledBack},
-		{"state put back from an older copy", func(b *bolt.Bucket, old map[string][]byte) {
-			b.Put(stateKey, old[string(stateKey)])
+		{"removed", func(m, _ map[string][]byte) { delete(m, "ib") }, nil, ErrRolledBack},
+		{"put back from an older copy", func(m, old map[string][]byte) { m["ia"] = old["ia"] }, nil, ErrRolledBack},
+		{"an old record put back after its removal", func(m, old map[string][]byte) { m["ic"] = old["ic"] }, nil, ErrRolledBack},
+		{"state put back from an older copy", func(m, old map[string][]byte) {
+			m[string(stateKey)] = old[string(stateKey)]
 		}, nil, ErrRolledBack},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "index.db")
-			key := rootKey(t)
-			x := openIndex(t, path, key)
-			put(t, x, kindInode, "a", "version 1")
-			put(t, x, kindInode, "c", "removed later")
-			old := map[string][]byte{}
-			x.db.View(func(tx *bolt.Tx) error {
-				return tx.Bucket(bucketName).ForEach(func(k, v []byte) error { old[string(k)] = bytes.Clone(v); return nil })
+	for _, e := range engines(t) {
+		for _, c := range cases {
+			t.Run(e.name+"/"+c.name, func(t *testing.T) {
+				f := e.new(t)
+				key := rootKey(t)
+				x := f.openT(t, key)
+				put(t, x, kindInode, "a", "version 1")
+				put(t, x, kindInode, "c", "removed later")
+				x.Close()
+				var old map[string][]byte
+				f.edit(t, func(m map[string][]byte) { old = maps.Clone(m) })
+				x = f.openT(t, key)
+				put(t, x, kindInode, "a", "version 2")
+				put(t, x, kindInode, "b", "other")
+				x.Update(func(tx *Tx) error { return tx.Delete(kindInode, []byte("c")) })
+				x.Close()
+				f.edit(t, func(m map[string][]byte) { c.edit(m, old) })
+				x = f.openT(t, key)
+				if _, err := get(x, kindInode, "a"); !errors.Is(err, c.getErr) && !(c.getErr == nil && err == nil) {
+					t.Errorf("get: %v, want %v", err, c.getErr)
+				}
+				if _, err := x.Verify(); !errors.Is(err, c.wantErr) {
+					t.Errorf("verify: %v, want %v", err, c.wantErr)
+				}
 			})
-			put(t, x, kindInode, "a", "version 2")
-			put(t, x, kindInode, "b", "other")
-			x.Update(func(tx *Tx) error { return tx.Delete(kindInode, []byte("c")) })
-			x.Close()
-			raw(t, path, func(b *bolt.Bucket) { c.edit(b, old) })
-			x = openIndex(t, path, key)
-			if _, err := get(x, kindInode, "a"); !errors.Is(err, c.getErr) && !(c.getErr == nil && err == nil) {
-				t.Errorf("get: %v, want %v", err, c.getErr)
-			}
-			if _, err := x.Verify(); !errors.Is(err, c.wantErr) {
-				t.Errorf("verify: %v, want %v", err, c.wantErr)
-			}
-		})
+		}
 	}
 }
 
@@ -217,17 +212,27 @@ func TestTamper(t *testing.T) {
 // passes Verify but not the anchor; an index ahead of its anchor passes;
 // an anchor of another index does not open.
 func TestAnchor(t *testing.T) {
-	dir := t.TempDir()
-	path, anchor := filepath.Join(dir, "index.db"), filepath.Join(dir, "anchor")
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) { testAnchor(t, e) })
+	}
+}
+
+func testAnchor(t *testing.T, e struct {
+	name string
+	new  func(t testing.TB) *fixture
+}) {
+	f := e.new(t)
+	anchor := filepath.Join(t.TempDir(), "anchor")
 	key := rootKey(t)
-	x := openIndex(t, path, key)
+	x := f.openT(t, key)
 	if err := x.CheckAnchor(anchor); !errors.Is(err, ErrNoAnchor) {
 		t.Fatalf("no anchor: %v", err)
 	}
 	put(t, x, kindInode, "a", "1")
 	x.Close()
-	copyFile(t, path, path+".old")
-	x = openIndex(t, path, key)
+	var copied map[string][]byte
+	f.edit(t, func(m map[string][]byte) { copied = maps.Clone(m) })
+	x = f.openT(t, key)
 	put(t, x, kindInode, "a", "2")
 	if err := x.WriteAnchor(anchor); err != nil {
 		t.Fatal(err)
@@ -242,8 +247,8 @@ func TestAnchor(t *testing.T) {
 	x.Close()
 
 	// The older copy: consistent (Verify passes), caught by the anchor.
-	copyFile(t, path+".old", path)
-	x = openIndex(t, path, key)
+	f.edit(t, func(m map[string][]byte) { clear(m); maps.Copy(m, copied) })
+	x = f.openT(t, key)
 	if _, err := x.Verify(); err != nil {
 		t.Errorf("verify of a consistent older copy: %v", err)
 	}
@@ -257,20 +262,9 @@ func TestAnchor(t *testing.T) {
 	}
 	x.Close()
 
-	other := openIndex(t, filepath.Join(dir, "other.db"), rootKey(t))
+	other := e.new(t).openT(t, rootKey(t))
 	if err := other.CheckAnchor(anchor); !errors.Is(err, ErrAuth) {
 		t.Errorf("another index's anchor: %v", err)
-	}
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, 0o600); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -309,6 +303,19 @@ func BenchmarkScan10000(b *testing.B) {
 		})
 		if n != 10000 {
 			b.Fatal(n)
+		}
+	}
+}
+
+// BenchmarkUpdate is BenchmarkEtcdUpdate's counterpart on bbolt: one
+// record and the state in one fsynced transaction.
+func BenchmarkUpdate(b *testing.B) {
+	x := openIndex(b, filepath.Join(b.TempDir(), "index.db"), rootKey(b))
+	v := bytes.Repeat([]byte("r"), 200)
+	b.ResetTimer()
+	for i := range b.N {
+		if err := x.Update(func(tx *Tx) error { return tx.Put(kindInode, fmt.Appendf(nil, "%d", i%100), v) }); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"io/fs"
 	"os"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/securefsd/securefsd/internal/atomicfile"
 )
 
@@ -49,11 +47,18 @@ func parseState(b []byte) (state, error) {
 	return s, nil
 }
 
-func (x *Index) getState(b *bolt.Bucket) (state, error) {
-	sealed := b.Get(stateKey)
+func (x *Index) getState(s store) (state, error) {
+	sealed, err := s.get(stateKey)
+	if err != nil {
+		return state{}, err
+	}
 	if sealed == nil {
 		return state{}, fmt.Errorf("index: no state record: %w", ErrAuth)
 	}
+	return x.openState(sealed)
+}
+
+func (x *Index) openState(sealed []byte) (state, error) {
 	v, err := x.open(stateKey, sealed)
 	if err != nil {
 		return state{}, fmt.Errorf("index: state (another index's key?): %w", err)
@@ -61,8 +66,19 @@ func (x *Index) getState(b *bolt.Bucket) (state, error) {
 	return parseState(v)
 }
 
-func (x *Index) putState(b *bolt.Bucket, s state) error {
-	return b.Put(stateKey, x.seal(stateKey, s.marshal()))
+func (x *Index) putState(s store, st state) error {
+	return s.put(stateKey, x.seal(stateKey, st.marshal()))
+}
+
+// currentState reads the state record in a transaction of its own.
+func (x *Index) currentState() (state, error) {
+	var st state
+	err := x.eng.view(func(s store) error {
+		var err error
+		st, err = x.getState(s)
+		return err
+	})
+	return st, err
 }
 
 // Epoch returns the index's current epoch (the number of Updates that
@@ -82,12 +98,7 @@ var ErrNoAnchor = errors.New("index: no anchor file")
 // to a temporary and renamed, fsynced), which the caller keeps outside
 // the data directory (next to the key file).
 func (x *Index) WriteAnchor(path string) error {
-	var st state
-	err := x.db.View(func(btx *bolt.Tx) error {
-		var err error
-		st, err = x.getState(btx.Bucket(bucketName))
-		return err
-	})
+	st, err := x.currentState()
 	if err != nil {
 		return err
 	}
@@ -120,12 +131,7 @@ func (x *Index) CheckAnchor(path string) error {
 	if err != nil {
 		return err
 	}
-	var st state
-	err = x.db.View(func(btx *bolt.Tx) error {
-		var err error
-		st, err = x.getState(btx.Bucket(bucketName))
-		return err
-	})
+	st, err := x.currentState()
 	if err != nil {
 		return err
 	}

@@ -8,10 +8,16 @@ import (
 	"io/fs"
 	"path/filepath"
 	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/securefsd/securefsd/internal/blob"
 	"github.com/securefsd/securefsd/internal/content"
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/index"
+	"github.com/securefsd/securefsd/internal/testutil"
 )
 
 // TestLayersCompose drives the storage v2 building blocks together as the
@@ -19,13 +25,36 @@ import (
 // generation, published with its garbage, rewritten in place (copy-on-write
 // of one segment), moved into a shared folder (no blob touched), read
 // back, and collected once removed. The blob directory then holds nothing.
+// It runs on both index engines: bbolt, and a 3-member etcd cluster.
 func TestLayersCompose(t *testing.T) {
+	t.Run("bbolt", func(t *testing.T) {
+		n, _ := newNS(t)
+		testLayersCompose(t, n)
+	})
+	t.Run("etcd", func(t *testing.T) {
+		c := testutil.StartEtcd(t, 3)
+		cl, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		key := make([]byte, index.RootKeySize)
+		rand.Read(key)
+		x, err := index.OpenEtcd(index.EtcdConfig{Client: cl, Prefix: "securefsd/i/", MaxTxnOps: c.MaxTxnOps}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer x.Close()
+		testLayersCompose(t, New(x, nil))
+	})
+}
+
+func testLayersCompose(t *testing.T, n *NS) {
 	dir := t.TempDir()
 	kr, err := envelope.NewKeyring()
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, _ := newNS(t)
 	blobs, err := blob.OpenDir(filepath.Join(dir, "blobs"))
 	if err != nil {
 		t.Fatal(err)
