@@ -664,16 +664,30 @@ func (n *NS) CollectGarbage(blobs BlobStore, keep uint64) (int, error) {
 			return 0, err
 		}
 	}
-	err = n.Update(func(tx *Tx) error {
-		for _, id := range due {
-			if err := tx.Forget(id); err != nil {
-				return err
+	// In batches: an etcd transaction takes a bounded number of
+	// operations (forgetting is idempotent, so a batch that fails is
+	// retried by the next run).
+	for rest := due; len(rest) > 0; {
+		batch := rest[:min(len(rest), forgetBatch)]
+		rest = rest[len(batch):]
+		err = n.Update(func(tx *Tx) error {
+			for _, id := range batch {
+				if err := tx.Forget(id); err != nil {
+					return err
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			return len(due), err
 		}
-		return nil
-	})
-	return len(due), err
+	}
+	return len(due), nil
 }
+
+// forgetBatch is how many garbage records one transaction forgets: under
+// the operations an etcd transaction may hold (docs/CLUSTER.md).
+const forgetBatch = 500
 
 // BlobStore is what the collector needs of the blob store.
 type BlobStore interface {
