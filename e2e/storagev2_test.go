@@ -183,13 +183,14 @@ func TestStorageV2Verify(t *testing.T) {
 // version 2: serve --storage v2 on it says how to migrate, and serve
 // without the flag keeps serving it.
 func TestStorageV2OnV1Directory(t *testing.T) {
+	if os.Getenv("SECUREFSD_TEST_STORAGE") == "v2" {
+		t.Skip("needs a version 1 store: this run makes every store v2")
+	}
 	srv := StartServer(t)
 	srv.AddUser(t, "old", "byq-pw-v1-e2e-pass")
 	srv.Stop(t)
-	cmd := exec.Command(binPath, "--data-dir", srv.DataDir, "serve", "--storage", "v2", "--sftp-addr", "127.0.0.1:0", "--dav-addr", "127.0.0.1:0")
-	out, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "migrate") {
-		t.Fatalf("serve --storage v2 on a version 1 directory: %v\n%s", err, out)
+	if out := serveFails(t, srv.DataDir, "--storage", "v2"); !strings.Contains(out, "migrate") {
+		t.Fatalf("serve --storage v2 on a version 1 directory:\n%s", out)
 	}
 }
 
@@ -395,6 +396,9 @@ func migrateCLI(t *testing.T, dir string, env ...string) (string, error) {
 // of the old store) and run again; a server on it then serves everything
 // from storage v2, and no marker is left anywhere in the data directory.
 func TestMigrate(t *testing.T) {
+	if os.Getenv("SECUREFSD_TEST_STORAGE") == "v2" {
+		t.Skip("needs a version 1 store: this run makes every store v2")
+	}
 	srv := StartServer(t)
 	const pass = "zvtengr-pw-v1-e2e-pass"
 	key := srv.AddUser(t, "mona", pass)

@@ -325,35 +325,44 @@ func validName(name string) bool {
 // Create makes name in directory dir: a directory, or an empty file. It
 // counts against the tree's file quota (files only).
 func (tx *Tx) Create(dir ID, name string, kind Kind, mode fs.FileMode) (ID, error) {
+	id := NewID()
+	return id, tx.CreateID(dir, name, kind, mode, id)
+}
+
+// CreateID is Create with the new inode's id given (fresh, from NewID):
+// for a file whose content was written before its name existed.
+func (tx *Tx) CreateID(dir ID, name string, kind Kind, mode fs.FileMode, id ID) error {
+	if _, err := tx.Inode(id); err == nil {
+		return ErrExist
+	}
 	if !validName(name) {
-		return ID{}, ErrInvalid
+		return ErrInvalid
 	}
 	parent, err := tx.Inode(dir)
 	if err != nil {
-		return ID{}, err
+		return err
 	}
 	if parent.Kind != Dir {
-		return ID{}, ErrNotDir
+		return ErrNotDir
 	}
 	if _, err := tx.Lookup(dir, name); err == nil {
-		return ID{}, ErrExist
+		return ErrExist
 	} else if !errors.Is(err, ErrNotFound) {
-		return ID{}, err
+		return err
 	}
 	if kind == File {
 		if err := tx.addUsage(parent.Tree, 0, 1); err != nil {
-			return ID{}, err
+			return err
 		}
 	}
-	id := NewID()
 	now := tx.ns.now().UTC()
 	if err := tx.put(kindInode, id[:], Inode{Kind: kind, Tree: parent.Tree, Parent: dir, Mode: mode, Mtime: now}); err != nil {
-		return ID{}, err
+		return err
 	}
 	if err := tx.put(kindDirent, tx.direntKey(dir, name), Dirent{Name: name, Inode: id}); err != nil {
-		return ID{}, err
+		return err
 	}
-	return id, tx.touch(dir, parent, now)
+	return tx.touch(dir, parent, now)
 }
 
 func (tx *Tx) touch(id ID, in Inode, t time.Time) error {

@@ -36,6 +36,47 @@ type File struct {
 	// lost, and every later write, Sync and Close reports it.
 	err    error
 	closed bool
+
+	// later: a file of CreateLater, not in the index until its first
+	// publish creates it as base in directory dir with mode.
+	later bool
+	dir   namespace.ID
+	base  string
+	mode  fs.FileMode
+}
+
+// CreateLater starts a new file name that enters the index only when it
+// is first published (Sync, Close), in the same transaction as its
+// content: an upload's temporary costs no transaction of its own. Until
+// then the name does not exist for anyone else; if it does by then, the
+// publish fails with fs.ErrExist. The parent directory must exist.
+func (t *Tree) CreateLater(name string, perm fs.FileMode) (*File, error) {
+	const op = "open"
+	f := &File{t: t, name: name, writable: true, later: true, id: namespace.NewID(), gen: 1, mode: perm & modeBits}
+	var epoch uint64
+	err := t.view(op, name, func(tx *namespace.Tx) error {
+		dir, base, err := t.parent(tx, name)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Lookup(dir, base); err == nil {
+			return namespace.ErrExist
+		} else if !errors.Is(err, namespace.ErrNotFound) {
+			return err
+		}
+		f.dir, f.base, epoch = dir, base, tx.Epoch()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if f.cf, err = content.Open(t.s.blobs, f.id, content.Layout{}, f.gen, t.s.options()); err != nil {
+		return nil, pathErr(op, name, err)
+	}
+	t.s.mu.Lock()
+	t.s.pins[f] = epoch
+	t.s.mu.Unlock()
+	return f, nil
 }
 
 // ErrClosed is returned by every operation on a closed File.
@@ -198,12 +239,14 @@ func (f *File) Sync() error {
 // generation. A file removed meanwhile is not published: its pending
 // blobs stay private to this File and go at Close. Caller holds f.mu.
 func (f *File) publishLocked() error {
-	if f.err != nil || !f.dirty {
+	if f.err != nil || !f.dirty && !f.later {
 		return f.err
 	}
 	s := f.t.s
-	if gone, err := f.removed(); err != nil || gone {
-		return err
+	if !f.later {
+		if gone, err := f.removed(); err != nil || gone {
+			return err
+		}
 	}
 	s.publishing.RLock()
 	layout, garbage, err := f.cf.Commit()
@@ -211,6 +254,11 @@ func (f *File) publishLocked() error {
 	if err == nil {
 		err = s.ns.Update(func(tx *namespace.Tx) error {
 			epoch = tx.Epoch() + 1
+			if f.later {
+				if err := tx.CreateID(f.dir, f.base, namespace.File, f.mode, f.id); err != nil {
+					return err
+				}
+			}
 			if err := tx.Publish(f.id, f.gen, layout, garbage); err != nil {
 				return err
 			}
@@ -228,7 +276,7 @@ func (f *File) publishLocked() error {
 		return f.err
 	}
 	f.gen++
-	f.dirty = false
+	f.dirty, f.later = false, false
 	if f.cf, err = content.Open(s.blobs, f.id, layout, f.gen, s.options()); err != nil {
 		f.err = fmt.Errorf("reopen: %w", err)
 		return f.err
@@ -261,6 +309,13 @@ func (f *File) Stat() (fs.FileInfo, error) {
 	if err := f.check("stat", false); err != nil {
 		return nil, err
 	}
+	if f.later {
+		mt := f.mtime
+		if mt.IsZero() {
+			mt = time.Now()
+		}
+		return &info{name: baseName(f.name), id: f.id, size: f.cf.Size(), mode: f.mode, mtime: mt}, nil
+	}
 	var i *info
 	err := f.t.s.ns.View(func(tx *namespace.Tx) error {
 		in, err := tx.Inode(f.id)
@@ -291,6 +346,24 @@ func baseName(name string) string {
 
 // Chmod sets the file's permission bits.
 func (f *File) Chmod(mode fs.FileMode) error {
+	f.mu.Lock()
+	if f.later {
+		f.mode = mode & modeBits
+		f.mu.Unlock()
+		return nil
+	}
+	f.mu.Unlock()
+	// Most chmods of an upload set the mode it has (vfs publishes with
+	// the client's mode): no transaction for those.
+	var cur fs.FileMode
+	err := f.t.s.ns.View(func(tx *namespace.Tx) error {
+		in, err := tx.Inode(f.id)
+		cur = in.Mode
+		return err
+	})
+	if err == nil && cur&modeBits == mode&modeBits {
+		return nil
+	}
 	return f.attr("chmod", func(tx *namespace.Tx) error { return tx.SetMode(f.id, mode) })
 }
 
@@ -302,7 +375,11 @@ func (f *File) SetTimes(_, mtime time.Time) error {
 	}
 	f.mu.Lock()
 	f.mtime = mtime.UTC()
+	later := f.later
 	f.mu.Unlock()
+	if later {
+		return nil // set when it is created
+	}
 	return f.attr("chtimes", func(tx *namespace.Tx) error { return tx.SetAttr(f.id, 0, mtime) })
 }
 
@@ -346,7 +423,7 @@ func (f *File) Close() error {
 // last publish.
 func (f *File) Abort() error {
 	f.mu.Lock()
-	f.dirty = false
+	f.dirty, f.later = false, false
 	f.mu.Unlock()
 	return f.Close()
 }

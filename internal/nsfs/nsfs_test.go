@@ -463,3 +463,71 @@ func TestTrees(t *testing.T) {
 		t.Errorf("a tree made again under a removed one's name: %v %v", fis, err)
 	}
 }
+
+// TestCreateLater: a file of CreateLater is nowhere in the index until
+// its publish, which creates it with its content, mode and time in one
+// transaction; an aborted one leaves nothing; a name taken meanwhile
+// makes the publish fail.
+func TestCreateLater(t *testing.T) {
+	e := newEnv(t)
+	tr := e.tree(t, "alice")
+	tr.Mkdir("tmp", 0o700)
+	epoch := func() uint64 { n, _ := e.x.Epoch(); return n }
+	before := epoch()
+	f, err := tr.CreateLater("tmp/up", 0o640)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := random(segSize + 3)
+	f.WriteAt(data, 0)
+	mt := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.SetTimes(time.Time{}, mt)
+	if _, err := tr.Lstat("tmp/up"); !errors.Is(err, fs.ErrNotExist) || epoch() != before {
+		t.Fatalf("a CreateLater file is in the index before its publish: %v, epoch %d → %d", err, before, epoch())
+	}
+	if fi, err := f.Stat(); err != nil || fi.Size() != int64(len(data)) || fi.Mode() != 0o640 {
+		t.Errorf("Stat before the publish: %v %v", fi, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if epoch() != before+1 {
+		t.Errorf("%d transactions for a new file, want 1", epoch()-before)
+	}
+	fi, err := tr.Lstat("tmp/up")
+	if err != nil || fi.Mode() != 0o640 || !fi.ModTime().Equal(mt) || fi.Size() != int64(len(data)) {
+		t.Fatalf("after the publish: %v %v", fi, err)
+	}
+	if got := read(t, tr, "tmp/up"); !bytes.Equal(got, data) {
+		t.Error("content differs")
+	}
+	// An empty one is created too; an aborted one is not.
+	f, _ = tr.CreateLater("tmp/empty", 0o600)
+	f.Close()
+	if fi, err := tr.Lstat("tmp/empty"); err != nil || fi.Size() != 0 {
+		t.Errorf("empty file: %v %v", fi, err)
+	}
+	f, _ = tr.CreateLater("tmp/aborted", 0o600)
+	f.WriteAt([]byte("x"), 0)
+	f.Abort()
+	if _, err := tr.Lstat("tmp/aborted"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("an aborted file exists: %v", err)
+	}
+	// The name taken in between: the publish fails, the other file stays.
+	f, _ = tr.CreateLater("tmp/race", 0o600)
+	f.WriteAt([]byte("late"), 0)
+	write(t, tr, "tmp/race", []byte("first"))
+	if err := f.Close(); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("publish over a name taken meanwhile: %v", err)
+	}
+	if got := read(t, tr, "tmp/race"); string(got) != "first" {
+		t.Errorf("the other file: %q", got)
+	}
+	if _, err := tr.CreateLater("tmp/race", 0o600); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("CreateLater of an existing name: %v", err)
+	}
+	// Nothing left behind: the blobs are those of the files.
+	if _, err := e.s.Collect(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -175,7 +175,13 @@ func (h *home) openInPlace(rel string, writable bool) (*node, error) {
 // create) rel when published. Caller holds h.ns exclusively.
 func (h *home) newReplacement(rel string, mode fs.FileMode, created bool, credit int64) (*node, error) {
 	tmp := tmpName()
-	f, err := h.d.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	perm := fs.FileMode(0o600)
+	if h.root == nil {
+		// Storage v2 keeps the mode in the index: the one it will be
+		// published with saves a transaction then.
+		perm = diskMode(mode, false)
+	}
+	f, err := h.d.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return nil, err
 	}

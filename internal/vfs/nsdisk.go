@@ -5,6 +5,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/securefsd/securefsd/internal/nsfs"
@@ -98,7 +99,15 @@ func (d nsDisk) OpenFile(name string, flag int, perm fs.FileMode) (diskFile, err
 			return dir, nil
 		}
 	}
-	f, err := d.t.OpenFile(full, flag&(os.O_RDONLY|os.O_WRONLY|os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_TRUNC), perm)
+	var f *nsfs.File
+	var err error
+	if flag&(os.O_CREATE|os.O_EXCL) == os.O_CREATE|os.O_EXCL && strings.HasPrefix(full, tmpDirName+"/") {
+		// An upload's temporary (a fresh random name): it enters the
+		// index with its first publish, in one transaction.
+		f, err = d.t.CreateLater(full, perm)
+	} else {
+		f, err = d.t.OpenFile(full, flag&(os.O_RDONLY|os.O_WRONLY|os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_TRUNC), perm)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +129,7 @@ func (nsDisk) plain(_ *home, back *backing, _ int64, _ bool) (plainFile, error) 
 }
 
 func (d nsDisk) writeSmall(_ *home, name string, data []byte) error {
-	f, err := d.t.OpenFile(d.name(name), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := d.t.CreateLater(d.name(name), 0o600)
 	if err != nil {
 		return err
 	}
