@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-FUZZTIME=${FUZZTIME:-8s}
+FUZZTIME=${FUZZTIME:-5s}
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -59,7 +59,7 @@ step "storage v2: the vfs suite and the real-client suites on a v2 store"
 # behaviour, not those that inspect v1's directory tree.
 SECUREFSD_TEST_STORAGE=v2 go test -race -short -timeout 10m -count=1 ./internal/vfs/
 SECUREFSD_TEST_STORAGE=v2 go test -race -timeout 15m -count=1 \
-  -run '^(TestSFTPTransfers|TestSFTPCommands|TestSFTPResume|TestSFTPLargeDirectory|TestSFTPConfinementAndPermissions|TestSCP|TestRcloneSFTP|TestDAVRclone|TestDAVLitmus|TestDAVCurl|TestDAVSFTPInterop|TestDAVPropsPersist|TestCrashDuringUploads|TestCrashDuringScpOverwrites|TestDiskFull|TestMaxFileSize|TestKeyRotateWhileServing|TestHostileSFTPPackets|TestHostileWebDAVBodies|TestRevocationReachesOpenSSHSessions|TestUserSetReachesOpenSFTPSession|TestWebUIBrowser|TestWebUIWebDAVUnaffected|TestSharedFolderRclone|TestIsolationSharedFolders)$' ./e2e/
+  -run '^(TestSFTPTransfers|TestSFTPCommands|TestSFTPResume|TestSFTPConfinementAndPermissions|TestSCP|TestRcloneSFTP|TestDAVRclone|TestDAVLitmus|TestDAVCurl|TestDAVPropsPersist|TestCrashDuringUploads|TestDiskFull|TestKeyRotateWhileServing|TestHostileSFTPPackets|TestRevocationReachesOpenSSHSessions|TestUserSetReachesOpenSFTPSession|TestSharedFolderRclone)$' ./e2e/
 
 step "fuzzing (${FUZZTIME} per target)"
 for pkg in $(go list ./...); do
