@@ -48,11 +48,17 @@ func keepAnchor(g *group, db *users.DB, path string, log *slog.Logger) {
 	if path == "" {
 		return
 	}
-	last := db.Revision()
-	write := func() {
-		if rev := db.Revision(); rev != last {
-			if err := db.WriteAnchor(path); err != nil {
-				log.Error("rollback anchor not written", "path", path, "err", err)
+	keepWritten(g, "rollback anchor", path, db.Revision, db.WriteAnchor, log)
+}
+
+// keepWritten runs write(path) at most every anchorInterval after
+// revision changed, and once more when the server stops.
+func keepWritten(g *group, what, path string, revision func() uint64, write func(string) error, log *slog.Logger) {
+	last := revision()
+	keep := func() {
+		if rev := revision(); rev != last {
+			if err := write(path); err != nil {
+				log.Error(what+" not written", "path", path, "err", err)
 				return
 			}
 			last = rev
@@ -64,10 +70,10 @@ func keepAnchor(g *group, db *users.DB, path string, log *slog.Logger) {
 		for {
 			select {
 			case <-ctx.Done():
-				write()
+				keep()
 				return nil
 			case <-t.C:
-				write()
+				keep()
 			}
 		}
 	}, nil)
@@ -82,19 +88,7 @@ func (e *env) anchorCommand() *cli.Command {
 			Usage: "record the users database's current revision in --rollback-anchor (after an intended restore); the server must be stopped",
 			Flags: []cli.Flag{&cli.StringFlag{Name: "rollback-anchor", Usage: "the anchor file", Required: true}},
 			Action: func(c *cli.Context) error {
-				dir, err := dataDir(c)
-				if err != nil {
-					return err
-				}
-				log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-				kr, _, err := loadKeyring(c, e, dir, false, log)
-				if err != nil {
-					return err
-				}
-				db, err := openUsers(dir, kr, users.Options{Logger: log})
-				if errors.Is(err, users.ErrLocked) {
-					return fmt.Errorf("the server is running on %s: stop it first", dir)
-				}
+				dir, kr, db, log, err := e.stopped(c)
 				if err != nil {
 					return err
 				}
@@ -156,28 +150,5 @@ func keepIndexAnchor(g *group, store *vfs.Store, path string, log *slog.Logger) 
 	if path == "" || store.StorageVersion() != vfs.StorageV2 {
 		return
 	}
-	p := indexAnchorPath(path)
-	last := store.Epoch()
-	write := func() {
-		if e := store.Epoch(); e != last {
-			if err := store.WriteAnchor(p); err != nil {
-				log.Error("index rollback anchor not written", "path", p, "err", err)
-				return
-			}
-			last = e
-		}
-	}
-	g.run(func(ctx context.Context) error {
-		t := time.NewTicker(anchorInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				write()
-				return nil
-			case <-t.C:
-				write()
-			}
-		}
-	}, nil)
+	keepWritten(g, "index rollback anchor", indexAnchorPath(path), store.Epoch, store.WriteAnchor, log)
 }

@@ -46,20 +46,7 @@ func (e *env) migrateCommand() *cli.Command {
 			"file, then puts it in the old one's place and removes the old one (which holds every name in the clear).\n" +
 			"The server must be stopped. Killed at any point, it is finished by running it again.",
 		Action: func(c *cli.Context) error {
-			dir, err := dataDir(c)
-			if err != nil {
-				return err
-			}
-			log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			kr, _, err := loadKeyring(c, e, dir, false, log)
-			if err != nil {
-				return err
-			}
-			// The users database's lock: no server may run meanwhile.
-			db, err := openUsers(dir, kr, users.Options{Logger: log})
-			if errors.Is(err, users.ErrLocked) {
-				return fmt.Errorf("the server is running on %s: stop it first", dir)
-			}
+			dir, kr, db, log, err := e.stopped(c)
 			if err != nil {
 				return err
 			}
@@ -175,4 +162,22 @@ func syncDir(dir string) error {
 		err = cerr
 	}
 	return err
+}
+
+// stopped opens, for a command that needs the server stopped, the data
+// directory's keyring and users database, whose lock says no server runs
+// meanwhile (the caller closes db).
+func (e *env) stopped(c *cli.Context) (dir string, kr *envelope.Keyring, db *users.DB, log *slog.Logger, err error) {
+	if dir, err = dataDir(c); err != nil {
+		return
+	}
+	log = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if kr, _, err = loadKeyring(c, e, dir, false, log); err != nil {
+		return
+	}
+	db, err = openUsers(dir, kr, users.Options{Logger: log})
+	if errors.Is(err, users.ErrLocked) {
+		err = fmt.Errorf("the server is running on %s: stop it first", dir)
+	}
+	return
 }
