@@ -21,6 +21,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // IDSize is the size of a blob id.
@@ -64,12 +65,21 @@ var ErrExists = fmt.Errorf("blob: id in use: %w", fs.ErrExist)
 const tmpDir = "tmp"
 
 // Dir is a blob store in a local directory: blob ID lives at
-// "<first two hex digits>/<hex id>", blobs being written in "tmp/". Safe
-// for concurrent use.
+// "<first two hex digits>/<hex id>". Safe for concurrent use.
+//
+// A blob is written where it will stay (a new random id, created with
+// O_EXCL so nothing is ever overwritten): publishing it costs its fsync
+// and its directory's, and no rename. Until it is published it is left
+// out of List (so of the collector and of snapshots); after a crash it is
+// an orphan that nothing references, which the collector deletes.
 type Dir struct {
 	root *os.Root
 	// sync makes a file durable; tests replace it to count or fail.
 	sync func(*os.File) error
+
+	mu      sync.Mutex
+	pending map[ID]struct{} // created, not yet published or aborted
+	fanout  [256]bool       // the fan-out directories known to exist
 }
 
 // OpenDir opens (creating, mode 0700) the blob directory at dir and
@@ -82,14 +92,13 @@ func OpenDir(dir string) (*Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blob: %w", err)
 	}
-	if err := root.RemoveAll(tmpDir); err == nil {
-		err = root.Mkdir(tmpDir, 0o700)
-	}
-	if err != nil {
+	// tmp/ held blobs being written before they were written in place:
+	// what a crash left there is nobody's.
+	if err := root.RemoveAll(tmpDir); err != nil {
 		root.Close()
 		return nil, fmt.Errorf("blob: clean %s: %w", tmpDir, err)
 	}
-	return &Dir{root: root, sync: (*os.File).Sync}, nil
+	return &Dir{root: root, sync: (*os.File).Sync, pending: map[ID]struct{}{}}, nil
 }
 
 // Close closes the directory.
@@ -106,57 +115,90 @@ type Pending struct {
 	*os.File
 	d    *Dir
 	id   ID
-	tmp  string
 	done bool
 }
 
-// Create starts blob id. Nothing is visible under id until Publish.
+// Create starts blob id. Nothing is listed under id until Publish, and a
+// blob under id already is never replaced (ErrExists).
 func (d *Dir) Create(id ID) (*Pending, error) {
-	tmp := path.Join(tmpDir, id.String())
-	f, err := d.root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	name := id.name()
+	if err := d.fanoutDir(id); err != nil {
 		return nil, fmt.Errorf("blob: create %s: %w", id, err)
 	}
-	return &Pending{File: f, d: d, id: id, tmp: tmp}, nil
+	d.mu.Lock()
+	d.pending[id] = struct{}{}
+	d.mu.Unlock()
+	f, err := d.root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		d.forget(id)
+		if errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("blob %s: %w", id, ErrExists)
+		}
+		return nil, fmt.Errorf("blob: create %s: %w", id, err)
+	}
+	return &Pending{File: f, d: d, id: id}, nil
+}
+
+// fanoutDir makes sure id's fan-out directory exists; once seen, it is
+// not asked again.
+func (d *Dir) fanoutDir(id ID) error {
+	d.mu.Lock()
+	known := d.fanout[id[0]]
+	d.mu.Unlock()
+	if known {
+		return nil
+	}
+	if err := d.root.Mkdir(path.Dir(id.name()), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	d.mu.Lock()
+	d.fanout[id[0]] = true
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *Dir) forget(id ID) {
+	d.mu.Lock()
+	delete(d.pending, id)
+	d.mu.Unlock()
+}
+
+func (d *Dir) isPending(id ID) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.pending[id]
+	return ok
 }
 
 // ID is the id the blob will have.
 func (p *Pending) ID() ID { return p.id }
 
 // Publish makes the blob durable (fsync of the file, then of its
-// directory after the rename) and visible under its id. A blob under the
-// id already is never replaced (ErrExists).
+// directory, which holds its new name).
 func (p *Pending) Publish() error {
 	if p.done {
 		return fmt.Errorf("blob %s: %w", p.id, fs.ErrClosed)
 	}
 	p.done = true
+	name := p.id.name()
+	// The directory's fsync runs beside the file's: neither needs the
+	// other first (nothing references the blob until both are done), and
+	// the file system commits both in one journal commit where it can.
+	dirErr := make(chan error, 1)
+	go func() { dirErr <- p.d.syncDir(path.Dir(name)) }()
 	err := p.d.sync(p.File)
 	if cerr := p.File.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		p.d.root.Remove(p.tmp)
-		return fmt.Errorf("blob: publish %s: %w", p.id, err)
-	}
-	name := p.id.name()
-	if err := p.d.root.Mkdir(path.Dir(name), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		p.d.root.Remove(p.tmp)
-		return fmt.Errorf("blob: publish %s: %w", p.id, err)
-	}
-	// A hard link, not a rename: link(2) never replaces an existing name,
-	// so two publishes of one id cannot overwrite each other.
-	err = p.d.root.Link(p.tmp, name)
-	p.d.root.Remove(p.tmp)
-	if errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("blob %s: %w", p.id, ErrExists)
+	if derr := <-dirErr; err == nil {
+		err = derr
 	}
 	if err != nil {
+		p.d.root.Remove(name)
+		p.d.forget(p.id)
 		return fmt.Errorf("blob: publish %s: %w", p.id, err)
 	}
-	if err := p.d.syncDir(path.Dir(name)); err != nil {
-		return fmt.Errorf("blob: publish %s: %w", p.id, err)
-	}
+	p.d.forget(p.id)
 	return nil
 }
 
@@ -167,7 +209,8 @@ func (p *Pending) Abort() {
 	}
 	p.done = true
 	p.File.Close()
-	p.d.root.Remove(p.tmp)
+	p.d.root.Remove(p.id.name())
+	p.d.forget(p.id)
 }
 
 func (d *Dir) syncDir(dir string) error {
@@ -195,6 +238,9 @@ func (b fileBlob) Size() int64 { return b.size }
 
 // Open opens blob id for reading (ErrNotFound if there is none).
 func (d *Dir) Open(id ID) (Blob, error) {
+	if d.isPending(id) {
+		return nil, fmt.Errorf("blob %s: not yet published: %w", id, ErrNotFound)
+	}
 	f, err := d.root.Open(id.name())
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("blob %s: %w", id, ErrNotFound)
@@ -241,7 +287,7 @@ func (d *Dir) List(fn func(id ID, size int64) error) error {
 		}
 		for _, e := range ents {
 			id, err := ParseID(e.Name())
-			if err != nil || id.String()[:2] != sub.Name() || !e.Type().IsRegular() {
+			if err != nil || id.String()[:2] != sub.Name() || !e.Type().IsRegular() || d.isPending(id) {
 				continue
 			}
 			info, err := e.Info()

@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/securefsd/securefsd/internal/blob"
@@ -100,6 +101,11 @@ type Tree struct {
 type NS struct {
 	x   *index.Index
 	now func() time.Time
+	// mayHaveGarbage is false only when this process knows the index
+	// holds no garbage record (its last collection forgot them all and
+	// none was recorded since): CollectGarbage then reads nothing, so a
+	// close or an upload that made no garbage costs no extra transaction.
+	mayHaveGarbage atomic.Bool
 }
 
 // New returns the namespace of x. now is the clock of modification times
@@ -108,7 +114,9 @@ func New(x *index.Index, now func() time.Time) *NS {
 	if now == nil {
 		now = time.Now
 	}
-	return &NS{x: x, now: now}
+	n := &NS{x: x, now: now}
+	n.mayHaveGarbage.Store(true) // what another run left
+	return n
 }
 
 // Update and View run fn in one index transaction.
@@ -396,6 +404,9 @@ func (tx *Tx) Publish(id ID, gen uint64, layout content.Layout, garbage []blob.I
 }
 
 func (tx *Tx) garbage(ids []blob.ID) error {
+	if len(ids) > 0 {
+		tx.ns.mayHaveGarbage.Store(true)
+	}
 	for _, g := range ids {
 		if err := tx.put(kindGarbage, g[:], tx.t.Epoch()); err != nil {
 			return err
@@ -655,6 +666,9 @@ func (tx *Tx) Forget(id blob.ID) error { return tx.t.Delete(kindGarbage, id[:]) 
 // that became garbage before epoch keep, then forgets them, and returns
 // how many it deleted.
 func (n *NS) CollectGarbage(blobs BlobStore, keep uint64) (int, error) {
+	if !n.mayHaveGarbage.Swap(false) {
+		return 0, nil
+	}
 	var due []blob.ID
 	err := n.View(func(tx *Tx) error {
 		g, err := tx.Garbage()
@@ -663,6 +677,9 @@ func (n *NS) CollectGarbage(blobs BlobStore, keep uint64) (int, error) {
 				due = append(due, id)
 			}
 		}
+		if err != nil || len(g) > len(due) {
+			n.mayHaveGarbage.Store(true) // kept for an open file, or not read
+		}
 		return err
 	})
 	if err != nil || len(due) == 0 {
@@ -670,6 +687,7 @@ func (n *NS) CollectGarbage(blobs BlobStore, keep uint64) (int, error) {
 	}
 	for _, id := range due {
 		if err := blobs.Delete(id); err != nil {
+			n.mayHaveGarbage.Store(true)
 			return 0, err
 		}
 	}
@@ -688,6 +706,7 @@ func (n *NS) CollectGarbage(blobs BlobStore, keep uint64) (int, error) {
 			return nil
 		})
 		if err != nil {
+			n.mayHaveGarbage.Store(true) // left for the next run
 			return len(due), err
 		}
 	}

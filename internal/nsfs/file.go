@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/securefsd/securefsd/internal/blob"
 	"github.com/securefsd/securefsd/internal/content"
 	"github.com/securefsd/securefsd/internal/namespace"
 )
@@ -43,6 +44,15 @@ type File struct {
 	dir   namespace.ID
 	base  string
 	mode  fs.FileMode
+
+	// staged: content committed to durable blobs (layout, written at
+	// generation layoutGen) that the index does not reference yet, with
+	// the blobs those commits replaced (garbage). A later file's Sync
+	// stages; the publish (Close, PublishAs) puts it in the index.
+	staged    bool
+	layout    content.Layout
+	layoutGen uint64
+	garbage   []blob.ID
 }
 
 // CreateLater starts a new file name that enters the index only when it
@@ -224,22 +234,105 @@ func (f *File) Flush() error {
 	return f.err
 }
 
-// Sync publishes what was written: the pending blobs are made durable and
-// one index transaction makes them the file's content.
+// Sync makes what was written durable. It publishes it: the pending
+// blobs are made durable and one index transaction makes them the file's
+// content. A file of CreateLater, whose name is in the index only once
+// it is published, stages it instead: the blobs are made durable and wait
+// for the publish (Close, PublishAs), which then costs one transaction
+// and no blob write.
 func (f *File) Sync() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.check("sync", false); err != nil {
 		return err
 	}
-	return pathErr("sync", f.name, f.publishLocked())
+	if f.later {
+		s := f.t.s
+		s.publishing.RLock()
+		err := f.commitLocked()
+		s.publishing.RUnlock()
+		return pathErr("sync", f.name, err)
+	}
+	return pathErr("sync", f.name, f.publishLocked(nil))
+}
+
+// PublishAs publishes what was written and moves the file to name, in
+// one index transaction, with Rename's rules (a file replaces a file).
+// An upload written under a temporary name is published this way: its
+// content, its entry and the replacement of the old file under name are
+// one atomic, durable step.
+func (f *File) PublishAs(name string) error {
+	if err := checkName(name); err != nil {
+		return pathErr("rename", name, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check("rename", true); err != nil {
+		return err
+	}
+	t := f.t
+	err := f.publishLocked(func(tx *namespace.Tx) error {
+		from, ob, err := t.parent(tx, f.name)
+		if err != nil {
+			return err
+		}
+		to, nb, err := t.parent(tx, name)
+		if err != nil {
+			return err
+		}
+		return tx.Rename(from, ob, to, nb)
+	})
+	if err != nil {
+		return pathErr("rename", name, err)
+	}
+	f.name = name
+	t.s.collectGarbage() // a file renamed over another
+	return nil
+}
+
+// commitLocked commits what was written to durable blobs and stages the
+// new layout for the next publish; the file then writes at the next
+// generation. Caller holds f.mu and s.publishing shared (Collect would
+// otherwise take the new blobs for orphans before they are staged).
+func (f *File) commitLocked() error {
+	if f.err != nil || !f.dirty {
+		return f.err
+	}
+	s := f.t.s
+	layout, garbage, err := f.cf.Commit()
+	f.cf.Close()
+	f.cf = nil
+	if err != nil {
+		f.err = fmt.Errorf("publish: %w", err)
+		return f.err
+	}
+	if f.later {
+		// What a file not yet in the index replaced, only it ever had:
+		// no reader, no index record, nothing for the collector.
+		for _, id := range garbage {
+			s.blobs.Delete(id)
+		}
+		s.stage(false, f.layout, garbage)
+		garbage = nil
+	}
+	s.stage(true, layout, nil)
+	f.staged, f.layout, f.layoutGen = true, layout, f.gen
+	f.garbage = append(f.garbage, garbage...)
+	f.gen++
+	f.dirty = false
+	if f.cf, err = content.Open(s.blobs, f.id, layout, f.gen, s.options()); err != nil {
+		f.err = fmt.Errorf("reopen: %w", err)
+		return f.err
+	}
+	return nil
 }
 
 // publishLocked commits the content and publishes it as the next
-// generation. A file removed meanwhile is not published: its pending
-// blobs stay private to this File and go at Close. Caller holds f.mu.
-func (f *File) publishLocked() error {
-	if f.err != nil || !f.dirty && !f.later {
+// generation, with then (if not nil) in the same transaction. A file
+// removed meanwhile is not published: its blobs stay private to this
+// File and go at Close. Caller holds f.mu.
+func (f *File) publishLocked(then func(tx *namespace.Tx) error) error {
+	if f.err != nil || !f.dirty && !f.later && !f.staged && then == nil {
 		return f.err
 	}
 	s := f.t.s
@@ -249,7 +342,7 @@ func (f *File) publishLocked() error {
 		}
 	}
 	s.publishing.RLock()
-	layout, garbage, err := f.cf.Commit()
+	err := f.commitLocked()
 	var epoch uint64
 	if err == nil {
 		err = s.ns.Update(func(tx *namespace.Tx) error {
@@ -259,28 +352,33 @@ func (f *File) publishLocked() error {
 					return err
 				}
 			}
-			if err := tx.Publish(f.id, f.gen, layout, garbage); err != nil {
-				return err
+			if f.staged {
+				if err := tx.Publish(f.id, f.layoutGen, f.layout, f.garbage); err != nil {
+					return err
+				}
 			}
-			if !f.mtime.IsZero() {
-				return tx.SetAttr(f.id, 0, f.mtime)
+			if !f.mtime.IsZero() && (f.staged || f.later) {
+				if err := tx.SetAttr(f.id, 0, f.mtime); err != nil {
+					return err
+				}
+			}
+			if then != nil {
+				return then(tx)
 			}
 			return nil
 		})
 	}
 	s.publishing.RUnlock()
-	f.cf.Close()
-	f.cf = nil
 	if err != nil {
-		f.err = fmt.Errorf("publish: %w", err)
+		if f.err == nil {
+			f.err = fmt.Errorf("publish: %w", err)
+		}
 		return f.err
 	}
-	f.gen++
-	f.dirty, f.later = false, false
-	if f.cf, err = content.Open(s.blobs, f.id, layout, f.gen, s.options()); err != nil {
-		f.err = fmt.Errorf("reopen: %w", err)
-		return f.err
+	if f.staged {
+		s.stage(false, f.layout, f.garbage)
 	}
+	f.staged, f.later, f.garbage = false, false, nil
 	// The segments this publish replaced are garbage from this epoch on;
 	// this File no longer reads them.
 	s.mu.Lock()
@@ -404,7 +502,12 @@ func (f *File) Close() error {
 	if f.closed {
 		return pathErr("close", f.name, ErrClosed)
 	}
-	err := f.publishLocked()
+	err := f.publishLocked(nil)
+	if f.staged {
+		// Staged and never published (aborted, or the publish failed):
+		// the blobs are this File's alone.
+		f.dropStagedLocked()
+	}
 	f.closed = true
 	if f.cf != nil {
 		f.cf.Close()
@@ -423,7 +526,31 @@ func (f *File) Close() error {
 // last publish.
 func (f *File) Abort() error {
 	f.mu.Lock()
-	f.dirty, f.later = false, false
+	f.dirty = false
+	f.dropStagedLocked()
+	f.later = false
 	f.mu.Unlock()
 	return f.Close()
+}
+
+// dropStagedLocked forgets content staged and never published. A file
+// never in the index (CreateLater) wrote every blob of it alone: they are
+// deleted now. Another file's failed publish leaves its new blobs for
+// the collector (its staged layout shares blobs with the published one).
+// Caller holds f.mu.
+func (f *File) dropStagedLocked() {
+	if !f.staged {
+		return
+	}
+	s := f.t.s
+	s.stage(false, f.layout, f.garbage)
+	if f.later {
+		for _, r := range f.layout.Segs {
+			s.blobs.Delete(r.Blob)
+		}
+		for _, id := range f.garbage {
+			s.blobs.Delete(id)
+		}
+	}
+	f.staged, f.garbage = false, nil
 }

@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/securefsd/securefsd/internal/blob"
 	"github.com/securefsd/securefsd/internal/content"
 	"github.com/securefsd/securefsd/internal/namespace"
 )
@@ -58,12 +59,15 @@ type Store struct {
 
 	mu   sync.Mutex
 	pins map[*File]uint64 // the epoch each open file read its layout at
+	// staged are the blobs of content committed but not yet in the index
+	// (File.Sync of a file not yet named): Collect keeps them.
+	staged map[blob.ID]struct{}
 }
 
 // New returns the file system of ns over blobs; o configures every file's
 // content (keyring, AEAD, segment size, padding).
 func New(ns *namespace.NS, blobs Blobs, o content.Options) *Store {
-	return &Store{ns: ns, blobs: blobs, opts: o, pins: map[*File]uint64{}}
+	return &Store{ns: ns, blobs: blobs, opts: o, pins: map[*File]uint64{}, staged: map[blob.ID]struct{}{}}
 }
 
 // SetKeyring replaces the keyring new segments are sealed with and old
@@ -94,7 +98,37 @@ func (s *Store) options() content.Options {
 func (s *Store) Collect() (namespace.CollectStats, error) {
 	s.publishing.Lock()
 	defer s.publishing.Unlock()
-	return s.ns.Collect(s.blobs, s.keep(), nil)
+	return s.ns.Collect(s.blobs, s.keep(), s.isStaged)
+}
+
+// isStaged reports whether blob id holds content committed by an open
+// file but not yet published.
+func (s *Store) isStaged(id blob.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.staged[id]
+	return ok
+}
+
+// stage records (add) or forgets the blobs of a layout and the garbage
+// of commits not yet published.
+func (s *Store) stage(add bool, l content.Layout, garbage []blob.ID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range l.Segs {
+		if add {
+			s.staged[r.Blob] = struct{}{}
+		} else {
+			delete(s.staged, r.Blob)
+		}
+	}
+	for _, id := range garbage {
+		if add {
+			s.staged[id] = struct{}{}
+		} else {
+			delete(s.staged, id)
+		}
+	}
 }
 
 // keep is the oldest epoch an open file read its layout at (MaxUint64

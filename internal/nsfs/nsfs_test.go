@@ -531,3 +531,102 @@ func TestCreateLater(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPublishAs: an upload written under a temporary name (CreateLater)
+// and synced is made durable without entering the index, and PublishAs
+// then names it, replacing the old file, in one transaction; the old
+// file's blobs go, the staged ones stay through a Collect, and an upload
+// synced and then aborted leaves no blob.
+func TestPublishAs(t *testing.T) {
+	e := newEnv(t)
+	tr := e.tree(t, "alice")
+	tr.Mkdir("tmp", 0o700)
+	write(t, tr, "doc", random(2*segSize))
+	epoch := func() uint64 { n, _ := e.x.Epoch(); return n }
+	blobs := func() int {
+		n := 0
+		e.blobs.List(func(blob.ID, int64) error { n++; return nil })
+		return n
+	}
+	before, oldBlobs := epoch(), blobs()
+
+	f, err := tr.CreateLater("tmp/up", 0o640)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := random(segSize + 5)
+	f.WriteAt(data, 0)
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if epoch() != before {
+		t.Errorf("Sync of an unnamed upload ran %d transactions", epoch()-before)
+	}
+	if _, err := tr.Lstat("tmp/up"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a staged upload is in the index: %v", err)
+	}
+	// Staged blobs are nobody's in the index, yet not orphans.
+	if _, err := e.s.Collect(); err != nil {
+		t.Fatal(err)
+	}
+	if got := blobs(); got != oldBlobs+2 {
+		t.Errorf("%d blobs after a Collect with an upload staged, want %d", got, oldBlobs+2)
+	}
+	// A write after the sync replaces one staged segment: that blob goes
+	// at once (nobody else ever had it).
+	data[segSize+1] ^= 1
+	f.WriteAt(data[segSize:], segSize)
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := blobs(); got != oldBlobs+2 {
+		t.Errorf("%d blobs after a staged segment was rewritten, want %d", got, oldBlobs+2)
+	}
+	if err := f.PublishAs("new"); err != nil {
+		t.Fatal(err)
+	}
+	if epoch() != before+1 {
+		t.Errorf("%d transactions to publish an upload, want 1", epoch()-before)
+	}
+	// Over another file: one transaction, and the collector's for the
+	// old file's blobs.
+	if err := f.PublishAs("doc"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, tr, "doc"); !bytes.Equal(got, data) {
+		t.Error("the published content differs")
+	}
+	if fi, err := tr.Lstat("doc"); err != nil || fi.Mode() != 0o640 {
+		t.Errorf("after PublishAs: %v %v", fi, err)
+	}
+	if _, err := tr.Lstat("tmp/up"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the temporary name is left: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := blobs(), 2; got != want {
+		t.Errorf("%d blobs after the replacement, want %d (the old file's and the rewritten staged segment are garbage)", got, want)
+	}
+
+	// Synced, then aborted: no blob left, nothing in the index.
+	before = epoch()
+	f, _ = tr.CreateLater("tmp/gone", 0o600)
+	f.WriteAt(random(segSize+1), 0)
+	f.Sync()
+	f.Abort()
+	if got := blobs(); got != 2 || epoch() != before {
+		t.Errorf("an aborted staged upload: %d blobs (want 2), %d transactions", got, epoch()-before)
+	}
+	// PublishAs onto a directory fails and keeps both.
+	tr.Mkdir("dir", 0o700)
+	f, _ = tr.CreateLater("tmp/x", 0o600)
+	f.WriteAt([]byte("x"), 0)
+	if err := f.PublishAs("dir"); err == nil {
+		t.Error("PublishAs over a directory succeeded")
+	}
+	f.Close()
+	if fi, err := tr.Lstat("dir"); err != nil || !fi.IsDir() {
+		t.Errorf("the directory: %v %v", fi, err)
+	}
+}

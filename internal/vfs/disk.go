@@ -44,6 +44,9 @@ type disk interface {
 	// The store's own small files (metadata sidecars) use them.
 	writeSmall(h *home, name string, data []byte) error
 	readSmall(h *home, name string, limit int64) ([]byte, error)
+	// publishAs renames the replacement tmp, open as f and synced, onto
+	// name (Rename's rules), making its content the name's.
+	publishAs(f diskFile, tmp, name string) error
 }
 
 // diskFile is an open file or directory of a disk: an *os.File in version
@@ -112,6 +115,8 @@ func (d osDisk) writeSmall(h *home, name string, data []byte) error {
 	}
 	return err
 }
+
+func (d osDisk) publishAs(_ diskFile, tmp, name string) error { return d.Rename(tmp, name) }
 
 func (d osDisk) readSmall(h *home, name string, limit int64) ([]byte, error) {
 	f, r, err := openSealed(d.Root, name, h.kr(), h.binding())

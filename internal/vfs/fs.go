@@ -259,9 +259,11 @@ func (f *FS) openNew(o openReq) (*File, bool, error) {
 	if !pfi.IsDir() {
 		return nil, false, h.pathErr(op, name, ErrNotDir)
 	}
-	if _, err := h.d.Lstat(rel); err == nil {
-		// A dangling planted symlink: never create through it.
-		return nil, false, h.pathErr(op, name, fs.ErrPermission)
+	if h.root != nil {
+		if _, err := h.d.Lstat(rel); err == nil {
+			// A dangling planted symlink: never create through it.
+			return nil, false, h.pathErr(op, name, fs.ErrPermission)
+		}
 	}
 	if err := h.reserveFile(); err != nil {
 		return nil, false, h.pathErr(op, name, err)

@@ -328,6 +328,8 @@ func (h *home) linkFree(rel string, final bool) (fs.FileInfo, error) {
 	switch {
 	case errors.Is(err, fs.ErrPermission):
 		return nil, err
+	case errors.Is(err, fs.ErrNotExist) && h.root == nil:
+		return nil, nil // storage v2 has no links to refuse
 	case errors.Is(err, fs.ErrNotExist):
 		// A name to be created: its parent must pass.
 		pfi, err := h.probe(parentOf(rel))

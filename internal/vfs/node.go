@@ -424,7 +424,7 @@ func (n *node) publish() error {
 	case fi.Mode().IsRegular():
 		oldBytes, oldFiles = h.d.plainSize(fi), 1
 	}
-	if err := h.d.Rename(tmp, key); err != nil {
+	if err := h.d.publishAs(n.back.f, tmp, key); err != nil {
 		return err
 	}
 	st, _ := n.back.f.Stat()

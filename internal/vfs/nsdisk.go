@@ -145,6 +145,16 @@ func (d nsDisk) writeSmall(_ *home, name string, data []byte) error {
 	return nil
 }
 
+// publishAs publishes the upload's content, its entry and the
+// replacement of name in one index transaction (nsfs.File.PublishAs):
+// version 1's rename and directory fsync, and no more.
+func (d nsDisk) publishAs(f diskFile, tmp, name string) error {
+	if nf, ok := f.(nsFile); ok && nf.Name() == d.name(tmp) {
+		return nf.PublishAs(d.name(name))
+	}
+	return d.Rename(tmp, name)
+}
+
 func (d nsDisk) readSmall(_ *home, name string, limit int64) ([]byte, error) {
 	f, err := d.t.OpenFile(d.name(name), os.O_RDONLY, 0)
 	if err != nil {
