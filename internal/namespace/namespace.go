@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -106,6 +107,15 @@ type NS struct {
 	// none was recorded since): CollectGarbage then reads nothing, so a
 	// close or an upload that made no garbage costs no extra transaction.
 	mayHaveGarbage atomic.Bool
+
+	// forget are garbage records whose blobs are deleted already: the
+	// next Update forgets them in its own transaction (at most
+	// forgetBatch of them), so a replacement or removal does not cost a
+	// commit of its own to clean up. A crash leaves the records, which
+	// the next collection deletes (again: a missing blob is no error) and
+	// forgets.
+	forgetMu sync.Mutex
+	forget   map[blob.ID]struct{}
 }
 
 // New returns the namespace of x. now is the clock of modification times
@@ -114,14 +124,61 @@ func New(x *index.Index, now func() time.Time) *NS {
 	if now == nil {
 		now = time.Now
 	}
-	n := &NS{x: x, now: now}
+	n := &NS{x: x, now: now, forget: map[blob.ID]struct{}{}}
 	n.mayHaveGarbage.Store(true) // what another run left
 	return n
 }
 
 // Update and View run fn in one index transaction.
-func (n *NS) Update(fn func(*Tx) error) error {
-	return n.x.Update(func(t *index.Tx) error { return fn(&Tx{t: t, ns: n}) })
+func (n *NS) Update(fn func(*Tx) error) error { return n.update(fn, forgetAlong) }
+
+func (n *NS) update(fn func(*Tx) error, forgetMax int) error {
+	forget := n.toForget(forgetMax)
+	err := n.x.Update(func(t *index.Tx) error {
+		tx := &Tx{t: t, ns: n}
+		if err := fn(tx); err != nil {
+			return err
+		}
+		for _, id := range forget {
+			if err := tx.Forget(id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil && len(forget) > 0 {
+		n.forgetMu.Lock()
+		for _, id := range forget {
+			delete(n.forget, id)
+		}
+		n.forgetMu.Unlock()
+	}
+	return err
+}
+
+// toForget returns up to max garbage records waiting to be forgotten.
+func (n *NS) toForget(max int) []blob.ID {
+	n.forgetMu.Lock()
+	defer n.forgetMu.Unlock()
+	if len(n.forget) == 0 {
+		return nil
+	}
+	ids := make([]blob.ID, 0, min(max, len(n.forget)))
+	for id := range n.forget {
+		if len(ids) == max {
+			break
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// forgetting reports whether garbage record id waits to be forgotten.
+func (n *NS) forgetting(id blob.ID) bool {
+	n.forgetMu.Lock()
+	defer n.forgetMu.Unlock()
+	_, ok := n.forget[id]
+	return ok
 }
 
 func (n *NS) View(fn func(*Tx) error) error {
@@ -672,12 +729,17 @@ func (n *NS) CollectGarbage(blobs BlobStore, keep uint64) (int, error) {
 	var due []blob.ID
 	err := n.View(func(tx *Tx) error {
 		g, err := tx.Garbage()
+		kept := false
 		for id, epoch := range g {
-			if epoch < keep {
+			switch {
+			case n.forgetting(id): // deleted already
+			case epoch < keep:
 				due = append(due, id)
+			default:
+				kept = true
 			}
 		}
-		if err != nil || len(g) > len(due) {
+		if err != nil || kept {
 			n.mayHaveGarbage.Store(true) // kept for an open file, or not read
 		}
 		return err
@@ -691,21 +753,17 @@ func (n *NS) CollectGarbage(blobs BlobStore, keep uint64) (int, error) {
 			return 0, err
 		}
 	}
-	// In batches: an etcd transaction takes a bounded number of
-	// operations (forgetting is idempotent, so a batch that fails is
-	// retried by the next run).
-	for rest := due; len(rest) > 0; {
-		batch := rest[:min(len(rest), forgetBatch)]
-		rest = rest[len(batch):]
-		err = n.Update(func(tx *Tx) error {
-			for _, id := range batch {
-				if err := tx.Forget(id); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
+	// Forgotten along with the next transactions (NS.Update); past what
+	// one of them takes along, this run forgets them itself, in batches
+	// (an etcd transaction holds a bounded number of operations).
+	n.forgetMu.Lock()
+	for _, id := range due {
+		n.forget[id] = struct{}{}
+	}
+	waiting := len(n.forget)
+	n.forgetMu.Unlock()
+	for ; waiting > forgetAlong; waiting -= forgetBatch {
+		if err := n.update(func(*Tx) error { return nil }, forgetBatch); err != nil {
 			n.mayHaveGarbage.Store(true) // left for the next run
 			return len(due), err
 		}
@@ -716,6 +774,10 @@ func (n *NS) CollectGarbage(blobs BlobStore, keep uint64) (int, error) {
 // forgetBatch is how many garbage records one transaction forgets: under
 // the operations an etcd transaction may hold (docs/CLUSTER.md).
 const forgetBatch = 500
+
+// forgetAlong is how many garbage records an Update forgets along with
+// its own changes.
+const forgetAlong = 64
 
 // BlobStore is what the collector needs of the blob store.
 type BlobStore interface {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/securefsd/securefsd/internal/blob"
 	"github.com/securefsd/securefsd/internal/content"
@@ -284,5 +285,85 @@ func TestCollect(t *testing.T) {
 	// Once no reader is older, the rest of the garbage goes.
 	if st, err := n.Collect(d, ^uint64(0), nil); err != nil || st.Garbage != 1 || !exists(live) {
 		t.Errorf("second collection: %+v %v", st, err)
+	}
+}
+
+// TestCollectGarbageCost: a collection with nothing recorded since the
+// last one found none reads nothing; one that deletes blobs runs no
+// transaction of its own (the next Update forgets their records); records
+// a crash left waiting are collected and forgotten by the next run.
+func TestCollectGarbageCost(t *testing.T) {
+	key := make([]byte, index.RootKeySize)
+	rand.Read(key)
+	path := filepath.Join(t.TempDir(), "index.db")
+	x, err := index.Open(path, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := New(x, nil)
+	d, err := blob.OpenDir(filepath.Join(t.TempDir(), "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	garbage := func() int {
+		var k int
+		n.View(func(tx *Tx) error { g, err := tx.Garbage(); k = len(g); return err })
+		return k
+	}
+	epoch := func() uint64 { e, _ := n.x.Epoch(); return e }
+	var f ID
+	update(t, n, func(tx *Tx) error {
+		tree, _ := tx.Tree("c", true)
+		var err error
+		f, err = tx.Create(tree.Root, "f", File, 0o644)
+		return err
+	})
+	if _, err := n.CollectGarbage(d, ^uint64(0)); err != nil || n.mayHaveGarbage.Load() {
+		t.Fatalf("first collection: %v, hint %v", err, n.mayHaveGarbage.Load())
+	}
+	ids := []blob.ID{blob.NewID(), blob.NewID(), blob.NewID()}
+	update(t, n, func(tx *Tx) error { return tx.Publish(f, 1, layout(1, ids[0]), nil) })
+	if n.mayHaveGarbage.Load() {
+		t.Error("a publish that replaced nothing marked garbage")
+	}
+	update(t, n, func(tx *Tx) error { return tx.Publish(f, 2, layout(1, ids[1]), ids[:1]) })
+	if !n.mayHaveGarbage.Load() {
+		t.Fatal("a replacement did not mark garbage")
+	}
+	before := epoch()
+	if k, err := n.CollectGarbage(d, ^uint64(0)); err != nil || k != 1 {
+		t.Fatalf("collection: %d %v", k, err)
+	}
+	if epoch() != before || garbage() != 1 {
+		t.Errorf("the collection ran %d transactions, %d records left (want 0 and 1 waiting)", epoch()-before, garbage())
+	}
+	if k, _ := n.CollectGarbage(d, ^uint64(0)); k != 0 {
+		t.Errorf("a record waiting to be forgotten was collected again: %d", k)
+	}
+	update(t, n, func(tx *Tx) error { return tx.SetAttr(f, 0o600, time.Time{}) })
+	if garbage() != 0 {
+		t.Error("the next update did not forget the record")
+	}
+
+	// A crash with a record waiting: the next run deletes (nothing) and
+	// forgets it.
+	update(t, n, func(tx *Tx) error { return tx.Publish(f, 3, layout(1, ids[2]), ids[1:2]) })
+	n.CollectGarbage(d, ^uint64(0))
+	x.Close()
+	if x, err = index.Open(path, key); err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	n = New(x, nil)
+	if garbage() != 1 {
+		t.Fatalf("%d records after the crash, want the 1 waiting", garbage())
+	}
+	if st, err := n.Collect(d, ^uint64(0), nil); err != nil || st.Garbage != 1 {
+		t.Errorf("collection after the crash: %+v %v", st, err)
+	}
+	update(t, n, func(*Tx) error { return nil })
+	if garbage() != 0 {
+		t.Error("the record the crash left is not forgotten")
 	}
 }

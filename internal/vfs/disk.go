@@ -39,10 +39,11 @@ type disk interface {
 	// plain gives the plaintext view of a stored file opened by
 	// OpenFile (create: a new, empty one).
 	plain(h *home, back *backing, size int64, create bool) (plainFile, error)
-	// writeSmall stores data as the new file name (which must not exist),
-	// durably; readSmall reads such a file back, at most limit bytes.
-	// The store's own small files (metadata sidecars) use them.
-	writeSmall(h *home, name string, data []byte) error
+	// replaceSmall stores data durably as the new file tmp (which must not
+	// exist) and renames it over name; readSmall reads such a file back,
+	// at most limit bytes. The store's own small files (metadata
+	// sidecars) use them.
+	replaceSmall(h *home, tmp, name string, data []byte) error
 	readSmall(h *home, name string, limit int64) ([]byte, error)
 	// publishAs renames the replacement tmp, open as f and synced, onto
 	// name (Rename's rules), making its content the name's.
@@ -90,6 +91,17 @@ func (osDisk) plain(h *home, back *backing, size int64, create bool) (plainFile,
 		return envelope.Create(back, h.kr(), envelope.Options{Binding: h.binding(), AEAD: h.s.aead})
 	}
 	return envelope.Open(back, size, h.kr(), envelope.Options{Binding: h.binding()})
+}
+
+func (d osDisk) replaceSmall(h *home, tmp, name string, data []byte) error {
+	if err := d.writeSmall(h, tmp, data); err != nil {
+		return err
+	}
+	if err := d.Rename(tmp, name); err != nil {
+		d.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 func (d osDisk) writeSmall(h *home, name string, data []byte) error {

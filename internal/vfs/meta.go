@@ -108,12 +108,7 @@ func (h *home) writeSidecar(dir string, m map[string]Meta) error {
 	if err != nil {
 		return err
 	}
-	tmp := tmpName()
-	if err := h.d.writeSmall(h, tmp, data); err != nil {
-		return err
-	}
-	if err := h.d.Rename(tmp, name); err != nil {
-		h.d.Remove(tmp)
+	if err := h.d.replaceSmall(h, tmpName(), name, data); err != nil {
 		return err
 	}
 	var props int64
@@ -155,9 +150,9 @@ const (
 	// beyond it (or metaCacheDirs) clean directories are dropped.
 	metaCacheBytes = 32 << 20
 	// metaBehindEntries: sidecars with at most this many entries (some
-	// 64 KiB) are cheap to rewrite and always written through, so the
-	// disk is quiet once an operation returns; larger ones are written
-	// behind.
+	// 64 KiB) are cheap to rewrite on storage v1 and always written
+	// through, so the disk is quiet once an operation returns; larger
+	// ones are written behind.
 	metaBehindEntries = 256
 )
 
@@ -241,7 +236,10 @@ func (h *home) dirNames(dir string, n int) map[string]bool {
 // commit stores dm: at once if sync, else within metaFlushDelay. Caller
 // holds h.ns and h.metaMu.
 func (h *home) commit(dir string, dm *dirMeta, sync bool) error {
-	if !sync && len(dm.entries) > metaBehindEntries {
+	// On storage v2 a sidecar rewrite is an index commit and a blob with
+	// its fsyncs, never cheap: what need not be durable now (cached
+	// hashes, and their moves) is written behind, as for large sidecars.
+	if !sync && (len(dm.entries) > metaBehindEntries || h.root == nil) {
 		h.markDirty(dm)
 		return nil
 	}

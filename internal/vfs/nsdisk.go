@@ -128,21 +128,21 @@ func (nsDisk) plain(_ *home, back *backing, _ int64, _ bool) (plainFile, error) 
 	return nsPlain{f.File}, nil
 }
 
-func (d nsDisk) writeSmall(_ *home, name string, data []byte) error {
-	f, err := d.t.CreateLater(d.name(name), 0o600)
+// replaceSmall is one index transaction: the new file's content, its
+// entry and the replacement of name (tmp never enters the index).
+func (d nsDisk) replaceSmall(_ *home, tmp, name string, data []byte) error {
+	f, err := d.t.CreateLater(d.name(tmp), 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := f.WriteAt(data, 0); err != nil {
+	if _, err := f.WriteAt(data, 0); err == nil {
+		err = f.PublishAs(d.name(name))
+	}
+	if err != nil {
 		f.Abort()
-		d.t.Remove(d.name(name))
 		return err
 	}
-	if err := f.Close(); err != nil {
-		d.t.Remove(d.name(name))
-		return err
-	}
-	return nil
+	return f.Close()
 }
 
 // publishAs publishes the upload's content, its entry and the
