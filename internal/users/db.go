@@ -54,7 +54,12 @@ type DB struct {
 	// require2FA: see Options.Require2FA.
 	require2FA bool
 	sem        *fairSem // bounds concurrent Argon2id runs, shared in turn between source addresses
-	rev        atomic.Uint64
+	rev        atomic.Uint64 // the stored revision counter
+	// unsure counts breaks of the etcd watch: while it is broken this
+	// node may miss other nodes' changes, so each break moves Revision
+	// and every open session re-checks its user (and fails closed if
+	// etcd does not answer). Always 0 on bbolt.
+	unsure atomic.Uint64
 	seal       *sealer // Options.Key's; nil: a plain database
 
 	verifies   atomic.Uint64       // Argon2id verifications run by AuthPassword (tests)
@@ -209,8 +214,15 @@ func (db *DB) Close() error {
 //
 // On etcd the counter is the cluster's: every node's changes bump it, and
 // a watch brings other nodes' changes to this one (etcd.go), so sessions
-// polling Revision see a change made on any node.
-func (db *DB) Revision() uint64 { return db.rev.Load() }
+// polling Revision see a change made on any node. It also moves when
+// the watch breaks (etcd unreachable, the leader lost), so open sessions
+// re-check their user and end if etcd does not answer: a node cut off
+// from etcd keeps no session on rights it can no longer verify. Only the
+// stored counter (storedRevision) goes into the rollback anchor.
+func (db *DB) Revision() uint64 { return db.rev.Load() + db.unsure.Load() }
+
+// storedRevision is the revision counter as stored (bbolt or etcd).
+func (db *DB) storedRevision() uint64 { return db.rev.Load() }
 
 // noteRev raises the revision to rev; never lowers it (a commit's and a
 // watch's news may arrive in either order).

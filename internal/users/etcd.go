@@ -531,6 +531,7 @@ func (e *etcdEngine) watch(ctx context.Context, db *DB, from int64) {
 		if ctx.Err() != nil {
 			return
 		}
+		db.unsure.Add(1) // sessions re-check: see Revision
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():

@@ -39,7 +39,7 @@ func etcdNode(t testing.TB, c *testutil.EtcdCluster, prefix string, opts Options
 	if opts.Key == nil {
 		opts.Key = testKey
 	}
-	db, err := OpenEtcd(EtcdConfig{Client: etcdTestClient(t, c), Prefix: prefix, Timeout: 2 * time.Second}, opts)
+	db, err := OpenEtcd(EtcdConfig{Client: etcdTestClient(t, c), Prefix: prefix}, opts)
 	if err != nil {
 		t.Fatalf("OpenEtcd: %v", err)
 	}
@@ -437,12 +437,19 @@ func TestEtcd(t *testing.T) {
 // node's Revision after its watch comes back.
 func TestEtcdUnavailable(t *testing.T) {
 	c := testutil.StartEtcd(t, 3)
-	a := etcdNode(t, c, "securefsd/u/", Options{})
+	a, err := OpenEtcd(EtcdConfig{Client: etcdTestClient(t, c), Prefix: "securefsd/u/", Timeout: time.Second}, Options{Argon2: tinyParams, Key: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
 	ctx := t.Context()
 	mustAdd(t, a, User{Name: "jack"}, "jack-pw")
-	a.etcd.timeout = time.Second
+	lost := a.Revision()
 	c.Stop(1)
 	c.Stop(2)
+	// The watch breaks with the leader: Revision moves, so open sessions
+	// re-check their user, which fails, and end.
+	eventually(t, "Revision moving when the watch breaks", func() bool { return a.Revision() > lost })
 	if _, err := a.Get(ctx, "jack"); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Get without quorum: %v, want ErrUnavailable", err)
 	}
@@ -456,7 +463,6 @@ func TestEtcdUnavailable(t *testing.T) {
 		t.Errorf("Ping without quorum: %v", err)
 	}
 	c.Restart(1, 2)
-	a.etcd.timeout = 5 * time.Second
 	b := etcdNode(t, c, "securefsd/u/", Options{})
 	before := a.Revision()
 	if err := b.Update(ctx, "jack", func(u *User) error { u.Disabled = true; return nil }); err != nil {
