@@ -53,14 +53,14 @@ type DB struct {
 	def    *defender
 	// require2FA: see Options.Require2FA.
 	require2FA bool
-	sem        *fairSem // bounds concurrent Argon2id runs, shared in turn between source addresses
+	sem        *fairSem      // bounds concurrent Argon2id runs, shared in turn between source addresses
 	rev        atomic.Uint64 // the stored revision counter
 	// unsure counts breaks of the etcd watch: while it is broken this
 	// node may miss other nodes' changes, so each break moves Revision
 	// and every open session re-checks its user (and fails closed if
 	// etcd does not answer). Always 0 on bbolt.
 	unsure atomic.Uint64
-	seal       *sealer // Options.Key's; nil: a plain database
+	seal   *sealer // Options.Key's; nil: a plain database
 
 	verifies   atomic.Uint64       // Argon2id verifications run by AuthPassword (tests)
 	onVerify   func(remote string) // test hook: called before each AuthPassword verification
