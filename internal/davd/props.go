@@ -146,7 +146,10 @@ func (pc *propCtx) appendLive(dst []byte, name string, fi fs.FileInfo, n xml.Nam
 		case "supportedlock":
 			return append(dst, supportedLockXML...), true, nil
 		case "lockdiscovery":
-			locks := pc.h.s.locks.discover(pc.h.tree(name), name)
+			locks, err := pc.h.s.locks.discover(pc.h.tree(name), name)
+			if err != nil {
+				return dst, true, err
+			}
 			if len(locks) == 0 {
 				return dst, true, nil
 			}
