@@ -264,4 +264,5 @@ package users
 //	Perm.MarshalText/UnmarshalText                          // perms as "list,download,..." in JSON/config
 //	Options.LockTimeout, CacheTTL, CacheSize, MaxConcurrentHashes; DefenderOptions fields (defender.go)
 //	func OpenEtcd(cfg EtcdConfig, opts Options) (*DB, error)  // the cluster engine (etcd.go); Options.Key required
+//	func (db *DB) CopyToEtcd(ctx, cfg EtcdConfig) error       // a sealed users.db into an empty prefix (toetcd.go)
 //	var ErrUnavailable, ErrConflict, ErrTooLarge, ErrNotSupported  // the etcd engine's failures

@@ -132,6 +132,13 @@ func (db *DB) initEtcd() error {
 		case !ok && meta.Get(keySchema) != nil:
 			return fmt.Errorf("users: meta without a valid schema version: %w", ErrSchema)
 		case !ok:
+			// No schema: a new prefix, unless records are there already
+			// (a CopyToEtcd that did not finish).
+			var partial bool
+			tx.bucket(bucketSealCheck).ForEach(func(k, v []byte) error { partial = true; return nil })
+			if partial {
+				return fmt.Errorf("users: records without a schema (an interrupted copy? run it again): %w", ErrSchema)
+			}
 			check := &bucket{b: tx.bucket(bucketSealCheck), name: bucketSealCheck, s: db.seal, db: db}
 			if err := check.Put(keySealCheck, keySealCheck); err != nil {
 				return err

@@ -222,7 +222,10 @@ func TestEtcd(t *testing.T) {
 			runs++
 			tx.Bucket(bucketUsers).Get([]byte("frank")) // the snapshot's revision
 			if runs == 1 {
-				if err := b.AddFolder(ctx, Folder{Name: "f", Grants: []Grant{{To: "frank", Perms: PermAll}}}); err != nil {
+				if err := b.AddFolder(ctx, Folder{Name: "f"}); err != nil {
+					return err
+				}
+				if err := b.SetGrant(ctx, "f", "frank", PermAll, false); err != nil {
 					return err
 				}
 			}
@@ -380,7 +383,10 @@ func TestEtcd(t *testing.T) {
 		if err := a.AddGroup(ctx, "groupmarker"); err != nil {
 			t.Fatal(err)
 		}
-		if err := a.AddFolder(ctx, Folder{Name: "foldermarker", Grants: []Grant{{To: "@groupmarker", Perms: PermAll}}}); err != nil {
+		if err := a.AddFolder(ctx, Folder{Name: "foldermarker"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.SetGrant(ctx, "foldermarker", "@groupmarker", PermAll, false); err != nil {
 			t.Fatal(err)
 		}
 		if err := a.PutLink(ctx, "linkkeymarker", []byte("linkvaluemarker")); err != nil {
@@ -507,4 +513,81 @@ func TestEtcdUnavailable(t *testing.T) {
 		t.Errorf("a after the outage: %+v, %v", u, err)
 	}
 
+}
+
+// TestCopyToEtcd: a sealed users.db moves into an empty etcd prefix
+// record for record; the cluster then serves the same users, folders,
+// groups, links and revision. A prefix in use is refused; a copy cut
+// short is not taken for a new database.
+func TestCopyToEtcd(t *testing.T) {
+	skipOnEtcd(t)
+	c := testutil.StartEtcd(t, 1)
+	cl := etcdTestClient(t, c)
+	ctx := t.Context()
+	src, _ := openTest(t, Options{})
+	mustAdd(t, src, User{Name: "lena", Perms: PermAll}, "lena-pw")
+	for i := range 5 {
+		mustAdd(t, src, User{Name: fmt.Sprintf("u%d", i)}, "")
+	}
+	if err := src.AddGroup(ctx, "staff"); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.SetMembers(ctx, "staff", []string{"lena"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.AddFolder(ctx, Folder{Name: "team"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.SetGrant(ctx, "team", "@staff", PermAll, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.PutLink(ctx, "l1", []byte("link")); err != nil {
+		t.Fatal(err)
+	}
+	// Transactions of 4 keys: several flushes.
+	if err := src.CopyToEtcd(ctx, EtcdConfig{Client: cl, Prefix: "c/u/", MaxTxnOps: 4}); err != nil {
+		t.Fatal(err)
+	}
+	dst := etcdNode(t, c, "c/u/", Options{})
+	if dst.Revision() != src.Revision() {
+		t.Errorf("revision %d in etcd, %d in the file", dst.Revision(), src.Revision())
+	}
+	if _, err := dst.AuthPassword(ctx, "ssh", "10.0.0.1", "lena", []byte("lena-pw")); err != nil {
+		t.Errorf("login after the copy: %v", err)
+	}
+	us, err := dst.List(ctx)
+	if err != nil || len(us) != 6 {
+		t.Errorf("users after the copy: %d, %v", len(us), err)
+	}
+	if acc, err := dst.Access(ctx, "lena"); err != nil || len(acc) != 1 || acc[0].Folder != "team" {
+		t.Errorf("access after the copy: %+v, %v", acc, err)
+	}
+	if v, err := dst.Link(ctx, "l1"); err != nil || string(v) != "link" {
+		t.Errorf("link after the copy: %q, %v", v, err)
+	}
+	if n, err := dst.Verify(func(b string, err error) { t.Errorf("Verify: %s: %v", b, err) }); err != nil || n < 10 {
+		t.Errorf("Verify: %d, %v", n, err)
+	}
+	if err := src.CopyToEtcd(ctx, EtcdConfig{Client: cl, Prefix: "c/u/"}); !errors.Is(err, ErrPrefixInUse) {
+		t.Errorf("copy onto a database: %v, want ErrPrefixInUse", err)
+	}
+	// A copy cut short (everything but the schema): OpenEtcd refuses it.
+	resp, err := cl.Get(ctx, "c/u/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range resp.Kvs {
+		if string(kv.Key) != "c/u/meta/schema" {
+			cl.Put(ctx, "cut/u/"+string(kv.Key[len("c/u/"):]), string(kv.Value))
+		}
+	}
+	if _, err := OpenEtcd(EtcdConfig{Client: cl, Prefix: "cut/u/"}, Options{Argon2: tinyParams, Key: testKey}); !errors.Is(err, ErrSchema) {
+		t.Errorf("open a copy cut short: %v, want ErrSchema", err)
+	}
+	if err := src.CopyToEtcd(ctx, EtcdConfig{Client: cl, Prefix: "cut/u/"}); err != nil {
+		t.Errorf("copy again over the cut copy: %v", err)
+	}
+	if _, err := OpenEtcd(EtcdConfig{Client: cl, Prefix: "cut/u/"}, Options{Argon2: tinyParams, Key: testKey}); err != nil {
+		t.Errorf("open after the copy ran again: %v", err)
+	}
 }
