@@ -41,6 +41,7 @@ type etcdBans struct {
 
 	mu      sync.Mutex
 	queue   []banNote
+	dropped int // notes dropped from a full queue, logged by run
 	wake    chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
@@ -60,8 +61,17 @@ func newEtcdBans(e *etcdEngine, db *DB) *etcdBans {
 func (b *etcdBans) banned(key string, until time.Time) { b.note(banNote{key, until}) }
 func (b *etcdBans) lifted(key string)                  { b.note(banNote{key: key}) }
 
+// maxBanQueue bounds the notes waiting for etcd (while it does not
+// answer): past it the oldest are dropped, and those bans hold on this
+// node only.
+const maxBanQueue = 4096
+
 func (b *etcdBans) note(n banNote) {
 	b.mu.Lock()
+	if len(b.queue) >= maxBanQueue {
+		b.queue = b.queue[1:]
+		b.dropped++
+	}
 	b.queue = append(b.queue, n)
 	b.mu.Unlock()
 	select {
@@ -76,9 +86,12 @@ func (b *etcdBans) run() {
 	defer close(b.done)
 	for {
 		b.mu.Lock()
-		q := b.queue
-		b.queue = nil
+		q, dropped := b.queue, b.dropped
+		b.queue, b.dropped = nil, 0
 		b.mu.Unlock()
+		if dropped > 0 {
+			b.db.log.Error("users: bans not shared with the other nodes (etcd did not answer, queue full)", "dropped", dropped)
+		}
 		for _, n := range q {
 			if err := b.put(n); err != nil {
 				b.db.log.Error("users: could not share a ban with the other nodes", "kind", banKind(n.key), "err", err)
