@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,9 +54,10 @@ type lockManager struct {
 // or shared by a cluster's nodes in etcd (EtcdLocks, etcdlocks.go).
 type lockTable interface {
 	// with runs fn on home's locks (token → lock). With write, what fn
-	// leaves in the map is kept if it returns nil; without, changes are
-	// dropped. fn may run more than once (etcd: a conflict with another
-	// node), so it must act only on the map.
+	// leaves in the map is kept if it returns nil; without, fn may only
+	// drop expired locks (which may or may not be kept). fn may run more
+	// than once (etcd: a conflict with another node), so it must act only
+	// on the map.
 	with(home string, write bool, fn func(locks map[string]*davLock) error) error
 }
 
@@ -79,7 +79,7 @@ func (t *memLocks) with(home string, write bool, fn func(map[string]*davLock) er
 	defer t.mu.Unlock()
 	locks := t.byHome[home]
 	if !write {
-		return fn(maps.Clone(locks)) // expiry in a reader changes only its copy
+		return fn(locks) // nil if none: reading and deleting from it are no-ops
 	}
 	if locks == nil {
 		locks = map[string]*davLock{}
@@ -199,14 +199,15 @@ func (m *lockManager) unlock(home, user, name, token string) error {
 	})
 }
 
-// discover lists the locks covering name (lockdiscovery).
-func (m *lockManager) discover(home, name string) ([]davLock, error) {
+// live returns every live lock of home (lockdiscovery of a listing: one
+// read of the table per request, not one per member).
+func (m *lockManager) live(home string) ([]davLock, error) {
 	var out []davLock
 	err := m.table.with(home, false, func(locks map[string]*davLock) error {
 		out = out[:0]
-		expire(locks, m.now())
+		now := m.now()
 		for _, l := range locks {
-			if l.covers(name) {
+			if l.expires.After(now) {
 				out = append(out, *l)
 			}
 		}
