@@ -61,6 +61,12 @@ SECUREFSD_TEST_STORAGE=v2 go test -race -short -timeout 10m -count=1 ./internal/
 SECUREFSD_TEST_STORAGE=v2 go test -race -timeout 15m -count=1 \
   -run '^(TestSFTPTransfers|TestSFTPCommands|TestSFTPResume|TestSFTPConfinementAndPermissions|TestSCP|TestRcloneSFTP|TestDAVRclone|TestDAVLitmus|TestDAVCurl|TestDAVPropsPersist|TestCrashDuringUploads|TestDiskFull|TestKeyRotateWhileServing|TestHostileSFTPPackets|TestRevocationReachesOpenSSHSessions|TestUserSetReachesOpenSFTPSession|TestSharedFolderRclone)$' ./e2e/
 
+step "users on etcd: the users suite on the cluster engine"
+# The package's tests again with every database opened by users.OpenEtcd in
+# one 3-member etcd cluster (docs/CLUSTER.md); those about the bbolt file
+# skip themselves. About 25 s with -race.
+SECUREFSD_TEST_USERS=etcd go test -race -timeout 5m -count=1 ./internal/users/
+
 step "fuzzing (${FUZZTIME} per target)"
 for pkg in $(go list ./...); do
   for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do

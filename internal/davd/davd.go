@@ -3,7 +3,8 @@
 // backed by internal/vfs, for the users of internal/users.
 //
 // It owns the HTTP side only: authentication (HTTP Basic checked by
-// users.DB, which caches and bans), the WebDAV methods, locks (in memory),
+// users.DB, which caches and bans), the WebDAV methods, locks (in memory,
+// or in etcd for a cluster: etcdlocks.go),
 // the access log and the self-signed certificate. Files, dead properties
 // and hashes live in vfs; davd never imports envelope or bbolt.
 //

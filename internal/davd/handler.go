@@ -92,7 +92,7 @@ func statusOf(err error) int {
 		return http.StatusForbidden
 	case errors.Is(err, vfs.ErrFileTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, vfs.ErrTooManyHandles):
+	case errors.Is(err, vfs.ErrTooManyHandles), errors.Is(err, ErrLocksUnavailable):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, vfs.ErrIntegrity):
 		return http.StatusInternalServerError
@@ -716,7 +716,7 @@ func (h *handler) delete(w http.ResponseWriter, r *http.Request, name string) er
 	if err := h.fs.RemoveAll(name); err != nil {
 		return err
 	}
-	h.s.locks.dropWithin(h.tree(name), name)
+	h.dropLocks(h.tree(name), name)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -835,13 +835,13 @@ func (h *handler) copyMove(w http.ResponseWriter, r *http.Request, src string) e
 		if err := h.fs.RemoveAll(dst); err != nil {
 			return err
 		}
-		h.s.locks.dropWithin(h.tree(dst), dst)
+		h.dropLocks(h.tree(dst), dst)
 	}
 	if move {
 		if err := h.fs.Rename(src, dst, exists); err != nil {
 			return err
 		}
-		h.s.locks.dropWithin(h.tree(src), src)
+		h.dropLocks(h.tree(src), src)
 	} else if err := h.copyRec(r.Context(), src, dst, sfi, infinite, 0); err != nil {
 		// A refused or failed copy leaves no partial tree behind (a file
 		// copy replaces atomically, so an existing file keeps its bytes).
@@ -849,7 +849,7 @@ func (h *handler) copyMove(w http.ResponseWriter, r *http.Request, src string) e
 			if rerr := h.fs.RemoveAll(dst); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 				h.log.Warn("dav: removing a partial copy failed", "path", dst, "err", rerr)
 			}
-			h.s.locks.dropWithin(h.tree(dst), dst)
+			h.dropLocks(h.tree(dst), dst)
 		}
 		return err
 	}
@@ -970,4 +970,14 @@ func joinName(dir, base string) string {
 		return "/" + base
 	}
 	return dir + "/" + base
+}
+
+// dropLocks removes the locks rooted at or under name after it went away
+// (DELETE, MOVE). If the lock table does not answer, they stay until they
+// expire (or, in a cluster, until etcd answers again and a write drops
+// them): that only refuses writes, never allows one.
+func (h *handler) dropLocks(tree, name string) {
+	if err := h.s.locks.dropWithin(tree, name); err != nil {
+		h.s.log.Error("davd: drop the locks of a removed resource", "err", err)
+	}
 }

@@ -11,8 +11,10 @@ import (
 )
 
 // WebDAV class 2 locks (RFC 4918 section 6-7), shared and exclusive write
-// locks of depth 0 or infinity. Locks live in memory: a restart drops them,
-// which clients survive (they re-lock when a refresh fails with 412).
+// locks of depth 0 or infinity. On one node locks live in memory: a restart
+// drops them, which clients survive (they re-lock when a refresh fails with
+// 412). In a cluster they live in etcd (Options.Locks, etcdlocks.go),
+// under the node's lease.
 //
 // Locks are keyed by home, so users sharing a home tree see each other's
 // locks; a lock token counts only for the user who created it.
@@ -44,18 +46,53 @@ type davLock struct {
 }
 
 type lockManager struct {
-	mu      sync.Mutex
-	now     func() time.Time
-	byToken map[string]*davLock
-	byHome  map[string]map[string]*davLock // home -> token -> lock
+	now   func() time.Time
+	table lockTable
 }
 
-func newLockManager(now func() time.Time) *lockManager {
-	return &lockManager{
-		now:     now,
-		byToken: map[string]*davLock{},
-		byHome:  map[string]map[string]*davLock{},
+// lockTable keeps every tree's locks: in this process's memory (memLocks)
+// or shared by a cluster's nodes in etcd (EtcdLocks, etcdlocks.go).
+type lockTable interface {
+	// with runs fn on home's locks (token → lock). With write, what fn
+	// leaves in the map is kept if it returns nil; without, fn may only
+	// drop expired locks (which may or may not be kept). fn may run more
+	// than once (etcd: a conflict with another node), so it must act only
+	// on the map.
+	with(home string, write bool, fn func(locks map[string]*davLock) error) error
+}
+
+func newLockManager(now func() time.Time, table lockTable) *lockManager {
+	if table == nil {
+		table = &memLocks{byHome: map[string]map[string]*davLock{}}
 	}
+	return &lockManager{now: now, table: table}
+}
+
+// memLocks is the single-node lockTable: a restart drops the locks.
+type memLocks struct {
+	mu     sync.Mutex
+	byHome map[string]map[string]*davLock // home -> token -> lock
+}
+
+func (t *memLocks) with(home string, write bool, fn func(map[string]*davLock) error) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	locks := t.byHome[home]
+	if !write {
+		return fn(locks) // nil if none: reading and deleting from it are no-ops
+	}
+	if locks == nil {
+		locks = map[string]*davLock{}
+	}
+	if err := fn(locks); err != nil {
+		return err
+	}
+	if len(locks) == 0 {
+		delete(t.byHome, home)
+	} else {
+		t.byHome[home] = locks
+	}
+	return nil
 }
 
 func newLockToken() string {
@@ -83,104 +120,113 @@ func (l *davLock) covers(name string) bool {
 	return name == l.root
 }
 
-// expireLocked drops expired locks of home. Caller holds m.mu.
-func (m *lockManager) expireLocked(home string) {
-	now := m.now()
-	for tok, l := range m.byHome[home] {
+// expire drops the expired locks from locks.
+func expire(locks map[string]*davLock, now time.Time) {
+	for tok, l := range locks {
 		if !l.expires.After(now) {
-			delete(m.byHome[home], tok)
-			delete(m.byToken, tok)
+			delete(locks, tok)
 		}
 	}
 }
 
 // create adds a lock on name, failing with errLocked on a conflict.
 func (m *lockManager) create(home, user, name string, shared, infinite bool, owner string, timeout time.Duration) (*davLock, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.expireLocked(home)
-	locks := m.byHome[home]
-	if len(locks) >= maxLocksPerHome {
-		return nil, fmt.Errorf("davd: too many locks: %w", errLocked)
-	}
-	for _, e := range locks {
-		overlap := e.covers(name) || (infinite && isWithin(e.root, name))
-		if overlap && !(shared && e.shared) {
-			return nil, errLocked
+	var out *davLock
+	err := m.table.with(home, true, func(locks map[string]*davLock) error {
+		now := m.now()
+		expire(locks, now)
+		if len(locks) >= maxLocksPerHome {
+			return fmt.Errorf("davd: too many locks: %w", errLocked)
 		}
+		for _, e := range locks {
+			overlap := e.covers(name) || (infinite && isWithin(e.root, name))
+			if overlap && !(shared && e.shared) {
+				return errLocked
+			}
+		}
+		l := &davLock{
+			token: newLockToken(), home: home, root: name, user: user,
+			shared: shared, infinite: infinite, owner: owner,
+			timeout: timeout, expires: now.Add(timeout),
+		}
+		locks[l.token] = l
+		c := *l
+		out = &c
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	l := &davLock{
-		token: newLockToken(), home: home, root: name, user: user,
-		shared: shared, infinite: infinite, owner: owner,
-		timeout: timeout, expires: m.now().Add(timeout),
-	}
-	if locks == nil {
-		locks = map[string]*davLock{}
-		m.byHome[home] = locks
-	}
-	locks[l.token] = l
-	m.byToken[l.token] = l
-	return l, nil
+	return out, nil
 }
 
 // refresh extends the lock token, which must cover name and belong to user.
 func (m *lockManager) refresh(home, user, name, token string, timeout time.Duration) (davLock, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.expireLocked(home)
-	l := m.byToken[token]
-	if l == nil || l.home != home || !l.covers(name) {
-		return davLock{}, errNoSuchLock
-	}
-	if l.user != user {
-		return davLock{}, errLockForeign
-	}
-	l.timeout = timeout
-	l.expires = m.now().Add(timeout)
-	return *l, nil
+	var out davLock
+	err := m.table.with(home, true, func(locks map[string]*davLock) error {
+		now := m.now()
+		expire(locks, now)
+		l := locks[token]
+		if l == nil || !l.covers(name) {
+			return errNoSuchLock
+		}
+		if l.user != user {
+			return errLockForeign
+		}
+		nl := *l
+		nl.timeout = timeout
+		nl.expires = now.Add(timeout)
+		locks[token] = &nl
+		out = nl
+		return nil
+	})
+	return out, err
 }
 
 // unlock removes the lock token, which must cover name.
 func (m *lockManager) unlock(home, user, name, token string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.expireLocked(home)
-	l := m.byToken[token]
-	if l == nil || l.home != home || !l.covers(name) {
-		return errNoSuchLock
-	}
-	if l.user != user {
-		return errLockForeign
-	}
-	delete(m.byToken, token)
-	delete(m.byHome[home], token)
-	return nil
+	return m.table.with(home, true, func(locks map[string]*davLock) error {
+		expire(locks, m.now())
+		l := locks[token]
+		if l == nil || !l.covers(name) {
+			return errNoSuchLock
+		}
+		if l.user != user {
+			return errLockForeign
+		}
+		delete(locks, token)
+		return nil
+	})
 }
 
-// discover lists the locks covering name (lockdiscovery).
-func (m *lockManager) discover(home, name string) []davLock {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.byHome[home]) == 0 {
-		return nil
-	}
-	m.expireLocked(home)
+// live returns every live lock of home (lockdiscovery of a listing: one
+// read of the table per request, not one per member).
+func (m *lockManager) live(home string) ([]davLock, error) {
 	var out []davLock
-	for _, l := range m.byHome[home] {
-		if l.covers(name) {
-			out = append(out, *l)
+	err := m.table.with(home, false, func(locks map[string]*davLock) error {
+		out = out[:0]
+		now := m.now()
+		for _, l := range locks {
+			if l.expires.After(now) {
+				out = append(out, *l)
+			}
 		}
-	}
-	return out
+		return nil
+	})
+	return out, err
 }
 
 // tokenCovers reports whether token is a live lock of home covering name
-// (the state-token condition of an If header).
+// (the state-token condition of an If header). A lock table that does
+// not answer covers nothing (the condition fails: fail closed).
 func (m *lockManager) tokenCovers(home, name, token string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	l := m.byToken[token]
-	return l != nil && l.home == home && l.expires.After(m.now()) && l.covers(name)
+	ok := false
+	m.table.with(home, false, func(locks map[string]*davLock) error {
+		l := locks[token]
+		ok = l != nil && l.expires.After(m.now()) && l.covers(name)
+		return nil
+	})
+	return ok
 }
 
 // writeScope says which locks a modification of a name must satisfy.
@@ -192,51 +238,52 @@ type writeScope struct {
 
 // check fails with errLocked unless, for every lock root that applies to
 // one of the scopes, the request submitted a token of a lock at that root
-// owned by user.
+// owned by user. A lock table that does not answer fails it (fail
+// closed: no write past a lock this node cannot see).
 func (m *lockManager) check(home, user string, submitted map[string]bool, scopes ...writeScope) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.byHome[home]) == 0 {
-		return nil
-	}
-	m.expireLocked(home)
-	need := map[string]bool{} // lock root -> satisfied
-	for _, l := range m.byHome[home] {
-		applies := false
-		for _, sc := range scopes {
-			if sc.name == "" {
+	return m.table.with(home, false, func(locks map[string]*davLock) error {
+		if len(locks) == 0 {
+			return nil
+		}
+		expire(locks, m.now())
+		need := map[string]bool{} // lock root -> satisfied
+		for _, l := range locks {
+			applies := false
+			for _, sc := range scopes {
+				if sc.name == "" {
+					continue
+				}
+				if l.covers(sc.name) || (sc.members && isWithin(l.root, sc.name)) ||
+					(sc.parent && sc.name != "/" && l.root == parentName(sc.name)) {
+					applies = true
+					break
+				}
+			}
+			if !applies {
 				continue
 			}
-			if l.covers(sc.name) || (sc.members && isWithin(l.root, sc.name)) ||
-				(sc.parent && sc.name != "/" && l.root == parentName(sc.name)) {
-				applies = true
-				break
+			ok := submitted[l.token] && l.user == user
+			need[l.root] = need[l.root] || ok
+		}
+		for _, ok := range need {
+			if !ok {
+				return errLocked
 			}
 		}
-		if !applies {
-			continue
-		}
-		ok := submitted[l.token] && l.user == user
-		need[l.root] = need[l.root] || ok
-	}
-	for _, ok := range need {
-		if !ok {
-			return errLocked
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // dropWithin removes the locks rooted at or under name (after DELETE/MOVE).
-func (m *lockManager) dropWithin(home, name string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for tok, l := range m.byHome[home] {
-		if isWithin(l.root, name) {
-			delete(m.byHome[home], tok)
-			delete(m.byToken, tok)
+func (m *lockManager) dropWithin(home, name string) error {
+	return m.table.with(home, true, func(locks map[string]*davLock) error {
+		for tok, l := range locks {
+			if isWithin(l.root, name) {
+				delete(locks, tok)
+			}
 		}
-	}
+		return nil
+	})
 }
 
 // parseTimeout reads a Timeout header ("Second-N", "Infinite", a list).

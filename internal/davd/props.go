@@ -69,6 +69,9 @@ type propCtx struct {
 	// costs no metadata lookup of its own.
 	listDir  string
 	listMeta map[string]vfs.Meta
+	// treeLocks: the live locks of each tree the request reached, read
+	// once (in a cluster each read is an etcd round trip).
+	treeLocks map[string][]davLock
 
 	// hashed is the content this request has read to compute checksums;
 	// deferred counts the files left without (checksumBudget).
@@ -88,6 +91,30 @@ type propCtx struct {
 type propRef struct {
 	name       xml.Name
 	start, end int
+}
+
+// locksAt returns the live locks covering name, reading its tree's locks
+// at the first member of the request that asks.
+func (pc *propCtx) locksAt(name string) ([]davLock, error) {
+	tree := pc.h.tree(name)
+	all, ok := pc.treeLocks[tree]
+	if !ok {
+		var err error
+		if all, err = pc.h.s.locks.live(tree); err != nil {
+			return nil, err
+		}
+		if pc.treeLocks == nil {
+			pc.treeLocks = map[string][]davLock{}
+		}
+		pc.treeLocks[tree] = all
+	}
+	var out []davLock
+	for i := range all {
+		if all[i].covers(name) {
+			out = append(out, all[i])
+		}
+	}
+	return out, nil
 }
 
 // listed returns the metadata of a member of the listing (ok=false if
@@ -146,7 +173,10 @@ func (pc *propCtx) appendLive(dst []byte, name string, fi fs.FileInfo, n xml.Nam
 		case "supportedlock":
 			return append(dst, supportedLockXML...), true, nil
 		case "lockdiscovery":
-			locks := pc.h.s.locks.discover(pc.h.tree(name), name)
+			locks, err := pc.locksAt(name)
+			if err != nil {
+				return dst, true, err
+			}
 			if len(locks) == 0 {
 				return dst, true, nil
 			}

@@ -48,6 +48,9 @@ type Options struct {
 	Links http.Handler
 	// Now is the clock for locks; nil: time.Now.
 	Now func() time.Time
+	// Locks, in a cluster, keeps WebDAV locks in etcd, shared by every
+	// node (NewEtcdLocks); nil: in this process's memory.
+	Locks *EtcdLocks
 	// ReadHeaderTimeout bounds the TLS handshake plus request head; zero: 30s.
 	ReadHeaderTimeout time.Duration
 	// BodyStallTimeout closes a connection whose request body sends
@@ -158,7 +161,11 @@ func New(opts Options) (*Server, error) {
 	}
 	s.conns = newConnLimits(cmp.Or(max(opts.MaxConns, 0), DefaultMaxConns), cmp.Or(max(opts.MaxConnsPerSource, 0), DefaultMaxConnsPerSource), s.connRefused)
 	s.requests = newUserRequests(cmp.Or(max(opts.MaxRequestsPerUser, 0), DefaultMaxRequestsPerUser))
-	s.locks = newLockManager(s.now)
+	var table lockTable
+	if opts.Locks != nil {
+		table = opts.Locks
+	}
+	s.locks = newLockManager(s.now, table)
 	s.names = newNameLocks()
 	s.h = http.HandlerFunc(s.serveHTTP)
 	return s, nil

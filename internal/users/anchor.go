@@ -31,7 +31,7 @@ func (db *DB) WriteAnchor(path string) error {
 	if db.seal == nil {
 		return fmt.Errorf("users: anchor: %w", ErrKeyRequired)
 	}
-	rev := binary.BigEndian.AppendUint64(nil, db.Revision())
+	rev := binary.BigEndian.AppendUint64(nil, db.storedRevision())
 	data := db.seal.seal(bucketSealCheck, anchorAAD, []byte("anchor"), rev)
 	if err := atomicfile.Write(path, data); err != nil {
 		return fmt.Errorf("users: anchor: %w", err)
@@ -59,7 +59,7 @@ func (db *DB) CheckAnchor(path string) error {
 	if err != nil || string(name) != "anchor" || len(v) != 8 {
 		return fmt.Errorf("users: anchor %s does not open with this database's key: %w", path, ErrSealed)
 	}
-	if anchored, rev := binary.BigEndian.Uint64(v), db.Revision(); rev < anchored {
+	if anchored, rev := binary.BigEndian.Uint64(v), db.storedRevision(); rev < anchored {
 		return fmt.Errorf("%w: revision %d, anchor %d (if the restore was intended: securefsd anchor reset)", ErrRolledBack, rev, anchored)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 // its anchor; one ahead of it passes; an anchor of another database, or
 // damaged, does not open.
 func TestAnchor(t *testing.T) {
+	skipOnEtcd(t)
 	db, path := openTest(t, Options{})
 	anchor := filepath.Join(t.TempDir(), "anchor")
 	if err := db.CheckAnchor(anchor); !errors.Is(err, ErrNoAnchor) {

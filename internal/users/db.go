@@ -42,7 +42,8 @@ const (
 // DB is an open user database. It is safe for concurrent use. Close it when
 // done; the file stays locked against other processes until then.
 type DB struct {
-	bolt   *bbolt.DB
+	bolt   *bbolt.DB   // the single-node engine; nil on etcd
+	etcd   *etcdEngine // the cluster engine (OpenEtcd); nil on bbolt
 	log    *slog.Logger
 	now    func() time.Time
 	params Argon2Params
@@ -52,9 +53,14 @@ type DB struct {
 	def    *defender
 	// require2FA: see Options.Require2FA.
 	require2FA bool
-	sem        *fairSem // bounds concurrent Argon2id runs, shared in turn between source addresses
-	rev        atomic.Uint64
-	seal       *sealer // Options.Key's; nil: a plain database
+	sem        *fairSem      // bounds concurrent Argon2id runs, shared in turn between source addresses
+	rev        atomic.Uint64 // the stored revision counter
+	// unsure counts breaks of the etcd watch: while it is broken this
+	// node may miss other nodes' changes, so each break moves Revision
+	// and every open session re-checks its user (and fails closed if
+	// etcd does not answer). Always 0 on bbolt.
+	unsure atomic.Uint64
+	seal   *sealer // Options.Key's; nil: a plain database
 
 	verifies   atomic.Uint64       // Argon2id verifications run by AuthPassword (tests)
 	onVerify   func(remote string) // test hook: called before each AuthPassword verification
@@ -97,7 +103,8 @@ func (r record) user() User {
 		Admin: r.Admin, TwoFactor: r.TwoFactor, AppPasswords: r.AppPasswords, Logins: r.Logins}
 }
 
-func open(path string, opts Options) (*DB, error) {
+// newDB makes a DB of opts with no engine yet (open or OpenEtcd sets it).
+func newDB(opts Options) (*DB, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -110,9 +117,6 @@ func open(path string, opts Options) (*DB, error) {
 	if err := params.validate(); err != nil {
 		return nil, err
 	}
-	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = 250 * time.Millisecond
-	}
 	if opts.CacheTTL == 0 {
 		opts.CacheTTL = 5 * time.Minute
 	}
@@ -122,24 +126,7 @@ func open(path string, opts Options) (*DB, error) {
 	if opts.MaxConcurrentHashes <= 0 {
 		opts.MaxConcurrentHashes = 2 * runtime.GOMAXPROCS(0)
 	}
-
-	b, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.LockTimeout})
-	if errors.Is(err, bberrors.ErrTimeout) {
-		return nil, fmt.Errorf("users: open %s: %w", path, ErrLocked)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("users: open %s: %w", path, err)
-	}
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		log.Warn("users: database was readable by others; setting mode 0600", "path", path, "mode", fi.Mode().Perm().String())
-		if err := os.Chmod(path, 0o600); err != nil {
-			b.Close()
-			return nil, fmt.Errorf("users: chmod %s: %w", path, err)
-		}
-	}
-
 	db := &DB{
-		bolt:    b,
 		log:     log,
 		now:     now,
 		params:  params,
@@ -157,13 +144,41 @@ func open(path string, opts Options) (*DB, error) {
 	rand.Read(db.dummy.hash)
 	db.dummyK = make([]byte, 51) // length of a marshalled ssh-ed25519 key
 	rand.Read(db.dummyK)
-
 	if opts.Key != nil {
+		var err error
 		if db.seal, err = newSealer(opts.Key); err != nil {
-			b.Close()
 			return nil, err
 		}
 	}
+	return db, nil
+}
+
+func open(path string, opts Options) (*DB, error) {
+	db, err := newDB(opts)
+	if err != nil {
+		return nil, err
+	}
+	log := db.log
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = 250 * time.Millisecond
+	}
+
+	b, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.LockTimeout})
+	if errors.Is(err, bberrors.ErrTimeout) {
+		return nil, fmt.Errorf("users: open %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("users: open %s: %w", path, err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("users: database was readable by others; setting mode 0600", "path", path, "mode", fi.Mode().Perm().String())
+		if err := os.Chmod(path, 0o600); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("users: chmod %s: %w", path, err)
+		}
+	}
+	db.bolt = b
+
 	sealed, err := db.migrate()
 	if err != nil {
 		b.Close()
@@ -180,8 +195,13 @@ func open(path string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// Close closes the database and releases the file lock.
+// Close closes the database and releases the file lock (on etcd: stops
+// watching other nodes' changes; the client stays open).
 func (db *DB) Close() error {
+	if db.etcd != nil {
+		db.etcd.close()
+		return nil
+	}
 	if err := db.bolt.Close(); err != nil {
 		return fmt.Errorf("users: close: %w", err)
 	}
@@ -191,7 +211,29 @@ func (db *DB) Close() error {
 // Revision changes whenever any user record changes (including the
 // at-most-once-a-minute LastLogin update). It is persisted, so it only grows
 // across restarts.
-func (db *DB) Revision() uint64 { return db.rev.Load() }
+//
+// On etcd the counter is the cluster's: every node's changes bump it, and
+// a watch brings other nodes' changes to this one (etcd.go), so sessions
+// polling Revision see a change made on any node. It also moves when
+// the watch breaks (etcd unreachable, the leader lost), so open sessions
+// re-check their user and end if etcd does not answer: a node cut off
+// from etcd keeps no session on rights it can no longer verify. Only the
+// stored counter (storedRevision) goes into the rollback anchor.
+func (db *DB) Revision() uint64 { return db.rev.Load() + db.unsure.Load() }
+
+// storedRevision is the revision counter as stored (bbolt or etcd).
+func (db *DB) storedRevision() uint64 { return db.rev.Load() }
+
+// noteRev raises the revision to rev; never lowers it (a commit's and a
+// watch's news may arrive in either order).
+func (db *DB) noteRev(rev uint64) {
+	for {
+		cur := db.rev.Load()
+		if rev <= cur || db.rev.CompareAndSwap(cur, rev) {
+			return
+		}
+	}
+}
 
 // getter and putter are what the record helpers need of a bucket: the
 // sealed view (bucket) or bbolt's own, in schema migrations.
@@ -603,13 +645,22 @@ func (db *DB) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if db.etcd != nil {
+		return db.etcd.ping(ctx)
+	}
 	return db.bolt.View(func(*bbolt.Tx) error { return nil })
 }
 
 // CopyTo writes a consistent copy of the database to path (bbolt's
 // transactional copy: a read transaction, so logins and changes go on),
 // mode 0600, fsynced. A sealed database stays sealed in the copy.
+//
+// On etcd there is no file to copy: it is ErrNotSupported (an etcd
+// snapshot, `etcdctl snapshot save`, is the cluster's backup).
 func (db *DB) CopyTo(path string) error {
+	if db.etcd != nil {
+		return fmt.Errorf("users: copy to %s: the database is in etcd: %w", path, ErrNotSupported)
+	}
 	err := db.bolt.View(func(tx *bbolt.Tx) error { return tx.CopyFile(path, 0o600) })
 	if err != nil {
 		return fmt.Errorf("users: copy to %s: %w", path, err)

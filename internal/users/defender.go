@@ -81,6 +81,16 @@ type defender struct {
 	changed chan struct{}        // closed (and replaced) whenever a budget may have freed up or a ban begun
 	waiters int                  // attempts parked in begin (tests watch it)
 	onLogin func(LoginEvent)     // SetLoginHook: told when a ban begins (under mu: it must not call back)
+	share   banShare             // nil: this process's bans are its own
+}
+
+// banShare carries this node's bans to the other nodes sharing the
+// database (the etcd engine: etcdbans.go); their bans come back through
+// remoteBan. It is called with mu held, so it must not block or call
+// back: it queues.
+type banShare interface {
+	banned(key string, until time.Time) // a ban began here
+	lifted(key string)                  // an operator lifted a ban here
 }
 
 type defEntry struct {
@@ -436,6 +446,9 @@ func (d *defender) failLocked(key string, score, threshold int, now time.Time, p
 	if len(e.fails) >= threshold {
 		e.banned = now.Add(d.opts.BanTime)
 		e.fails = nil
+		if d.share != nil {
+			d.share.banned(key, e.banned)
+		}
 		d.log.Warn("users: login banned after repeated failures", "event", EventBanned,
 			kind, who, "proto", proto, "failures", threshold,
 			"window", d.opts.Window, "until", e.banned.UTC().Format(time.RFC3339))
@@ -534,10 +547,69 @@ func (d *defender) unban(who string) error {
 		lifted = !e.banned.IsZero()
 		e.banned, e.fails = time.Time{}, nil // the entry may hold attempts in flight: keep it
 	}
+	if d.share != nil {
+		// Lifted on every node, even if this one had not heard of it yet.
+		d.share.lifted(key)
+	}
 	d.wakeLocked()
 	if !lifted {
 		return fmt.Errorf("users: unban %s: no active ban: %w", who, ErrNotFound)
 	}
 	d.log.Info("users: ban lifted", "event", EventBanLifted, "who", who)
 	return nil
+}
+
+// remoteBan applies another node's ban of key until until, or, with until
+// zero, its lifting of one. Attempts waiting in begin look again.
+func (d *defender) remoteBan(key string, until time.Time) {
+	if d.opts.Disabled {
+		return
+	}
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := d.entries[key]
+	if until.IsZero() {
+		if e != nil {
+			d.prune(e, now)
+			if !e.banned.IsZero() {
+				e.banned, e.fails = time.Time{}, nil
+				d.log.Info("users: ban lifted on another node", "event", EventBanLifted, "kind", banKind(key), "who", key[2:])
+			}
+		}
+		d.wakeLocked()
+		return
+	}
+	if !until.After(now) {
+		return
+	}
+	if e == nil {
+		if len(d.entries) >= d.opts.MaxEntries {
+			d.evictLocked(now)
+		}
+		if len(d.entries) >= d.opts.MaxEntries {
+			return // every slot holds a live ban or fresh failures; stay bounded
+		}
+		e = &defEntry{}
+		d.entries[key] = e
+	}
+	d.prune(e, now)
+	e.last = now
+	if e.banned.Before(until) {
+		e.banned, e.fails = until, nil
+		d.log.Info("users: login banned on another node", "event", EventBanned, "kind", banKind(key), "who", key[2:],
+			"until", until.UTC().Format(time.RFC3339))
+	}
+	d.wakeLocked()
+}
+
+// banKind names the kind of a defender key, as Ban.Kind does.
+func banKind(key string) string {
+	switch {
+	case strings.HasPrefix(key, "u:"):
+		return "user"
+	case strings.HasPrefix(key, "l:"):
+		return "link"
+	}
+	return "address"
 }

@@ -1,6 +1,8 @@
 // Package users is securefsd's user database: one bbolt file holding users,
 // Argon2id password hashes, SSH public keys, permissions and quotas, plus the
-// login defender that slows down and bans repeated failures. It is the only
+// login defender that slows down and bans repeated failures. With
+// OpenEtcd the same records live in etcd instead, shared by the nodes of a
+// cluster (see "Cluster engine" below). With index, it is the only
 // package that imports bbolt. It knows nothing about files.
 //
 // It must not import envelope, vfs or any protocol package; sftpd, davd,
@@ -147,6 +149,34 @@
 // the offered key's wire encoding with every stored key using
 // subtle.ConstantTimeCompare.
 //
+// # Cluster engine
+//
+// OpenEtcd(EtcdConfig{Client, Prefix}, Options) (etcd.go) returns the same
+// *DB on etcd: every bucket and record of a sealed users.db, byte for
+// byte, under PREFIX ‖ bucket ‖ "/" ‖ stored key (Options.Key is
+// required: etcd holds keyed hashes and ciphertext only). The rest of the
+// package sees no difference: txn and bucket (seal.go) sit on bbolt's
+// transaction or on an etcd one (rawTx, rawBucket).
+//
+// A transaction reads at one revision (its first, linearizable, read's)
+// and commits in one etcd Txn comparing the mod revision of every key it
+// read and, for every bucket it scanned, that no key there is newer; on a
+// conflict fn runs again (so fns act only through their txn), at most
+// EtcdConfig.Attempts times (ErrConflict). Changes of users, folders and
+// groups all write meta/revision, so they serialize on it. No quorum:
+// every operation fails with ErrUnavailable within EtcdConfig.Timeout,
+// nothing is served from memory. CopyTo is ErrNotSupported (an etcd
+// snapshot is the cluster's backup).
+//
+// Each node watches the prefix: meta/revision raises Revision, which the
+// protocols poll to re-check open sessions, so a change on one node
+// (password, rights, disable, grant, revoke) reaches every node's sessions
+// within the watch's delivery plus their poll (sftpd: 500 ms). A broken
+// watch also moves Revision, so sessions re-check and end if etcd does not
+// answer. Bans are shared under PREFIX ‖ "bans/" (etcdbans.go): a ban begun
+// or lifted on one node holds on all, each key under a lease of the ban
+// time; failure scores stay per node.
+//
 // # Last login
 //
 // A successful login sets LastLogin, written at most once a minute per user
@@ -233,3 +263,6 @@ package users
 //	func (db *DB) PaceRefusal(ctx context.Context) error      // webui: answer a ban as slowly as a failure
 //	Perm.MarshalText/UnmarshalText                          // perms as "list,download,..." in JSON/config
 //	Options.LockTimeout, CacheTTL, CacheSize, MaxConcurrentHashes; DefenderOptions fields (defender.go)
+//	func OpenEtcd(cfg EtcdConfig, opts Options) (*DB, error)  // the cluster engine (etcd.go); Options.Key required
+//	func (db *DB) CopyToEtcd(ctx, cfg EtcdConfig) error       // a sealed users.db into an empty prefix (toetcd.go)
+//	var ErrUnavailable, ErrConflict, ErrTooLarge, ErrNotSupported  // the etcd engine's failures

@@ -97,7 +97,7 @@ func (db *DB) writeTx(ctx context.Context, fn func(tx *txn) error) error {
 	if err != nil {
 		return err
 	}
-	db.rev.Store(rev)
+	db.noteRev(rev)
 	return nil
 }
 

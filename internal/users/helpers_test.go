@@ -66,7 +66,14 @@ func openAt(t testing.TB, path string, opts Options) *DB {
 		// The package's tests run on a sealed database, as serve runs.
 		opts.Key = testKey
 	}
-	db, err := Open(path, opts)
+	var db *DB
+	var err error
+	if suiteEtcd != nil {
+		// The same path opens the same prefix: reopening keeps the data.
+		db, err = OpenEtcd(EtcdConfig{Client: suiteEtcd, Prefix: "securefsd" + path + "/u/"}, opts)
+	} else {
+		db, err = Open(path, opts)
+	}
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

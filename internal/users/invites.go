@@ -172,7 +172,7 @@ func (db *DB) AddClaiming(ctx context.Context, u User, password []byte, key stri
 	if err != nil {
 		return fmt.Errorf("users: add %s: %w", u.Name, err)
 	}
-	db.rev.Store(rev)
+	db.noteRev(rev)
 	db.log.Info("users: user added", "user", u.Name, "perms", u.Perms.String(), "keys", len(u.Keys), "password", true, "via", "invitation", "groups", groups)
 	return nil
 }

@@ -46,7 +46,7 @@ func (db *DB) migrate() (sealed bool, err error) {
 			if db.seal == nil {
 				return ErrKeyRequired
 			}
-			if err := db.checkSeal(tx); err != nil {
+			if err := db.checkSeal(boltTx{tx}); err != nil {
 				return err
 			}
 			rev, _ = getU64(meta, keyRevision)
@@ -77,7 +77,7 @@ func (db *DB) migrate() (sealed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	db.rev.Store(rev)
+	db.noteRev(rev)
 	return sealed, nil
 }
 

@@ -134,15 +134,44 @@ func (s *sealer) open(bucket, sk, sealed []byte) (k, v []byte, err error) {
 	return plain[2 : 2+l], plain[2+l:], nil
 }
 
-// txn is a bbolt transaction seen through the database's sealer.
+// txn is an engine's transaction seen through the database's sealer.
 type txn struct {
-	*bbolt.Tx
+	tx rawTx
 	db *DB
+}
+
+// rawTx and rawBucket are what txn and bucket need of an engine: bbolt's
+// transaction (boltTx) and bucket, or an etcd transaction (etcd.go). A
+// rawBucket holds stored keys and stored (sealed or plain) values.
+type rawTx interface {
+	bucket(name []byte) rawBucket // nil if it does not exist
+	createBucketIfNotExists(name []byte) (rawBucket, error)
+}
+
+type rawBucket interface {
+	Get(k []byte) []byte
+	Put(k, v []byte) error
+	Delete(k []byte) error
+	ForEach(fn func(k, v []byte) error) error
+}
+
+// boltTx is a bbolt transaction as a rawTx.
+type boltTx struct{ tx *bbolt.Tx }
+
+func (t boltTx) bucket(name []byte) rawBucket {
+	if b := t.tx.Bucket(name); b != nil {
+		return b
+	}
+	return nil // not a nil *bbolt.Bucket in a non-nil interface
+}
+
+func (t boltTx) createBucketIfNotExists(name []byte) (rawBucket, error) {
+	return t.tx.CreateBucketIfNotExists(name)
 }
 
 // Bucket returns the named bucket, nil if it does not exist.
 func (t *txn) Bucket(name []byte) *bucket {
-	b := t.Tx.Bucket(name)
+	b := t.tx.bucket(name)
 	if b == nil {
 		return nil
 	}
@@ -151,14 +180,14 @@ func (t *txn) Bucket(name []byte) *bucket {
 
 // CreateBucketIfNotExists returns the named bucket, made if missing.
 func (t *txn) CreateBucketIfNotExists(name []byte) (*bucket, error) {
-	b, err := t.Tx.CreateBucketIfNotExists(name)
+	b, err := t.tx.createBucketIfNotExists(name)
 	if err != nil {
 		return nil, err
 	}
 	return t.wrap(name, b), nil
 }
 
-func (t *txn) wrap(name []byte, b *bbolt.Bucket) *bucket {
+func (t *txn) wrap(name []byte, b rawBucket) *bucket {
 	w := &bucket{b: b, name: name, db: t.db}
 	if t.db.seal != nil && slices.ContainsFunc(sealedBuckets, func(s []byte) bool { return bytes.Equal(s, name) }) {
 		w.s = t.db.seal
@@ -166,9 +195,9 @@ func (t *txn) wrap(name []byte, b *bbolt.Bucket) *bucket {
 	return w
 }
 
-// bucket is a bbolt bucket whose records are sealed (s set) or plain.
+// bucket is an engine's bucket whose records are sealed (s set) or plain.
 type bucket struct {
-	b    *bbolt.Bucket
+	b    rawBucket
 	name []byte
 	s    *sealer
 	db   *DB
@@ -243,14 +272,22 @@ func (b *bucket) ForEach(fn func(k, v []byte) error) error {
 	return nil
 }
 
-// update and view run fn in a read-write or read-only transaction seen
-// through the sealer.
+// update and view run fn in a read-write or read-only transaction of the
+// database's engine (bbolt, or etcd: etcd.go) seen through the sealer. On
+// etcd, fn may run more than once (a conflict with another node's update
+// runs it again), so it must act only through its txn.
 func (db *DB) update(fn func(tx *txn) error) error {
-	return db.bolt.Update(func(tx *bbolt.Tx) error { return fn(&txn{Tx: tx, db: db}) })
+	if db.etcd != nil {
+		return db.etcd.update(func(tx rawTx) error { return fn(&txn{tx: tx, db: db}) })
+	}
+	return db.bolt.Update(func(tx *bbolt.Tx) error { return fn(&txn{tx: boltTx{tx}, db: db}) })
 }
 
 func (db *DB) view(fn func(tx *txn) error) error {
-	return db.bolt.View(func(tx *bbolt.Tx) error { return fn(&txn{Tx: tx, db: db}) })
+	if db.etcd != nil {
+		return db.etcd.view(func(tx rawTx) error { return fn(&txn{tx: tx, db: db}) })
+	}
+	return db.bolt.View(func(tx *bbolt.Tx) error { return fn(&txn{tx: boltTx{tx}, db: db}) })
 }
 
 // sealAll turns a plain schema-1 database into a sealed one in tx: every
@@ -296,8 +333,8 @@ func (db *DB) sealAll(tx *bbolt.Tx, meta *bbolt.Bucket) error {
 }
 
 // checkSeal tells a wrong key at open.
-func (db *DB) checkSeal(tx *bbolt.Tx) error {
-	b := tx.Bucket(bucketSealCheck)
+func (db *DB) checkSeal(tx rawTx) error {
+	b := tx.bucket(bucketSealCheck)
 	if b == nil {
 		return fmt.Errorf("users: sealed database without its key check: %w", ErrSealed)
 	}
@@ -355,9 +392,9 @@ func (db *DB) Verify(damaged func(bucket string, err error)) (int, error) {
 		return 0, nil
 	}
 	n := 0
-	err := db.bolt.View(func(tx *bbolt.Tx) error {
+	err := db.view(func(t *txn) error {
 		for _, name := range sealedBuckets {
-			b := tx.Bucket(name)
+			b := t.tx.bucket(name)
 			if b == nil {
 				continue
 			}

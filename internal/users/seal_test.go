@@ -43,6 +43,7 @@ func fillMarked(t *testing.T, db *DB, marker string) {
 // TestSealedFileHidesEverything: a copy of a sealed users.db holds no user,
 // folder, group, link or invitation name, no SSH key comment (issue 20).
 func TestSealedFileHidesEverything(t *testing.T) {
+	skipOnEtcd(t)
 	const marker = "mrkr7q"
 	db, path := openTest(t, Options{})
 	fillMarked(t, db, marker)
@@ -65,6 +66,7 @@ func TestSealedFileHidesEverything(t *testing.T) {
 // TestSealedKeys: a sealed database does not open without its key or with
 // another; an older securefsd (schema 1 only) refuses it.
 func TestSealedKeys(t *testing.T) {
+	skipOnEtcd(t)
 	db, path := openTest(t, Options{})
 	fillMarked(t, db, "k")
 	db.Close()
@@ -83,6 +85,7 @@ func TestSealedKeys(t *testing.T) {
 // sealing) is sealed, in one transaction, when first opened with a key,
 // and everything in it reads back.
 func TestSealPlainDatabase(t *testing.T) {
+	skipOnEtcd(t)
 	path := filepath.Join(t.TempDir(), "users.db")
 	plain, err := Open(path, Options{Argon2: tinyParams})
 	if err != nil {
@@ -120,6 +123,7 @@ func TestSealPlainDatabase(t *testing.T) {
 // missing (an unknown user: the login fails closed), and a listing stops
 // with ErrSealed instead of skipping it.
 func TestSealedTamper(t *testing.T) {
+	skipOnEtcd(t)
 	db, path := openTest(t, Options{})
 	ctx := t.Context()
 	for _, n := range []string{"alice", "mallory"} {

@@ -357,6 +357,7 @@ func TestRevision(t *testing.T) {
 }
 
 func TestFileModeAndLock(t *testing.T) {
+	skipOnEtcd(t)
 	db, path := openTest(t, Options{})
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -406,6 +407,7 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func TestMigrationV0(t *testing.T) {
+	skipOnEtcd(t)
 	path := filepath.Join(t.TempDir(), "users.db")
 	created := time.Date(2025, 5, 6, 7, 8, 9, 0, time.UTC)
 	pk, keyLine := newKey(t, "old@host")
