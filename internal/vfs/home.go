@@ -317,6 +317,9 @@ func (h *home) nodesUnder(dir string) []*node {
 // operations that would follow it). Other errors are left for the
 // operation to report. Caller holds h.ns.
 func (h *home) noLinks(rel string, final bool) error {
+	if h.root == nil {
+		return nil // storage v2 has no links, and nothing to look up here
+	}
 	_, err := h.linkFree(rel, final)
 	return err
 }
