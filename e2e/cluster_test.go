@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -197,4 +198,152 @@ func TestCluster(t *testing.T) {
 	if out, err := n1.SFTPBatch(t, "dora", key, "get "+name+" "+got+"2\n"); err == nil {
 		t.Fatalf("node 1 still serves the file node 2 removed:\n%s", out)
 	}
+}
+
+// nodeStatus runs curl through node n and returns the HTTP status.
+func nodeStatus(t *testing.T, n *Server, pass string, args ...string) string {
+	t.Helper()
+	out, _ := n.Curl(t, "dora", pass, append([]string{"-o", os.DevNull, "-w", "%{http_code}"}, args...)...)
+	return strings.TrimSpace(out)
+}
+
+// TestClusterFaults (issue 21, faults): the object store stopped mid-session
+// and a node's etcd quorum lost. Each time an SFTP upload fails with a
+// failure status, a WebDAV PUT gets 503, nothing already stored is lost,
+// and once the service is back the same uploads succeed. Then a node is
+// killed (SIGKILL) in the middle of an upload: the name never appears
+// half written, and the client's retry on the other node succeeds.
+func TestClusterFaults(t *testing.T) {
+	c := startClusterEnv(t)
+	n1 := c.node(t, nil)
+	n2 := c.node(t, n1)
+	const pass = "cluster-faults-pass-91ab"
+	key := addClusterUser(t, "dora", pass, n1, n2)
+	local := RandomFile(t, 600<<10)
+	got := filepath.Join(t.TempDir(), "got")
+	if out, err := n1.SFTPBatch(t, "dora", key, "put "+local+" kept.bin\n"); err != nil {
+		t.Fatalf("sftp put: %v\n%s", err, out)
+	}
+
+	t.Run("object store down", func(t *testing.T) {
+		c.s3.Stop()
+		out, err := n1.SFTPBatch(t, "dora", key, "put "+local+" during.bin\n")
+		if err == nil || !strings.Contains(out, "Failure") {
+			t.Fatalf("sftp put with the object store down: %v, want an SFTP failure:\n%s", err, out)
+		}
+		if !strings.Contains(n1.Log(), "storage unavailable") {
+			t.Error("node 1's log does not say the storage is unavailable")
+		}
+		t.Logf("sftp put with the object store down: %s", out)
+		if code := nodeStatus(t, n2, pass, "-T", local, n2.DAVURL+"/during-dav.bin"); code != "503" {
+			t.Errorf("webdav put with the object store down: %s, want 503", code)
+		}
+		// Node 2 never read kept.bin: it needs the object store.
+		if code := nodeStatus(t, n2, pass, n2.DAVURL+"/kept.bin"); code != "503" {
+			t.Errorf("webdav get of an uncached file with the object store down: %s, want 503", code)
+		}
+		// Node 1 wrote it and has its blobs in its cache (ciphertext).
+		if out, err := n1.Curl(t, "dora", pass, "-f", "-o", got, n1.DAVURL+"/kept.bin"); err != nil {
+			t.Fatalf("webdav get of a cached file with the object store down: %v\n%s", err, out)
+		}
+		SameFile(t, local, got)
+
+		c.s3.Start()
+		os.Remove(got)
+		if out, err := n2.Curl(t, "dora", pass, "-f", "-o", got, n2.DAVURL+"/kept.bin"); err != nil {
+			t.Fatalf("webdav get after the object store is back: %v\n%s", err, out)
+		}
+		SameFile(t, local, got)
+		if out, err := n1.SFTPBatch(t, "dora", key, "put "+local+" during.bin\n"); err != nil {
+			t.Fatalf("sftp put after the object store is back: %v\n%s", err, out)
+		}
+		if code := nodeStatus(t, n2, pass, "-T", local, n2.DAVURL+"/during-dav.bin"); code != "201" && code != "204" {
+			t.Errorf("webdav put after the object store is back: %s", code)
+		}
+		for _, name := range []string{"during.bin", "during-dav.bin"} {
+			os.Remove(got)
+			if out, err := n2.Curl(t, "dora", pass, "-f", "-o", got, n2.DAVURL+"/"+name); err != nil {
+				t.Fatalf("get %s: %v\n%s", name, err, out)
+			}
+			SameFile(t, local, got)
+		}
+	})
+
+	t.Run("etcd quorum lost", func(t *testing.T) {
+		c.etcd.Stop(0)
+		c.etcd.Stop(1)
+		out, err := n1.SFTPBatch(t, "dora", key, "put "+local+" noquorum.bin\n")
+		if err == nil || !strings.Contains(out, "Failure") {
+			t.Fatalf("sftp put without an etcd quorum: %v, want an SFTP failure:\n%s", err, out)
+		}
+		t.Logf("sftp put without an etcd quorum: %s", out)
+		if code := nodeStatus(t, n2, pass, "-T", local, n2.DAVURL+"/noquorum-dav.bin"); code != "503" {
+			t.Errorf("webdav put without an etcd quorum: %s, want 503", code)
+		}
+		c.etcd.Restart(0, 1)
+		if out, err := n1.SFTPBatch(t, "dora", key, "put "+local+" noquorum.bin\n"); err != nil {
+			t.Fatalf("sftp put with the quorum back: %v\n%s", err, out)
+		}
+		for _, name := range []string{"kept.bin", "noquorum.bin"} {
+			os.Remove(got)
+			if out, err := n2.Curl(t, "dora", pass, "-f", "-o", got, n2.DAVURL+"/"+name); err != nil {
+				t.Fatalf("get %s: %v\n%s", name, err, out)
+			}
+			SameFile(t, local, got)
+		}
+	})
+
+	t.Run("node killed mid-upload", func(t *testing.T) {
+		big := RandomFile(t, 4<<20)
+		// A slow upload through node 1, killed once node 1 has taken part
+		// of it (its pending blob in the cache's tmp/ has bytes).
+		cmd := curlCmd(n1, "dora", pass, "--limit-rate", "256k", "-T", big, n1.DAVURL+"/big.bin")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		tmpDir := filepath.Join(n1.DataDir, "cache", "tmp")
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+			if pendingBytes(tmpDir) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("node 1 never started writing the upload")
+			}
+		}
+		n1.Kill(t)
+		cmd.Wait()
+		if code := nodeStatus(t, n2, pass, n2.DAVURL+"/big.bin"); code != "404" {
+			t.Fatalf("the killed upload's name through node 2: %s, want 404 (no half file)", code)
+		}
+		if code := nodeStatus(t, n2, pass, "-T", big, n2.DAVURL+"/big.bin"); code != "201" {
+			t.Fatalf("retry on node 2: %s, want 201", code)
+		}
+		os.Remove(got)
+		if out, err := n2.Curl(t, "dora", pass, "-f", "-o", got, n2.DAVURL+"/big.bin"); err != nil {
+			t.Fatalf("get big.bin: %v\n%s", err, out)
+		}
+		SameFile(t, big, got)
+		os.Remove(got)
+		if out, err := n2.Curl(t, "dora", pass, "-f", "-o", got, n2.DAVURL+"/kept.bin"); err != nil {
+			t.Fatalf("get kept.bin: %v\n%s", err, out)
+		}
+		SameFile(t, local, got)
+	})
+}
+
+// curlCmd is Server.Curl's command, not run.
+func curlCmd(s *Server, user, password string, args ...string) *exec.Cmd {
+	return exec.Command("curl", append([]string{"-sS", "-k", "-u", user + ":" + password}, args...)...)
+}
+
+// pendingBytes is the bytes of the files in dir.
+func pendingBytes(dir string) int64 {
+	es, _ := os.ReadDir(dir)
+	var n int64
+	for _, e := range es {
+		if fi, err := e.Info(); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
 }
