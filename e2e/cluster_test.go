@@ -198,6 +198,17 @@ func TestCluster(t *testing.T) {
 	if out, err := n1.SFTPBatch(t, "dora", key, "get "+name+" "+got+"2\n"); err == nil {
 		t.Fatalf("node 1 still serves the file node 2 removed:\n%s", out)
 	}
+
+	// A node's data directory holds no store of its own: with the node
+	// stopped, an offline command refuses it rather than write into an
+	// empty local store, and so does serve without the cluster's flags.
+	n2.Stop(t)
+	if out, err := n2.CLIInput(t, "eve-pass-123456\n", "user", "add", "eve", "--password-stdin"); err == nil || !strings.Contains(err.Error(), "is remote") {
+		t.Fatalf("offline user add on a cluster node's data directory: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(binPath, "--data-dir", n2.DataDir, "serve", "--sftp-addr", "127.0.0.1:0", "--dav-addr", "127.0.0.1:0").CombinedOutput(); err == nil || !strings.Contains(string(out), "is remote") {
+		t.Fatalf("serve without --store on a cluster node's data directory: %v\n%s", err, out)
+	}
 }
 
 // nodeStatus runs curl through node n and returns the HTTP status.
@@ -207,8 +218,8 @@ func nodeStatus(t *testing.T, n *Server, pass string, args ...string) string {
 	return strings.TrimSpace(out)
 }
 
-// TestClusterFaults (issue 21, faults): the object store stopped mid-session
-// and a node's etcd quorum lost. Each time an SFTP upload fails with a
+// TestClusterFaults (issue 21, faults): the object store stopped mid-session,
+// one etcd member of three stopped (service goes on) and the quorum lost. Each time an SFTP upload fails with a
 // failure status, a WebDAV PUT gets 503, nothing already stored is lost,
 // and once the service is back the same uploads succeed. Then a node is
 // killed (SIGKILL) in the middle of an upload: the name never appears
@@ -267,6 +278,19 @@ func TestClusterFaults(t *testing.T) {
 			}
 			SameFile(t, local, got)
 		}
+	})
+
+	t.Run("one etcd member down", func(t *testing.T) {
+		c.etcd.Stop(2)
+		defer c.etcd.Restart(2)
+		if out, err := n1.SFTPBatch(t, "dora", key, "put "+local+" onedown.bin\n"); err != nil {
+			t.Fatalf("sftp put with one etcd member of three down: %v\n%s", err, out)
+		}
+		os.Remove(got)
+		if out, err := n2.Curl(t, "dora", pass, "-f", "-o", got, n2.DAVURL+"/onedown.bin"); err != nil {
+			t.Fatalf("webdav get with one etcd member of three down: %v\n%s", err, out)
+		}
+		SameFile(t, local, got)
 	})
 
 	t.Run("etcd quorum lost", func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -40,6 +41,37 @@ var clusterFlags = []cli.Flag{
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-ca", Usage: "with --etcd-endpoints: CA certificates (PEM) that sign etcd's server certificates", EnvVars: []string{"SECUREFSD_ETCD_CA"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-prefix", Value: "securefsd/", Usage: "with --etcd-endpoints: the cluster's key prefix in etcd (the index under PREFIX/i/, the nodes' pins under PREFIX/n/)", EnvVars: []string{"SECUREFSD_ETCD_PREFIX"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "etcd-max-txn-ops", Value: index.DefaultMaxTxnOps, Usage: "with --etcd-endpoints: etcd's --max-txn-ops (run etcd with 1024 and say so here)", EnvVars: []string{"SECUREFSD_ETCD_MAX_TXN_OPS"}}),
+}
+
+// remoteFileName, in a data directory, says that its store is remote
+// (--store, --etcd-endpoints): written by the first serve with them, it
+// makes the commands that open the store offline refuse (they would see
+// an empty local store and write into it). It holds the flags' values,
+// no secret.
+const remoteFileName = "remote-store"
+
+// checkNotRemote refuses to open dir's store without its object store.
+func checkNotRemote(dir string, o vfs.Options) error {
+	if o.Blobs != nil {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, remoteFileName))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	}
+	return fmt.Errorf("the store of %s is remote (%s): run this command while the node serves (it goes through the admin socket), or serve with the same flags", dir, strings.TrimSpace(string(b)))
+}
+
+// markRemote records in dir that its store is remote.
+func markRemote(dir, store, endpoints, prefix string) error {
+	text := "--store " + store
+	if endpoints != "" {
+		text += " --etcd-endpoints " + endpoints + " --etcd-prefix " + prefix
+	}
+	return os.WriteFile(filepath.Join(dir, remoteFileName), []byte(text+"\n"), 0o600)
 }
 
 // refreshInterval is how often a cluster node publishes its pin and
@@ -136,6 +168,9 @@ func openRemote(c *cli.Context, dir string, kr *envelope.Keyring, log *slog.Logg
 	}
 	o.Blobs = r.blobs
 	o.Storage = vfs.StorageV2
+	if err := markRemote(dir, store, endpoints, c.String("etcd-prefix")); err != nil {
+		return nil, err
+	}
 	if endpoints == "" {
 		log.Info("storage v2 with contents in the object store", "bucket", bucket)
 		return r, nil
