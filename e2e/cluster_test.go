@@ -238,7 +238,9 @@ func TestClusterFaults(t *testing.T) {
 
 	t.Run("object store down", func(t *testing.T) {
 		c.s3.Stop()
+		start := time.Now()
 		out, err := n1.SFTPBatch(t, "dora", key, "put "+local+" during.bin\n")
+		t.Logf("sftp put with the object store down failed after %v", time.Since(start).Round(time.Millisecond))
 		if err == nil || !strings.Contains(out, "Failure") {
 			t.Fatalf("sftp put with the object store down: %v, want an SFTP failure:\n%s", err, out)
 		}
@@ -246,9 +248,11 @@ func TestClusterFaults(t *testing.T) {
 			t.Error("node 1's log does not say the storage is unavailable")
 		}
 		t.Logf("sftp put with the object store down: %s", out)
+		start = time.Now()
 		if code := nodeStatus(t, n2, pass, "-T", local, n2.DAVURL+"/during-dav.bin"); code != "503" {
 			t.Errorf("webdav put with the object store down: %s, want 503", code)
 		}
+		t.Logf("webdav put with the object store down answered after %v", time.Since(start).Round(time.Millisecond))
 		// Node 2 never read kept.bin: it needs the object store.
 		if code := nodeStatus(t, n2, pass, n2.DAVURL+"/kept.bin"); code != "503" {
 			t.Errorf("webdav get of an uncached file with the object store down: %s, want 503", code)
@@ -296,18 +300,24 @@ func TestClusterFaults(t *testing.T) {
 	t.Run("etcd quorum lost", func(t *testing.T) {
 		c.etcd.Stop(0)
 		c.etcd.Stop(1)
+		start := time.Now()
 		out, err := n1.SFTPBatch(t, "dora", key, "put "+local+" noquorum.bin\n")
+		t.Logf("sftp put without an etcd quorum failed after %v", time.Since(start).Round(time.Millisecond))
 		if err == nil || !strings.Contains(out, "Failure") {
 			t.Fatalf("sftp put without an etcd quorum: %v, want an SFTP failure:\n%s", err, out)
 		}
 		t.Logf("sftp put without an etcd quorum: %s", out)
+		start = time.Now()
 		if code := nodeStatus(t, n2, pass, "-T", local, n2.DAVURL+"/noquorum-dav.bin"); code != "503" {
 			t.Errorf("webdav put without an etcd quorum: %s, want 503", code)
 		}
+		t.Logf("webdav put without an etcd quorum answered after %v", time.Since(start).Round(time.Millisecond))
 		c.etcd.Restart(0, 1)
+		start = time.Now()
 		if out, err := n1.SFTPBatch(t, "dora", key, "put "+local+" noquorum.bin\n"); err != nil {
 			t.Fatalf("sftp put with the quorum back: %v\n%s", err, out)
 		}
+		t.Logf("first sftp put with the quorum back took %v", time.Since(start).Round(time.Millisecond))
 		for _, name := range []string{"kept.bin", "noquorum.bin"} {
 			os.Remove(got)
 			if out, err := n2.Curl(t, "dora", pass, "-f", "-o", got, n2.DAVURL+"/"+name); err != nil {
