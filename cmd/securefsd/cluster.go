@@ -40,6 +40,7 @@ var clusterFlags = []cli.Flag{
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-key", Usage: "with --etcd-endpoints: its private key (PEM)", EnvVars: []string{"SECUREFSD_ETCD_KEY"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-ca", Usage: "with --etcd-endpoints: CA certificates (PEM) that sign etcd's server certificates", EnvVars: []string{"SECUREFSD_ETCD_CA"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-prefix", Value: "securefsd/", Usage: "with --etcd-endpoints: the cluster's key prefix in etcd (the index under PREFIX/i/, the nodes' pins under PREFIX/n/)", EnvVars: []string{"SECUREFSD_ETCD_PREFIX"}}),
+	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "etcd-timeout", Value: index.DefaultEtcdTimeout, Usage: "with --etcd-endpoints: how long one request to etcd may take; past it the operation fails (without a quorum the node refuses every operation, each after this long)", EnvVars: []string{"SECUREFSD_ETCD_TIMEOUT"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "etcd-max-txn-ops", Value: index.DefaultMaxTxnOps, Usage: "with --etcd-endpoints: etcd's --max-txn-ops (run etcd with 1024 and say so here)", EnvVars: []string{"SECUREFSD_ETCD_MAX_TXN_OPS"}}),
 }
 
@@ -191,14 +192,18 @@ func openRemote(c *cli.Context, dir string, kr *envelope.Keyring, log *slog.Logg
 	if pfx == "" {
 		return nil, errors.New("--etcd-prefix: must not be empty")
 	}
-	r.index, err = index.OpenEtcd(index.EtcdConfig{Client: r.etcd, Prefix: pfx + "i/", MaxTxnOps: c.Int("etcd-max-txn-ops")}, key)
+	timeout := c.Duration("etcd-timeout")
+	if timeout <= 0 {
+		return nil, errors.New("--etcd-timeout: must be positive")
+	}
+	r.index, err = index.OpenEtcd(index.EtcdConfig{Client: r.etcd, Prefix: pfx + "i/", MaxTxnOps: c.Int("etcd-max-txn-ops"), Timeout: timeout}, key)
 	if errors.Is(err, index.ErrAuth) {
 		return nil, fmt.Errorf("the index in etcd (prefix %q) is another index key's: every node needs the first node's %s (and keyring) in its data directory before its first start (docs/CLUSTER.md): %w", pfx, indexKeyFileName, err)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if r.node, err = cluster.Join(cluster.Config{Client: r.etcd, Prefix: pfx}); err != nil {
+	if r.node, err = cluster.Join(cluster.Config{Client: r.etcd, Prefix: pfx, Timeout: timeout}); err != nil {
 		return nil, err
 	}
 	o.Index, o.Pins = r.index, r.node

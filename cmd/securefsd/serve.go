@@ -69,7 +69,7 @@ var serveFlags = []cli.Flag{
 	auditServeFlags[0], auditServeFlags[1], auditServeFlags[2], auditServeFlags[3],
 	rollbackAnchorFlag,
 	clusterFlags[0], clusterFlags[1], clusterFlags[2], clusterFlags[3], clusterFlags[4],
-	clusterFlags[5], clusterFlags[6], clusterFlags[7], clusterFlags[8], clusterFlags[9], clusterFlags[10],
+	clusterFlags[5], clusterFlags[6], clusterFlags[7], clusterFlags[8], clusterFlags[9], clusterFlags[10], clusterFlags[11],
 	altsrc.NewBoolFlag(&cli.BoolFlag{Name: "require-2fa", Usage: "every account must set up two-factor login at its next browser sign-in; until then WebDAV and SFTP password logins are refused (SSH keys keep working)", EnvVars: []string{"SECUREFSD_REQUIRE_2FA"}}),
 	metricsAddrFlag,
 	acmeFlags[0], acmeFlags[1], acmeFlags[2], acmeFlags[3], acmeFlags[4],
