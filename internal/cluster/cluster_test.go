@@ -253,3 +253,84 @@ func TestSharedCollect(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedCollectConcurrent: node A opens and reads a file over and over
+// while node B rewrites it and collects, both at once, with A's own
+// collector running on every close: no read of A ever fails or returns
+// other bytes than one whole version (the pins of files being opened are
+// held before their layout is read), and at the end, once both have
+// refreshed, only the last version's blobs are left.
+func TestSharedCollectConcurrent(t *testing.T) {
+	c := testutil.StartEtcd(t, 3)
+	cl := client(t, c)
+	kr, err := envelope.NewKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := make([]byte, index.RootKeySize)
+	rand.Read(key)
+	blobs, err := blob.OpenDir(filepath.Join(t.TempDir(), "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blobs.Close()
+	a := newNode(t, cl, key, blobs, kr, true)
+	b := newNode(t, cl, key, blobs, kr, true)
+	const size = 3*2*envelope.DefaultChunkSize + 7
+	version := func(i byte) []byte { return bytes.Repeat([]byte{i}, size) }
+	write(t, b.tree, "f", version(0))
+	const rounds = 20
+	done := make(chan error, 1)
+	go func() {
+		for i := byte(1); i <= rounds; i++ {
+			f, err := b.tree.OpenFile("f", os.O_RDWR|os.O_TRUNC, 0)
+			if err == nil {
+				_, err = f.WriteAt(version(i), 0)
+				err = errors.Join(err, f.Close())
+			}
+			if err == nil {
+				err = b.s.Refresh()
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	reads := 0
+	for writing := true; writing; reads++ {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			writing = false
+		default:
+		}
+		r, err := a.tree.OpenFile("f", os.O_RDONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(io.NewSectionReader(r, 0, r.Size()))
+		r.Close()
+		if err != nil {
+			t.Fatalf("read %d on node A while B rewrites and collects: %v", reads, err)
+		}
+		if len(got) != size || !bytes.Equal(got, version(got[0])) {
+			t.Fatalf("read %d: %d bytes, not one whole version", reads, len(got))
+		}
+	}
+	if err := a.s.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.s.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	blobs.List(func(blob.ID, int64) error { n++; return nil })
+	if n != 4 {
+		t.Errorf("%d blobs left, want the last version's 4 segments", n)
+	}
+	t.Logf("%d reads during %d rewrites", reads, rounds)
+}
