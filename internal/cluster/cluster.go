@@ -210,9 +210,9 @@ func (n *Node) Oldest() (uint64, error) {
 	return oldest, nil
 }
 
-// Nodes is how many nodes have a pin now (this one included once it
-// published).
-func (n *Node) Nodes() (int, error) {
+// Live is how many nodes have a pin now, this one included once it
+// published (nsfs.Pins).
+func (n *Node) Live() (int, error) {
 	ctx, cancel := n.ctx()
 	defer cancel()
 	resp, err := n.client.Get(ctx, n.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())

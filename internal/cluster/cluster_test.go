@@ -88,7 +88,7 @@ func TestPins(t *testing.T) {
 	if _, err := cl.Revoke(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := d.Nodes(); n != 1 {
+	if n, _ := d.Live(); n != 1 {
 		t.Fatalf("%d pins after a's lease ended, want d's only", n)
 	}
 	// ...and a, once it notices, takes a new lease and puts its pin back
@@ -140,6 +140,7 @@ func TestPinsUnavailable(t *testing.T) {
 type node struct {
 	s    *nsfs.Store
 	tree *nsfs.Tree
+	n    *cluster.Node // nil if not shared
 }
 
 func newNode(t *testing.T, cl *clientv3.Client, key []byte, blobs *blob.Dir, kr *envelope.Keyring, shared bool) node {
@@ -151,8 +152,10 @@ func newNode(t *testing.T, cl *clientv3.Client, key []byte, blobs *blob.Dir, kr 
 	t.Cleanup(func() { x.Close() })
 	o := content.Options{Keyring: kr, SegmentChunks: 2}
 	var s *nsfs.Store
+	var n *cluster.Node
 	if shared {
-		if s, err = nsfs.NewShared(namespace.New(x, nil), content.DirBlobs{Dir: blobs}, o, join(t, cl)); err != nil {
+		n = join(t, cl)
+		if s, err = nsfs.NewShared(namespace.New(x, nil), content.DirBlobs{Dir: blobs}, o, n); err != nil {
 			t.Fatal(err)
 		}
 	} else {
@@ -162,7 +165,7 @@ func newNode(t *testing.T, cl *clientv3.Client, key []byte, blobs *blob.Dir, kr 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return node{s, tr}
+	return node{s, tr, n}
 }
 
 func write(t *testing.T, tr *nsfs.Tree, name string, data []byte) {
@@ -333,4 +336,49 @@ func TestSharedCollectConcurrent(t *testing.T) {
 		t.Errorf("%d blobs left, want the last version's 4 segments", n)
 	}
 	t.Logf("%d reads during %d rewrites", reads, rounds)
+}
+
+// TestOrphansWaitForAlone: a blob no record names (another node's upload
+// not yet referenced, or one a killed node left) is not deleted by a
+// node's Collect while another node lives; once that node's membership
+// ends, Collect deletes it.
+func TestOrphansWaitForAlone(t *testing.T) {
+	c := testutil.StartEtcd(t, 3)
+	cl := client(t, c)
+	kr, err := envelope.NewKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := make([]byte, index.RootKeySize)
+	rand.Read(key)
+	blobs, err := blob.OpenDir(filepath.Join(t.TempDir(), "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blobs.Close()
+	a := newNode(t, cl, key, blobs, kr, true)
+	b := newNode(t, cl, key, blobs, kr, true)
+	write(t, a.tree, "kept", []byte("referenced"))
+	p, err := blobs.Create(blob.NewID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Write([]byte("an upload of node A's, not yet in the index"))
+	if err := p.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		n := 0
+		blobs.List(func(blob.ID, int64) error { n++; return nil })
+		return n
+	}
+	if st, err := b.s.Collect(); err != nil || st.Orphans != 0 || count() != 2 {
+		t.Fatalf("collect with another node alive: %+v %v, %d blobs, want the orphan kept", st, err, count())
+	}
+	if err := a.n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := b.s.Collect(); err != nil || st.Orphans != 1 || count() != 1 {
+		t.Fatalf("collect alone: %+v %v, %d blobs, want the orphan deleted", st, err, count())
+	}
 }

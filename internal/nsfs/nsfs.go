@@ -95,6 +95,8 @@ type Pins interface {
 	// Oldest returns the oldest pin any live process has published, this
 	// one's included (math.MaxUint64 if there is none).
 	Oldest() (uint64, error)
+	// Live is how many processes have a pin now, this one's included.
+	Live() (int, error)
 }
 
 // NewShared is New for a namespace that other processes serve at the same
@@ -225,7 +227,23 @@ func (s *Store) options() content.Options {
 // Collect deletes the blobs nothing needs any more (namespace.NS.Collect):
 // garbage no open file can still read, and blobs a crash left
 // unreferenced.
+//
+// In a cluster the blobs no record names are orphans only if no other
+// process lives: another one's may be uploaded and not yet referenced by
+// the transaction that follows (or staged until its upload ends). With
+// other processes alive, Collect deletes garbage only; the orphans wait
+// for a Collect that finds this process alone.
 func (s *Store) Collect() (namespace.CollectStats, error) {
+	if s.shared != nil {
+		n, err := s.shared.Live()
+		if err != nil {
+			return namespace.CollectStats{}, fmt.Errorf("nsfs: collect: %w", err)
+		}
+		if n > 1 {
+			g, err := s.ns.CollectGarbage(s.blobs, s.keep())
+			return namespace.CollectStats{Garbage: g}, err
+		}
+	}
 	s.publishing.Lock()
 	defer s.publishing.Unlock()
 	return s.ns.Collect(s.blobs, s.keep(), nil)
