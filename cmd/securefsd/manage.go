@@ -63,7 +63,14 @@ func loadIndexKey(dir string, kr *envelope.Keyring, create bool) ([]byte, error)
 // openStore opens the data directory's store with o. A version 2 store
 // (one that has its index, or a new one o asks for) gets its index key
 // from index.key.
+//
+// A cluster node's data directory (remoteFileName) has its store in the
+// object store and etcd: without them (o.Blobs) it is refused, rather
+// than opened as the empty local store it looks like.
 func openStore(dir string, kr *envelope.Keyring, o vfs.Options) (*vfs.Store, error) {
+	if err := checkNotRemote(dir, o); err != nil {
+		return nil, err
+	}
 	storeDir := filepath.Join(dir, storeDirName)
 	_, err := os.Stat(filepath.Join(storeDir, vfs.IndexFileName))
 	if err == nil || o.Storage == vfs.StorageV2 {

@@ -58,6 +58,9 @@ func (e *env) migrateCommand() *cli.Command {
 
 // migrate runs (or finishes) the migration of dir's store.
 func (e *env) migrate(ctx context.Context, dir string, kr *envelope.Keyring, log *slog.Logger) error {
+	if err := checkNotRemote(dir, vfs.Options{}); err != nil {
+		return err
+	}
 	store := filepath.Join(dir, storeDirName)
 	migrating := filepath.Join(dir, migratingDirName)
 	migrated := filepath.Join(dir, migratedDirName)

@@ -68,6 +68,8 @@ var serveFlags = []cli.Flag{
 	signupFlag, signupPermsFlag, signupQuotaFlag,
 	auditServeFlags[0], auditServeFlags[1], auditServeFlags[2], auditServeFlags[3],
 	rollbackAnchorFlag,
+	clusterFlags[0], clusterFlags[1], clusterFlags[2], clusterFlags[3], clusterFlags[4],
+	clusterFlags[5], clusterFlags[6], clusterFlags[7], clusterFlags[8], clusterFlags[9], clusterFlags[10], clusterFlags[11],
 	altsrc.NewBoolFlag(&cli.BoolFlag{Name: "require-2fa", Usage: "every account must set up two-factor login at its next browser sign-in; until then WebDAV and SFTP password logins are refused (SSH keys keep working)", EnvVars: []string{"SECUREFSD_REQUIRE_2FA"}}),
 	metricsAddrFlag,
 	acmeFlags[0], acmeFlags[1], acmeFlags[2], acmeFlags[3], acmeFlags[4],
@@ -127,6 +129,7 @@ func (e *env) serve(c *cli.Context) (err error) {
 	g.run(func(ctx context.Context) error { tuneGC(ctx, c.Int("memory-limit"), log); return nil }, nil)
 	keepAnchor(g, core.users, c.String("rollback-anchor"), log)
 	keepIndexAnchor(g, core.store, c.String("rollback-anchor"), log)
+	keepRefreshed(g, core.store, core.remote, log)
 
 	sftpAddr, err := startSFTP(c, g, core)
 	if err != nil {
@@ -182,15 +185,17 @@ type serverCore struct {
 	// list/kill, the admin page).
 	sessions *sessionHub
 	dir      string
-	keyring  *envelope.Keyring
-	keyFile  admin.KeyFile
-	aead     envelope.AEAD // of new files
-	store    *vfs.Store
-	users    *users.DB
-	log      *slog.Logger
-	policy   pwpolicy.Policy // of passwords set through the server
-	audit    *audit.Log      // nil with --audit=false
-	audDir   string
+	// remote: a node's object store and etcd (nil on a single node).
+	remote  *remote
+	keyring *envelope.Keyring
+	keyFile admin.KeyFile
+	aead    envelope.AEAD // of new files
+	store   *vfs.Store
+	users   *users.DB
+	log     *slog.Logger
+	policy  pwpolicy.Policy // of passwords set through the server
+	audit   *audit.Log      // nil with --audit=false
+	audDir  string
 	// publicURL is --public-url, checked, without a trailing slash ("": none).
 	publicURL string
 	metrics   *obs.Metrics // nil: --metrics-addr not set
@@ -311,10 +316,20 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core 
 		db.Close()
 		return core, nil, err
 	}
-	store, err := openStore(dir, kr, vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes, AEAD: aead,
+	sopts := vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes, AEAD: aead,
 		MaxHandlesPerHome: c.Int("max-handles-per-user"), MaxFileSize: maxFileSize, SharedPrefix: c.String("shared-prefix"), Observer: rec.vfs(),
-		Storage: storage, Pad: c.Bool("pad")})
+		Storage: storage, Pad: c.Bool("pad")}
+	var rem *remote
+	if wantsRemote(c) {
+		if rem, err = openRemote(c, dir, kr, log, &sopts); err != nil {
+			closeAudit()
+			db.Close()
+			return core, nil, err
+		}
+	}
+	store, err := openStore(dir, kr, sopts)
 	if err != nil {
+		rem.close()
 		closeAudit()
 		db.Close()
 		return core, nil, err
@@ -324,17 +339,19 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core 
 	}
 	if err := checkIndexAnchor(store, c.String("rollback-anchor"), log); err != nil {
 		store.Close()
+		rem.close()
 		closeAudit()
 		db.Close()
 		return core, nil, err
 	}
 	core.dir, core.keyring, core.keyFile, core.aead, core.store, core.users = dir, kr, kf, aead, store, db
-	core.audit, core.audDir = alog, auditDir(c, dir)
+	core.audit, core.audDir, core.remote = alog, auditDir(c, dir), rem
 	if core.metrics != nil {
 		core.metrics.Store(store.OpenHandles, store.DiskSpace)
 	}
 	return core, func() {
 		store.Close()
+		rem.close()
 		db.Close()
 		closeAudit() // last: the servers' final records (session ends) are in
 	}, nil

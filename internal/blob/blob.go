@@ -58,6 +58,12 @@ func ParseID(s string) (ID, error) {
 // ErrNotFound: no blob under that id (it wraps fs.ErrNotExist).
 var ErrNotFound = fmt.Errorf("blob: no such blob: %w", fs.ErrNotExist)
 
+// ErrUnavailable: a remote blob store (an object store) did not answer;
+// retrying later may succeed. Stores that are not local wrap it in their
+// own error (s3blob.ErrUnreachable), so callers above them tell a user
+// "storage unavailable" without knowing which store it is.
+var ErrUnavailable = errors.New("blob: store unavailable")
+
 // ErrExists: Publish found a blob under the id already (ids are random:
 // this is a bug or an attack, never overwritten).
 var ErrExists = fmt.Errorf("blob: id in use: %w", fs.ErrExist)

@@ -34,6 +34,7 @@ func TestStatusOf(t *testing.T) {
 		{"quota", pe(vfs.ErrQuota), 507},
 		{"file too large", pe(vfs.ErrFileTooLarge), 413},
 		{"too many handles", pe(vfs.ErrTooManyHandles), 503},
+		{"storage unavailable", pe(vfs.ErrUnavailable), 503},
 		{"nospace", pe(vfs.ErrNoSpace), 507},
 		{"wrapped quota", fmt.Errorf("davd: x: %w", pe(vfs.ErrQuota)), 507},
 		{"notexist", pe(fs.ErrNotExist), 404},

@@ -92,7 +92,7 @@ func statusOf(err error) int {
 		return http.StatusForbidden
 	case errors.Is(err, vfs.ErrFileTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, vfs.ErrTooManyHandles), errors.Is(err, ErrLocksUnavailable):
+	case errors.Is(err, vfs.ErrTooManyHandles), errors.Is(err, ErrLocksUnavailable), errors.Is(err, vfs.ErrUnavailable):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, vfs.ErrIntegrity):
 		return http.StatusInternalServerError

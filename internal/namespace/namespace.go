@@ -156,6 +156,11 @@ func (n *NS) update(fn func(*Tx) error, forgetMax int) error {
 	return err
 }
 
+// ExpectGarbage tells the next CollectGarbage to read the index even if
+// this process recorded no garbage since it last found none: another
+// process serving the same index (a cluster node) may have.
+func (n *NS) ExpectGarbage() { n.mayHaveGarbage.Store(true) }
+
 // toForget returns up to max garbage records waiting to be forgotten.
 func (n *NS) toForget(max int) []blob.ID {
 	n.forgetMu.Lock()

@@ -64,6 +64,7 @@ func (t *Tree) CreateLater(name string, perm fs.FileMode) (*File, error) {
 	const op = "open"
 	f := &File{t: t, name: name, writable: true, later: true, id: namespace.NewID(), gen: 1, mode: perm & modeBits}
 	var epoch uint64
+	t.s.hold(f)
 	err := t.view(op, name, func(tx *namespace.Tx) error {
 		dir, base, err := t.parent(tx, name)
 		if err != nil {
@@ -78,14 +79,14 @@ func (t *Tree) CreateLater(name string, perm fs.FileMode) (*File, error) {
 		return nil
 	})
 	if err != nil {
+		t.s.unhold(f)
 		return nil, err
 	}
 	if f.cf, err = content.Open(t.s.blobs, f.id, content.Layout{}, f.gen, t.s.options()); err != nil {
+		t.s.unhold(f)
 		return nil, pathErr(op, name, err)
 	}
-	t.s.mu.Lock()
-	t.s.pins[f] = epoch
-	t.s.mu.Unlock()
+	t.s.pin(f, epoch)
 	return f, nil
 }
 
@@ -130,21 +131,22 @@ func (t *Tree) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) 
 		return nil
 	}
 	var err error
+	t.s.hold(f)
 	if flag&os.O_CREATE != 0 {
 		err = t.update(op, name, lookup)
 	} else {
 		err = t.view(op, name, lookup)
 	}
 	if err != nil {
+		t.s.unhold(f)
 		return nil, err
 	}
 	f.gen = in.Gen + 1
 	if f.cf, err = content.Open(t.s.blobs, f.id, in.Data, f.gen, t.s.options()); err != nil {
+		t.s.unhold(f)
 		return nil, pathErr(op, name, err)
 	}
-	t.s.mu.Lock()
-	t.s.pins[f] = epoch
-	t.s.mu.Unlock()
+	t.s.pin(f, epoch)
 	if f.writable && flag&os.O_TRUNC != 0 && in.Data.Size > 0 {
 		if err := f.Truncate(0); err != nil {
 			f.Close()
@@ -381,9 +383,7 @@ func (f *File) publishLocked(then func(tx *namespace.Tx) error) error {
 	f.staged, f.later, f.garbage = false, false, nil
 	// The segments this publish replaced are garbage from this epoch on;
 	// this File no longer reads them.
-	s.mu.Lock()
-	s.pins[f] = epoch
-	s.mu.Unlock()
+	s.pin(f, epoch)
 	return nil
 }
 

@@ -62,12 +62,151 @@ type Store struct {
 	// staged are the blobs of content committed but not yet in the index
 	// (File.Sync of a file not yet named): Collect keeps them.
 	staged map[blob.ID]struct{}
+
+	// In a cluster (NewShared): shared publishes this process's pin; seen
+	// is the newest epoch this process has seen, so every later read is
+	// at it or after; holding has the files about to read their layout,
+	// each at the seen of when it started. pubMu orders the publishes,
+	// published is the last one.
+	shared    Pins
+	seen      uint64
+	holding   map[*File]uint64
+	pubMu     sync.Mutex
+	published uint64
 }
 
 // New returns the file system of ns over blobs; o configures every file's
-// content (keyring, AEAD, segment size, padding).
+// content (keyring, AEAD, segment size, padding). It is the only process
+// serving ns: its collector needs to know of its own open files only.
 func New(ns *namespace.NS, blobs Blobs, o content.Options) *Store {
 	return &Store{ns: ns, blobs: blobs, opts: o, pins: map[*File]uint64{}, staged: map[blob.ID]struct{}{}}
+}
+
+// Pins shares the epochs open files read at between the processes that
+// serve one namespace (the nodes of a cluster on one etcd index,
+// docs/CLUSTER.md), so that no process's collector deletes a blob
+// another process's open file still reads.
+//
+// A process publishes one epoch, its pin: no newer than the layout any of
+// its open files reads, nor than any layout it will read later (the
+// newest epoch it has seen, since a later read sees that one or a newer
+// one). A collector deletes only garbage made before the oldest pin of
+// every live process, its own included. A process that dies takes its pin
+// with it (an etcd lease).
+type Pins interface {
+	// Publish records this process's pin, replacing the one before.
+	Publish(epoch uint64) error
+	// Oldest returns the oldest pin any live process has published, this
+	// one's included (math.MaxUint64 if there is none).
+	Oldest() (uint64, error)
+	// Live is how many processes have a pin now, this one's included.
+	Live() (int, error)
+}
+
+// NewShared is New for a namespace that other processes serve at the same
+// time: the collector keeps what their open files read, as pins tells.
+// It publishes this process's first pin (the epoch now) before any file
+// opens.
+func NewShared(ns *namespace.NS, blobs Blobs, o content.Options, pins Pins) (*Store, error) {
+	s := New(ns, blobs, o)
+	s.shared, s.holding = pins, map[*File]uint64{}
+	e, err := s.epoch()
+	if err != nil {
+		return nil, fmt.Errorf("nsfs: shared pins: %w", err)
+	}
+	if err := pins.Publish(e); err != nil {
+		return nil, fmt.Errorf("nsfs: shared pins: %w", err)
+	}
+	s.seen, s.published = e, e
+	return s, nil
+}
+
+// epoch reads the namespace's epoch now.
+func (s *Store) epoch() (uint64, error) {
+	var e uint64
+	err := s.ns.View(func(tx *namespace.Tx) error {
+		e = tx.Epoch()
+		return nil
+	})
+	return e, err
+}
+
+// hold records, in a cluster, that f is about to read its layout at an
+// epoch not yet known, but no older than the newest seen: the pin this
+// process publishes meanwhile stays at or below it.
+func (s *Store) hold(f *File) {
+	if s.shared == nil {
+		return
+	}
+	s.mu.Lock()
+	s.holding[f] = s.seen
+	s.mu.Unlock()
+}
+
+// pin records that f reads the layout of epoch (and no longer holds).
+func (s *Store) pin(f *File, epoch uint64) {
+	s.mu.Lock()
+	s.pins[f] = epoch
+	if s.shared != nil {
+		delete(s.holding, f)
+		s.seen = max(s.seen, epoch)
+	}
+	s.mu.Unlock()
+}
+
+// unhold forgets a hold whose open failed.
+func (s *Store) unhold(f *File) {
+	if s.shared == nil {
+		return
+	}
+	s.mu.Lock()
+	delete(s.holding, f)
+	s.mu.Unlock()
+}
+
+// Refresh, in a cluster, publishes this process's pin as of now and
+// deletes the garbage no process reads any more. An idle process's pin
+// otherwise stays where its last open file left it, holding back every
+// node's collector: a cluster node calls Refresh every few seconds.
+// Without shared pins it only collects garbage.
+func (s *Store) Refresh() error {
+	if s.shared != nil {
+		e, err := s.epoch()
+		if err != nil {
+			return fmt.Errorf("nsfs: refresh: %w", err)
+		}
+		s.mu.Lock()
+		s.seen = max(s.seen, e)
+		s.mu.Unlock()
+		// Other nodes' garbage too: one of them may have died with some
+		// left, or kept it for an open file of this one.
+		s.ns.ExpectGarbage()
+	}
+	s.collectGarbage()
+	return nil
+}
+
+// raise publishes, in a cluster, the oldest epoch this process's open
+// files read or will read, if it is newer than the one published. A
+// failed publish leaves the older pin, which keeps more, never less.
+func (s *Store) raise() {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	s.mu.Lock()
+	v := s.seen
+	for _, e := range s.pins {
+		v = min(v, e)
+	}
+	for _, e := range s.holding {
+		v = min(v, e)
+	}
+	s.mu.Unlock()
+	if v <= s.published {
+		return
+	}
+	if err := s.shared.Publish(v); err == nil {
+		s.published = v
+	}
 }
 
 // SetKeyring replaces the keyring new segments are sealed with and old
@@ -95,7 +234,23 @@ func (s *Store) options() content.Options {
 // Collect deletes the blobs nothing needs any more (namespace.NS.Collect):
 // garbage no open file can still read, and blobs a crash left
 // unreferenced.
+//
+// In a cluster the blobs no record names are orphans only if no other
+// process lives: another one's may be uploaded and not yet referenced by
+// the transaction that follows (or staged until its upload ends). With
+// other processes alive, Collect deletes garbage only; the orphans wait
+// for a Collect that finds this process alone.
 func (s *Store) Collect() (namespace.CollectStats, error) {
+	if s.shared != nil {
+		n, err := s.shared.Live()
+		if err != nil {
+			return namespace.CollectStats{}, fmt.Errorf("nsfs: collect: %w", err)
+		}
+		if n > 1 {
+			g, err := s.ns.CollectGarbage(s.blobs, s.keep())
+			return namespace.CollectStats{Garbage: g}, err
+		}
+	}
 	s.publishing.Lock()
 	defer s.publishing.Unlock()
 	return s.ns.Collect(s.blobs, s.keep(), s.isStaged)
@@ -133,6 +288,10 @@ func (s *Store) stage(add bool, l content.Layout, garbage []blob.ID) {
 
 // keep is the oldest epoch an open file read its layout at (MaxUint64
 // when none is open): garbage from before it nobody can read.
+//
+// In a cluster it is also no newer than the oldest pin of every live
+// process (Pins), this one's raised first; if that is unknown (etcd
+// unreachable), it is 0: nothing is collected.
 func (s *Store) keep() uint64 {
 	keep := uint64(math.MaxUint64)
 	s.mu.Lock()
@@ -140,7 +299,15 @@ func (s *Store) keep() uint64 {
 		keep = min(keep, e)
 	}
 	s.mu.Unlock()
-	return keep
+	if s.shared == nil {
+		return keep
+	}
+	s.raise()
+	oldest, err := s.shared.Oldest()
+	if err != nil {
+		return 0
+	}
+	return min(keep, oldest)
 }
 
 // collectGarbage deletes, after a change that made garbage (a removal, a

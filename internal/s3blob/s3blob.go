@@ -47,7 +47,8 @@ var _ content.Blobs = (*Store)(nil)
 // ErrUnreachable: the object store did not answer (refused, reset, timed
 // out, or a gateway error). Callers tell a user "storage unavailable,
 // retry" (SFTP failure, HTTP 503) rather than "no such file".
-var ErrUnreachable = errors.New("s3blob: object store unreachable")
+// It wraps blob.ErrUnavailable.
+var ErrUnreachable = fmt.Errorf("s3blob: object store unreachable: %w", blob.ErrUnavailable)
 
 // PartSize is the part size of uploads: a blob up to it goes in one PUT,
 // a larger one as a multipart upload of parts this size, one after the
@@ -91,6 +92,11 @@ type Config struct {
 	MaxRetries int
 	// Transport is the HTTP transport (nil: minio-go's default).
 	Transport http.RoundTripper
+	// ListMinAge: List skips objects written less than this long ago
+	// (by the server's clock). In a cluster another node's blob may be
+	// published and not yet referenced by the index transaction that
+	// follows; the collector must not take it for an orphan.
+	ListMinAge time.Duration
 }
 
 const (
@@ -107,6 +113,7 @@ type Store struct {
 	bucket  string
 	prefix  string // "" or ending in "/"
 	timeout time.Duration
+	minAge  time.Duration
 	root    *os.Root
 
 	mu    sync.Mutex
@@ -167,6 +174,7 @@ func New(cfg Config) (*Store, error) {
 		bucket:  cfg.Bucket,
 		prefix:  prefix,
 		timeout: cfg.Timeout,
+		minAge:  cfg.ListMinAge,
 		limit:   cfg.CacheSize,
 		ents:    map[blob.ID]*list.Element{},
 	}
@@ -665,6 +673,9 @@ func (s *Store) List(fn func(id blob.ID, size int64) error) error {
 		}
 		id, err := blob.ParseID(strings.TrimPrefix(obj.Key, s.prefix))
 		if err != nil || !strings.HasPrefix(obj.Key, s.prefix) {
+			continue
+		}
+		if s.minAge > 0 && (obj.LastModified.IsZero() || time.Since(obj.LastModified) < s.minAge) {
 			continue
 		}
 		if err := fn(id, obj.Size); err != nil {

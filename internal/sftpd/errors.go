@@ -40,6 +40,7 @@ var errorMap = []struct {
 	{vfs.ErrUnsupported, &statusError{sftp.ErrSSHFxOpUnsupported, "operation unsupported", "Operation not supported"}},
 	{vfs.ErrTooManyHandles, &statusError{sftp.ErrSSHFxFailure, "too many open files", "Too many open files"}},
 	{vfs.ErrFileTooLarge, &statusError{sftp.ErrSSHFxFailure, "file too large", "File too large"}},
+	{vfs.ErrUnavailable, &statusError{sftp.ErrSSHFxFailure, "storage unavailable, try again later", "Storage unavailable, try again later"}},
 	{errors.ErrUnsupported, &statusError{sftp.ErrSSHFxOpUnsupported, "operation unsupported", "Operation not supported"}},
 	{sftp.ErrSSHFxOpUnsupported, &statusError{sftp.ErrSSHFxOpUnsupported, "operation unsupported", "Operation not supported"}},
 	{fs.ErrNotExist, &statusError{sftp.ErrSSHFxNoSuchFile, "no such file", "No such file or directory"}},

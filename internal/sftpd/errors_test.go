@@ -40,6 +40,7 @@ func TestClientError(t *testing.T) {
 		{"unsupported", pe(vfs.ErrUnsupported), sftp.ErrSSHFxOpUnsupported, "operation unsupported", "Operation not supported"},
 		{"too many handles", pe(vfs.ErrTooManyHandles), sftp.ErrSSHFxFailure, "too many open files", "Too many open files"},
 		{"file too large", pe(vfs.ErrFileTooLarge), sftp.ErrSSHFxFailure, "file too large", "File too large"},
+		{"storage unavailable", pe(vfs.ErrUnavailable), sftp.ErrSSHFxFailure, "storage unavailable, try again later", "Storage unavailable, try again later"},
 		{"errors.ErrUnsupported", errors.ErrUnsupported, sftp.ErrSSHFxOpUnsupported, "operation unsupported", "Operation not supported"},
 		{"sftp op unsupported", sftp.ErrSSHFxOpUnsupported, sftp.ErrSSHFxOpUnsupported, "operation unsupported", "Operation not supported"},
 		{"canceled", context.Canceled, sftp.ErrSSHFxFailure, "operation canceled", "Operation canceled"},

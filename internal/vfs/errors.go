@@ -66,6 +66,12 @@ var (
 	// value over MaxPropValue, one entry's over MaxEntryProps, or one
 	// directory's over MaxDirProps.
 	ErrPropsTooLarge error = &kindError{"properties too large", nil}
+	// ErrUnavailable: storage that is not on this machine did not answer
+	// (the object store, or etcd without a quorum: index.ErrUnavailable,
+	// blob.ErrUnavailable). Nothing was changed that the caller was not
+	// told of; retrying later may succeed. A node cut off from etcd
+	// refuses every operation with it (fail closed).
+	ErrUnavailable error = &kindError{"storage unavailable", nil}
 )
 
 // ErrSidecar: a metadata sidecar decrypted and authenticated, but its
@@ -126,6 +132,9 @@ func (h *home) classify(op, name string, err error) error {
 	case isEnvelopeErr(err), errors.Is(err, ErrSidecar):
 		h.logger().Error("vfs: integrity failure", "home", h.name, "path", name, "op", op, "integrity", true, "err", err)
 		return newIntegrity(err)
+	case errors.Is(err, index.ErrUnavailable), errors.Is(err, index.ErrCompacted), errors.Is(err, index.ErrConflict), errors.Is(err, blob.ErrUnavailable):
+		h.logger().Warn("vfs: storage unavailable", "home", h.name, "path", name, "op", op, "err", err)
+		return ErrUnavailable
 	case errors.Is(err, index.ErrAuth), errors.Is(err, content.ErrLayout), errors.Is(err, blob.ErrNotFound):
 		// Storage v2: a record or a segment that does not open, or a
 		// blob the index names and the disk does not have.
@@ -177,7 +186,7 @@ func (h *home) classify(op, name string, err error) error {
 }
 
 // kinds are the package's sentinels, in the order classify tests them.
-var kinds = []error{ErrQuota, ErrNoSpace, ErrIntegrity, ErrNotEmpty, ErrInvalidName, ErrIsDir, ErrNotDir, ErrUnsupported, ErrTooManyHandles, ErrFileTooLarge, ErrPropsTooLarge}
+var kinds = []error{ErrQuota, ErrNoSpace, ErrIntegrity, ErrNotEmpty, ErrInvalidName, ErrIsDir, ErrNotDir, ErrUnsupported, ErrTooManyHandles, ErrFileTooLarge, ErrPropsTooLarge, ErrUnavailable}
 
 func isKind(err error) bool {
 	for _, k := range kinds {

@@ -10,7 +10,9 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/securefsd/securefsd/internal/blob"
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/index"
 )
 
 // TestErrorMapping: disk and envelope errors become the package's
@@ -45,6 +47,8 @@ func TestErrorMapping(t *testing.T) {
 		{disk(syscall.ENFILE), ErrTooManyHandles, nil},
 		{disk(syscall.EFBIG), ErrFileTooLarge, nil},
 		{disk(syscall.EIO), syscall.EIO, nil},
+		{fmt.Errorf("index: get: %w (context deadline exceeded at 127.0.0.1:2379)", index.ErrUnavailable), ErrUnavailable, nil},
+		{fmt.Errorf("s3blob: object store unreachable: put /srv/store/x: %w", blob.ErrUnavailable), ErrUnavailable, nil},
 		{disk(errors.New("weird thing at /srv/store/alice/x")), errInternal, nil},
 	}
 	for _, tc := range tests {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/index"
+	"github.com/securefsd/securefsd/internal/nsfs"
 	"github.com/securefsd/securefsd/internal/perm"
 )
 
@@ -73,6 +75,22 @@ type Options struct {
 	// which NewStore otherwise refuses with ErrIntegrity: for Verify,
 	// which names what is damaged, and offline management.
 	OpenDamaged bool
+	// Index, if set, is storage version 2's namespace index, opened by
+	// the caller: a cluster's, in etcd (index.OpenEtcd), shared by every
+	// node. The store is version 2 whatever Storage says, and the store
+	// directory holds no index file (one there is refused). The caller
+	// closes it after the Store.
+	Index *index.Index
+	// Blobs, if set, keeps version 2's content blobs instead of the store
+	// directory's blobs/: an object store (s3blob.Store). The caller
+	// closes it after the Store. A Store with an Index shared with other
+	// nodes needs shared Blobs too.
+	Blobs nsfs.Blobs
+	// Pins, if set, shares the epochs open files read at with the other
+	// nodes serving the same Index (nsfs.Pins, docs/CLUSTER.md), so no
+	// node's collector deletes what another node's open file reads. A
+	// cluster node sets it and calls Store.Refresh every few seconds.
+	Pins nsfs.Pins
 }
 
 // The storage layouts (Options.Storage).

@@ -41,9 +41,11 @@ const IndexKeySize = index.RootKeySize
 // and the file system over them.
 type storeV2 struct {
 	x     *index.Index
-	blobs *blob.Dir
+	blobs *blob.Dir // nil when the blobs are the caller's (Options.Blobs)
 	fs    *nsfs.Store
 	opts  content.Options
+	// shared: the index is the caller's (Options.Index), which closes it.
+	shared bool
 }
 
 // openV2 opens the store as version 2 if it is one, or creates it if
@@ -54,7 +56,9 @@ func (s *Store) openV2(opts Options) error {
 	switch {
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("vfs: open store: %w", err)
-	case !exists && opts.Storage != StorageV2:
+	case exists && opts.Index != nil:
+		return fmt.Errorf("vfs: the store directory has an index of its own (%s), and another was given (etcd): move a single node's store with securefsd migrate: %w", indexFileName, ErrStorageVersion)
+	case !exists && opts.Storage != StorageV2 && opts.Index == nil && opts.Blobs == nil:
 		return nil
 	case !exists:
 		names, err := s.treeNames(".")
@@ -65,13 +69,27 @@ func (s *Store) openV2(opts Options) error {
 			return fmt.Errorf("vfs: the store holds version 1 homes (%d): run securefsd migrate: %w", len(names), ErrStorageVersion)
 		}
 	}
-	if len(opts.IndexKey) != index.RootKeySize {
-		return fmt.Errorf("vfs: storage version 2 needs its index key (%d bytes)", index.RootKeySize)
+	x := opts.Index
+	if x == nil {
+		if len(opts.IndexKey) != index.RootKeySize {
+			return fmt.Errorf("vfs: storage version 2 needs its index key (%d bytes)", index.RootKeySize)
+		}
+		if x, err = index.Open(filepath.Join(s.dir, indexFileName), opts.IndexKey); err != nil {
+			return fmt.Errorf("vfs: open index: %w", err)
+		}
 	}
-	x, err := index.Open(filepath.Join(s.dir, indexFileName), opts.IndexKey)
-	if err != nil {
-		return fmt.Errorf("vfs: open index: %w", err)
+	v := &storeV2{x: x, shared: opts.Index != nil}
+	if err := s.openV2Index(v, opts); err != nil {
+		v.close()
+		return err
 	}
+	s.v2 = v
+	return nil
+}
+
+// openV2Index opens the blobs and the file system over v's index.
+func (s *Store) openV2Index(v *storeV2, opts Options) error {
+	x := v.x
 	// The whole index is checked once at open: a record changed, moved,
 	// removed or put back from an older copy while the server was down
 	// changes the root hash, and nothing says which file it touched, so
@@ -79,7 +97,6 @@ func (s *Store) openV2(opts Options) error {
 	records, err := x.Verify()
 	switch {
 	case err != nil && !opts.OpenDamaged:
-		x.Close()
 		s.log.Error("vfs: integrity failure", "index", true, "integrity", true, "err", err)
 		return fmt.Errorf("vfs: the index fails its check, the store is not served (securefsd verify reports it; restore the data directory from a backup): %w", newIntegrity(err))
 	case err != nil:
@@ -87,24 +104,30 @@ func (s *Store) openV2(opts Options) error {
 	default:
 		s.log.Debug("vfs: index checked", "records", records)
 	}
-	blobs, err := blob.OpenDir(filepath.Join(s.dir, blobsDirName))
-	if err != nil {
-		x.Close()
-		return fmt.Errorf("vfs: open blobs: %w", err)
+	blobs := opts.Blobs
+	if blobs == nil {
+		d, err := blob.OpenDir(filepath.Join(s.dir, blobsDirName))
+		if err != nil {
+			return fmt.Errorf("vfs: open blobs: %w", err)
+		}
+		v.blobs, blobs = d, content.DirBlobs{Dir: d}
 	}
 	ns := namespace.New(x, nil)
 	pad, err := padSetting(ns, opts.Pad, s.log)
 	if err != nil {
-		blobs.Close()
-		x.Close()
 		return fmt.Errorf("vfs: open index: %w", err)
 	}
-	v := &storeV2{x: x, blobs: blobs, opts: content.Options{Keyring: opts.Keyring, AEAD: s.aead, Pad: pad}}
-	v.fs = nsfs.New(ns, content.DirBlobs{Dir: blobs}, v.opts)
+	v.opts = content.Options{Keyring: opts.Keyring, AEAD: s.aead, Pad: pad}
+	if opts.Pins != nil {
+		if v.fs, err = nsfs.NewShared(ns, blobs, v.opts, opts.Pins); err != nil {
+			return fmt.Errorf("vfs: open store: %w", err)
+		}
+	} else {
+		v.fs = nsfs.New(ns, blobs, v.opts)
+	}
 	if _, err := v.fs.Collect(); err != nil {
 		s.log.Warn("vfs: collecting unreferenced blobs", "err", err)
 	}
-	s.v2 = v
 	return nil
 }
 
@@ -114,8 +137,16 @@ func (v *storeV2) setKeyring(kr *envelope.Keyring) {
 	v.fs.SetKeyring(o)
 }
 
+// close closes what the store opened itself (not Options.Index, Blobs).
 func (v *storeV2) close() error {
-	return errors.Join(v.blobs.Close(), v.x.Close())
+	var errs []error
+	if v.blobs != nil {
+		errs = append(errs, v.blobs.Close())
+	}
+	if !v.shared {
+		errs = append(errs, v.x.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // treeNames lists the trees directly in dir ("." for homes, foldersDir
@@ -173,6 +204,17 @@ func (s *Store) Collect() error {
 	}
 	_, err := s.v2.fs.Collect()
 	return err
+}
+
+// Refresh publishes a cluster node's pin as of now and deletes the
+// garbage no node reads any more (nsfs.Store.Refresh): a node with
+// Options.Pins calls it every few seconds. Elsewhere it only collects
+// garbage; version 1 has none.
+func (s *Store) Refresh() error {
+	if s.v2 == nil {
+		return nil
+	}
+	return s.v2.fs.Refresh()
 }
 
 // StorageVersion is the store's layout: StorageV1 or StorageV2.
@@ -492,6 +534,9 @@ func padSetting(ns *namespace.NS, want bool, log *slog.Logger) (bool, error) {
 func (v *storeV2) snapshot(ctx context.Context, dst string, st *SnapshotStats) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if v.shared || v.blobs == nil {
+		return errors.New("vfs: a store on etcd or an object store is backed up with etcdctl snapshot save and a copy of the bucket (docs/CLUSTER.md)")
 	}
 	if err := v.x.CopyTo(filepath.Join(dst, indexFileName)); err != nil {
 		return err

@@ -9,8 +9,10 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/securefsd/securefsd/internal/blob"
 	"github.com/securefsd/securefsd/internal/content"
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/index"
 )
 
 // TestPaddedStore: a store created with Pad keeps padding (a later open
@@ -131,5 +133,67 @@ func TestSnapshotV2(t *testing.T) {
 	}
 	if n, err := s2.Verify(t.Context(), "", func(p string, err error) { t.Errorf("damaged %s: %v", p, err) }); err != nil || n == 0 {
 		t.Errorf("verify of the snapshot: %d %v", n, err)
+	}
+}
+
+// TestInjectedIndexAndBlobs: a store given its index and blobs
+// (Options.Index, Blobs: a cluster node's etcd index and object store)
+// keeps nothing of either in its directory, serves what another store
+// over the same index and blobs wrote, cannot take a snapshot, and is
+// refused if its directory has an index of its own. The caller's index
+// stays open after Close.
+func TestInjectedIndexAndBlobs(t *testing.T) {
+	kr, _ := envelope.NewKeyring()
+	key := make([]byte, IndexKeySize)
+	rand.Read(key)
+	shared := t.TempDir()
+	x, err := index.Open(filepath.Join(shared, "index.db"), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	d, err := blob.OpenDir(filepath.Join(shared, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	o := Options{Keyring: kr, Index: x, Blobs: content.DirBlobs{Dir: d}}
+	dir1, dir2 := filepath.Join(t.TempDir(), "store"), filepath.Join(t.TempDir(), "store")
+	s1, err := NewStore(dir1, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s1.StorageVersion() != StorageV2 {
+		t.Fatal("a store given an index is not version 2")
+	}
+	f1, _ := s1.Home("alice", HomeOptions{Perm: PermAll})
+	data := make([]byte, 300_000)
+	rand.Read(data)
+	writeFile(t, f1, "a.bin", data)
+	if _, err := s1.Snapshot(t.Context(), filepath.Join(t.TempDir(), "snap"), nil); err == nil {
+		t.Error("snapshot of a store on an injected index and blobs succeeded")
+	}
+	s1.Close()
+	if es, _ := os.ReadDir(dir1); len(es) != 0 {
+		t.Errorf("the store directory holds %d entries, want none", len(es))
+	}
+	s2, err := NewStore(dir2, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2, _ := s2.Home("alice", HomeOptions{Perm: PermAll})
+	if got := readFile(t, f2, "a.bin"); !bytes.Equal(got, data) {
+		t.Error("the second store does not read the first one's file")
+	}
+	s2.Close()
+
+	local := filepath.Join(t.TempDir(), "store")
+	ls, err := NewStore(local, Options{Keyring: kr, Storage: StorageV2, IndexKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls.Close()
+	if _, err := NewStore(local, o); !errors.Is(err, ErrStorageVersion) {
+		t.Errorf("a store directory with its own index, given another: %v", err)
 	}
 }

@@ -20,6 +20,8 @@ func httpError(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, "The file is larger than this server allows."
 	case errors.Is(err, vfs.ErrTooManyHandles):
 		return http.StatusServiceUnavailable, "Too many files are open. Please try again later."
+	case errors.Is(err, vfs.ErrUnavailable):
+		return http.StatusServiceUnavailable, "The storage is unavailable. Please try again later."
 	case errors.Is(err, vfs.ErrNoSpace):
 		return http.StatusInsufficientStorage, "The server's disk is full. Please try again later."
 	case errors.Is(err, vfs.ErrNotEmpty):

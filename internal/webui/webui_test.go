@@ -929,6 +929,7 @@ func TestHTTPError(t *testing.T) {
 		{&fs.PathError{Op: "write", Path: "/x", Err: vfs.ErrQuota}, http.StatusInsufficientStorage},
 		{&fs.PathError{Op: "write", Path: "/x", Err: vfs.ErrFileTooLarge}, http.StatusRequestEntityTooLarge},
 		{&fs.PathError{Op: "open", Path: "/x", Err: vfs.ErrTooManyHandles}, http.StatusServiceUnavailable},
+		{&fs.PathError{Op: "open", Path: "/x", Err: vfs.ErrUnavailable}, http.StatusServiceUnavailable},
 		{&fs.PathError{Op: "write", Path: "/x", Err: vfs.ErrNoSpace}, http.StatusInsufficientStorage},
 		{&fs.PathError{Op: "mkdir", Path: "/x", Err: fs.ErrExist}, http.StatusConflict},
 		{&fs.PathError{Op: "open", Path: "/x", Err: fs.ErrPermission}, http.StatusForbidden},
