@@ -3,6 +3,7 @@ package index
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"path/filepath"
@@ -159,4 +160,55 @@ func (f *fixture) openT(t testing.TB, key []byte) *Index {
 	}
 	t.Cleanup(func() { x.Close() })
 	return x
+}
+
+// TestDecodedCache: GetDecoded decodes a record once while its sealed
+// value stays the same, again once it changes; on etcd, where another
+// writer can change a record under a running node, a damaged value is
+// refused even though the old one is cached.
+func TestDecodedCache(t *testing.T) {
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) {
+			f := e.new(t)
+			x := f.openT(t, rootKey(t))
+			decodes := 0
+			read := func() (string, error) {
+				var v any
+				err := x.View(func(tx *Tx) error {
+					var err error
+					v, err = tx.GetDecoded(kindInode, []byte("a"), func(b []byte) (any, error) {
+						decodes++
+						return string(b), nil
+					})
+					return err
+				})
+				s, _ := v.(string)
+				return s, err
+			}
+			put(t, x, kindInode, "a", "version 1")
+			for range 3 {
+				if v, err := read(); err != nil || v != "version 1" {
+					t.Fatalf("read: %q %v", v, err)
+				}
+			}
+			if decodes != 1 {
+				t.Errorf("%d decodes of an unchanged record, want 1", decodes)
+			}
+			put(t, x, kindInode, "a", "version 2")
+			if v, err := read(); err != nil || v != "version 2" || decodes != 2 {
+				t.Errorf("after a change: %q %v, %d decodes", v, err, decodes)
+			}
+			if e.name != "etcd" {
+				return // bbolt's file is locked while open
+			}
+			f.edit(t, func(m map[string][]byte) {
+				v := bytes.Clone(m["ia"])
+				v[len(v)-1] ^= 1
+				m["ia"] = v
+			})
+			if _, err := read(); !errors.Is(err, ErrAuth) {
+				t.Errorf("a value damaged under a cached one: %v, want ErrAuth", err)
+			}
+		})
+	}
 }

@@ -78,6 +78,7 @@ type Index struct {
 	aead    cipher.AEAD
 	nameKey []byte
 	sumKey  []byte
+	decoded decodedCache
 }
 
 // Open opens (creating, mode 0600) the index file at path with its root

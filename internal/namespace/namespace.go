@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -237,7 +238,7 @@ func (tx *Tx) direntKey(parent ID, name string) []byte {
 // create.
 func (tx *Tx) Tree(name string, create bool) (Tree, error) {
 	var t Tree
-	err := tx.get(kindTree, tx.treeKey(name), &t)
+	err := tx.getDecoded(kindTree, tx.treeKey(name), &t)
 	if !errors.Is(err, ErrNotFound) || !create {
 		return t, err
 	}
@@ -326,13 +327,54 @@ func (tx *Tx) addUsage(name string, bytes, files int64) error {
 // Inode returns inode id.
 func (tx *Tx) Inode(id ID) (Inode, error) {
 	var in Inode
-	return in, tx.get(kindInode, id[:], &in)
+	err := tx.getDecoded(kindInode, id[:], &in)
+	// The cache shares what it decoded: the caller gets its own slices
+	// and map to change.
+	in.Data.Segs = slices.Clone(in.Data.Segs)
+	in.Props = maps.Clone(in.Props)
+	return in, err
+}
+
+// getDecoded is get through the index's cache of decoded records (every
+// path operation reads the same directories and inodes again): v is a
+// pointer to a Tree, Dirent or Inode, set to a shallow copy of the cached
+// value.
+func (tx *Tx) getDecoded(kind index.Kind, key []byte, v any) error {
+	got, err := tx.t.GetDecoded(kind, key, func(b []byte) (any, error) {
+		switch v.(type) {
+		case *Inode:
+			var in Inode
+			return in, json.Unmarshal(b, &in)
+		case *Dirent:
+			var d Dirent
+			return d, json.Unmarshal(b, &d)
+		case *Tree:
+			var t Tree
+			return t, json.Unmarshal(b, &t)
+		}
+		return nil, fmt.Errorf("namespace: no decoded record of type %T", v)
+	})
+	if errors.Is(err, index.ErrNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("namespace: record %c: %w", kind, err)
+	}
+	switch v := v.(type) {
+	case *Inode:
+		*v = got.(Inode)
+	case *Dirent:
+		*v = got.(Dirent)
+	case *Tree:
+		*v = got.(Tree)
+	}
+	return nil
 }
 
 // Lookup returns the entry name of directory dir.
 func (tx *Tx) Lookup(dir ID, name string) (Dirent, error) {
 	var d Dirent
-	if err := tx.get(kindDirent, tx.direntKey(dir, name), &d); err != nil {
+	if err := tx.getDecoded(kindDirent, tx.direntKey(dir, name), &d); err != nil {
 		return d, err
 	}
 	if d.Name != name {
