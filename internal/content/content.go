@@ -19,11 +19,16 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"sync"
 	"time"
 
 	"github.com/securefsd/securefsd/internal/blob"
 	"github.com/securefsd/securefsd/internal/envelope"
 )
+
+// publishParallel is how many of a commit's new blobs are published at
+// once.
+const publishParallel = 8
 
 // DefaultSegmentChunks is the number of envelope chunks of a full segment:
 // 64 chunks of 64 KiB, 4 MiB of plaintext.
@@ -400,6 +405,7 @@ func (f *File) Commit() (Layout, []blob.ID, error) {
 			}
 		}
 	}
+	var touched []int
 	for i, s := range f.segs {
 		nl.Segs[i] = s.ref
 		if s.wr == nil {
@@ -407,11 +413,33 @@ func (f *File) Commit() (Layout, []blob.ID, error) {
 		}
 		err := s.wr.Close()
 		s.wr = nil
-		if err == nil {
-			err = s.pend.Publish()
-		}
 		if err != nil {
+			s.pend.Abort()
+			s.pend = nil
 			return Layout{}, nil, fmt.Errorf("content: segment %d: %w", i, err)
+		}
+		touched = append(touched, i)
+	}
+	// The new blobs are published side by side: a large upload's
+	// segments fsync together (the file system joins them in few journal
+	// commits) or, in an object store, upload in parallel.
+	errs := make([]error, len(touched))
+	sem := make(chan struct{}, publishParallel)
+	var wg sync.WaitGroup
+	for k, i := range touched {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			errs[k] = f.segs[i].pend.Publish()
+			<-sem
+		}()
+	}
+	wg.Wait()
+	for k, i := range touched {
+		s := f.segs[i]
+		if errs[k] != nil {
+			return Layout{}, nil, fmt.Errorf("content: segment %d: %w", i, errs[k])
 		}
 		nl.Segs[i] = Ref{Blob: s.pend.ID(), Gen: f.gen}
 		s.pend = nil
