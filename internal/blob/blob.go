@@ -86,6 +86,7 @@ type Dir struct {
 	mu      sync.Mutex
 	pending map[ID]struct{} // created, not yet published or aborted
 	fanout  [256]bool       // the fan-out directories known to exist
+	ahead   []ID            // names made ahead for CreateNew, unused
 }
 
 // OpenDir opens (creating, mode 0700) the blob directory at dir and
@@ -107,8 +108,19 @@ func OpenDir(dir string) (*Dir, error) {
 	return &Dir{root: root, sync: (*os.File).Sync, pending: map[ID]struct{}{}}, nil
 }
 
-// Close closes the directory.
-func (d *Dir) Close() error { return d.root.Close() }
+// Close removes the names made ahead and not used, and closes the
+// directory.
+func (d *Dir) Close() error {
+	d.mu.Lock()
+	ahead := d.ahead
+	d.ahead = nil
+	d.mu.Unlock()
+	for _, id := range ahead {
+		d.root.Remove(id.name())
+		d.forget(id)
+	}
+	return d.root.Close()
+}
 
 func (id ID) name() string {
 	h := id.String()
@@ -122,6 +134,83 @@ type Pending struct {
 	d    *Dir
 	id   ID
 	done bool
+	// named: the blob's name was made (and its directory fsynced) ahead,
+	// so publishing it fsyncs the file only.
+	named bool
+}
+
+// namesAhead is how many names CreateNew makes at once, with one
+// directory fsync for all of them.
+const namesAhead = 32
+
+// CreateNew starts a new blob under an id the Dir picks: one of a batch
+// of empty files made ahead in one fan-out directory (the batch's ids
+// share their first byte), whose names one directory fsync made durable.
+// Publishing it then costs the file's fsync alone, where Create's blob
+// also needs its directory's. Names made and not used are empty orphans
+// after a crash, which the collector deletes; Close removes them.
+func (d *Dir) CreateNew() (*Pending, error) {
+	d.mu.Lock()
+	if len(d.ahead) == 0 {
+		d.mu.Unlock()
+		if err := d.makeNames(); err != nil {
+			return nil, err
+		}
+		d.mu.Lock()
+	}
+	if len(d.ahead) == 0 { // taken meanwhile by other callers
+		d.mu.Unlock()
+		return d.CreateNew()
+	}
+	id := d.ahead[len(d.ahead)-1]
+	d.ahead = d.ahead[:len(d.ahead)-1]
+	d.mu.Unlock()
+	f, err := d.root.OpenFile(id.name(), os.O_RDWR, 0)
+	if err != nil {
+		d.root.Remove(id.name())
+		d.forget(id)
+		return nil, fmt.Errorf("blob: create %s: %w", id, err)
+	}
+	return &Pending{File: f, d: d, id: id, named: true}, nil
+}
+
+// makeNames makes a batch of empty blob files in one fan-out directory
+// and fsyncs it; they are pending (not listed, not opened) until used.
+func (d *Dir) makeNames() error {
+	first := NewID()[0]
+	made := make([]ID, 0, namesAhead)
+	var err error
+	for range namesAhead {
+		id := NewID()
+		id[0] = first
+		if err = d.fanoutDir(id); err != nil {
+			break
+		}
+		d.mu.Lock()
+		d.pending[id] = struct{}{}
+		d.mu.Unlock()
+		var f *os.File
+		if f, err = d.root.OpenFile(id.name(), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+			d.forget(id)
+			break
+		}
+		f.Close()
+		made = append(made, id)
+	}
+	if err == nil {
+		err = d.syncDir(path.Dir(made[0].name()))
+	}
+	if err != nil {
+		for _, id := range made {
+			d.root.Remove(id.name())
+			d.forget(id)
+		}
+		return fmt.Errorf("blob: make names: %w", err)
+	}
+	d.mu.Lock()
+	d.ahead = append(d.ahead, made...)
+	d.mu.Unlock()
+	return nil
 }
 
 // Create starts blob id. Nothing is listed under id until Publish, and a
@@ -191,7 +280,11 @@ func (p *Pending) Publish() error {
 	// other first (nothing references the blob until both are done), and
 	// the file system commits both in one journal commit where it can.
 	dirErr := make(chan error, 1)
-	go func() { dirErr <- p.d.syncDir(path.Dir(name)) }()
+	if p.named {
+		dirErr <- nil
+	} else {
+		go func() { dirErr <- p.d.syncDir(path.Dir(name)) }()
+	}
 	err := p.d.sync(p.File)
 	if cerr := p.File.Close(); err == nil {
 		err = cerr

@@ -156,3 +156,75 @@ func FuzzParseID(f *testing.F) {
 		}
 	})
 }
+
+// TestCreateNew: blobs under names made ahead are neither listed nor
+// opened until published, publish with one fsync (the file's: the batch's
+// directory was fsynced when the names were made), and the names left are
+// removed at Close or, after a crash, are empty orphans for the
+// collector.
+func TestCreateNew(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "blobs")
+	d, err := OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncs := 0
+	d.sync = func(f *os.File) error { syncs++; return f.Sync() }
+	p, err := d.CreateNew()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if syncs != 1 {
+		t.Errorf("%d fsyncs to make a batch of names, want 1 (the directory)", syncs)
+	}
+	if got := list(t, d); len(got) != 0 {
+		t.Errorf("names made ahead are listed: %v", got)
+	}
+	if _, err := d.Open(p.ID()); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a blob being written opens: %v", err)
+	}
+	p.WriteAt([]byte("named ahead"), 0)
+	syncs = 0
+	if err := p.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	if syncs != 1 {
+		t.Errorf("%d fsyncs to publish, want 1", syncs)
+	}
+	q, _ := d.CreateNew()
+	q.Abort()
+	if got := list(t, d); len(got) != 1 || got[p.ID()] != 11 {
+		t.Errorf("list: %v", got)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	filepath.WalkDir(dir, func(_ string, e fs.DirEntry, _ error) error {
+		if e.Type().IsRegular() {
+			n++
+		}
+		return nil
+	})
+	if n != 1 {
+		t.Errorf("%d files after Close, want the 1 blob", n)
+	}
+
+	// A crash with names made ahead: empty orphans, listed.
+	d, err = OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.CreateNew(); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := OpenDir(dir) // the next process, the first one dead
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	if got := list(t, d2); len(got) != 1+namesAhead {
+		t.Errorf("%d blobs listed after a crash, want the blob and %d empty names", len(got), namesAhead)
+	}
+}
