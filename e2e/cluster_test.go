@@ -407,6 +407,38 @@ func TestClusterUsers(t *testing.T) {
 	key := n1.AddUser(t, "dora", pass)
 	local := RandomFile(t, 64<<10)
 
+	t.Run("first start", func(t *testing.T) {
+		// Node 1 found no users database in etcd and seeded it from its
+		// (new, empty) users.db; node 2 found node 1's.
+		const seeded = "copied this node's users.db into it"
+		if !strings.Contains(n1.Log(), seeded) || strings.Contains(n2.Log(), seeded) {
+			t.Fatalf("node 1 should seed the users database, node 2 not:\nnode 1:\n%s\nnode 2:\n%s", n1.Log(), n2.Log())
+		}
+		// A node with the keyring and index key but a users key of its
+		// own is refused, never served.
+		dir := filepath.Join(t.TempDir(), "data")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"keyring", "index.key"} {
+			b, err := os.ReadFile(filepath.Join(n1.DataDir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, binPath, append([]string{"--data-dir", dir, "serve", "--sftp-addr", "127.0.0.1:0", "--dav-addr", "127.0.0.1:0"}, c.args...)...)
+		cmd.Env = append(os.Environ(), c.env...)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "another users key's") {
+			t.Fatalf("a node with another users key: %v\n%s", err, out)
+		}
+	})
+
 	t.Run("user made on node 1 logs in on node 2", func(t *testing.T) {
 		if out, err := n2.CLI(t, "user", "list"); err != nil || !strings.Contains(out, "dora") {
 			t.Fatalf("user list through node 2: %v\n%s", err, out)
