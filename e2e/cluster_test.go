@@ -456,7 +456,7 @@ func TestClusterUsers(t *testing.T) {
 		if code := nodeStatus(t, n1, pass, "-T", local, url1); code != "201" {
 			t.Fatalf("put through node 1: %s", code)
 		}
-		const body = `<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>e2e</D:owner></D:lockinfo>`
+		body := `<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>`+marker+`-owner</D:owner></D:lockinfo>`
 		out, err := n1.Curl(t, "dora", pass, "-X", "LOCK", "-H", "Depth: 0", "-H", "Timeout: Second-600",
 			"-H", "Content-Type: application/xml", "--data-binary", body, "-D", "-", "-o", os.DevNull, url1)
 		m := regexp.MustCompile(`(?i)lock-token:\s*<([^>]+)>`).FindStringSubmatch(out)
@@ -478,6 +478,10 @@ func TestClusterUsers(t *testing.T) {
 		}
 		if code := nodeStatus(t, n1, pass, "-T", local, url1); code != "204" {
 			t.Fatalf("put through node 1 after node 2's unlock: %s, want 204", code)
+		}
+		// Locked again and left so, for the look into etcd at the end.
+		if out, err := n1.Curl(t, "dora", pass, "-f", "-X", "LOCK", "-H", "Depth: 0", "-H", "Content-Type: application/xml", "--data-binary", body, "-o", os.DevNull, url1); err != nil {
+			t.Fatalf("LOCK again: %v\n%s", err, out)
 		}
 	})
 
@@ -539,4 +543,22 @@ func TestClusterUsers(t *testing.T) {
 			t.Errorf("dora's password on node 1 after the disable: %s, want 401", code)
 		}
 	})
+
+	// etcd holds users, bans and locks sealed: no user name, password,
+	// SSH key, banned address or lock owner in any key or value.
+	dump := c.etcdDump(t)
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"securefsd/u/users/", "securefsd/u/bans/", "securefsd/davlocks/l/"} {
+		if !bytes.Contains(dump, []byte(k)) {
+			t.Errorf("no key under %s in etcd: nothing was checked there", k)
+		}
+	}
+	for _, s := range []string{"dora", pass, "127.0.0.77", marker + "-owner", strings.Fields(string(pub))[1]} {
+		if bytes.Contains(dump, []byte(s)) {
+			t.Errorf("%q is in etcd", s)
+		}
+	}
 }
