@@ -456,7 +456,7 @@ func TestClusterUsers(t *testing.T) {
 		if code := nodeStatus(t, n1, pass, "-T", local, url1); code != "201" {
 			t.Fatalf("put through node 1: %s", code)
 		}
-		body := `<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>`+marker+`-owner</D:owner></D:lockinfo>`
+		body := `<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>` + marker + `-owner</D:owner></D:lockinfo>`
 		out, err := n1.Curl(t, "dora", pass, "-X", "LOCK", "-H", "Depth: 0", "-H", "Timeout: Second-600",
 			"-H", "Content-Type: application/xml", "--data-binary", body, "-D", "-", "-o", os.DevNull, url1)
 		m := regexp.MustCompile(`(?i)lock-token:\s*<([^>]+)>`).FindStringSubmatch(out)
