@@ -3,10 +3,14 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,8 +42,9 @@ func startClusterEnv(t *testing.T) *clusterEnv {
 }
 
 // node starts a securefsd node of the cluster. The first node makes the
-// keyring and the index key; every other node starts from a data
-// directory holding copies of them (docs/CLUSTER.md, "Adding a node").
+// keyring, the index key and the users key; every other node starts from
+// a data directory holding copies of them (docs/CLUSTER.md, "Adding a
+// node").
 func (c *clusterEnv) node(t *testing.T, first *Server, opts ...ServerOption) *Server {
 	t.Helper()
 	if first != nil {
@@ -47,7 +52,7 @@ func (c *clusterEnv) node(t *testing.T, first *Server, opts ...ServerOption) *Se
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		for _, f := range []string{"keyring", "index.key"} {
+		for _, f := range []string{"keyring", "index.key", "users.key"} {
 			b, err := os.ReadFile(filepath.Join(first.DataDir, f))
 			if err != nil {
 				t.Fatal(err)
@@ -117,26 +122,6 @@ func assertNoMarker(t *testing.T, dir, marker string) {
 	}
 }
 
-// addClusterUser creates the same user, with the same password and SSH
-// key, on every node. Until the users database moves to etcd (issue 21's
-// other half), each node has its own users.db; the homes are the shared
-// index's trees: the nodes after the first find the home made by the
-// first and take it (--reuse-home).
-func addClusterUser(t *testing.T, name, pass string, nodes ...*Server) string {
-	t.Helper()
-	key := GenerateKey(t)
-	for i, n := range nodes {
-		args := []string{"user", "add", name, "--password-stdin", "--key", key + ".pub"}
-		if i > 0 {
-			args = append(args, "--reuse-home")
-		}
-		if _, err := n.CLIInput(t, pass+"\n", args...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return key
-}
-
 // TestCluster (issue 21): two nodes with their own data directories share
 // one etcd index (3 members) and one bucket. A file uploaded by OpenSSH
 // sftp through node 1 reads byte for byte by WebDAV (curl) through node 2;
@@ -149,7 +134,8 @@ func TestCluster(t *testing.T) {
 	n1 := c.node(t, nil)
 	n2 := c.node(t, n1)
 	const pass = "cluster-e2e-pass-7c1f"
-	key := addClusterUser(t, "dora", pass, n1, n2)
+	// Created once, through node 1: the users database is etcd's.
+	key := n1.AddUser(t, "dora", pass)
 
 	tmp := t.TempDir()
 	local := filepath.Join(tmp, "local.bin")
@@ -232,7 +218,7 @@ func TestClusterFaults(t *testing.T) {
 	n1 := c.node(t, nil)
 	n2 := c.node(t, n1)
 	const pass = "cluster-faults-pass-91ab"
-	key := addClusterUser(t, "dora", pass, n1, n2)
+	key := n1.AddUser(t, "dora", pass)
 	local := RandomFile(t, 600<<10)
 	got := filepath.Join(t.TempDir(), "got")
 	if out, err := n1.SFTPBatch(t, "dora", key, "put "+local+" kept.bin\n"); err != nil {
@@ -301,20 +287,41 @@ func TestClusterFaults(t *testing.T) {
 	})
 
 	t.Run("etcd quorum lost", func(t *testing.T) {
+		// A session opened before: its login was checked, its upload
+		// needs the index.
+		p := startSFTP(t, n1, "dora", n1.SSHOpts(key))
+		if out, ok := p.run("ls"); !ok {
+			t.Fatalf("sftp session before the quorum loss: %s", out)
+		}
 		c.etcd.Stop(0)
 		c.etcd.Stop(1)
+		restarted := false
+		defer func() {
+			if !restarted {
+				c.etcd.Restart(0, 1)
+			}
+		}()
 		start := time.Now()
-		out, err := n1.SFTPBatch(t, "dora", key, "put "+local+" noquorum.bin\n")
-		t.Logf("sftp put without an etcd quorum failed after %v", time.Since(start).Round(time.Millisecond))
-		if err == nil || !strings.Contains(out, "Failure") {
-			t.Fatalf("sftp put without an etcd quorum: %v, want an SFTP failure:\n%s", err, out)
+		out, ok := p.run("put " + local + " noquorum.bin")
+		t.Logf("sftp put in a session opened before the quorum loss failed after %v: %s", time.Since(start).Round(time.Millisecond), out)
+		if ok {
+			t.Fatalf("sftp put without an etcd quorum succeeded:\n%s", out)
 		}
-		t.Logf("sftp put without an etcd quorum: %s", out)
+		// A new login cannot be checked (users are etcd's): refused.
+		start = time.Now()
+		if out, err := n1.SFTPBatch(t, "dora", key, "put "+local+" noquorum.bin\n"); err == nil {
+			t.Fatalf("sftp login without an etcd quorum got in:\n%s", out)
+		}
+		t.Logf("sftp login without an etcd quorum refused after %v", time.Since(start).Round(time.Millisecond))
+		if !strings.Contains(n1.Log(), "etcd unavailable") {
+			t.Error("node 1's log does not say etcd is unavailable")
+		}
 		start = time.Now()
 		if code := nodeStatus(t, n2, pass, "-T", local, n2.DAVURL+"/noquorum-dav.bin"); code != "503" {
 			t.Errorf("webdav put without an etcd quorum: %s, want 503", code)
 		}
 		t.Logf("webdav put without an etcd quorum answered after %v", time.Since(start).Round(time.Millisecond))
+		restarted = true
 		c.etcd.Restart(0, 1)
 		start = time.Now()
 		if out, err := n1.SFTPBatch(t, "dora", key, "put "+local+" noquorum.bin\n"); err != nil {
@@ -383,4 +390,175 @@ func pendingBytes(dir string) int64 {
 		}
 	}
 	return n
+}
+
+// TestClusterUsers (issue 21): the users database, bans and WebDAV locks
+// are etcd's, shared by the nodes. A user made once through node 1's
+// admin socket logs in on node 2; a WebDAV lock taken on node 1 refuses
+// node 2's PUT without its token (423) and lets it with it; an address
+// banned for failed logins on node 1 is refused on node 2, and a ban
+// lifted on node 2 is lifted on node 1; the user disabled through node 2
+// loses the SFTP session it had open on node 1.
+func TestClusterUsers(t *testing.T) {
+	c := startClusterEnv(t)
+	n1 := c.node(t, nil)
+	n2 := c.node(t, n1)
+	const pass = "cluster-users-pass-5e2d"
+	key := n1.AddUser(t, "dora", pass)
+	local := RandomFile(t, 64<<10)
+
+	t.Run("first start", func(t *testing.T) {
+		// Node 1 found no users database in etcd and seeded it from its
+		// (new, empty) users.db; node 2 found node 1's.
+		const seeded = "copied this node's users.db into it"
+		if !strings.Contains(n1.Log(), seeded) || strings.Contains(n2.Log(), seeded) {
+			t.Fatalf("node 1 should seed the users database, node 2 not:\nnode 1:\n%s\nnode 2:\n%s", n1.Log(), n2.Log())
+		}
+		// A node with the keyring and index key but a users key of its
+		// own is refused, never served.
+		dir := filepath.Join(t.TempDir(), "data")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"keyring", "index.key"} {
+			b, err := os.ReadFile(filepath.Join(n1.DataDir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, binPath, append([]string{"--data-dir", dir, "serve", "--sftp-addr", "127.0.0.1:0", "--dav-addr", "127.0.0.1:0"}, c.args...)...)
+		cmd.Env = append(os.Environ(), c.env...)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "another users key's") {
+			t.Fatalf("a node with another users key: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("user made on node 1 logs in on node 2", func(t *testing.T) {
+		if out, err := n2.CLI(t, "user", "list"); err != nil || !strings.Contains(out, "dora") {
+			t.Fatalf("user list through node 2: %v\n%s", err, out)
+		}
+		if out, err := n2.SFTPBatch(t, "dora", key, "put "+local+" made.bin\n"); err != nil {
+			t.Fatalf("sftp key login on node 2: %v\n%s", err, out)
+		}
+		if code := davLogin(t.Context(), n2, "127.0.0.71", "dora", pass); code != http.StatusMultiStatus {
+			t.Fatalf("password login on node 2: %d, want 207", code)
+		}
+	})
+
+	t.Run("lock on node 1 holds on node 2", func(t *testing.T) {
+		url1, url2 := n1.DAVURL+"/locked.bin", n2.DAVURL+"/locked.bin"
+		if code := nodeStatus(t, n1, pass, "-T", local, url1); code != "201" {
+			t.Fatalf("put through node 1: %s", code)
+		}
+		body := `<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>` + marker + `-owner</D:owner></D:lockinfo>`
+		out, err := n1.Curl(t, "dora", pass, "-X", "LOCK", "-H", "Depth: 0", "-H", "Timeout: Second-600",
+			"-H", "Content-Type: application/xml", "--data-binary", body, "-D", "-", "-o", os.DevNull, url1)
+		m := regexp.MustCompile(`(?i)lock-token:\s*<([^>]+)>`).FindStringSubmatch(out)
+		if err != nil || m == nil {
+			t.Fatalf("LOCK through node 1: %v\n%s", err, out)
+		}
+		token := m[1]
+		if code := nodeStatus(t, n2, pass, "-T", local, url2); code != "423" {
+			t.Fatalf("put through node 2 without the lock token: %s, want 423", code)
+		}
+		if code := nodeStatus(t, n2, pass, "-X", "DELETE", url2); code != "423" {
+			t.Fatalf("delete through node 2 without the lock token: %s, want 423", code)
+		}
+		if code := nodeStatus(t, n2, pass, "-T", local, "-H", "If: (<"+token+">)", url2); code != "204" {
+			t.Fatalf("put through node 2 with the lock token: %s, want 204", code)
+		}
+		if code := nodeStatus(t, n2, pass, "-X", "UNLOCK", "-H", "Lock-Token: <"+token+">", url2); code != "204" {
+			t.Fatalf("unlock through node 2: %s, want 204", code)
+		}
+		if code := nodeStatus(t, n1, pass, "-T", local, url1); code != "204" {
+			t.Fatalf("put through node 1 after node 2's unlock: %s, want 204", code)
+		}
+		// Locked again and left so, for the look into etcd at the end.
+		if out, err := n1.Curl(t, "dora", pass, "-f", "-X", "LOCK", "-H", "Depth: 0", "-H", "Content-Type: application/xml", "--data-binary", body, "-o", os.DevNull, url1); err != nil {
+			t.Fatalf("LOCK again: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("ban on node 1 holds on node 2", func(t *testing.T) {
+		const src = "127.0.0.77"
+		// At once, so the defender's growing delay between one address's
+		// failures does not apply: its ten checks (the address threshold)
+		// ban it.
+		var wg sync.WaitGroup
+		for i := range 12 {
+			wg.Go(func() { davLogin(t.Context(), n1, src, "dora", fmt.Sprintf("wrong-%d", i)) })
+		}
+		wg.Wait()
+		if code := davLogin(t.Context(), n1, src, "dora", pass); code != http.StatusTooManyRequests {
+			t.Fatalf("the right password from the banned address on node 1: %d, want 429", code)
+		}
+		waitFor(t, 30*time.Second, "node 2 to list node 1's ban", func() bool {
+			out, _ := n2.CLI(t, "ban", "list")
+			return strings.Contains(out, src)
+		})
+		if code := davLogin(t.Context(), n2, src, "dora", pass); code != http.StatusTooManyRequests {
+			t.Fatalf("the right password from the banned address on node 2: %d, want 429", code)
+		}
+		if err := sshLogin(n2, src, "dora", keyAuth(t, key)); err == nil {
+			t.Fatal("an SSH key login from the banned address on node 2 got in")
+		}
+		if code := davLogin(t.Context(), n2, "127.0.0.78", "dora", pass); code != http.StatusMultiStatus {
+			t.Fatalf("another address on node 2: %d, want 207", code)
+		}
+		// Lifted through node 2, lifted on node 1.
+		if out, err := n2.CLI(t, "ban", "del", src); err != nil {
+			t.Fatalf("ban del through node 2: %v\n%s", err, out)
+		}
+		waitFor(t, 30*time.Second, "node 1 to lift the ban", func() bool {
+			out, _ := n1.CLI(t, "ban", "list")
+			return !strings.Contains(out, src)
+		})
+		if code := davLogin(t.Context(), n1, src, "dora", pass); code != http.StatusMultiStatus {
+			t.Fatalf("the right password from the lifted address on node 1: %d, want 207", code)
+		}
+	})
+
+	t.Run("disable on node 2 ends a session on node 1", func(t *testing.T) {
+		p := startSFTP(t, n1, "dora", n1.SSHOpts(key))
+		if out, ok := p.run("put " + local + " before.bin"); !ok {
+			t.Fatalf("upload through node 1 before the disable: %s", out)
+		}
+		if out, err := n2.CLI(t, "user", "disable", "dora"); err != nil {
+			t.Fatalf("user disable through node 2: %v\n%s", err, out)
+		}
+		// Node 1 ends the idle session by itself.
+		waitFor(t, 30*time.Second, "node 1 to end dora's session", func() bool {
+			return len(records(n1, attrs("event", "access_revoked", "user", "dora"))) >= 1
+		})
+		if out, ok := p.run("put " + local + " after.bin"); ok {
+			t.Errorf("an upload through node 1 after the disable succeeded: %s", out)
+		}
+		if code := nodeStatus(t, n1, pass, n1.DAVURL+"/after.bin"); code != "401" {
+			t.Errorf("dora's password on node 1 after the disable: %s, want 401", code)
+		}
+	})
+
+	// etcd holds users, bans and locks sealed: no user name, password,
+	// SSH key, banned address or lock owner in any key or value.
+	dump := c.etcdDump(t)
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"securefsd/u/users/", "securefsd/u/bans/", "securefsd/davlocks/l/"} {
+		if !bytes.Contains(dump, []byte(k)) {
+			t.Errorf("no key under %s in etcd: nothing was checked there", k)
+		}
+	}
+	for _, s := range []string{"dora", pass, "127.0.0.77", marker + "-owner", strings.Fields(string(pub))[1]} {
+		if bytes.Contains(dump, []byte(s)) {
+			t.Errorf("%q is in etcd", s)
+		}
+	}
 }

@@ -86,9 +86,9 @@ up() {
   for i in 1 2 3; do
     data=$dir/node$i
     if [ "$i" -gt 1 ]; then
-      # Every node holds the first node's keyring and index key before its first start.
+      # Every node holds the first node's keyring, index key and users key before its first start.
       mkdir -m 700 -p "$data"
-      install -m 600 "$dir/node1/keyring" "$dir/node1/index.key" "$data/"
+      install -m 600 "$dir/node1/keyring" "$dir/node1/index.key" "$dir/node1/users.key" "$data/"
     fi
     "$dir/bin/securefsd" --data-dir "$data" serve \
       --sftp-addr "127.0.0.1:$((base + 30 + i))" --dav-addr "127.0.0.1:$((base + 40 + i))" \
@@ -98,20 +98,17 @@ up() {
     wait_for "$dir/logs/node$i.out" '^ready$'
   done
 
-  # One user on every node (each node has its own users database until it
-  # moves to etcd): the same password, the same home in the shared index.
+  # One user, made once through node 1's admin socket: the users database
+  # is etcd's, so every node knows it.
   pass=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  for i in 1 2 3; do
-    reuse=""; [ "$i" -gt 1 ] && reuse="--reuse-home"
-    echo "$pass" | "$dir/bin/securefsd" --data-dir "$dir/node$i" user add demo --password-stdin $reuse >/dev/null
-  done
+  echo "$pass" | "$dir/bin/securefsd" --data-dir "$dir/node1" user add demo --password-stdin >/dev/null
 
   cat <<EOT
 
 securefsd cluster up in $dir
   etcd:      $endpoints
   S3:        http://127.0.0.1:$((base + 20)) (bucket sfd, prefix blobs; credentials in $dir/s3.env)
-  user:      demo, password $pass (on every node)
+  user:      demo, password $pass (every node: users, bans and WebDAV locks are in etcd)
 EOT
   for i in 1 2 3; do
     echo "  node $i:    sftp -P $((base + 30 + i)) demo@127.0.0.1    curl -k -u demo:$pass https://127.0.0.1:$((base + 40 + i))/"

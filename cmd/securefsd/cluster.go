@@ -20,9 +20,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/securefsd/securefsd/internal/cluster"
+	"github.com/securefsd/securefsd/internal/davd"
 	"github.com/securefsd/securefsd/internal/envelope"
 	"github.com/securefsd/securefsd/internal/index"
 	"github.com/securefsd/securefsd/internal/s3blob"
+	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
 
@@ -35,11 +37,11 @@ var clusterFlags = []cli.Flag{
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-region", Value: "us-east-1", Usage: "with --store: the bucket's region", EnvVars: []string{"SECUREFSD_S3_REGION"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "cache-dir", Usage: "with --store: local cache of blobs (ciphertext only; default DATA-DIR/cache)", EnvVars: []string{"SECUREFSD_CACHE_DIR"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "cache-size", Value: "1G", Usage: "with --store: bound of the cache, e.g. 10G (blobs open or being written may exceed it)", EnvVars: []string{"SECUREFSD_CACHE_SIZE"}}),
-	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-endpoints", Usage: "storage v2: keep the namespace index in etcd, shared by every node given the same endpoints and prefix (needs --store): URL,URL,...", EnvVars: []string{"SECUREFSD_ETCD_ENDPOINTS"}}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-endpoints", Usage: "a cluster node: keep the namespace index, the users database and WebDAV locks in etcd, shared by every node given the same endpoints and prefix (needs --store): URL,URL,...", EnvVars: []string{"SECUREFSD_ETCD_ENDPOINTS"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-cert", Usage: "with --etcd-endpoints: client certificate (PEM) for etcd's TLS", EnvVars: []string{"SECUREFSD_ETCD_CERT"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-key", Usage: "with --etcd-endpoints: its private key (PEM)", EnvVars: []string{"SECUREFSD_ETCD_KEY"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-ca", Usage: "with --etcd-endpoints: CA certificates (PEM) that sign etcd's server certificates", EnvVars: []string{"SECUREFSD_ETCD_CA"}}),
-	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-prefix", Value: "securefsd/", Usage: "with --etcd-endpoints: the cluster's key prefix in etcd (the index under PREFIX/i/, the nodes' pins under PREFIX/n/)", EnvVars: []string{"SECUREFSD_ETCD_PREFIX"}}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-prefix", Value: "securefsd/", Usage: "with --etcd-endpoints: the cluster's key prefix in etcd (the index under PREFIX/i/, the nodes' pins under PREFIX/n/, users under PREFIX/u/, WebDAV locks under PREFIX/davlocks/)", EnvVars: []string{"SECUREFSD_ETCD_PREFIX"}}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "etcd-timeout", Value: index.DefaultEtcdTimeout, Usage: "with --etcd-endpoints: how long one request to etcd may take; past it the operation fails (without a quorum the node refuses every operation, each after this long)", EnvVars: []string{"SECUREFSD_ETCD_TIMEOUT"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "etcd-max-txn-ops", Value: index.DefaultMaxTxnOps, Usage: "with --etcd-endpoints: etcd's --max-txn-ops (run etcd with 1024 and say so here)", EnvVars: []string{"SECUREFSD_ETCD_MAX_TXN_OPS"}}),
 }
@@ -79,6 +81,10 @@ func markRemote(dir, store, endpoints, prefix string) error {
 // collects the garbage no node reads any more (vfs.Store.Refresh).
 const refreshInterval = 5 * time.Second
 
+// etcdKeepAlive is how often the etcd client pings an idle connection
+// and how long it waits for the answer before it drops the connection.
+const etcdKeepAlive = 10 * time.Second
+
 // remote is what a node opens outside its data directory: the object
 // store, etcd and its membership. close closes them, after the Store.
 type remote struct {
@@ -86,13 +92,30 @@ type remote struct {
 	etcd  *clientv3.Client
 	index *index.Index
 	node  *cluster.Node
+	// locks is the cluster's WebDAV lock table (openClusterUsers).
+	locks *davd.EtcdLocks
+	// localUsers is the data directory's users.db, held open while the
+	// node serves from etcd's: its lock says a server runs here, and it
+	// seeded an empty cluster (openClusterUsers). Never read otherwise.
+	localUsers *users.DB
 }
 
 func (r *remote) clustered() bool { return r != nil && r.node != nil }
 
+// davLocks is the cluster's WebDAV lock table (nil: in memory).
+func (r *remote) davLocks() *davd.EtcdLocks {
+	if r == nil {
+		return nil
+	}
+	return r.locks
+}
+
 func (r *remote) close() {
 	if r == nil {
 		return
+	}
+	if r.locks != nil {
+		r.locks.Close()
 	}
 	if r.node != nil {
 		r.node.Close()
@@ -105,6 +128,9 @@ func (r *remote) close() {
 	}
 	if r.blobs != nil {
 		r.blobs.Close()
+	}
+	if r.localUsers != nil {
+		r.localUsers.Close()
 	}
 }
 
@@ -180,7 +206,10 @@ func openRemote(c *cli.Context, dir string, kr *envelope.Keyring, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	if r.etcd, err = clientv3.New(clientv3.Config{Endpoints: strings.Split(endpoints, ","), DialTimeout: 5 * time.Second, TLS: tlsConf, Logger: zap.NewNop()}); err != nil {
+	if r.etcd, err = clientv3.New(clientv3.Config{Endpoints: strings.Split(endpoints, ","), DialTimeout: 5 * time.Second, TLS: tlsConf, Logger: zap.NewNop(),
+		// A silent cut (no RST) must break the users database's watch,
+		// so the node notices it stopped hearing other nodes' changes.
+		DialKeepAliveTime: etcdKeepAlive, DialKeepAliveTimeout: etcdKeepAlive}); err != nil {
 		return nil, fmt.Errorf("etcd: %w", err)
 	}
 	key, err := loadIndexKey(dir, kr, true)
@@ -263,4 +292,66 @@ func keepRefreshed(g *group, store *vfs.Store, r *remote, log *slog.Logger) {
 			}
 		}
 	}, nil)
+}
+
+// openClusterUsers opens the cluster's user database in etcd
+// (PREFIX/u/: users, groups, folders, links, invitations, bans) in place
+// of local, the data directory's users.db, and the cluster's WebDAV lock
+// table (PREFIX/davlocks/) into r.locks. Both are sealed with the
+// users.key every node has (docs/CLUSTER.md, "Adding a node").
+//
+// The rule for the first start: a node that finds PREFIX/u/ holding no
+// database copies its users.db into it (users.CopyToEtcd), and says so
+// in the log; a new data directory's users.db is empty, so a new cluster
+// starts empty and serve makes its first user there. Once the prefix
+// holds a database, users.db is never read again: it stays open (its
+// lock) as the sign that a server runs in this data directory. Two nodes
+// starting at once on an empty prefix: one copy wins, the other node
+// opens what it wrote.
+//
+// On success r owns local; on error the caller closes it.
+func openClusterUsers(ctx context.Context, c *cli.Context, dir string, kr *envelope.Keyring, local *users.DB, opts users.Options, r *remote, log *slog.Logger) (*users.DB, error) {
+	key, err := loadUsersKey(dir, kr)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	pfx := c.String("etcd-prefix")
+	cfg := users.EtcdConfig{Client: r.etcd, Prefix: pfx + "u/", Timeout: c.Duration("etcd-timeout"), MaxTxnOps: c.Int("etcd-max-txn-ops")}
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	err = local.CopyToEtcd(cctx, cfg)
+	cancel()
+	switch {
+	case err == nil:
+		n := -1
+		if us, err := local.List(ctx); err == nil {
+			n = len(us)
+		}
+		log.Info("cluster: the user database in etcd was empty: copied this node's users.db into it; from now on every node reads etcd's, never its users.db",
+			"etcd_prefix", cfg.Prefix, "users", n)
+	case errors.Is(err, users.ErrPrefixInUse):
+		// The usual start: the cluster has its database.
+	default:
+		return nil, fmt.Errorf("copying users.db into etcd (prefix %q): %w", cfg.Prefix, err)
+	}
+	opts.Key = key
+	db, err := users.OpenEtcd(cfg, opts)
+	if errors.Is(err, users.ErrSealed) {
+		return nil, fmt.Errorf("the user database in etcd (prefix %q) is another users key's: every node needs the first node's %s, with its keyring and %s, in its data directory before its first start (docs/CLUSTER.md); this data directory made its own: stop, remove its %s and %s, copy the first node's %s: %w",
+			cfg.Prefix, usersKeyFileName, indexKeyFileName, usersKeyFileName, usersDBFileName, usersKeyFileName, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The users key keys the lock table too (NewEtcdLocks derives its
+	// own subkeys from it): every node has it, and nothing else needs
+	// distributing.
+	locks, err := davd.NewEtcdLocks(davd.EtcdLocksConfig{Client: r.etcd, Prefix: pfx + "davlocks/", Key: key, Timeout: c.Duration("etcd-timeout")})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	r.locks, r.localUsers = locks, local
+	log.Info("cluster node: users, groups, folders, links, invitations, bans and WebDAV locks in etcd", "etcd_prefix", pfx)
+	return db, nil
 }

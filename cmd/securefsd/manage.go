@@ -35,13 +35,23 @@ const usersKeyFileName = "users.key"
 // openUsers opens the data directory's users database sealed with its key
 // (made on first use: a plain database from before is sealed then).
 func openUsers(dir string, kr *envelope.Keyring, opts users.Options) (*users.DB, error) {
-	key, err := keyfile.LoadSecret(filepath.Join(dir, usersKeyFileName), kr, users.KeyBinding, users.KeySize, true)
+	key, err := loadUsersKey(dir, kr)
 	if err != nil {
-		return nil, fmt.Errorf("users database key: %w", err)
+		return nil, err
 	}
 	defer clear(key)
 	opts.Key = key
 	return users.Open(filepath.Join(dir, usersDBFileName), opts)
+}
+
+// loadUsersKey reads the users database's key from DATA-DIR/users.key
+// (making it if there is none).
+func loadUsersKey(dir string, kr *envelope.Keyring) ([]byte, error) {
+	key, err := keyfile.LoadSecret(filepath.Join(dir, usersKeyFileName), kr, users.KeyBinding, users.KeySize, true)
+	if err != nil {
+		return nil, fmt.Errorf("users database key: %w", err)
+	}
+	return key, nil
 }
 
 const storeDirName = "store"

@@ -267,8 +267,21 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core 
 		return core, nil, err
 	}
 	uopts := users.Options{Logger: log, Defender: users.DefenderOptions{Safelist: safelist}, Require2FA: c.Bool("require-2fa")}
+	var storage int
+	switch c.String("storage") {
+	case "v1", "":
+		storage = vfs.StorageV1
+	case "v2":
+		storage = vfs.StorageV2
+	default:
+		return core, nil, fmt.Errorf("--storage %q: v1 or v2", c.String("storage"))
+	}
+	if err := migrationUnderWay(dir); err != nil {
+		return core, nil, err
+	}
 	// The users database's lock says whether another server runs here:
 	// take it before opening the trail, which only one process may append to.
+	// A cluster node holds it too, though its users are etcd's.
 	db, err := openUsers(dir, kr, uopts)
 	if errors.Is(err, users.ErrLocked) {
 		return core, nil, fmt.Errorf("another securefsd is using %s", dir)
@@ -276,13 +289,37 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core 
 	if err != nil {
 		return core, nil, err
 	}
-	if err := checkAnchor(db, c.String("rollback-anchor"), log); err != nil {
+	sopts := vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes, AEAD: aead,
+		MaxHandlesPerHome: c.Int("max-handles-per-user"), MaxFileSize: maxFileSize, SharedPrefix: c.String("shared-prefix"), Observer: rec.vfs(),
+		Storage: storage, Pad: c.Bool("pad")}
+	var rem *remote
+	// undo closes what is open so far (db is the one in use: users.db,
+	// or etcd's on a cluster node, whose users.db rem holds).
+	undo := func() {
 		db.Close()
+		rem.close()
+	}
+	if wantsRemote(c) {
+		if rem, err = openRemote(c, dir, kr, log, &sopts); err != nil {
+			undo()
+			return core, nil, err
+		}
+		if rem.clustered() {
+			edb, err := openClusterUsers(c.Context, c, dir, kr, db, uopts, rem, log)
+			if err != nil {
+				undo()
+				return core, nil, err
+			}
+			db = edb
+		}
+	}
+	if err := checkAnchor(db, c.String("rollback-anchor"), log); err != nil {
+		undo()
 		return core, nil, err
 	}
 	alog, closeAudit, err := e.openAudit(c, dir, kr, names, log)
 	if err != nil {
-		db.Close()
+		undo()
 		return core, nil, fmt.Errorf("audit: %w", err)
 	}
 	// Logins and bans go to the trail and to the metrics.
@@ -300,38 +337,10 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core 
 			}
 		})
 	}
-	var storage int
-	switch c.String("storage") {
-	case "v1", "":
-		storage = vfs.StorageV1
-	case "v2":
-		storage = vfs.StorageV2
-	default:
-		closeAudit()
-		db.Close()
-		return core, nil, fmt.Errorf("--storage %q: v1 or v2", c.String("storage"))
-	}
-	if err := migrationUnderWay(dir); err != nil {
-		closeAudit()
-		db.Close()
-		return core, nil, err
-	}
-	sopts := vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes, AEAD: aead,
-		MaxHandlesPerHome: c.Int("max-handles-per-user"), MaxFileSize: maxFileSize, SharedPrefix: c.String("shared-prefix"), Observer: rec.vfs(),
-		Storage: storage, Pad: c.Bool("pad")}
-	var rem *remote
-	if wantsRemote(c) {
-		if rem, err = openRemote(c, dir, kr, log, &sopts); err != nil {
-			closeAudit()
-			db.Close()
-			return core, nil, err
-		}
-	}
 	store, err := openStore(dir, kr, sopts)
 	if err != nil {
-		rem.close()
+		undo()
 		closeAudit()
-		db.Close()
 		return core, nil, err
 	}
 	if store.StorageVersion() == vfs.StorageV1 {
@@ -339,9 +348,8 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core 
 	}
 	if err := checkIndexAnchor(store, c.String("rollback-anchor"), log); err != nil {
 		store.Close()
-		rem.close()
+		undo()
 		closeAudit()
-		db.Close()
 		return core, nil, err
 	}
 	core.dir, core.keyring, core.keyFile, core.aead, core.store, core.users = dir, kr, kf, aead, store, db
@@ -351,8 +359,8 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core 
 	}
 	return core, func() {
 		store.Close()
+		db.Close() // before rem's etcd client, which a cluster's db uses
 		rem.close()
-		db.Close()
 		closeAudit() // last: the servers' final records (session ends) are in
 	}, nil
 }
@@ -510,6 +518,7 @@ func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
 		ReadHeaderTimeout: c.Duration("read-header-timeout"), BodyStallTimeout: cmp.Or(c.Duration("body-stall-timeout"), c.Duration("read-header-timeout")),
 		MaxConns: c.Int("max-http-conns"), MaxConnsPerSource: c.Int("max-http-conns-per-source"), MaxRequestsPerUser: c.Int("max-http-requests-per-user"),
 		Recorder: recorders{core.metrics}.davd(),
+		Locks:    core.remote.davLocks(),
 	})
 	if err != nil {
 		return "", err
@@ -582,7 +591,11 @@ func ensureFirstUser(ctx context.Context, db *users.DB, store *vfs.Store, log *s
 	}
 	pw := []byte(rand.Text())
 	u := users.User{Name: name, Home: name, Perms: users.PermAll}
-	if err := db.Add(ctx, u, pw); err != nil {
+	switch err := db.Add(ctx, u, pw); {
+	case errors.Is(err, users.ErrExists):
+		// Another node of a cluster, starting at the same time, made it.
+		return "", nil, nil
+	case err != nil:
 		return "", nil, fmt.Errorf("first user: %w", err)
 	}
 	if _, err := account.Open(store, u); err != nil {

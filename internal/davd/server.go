@@ -341,6 +341,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "900")
 		http.Error(w, "too many failed logins, try again later", http.StatusTooManyRequests)
 		return
+	case errors.Is(err, users.ErrUnavailable):
+		// A cluster node that cannot reach etcd cannot check a login
+		// (fail closed); a 401 would make clients ask for the password
+		// again, as if it were wrong.
+		s.log.Warn("dav: login not checked: the user database is unavailable", "remote", r.RemoteAddr, "err", err)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "user database unavailable, try again later", http.StatusServiceUnavailable)
+		return
 	case err != nil:
 		switch {
 		case errors.Is(err, users.ErrAuthFailed):
