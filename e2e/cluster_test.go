@@ -130,6 +130,7 @@ func assertNoMarker(t *testing.T, dir, marker string) {
 // nor the nodes' data directories (cache included) hold a name's marker
 // or a plaintext run.
 func TestCluster(t *testing.T) {
+	t.Parallel() // mostly waiting on timeouts and other processes: beside the flood tests
 	c := startClusterEnv(t)
 	n1 := c.node(t, nil)
 	n2 := c.node(t, n1)
@@ -214,6 +215,7 @@ func nodeStatus(t *testing.T, n *Server, pass string, args ...string) string {
 // killed (SIGKILL) in the middle of an upload: the name never appears
 // half written, and the client's retry on the other node succeeds.
 func TestClusterFaults(t *testing.T) {
+	t.Parallel() // mostly waiting on timeouts and other processes: beside the flood tests
 	c := startClusterEnv(t)
 	n1 := c.node(t, nil)
 	n2 := c.node(t, n1)
@@ -400,6 +402,7 @@ func pendingBytes(dir string) int64 {
 // lifted on node 2 is lifted on node 1; the user disabled through node 2
 // loses the SFTP session it had open on node 1.
 func TestClusterUsers(t *testing.T) {
+	t.Parallel() // mostly waiting on timeouts and other processes: beside the flood tests
 	c := startClusterEnv(t)
 	n1 := c.node(t, nil)
 	n2 := c.node(t, n1)
