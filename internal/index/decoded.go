@@ -6,8 +6,9 @@ import (
 )
 
 // decodedCacheSize bounds the records an Index keeps decoded: the
-// directories and inodes of the paths in use (some 1 KiB each).
-const decodedCacheSize = 8192
+// directories and inodes of the paths in use and of a listed directory
+// of 10,000 entries or more (some 0.6 KiB each, 20 MiB at most).
+const decodedCacheSize = 32768
 
 // decodedCache keeps records as their callers decoded them, each with the
 // sealed value it was opened from. A record read again is served from it
