@@ -56,16 +56,9 @@ func (c *decodedCache) put(sk, sealed []byte, v any) {
 // never change it (copy what it changes). A record this transaction
 // wrote is decoded like any other.
 func (tx *Tx) GetDecoded(kind Kind, key []byte, decode func(plain []byte) (any, error)) (any, error) {
-	if err := checkKind(kind); err != nil {
-		return nil, err
-	}
-	sk := storedKey(kind, key)
-	sealed, err := tx.s.get(sk)
+	sk, sealed, err := tx.sealed(kind, key)
 	if err != nil {
 		return nil, err
-	}
-	if sealed == nil {
-		return nil, ErrNotFound
 	}
 	if v, ok := tx.x.decoded.get(sk, sealed); ok {
 		return v, nil

@@ -227,18 +227,27 @@ func checkKind(kind Kind) error {
 // Get returns the value of the record kind/key (ErrNotFound, ErrAuth).
 // The returned slice is the caller's.
 func (tx *Tx) Get(kind Kind, key []byte) ([]byte, error) {
-	if err := checkKind(kind); err != nil {
-		return nil, err
-	}
-	sk := storedKey(kind, key)
-	sealed, err := tx.s.get(sk)
+	sk, sealed, err := tx.sealed(kind, key)
 	if err != nil {
 		return nil, err
 	}
-	if sealed == nil {
-		return nil, ErrNotFound
-	}
 	return tx.x.open(sk, sealed)
+}
+
+// sealed returns the stored key and the sealed value of a record, not yet
+// opened (ErrNotFound if there is none).
+func (tx *Tx) sealed(kind Kind, key []byte) (sk, sealed []byte, err error) {
+	if err := checkKind(kind); err != nil {
+		return nil, nil, err
+	}
+	sk = storedKey(kind, key)
+	if sealed, err = tx.s.get(sk); err != nil {
+		return nil, nil, err
+	}
+	if sealed == nil {
+		return nil, nil, ErrNotFound
+	}
+	return sk, sealed, nil
 }
 
 // Put stores value under kind/key, replacing any record there.
