@@ -313,6 +313,24 @@ func TestStorageV2IndexTamper(t *testing.T) {
 		}
 		verifyNamesIndex(t)
 	})
+	t.Run("small files' contents exchanged", func(t *testing.T) {
+		// Files of up to 64 KiB keep their one segment in the index
+		// (kind 'b', docs/FORMAT.md 17): two of them swapped.
+		copyFile(t, good, index)
+		bs := indexRecords(t, index, 'b')
+		if len(bs) < 2 {
+			t.Fatalf("%d small files' blobs in the index, want the uploads'", len(bs))
+		}
+		editIndex(t, index, func(bk *bolt.Bucket) error {
+			vx, vy := bytes.Clone(bk.Get(bs[0])), bytes.Clone(bk.Get(bs[1]))
+			bk.Put(bs[0], vy)
+			return bk.Put(bs[1], vx)
+		})
+		if out := serveFails(t, srv.DataDir, "--storage", "v2"); !strings.Contains(out, "integrity") {
+			t.Errorf("serve on exchanged contents:\n%s", out)
+		}
+		verifyNamesIndex(t)
+	})
 	t.Run("entry removed", func(t *testing.T) {
 		copyFile(t, good, index)
 		ds := indexRecords(t, index, 'd')

@@ -14,6 +14,7 @@
 package content
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -42,9 +43,29 @@ const InodeIDSize = 16
 var ErrLayout = errors.New("content: segment does not match the layout")
 
 // Ref is one segment of a file: its blob and the generation that wrote it.
+// A small blob lives in the index (InIndex) instead of the blob store: it
+// is published in the same transaction as the layout naming it, so a
+// small file's upload costs the index commit and no blob write.
 type Ref struct {
-	Blob blob.ID
-	Gen  uint64
+	Blob    blob.ID
+	Gen     uint64
+	InIndex bool `json:",omitempty"`
+	// Data is an InIndex blob's bytes from Commit until the index holds
+	// them (nil once read back from the index: Inline reads them).
+	Data []byte `json:"-"`
+}
+
+// Inline is a blob store that also reads the blobs kept in the index
+// (Ref.InIndex).
+type Inline interface {
+	ReadInline(id blob.ID) ([]byte, error)
+}
+
+// InlineRewriter writes an InIndex blob's bytes back (a key rotation's
+// new key slot); a blob no longer in the index is left alone.
+type InlineRewriter interface {
+	Inline
+	RewriteInline(id blob.ID, data []byte) error
 }
 
 // Layout is a file's content as the index records it: the plaintext size
@@ -96,7 +117,19 @@ type Options struct {
 	// layout keeps the true size; reads never see the padding. Part of
 	// the layout's meaning too.
 	Pad bool
+	// InlineMax is the largest segment blob, in stored bytes, kept in the
+	// index instead of the blob store (zero: none). A segment is written
+	// in memory until it grows past it.
+	InlineMax int64
+	// Inline reads the blobs kept in the index (nil: a layout naming one
+	// fails to open it).
+	Inline Inline
 }
+
+// DefaultInlineMax is the InlineMax of a store whose index is local: a
+// segment of up to 64 KiB of plaintext (one chunk, padded or not) and its
+// envelope header.
+const DefaultInlineMax = 64<<10 + 1024
 
 // Padme returns L rounded up as the Padme scheme does (Nikitin et al.,
 // "Reducing Metadata Leakage from Encrypted Files and Communication with
@@ -222,7 +255,7 @@ func (f *File) reader(i int) (io.ReaderAt, error) {
 
 // openSegment opens the published blob of segment i.
 func (f *File) openSegment(i int, r Ref) (blob.Blob, *envelope.File, error) {
-	b, err := f.blobs.Open(r.Blob)
+	b, err := openBlob(f.blobs, f.o.Inline, r)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -233,6 +266,29 @@ func (f *File) openSegment(i int, r Ref) (blob.Blob, *envelope.File, error) {
 	}
 	return b, ef, nil
 }
+
+// openBlob opens r's blob, in the blob store or in the index (in).
+func openBlob(blobs Blobs, in Inline, r Ref) (blob.Blob, error) {
+	if !r.InIndex {
+		return blobs.Open(r.Blob)
+	}
+	data := r.Data
+	if data == nil {
+		if in == nil {
+			return nil, fmt.Errorf("content: blob %s is in the index, and no index was given", r.Blob)
+		}
+		var err error
+		if data, err = in.ReadInline(r.Blob); err != nil {
+			return nil, err
+		}
+	}
+	return memBlob{bytes.NewReader(data)}, nil
+}
+
+// memBlob is an InIndex blob read into memory (at most InlineMax bytes).
+type memBlob struct{ *bytes.Reader }
+
+func (memBlob) Close() error { return nil }
 
 // SetKeyring replaces the keyring of the segments opened from now on and
 // of new ones (a key rotation re-wraps published segments in place, so a
@@ -277,12 +333,9 @@ func (f *File) writable(i int) (*envelope.File, error) {
 	}
 	var p Pending
 	var err error
-	if m, ok := f.blobs.(interface{ CreateNew() (Pending, error) }); ok {
-		p, err = m.CreateNew() // an id cheaper to publish (blob.Dir's names made ahead)
-	} else {
-		p, err = f.blobs.Create(blob.NewID())
-	}
-	if err != nil {
+	if f.o.InlineMax > 0 {
+		p = &small{blobs: f.blobs, max: f.o.InlineMax, id: blob.NewID()}
+	} else if p, err = newPending(f.blobs); err != nil {
 		return nil, fmt.Errorf("content: segment %d: %w", i, err)
 	}
 	wr, err := envelope.Create(p, f.o.Keyring, envelope.Options{Binding: Binding(f.inode, f.gen, i), AEAD: f.o.AEAD})
@@ -290,7 +343,7 @@ func (f *File) writable(i int) (*envelope.File, error) {
 		p.Abort()
 		return nil, fmt.Errorf("content: segment %d: %w", i, err)
 	}
-	if s.ref != (Ref{}) {
+	if s.ref.Blob != (blob.ID{}) {
 		// The current content of the segment, streamed a chunk at a time.
 		r, err := f.reader(i)
 		if err == nil {
@@ -404,7 +457,7 @@ func (f *File) Commit() (Layout, []blob.ID, error) {
 		// was rewritten to full already).
 		last := len(f.segs) - 1
 		want := f.stored(last, f.size)
-		if s := f.segs[last]; s.wr == nil && s.ref != (Ref{}) && want != f.stored(last, f.old.Size) || s.wr != nil {
+		if s := f.segs[last]; s.wr == nil && s.ref.Blob != (blob.ID{}) && want != f.stored(last, f.old.Size) || s.wr != nil {
 			wr, err := f.writable(last)
 			if err != nil {
 				return Layout{}, nil, err
@@ -451,6 +504,9 @@ func (f *File) Commit() (Layout, []blob.ID, error) {
 			return Layout{}, nil, fmt.Errorf("content: segment %d: %w", i, errs[k])
 		}
 		nl.Segs[i] = Ref{Blob: s.pend.ID(), Gen: f.gen}
+		if m, ok := s.pend.(*small); ok && m.real == nil {
+			nl.Segs[i].InIndex, nl.Segs[i].Data = true, m.buf
+		}
 		s.pend = nil
 	}
 	used := map[blob.ID]bool{}
@@ -497,3 +553,105 @@ type readOnly struct{ blob.Blob }
 
 func (readOnly) WriteAt([]byte, int64) (int, error) { return 0, errors.ErrUnsupported }
 func (readOnly) Truncate(int64) error               { return errors.ErrUnsupported }
+
+// newPending starts a blob in the blob store.
+func newPending(blobs Blobs) (Pending, error) {
+	if m, ok := blobs.(interface{ CreateNew() (Pending, error) }); ok {
+		return m.CreateNew() // an id cheaper to publish (blob.Dir's names made ahead)
+	}
+	return blobs.Create(blob.NewID())
+}
+
+// small is a segment blob written in memory while it is at most max
+// bytes: published, it goes into the index with the layout (Ref.InIndex)
+// and costs no blob write. Past max it moves to a blob of the store
+// (real) and is one from then on.
+type small struct {
+	blobs Blobs
+	max   int64
+	id    blob.ID
+	buf   []byte
+	real  Pending
+}
+
+// spill moves the blob to the store once it is to hold end bytes.
+func (m *small) spill(end int64) error {
+	if m.real != nil || end <= m.max {
+		return nil
+	}
+	p, err := newPending(m.blobs)
+	if err != nil {
+		return err
+	}
+	if _, err := p.WriteAt(m.buf, 0); err != nil {
+		p.Abort()
+		return err
+	}
+	m.real, m.buf = p, nil
+	return nil
+}
+
+func (m *small) WriteAt(p []byte, off int64) (int, error) {
+	if err := m.spill(off + int64(len(p))); err != nil {
+		return 0, err
+	}
+	if m.real != nil {
+		return m.real.WriteAt(p, off)
+	}
+	if end := off + int64(len(p)); end > int64(len(m.buf)) {
+		m.buf = append(m.buf, make([]byte, end-int64(len(m.buf)))...)
+	}
+	return copy(m.buf[off:], p), nil
+}
+
+func (m *small) ReadAt(p []byte, off int64) (int, error) {
+	if m.real != nil {
+		return m.real.ReadAt(p, off)
+	}
+	if off >= int64(len(m.buf)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.buf[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (m *small) Truncate(size int64) error {
+	if err := m.spill(size); err != nil {
+		return err
+	}
+	if m.real != nil {
+		return m.real.Truncate(size)
+	}
+	if size <= int64(len(m.buf)) {
+		m.buf = m.buf[:size]
+	} else {
+		m.buf = append(m.buf, make([]byte, size-int64(len(m.buf)))...)
+	}
+	return nil
+}
+
+// Publish publishes a spilled blob; one still in memory is published by
+// the index transaction that takes the layout.
+func (m *small) Publish() error {
+	if m.real != nil {
+		return m.real.Publish()
+	}
+	return nil
+}
+
+func (m *small) Abort() {
+	if m.real != nil {
+		m.real.Abort()
+	}
+	m.buf = nil
+}
+
+func (m *small) ID() blob.ID {
+	if m.real != nil {
+		return m.real.ID()
+	}
+	return m.id
+}

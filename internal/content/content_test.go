@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/securefsd/securefsd/internal/blob"
@@ -217,7 +218,7 @@ func TestCopyOnWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	if nl.Segs[0] != l.Segs[0] || nl.Segs[2] != l.Segs[2] || nl.Segs[1].Gen != 2 || nl.Segs[1].Blob == l.Segs[1].Blob {
+	if nl.Segs[0].Blob != l.Segs[0].Blob || nl.Segs[2].Blob != l.Segs[2].Blob || nl.Segs[1].Gen != 2 || nl.Segs[1].Blob == l.Segs[1].Blob {
 		t.Errorf("layout after a one-byte write: %+v (was %+v)", nl.Segs, l.Segs)
 	}
 	if len(garbage) != 1 || garbage[0] != l.Segs[1].Blob {
@@ -380,4 +381,130 @@ func BenchmarkWrite(b *testing.B) {
 			f.Close()
 		}
 	})
+}
+
+// indexBlobs keeps InIndex blobs as the index does: the bytes of a
+// committed layout's InIndex refs, read back by id.
+type indexBlobs map[blob.ID][]byte
+
+func (m indexBlobs) ReadInline(id blob.ID) ([]byte, error) {
+	b, ok := m[id]
+	if !ok {
+		return nil, fmt.Errorf("blob %s: %w", id, os.ErrNotExist)
+	}
+	return b, nil
+}
+
+func (m indexBlobs) RewriteInline(id blob.ID, data []byte) error {
+	if _, ok := m[id]; ok {
+		m[id] = data
+	}
+	return nil
+}
+
+// publish moves l's InIndex bytes into m and returns l as the index
+// gives it back (no bytes in the refs).
+func (m indexBlobs) publish(l Layout) Layout {
+	out := Layout{Size: l.Size}
+	for _, r := range l.Segs {
+		if r.InIndex {
+			m[r.Blob] = r.Data
+		}
+		r.Data = nil
+		out.Segs = append(out.Segs, r)
+	}
+	return out
+}
+
+func countBlobs(t *testing.T, d *blob.Dir) int {
+	t.Helper()
+	n := 0
+	if err := d.List(func(blob.ID, int64) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestInline: a segment up to InlineMax is kept in memory and committed
+// as an InIndex ref with its bytes (no blob written); read back through
+// Inline it is the same file, bound like any segment; grown past
+// InlineMax it moves to the blob store; a key rotation re-wraps it.
+func TestInline(t *testing.T) {
+	e := newEnv(t)
+	idx := indexBlobs{}
+	e.o.InlineMax = 20_000
+	e.o.Inline = idx
+	inode := [InodeIDSize]byte{1}
+	small := bytes.Repeat([]byte("inline!"), 700) // 4,900 bytes
+
+	f := e.open(t, inode, Layout{}, 1)
+	f.WriteAt(small, 0)
+	l, _, err := f.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if len(l.Segs) != 1 || !l.Segs[0].InIndex || int64(len(l.Segs[0].Data)) != envelope.CiphertextSize(int64(len(small))) {
+		t.Fatalf("layout of a small file: %+v", l.Segs)
+	}
+	if n := countBlobs(t, e.blobs); n != 0 {
+		t.Fatalf("%d blobs written for a small file", n)
+	}
+	l = idx.publish(l)
+	if got := readAll(t, e.open(t, inode, l, 2)); !bytes.Equal(got, small) {
+		t.Fatal("small file reads back different")
+	}
+
+	// Another file's inline blob under this layout fails: the binding
+	// names the inode.
+	other := e.open(t, [InodeIDSize]byte{2}, Layout{}, 1)
+	other.WriteAt(small, 0)
+	ol, _, _ := other.Commit()
+	other.Close()
+	saved := idx[l.Segs[0].Blob]
+	idx[l.Segs[0].Blob] = ol.Segs[0].Data
+	if _, err := e.open(t, inode, l, 2).ReadAt(make([]byte, 10), 0); !errors.Is(err, envelope.ErrAuth) {
+		t.Fatalf("read of another file's inline blob: %v", err)
+	}
+	idx[l.Segs[0].Blob] = saved
+
+	// A key rotation re-wraps it where it is.
+	kr := e.o.Keyring.Clone()
+	kid, err := kr.Rotate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Rewrap(DirBlobs{e.blobs}, idx, inode, l, kr); err != nil || n != 1 {
+		t.Fatalf("rewrap: %d, %v", n, err)
+	}
+	ids := map[uint32]int{}
+	if err := KeyIDs(DirBlobs{e.blobs}, idx, l, ids); err != nil || ids[kid] != 1 {
+		t.Fatalf("key ids after rewrap: %v, %v", ids, err)
+	}
+	e.o.Keyring = kr
+
+	// Grown past InlineMax: a blob of the store, the inline one garbage.
+	f = e.open(t, inode, l, 2)
+	big := bytes.Repeat([]byte("spilled"), 5000) // 35,000 bytes
+	f.WriteAt(big, int64(len(small)))
+	l2, garbage, err := f.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if l2.Segs[0].InIndex || len(garbage) != 1 || garbage[0] != l.Segs[0].Blob {
+		t.Fatalf("layout after growing: %+v, garbage %v", l2.Segs, garbage)
+	}
+	if n := countBlobs(t, e.blobs); n != 1 {
+		t.Fatalf("%d blobs after the file grew past InlineMax, want 1", n)
+	}
+	if got := readAll(t, e.open(t, inode, idx.publish(l2), 3)); !bytes.Equal(got, append(slices.Clone(small), big...)) {
+		t.Fatal("grown file reads back different")
+	}
+
+	// Without the index the layout cannot be read: an error, not zeros.
+	e.o.Inline = nil
+	if _, err := e.open(t, inode, l, 3).ReadAt(make([]byte, 10), 0); err == nil {
+		t.Fatal("an InIndex segment read without an index")
+	}
 }

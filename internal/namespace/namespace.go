@@ -40,6 +40,7 @@ const (
 	kindDirent  index.Kind = 'd'
 	kindGarbage index.Kind = 'g'
 	kindSetting index.Kind = 's'
+	kindBlob    index.Kind = 'b'
 )
 
 // Errors callers test with errors.Is (they wrap the fs errors clients map).
@@ -504,7 +505,42 @@ func (tx *Tx) Publish(id ID, gen uint64, layout content.Layout, garbage []blob.I
 	if err := tx.put(kindInode, id[:], in); err != nil {
 		return err
 	}
+	for _, r := range layout.Segs {
+		if r.InIndex && r.Data != nil {
+			if err := tx.t.Put(kindBlob, r.Blob[:], r.Data); err != nil {
+				return err
+			}
+		}
+	}
 	return tx.garbage(garbage)
+}
+
+// ErrNoBlob: a layout names a blob kept in the index (content.Ref.InIndex)
+// that the index does not hold.
+var ErrNoBlob = fmt.Errorf("namespace: blob missing from the index: %w", index.ErrAuth)
+
+// InlineBlob returns the bytes of blob id kept in the index. A missing
+// one is damage: the layout naming it was published with it.
+func (tx *Tx) InlineBlob(id blob.ID) ([]byte, error) {
+	v, err := tx.t.Get(kindBlob, id[:])
+	if errors.Is(err, index.ErrNotFound) {
+		return nil, fmt.Errorf("blob %s: %w", id, ErrNoBlob)
+	}
+	return v, err
+}
+
+// RewriteInline replaces the bytes of blob id kept in the index (a key
+// rotation's new key slot); a blob no longer there (collected since) is
+// left alone.
+func (tx *Tx) RewriteInline(id blob.ID, data []byte) error {
+	_, err := tx.t.Get(kindBlob, id[:])
+	if errors.Is(err, index.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return tx.t.Put(kindBlob, id[:], data)
 }
 
 func (tx *Tx) garbage(ids []blob.ID) error {
@@ -762,8 +798,14 @@ func (tx *Tx) Garbage() (map[blob.ID]uint64, error) {
 	return out, err
 }
 
-// Forget drops blob id from the garbage list (after it is deleted).
-func (tx *Tx) Forget(id blob.ID) error { return tx.t.Delete(kindGarbage, id[:]) }
+// Forget drops blob id from the garbage list (after it is deleted), and
+// the blob itself if the index kept it.
+func (tx *Tx) Forget(id blob.ID) error {
+	if err := tx.t.Delete(kindBlob, id[:]); err != nil {
+		return err
+	}
+	return tx.t.Delete(kindGarbage, id[:])
+}
 
 // CollectGarbage is the cheap part of Collect, for after every change
 // that made garbage: it reads the garbage list only, deletes the blobs

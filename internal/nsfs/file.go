@@ -546,7 +546,9 @@ func (f *File) dropStagedLocked() {
 	s.stage(false, f.layout, f.garbage)
 	if f.later {
 		for _, r := range f.layout.Segs {
-			s.blobs.Delete(r.Blob)
+			if !r.InIndex {
+				s.blobs.Delete(r.Blob)
+			}
 		}
 		for _, id := range f.garbage {
 			s.blobs.Delete(id)

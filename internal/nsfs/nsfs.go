@@ -228,7 +228,27 @@ func (s *Store) SetKeyring(o content.Options) {
 func (s *Store) options() content.Options {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.opts
+	o := s.opts
+	o.Inline = inIndex{s.ns}
+	return o
+}
+
+// inIndex reads and rewrites the blobs the index keeps (small segments,
+// content.Ref.InIndex), each in a transaction of its own.
+type inIndex struct{ ns *namespace.NS }
+
+func (i inIndex) ReadInline(id blob.ID) ([]byte, error) {
+	var data []byte
+	err := i.ns.View(func(tx *namespace.Tx) error {
+		var err error
+		data, err = tx.InlineBlob(id)
+		return err
+	})
+	return data, err
+}
+
+func (i inIndex) RewriteInline(id blob.ID, data []byte) error {
+	return i.ns.Update(func(tx *namespace.Tx) error { return tx.RewriteInline(id, data) })
 }
 
 // Collect deletes the blobs nothing needs any more (namespace.NS.Collect):
@@ -773,7 +793,7 @@ func (t *Tree) Rewrap(name string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := content.Rewrap(t.s.blobs, id, l, t.s.options().Keyring)
+	n, err := content.Rewrap(t.s.blobs, inIndex{t.s.ns}, id, l, t.s.options().Keyring)
 	return n, pathErr("rewrap", name, err)
 }
 
@@ -785,5 +805,5 @@ func (t *Tree) KeyIDs(name string, ids map[uint32]int) error {
 	if err != nil {
 		return err
 	}
-	return pathErr("keyids", name, content.KeyIDs(t.s.blobs, l, ids))
+	return pathErr("keyids", name, content.KeyIDs(t.s.blobs, inIndex{t.s.ns}, l, ids))
 }

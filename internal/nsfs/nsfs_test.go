@@ -32,6 +32,8 @@ type env struct {
 	x     *index.Index
 	blobs *blob.Dir
 	s     *Store
+	// inlineMax is the stores' content.Options.InlineMax.
+	inlineMax int64
 }
 
 func newEnv(t *testing.T) *env {
@@ -58,7 +60,7 @@ func (e *env) open(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.x, e.blobs = x, d
-	e.s = New(namespace.New(x, nil), content.DirBlobs{Dir: d}, content.Options{Keyring: e.kr, SegmentChunks: testChunks})
+	e.s = New(namespace.New(x, nil), content.DirBlobs{Dir: d}, content.Options{Keyring: e.kr, SegmentChunks: testChunks, InlineMax: e.inlineMax})
 	t.Cleanup(func() { x.Close(); d.Close() })
 }
 
@@ -628,5 +630,109 @@ func TestPublishAs(t *testing.T) {
 	f.Close()
 	if fi, err := tr.Lstat("dir"); err != nil || !fi.IsDir() {
 		t.Errorf("the directory: %v %v", fi, err)
+	}
+}
+
+// TestInlineSegments: with InlineMax, a small file's segment is published
+// into the index with its layout (no blob file), survives a restart, and
+// once replaced or removed its record goes with the collector like a
+// blob; a key rotation re-wraps it; an upload staged by Sync keeps it in
+// memory until the publish.
+func TestInlineSegments(t *testing.T) {
+	e := &env{dir: t.TempDir(), key: make([]byte, index.RootKeySize), inlineMax: 20_000}
+	rand.Read(e.key)
+	e.kr, _ = envelope.NewKeyring()
+	e.open(t)
+	inIndex := func() int {
+		n := 0
+		e.x.View(func(tx *index.Tx) error {
+			return tx.Scan(index.Kind('b'), nil, func(_, _ []byte) error { n++; return nil })
+		})
+		return n
+	}
+	files := func() int {
+		n := 0
+		e.blobs.List(func(blob.ID, int64) error { n++; return nil })
+		return n
+	}
+	tr := e.tree(t, "alice")
+	small := random(5000)
+	write(t, tr, "s", small)
+	if inIndex() != 1 || files() != 0 {
+		t.Fatalf("a small file: %d blobs in the index, %d files", inIndex(), files())
+	}
+	e.x.Close()
+	e.blobs.Close()
+	e.open(t)
+	tr = e.tree(t, "alice")
+	if got := read(t, tr, "s"); !bytes.Equal(got, small) {
+		t.Fatal("small file differs after a restart")
+	}
+
+	// Staged by Sync, published by PublishAs: nothing in the index
+	// before.
+	up, err := tr.CreateLater(".up", 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small2 := random(3000)
+	up.WriteAt(small2, 0)
+	if err := up.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if inIndex() != 1 || files() != 0 {
+		t.Fatalf("a staged small upload: %d blobs in the index, %d files", inIndex(), files())
+	}
+	if err := up.PublishAs("s"); err != nil {
+		t.Fatal(err)
+	}
+	up.Close()
+	if got := read(t, tr, "s"); !bytes.Equal(got, small2) {
+		t.Fatal("replacement differs")
+	}
+	// The replaced one is garbage: collected, its record goes with the
+	// next transaction.
+	if _, err := e.s.Collect(); err != nil {
+		t.Fatal(err)
+	}
+	tr.Mkdir("d", 0o700)
+	if n := inIndex(); n != 1 {
+		t.Fatalf("%d blobs in the index after the replacement was collected, want 1", n)
+	}
+
+	// A key rotation re-wraps it in the index.
+	kr := e.kr.Clone()
+	kid, _ := kr.Rotate()
+	e.s.SetKeyring(content.Options{Keyring: kr, SegmentChunks: testChunks, InlineMax: e.inlineMax})
+	if n, err := tr.Rewrap("s"); err != nil || n != 1 {
+		t.Fatalf("rewrap: %d, %v", n, err)
+	}
+	ids := map[uint32]int{}
+	if err := tr.KeyIDs("s", ids); err != nil || ids[kid] != 1 {
+		t.Fatalf("key ids after the rewrap: %v, %v", ids, err)
+	}
+	if got := read(t, tr, "s"); !bytes.Equal(got, small2) {
+		t.Fatal("differs after the rewrap")
+	}
+
+	// Grown past InlineMax it moves to a blob file.
+	w, _ := tr.OpenFile("s", os.O_RDWR, 0)
+	w.WriteAt(random(30_000), 3000)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if files() != 1 {
+		t.Fatalf("%d blob files after growing past InlineMax, want 1", files())
+	}
+	if err := tr.Remove("s"); err != nil {
+		t.Fatal(err)
+	}
+	e.s.Collect()
+	tr.Mkdir("d2", 0o700)
+	if inIndex() != 0 || files() != 0 {
+		t.Fatalf("after the removal: %d blobs in the index, %d files", inIndex(), files())
+	}
+	if n, err := e.x.Verify(); err != nil {
+		t.Fatalf("index check after all that: %d records, %v", n, err)
 	}
 }

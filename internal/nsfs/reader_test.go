@@ -44,7 +44,7 @@ func TestIndependentReader(t *testing.T) {
 	defer blobs.Close()
 	ns := namespace.New(x, nil)
 	ns.Update(func(tx *namespace.Tx) error { return tx.SetSetting("pad", "true") })
-	s := New(ns, content.DirBlobs{Dir: blobs}, content.Options{Keyring: kr, Pad: true})
+	s := New(ns, content.DirBlobs{Dir: blobs}, content.Options{Keyring: kr, Pad: true, InlineMax: content.DefaultInlineMax})
 	tr, err := s.Tree("alice")
 	if err != nil {
 		t.Fatal(err)
@@ -73,6 +73,8 @@ func TestIndependentReader(t *testing.T) {
 	for name, b := range files {
 		fmt.Fprintf(&expect, "cat\talice\t%s\t%d\t%x\n", name, len(b), sha256.Sum256(b))
 	}
+	// swap, if set, exchanges two records' sealed values in the dump.
+	var swap [2]string
 	run := func(expect string) (string, error) {
 		out := filepath.Join(t.TempDir(), "dump")
 		os.MkdirAll(out, 0o700)
@@ -84,6 +86,12 @@ func TestIndependentReader(t *testing.T) {
 		os.WriteFile(filepath.Join(out, "rootkey"), []byte(base64.StdEncoding.EncodeToString(root)), 0o600)
 		var recs bytes.Buffer
 		x.Records(func(k, v []byte) error {
+			switch hex.EncodeToString(k) {
+			case swap[0]:
+				k, _ = hex.DecodeString(swap[1])
+			case swap[1]:
+				k, _ = hex.DecodeString(swap[0])
+			}
 			fmt.Fprintf(&recs, "%s %s\n", hex.EncodeToString(k), base64.StdEncoding.EncodeToString(v))
 			return nil
 		})
@@ -99,34 +107,46 @@ func TestIndependentReader(t *testing.T) {
 	}
 	t.Logf("read_tree.py:\n%s", out)
 
-	// Swap the small file's blob with the big file's last one.
-	var small, other string
-	blobs.List(func(id blob.ID, size int64) error {
-		p := filepath.Join(dir, "blobs", id.String()[:2], id.String())
+	// Small segments are in the index (kind 'b'): the small file's and
+	// the big file's last one (12,345 bytes) swapped in the dump. The
+	// 70,000-byte file's blob swapped on disk with the big file's first.
+	x.Records(func(k, v []byte) error {
 		switch {
-		case size == envelope.CiphertextSize(content.Padme(5)):
-			small = p
-		case size > 12345 && size < 70000:
-			other = p
+		case k[0] == 'b' && len(v) == 24+16+int(envelope.CiphertextSize(content.Padme(5))):
+			swap[0] = hex.EncodeToString(k)
+		case k[0] == 'b' && len(v) == 24+16+int(envelope.CiphertextSize(content.Padme(12345))):
+			swap[1] = hex.EncodeToString(k)
 		}
 		return nil
 	})
-	if small == "" || other == "" {
-		t.Fatal("blobs not found")
-	}
-	b1, _ := os.ReadFile(small)
-	b2, _ := os.ReadFile(other)
-	os.WriteFile(small, b2, 0o600)
-	os.WriteFile(other, b1, 0o600)
-	if _, err := tr.OpenFile("docs/small.txt", os.O_RDONLY, 0); err == nil {
-		f, _ := tr.OpenFile("docs/small.txt", os.O_RDONLY, 0)
-		_, rerr := f.ReadAt(make([]byte, 1), 0)
-		f.Close()
-		if rerr == nil {
-			t.Error("the Go reader read a swapped blob")
+	var mid, first string
+	blobs.List(func(id blob.ID, size int64) error {
+		p := filepath.Join(dir, "blobs", id.String()[:2], id.String())
+		switch {
+		case size == envelope.CiphertextSize(content.Padme(70000)):
+			mid = p
+		case size == envelope.CiphertextSize(4<<20):
+			first = p // one of the big file's full segments
 		}
+		return nil
+	})
+	if swap[0] == "" || swap[1] == "" || mid == "" || first == "" {
+		t.Fatalf("blobs not found: %q %q %q %q", swap[0], swap[1], mid, first)
 	}
-	if out, err = run("damaged\talice\tdocs/small.txt\tErrAuth\ndamaged\talice\tdocs/big.bin\tErrAuth\ncat\talice\tdocs/2026/Befund Ö.pdf\t70000\t" + fmt.Sprintf("%x", sha256.Sum256(files["docs/2026/Befund Ö.pdf"])) + "\n"); err != nil {
+	b1, _ := os.ReadFile(mid)
+	b2, _ := os.ReadFile(first)
+	os.WriteFile(mid, b2, 0o600)
+	os.WriteFile(first, b1, 0o600)
+	f, err := tr.OpenFile("docs/2026/Befund Ö.pdf", os.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rerr := f.ReadAt(make([]byte, 1), 0)
+	f.Close()
+	if rerr == nil {
+		t.Error("the Go reader read a swapped blob")
+	}
+	if out, err = run("damaged\talice\tdocs/small.txt\tErrAuth\ndamaged\talice\tdocs/big.bin\tErrAuth\ndamaged\talice\tdocs/2026/Befund Ö.pdf\tErrAuth\ncat\talice\tdocs/2026/q4/" + long + "\t11\t" + fmt.Sprintf("%x", sha256.Sum256(files["docs/2026/q4/"+long])) + "\n"); err != nil {
 		t.Fatalf("read_tree.py on swapped blobs: %v\n%s", err, out)
 	}
 	t.Logf("read_tree.py on swapped blobs:\n%s", out)

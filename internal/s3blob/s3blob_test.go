@@ -200,7 +200,7 @@ func TestRoundTripThroughContent(t *testing.T) {
 	}
 	copy(model[off:], patch)
 	for i := range l.Segs {
-		if changed := l2.Segs[i] != l.Segs[i]; changed != (i == 2 || i == 3) {
+		if changed := l2.Segs[i].Blob != l.Segs[i].Blob; changed != (i == 2 || i == 3) {
 			t.Errorf("segment %d: changed %v", i, changed)
 		}
 	}

@@ -118,6 +118,13 @@ func (s *Store) openV2Index(v *storeV2, opts Options) error {
 		return fmt.Errorf("vfs: open index: %w", err)
 	}
 	v.opts = content.Options{Keyring: opts.Keyring, AEAD: s.aead, Pad: pad}
+	if !v.shared {
+		// Small segments go into the local index with their layout: one
+		// commit per small upload, no blob write (docs/STORAGE.md 10c).
+		// A shared index (etcd) keeps only metadata: its values and its
+		// database are small by design.
+		v.opts.InlineMax = content.DefaultInlineMax
+	}
 	if opts.Pins != nil {
 		if v.fs, err = nsfs.NewShared(ns, blobs, v.opts, opts.Pins); err != nil {
 			return fmt.Errorf("vfs: open store: %w", err)

@@ -53,14 +53,18 @@ class Store:
         self.blobs = f"{d}/blobs"
         self.pad = self.get(b"s", b"pad") == "true"
 
-    def get(self, kind, key):
+    def raw(self, kind, key):
         sk = kind + key
+        if sk not in self.recs:
+            raise FormatError("ErrAuth")  # section 17: a layout names it
         sealed = self.recs[sk]
         try:
-            pt = xchacha_open(self.k_rec, sealed[:24], sealed[24:], b"securefsd v2 record " + sk)
+            return xchacha_open(self.k_rec, sealed[:24], sealed[24:], b"securefsd v2 record " + sk)
         except InvalidTag:
             raise FormatError("ErrAuth")
-        return json.loads(pt)
+
+    def get(self, kind, key):
+        return json.loads(self.raw(kind, key))
 
     def namekey(self, parent, name):
         msg = struct.pack(">I", len(parent)) + parent + name.encode()
@@ -98,8 +102,11 @@ class Store:
             raise FormatError("ErrLayout")
         out = bytearray()
         for i, ref in enumerate(segs):
-            blob = bytes(ref["Blob"]).hex()
-            data = open(f"{self.blobs}/{blob[:2]}/{blob}", "rb").read()
+            if ref.get("InIndex"):
+                data = self.raw(b"b", bytes(ref["Blob"]))  # section 17: kept in the index
+            else:
+                blob = bytes(ref["Blob"]).hex()
+                data = open(f"{self.blobs}/{blob[:2]}/{blob}", "rb").read()
             binding = b"securefsd v2 blob " + ino + struct.pack(">QI", ref["Gen"], i)
             pt = decrypt(data, self.keks, binding)
             want = min(SEGMENT, size - i * SEGMENT)
