@@ -87,6 +87,7 @@ func (t *Tree) CreateLater(name string, perm fs.FileMode) (*File, error) {
 		return nil, pathErr(op, name, err)
 	}
 	t.s.pin(f, epoch)
+	f.setKeyring(t.s.options()) // as in OpenFile
 	return f, nil
 }
 
@@ -147,6 +148,10 @@ func (t *Tree) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) 
 		return nil, pathErr(op, name, err)
 	}
 	t.s.pin(f, epoch)
+	// A key rotation's SetKeyring between the options above and the pin
+	// did not see this file: it would read segments re-wrapped since
+	// with a keyring lacking their new KEK.
+	f.setKeyring(t.s.options())
 	if f.writable && flag&os.O_TRUNC != 0 && in.Data.Size > 0 {
 		if err := f.Truncate(0); err != nil {
 			f.Close()
