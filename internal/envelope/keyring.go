@@ -136,6 +136,25 @@ func (k *Keyring) Remove(id uint32) error {
 	return nil
 }
 
+// With returns a copy of k that also holds other's KEKs, k's active KEK
+// staying active: a file written under a keyring a rotation replaced can
+// still unwrap what it wrote, and re-wraps it under the new active KEK.
+func (k *Keyring) With(other *Keyring) *Keyring {
+	c := k.Clone()
+	if other == nil || other == k {
+		return c
+	}
+	other.mu.RLock()
+	defer other.mu.RUnlock()
+	for id, v := range other.keys {
+		if _, ok := c.keys[id]; !ok {
+			nv := *v
+			c.keys[id] = &nv
+		}
+	}
+	return c
+}
+
 // Clone returns an independent copy (e.g. to rotate, save, then swap in).
 func (k *Keyring) Clone() *Keyring {
 	k.mu.RLock()

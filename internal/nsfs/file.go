@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/securefsd/securefsd/internal/blob"
 	"github.com/securefsd/securefsd/internal/content"
+	"github.com/securefsd/securefsd/internal/envelope"
 	"github.com/securefsd/securefsd/internal/namespace"
 )
 
@@ -53,6 +55,51 @@ type File struct {
 	layout    content.Layout
 	layoutGen uint64
 	garbage   []blob.ID
+
+	// inline holds the bytes of the small segments this File committed
+	// and the index does not hold yet (content.Ref.InIndex): they go into
+	// the index with the publish. Layouts never carry them.
+	inline map[blob.ID][]byte
+
+	// kr is the keyring cf reads and writes with. A key rotation while
+	// this File holds content not yet published (pending or staged,
+	// sealed under the old KEK, which no rotation pass sees) keeps the
+	// old KEKs in it and sets rekey: the publish then re-wraps that
+	// content under the new active KEK first.
+	kr    *envelope.Keyring
+	rekey bool
+}
+
+// options are the content options of f's content.File: the store's,
+// with f's keyring and f's view of the blobs kept in the index.
+func (f *File) options() content.Options {
+	o := f.t.s.options()
+	if f.kr == nil {
+		f.kr = o.Keyring
+	}
+	o.Keyring = f.kr
+	o.Inline = fileInline{f}
+	return o
+}
+
+// fileInline reads and rewrites the index-kept blobs of f's content: its
+// own unpublished ones first, then the index's. Callers hold f.mu (every
+// content.File call does).
+type fileInline struct{ f *File }
+
+func (i fileInline) ReadInline(id blob.ID) ([]byte, error) {
+	if b, ok := i.f.inline[id]; ok {
+		return b, nil
+	}
+	return inIndex{i.f.t.s.ns}.ReadInline(id)
+}
+
+func (i fileInline) RewriteInline(id blob.ID, data []byte) error {
+	if _, ok := i.f.inline[id]; ok {
+		i.f.inline[id] = data
+		return nil
+	}
+	return inIndex{i.f.t.s.ns}.RewriteInline(id, data)
 }
 
 // CreateLater starts a new file name that enters the index only when it
@@ -82,12 +129,14 @@ func (t *Tree) CreateLater(name string, perm fs.FileMode) (*File, error) {
 		t.s.unhold(f)
 		return nil, err
 	}
-	if f.cf, err = content.Open(t.s.blobs, f.id, content.Layout{}, f.gen, t.s.options()); err != nil {
+	if f.cf, err = content.Open(t.s.blobs, f.id, content.Layout{}, f.gen, f.options()); err != nil {
 		t.s.unhold(f)
 		return nil, pathErr(op, name, err)
 	}
 	t.s.pin(f, epoch)
-	f.setKeyring(t.s.options()) // as in OpenFile
+	f.mu.Lock()
+	f.setKeyringLocked(t.s.options().Keyring) // as in OpenFile
+	f.mu.Unlock()
 	return f, nil
 }
 
@@ -143,7 +192,7 @@ func (t *Tree) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) 
 		return nil, err
 	}
 	f.gen = in.Gen + 1
-	if f.cf, err = content.Open(t.s.blobs, f.id, in.Data, f.gen, t.s.options()); err != nil {
+	if f.cf, err = content.Open(t.s.blobs, f.id, in.Data, f.gen, f.options()); err != nil {
 		t.s.unhold(f)
 		return nil, pathErr(op, name, err)
 	}
@@ -151,7 +200,9 @@ func (t *Tree) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) 
 	// A key rotation's SetKeyring between the options above and the pin
 	// did not see this file: it would read segments re-wrapped since
 	// with a keyring lacking their new KEK.
-	f.setKeyring(t.s.options())
+	f.mu.Lock()
+	f.setKeyringLocked(t.s.options().Keyring)
+	f.mu.Unlock()
 	if f.writable && flag&os.O_TRUNC != 0 && in.Data.Size > 0 {
 		if err := f.Truncate(0); err != nil {
 			f.Close()
@@ -166,8 +217,23 @@ func (t *Tree) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) 
 func (f *File) setKeyring(o content.Options) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.setKeyringLocked(o.Keyring)
+}
+
+// setKeyringLocked switches f to keyring kr. Content f holds unpublished
+// was sealed under the keyring it had: f keeps those KEKs until its
+// publish re-wraps that content (rekey). Caller holds f.mu.
+func (f *File) setKeyringLocked(kr *envelope.Keyring) {
+	switch {
+	case kr == f.kr:
+		return
+	case f.rekey || f.kr != nil && kr.Active() != f.kr.Active() && (f.dirty || f.staged || f.later):
+		f.kr, f.rekey = kr.With(f.kr), true
+	default:
+		f.kr = kr
+	}
 	if f.cf != nil {
-		f.cf.SetKeyring(o.Keyring)
+		f.cf.SetKeyring(f.kr)
 	}
 }
 
@@ -313,6 +379,21 @@ func (f *File) commitLocked() error {
 		f.err = fmt.Errorf("publish: %w", err)
 		return f.err
 	}
+	for i, r := range layout.Segs {
+		if r.Data != nil {
+			if f.inline == nil {
+				f.inline = map[blob.ID][]byte{}
+			}
+			f.inline[r.Blob] = r.Data
+			layout.Segs[i].Data = nil
+		}
+	}
+	for _, id := range garbage {
+		if _, ok := f.inline[id]; ok {
+			// Replaced before any publish: only this File ever had it.
+			delete(f.inline, id)
+		}
+	}
 	if f.later {
 		// What a file not yet in the index replaced, only it ever had:
 		// no reader, no index record, nothing for the collector.
@@ -327,7 +408,7 @@ func (f *File) commitLocked() error {
 	f.garbage = append(f.garbage, garbage...)
 	f.gen++
 	f.dirty = false
-	if f.cf, err = content.Open(s.blobs, f.id, layout, f.gen, s.options()); err != nil {
+	if f.cf, err = content.Open(s.blobs, f.id, layout, f.gen, f.options()); err != nil {
 		f.err = fmt.Errorf("reopen: %w", err)
 		return f.err
 	}
@@ -350,6 +431,13 @@ func (f *File) publishLocked(then func(tx *namespace.Tx) error) error {
 	}
 	s.publishing.RLock()
 	err := f.commitLocked()
+	if err == nil && f.rekey && f.staged {
+		// Sealed under a KEK a rotation retired meanwhile: re-wrapped
+		// under the active one before the index names it.
+		if _, err = content.Rewrap(s.blobs, fileInline{f}, f.id, f.layout, f.kr); err != nil {
+			err = fmt.Errorf("re-wrap after a key rotation: %w", err)
+		}
+	}
 	var epoch uint64
 	if err == nil {
 		err = s.ns.Update(func(tx *namespace.Tx) error {
@@ -360,7 +448,7 @@ func (f *File) publishLocked(then func(tx *namespace.Tx) error) error {
 				}
 			}
 			if f.staged {
-				if err := tx.Publish(f.id, f.layoutGen, f.layout, f.garbage); err != nil {
+				if err := tx.Publish(f.id, f.layoutGen, f.withInline(f.layout), f.garbage); err != nil {
 					return err
 				}
 			}
@@ -384,6 +472,11 @@ func (f *File) publishLocked(then func(tx *namespace.Tx) error) error {
 	}
 	if f.staged {
 		s.stage(false, f.layout, f.garbage)
+		f.inline = nil // in the index now
+		if f.rekey && !f.dirty {
+			f.rekey = false
+			f.setKeyringLocked(s.options().Keyring)
+		}
 	}
 	f.staged, f.later, f.garbage = false, false, nil
 	// The segments this publish replaced are garbage from this epoch on;
@@ -549,6 +642,7 @@ func (f *File) dropStagedLocked() {
 	}
 	s := f.t.s
 	s.stage(false, f.layout, f.garbage)
+	f.inline = nil
 	if f.later {
 		for _, r := range f.layout.Segs {
 			if !r.InIndex {
@@ -560,4 +654,19 @@ func (f *File) dropStagedLocked() {
 		}
 	}
 	f.staged, f.garbage = false, nil
+}
+
+// withInline returns l with the bytes of the segments f holds for the
+// index (tx.Publish writes them along).
+func (f *File) withInline(l content.Layout) content.Layout {
+	if len(f.inline) == 0 {
+		return l
+	}
+	l.Segs = slices.Clone(l.Segs)
+	for i, r := range l.Segs {
+		if b, ok := f.inline[r.Blob]; ok && r.InIndex {
+			l.Segs[i].Data = b
+		}
+	}
+	return l
 }

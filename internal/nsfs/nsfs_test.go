@@ -736,3 +736,81 @@ func TestInlineSegments(t *testing.T) {
 		t.Fatalf("index check after all that: %d records, %v", n, err)
 	}
 }
+
+// TestRotateUnderOpenUploads: content written before a key rotation and
+// published after it (an upload staged by Sync, an in-place write not yet
+// published, small segments kept for the index and blobs alike) is
+// re-wrapped by its publish: after the old KEK is gone every file reads,
+// and every segment is under the new KEK.
+func TestRotateUnderOpenUploads(t *testing.T) {
+	e := &env{dir: t.TempDir(), key: make([]byte, index.RootKeySize), inlineMax: 20_000}
+	rand.Read(e.key)
+	e.kr, _ = envelope.NewKeyring()
+	e.open(t)
+	tr := e.tree(t, "alice")
+	want := map[string][]byte{"edit": random(3000), "up-small": random(4000), "up-big": random(2*segSize + 99)}
+	write(t, tr, "edit", want["edit"])
+	edit, err := tr.OpenFile("edit", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit.WriteAt([]byte("before"), 10)
+	copy(want["edit"][10:], "before")
+	ups := map[string]*File{}
+	for _, name := range []string{"up-small", "up-big"} {
+		up, err := tr.CreateLater("."+name, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		up.WriteAt(want[name][:len(want[name])/2], 0)
+		if err := up.Sync(); err != nil { // staged under the old KEK
+			t.Fatal(err)
+		}
+		ups[name] = up
+	}
+
+	// The rotation: both KEKs, every published file re-wrapped, then
+	// the old KEK removed.
+	both := e.kr.Clone()
+	newID, _ := both.Rotate()
+	oldID := e.kr.Active()
+	e.s.SetKeyring(content.Options{Keyring: both, SegmentChunks: testChunks, InlineMax: e.inlineMax})
+	if _, err := tr.Rewrap("edit"); err != nil {
+		t.Fatal(err)
+	}
+	only := both.Clone()
+	if err := only.Remove(oldID); err != nil {
+		t.Fatal(err)
+	}
+	e.s.SetKeyring(content.Options{Keyring: only, SegmentChunks: testChunks, InlineMax: e.inlineMax})
+
+	// The writers go on and publish.
+	edit.WriteAt([]byte("after"), 2000)
+	copy(want["edit"][2000:], "after")
+	if err := edit.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for name, up := range ups {
+		up.WriteAt(want[name][len(want[name])/2:], int64(len(want[name])/2))
+		if err := up.PublishAs(name); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		up.Close()
+	}
+
+	// A restart with the new KEK alone.
+	e.kr = only
+	e.x.Close()
+	e.blobs.Close()
+	e.open(t)
+	tr = e.tree(t, "alice")
+	for name, b := range want {
+		if got := read(t, tr, name); !bytes.Equal(got, b) {
+			t.Errorf("%s differs", name)
+		}
+		ids := map[uint32]int{}
+		if err := tr.KeyIDs(name, ids); err != nil || len(ids) != 1 || ids[newID] == 0 {
+			t.Errorf("%s: key ids %v, %v (want only %d)", name, ids, err, newID)
+		}
+	}
+}
