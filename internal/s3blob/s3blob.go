@@ -390,6 +390,14 @@ func (p *Pending) Publish() error {
 	return nil
 }
 
+// Upload puts size bytes of r, a blob written elsewhere (a single node's
+// blob directory being moved into a cluster), as the object of id, under
+// the same condition as Publish: an object already under id is never
+// replaced (blob.ErrExists). Nothing goes into the cache.
+func (s *Store) Upload(id blob.ID, r io.ReaderAt, size int64) error {
+	return s.put(id, r, size)
+}
+
 func (s *Store) put(id blob.ID, r io.ReaderAt, size int64) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
