@@ -2,13 +2,20 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/securefsd/securefsd/internal/testutil"
 )
 
 // migrateToCluster runs `securefsd migrate --to-store --to-etcd` on dir
@@ -174,8 +181,12 @@ func TestClusterMigrate(t *testing.T) {
 	}
 	SameFile(t, small, got)
 
+	backupDir := clusterBackupAndRestore(t, c, n1, monaKey, monaPass, files)
+
 	assertNoMarker(t, c.s3.Dir, marker)
 	AssertNoPlaintext(t, c.s3.Dir, big)
+	assertNoMarker(t, backupDir, marker)
+	AssertNoPlaintext(t, backupDir, big)
 	dump := c.etcdDump(t)
 	for _, s := range []string{marker, "mona", "otto", "team"} {
 		if bytes.Contains(dump, []byte(s)) {
@@ -189,3 +200,136 @@ func TestClusterMigrate(t *testing.T) {
 }
 
 func mustOut(out string, _ error) string { return out }
+
+// clusterBackupAndRestore (issue 21, "backup of etcd and the bucket"):
+// backup through a node's admin socket refuses; `securefsd backup
+// --etcd-endpoints --store` writes etcd's snapshot, the manifest and every
+// blob it names (byte for byte the bucket's objects), and a second run
+// downloads nothing; the backup restored into a new etcd (etcdctl
+// snapshot restore) and a new bucket (rclone copy) serves every file to a
+// new node, where the user logs in with the old password and verify finds
+// nothing damaged. It returns the backup directory.
+func clusterBackupAndRestore(t *testing.T, c *clusterEnv, n1 *Server, key, pass string, files map[string]string) string {
+	t.Helper()
+	tmp := t.TempDir()
+	if out, err := n1.CLI(t, "backup", filepath.Join(tmp, "through-node")); err == nil || !strings.Contains(err.Error(), "--etcd-endpoints") {
+		t.Fatalf("backup through a cluster node: %v, want a refusal naming --etcd-endpoints\n%s", err, out)
+	}
+	dest := filepath.Join(tmp, "cluster-backup")
+	backup := func() string {
+		cmd := exec.Command(binPath, "--data-dir", n1.DataDir, "backup", "--etcd-endpoints", strings.Join(c.etcd.Endpoints(), ","),
+			"--store", "s3://sfd/blobs", "--s3-endpoint", c.s3.Endpoint, dest)
+		cmd.Env = append(os.Environ(), c.env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("cluster backup: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	t.Logf("cluster backup: %s", backup())
+	if out := backup(); !strings.Contains(out, "(0 downloaded") {
+		t.Errorf("the second backup downloaded blobs again:\n%s", out)
+	}
+	runs, _ := filepath.Glob(filepath.Join(dest, "2*"))
+	if len(runs) != 2 {
+		t.Fatalf("backups in %s: %v, want 2", dest, runs)
+	}
+	last := runs[1]
+	man, err := os.ReadFile(filepath.Join(last, "blobs.manifest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := strings.Fields(string(man))
+	if len(ids) < 15 { // 3 segments of the big file, 12 small files
+		t.Fatalf("the manifest names %d blobs", len(ids))
+	}
+	for _, id := range ids {
+		SameFile(t, c.s3.ObjectPath("sfd", "blobs/"+id), filepath.Join(last, "blobs", id))
+	}
+	if st, err := os.Stat(filepath.Join(last, "etcd.snapshot")); err != nil || st.Size() == 0 {
+		t.Fatalf("etcd snapshot: %v", err)
+	}
+
+	// Restore: etcd from its snapshot, one member; the blobs into a new
+	// bucket; a new node with the keys.
+	etcdctl := NeedTool(t, "etcdctl")
+	peer, client := "http://"+freeLoopback(t), "http://"+freeLoopback(t)
+	edir := filepath.Join(tmp, "etcd-restored")
+	if out, err := exec.Command(etcdctl, "snapshot", "restore", filepath.Join(last, "etcd.snapshot"), "--data-dir", edir,
+		"--name", "r", "--initial-cluster", "r="+peer, "--initial-advertise-peer-urls", peer).CombinedOutput(); err != nil {
+		t.Fatalf("etcdctl snapshot restore: %v\n%s", err, out)
+	}
+	etcd := exec.Command(NeedTool(t, "etcd"), "--name", "r", "--data-dir", edir, "--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--max-txn-ops", "1024", "--log-level", "warn", "--logger", "zap")
+	if err := etcd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { etcd.Process.Kill(); etcd.Wait() })
+	waitEtcd(t, client)
+	s3 := testutil.StartS3(t, "sfd")
+	rc := exec.Command(NeedTool(t, "rclone"), "copy", filepath.Join(last, "blobs"), ":s3:sfd/blobs", "--s3-provider", "Other",
+		"--s3-endpoint", s3.Endpoint, "--s3-access-key-id", s3.AccessKey, "--s3-secret-access-key", s3.SecretKey, "--s3-force-path-style")
+	// rclone's S3 client takes a CA bundle from the environment
+	// (AWS_CA_BUNDLE) only over https; the gateway is plain http here.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") {
+			rc.Env = append(rc.Env, kv)
+		}
+	}
+	if out, err := rc.CombinedOutput(); err != nil {
+		t.Fatalf("rclone copy of the backup's blobs into a new bucket: %v\n%s", err, out)
+	}
+	dir := copyKeys(t, n1.DataDir)
+	n := StartServer(t, WithDataDir(dir), WithServeArgs("--store", "s3://sfd/blobs", "--s3-endpoint", s3.Endpoint,
+		"--etcd-endpoints", client, "--etcd-max-txn-ops", "1024"), WithEnv("AWS_ACCESS_KEY_ID="+s3.AccessKey, "AWS_SECRET_ACCESS_KEY="+s3.SecretKey))
+	got := filepath.Join(tmp, "got")
+	for name, src := range files {
+		os.Remove(got)
+		if out, err := n.Curl(t, "mona", pass, "-f", "-o", got, n.DAVURL+"/"+name); err != nil {
+			t.Fatalf("webdav get %s from the restored cluster: %v\n%s", name, err, out)
+		}
+		SameFile(t, src, got)
+	}
+	if out, err := n.SFTPBatch(t, "mona", key, "ls -1\n"); err != nil {
+		t.Fatalf("sftp on the restored cluster: %v\n%s", err, out)
+	}
+	if out, err := n.CLI(t, "verify"); err != nil {
+		t.Fatalf("verify on the restored cluster: %v\n%s", err, out)
+	}
+	return dest
+}
+
+// waitEtcd waits until the etcd at url answers a read (a deadline, not a
+// sleep).
+func waitEtcd(t *testing.T, url string) {
+	t.Helper()
+	cl, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := cl.Get(ctx, "health")
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restored etcd does not answer: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// freeLoopback is a free 127.0.0.1 port, as HOST:PORT.
+func freeLoopback(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}

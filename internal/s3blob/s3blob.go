@@ -571,6 +571,13 @@ func (s *Store) download(id blob.ID) (*entry, error) {
 	return s.addLocked(id, size, 1), nil
 }
 
+// Download writes the object of blob id to w as stored (ciphertext),
+// bypassing the cache (a backup's copy of the bucket); blob.ErrNotFound if
+// there is none.
+func (s *Store) Download(id blob.ID, w io.Writer) (int64, error) {
+	return s.get(id, w)
+}
+
 func (s *Store) get(id blob.ID, w io.Writer) (int64, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
