@@ -56,7 +56,8 @@ func copyKeys(t *testing.T, dir string) string {
 // users, homes, a shared folder, a file of several segments, names with a
 // marker) is moved into a cluster of 3 etcd members and Versity's
 // gateway, killed by SIGKILL at every stage (mid-upload, after the index,
-// after the users, mid-verification, after the local store's removal) and
+// after the users, mid-verification, after the local store's removal, after
+// the claim on the etcd prefix is dropped) and
 // run again each time; meanwhile serve refuses the data directory and a
 // node refuses the etcd prefix, and another store cannot claim the
 // prefix. Then the migrated directory and a second node with copies of
@@ -104,7 +105,7 @@ func TestClusterMigrate(t *testing.T) {
 	dir := srv.DataDir
 
 	var outs strings.Builder
-	for _, stop := range []string{"blobs:3", "index", "users", "verifying", "verified"} {
+	for _, stop := range []string{"blobs:3", "index", "users", "verifying", "verified", "dropped"} {
 		out, err := c.migrate(t, dir, "SECUREFSD_TEST_MIGRATE_STOP="+stop)
 		outs.WriteString(out)
 		if err == nil || !strings.Contains(err.Error(), "killed") {

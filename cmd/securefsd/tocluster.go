@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -140,10 +139,12 @@ func (m *clusterMigration) write(dir string) error {
 // migrateKillPoint, in the crash tests, kills the process (SIGKILL, no
 // clean-up) when the point named by SECUREFSD_TEST_MIGRATE_STOP is
 // reached: "blobs:N" after N uploads, "index", "users", "verifying",
-// "verified".
+// "verified", "dropped".
 func migrateKillPoint(point string) {
 	if os.Getenv("SECUREFSD_TEST_MIGRATE_STOP") == point {
-		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		if p, err := os.FindProcess(os.Getpid()); err == nil {
+			p.Kill() // SIGKILL on Unix
+		}
 		select {} // the signal is on its way
 	}
 }
@@ -222,8 +223,12 @@ func (e *env) migrateToCluster(c *cli.Context, dir string, kr *envelope.Keyring,
 	if timeout <= 0 {
 		return errors.New("--etcd-timeout: must be positive")
 	}
-	if err := claimPrefix(ctx, cl, want.Prefix, m.ID, timeout); err != nil {
-		return err
+	// Once verified, the claim may already be gone (killed after it was
+	// dropped): what is under the prefix is then this move's cluster.
+	if m.Stage != stageVerified {
+		if err := claimPrefix(ctx, cl, want.Prefix, m.ID, timeout); err != nil {
+			return err
+		}
 	}
 	ixCfg := index.EtcdConfig{Client: cl, Prefix: want.Prefix + "i/", MaxTxnOps: c.Int("etcd-max-txn-ops"), Timeout: timeout}
 	uCfg := users.EtcdConfig{Client: cl, Prefix: want.Prefix + "u/", Timeout: timeout, MaxTxnOps: c.Int("etcd-max-txn-ops")}
@@ -273,6 +278,7 @@ func (e *env) migrateToCluster(c *cli.Context, dir string, kr *envelope.Keyring,
 	if err != nil {
 		return fmt.Errorf("etcd: drop the claim on the prefix (run it again): %w", err)
 	}
+	migrateKillPoint("dropped")
 	if err := os.Remove(filepath.Join(dir, clusterMigrationFileName)); err != nil {
 		return err
 	}
