@@ -18,9 +18,9 @@ import (
 	"github.com/securefsd/securefsd/internal/testutil"
 )
 
-// migrateToCluster runs `securefsd migrate --to-store --to-etcd` on dir
+// migrate runs `securefsd migrate --to-store --to-etcd` on dir
 // into c, with env added (kill points).
-func (c *clusterEnv) migrate(t *testing.T, dir string, env ...string) (string, error) {
+func (c *clusterEnv) migrate(t testing.TB, dir string, env ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(binPath, "--data-dir", dir, "migrate", "--to-store", "s3://sfd/blobs", "--s3-endpoint", c.s3.Endpoint,
 		"--to-etcd", strings.Join(c.etcd.Endpoints(), ","), "--etcd-max-txn-ops", "1024")
@@ -333,4 +333,35 @@ func freeLoopback(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// BenchmarkClusterMigrate times `migrate --to-store --to-etcd` of a
+// version 2 single node holding a 256 MiB random file and 300 files of
+// 4 KiB (3 etcd members and Versity's gateway on loopback); the command
+// reports the upload and the verification apart, logged here
+// (docs/CLUSTER.md). Run it with -benchtime 1x: each iteration builds the
+// store afresh.
+func BenchmarkClusterMigrate(b *testing.B) {
+	for range b.N {
+		b.StopTimer()
+		c := startClusterEnv(b)
+		srv := StartServer(b, WithStorageV2())
+		key := srv.AddUser(b, "kx", "measure-pw-91ab2c")
+		big, small := RandomFile(b, 256<<20), RandomFile(b, 4<<10)
+		var batch strings.Builder
+		batch.WriteString("put " + big + " big.bin\nmkdir d\n")
+		for i := range 300 {
+			fmt.Fprintf(&batch, "put %s d/f%03d\n", small, i)
+		}
+		if out, err := srv.SFTPBatch(b, "kx", key, batch.String()); err != nil {
+			b.Fatalf("%v\n%s", err, out)
+		}
+		srv.Stop(b)
+		b.StartTimer()
+		out, err := c.migrate(b, srv.DataDir)
+		if err != nil {
+			b.Fatalf("migrate: %v\n%s", err, out)
+		}
+		b.Logf("%s", out)
+	}
 }

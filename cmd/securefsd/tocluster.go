@@ -380,7 +380,7 @@ func (e *env) copyBlobs(dir string, bs *s3blob.Store) error {
 		}
 		return nil
 	}
-	last := time.Now()
+	began, last := time.Now(), time.Now()
 	for range 4 {
 		wg.Go(func() {
 			for !stopped.Load() {
@@ -413,7 +413,7 @@ func (e *env) copyBlobs(dir string, bs *s3blob.Store) error {
 	if firstErr != nil {
 		return firstErr
 	}
-	return e.printf("blobs: %d uploaded (%d MB)\n", done.Load(), bytes.Load()>>20)
+	return e.printf("blobs: %d uploaded (%d MB) in %s\n", done.Load(), bytes.Load()>>20, time.Since(began).Round(time.Millisecond))
 }
 
 // copyIndex copies the local index into etcd byte for byte
@@ -485,6 +485,7 @@ func copyUsers(ctx context.Context, db *users.DB, cfg users.EtcdConfig) error {
 // every tree, read through it and the object store (downloads into the
 // cache), authenticates.
 func (e *env) verifyCluster(ctx context.Context, dir string, kr *envelope.Keyring, db *users.DB, bs *s3blob.Store, ixCfg index.EtcdConfig, uCfg users.EtcdConfig, log *slog.Logger) error {
+	began := time.Now()
 	ukey, err := loadUsersKey(dir, kr)
 	if err != nil {
 		return err
@@ -547,5 +548,5 @@ func (e *env) verifyCluster(ctx context.Context, dir string, kr *envelope.Keyrin
 	if failed > 0 {
 		return fmt.Errorf("%d files read back through etcd and the object store do not verify (securefsd verify on a node names them)", failed)
 	}
-	return e.printf("verified through etcd and the object store: %d index records, %d files, %d users (%d records)\n", records, files, len(remote), nrec)
+	return e.printf("verified through etcd and the object store: %d index records, %d files, %d users (%d records) in %s\n", records, files, len(remote), nrec, time.Since(began).Round(time.Millisecond))
 }
