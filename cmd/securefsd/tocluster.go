@@ -252,7 +252,7 @@ func (e *env) migrateToCluster(c *cli.Context, dir string, kr *envelope.Keyring,
 		}
 	}
 	if m.Stage == stageVerifying {
-		if err := e.verifyCluster(ctx, dir, kr, db, bs, ixCfg, uCfg, log); err != nil {
+		if err := e.verifyCluster(ctx, dir, kr, db, bs, ixCfg, uCfg); err != nil {
 			return fmt.Errorf("move into the cluster: verification (run it again to resume): %w", err)
 		}
 		m.Stage = stageVerified
@@ -484,13 +484,15 @@ func copyUsers(ctx context.Context, db *users.DB, cfg users.EtcdConfig) error {
 // verifies (every record opens, the root hash holds), and every file of
 // every tree, read through it and the object store (downloads into the
 // cache), authenticates.
-func (e *env) verifyCluster(ctx context.Context, dir string, kr *envelope.Keyring, db *users.DB, bs *s3blob.Store, ixCfg index.EtcdConfig, uCfg users.EtcdConfig, log *slog.Logger) error {
+func (e *env) verifyCluster(ctx context.Context, dir string, kr *envelope.Keyring, db *users.DB, bs *s3blob.Store, ixCfg index.EtcdConfig, uCfg users.EtcdConfig) error {
 	began := time.Now()
 	ukey, err := loadUsersKey(dir, kr)
 	if err != nil {
 		return err
 	}
-	udb, err := users.OpenEtcd(uCfg, users.Options{Key: ukey, Logger: log})
+	// No logger for what reads back the store and the users: their
+	// messages may name a file or a user; failures are counted instead.
+	udb, err := users.OpenEtcd(uCfg, users.Options{Key: ukey})
 	clear(ukey)
 	if err != nil {
 		return err
@@ -533,7 +535,7 @@ func (e *env) verifyCluster(ctx context.Context, dir string, kr *envelope.Keyrin
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	st, err := vfs.NewStore(tmp, vfs.Options{Keyring: kr, Logger: log, Index: x, Blobs: bs})
+	st, err := vfs.NewStore(tmp, vfs.Options{Keyring: kr, Index: x, Blobs: bs})
 	if err != nil {
 		return err
 	}
