@@ -217,17 +217,32 @@ func clusterBackupAndRestore(t *testing.T, c *clusterEnv, n1 *Server, key, pass 
 		t.Fatalf("backup through a cluster node: %v, want a refusal naming --etcd-endpoints\n%s", err, out)
 	}
 	dest := filepath.Join(tmp, "cluster-backup")
-	backup := func() string {
+	backupCmd := func(env ...string) *exec.Cmd {
 		cmd := exec.Command(binPath, "--data-dir", n1.DataDir, "backup", "--etcd-endpoints", strings.Join(c.etcd.Endpoints(), ","),
 			"--store", "s3://sfd/blobs", "--s3-endpoint", c.s3.Endpoint, dest)
-		cmd.Env = append(os.Environ(), c.env...)
-		out, err := cmd.CombinedOutput()
+		cmd.Env = append(append(os.Environ(), c.env...), env...)
+		return cmd
+	}
+	backup := func() string {
+		out, err := backupCmd().CombinedOutput()
 		if err != nil {
 			t.Fatalf("cluster backup: %v\n%s", err, out)
 		}
 		return string(out)
 	}
-	t.Logf("cluster backup: %s", backup())
+	// Killed (SIGKILL) after 5 downloads: the next run links what the
+	// stopped one downloaded.
+	if out, err := backupCmd("SECUREFSD_TEST_MIGRATE_STOP=backup:5").CombinedOutput(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("cluster backup with a kill point: %v, want killed\n%s", err, out)
+	}
+	out := backup()
+	t.Logf("cluster backup after a killed one: %s", out)
+	if strings.Contains(out, " 0 linked") {
+		t.Errorf("the backup after a killed one linked nothing:\n%s", out)
+	}
+	if partial, _ := filepath.Glob(filepath.Join(dest, "*.partial")); len(partial) != 0 {
+		t.Errorf("stopped runs left behind: %v", partial)
+	}
 	if out := backup(); !strings.Contains(out, "(0 downloaded") {
 		t.Errorf("the second backup downloaded blobs again:\n%s", out)
 	}

@@ -346,7 +346,7 @@ func (e *env) copyClusterBlobs(dest, work string, bs *s3blob.Store, ids []blob.I
 					return
 				}
 				if dl {
-					nc.Add(1)
+					migrateKillPoint(fmt.Sprintf("backup:%d", nc.Add(1)))
 				} else {
 					nl.Add(1)
 				}

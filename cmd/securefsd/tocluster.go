@@ -139,7 +139,7 @@ func (m *clusterMigration) write(dir string) error {
 // migrateKillPoint, in the crash tests, kills the process (SIGKILL, no
 // clean-up) when the point named by SECUREFSD_TEST_MIGRATE_STOP is
 // reached: "blobs:N" after N uploads, "index", "users", "verifying",
-// "verified", "dropped".
+// "verified", "dropped"; in a cluster backup "backup:N" after N downloads.
 func migrateKillPoint(point string) {
 	if os.Getenv("SECUREFSD_TEST_MIGRATE_STOP") == point {
 		if p, err := os.FindProcess(os.Getpid()); err == nil {
