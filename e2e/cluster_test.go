@@ -29,7 +29,7 @@ type clusterEnv struct {
 	env  []string // the object store's credentials, as AWS variables
 }
 
-func startClusterEnv(t *testing.T) *clusterEnv {
+func startClusterEnv(t testing.TB) *clusterEnv {
 	t.Helper()
 	c := &clusterEnv{etcd: testutil.StartEtcd(t, 3), s3: testutil.StartS3(t, "sfd")}
 	c.args = []string{"--store", "s3://sfd/blobs", "--s3-endpoint", c.s3.Endpoint,

@@ -15,7 +15,7 @@ step "installing test dependencies"
 need=()
 for pair in sftp:openssh-client ssh-keygen:openssh-client sshd:openssh-server rclone:rclone \
             litmus:litmus curl:curl unzip:unzip chromium:chromium chromedriver:chromium-driver setpriv:util-linux \
-            etcd:etcd-server; do
+            etcd:etcd-server etcdctl:etcd-client; do
   cmd=${pair%%:*} pkg=${pair#*:}
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then need+=("$pkg"); fi
 done

@@ -60,7 +60,21 @@ func (e *env) backupCommand() *cli.Command {
 				res.Dir, res.Files, res.Bytes, res.Linked, res.Resumed, res.Frozen, res.Keyring)
 		}),
 	})
-	return cmds[0]
+	// A cluster (--etcd-endpoints) is backed up from outside its nodes:
+	// their admin socket's backup copies local files, which a node has none of.
+	cmd := cmds[0]
+	cmd.Flags = append(cmd.Flags, clusterBackupFlags...)
+	cmd.Description += "\n\nA cluster: --etcd-endpoints URL,... --store s3://BUCKET[/PREFIX] --s3-endpoint URL (with a node's\n" +
+		"data directory, for its keyring and index.key; no node needs to stop) writes DEST/<time> with etcd's\n" +
+		"snapshot, every blob it can reference and their manifest (docs/CLUSTER.md, Backup of a cluster)."
+	node := cmd.Action
+	cmd.Action = func(c *cli.Context) error {
+		if c.String("etcd-endpoints") != "" {
+			return e.clusterBackup(c)
+		}
+		return node(c)
+	}
+	return cmd
 }
 
 // restoreCommand is `securefsd restore SRC --data-dir D`: offline, into a

@@ -225,6 +225,17 @@ func openRemote(c *cli.Context, dir string, kr *envelope.Keyring, log *slog.Logg
 	if timeout <= 0 {
 		return nil, errors.New("--etcd-timeout: must be positive")
 	}
+	// A move of a single node into this prefix (migrate --to-etcd) not
+	// finished: what is there is not yet a cluster's state.
+	gctx, cancel := context.WithTimeout(context.Background(), timeout)
+	resp, err := r.etcd.Get(gctx, pfx+migratingKey)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	if len(resp.Kvs) != 0 {
+		return nil, fmt.Errorf("a move of a data directory into the etcd prefix %q is not finished: run its securefsd migrate --to-store ... --to-etcd ... again to finish it, then start the nodes", pfx)
+	}
 	r.index, err = index.OpenEtcd(index.EtcdConfig{Client: r.etcd, Prefix: pfx + "i/", MaxTxnOps: c.Int("etcd-max-txn-ops"), Timeout: timeout}, key)
 	if errors.Is(err, index.ErrAuth) {
 		return nil, fmt.Errorf("the index in etcd (prefix %q) is another index key's: every node needs the first node's %s (and keyring) in its data directory before its first start (docs/CLUSTER.md): %w", pfx, indexKeyFileName, err)

@@ -78,6 +78,9 @@ func loadIndexKey(dir string, kr *envelope.Keyring, create bool) ([]byte, error)
 // object store and etcd: without them (o.Blobs) it is refused, rather
 // than opened as the empty local store it looks like.
 func openStore(dir string, kr *envelope.Keyring, o vfs.Options) (*vfs.Store, error) {
+	if err := clusterMigrationUnderWay(dir); err != nil {
+		return nil, err
+	}
 	if err := checkNotRemote(dir, o); err != nil {
 		return nil, err
 	}

@@ -35,22 +35,29 @@ func migrationUnderWay(dir string) error {
 			return fmt.Errorf("a storage migration of %s is not finished (%s exists): run securefsd migrate to finish it", dir, d)
 		}
 	}
-	return nil
+	return clusterMigrationUnderWay(dir)
 }
 
 func (e *env) migrateCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "migrate",
-		Usage: "turn the data directory's version 1 store into storage version 2 (docs/STORAGE.md); offline, resumable",
+		Usage: "turn the data directory's version 1 store into storage version 2 (docs/STORAGE.md), or move it into a cluster (--to-store, --to-etcd; docs/CLUSTER.md); offline, resumable",
 		Description: "Copies every home and shared folder into a new version 2 store beside the old one, verifying each\n" +
 			"file, then puts it in the old one's place and removes the old one (which holds every name in the clear).\n" +
-			"The server must be stopped. Killed at any point, it is finished by running it again.",
+			"With --to-store s3://BUCKET[/PREFIX] --s3-endpoint URL --to-etcd URL,...: also moves the (then version 2)\n" +
+			"store into a cluster: every blob into the bucket, the index and the users database into etcd, byte for\n" +
+			"byte, read back through etcd and the object store, then the data directory becomes the first node's.\n" +
+			"The server must be stopped. Killed at any point, it is finished by running it again (with the same flags).",
+		Flags: migrateFlags,
 		Action: func(c *cli.Context) error {
 			dir, kr, db, log, err := e.stopped(c)
 			if err != nil {
 				return err
 			}
 			defer db.Close()
+			if c.String("to-store") != "" || c.String("to-etcd") != "" {
+				return e.migrateToCluster(c, dir, kr, db, log)
+			}
 			return e.migrate(c.Context, dir, kr, log)
 		},
 	}
@@ -58,6 +65,9 @@ func (e *env) migrateCommand() *cli.Command {
 
 // migrate runs (or finishes) the migration of dir's store.
 func (e *env) migrate(ctx context.Context, dir string, kr *envelope.Keyring, log *slog.Logger) error {
+	if err := clusterMigrationUnderWay(dir); err != nil {
+		return err
+	}
 	if err := checkNotRemote(dir, vfs.Options{}); err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@
 package namespace
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -877,6 +878,45 @@ type BlobStore interface {
 // CollectStats says what Collect deleted.
 type CollectStats struct {
 	Garbage, Orphans int
+}
+
+// Referenced returns, sorted, every blob an inode references, and every
+// garbage blob that became garbage at epoch from or later: with a pin at
+// from held (no collector deletes those), the blobs any state of the
+// index from epoch from on references, all in the store (a cluster
+// backup's manifest).
+func (n *NS) Referenced(from uint64) ([]blob.ID, error) {
+	set := map[blob.ID]bool{}
+	err := n.View(func(tx *Tx) error {
+		g, err := tx.Garbage()
+		if err != nil {
+			return err
+		}
+		for id, e := range g {
+			if e >= from {
+				set[id] = true
+			}
+		}
+		return tx.t.Scan(kindInode, nil, func(_, v []byte) error {
+			var in Inode
+			if err := json.Unmarshal(v, &in); err != nil {
+				return err
+			}
+			for _, r := range in.Data.Segs {
+				set[r.Blob] = true
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]blob.ID, 0, len(set))
+	for id := range set {
+		out = append(out, id)
+	}
+	slices.SortFunc(out, func(a, b blob.ID) int { return bytes.Compare(a[:], b[:]) })
+	return out, nil
 }
 
 // Collect deletes content blobs no inode needs (docs/STORAGE.md, section

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -365,5 +366,34 @@ func TestCollectGarbageCost(t *testing.T) {
 	update(t, n, func(*Tx) error { return nil })
 	if garbage() != 0 {
 		t.Error("the record the crash left is not forgotten")
+	}
+}
+
+// TestReferenced: the inodes' blobs and the garbage from the given epoch
+// on, not older garbage, nor blobs nothing names.
+func TestReferenced(t *testing.T) {
+	n, _ := newNS(t)
+	old, newer, live := blob.NewID(), blob.NewID(), blob.NewID()
+	var f ID
+	update(t, n, func(tx *Tx) error {
+		tree, _ := tx.Tree("c", true)
+		var err error
+		if f, err = tx.Create(tree.Root, "f", File, 0o644); err != nil {
+			return err
+		}
+		return tx.Publish(f, 1, layout(1, old), nil)
+	})
+	update(t, n, func(tx *Tx) error { return tx.Publish(f, 2, layout(1, newer), []blob.ID{old}) })
+	var from uint64
+	n.View(func(tx *Tx) error { from = tx.Epoch(); return nil })
+	update(t, n, func(tx *Tx) error { return tx.Publish(f, 3, layout(1, live), []blob.ID{newer}) })
+	got, err := n.Referenced(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []blob.ID{newer, live}
+	slices.SortFunc(want, func(a, b blob.ID) int { return bytes.Compare(a[:], b[:]) })
+	if !slices.Equal(got, want) {
+		t.Fatalf("Referenced(%d) = %v, want %v (old garbage %v left out)", from, got, want, old)
 	}
 }

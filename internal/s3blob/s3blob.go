@@ -390,6 +390,14 @@ func (p *Pending) Publish() error {
 	return nil
 }
 
+// Upload puts size bytes of r, a blob written elsewhere (a single node's
+// blob directory being moved into a cluster), as the object of id, under
+// the same condition as Publish: an object already under id is never
+// replaced (blob.ErrExists). Nothing goes into the cache.
+func (s *Store) Upload(id blob.ID, r io.ReaderAt, size int64) error {
+	return s.put(id, r, size)
+}
+
 func (s *Store) put(id blob.ID, r io.ReaderAt, size int64) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
@@ -561,6 +569,13 @@ func (s *Store) download(id blob.ID) (*entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.addLocked(id, size, 1), nil
+}
+
+// Download writes the object of blob id to w as stored (ciphertext),
+// bypassing the cache (a backup's copy of the bucket); blob.ErrNotFound if
+// there is none.
+func (s *Store) Download(id blob.ID, w io.Writer) (int64, error) {
+	return s.get(id, w)
 }
 
 func (s *Store) get(id blob.ID, w io.Writer) (int64, error) {

@@ -303,6 +303,27 @@ func TestWriteOnce(t *testing.T) {
 	}
 }
 
+// TestUpload: a blob written elsewhere is uploaded as it is (read back
+// byte for byte through an empty cache), and not over an existing object.
+func TestUpload(t *testing.T) {
+	srv := testutil.StartS3(t, bucket)
+	s := newStore(t, srv, 0)
+	p := randBytes(rand.New(rand.NewPCG(7, 7)), 3<<20)
+	id := blob.NewID()
+	if err := s.Upload(id, bytes.NewReader(p), int64(len(p))); err != nil {
+		t.Fatal(err)
+	}
+	if s.Cached(id) {
+		t.Error("an uploaded blob went into the cache")
+	}
+	if got := get(t, newStore(t, srv, 0), id); !bytes.Equal(got, p) {
+		t.Fatal("the uploaded blob reads back different")
+	}
+	if err := s.Upload(id, bytes.NewReader(p[:10]), 10); !errors.Is(err, blob.ErrExists) {
+		t.Fatalf("upload over an existing object: %v, want ErrExists", err)
+	}
+}
+
 // TestCacheEviction: with a cache of three blobs, publishing more evicts
 // the least recently used (not the one just read); evicted blobs download
 // again on Open; a blob held open is never evicted, and goes once closed.

@@ -548,6 +548,12 @@ func TestCopyToEtcd(t *testing.T) {
 	if err := src.CopyToEtcd(ctx, EtcdConfig{Client: cl, Prefix: "c/u/", MaxTxnOps: 4}); err != nil {
 		t.Fatal(err)
 	}
+	if ok, err := src.MatchesEtcd(ctx, EtcdConfig{Client: cl, Prefix: "c/u/"}); !ok || err != nil {
+		t.Errorf("MatchesEtcd of the copy: %v, %v", ok, err)
+	}
+	if ok, err := src.MatchesEtcd(ctx, EtcdConfig{Client: cl, Prefix: "none/u/"}); ok || err != nil {
+		t.Errorf("MatchesEtcd of an empty prefix: %v, %v", ok, err)
+	}
 	dst := etcdNode(t, c, "c/u/", Options{})
 	if dst.Revision() != src.Revision() {
 		t.Errorf("revision %d in etcd, %d in the file", dst.Revision(), src.Revision())
@@ -570,6 +576,10 @@ func TestCopyToEtcd(t *testing.T) {
 	}
 	if err := src.CopyToEtcd(ctx, EtcdConfig{Client: cl, Prefix: "c/u/"}); !errors.Is(err, ErrPrefixInUse) {
 		t.Errorf("copy onto a database: %v, want ErrPrefixInUse", err)
+	}
+	mustAdd(t, src, User{Name: "late"}, "")
+	if ok, err := src.MatchesEtcd(ctx, EtcdConfig{Client: cl, Prefix: "c/u/"}); ok || err != nil {
+		t.Errorf("MatchesEtcd after a change of the file: %v, %v", ok, err)
 	}
 	// A copy cut short (everything but the schema): OpenEtcd refuses it.
 	resp, err := cl.Get(ctx, "c/u/", clientv3.WithPrefix())

@@ -100,3 +100,51 @@ func (db *DB) CopyToEtcd(ctx context.Context, cfg EtcdConfig) error {
 		return nil
 	})
 }
+
+// MatchesEtcd reports whether cfg.Prefix holds exactly what CopyToEtcd
+// writes of this database now (every record and the revision counter,
+// byte for byte, and nothing else): the copy a `migrate --to-etcd` cut
+// short after its last step made, not another database or one changed
+// since.
+func (db *DB) MatchesEtcd(ctx context.Context, cfg EtcdConfig) (bool, error) {
+	if db.etcd != nil || db.seal == nil {
+		return false, fmt.Errorf("users: compare with etcd: needs a sealed bbolt database: %w", ErrNotSupported)
+	}
+	if cfg.Client == nil || cfg.Prefix == "" {
+		return false, errors.New("users: etcd needs a client and a non-empty prefix")
+	}
+	want := map[string][]byte{}
+	err := db.bolt.View(func(tx *bbolt.Tx) error {
+		for _, name := range sealedBuckets {
+			if b := tx.Bucket(name); b != nil {
+				b.ForEach(func(k, v []byte) error {
+					want[cfg.Prefix+string(name)+"/"+string(k)] = bytes.Clone(v)
+					return nil
+				})
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		for _, k := range [][]byte{keySchema, keyRevision} {
+			if v := meta.Get(k); v != nil {
+				want[cfg.Prefix+string(bucketMeta)+"/"+string(k)] = bytes.Clone(v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("users: compare with etcd: %w", err)
+	}
+	resp, err := cfg.Client.Get(ctx, cfg.Prefix, clientv3.WithPrefix())
+	if err != nil {
+		return false, etcdErr("compare", err)
+	}
+	if len(resp.Kvs) != len(want) {
+		return false, nil
+	}
+	for _, kv := range resp.Kvs {
+		if v, ok := want[string(kv.Key)]; !ok || !bytes.Equal(v, kv.Value) {
+			return false, nil
+		}
+	}
+	return true, nil
+}

@@ -543,7 +543,7 @@ func (v *storeV2) snapshot(ctx context.Context, dst string, st *SnapshotStats) e
 		return err
 	}
 	if v.shared || v.blobs == nil {
-		return errors.New("vfs: a store on etcd or an object store is backed up with etcdctl snapshot save and a copy of the bucket (docs/CLUSTER.md)")
+		return errors.New("vfs: a store on etcd or an object store is not backed up through a node: run securefsd backup --etcd-endpoints ... --store s3://... DEST (docs/CLUSTER.md, Backup of a cluster)")
 	}
 	if err := v.x.CopyTo(filepath.Join(dst, indexFileName)); err != nil {
 		return err
