@@ -884,7 +884,8 @@ type CollectStats struct {
 // garbage blob that became garbage at epoch from or later: with a pin at
 // from held (no collector deletes those), the blobs any state of the
 // index from epoch from on references, all in the store (a cluster
-// backup's manifest).
+// backup's manifest). Blobs the index keeps itself (content.Ref.InIndex)
+// are not among them: a copy of the index holds them.
 func (n *NS) Referenced(from uint64) ([]blob.ID, error) {
 	set := map[blob.ID]bool{}
 	err := n.View(func(tx *Tx) error {
@@ -893,8 +894,14 @@ func (n *NS) Referenced(from uint64) ([]blob.ID, error) {
 			return err
 		}
 		for id, e := range g {
-			if e >= from {
+			if e < from {
+				continue
+			}
+			switch _, err := tx.t.Get(kindBlob, id[:]); {
+			case errors.Is(err, index.ErrNotFound):
 				set[id] = true
+			case err != nil:
+				return err
 			}
 		}
 		return tx.t.Scan(kindInode, nil, func(_, v []byte) error {
@@ -903,7 +910,9 @@ func (n *NS) Referenced(from uint64) ([]blob.ID, error) {
 				return err
 			}
 			for _, r := range in.Data.Segs {
-				set[r.Blob] = true
+				if !r.InIndex {
+					set[r.Blob] = true
+				}
 			}
 			return nil
 		})
