@@ -60,7 +60,8 @@ type Store struct {
 	mu   sync.Mutex
 	pins map[*File]uint64 // the epoch each open file read its layout at
 	// staged are the blobs of content committed but not yet in the index
-	// (File.Sync of a file not yet named): Collect keeps them.
+	// (File.Sync of a file not yet named), and the blobs open files
+	// published ahead of their commit (track): Collect keeps them.
 	staged map[blob.ID]struct{}
 
 	// In a cluster (NewShared): shared publishes this process's pin; seen
@@ -228,7 +229,23 @@ func (s *Store) SetKeyring(o content.Options) {
 func (s *Store) options() content.Options {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.opts
+	o := s.opts
+	o.Track = s.track
+	return o
+}
+
+// track records (live) or forgets a blob a File publishes ahead of its
+// commit (content.Options.Track): from before its upload starts until
+// the publish that references it (which stages it again with its layout,
+// then forgets it) or its deletion, Collect keeps it.
+func (s *Store) track(id blob.ID, live bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if live {
+		s.staged[id] = struct{}{}
+	} else {
+		delete(s.staged, id)
+	}
 }
 
 // Collect deletes the blobs nothing needs any more (namespace.NS.Collect):
