@@ -187,6 +187,11 @@ type File struct {
 	// sequential writer.
 	ahead chan struct{}
 	next  int64
+	// failed gets the error of a publish ahead that failed; the next
+	// write reports it, sticky in aheadErr: the upload cannot commit,
+	// so there is no use in receiving the rest of it.
+	failed   chan error
+	aheadErr error
 }
 
 // segment is one segment of the open file: its published version (ref,
@@ -222,7 +227,7 @@ func Open(blobs Blobs, inode [InodeIDSize]byte, layout Layout, gen uint64, o Opt
 		n = a.PublishAhead()
 	}
 	if n > 0 {
-		f.ahead = make(chan struct{}, n)
+		f.ahead, f.failed = make(chan struct{}, n), make(chan error, 1)
 	}
 	if want := f.segCount(layout.Size); want != len(layout.Segs) {
 		return nil, fmt.Errorf("content: %d segments for %d bytes, want %d: %w", len(layout.Segs), layout.Size, want, ErrLayout)
@@ -325,8 +330,14 @@ func (f *File) publishAhead(i int) error {
 	f.ahead <- struct{}{}
 	go func(p Pending) {
 		e.err = p.Publish()
-		if e.err != nil && f.o.Track != nil {
-			f.o.Track(e.id, false) // a failed publish dropped it
+		if e.err != nil {
+			if f.o.Track != nil {
+				f.o.Track(e.id, false) // a failed publish dropped it
+			}
+			select {
+			case f.failed <- e.err:
+			default: // one is enough
+			}
 		}
 		<-f.ahead
 		close(e.done)
@@ -478,6 +489,16 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 		if err := f.Truncate(off); err != nil {
 			return 0, err
 		}
+	}
+	if f.aheadErr == nil && f.failed != nil {
+		select {
+		case err := <-f.failed:
+			f.aheadErr = fmt.Errorf("content: a segment published ahead: %w", err)
+		default:
+		}
+	}
+	if f.aheadErr != nil {
+		return 0, f.aheadErr
 	}
 	n := 0
 	seq := off == f.next
