@@ -566,7 +566,12 @@ func (s *Store) download(id blob.ID) (*entry, error) {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err == nil {
+		// Under the lock: an eviction of the same id (another download
+		// of it, closed meanwhile) removes the file between a rename
+		// and its entry otherwise, and the caller's open fails.
 		err = s.root.Rename(tmp, path.Join(cacheDir, id.String()))
 	}
 	if err != nil {
@@ -576,8 +581,6 @@ func (s *Store) download(id blob.ID) (*entry, error) {
 		}
 		return nil, fmt.Errorf("s3blob: download %s: %w", id, err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	return s.addLocked(id, size, 1), nil
 }
 
