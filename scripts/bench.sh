@@ -18,6 +18,9 @@
 #                                     and a listing, scripts/bench/shared.sh)
 #        scripts/bench.sh audit      (the audit trail on against off: 1 GiB and
 #                                     2,000 small files up/down, scripts/bench/audit.sh)
+#        scripts/bench.sh cluster    (3 nodes on etcd and Versity's S3 gateway: 1 GiB upload
+#                                     through a node vs a plain S3 PUT, 32 clients on one node vs
+#                                     spread over 3, etcd requests per operation; scripts/bench/cluster.sh)
 #        scripts/bench.sh micro      (Go micro-benchmarks, benchstat format;
 #                                     BENCH_MICRO_COUNT=6 BENCH_MICRO_BENCHTIME=1s
 #                                     BENCH_MICRO_RUN=. BENCH_MICRO_PKGS="./internal/...")
@@ -76,7 +79,12 @@ fi
 if [[ ${1:-} == audit ]]; then
 	exec "$repo/scripts/bench/audit.sh"
 fi
-[[ $# == 0 ]] || die "usage: scripts/bench.sh [micro|shared]  (settings are environment variables, see the header)"
+# `scripts/bench.sh cluster`: a 3-node cluster against its object store
+# (issue 21), see scripts/bench/cluster.sh.
+if [[ ${1:-} == cluster ]]; then
+	exec "$repo/scripts/bench/cluster.sh"
+fi
+[[ $# == 0 ]] || die "usage: scripts/bench.sh [micro|shared|audit|cluster]  (settings are environment variables, see the header)"
 
 # ---------------------------------------------------------------- packages
 need_pkgs=()

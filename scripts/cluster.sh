@@ -7,7 +7,9 @@
 #   scripts/cluster.sh down   stop what `up` started (by the pids it recorded) and remove the directory
 #
 # Ports start at $CLUSTER_PORT (default 24000): etcd clients +1..+3, peers +11..+13,
-# S3 +20, node i's SFTP +30+i and WebDAV (HTTPS) +40+i. Not for production: the keys
+# S3 +20, node i's SFTP +30+i and WebDAV (HTTPS) +40+i. CLUSTER_SECUREFSD_BIN=path
+# runs that binary instead of building ./cmd/securefsd; CLUSTER_NODE_ARGS="..." are
+# more arguments of every node's serve. Not for production: the keys
 # live in the data directories and etcd runs without TLS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +52,11 @@ up() {
   mkdir -p "$dir"/{bin,pids,logs,s3/sfd}
   chmod 700 "$dir"
   echo "building securefsd and Versity's S3 gateway..."
-  go build -o "$dir/bin/securefsd" ./cmd/securefsd
+  if [ -n "${CLUSTER_SECUREFSD_BIN:-}" ]; then
+    install -m 755 "$CLUSTER_SECUREFSD_BIN" "$dir/bin/securefsd"
+  else
+    go build -o "$dir/bin/securefsd" ./cmd/securefsd
+  fi
   gw=$(go tool -n github.com/versity/versitygw/cmd/versitygw | tail -1)
 
   initial="" endpoints=""
@@ -93,7 +99,7 @@ up() {
     "$dir/bin/securefsd" --data-dir "$data" serve \
       --sftp-addr "127.0.0.1:$((base + 30 + i))" --dav-addr "127.0.0.1:$((base + 40 + i))" \
       --store s3://sfd/blobs --s3-endpoint "http://127.0.0.1:$((base + 20))" \
-      --etcd-endpoints "$endpoints" --etcd-max-txn-ops 1024 >"$dir/logs/node$i.out" 2>"$dir/logs/node$i.log" &
+      --etcd-endpoints "$endpoints" --etcd-max-txn-ops 1024 ${CLUSTER_NODE_ARGS:-} >"$dir/logs/node$i.out" 2>"$dir/logs/node$i.log" &
     echo $! >"$dir/pids/node$i"
     wait_for "$dir/logs/node$i.out" '^ready$'
   done

@@ -124,6 +124,33 @@ type Options struct {
 	// Inline reads the blobs kept in the index (nil: a layout naming one
 	// fails to open it).
 	Inline Inline
+	// Ahead is how many full segments of a sequential write may be
+	// published in the background at once while the writer goes on (a
+	// segment is final once the writer moved past it), so that Commit
+	// waits only for the last ones. Zero: the Blobs' PublishAhead if it
+	// has one (an object store, where a publish is an upload), else none
+	// (every segment is published at Commit).
+	Ahead int
+	// Track, if set, is told of a blob published before its Commit:
+	// live true before its publish starts (a collector must not take it
+	// for an orphan from then on), false once it was deleted again
+	// because the File was closed without committing it or rewrote its
+	// segment. A blob that a Commit returns in its layout stays live: the
+	// caller takes it over with the layout.
+	Track func(id blob.ID, live bool)
+}
+
+// Ahead is what a Blobs that publishes by uploading offers: how many
+// segments a File publishes ahead of Commit (Options.Ahead).
+type Ahead interface {
+	PublishAhead() int
+}
+
+// Deleter is what a Blobs that can delete offers: a blob published ahead
+// and then not committed is deleted at once (without it, it is left for
+// the collector's orphan pass).
+type Deleter interface {
+	Delete(id blob.ID) error
 }
 
 // DefaultInlineMax is the InlineMax of a store whose index is local: a
@@ -188,6 +215,16 @@ type File struct {
 	size  int64
 	old   Layout // the layout opened (its segments are garbage once replaced)
 	segs  []*segment
+	// ahead: tokens of the publishes running in the background (nil:
+	// none are made); next: where the last write ended, to tell a
+	// sequential writer.
+	ahead chan struct{}
+	next  int64
+	// failed gets the error of a publish ahead that failed; the next
+	// write reports it, sticky in aheadErr: the upload cannot commit,
+	// so there is no use in receiving the rest of it.
+	failed   chan error
+	aheadErr error
 }
 
 // segment is one segment of the open file: its published version (ref,
@@ -199,12 +236,32 @@ type segment struct {
 	blob blob.Blob
 	pend Pending
 	wr   *envelope.File // the pending blob's content
+	// early: pend's publish, started in the background when the writer
+	// moved past this full segment (wr closed then). Until it is
+	// committed the File owns the blob and deletes it if it closes
+	// without committing it.
+	early *early
+}
+
+// early is a publish running in the background: done is closed when it
+// ended, with err.
+type early struct {
+	id   blob.ID
+	done chan struct{}
+	err  error
 }
 
 // Open opens the content layout of the file inode for reading and, at
 // generation gen (higher than every generation in layout), writing.
 func Open(blobs Blobs, inode [InodeIDSize]byte, layout Layout, gen uint64, o Options) (*File, error) {
 	f := &File{blobs: blobs, o: o, ss: o.segmentSize(), inode: inode, gen: gen, size: layout.Size, old: layout}
+	n := o.Ahead
+	if a, ok := blobs.(Ahead); ok && n == 0 {
+		n = a.PublishAhead()
+	}
+	if n > 0 {
+		f.ahead, f.failed = make(chan struct{}, n), make(chan error, 1)
+	}
 	if want := f.segCount(layout.Size); want != len(layout.Segs) {
 		return nil, fmt.Errorf("content: %d segments for %d bytes, want %d: %w", len(layout.Segs), layout.Size, want, ErrLayout)
 	}
@@ -231,6 +288,9 @@ func (f *File) reader(i int) (io.ReaderAt, error) {
 	if s.wr != nil {
 		return s.wr, nil
 	}
+	if s.early != nil {
+		return f.earlyReader(i)
+	}
 	if s.rd == nil {
 		b, ef, err := f.openSegment(i, s.ref)
 		if err != nil && (errors.Is(err, envelope.ErrAuth) || errors.Is(err, envelope.ErrUnknownKey)) {
@@ -251,6 +311,88 @@ func (f *File) reader(i int) (io.ReaderAt, error) {
 		s.rd, s.blob = ef, b
 	}
 	return s.rd, nil
+}
+
+// earlyReader waits for segment i's publish ahead and opens the blob it
+// published (a full segment of this generation).
+func (f *File) earlyReader(i int) (io.ReaderAt, error) {
+	s := f.segs[i]
+	<-s.early.done
+	if s.early.err != nil {
+		return nil, fmt.Errorf("content: segment %d: %w", i, s.early.err)
+	}
+	if s.rd == nil {
+		b, ef, err := f.openSegment(i, Ref{Blob: s.early.id, Gen: f.gen})
+		if err != nil {
+			return nil, fmt.Errorf("content: segment %d: %w", i, err)
+		}
+		if ef.Size() != f.ss {
+			ef.Close()
+			b.Close()
+			return nil, fmt.Errorf("content: segment %d holds %d bytes, published %d: %w", i, ef.Size(), f.ss, ErrLayout)
+		}
+		s.rd, s.blob = ef, b
+	}
+	return s.rd, nil
+}
+
+// publishAhead starts the publish of segment i, full and written, in the
+// background, once Ahead allows one more (else it waits: a writer faster
+// than the uploads is held back, so at most Ahead segments wait in the
+// cache directory besides the ones being written).
+func (f *File) publishAhead(i int) error {
+	s := f.segs[i]
+	err := s.wr.Close()
+	s.wr = nil
+	if err != nil {
+		s.pend.Abort()
+		s.pend = nil
+		return fmt.Errorf("content: segment %d: %w", i, err)
+	}
+	if s.rd != nil {
+		// The version it replaces is read no more.
+		s.rd.Close()
+		s.blob.Close()
+		s.rd, s.blob = nil, nil
+	}
+	e := &early{id: s.pend.ID(), done: make(chan struct{})}
+	if f.o.Track != nil {
+		f.o.Track(e.id, true)
+	}
+	s.early = e
+	f.ahead <- struct{}{}
+	go func(p Pending) {
+		e.err = p.Publish()
+		if e.err != nil {
+			if f.o.Track != nil {
+				f.o.Track(e.id, false) // a failed publish dropped it
+			}
+			select {
+			case f.failed <- e.err:
+			default: // one is enough
+			}
+		}
+		<-f.ahead
+		close(e.done)
+	}(s.pend)
+	s.pend = nil
+	return nil
+}
+
+// dropEarly waits for segment s's publish ahead and deletes the blob it
+// published: the File closes without committing it, or rewrites it.
+func (f *File) dropEarly(s *segment) {
+	e := s.early
+	s.early = nil
+	<-e.done
+	if e.err != nil {
+		return
+	}
+	if d, ok := f.blobs.(Deleter); ok && d.Delete(e.id) == nil && f.o.Track != nil {
+		f.o.Track(e.id, false)
+	}
+	// Not deleted: an orphan, still tracked (kept) until this process
+	// ends; the collector's orphan pass takes it after a restart.
 }
 
 // openSegment opens the published blob of segment i.
@@ -331,6 +473,23 @@ func (f *File) writable(i int) (*envelope.File, error) {
 	if s.wr != nil {
 		return s.wr, nil
 	}
+	// The current content: the published version's first n bytes, or all
+	// of the blob this segment published ahead (a write went back to it).
+	var src io.ReaderAt
+	var n int64
+	if s.early != nil {
+		r, err := f.earlyReader(i)
+		if err != nil {
+			return nil, err
+		}
+		src, n = r, f.ss
+	} else if s.ref.Blob != (blob.ID{}) {
+		r, err := f.reader(i)
+		if err != nil {
+			return nil, err
+		}
+		src, n = r, f.segLen(i, min(f.size, f.old.Size))
+	}
 	var p Pending
 	var err error
 	if f.o.InlineMax > 0 {
@@ -343,18 +502,21 @@ func (f *File) writable(i int) (*envelope.File, error) {
 		p.Abort()
 		return nil, fmt.Errorf("content: segment %d: %w", i, err)
 	}
-	if s.ref.Blob != (blob.ID{}) {
+	if src != nil {
 		// The current content of the segment, streamed a chunk at a time.
-		r, err := f.reader(i)
-		if err == nil {
-			n := f.segLen(i, min(f.size, f.old.Size))
-			_, err = io.CopyBuffer(&offsetWriter{w: wr}, io.NewSectionReader(r, 0, n), make([]byte, envelope.DefaultChunkSize))
-		}
-		if err != nil {
+		if _, err := io.CopyBuffer(&offsetWriter{w: wr}, io.NewSectionReader(src, 0, n), make([]byte, envelope.DefaultChunkSize)); err != nil {
 			wr.Close()
 			p.Abort()
 			return nil, err
 		}
+	}
+	if s.early != nil {
+		// Rewritten: the blob published ahead is not this segment's any
+		// more.
+		s.rd.Close()
+		s.blob.Close()
+		s.rd, s.blob = nil, nil
+		f.dropEarly(s)
 	}
 	s.pend, s.wr = p, wr
 	return wr, nil
@@ -381,10 +543,28 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 			return 0, err
 		}
 	}
+	if f.aheadErr == nil && f.failed != nil {
+		select {
+		case err := <-f.failed:
+			f.aheadErr = fmt.Errorf("content: a segment published ahead: %w", err)
+		default:
+		}
+	}
+	if f.aheadErr != nil {
+		return 0, f.aheadErr
+	}
 	n := 0
+	seq := off == f.next
 	for n < len(p) {
 		i := int(off / f.ss)
 		in := off - int64(i)*f.ss
+		if f.ahead != nil && seq && i > 0 && f.segs[i-1].wr != nil && f.segLen(i-1, f.size) == f.ss {
+			// A sequential writer moved past segment i-1, full: it is
+			// final unless the writer comes back, so it goes now.
+			if err := f.publishAhead(i - 1); err != nil {
+				return n, err
+			}
+		}
 		wr, err := f.writable(i)
 		if err != nil {
 			return n, err
@@ -395,6 +575,7 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 		}
 		n, off = n+k, off+int64(k)
 		f.size = max(f.size, off)
+		f.next, seq = off, true
 	}
 	return n, nil
 }
@@ -410,7 +591,7 @@ func (f *File) Truncate(size int64) error {
 	}
 	keep := f.segCount(size)
 	for _, s := range f.segs[min(keep, len(f.segs)):] {
-		s.close()
+		f.closeSegment(s)
 	}
 	f.segs = f.segs[:min(keep, len(f.segs))]
 	if size < f.size {
@@ -470,6 +651,15 @@ func (f *File) Commit() (Layout, []blob.ID, error) {
 	var touched []int
 	for i, s := range f.segs {
 		nl.Segs[i] = s.ref
+		if s.early != nil {
+			// Published ahead: only waited for.
+			<-s.early.done
+			if err := s.early.err; err != nil {
+				return Layout{}, nil, fmt.Errorf("content: segment %d: %w", i, err)
+			}
+			nl.Segs[i] = Ref{Blob: s.early.id, Gen: f.gen}
+			continue
+		}
 		if s.wr == nil {
 			continue
 		}
@@ -509,6 +699,9 @@ func (f *File) Commit() (Layout, []blob.ID, error) {
 		}
 		s.pend = nil
 	}
+	for _, s := range f.segs {
+		s.early = nil // committed: the caller's now
+	}
 	used := map[blob.ID]bool{}
 	for _, r := range nl.Segs {
 		used[r.Blob] = true
@@ -525,13 +718,18 @@ func (f *File) Commit() (Layout, []blob.ID, error) {
 // Close drops every pending blob not committed and closes what is open.
 func (f *File) Close() error {
 	for _, s := range f.segs {
-		s.close()
+		f.closeSegment(s)
 	}
 	f.segs = nil
 	return nil
 }
 
-func (s *segment) close() {
+// closeSegment drops segment s's pending or ahead-published blob and
+// closes what is open.
+func (f *File) closeSegment(s *segment) {
+	if s.early != nil {
+		f.dropEarly(s)
+	}
 	if s.wr != nil {
 		s.wr.Close()
 		s.wr = nil

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/securefsd/securefsd/internal/blob"
@@ -82,15 +83,33 @@ func readAll(t *testing.T, f *File) []byte {
 // and to a byte slice, committing and reopening at a new generation now
 // and then: the content always agrees, and the blob store holds exactly
 // the blobs the layout references (no leak, no loss).
+// With ahead > 0 full segments a write moved past are published in the
+// background (Options.Ahead): writes going back to them, truncations
+// dropping them and reads of them meet segments being or already
+// published, and no blob published ahead is left once not committed.
 func TestAgainstModel(t *testing.T) {
 	for _, pad := range []bool{false, true} {
-		t.Run(fmt.Sprintf("pad=%v", pad), func(t *testing.T) { testAgainstModel(t, pad) })
+		for _, ahead := range []int{0, 1, 3} {
+			t.Run(fmt.Sprintf("pad=%v/ahead=%d", pad, ahead), func(t *testing.T) { testAgainstModel(t, pad, ahead) })
+		}
 	}
 }
 
-func testAgainstModel(t *testing.T, pad bool) {
+func testAgainstModel(t *testing.T, pad bool, ahead int) {
 	e := newEnv(t)
 	e.o.Pad = pad
+	e.o.Ahead = ahead
+	var mu sync.Mutex
+	live := map[blob.ID]bool{}
+	committed := map[blob.ID]bool{}
+	e.o.Track = func(id blob.ID, ok bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ok == live[id] {
+			t.Errorf("blob %s tracked live=%v twice", id, ok)
+		}
+		live[id] = ok
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	ss := int64(testChunks * envelope.DefaultChunkSize)
 	inode := [InodeIDSize]byte{1}
@@ -98,8 +117,27 @@ func testAgainstModel(t *testing.T, pad bool) {
 	var l Layout
 	gen := uint64(1)
 	f := e.open(t, inode, l, gen)
+	next := int64(0)
 	for step := range 300 {
-		switch op := rng.IntN(10); {
+		switch op := rng.IntN(12); {
+		case op >= 10:
+			// Sequential writes from where the last one ended, in
+			// pieces, as an upload writes.
+			for range 1 + rng.IntN(8) {
+				p := make([]byte, 1+rng.IntN(int(ss)/2))
+				for i := range p {
+					p[i] = byte(rng.Uint32())
+				}
+				off := min(next, int64(len(model)))
+				if _, err := f.WriteAt(p, off); err != nil {
+					t.Fatalf("step %d: write: %v", step, err)
+				}
+				if end := off + int64(len(p)); end > int64(len(model)) {
+					model = append(model, make([]byte, end-int64(len(model)))...)
+				}
+				copy(model[off:], p)
+				next = off + int64(len(p))
+			}
 		case op < 5:
 			off := rng.Int64N(5 * ss)
 			p := make([]byte, 1+rng.IntN(int(ss)+1000))
@@ -136,6 +174,9 @@ func testAgainstModel(t *testing.T, pad bool) {
 			}
 		default:
 			l = e.commit(t, f)
+			for _, r := range l.Segs {
+				committed[r.Blob] = true
+			}
 			gen++
 			f = e.open(t, inode, l, gen)
 		}
@@ -144,11 +185,24 @@ func testAgainstModel(t *testing.T, pad bool) {
 		}
 	}
 	l = e.commit(t, f)
+	for _, r := range l.Segs {
+		committed[r.Blob] = true
+	}
 	f = e.open(t, inode, l, gen+1)
 	defer f.Close()
 	if !bytes.Equal(readAll(t, f), model) {
 		t.Fatal("content after the last commit differs")
 	}
+	mu.Lock()
+	for id, ok := range live {
+		if ok && !committed[id] {
+			t.Errorf("blob %s published ahead, never committed, still tracked", id)
+		}
+	}
+	if ahead > 0 && len(live) == 0 {
+		t.Error("no segment was published ahead")
+	}
+	mu.Unlock()
 	stored := map[blob.ID]bool{}
 	e.blobs.List(func(id blob.ID, _ int64) error { stored[id] = true; return nil })
 	if len(stored) != len(l.Segs) {
@@ -381,6 +435,47 @@ func BenchmarkWrite(b *testing.B) {
 			f.Close()
 		}
 	})
+}
+
+// TestAbortAhead: an upload whose segments were published while it was
+// written, then closed without a commit, leaves only the old blobs, and
+// every blob it published ahead was deleted.
+func TestAbortAhead(t *testing.T) {
+	e := newEnv(t)
+	inode := [InodeIDSize]byte{6}
+	data, l := threeSegments(t, e, inode)
+	e.o.Ahead = 2
+	var mu sync.Mutex
+	live := map[blob.ID]bool{}
+	e.o.Track = func(id blob.ID, ok bool) { mu.Lock(); live[id] = ok; mu.Unlock() }
+	f := e.open(t, inode, l, 2)
+	ss := testChunks * envelope.DefaultChunkSize
+	for off := 0; off < 6*ss; off += 40 << 10 {
+		if _, err := f.WriteAt(make([]byte, 40<<10), int64(off)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	mu.Lock()
+	if len(live) < 4 {
+		t.Errorf("%d segments published ahead of 6 written, want at least 4", len(live))
+	}
+	for id, ok := range live {
+		if ok {
+			t.Errorf("blob %s published ahead still live after the abort", id)
+		}
+	}
+	mu.Unlock()
+	n := 0
+	e.blobs.List(func(blob.ID, int64) error { n++; return nil })
+	if n != len(l.Segs) {
+		t.Errorf("%d blobs after an aborted write, want %d", n, len(l.Segs))
+	}
+	f = e.open(t, inode, l, 3)
+	defer f.Close()
+	if !bytes.Equal(readAll(t, f), data) {
+		t.Fatal("old content changed by an aborted write")
+	}
 }
 
 // indexBlobs keeps InIndex blobs as the index does: the bytes of a

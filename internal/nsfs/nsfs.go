@@ -60,7 +60,8 @@ type Store struct {
 	mu   sync.Mutex
 	pins map[*File]uint64 // the epoch each open file read its layout at
 	// staged are the blobs of content committed but not yet in the index
-	// (File.Sync of a file not yet named): Collect keeps them.
+	// (File.Sync of a file not yet named), and the blobs open files
+	// published ahead of their commit (track): Collect keeps them.
 	staged map[blob.ID]struct{}
 
 	// In a cluster (NewShared): shared publishes this process's pin; seen
@@ -230,6 +231,7 @@ func (s *Store) options() content.Options {
 	defer s.mu.Unlock()
 	o := s.opts
 	o.Inline = inIndex{s.ns}
+	o.Track = s.track
 	return o
 }
 
@@ -249,6 +251,20 @@ func (i inIndex) ReadInline(id blob.ID) ([]byte, error) {
 
 func (i inIndex) RewriteInline(id blob.ID, data []byte) error {
 	return i.ns.Update(func(tx *namespace.Tx) error { return tx.RewriteInline(id, data) })
+}
+
+// track records (live) or forgets a blob a File publishes ahead of its
+// commit (content.Options.Track): from before its upload starts until
+// the publish that references it (which stages it again with its layout,
+// then forgets it) or its deletion, Collect keeps it.
+func (s *Store) track(id blob.ID, live bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if live {
+		s.staged[id] = struct{}{}
+	} else {
+		delete(s.staged, id)
+	}
 }
 
 // Collect deletes the blobs nothing needs any more (namespace.NS.Collect):

@@ -814,3 +814,63 @@ func TestRotateUnderOpenUploads(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishAhead: an upload whose full segments are published while it
+// is written (content.Options.Ahead, as on an object store) keeps them
+// through the collector's orphan pass, which runs while it writes, and
+// publishes them in its one transaction; an aborted one leaves no blob.
+func TestPublishAhead(t *testing.T) {
+	e := newEnv(t)
+	e.s = New(e.s.ns, content.DirBlobs{Dir: e.blobs}, content.Options{Keyring: e.kr, SegmentChunks: testChunks, Ahead: 2})
+	tr := e.tree(t, "alice")
+	blobs := func() int {
+		n := 0
+		e.blobs.List(func(blob.ID, int64) error { n++; return nil })
+		return n
+	}
+	for _, abort := range []bool{false, true} {
+		before := blobs()
+		f, err := tr.CreateLater("up", 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := random(5*segSize + 17)
+		for off := 0; off < len(data); off += 8 << 10 {
+			if _, err := f.WriteAt(data[off:min(off+8<<10, len(data))], int64(off)); err != nil {
+				t.Fatal(err)
+			}
+			if off%segSize == 0 {
+				if _, err := e.s.Collect(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if got := blobs(); got < before+3 {
+			t.Errorf("%d blobs published while writing 6 segments, want at least 3", got-before)
+		}
+		if abort {
+			if err := f.Abort(); err != nil {
+				t.Fatal(err)
+			}
+			if got := blobs(); got != before {
+				t.Errorf("%d blobs left by an aborted upload", got-before)
+			}
+			continue
+		}
+		if _, err := e.s.Collect(); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := read(t, tr, "up"); !bytes.Equal(got, data) {
+			t.Fatal("the upload reads back different")
+		}
+		if got := blobs(); got != before+6 {
+			t.Errorf("%d blobs for a 6-segment file", got-before)
+		}
+		if err := tr.Remove("up"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -55,6 +55,13 @@ var ErrUnreachable = fmt.Errorf("s3blob: object store unreachable: %w", blob.Err
 // other, each streamed from the local file.
 const PartSize = 16 << 20
 
+// Ahead is how many segments of a sequential upload a content.File
+// publishes in the background while its writer goes on
+// (content.Options.Ahead): enough to keep the server busy while the
+// next segment is encrypted, few enough that a fast writer waits for the
+// uploads rather than fill the cache directory.
+const Ahead = 4
+
 // DefaultCacheSize bounds the cache when Config.CacheSize is zero.
 const DefaultCacheSize = 1 << 30
 
@@ -341,6 +348,10 @@ func (s *Store) Create(id blob.ID) (content.Pending, error) {
 	return &Pending{File: f, s: s, id: id, tmp: tmp}, nil
 }
 
+// PublishAhead implements content.Ahead: a publish is an upload, worth
+// starting while the writer goes on.
+func (s *Store) PublishAhead() int { return Ahead }
+
 // ID is the id the blob will have.
 func (p *Pending) ID() blob.ID { return p.id }
 
@@ -358,20 +369,21 @@ func (p *Pending) Publish() error {
 	}
 	p.done = true
 	s := p.s
-	err := p.File.Sync()
-	var size int64
-	if err == nil {
-		var st os.FileInfo
-		if st, err = p.File.Stat(); err == nil {
-			size = st.Size()
-		}
-	}
+	st, err := p.File.Stat()
 	if err != nil {
 		p.File.Close()
 		s.root.Remove(p.tmp)
 		return fmt.Errorf("s3blob: publish %s: %w", p.id, err)
 	}
+	size := st.Size()
+	// The local file's fsync is for the cache only (a cached blob must
+	// not be torn after a crash); the upload does not wait for it.
+	synced := make(chan error, 1)
+	go func() { synced <- p.File.Sync() }()
 	err = s.put(p.id, p.File, size)
+	if serr := <-synced; err == nil && serr != nil {
+		err = fmt.Errorf("s3blob: publish %s: %w", p.id, serr)
+	}
 	if cerr := p.File.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("s3blob: publish %s: %w", p.id, cerr)
 	}
@@ -401,7 +413,13 @@ func (s *Store) Upload(id blob.ID, r io.ReaderAt, size int64) error {
 func (s *Store) put(id blob.ID, r io.ReaderAt, size int64) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	opts := minio.PutObjectOptions{ContentType: "application/octet-stream"}
+	// UNSIGNED-PAYLOAD: the body is not hashed into the signature. Over
+	// plain HTTP minio-go would otherwise sign it in chunks (SHA-256 of
+	// every 64 KiB on both sides, a second pass over the data); what is
+	// uploaded is envelope ciphertext whose every chunk is authenticated
+	// on read, so a body changed on the way fails there, never serves
+	// other bytes (docs/CLUSTER.md).
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableContentSha256: true}
 	opts.SetMatchETagExcept("*") // If-None-Match: *
 	var err error
 	if size <= PartSize {
@@ -442,7 +460,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, r io.ReaderAt, siz
 	var parts []minio.CompletePart
 	for n, off := 1, int64(0); off < size; n, off = n+1, off+PartSize {
 		l := min(PartSize, size-off)
-		p, err := s.core.PutObjectPart(ctx, s.bucket, key, upload, n, io.NewSectionReader(r, off, l), l, minio.PutObjectPartOptions{})
+		p, err := s.core.PutObjectPart(ctx, s.bucket, key, upload, n, io.NewSectionReader(r, off, l), l, minio.PutObjectPartOptions{DisableContentSha256: opts.DisableContentSha256})
 		if err != nil {
 			return fmt.Errorf("part %d: %w", n, err)
 		}
@@ -556,7 +574,12 @@ func (s *Store) download(id blob.ID) (*entry, error) {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err == nil {
+		// Under the lock: an eviction of the same id (another download
+		// of it, closed meanwhile) removes the file between a rename
+		// and its entry otherwise, and the caller's open fails.
 		err = s.root.Rename(tmp, path.Join(cacheDir, id.String()))
 	}
 	if err != nil {
@@ -566,8 +589,6 @@ func (s *Store) download(id blob.ID) (*entry, error) {
 		}
 		return nil, fmt.Errorf("s3blob: download %s: %w", id, err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	return s.addLocked(id, size, 1), nil
 }
 

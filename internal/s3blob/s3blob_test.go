@@ -434,6 +434,25 @@ func TestServerDown(t *testing.T) {
 	isDown("check", s.Check())
 	_, err = e.write(t, s, l, 2, []byte("change"), 10)
 	isDown("content commit", err)
+	// A long upload fails while it is written, once a segment it
+	// published ahead failed, not only at its commit; closed, it leaves
+	// nothing being written in the cache.
+	f, err := content.Open(s, e.inode, content.Layout{}, 1, e.o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 32<<10)
+	for off := int64(0); err == nil; off += int64(len(chunk)) {
+		if off > 1<<30 {
+			t.Fatal("1 GiB written with the server down and no error")
+		}
+		_, err = f.WriteAt(chunk, off)
+	}
+	isDown("write of a long upload", err)
+	f.Close()
+	if ents, err := os.ReadDir(filepath.Join(cfg.CacheDir, "tmp")); err != nil || len(ents) != 0 {
+		t.Errorf("the cache holds %d files being written after the upload closed (%v)", len(ents), err)
+	}
 	// The cached file reads, through content, from this store and from a
 	// restart of it over the same cache (the node restarted).
 	if got, err := e.read(s, l, 2); err != nil || !bytes.Equal(got, model) {
