@@ -5,7 +5,7 @@
 #   - blob (storage v2's blobs), backup and atomicfile import nothing of ours; index (v2's index) only
 #     atomicfile (and of others' bbolt, x/crypto and the etcd client, its cluster engine); content (v2 file
 #     content as segment blobs) only envelope and blob; namespace (v2 names on the index) only
-#     index, content and blob; nsfs (v2's file system) only namespace, content and blob (its ids); s3blob (v2 blobs in
+#     index, content and blob; nsfs (v2's file system) only namespace, content, blob (its ids) and envelope (the keyrings a rotation hands over); s3blob (v2 blobs in
 #     an S3-compatible store, issue 21) only blob, content and minio-go, and only s3blob imports minio-go;
 #     cluster (a node's lease and pin in etcd, issue 21) imports nothing of ours, only the etcd client;
 #   - envelope depends on nothing outside the standard library but golang.org/x/crypto and
@@ -57,7 +57,7 @@ only directNonstd internal/keyfile "$mod/internal/envelope\|$mod/internal/atomic
 only directNonstd internal/index "$mod/internal/atomicfile\|go\.etcd\.io/bbolt.*\|go\.etcd\.io/etcd/client/v3\|go\.etcd\.io/etcd/api/v3/v3rpc/rpctypes\|golang\.org/x/crypto/.*"
 only directNonstd internal/content "$mod/internal/envelope\|$mod/internal/blob"
 only directNonstd internal/namespace "$mod/internal/index\|$mod/internal/content\|$mod/internal/blob"
-only directNonstd internal/nsfs "$mod/internal/namespace\|$mod/internal/content\|$mod/internal/blob"
+only directNonstd internal/nsfs "$mod/internal/namespace\|$mod/internal/content\|$mod/internal/blob\|$mod/internal/envelope"
 only directNonstd internal/cluster "go\.etcd\.io/etcd/client/v3"
 only directNonstd internal/s3blob "$mod/internal/blob\|$mod/internal/content\|github\.com/minio/minio-go/v7\(/.*\)\{0,1\}"
 for p in $(go list ./... | sed "s#^$mod/##" | grep -v '^internal/s3blob$'); do
