@@ -70,7 +70,7 @@ type Store struct {
 	wg     sync.WaitGroup
 
 	mu        sync.Mutex
-	lease     clientv3.LeaseID // the node lease; 0: none yet, or lost
+	lease     clientv3.LeaseID  // the node lease; 0: none yet, or lost
 	published map[string][]byte // what l/ holds of this node: key → plaintext
 }
 

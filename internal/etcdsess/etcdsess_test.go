@@ -208,4 +208,3 @@ func TestLive(t *testing.T) {
 		t.Fatalf("kill with a node gone: %d, %v", n, err)
 	}
 }
-
