@@ -107,8 +107,13 @@ func New(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// Node is this node's name.
-func (s *Store) Node() string { return s.node }
+// Node is this node's name ("" for a nil store: one server).
+func (s *Store) Node() string {
+	if s == nil {
+		return ""
+	}
+	return s.node
+}
 
 // Close stops the watches and revokes the node lease (this node's live
 // sessions leave the registry). Browser sessions stay: they are the

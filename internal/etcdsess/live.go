@@ -33,6 +33,7 @@ type LiveSession struct {
 	Bytes   int64     `json:"bytes"`
 	Current string    `json:"current,omitempty"`
 	Node    string    `json:"node"` // set by Publish
+	Self    bool      `json:"-"`    // ListLive: published by this store
 }
 
 // KillRequest asks every node to end the session ID, or every session
@@ -169,12 +170,16 @@ func (s *Store) ListLive(ctx context.Context) ([]LiveSession, error) {
 	if err != nil {
 		return nil, unavailable("list live sessions", err)
 	}
+	s.mu.Lock()
+	self := s.prefix + "l/" + leaseHex(s.lease) + "/"
+	s.mu.Unlock()
 	out := make([]LiveSession, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		var ls LiveSession
 		if err := s.open(string(kv.Key), kv.Value, &ls); err != nil {
 			return nil, err
 		}
+		ls.Self = strings.HasPrefix(string(kv.Key), self)
 		out = append(out, ls)
 	}
 	return out, nil

@@ -203,10 +203,12 @@ func (s *Store) EndWeb(ctx context.Context, match func(WebSession) bool) ([]WebS
 	return ended, nil
 }
 
-// WatchWeb calls gone with the id of each session that ends or changes
-// through any node (deleted, expired, rewritten), and reset when it may
-// have missed some (the watch broke): the caller drops its copies and
-// reads them again. Changes after WatchWeb returns are seen.
+// WatchWeb calls gone with the id of each session that ends through any
+// node (deleted, expired), and reset when it may have missed some (the
+// watch broke): the caller drops its copies and reads them again. Ends
+// after WatchWeb returns are seen. A rewrite (UpdateWeb) is not reported:
+// it only follows the user's new password hash, which a node checking the
+// user against its copy reads again (GetWeb) before it ends anything.
 func (s *Store) WatchWeb(gone func(id string), reset func()) error {
 	ctx, cancel := s.opCtx(s.ctx)
 	resp, err := s.client.Get(ctx, s.webPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
@@ -216,7 +218,7 @@ func (s *Store) WatchWeb(gone func(id string), reset func()) error {
 	}
 	s.watch(s.webPrefix(), resp.Header.Revision+1, func(evs []*clientv3.Event) {
 		for _, ev := range evs {
-			if ev.IsCreate() {
+			if ev.Type != clientv3.EventTypeDelete {
 				continue
 			}
 			kv := ev.PrevKv

@@ -185,7 +185,7 @@ func (ui *UI) doCode(w http.ResponseWriter, r *http.Request) {
 	if old, err := ui.sessionFor(r); err == nil {
 		ui.dropSession(old.key, "replaced")
 	}
-	id, err := ui.newSession(u, p.rev, r.RemoteAddr)
+	id, err := ui.newSession(r.Context(), u, p.rev, r.RemoteAddr)
 	if err != nil {
 		ui.log.Error("webui: create session", "user", u.Name, "err", err)
 		ui.showLogin(w, r, http.StatusInternalServerError, p.next, p.name, "The server could not open your files. Please contact the administrator.", "")
