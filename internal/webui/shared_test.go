@@ -1,0 +1,119 @@
+package webui
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/securefsd/securefsd/internal/etcdsess"
+	"github.com/securefsd/securefsd/internal/testutil"
+	"github.com/securefsd/securefsd/internal/users"
+)
+
+// sharedStore is one node's session store on the etcd cluster c.
+func sharedStore(t *testing.T, c *testutil.EtcdCluster, node string) *etcdsess.Store {
+	t.Helper()
+	cl, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	s, err := etcdsess.New(etcdsess.Config{Client: cl, Prefix: "w/sessions/", Key: bytes.Repeat([]byte{3}, 32), Node: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// secondNode is another UI over f's store and users, with its own
+// session store, served by its own server: a second node of a cluster.
+// The returned client shares c's cookie jar (one host: the cookie goes to
+// both, as behind a load balancer).
+func secondNode(t *testing.T, f *fixture, shared SharedSessions, c *client) (*UI, *client) {
+	t.Helper()
+	ui, err := New(Options{Store: f.store, Users: f.db, Logger: testLogger(t), Secure: true, Now: f.clock.Now, Shared: shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(ui.Prefix(), ui)
+	srv := httptest.NewTLSServer(mux)
+	t.Cleanup(srv.Close)
+	fb := *f
+	fb.ui, fb.srv = ui, srv
+	return ui, &client{t: t, f: &fb, c: c.c}
+}
+
+// signedOut waits until the file list sends c to the sign-in page.
+func signedOut(t *testing.T, c *client, what string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for c.get("/ui/files/").StatusCode == http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still signed in after 20 s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSharedSessions (issue 21): two UIs sharing sessions in etcd. A
+// sign-in on A is served by B with the same CSRF token; both list it once,
+// with A's name; a sign-out on B ends A's copy; a kill on B ends A's; a
+// disabled user's session ends on both; an unknown cookie is no session.
+func TestSharedSessions(t *testing.T) {
+	c := testutil.StartEtcd(t, 1)
+	sa, sb := sharedStore(t, c, "node-a"), sharedStore(t, c, "node-b")
+	f := newFixture(t, func(_ *users.Options, o *Options) { o.Shared = sa })
+	f.addUser("alice", "alice-password", users.PermAll, 0)
+	ctx := context.Background()
+
+	a := f.client()
+	a.login("alice", "alice-password")
+	uiB, b := secondNode(t, f, sb, a)
+	b.refreshCSRF()
+	if b.csrf != a.csrf {
+		t.Fatal("node B serves the session with another CSRF token")
+	}
+	if r := b.postCSRF("/ui/mkdir", nil); r.StatusCode == http.StatusForbidden {
+		t.Fatalf("node B refuses the session's CSRF token: %d", r.StatusCode)
+	}
+	for _, ui := range []*UI{f.ui, uiB} {
+		ss, err := ui.Sessions(ctx)
+		if err != nil || len(ss) != 1 || ss[0].User != "alice" || ss[0].Node != "node-a" {
+			t.Fatalf("sessions: %+v, %v", ss, err)
+		}
+	}
+	// Signed out on B: A's copy goes too.
+	if r := b.postCSRF("/ui/logout", nil); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout on B: %d", r.StatusCode)
+	}
+	signedOut(t, a, "A after a sign-out on B")
+
+	// Killed through B.
+	a.login("alice", "alice-password")
+	b.refreshCSRF()
+	if n, err := uiB.KillUserSessions(ctx, "alice"); err != nil || n != 1 {
+		t.Fatalf("kill through B: %d, %v", n, err)
+	}
+	signedOut(t, a, "A after a kill through B")
+	signedOut(t, b, "B after its kill")
+
+	// The user disabled: each node ends it at its next request.
+	a.login("alice", "alice-password")
+	b.refreshCSRF()
+	if err := f.db.Update(ctx, "alice", func(u *users.User) error { u.Disabled = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	signedOut(t, b, "B after the disable")
+	signedOut(t, a, "A after the disable")
+	if ss, err := f.ui.Sessions(ctx); err != nil || len(ss) != 0 {
+		t.Fatalf("sessions after the disable: %+v, %v", ss, err)
+	}
+}
