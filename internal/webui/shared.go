@@ -133,8 +133,8 @@ func (ui *UI) loadShared(ctx context.Context, key [32]byte) error {
 		u, err := ui.opts.Users.Get(ctx, ws.User)
 		if err != nil || u.Disabled || u.PasswordHash != ws.PwHash {
 			if err == nil || errors.Is(err, users.ErrNotFound) {
-				if ended, _ := sh.EndWeb(ctx, func(w etcdsess.WebSession) bool { return w.ID == ws.ID }); len(ended) > 0 {
-					ui.sharedEnded(ended, "user-changed")
+				if ok, _ := sh.DeleteWeb(ctx, key); ok {
+					ui.sharedEnded([]etcdsess.WebSession{ws}, "user-changed")
 				}
 			} else {
 				ui.log.Error("webui: check session user", "user", ws.User, "err", err)
