@@ -87,7 +87,9 @@ func browserSignedOut(t *testing.T, ctx context.Context, n *Server, what string)
 // ends both on node 1. A cookie replayed after its sign-out is refused
 // on every node, and so are a forged cookie and cookies made from what
 // etcd holds of a live session; `user disable` through node 2 ends a
-// session node 3 serves. etcd holds no cookie, user name or session id.
+// session node 3 signed in on every node. etcd holds no cookie, user name,
+// address or session id. A node killed: its SSH sessions leave the list
+// with its lease, the browser session it signed in lives on.
 func TestClusterSessions(t *testing.T) {
 	t.Parallel() // mostly waiting on other processes: beside the flood tests
 	ctx := testbrowser.New(t)
@@ -144,6 +146,13 @@ func TestClusterSessions(t *testing.T) {
 			}
 			return sshID != "" && webID != ""
 		})
+		// The registry is sealed: no user name, session id or address in etcd.
+		dump := c.etcdDump(t)
+		for _, s := range []string{"dora", sshID, webID, "127.0.0.1:"} {
+			if bytes.Contains(dump, []byte(s)) {
+				t.Errorf("etcd holds %q", s)
+			}
+		}
 		if out, err := n2.CLI(t, "session", "list"); err != nil || !strings.Contains(out, "NODE") || !regexp.MustCompile(sshID+`\s.*node1`).MatchString(out) {
 			t.Fatalf("session list on node 2 does not name the node: %v\n%s", err, out)
 		}
@@ -236,10 +245,37 @@ func TestClusterSessions(t *testing.T) {
 		}
 	})
 
-	t.Run("disable on node 2 ends a session node 3 serves", func(t *testing.T) {
+	t.Run("a node's death", func(t *testing.T) {
+		// Its live sessions leave the list with its lease; a browser
+		// session it signed in is the user's and lives on.
+		p := startSFTP(t, n1, "dora", n1.SSHOpts(key))
+		if out, ok := p.run("ls"); !ok {
+			t.Fatalf("sftp session on node 1: %s", out)
+		}
 		cookie := jarCookie(t, n1.CurlBrowserLogin(t, "dora", pass))
-		if !signedIn(t, n3, cookie) {
-			t.Fatal("node 3 does not serve node 1's session")
+		node1SSH := func() bool {
+			for _, s := range clusterSessions(t, n2) {
+				if s.Proto == "ssh" && s.Node == "node1" {
+					return true
+				}
+			}
+			return false
+		}
+		waitFor(t, 30*time.Second, "node 2 to list node 1's SSH session", node1SSH)
+		n1.Kill(t)
+		waitFor(t, 60*time.Second, "node 1's SSH session to leave the list with its lease", func() bool { return !node1SSH() })
+		for i, n := range []*Server{n2, n3} {
+			if !signedIn(t, n, cookie) {
+				t.Fatalf("node %d does not serve the browser session the dead node 1 signed in", i+2)
+			}
+		}
+	})
+
+	t.Run("disable on node 2 ends a session node 3 serves", func(t *testing.T) {
+		nodes := []*Server{n2, n3} // node 1 is dead
+		cookie := jarCookie(t, n3.CurlBrowserLogin(t, "dora", pass))
+		if !signedIn(t, n2, cookie) {
+			t.Fatal("node 2 does not serve node 3's session")
 		}
 		if out, err := n2.CLI(t, "user", "disable", "dora"); err != nil {
 			t.Fatalf("user disable through node 2: %v\n%s", err, out)
