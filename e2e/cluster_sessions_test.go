@@ -233,11 +233,13 @@ func TestClusterSessions(t *testing.T) {
 			"--data-urlencode", "csrf="+csrf[1], n2.DAVURL+"/ui/logout"); err != nil {
 			t.Fatalf("logout on node 2: %v\n%s", err, out)
 		}
+		out := time.Now()
 		if signedIn(t, n2, cookie) {
 			t.Fatal("node 2 serves the cookie it signed out")
 		}
 		for i, n := range nodes {
 			waitFor(t, 30*time.Second, "the signed-out cookie refused", func() bool { return !signedIn(t, n, cookie) })
+			t.Logf("node %d refuses the signed-out cookie %v after the sign-out", i+1, time.Since(out).Round(time.Millisecond))
 			// And stays refused: replayed again, a second time.
 			if signedIn(t, n, cookie) {
 				t.Errorf("node %d serves the cookie replayed after its sign-out", i+1)
