@@ -257,13 +257,16 @@ func (s *Store) answer(key string, value []byte, reqLease clientv3.LeaseID, kill
 	}
 }
 
+// minKillWait is the least time Kill waits for the nodes' answers.
+const minKillWait = 10 * time.Second
+
 // ErrNoAnswer: a live node did not answer a kill request in time.
 var ErrNoAnswer = errors.New("etcdsess: a node did not answer")
 
 // Kill asks every live node (this one too, if it Serves) to end what
 // req names, and returns how many sessions they ended. A node that stays
-// live and does not answer within the timeout makes it ErrNoAnswer, with
-// the others' count.
+// live and does not answer within twice the timeout (at least 10 s)
+// makes it ErrNoAnswer, with the others' count.
 func (s *Store) Kill(ctx context.Context, req KillRequest) (int, error) {
 	req.From = s.node
 	var id [16]byte
@@ -274,9 +277,11 @@ func (s *Store) Kill(ctx context.Context, req KillRequest) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*s.timeout)
+	// The other nodes answer from their watch: give a busy node time.
+	wait := max(2*s.timeout, minKillWait)
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	g, err := s.client.Grant(ctx, ttlSeconds(2*s.timeout+time.Second))
+	g, err := s.client.Grant(ctx, ttlSeconds(wait+time.Second))
 	if err != nil {
 		return 0, unavailable("kill request", err)
 	}
