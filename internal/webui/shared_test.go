@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"testing"
 	"time"
 
@@ -115,5 +116,33 @@ func TestSharedSessions(t *testing.T) {
 	signedOut(t, a, "A after the disable")
 	if ss, err := f.ui.Sessions(ctx); err != nil || len(ss) != 0 {
 		t.Fatalf("sessions after the disable: %+v, %v", ss, err)
+	}
+}
+
+// TestSharedSessionsPasswordChange: a password changed on A's account
+// page keeps the session that changed it on both nodes (its record
+// follows the new hash) and ends the user's other session on both.
+func TestSharedSessionsPasswordChange(t *testing.T) {
+	c := testutil.StartEtcd(t, 1)
+	sa, sb := sharedStore(t, c, "node-a"), sharedStore(t, c, "node-b")
+	f, _, _ := accountsFixture(t, SignupOff, func(_ *users.Options, o *Options) { o.Shared = sa })
+	f.addUser("alice", "alice-password-1", users.PermAll, 0)
+	self := f.client()
+	self.login("alice", "alice-password-1")
+	other := f.client()
+	other.login("alice", "alice-password-1")
+	_, selfB := secondNode(t, f, sb, self)
+	_, otherB := secondNode(t, f, sb, other)
+	selfB.refreshCSRF()
+	otherB.refreshCSRF()
+	if r := self.postCSRF("/ui/account/password", url.Values{"old": {"alice-password-1"}, "new": {"Copper-Lantern-77"}, "new2": {"Copper-Lantern-77"}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("change on A: %d %q", r.StatusCode, r.body)
+	}
+	signedOut(t, otherB, "the other session on B")
+	signedOut(t, other, "the other session on A")
+	for _, cl := range []*client{self, selfB} {
+		if r := cl.get("/ui/files/"); r.StatusCode != http.StatusOK {
+			t.Fatalf("the session that changed the password, on %s: %d", cl.f.srv.URL, r.StatusCode)
+		}
 	}
 }
