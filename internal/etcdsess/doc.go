@@ -1,11 +1,13 @@
 // Package etcdsess keeps a cluster's sessions in etcd (issue 21,
-// docs/CLUSTER.md): browser sessions, which any node serves and which
-// outlive the node that signed them in, and the registry of every node's
+// docs/CLUSTER.md): browser sessions and the pending logins of their
+// two-factor step, which any node serves and which outlive the node that
+// signed them in, and the registry of every node's
 // live SSH sessions, with the requests that end one on another node.
 //
 // Keys under Config.Prefix ("PREFIX/sessions/"):
 //
 //	w/<keyed hash of the session key>       a browser session, under its own lease (the idle timeout)
+//	p/<keyed hash of its key>               a pending login (password given, code awaited), under its own lease
 //	n/<node lease>                          a node: its name, under its lease
 //	l/<node lease>/<keyed hash of the id>   a node's live session, under the node's lease
 //	k/<request id>                          a kill request, under a lease of a few seconds

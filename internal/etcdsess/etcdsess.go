@@ -224,3 +224,6 @@ func (s *Store) watch(prefix string, rev int64, fn func([]*clientv3.Event), rese
 		}
 	}()
 }
+
+// errConflict: a record kept changing under a transaction.
+var errConflict = errors.New("etcdsess: kept conflicting with other nodes")

@@ -210,3 +210,57 @@ func TestLive(t *testing.T) {
 		t.Fatalf("kill with a node gone: %d, %v", n, err)
 	}
 }
+
+// TestPending: a pending login put by one node is read by another; tries
+// taken in parallel on both nodes add up to max, then it is gone; one
+// delete wins.
+func TestPending(t *testing.T) {
+	c := testutil.StartEtcd(t, 1)
+	a, _ := node(t, c, "node-a")
+	b, _ := node(t, c, "node-b")
+	ctx := t.Context()
+	key := sha256.Sum256([]byte("pending"))
+	if err := a.PutPending(ctx, key, PendingLogin{User: "alice", PwHash: "h", Expires: time.Now().Add(time.Minute)}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := b.GetPending(ctx, key); err != nil || p.User != "alice" {
+		t.Fatalf("GetPending on the other node: %+v, %v", p, err)
+	}
+	const max = 5
+	var mu sync.Mutex
+	taken := 0
+	var wg sync.WaitGroup
+	for i := range 12 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Go(func() {
+			_, ok, err := s.TakePendingTry(ctx, key, max)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				mu.Lock()
+				taken++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if taken != max {
+		t.Fatalf("%d tries taken over two nodes, want %d", taken, max)
+	}
+	if _, err := a.GetPending(ctx, key); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after the last try: %v", err)
+	}
+	key2 := sha256.Sum256([]byte("pending 2"))
+	if err := a.PutPending(ctx, key2, PendingLogin{User: "bob"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	ok1, err1 := a.DeletePending(ctx, key2)
+	ok2, err2 := b.DeletePending(ctx, key2)
+	if err1 != nil || err2 != nil || !ok1 || ok2 {
+		t.Fatalf("two deletes: %v %v, %v %v", ok1, err1, ok2, err2)
+	}
+}

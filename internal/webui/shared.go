@@ -33,6 +33,11 @@ type SharedSessions interface {
 	ListWeb(ctx context.Context) ([]etcdsess.WebSession, error)
 	EndWeb(ctx context.Context, match func(etcdsess.WebSession) bool) ([]etcdsess.WebSession, error)
 	WatchWeb(gone func(id string), reset func()) error
+	// Pending logins (twofactor.go): the code may come to any node.
+	PutPending(ctx context.Context, key [32]byte, p etcdsess.PendingLogin, ttl time.Duration) error
+	GetPending(ctx context.Context, key [32]byte) (etcdsess.PendingLogin, error)
+	TakePendingTry(ctx context.Context, key [32]byte, max int) (etcdsess.PendingLogin, bool, error)
+	DeletePending(ctx context.Context, key [32]byte) (bool, error)
 }
 
 // forgetID drops this node's copy of the session id (it ended through

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,4 +146,63 @@ func TestSharedSessionsPasswordChange(t *testing.T) {
 			t.Fatalf("the session that changed the password, on %s: %d", cl.f.srv.URL, r.StatusCode)
 		}
 	}
+}
+
+// TestSharedSecondStep: with 2FA, the password given to A and the code
+// to B sign in (the pending login is the cluster's); a wrong code on
+// each counts against the same tries; the session serves on both.
+func TestSharedSecondStep(t *testing.T) {
+	c := testutil.StartEtcd(t, 1)
+	sa, sb := sharedStore(t, c, "node-a"), sharedStore(t, c, "node-b")
+	f, _, _ := accountsFixture(t, SignupOff, func(_ *users.Options, o *Options) { o.Shared = sa })
+	f.addUser("alice", "alice-password-1", users.PermAll, 0)
+	enrol := f.client()
+	enrol.login("alice", "alice-password-1")
+	secret, _ := enrol.enrolBrowser()
+
+	a := f.client()
+	_, b := secondNode(t, f, sb, a)
+	if r := a.loginResp("alice", "alice-password-1"); r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/ui/login/code" {
+		t.Fatalf("password on A: %d %s", r.StatusCode, r.Header.Get("Location"))
+	}
+	pend := keyOf(cookieOf(t, a, pendingCookie))
+	if cookieOf(t, a, pendingCookie) == "" {
+		t.Fatal("no pending login cookie")
+	}
+	if r := b.get("/ui/login/code"); r.StatusCode != http.StatusOK || !strings.Contains(r.body, `id="code-form"`) {
+		t.Fatalf("code form on B: %d", r.StatusCode)
+	}
+	for _, cl := range []*client{a, b} {
+		if r := cl.secondStep("000000"); r.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("a wrong code on %s: %d", cl.f.srv.URL, r.StatusCode)
+		}
+	}
+	sp, _, err := sa.TakePendingTry(context.Background(), pend, maxCodeTries)
+	if err != nil || sp.Tries != 3 {
+		t.Fatalf("tries after a wrong code on each node and this one: %d, %v", sp.Tries, err)
+	}
+	f.clock.Advance(30 * time.Second) // a code of the next step: the wrong ones took no step
+	if r := b.secondStep(f.code(secret)); r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/ui/files/" {
+		t.Fatalf("the right code on B: %d %s %q", r.StatusCode, r.Header.Get("Location"), r.body)
+	}
+	for _, cl := range []*client{a, b} {
+		if r := cl.get("/ui/files/"); r.StatusCode != http.StatusOK {
+			t.Fatalf("the session on %s: %d", cl.f.srv.URL, r.StatusCode)
+		}
+	}
+	if _, err := sa.GetPending(context.Background(), pend); err == nil {
+		t.Fatal("the pending login outlived the sign-in")
+	}
+}
+
+// cookieOf is the value of c's cookie name ("" if none).
+func cookieOf(t *testing.T, c *client, name string) string {
+	t.Helper()
+	u, _ := url.Parse(c.f.srv.URL + "/ui/")
+	for _, ck := range c.c.Jar.Cookies(u) {
+		if ck.Name == name {
+			return ck.Value
+		}
+	}
+	return ""
 }
