@@ -27,6 +27,9 @@ type WebSession struct {
 	Remote  string    `json:"remote,omitempty"` // the address that signed in
 	Node    string    `json:"node,omitempty"`   // the node that signed it in
 	Created time.Time `json:"created"`
+	// Enrol is the otpauth:// URL of a TOTP key being enrolled through
+	// this session (shown as a QR code until a code confirms it).
+	Enrol string `json:"enrol,omitempty"`
 }
 
 func (s *Store) webPrefix() string { return s.prefix + "w/" }

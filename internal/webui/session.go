@@ -339,6 +339,9 @@ func (ui *UI) endOtherSessions(ctx context.Context, name string, key [32]byte) i
 // enrolKey returns the session's TOTP key being enrolled, making one if
 // there is none (a reload shows the same QR code).
 func (ui *UI) enrolKey(key [32]byte, name string) (*otp.Key, error) {
+	if ui.opts.Shared != nil {
+		return ui.sharedEnrolKey(key, name)
+	}
 	ui.mu.Lock()
 	defer ui.mu.Unlock()
 	s, ok := ui.sessions[key]
@@ -357,6 +360,9 @@ func (ui *UI) enrolKey(key [32]byte, name string) (*otp.Key, error) {
 
 // pendingEnrolKey is the key being enrolled, or nil.
 func (ui *UI) pendingEnrolKey(key [32]byte) *otp.Key {
+	if ui.opts.Shared != nil {
+		return ui.sharedPendingEnrolKey(key)
+	}
 	ui.mu.Lock()
 	defer ui.mu.Unlock()
 	if s, ok := ui.sessions[key]; ok {
@@ -367,6 +373,9 @@ func (ui *UI) pendingEnrolKey(key [32]byte) *otp.Key {
 
 // enrolled forgets the key being enrolled and lifts mustEnrol.
 func (ui *UI) enrolled(key [32]byte) {
+	if ui.opts.Shared != nil {
+		ui.sharedEnrolled(key)
+	}
 	ui.mu.Lock()
 	defer ui.mu.Unlock()
 	if s, ok := ui.sessions[key]; ok {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/pquerna/otp"
+
 	"github.com/securefsd/securefsd/internal/etcdsess"
 	"github.com/securefsd/securefsd/internal/users"
 )
@@ -18,7 +20,7 @@ import (
 // password change, the user disabled or deleted) ends it on every node,
 // whose copies the store's watch drops within a second. ui.sessions is
 // then a cache of the records this node serves, with what stays on one
-// node: the open home, the flash message, a TOTP key being enrolled.
+// node: the open home and the flash message.
 // Idleness is the store's (a lease per session, kept alive by the nodes
 // that serve it); a copy idle here is read again, not ended.
 
@@ -226,4 +228,58 @@ func (ui *UI) endShared(ctx context.Context, why string, match func(etcdsess.Web
 	ended, err := ui.opts.Shared.EndWeb(ctx, match)
 	ui.sharedEnded(ended, why)
 	return len(ended), err
+}
+
+// A TOTP key being enrolled lives in the session's record (sealed), not
+// in a node's copy: the QR code shown by one node and the code confirmed
+// on another are the same key's. Read from etcd each time (the account
+// page only).
+
+// sharedEnrolKey returns the key being enrolled through key's session,
+// making and storing one if there is none.
+func (ui *UI) sharedEnrolKey(key [32]byte, name string) (*otp.Key, error) {
+	ctx, sh := context.Background(), ui.opts.Shared
+	ws, err := sh.GetWeb(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if ws.Enrol != "" {
+		return otp.NewKeyFromURL(ws.Enrol)
+	}
+	k, err := users.NewTOTPKey(ui.issuer(), name)
+	if err != nil {
+		return nil, err
+	}
+	ws.Enrol = k.URL()
+	if err := sh.UpdateWeb(ctx, key, ws); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// sharedPendingEnrolKey is the key being enrolled, or nil.
+func (ui *UI) sharedPendingEnrolKey(key [32]byte) *otp.Key {
+	ws, err := ui.opts.Shared.GetWeb(context.Background(), key)
+	if err != nil || ws.Enrol == "" {
+		return nil
+	}
+	k, err := otp.NewKeyFromURL(ws.Enrol)
+	if err != nil {
+		return nil
+	}
+	return k
+}
+
+// sharedEnrolled forgets the key being enrolled.
+func (ui *UI) sharedEnrolled(key [32]byte) {
+	ctx, sh := context.Background(), ui.opts.Shared
+	ws, err := sh.GetWeb(ctx, key)
+	if err == nil {
+		ws.Enrol = ""
+		err = sh.UpdateWeb(ctx, key, ws)
+	}
+	if err != nil && !errors.Is(err, etcdsess.ErrNotFound) {
+		// Harmless: the user has 2FA now, nothing serves the key.
+		ui.log.Error("webui: forget an enrolled TOTP key in the cluster", "err", err)
+	}
 }

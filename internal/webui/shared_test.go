@@ -44,6 +44,11 @@ func secondNode(t *testing.T, f *fixture, shared SharedSessions, c *client) (*UI
 	if err != nil {
 		t.Fatal(err)
 	}
+	if f.ui.accounts != nil { // the account pages too
+		if err := EnableAccounts(ui, f.ui.accounts.opts); err != nil {
+			t.Fatal(err)
+		}
+	}
 	mux := http.NewServeMux()
 	mux.Handle(ui.Prefix(), ui)
 	srv := httptest.NewTLSServer(mux)
@@ -148,17 +153,32 @@ func TestSharedSessionsPasswordChange(t *testing.T) {
 	}
 }
 
-// TestSharedSecondStep: with 2FA, the password given to A and the code
-// to B sign in (the pending login is the cluster's); a wrong code on
+// TestSharedSecondStep: a TOTP key shown by A is confirmed through B;
+// with 2FA then, the password given to A and the code to B sign in (the pending login is the cluster's); a wrong code on
 // each counts against the same tries; the session serves on both.
 func TestSharedSecondStep(t *testing.T) {
 	c := testutil.StartEtcd(t, 1)
 	sa, sb := sharedStore(t, c, "node-a"), sharedStore(t, c, "node-b")
 	f, _, _ := accountsFixture(t, SignupOff, func(_ *users.Options, o *Options) { o.Shared = sa })
 	f.addUser("alice", "alice-password-1", users.PermAll, 0)
+	// Enrolment: the key shown by A is confirmed through B.
 	enrol := f.client()
 	enrol.login("alice", "alice-password-1")
-	secret, _ := enrol.enrolBrowser()
+	page := enrol.get("/ui/account/")
+	m := reSecret.FindStringSubmatch(page.body)
+	if m == nil {
+		t.Fatalf("account page on A: %d %q", page.StatusCode, page.body)
+	}
+	secret := strings.ReplaceAll(m[1], " ", "")
+	_, enrolB := secondNode(t, f, sb, enrol)
+	enrolB.refreshCSRF()
+	if qr := enrolB.get("/ui/account/qr"); qr.StatusCode != http.StatusOK || !strings.HasPrefix(qr.body, "\x89PNG") {
+		t.Fatalf("QR code of A's key on B: %d", qr.StatusCode)
+	}
+	if r := enrolB.postCSRF("/ui/account/2fa-enrol", url.Values{"code": {f.code(secret)}}); r.StatusCode != http.StatusOK || len(reRecovery.FindAllString(r.body, -1)) != users.RecoveryCodes {
+		t.Fatalf("enrolment confirmed on B: %d %q", r.StatusCode, r.body)
+	}
+	f.clock.Advance(30 * time.Second) // the enrolment's code is used
 
 	a := f.client()
 	_, b := secondNode(t, f, sb, a)
