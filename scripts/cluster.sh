@@ -99,7 +99,7 @@ up() {
     "$dir/bin/securefsd" --data-dir "$data" serve \
       --sftp-addr "127.0.0.1:$((base + 30 + i))" --dav-addr "127.0.0.1:$((base + 40 + i))" \
       --store s3://sfd/blobs --s3-endpoint "http://127.0.0.1:$((base + 20))" \
-      --etcd-endpoints "$endpoints" --etcd-max-txn-ops 1024 ${CLUSTER_NODE_ARGS:-} >"$dir/logs/node$i.out" 2>"$dir/logs/node$i.log" &
+      --etcd-endpoints "$endpoints" --etcd-max-txn-ops 1024 --node-name "node$i" ${CLUSTER_NODE_ARGS:-} >"$dir/logs/node$i.out" 2>"$dir/logs/node$i.log" &
     echo $! >"$dir/pids/node$i"
     wait_for "$dir/logs/node$i.out" '^ready$'
   done
@@ -114,7 +114,7 @@ up() {
 securefsd cluster up in $dir
   etcd:      $endpoints
   S3:        http://127.0.0.1:$((base + 20)) (bucket sfd, prefix blobs; credentials in $dir/s3.env)
-  user:      demo, password $pass (every node: users, bans and WebDAV locks are in etcd)
+  user:      demo, password $pass (every node: users, bans, WebDAV locks and browser sessions are in etcd)
 EOT
   for i in 1 2 3; do
     echo "  node $i:    sftp -P $((base + 30 + i)) demo@127.0.0.1    curl -k -u demo:$pass https://127.0.0.1:$((base + 40 + i))/"

@@ -22,10 +22,12 @@ import (
 	"github.com/securefsd/securefsd/internal/cluster"
 	"github.com/securefsd/securefsd/internal/davd"
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/etcdsess"
 	"github.com/securefsd/securefsd/internal/index"
 	"github.com/securefsd/securefsd/internal/s3blob"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
+	"github.com/securefsd/securefsd/internal/webui"
 )
 
 // The flags of a node of a cluster (issue 21, docs/CLUSTER.md): content
@@ -37,12 +39,13 @@ var clusterFlags = []cli.Flag{
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-region", Value: "us-east-1", Usage: "with --store: the bucket's region", EnvVars: []string{"SECUREFSD_S3_REGION"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "cache-dir", Usage: "with --store: local cache of blobs (ciphertext only; default DATA-DIR/cache)", EnvVars: []string{"SECUREFSD_CACHE_DIR"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "cache-size", Value: "1G", Usage: "with --store: bound of the cache, e.g. 10G (blobs open or being written may exceed it)", EnvVars: []string{"SECUREFSD_CACHE_SIZE"}}),
-	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-endpoints", Usage: "a cluster node: keep the namespace index, the users database and WebDAV locks in etcd, shared by every node given the same endpoints and prefix (needs --store): URL,URL,...", EnvVars: []string{"SECUREFSD_ETCD_ENDPOINTS"}}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-endpoints", Usage: "a cluster node: keep the namespace index, the users database, WebDAV locks and browser sessions in etcd, shared by every node given the same endpoints and prefix (needs --store): URL,URL,...", EnvVars: []string{"SECUREFSD_ETCD_ENDPOINTS"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-cert", Usage: "with --etcd-endpoints: client certificate (PEM) for etcd's TLS", EnvVars: []string{"SECUREFSD_ETCD_CERT"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-key", Usage: "with --etcd-endpoints: its private key (PEM)", EnvVars: []string{"SECUREFSD_ETCD_KEY"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-ca", Usage: "with --etcd-endpoints: CA certificates (PEM) that sign etcd's server certificates", EnvVars: []string{"SECUREFSD_ETCD_CA"}}),
-	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-prefix", Value: "securefsd/", Usage: "with --etcd-endpoints: the cluster's key prefix in etcd (the index under PREFIX/i/, the nodes' pins under PREFIX/n/, users under PREFIX/u/, WebDAV locks under PREFIX/davlocks/)", EnvVars: []string{"SECUREFSD_ETCD_PREFIX"}}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-prefix", Value: "securefsd/", Usage: "with --etcd-endpoints: the cluster's key prefix in etcd (the index under PREFIX/i/, the nodes' pins under PREFIX/n/, users under PREFIX/u/, WebDAV locks under PREFIX/davlocks/, sessions under PREFIX/sessions/)", EnvVars: []string{"SECUREFSD_ETCD_PREFIX"}}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "etcd-timeout", Value: index.DefaultEtcdTimeout, Usage: "with --etcd-endpoints: how long one request to etcd may take; past it the operation fails (without a quorum the node refuses every operation, each after this long)", EnvVars: []string{"SECUREFSD_ETCD_TIMEOUT"}}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "node-name", Usage: "with --etcd-endpoints: this node's name in `session list` (default: the host name)", EnvVars: []string{"SECUREFSD_NODE_NAME"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "etcd-max-txn-ops", Value: index.DefaultMaxTxnOps, Usage: "with --etcd-endpoints: etcd's --max-txn-ops (run etcd with 1024 and say so here)", EnvVars: []string{"SECUREFSD_ETCD_MAX_TXN_OPS"}}),
 }
 
@@ -94,6 +97,9 @@ type remote struct {
 	node  *cluster.Node
 	// locks is the cluster's WebDAV lock table (openClusterUsers).
 	locks *davd.EtcdLocks
+	// sessions holds the cluster's browser sessions and the registry of
+	// its nodes' live sessions (openClusterUsers).
+	sessions *etcdsess.Store
 	// localUsers is the data directory's users.db, held open while the
 	// node serves from etcd's: its lock says a server runs here, and it
 	// seeded an empty cluster (openClusterUsers). Never read otherwise.
@@ -110,9 +116,29 @@ func (r *remote) davLocks() *davd.EtcdLocks {
 	return r.locks
 }
 
+// webSessions is where the browser sessions live: nil (this process)
+// on one server, the cluster's store on a node.
+func (r *remote) webSessions() webui.SharedSessions {
+	if r == nil || r.sessions == nil {
+		return nil
+	}
+	return r.sessions
+}
+
+// liveSessions is the cluster's session registry (nil: one server).
+func (r *remote) liveSessions() *etcdsess.Store {
+	if r == nil {
+		return nil
+	}
+	return r.sessions
+}
+
 func (r *remote) close() {
 	if r == nil {
 		return
+	}
+	if r.sessions != nil {
+		r.sessions.Close()
 	}
 	if r.locks != nil {
 		r.locks.Close()
@@ -362,7 +388,21 @@ func openClusterUsers(ctx context.Context, c *cli.Context, dir string, kr *envel
 		db.Close()
 		return nil, err
 	}
-	r.locks, r.localUsers = locks, local
-	log.Info("cluster node: users, groups, folders, links, invitations, bans and WebDAV locks in etcd", "etcd_prefix", pfx)
+	// Browser sessions and the live-session registry: keyed by the
+	// users key too (etcdsess derives its own subkeys).
+	node := c.String("node-name")
+	if node == "" {
+		if node, err = os.Hostname(); err != nil {
+			node = "?"
+		}
+	}
+	sessions, err := etcdsess.New(etcdsess.Config{Client: r.etcd, Prefix: pfx + "sessions/", Key: key, Node: node, Timeout: c.Duration("etcd-timeout"), Logger: log})
+	if err != nil {
+		locks.Close()
+		db.Close()
+		return nil, err
+	}
+	r.locks, r.localUsers, r.sessions = locks, local, sessions
+	log.Info("cluster node: users, groups, folders, links, invitations, bans, WebDAV locks and browser sessions in etcd", "etcd_prefix", pfx, "node", node)
 	return db, nil
 }

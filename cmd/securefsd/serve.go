@@ -69,7 +69,7 @@ var serveFlags = []cli.Flag{
 	auditServeFlags[0], auditServeFlags[1], auditServeFlags[2], auditServeFlags[3],
 	rollbackAnchorFlag,
 	clusterFlags[0], clusterFlags[1], clusterFlags[2], clusterFlags[3], clusterFlags[4],
-	clusterFlags[5], clusterFlags[6], clusterFlags[7], clusterFlags[8], clusterFlags[9], clusterFlags[10], clusterFlags[11],
+	clusterFlags[5], clusterFlags[6], clusterFlags[7], clusterFlags[8], clusterFlags[9], clusterFlags[10], clusterFlags[11], clusterFlags[12],
 	altsrc.NewBoolFlag(&cli.BoolFlag{Name: "require-2fa", Usage: "every account must set up two-factor login at its next browser sign-in; until then WebDAV and SFTP password logins are refused (SSH keys keep working)", EnvVars: []string{"SECUREFSD_REQUIRE_2FA"}}),
 	metricsAddrFlag,
 	acmeFlags[0], acmeFlags[1], acmeFlags[2], acmeFlags[3], acmeFlags[4],
@@ -145,6 +145,9 @@ func (e *env) serve(c *cli.Context) (err error) {
 	}
 	local, err := startAdmin(g, core, base)
 	if err != nil {
+		return err
+	}
+	if err := serveLiveSessions(core); err != nil {
 		return err
 	}
 	metricsAddr, err := startMetrics(c, g, core, local)
@@ -501,7 +504,8 @@ func startDAV(c *cli.Context, g *group, core serverCore) (string, error) {
 	} else {
 		log.Warn("WebDAV over plain HTTP (--insecure-http): passwords and files cross the network in the clear unless a TLS proxy is in front")
 	}
-	ui, err := webui.New(webui.Options{Store: store, Users: db, Logger: log, Audit: core.auditor(), Prefix: "/ui/", Secure: !insecure, PublicURL: core.publicURL})
+	ui, err := webui.New(webui.Options{Store: store, Users: db, Logger: log, Audit: core.auditor(), Prefix: "/ui/", Secure: !insecure, PublicURL: core.publicURL,
+		Shared: core.remote.webSessions()})
 	if err != nil {
 		return "", err
 	}

@@ -29,14 +29,15 @@ type SessionInfo struct {
 	Start   time.Time `json:"start"`
 	Bytes   int64     `json:"bytes"`             // file bytes of completed transfers
 	Current string    `json:"current,omitempty"` // the last file a transfer used
+	Node    string    `json:"node,omitempty"`    // in a cluster, the node that serves it (browser sessions: signed it in)
 }
 
-// SessionSource is one protocol's live sessions. Kill ends sessions and
-// reports how many ended.
+// SessionSource is one protocol's live sessions (in a cluster, every
+// node's). Kill ends sessions and reports how many ended.
 type SessionSource interface {
-	Sessions() []SessionInfo
-	KillSession(id string) bool
-	KillUserSessions(user string) int
+	Sessions(ctx context.Context) ([]SessionInfo, error)
+	KillSession(ctx context.Context, id string) (bool, error)
+	KillUserSessions(ctx context.Context, user string) (int, error)
 }
 
 // SessionManager lists and ends the running server's sessions.
@@ -50,13 +51,17 @@ type SessionManager interface {
 
 // ListSessions implements SessionManager: every source's sessions, oldest
 // first. Without sources (no running server) it is ErrNoServer.
-func (l *Local) ListSessions(context.Context) ([]SessionInfo, error) {
+func (l *Local) ListSessions(ctx context.Context) ([]SessionInfo, error) {
 	if len(l.Sessions) == 0 {
 		return nil, ErrNoServer
 	}
 	var out []SessionInfo
 	for _, src := range l.Sessions {
-		out = append(out, src.Sessions()...)
+		ss, err := src.Sessions(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ss...)
 	}
 	slices.SortFunc(out, func(a, b SessionInfo) int {
 		if c := a.Start.Compare(b.Start); c != 0 {
@@ -68,12 +73,16 @@ func (l *Local) ListSessions(context.Context) ([]SessionInfo, error) {
 }
 
 // KillSession implements SessionManager.
-func (l *Local) KillSession(_ context.Context, id string) error {
+func (l *Local) KillSession(ctx context.Context, id string) error {
 	if len(l.Sessions) == 0 {
 		return ErrNoServer
 	}
 	for _, src := range l.Sessions {
-		if src.KillSession(id) {
+		ok, err := src.KillSession(ctx, id)
+		if err != nil {
+			return err
+		}
+		if ok {
 			return nil
 		}
 	}
@@ -81,7 +90,7 @@ func (l *Local) KillSession(_ context.Context, id string) error {
 }
 
 // KillUserSessions implements SessionManager.
-func (l *Local) KillUserSessions(_ context.Context, user string) (int, error) {
+func (l *Local) KillUserSessions(ctx context.Context, user string) (int, error) {
 	if len(l.Sessions) == 0 {
 		return 0, ErrNoServer
 	}
@@ -90,7 +99,11 @@ func (l *Local) KillUserSessions(_ context.Context, user string) (int, error) {
 	}
 	n := 0
 	for _, src := range l.Sessions {
-		n += src.KillUserSessions(user)
+		k, err := src.KillUserSessions(ctx, user)
+		n += k
+		if err != nil {
+			return n, err
+		}
 	}
 	return n, nil
 }

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"testing"
@@ -15,10 +16,10 @@ type fakeSessions struct {
 	live []SessionInfo
 }
 
-func (f *fakeSessions) Sessions() []SessionInfo {
+func (f *fakeSessions) Sessions(context.Context) ([]SessionInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]SessionInfo(nil), f.live...)
+	return append([]SessionInfo(nil), f.live...), nil
 }
 
 func (f *fakeSessions) end(match func(SessionInfo) bool) int {
@@ -37,12 +38,12 @@ func (f *fakeSessions) end(match func(SessionInfo) bool) int {
 	return n
 }
 
-func (f *fakeSessions) KillSession(id string) bool {
-	return f.end(func(s SessionInfo) bool { return s.ID == id }) > 0
+func (f *fakeSessions) KillSession(_ context.Context, id string) (bool, error) {
+	return f.end(func(s SessionInfo) bool { return s.ID == id }) > 0, nil
 }
 
-func (f *fakeSessions) KillUserSessions(user string) int {
-	return f.end(func(s SessionInfo) bool { return s.User == user })
+func (f *fakeSessions) KillUserSessions(_ context.Context, user string) (int, error) {
+	return f.end(func(s SessionInfo) bool { return s.User == user }), nil
 }
 
 // TestSessionsLocalAndSocket: sessions of every source are listed oldest

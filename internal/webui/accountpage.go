@@ -185,8 +185,8 @@ func (ui *UI) handleAccountAction(w http.ResponseWriter, r *http.Request, s *ses
 			err = gerr
 			break
 		}
-		ui.rebindSession(s.key, u, rev)
-		n := ui.endOtherSessions(s.user.Name, s.key)
+		ui.rebindSession(ctx, s.key, u, rev)
+		n := ui.endOtherSessions(ctx, s.user.Name, s.key)
 		attrs = append(attrs, "other_sessions_ended", n)
 		msg = "Your password was changed. Your other browser sessions were ended, and WebDAV and SFTP clients must use the new password."
 		if u.TwoFactor != nil {

@@ -13,8 +13,8 @@ import (
 // list`), each with a button that ends it (session-kill, field id).
 
 type adminSessionRow struct {
-	ID, User, Proto, Remote, Start, Bytes, Current string
-	Self                                           bool // the admin's own browser session
+	ID, User, Proto, Remote, Start, Bytes, Current, Node string
+	Self                                                 bool // the admin's own browser session
 }
 
 func (ui *UI) fillSessions(ctx context.Context, p *adminPage, self string) error {
@@ -24,7 +24,8 @@ func (ui *UI) fillSessions(ctx context.Context, p *adminPage, self string) error
 	}
 	for _, s := range ss {
 		row := adminSessionRow{ID: s.ID, User: s.User, Proto: s.Proto, Remote: s.Remote, Start: s.Start.Local().Format(time.DateTime),
-			Current: s.Current, Self: s.ID == self}
+			Current: s.Current, Node: s.Node, Self: s.ID == self}
+		p.SessionNodes = p.SessionNodes || s.Node != ""
 		if s.Proto == "ssh" {
 			row.Bytes = strconv.FormatInt(s.Bytes, 10)
 		}

@@ -65,15 +65,17 @@ type adminLinkRow struct {
 
 type adminPage struct {
 	base
-	Users     []adminUserRow
-	Invites   []adminInviteRow
-	Bans      []adminBanRow
-	Links     []adminLinkRow
-	Folders   []adminFolderRow
-	Groups    []adminGroupRow
-	Sessions  []adminSessionRow
-	InviteURL string // a new invitation's link, shown once
-	Signup    string
+	Users    []adminUserRow
+	Invites  []adminInviteRow
+	Bans     []adminBanRow
+	Links    []adminLinkRow
+	Folders  []adminFolderRow
+	Groups   []adminGroupRow
+	Sessions []adminSessionRow
+	// SessionNodes: a cluster's sessions, each with its node's name.
+	SessionNodes bool
+	InviteURL    string // a new invitation's link, shown once
+	Signup       string
 }
 
 func (ui *UI) handleAdminPage(w http.ResponseWriter, r *http.Request, s *sessionView, name string) {

@@ -161,7 +161,7 @@ func (ui *UI) doLogin(w http.ResponseWriter, r *http.Request) {
 	if old, err := ui.sessionFor(r); err == nil {
 		ui.dropSession(old.key, "replaced")
 	}
-	id, err := ui.newSession(u, rev, r.RemoteAddr)
+	id, err := ui.newSession(r.Context(), u, rev, r.RemoteAddr)
 	if err != nil {
 		ui.log.Error("webui: create session", "user", u.Name, "err", err)
 		ui.showLogin(w, r, http.StatusInternalServerError, next, name, "The server could not open your files. Please contact the administrator.", "")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/securefsd/securefsd/internal/account"
 	"github.com/securefsd/securefsd/internal/audit"
+	"github.com/securefsd/securefsd/internal/etcdsess"
 	"github.com/securefsd/securefsd/internal/users"
 	"github.com/securefsd/securefsd/internal/vfs"
 )
@@ -46,6 +47,7 @@ type session struct {
 	lastSeen time.Time
 	remote   string // the address that signed in
 	flash    string
+	touched  time.Time // when this node last kept the shared record alive (shared.go)
 	// mustEnrol: under --require-2fa a user without 2FA may only enrol
 	// (the account page) or log out; re-evaluated with the user record.
 	mustEnrol bool
@@ -80,7 +82,7 @@ func (ui *UI) homeFor(u users.User) (*vfs.FS, error) {
 // newSession stores a session for u and returns the cookie value. rev is
 // the user DB revision read before authenticating, so a password change
 // racing the login is still noticed on the next request.
-func (ui *UI) newSession(u users.User, rev uint64, remote string) (string, error) {
+func (ui *UI) newSession(ctx context.Context, u users.User, rev uint64, remote string) (string, error) {
 	fsys, err := ui.homeFor(u)
 	if err != nil {
 		return "", fmt.Errorf("webui: open home of %s: %w", u.Name, err)
@@ -88,8 +90,19 @@ func (ui *UI) newSession(u users.User, rev uint64, remote string) (string, error
 	id, raw := randomToken(32)
 	csrf, _ := randomToken(32)
 	now := ui.now()
-	s := &session{user: u, pwHash: u.PasswordHash, rev: rev, fs: fsys, csrf: csrf, created: now, lastSeen: now, remote: remote,
+	s := &session{user: u, pwHash: u.PasswordHash, rev: rev, fs: fsys, csrf: csrf, created: now, lastSeen: now, touched: now, remote: remote,
 		mustEnrol: ui.mustEnrol(u)}
+	key := sessionKey(raw)
+	if ui.opts.Shared != nil {
+		// The caps are the cluster's; this node's map is a cache.
+		if err := ui.putShared(ctx, key, s); err != nil {
+			return "", fmt.Errorf("webui: store the session in the cluster: %w", err)
+		}
+		ui.mu.Lock()
+		ui.sessions[key] = s
+		ui.mu.Unlock()
+		return id, nil
+	}
 	ui.mu.Lock()
 	ended := ui.sweepLocked(now) // O(sessions) per sign-in, which already costs an Argon2id run
 	// One user's sign-ins only ever push out that user's own oldest
@@ -100,7 +113,7 @@ func (ui *UI) newSession(u users.User, rev uint64, remote string) (string, error
 	if len(ui.sessions) >= ui.opts.MaxSessions {
 		ended = append(ended, ui.dropFromBusiestLocked()...)
 	}
-	ui.sessions[sessionKey(raw)] = s
+	ui.sessions[key] = s
 	ui.mu.Unlock()
 	ui.recordEnded(ended)
 	return id, nil
@@ -109,13 +122,12 @@ func (ui *UI) newSession(u users.User, rev uint64, remote string) (string, error
 // An endedSession is a session that ended other than by sign-out, for
 // its audit record.
 type endedSession struct {
-	user, why string
-	key       [32]byte
+	user, why, id string
 }
 
 // endLocked removes the session under key and says so for recordEnded.
 func (ui *UI) endLocked(key [32]byte, why string) endedSession {
-	e := endedSession{why: why, key: key}
+	e := endedSession{why: why, id: sessionID(key)}
 	if s, ok := ui.sessions[key]; ok {
 		e.user = s.user.Name
 	}
@@ -133,7 +145,7 @@ func (ui *UI) recordEnded(es []endedSession) {
 		if e.user == "" {
 			continue
 		}
-		ui.opts.Audit.Record(audit.Record{User: e.user, Protocol: "web", Session: sessionID(e.key), Op: audit.OpSessionEnd,
+		ui.opts.Audit.Record(audit.Record{User: e.user, Protocol: "web", Session: e.id, Op: audit.OpSessionEnd,
 			Detail: "why=" + e.why, Result: audit.ResultOK})
 	}
 }
@@ -202,20 +214,36 @@ func (ui *UI) sessionFor(r *http.Request) (*sessionView, error) {
 	key := sessionKey(raw)
 	now := ui.now()
 
+	sh := ui.opts.Shared
 	ui.mu.Lock()
 	s, ok := ui.sessions[key]
+	if ok && sh != nil && now.Sub(s.lastSeen) >= ui.opts.IdleTimeout && now.Sub(s.created) < ui.opts.MaxAge {
+		// Idle here, maybe not on other nodes: the store's lease tells.
+		delete(ui.sessions, key)
+		ok = false
+	}
+	if !ok && sh != nil {
+		ui.mu.Unlock()
+		if err := ui.loadShared(r.Context(), key); err != nil {
+			return nil, err
+		}
+		ui.mu.Lock()
+		s, ok = ui.sessions[key]
+	}
 	if !ok {
 		ui.mu.Unlock()
 		return nil, errNoSession
 	}
 	if ui.expiredLocked(s, now) {
-		e := ui.endLocked(key, "expired")
 		ui.mu.Unlock()
-		ui.recordEnded([]endedSession{e})
+		ui.dropSession(key, "expired")
 		return nil, errExpired
 	}
 	rev, name, pwHash := s.rev, s.user.Name, s.pwHash
 	ui.mu.Unlock()
+	if sh != nil && !ui.touchShared(r.Context(), key, now) {
+		return nil, errNoSession
+	}
 
 	// Re-check the user record whenever any user changed. Revision is read
 	// before Get so that a change during Get is seen next time.
@@ -223,6 +251,11 @@ func (ui *UI) sessionFor(r *http.Request) (*sessionView, error) {
 	var freshFS *vfs.FS
 	if cur := ui.opts.Users.Revision(); cur != rev {
 		u, err := ui.opts.Users.Get(r.Context(), name)
+		if err == nil && !u.Disabled && u.PasswordHash != pwHash && sh != nil && ui.sharedPwHashIs(r.Context(), key, u.PasswordHash) {
+			// The password was changed through this very session, on
+			// another node (rebindSession there).
+			pwHash = u.PasswordHash
+		}
 		if err != nil || u.Disabled || u.PasswordHash != pwHash {
 			if err != nil && !errors.Is(err, users.ErrNotFound) {
 				ui.log.Error("webui: check session user", "user", name, "err", err)
@@ -245,7 +278,7 @@ func (ui *UI) sessionFor(r *http.Request) (*sessionView, error) {
 		return nil, errNoSession
 	}
 	if fresh != nil {
-		s.user, s.fs, s.rev = *fresh, freshFS, rev
+		s.user, s.fs, s.rev, s.pwHash = *fresh, freshFS, rev, fresh.PasswordHash
 		s.mustEnrol = ui.mustEnrol(*fresh)
 	}
 	s.lastSeen = now
@@ -260,7 +293,18 @@ func (ui *UI) mustEnrol(u users.User) bool {
 // rebindSession makes the session key belong to u's current record (after
 // the user changed their own password here, which ends every other
 // session of theirs), as of revision rev read before u.
-func (ui *UI) rebindSession(key [32]byte, u users.User, rev uint64) {
+func (ui *UI) rebindSession(ctx context.Context, key [32]byte, u users.User, rev uint64) {
+	if sh := ui.opts.Shared; sh != nil {
+		ws, err := sh.GetWeb(ctx, key)
+		if err == nil {
+			ws.PwHash = u.PasswordHash
+			err = sh.UpdateWeb(ctx, key, ws)
+		}
+		if err != nil {
+			// The session then ends at its next re-check of the user.
+			ui.log.Error("webui: rebind the session in the cluster", "user", u.Name, "err", err)
+		}
+	}
 	ui.mu.Lock()
 	defer ui.mu.Unlock()
 	if s, ok := ui.sessions[key]; ok {
@@ -270,7 +314,16 @@ func (ui *UI) rebindSession(key [32]byte, u users.User, rev uint64) {
 }
 
 // endOtherSessions ends every session of name but key.
-func (ui *UI) endOtherSessions(name string, key [32]byte) int {
+func (ui *UI) endOtherSessions(ctx context.Context, name string, key [32]byte) int {
+	if ui.opts.Shared != nil {
+		self := sessionID(key)
+		n, err := ui.endShared(ctx, "password-changed", func(ws etcdsess.WebSession) bool { return ws.User == name && ws.ID != self })
+		if err != nil {
+			// Their next re-check of the user ends them.
+			ui.log.Error("webui: end the user's other sessions in the cluster", "user", name, "err", err)
+		}
+		return n
+	}
 	ui.mu.Lock()
 	var ended []endedSession
 	for k, s := range ui.sessions {
@@ -286,6 +339,9 @@ func (ui *UI) endOtherSessions(name string, key [32]byte) int {
 // enrolKey returns the session's TOTP key being enrolled, making one if
 // there is none (a reload shows the same QR code).
 func (ui *UI) enrolKey(key [32]byte, name string) (*otp.Key, error) {
+	if ui.opts.Shared != nil {
+		return ui.sharedEnrolKey(key, name)
+	}
 	ui.mu.Lock()
 	defer ui.mu.Unlock()
 	s, ok := ui.sessions[key]
@@ -304,6 +360,9 @@ func (ui *UI) enrolKey(key [32]byte, name string) (*otp.Key, error) {
 
 // pendingEnrolKey is the key being enrolled, or nil.
 func (ui *UI) pendingEnrolKey(key [32]byte) *otp.Key {
+	if ui.opts.Shared != nil {
+		return ui.sharedPendingEnrolKey(key)
+	}
 	ui.mu.Lock()
 	defer ui.mu.Unlock()
 	if s, ok := ui.sessions[key]; ok {
@@ -314,6 +373,9 @@ func (ui *UI) pendingEnrolKey(key [32]byte) *otp.Key {
 
 // enrolled forgets the key being enrolled and lifts mustEnrol.
 func (ui *UI) enrolled(key [32]byte) {
+	if ui.opts.Shared != nil {
+		ui.sharedEnrolled(key)
+	}
 	ui.mu.Lock()
 	defer ui.mu.Unlock()
 	if s, ok := ui.sessions[key]; ok {
@@ -327,6 +389,11 @@ func (ui *UI) dropSession(key [32]byte, why string) {
 	ui.mu.Lock()
 	e := ui.endLocked(key, why)
 	ui.mu.Unlock()
+	if sh := ui.opts.Shared; sh != nil {
+		if _, err := sh.DeleteWeb(context.Background(), key); err != nil {
+			ui.log.Error("webui: end a session in the cluster", "user", e.user, "err", err)
+		}
+	}
 	if why != "" {
 		ui.recordEnded([]endedSession{e})
 	}
@@ -385,12 +452,19 @@ func (ui *UI) SessionCount() int {
 
 // Logout ends every session of the named user (e.g. when an administrator
 // disables the user; password changes are noticed without it).
-func (ui *UI) Logout(_ context.Context, name string) int {
-	return ui.endUserSessions(name, "logged-out")
+func (ui *UI) Logout(ctx context.Context, name string) int {
+	n, err := ui.endUserSessions(ctx, name, "logged-out")
+	if err != nil {
+		ui.log.Error("webui: end the user's sessions in the cluster", "user", name, "err", err)
+	}
+	return n
 }
 
 // endUserSessions ends every session of name, recorded with why.
-func (ui *UI) endUserSessions(name, why string) int {
+func (ui *UI) endUserSessions(ctx context.Context, name, why string) (int, error) {
+	if ui.opts.Shared != nil {
+		return ui.endShared(ctx, why, func(ws etcdsess.WebSession) bool { return ws.User == name })
+	}
 	ui.mu.Lock()
 	var ended []endedSession
 	for k, s := range ui.sessions {
@@ -400,5 +474,5 @@ func (ui *UI) endUserSessions(name, why string) int {
 	}
 	ui.mu.Unlock()
 	ui.recordEnded(ended)
-	return len(ended)
+	return len(ended), nil
 }

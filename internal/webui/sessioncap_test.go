@@ -27,7 +27,7 @@ func TestSessionCapPerUser(t *testing.T) {
 	var ids []string
 	for i := 0; i < 50; i++ { // past both caps
 		f.clock.Advance(time.Second)
-		id, err := f.ui.newSession(mallory, f.db.Revision(), "192.0.2.1:1")
+		id, err := f.ui.newSession(t.Context(), mallory, f.db.Revision(), "192.0.2.1:1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,7 +70,7 @@ func TestSessionCapGlobal(t *testing.T) {
 	}
 	for i := 0; i < 3; i++ {
 		f.clock.Advance(time.Second)
-		if _, err := f.ui.newSession(alice, f.db.Revision(), "192.0.2.1:1"); err != nil {
+		if _, err := f.ui.newSession(t.Context(), alice, f.db.Revision(), "192.0.2.1:1"); err != nil {
 			t.Fatal(err)
 		}
 	}

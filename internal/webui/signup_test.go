@@ -442,15 +442,20 @@ func TestAdminPageFoldersGroups(t *testing.T) {
 // uiSessions offers a UI's browser sessions as an admin.SessionSource.
 type uiSessions struct{ ui *UI }
 
-func (u uiSessions) Sessions() []admin.SessionInfo {
+func (u uiSessions) Sessions(ctx context.Context) ([]admin.SessionInfo, error) {
+	ss, err := u.ui.Sessions(ctx)
 	var out []admin.SessionInfo
-	for _, s := range u.ui.Sessions() {
+	for _, s := range ss {
 		out = append(out, admin.SessionInfo{ID: s.ID, User: s.User, Proto: "web", Remote: s.Remote, Start: s.Start})
 	}
-	return out
+	return out, err
 }
-func (u uiSessions) KillSession(id string) bool       { return u.ui.KillSession(id) }
-func (u uiSessions) KillUserSessions(name string) int { return u.ui.KillUserSessions(name) }
+func (u uiSessions) KillSession(ctx context.Context, id string) (bool, error) {
+	return u.ui.KillSession(ctx, id)
+}
+func (u uiSessions) KillUserSessions(ctx context.Context, name string) (int, error) {
+	return u.ui.KillUserSessions(ctx, name)
+}
 
 // TestAdminPageSessions: the admin page lists live sessions (its own
 // without an End button) and ends another user's; a non-admin cannot.
@@ -468,7 +473,11 @@ func TestAdminPageSessions(t *testing.T) {
 	carol := f.client()
 	carol.login("carol", "carol-password-1")
 	var carolID string
-	for _, s := range f.ui.Sessions() {
+	ss, err := f.ui.Sessions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ss {
 		if s.User == "carol" {
 			carolID = s.ID
 		}

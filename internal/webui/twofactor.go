@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/securefsd/securefsd/internal/audit"
+	"github.com/securefsd/securefsd/internal/etcdsess"
 	"github.com/securefsd/securefsd/internal/users"
 )
 
@@ -53,6 +54,18 @@ type codePage struct {
 func (ui *UI) startSecondStep(w http.ResponseWriter, r *http.Request, u users.User, rev uint64, next string) {
 	id, raw := randomToken(32)
 	now := ui.now()
+	if sh := ui.opts.Shared; sh != nil {
+		// In etcd: the code may come to any node of the cluster.
+		err := sh.PutPending(r.Context(), sessionKey(raw), etcdsess.PendingLogin{User: u.Name, PwHash: u.PasswordHash, Next: next,
+			Expires: now.Add(pendingTTL)}, pendingTTL)
+		if err != nil {
+			ui.log.Error("webui: store a pending login in the cluster", "user", u.Name, "err", err)
+			ui.showLogin(w, r, http.StatusInternalServerError, next, u.Name, "The server could not sign you in. Please try again.", "")
+			return
+		}
+		ui.secondStepStarted(w, r, u, id)
+		return
+	}
 	ui.mu.Lock()
 	for k, p := range ui.pending {
 		if !now.Before(p.expires) {
@@ -73,6 +86,12 @@ func (ui *UI) startSecondStep(w http.ResponseWriter, r *http.Request, u users.Us
 	}
 	ui.pending[sessionKey(raw)] = &pendingLogin{name: u.Name, pwHash: u.PasswordHash, rev: rev, next: next, expires: now.Add(pendingTTL)}
 	ui.mu.Unlock()
+	ui.secondStepStarted(w, r, u, id)
+}
+
+// secondStepStarted sets the pending login's cookie and shows the code
+// form.
+func (ui *UI) secondStepStarted(w http.ResponseWriter, r *http.Request, u users.User, id string) {
 	ui.log.Info("webui: password accepted, waiting for the second factor", "user", u.Name, "remote", r.RemoteAddr)
 	http.SetCookie(w, ui.cookie(pendingCookie, id, int(pendingTTL/time.Second)))
 	http.SetCookie(w, ui.cookie(loginCookie, "", -1))
@@ -90,6 +109,19 @@ func (ui *UI) pendingFor(r *http.Request) ([32]byte, *pendingLogin, bool) {
 		return [32]byte{}, nil, false
 	}
 	key := sessionKey(raw)
+	if sh := ui.opts.Shared; sh != nil {
+		// The revision before the user is read again at the code's
+		// check (doCode): a password change racing is seen.
+		rev := ui.opts.Users.Revision()
+		sp, err := sh.GetPending(r.Context(), key)
+		if err != nil || !ui.now().Before(sp.Expires) {
+			if err != nil && !errors.Is(err, etcdsess.ErrNotFound) {
+				ui.log.Error("webui: read a pending login in the cluster", "err", err)
+			}
+			return key, nil, false
+		}
+		return key, &pendingLogin{name: sp.User, pwHash: sp.PwHash, rev: rev, next: sp.Next, expires: sp.Expires, tries: sp.Tries}, true
+	}
 	ui.mu.Lock()
 	defer ui.mu.Unlock()
 	p, ok := ui.pending[key]
@@ -125,7 +157,16 @@ func (ui *UI) doCode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key, p, ok := ui.pendingFor(r)
-	if ok {
+	sh := ui.opts.Shared
+	if ok && sh != nil {
+		// As below, on the record in etcd (one transaction per try).
+		sp, taken, err := sh.TakePendingTry(r.Context(), key, maxCodeTries)
+		if err != nil {
+			ui.log.Error("webui: take a try of a pending login in the cluster", "err", err)
+		}
+		ok = taken && err == nil
+		p.tries = sp.Tries
+	} else if ok {
 		// Take one of the pending login's tries before the check, so
 		// parallel guesses on one pending login get maxCodeTries in all.
 		ui.mu.Lock()
@@ -151,16 +192,22 @@ func (ui *UI) doCode(w http.ResponseWriter, r *http.Request) {
 			_ = ui.opts.Users.PaceRefusal(r.Context())
 		}
 		ui.log.Warn("webui: second factor failed", "user", p.name, "remote", r.RemoteAddr, "err", err)
-		ui.mu.Lock()
 		left := false
-		if cur, ok := ui.pending[key]; ok {
-			if cur.tries >= maxCodeTries {
-				delete(ui.pending, key)
-			} else {
-				left = true
+		if sh != nil {
+			if left = p.tries < maxCodeTries; !left {
+				_, _ = sh.DeletePending(r.Context(), key)
 			}
+		} else {
+			ui.mu.Lock()
+			if cur, ok := ui.pending[key]; ok {
+				if cur.tries >= maxCodeTries {
+					delete(ui.pending, key)
+				} else {
+					left = true
+				}
+			}
+			ui.mu.Unlock()
 		}
-		ui.mu.Unlock()
 		if !left {
 			http.SetCookie(w, ui.cookie(pendingCookie, "", -1))
 			ui.showLogin(w, r, http.StatusUnauthorized, p.next, p.name, "Too many wrong codes. Please sign in again.", "")
@@ -171,10 +218,17 @@ func (ui *UI) doCode(w http.ResponseWriter, r *http.Request) {
 		ui.render(w, r, ui.pages.code, http.StatusUnauthorized, data)
 		return
 	}
-	ui.mu.Lock()
-	_, still := ui.pending[key]
-	delete(ui.pending, key)
-	ui.mu.Unlock()
+	var still bool
+	if sh != nil {
+		// One node takes it: a code sent to two nodes at once makes one session.
+		still, err = sh.DeletePending(r.Context(), key)
+		still = still && err == nil
+	} else {
+		ui.mu.Lock()
+		_, still = ui.pending[key]
+		delete(ui.pending, key)
+		ui.mu.Unlock()
+	}
 	u, gerr := ui.opts.Users.Get(r.Context(), p.name)
 	if !still || gerr != nil || u.Disabled || subtle.ConstantTimeCompare([]byte(u.PasswordHash), []byte(p.pwHash)) != 1 {
 		// Used twice at once, or the account changed since the password.
@@ -185,7 +239,7 @@ func (ui *UI) doCode(w http.ResponseWriter, r *http.Request) {
 	if old, err := ui.sessionFor(r); err == nil {
 		ui.dropSession(old.key, "replaced")
 	}
-	id, err := ui.newSession(u, p.rev, r.RemoteAddr)
+	id, err := ui.newSession(r.Context(), u, p.rev, r.RemoteAddr)
 	if err != nil {
 		ui.log.Error("webui: create session", "user", u.Name, "err", err)
 		ui.showLogin(w, r, http.StatusInternalServerError, p.next, p.name, "The server could not open your files. Please contact the administrator.", "")

@@ -75,6 +75,9 @@ type Options struct {
 	// Issuer names the server in authenticator apps (the otpauth:// URL of
 	// a TOTP enrolment). Empty: "securefsd".
 	Issuer string
+	// Shared keeps browser sessions where every node of a cluster finds
+	// them (shared.go); nil: in this process only, as on one server.
+	Shared SharedSessions
 }
 
 // UI is the browser client's http.Handler. Safe for concurrent use.
@@ -88,6 +91,7 @@ type UI struct {
 	mu       sync.Mutex
 	sessions map[[32]byte]*session
 	pending  map[[32]byte]*pendingLogin // password given, code awaited (twofactor.go)
+	forgets  uint64                     // copies of shared sessions dropped so far (shared.go)
 
 	shareUI  *shareUI    // set by NewLinks: the owner's share pages (shareui.go)
 	accounts *accountsUI // set by EnableAccounts: sign-up and admin pages (signup.go, adminui.go)
@@ -141,6 +145,11 @@ func New(opts Options) (*UI, error) {
 	}
 	if ui.accessPage, err = parseAccessPage(); err != nil {
 		return nil, err
+	}
+	if opts.Shared != nil {
+		if err := opts.Shared.WatchWeb(ui.forgetID, ui.forgetAll); err != nil {
+			return nil, fmt.Errorf("webui: watch the cluster's sessions: %w", err)
+		}
 	}
 	return ui, nil
 }
