@@ -37,7 +37,7 @@ one() { # NAME BIN [serve args...]
 		sleep 0.1
 	done
 	[[ -n $addr ]] || { cat "$dd.log" >&2; exit 1; }
-	echo 'Bench-pw-xyz-123!' | "$bin" --data-dir "$dd" user add bench --password-stdin --key "$tmp/key.pub" >/dev/null
+	echo 'Qz-pw-alternate-987!' | "$bin" --data-dir "$dd" user add bench --password-stdin --key "$tmp/key.pub" >/dev/null
 	port=${addr##*:}
 	sftp_() { sftp -q -b - -i "$tmp/key" -P "$port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null bench@127.0.0.1 >/dev/null; }
 	echo "mkdir w" | sftp_
