@@ -8,7 +8,7 @@
 #     index, content and blob; nsfs (v2's file system) only namespace, content, blob (its ids) and envelope (the keyrings a rotation hands over); s3blob (v2 blobs in
 #     an S3-compatible store, issue 21) only blob, content and minio-go, and only s3blob imports minio-go;
 #     cluster (a node's lease and pin in etcd, issue 21) imports nothing of ours, only the etcd client;
-#     etcdsess (a cluster's browser sessions and live-session registry) nothing of ours, only the etcd client and x/crypto;
+#     etcdsess (a cluster's browser sessions and live-session registry) only etcdseal of ours, the etcd client and x/crypto; etcdseal nothing of ours;
 #   - envelope depends on nothing outside the standard library but golang.org/x/crypto and
 #     golang.org/x/sys/cpu (not even indirectly);
 #   - keyfile imports only the standard library, envelope and atomicfile;
@@ -60,7 +60,8 @@ only directNonstd internal/content "$mod/internal/envelope\|$mod/internal/blob"
 only directNonstd internal/namespace "$mod/internal/index\|$mod/internal/content\|$mod/internal/blob"
 only directNonstd internal/nsfs "$mod/internal/namespace\|$mod/internal/content\|$mod/internal/blob\|$mod/internal/envelope"
 only directNonstd internal/cluster "go\.etcd\.io/etcd/client/v3"
-only directNonstd internal/etcdsess "go\.etcd\.io/etcd/client/v3\|go\.etcd\.io/etcd/api/v3/v3rpc/rpctypes\|golang\.org/x/crypto/.*"
+only directNonstd internal/etcdsess "$mod/internal/etcdseal\|go\.etcd\.io/etcd/client/v3\|go\.etcd\.io/etcd/api/v3/v3rpc/rpctypes\|golang\.org/x/crypto/.*"
+only directNonstd internal/etcdseal "golang\.org/x/crypto/.*"
 only directNonstd internal/s3blob "$mod/internal/blob\|$mod/internal/content\|github\.com/minio/minio-go/v7\(/.*\)\{0,1\}"
 for p in $(go list ./... | sed "s#^$mod/##" | grep -v '^internal/s3blob$'); do
   [ "$p" = "$mod" ] && continue

@@ -2,12 +2,6 @@ package davd
 
 import (
 	"context"
-	"crypto/cipher"
-	"crypto/hkdf"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,7 +12,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/securefsd/securefsd/internal/etcdseal"
 )
 
 // WebDAV locks shared by the nodes of a cluster (issue 21,
@@ -77,8 +72,7 @@ type EtcdLocksConfig struct {
 type EtcdLocks struct {
 	client  *clientv3.Client
 	prefix  string
-	names   []byte
-	aead    cipher.AEAD
+	sealer  *etcdseal.Sealer
 	ttl     time.Duration
 	timeout time.Duration
 
@@ -94,20 +88,11 @@ func NewEtcdLocks(cfg EtcdLocksConfig) (*EtcdLocks, error) {
 	if cfg.Client == nil || cfg.Prefix == "" || len(cfg.Key) != 32 {
 		return nil, errors.New("davd: etcd locks need a client, a non-empty prefix and a 32-byte key")
 	}
-	nk, err := hkdf.Key(sha256.New, cfg.Key, nil, labelLockNames, 32)
+	sl, err := etcdseal.New(cfg.Key, labelLockNames, labelLockSeal)
 	if err != nil {
 		return nil, err
 	}
-	vk, err := hkdf.Key(sha256.New, cfg.Key, nil, labelLockSeal, 32)
-	if err != nil {
-		return nil, err
-	}
-	a, err := chacha20poly1305.NewX(vk)
-	clear(vk)
-	if err != nil {
-		return nil, err
-	}
-	e := &EtcdLocks{client: cfg.Client, prefix: cfg.Prefix, names: nk, aead: a,
+	e := &EtcdLocks{client: cfg.Client, prefix: cfg.Prefix, sealer: sl,
 		ttl: cfg.LeaseTTL, timeout: cfg.Timeout}
 	if e.ttl <= 0 {
 		e.ttl = 10 * time.Second
@@ -178,11 +163,7 @@ func (e *EtcdLocks) leaseLost(id clientv3.LeaseID) {
 }
 
 func (e *EtcdLocks) hash(kind string, v string) string {
-	m := hmac.New(sha256.New, e.names)
-	m.Write([]byte(kind))
-	m.Write([]byte{0})
-	m.Write([]byte(v))
-	return hex.EncodeToString(m.Sum(nil)[:16])
+	return e.sealer.Name(kind, []byte(v))
 }
 
 func (e *EtcdLocks) treePrefix(home string) string {
@@ -208,17 +189,11 @@ func (e *EtcdLocks) seal(key string, l *davLock) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, chacha20poly1305.NonceSizeX, chacha20poly1305.NonceSizeX+len(plain)+e.aead.Overhead())
-	rand.Read(out)
-	return e.aead.Seal(out, out, plain, []byte(key)), nil
+	return e.sealer.Seal(key, plain), nil
 }
 
 func (e *EtcdLocks) open(key string, v []byte, home string) (*davLock, error) {
-	n := chacha20poly1305.NonceSizeX
-	if len(v) < n+e.aead.Overhead() {
-		return nil, errors.New("short value")
-	}
-	plain, err := e.aead.Open(nil, v[:n], v[n:], []byte(key))
+	plain, err := e.sealer.Open(key, v)
 	if err != nil {
 		return nil, err
 	}

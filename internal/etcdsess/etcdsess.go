@@ -2,12 +2,6 @@ package etcdsess
 
 import (
 	"context"
-	"crypto/cipher"
-	"crypto/hkdf"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,7 +11,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/securefsd/securefsd/internal/etcdseal"
 )
 
 // ErrNotFound: no such browser session.
@@ -59,8 +54,7 @@ type Store struct {
 	client  *clientv3.Client
 	prefix  string
 	node    string
-	names   []byte
-	aead    cipher.AEAD
+	sealer  *etcdseal.Sealer
 	ttl     time.Duration
 	timeout time.Duration
 	log     *slog.Logger
@@ -80,20 +74,11 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Client == nil || cfg.Prefix == "" || len(cfg.Key) != 32 {
 		return nil, errors.New("etcdsess: need a client, a non-empty prefix and a 32-byte key")
 	}
-	nk, err := hkdf.Key(sha256.New, cfg.Key, nil, labelNames, 32)
+	sl, err := etcdseal.New(cfg.Key, labelNames, labelSeal)
 	if err != nil {
 		return nil, err
 	}
-	vk, err := hkdf.Key(sha256.New, cfg.Key, nil, labelSeal, 32)
-	if err != nil {
-		return nil, err
-	}
-	a, err := chacha20poly1305.NewX(vk)
-	clear(vk)
-	if err != nil {
-		return nil, err
-	}
-	s := &Store{client: cfg.Client, prefix: cfg.Prefix, node: cfg.Node, names: nk, aead: a, ttl: cfg.LeaseTTL, timeout: cfg.Timeout, log: cfg.Logger}
+	s := &Store{client: cfg.Client, prefix: cfg.Prefix, node: cfg.Node, sealer: sl, ttl: cfg.LeaseTTL, timeout: cfg.Timeout, log: cfg.Logger}
 	if s.ttl <= 0 {
 		s.ttl = 10 * time.Second
 	}
@@ -141,11 +126,7 @@ func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc)
 }
 
 func (s *Store) hash(kind string, v []byte) string {
-	m := hmac.New(sha256.New, s.names)
-	m.Write([]byte(kind))
-	m.Write([]byte{0})
-	m.Write(v)
-	return hex.EncodeToString(m.Sum(nil)[:16])
+	return s.sealer.Name(kind, v)
 }
 
 // seal encrypts v's JSON, bound to key.
@@ -154,18 +135,12 @@ func (s *Store) seal(key string, v any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, chacha20poly1305.NonceSizeX, chacha20poly1305.NonceSizeX+len(plain)+s.aead.Overhead())
-	_, _ = rand.Read(out)
-	return s.aead.Seal(out, out, plain, []byte(key)), nil
+	return s.sealer.Seal(key, plain), nil
 }
 
 // open decrypts what seal made under key into v.
 func (s *Store) open(key string, sealed []byte, v any) error {
-	n := chacha20poly1305.NonceSizeX
-	if len(sealed) < n+s.aead.Overhead() {
-		return fmt.Errorf("etcdsess: %w: a value too short", ErrUnavailable)
-	}
-	plain, err := s.aead.Open(nil, sealed[:n], sealed[n:], []byte(key))
+	plain, err := s.sealer.Open(key, sealed)
 	if err != nil {
 		return fmt.Errorf("etcdsess: %w: a value does not open (another users key, or damaged)", ErrUnavailable)
 	}
