@@ -1,18 +1,19 @@
 package e2e
 
 import (
-	"fmt"
-	"time"
-
 	"bytes"
-	bolt "go.etcd.io/bbolt"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // marker is in every name, folder and property value the storage v2 tests
@@ -220,26 +221,69 @@ func indexRecords(t *testing.T, path string, kind byte) (keys [][]byte) {
 	}
 	defer db.Close()
 	db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("v2")).ForEach(func(k, _ []byte) error {
-			if len(k) > 0 && k[0] == kind {
-				keys = append(keys, bytes.Clone(k))
-			}
-			return nil
-		})
+		for _, name := range []string{"v2", "v2big"} {
+			tx.Bucket([]byte(name)).ForEach(func(k, _ []byte) error {
+				if len(k) > 0 && k[0] == kind {
+					keys = append(keys, bytes.Clone(k))
+				}
+				return nil
+			})
+		}
+		return nil
 	})
+	slices.SortFunc(keys, bytes.Compare)
 	return keys
 }
 
-// editIndex changes the index file's bucket directly, as someone with the
-// disk and without the key can.
-func editIndex(t *testing.T, path string, fn func(b *bolt.Bucket) error) {
+// rawIndex is an index file's records as docs/FORMAT.md 16 lays them out
+// in bbolt: in bucket v2, or, with a sealed value over 2,048 bytes, in a
+// bucket of their own inside v2big.
+type rawIndex struct{ tx *bolt.Tx }
+
+func (r rawIndex) Get(sk []byte) []byte {
+	if v := r.tx.Bucket([]byte("v2")).Get(sk); v != nil {
+		return v
+	}
+	if b := r.tx.Bucket([]byte("v2big")).Bucket(sk); b != nil {
+		return b.Get([]byte{0})
+	}
+	return nil
+}
+
+func (r rawIndex) Put(sk, v []byte) error {
+	if err := r.Delete(sk); err != nil {
+		return err
+	}
+	if len(v) <= 2048 {
+		return r.tx.Bucket([]byte("v2")).Put(sk, v)
+	}
+	b, err := r.tx.Bucket([]byte("v2big")).CreateBucket(sk)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte{0}, v)
+}
+
+func (r rawIndex) Delete(sk []byte) error {
+	if err := r.tx.Bucket([]byte("v2")).Delete(sk); err != nil {
+		return err
+	}
+	if big := r.tx.Bucket([]byte("v2big")); big.Bucket(sk) != nil {
+		return big.DeleteBucket(sk)
+	}
+	return nil
+}
+
+// editIndex changes the index file's records directly, as someone with
+// the disk and without the key can.
+func editIndex(t *testing.T, path string, fn func(r rawIndex) error) {
 	t.Helper()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if err := db.Update(func(tx *bolt.Tx) error { return fn(tx.Bucket([]byte("v2"))) }); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error { return fn(rawIndex{tx}) }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -303,7 +347,7 @@ func TestStorageV2IndexTamper(t *testing.T) {
 		if x == nil {
 			t.Fatal("no two entries of one directory")
 		}
-		editIndex(t, index, func(bk *bolt.Bucket) error {
+		editIndex(t, index, func(bk rawIndex) error {
 			vx, vy := bytes.Clone(bk.Get(x)), bytes.Clone(bk.Get(y))
 			bk.Put(x, vy)
 			return bk.Put(y, vx)
@@ -321,7 +365,7 @@ func TestStorageV2IndexTamper(t *testing.T) {
 		if len(bs) < 2 {
 			t.Fatalf("%d small files' blobs in the index, want the uploads'", len(bs))
 		}
-		editIndex(t, index, func(bk *bolt.Bucket) error {
+		editIndex(t, index, func(bk rawIndex) error {
 			vx, vy := bytes.Clone(bk.Get(bs[0])), bytes.Clone(bk.Get(bs[1]))
 			bk.Put(bs[0], vy)
 			return bk.Put(bs[1], vx)
@@ -334,7 +378,7 @@ func TestStorageV2IndexTamper(t *testing.T) {
 	t.Run("entry removed", func(t *testing.T) {
 		copyFile(t, good, index)
 		ds := indexRecords(t, index, 'd')
-		editIndex(t, index, func(bk *bolt.Bucket) error { return bk.Delete(ds[0]) })
+		editIndex(t, index, func(bk rawIndex) error { return bk.Delete(ds[0]) })
 		if out := serveFails(t, srv.DataDir); !strings.Contains(out, "integrity") {
 			t.Errorf("serve on a removed entry:\n%s", out)
 		}
@@ -352,13 +396,13 @@ func TestStorageV2IndexTamper(t *testing.T) {
 		vals := map[string][]byte{}
 		db.View(func(tx *bolt.Tx) error {
 			for _, k := range olds {
-				vals[string(k)] = bytes.Clone(tx.Bucket([]byte("v2")).Get(k))
+				vals[string(k)] = bytes.Clone(rawIndex{tx}.Get(k))
 			}
 			return nil
 		})
 		db.Close()
 		put := 0
-		editIndex(t, index, func(bk *bolt.Bucket) error {
+		editIndex(t, index, func(bk rawIndex) error {
 			for k, v := range vals {
 				if cur := bk.Get([]byte(k)); cur != nil && !bytes.Equal(cur, v) {
 					put++

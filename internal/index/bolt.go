@@ -12,7 +12,21 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-var bucketName = []byte("v2")
+// bucketName holds the records; bigBucketName holds, in a bucket of its
+// own named by the stored key, each record whose sealed value is longer
+// than bigValue (under the key bigValueKey).
+var (
+	bucketName    = []byte("v2")
+	bigBucketName = []byte("v2big")
+	bigValueKey   = []byte{0}
+)
+
+// bigValue is the longest sealed value kept in the records' bucket. bbolt
+// keeps two to four values in a leaf and writes a changed leaf whole, so
+// a new 40 KiB record (a small file's contents, docs/STORAGE.md 10c)
+// among others would rewrite 80 to 160 KiB at every commit; in a bucket of
+// its own it writes its own pages and a small leaf of bucket headers.
+const bigValue = 2048
 
 // boltEngine keeps the index in one bucket of a bbolt file: bbolt
 // serializes updates and lets views run alongside, so update never
@@ -37,12 +51,23 @@ type boltEngine struct {
 const reserveSize = 1 << 20
 
 func openBolt(path string) (*boltEngine, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	// The free-page list is not written at each commit but found again
+	// by a walk of the pages when the file is opened (as etcd opens its
+	// own): with small files' contents in the index the list runs to
+	// tens of KiB, written at every upload (docs/PERFORMANCE.md).
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        5 * time.Second,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("index: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketName)
+		if _, err := tx.CreateBucketIfNotExists(bucketName); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucketIfNotExists(bigBucketName)
 		return err
 	})
 	if err != nil {
@@ -56,7 +81,7 @@ func openBolt(path string) (*boltEngine, error) {
 
 func (e *boltEngine) update(fn func(store) error) error {
 	up := func() error {
-		return e.db.Update(func(tx *bolt.Tx) error { return fn(boltStore{tx.Bucket(bucketName)}) })
+		return e.db.Update(func(tx *bolt.Tx) error { return fn(newBoltStore(tx)) })
 	}
 	err := up()
 	if errors.Is(err, syscall.ENOSPC) && e.useReserve() {
@@ -131,33 +156,83 @@ func (e *boltEngine) copyTo(path string) error {
 }
 
 func (e *boltEngine) view(fn func(store) error) error {
-	return e.db.View(func(tx *bolt.Tx) error { return fn(boltStore{tx.Bucket(bucketName)}) })
+	return e.db.View(func(tx *bolt.Tx) error { return fn(newBoltStore(tx)) })
 }
 
 func (e *boltEngine) close() error { return e.db.Close() }
 
-type boltStore struct{ b *bolt.Bucket }
+// boltStore is one transaction's records: those of up to bigValue bytes in
+// small, the others in big (a bucket each).
+type boltStore struct{ small, big *bolt.Bucket }
 
-func (s boltStore) get(sk []byte) ([]byte, error) { return s.b.Get(sk), nil }
+func newBoltStore(tx *bolt.Tx) boltStore {
+	return boltStore{small: tx.Bucket(bucketName), big: tx.Bucket(bigBucketName)}
+}
+
+func (s boltStore) get(sk []byte) ([]byte, error) {
+	if v := s.small.Get(sk); v != nil {
+		return v, nil
+	}
+	if b := s.big.Bucket(sk); b != nil {
+		return b.Get(bigValueKey), nil
+	}
+	return nil, nil
+}
 
 func (s boltStore) put(sk, sealed []byte) error {
-	if err := s.b.Put(sk, sealed); err != nil {
+	var err error
+	if len(sealed) > bigValue {
+		if s.small.Get(sk) != nil {
+			err = s.small.Delete(sk)
+		}
+		var b *bolt.Bucket
+		if err == nil {
+			b, err = s.big.CreateBucketIfNotExists(sk)
+		}
+		if err == nil {
+			err = b.Put(bigValueKey, sealed)
+		}
+	} else {
+		if s.big.Bucket(sk) != nil {
+			err = s.big.DeleteBucket(sk)
+		}
+		if err == nil {
+			err = s.small.Put(sk, sealed)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("index: put: %w", err)
 	}
 	return nil
 }
 
 func (s boltStore) delete(sk []byte) error {
-	if err := s.b.Delete(sk); err != nil {
+	err := s.small.Delete(sk)
+	if err == nil && s.big.Bucket(sk) != nil {
+		err = s.big.DeleteBucket(sk)
+	}
+	if err != nil {
 		return fmt.Errorf("index: delete: %w", err)
 	}
 	return nil
 }
 
+// scan merges the two buckets' records in key order.
 func (s boltStore) scan(prefix []byte, fn func(sk, sealed []byte) error) error {
-	c := s.b.Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		if err := fn(k, v); err != nil {
+	in := func(k []byte) bool { return k != nil && bytes.HasPrefix(k, prefix) }
+	sc, bc := s.small.Cursor(), s.big.Cursor()
+	sk, sv := sc.Seek(prefix)
+	bk, _ := bc.Seek(prefix)
+	for in(sk) || in(bk) {
+		var err error
+		if in(sk) && (!in(bk) || bytes.Compare(sk, bk) < 0) {
+			err = fn(sk, sv)
+			sk, sv = sc.Next()
+		} else {
+			err = fn(bk, s.big.Bucket(bk).Get(bigValueKey))
+			bk, _ = bc.Next()
+		}
+		if err != nil {
 			return err
 		}
 	}

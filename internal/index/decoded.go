@@ -56,6 +56,14 @@ func (c *decodedCache) put(sk, sealed []byte, v any) {
 // never change it (copy what it changes). A record this transaction
 // wrote is decoded like any other.
 func (tx *Tx) GetDecoded(kind Kind, key []byte, decode func(plain []byte) (any, error)) (any, error) {
+	if p, ok := tx.lookup(storedKey(kind, key)); ok {
+		// Not sealed yet: decoded, not cached (the cache holds what was
+		// opened from a sealed value).
+		if p.removed {
+			return nil, ErrNotFound
+		}
+		return decode(bytes.Clone(p.value))
+	}
 	sk, sealed, err := tx.sealed(kind, key)
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,6 +28,8 @@ type fixture struct {
 	// leaves in the map behind the index's back (bbolt: with the index
 	// closed, as the file is locked).
 	edit func(t testing.TB, fn func(m map[string][]byte))
+	// path is the bbolt file ("" on etcd).
+	path string
 	// bytes is everything the store holds: the file, or every key and
 	// value in the etcd cluster.
 	bytes func(t testing.TB) []byte
@@ -69,6 +72,7 @@ func etcdClient(t testing.TB, c *testutil.EtcdCluster) *clientv3.Client {
 func newBoltFixture(t testing.TB) *fixture {
 	path := filepath.Join(t.TempDir(), "index.db")
 	return &fixture{
+		path: path,
 		open: func(t testing.TB, key []byte) (*Index, error) { return Open(path, key) },
 		edit: func(t testing.TB, fn func(map[string][]byte)) {
 			t.Helper()
@@ -78,19 +82,20 @@ func newBoltFixture(t testing.TB) *fixture {
 			}
 			defer db.Close()
 			err = db.Update(func(tx *bolt.Tx) error {
-				b := tx.Bucket(bucketName)
 				m := map[string][]byte{}
-				b.ForEach(func(k, v []byte) error { m[string(k)] = bytes.Clone(v); return nil })
+				newBoltStore(tx).scan(nil, func(k, v []byte) error { m[string(k)] = bytes.Clone(v); return nil })
 				fn(m)
-				if err := tx.DeleteBucket(bucketName); err != nil {
-					return err
+				for _, name := range [][]byte{bucketName, bigBucketName} {
+					if err := tx.DeleteBucket(name); err != nil {
+						return err
+					}
+					if _, err := tx.CreateBucket(name); err != nil {
+						return err
+					}
 				}
-				b, err := tx.CreateBucket(bucketName)
-				if err != nil {
-					return err
-				}
+				s := newBoltStore(tx)
 				for k, v := range m {
-					if err := b.Put([]byte(k), v); err != nil {
+					if err := s.put([]byte(k), v); err != nil {
 						return err
 					}
 				}
@@ -208,6 +213,147 @@ func TestDecodedCache(t *testing.T) {
 			})
 			if _, err := read(); !errors.Is(err, ErrAuth) {
 				t.Errorf("a value damaged under a cached one: %v, want ErrAuth", err)
+			}
+		})
+	}
+}
+
+// TestWritesInOneUpdate: an Update's writes are seen by its own reads and
+// scans at once, stored once when it returns (a record written and
+// removed again in it is never stored), and the root hash stays the one
+// Verify computes; a failed Update stores none of them.
+func TestWritesInOneUpdate(t *testing.T) {
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) {
+			x := e.new(t).openT(t, rootKey(t))
+			put(t, x, kindDirent, "d/b", "old b")
+			put(t, x, kindDirent, "d/d", "old d")
+			err := x.Update(func(tx *Tx) error {
+				for _, w := range []struct{ k, v string }{
+					{"d/a", "a1"}, {"d/a", "a2"}, {"d/c", "c"}, {"d/tmp", "tmp"}, {"d/b", "new b"},
+				} {
+					if err := tx.Put(kindDirent, []byte(w.k), []byte(w.v)); err != nil {
+						return err
+					}
+				}
+				for _, k := range []string{"d/tmp", "d/d", "d/never"} {
+					if err := tx.Delete(kindDirent, []byte(k)); err != nil {
+						return err
+					}
+				}
+				if v, err := tx.Get(kindDirent, []byte("d/a")); err != nil || string(v) != "a2" {
+					t.Errorf("own write read back: %q %v", v, err)
+				}
+				if _, err := tx.Get(kindDirent, []byte("d/d")); !errors.Is(err, ErrNotFound) {
+					t.Errorf("own removal read back: %v", err)
+				}
+				v, err := tx.GetDecoded(kindDirent, []byte("d/c"), func(b []byte) (any, error) { return string(b), nil })
+				if err != nil || v != "c" {
+					t.Errorf("own write decoded: %v %v", v, err)
+				}
+				var seen []string
+				err = tx.Scan(kindDirent, []byte("d/"), func(k, v []byte) error {
+					seen = append(seen, string(k)+"="+string(v))
+					return nil
+				})
+				if want := "d/a=a2 d/b=new b d/c=c"; strings.Join(seen, " ") != want {
+					t.Errorf("scan in the update: %q, want %q", strings.Join(seen, " "), want)
+				}
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stored []string
+			x.Records(func(sk, _ []byte) error {
+				if sk[0] == byte(kindDirent) {
+					stored = append(stored, string(sk[1:]))
+				}
+				return nil
+			})
+			if want := "d/a d/b d/c"; strings.Join(stored, " ") != want {
+				t.Errorf("stored: %q, want %q", strings.Join(stored, " "), want)
+			}
+			if n, err := x.Verify(); err != nil || n != 3 {
+				t.Errorf("verify: %d records, %v", n, err)
+			}
+			failed := errors.New("no")
+			if err := x.Update(func(tx *Tx) error {
+				tx.Put(kindDirent, []byte("d/z"), []byte("z"))
+				return failed
+			}); !errors.Is(err, failed) {
+				t.Fatal(err)
+			}
+			if _, err := get(x, kindDirent, "d/z"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("a failed update's write: %v", err)
+			}
+		})
+	}
+}
+
+// TestBigValues: records of any size round-trip, move between bbolt's
+// two buckets as they grow and shrink, scan in key order across both,
+// and are in the root hash wherever they are.
+func TestBigValues(t *testing.T) {
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) {
+			f := e.new(t)
+			key := rootKey(t)
+			x := f.openT(t, key)
+			big := func(c byte) string { return strings.Repeat(string(c), 40<<10) }
+			want := map[string]string{"a": "small a", "b": big('b'), "c": "small c", "d": big('d')}
+			for k, v := range want {
+				put(t, x, kindInode, k, v)
+			}
+			want["a"], want["b"] = big('A'), "small B" // small to big and back
+			put(t, x, kindInode, "a", want["a"])
+			put(t, x, kindInode, "b", want["b"])
+			got := map[string]string{}
+			var order []string
+			err := x.View(func(tx *Tx) error {
+				return tx.Scan(kindInode, nil, func(k, v []byte) error {
+					got[string(k)] = string(v)
+					order = append(order, string(k))
+					return nil
+				})
+			})
+			if err != nil || !maps.Equal(got, want) || strings.Join(order, "") != "abcd" {
+				t.Errorf("scan: order %v, equal %v, %v", order, maps.Equal(got, want), err)
+			}
+			if n, err := x.Verify(); err != nil || n != 4 {
+				t.Errorf("verify: %d records, %v", n, err)
+			}
+			if e.name != "bbolt" {
+				return
+			}
+			x.Close()
+			// Each big value in a bucket of its own, the small ones not.
+			db, err := bolt.Open(f.path, 0o600, &bolt.Options{ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			db.View(func(tx *bolt.Tx) error {
+				small, bigs := tx.Bucket(bucketName), tx.Bucket(bigBucketName)
+				for k, inBig := range map[string]bool{"ia": true, "ib": false, "ic": false, "id": true} {
+					if (bigs.Bucket([]byte(k)) != nil) != inBig || (small.Get([]byte(k)) != nil) == inBig {
+						t.Errorf("record %s: in the big values' bucket %v, want %v", k, !inBig, inBig)
+					}
+				}
+				return nil
+			})
+			db.Close()
+			f.edit(t, func(m map[string][]byte) {
+				v := bytes.Clone(m["id"])
+				v[len(v)-1] ^= 1
+				m["id"] = v
+			})
+			x, err = f.open(t, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer x.Close()
+			if _, err := get(x, kindInode, "d"); !errors.Is(err, ErrAuth) {
+				t.Errorf("a damaged big record: %v, want ErrAuth", err)
 			}
 		})
 	}

@@ -30,6 +30,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -185,6 +187,9 @@ func (x *Index) Update(fn func(*Tx) error) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
+		if err := tx.flush(); err != nil {
+			return err
+		}
 		tx.st.Epoch++
 		return x.putState(s, tx.st)
 	})
@@ -207,6 +212,60 @@ type Tx struct {
 	s        store
 	writable bool
 	st       state
+
+	// pending holds an Update's writes, by stored key, until fn returns:
+	// a record written several times in one transaction (an upload's
+	// inode is written as it is created, published and renamed) is
+	// sealed and stored once, and one written and removed again (its
+	// temporary entry) not at all.
+	pending map[string]pendingRecord
+}
+
+// pendingRecord is a write not yet stored: a value, or a removal.
+type pendingRecord struct {
+	value   []byte
+	removed bool
+}
+
+// lookup returns the transaction's own write of sk, if it made one.
+func (tx *Tx) lookup(sk []byte) (pendingRecord, bool) {
+	p, ok := tx.pending[string(sk)]
+	return p, ok
+}
+
+// flush stores the pending writes in key order, each moving the root
+// hash by the record it replaces and the one it stores.
+func (tx *Tx) flush() error {
+	keys := make([]string, 0, len(tx.pending))
+	for k := range tx.pending {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		p, sk := tx.pending[k], []byte(k)
+		old, err := tx.s.get(sk)
+		if err != nil {
+			return err
+		}
+		if old != nil {
+			tx.st.xorSum(tx.x.recordMAC(sk, old))
+		}
+		if p.removed {
+			if old != nil {
+				if err := tx.s.delete(sk); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		sealed := tx.x.seal(sk, p.value)
+		if err := tx.s.put(sk, sealed); err != nil {
+			return err
+		}
+		tx.st.xorSum(tx.x.recordMAC(sk, sealed))
+	}
+	tx.pending = nil
+	return nil
 }
 
 // Epoch is the index's epoch as this transaction started (an Update's
@@ -227,6 +286,12 @@ func checkKind(kind Kind) error {
 // Get returns the value of the record kind/key (ErrNotFound, ErrAuth).
 // The returned slice is the caller's.
 func (tx *Tx) Get(kind Kind, key []byte) ([]byte, error) {
+	if p, ok := tx.lookup(storedKey(kind, key)); ok {
+		if p.removed {
+			return nil, ErrNotFound
+		}
+		return bytes.Clone(p.value), nil
+	}
 	sk, sealed, err := tx.sealed(kind, key)
 	if err != nil {
 		return nil, err
@@ -252,37 +317,26 @@ func (tx *Tx) sealed(kind Kind, key []byte) (sk, sealed []byte, err error) {
 
 // Put stores value under kind/key, replacing any record there.
 func (tx *Tx) Put(kind Kind, key, value []byte) error {
-	if err := checkKind(kind); err != nil {
-		return err
-	}
-	sk := storedKey(kind, key)
-	old, err := tx.s.get(sk)
-	if err != nil {
-		return err
-	}
-	if old != nil {
-		tx.st.xorSum(tx.x.recordMAC(sk, old))
-	}
-	sealed := tx.x.seal(sk, value)
-	if err := tx.s.put(sk, sealed); err != nil {
-		return err
-	}
-	tx.st.xorSum(tx.x.recordMAC(sk, sealed))
-	return nil
+	return tx.write(kind, key, pendingRecord{value: bytes.Clone(value)})
 }
 
 // Delete removes the record kind/key; a missing record is no error.
 func (tx *Tx) Delete(kind Kind, key []byte) error {
+	return tx.write(kind, key, pendingRecord{removed: true})
+}
+
+func (tx *Tx) write(kind Kind, key []byte, p pendingRecord) error {
 	if err := checkKind(kind); err != nil {
 		return err
 	}
-	sk := storedKey(kind, key)
-	old, err := tx.s.get(sk)
-	if err != nil || old == nil {
-		return err
+	if !tx.writable {
+		return errors.New("index: write in a view")
 	}
-	tx.st.xorSum(tx.x.recordMAC(sk, old))
-	return tx.s.delete(sk)
+	if tx.pending == nil {
+		tx.pending = make(map[string]pendingRecord)
+	}
+	tx.pending[string(storedKey(kind, key))] = p
+	return nil
 }
 
 // Scan calls fn, in key order, for every record of kind whose key starts
@@ -293,13 +347,46 @@ func (tx *Tx) Scan(kind Kind, prefix []byte, fn func(key, value []byte) error) e
 	if err := checkKind(kind); err != nil {
 		return err
 	}
-	return tx.s.scan(storedKey(kind, prefix), func(k, v []byte) error {
+	pre := storedKey(kind, prefix)
+	// The transaction's own writes under prefix, merged in key order.
+	var mine []string
+	for k := range tx.pending {
+		if strings.HasPrefix(k, string(pre)) {
+			mine = append(mine, k)
+		}
+	}
+	slices.Sort(mine)
+	emitMine := func(before []byte) error {
+		for len(mine) > 0 && (before == nil || mine[0] < string(before)) {
+			p := tx.pending[mine[0]]
+			key := []byte(mine[0][1:])
+			mine = mine[1:]
+			if p.removed {
+				continue
+			}
+			if err := fn(key, bytes.Clone(p.value)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	err := tx.s.scan(pre, func(k, v []byte) error {
+		if err := emitMine(k); err != nil {
+			return err
+		}
+		if _, ok := tx.lookup(k); ok {
+			return nil // emitted (or removed) by emitMine
+		}
 		val, err := tx.x.open(k, v)
 		if err != nil {
 			return err
 		}
 		return fn(bytes.Clone(k[1:]), val)
 	})
+	if err != nil {
+		return err
+	}
+	return emitMine(nil)
 }
 
 // aad is a record's associated data: its kind and key.
