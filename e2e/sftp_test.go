@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -187,5 +188,32 @@ func TestSFTPConfinementAndPermissions(t *testing.T) {
 	}
 	if res, err := srv.SFTPBatch(t, "reader", roKey, "ls -la\n"); err != nil {
 		t.Errorf("read-only ls: %v\n%s", err, res)
+	}
+}
+
+// TestSFTPPutFsync (issue 23): OpenSSH's `put -f` sends fsync@openssh.com
+// before the CLOSE when the server lists it (silently skipping it
+// otherwise): the client's debug log shows it sent and answered.
+func TestSFTPPutFsync(t *testing.T) {
+	NeedTool(t, "sftp")
+	srv := StartServer(t)
+	key := srv.AddUser(t, "bob", "obo-pw-1-e2e-pass")
+	a := RandomFile(t, 300<<10)
+	got := filepath.Join(t.TempDir(), "got")
+	args := append(srv.SSHOpts(key), "-vvv", "-P", srv.SFTPPort, "-b", "-", "bob@"+srv.SFTPHost)
+	cmd := exec.Command("sftp", args...)
+	cmd.Stdin = strings.NewReader("put -f " + a + " f\nget f " + got + "\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sftp: %v\n%s", err, out)
+	}
+	SameFile(t, a, got)
+	for _, want := range []string{`Server supports extension "fsync@openssh.com" revision 1`, "Sent message fsync@openssh.com"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("sftp -vvv shows no %q", want)
+		}
+	}
+	if strings.Contains(string(out), "Couldn't sync file") {
+		t.Errorf("fsync refused:\n%s", out)
 	}
 }

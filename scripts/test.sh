@@ -59,7 +59,7 @@ step "storage v2: the vfs suite and the real-client suites on a v2 store"
 # behaviour, not those that inspect v1's directory tree.
 SECUREFSD_TEST_STORAGE=v2 go test -race -short -timeout 10m -count=1 ./internal/vfs/
 SECUREFSD_TEST_STORAGE=v2 go test -race -timeout 15m -count=1 \
-  -run '^(TestSFTPTransfers|TestSFTPCommands|TestSFTPResume|TestSFTPConfinementAndPermissions|TestSCP|TestRcloneSFTP|TestDAVRclone|TestDAVLitmus|TestDAVCurl|TestDAVPropsPersist|TestCrashDuringUploads|TestDiskFull|TestKeyRotateWhileServing|TestHostileSFTPPackets|TestRevocationReachesOpenSSHSessions|TestUserSetReachesOpenSFTPSession|TestSharedFolderRclone)$' ./e2e/
+  -run '^(TestSFTPTransfers|TestSFTPCommands|TestSFTPResume|TestSFTPConfinementAndPermissions|TestSFTPPutFsync|TestSCP|TestRcloneSFTP|TestDAVRclone|TestDAVLitmus|TestDAVCurl|TestDAVPropsPersist|TestCrashDuringUploads|TestDiskFull|TestKeyRotateWhileServing|TestHostileSFTPPackets|TestRevocationReachesOpenSSHSessions|TestUserSetReachesOpenSFTPSession|TestSharedFolderRclone)$' ./e2e/
 
 step "users on etcd: the users suite on the cluster engine"
 # The package's tests again with every database opened by users.OpenEtcd in

@@ -29,6 +29,8 @@ const (
 	fxpSetstat  = 9
 	fxpFsetstat = 10
 	fxpStat     = 17
+	fxpExtended = 200
+	fxpVersion  = 2
 	fxpStatus   = 101
 	fxpHandle   = 102
 	fxpData     = 103
@@ -175,7 +177,7 @@ func (c muxConn) Close() error {
 func (m *fileMux) psWrite(p []byte) (int, error) {
 	n := len(p)
 	if len(m.psBuf) == 0 && len(p) >= 4 && int(binary.BigEndian.Uint32(p))+4 == len(p) {
-		err := m.writePacket(p)
+		err := m.writePacket(withFsync(p))
 		m.answered(1) // written or lost: nobody waits for it any more
 		if err != nil {
 			return 0, err
@@ -189,7 +191,7 @@ func (m *fileMux) psWrite(p []byte) (int, error) {
 		if len(m.psBuf) < l {
 			break
 		}
-		if err := m.writePacket(m.psBuf[:l]); err != nil {
+		if err := m.writePacket(withFsync(m.psBuf[:l])); err != nil {
 			m.answered(done + 1)
 			return 0, err
 		}
@@ -201,6 +203,42 @@ func (m *fileMux) psWrite(p []byte) (int, error) {
 	}
 	m.answered(done)
 	return n, nil
+}
+
+// extFsync is the OpenSSH extension the fast path adds to pkg/sftp's:
+// fsync of an open handle (`sftp -f`, `put -f`).
+const extFsync = "fsync@openssh.com"
+
+// withFsync adds fsync@openssh.com (version "1") to pkg/sftp's VERSION
+// reply, which lists the extensions the server answers; any other packet
+// is returned as it is.
+func withFsync(p []byte) []byte {
+	if len(p) < 9 || p[4] != fxpVersion {
+		return p
+	}
+	out := make([]byte, 0, len(p)+4+len(extFsync)+4+1)
+	out = append(out, p...)
+	out = binary.BigEndian.AppendUint32(out, uint32(len(extFsync)))
+	out = append(out, extFsync...)
+	out = binary.BigEndian.AppendUint32(out, 1)
+	out = append(out, '1')
+	binary.BigEndian.PutUint32(out, uint32(len(out)-4))
+	return out
+}
+
+// fsyncRequest parses an EXTENDED request's id and, if it is
+// fsync@openssh.com, its handle.
+func fsyncRequest(body []byte) (id uint32, handle []byte, ok bool) {
+	id, b, ok := getUint32(body)
+	var name string
+	if ok {
+		name, b, ok = getString(b)
+	}
+	if !ok || name != extFsync {
+		return 0, nil, false
+	}
+	h, _, ok := getString(b)
+	return id, []byte(h), ok
 }
 
 func (m *fileMux) writePacket(b []byte) error {
@@ -482,6 +520,17 @@ func (m *fileMux) dispatch(pkt []byte) error {
 	case fxpOpen:
 		m.waitQuiet()
 		return m.open(body)
+	case fxpExtended:
+		// fsync@openssh.com on one of the fast path's handles; any other
+		// extension (and fsync of a handle pkg/sftp holds, which it
+		// refuses) is pkg/sftp's.
+		if id, handle, ok := fsyncRequest(body); ok {
+			if t := m.files[string(handle)]; t != nil {
+				m.waitQuiet()
+				m.status(id, t.Sync())
+				return nil
+			}
+		}
 	case fxpRead, fxpWrite, fxpClose, fxpFstat, fxpFsetstat:
 		id, handle, rest, ok := idHandle(body)
 		if !ok {

@@ -205,6 +205,19 @@ func (t *transfer) WriteAt(p []byte, off int64) (n int, err error) {
 	return n, nil
 }
 
+// Sync answers fsync@openssh.com: what the handle wrote is on disk when
+// it returns. An upload that creates or replaces a file still becomes
+// visible only at its CLOSE (atomic, and durable then too): a crash
+// before it loses the upload whole, never leaves part of it.
+func (t *transfer) Sync() (err error) {
+	defer recoverTo(t.s.log, "fsync", &err)
+	if err = t.f.Sync(); err != nil {
+		t.ioErr.CompareAndSwap(nil, &err)
+		return clientError(err)
+	}
+	return nil
+}
+
 // TransferError is called by the fast path when the session ends with the
 // handle still open (connection lost, client killed).
 func (t *transfer) TransferError(err error) {

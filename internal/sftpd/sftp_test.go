@@ -591,3 +591,62 @@ func TestFailedOverwriteKeepsOld(t *testing.T) {
 		t.Errorf("after a failed overwrite: %d bytes, want the previous %d", len(got), len(old))
 	}
 }
+
+// TestFsyncExtension (issue 23): fsync@openssh.com is advertised and
+// answered on upload, in-place and download handles, and an upload
+// synced then closed is there whole.
+func TestFsyncExtension(t *testing.T) {
+	ts := startServer(t)
+	u := ts.addUser("alice", users.PermAll)
+	c := ts.sftpClient(u)
+	if v, ok := c.HasExtension("fsync@openssh.com"); !ok || v != "1" {
+		t.Fatalf("fsync@openssh.com not advertised: %q %v", v, ok)
+	}
+	if _, ok := c.HasExtension("posix-rename@openssh.com"); !ok {
+		t.Error("pkg/sftp's own extensions lost from VERSION")
+	}
+	data := randomBytes(t, 200<<10)
+	f, err := c.Create("/up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatalf("fsync of an upload: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	in, err := c.Open("/up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(in)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back: %d bytes, %v", len(got), err)
+	}
+	if err := in.Sync(); err != nil {
+		t.Errorf("fsync of a download handle: %v", err)
+	}
+	in.Close()
+	rw, err := c.OpenFile("/up", os.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rw.WriteAt([]byte("edited"), 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := rw.Sync(); err != nil {
+		t.Errorf("fsync of an in-place handle: %v", err)
+	}
+	rw.Close()
+	// A handle the fast path does not hold (a directory's): pkg/sftp's
+	// refusal, the session going on.
+	r := newRawSFTP(t, ts, u)
+	r.send(200, u32(7), str("fsync@openssh.com"), str("nonesuch"))
+	if typ, body := r.recv(); typ != fxpStatus || binary.BigEndian.Uint32(body[4:]) == 0 {
+		t.Errorf("fsync of an unknown handle: type %d %x", typ, body)
+	}
+}
