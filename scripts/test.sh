@@ -61,6 +61,15 @@ SECUREFSD_TEST_STORAGE=v2 go test -race -short -timeout 10m -count=1 ./internal/
 SECUREFSD_TEST_STORAGE=v2 go test -race -timeout 15m -count=1 \
   -run '^(TestSFTPTransfers|TestSFTPCommands|TestSFTPResume|TestSFTPConfinementAndPermissions|TestSFTPPutFsync|TestSCP|TestRcloneSFTP|TestDAVRclone|TestDAVLitmus|TestDAVCurl|TestDAVPropsPersist|TestCrashDuringUploads|TestDiskFull|TestKeyRotateWhileServing|TestHostileSFTPPackets|TestRevocationReachesOpenSSHSessions|TestUserSetReachesOpenSFTPSession|TestSharedFolderRclone)$' ./e2e/
 
+step "storage v2 with relaxed durability: the vfs suite, the crash suite and real clients"
+# serve --durability relaxed answers before the index commit (a
+# write-ahead log, docs/SECURITY.md "What an acknowledged upload
+# survives"); the crash suite's promise (every acknowledged upload intact
+# after kill -9, never a half file) must hold there too.
+SECUREFSD_TEST_STORAGE=v2 SECUREFSD_TEST_DURABILITY=relaxed go test -race -short -timeout 10m -count=1 ./internal/vfs/
+SECUREFSD_TEST_STORAGE=v2 SECUREFSD_TEST_DURABILITY=relaxed go test -race -timeout 15m -count=1 \
+  -run '^(TestSFTPTransfers|TestSFTPCommands|TestSFTPPutFsync|TestDAVLitmus|TestDAVCurl|TestCrashDuringUploads|TestDiskFull|TestKeyRotateWhileServing)$' ./e2e/
+
 step "users on etcd: the users suite on the cluster engine"
 # The package's tests again with every database opened by users.OpenEtcd in
 # one 3-member etcd cluster (docs/CLUSTER.md); those about the bbolt file

@@ -52,6 +52,8 @@ var serveFlags = []cli.Flag{
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "cipher", Value: "auto", Usage: "at-rest AEAD of new files: XAES-256-GCM, XChaCha20-Poly1305, or auto (XAES-256-GCM if the CPU has AES instructions); existing files keep theirs", EnvVars: []string{"SECUREFSD_CIPHER"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "shared-prefix", Value: vfs.DefaultSharedPrefix, Usage: "the directory of every user's tree where the shared folders they may reach appear (it shadows a home entry of that name)", EnvVars: []string{"SECUREFSD_SHARED_PREFIX"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "storage", Value: "v1", Usage: "layout of a new data directory: v1 (a directory per home, names in the clear) or v2 (docs/STORAGE.md: names, tree, sizes and times in an encrypted index, contents in blobs; a preview); an existing store keeps its own (securefsd migrate turns v1 into v2)", EnvVars: []string{"SECUREFSD_STORAGE"}}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "durability", Value: "strict", Usage: "storage v2: strict (an upload, rename or removal is answered once it is on disk) or relaxed (answered once it is in memory and in a write-ahead log; on disk within --durability-window: a crash of the process loses nothing, a power cut at most that window; docs/SECURITY.md)", EnvVars: []string{"SECUREFSD_DURABILITY"}}),
+	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "durability-window", Value: time.Second, Usage: "with --durability relaxed: the longest an answered change waits to be on disk", EnvVars: []string{"SECUREFSD_DURABILITY_WINDOW"}}),
 	altsrc.NewBoolFlag(&cli.BoolFlag{Name: "pad", Usage: "storage v2: pad stored file sizes with Padmé (at most 12% more space; docs/SECURITY.md)", EnvVars: []string{"SECUREFSD_PAD"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "upload-hashes", Usage: "digests computed while files are uploaded (md5,sha1,sha256); default none: computed when a client first asks (md5sum, oc:checksums) and cached", EnvVars: []string{"SECUREFSD_UPLOAD_HASHES"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "memory-limit", Value: 200, Usage: "soft memory target in MiB: the Go GC collects only near this size, or near twice the live heap if that is larger (fewer collections of SSH packets); 0 = Go defaults (also when GOGC or GOMEMLIMIT is set)", EnvVars: []string{"SECUREFSD_MEMORY_LIMIT"}}),
@@ -279,6 +281,17 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core 
 	default:
 		return core, nil, fmt.Errorf("--storage %q: v1 or v2", c.String("storage"))
 	}
+	var relaxed time.Duration
+	switch c.String("durability") {
+	case "strict", "":
+	case "relaxed":
+		relaxed = c.Duration("durability-window")
+		if relaxed <= 0 || relaxed > time.Minute {
+			return core, nil, fmt.Errorf("--durability-window %s: between 1ms and 1m", relaxed)
+		}
+	default:
+		return core, nil, fmt.Errorf("--durability %q: strict or relaxed", c.String("durability"))
+	}
 	if err := migrationUnderWay(dir); err != nil {
 		return core, nil, err
 	}
@@ -294,7 +307,7 @@ func (e *env) openCore(c *cli.Context, log *slog.Logger, names *logNames) (core 
 	}
 	sopts := vfs.Options{Keyring: kr, Logger: log, UploadHashes: uploadHashes, AEAD: aead,
 		MaxHandlesPerHome: c.Int("max-handles-per-user"), MaxFileSize: maxFileSize, SharedPrefix: c.String("shared-prefix"), Observer: rec.vfs(),
-		Storage: storage, Pad: c.Bool("pad")}
+		Storage: storage, Pad: c.Bool("pad"), Relaxed: relaxed}
 	var rem *remote
 	// undo closes what is open so far (db is the one in use: users.db,
 	// or etcd's on a cluster node, whose users.db rem holds).

@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -42,6 +43,7 @@ const (
 	labelName   = "securefsd v2 name"
 	labelRecord = "securefsd v2 record"
 	labelSum    = "securefsd v2 root hash"
+	// labelWAL (wal.go) keys the write-ahead log's MACs.
 	aadPrefix   = "securefsd v2 record "
 	// RootKeySize is the size of the root key Open takes.
 	RootKeySize = 32
@@ -80,13 +82,31 @@ type Index struct {
 	aead    cipher.AEAD
 	nameKey []byte
 	sumKey  []byte
+	walKey  []byte
 	decoded decodedCache
+}
+
+// Options tunes OpenWith.
+type Options struct {
+	// Relaxed, if positive, answers an Update once its writes are in
+	// memory and appended to a write-ahead log beside the file (written,
+	// not fsynced), and commits them to the file at most Relaxed later
+	// (relaxedEngine): a crash of the process loses nothing, a power cut
+	// at most the updates of the last Relaxed. Zero: every Update is on
+	// disk (fsynced) when it returns.
+	Relaxed time.Duration
 }
 
 // Open opens (creating, mode 0600) the index file at path with its root
 // key. The root key of an existing index is checked against its state
 // record (ErrAuth if it is another index's key).
 func Open(path string, rootKey []byte) (*Index, error) {
+	return OpenWith(path, rootKey, Options{})
+}
+
+// OpenWith is Open with options. Either way, a write-ahead log a relaxed
+// index left (its process stopped before committing it) is applied first.
+func OpenWith(path string, rootKey []byte, opts Options) (*Index, error) {
 	x, err := newIndex(rootKey)
 	if err != nil {
 		return nil, err
@@ -98,8 +118,47 @@ func Open(path string, rootKey []byte) (*Index, error) {
 	if err := x.start(e); err != nil {
 		return nil, fmt.Errorf("index: open %s: %w", path, err)
 	}
+	_, lastSeq, err := x.replayWAL(e, path)
+	if err != nil {
+		e.close()
+		return nil, fmt.Errorf("index: open %s: %w", path, err)
+	}
+	if opts.Relaxed > 0 {
+		r, err := openRelaxed(e, x, path, opts.Relaxed, lastSeq)
+		if err != nil {
+			e.close()
+			return nil, fmt.Errorf("index: open %s: %w", path, err)
+		}
+		x.eng = r
+	}
 	return x, nil
 }
+
+// Sync puts every Update answered so far on disk (a relaxed index commits
+// its overlay now; any other index has nothing to do).
+func (x *Index) Sync() error {
+	if r, ok := x.eng.(*relaxedEngine); ok {
+		return r.sync()
+	}
+	return nil
+}
+
+// file returns the bbolt engine of an index kept in a file, with every
+// answered Update committed to it.
+func (x *Index) file() (*boltEngine, error) {
+	switch e := x.eng.(type) {
+	case *boltEngine:
+		return e, nil
+	case *relaxedEngine:
+		if err := e.sync(); err != nil {
+			return nil, err
+		}
+		return e.b, nil
+	}
+	return nil, errNotFile
+}
+
+var errNotFile = errors.New("index: not a bbolt file")
 
 // newIndex derives the index's keys from its root key.
 func newIndex(rootKey []byte) (*Index, error) {
@@ -119,6 +178,7 @@ func newIndex(rootKey []byte) (*Index, error) {
 	recKey := derive(labelRecord)
 	x.nameKey = derive(labelName)
 	x.sumKey = derive(labelSum)
+	x.walKey = derive(labelWAL)
 	if err != nil {
 		return nil, fmt.Errorf("index: derive keys: %w", err)
 	}
@@ -483,9 +543,12 @@ func (x *Index) Records(fn func(stored, sealed []byte) error) error {
 // as of one moment, while updates go on (a backup). An etcd index is
 // backed up with etcd's own snapshot (docs/CLUSTER.md).
 func (x *Index) CopyTo(path string) error {
-	e, ok := x.eng.(*boltEngine)
-	if !ok {
+	e, err := x.file()
+	if errors.Is(err, errNotFile) {
 		return errors.New("index: CopyTo of an etcd index: take an etcd snapshot")
+	}
+	if err != nil {
+		return err
 	}
 	return e.copyTo(path)
 }

@@ -98,7 +98,21 @@ var ErrNoAnchor = errors.New("index: no anchor file")
 // to a temporary and renamed, fsynced), which the caller keeps outside
 // the data directory (next to the key file).
 func (x *Index) WriteAnchor(path string) error {
-	st, err := x.currentState()
+	var st state
+	var err error
+	if r, ok := x.eng.(*relaxedEngine); ok {
+		// What is on disk, not the overlay: a power cut may take the
+		// overlay's last updates, and the file must not then be older
+		// than its anchor.
+		if err = r.sync(); err == nil {
+			err = r.b.view(func(s store) error {
+				st, err = x.getState(s)
+				return err
+			})
+		}
+	} else {
+		st, err = x.currentState()
+	}
 	if err != nil {
 		return err
 	}

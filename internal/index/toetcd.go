@@ -27,9 +27,9 @@ var ErrPrefixInUse = errors.New("index: the etcd prefix already holds an index")
 // is ErrPrefixInUse: the caller compares it (Digest) to tell its own
 // finished copy from another index.
 func (x *Index) CopyToEtcd(ctx context.Context, cfg EtcdConfig) error {
-	e, ok := x.eng.(*boltEngine)
-	if !ok {
-		return errors.New("index: copy to etcd: the index is not a bbolt file")
+	e, err := x.file()
+	if err != nil {
+		return fmt.Errorf("index: copy to etcd: %w", err)
 	}
 	if cfg.Client == nil || cfg.Prefix == "" {
 		return errors.New("index: etcd needs a client and a non-empty prefix")

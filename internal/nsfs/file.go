@@ -43,6 +43,10 @@ type File struct {
 	// later: a file of CreateLater, not in the index until its first
 	// publish creates it as base in directory dir with mode.
 	later bool
+	// durable: Sync was called on a later file; the publish that makes
+	// it visible is put on disk before it returns, as the client asked
+	// (on a relaxed index, which would answer it before).
+	durable bool
 	dir   namespace.ID
 	base  string
 	mode  fs.FileMode
@@ -324,9 +328,16 @@ func (f *File) Sync() error {
 		s.publishing.RLock()
 		err := f.commitLocked()
 		s.publishing.RUnlock()
+		f.durable = true
 		return pathErr("sync", f.name, err)
 	}
-	return pathErr("sync", f.name, f.publishLocked(nil))
+	err := f.publishLocked(nil)
+	if err == nil {
+		// A relaxed index answers the publish before it is on disk;
+		// an fsync asks for the disk.
+		err = f.t.s.ns.Sync()
+	}
+	return pathErr("sync", f.name, err)
 }
 
 // PublishAs publishes what was written and moves the file to name, in
@@ -360,6 +371,11 @@ func (f *File) PublishAs(name string) error {
 	}
 	f.name = name
 	t.s.collectGarbage() // a file renamed over another
+	if f.durable {
+		if err := t.s.ns.Sync(); err != nil {
+			return pathErr("fsync", name, err)
+		}
+	}
 	return nil
 }
 

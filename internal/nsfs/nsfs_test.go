@@ -34,6 +34,8 @@ type env struct {
 	s     *Store
 	// inlineMax is the stores' content.Options.InlineMax.
 	inlineMax int64
+	// relaxed opens the index with index.Options.Relaxed.
+	relaxed time.Duration
 }
 
 func newEnv(t *testing.T) *env {
@@ -51,7 +53,7 @@ func newEnv(t *testing.T) *env {
 // open opens (again) the index and the blob directory: a restart.
 func (e *env) open(t *testing.T) {
 	t.Helper()
-	x, err := index.Open(filepath.Join(e.dir, "index.db"), e.key)
+	x, err := index.OpenWith(filepath.Join(e.dir, "index.db"), e.key, index.Options{Relaxed: e.relaxed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -872,5 +874,68 @@ func TestPublishAhead(t *testing.T) {
 		if err := tr.Remove("up"); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestRelaxedFsync: on a relaxed index, an upload the client fsynced
+// before its close is on disk when the close returns; one it did not may
+// not be yet (what a power cut then finds: the index file alone, its
+// write-ahead log lost).
+func TestRelaxedFsync(t *testing.T) {
+	e := &env{dir: t.TempDir(), key: make([]byte, index.RootKeySize), relaxed: time.Hour}
+	rand.Read(e.key)
+	var err error
+	if e.kr, err = envelope.NewKeyring(); err != nil {
+		t.Fatal(err)
+	}
+	e.open(t)
+	tr := e.tree(t, "alice")
+	if err := tr.Mkdir("d", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.x.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	upload := func(name string, fsync bool) {
+		f, err := tr.CreateLater("d/tmp-"+name, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteAt(random(1000), 0)
+		if fsync {
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.PublishAs("d/" + name); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	upload("synced", true)
+	upload("plain", false) // after: the commit of the synced one took nothing of it
+	cut := filepath.Join(t.TempDir(), "index.db")
+	b, err := os.ReadFile(filepath.Join(e.dir, "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cut, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	x, err := index.Open(cut, e.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	after := New(namespace.New(x, nil), content.DirBlobs{Dir: e.blobs}, content.Options{Keyring: e.kr, SegmentChunks: testChunks})
+	at, err := after.Tree("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := at.Lstat("d/synced"); err != nil {
+		t.Errorf("an upload fsynced before its close is not on disk: %v", err)
+	}
+	if _, err := at.Lstat("d/plain"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the plain upload: %v (committed before the window?)", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/securefsd/securefsd/internal/envelope"
 	"github.com/securefsd/securefsd/internal/testutil"
@@ -74,6 +75,9 @@ func (ts *testStore) with(o Options) Options {
 	}
 	o.Storage = testStorage
 	o.IndexKey = ts.ikey
+	if testStorage == StorageV2 && os.Getenv("SECUREFSD_TEST_DURABILITY") == "relaxed" && o.Index == nil {
+		o.Relaxed = 50 * time.Millisecond
+	}
 	return o
 }
 

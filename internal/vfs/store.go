@@ -67,6 +67,13 @@ type Options struct {
 	// (index.RootKeySize bytes, kept by the caller in a key file):
 	// required to open or create a version 2 store.
 	IndexKey []byte
+	// Relaxed, if positive, answers a version 2 store's index updates
+	// (an upload's CLOSE, a rename, a removal) before they are fsynced,
+	// committing them at most Relaxed later (index.Options.Relaxed,
+	// `serve --durability relaxed`): a crash of the process loses none, a
+	// power cut those of the last Relaxed. Zero: every answered change is
+	// on disk. Not for a store whose index is given (Index).
+	Relaxed time.Duration
 	// Pad pads the stored size of version 2's files with Padmé
 	// (content.Options.Pad, docs/SECURITY.md).
 	Pad bool
@@ -267,9 +274,17 @@ func NewStore(dir string, opts Options) (*Store, error) {
 		root.Close()
 		return nil, fmt.Errorf("vfs: os.Root let a name leave the store (%v)", err)
 	}
+	if opts.Relaxed > 0 && opts.Index != nil {
+		root.Close()
+		return nil, errors.New("vfs: relaxed durability is for an index file, not a shared index")
+	}
 	if err := s.openV2(opts); err != nil {
 		root.Close()
 		return nil, err
+	}
+	if s.v2 == nil && opts.Relaxed > 0 {
+		root.Close()
+		return nil, fmt.Errorf("vfs: relaxed durability needs storage version 2 (this store is version 1; securefsd migrate): %w", ErrStorageVersion)
 	}
 	if s.v2 == nil {
 		s.recoverMoves()

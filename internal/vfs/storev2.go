@@ -74,7 +74,7 @@ func (s *Store) openV2(opts Options) error {
 		if len(opts.IndexKey) != index.RootKeySize {
 			return fmt.Errorf("vfs: storage version 2 needs its index key (%d bytes)", index.RootKeySize)
 		}
-		if x, err = index.Open(filepath.Join(s.dir, indexFileName), opts.IndexKey); err != nil {
+		if x, err = index.OpenWith(filepath.Join(s.dir, indexFileName), opts.IndexKey, index.Options{Relaxed: opts.Relaxed}); err != nil {
 			return fmt.Errorf("vfs: open index: %w", err)
 		}
 	}
@@ -434,6 +434,12 @@ func (s *Store) rewrapV2(ctx context.Context, progress func(done, total int, nam
 	}
 	if len(errs) > 0 {
 		return &SweepError{Op: "rewrap", Errs: errs}
+	}
+	// The retired key may go once this returns: the records re-wrapped in
+	// the index must be on disk first (a relaxed index holds them in its
+	// overlay until it commits).
+	if err := s.v2.x.Sync(); err != nil {
+		return fmt.Errorf("vfs: rewrap: %w", err)
 	}
 	return nil
 }

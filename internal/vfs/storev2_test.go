@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/securefsd/securefsd/internal/blob"
 	"github.com/securefsd/securefsd/internal/content"
@@ -203,5 +204,26 @@ func TestInjectedIndexAndBlobs(t *testing.T) {
 	ls.Close()
 	if _, err := NewStore(local, o); !errors.Is(err, ErrStorageVersion) {
 		t.Errorf("a store directory with its own index, given another: %v", err)
+	}
+}
+
+// TestRelaxedNeedsAnIndexFile: relaxed durability is refused on a version
+// 1 store (its files are renamed into place, with nothing to replay) and
+// on a shared index (etcd commits every update).
+func TestRelaxedNeedsAnIndexFile(t *testing.T) {
+	kr, err := envelope.NewKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewStore(t.TempDir(), Options{Keyring: kr, Relaxed: time.Second}); !errors.Is(err, ErrStorageVersion) {
+		t.Errorf("relaxed on version 1: %v", err)
+	}
+	x, err := index.Open(filepath.Join(t.TempDir(), "index.db"), make([]byte, index.RootKeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if _, err := NewStore(t.TempDir(), Options{Keyring: kr, Index: x, Relaxed: time.Second}); err == nil {
+		t.Error("relaxed on a given index: no error")
 	}
 }

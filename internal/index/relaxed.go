@@ -1,0 +1,334 @@
+package index
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// relaxedEngine is a bbolt index whose updates are answered before they
+// are on disk (Options.Relaxed, `serve --durability relaxed`): an update
+// runs against the file's last commit plus an overlay of the updates
+// since, its writes are appended to the write-ahead log (written, not
+// fsynced) and added to the overlay, and a committer writes the overlay to
+// the file in one bbolt transaction at most window later, or sooner when
+// it grows past overlayMax records or Sync asks.
+//
+// What that gives: a crash of the process loses nothing (the log is in
+// the kernel's page cache and Open replays it); a power cut loses at most
+// the updates of the last window (the log is cut where the disk has it,
+// and every update in it is whole or absent). Readers always see the
+// overlay: an update is visible the moment it is answered.
+type relaxedEngine struct {
+	b      *boltEngine
+	x      *Index
+	path   string
+	window time.Duration
+
+	// mu serializes updates, the log's appends and the overlay's swaps.
+	mu      sync.Mutex
+	ov      atomic.Pointer[overlay]
+	wal     *os.File
+	walSize int64  // bytes of whole entries in wal
+	seq     uint64 // the log file being appended to
+
+	// testCommitErr, set by tests, fails commits (a full or broken disk).
+	testCommitErr error
+
+	commitMu sync.Mutex    // one commit at a time
+	kick     chan struct{} // wakes the committer early
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// overlay holds, by stored key, each record written since the last
+// commit: its sealed value, or nil for a removal. An overlay is never
+// changed once published: an update publishes a copy.
+type overlay map[string]*[]byte
+
+// overlayMax is how many records the overlay holds before the committer
+// runs without waiting for the window; past overlayLimit (commits keep
+// failing) updates are refused rather than held in memory.
+const (
+	overlayMax   = 4096
+	overlayLimit = 1 << 18
+)
+
+// ErrBacklog: a relaxed index refuses updates while the ones it answered
+// could not be committed (a full disk, an I/O error) and too many wait.
+var ErrBacklog = errors.New("index: too many answered updates wait for a commit that fails")
+
+func openRelaxed(b *boltEngine, x *Index, path string, window time.Duration, lastSeq uint64) (*relaxedEngine, error) {
+	e := &relaxedEngine{
+		b: b, x: x, path: path, window: window,
+		kick: make(chan struct{}, 1),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	e.ov.Store(&overlay{})
+	if err := e.rotate(lastSeq + 1); err != nil {
+		return nil, err
+	}
+	go e.committer()
+	return e, nil
+}
+
+// rotate starts the log file seq. Caller holds mu (or is openRelaxed).
+func (e *relaxedEngine) rotate(seq uint64) error {
+	f, err := os.OpenFile(walName(e.path, seq), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("index: write-ahead log: %w", err)
+	}
+	if e.wal != nil {
+		e.wal.Close()
+	}
+	e.wal, e.seq, e.walSize = f, seq, 0
+	return nil
+}
+
+func (e *relaxedEngine) update(fn func(store) error) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ov := *e.ov.Load()
+	if len(ov) >= overlayLimit {
+		return fmt.Errorf("%w (%d records)", ErrBacklog, len(ov))
+	}
+	s := &overlayStore{ov: ov, writes: map[string][]byte{}}
+	err := e.b.db.View(func(tx *bolt.Tx) error {
+		s.base = newBoltStore(tx)
+		return fn(s)
+	})
+	if err != nil {
+		return err
+	}
+	st, err := e.x.openState(s.writes[string(stateKey)])
+	if err != nil {
+		return fmt.Errorf("index: relaxed update without a state: %w", err)
+	}
+	entry := e.x.marshalWAL(walEntry{epoch: st.Epoch, writes: s.writes})
+	if _, err := e.wal.Write(entry); err != nil {
+		// Refused, and cut from the log: an entry after a torn one
+		// would never be read back.
+		if terr := e.wal.Truncate(e.walSize); terr != nil {
+			return fmt.Errorf("index: write-ahead log: %w (and cutting it back: %v)", err, terr)
+		}
+		return fmt.Errorf("index: write-ahead log: %w", err)
+	}
+	e.walSize += int64(len(entry))
+	next := make(overlay, len(ov)+len(s.writes))
+	for k, v := range ov {
+		next[k] = v
+	}
+	for k, v := range s.writes {
+		next[k] = &v
+	}
+	e.ov.Store(&next)
+	if len(next) >= overlayMax {
+		select {
+		case e.kick <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// view takes the overlay before the file's transaction: a commit that
+// lands between the two is then in both, which reads the same.
+func (e *relaxedEngine) view(fn func(store) error) error {
+	ov := *e.ov.Load()
+	return e.b.db.View(func(tx *bolt.Tx) error {
+		return fn(&overlayStore{base: newBoltStore(tx), ov: ov})
+	})
+}
+
+// committer commits the overlay once it is window old (counted from the
+// first update after the last commit), when kicked, and at stop.
+func (e *relaxedEngine) committer() {
+	defer close(e.done)
+	t := time.NewTicker(e.window)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+		case <-e.kick:
+		}
+		e.commit()
+	}
+}
+
+// commit writes the overlay to the file in one transaction (fsynced),
+// then drops from the overlay what it wrote and removes the logs it
+// covered. After a failure the overlay and the logs stay, and the next
+// commit tries again (with what came since).
+func (e *relaxedEngine) commit() error {
+	e.commitMu.Lock()
+	defer e.commitMu.Unlock()
+	e.mu.Lock()
+	ov := *e.ov.Load()
+	if len(ov) == 0 {
+		e.mu.Unlock()
+		return nil
+	}
+	covered := e.seq
+	if err := e.rotate(e.seq + 1); err != nil {
+		e.mu.Unlock()
+		return err
+	}
+	e.mu.Unlock()
+
+	err := e.b.update(func(s store) error {
+		if e.testCommitErr != nil {
+			return e.testCommitErr
+		}
+		keys := make([]string, 0, len(ov))
+		for k := range ov {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			var err error
+			if v := *ov[k]; v == nil {
+				err = s.delete([]byte(k))
+			} else {
+				err = s.put([]byte(k), v)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+
+	if err != nil {
+		return fmt.Errorf("index: commit: %w", err)
+	}
+	e.mu.Lock()
+	cur := *e.ov.Load()
+	next := make(overlay, len(cur))
+	for k, v := range cur {
+		if ov[k] != v { // written again since: not committed yet
+			next[k] = v
+		}
+	}
+	e.ov.Store(&next)
+	e.mu.Unlock()
+	files, _ := walFiles(e.path)
+	for _, f := range files {
+		if f.seq <= covered {
+			os.Remove(f.name)
+		}
+	}
+	return nil
+}
+
+// sync commits what the overlay holds now.
+func (e *relaxedEngine) sync() error { return e.commit() }
+
+func (e *relaxedEngine) close() error {
+	close(e.stop)
+	<-e.done
+	err := e.commit()
+	e.mu.Lock()
+	if e.wal != nil {
+		e.wal.Close()
+		if err == nil {
+			os.Remove(e.wal.Name())
+		}
+	}
+	e.mu.Unlock()
+	if cerr := e.b.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// overlayStore is a transaction of a relaxed index: the file's last
+// commit, the overlay over it, and (in an update) this update's writes
+// over both.
+type overlayStore struct {
+	base   boltStore
+	ov     overlay
+	writes map[string][]byte // nil in a view
+}
+
+func (s *overlayStore) get(sk []byte) ([]byte, error) {
+	if v, ok := s.writes[string(sk)]; ok {
+		return v, nil
+	}
+	if v, ok := s.ov[string(sk)]; ok {
+		return *v, nil
+	}
+	return s.base.get(sk)
+}
+
+func (s *overlayStore) put(sk, sealed []byte) error {
+	if s.writes == nil {
+		return errors.New("index: put in a view")
+	}
+	s.writes[string(sk)] = bytes.Clone(sealed)
+	return nil
+}
+
+func (s *overlayStore) delete(sk []byte) error {
+	if s.writes == nil {
+		return errors.New("index: delete in a view")
+	}
+	s.writes[string(sk)] = nil
+	return nil
+}
+
+// scan merges the file's records with the overlay's and the update's,
+// in key order, leaving out what they removed.
+func (s *overlayStore) scan(prefix []byte, fn func(sk, sealed []byte) error) error {
+	mine := map[string][]byte{}
+	for k, v := range s.ov {
+		if strings.HasPrefix(k, string(prefix)) {
+			mine[k] = *v
+		}
+	}
+	for k, v := range s.writes {
+		if strings.HasPrefix(k, string(prefix)) {
+			mine[k] = v
+		}
+	}
+	keys := make([]string, 0, len(mine))
+	for k := range mine {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	emit := func(before []byte) error {
+		for len(keys) > 0 && (before == nil || keys[0] < string(before)) {
+			k := keys[0]
+			keys = keys[1:]
+			if v := mine[k]; v != nil {
+				if err := fn([]byte(k), v); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	err := s.base.scan(prefix, func(k, v []byte) error {
+		if err := emit(k); err != nil {
+			return err
+		}
+		if _, ok := mine[string(k)]; ok {
+			return nil // the overlay's or the update's, emitted above
+		}
+		return fn(k, v)
+	})
+	if err != nil {
+		return err
+	}
+	return emit(nil)
+}

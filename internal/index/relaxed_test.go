@@ -1,0 +1,276 @@
+package index
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// crash stops a relaxed index as a killed process does: nothing more is
+// committed, the log stays as written.
+func crash(t *testing.T, x *Index) {
+	t.Helper()
+	r := x.eng.(*relaxedEngine)
+	close(r.stop)
+	<-r.done
+	r.wal.Close()
+	if err := r.b.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func openRelaxedT(t *testing.T, path string, key []byte, window time.Duration) *Index {
+	t.Helper()
+	x, err := OpenWith(path, key, Options{Relaxed: window})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+// counted puts record n and the counter record "count" = n+1 in one
+// update: a consistent index has "count" records n of kind d.
+func counted(t *testing.T, x *Index, n int) {
+	t.Helper()
+	err := x.Update(func(tx *Tx) error {
+		if err := tx.Put(kindDirent, []byte(fmt.Sprintf("r%05d", n)), []byte("value "+strconv.Itoa(n))); err != nil {
+			return err
+		}
+		return tx.Put(kindInode, []byte("count"), []byte(strconv.Itoa(n+1)))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// consistent checks that x holds records 0..want-1 and the count, and
+// that its root hash verifies.
+func consistent(t *testing.T, x *Index, want int) {
+	t.Helper()
+	err := x.View(func(tx *Tx) error {
+		c, err := tx.Get(kindInode, []byte("count"))
+		if err != nil {
+			return err
+		}
+		n := 0
+		err = tx.Scan(kindDirent, nil, func(k, v []byte) error {
+			if string(k) != fmt.Sprintf("r%05d", n) || string(v) != "value "+strconv.Itoa(n) {
+				return fmt.Errorf("record %d: %s = %s", n, k, v)
+			}
+			n++
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if string(c) != strconv.Itoa(n) || (want >= 0 && n != want) {
+			return fmt.Errorf("count %s, %d records, want %d", c, n, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRelaxedCrash: updates answered by a relaxed index and never
+// committed are all there after a crash of the process (the log is
+// replayed at the next open, strict or relaxed), and the log is gone.
+func TestRelaxedCrash(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	key := rootKey(t)
+	x := openRelaxedT(t, path, key, time.Hour)
+	for i := range 50 {
+		counted(t, x, i)
+	}
+	consistent(t, x, 50) // visible before any commit
+	crash(t, x)
+	x, err := Open(path, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consistent(t, x, 50)
+	if logs, _ := walFiles(path); len(logs) != 0 {
+		t.Errorf("logs left after replay: %v", logs)
+	}
+	x.Close()
+}
+
+// TestRelaxedTornLog: a log cut short (a power cut) or damaged keeps
+// every update before the cut, whole, and none after; the index verifies.
+func TestRelaxedTornLog(t *testing.T) {
+	for _, damage := range []string{"cut", "flipped"} {
+		t.Run(damage, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "index.db")
+			key := rootKey(t)
+			x := openRelaxedT(t, path, key, time.Hour)
+			for i := range 20 {
+				counted(t, x, i)
+			}
+			crash(t, x)
+			logs, _ := walFiles(path)
+			if len(logs) != 1 {
+				t.Fatalf("logs: %v", logs)
+			}
+			b, err := os.ReadFile(logs[0].name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch damage {
+			case "cut":
+				b = b[:len(b)-10] // the last entry torn
+			case "flipped":
+				b[len(b)/2] ^= 1 // an entry in the middle
+			}
+			os.WriteFile(logs[0].name, b, 0o600)
+			x, err = Open(path, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer x.Close()
+			consistent(t, x, -1)
+			var n int
+			x.View(func(tx *Tx) error {
+				return tx.Scan(kindDirent, nil, func(k, v []byte) error { n++; return nil })
+			})
+			if damage == "cut" && n != 19 || damage == "flipped" && (n == 0 || n >= 19) {
+				t.Errorf("%d updates kept", n)
+			}
+		})
+	}
+}
+
+// TestRelaxedOldLog: a log whose updates the file already holds (left by
+// a crash between a commit and the log's removal) is not applied again
+// over later ones.
+func TestRelaxedOldLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	key := rootKey(t)
+	x := openRelaxedT(t, path, key, time.Hour)
+	put(t, x, kindInode, "a", "old")
+	logs, _ := walFiles(path)
+	old, err := os.ReadFile(logs[0].name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	put(t, x, kindInode, "a", "new")
+	crash(t, x)
+	if err := os.WriteFile(walName(path, 0), old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	x, err = Open(path, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if v, err := get(x, kindInode, "a"); err != nil || v != "new" {
+		t.Errorf("after an old log: %q %v", v, err)
+	}
+	if _, err := x.Verify(); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestRelaxedConcurrent: readers never see a half update while the
+// committer moves the overlay into the file under them (run with -race).
+func TestRelaxedConcurrent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	key := rootKey(t)
+	x := openRelaxedT(t, path, key, time.Millisecond)
+	counted(t, x, 0)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				err := x.View(func(tx *Tx) error {
+					c, err := tx.Get(kindInode, []byte("count"))
+					if err != nil {
+						return err
+					}
+					n := 0
+					tx.Scan(kindDirent, nil, func(k, v []byte) error { n++; return nil })
+					if string(c) != strconv.Itoa(n) {
+						return fmt.Errorf("count %s with %d records", c, n)
+					}
+					return nil
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for i := 1; i < 400; i++ {
+		counted(t, x, i)
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	x = openIndex(t, path, key)
+	consistent(t, x, 400)
+	if logs, _ := walFiles(path); len(logs) != 0 {
+		t.Errorf("logs left after a clean close: %v", logs)
+	}
+}
+
+// TestRelaxedCommitFailure: when the file cannot take a commit, the
+// updates answered stay in memory and in the log, updates and reads go
+// on, and a later open has them all.
+func TestRelaxedCommitFailure(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	key := rootKey(t)
+	x := openRelaxedT(t, path, key, time.Hour)
+	counted(t, x, 0)
+	r := x.eng.(*relaxedEngine)
+	r.commitMu.Lock()
+	r.testCommitErr = errors.New("disk broken") // every commit fails from now on
+	r.commitMu.Unlock()
+	if err := x.Sync(); err == nil {
+		t.Fatal("a commit to a closed file succeeded")
+	}
+	counted(t, x, 1)
+	if err := x.Sync(); err == nil {
+		t.Fatal("a commit to a closed file succeeded")
+	}
+	counted(t, x, 2)
+	if logs, _ := walFiles(path); len(logs) != 3 {
+		t.Errorf("logs after two failed commits: %v", logs)
+	}
+	if v, err := get(x, kindInode, "count"); err != nil || v != "3" {
+		t.Errorf("read with commits failing: %q %v", v, err)
+	}
+	crash(t, x)
+	x, err := Open(path, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	consistent(t, x, 3)
+}
