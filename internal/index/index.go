@@ -43,7 +43,6 @@ const (
 	labelName   = "securefsd v2 name"
 	labelRecord = "securefsd v2 record"
 	labelSum    = "securefsd v2 root hash"
-	// labelWAL (wal.go) keys the write-ahead log's MACs.
 	aadPrefix   = "securefsd v2 record "
 	// RootKeySize is the size of the root key Open takes.
 	RootKeySize = 32

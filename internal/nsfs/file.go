@@ -43,13 +43,13 @@ type File struct {
 	// later: a file of CreateLater, not in the index until its first
 	// publish creates it as base in directory dir with mode.
 	later bool
+	dir   namespace.ID
+	base  string
+	mode  fs.FileMode
 	// durable: Sync was called on a later file; the publish that makes
 	// it visible is put on disk before it returns, as the client asked
 	// (on a relaxed index, which would answer it before).
 	durable bool
-	dir   namespace.ID
-	base  string
-	mode  fs.FileMode
 
 	// staged: content committed to durable blobs (layout, written at
 	// generation layoutGen) that the index does not reference yet, with
