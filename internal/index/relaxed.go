@@ -50,9 +50,56 @@ type relaxedEngine struct {
 }
 
 // overlay holds, by stored key, each record written since the last
-// commit: its sealed value, or nil for a removal. An overlay is never
-// changed once published: an update publishes a copy.
-type overlay map[string]*[]byte
+// commit: its sealed value, or nil for a removal. It is never changed
+// once published: an update publishes a new one sharing the old one's
+// maps (its own writes as a new layer; every maxLayers updates the
+// layers are merged), so an update costs its own writes, not the
+// overlay's size.
+type overlay struct {
+	base   map[string]*[]byte
+	layers []map[string]*[]byte // newest last
+	n      int                  // records in base and layers (a key may count twice)
+}
+
+// maxLayers bounds the maps a read looks in.
+const maxLayers = 16
+
+func (o *overlay) get(k string) (*[]byte, bool) {
+	for i := len(o.layers) - 1; i >= 0; i-- {
+		if v, ok := o.layers[i][k]; ok {
+			return v, true
+		}
+	}
+	v, ok := o.base[k]
+	return v, ok
+}
+
+// flat returns every key's newest value in one new map.
+func (o *overlay) flat() map[string]*[]byte {
+	m := make(map[string]*[]byte, o.n)
+	for k, v := range o.base {
+		m[k] = v
+	}
+	for _, l := range o.layers {
+		for k, v := range l {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// with returns o with layer w over it.
+func (o *overlay) with(w map[string]*[]byte) *overlay {
+	if len(o.layers) >= maxLayers {
+		m := o.flat()
+		for k, v := range w {
+			m[k] = v
+		}
+		return &overlay{base: m, n: len(m)}
+	}
+	layers := append(o.layers[:len(o.layers):len(o.layers)], w)
+	return &overlay{base: o.base, layers: layers, n: o.n + len(w)}
+}
 
 // overlayMax is how many records the overlay holds before the committer
 // runs without waiting for the window; past overlayLimit (commits keep
@@ -97,9 +144,9 @@ func (e *relaxedEngine) rotate(seq uint64) error {
 func (e *relaxedEngine) update(fn func(store) error) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	ov := *e.ov.Load()
-	if len(ov) >= overlayLimit {
-		return fmt.Errorf("%w (%d records)", ErrBacklog, len(ov))
+	ov := e.ov.Load()
+	if ov.n >= overlayLimit {
+		return fmt.Errorf("%w (%d records)", ErrBacklog, ov.n)
 	}
 	s := &overlayStore{ov: ov, writes: map[string][]byte{}}
 	err := e.b.db.View(func(tx *bolt.Tx) error {
@@ -123,15 +170,13 @@ func (e *relaxedEngine) update(fn func(store) error) error {
 		return fmt.Errorf("index: write-ahead log: %w", err)
 	}
 	e.walSize += int64(len(entry))
-	next := make(overlay, len(ov)+len(s.writes))
-	for k, v := range ov {
-		next[k] = v
-	}
+	w := make(map[string]*[]byte, len(s.writes))
 	for k, v := range s.writes {
-		next[k] = &v
+		w[k] = &v
 	}
-	e.ov.Store(&next)
-	if len(next) >= overlayMax {
+	next := ov.with(w)
+	e.ov.Store(next)
+	if next.n >= overlayMax {
 		select {
 		case e.kick <- struct{}{}:
 		default:
@@ -143,7 +188,7 @@ func (e *relaxedEngine) update(fn func(store) error) error {
 // view takes the overlay before the file's transaction: a commit that
 // lands between the two is then in both, which reads the same.
 func (e *relaxedEngine) view(fn func(store) error) error {
-	ov := *e.ov.Load()
+	ov := e.ov.Load()
 	return e.b.db.View(func(tx *bolt.Tx) error {
 		return fn(&overlayStore{base: newBoltStore(tx), ov: ov})
 	})
@@ -174,7 +219,7 @@ func (e *relaxedEngine) commit() error {
 	e.commitMu.Lock()
 	defer e.commitMu.Unlock()
 	e.mu.Lock()
-	ov := *e.ov.Load()
+	ov := e.ov.Load().flat()
 	if len(ov) == 0 {
 		e.mu.Unlock()
 		return nil
@@ -213,14 +258,13 @@ func (e *relaxedEngine) commit() error {
 		return fmt.Errorf("index: commit: %w", err)
 	}
 	e.mu.Lock()
-	cur := *e.ov.Load()
-	next := make(overlay, len(cur))
-	for k, v := range cur {
+	next := map[string]*[]byte{}
+	for k, v := range e.ov.Load().flat() {
 		if ov[k] != v { // written again since: not committed yet
 			next[k] = v
 		}
 	}
-	e.ov.Store(&next)
+	e.ov.Store(&overlay{base: next, n: len(next)})
 	e.mu.Unlock()
 	files, _ := walFiles(e.path)
 	for _, f := range files {
@@ -257,7 +301,7 @@ func (e *relaxedEngine) close() error {
 // over both.
 type overlayStore struct {
 	base   boltStore
-	ov     overlay
+	ov     *overlay
 	writes map[string][]byte // nil in a view
 }
 
@@ -265,7 +309,7 @@ func (s *overlayStore) get(sk []byte) ([]byte, error) {
 	if v, ok := s.writes[string(sk)]; ok {
 		return v, nil
 	}
-	if v, ok := s.ov[string(sk)]; ok {
+	if v, ok := s.ov.get(string(sk)); ok {
 		return *v, nil
 	}
 	return s.base.get(sk)
@@ -291,10 +335,16 @@ func (s *overlayStore) delete(sk []byte) error {
 // in key order, leaving out what they removed.
 func (s *overlayStore) scan(prefix []byte, fn func(sk, sealed []byte) error) error {
 	mine := map[string][]byte{}
-	for k, v := range s.ov {
-		if strings.HasPrefix(k, string(prefix)) {
-			mine[k] = *v
+	add := func(m map[string]*[]byte) {
+		for k, v := range m {
+			if strings.HasPrefix(k, string(prefix)) {
+				mine[k] = *v
+			}
 		}
+	}
+	add(s.ov.base)
+	for _, l := range s.ov.layers {
+		add(l)
 	}
 	for k, v := range s.writes {
 		if strings.HasPrefix(k, string(prefix)) {

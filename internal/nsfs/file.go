@@ -46,9 +46,9 @@ type File struct {
 	dir   namespace.ID
 	base  string
 	mode  fs.FileMode
-	// durable: Sync was called on a later file; the publish that makes
-	// it visible is put on disk before it returns, as the client asked
-	// (on a relaxed index, which would answer it before).
+	// durable: Durable was called on a later file; the publish that
+	// makes it visible is put on disk before it returns, as the client
+	// asked (on a relaxed index, which would answer it before).
 	durable bool
 
 	// staged: content committed to durable blobs (layout, written at
@@ -328,16 +328,24 @@ func (f *File) Sync() error {
 		s.publishing.RLock()
 		err := f.commitLocked()
 		s.publishing.RUnlock()
-		f.durable = true
 		return pathErr("sync", f.name, err)
 	}
-	err := f.publishLocked(nil)
-	if err == nil {
-		// A relaxed index answers the publish before it is on disk;
-		// an fsync asks for the disk.
-		err = f.t.s.ns.Sync()
+	return pathErr("sync", f.name, f.publishLocked(nil))
+}
+
+// Durable is what a client's fsync adds to Sync on a relaxed index
+// (index.Options.Relaxed), which answers a publish before it is on disk:
+// a file in the index has its publish committed now; a file not yet in
+// it (CreateLater) will have the publish that makes it visible committed
+// before that returns.
+func (f *File) Durable() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.later {
+		f.durable = true
+		return nil
 	}
-	return pathErr("sync", f.name, err)
+	return pathErr("sync", f.name, f.t.s.ns.Sync())
 }
 
 // PublishAs publishes what was written and moves the file to name, in

@@ -902,8 +902,11 @@ func TestRelaxedFsync(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.WriteAt(random(1000), 0)
-		if fsync {
+		if fsync { // as vfs.File.Sync does
 			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Durable(); err != nil {
 				t.Fatal(err)
 			}
 		}

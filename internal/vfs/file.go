@@ -203,7 +203,18 @@ func (h *File) Sync() error {
 	if h.n == nil {
 		return nil
 	}
-	return h.err("sync", h.n.flush(true))
+	err := h.n.flush(true)
+	if err == nil {
+		// A relaxed version 2 index answers changes before they are on
+		// disk (Options.Relaxed); the client asked for the disk.
+		h.n.mu.RLock()
+		d, ok := h.n.back.f.(interface{ Durable() error })
+		h.n.mu.RUnlock()
+		if ok {
+			err = d.Durable()
+		}
+	}
+	return h.err("sync", err)
 }
 
 // Close flushes the file; a replacement opened for writing is published
