@@ -34,7 +34,12 @@ type relaxedEngine struct {
 	window time.Duration
 
 	// mu serializes updates, the log's appends and the overlay's swaps.
-	mu      sync.Mutex
+	mu sync.Mutex
+	// swap keeps a view from taking the overlay before a commit and the
+	// file's transaction after it (it would see the records of updates
+	// its overlay does not have): a view takes both under RLock, a commit
+	// holds it from its bbolt transaction to the overlay's swap.
+	swap    sync.RWMutex
 	ov      atomic.Pointer[overlay]
 	wal     *os.File
 	walSize int64  // bytes of whole entries in wal
@@ -185,13 +190,21 @@ func (e *relaxedEngine) update(fn func(store) error) error {
 	return nil
 }
 
-// view takes the overlay before the file's transaction: a commit that
-// lands between the two is then in both, which reads the same.
+// view reads the overlay and the file's last commit as of one moment
+// (swap). An update needs no such care: it takes the overlay under mu,
+// which a commit holds to capture its batch and again to drop it from
+// the overlay once the file has it, so the update's overlay holds the
+// whole batch whichever file it then reads.
 func (e *relaxedEngine) view(fn func(store) error) error {
+	e.swap.RLock()
 	ov := e.ov.Load()
-	return e.b.db.View(func(tx *bolt.Tx) error {
-		return fn(&overlayStore{base: newBoltStore(tx), ov: ov})
-	})
+	tx, err := e.b.db.Begin(false)
+	e.swap.RUnlock()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	return fn(&overlayStore{base: newBoltStore(tx), ov: ov})
 }
 
 // committer commits the overlay once it is window old (counted from the
@@ -231,6 +244,7 @@ func (e *relaxedEngine) commit() error {
 	}
 	e.mu.Unlock()
 
+	e.swap.Lock()
 	err := e.b.update(func(s store) error {
 		if e.testCommitErr != nil {
 			return e.testCommitErr
@@ -255,17 +269,27 @@ func (e *relaxedEngine) commit() error {
 	})
 
 	if err != nil {
+		e.swap.Unlock()
 		return fmt.Errorf("index: commit: %w", err)
 	}
-	e.mu.Lock()
-	next := map[string]*[]byte{}
-	for k, v := range e.ov.Load().flat() {
-		if ov[k] != v { // written again since: not committed yet
-			next[k] = v
+	// Dropped without mu (an update may hold it and wait for a view
+	// inside its function, which waits for swap): an update that took
+	// the overlay before this swap stores it again with its own layer,
+	// which brings back committed records with the file's values, to be
+	// dropped by the next commit.
+	for {
+		cur := e.ov.Load()
+		next := map[string]*[]byte{}
+		for k, v := range cur.flat() {
+			if ov[k] != v { // written again since: not committed yet
+				next[k] = v
+			}
+		}
+		if e.ov.CompareAndSwap(cur, &overlay{base: next, n: len(next)}) {
+			break
 		}
 	}
-	e.ov.Store(&overlay{base: next, n: len(next)})
-	e.mu.Unlock()
+	e.swap.Unlock()
 	files, _ := walFiles(e.path)
 	for _, f := range files {
 		if f.seq <= covered {
