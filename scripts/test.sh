@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-FUZZTIME=${FUZZTIME:-3s}
+FUZZTIME=${FUZZTIME:-2s}
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -61,20 +61,27 @@ SECUREFSD_TEST_STORAGE=v2 go test -race -short -timeout 10m -count=1 ./internal/
 SECUREFSD_TEST_STORAGE=v2 go test -race -timeout 15m -count=1 \
   -run '^(TestSFTPTransfers|TestSFTPCommands|TestSFTPResume|TestSFTPConfinementAndPermissions|TestSFTPPutFsync|TestSCP|TestRcloneSFTP|TestDAVRclone|TestDAVLitmus|TestDAVCurl|TestDAVPropsPersist|TestCrashDuringUploads|TestDiskFull|TestKeyRotateWhileServing|TestHostileSFTPPackets|TestRevocationReachesOpenSSHSessions|TestUserSetReachesOpenSFTPSession|TestSharedFolderRclone)$' ./e2e/
 
-step "storage v2 with relaxed durability: the vfs suite, the crash suite and real clients"
-# serve --durability relaxed answers before the index commit (a
-# write-ahead log, docs/SECURITY.md "What an acknowledged upload
-# survives"); the crash suite's promise (every acknowledged upload intact
-# after kill -9, never a half file) must hold there too.
-SECUREFSD_TEST_STORAGE=v2 SECUREFSD_TEST_DURABILITY=relaxed go test -race -short -timeout 10m -count=1 ./internal/vfs/
+step "users on etcd (in the background) and storage v2 with relaxed durability"
+# The users package's tests again with every database opened by
+# users.OpenEtcd in one 3-member etcd cluster (docs/CLUSTER.md); those about
+# the bbolt file skip themselves. About 30 s with -race, mostly waiting on
+# etcd: it runs beside the relaxed-durability suites, which mostly wait on
+# their servers.
+users_log=$(mktemp)
+SECUREFSD_TEST_USERS=etcd go test -race -timeout 5m -count=1 ./internal/users/ >"$users_log" 2>&1 &
+users_pid=$!
+# serve --durability relaxed answers before the index commit (a write-ahead
+# log, docs/SECURITY.md "What an acknowledged upload survives"): the crash
+# suite's promise (every acknowledged upload intact after kill -9, never a
+# half file), a full disk, a key rotation and fsync@openssh.com there too.
 SECUREFSD_TEST_STORAGE=v2 SECUREFSD_TEST_DURABILITY=relaxed go test -race -timeout 15m -count=1 \
-  -run '^(TestSFTPTransfers|TestSFTPCommands|TestSFTPPutFsync|TestDAVLitmus|TestDAVCurl|TestCrashDuringUploads|TestDiskFull|TestKeyRotateWhileServing)$' ./e2e/
-
-step "users on etcd: the users suite on the cluster engine"
-# The package's tests again with every database opened by users.OpenEtcd in
-# one 3-member etcd cluster (docs/CLUSTER.md); those about the bbolt file
-# skip themselves. About 25 s with -race.
-SECUREFSD_TEST_USERS=etcd go test -race -timeout 5m -count=1 ./internal/users/
+  -run '^(TestSFTPCommands|TestSFTPPutFsync|TestDAVCurl|TestCrashDuringUploads|TestDiskFull|TestKeyRotateWhileServing)$' ./e2e/
+users_rc=0
+wait "$users_pid" || users_rc=$?
+echo "-- users on etcd:"
+cat "$users_log"
+rm -f "$users_log"
+[ "$users_rc" = 0 ] || exit "$users_rc"
 
 step "fuzzing (${FUZZTIME} per target)"
 # Targets are found in the sources (`go test -list` would compile every
