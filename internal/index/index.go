@@ -407,45 +407,66 @@ func (tx *Tx) Scan(kind Kind, prefix []byte, fn func(key, value []byte) error) e
 		return err
 	}
 	pre := storedKey(kind, prefix)
-	// The transaction's own writes under prefix, merged in key order.
-	var mine []string
-	for k := range tx.pending {
+	mine := map[string][]byte{} // the transaction's own writes under prefix
+	for k, p := range tx.pending {
 		if strings.HasPrefix(k, string(pre)) {
-			mine = append(mine, k)
+			switch {
+			case p.removed:
+				mine[k] = nil
+			case p.value == nil:
+				mine[k] = []byte{} // an empty value, not a removal
+			default:
+				mine[k] = p.value
+			}
 		}
 	}
-	slices.Sort(mine)
-	emitMine := func(before []byte) error {
-		for len(mine) > 0 && (before == nil || mine[0] < string(before)) {
-			p := tx.pending[mine[0]]
-			key := []byte(mine[0][1:])
-			mine = mine[1:]
-			if p.removed {
-				continue
-			}
-			if err := fn(key, bytes.Clone(p.value)); err != nil {
+	return mergeScan(mine, func(f func(k, v []byte) error) error { return tx.s.scan(pre, f) },
+		func(k string, v []byte) error { return fn([]byte(k[1:]), bytes.Clone(v)) },
+		func(k, v []byte) error {
+			val, err := tx.x.open(k, v)
+			if err != nil {
 				return err
+			}
+			return fn(bytes.Clone(k[1:]), val)
+		})
+}
+
+// mergeScan calls, in key order, emitOver for each key of over with a
+// value (nil: a removal, skipped) and emitBase for each record scanBase
+// gives whose key over does not hold: writes not yet stored, over the
+// store's records.
+func mergeScan(over map[string][]byte, scanBase func(func(k, v []byte) error) error,
+	emitOver func(k string, v []byte) error, emitBase func(k, v []byte) error) error {
+	keys := make([]string, 0, len(over))
+	for k := range over {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	emit := func(before []byte) error {
+		for len(keys) > 0 && (before == nil || keys[0] < string(before)) {
+			k := keys[0]
+			keys = keys[1:]
+			if v := over[k]; v != nil {
+				if err := emitOver(k, v); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	}
-	err := tx.s.scan(pre, func(k, v []byte) error {
-		if err := emitMine(k); err != nil {
+	err := scanBase(func(k, v []byte) error {
+		if err := emit(k); err != nil {
 			return err
 		}
-		if _, ok := tx.lookup(k); ok {
-			return nil // emitted (or removed) by emitMine
+		if _, ok := over[string(k)]; ok {
+			return nil // emitted (or removed) above
 		}
-		val, err := tx.x.open(k, v)
-		if err != nil {
-			return err
-		}
-		return fn(bytes.Clone(k[1:]), val)
+		return emitBase(k, v)
 	})
 	if err != nil {
 		return err
 	}
-	return emitMine(nil)
+	return emit(nil)
 }
 
 // aad is a record's associated data: its kind and key.

@@ -375,34 +375,6 @@ func (s *overlayStore) scan(prefix []byte, fn func(sk, sealed []byte) error) err
 			mine[k] = v
 		}
 	}
-	keys := make([]string, 0, len(mine))
-	for k := range mine {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	emit := func(before []byte) error {
-		for len(keys) > 0 && (before == nil || keys[0] < string(before)) {
-			k := keys[0]
-			keys = keys[1:]
-			if v := mine[k]; v != nil {
-				if err := fn([]byte(k), v); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	err := s.base.scan(prefix, func(k, v []byte) error {
-		if err := emit(k); err != nil {
-			return err
-		}
-		if _, ok := mine[string(k)]; ok {
-			return nil // the overlay's or the update's, emitted above
-		}
-		return fn(k, v)
-	})
-	if err != nil {
-		return err
-	}
-	return emit(nil)
+	return mergeScan(mine, func(f func(k, v []byte) error) error { return s.base.scan(prefix, f) },
+		func(k string, v []byte) error { return fn([]byte(k), v) }, fn)
 }
