@@ -66,6 +66,16 @@ func FuzzFastPath(f *testing.F) {
 		pkt(fxpRead, u32(4), str("1"), u64(0), u32(10)),
 		pkt(fxpSetstat, u32(5), str("/a"), u32(0xffffffff)),
 	))
+	f.Add(cat( // fsync@openssh.com: on an upload, whole, cut short, on no handle
+		pkt(fxpOpen, u32(1), str("/a"), u32(pfWrite|pfCreat|pfTrunc), u32(0)),
+		pkt(fxpWrite, u32(2), h1, u64(0), str("hello")),
+		pkt(fxpExtended, u32(3), str(extFsync), h1),
+		pkt(fxpExtended, u32(4), str(extFsync), u32(9)),
+		pkt(fxpExtended, u32(5), str(extFsync)),
+		pkt(fxpExtended, u32(6), u32(1<<31)),
+		pkt(fxpClose, u32(7), h1),
+		pkt(fxpExtended, u32(8), str(extFsync), h1),
+	))
 	f.Add(pkt(fxpWrite, u32(1), h1, u64(0), u32(100), []byte("abc")))
 	f.Add([]byte{0, 0, 0, 0})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 3})
