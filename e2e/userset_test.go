@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestUserSetReachesOpenSFTPSession (issue 18): `securefsd user set`
@@ -60,6 +61,9 @@ func TestUserSetReachesOpenSFTPSession(t *testing.T) {
 	if out, ok := p.run("-put " + src + " over-quota"); !ok {
 		t.Fatalf("the session ended: %s", out)
 	}
+	// The server logs the refused upload at its CLOSE, which sftp may not
+	// wait for once a WRITE failed: wait for the line, then count.
+	waitLog(t, srv, 10*time.Second, `err="quota exceeded"`, "path=/over-quota")
 	if n := len(logLines(srv, `err="quota exceeded"`, "path=/over-quota")); n != 1 {
 		t.Fatalf("%d uploads refused over the new quota, want 1", n)
 	}
