@@ -146,6 +146,17 @@ type Ahead interface {
 	PublishAhead() int
 }
 
+// Streamer is what a Blobs offers that can take the segments of a
+// sequential stream without a local copy: CreateStream starts such a blob.
+// A File asks for one for each new segment that follows a segment it
+// published ahead (Options.Ahead), so never for a file's first segment
+// (a small file stays on the Create path). The store may keep it in memory
+// and leave it out of a read cache, which a large upload would only empty
+// of what readers use.
+type Streamer interface {
+	CreateStream(id blob.ID) (Pending, error)
+}
+
 // Deleter is what a Blobs that can delete offers: a blob published ahead
 // and then not committed is deleted at once (without it, it is left for
 // the collector's orphan pass).
@@ -490,11 +501,15 @@ func (f *File) writable(i int) (*envelope.File, error) {
 		}
 		src, n = r, f.segLen(i, min(f.size, f.old.Size))
 	}
+	// A new segment right after one published ahead is the next piece of
+	// a sequential stream: a store that can may take it without a local
+	// copy (Streamer).
+	stream := src == nil && i > 0 && f.segs[i-1].early != nil
 	var p Pending
 	var err error
 	if f.o.InlineMax > 0 {
-		p = &small{blobs: f.blobs, max: f.o.InlineMax, id: blob.NewID()}
-	} else if p, err = newPending(f.blobs); err != nil {
+		p = &small{blobs: f.blobs, max: f.o.InlineMax, id: blob.NewID(), stream: stream}
+	} else if p, err = newPending(f.blobs, stream); err != nil {
 		return nil, fmt.Errorf("content: segment %d: %w", i, err)
 	}
 	wr, err := envelope.Create(p, f.o.Keyring, envelope.Options{Binding: Binding(f.inode, f.gen, i), AEAD: f.o.AEAD})
@@ -752,8 +767,12 @@ type readOnly struct{ blob.Blob }
 func (readOnly) WriteAt([]byte, int64) (int, error) { return 0, errors.ErrUnsupported }
 func (readOnly) Truncate(int64) error               { return errors.ErrUnsupported }
 
-// newPending starts a blob in the blob store.
-func newPending(blobs Blobs) (Pending, error) {
+// newPending starts a blob in the blob store; stream: a segment of a
+// sequential writer past its first (Streamer).
+func newPending(blobs Blobs, stream bool) (Pending, error) {
+	if st, ok := blobs.(Streamer); ok && stream {
+		return st.CreateStream(blob.NewID())
+	}
 	if m, ok := blobs.(interface{ CreateNew() (Pending, error) }); ok {
 		return m.CreateNew() // an id cheaper to publish (blob.Dir's names made ahead)
 	}
@@ -770,6 +789,8 @@ type small struct {
 	id    blob.ID
 	buf   []byte
 	real  Pending
+	// stream: a segment of a sequential stream (newPending).
+	stream bool
 }
 
 // spill moves the blob to the store once it is to hold end bytes.
@@ -777,7 +798,7 @@ func (m *small) spill(end int64) error {
 	if m.real != nil || end <= m.max {
 		return nil
 	}
-	p, err := newPending(m.blobs)
+	p, err := newPending(m.blobs, m.stream)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,9 @@
 //
 // An envelope is written at offsets, which an object cannot be, so a blob
 // being written is a local file; Publish uploads it (write-once: a
-// conditional PUT never replaces an object) and keeps it. Reads go through
+// conditional PUT never replaces an object) and keeps it. The segments of
+// a large sequential upload past its first are written in memory instead
+// (CreateStream, bounded by Config.StreamMemory) and not kept. Reads go through
 // the same local cache: a blob not there is downloaded whole first. The
 // cache holds ciphertext only, is bounded in size (least recently used
 // blobs go first, never one open) and never needs invalidating, blobs
@@ -91,6 +93,11 @@ type Config struct {
 	// Blobs open or being written are not counted against it and never
 	// evicted, so the cache can exceed it while they are.
 	CacheSize int64
+	// StreamMemory bounds the memory of the blobs written by CreateStream
+	// (the segments of large uploads past their first) across all
+	// uploads (zero: DefaultStreamMemory; negative: none, every blob is
+	// written in the cache directory).
+	StreamMemory int64
 	// Timeout bounds one upload, download, delete or listing (zero:
 	// DefaultTimeout).
 	Timeout time.Duration
@@ -128,6 +135,9 @@ type Store struct {
 	used  int64                     // bytes of cached blobs
 	ents  map[blob.ID]*list.Element // of *entry
 	lru   list.List                 // front: most recently used
+
+	streamLimit, streamUsed int64     // memory of blobs written by CreateStream
+	blocks                  sync.Pool // of *[]byte, streamBlock long
 }
 
 // entry is a cached blob: its size and how many opens hold it (an open
@@ -190,6 +200,12 @@ func New(cfg Config) (*Store, error) {
 	}
 	if s.limit <= 0 {
 		s.limit = DefaultCacheSize
+	}
+	switch s.streamLimit = cfg.StreamMemory; {
+	case s.streamLimit == 0:
+		s.streamLimit = DefaultStreamMemory
+	case s.streamLimit < 0:
+		s.streamLimit = 0
 	}
 	if err := s.openCache(cfg.CacheDir); err != nil {
 		return nil, err

@@ -416,6 +416,11 @@ func TestServerDown(t *testing.T) {
 	}
 	other := []byte("published by another node, not in this cache")
 	remote := put(t, newStore(t, srv, 0), other)
+	// Read once: the segments past the first went up from memory
+	// (CreateStream) and are cached only once read.
+	if got, err := e.read(s, l, 2); err != nil || !bytes.Equal(got, model) {
+		t.Fatalf("read with the server up: %v", err)
+	}
 
 	srv.Stop()
 	isDown := func(what string, err error) {
@@ -725,5 +730,140 @@ func TestCacheRestart(t *testing.T) {
 	}
 	if got := get(t, s, id); string(got) != "cached" {
 		t.Fatalf("cached blob: %q", got)
+	}
+}
+
+// TestStream writes files of many segments sequentially through content:
+// the segments past the first go up from memory (CreateStream), are not
+// cached (the first is), come back whole through an empty cache, and give
+// their memory back whether committed or abandoned. With too little stream
+// memory for every segment in flight, the others go through files of the
+// cache directory, and the result is the same.
+func TestStream(t *testing.T) {
+	srv := testutil.StartS3(t, bucket)
+	e := newFileEnv(t)
+	rng := rand.New(rand.NewPCG(11, 12))
+	ss := int64(2 * envelope.DefaultChunkSize)
+	for _, mem := range []int64{0, 256 << 10, -1} {
+		t.Run(fmt.Sprint("memory ", mem), func(t *testing.T) {
+			cfg := config(t, srv, 0)
+			cfg.StreamMemory = mem
+			s := open(t, cfg)
+			model := randBytes(rng, int(9*ss+777))
+			l, err := e.write(t, s, content.Layout{}, 1, model, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.StreamMemory() != 0 {
+				t.Fatalf("%d bytes of stream memory held after the commit", s.StreamMemory())
+			}
+			cached := 0
+			for _, r := range l.Segs {
+				if s.Cached(r.Blob) {
+					cached++
+				}
+			}
+			if !s.Cached(l.Segs[0].Blob) {
+				t.Error("the first segment is not cached")
+			}
+			if mem == 0 && cached != 1 {
+				t.Errorf("%d of %d segments cached after a streamed upload, want the first only", cached, len(l.Segs))
+			}
+			if mem < 0 && cached != len(l.Segs) {
+				t.Errorf("%d of %d segments cached without stream memory, want all", cached, len(l.Segs))
+			}
+			if got, err := e.read(newStore(t, srv, 0), l, 2); err != nil || !bytes.Equal(got, model) {
+				t.Fatalf("read back through an empty cache: %v, equal %v", err, bytes.Equal(got, model))
+			}
+			// Abandoned mid-stream: memory and files given back, nothing
+			// left in the bucket but the committed file's blobs.
+			f, err := content.Open(s, e.inode, content.Layout{}, 3, e.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt(randBytes(rng, int(7*ss+5)), 0); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			if s.StreamMemory() != 0 {
+				t.Fatalf("%d bytes of stream memory held after an abandoned upload", s.StreamMemory())
+			}
+			if ents, err := os.ReadDir(filepath.Join(cfg.CacheDir, "tmp")); err != nil || len(ents) != 0 {
+				t.Errorf("the cache holds %d files being written after the upload closed (%v)", len(ents), err)
+			}
+			if objs := list(t, s); len(objs) != len(l.Segs) {
+				t.Errorf("bucket holds %d objects, the file %d", len(objs), len(l.Segs))
+			}
+			for _, r := range l.Segs {
+				if err := s.Delete(r.Blob); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestStreamedBlob drives one CreateStream blob with random writes,
+// truncations and reads against a file, in memory and across its spill to
+// the cache directory (stream memory for two blocks), then publishes it:
+// what comes back is the file's bytes.
+func TestStreamedBlob(t *testing.T) {
+	srv := testutil.StartS3(t, bucket)
+	for _, mem := range []int64{0, 512 << 10} {
+		cfg := config(t, srv, 0)
+		cfg.StreamMemory = mem
+		s := open(t, cfg)
+		rng := rand.New(rand.NewPCG(13, uint64(mem)))
+		model, err := os.Create(filepath.Join(t.TempDir(), "model"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := blob.NewID()
+		p, err := s.CreateStream(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := int64(0)
+		for op := range 300 {
+			switch rng.IntN(4) {
+			case 0, 1:
+				off := rng.Int64N(size + 100<<10)
+				data := randBytes(rng, rng.IntN(300<<10))
+				n, err := p.WriteAt(data, off)
+				if err != nil || n != len(data) {
+					t.Fatalf("op %d: write %d at %d: %d, %v", op, len(data), off, n, err)
+				}
+				model.WriteAt(data, off)
+				size = max(size, off+int64(len(data)))
+			case 2:
+				size = rng.Int64N(size + 200<<10)
+				if err := p.Truncate(size); err != nil {
+					t.Fatalf("op %d: truncate %d: %v", op, size, err)
+				}
+				model.Truncate(size)
+			case 3:
+				off := rng.Int64N(size + 10)
+				got, want := make([]byte, rng.IntN(400<<10)), make([]byte, 0)
+				n, err := p.ReadAt(got, off)
+				want = make([]byte, len(got))
+				m, merr := model.ReadAt(want, off)
+				if n != m || !bytes.Equal(got[:n], want[:m]) || (err == nil) != (merr == nil) {
+					t.Fatalf("op %d: read %d at %d: %d, %v; file %d, %v", op, len(got), off, n, err, m, merr)
+				}
+			}
+		}
+		if err := p.Publish(); err != nil {
+			t.Fatal(err)
+		}
+		want, err := os.ReadFile(model.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := get(t, s, id); !bytes.Equal(got, want) {
+			t.Fatalf("memory %d: published blob differs from the file (%d and %d bytes)", mem, len(got), len(want))
+		}
+		if s.StreamMemory() != 0 {
+			t.Fatalf("memory %d: %d bytes of stream memory held after the publish", mem, s.StreamMemory())
+		}
 	}
 }
