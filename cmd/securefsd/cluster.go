@@ -38,6 +38,7 @@ var clusterFlags = []cli.Flag{
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-endpoint", Usage: "with --store: the object store's URL, http(s)://HOST[:PORT] (path-style addressing)", EnvVars: []string{"SECUREFSD_S3_ENDPOINT"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "s3-region", Value: "us-east-1", Usage: "with --store: the bucket's region", EnvVars: []string{"SECUREFSD_S3_REGION"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "cache-dir", Usage: "with --store: local cache of blobs (ciphertext only; default DATA-DIR/cache)", EnvVars: []string{"SECUREFSD_CACHE_DIR"}}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "stream-memory", Value: "64M", Usage: "with --store: memory for the segments of large uploads on their way to the object store (0: none, through --cache-dir)", EnvVars: []string{"SECUREFSD_STREAM_MEMORY"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "cache-size", Value: "1G", Usage: "with --store: bound of the cache, e.g. 10G (blobs open or being written may exceed it)", EnvVars: []string{"SECUREFSD_CACHE_SIZE"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-endpoints", Usage: "a cluster node: keep the namespace index, the users database, WebDAV locks and browser sessions in etcd, shared by every node given the same endpoints and prefix (needs --store): URL,URL,...", EnvVars: []string{"SECUREFSD_ETCD_ENDPOINTS"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "etcd-cert", Usage: "with --etcd-endpoints: client certificate (PEM) for etcd's TLS", EnvVars: []string{"SECUREFSD_ETCD_CERT"}}),
@@ -201,12 +202,19 @@ func openRemote(c *cli.Context, dir string, kr *envelope.Keyring, log *slog.Logg
 	if err != nil || size <= 0 {
 		return nil, fmt.Errorf("--cache-size %q: a positive size", c.String("cache-size"))
 	}
+	streamMem, err := parseSize(c.String("stream-memory"))
+	if err != nil || streamMem < 0 {
+		return nil, fmt.Errorf("--stream-memory %q: a size, 0 for none", c.String("stream-memory"))
+	}
+	if streamMem == 0 {
+		streamMem = -1 // s3blob: none
+	}
 	cacheDir := c.String("cache-dir")
 	if cacheDir == "" {
 		cacheDir = filepath.Join(dir, "cache")
 	}
 	cfg := s3blob.Config{Endpoint: c.String("s3-endpoint"), Region: c.String("s3-region"), Bucket: bucket, Prefix: prefix,
-		CacheDir: cacheDir, CacheSize: size}
+		CacheDir: cacheDir, CacheSize: size, StreamMemory: streamMem}
 	if endpoints != "" {
 		// Another node's blob is in the bucket a moment before the index
 		// transaction that references it: the orphan pass leaves young
