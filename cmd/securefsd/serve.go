@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -34,7 +35,11 @@ import (
 	"github.com/securefsd/securefsd/internal/webui"
 )
 
-var serveFlags = []cli.Flag{
+// serveFlags are serve's flags: its own, then those of the features that
+// keep their flags beside their code.
+var serveFlags = slices.Concat(serveOwnFlags, auditServeFlags, clusterFlags, acmeFlags)
+
+var serveOwnFlags = []cli.Flag{
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "sftp-addr", Value: "127.0.0.1:2022", Usage: "SFTP/SCP listen address (port 0 picks a free port; empty disables)", EnvVars: []string{"SECUREFSD_SFTP_ADDR"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "dav-addr", Value: "127.0.0.1:8443", Usage: "WebDAV and web client listen address (port 0 picks a free port; empty disables)", EnvVars: []string{"SECUREFSD_DAV_ADDR"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "tls-cert", Usage: "TLS certificate (PEM) for WebDAV (default: DATA-DIR/tls/cert.pem, self-signed on first run)", EnvVars: []string{"SECUREFSD_TLS_CERT"}}),
@@ -68,13 +73,9 @@ var serveFlags = []cli.Flag{
 	publicURLFlag("base URL people reach the web pages at (behind a proxy or under a public name), e.g. https://files.example.org: share links and invitations (CLI and browser) start with it (default: the browser's address; the CLI gets this server's address)"),
 	loginSafelistFlag,
 	signupFlag, signupPermsFlag, signupQuotaFlag,
-	auditServeFlags[0], auditServeFlags[1], auditServeFlags[2], auditServeFlags[3],
 	rollbackAnchorFlag,
-	clusterFlags[0], clusterFlags[1], clusterFlags[2], clusterFlags[3], clusterFlags[4],
-	clusterFlags[5], clusterFlags[6], clusterFlags[7], clusterFlags[8], clusterFlags[9], clusterFlags[10], clusterFlags[11], clusterFlags[12],
 	altsrc.NewBoolFlag(&cli.BoolFlag{Name: "require-2fa", Usage: "every account must set up two-factor login at its next browser sign-in; until then WebDAV and SFTP password logins are refused (SSH keys keep working)", EnvVars: []string{"SECUREFSD_REQUIRE_2FA"}}),
 	metricsAddrFlag,
-	acmeFlags[0], acmeFlags[1], acmeFlags[2], acmeFlags[3], acmeFlags[4],
 	&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback address (profiling only)", Hidden: true, EnvVars: []string{"SECUREFSD_PPROF_ADDR"}},
 }
 
