@@ -304,3 +304,35 @@ func BenchmarkPutFiles(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkGetFiles: 32 KiB files opened, read and closed as OpenSSH's
+// sftp get does (a READ of 32 KiB, a READ at the end for EOF, CLOSE): the
+// per-file cost of a download without the network.
+func BenchmarkGetFiles(b *testing.B) {
+	const files = 1000
+	_, fs := newFS(b)
+	fs.Mkdir("d", 0o755)
+	data := make([]byte, 32<<10)
+	for i := range files {
+		writeFile(b, fs, fmt.Sprintf("d/f%07d", i), data)
+	}
+	buf := make([]byte, 32<<10)
+	b.SetBytes(int64(len(data)))
+	i := 0
+	for b.Loop() {
+		h, err := fs.OpenFile(fmt.Sprintf("d/f%07d", i%files), os.O_RDONLY, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n, err := h.ReadAt(buf, 0); n != len(data) || (err != nil && err != io.EOF) {
+			b.Fatal(n, err)
+		}
+		if _, err := h.ReadAt(buf, int64(len(data))); err != io.EOF {
+			b.Fatal(err)
+		}
+		if err := h.Close(); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
