@@ -90,7 +90,12 @@ func (f *FS) openLocked(op, name string, e entry, flag int, perm fs.FileMode) (*
 	if e.n != nil {
 		return f.openShared(o, e.n)
 	}
-	fi, err := h.d.Stat(rel)
+	fi, err := e.fi, error(nil)
+	if h.root != nil || fi == nil {
+		// Storage v2 has no links: what enter's check saw (an lstat,
+		// under the same lock) is what a stat would see.
+		fi, err = h.d.Stat(rel)
+	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return f.openNew(o)
