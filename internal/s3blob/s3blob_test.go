@@ -867,3 +867,65 @@ func TestStreamedBlob(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamMemoryBound: many uploads streaming at once (one user's
+// parallel transfers) never hold more stream memory than the bound; the
+// ones that find it taken go through files, and every blob arrives whole.
+func TestStreamMemoryBound(t *testing.T) {
+	srv := testutil.StartS3(t, bucket)
+	const limit = 1 << 20
+	cfg := config(t, srv, 0)
+	cfg.StreamMemory = limit
+	s := open(t, cfg)
+	rng := rand.New(rand.NewPCG(17, 18))
+	const n = 8
+	data := make([][]byte, n)
+	ids := make([]blob.ID, n)
+	for i := range n {
+		data[i], ids[i] = randBytes(rng, 1<<20+i*1000), blob.NewID()
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	over := make(chan int64, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, err := s.CreateStream(ids[i])
+			if err != nil {
+				errs <- err
+				return
+			}
+			for off := 0; off < len(data[i]); off += 64 << 10 {
+				if _, err := p.WriteAt(data[i][off:min(off+64<<10, len(data[i]))], int64(off)); err != nil {
+					p.Abort()
+					errs <- err
+					return
+				}
+				if m := s.StreamMemory(); m > limit {
+					over <- m
+				}
+			}
+			errs <- p.Publish()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	close(over)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for m := range over {
+		t.Fatalf("%d bytes of stream memory held, bound %d", m, limit)
+	}
+	for i, id := range ids {
+		if got := get(t, s, id); !bytes.Equal(got, data[i]) {
+			t.Fatalf("blob %d differs", i)
+		}
+	}
+	if s.StreamMemory() != 0 {
+		t.Fatalf("%d bytes of stream memory held after every publish", s.StreamMemory())
+	}
+}
