@@ -255,13 +255,7 @@ func (e *relaxedEngine) commit() error {
 		}
 		slices.Sort(keys)
 		for _, k := range keys {
-			var err error
-			if v := *ov[k]; v == nil {
-				err = s.delete([]byte(k))
-			} else {
-				err = s.put([]byte(k), v)
-			}
-			if err != nil {
+			if err := putOrDelete(s, k, *ov[k]); err != nil {
 				return err
 			}
 		}

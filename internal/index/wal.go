@@ -206,13 +206,7 @@ read:
 	if applied > 0 {
 		err = e.update(func(s store) error {
 			for k, v := range writes {
-				var err error
-				if v == nil {
-					err = s.delete([]byte(k))
-				} else {
-					err = s.put([]byte(k), v)
-				}
-				if err != nil {
+				if err := putOrDelete(s, k, v); err != nil {
 					return err
 				}
 			}
@@ -228,4 +222,13 @@ read:
 		}
 	}
 	return applied, lastSeq, nil
+}
+
+// putOrDelete stores sealed record v under stored key k, or deletes k when
+// v is nil (how the overlay and the log record a removal).
+func putOrDelete(s store, k string, v []byte) error {
+	if v == nil {
+		return s.delete([]byte(k))
+	}
+	return s.put([]byte(k), v)
 }
