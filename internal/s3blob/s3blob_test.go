@@ -825,7 +825,13 @@ func TestStreamedBlob(t *testing.T) {
 		}
 		size := int64(0)
 		for op := range 300 {
-			switch rng.IntN(4) {
+			switch rng.IntN(5) {
+			case 4: // an empty write past the end extends neither
+				off := size + rng.Int64N(1<<20)
+				if n, err := p.WriteAt(nil, off); n != 0 || err != nil {
+					t.Fatalf("op %d: empty write at %d: %d, %v", op, off, n, err)
+				}
+				model.WriteAt(nil, off)
 			case 0, 1:
 				off := rng.Int64N(size + 100<<10)
 				data := randBytes(rng, rng.IntN(300<<10))
@@ -851,6 +857,9 @@ func TestStreamedBlob(t *testing.T) {
 					t.Fatalf("op %d: read %d at %d: %d, %v; file %d, %v", op, len(got), off, n, err, m, merr)
 				}
 			}
+		}
+		if _, err := p.WriteAt([]byte("x"), -1); err == nil {
+			t.Fatal("a write at a negative offset succeeded")
 		}
 		if err := p.Publish(); err != nil {
 			t.Fatal(err)

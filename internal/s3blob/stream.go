@@ -122,6 +122,12 @@ func (b *streamed) WriteAt(p []byte, off int64) (int, error) {
 	if b.done {
 		return 0, fmt.Errorf("s3blob: blob %s: %w", b.id, fs.ErrClosed)
 	}
+	if off < 0 {
+		return 0, fmt.Errorf("s3blob: blob %s: negative offset", b.id)
+	}
+	if len(p) == 0 {
+		return 0, nil // as a file: an empty write does not extend it
+	}
 	if b.file == nil {
 		if err := b.grow(off + int64(len(p))); err != nil {
 			return 0, err
