@@ -15,28 +15,14 @@ bin=$1
 shift
 command -v perf >/dev/null || { echo "download-switches.sh: needs perf (Debian: linux-perf)" >&2; exit 1; }
 tmp=$(mktemp -d)
-pid=""
-trap '[[ -n $pid ]] && kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
-ssh-keygen -q -t ed25519 -N '' -f "$tmp/key"
-mkdir "$tmp/files" "$tmp/data"
-python3 - "$tmp/files" <<'P'
-import os, random, sys
-random.seed(1)
-for i in range(500):
-    with open(f"{sys.argv[1]}/f{i:05d}", "wb") as f:
-        f.write(os.urandom(random.randint(4096, 65536)))
-P
-"$bin" --data-dir "$tmp/data" serve --sftp-addr 127.0.0.1:0 --dav-addr 127.0.0.1:0 "$@" >"$tmp/log" 2>&1 &
-pid=$!
-addr=""
-for _ in $(seq 100); do
-	addr=$(sed -n 's/^listening sftp \([0-9.]*:[0-9]*\).*/\1/p' "$tmp/log" | head -1)
-	[[ -n $addr ]] && break
-	sleep 0.1
-done
-[[ -n $addr ]] || { cat "$tmp/log" >&2; exit 1; }
-echo 'Qz-pw-switches-987!' | "$bin" --data-dir "$tmp/data" user add bench --password-stdin --key "$tmp/key.pub" >/dev/null
-sftp_() { sftp -q -b - -i "$tmp/key" -P "${addr##*:}" -c "${BENCH_CIPHER:-aes128-gcm@openssh.com}" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null bench@127.0.0.1 >/dev/null; }
+
+trap 'kill "${small_pid:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+# shellcheck source=scripts/bench/small-lib.sh
+. "$(dirname "$0")/small-lib.sh"
+small_files "$tmp/files" "$tmp/key"
+small_serve "$bin" "$tmp/data" "$tmp/key" "$@"
+pid=$small_pid
+sftp_() { small_sftp "$tmp/key"; }
 echo "mkdir w" | sftp_
 echo "put -r $tmp/files w/r0" | sftp_
 perf stat -e task-clock,context-switches -p "$pid" -o "$tmp/perf.txt" &

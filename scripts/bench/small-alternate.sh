@@ -16,30 +16,16 @@ rounds=$1
 shift
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-ssh-keygen -q -t ed25519 -N '' -f "$tmp/key"
-mkdir "$tmp/files"
-python3 - "$tmp/files" <<'P'
-import os, random, sys
-random.seed(1)
-for i in range(500):
-    with open(f"{sys.argv[1]}/f{i:05d}", "wb") as f:
-        f.write(os.urandom(random.randint(4096, 65536)))
-P
+# shellcheck source=scripts/bench/small-lib.sh
+. "$(dirname "$0")/small-lib.sh"
+small_files "$tmp/files" "$tmp/key"
 one() { # NAME BIN [serve args...]
-	local name=$1 bin=$2 dd pid addr="" port c0 c1 s e
+	local name=$1 bin=$2 dd pid c0 c1 s e
 	shift 2
 	dd=$(mktemp -d "$tmp/data.XXXX")
-	"$bin" --data-dir "$dd" serve --sftp-addr 127.0.0.1:0 --dav-addr 127.0.0.1:0 "$@" >"$dd.log" 2>&1 &
-	pid=$!
-	for _ in $(seq 100); do
-		addr=$(sed -n 's/^listening sftp \([0-9.]*:[0-9]*\).*/\1/p' "$dd.log" | head -1)
-		[[ -n $addr ]] && break
-		sleep 0.1
-	done
-	[[ -n $addr ]] || { cat "$dd.log" >&2; exit 1; }
-	echo 'Qz-pw-alternate-987!' | "$bin" --data-dir "$dd" user add bench --password-stdin --key "$tmp/key.pub" >/dev/null
-	port=${addr##*:}
-	sftp_() { sftp -q -b - -i "$tmp/key" -P "$port" -c "${BENCH_CIPHER:-aes128-gcm@openssh.com}" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null bench@127.0.0.1 >/dev/null; }
+	small_serve "$bin" "$dd" "$tmp/key" "$@"
+	pid=$small_pid
+	sftp_() { small_sftp "$tmp/key"; }
 	echo "mkdir w" | sftp_
 	c0=$(awk '{print $14+$15}' "/proc/$pid/stat")
 	s=$(date +%s.%N)
