@@ -15,16 +15,12 @@ bin=$1
 shift
 command -v perf >/dev/null || { echo "download-switches.sh: needs perf (Debian: linux-perf)" >&2; exit 1; }
 tmp=$(mktemp -d)
-
 trap 'kill "${small_pid:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 # shellcheck source=scripts/bench/small-lib.sh
 . "$(dirname "$0")/small-lib.sh"
-small_files "$tmp/files" "$tmp/key"
-small_serve "$bin" "$tmp/data" "$tmp/key" "$@"
+small_uploaded "$tmp" "$bin" "$@"
 pid=$small_pid
 sftp_() { small_sftp "$tmp/key"; }
-echo "mkdir w" | sftp_
-echo "put -r $tmp/files w/r0" | sftp_
 perf stat -e task-clock,context-switches -p "$pid" -o "$tmp/perf.txt" &
 pp=$!
 sleep 0.2

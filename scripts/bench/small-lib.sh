@@ -41,3 +41,15 @@ small_sftp() {
 	sftp -q -b - -i "$1" -P "$small_port" -c "${BENCH_CIPHER:-aes128-gcm@openssh.com}" \
 		-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null bench@127.0.0.1 >/dev/null
 }
+
+# small_uploaded TMP BIN [serve args...]: the files and key in TMP, BIN
+# serving TMP/data, and the files uploaded once into w/r0 (warm-up, or what
+# a download reads).
+small_uploaded() {
+	local tmp=$1 bin=$2
+	shift 2
+	small_files "$tmp/files" "$tmp/key"
+	small_serve "$bin" "$tmp/data" "$tmp/key" "$@"
+	echo "mkdir w" | small_sftp "$tmp/key"
+	echo "put -r $tmp/files w/r0" | small_sftp "$tmp/key"
+}

@@ -16,12 +16,9 @@ tmp=$(mktemp -d)
 trap 'kill "${small_pid:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 # shellcheck source=scripts/bench/small-lib.sh
 . "$(dirname "$0")/small-lib.sh"
-small_files "$tmp/files" "$tmp/key"
-small_serve "$bin" "$tmp/data" "$tmp/key" "$@"
+small_uploaded "$tmp" "$bin" "$@"
 pid=$small_pid
 sftp_() { small_sftp "$tmp/key"; }
-echo "mkdir w" | sftp_
-echo "put -r $tmp/files w/r0" | sftp_
 strace -f -e trace=pwrite64,write,fsync,fdatasync -p "$pid" -o "$tmp/trace" 2>/dev/null &
 sp=$!
 sleep 1
