@@ -46,6 +46,10 @@
 #   BENCH_PPROF=1           also collect pprof CPU and allocs profiles of securefsd
 #                           (one extra, unmeasured run per workload; --pprof-addr)
 #   BENCH_RCLONE_COPY=1     add `rclone copy` rows to the small-files workload
+#   BENCH_SERVER_CPUS=1 BENCH_CLIENT_CPUS=0   pin every server (taskset -c) to these CPUs and
+#                           every client to those, as if they ran on different machines;
+#                           Go servers keep GOMAXPROCS=$(nproc), their setting unpinned.
+#                           Unset (the default): all share every CPU.
 #   BENCH_OP_TIMEOUT=900 BENCH_LIST_TIMEOUT=120 BENCH_LIST_SETUP_TIMEOUT=300   seconds
 set -euo pipefail
 
@@ -149,6 +153,9 @@ trap 'exit 143' TERM
 start() {
 	local name=$1
 	shift
+	if [[ -n ${BENCH_SERVER_CPUS:-} ]]; then
+		set -- env GOMAXPROCS="$(nproc)" taskset -c "$BENCH_SERVER_CPUS" "$@"
+	fi
 	"$@" >"$tmp/logs/$name.log" 2>&1 &
 	started+=($!)
 	eval "pid_${name//-/_}=$!"
@@ -384,7 +391,9 @@ mkdir -p "$results_root/$stamp"
 log "servers up; results go to $results_root/$stamp"
 # In the background plus wait, so that a TERM to this script runs cleanup at
 # once (bash defers traps while a foreground child runs).
-python3 "$repo/scripts/bench/run.py" "$tmp/servers.json" &
+client_pin=()
+[[ -z ${BENCH_CLIENT_CPUS:-} ]] || client_pin=(taskset -c "$BENCH_CLIENT_CPUS")
+"${client_pin[@]}" python3 "$repo/scripts/bench/run.py" "$tmp/servers.json" &
 runner=$!
 started+=("$runner")
 wait "$runner"

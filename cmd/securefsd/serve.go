@@ -62,6 +62,7 @@ var serveOwnFlags = []cli.Flag{
 	altsrc.NewBoolFlag(&cli.BoolFlag{Name: "pad", Usage: "storage v2: pad stored file sizes with Padmé (at most 12% more space; docs/SECURITY.md)", EnvVars: []string{"SECUREFSD_PAD"}}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "upload-hashes", Usage: "digests computed while files are uploaded (md5,sha1,sha256); default none: computed when a client first asks (md5sum, oc:checksums) and cached", EnvVars: []string{"SECUREFSD_UPLOAD_HASHES"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "memory-limit", Value: 200, Usage: "soft memory target in MiB: the Go GC collects only near this size, or near twice the live heap if that is larger (fewer collections of SSH packets); 0 = Go defaults (also when GOGC or GOMEMLIMIT is set)", EnvVars: []string{"SECUREFSD_MEMORY_LIMIT"}}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "procs", Value: "auto", Usage: "CPUs the server runs on at once (GOMAXPROCS): auto (fewer while the load is light, all as soon as it needs them; docs/PERFORMANCE.md), 0 (Go's default: every CPU, or the container's limit) or a number; ignored when GOMAXPROCS is set", EnvVars: []string{"SECUREFSD_PROCS"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-sessions", Value: 256, Usage: "logged-in SSH connections at once, in total", EnvVars: []string{"SECUREFSD_MAX_SESSIONS"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-sessions-per-user", Value: 32, Usage: "SSH connections at once, per user", EnvVars: []string{"SECUREFSD_MAX_SESSIONS_PER_USER"}}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-handles-per-user", Value: vfs.DefaultMaxHandlesPerHome, Usage: "files and directories one user may hold open at once, over all sessions and protocols (all users together: half the file descriptor limit)", EnvVars: []string{"SECUREFSD_MAX_HANDLES_PER_USER"}}),
@@ -108,6 +109,10 @@ func (e *env) serve(c *cli.Context) (err error) {
 			return fmt.Errorf("--public-url: %w", err)
 		}
 	}
+	procs, err := parseProcs(c.String("procs"))
+	if err != nil {
+		return err
+	}
 	core, closeCore, err := e.openCore(c, log, names)
 	if err != nil {
 		return err
@@ -130,6 +135,7 @@ func (e *env) serve(c *cli.Context) (err error) {
 		}
 	}()
 	g.run(func(ctx context.Context) error { tuneGC(ctx, c.Int("memory-limit"), log); return nil }, nil)
+	g.run(func(ctx context.Context) error { tuneProcs(ctx, procs, log); return nil }, nil)
 	keepAnchor(g, core.users, c.String("rollback-anchor"), log)
 	keepIndexAnchor(g, core.store, c.String("rollback-anchor"), log)
 	keepRefreshed(g, core.store, core.remote, log)

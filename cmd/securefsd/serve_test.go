@@ -50,7 +50,7 @@ func TestServeLateFailureTearsDown(t *testing.T) {
 			defer blocker.Close()
 			addrs := map[string]string{"--sftp-addr": freeAddr(t), "--dav-addr": freeAddr(t), "--pprof-addr": freeAddr(t)}
 			addrs[tc.taken] = blocker.Addr().String()
-			args := []string{"securefsd", "--data-dir", dir, "serve", "--insecure-http", "--memory-limit", "0", "--log-level", "error"}
+			args := []string{"securefsd", "--data-dir", dir, "serve", "--insecure-http", "--memory-limit", "0", "--procs", "0", "--log-level", "error"}
 			for flag, a := range addrs {
 				args = append(args, flag, a)
 			}
