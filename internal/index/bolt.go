@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"sync"
 	"syscall"
@@ -51,25 +50,15 @@ type boltEngine struct {
 // the pages of hundreds of removals.
 const reserveSize = 1 << 20
 
-// initialMmapSize is the address space the index is mapped with from the
-// start, as etcd maps its backend (10 GiB on 64-bit systems, 0 where that
-// does not fit in an int: bbolt's own growth). bbolt grows its map by
-// doubling, and each remap waits for every reader, blocks new ones and
-// copies the write transaction's nodes out of the old map; with small
-// files' contents in the index that happened while uploads ran
-// (docs/PERFORMANCE.md). The map takes address space, not memory or disk.
-const initialMmapSize = (10 << 30) & math.MaxInt
-
 func openBolt(path string) (*boltEngine, error) {
 	// The free-page list is not written at each commit but found again
 	// by a walk of the pages when the file is opened (as etcd opens its
 	// own): with small files' contents in the index the list runs to
 	// tens of KiB, written at every upload (docs/PERFORMANCE.md).
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:         5 * time.Second,
-		NoFreelistSync:  true,
-		FreelistType:    bolt.FreelistMapType,
-		InitialMmapSize: initialMmapSize,
+		Timeout:        5 * time.Second,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("index: open %s: %w", path, err)
