@@ -14,12 +14,10 @@ set -euo pipefail
 bin=$1
 shift
 command -v perf >/dev/null || { echo "download-switches.sh: needs perf (Debian: linux-perf)" >&2; exit 1; }
-tmp=$(mktemp -d)
-trap 'kill "${small_pid:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 # shellcheck source=scripts/bench/small-lib.sh
 . "$(dirname "$0")/small-lib.sh"
-small_uploaded "$tmp" "$bin" "$@"
-pid=$small_pid
+small_session "$bin" "$@"
+tmp=$small_tmp pid=$small_pid
 sftp_() { small_sftp "$tmp/key"; }
 perf stat -e task-clock,context-switches -p "$pid" -o "$tmp/perf.txt" &
 pp=$!

@@ -53,3 +53,12 @@ small_uploaded() {
 	echo "mkdir w" | small_sftp "$tmp/key"
 	echo "put -r $tmp/files w/r0" | small_sftp "$tmp/key"
 }
+
+# small_session BIN [serve args...]: small_uploaded in a new temporary
+# directory, small_tmp, which is removed (and the server stopped) when the
+# script exits; sets small_pid and small_port as small_serve does.
+small_session() {
+	small_tmp=$(mktemp -d)
+	trap 'kill "${small_pid:-}" 2>/dev/null || true; rm -rf "$small_tmp"' EXIT
+	small_uploaded "$small_tmp" "$@"
+}

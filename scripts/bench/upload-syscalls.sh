@@ -12,12 +12,10 @@ set -euo pipefail
 bin=$1
 shift
 command -v strace >/dev/null || { echo "upload-syscalls.sh: strace is missing (apt-get install strace)" >&2; exit 1; }
-tmp=$(mktemp -d)
-trap 'kill "${small_pid:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 # shellcheck source=scripts/bench/small-lib.sh
 . "$(dirname "$0")/small-lib.sh"
-small_uploaded "$tmp" "$bin" "$@"
-pid=$small_pid
+small_session "$bin" "$@"
+tmp=$small_tmp pid=$small_pid
 sftp_() { small_sftp "$tmp/key"; }
 strace -f -e trace=pwrite64,write,fsync,fdatasync -p "$pid" -o "$tmp/trace" 2>/dev/null &
 sp=$!
