@@ -54,13 +54,17 @@ func (c *decodedCache) put(sk, sealed []byte, v any) {
 // again with the same sealed value is neither opened nor decoded again:
 // the value decode returned then is returned, shared, so the caller must
 // never change it (copy what it changes). A record this transaction
-// wrote is decoded like any other.
+// wrote is decoded like any other, unless PutDecoded wrote it with its
+// decoded value.
 func (tx *Tx) GetDecoded(kind Kind, key []byte, decode func(plain []byte) (any, error)) (any, error) {
 	if p, ok := tx.lookup(storedKey(kind, key)); ok {
 		// Not sealed yet: decoded, not cached (the cache holds what was
-		// opened from a sealed value).
-		if p.removed {
+		// opened from a sealed value, or stored with PutDecoded).
+		switch {
+		case p.removed:
 			return nil, ErrNotFound
+		case p.decoded != nil:
+			return p.decoded, nil
 		}
 		return decode(bytes.Clone(p.value))
 	}

@@ -18,6 +18,8 @@ type store interface {
 	// get returns the sealed value at sk, nil if there is none. The slice
 	// is valid until the transaction ends.
 	get(sk []byte) ([]byte, error)
+	// put stores sealed at sk; it may keep the slice (every caller
+	// hands it a value it made for this put and never changes).
 	put(sk, sealed []byte) error
 	delete(sk []byte) error
 	// scan calls fn in key order for every stored key starting with

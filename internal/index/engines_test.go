@@ -203,6 +203,41 @@ func TestDecodedCache(t *testing.T) {
 			if v, err := read(); err != nil || v != "version 2" || decodes != 2 {
 				t.Errorf("after a change: %q %v, %d decodes", v, err, decodes)
 			}
+
+			// PutDecoded: the writer's decoded value is served in its own
+			// update and after it, with no decode. (The test's decode
+			// returns the plain value, so what is served shows whose it is.)
+			putDecoded := func(fail bool) error {
+				return x.Update(func(tx *Tx) error {
+					if err := tx.PutDecoded(kindInode, []byte("a"), []byte("version 3"), "version 3, the writer's"); err != nil {
+						return err
+					}
+					v, err := tx.GetDecoded(kindInode, []byte("a"), func(b []byte) (any, error) {
+						decodes++
+						return string(b), nil
+					})
+					if err != nil || v != "version 3, the writer's" {
+						t.Errorf("own PutDecoded read back: %v %v", v, err)
+					}
+					if fail {
+						return errors.New("refused")
+					}
+					return nil
+				})
+			}
+			if err := putDecoded(true); err == nil {
+				t.Fatal("failed update: no error")
+			}
+			if v, err := read(); err != nil || v != "version 2" {
+				t.Errorf("after a failed PutDecoded: %q %v, want version 2", v, err)
+			}
+			if err := putDecoded(false); err != nil {
+				t.Fatal(err)
+			}
+			before := decodes
+			if v, err := read(); err != nil || v != "version 3, the writer's" || decodes != before {
+				t.Errorf("after PutDecoded: %q %v, %d decodes, want the writer's value and none", v, err, decodes-before)
+			}
 			if e.name != "etcd" {
 				return // bbolt's file is locked while open
 			}

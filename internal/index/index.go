@@ -284,6 +284,10 @@ type Tx struct {
 type pendingRecord struct {
 	value   []byte
 	removed bool
+	// decoded, if not nil, is value as GetDecoded's decode would return
+	// it (PutDecoded): GetDecoded returns it, and flush caches it with
+	// the sealed value it stores.
+	decoded any
 }
 
 // lookup returns the transaction's own write of sk, if it made one.
@@ -322,6 +326,11 @@ func (tx *Tx) flush() error {
 			return err
 		}
 		tx.st.xorSum(tx.x.recordMAC(sk, sealed))
+		if p.decoded != nil {
+			// Cached under the new sealed value: if this transaction
+			// does not commit, no stored record ever matches it.
+			tx.x.decoded.put(sk, sealed, p.decoded)
+		}
 	}
 	tx.pending = nil
 	return nil
@@ -374,9 +383,22 @@ func (tx *Tx) sealed(kind Kind, key []byte) (sk, sealed []byte, err error) {
 	return sk, sealed, nil
 }
 
-// Put stores value under kind/key, replacing any record there.
+// Put stores value under kind/key, replacing any record there. It keeps
+// value until the transaction ends (no copy: a file's inline content is
+// up to 65 KiB), so the caller must not change it before then.
 func (tx *Tx) Put(kind Kind, key, value []byte) error {
-	return tx.write(kind, key, pendingRecord{value: bytes.Clone(value)})
+	return tx.write(kind, key, pendingRecord{value: value})
+}
+
+// PutDecoded is Put of a value whose decoded form the caller has already:
+// decoded must be exactly what GetDecoded's decode returns for value, and
+// is never to be changed. GetDecoded returns it for the rest of this
+// transaction, and, once the transaction has stored the record, for
+// later transactions too, without opening or decoding value: a record
+// one update writes (a directory's time, a tree's usage) is what the
+// next one reads.
+func (tx *Tx) PutDecoded(kind Kind, key, value []byte, decoded any) error {
+	return tx.write(kind, key, pendingRecord{value: value, decoded: decoded})
 }
 
 // Delete removes the record kind/key; a missing record is no error.

@@ -223,7 +223,42 @@ func (tx *Tx) put(kind index.Kind, key []byte, v any) error {
 	if err != nil {
 		return err
 	}
+	if d, ok := decodedCopy(v); ok {
+		return tx.t.PutDecoded(kind, key, b, d)
+	}
 	return tx.t.Put(kind, key, b)
+}
+
+// decodedCopy returns v as getDecoded would decode it from its JSON, and
+// sharing nothing v holds, for the index to keep with the record
+// (index.Tx.PutDecoded): an upload reads the directory inode and the
+// tree record the previous upload wrote, and decoding them again was
+// about a tenth of a small file's publish (docs/PERFORMANCE.md).
+// TestDecodedCopy checks it against encoding/json. ok is false for what
+// it does not know to copy exactly (the record is then decoded when read).
+func decodedCopy(v any) (d any, ok bool) {
+	switch v := v.(type) {
+	case Dirent, Tree:
+		return v, true
+	case Inode:
+		// Times are stored in UTC (RFC 3339, no monotonic reading); one
+		// in another zone would come back in a zone of its own.
+		if v.Mtime.Location() != time.UTC {
+			return nil, false
+		}
+		v.Mtime = v.Mtime.UTC()
+		v.Data.Segs = slices.Clone(v.Data.Segs)
+		for i := range v.Data.Segs {
+			v.Data.Segs[i].Data = nil // not in the JSON
+		}
+		if len(v.Props) == 0 {
+			v.Props = nil // omitempty
+		} else {
+			v.Props = maps.Clone(v.Props)
+		}
+		return v, true
+	}
+	return nil, false
 }
 
 func (tx *Tx) treeKey(name string) []byte {

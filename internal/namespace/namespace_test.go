@@ -3,10 +3,12 @@ package namespace
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -395,5 +397,56 @@ func TestReferenced(t *testing.T) {
 	slices.SortFunc(want, func(a, b blob.ID) int { return bytes.Compare(a[:], b[:]) })
 	if !slices.Equal(got, want) {
 		t.Fatalf("Referenced(%d) = %v, want %v (old garbage %v left out)", from, got, want, old)
+	}
+}
+
+// TestDecodedCopy: what an update hands the index with a record
+// (decodedCopy) is exactly what decoding the record's JSON gives, and
+// shares nothing with the value written.
+func TestDecodedCopy(t *testing.T) {
+	now := time.Now().UTC()
+	seg := func(data []byte) content.Ref {
+		return content.Ref{Blob: blob.NewID(), Gen: 3, InIndex: data != nil, Data: data}
+	}
+	values := []any{
+		Dirent{Name: "a name", Inode: NewID()},
+		Tree{Name: "home", Root: NewID(), QuotaBytes: 5, UsedBytes: 3, Files: 1},
+		Inode{Kind: Dir, Tree: "home", Mode: fs.ModeDir | 0o700, Mtime: now},
+		Inode{Kind: File, Tree: "t", Parent: NewID(), Mode: 0o644, Mtime: time.Now().UTC(), Gen: 7,
+			Data: content.Layout{Size: 9, Segs: []content.Ref{seg([]byte("inline")), seg(nil)}},
+			Props: map[string]string{"DAV: x": "<x/>"}},
+		Inode{Kind: File, Props: map[string]string{}, Data: content.Layout{Segs: []content.Ref{}}},
+		Inode{Kind: File}, // zero time
+	}
+	for _, v := range values {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := decodedCopy(v)
+		if !ok {
+			t.Errorf("%#v: not copied", v)
+			continue
+		}
+		want := reflect.New(reflect.TypeOf(v))
+		if err := json.Unmarshal(b, want.Interface()); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want.Elem().Interface()) {
+			t.Errorf("decodedCopy\n%#v\nJSON gives\n%#v", got, want.Elem().Interface())
+		}
+	}
+	in := values[3].(Inode)
+	got, _ := decodedCopy(in)
+	in.Data.Segs[1].Gen = 99
+	in.Props["DAV: x"] = "changed"
+	if c := got.(Inode); c.Data.Segs[1].Gen == 99 || c.Props["DAV: x"] == "changed" {
+		t.Error("the copy shares the written value's slices or map")
+	}
+	if _, ok := decodedCopy(Inode{Mtime: time.Now()}); ok {
+		t.Error("a time outside UTC copied (JSON would give it back in a zone of its own)")
+	}
+	if _, ok := decodedCopy(uint64(3)); ok {
+		t.Error("a garbage epoch copied")
 	}
 }
