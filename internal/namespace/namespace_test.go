@@ -413,7 +413,7 @@ func TestDecodedCopy(t *testing.T) {
 		Tree{Name: "home", Root: NewID(), QuotaBytes: 5, UsedBytes: 3, Files: 1},
 		Inode{Kind: Dir, Tree: "home", Mode: fs.ModeDir | 0o700, Mtime: now},
 		Inode{Kind: File, Tree: "t", Parent: NewID(), Mode: 0o644, Mtime: time.Now().UTC(), Gen: 7,
-			Data: content.Layout{Size: 9, Segs: []content.Ref{seg([]byte("inline")), seg(nil)}},
+			Data:  content.Layout{Size: 9, Segs: []content.Ref{seg([]byte("inline")), seg(nil)}},
 			Props: map[string]string{"DAV: x": "<x/>"}},
 		Inode{Kind: File, Props: map[string]string{}, Data: content.Layout{Segs: []content.Ref{}}},
 		Inode{Kind: File}, // zero time
