@@ -165,7 +165,8 @@ func (e *relaxedEngine) update(fn func(store) error) error {
 		return fmt.Errorf("index: relaxed update without a state: %w", err)
 	}
 	entry := e.x.marshalWAL(walEntry{epoch: st.Epoch, writes: s.writes})
-	if _, err := e.wal.Write(entry); err != nil {
+	n, err := walWrite(e.wal, entry)
+	if err != nil {
 		// Refused, and cut from the log: an entry after a torn one
 		// would never be read back.
 		if terr := e.wal.Truncate(e.walSize); terr != nil {
@@ -173,7 +174,7 @@ func (e *relaxedEngine) update(fn func(store) error) error {
 		}
 		return fmt.Errorf("index: write-ahead log: %w", err)
 	}
-	e.walSize += int64(len(entry))
+	e.walSize += n
 	w := make(map[string]*[]byte, len(s.writes))
 	for k, v := range s.writes {
 		w[k] = &v

@@ -51,31 +51,60 @@ func (x *Index) walMAC(body []byte) []byte {
 	return m.Sum(nil)
 }
 
-// marshalWAL encodes an entry, keys in order.
-func (x *Index) marshalWAL(e walEntry) []byte {
+// walCopyMax is the longest value marshalWAL copies into its frame; a
+// longer one (a file's inline content, up to 65 KiB) is written to the log
+// from where it is (walWrite), not copied once more on its way.
+const walCopyMax = 512
+
+// marshalWAL encodes an entry, keys in order, as the pieces of one write:
+// the entry is their concatenation. Each piece is a part of one frame
+// buffer (lengths, keys, short values, the MAC) or a long value itself.
+func (x *Index) marshalWAL(e walEntry) [][]byte {
 	keys := make([]string, 0, len(e.writes))
-	size := 8 + 4
+	size, frameSize, long := 8+4, 4+8+4+sha256.Size, 0
 	for k, v := range e.writes {
 		keys = append(keys, k)
 		size += 2 + len(k) + 4 + len(v)
+		frameSize += 2 + len(k) + 4
+		if len(v) > walCopyMax {
+			long++
+		} else {
+			frameSize += len(v)
+		}
 	}
 	slices.Sort(keys)
-	b := make([]byte, 4, 4+size+sha256.Size)
+	// Sized so that appending never moves it: pieces point into it.
+	b := make([]byte, 4, frameSize)
+	binary.BigEndian.PutUint32(b, uint32(size))
 	b = binary.BigEndian.AppendUint64(b, e.epoch)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(keys)))
+	pieces, start := make([][]byte, 0, 2*long+1), 0
 	for _, k := range keys {
 		b = binary.BigEndian.AppendUint16(b, uint16(len(k)))
 		b = append(b, k...)
 		v := e.writes[k]
-		if v == nil {
+		switch {
+		case v == nil:
 			b = binary.BigEndian.AppendUint32(b, walRemoved)
-			continue
+		case len(v) > walCopyMax:
+			b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+			pieces = append(pieces, b[start:], v)
+			start = len(b)
+		default:
+			b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+			b = append(b, v...)
 		}
-		b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
-		b = append(b, v...)
 	}
-	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
-	return append(b, x.walMAC(b[4:])...)
+	m := hmac.New(sha256.New, x.walKey)
+	m.Write([]byte(walMACPrefix))
+	for i, p := range append(pieces, b[start:]) {
+		if i == 0 {
+			p = p[4:] // the length is not MACed
+		}
+		m.Write(p)
+	}
+	b = m.Sum(b)
+	return append(pieces, b[start:])
 }
 
 // errWALEnd ends the reading of a log: a torn or damaged entry, or the
