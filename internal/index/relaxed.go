@@ -34,15 +34,14 @@ type relaxedEngine struct {
 
 	// mu serializes updates, the log's appends and the overlay's swaps.
 	mu sync.Mutex
-	// swap keeps a view from taking the overlay before a commit and the
-	// file's transaction after it (it would see the records of updates
-	// its overlay does not have): a view takes both under RLock, a commit
-	// holds it from its bbolt transaction to the overlay's swap.
-	swap    sync.RWMutex
-	ov      atomic.Pointer[overlay]
-	wal     *os.File
-	walSize int64  // bytes of whole entries in wal
-	seq     uint64 // the log file being appended to
+	ov atomic.Pointer[overlay]
+	// captured is the overlay the last commit took (its seq and fileTx):
+	// a view can pair an overlay taken before a commit with the file
+	// after it only if the overlay holds that whole batch (consistent).
+	captured atomic.Pointer[capture]
+	wal      *os.File
+	walSize  int64  // bytes of whole entries in wal
+	seq      uint64 // the log file being appended to
 
 	// testCommitErr, set by tests, fails commits (a full or broken disk).
 	testCommitErr error
@@ -63,6 +62,16 @@ type overlay struct {
 	base   map[string]*[]byte
 	layers []map[string]*[]byte // newest last
 	n      int                  // records in base and layers (a key may count twice)
+	// fileTx is the bbolt transaction of the file this overlay lies over
+	// (the last commit when it was made); seq counts overlays.
+	fileTx int
+	seq    uint64
+}
+
+// capture marks the overlay a commit took.
+type capture struct {
+	fileTx int
+	seq    uint64
 }
 
 // maxLayers bounds the maps a read looks in.
@@ -99,10 +108,10 @@ func (o *overlay) with(w map[string]*[]byte) *overlay {
 		for k, v := range w {
 			m[k] = v
 		}
-		return &overlay{base: m, n: len(m)}
+		return &overlay{base: m, n: len(m), fileTx: o.fileTx, seq: o.seq + 1}
 	}
 	layers := append(o.layers[:len(o.layers):len(o.layers)], w)
-	return &overlay{base: o.base, layers: layers, n: o.n + len(w)}
+	return &overlay{base: o.base, layers: layers, n: o.n + len(w), fileTx: o.fileTx, seq: o.seq + 1}
 }
 
 // overlayMax is how many records the overlay holds before the committer
@@ -124,7 +133,11 @@ func openRelaxed(b *boltEngine, x *Index, path string, window time.Duration, las
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
-	e.ov.Store(&overlay{})
+	var fileTx int
+	if err := b.db.View(func(tx *bolt.Tx) error { fileTx = tx.ID(); return nil }); err != nil {
+		return nil, err
+	}
+	e.ov.Store(&overlay{fileTx: fileTx})
 	if err := e.rotate(lastSeq + 1); err != nil {
 		return nil, err
 	}
@@ -190,21 +203,49 @@ func (e *relaxedEngine) update(fn func(store) error) error {
 	return nil
 }
 
-// view reads the overlay and the file's last commit as of one moment
-// (swap). An update needs no such care: it takes the overlay under mu,
-// which a commit holds to capture its batch and again to drop it from
-// the overlay once the file has it, so the update's overlay holds the
-// whole batch whichever file it then reads.
+// view reads the overlay and the file's last commit as of one moment:
+// an overlay and a file transaction that do not make one (consistent) are
+// taken again, which happens only across a commit. Nothing here waits for
+// a commit (a commit of a second's uploads took 110-170 ms, and every
+// listing and open waited that long). An update needs no such care: it
+// takes the overlay under mu, which a commit holds to capture its batch
+// and again to drop it from the overlay once the file has it, so the
+// update's overlay holds the whole batch whichever file it then reads.
 func (e *relaxedEngine) view(fn func(store) error) error {
-	e.swap.RLock()
-	ov := e.ov.Load()
-	tx, err := e.b.db.Begin(false)
-	e.swap.RUnlock()
-	if err != nil {
-		return err
+	for try := 0; ; try++ {
+		ov := e.ov.Load()
+		tx, err := e.b.db.Begin(false)
+		if err != nil {
+			return err
+		}
+		if e.consistent(ov, tx.ID()) {
+			defer tx.Rollback()
+			return fn(&overlayStore{base: newBoltStore(tx), ov: ov})
+		}
+		tx.Rollback()
+		if try == 100 {
+			// Cannot happen (see consistent); fail rather than spin.
+			return fmt.Errorf("index: no consistent view of the overlay (transaction %d over %d)", tx.ID(), ov.fileTx)
+		}
 	}
-	defer tx.Rollback()
-	return fn(&overlayStore{base: newBoltStore(tx), ov: ov})
+}
+
+// consistent reports whether overlay ov over the file as of bbolt
+// transaction fileTx shows the index as of one moment. Each commit (one
+// at a time) takes the overlay (captured), writes it as transaction
+// ov.fileTx+1, and then, under mu, replaces the overlay with what came
+// since, over that transaction. So the file is at most one commit ahead
+// of an overlay, and the pair is whole if the file is the overlay's, or
+// the next one with the overlay made at or after that commit's capture
+// (it holds the whole batch). An overlay taken just before a capture,
+// with the file after that commit, would miss the updates in between:
+// taken again, the overlay is at or after the capture.
+func (e *relaxedEngine) consistent(ov *overlay, fileTx int) bool {
+	if fileTx == ov.fileTx {
+		return true
+	}
+	c := e.captured.Load()
+	return fileTx == ov.fileTx+1 && c != nil && c.fileTx == ov.fileTx && ov.seq >= c.seq
 }
 
 // committer commits the overlay once it is window old (counted from the
@@ -232,7 +273,8 @@ func (e *relaxedEngine) commit() error {
 	e.commitMu.Lock()
 	defer e.commitMu.Unlock()
 	e.mu.Lock()
-	ov := e.ov.Load().flat()
+	taken := e.ov.Load()
+	ov := taken.flat()
 	if len(ov) == 0 {
 		e.mu.Unlock()
 		return nil
@@ -242,13 +284,15 @@ func (e *relaxedEngine) commit() error {
 		e.mu.Unlock()
 		return err
 	}
+	e.captured.Store(&capture{fileTx: taken.fileTx, seq: taken.seq})
 	e.mu.Unlock()
 
-	e.swap.Lock()
+	var committedTx int
 	err := e.b.update(func(s store) error {
 		if e.testCommitErr != nil {
 			return e.testCommitErr
 		}
+		committedTx = s.(boltStore).small.Tx().ID() // what views will see
 		keys := make([]string, 0, len(ov))
 		for k := range ov {
 			keys = append(keys, k)
@@ -263,27 +307,20 @@ func (e *relaxedEngine) commit() error {
 	})
 
 	if err != nil {
-		e.swap.Unlock()
 		return fmt.Errorf("index: commit: %w", err)
 	}
-	// Dropped without mu (an update may hold it and wait for a view
-	// inside its function, which waits for swap): an update that took
-	// the overlay before this swap stores it again with its own layer,
-	// which brings back committed records with the file's values, to be
-	// dropped by the next commit.
-	for {
-		cur := e.ov.Load()
-		next := map[string]*[]byte{}
-		for k, v := range cur.flat() {
-			if ov[k] != v { // written again since: not committed yet
-				next[k] = v
-			}
-		}
-		if e.ov.CompareAndSwap(cur, &overlay{base: next, n: len(next)}) {
-			break
+	// Dropped under mu, so that no update stores an overlay over the
+	// file before this commit after it (views never wait for mu).
+	e.mu.Lock()
+	cur := e.ov.Load()
+	next := map[string]*[]byte{}
+	for k, v := range cur.flat() {
+		if ov[k] != v { // written again since: not committed yet
+			next[k] = v
 		}
 	}
-	e.swap.Unlock()
+	e.ov.Store(&overlay{base: next, n: len(next), fileTx: committedTx, seq: cur.seq + 1})
+	e.mu.Unlock()
 	files, _ := walFiles(e.path)
 	for _, f := range files {
 		if f.seq <= covered {

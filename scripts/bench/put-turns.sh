@@ -10,7 +10,7 @@
 # directory, or to any WebDAV server at URL (nginx, for the comparison).
 # curl sends each PUT with "Expect: 100-continue", so every file is two
 # turns of the server and two of the client. It prints, for each, the
-# number, sum, median and 90th percentile of the gaps between the last
+# number, sum, median, 90th percentile and longest of the gaps between the last
 # packet one side sent and the first the other sent back:
 #
 #   server headers -> 100   authentication and the checks before the body
@@ -75,6 +75,6 @@ for a, b in zip(bursts, bursts[1:]):
 for name, g in turns.items():
     if g:
         g.sort()
-        print(f"{name:22} n={len(g):5} sum {sum(g):6.3f} s  median {statistics.median(g)*1e6:4.0f} us  p90 {g[int(len(g)*0.9)]*1e6:4.0f} us")
+        print(f"{name:22} n={len(g):5} sum {sum(g):6.3f} s  median {statistics.median(g)*1e6:4.0f} us  p90 {g[int(len(g)*0.9)]*1e6:4.0f} us  max {g[-1]*1e3:5.1f} ms")
 print(f"wall of the three rounds: {bursts[-1][2] - bursts[0][1]:.3f} s")
 ' "$port"
