@@ -3,7 +3,7 @@
 #   - sftpd, davd, webui and users never import envelope directly (they go through vfs);
 #   - only users and index (storage v2's namespace index) import bbolt;
 #   - blob (storage v2's blobs), backup and atomicfile import nothing of ours; index (v2's index) only
-#     atomicfile (and of others' bbolt, x/crypto and the etcd client, its cluster engine); content (v2 file
+#     atomicfile (and of others' bbolt, x/crypto, x/sys/unix for the log's writev, and the etcd client, its cluster engine); content (v2 file
 #     content as segment blobs) only envelope and blob; namespace (v2 names on the index) only
 #     index, content and blob; nsfs (v2's file system) only namespace, content, blob (its ids) and envelope (the keyrings a rotation hands over); s3blob (v2 blobs in
 #     an S3-compatible store, issue 21) only blob, content and minio-go, and only s3blob imports minio-go;
@@ -55,7 +55,7 @@ nonstd() { go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' "$mod/$
 directNonstd() { go list -f '{{range .Imports}}{{.}}{{"\n"}}{{end}}' "$mod/$1" | grep '\.' || true; }
 only nonstd internal/envelope "$mod/internal/envelope\|golang\.org/x/crypto/.*\|golang\.org/x/sys/cpu"
 only directNonstd internal/keyfile "$mod/internal/envelope\|$mod/internal/atomicfile"
-only directNonstd internal/index "$mod/internal/atomicfile\|go\.etcd\.io/bbolt.*\|go\.etcd\.io/etcd/client/v3\|go\.etcd\.io/etcd/api/v3/v3rpc/rpctypes\|golang\.org/x/crypto/.*"
+only directNonstd internal/index "$mod/internal/atomicfile\|go\.etcd\.io/bbolt.*\|go\.etcd\.io/etcd/client/v3\|go\.etcd\.io/etcd/api/v3/v3rpc/rpctypes\|golang\.org/x/crypto/.*\|golang\.org/x/sys/unix"
 only directNonstd internal/content "$mod/internal/envelope\|$mod/internal/blob"
 only directNonstd internal/namespace "$mod/internal/index\|$mod/internal/content\|$mod/internal/blob"
 only directNonstd internal/nsfs "$mod/internal/namespace\|$mod/internal/content\|$mod/internal/blob\|$mod/internal/envelope"
