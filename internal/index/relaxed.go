@@ -218,14 +218,15 @@ func (e *relaxedEngine) view(fn func(store) error) error {
 		if err != nil {
 			return err
 		}
-		if e.consistent(ov, tx.ID()) {
+		fileTx := tx.ID()
+		if e.consistent(ov, fileTx) {
 			defer tx.Rollback()
 			return fn(&overlayStore{base: newBoltStore(tx), ov: ov})
 		}
 		tx.Rollback()
 		if try == 100 {
 			// Cannot happen (see consistent); fail rather than spin.
-			return fmt.Errorf("index: no consistent view of the overlay (transaction %d over %d)", tx.ID(), ov.fileTx)
+			return fmt.Errorf("index: no consistent view of the overlay (transaction %d over %d)", fileTx, ov.fileTx)
 		}
 	}
 }
