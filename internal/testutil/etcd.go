@@ -49,12 +49,13 @@ func StartEtcd(t testing.TB, n int) *EtcdCluster {
 	c := &EtcdCluster{t: t, bin: bin, MaxTxnOps: etcdMaxTxnOps}
 	dir := t.TempDir()
 	var initial []string
+	addrs := freeAddrs(t, 2*n)
 	for i := range n {
 		m := &etcdMember{
 			name:      fmt.Sprintf("m%d", i),
 			dir:       filepath.Join(dir, fmt.Sprintf("m%d", i)),
-			clientURL: "http://" + freeAddr(t),
-			peerURL:   "http://" + freeAddr(t),
+			clientURL: "http://" + addrs[2*i],
+			peerURL:   "http://" + addrs[2*i+1],
 		}
 		c.members = append(c.members, m)
 		initial = append(initial, m.name+"="+m.peerURL)
@@ -73,13 +74,21 @@ func StartEtcd(t testing.TB, n int) *EtcdCluster {
 	return c
 }
 
-func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// freeAddrs returns n distinct loopback addresses nobody listens on now.
+// Their listeners stay open until all n are chosen: closed one by one, the
+// kernel may hand the same port out twice, and etcd refuses a cluster
+// whose members share a URL ("has duplicate url").
+func freeAddrs(t testing.TB, n int) []string {
+	addrs := make([]string, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs = append(addrs, ln.Addr().String())
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
 
 // Endpoints are the members' client URLs.
