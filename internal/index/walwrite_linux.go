@@ -3,7 +3,6 @@
 package index
 
 import (
-	"io"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -11,14 +10,23 @@ import (
 
 // walWrite appends the pieces of a log entry (marshalWAL) to f with
 // writev(2): one system call, and the long values written from where
-// they are. It returns the bytes written; a short write is an error.
+// they are. It returns the bytes written. A short write (a disk that
+// fills up partway) goes on with the rest, so that the error is the
+// kernel's (ENOSPC), as os.File.Write gives it.
 func walWrite(f *os.File, pieces [][]byte) (int64, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return 0, err
 	}
+	pieces = append([][]byte(nil), pieces...) // trimmed below as they go out
 	var total int64
-	for len(pieces) > 0 {
+	for {
+		for len(pieces) > 0 && len(pieces[0]) == 0 {
+			pieces = pieces[1:]
+		}
+		if len(pieces) == 0 {
+			return total, nil
+		}
 		batch := pieces[:min(len(pieces), 1024)] // IOV_MAX
 		var n int
 		var werr error
@@ -32,18 +40,20 @@ func walWrite(f *os.File, pieces [][]byte) (int64, error) {
 		}); err != nil {
 			return total, err
 		}
-		total += int64(max(n, 0))
 		if werr != nil {
-			return total, &os.PathError{Op: "writev", Path: f.Name(), Err: werr}
+			return total, &os.PathError{Op: "write", Path: f.Name(), Err: werr}
 		}
-		want := 0
-		for _, p := range batch {
-			want += len(p)
+		if n <= 0 {
+			return total, &os.PathError{Op: "write", Path: f.Name(), Err: unix.EIO}
 		}
-		if n < want {
-			return total, io.ErrShortWrite
+		total += int64(n)
+		for n > 0 {
+			if n < len(pieces[0]) {
+				pieces[0] = pieces[0][n:]
+				break
+			}
+			n -= len(pieces[0])
+			pieces = pieces[1:]
 		}
-		pieces = pieces[len(batch):]
 	}
-	return total, nil
 }
