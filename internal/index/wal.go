@@ -44,11 +44,14 @@ type walEntry struct {
 	writes map[string][]byte
 }
 
-func (x *Index) walMAC(body []byte) []byte {
+// walMAC appends to dst the MAC of the entry body made of parts.
+func (x *Index) walMAC(dst []byte, parts ...[]byte) []byte {
 	m := hmac.New(sha256.New, x.walKey)
 	m.Write([]byte(walMACPrefix))
-	m.Write(body)
-	return m.Sum(nil)
+	for _, p := range parts {
+		m.Write(p)
+	}
+	return m.Sum(dst)
 }
 
 // walCopyMax is the longest value marshalWAL copies into its frame; a
@@ -95,15 +98,9 @@ func (x *Index) marshalWAL(e walEntry) [][]byte {
 			b = append(b, v...)
 		}
 	}
-	m := hmac.New(sha256.New, x.walKey)
-	m.Write([]byte(walMACPrefix))
-	for i, p := range append(pieces, b[start:]) {
-		if i == 0 {
-			p = p[4:] // the length is not MACed
-		}
-		m.Write(p)
-	}
-	b = m.Sum(b)
+	all := append(pieces, b[start:])
+	// The MAC covers the body: every piece, less the length in front.
+	b = x.walMAC(b, append([][]byte{all[0][4:]}, all[1:]...)...)
 	return append(pieces, b[start:])
 }
 
@@ -126,7 +123,7 @@ func (x *Index) readWAL(r *bufio.Reader) (walEntry, error) {
 		return walEntry{}, errWALEnd
 	}
 	body, mac := body[:n], body[n:]
-	if !hmac.Equal(mac, x.walMAC(body)) {
+	if !hmac.Equal(mac, x.walMAC(nil, body)) {
 		return walEntry{}, errWALEnd
 	}
 	e := walEntry{epoch: binary.BigEndian.Uint64(body), writes: map[string][]byte{}}
