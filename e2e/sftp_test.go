@@ -193,7 +193,9 @@ func TestSFTPConfinementAndPermissions(t *testing.T) {
 
 // TestSFTPPutFsync (issue 23): OpenSSH's `put -f` sends fsync@openssh.com
 // before the CLOSE when the server lists it (silently skipping it
-// otherwise): the client's debug log shows it sent and answered.
+// otherwise): the client's debug log shows it sent and answered. The
+// client also asks limits@openssh.com and moves the file in requests of
+// the 64 KiB the server serves whole (else 32 KiB).
 func TestSFTPPutFsync(t *testing.T) {
 	NeedTool(t, "sftp")
 	srv := StartServer(t)
@@ -208,7 +210,8 @@ func TestSFTPPutFsync(t *testing.T) {
 		t.Fatalf("sftp: %v\n%s", err, out)
 	}
 	SameFile(t, a, got)
-	for _, want := range []string{`Server supports extension "fsync@openssh.com" revision 1`, "Sent message fsync@openssh.com"} {
+	for _, want := range []string{`Server supports extension "fsync@openssh.com" revision 1`, "Sent message fsync@openssh.com",
+		`Server supports extension "limits@openssh.com" revision 1`, "using 65536 / 65536"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("sftp -vvv shows no %q", want)
 		}

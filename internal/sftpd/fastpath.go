@@ -21,19 +21,20 @@ import (
 // SFTP packet types (draft-ietf-secsh-filexfer-02) the fast path reads or
 // writes.
 const (
-	fxpOpen     = 3
-	fxpClose    = 4
-	fxpRead     = 5
-	fxpWrite    = 6
-	fxpFstat    = 8
-	fxpSetstat  = 9
-	fxpFsetstat = 10
-	fxpStat     = 17
-	fxpExtended = 200
-	fxpVersion  = 2
-	fxpStatus   = 101
-	fxpHandle   = 102
-	fxpData     = 103
+	fxpOpen          = 3
+	fxpClose         = 4
+	fxpRead          = 5
+	fxpWrite         = 6
+	fxpFstat         = 8
+	fxpSetstat       = 9
+	fxpFsetstat      = 10
+	fxpStat          = 17
+	fxpExtended      = 200
+	fxpExtendedReply = 201
+	fxpVersion       = 2
+	fxpStatus        = 101
+	fxpHandle        = 102
+	fxpData          = 103
 )
 
 const (
@@ -177,7 +178,7 @@ func (c muxConn) Close() error {
 func (m *fileMux) psWrite(p []byte) (int, error) {
 	n := len(p)
 	if len(m.psBuf) == 0 && len(p) >= 4 && int(binary.BigEndian.Uint32(p))+4 == len(p) {
-		err := m.writePacket(withFsync(p))
+		err := m.writePacket(withExtensions(p))
 		m.answered(1) // written or lost: nobody waits for it any more
 		if err != nil {
 			return 0, err
@@ -191,7 +192,7 @@ func (m *fileMux) psWrite(p []byte) (int, error) {
 		if len(m.psBuf) < l {
 			break
 		}
-		if err := m.writePacket(withFsync(m.psBuf[:l])); err != nil {
+		if err := m.writePacket(withExtensions(m.psBuf[:l])); err != nil {
 			m.answered(done + 1)
 			return 0, err
 		}
@@ -205,40 +206,62 @@ func (m *fileMux) psWrite(p []byte) (int, error) {
 	return n, nil
 }
 
-// extFsync is the OpenSSH extension the fast path adds to pkg/sftp's:
-// fsync of an open handle (`sftp -f`, `put -f`).
-const extFsync = "fsync@openssh.com"
+// The OpenSSH extensions the fast path adds to pkg/sftp's: fsync of an
+// open handle (`sftp -f`, `put -f`), and the server's limits, from which
+// OpenSSH's client (8.7 and later) takes the size of its READ and WRITE
+// requests (else 32 KiB: a file of 32-64 KiB takes one more round trip
+// each way).
+const (
+	extFsync  = "fsync@openssh.com"
+	extLimits = "limits@openssh.com"
+)
 
-// withFsync adds fsync@openssh.com (version "1") to pkg/sftp's VERSION
-// reply, which lists the extensions the server answers; any other packet
-// is returned as it is.
-func withFsync(p []byte) []byte {
+// withExtensions adds fsync@openssh.com and limits@openssh.com (version
+// "1" each) to pkg/sftp's VERSION reply, which lists the extensions the
+// server answers; any other packet is returned as it is.
+func withExtensions(p []byte) []byte {
 	if len(p) < 9 || p[4] != fxpVersion {
 		return p
 	}
-	out := make([]byte, 0, len(p)+4+len(extFsync)+4+1)
+	out := make([]byte, 0, len(p)+2*(4+4+1)+len(extFsync)+len(extLimits))
 	out = append(out, p...)
-	out = binary.BigEndian.AppendUint32(out, uint32(len(extFsync)))
-	out = append(out, extFsync...)
-	out = binary.BigEndian.AppendUint32(out, 1)
-	out = append(out, '1')
+	for _, name := range []string{extFsync, extLimits} {
+		out = binary.BigEndian.AppendUint32(out, uint32(len(name)))
+		out = append(out, name...)
+		out = binary.BigEndian.AppendUint32(out, 1)
+		out = append(out, '1')
+	}
 	binary.BigEndian.PutUint32(out, uint32(len(out)-4))
 	return out
 }
 
-// fsyncRequest parses an EXTENDED request's id and, if it is
-// fsync@openssh.com, its handle.
-func fsyncRequest(body []byte) (id uint32, handle []byte, ok bool) {
-	id, b, ok := getUint32(body)
-	var name string
+// extendedRequest parses an EXTENDED request's id and name; rest is what
+// follows the name.
+func extendedRequest(body []byte) (id uint32, name string, rest []byte, ok bool) {
+	id, rest, ok = getUint32(body)
 	if ok {
-		name, b, ok = getString(b)
+		name, rest, ok = getString(rest)
 	}
-	if !ok || name != extFsync {
-		return 0, nil, false
-	}
-	h, _, ok := getString(b)
-	return id, []byte(h), ok
+	return id, name, rest, ok
+}
+
+// limits queues the EXTENDED_REPLY to limits@openssh.com (OpenSSH's
+// PROTOCOL, section 4.8): the largest packet accepted, the largest READ
+// and WRITE lengths served whole, and the open handles a session may hold.
+// READ and WRITE are maxTxPacket, a whole chunk of the at-rest format, so
+// what one request in flight costs stays what it was (session.go).
+func (m *fileMux) limits(id uint32) {
+	bp := m.buf(4 + 1 + 4 + 4*8)
+	b := (*bp)[:0]
+	b = binary.BigEndian.AppendUint32(b, 1+4+4*8)
+	b = append(b, fxpExtendedReply)
+	b = binary.BigEndian.AppendUint32(b, id)
+	b = binary.BigEndian.AppendUint64(b, maxPacketLen)
+	b = binary.BigEndian.AppendUint64(b, maxTxPacket)
+	b = binary.BigEndian.AppendUint64(b, maxTxPacket)
+	b = binary.BigEndian.AppendUint64(b, maxHandles)
+	*bp = b
+	m.out <- bp
 }
 
 func (m *fileMux) writePacket(b []byte) error {
@@ -521,11 +544,18 @@ func (m *fileMux) dispatch(pkt []byte) error {
 		m.waitQuiet()
 		return m.open(body)
 	case fxpExtended:
-		// fsync@openssh.com on one of the fast path's handles; any other
-		// extension (and fsync of a handle pkg/sftp holds, which it
-		// refuses) is pkg/sftp's.
-		if id, handle, ok := fsyncRequest(body); ok {
-			if t := m.files[string(handle)]; t != nil {
+		// limits@openssh.com, and fsync@openssh.com on one of the fast
+		// path's handles; any other extension (and fsync of a handle
+		// pkg/sftp holds, which it refuses) is pkg/sftp's.
+		id, name, rest, ok := extendedRequest(body)
+		switch {
+		case ok && name == extLimits:
+			m.waitQuiet()
+			m.limits(id)
+			return nil
+		case ok && name == extFsync:
+			handle, _, ok := getString(rest)
+			if t := m.files[handle]; ok && t != nil {
 				m.waitQuiet()
 				m.status(id, t.Sync())
 				return nil

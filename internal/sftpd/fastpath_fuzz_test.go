@@ -76,6 +76,13 @@ func FuzzFastPath(f *testing.F) {
 		pkt(fxpClose, u32(7), h1),
 		pkt(fxpExtended, u32(8), str(extFsync), h1),
 	))
+	f.Add(cat( // limits@openssh.com: alone, with trailing bytes, between reads
+		pkt(fxpExtended, u32(1), str(extLimits)),
+		pkt(fxpExtended, u32(2), str(extLimits), u64(7)),
+		pkt(fxpOpen, u32(3), str("/a"), u32(pfRead), u32(0)),
+		pkt(fxpExtended, u32(4), str(extLimits)),
+		pkt(fxpRead, u32(5), h1, u64(0), u32(1<<20)),
+	))
 	f.Add(pkt(fxpWrite, u32(1), h1, u64(0), u32(100), []byte("abc")))
 	f.Add([]byte{0, 0, 0, 0})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 3})

@@ -592,6 +592,58 @@ func TestFailedOverwriteKeepsOld(t *testing.T) {
 	}
 }
 
+// TestLimitsExtension (issue 23): limits@openssh.com is advertised and
+// answered with the sizes the server serves whole: OpenSSH's client reads
+// and writes in requests of that size (else 32 KiB). A READ of more is
+// cut to it, and a WRITE of that size is taken whole.
+func TestLimitsExtension(t *testing.T) {
+	ts := startServer(t)
+	u := ts.addUser("alice", users.PermAll)
+	c := ts.sftpClient(u)
+	if v, ok := c.HasExtension("limits@openssh.com"); !ok || v != "1" {
+		t.Fatalf("limits@openssh.com not advertised: %q %v", v, ok)
+	}
+	if _, ok := c.HasExtension("fsync@openssh.com"); !ok {
+		t.Error("fsync@openssh.com lost from VERSION")
+	}
+	r := newRawSFTP(t, ts, u)
+	r.send(fxpExtended, u32(9), str("limits@openssh.com"))
+	typ, body := r.recv()
+	if typ != fxpExtendedReply || len(body) != 4+4*8 {
+		t.Fatalf("limits reply: type %d, %d bytes", typ, len(body))
+	}
+	field := func(i int) uint64 { return binary.BigEndian.Uint64(body[4+8*i:]) }
+	if id := binary.BigEndian.Uint32(body); id != 9 {
+		t.Errorf("limits reply for id %d, want 9", id)
+	}
+	if field(0) != maxPacketLen || field(1) != maxTxPacket || field(2) != maxTxPacket || field(3) != maxHandles {
+		t.Errorf("limits: packet %d read %d write %d handles %d", field(0), field(1), field(2), field(3))
+	}
+	// A WRITE of the advertised length, and READs of it and of more.
+	data := randomBytes(t, 2*maxTxPacket+100)
+	h := r.open(10, "/big", pfWrite|pfCreat|pfTrunc)
+	for off := 0; off < len(data); off += maxTxPacket {
+		chunk := data[off:min(off+maxTxPacket, len(data))]
+		r.send(fxpWrite, u32(11), str(h), u64(uint64(off)), u32(uint32(len(chunk))), chunk)
+		if code := r.expectStatus(11); code != 0 {
+			t.Fatalf("write at %d: status %d", off, code)
+		}
+	}
+	r.send(fxpClose, u32(12), str(h))
+	if code := r.expectStatus(12); code != 0 {
+		t.Fatalf("close: status %d", code)
+	}
+	h = r.open(13, "/big", pfRead)
+	r.send(fxpRead, u32(14), str(h), u64(0), u32(maxTxPacket))
+	if typ, body := r.recv(); typ != fxpData || !bytes.Equal(body[8:], data[:maxTxPacket]) {
+		t.Errorf("read of the advertised length: type %d, %d bytes", typ, len(body)-8)
+	}
+	r.send(fxpRead, u32(15), str(h), u64(maxTxPacket), u32(4*maxTxPacket))
+	if typ, body := r.recv(); typ != fxpData || !bytes.Equal(body[8:], data[maxTxPacket:2*maxTxPacket]) {
+		t.Errorf("read of more than the advertised length: type %d, %d bytes", typ, len(body)-8)
+	}
+}
+
 // TestFsyncExtension (issue 23): fsync@openssh.com is advertised and
 // answered on upload, in-place and download handles, and an upload
 // synced then closed is there whole.
