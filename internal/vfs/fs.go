@@ -91,7 +91,10 @@ func (f *FS) openLocked(op, name string, e entry, flag int, perm fs.FileMode) (*
 		return f.openShared(o, e.n)
 	}
 	fi, err := e.fi, error(nil)
-	if h.root != nil || fi == nil {
+	switch {
+	case e.absent:
+		err = fs.ErrNotExist
+	case h.root != nil || fi == nil:
 		// Storage v2 has no links: what enter's check saw (an lstat,
 		// under the same lock) is what a stat would see.
 		fi, err = h.d.Stat(rel)
@@ -374,7 +377,10 @@ func (f *FS) stat(op, name string, follow bool) (fs.FileInfo, error) {
 		return fi, nil
 	}
 	fi := e.fi
-	if fi == nil {
+	switch {
+	case e.absent:
+		err = fs.ErrNotExist
+	case fi == nil:
 		_, err = h.probe(e.rel) // missing, or an error the check left to us
 		if err == nil {
 			err = fs.ErrNotExist // it appeared under the lock: impossible
@@ -474,7 +480,10 @@ type entry struct {
 	n *node
 	// fi is what the symlink check saw at rel (lstat; nil when the name
 	// does not exist, when an open file answered, or without a lock).
-	fi     fs.FileInfo
+	fi fs.FileInfo
+	// absent: the check found nothing at rel, and nothing can be there
+	// while the lock is held (storage v2, see linkFreeAbsent).
+	absent bool
 	unlock func() // releases the lock taken; a no-op for lockNone
 }
 
@@ -505,7 +514,7 @@ func (f *FS) enter(op, name string, p pre) (entry, error) {
 			return e, nil
 		}
 	}
-	if e.fi, err = h.linkFree(rel, p.final); err != nil {
+	if e.fi, e.absent, err = h.linkFreeAbsent(rel, p.final); err != nil {
 		e.unlock()
 		return entry{}, h.pathErr(op, name, err)
 	}

@@ -327,26 +327,36 @@ func (h *home) noLinks(rel string, final bool) error {
 // linkFree is noLinks that also returns what it saw at rel (nil if rel
 // does not exist), so that a caller needs no second lstat.
 func (h *home) linkFree(rel string, final bool) (fs.FileInfo, error) {
-	fi, err := h.probe(rel)
+	fi, _, err := h.linkFreeAbsent(rel, final)
+	return fi, err
+}
+
+// linkFreeAbsent is linkFree that also reports a name known not to exist:
+// on storage v2, which has no links, the lstat's "not found" is what any
+// later lookup under the same lock would find, so the caller need not
+// look again (on v1 a missing name may sit below a link, and is looked
+// up again by the operation).
+func (h *home) linkFreeAbsent(rel string, final bool) (fi fs.FileInfo, absent bool, err error) {
+	fi, err = h.probe(rel)
 	switch {
 	case errors.Is(err, fs.ErrPermission):
-		return nil, err
+		return nil, false, err
 	case errors.Is(err, fs.ErrNotExist) && h.root == nil:
-		return nil, nil // storage v2 has no links to refuse
+		return nil, true, nil // storage v2 has no links to refuse
 	case errors.Is(err, fs.ErrNotExist):
 		// A name to be created: its parent must pass.
 		pfi, err := h.probe(parentOf(rel))
 		if errors.Is(err, fs.ErrPermission) {
-			return nil, err
+			return nil, false, err
 		}
 		if err == nil && pfi.Mode()&fs.ModeSymlink != 0 {
-			return nil, fs.ErrPermission
+			return nil, false, fs.ErrPermission
 		}
-		return nil, nil
+		return nil, false, nil
 	case err != nil:
-		return nil, nil // left for the operation to report
+		return nil, false, nil // left for the operation to report
 	case final && fi.Mode()&fs.ModeSymlink != 0:
-		return nil, fs.ErrPermission
+		return nil, false, fs.ErrPermission
 	}
-	return fi, nil
+	return fi, false, nil
 }
