@@ -354,16 +354,26 @@ func (f *File) Durable() error {
 // content, its entry and the replacement of the old file under name are
 // one atomic, durable step.
 func (f *File) PublishAs(name string) error {
+	_, err := f.PublishOver(name)
+	return err
+}
+
+// PublishOver is PublishAs that also returns what name was before, seen in
+// the same transaction (nil: nothing): an upload's quota count needs it,
+// and a separate Lstat would be one index view more per upload. A
+// directory at name is refused (namespace.ErrIsDir), as by Rename.
+func (f *File) PublishOver(name string) (replaced fs.FileInfo, err error) {
 	if err := checkName(name); err != nil {
-		return pathErr("rename", name, err)
+		return nil, pathErr("rename", name, err)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.check("rename", true); err != nil {
-		return err
+		return nil, err
 	}
 	t := f.t
-	err := f.publishLocked(func(tx *namespace.Tx) error {
+	err = f.publishLocked(func(tx *namespace.Tx) error {
+		replaced = nil // a retried transaction starts afresh
 		from, ob, err := t.parent(tx, f.name)
 		if err != nil {
 			return err
@@ -372,19 +382,32 @@ func (f *File) PublishAs(name string) error {
 		if err != nil {
 			return err
 		}
+		switch d, err := tx.Lookup(to, nb); {
+		case err == nil:
+			in, err := tx.Inode(d.Inode)
+			if err != nil {
+				return err
+			}
+			if in.Kind == namespace.Dir {
+				return namespace.ErrIsDir
+			}
+			replaced = newInfo(nb, d.Inode, in)
+		case !errors.Is(err, namespace.ErrNotFound):
+			return err
+		}
 		return tx.Rename(from, ob, to, nb)
 	})
 	if err != nil {
-		return pathErr("rename", name, err)
+		return nil, pathErr("rename", name, err)
 	}
 	f.name = name
 	t.s.collectGarbage() // a file renamed over another
 	if f.durable {
 		if err := t.s.ns.Sync(); err != nil {
-			return pathErr("fsync", name, err)
+			return nil, pathErr("fsync", name, err)
 		}
 	}
-	return nil
+	return replaced, nil
 }
 
 // commitLocked commits what was written to durable blobs and stages the

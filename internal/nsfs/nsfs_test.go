@@ -586,16 +586,20 @@ func TestPublishAs(t *testing.T) {
 	if got := blobs(); got != oldBlobs+2 {
 		t.Errorf("%d blobs after a staged segment was rewritten, want %d", got, oldBlobs+2)
 	}
-	if err := f.PublishAs("new"); err != nil {
-		t.Fatal(err)
+	if old, err := f.PublishOver("new"); err != nil || old != nil {
+		t.Fatalf("PublishOver a new name: replaced %v, %v", old, err)
 	}
 	if epoch() != before+1 {
 		t.Errorf("%d transactions to publish an upload, want 1", epoch()-before)
 	}
 	// Over another file: one transaction, and the collector's for the
-	// old file's blobs.
-	if err := f.PublishAs("doc"); err != nil {
+	// old file's blobs; PublishOver reports the file it replaced.
+	old, err := f.PublishOver("doc")
+	if err != nil {
 		t.Fatal(err)
+	}
+	if old == nil || old.Size() != 2*segSize || old.Name() != "doc" || old.IsDir() {
+		t.Errorf("PublishOver replaced %v, want doc of %d bytes", old, 2*segSize)
 	}
 	if got := read(t, tr, "doc"); !bytes.Equal(got, data) {
 		t.Error("the published content differs")
@@ -626,8 +630,8 @@ func TestPublishAs(t *testing.T) {
 	tr.Mkdir("dir", 0o700)
 	f, _ = tr.CreateLater("tmp/x", 0o600)
 	f.WriteAt([]byte("x"), 0)
-	if err := f.PublishAs("dir"); err == nil {
-		t.Error("PublishAs over a directory succeeded")
+	if _, err := f.PublishOver("dir"); !errors.Is(err, namespace.ErrIsDir) {
+		t.Errorf("PublishOver a directory: %v, want ErrIsDir", err)
 	}
 	f.Close()
 	if fi, err := tr.Lstat("dir"); err != nil || !fi.IsDir() {

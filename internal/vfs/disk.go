@@ -46,8 +46,10 @@ type disk interface {
 	replaceSmall(h *home, tmp, name string, data []byte) error
 	readSmall(h *home, name string, limit int64) ([]byte, error)
 	// publishAs renames the replacement tmp, open as f and synced, onto
-	// name (Rename's rules), making its content the name's.
-	publishAs(f diskFile, tmp, name string) error
+	// name (Rename's rules), making its content the name's. It returns
+	// what was at name before (nil: nothing), for the quota's count; a
+	// directory there is refused with ErrIsDir.
+	publishAs(f diskFile, tmp, name string) (replaced fs.FileInfo, err error)
 }
 
 // diskFile is an open file or directory of a disk: an *os.File in version
@@ -128,7 +130,27 @@ func (d osDisk) writeSmall(h *home, name string, data []byte) error {
 	return err
 }
 
-func (d osDisk) publishAs(_ diskFile, tmp, name string) error { return d.Rename(tmp, name) }
+func (d osDisk) publishAs(_ diskFile, tmp, name string) (fs.FileInfo, error) {
+	return lstatRename(d, tmp, name)
+}
+
+// lstatRename is publishAs by an Lstat of name and a Rename, for a disk
+// that cannot do both in one step.
+func lstatRename(d disk, tmp, name string) (fs.FileInfo, error) {
+	fi, err := d.Lstat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		fi = nil
+	case err != nil:
+		return nil, err
+	case fi.IsDir():
+		return nil, ErrIsDir
+	}
+	if err := d.Rename(tmp, name); err != nil {
+		return nil, err
+	}
+	return fi, nil
+}
 
 func (d osDisk) readSmall(h *home, name string, limit int64) ([]byte, error) {
 	f, r, err := openSealed(d.Root, name, h.kr(), h.binding())

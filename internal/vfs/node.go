@@ -413,19 +413,13 @@ func (n *node) publish() error {
 	if err != nil {
 		return err
 	}
-	fi, err := h.d.Lstat(key)
-	var oldBytes, oldFiles int64
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
+	fi, err := h.d.publishAs(n.back.f, tmp, key)
+	if err != nil {
 		return err
-	case fi.IsDir():
-		return ErrIsDir
-	case fi.Mode().IsRegular():
-		oldBytes, oldFiles = h.d.plainSize(fi), 1
 	}
-	if err := h.d.publishAs(n.back.f, tmp, key); err != nil {
-		return err
+	var oldBytes, oldFiles int64
+	if fi != nil && fi.Mode().IsRegular() {
+		oldBytes, oldFiles = h.d.plainSize(fi), 1
 	}
 	st, _ := n.back.f.Stat()
 	h.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/securefsd/securefsd/internal/namespace"
 	"github.com/securefsd/securefsd/internal/nsfs"
 )
 
@@ -148,11 +149,15 @@ func (d nsDisk) replaceSmall(_ *home, tmp, name string, data []byte) error {
 // publishAs publishes the upload's content, its entry and the
 // replacement of name in one index transaction (nsfs.File.PublishAs):
 // version 1's rename and directory fsync, and no more.
-func (d nsDisk) publishAs(f diskFile, tmp, name string) error {
+func (d nsDisk) publishAs(f diskFile, tmp, name string) (fs.FileInfo, error) {
 	if nf, ok := f.(nsFile); ok && nf.Name() == d.name(tmp) {
-		return nf.PublishAs(d.name(name))
+		fi, err := nf.PublishOver(d.name(name))
+		if errors.Is(err, namespace.ErrIsDir) {
+			return nil, ErrIsDir
+		}
+		return fi, err
 	}
-	return d.Rename(tmp, name)
+	return lstatRename(d, tmp, name)
 }
 
 func (d nsDisk) readSmall(_ *home, name string, limit int64) ([]byte, error) {
