@@ -354,26 +354,28 @@ func (f *File) Durable() error {
 // content, its entry and the replacement of the old file under name are
 // one atomic, durable step.
 func (f *File) PublishAs(name string) error {
-	_, err := f.PublishOver(name)
+	_, _, err := f.PublishOver(name)
 	return err
 }
 
-// PublishOver is PublishAs that also returns what name was before, seen in
-// the same transaction (nil: nothing): an upload's quota count needs it,
-// and a separate Lstat would be one index view more per upload. A
-// directory at name is refused (namespace.ErrIsDir), as by Rename.
-func (f *File) PublishOver(name string) (replaced fs.FileInfo, err error) {
+// PublishOver is PublishAs that also returns, seen in the same
+// transaction, the file as published and what name was before (nil:
+// nothing): an upload's quota count and handle table need them, and a
+// Stat and an Lstat of their own would be two index views more per
+// upload. A directory at name is refused (namespace.ErrIsDir), as by
+// Rename.
+func (f *File) PublishOver(name string) (published, replaced fs.FileInfo, err error) {
 	if err := checkName(name); err != nil {
-		return nil, pathErr("rename", name, err)
+		return nil, nil, pathErr("rename", name, err)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.check("rename", true); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	t := f.t
 	err = f.publishLocked(func(tx *namespace.Tx) error {
-		replaced = nil // a retried transaction starts afresh
+		published, replaced = nil, nil // a retried transaction starts afresh
 		from, ob, err := t.parent(tx, f.name)
 		if err != nil {
 			return err
@@ -395,19 +397,27 @@ func (f *File) PublishOver(name string) (replaced fs.FileInfo, err error) {
 		case !errors.Is(err, namespace.ErrNotFound):
 			return err
 		}
-		return tx.Rename(from, ob, to, nb)
+		if err := tx.Rename(from, ob, to, nb); err != nil {
+			return err
+		}
+		in, err := tx.Inode(f.id)
+		if err != nil {
+			return err
+		}
+		published = newInfo(nb, f.id, in)
+		return nil
 	})
 	if err != nil {
-		return nil, pathErr("rename", name, err)
+		return nil, nil, pathErr("rename", name, err)
 	}
 	f.name = name
 	t.s.collectGarbage() // a file renamed over another
 	if f.durable {
 		if err := t.s.ns.Sync(); err != nil {
-			return nil, pathErr("fsync", name, err)
+			return nil, nil, pathErr("fsync", name, err)
 		}
 	}
-	return replaced, nil
+	return published, replaced, nil
 }
 
 // commitLocked commits what was written to durable blobs and stages the

@@ -586,20 +586,28 @@ func TestPublishAs(t *testing.T) {
 	if got := blobs(); got != oldBlobs+2 {
 		t.Errorf("%d blobs after a staged segment was rewritten, want %d", got, oldBlobs+2)
 	}
-	if old, err := f.PublishOver("new"); err != nil || old != nil {
+	pub, old, err := f.PublishOver("new")
+	if err != nil || old != nil {
 		t.Fatalf("PublishOver a new name: replaced %v, %v", old, err)
+	}
+	if fi, err := tr.Lstat("new"); err != nil || pub == nil || pub.Size() != fi.Size() || !pub.ModTime().Equal(fi.ModTime()) ||
+		pub.Mode() != fi.Mode() || pub.Name() != "new" || pub.Sys() != fi.Sys() {
+		t.Errorf("PublishOver's published %v, Lstat after it %v (%v)", pub, fi, err)
 	}
 	if epoch() != before+1 {
 		t.Errorf("%d transactions to publish an upload, want 1", epoch()-before)
 	}
 	// Over another file: one transaction, and the collector's for the
 	// old file's blobs; PublishOver reports the file it replaced.
-	old, err := f.PublishOver("doc")
+	pub, old, err = f.PublishOver("doc")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if old == nil || old.Size() != 2*segSize || old.Name() != "doc" || old.IsDir() {
 		t.Errorf("PublishOver replaced %v, want doc of %d bytes", old, 2*segSize)
+	}
+	if pub == nil || pub.Name() != "doc" || pub.Size() != int64(len(data)) {
+		t.Errorf("PublishOver published %v, want doc of %d bytes", pub, len(data))
 	}
 	if got := read(t, tr, "doc"); !bytes.Equal(got, data) {
 		t.Error("the published content differs")
@@ -630,7 +638,7 @@ func TestPublishAs(t *testing.T) {
 	tr.Mkdir("dir", 0o700)
 	f, _ = tr.CreateLater("tmp/x", 0o600)
 	f.WriteAt([]byte("x"), 0)
-	if _, err := f.PublishOver("dir"); !errors.Is(err, namespace.ErrIsDir) {
+	if _, _, err := f.PublishOver("dir"); !errors.Is(err, namespace.ErrIsDir) {
 		t.Errorf("PublishOver a directory: %v, want ErrIsDir", err)
 	}
 	f.Close()

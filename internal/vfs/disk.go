@@ -47,9 +47,10 @@ type disk interface {
 	readSmall(h *home, name string, limit int64) ([]byte, error)
 	// publishAs renames the replacement tmp, open as f and synced, onto
 	// name (Rename's rules), making its content the name's. It returns
-	// what was at name before (nil: nothing), for the quota's count; a
-	// directory there is refused with ErrIsDir.
-	publishAs(f diskFile, tmp, name string) (replaced fs.FileInfo, err error)
+	// f's disk info once published (nil if it cannot tell) and what was
+	// at name before (nil: nothing), for the handle table and the quota's
+	// count; a directory at name is refused with ErrIsDir.
+	publishAs(f diskFile, tmp, name string) (published, replaced fs.FileInfo, err error)
 }
 
 // diskFile is an open file or directory of a disk: an *os.File in version
@@ -130,26 +131,27 @@ func (d osDisk) writeSmall(h *home, name string, data []byte) error {
 	return err
 }
 
-func (d osDisk) publishAs(_ diskFile, tmp, name string) (fs.FileInfo, error) {
-	return lstatRename(d, tmp, name)
+func (d osDisk) publishAs(f diskFile, tmp, name string) (fs.FileInfo, fs.FileInfo, error) {
+	return lstatRename(d, f, tmp, name)
 }
 
-// lstatRename is publishAs by an Lstat of name and a Rename, for a disk
-// that cannot do both in one step.
-func lstatRename(d disk, tmp, name string) (fs.FileInfo, error) {
-	fi, err := d.Lstat(name)
+// lstatRename is publishAs by an Lstat of name, a Rename and a Stat of f,
+// for a disk that cannot do them in one step.
+func lstatRename(d disk, f diskFile, tmp, name string) (published, replaced fs.FileInfo, err error) {
+	replaced, err = d.Lstat(name)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		fi = nil
+		replaced = nil
 	case err != nil:
-		return nil, err
-	case fi.IsDir():
-		return nil, ErrIsDir
+		return nil, nil, err
+	case replaced.IsDir():
+		return nil, nil, ErrIsDir
 	}
 	if err := d.Rename(tmp, name); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return fi, nil
+	published, _ = f.Stat()
+	return published, replaced, nil
 }
 
 func (d osDisk) readSmall(h *home, name string, limit int64) ([]byte, error) {

@@ -413,7 +413,7 @@ func (n *node) publish() error {
 	if err != nil {
 		return err
 	}
-	fi, err := h.d.publishAs(n.back.f, tmp, key)
+	st, fi, err := h.d.publishAs(n.back.f, tmp, key)
 	if err != nil {
 		return err
 	}
@@ -421,7 +421,6 @@ func (n *node) publish() error {
 	if fi != nil && fi.Mode().IsRegular() {
 		oldBytes, oldFiles = h.d.plainSize(fi), 1
 	}
-	st, _ := n.back.f.Stat()
 	h.mu.Lock()
 	counts := int64(0)
 	if n.countsFile {
@@ -437,13 +436,11 @@ func (n *node) publish() error {
 		h.byID[n.id] = n
 	}
 	h.mu.Unlock()
-	if hashes != nil {
+	if hashes != nil && st != nil {
 		n.mu.RLock()
-		if st, err := n.back.f.Stat(); err == nil {
-			hashes.ModTime = st.ModTime()
-			if n.times != nil && !n.times[1].IsZero() {
-				hashes.ModTime = n.times[1]
-			}
+		hashes.ModTime = st.ModTime()
+		if n.times != nil && !n.times[1].IsZero() {
+			hashes.ModTime = n.times[1]
 		}
 		n.mu.RUnlock()
 	}

@@ -149,15 +149,15 @@ func (d nsDisk) replaceSmall(_ *home, tmp, name string, data []byte) error {
 // publishAs publishes the upload's content, its entry and the
 // replacement of name in one index transaction (nsfs.File.PublishAs):
 // version 1's rename and directory fsync, and no more.
-func (d nsDisk) publishAs(f diskFile, tmp, name string) (fs.FileInfo, error) {
+func (d nsDisk) publishAs(f diskFile, tmp, name string) (fs.FileInfo, fs.FileInfo, error) {
 	if nf, ok := f.(nsFile); ok && nf.Name() == d.name(tmp) {
-		fi, err := nf.PublishOver(d.name(name))
+		published, replaced, err := nf.PublishOver(d.name(name))
 		if errors.Is(err, namespace.ErrIsDir) {
-			return nil, ErrIsDir
+			return nil, nil, ErrIsDir
 		}
-		return fi, err
+		return published, replaced, err
 	}
-	return lstatRename(d, tmp, name)
+	return lstatRename(d, f, tmp, name)
 }
 
 func (d nsDisk) readSmall(_ *home, name string, limit int64) ([]byte, error) {
