@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"io/fs"
 	"net/http"
@@ -139,8 +140,23 @@ func TestPutGet(t *testing.T) {
 	if resp.Header.Get("ETag") == "" {
 		t.Error("PUT gave no ETag")
 	}
+	// The ETag a PUT answers with (taken at the upload's close) is the
+	// one the file then has for HEAD and PROPFIND.
+	sameETag := func(put *http.Response) {
+		t.Helper()
+		head, body := env.do(t, "HEAD", "/a.bin", nil)
+		wantStatus(t, head, body, 200)
+		pf, body := env.do(t, "PROPFIND", "/a.bin", strings.NewReader(`<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:getetag/></D:prop></D:propfind>`), "Depth", "0")
+		wantStatus(t, pf, body, 207)
+		want := put.Header.Get("ETag")
+		if head.Header.Get("ETag") != want || !strings.Contains(body, html.EscapeString(want)) {
+			t.Errorf("PUT's ETag %s; HEAD's %s; PROPFIND: %s", want, head.Header.Get("ETag"), body)
+		}
+	}
+	sameETag(resp)
 	resp, body = env.do(t, "PUT", "/a.bin", bytes.NewReader(data[:1000]))
 	wantStatus(t, resp, body, 204)
+	sameETag(resp)
 	resp, body = env.do(t, "GET", "/a.bin", nil)
 	wantStatus(t, resp, body, 200)
 	if body != string(data[:1000]) {

@@ -578,7 +578,10 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request, name string) error
 		}
 		return err
 	}
-	if err := f.Close(); err != nil {
+	// The published file's info comes with the close: no lookup for the
+	// ETag unless the mtime changes after it.
+	fi, err := f.CloseInfo()
+	if err != nil {
 		return err
 	}
 	if hasMtime {
@@ -586,8 +589,12 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request, name string) error
 			return err
 		}
 		w.Header().Set("X-OC-Mtime", "accepted")
+		fi = nil
 	}
-	if fi, err := h.fs.Stat(name); err == nil {
+	if fi == nil {
+		fi, _ = h.fs.Stat(name)
+	}
+	if fi != nil {
 		w.Header().Set("ETag", etag(fi))
 		w.Header().Set("OC-ETag", etag(fi))
 	}

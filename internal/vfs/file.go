@@ -220,14 +220,29 @@ func (h *File) Sync() error {
 // Close flushes the file; a replacement opened for writing is published
 // (renamed over its name). Errors (write-back, no space, quota) are
 // returned: the caller must report them.
-func (h *File) Close() error { return h.close(false) }
+func (h *File) Close() error { return h.close(false, nil) }
+
+// CloseInfo is Close that also returns, for a replacement it publishes,
+// the file's info as a Stat right after it would give it (nil for other
+// files), so that a caller answering with it (a PUT's ETag) needs no
+// lookup of its own.
+func (h *File) CloseInfo() (fs.FileInfo, error) {
+	var fi fs.FileInfo
+	err := h.close(false, &fi)
+	if err != nil {
+		return nil, err
+	}
+	return fi, nil
+}
 
 // Abort closes a replacement without publishing it: the name keeps its
 // old content (or, for a new file, disappears). On a file written in
 // place it is Close: in-place writes cannot be undone.
-func (h *File) Abort() error { return h.close(true) }
+func (h *File) Abort() error { return h.close(true, nil) }
 
-func (h *File) close(abort bool) error {
+// close is Close, or Abort with abort; with info, it sets *info to what
+// CloseInfo returns.
+func (h *File) close(abort bool, info *fs.FileInfo) error {
 	h.ops.Lock()
 	defer h.ops.Unlock()
 	if h.closed {
@@ -265,10 +280,14 @@ func (h *File) close(abort bool) error {
 					fh.dropMetaLogged(key) // the new name disappears with its metadata
 				}
 				h.n.detach()
-			} else if err = h.n.publish(); err != nil {
+			} else if st, perr := h.n.publish(); perr != nil {
+				err = perr
 				h.n.detach()
 			} else {
 				published = key
+				if info != nil && st != nil {
+					*info = fh.toInfo(path.Base(h.rel), st)
+				}
 			}
 		}
 	}

@@ -386,17 +386,19 @@ func (n *node) info(base string) (fs.FileInfo, error) {
 	return &fileInfo{name: base, size: n.ef.Size(), mode: mode, mtime: mtime}, nil
 }
 
-// publish renames an unpublished replacement onto its name. Caller holds
+// publish renames an unpublished replacement onto its name and returns
+// its disk info as published (nil if there was nothing to publish, or the
+// disk could not tell). Caller holds
 // h.ns exclusively, and should fsync the parent directory afterwards
 // (outside the lock) to make the rename durable. A replacement that was detached meanwhile (its name
 // removed or renamed over, or aborted) is not published.
-func (n *node) publish() error {
+func (n *node) publish() (fs.FileInfo, error) {
 	h := n.h
 	h.mu.Lock()
 	key, tmp := n.key, n.tmp
 	h.mu.Unlock()
 	if tmp == "" || key == "" {
-		return nil
+		return nil, nil
 	}
 	n.mu.Lock()
 	n.credit = 0 // from now on the node is the file itself
@@ -411,11 +413,11 @@ func (n *node) publish() error {
 	}
 	n.mu.Unlock()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	st, fi, err := h.d.publishAs(n.back.f, tmp, key)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var oldBytes, oldFiles int64
 	if fi != nil && fi.Mode().IsRegular() {
@@ -445,7 +447,7 @@ func (n *node) publish() error {
 		n.mu.RUnlock()
 	}
 	h.setHashes(key, hashes)
-	return nil
+	return st, nil
 }
 
 // detach takes the node off its name: it stays usable by its handles and
