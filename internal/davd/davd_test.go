@@ -225,6 +225,37 @@ func TestPermissions(t *testing.T) {
 	wantStatus(t, resp, body, 207)
 }
 
+// TestGetListOnly: a GET opens the name first (handler.get); a user who
+// may list but not download still gets a directory's listing, and a
+// file's content is refused.
+func TestGetListOnly(t *testing.T) {
+	env := newTestEnv(t, withPerms(users.PermList))
+	home := env.home(t, testUser)
+	if err := home.Mkdir("/d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := home.Create("/d/secret.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("not for listers"))
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := env.do(t, "GET", "/d/", nil)
+	wantStatus(t, resp, body, 200)
+	if !strings.Contains(body, "secret.txt") {
+		t.Errorf("listing lacks the file:\n%s", body)
+	}
+	resp, body = env.do(t, "GET", "/d/secret.txt", nil)
+	wantStatus(t, resp, body, 403)
+	if strings.Contains(body, "not for listers") {
+		t.Error("a list-only user read a file's content")
+	}
+	resp, body = env.do(t, "GET", "/d/none.txt", nil)
+	wantStatus(t, resp, body, 404)
+}
+
 func TestQuota(t *testing.T) {
 	env := newTestEnv(t, withQuota(100_000))
 	resp, body := env.do(t, "PUT", "/big.bin", bytes.NewReader(randBytes(t, 200_000)))

@@ -272,11 +272,33 @@ func (h *handler) evalList(r *http.Request, name string, l ifList) bool {
 }
 
 func (h *handler) get(w http.ResponseWriter, r *http.Request, name string) error {
-	fi, err := h.fs.Stat(name)
+	// Open first, under the name's read lock, and take the entry's type
+	// from the open file: one lookup less per GET of a file than a Stat
+	// before the open (a directory is closed again and listed).
+	release, err := h.s.names.acquire(r.Context(), h.nameKey(name), false)
+	if err != nil {
+		return err
+	}
+	held := true
+	defer func() {
+		if held {
+			release()
+		}
+	}()
+	f, err := h.fs.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
 	if fi.IsDir() {
+		// Listed as before this change: without the name's lock.
+		f.Close()
+		release()
+		held = false
 		if h.s.ui != nil && isBrowser(r) {
 			http.Redirect(w, r, h.s.uiURL(name), http.StatusSeeOther)
 			return nil
@@ -285,19 +307,6 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, name string) error
 	}
 	if !fi.Mode().IsRegular() {
 		return httpErr(http.StatusForbidden, "not a regular file")
-	}
-	release, err := h.s.names.acquire(r.Context(), h.nameKey(name), false)
-	if err != nil {
-		return err
-	}
-	defer release()
-	f, err := h.fs.Open(name)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if fi, err = f.Stat(); err != nil {
-		return err
 	}
 	// Authenticate the first chunk (for an empty file: its empty final
 	// chunk) before any header goes out, so a damaged file gets a clean 500
