@@ -27,6 +27,8 @@ type File struct {
 	id       namespace.ID
 	name     string
 	writable bool
+	// opened is the entry as OpenFile read it (OpenedInfo).
+	opened fs.FileInfo
 
 	mu    sync.Mutex
 	cf    *content.File
@@ -196,6 +198,7 @@ func (t *Tree) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) 
 		return nil, err
 	}
 	f.gen = in.Gen + 1
+	f.opened = newInfo(baseName(name), f.id, in)
 	if f.cf, err = content.Open(t.s.blobs, f.id, in.Data, f.gen, f.options()); err != nil {
 		t.s.unhold(f)
 		return nil, pathErr(op, name, err)
@@ -208,6 +211,7 @@ func (t *Tree) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) 
 	f.setKeyringLocked(t.s.options().Keyring)
 	f.mu.Unlock()
 	if f.writable && flag&os.O_TRUNC != 0 && in.Data.Size > 0 {
+		f.opened = nil // no longer what the open read
 		if err := f.Truncate(0); err != nil {
 			f.Close()
 			return nil, err
@@ -215,6 +219,11 @@ func (t *Tree) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) 
 	}
 	return f, nil
 }
+
+// OpenedInfo is the file's entry as OpenFile read it, in the transaction
+// that opened it: what a Stat right after the open would return, without
+// that Stat's index view (nil for a file of CreateLater).
+func (f *File) OpenedInfo() fs.FileInfo { return f.opened }
 
 // setKeyring makes the file read the segments it has not opened yet, and
 // write new ones, with o's keyring.

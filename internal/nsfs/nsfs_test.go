@@ -647,6 +647,36 @@ func TestPublishAs(t *testing.T) {
 	}
 }
 
+// TestOpenedInfo: OpenFile keeps the entry it read (what a Stat right
+// after it returns), except when the open truncated the file.
+func TestOpenedInfo(t *testing.T) {
+	e := newEnv(t)
+	tr := e.tree(t, "alice")
+	write(t, tr, "doc", random(1000))
+	f, err := tr.OpenFile("doc", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := f.OpenedInfo()
+	if o == nil || o.Name() != st.Name() || o.Size() != st.Size() || o.Mode() != st.Mode() ||
+		!o.ModTime().Equal(st.ModTime()) || o.Sys() != st.Sys() {
+		t.Errorf("OpenedInfo %v, Stat %v", o, st)
+	}
+	f.Close()
+	f, err = tr.OpenFile("doc", os.O_RDWR|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := f.OpenedInfo(); o != nil {
+		t.Errorf("OpenedInfo after a truncating open: %v (size %d)", o, o.Size())
+	}
+	f.Close()
+}
+
 // TestInlineSegments: with InlineMax, a small file's segment is published
 // into the index with its layout (no blob file), survives a restart, and
 // once replaced or removed its record goes with the collector like a

@@ -106,6 +106,17 @@ type node struct {
 	hs        *hashState
 }
 
+// statOpened is f.Stat, or the entry as f's open read it when the disk
+// can tell (nsfs.File.OpenedInfo: the same answer, one index view less).
+func statOpened(f diskFile) (fs.FileInfo, error) {
+	if o, ok := f.(interface{ OpenedInfo() fs.FileInfo }); ok {
+		if fi := o.OpenedInfo(); fi != nil {
+			return fi, nil
+		}
+	}
+	return f.Stat()
+}
+
 // openInPlace opens the regular file rel for in-place use. Caller holds
 // h.ns exclusively and has checked rel is not in h.nodes. If the inode is
 // already open under another name (a hard link planted on disk), that node
@@ -120,7 +131,7 @@ func (h *home) openInPlace(rel string, writable bool) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := f.Stat()
+	st, err := statOpened(f)
 	if err != nil {
 		f.Close()
 		return nil, err

@@ -80,6 +80,17 @@ func (nsDisk) Close() error { return nil }
 func (d nsDisk) OpenFile(name string, flag int, perm fs.FileMode) (diskFile, error) {
 	full := d.name(name)
 	if flag&os.O_CREATE == 0 {
+		// A file is opened at once (one index view); a directory (the
+		// tree's root, or what nsfs refuses to open) is listed below.
+		if full != "." {
+			f, err := d.t.OpenFile(full, flag&(os.O_RDONLY|os.O_WRONLY|os.O_RDWR|os.O_TRUNC), perm)
+			if err == nil {
+				return nsFile{f}, nil
+			}
+			if !errors.Is(err, namespace.ErrIsDir) {
+				return nil, err
+			}
+		}
 		fi, err := d.t.Lstat(full)
 		if err != nil {
 			return nil, err
