@@ -234,14 +234,7 @@ func TestGetListOnly(t *testing.T) {
 	if err := home.Mkdir("/d", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	f, err := home.Create("/d/secret.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Write([]byte("not for listers"))
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, home, "/d/secret.txt", []byte("not for listers"))
 	resp, body := env.do(t, "GET", "/d/", nil)
 	wantStatus(t, resp, body, 200)
 	if !strings.Contains(body, "secret.txt") {

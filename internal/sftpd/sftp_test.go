@@ -592,6 +592,17 @@ func TestFailedOverwriteKeepsOld(t *testing.T) {
 	}
 }
 
+// wantAdvertised fails t unless the VERSION reply c got lists each of
+// names, at revision "1".
+func wantAdvertised(t *testing.T, c *sftp.Client, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if v, ok := c.HasExtension(n); !ok || v != "1" {
+			t.Fatalf("%s not advertised: %q %v", n, v, ok)
+		}
+	}
+}
+
 // TestLimitsExtension (issue 23): limits@openssh.com is advertised and
 // answered with the sizes the server serves whole: OpenSSH's client reads
 // and writes in requests of that size (else 32 KiB). A READ of more is
@@ -599,13 +610,7 @@ func TestFailedOverwriteKeepsOld(t *testing.T) {
 func TestLimitsExtension(t *testing.T) {
 	ts := startServer(t)
 	u := ts.addUser("alice", users.PermAll)
-	c := ts.sftpClient(u)
-	if v, ok := c.HasExtension("limits@openssh.com"); !ok || v != "1" {
-		t.Fatalf("limits@openssh.com not advertised: %q %v", v, ok)
-	}
-	if _, ok := c.HasExtension("fsync@openssh.com"); !ok {
-		t.Error("fsync@openssh.com lost from VERSION")
-	}
+	wantAdvertised(t, ts.sftpClient(u), "limits@openssh.com", "fsync@openssh.com")
 	r := newRawSFTP(t, ts, u)
 	r.send(fxpExtended, u32(9), str("limits@openssh.com"))
 	typ, body := r.recv()
@@ -651,12 +656,8 @@ func TestFsyncExtension(t *testing.T) {
 	ts := startServer(t)
 	u := ts.addUser("alice", users.PermAll)
 	c := ts.sftpClient(u)
-	if v, ok := c.HasExtension("fsync@openssh.com"); !ok || v != "1" {
-		t.Fatalf("fsync@openssh.com not advertised: %q %v", v, ok)
-	}
-	if _, ok := c.HasExtension("posix-rename@openssh.com"); !ok {
-		t.Error("pkg/sftp's own extensions lost from VERSION")
-	}
+	// With pkg/sftp's own extensions, which must not be lost.
+	wantAdvertised(t, c, "fsync@openssh.com", "posix-rename@openssh.com")
 	data := randomBytes(t, 200<<10)
 	f, err := c.Create("/up")
 	if err != nil {
