@@ -371,8 +371,8 @@ func (f *File) PublishAs(name string) error {
 // transaction, the file as published and what name was before (nil:
 // nothing): an upload's quota count and handle table need them, and a
 // Stat and an Lstat of their own would be two index views more per
-// upload. A directory at name is refused (namespace.ErrIsDir), as by
-// Rename.
+// upload. Rename's rules apply: a directory at name is refused
+// (namespace.ErrIsDir).
 func (f *File) PublishOver(name string) (published, replaced fs.FileInfo, err error) {
 	if err := checkName(name); err != nil {
 		return nil, nil, pathErr("rename", name, err)
@@ -393,18 +393,12 @@ func (f *File) PublishOver(name string) (published, replaced fs.FileInfo, err er
 		if err != nil {
 			return err
 		}
-		switch d, err := tx.Lookup(to, nb); {
-		case err == nil:
-			in, err := tx.Inode(d.Inode)
-			if err != nil {
-				return err
+		// What is at name (Rename refuses a directory, and reports any
+		// other failure to look it up).
+		if d, err := tx.Lookup(to, nb); err == nil {
+			if in, err := tx.Inode(d.Inode); err == nil {
+				replaced = newInfo(nb, d.Inode, in)
 			}
-			if in.Kind == namespace.Dir {
-				return namespace.ErrIsDir
-			}
-			replaced = newInfo(nb, d.Inode, in)
-		case !errors.Is(err, namespace.ErrNotFound):
-			return err
 		}
 		if err := tx.Rename(from, ob, to, nb); err != nil {
 			return err
