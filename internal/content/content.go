@@ -595,6 +595,23 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// WriteBehind lets the segment written last write out a chunk early
+// (envelope.File.WriteBehind): a server calls it while it waits for the
+// next request.
+func (f *File) WriteBehind() error {
+	if f.next <= 0 {
+		return nil
+	}
+	i := int((f.next - 1) / f.ss)
+	if i >= len(f.segs) || f.segs[i].wr == nil {
+		return nil
+	}
+	if err := f.segs[i].wr.WriteBehind(); err != nil {
+		return fmt.Errorf("content: segment %d: %w", i, err)
+	}
+	return nil
+}
+
 // Truncate changes the size: segments past the new end are dropped, the
 // new last one is cut or grown, new ones are zeros.
 func (f *File) Truncate(size int64) error {

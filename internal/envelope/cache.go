@@ -125,6 +125,35 @@ func (f *File) newEntry(i int64) (*entry, error) {
 
 func evictable(e *entry) bool { return !e.dirty && !e.pinned }
 
+// WriteBehind writes out one dirty cached chunk when the cache is full and
+// holds no clean chunk, so that the next write to a chunk not cached finds
+// an entry to reuse instead of waiting for write-outs (newEntry). It is
+// the write-out the next such write would start, done earlier: a server
+// calls it while it waits for the next request, so the sealing and the
+// write overlap the round trip. It only takes a chunk before the stored
+// final chunk, whose write-out changes nothing but that chunk. An error is
+// sticky, like that of any write-out.
+func (f *File) WriteBehind() (err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer func() { err = fileErr("write behind", err) }()
+	if err := f.usable(); err != nil {
+		return err
+	}
+	if f.pend.idx >= 0 || len(f.cache.entries) < maxCached || slices.ContainsFunc(f.cache.entries, evictable) {
+		return nil
+	}
+	k := slices.IndexFunc(f.cache.entries, func(e *entry) bool { return e.dirty })
+	if k < 0 {
+		return nil
+	}
+	e := f.cache.entries[k]
+	if e.pinned || e.idx+1 >= numChunks(f.disk) || !e.done() {
+		return nil
+	}
+	return f.flushBelow(e.idx + 1)
+}
+
 // drop removes e from the cache and gives its buffer back, cleared.
 func (c *chunkCache) drop(e *entry) {
 	if k := slices.Index(c.entries, e); k >= 0 {

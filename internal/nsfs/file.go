@@ -291,6 +291,18 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	return n, pathErr("write", f.name, err)
 }
 
+// WriteBehind writes out early what the next write would otherwise write
+// out first (content.File.WriteBehind); a server calls it while it waits
+// for the next request. An error is kept for the next write to report.
+func (f *File) WriteBehind() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed || !f.writable || f.err != nil || f.cf == nil {
+		return nil
+	}
+	return pathErr("write", f.name, f.cf.WriteBehind())
+}
+
 // Truncate changes the file's size.
 func (f *File) Truncate(size int64) error {
 	f.mu.Lock()

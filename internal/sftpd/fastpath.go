@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -112,9 +113,11 @@ type fileMux struct {
 	pending int
 	psDone  bool // pkg/sftp stopped: nothing pending will be answered
 
-	// Owned by the serving goroutine.
-	files map[string]*transfer
-	seq   uint64
+	// Owned by the serving goroutine. behind is the transfer that wrote
+	// last, until it was given the chance to write behind (loop).
+	files  map[string]*transfer
+	seq    uint64
+	behind *transfer
 
 	out  chan *[]byte // replies for the sender
 	free chan *[]byte // reply buffers for reuse
@@ -424,6 +427,17 @@ func (m *fileMux) loop() error {
 		if err != nil {
 			return err
 		}
+		if m.behind != nil && len(m.in) == 0 {
+			// Nothing to serve: the file writes out now what the
+			// next write would otherwise wait for, while its reply
+			// travels and the client sends that write. The sender
+			// goes first: the reply it was just handed waits for
+			// this goroutine's turn to end, and must not wait for
+			// the write-out.
+			runtime.Gosched()
+			m.behind.writeBehind()
+			m.behind = nil
+		}
 	}
 	return m.rerr
 }
@@ -599,6 +613,9 @@ func (m *fileMux) dispatch(pkt []byte) error {
 			return m.write(id, t, rest)
 		case fxpClose:
 			delete(m.files, string(handle))
+			if m.behind == t {
+				m.behind = nil
+			}
 			m.status(id, t.Close())
 			return nil
 		case fxpFstat:
@@ -742,6 +759,7 @@ func (m *fileMux) write(id uint32, t *transfer, b []byte) error {
 	}
 	_, err := t.WriteAt(b[:n], int64(off))
 	m.status(id, err)
+	m.behind = t
 	return nil
 }
 

@@ -205,6 +205,15 @@ func (t *transfer) WriteAt(p []byte, off int64) (n int, err error) {
 	return n, nil
 }
 
+// writeBehind gives the file the chance to write out early what its next
+// write would wait for (vfs.File.WriteBehind). A failure is the file's to
+// report, at that next write or the CLOSE.
+func (t *transfer) writeBehind() {
+	var err error
+	defer recoverTo(t.s.log, "write behind", &err)
+	t.f.WriteBehind()
+}
+
 // Sync answers fsync@openssh.com: what the handle wrote is on disk when
 // it returns. An upload that creates or replaces a file still becomes
 // visible only at its CLOSE (atomic, and durable then too): a crash

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -246,6 +247,46 @@ func TestSFTPClientFineGrained(t *testing.T) {
 		}
 		if got := readVFS(t, ts.home("alice"), "rw"); string(got) != "hello" {
 			t.Errorf("after truncate: %q", got)
+		}
+	})
+
+	t.Run("random 4 KiB writes", func(t *testing.T) {
+		// One write in flight at a time, as a database file's: the
+		// server writes behind while it waits for the next one
+		// (vfs.File.WriteBehind), with the chunk cache full of dirty
+		// chunks after the first few dozen.
+		want := randomBytes(t, 6<<20)
+		f, err := c.Create("/db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.ReadFrom(bytes.NewReader(want)); err != nil {
+			t.Fatal(err)
+		}
+		r := mrand.New(mrand.NewPCG(1, 2))
+		p := make([]byte, 4096)
+		for i := range 300 {
+			off := r.Int64N(int64(len(want)-len(p))) &^ 4095
+			for k := range p {
+				p[k] = byte(i ^ k)
+			}
+			if _, err := f.WriteAt(p, off); err != nil {
+				t.Fatal(err)
+			}
+			copy(want[off:], p)
+		}
+		got := make([]byte, len(want))
+		if _, err := f.ReadAt(got, 0); err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Error("read back through the handle: contents differ")
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(readVFS(t, ts.home("alice"), "db"), want) {
+			t.Error("after close: contents differ")
 		}
 	})
 

@@ -97,6 +97,25 @@ func (h *File) WriteAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
+// WriteBehind writes out early, from the shared chunk cache, what a later
+// write to a part of the file not cached would otherwise have to write out
+// before it: a server calls it after answering a write, while it waits for
+// the client's next request, so that work overlaps the round trip (random
+// 4 KiB writes, which fill the cache with dirty chunks, then wait for one
+// load instead of a load and a write-out). It does nothing when the cache
+// has room. An error is kept by the file and reported by its next write,
+// flush or close.
+func (h *File) WriteBehind() error {
+	if err := h.begin("write"); err != nil {
+		return err
+	}
+	defer h.end()
+	if h.n == nil || !h.writable {
+		return nil
+	}
+	return h.err("write", h.n.writeBehind())
+}
+
 func (h *File) writeAt(p []byte, off int64) (int, int64, error) {
 	switch {
 	case h.n == nil:

@@ -66,6 +66,10 @@ type plainFile interface {
 
 var _ plainFile = (*envelope.File)(nil)
 
+// writeBehinder is a plainFile that can write out early what its next
+// write would otherwise wait for (envelope.File and storage v2's files do).
+type writeBehinder interface{ WriteBehind() error }
+
 // node is the one shared open-file state of a file of a home: every handle
 // on the file (any protocol, any client) goes through it, so all see one
 // size and one chunk cache.
@@ -297,6 +301,16 @@ func (n *node) writeAt(p []byte, off int64, appendMode bool) (int, int64, error)
 		n.times = nil
 	}
 	return w, off, err
+}
+
+// writeBehind: see File.WriteBehind.
+func (n *node) writeBehind() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if w, ok := n.ef.(writeBehinder); ok && n.back.rw {
+		return w.WriteBehind()
+	}
+	return nil
 }
 
 // truncate changes the size through the shared state.

@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"os"
 	"testing"
 )
@@ -48,5 +49,50 @@ func TestWritebackReplacement(t *testing.T) {
 	}
 	if h.n.back.writeback || h.n.back.kicks.Load() != 0 {
 		t.Fatal("in-place write started writeback")
+	}
+}
+
+// TestWriteBehindInPlace: random 4 KiB writes into a stored file, each
+// followed by WriteBehind as the SFTP server calls it, read back right
+// through another handle and after the close.
+func TestWriteBehindInPlace(t *testing.T) {
+	_, f := newFS(t)
+	want := bytes.Repeat([]byte("0123456789abcdef"), (6<<20)/16)
+	writeFile(t, f, "db.bin", want)
+	h, err := f.OpenFile("db.bin", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	p := make([]byte, 4096)
+	for i := range 600 {
+		off := r.Int64N(int64(len(want)-len(p))) &^ 511
+		for k := range p {
+			p[k] = byte(i + k)
+		}
+		if _, err := h.WriteAt(p, off); err != nil {
+			t.Fatal(err)
+		}
+		copy(want[off:], p)
+		if err := h.WriteBehind(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := readFile(t, f, "db.bin"); !bytes.Equal(got, want) {
+		t.Fatal("contents differ before the close")
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, f, "db.bin"); !bytes.Equal(got, want) {
+		t.Fatal("contents differ after the close")
+	}
+	ro, err := f.Open("db.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if err := ro.WriteBehind(); err != nil {
+		t.Fatalf("WriteBehind on a read-only handle: %v", err)
 	}
 }
