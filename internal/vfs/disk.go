@@ -51,6 +51,10 @@ type disk interface {
 	// at name before (nil: nothing), for the handle table and the quota's
 	// count; a directory at name is refused with ErrIsDir.
 	publishAs(f diskFile, tmp, name string) (published, replaced fs.FileInfo, err error)
+	// openRegular opens name, which should be a regular file, without
+	// OpenFile's way of opening a directory as a listing: on version 2 a
+	// directory is namespace.ErrIsDir.
+	openRegular(name string, flag int) (diskFile, error)
 }
 
 // diskFile is an open file or directory of a disk: an *os.File in version
@@ -77,6 +81,10 @@ func (d osDisk) OpenFile(name string, flag int, perm fs.FileMode) (diskFile, err
 		return nil, err
 	}
 	return f, nil
+}
+
+func (d osDisk) openRegular(name string, flag int) (diskFile, error) {
+	return d.OpenFile(name, flag, 0)
 }
 
 func (d osDisk) Open(name string) (diskFile, error) {

@@ -55,8 +55,13 @@ func (f *FS) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) {
 	if err := h.takeHandle(); err != nil {
 		return nil, h.pathErr(op, name, err)
 	}
-	// The rights depend on the entry: openLocked decides them.
-	e, err := f.enter(op, name, pre{lock: lockExclusive, final: true, open: true})
+	// The rights depend on the entry: openLocked decides them. A file
+	// that must exist, with the rights to open it as asked, is opened
+	// without a look first (pre.direct).
+	acc := flag & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR)
+	direct := flag&(os.O_CREATE|os.O_TRUNC|os.O_EXCL) == 0 &&
+		(acc == os.O_WRONLY || f.can(PermDownload)) && (acc == os.O_RDONLY || f.can(PermOverwrite))
+	e, err := f.enter(op, name, pre{lock: lockExclusive, final: true, open: true, direct: direct})
 	if err != nil {
 		h.putHandle()
 		return nil, err
@@ -89,6 +94,16 @@ func (f *FS) openLocked(op, name string, e entry, flag int, perm fs.FileMode) (*
 
 	if e.n != nil {
 		return f.openShared(o, e.n)
+	}
+	if e.direct {
+		n, err := h.openInPlace(rel, o.writable)
+		switch {
+		case err == nil:
+			return f.attach(o, n)
+		case !errors.Is(err, errNotRegular) && !errors.Is(err, fs.ErrNotExist):
+			return nil, false, h.pathErr(op, name, err)
+		}
+		// A directory, or nothing: the look below tells which.
 	}
 	fi, err := e.fi, error(nil)
 	switch {
@@ -298,23 +313,33 @@ func (f *FS) openDisk(o openReq, fi fs.FileInfo) (*File, bool, error) {
 	if o.readable && !f.can(PermDownload) || o.writable && !f.can(PermOverwrite) {
 		return nil, false, f.denied(op, name)
 	}
-	var n *node
-	var err error
 	if o.writable && o.flag&os.O_TRUNC != 0 {
-		n, err = h.newReplacement(rel, clientMode(fi.Mode()), false, h.d.plainSize(fi))
-	} else {
-		n, err = h.openInPlace(rel, o.writable)
-		if err == nil && o.writable {
-			err = n.ownInode()
+		n, err := h.newReplacement(rel, clientMode(fi.Mode()), false, h.d.plainSize(fi))
+		if err != nil {
+			return nil, false, h.pathErr(op, name, err)
 		}
+		n.ref(true)
+		file.n, file.owner = n, true
+		return file, false, nil
 	}
+	n, err := h.openInPlace(rel, o.writable)
 	if err != nil {
 		return nil, false, h.pathErr(op, name, err)
 	}
+	return f.attach(o, n)
+}
+
+// attach makes n, opened in place for o, the node of o's File.
+func (f *FS) attach(o openReq, n *node) (*File, bool, error) {
+	if o.writable {
+		if err := n.ownInode(); err != nil {
+			return nil, false, f.h.pathErr(o.op, o.name, err)
+		}
+	}
 	n.ref(o.writable)
-	file.n = n
-	file.owner = o.writable
-	return file, false, nil
+	o.file.n = n
+	o.file.owner = o.writable
+	return o.file, false, nil
 }
 
 func (n *node) ref(writable bool) {
@@ -471,6 +496,11 @@ type pre struct {
 	// anyone from changing the name since, and a new file may not be on
 	// disk yet.
 	open bool
+	// direct: storage v2 only, with open: the name is not checked here;
+	// the operation opens it at once, in one index view, and looks at it
+	// only if that fails (v2 has no links, so the check is only a
+	// lookup). For opens of existing files.
+	direct bool
 }
 
 // entry is a client name past the preamble.
@@ -484,6 +514,8 @@ type entry struct {
 	// absent: the check found nothing at rel, and nothing can be there
 	// while the lock is held (storage v2, see linkFreeAbsent).
 	absent bool
+	// direct: the check was left to the operation (pre.direct).
+	direct bool
 	unlock func() // releases the lock taken; a no-op for lockNone
 }
 
@@ -513,6 +545,10 @@ func (f *FS) enter(op, name string, p pre) (entry, error) {
 		if e.n = h.lookup(rel); e.n != nil {
 			return e, nil
 		}
+	}
+	if p.direct && h.root == nil && rel != "." {
+		e.direct = true
+		return e, nil
 	}
 	if e.fi, e.absent, err = h.linkFreeAbsent(rel, p.final); err != nil {
 		e.unlock()

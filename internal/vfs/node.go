@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/securefsd/securefsd/internal/envelope"
+	"github.com/securefsd/securefsd/internal/namespace"
 )
 
 // backing is the disk file under an envelope.File. f is only replaced
@@ -121,16 +122,24 @@ func statOpened(f diskFile) (fs.FileInfo, error) {
 	return f.Stat()
 }
 
+// errNotRegular: openInPlace found a directory or another kind of file at
+// the name. Clients see a permission error, as for any file they may not
+// open.
+var errNotRegular = fmt.Errorf("not a regular file: %w", fs.ErrPermission)
+
 // openInPlace opens the regular file rel for in-place use. Caller holds
 // h.ns exclusively and has checked rel is not in h.nodes. If the inode is
 // already open under another name (a hard link planted on disk), that node
 // is returned, so one inode never has two chunk caches.
 func (h *home) openInPlace(rel string, writable bool) (*node, error) {
-	f, err := h.d.OpenFile(rel, os.O_RDWR|syscall.O_NONBLOCK, 0)
+	f, err := h.d.openRegular(rel, os.O_RDWR|syscall.O_NONBLOCK)
 	rw := true
 	if err != nil && !writable && errors.Is(err, fs.ErrPermission) {
-		f, err = h.d.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		f, err = h.d.openRegular(rel, os.O_RDONLY|syscall.O_NONBLOCK)
 		rw = false
+	}
+	if errors.Is(err, namespace.ErrIsDir) {
+		return nil, errNotRegular
 	}
 	if err != nil {
 		return nil, err
@@ -142,7 +151,7 @@ func (h *home) openInPlace(rel string, writable bool) (*node, error) {
 	}
 	if !st.Mode().IsRegular() || h.reservedFile(f) {
 		f.Close()
-		return nil, fs.ErrPermission
+		return nil, errNotRegular
 	}
 	id := idOf(st)
 	h.mu.Lock()

@@ -77,6 +77,14 @@ func (nsDisk) Close() error { return nil }
 // OpenFile opens a file (an nsfs.File) or a directory (its listing).
 // Flags other than the access mode, O_CREATE, O_EXCL and O_TRUNC mean
 // nothing here.
+func (d nsDisk) openRegular(name string, flag int) (diskFile, error) {
+	f, err := d.t.OpenFile(d.name(name), flag&(os.O_RDONLY|os.O_WRONLY|os.O_RDWR), 0)
+	if err != nil {
+		return nil, err
+	}
+	return nsFile{f}, nil
+}
+
 func (d nsDisk) OpenFile(name string, flag int, perm fs.FileMode) (diskFile, error) {
 	full := d.name(name)
 	if flag&os.O_CREATE == 0 {

@@ -2,6 +2,8 @@ package vfs
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"testing"
 )
@@ -59,5 +61,69 @@ func TestSmoke(t *testing.T) {
 	u, _ = f.Usage()
 	if u.Files != 0 || u.UsedBytes != 0 {
 		t.Fatalf("usage after removeall %+v", u)
+	}
+}
+
+// TestOpenExisting: an open of an existing name (no create, truncate or
+// exclusive flag) that storage v2 makes in one view, without a look
+// first, still tells files, directories, missing names and missing rights
+// apart as before, on both storage versions.
+func TestOpenExisting(t *testing.T) {
+	ts, f := newFS(t)
+	writeFile(t, f, "a.txt", []byte("abc"))
+	if err := f.Mkdir("d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, f, "d/in.txt", []byte("x"))
+
+	h, err := f.OpenFile("a.txt", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt([]byte("B"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, f, "a.txt"); string(got) != "aBc" {
+		t.Fatalf("a.txt = %q", got)
+	}
+	d, err := f.OpenFile("d", os.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fis, err := d.Readdir(-1); err != nil || len(fis) != 1 || fis[0].Name() != "in.txt" {
+		t.Fatalf("listing d: %v, %v", fis, err)
+	}
+	d.Close()
+	for _, c := range []struct {
+		name string
+		flag int
+		want string
+	}{
+		{"d", os.O_WRONLY, category(ErrIsDir)},
+		{"missing", os.O_RDONLY, category(fs.ErrNotExist)},
+		{"missing", os.O_RDWR, category(fs.ErrNotExist)},
+		{"d/missing/x", os.O_RDONLY, category(fs.ErrNotExist)},
+	} {
+		_, err := f.OpenFile(c.name, c.flag, 0)
+		if got := category(err); got != c.want {
+			t.Errorf("OpenFile(%q, %#o): %v (%s), want %s", c.name, c.flag, err, got, c.want)
+		}
+	}
+
+	listOnly := ts.home(t, "alice", HomeOptions{Perm: PermList})
+	if _, err := listOnly.Open("a.txt"); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("open without the download right: %v", err)
+	}
+	if d, err := listOnly.Open("d"); err != nil {
+		t.Errorf("list-only open of a directory: %v", err)
+	} else {
+		d.Close()
+	}
+	readOnly := ts.home(t, "alice", HomeOptions{Perm: PermList | PermDownload})
+	if _, err := readOnly.OpenFile("a.txt", os.O_RDWR, 0); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("read-write open without the overwrite right: %v", err)
 	}
 }
