@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -263,18 +262,7 @@ func TestSFTPClientFineGrained(t *testing.T) {
 		if _, err := f.ReadFrom(bytes.NewReader(want)); err != nil {
 			t.Fatal(err)
 		}
-		r := mrand.New(mrand.NewPCG(1, 2))
-		p := make([]byte, 4096)
-		for i := range 300 {
-			off := r.Int64N(int64(len(want)-len(p))) &^ 4095
-			for k := range p {
-				p[k] = byte(i ^ k)
-			}
-			if _, err := f.WriteAt(p, off); err != nil {
-				t.Fatal(err)
-			}
-			copy(want[off:], p)
-		}
+		testutil.RandomWrites(t, f, want, 300, 4096)
 		got := make([]byte, len(want))
 		if _, err := f.ReadAt(got, 0); err != nil && err != io.EOF {
 			t.Fatal(err)

@@ -2,9 +2,10 @@ package vfs
 
 import (
 	"bytes"
-	"math/rand/v2"
 	"os"
 	"testing"
+
+	"github.com/securefsd/securefsd/internal/testutil"
 )
 
 // TestWritebackReplacement: an upload (a replacement, fsynced when
@@ -52,6 +53,18 @@ func TestWritebackReplacement(t *testing.T) {
 	}
 }
 
+// behindEach is a File that writes behind after each write, as the SFTP
+// server does while it waits for the next request.
+type behindEach struct{ *File }
+
+func (b behindEach) WriteAt(p []byte, off int64) (int, error) {
+	n, err := b.File.WriteAt(p, off)
+	if err == nil {
+		err = b.WriteBehind()
+	}
+	return n, err
+}
+
 // TestWriteBehindInPlace: random 4 KiB writes into a stored file, each
 // followed by WriteBehind as the SFTP server calls it, read back right
 // through another handle and after the close.
@@ -63,21 +76,7 @@ func TestWriteBehindInPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := rand.New(rand.NewPCG(1, 2))
-	p := make([]byte, 4096)
-	for i := range 600 {
-		off := r.Int64N(int64(len(want)-len(p))) &^ 511
-		for k := range p {
-			p[k] = byte(i + k)
-		}
-		if _, err := h.WriteAt(p, off); err != nil {
-			t.Fatal(err)
-		}
-		copy(want[off:], p)
-		if err := h.WriteBehind(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.RandomWrites(t, behindEach{h}, want, 600, 512)
 	if got := readFile(t, f, "db.bin"); !bytes.Equal(got, want) {
 		t.Fatal("contents differ before the close")
 	}
