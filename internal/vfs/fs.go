@@ -96,7 +96,7 @@ func (f *FS) openLocked(op, name string, e entry, flag int, perm fs.FileMode) (*
 		return f.openShared(o, e.n)
 	}
 	if e.direct {
-		n, err := h.openInPlace(rel, o.writable)
+		n, err := h.openExisting(rel, o.writable)
 		switch {
 		case err == nil:
 			return f.attach(o, n)
@@ -306,36 +306,38 @@ func (f *FS) openNew(o openReq) (*File, bool, error) {
 // (O_TRUNC for writing) as a replacement. Caller holds h.ns exclusively.
 func (f *FS) openDisk(o openReq, fi fs.FileInfo) (*File, bool, error) {
 	h := f.h
-	op, name, rel, file := o.op, o.name, o.rel, o.file
+	op, name, rel := o.op, o.name, o.rel
 	if o.excl {
 		return nil, false, h.pathErr(op, name, fs.ErrExist)
 	}
 	if o.readable && !f.can(PermDownload) || o.writable && !f.can(PermOverwrite) {
 		return nil, false, f.denied(op, name)
 	}
+	var n *node
+	var err error
 	if o.writable && o.flag&os.O_TRUNC != 0 {
-		n, err := h.newReplacement(rel, clientMode(fi.Mode()), false, h.d.plainSize(fi))
-		if err != nil {
-			return nil, false, h.pathErr(op, name, err)
-		}
-		n.ref(true)
-		file.n, file.owner = n, true
-		return file, false, nil
+		n, err = h.newReplacement(rel, clientMode(fi.Mode()), false, h.d.plainSize(fi))
+	} else {
+		n, err = h.openExisting(rel, o.writable)
 	}
-	n, err := h.openInPlace(rel, o.writable)
 	if err != nil {
 		return nil, false, h.pathErr(op, name, err)
 	}
 	return f.attach(o, n)
 }
 
-// attach makes n, opened in place for o, the node of o's File.
-func (f *FS) attach(o openReq, n *node) (*File, bool, error) {
-	if o.writable {
-		if err := n.ownInode(); err != nil {
-			return nil, false, f.h.pathErr(o.op, o.name, err)
-		}
+// openExisting is openInPlace for a client's handle: a writable one owns
+// the inode.
+func (h *home) openExisting(rel string, writable bool) (*node, error) {
+	n, err := h.openInPlace(rel, writable)
+	if err == nil && writable {
+		err = n.ownInode()
 	}
+	return n, err
+}
+
+// attach makes n the node of o's File.
+func (f *FS) attach(o openReq, n *node) (*File, bool, error) {
 	n.ref(o.writable)
 	o.file.n = n
 	o.file.owner = o.writable
