@@ -62,14 +62,13 @@ type plainFile interface {
 	Size() int64
 	// Flush writes what is cached through to the stored file.
 	Flush() error
+	// WriteBehind writes out early what the next write would otherwise
+	// wait for (File.WriteBehind).
+	WriteBehind() error
 	Close() error
 }
 
 var _ plainFile = (*envelope.File)(nil)
-
-// writeBehinder is a plainFile that can write out early what its next
-// write would otherwise wait for (envelope.File and storage v2's files do).
-type writeBehinder interface{ WriteBehind() error }
 
 // node is the one shared open-file state of a file of a home: every handle
 // on the file (any protocol, any client) goes through it, so all see one
@@ -316,10 +315,10 @@ func (n *node) writeAt(p []byte, off int64, appendMode bool) (int, int64, error)
 func (n *node) writeBehind() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if w, ok := n.ef.(writeBehinder); ok && n.back.rw {
-		return w.WriteBehind()
+	if !n.back.rw {
+		return nil
 	}
-	return nil
+	return n.ef.WriteBehind()
 }
 
 // truncate changes the size through the shared state.
