@@ -38,7 +38,7 @@ export SECUREFSD_BIN=$bin SECUREFSD_SOAK=$SOAK_SCALE
 : >"$SOAK_LOG"
 
 suites=(
-  'TestCrashDuringUploads|TestCrashDuringScpOverwrites'
+  'TestCrashDuringUploads|TestCrashDuringScpOverwrites|TestCrashDuringRandomWrites'
   'TestLoad'
   'TestTamper|TestTamperLegacySCP|TestTamperMetadata|TestTamperRollback|TestTamperSwapWholeFiles'
   'TestDiskFull'

@@ -59,7 +59,7 @@ step "storage v2: the vfs suite and the real-client suites on a v2 store"
 # behaviour, not those that inspect v1's directory tree.
 SECUREFSD_TEST_STORAGE=v2 go test -race -short -timeout 10m -count=1 ./internal/vfs/
 SECUREFSD_TEST_STORAGE=v2 go test -race -timeout 15m -count=1 \
-  -run '^(TestSFTPTransfers|TestSFTPCommands|TestSFTPResume|TestSFTPConfinementAndPermissions|TestSFTPPutFsync|TestSCP|TestRcloneSFTP|TestDAVRclone|TestDAVLitmus|TestDAVCurl|TestDAVPropsPersist|TestCrashDuringUploads|TestDiskFull|TestKeyRotateWhileServing|TestHostileSFTPPackets|TestRevocationReachesOpenSSHSessions|TestUserSetReachesOpenSFTPSession|TestSharedFolderRclone)$' ./e2e/
+  -run '^(TestSFTPTransfers|TestSFTPCommands|TestSFTPResume|TestSFTPConfinementAndPermissions|TestSFTPPutFsync|TestSCP|TestRcloneSFTP|TestDAVRclone|TestDAVLitmus|TestDAVCurl|TestDAVPropsPersist|TestCrashDuringUploads|TestCrashDuringRandomWrites|TestDiskFull|TestKeyRotateWhileServing|TestHostileSFTPPackets|TestRevocationReachesOpenSSHSessions|TestUserSetReachesOpenSFTPSession|TestSharedFolderRclone)$' ./e2e/
 
 step "users on etcd (in the background) and storage v2 with relaxed durability"
 # The users package's tests again with every database opened by
@@ -75,7 +75,7 @@ users_pid=$!
 # suite's promise (every acknowledged upload intact after kill -9, never a
 # half file), a full disk, a key rotation and fsync@openssh.com there too.
 SECUREFSD_TEST_STORAGE=v2 SECUREFSD_TEST_DURABILITY=relaxed go test -race -timeout 15m -count=1 \
-  -run '^(TestSFTPCommands|TestSFTPPutFsync|TestDAVCurl|TestCrashDuringUploads|TestDiskFull|TestKeyRotateWhileServing)$' ./e2e/
+  -run '^(TestSFTPCommands|TestSFTPPutFsync|TestDAVCurl|TestCrashDuringUploads|TestCrashDuringRandomWrites|TestDiskFull|TestKeyRotateWhileServing)$' ./e2e/
 users_rc=0
 wait "$users_pid" || users_rc=$?
 echo "-- users on etcd:"
