@@ -27,6 +27,7 @@ import (
 // disconnect) are not lost.
 type sshConn struct {
 	net.Conn
+	raw    *rawSocket   // nil: through net.Conn (rawio_linux.go says why)
 	idle   atomic.Int64 // nanoseconds; 0 while logging in (fixed deadline)
 	last   atomic.Int64 // unix nanoseconds of the last deadline move
 	closed atomic.Bool
@@ -53,7 +54,7 @@ const (
 )
 
 func newSSHConn(nc net.Conn, grace time.Duration) *sshConn {
-	c := &sshConn{Conn: nc, exited: make(chan struct{})}
+	c := &sshConn{Conn: nc, raw: newRawSocket(nc), exited: make(chan struct{})}
 	c.cond.L = &c.mu
 	nc.SetDeadline(time.Now().Add(grace))
 	go c.writeLoop()
@@ -98,7 +99,15 @@ func (c *sshConn) Read(p []byte) (int, error) {
 		if c.rbuf == nil {
 			c.rbuf = make([]byte, readBufSize)
 		}
-		n, err := c.Conn.Read(c.rbuf)
+		var (
+			n   int
+			err error
+		)
+		if c.raw != nil {
+			n, err = c.raw.Read(c.rbuf)
+		} else {
+			n, err = c.Conn.Read(c.rbuf)
+		}
 		c.rpos, c.rend, c.rerr = 0, n, err
 		if n == 0 {
 			if err == nil {
@@ -150,7 +159,12 @@ func (c *sshConn) writeLoop() {
 		c.buf = c.spare[:0]
 		c.writing = true
 		c.mu.Unlock()
-		_, err := c.Conn.Write(out)
+		var err error
+		if c.raw != nil {
+			_, err = c.raw.Write(out)
+		} else {
+			_, err = c.Conn.Write(out)
+		}
 		c.mu.Lock()
 		c.writing = false
 		if cap(out) <= 2*maxPendingWrite {
