@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/securefsd/securefsd/internal/rawsock"
 )
 
 // sshConn wraps a client's TCP connection for x/crypto/ssh:
@@ -27,9 +29,9 @@ import (
 // disconnect) are not lost.
 type sshConn struct {
 	net.Conn
-	raw    *rawSocket   // nil: through net.Conn (rawio_linux.go says why)
-	idle   atomic.Int64 // nanoseconds; 0 while logging in (fixed deadline)
-	last   atomic.Int64 // unix nanoseconds of the last deadline move
+	raw    *rawsock.Socket // nil: through net.Conn (package rawsock says why)
+	idle   atomic.Int64    // nanoseconds; 0 while logging in (fixed deadline)
+	last   atomic.Int64    // unix nanoseconds of the last deadline move
 	closed atomic.Bool
 
 	// Read side, used by x/crypto's single reader goroutine only.
@@ -54,7 +56,7 @@ const (
 )
 
 func newSSHConn(nc net.Conn, grace time.Duration) *sshConn {
-	c := &sshConn{Conn: nc, raw: newRawSocket(nc), exited: make(chan struct{})}
+	c := &sshConn{Conn: nc, raw: rawsock.New(nc), exited: make(chan struct{})}
 	c.cond.L = &c.mu
 	nc.SetDeadline(time.Now().Add(grace))
 	go c.writeLoop()

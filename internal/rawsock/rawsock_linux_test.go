@@ -1,6 +1,6 @@
 //go:build linux
 
-package sftpd
+package rawsock
 
 import (
 	"bytes"
@@ -32,12 +32,12 @@ func tcpPair(t *testing.T) (server, client *net.TCPConn) {
 	return sv, cl
 }
 
-func TestRawSocket(t *testing.T) {
-	if a, _ := net.Pipe(); newRawSocket(a) != nil {
+func TestSocket(t *testing.T) {
+	if a, _ := net.Pipe(); New(a) != nil {
 		t.Fatal("a net.Pipe has no raw socket")
 	}
 	sv, cl := tcpPair(t)
-	raw := newRawSocket(sv)
+	raw := New(sv)
 	if raw == nil {
 		t.Fatal("no raw socket for a TCP connection")
 	}
@@ -103,11 +103,11 @@ func TestRawSocket(t *testing.T) {
 	}
 }
 
-// TestRawSocketReset: a read of a connection the peer reset reports the
+// TestReset: a read of a connection the peer reset reports the
 // system's error.
-func TestRawSocketReset(t *testing.T) {
+func TestReset(t *testing.T) {
 	sv, cl := tcpPair(t)
-	raw := newRawSocket(sv)
+	raw := New(sv)
 	cl.Write([]byte("x"))
 	cl.SetLinger(0)
 	cl.Close()
@@ -122,4 +122,10 @@ func TestRawSocketReset(t *testing.T) {
 	if !errors.As(err, &op) || op.Op != "read" {
 		t.Fatalf("read after a reset: %v, want a read OpError", err)
 	}
+}
+
+// isTimeout is what servers test a read error with (sftpd, net/http).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -1,17 +1,7 @@
 //go:build linux
 
-package sftpd
-
-import (
-	"io"
-	"net"
-	"os"
-	"syscall"
-	"unsafe"
-)
-
-// rawSocket reads and writes a TCP connection's non-blocking socket with
-// raw system calls, waiting for readiness through Go's network poller
+// Package rawsock reads and writes a TCP connection's non-blocking socket
+// with raw system calls, waiting for readiness through Go's network poller
 // (syscall.RawConn) as net.Conn does.
 //
 // Why: a system call made the usual way tells the scheduler it may block
@@ -24,13 +14,25 @@ import (
 // copies what the kernel has or has room for and returns EAGAIN otherwise,
 // so it needs no such notice. Deadlines are kept: the poller's waits honour
 // them, as for net.Conn.
-type rawSocket struct {
+package rawsock
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// Socket is the raw socket of one connection. Reads are for one goroutine
+// at a time, writes too, as for a net.Conn's callers.
+type Socket struct {
 	rc syscall.RawConn
 }
 
-// newRawSocket returns the raw socket of nc, or nil when nc is not a
-// socket (a net.Pipe in tests) or cannot give one.
-func newRawSocket(nc net.Conn) *rawSocket {
+// New returns the raw socket of nc, or nil when nc is not a socket (a
+// net.Pipe in tests, a wrapped connection) or cannot give one.
+func New(nc net.Conn) *Socket {
 	sc, ok := nc.(interface {
 		SyscallConn() (syscall.RawConn, error)
 	})
@@ -41,12 +43,15 @@ func newRawSocket(nc net.Conn) *rawSocket {
 	if err != nil {
 		return nil
 	}
-	return &rawSocket{rc: rc}
+	return &Socket{rc: rc}
 }
 
-// Read reads into p (not empty) what the socket has, waiting until it has
+// Read reads into p what the socket has, waiting until it has
 // something; io.EOF at the end of the stream.
-func (s *rawSocket) Read(p []byte) (int, error) {
+func (s *Socket) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil // as net.Conn: nothing to read into is no error
+	}
 	var (
 		n     int
 		errno syscall.Errno
@@ -76,7 +81,7 @@ func (s *rawSocket) Read(p []byte) (int, error) {
 }
 
 // Write writes all of p, waiting for room as needed.
-func (s *rawSocket) Write(p []byte) (int, error) {
+func (s *Socket) Write(p []byte) (int, error) {
 	done := 0
 	var errno syscall.Errno
 	err := s.rc.Write(func(fd uintptr) bool {
