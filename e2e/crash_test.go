@@ -399,10 +399,7 @@ func TestCrashDuringScpOverwrites(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 2*time.Minute, "12 completed scp uploads", func() bool { return acked.Load() >= 12 })
-	killed.Store(true)
-	srv.Kill(t)
-	wg.Wait()
+	killWhenAcked(t, srv, "12 completed scp uploads", &acked, 12, &killed, &wg)
 	for _, e := range preKill {
 		t.Errorf("before the crash: %s", e)
 	}
@@ -410,26 +407,15 @@ func TestCrashDuringScpOverwrites(t *testing.T) {
 	c = newSFTP(t, srv, "alice", key)
 	var broken []string
 	for p, s := range m.paths {
-		got, err := sftpGet(c, p)
-		if err != nil {
-			if strings.Contains(err.Error(), "integrity") {
-				broken = append(broken, "alice/"+p)
-				t.Logf("%s: integrity error after the crash (an interrupted in-place write)", p)
-				continue
-			}
-			t.Errorf("%s after the crash: %v", p, err)
+		got, ok := readAfterCrash(t, c, p, &broken)
+		if !ok {
 			continue
 		}
 		if k := sum(got); k != s.acked && !slices.Contains(s.maybe, k) {
 			t.Errorf("%s after the crash holds %d bytes that are none of the versions its client sent (a mix of two uploads)", p, len(got))
 		}
 	}
-	damaged, _, out := verify(t, srv)
-	slices.Sort(damaged)
-	slices.Sort(broken)
-	if !slices.Equal(damaged, broken) {
-		t.Errorf("verify lists %q, reads failed for %q\n%s", damaged, broken, out)
-	}
+	verifyListsBroken(t, srv, broken)
 	t.Logf("%d scp uploads completed before the kill; %d files unreadable after", acked.Load(), len(broken))
 }
 
@@ -504,10 +490,7 @@ func TestCrashDuringRandomWrites(t *testing.T) {
 	}
 	// Enough writes that every file's cache has filled and written out
 	// behind the round trip many times (64 chunks, a cache of 32).
-	waitFor(t, 2*time.Minute, "3,000 acknowledged random writes", func() bool { return acked.Load() >= 3000 })
-	killed.Store(true)
-	srv.Kill(t)
-	wg.Wait()
+	killWhenAcked(t, srv, "3,000 acknowledged random writes", &acked, 3000, &killed, &wg)
 	for _, err := range preKill {
 		t.Errorf("before the crash: %v", err)
 	}
@@ -517,14 +500,8 @@ func TestCrashDuringRandomWrites(t *testing.T) {
 	var broken []string
 	for i := range clients {
 		name := fmt.Sprintf("image%d", i)
-		got, err := sftpGet(c, name)
-		if err != nil {
-			if strings.Contains(err.Error(), "integrity") {
-				broken = append(broken, "alice/"+name)
-				t.Logf("%s: integrity error after the crash (an interrupted in-place write)", name)
-				continue
-			}
-			t.Errorf("%s after the crash: %v", name, err)
+		got, ok := readAfterCrash(t, c, name, &broken)
+		if !ok {
 			continue
 		}
 		if len(got) != size {
@@ -546,6 +523,42 @@ func TestCrashDuringRandomWrites(t *testing.T) {
 			t.Errorf("%s after the crash: %d blocks of 4 KiB hold bytes no client wrote there", name, bad)
 		}
 	}
+	verifyListsBroken(t, srv, broken)
+}
+
+// killWhenAcked waits until the clients saw n operations complete, marks
+// them killed (so their errors from then on are expected), kills the
+// server and waits for the clients to stop.
+func killWhenAcked(t *testing.T, srv *Server, what string, acked *atomic.Int64, n int64, killed *atomic.Bool, clients *sync.WaitGroup) {
+	t.Helper()
+	waitFor(t, 2*time.Minute, what, func() bool { return acked.Load() >= n })
+	killed.Store(true)
+	srv.Kill(t)
+	clients.Wait()
+}
+
+// readAfterCrash downloads alice's file name after a crash. A read that
+// fails its integrity check (an interrupted in-place write) is noted in
+// broken, as verify names it; any other failure fails the test.
+func readAfterCrash(t *testing.T, c *sftp.Client, name string, broken *[]string) ([]byte, bool) {
+	t.Helper()
+	got, err := sftpGet(c, name)
+	switch {
+	case err == nil:
+		return got, true
+	case strings.Contains(err.Error(), "integrity"):
+		*broken = append(*broken, "alice/"+name)
+		t.Logf("%s: integrity error after the crash (an interrupted in-place write)", name)
+	default:
+		t.Errorf("%s after the crash: %v", name, err)
+	}
+	return nil, false
+}
+
+// verifyListsBroken checks that verify lists exactly the files whose
+// reads failed their integrity check.
+func verifyListsBroken(t *testing.T, srv *Server, broken []string) {
+	t.Helper()
 	damaged, _, out := verify(t, srv)
 	slices.Sort(damaged)
 	slices.Sort(broken)
