@@ -1,6 +1,7 @@
 package sftpd
 
 import (
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -29,9 +30,9 @@ import (
 // disconnect) are not lost.
 type sshConn struct {
 	net.Conn
-	raw    *rawsock.Socket // nil: through net.Conn (package rawsock says why)
-	idle   atomic.Int64    // nanoseconds; 0 while logging in (fixed deadline)
-	last   atomic.Int64    // unix nanoseconds of the last deadline move
+	sock   io.ReadWriter // the socket's reads and writes: rawsock's where it has one (it says why), else Conn
+	idle   atomic.Int64  // nanoseconds; 0 while logging in (fixed deadline)
+	last   atomic.Int64  // unix nanoseconds of the last deadline move
 	closed atomic.Bool
 
 	// Read side, used by x/crypto's single reader goroutine only.
@@ -56,7 +57,10 @@ const (
 )
 
 func newSSHConn(nc net.Conn, grace time.Duration) *sshConn {
-	c := &sshConn{Conn: nc, raw: rawsock.New(nc), exited: make(chan struct{})}
+	c := &sshConn{Conn: nc, sock: nc, exited: make(chan struct{})}
+	if raw := rawsock.New(nc); raw != nil {
+		c.sock = raw
+	}
 	c.cond.L = &c.mu
 	nc.SetDeadline(time.Now().Add(grace))
 	go c.writeLoop()
@@ -101,15 +105,7 @@ func (c *sshConn) Read(p []byte) (int, error) {
 		if c.rbuf == nil {
 			c.rbuf = make([]byte, readBufSize)
 		}
-		var (
-			n   int
-			err error
-		)
-		if c.raw != nil {
-			n, err = c.raw.Read(c.rbuf)
-		} else {
-			n, err = c.Conn.Read(c.rbuf)
-		}
+		n, err := c.sock.Read(c.rbuf)
 		c.rpos, c.rend, c.rerr = 0, n, err
 		if n == 0 {
 			if err == nil {
@@ -161,12 +157,7 @@ func (c *sshConn) writeLoop() {
 		c.buf = c.spare[:0]
 		c.writing = true
 		c.mu.Unlock()
-		var err error
-		if c.raw != nil {
-			_, err = c.raw.Write(out)
-		} else {
-			_, err = c.Conn.Write(out)
-		}
+		_, err := c.sock.Write(out)
 		c.mu.Lock()
 		c.writing = false
 		if cap(out) <= 2*maxPendingWrite {
