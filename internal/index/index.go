@@ -77,12 +77,12 @@ const kindState Kind = 0
 // updates and lets views run alongside; on etcd, one Index serializes its
 // own updates and retries those that conflict with another node's.
 type Index struct {
-	eng     engine
-	aead    cipher.AEAD
-	nameKey []byte
-	sumKey  []byte
-	walKey  []byte
-	decoded decodedCache
+	eng      engine
+	aead     cipher.AEAD
+	nameHash keyedMAC // name keys (NameKey)
+	sumHash  keyedMAC // root-hash terms (recordMAC)
+	walHash  keyedMAC // write-ahead log entries (walMAC)
+	decoded  decodedCache
 }
 
 // Options tunes OpenWith.
@@ -175,12 +175,11 @@ func newIndex(rootKey []byte) (*Index, error) {
 		return k
 	}
 	recKey := derive(labelRecord)
-	x.nameKey = derive(labelName)
-	x.sumKey = derive(labelSum)
-	x.walKey = derive(labelWAL)
+	nameKey, sumKey, walKey := derive(labelName), derive(labelSum), derive(labelWAL)
 	if err != nil {
 		return nil, fmt.Errorf("index: derive keys: %w", err)
 	}
+	x.nameHash, x.sumHash, x.walHash = newKeyedMAC(nameKey), newKeyedMAC(sumKey), newKeyedMAC(walKey)
 	if x.aead, err = chacha20poly1305.NewX(recKey); err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
@@ -219,7 +218,7 @@ func (x *Index) Close() error { return x.eng.close() }
 // says nothing about the name. parent is length-prefixed, so (parent,
 // name) pairs never collide by concatenation.
 func (x *Index) NameKey(parent []byte, name string) [NameKeySize]byte {
-	m := hmac.New(sha256.New, x.nameKey)
+	m := x.nameHash.new()
 	var n [4]byte
 	binary.BigEndian.PutUint32(n[:], uint32(len(parent)))
 	m.Write(n[:])
@@ -525,7 +524,7 @@ func describe(sk []byte) string {
 
 // recordMAC is a record's term of the root hash.
 func (x *Index) recordMAC(sk, sealed []byte) [32]byte {
-	m := hmac.New(sha256.New, x.sumKey)
+	m := x.sumHash.new()
 	var n [4]byte
 	binary.BigEndian.PutUint32(n[:], uint32(len(sk)))
 	m.Write(n[:])

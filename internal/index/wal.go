@@ -46,7 +46,7 @@ type walEntry struct {
 
 // walMAC appends to dst the MAC of the entry body made of parts.
 func (x *Index) walMAC(dst []byte, parts ...[]byte) []byte {
-	m := hmac.New(sha256.New, x.walKey)
+	m := x.walHash.new()
 	m.Write([]byte(walMACPrefix))
 	for _, p := range parts {
 		m.Write(p)
