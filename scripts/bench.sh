@@ -26,6 +26,8 @@
 #                                     BENCH_MICRO_RUN=. BENCH_MICRO_PKGS="./internal/...")
 # Knobs (environment):
 #   BENCH_RUNS=3            runs per cell (median, min-max reported)
+#   BENCH_WARMUP=1          unmeasured runs before them in the small and randio workloads
+#                           (docs/PERFORMANCE.md, "Warm-up runs")
 #   BENCH_WORKLOADS=big,small,conc,randio,list,rss,link   subset to run (link: a share-link
 #                           download vs a WebDAV GET of the same file, same securefsd)
 #   BENCH_SERVERS=openssh,rclone,nginx,securefsd     subset of servers

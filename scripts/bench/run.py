@@ -50,6 +50,7 @@ def env_str(name, default):
 
 CFG = {
     "runs": env_int("BENCH_RUNS", 3),
+    "warmup": env_int("BENCH_WARMUP", 1),
     "workloads": env_str("BENCH_WORKLOADS", "big,small,conc,randio,list,rss,link").split(","),
     "big_mb": env_int("BENCH_BIG_MB", 1024),
     "huge_mb": env_int("BENCH_HUGE_MB", 4096),
@@ -229,6 +230,7 @@ class Bench:
         self.targets = [Target(s) for s in spec["servers"]]
         self.rows = []  # row dicts in table order
         self.samples = {}  # (row id, target name) -> [sample]
+        self.warming = False  # in a warm-up run (runs): measure records nothing
         self.notes = []
         self.list_skip = {}  # target name -> why its listing rows are not measured
         self.link_groups = {}  # "link-https" -> [WebDAV GET target, share link target] (workload 7)
@@ -343,6 +345,13 @@ class Bench:
         """Run fn() (returns dict: bytes, ops, errors, note, seconds?) under a Monitor."""
         if t.unavailable:
             return None
+        if self.warming:
+            t0 = time.monotonic()
+            r = fn()
+            os.sync()
+            log(f"  {rid:<22} {t.name:<20} warm-up {time.monotonic() - t0:.3f} s (not counted)"
+                + (f"  errors {r.get('errors')}" if r.get("errors") else ""))
+            return None
         prev = self.samples.get((rid, t.name), [])
         if any("timeout after" in s["note"] for s in prev):
             log(f"  {rid:<22} {t.name:<20} skipped: timed out before")
@@ -384,6 +393,23 @@ class Bench:
         if kind == "ops":
             return s["ops"] / s["seconds"]
         return s["seconds"]
+
+    def runs(self, name):
+        """The run numbers of a workload that warms up: BENCH_WARMUP
+        unmeasured runs (negative numbers; self.warming is set while they
+        run), then BENCH_RUNS measured ones. Why: the first operations of a
+        bench meet a machine that nothing has written to yet (every peer
+        ran faster in run 1 than in any later run) and a server that has not
+        served yet; either would decide a median of five that the servers'
+        steady state would not (docs/PERFORMANCE.md, "Warm-up runs")."""
+        for run in range(-CFG["warmup"], CFG["runs"]):
+            self.warming = run < 0
+            if self.warming:
+                log(f"workload {name}: warm-up run {run + CFG['warmup'] + 1}/{CFG['warmup']} (not counted)")
+            else:
+                log(f"workload {name}: run {run + 1}/{CFG['runs']}")
+            yield run
+        self.warming = False
 
     @staticmethod
     def rotate(ts, run):
@@ -510,8 +536,7 @@ class Bench:
             self.add_row("small-rclone-up", f"{n} files {lo}-{hi} KiB upload, rclone copy WebDAV HTTPS", "MBps", "https")
             self.add_row("small-rclone-down", f"{n} files {lo}-{hi} KiB download, rclone copy WebDAV HTTPS", "MBps", "https")
             kinds.append(("rclone", "https"))
-        for run in range(CFG["runs"]):
-            log(f"workload small: run {run + 1}/{CFG['runs']}")
+        for run in self.runs("small"):
             for how, g in kinds:
                 # One server at a time, as in wl_big.
                 for t in self.rotate(self.group(g), run):
@@ -644,8 +669,7 @@ class Bench:
         # All reads before any write: a server that cannot write at random
         # offsets (rclone without a VFS cache) truncates the file on the attempt.
         for mode in ("read", "write"):
-            for run in range(CFG["runs"]):
-                log(f"workload randio: {mode} run {run + 1}/{CFG['runs']}")
+            for run in self.runs(f"randio {mode}"):
                 for t in self.rotate(self.group("sftp"), run):
                     self.measure(f"randio-{mode}", t,
                                  lambda t=t, mode=mode: self.randio_op(t, mode, secs, bs, run))
@@ -963,7 +987,8 @@ class Bench:
                              f"{c['errors']} in {n} runs | {ratio} |")
         md = ["## securefsd vs peers", "",
               f"{machine['date']} · {machine['nproc']} × {machine['cpu']} · Linux {machine['kernel']} · "
-              f"{machine['go']} · runs per cell: {CFG['runs']} (median, min–max) · "
+              f"{machine['go']} · runs per cell: {CFG['runs']} (median, min–max; small files and random I/O "
+              f"after {CFG['warmup']} unmeasured warm-up run{'s' if CFG['warmup'] != 1 else ''}) · "
               f"SSH {CFG['cipher']}, {CFG['kex']} · TLS 1.3 {CFG['tls13_cipher']}, HTTP/1.1", ""]
         md += lines
         # Only operations of 1 s or more: /proc/stat counts in 10 ms ticks.
