@@ -402,14 +402,16 @@ class Bench:
         ran faster in run 1 than in any later run) and a server that has not
         served yet; either would decide a median of five that the servers'
         steady state would not (docs/PERFORMANCE.md, "Warm-up runs")."""
-        for run in range(-CFG["warmup"], CFG["runs"]):
-            self.warming = run < 0
-            if self.warming:
-                log(f"workload {name}: warm-up run {run + CFG['warmup'] + 1}/{CFG['warmup']} (not counted)")
-            else:
-                log(f"workload {name}: run {run + 1}/{CFG['runs']}")
-            yield run
-        self.warming = False
+        try:
+            for run in range(-CFG["warmup"], CFG["runs"]):
+                self.warming = run < 0
+                if self.warming:
+                    log(f"workload {name}: warm-up run {run + CFG['warmup'] + 1}/{CFG['warmup']} (not counted)")
+                else:
+                    log(f"workload {name}: run {run + 1}/{CFG['runs']}")
+                yield run
+        finally:
+            self.warming = False  # also when the loop ends early
 
     @staticmethod
     def rotate(ts, run):
