@@ -94,6 +94,13 @@ type Options struct {
 	// at most the updates of the last Relaxed. Zero: every Update is on
 	// disk (fsynced) when it returns.
 	Relaxed time.Duration
+	// Quiet, with Relaxed, also commits once no update has come for
+	// Quiet (zero: only the window and the overlay's size start a
+	// commit). A burst's last updates then go to disk while the server
+	// has nothing else to do, and sooner than the window: otherwise their
+	// commit (its writes, its fsync) fell into whatever came next, such as
+	// the download of what was just uploaded.
+	Quiet time.Duration
 }
 
 // Open opens (creating, mode 0600) the index file at path with its root
@@ -123,7 +130,7 @@ func OpenWith(path string, rootKey []byte, opts Options) (*Index, error) {
 		return nil, fmt.Errorf("index: open %s: %w", path, err)
 	}
 	if opts.Relaxed > 0 {
-		r, err := openRelaxed(e, x, path, opts.Relaxed, lastSeq)
+		r, err := openRelaxed(e, x, path, opts.Relaxed, opts.Quiet, lastSeq)
 		if err != nil {
 			e.close()
 			return nil, fmt.Errorf("index: open %s: %w", path, err)

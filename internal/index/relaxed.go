@@ -19,7 +19,8 @@ import (
 // since, its writes are appended to the write-ahead log (written, not
 // fsynced) and added to the overlay, and a committer writes the overlay to
 // the file in one bbolt transaction at most window later, or sooner when
-// it grows past overlayMax records or Sync asks.
+// it grows past overlayMax records, when updates pause for quiet
+// (Options.Quiet), or when Sync asks.
 //
 // What that gives: a crash of the process loses nothing (the log is in
 // the kernel's page cache and Open replays it); a power cut loses at most
@@ -48,6 +49,8 @@ type relaxedEngine struct {
 
 	commitMu sync.Mutex    // one commit at a time
 	kick     chan struct{} // wakes the committer early
+	quiet    time.Duration // see Options.Quiet; 0: none
+	idle     *time.Timer   // kicks the committer once updates pause for quiet (nil without)
 	stop     chan struct{}
 	done     chan struct{}
 }
@@ -126,9 +129,9 @@ const (
 // could not be committed (a full disk, an I/O error) and too many wait.
 var ErrBacklog = errors.New("index: too many answered updates wait for a commit that fails")
 
-func openRelaxed(b *boltEngine, x *Index, path string, window time.Duration, lastSeq uint64) (*relaxedEngine, error) {
+func openRelaxed(b *boltEngine, x *Index, path string, window, quiet time.Duration, lastSeq uint64) (*relaxedEngine, error) {
 	e := &relaxedEngine{
-		b: b, x: x, path: path, window: window,
+		b: b, x: x, path: path, window: window, quiet: quiet,
 		kick: make(chan struct{}, 1),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
@@ -141,8 +144,20 @@ func openRelaxed(b *boltEngine, x *Index, path string, window time.Duration, las
 	if err := e.rotate(lastSeq + 1); err != nil {
 		return nil, err
 	}
+	if quiet > 0 {
+		e.idle = time.AfterFunc(quiet, e.kickCommitter)
+		e.idle.Stop() // started by the first update
+	}
 	go e.committer()
 	return e, nil
+}
+
+// kickCommitter wakes the committer unless it has been woken already.
+func (e *relaxedEngine) kickCommitter() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
 }
 
 // rotate starts the log file seq. Caller holds mu (or is openRelaxed).
@@ -195,10 +210,9 @@ func (e *relaxedEngine) update(fn func(store) error) error {
 	next := ov.with(w)
 	e.ov.Store(next)
 	if next.n >= overlayMax {
-		select {
-		case e.kick <- struct{}{}:
-		default:
-		}
+		e.kickCommitter()
+	} else if e.idle != nil {
+		e.idle.Reset(e.quiet) // a timer's reset, not a goroutine's wake-up, per update
 	}
 	return nil
 }
@@ -249,8 +263,8 @@ func (e *relaxedEngine) consistent(ov *overlay, fileTx int) bool {
 	return fileTx == ov.fileTx+1 && c != nil && c.fileTx == ov.fileTx && ov.seq >= c.seq
 }
 
-// committer commits the overlay once it is window old (counted from the
-// first update after the last commit), when kicked, and at stop.
+// committer commits the overlay every window, when kicked (an overlay
+// past overlayMax, updates pausing for quiet), and at stop.
 func (e *relaxedEngine) committer() {
 	defer close(e.done)
 	t := time.NewTicker(e.window)
@@ -335,6 +349,9 @@ func (e *relaxedEngine) commit() error {
 func (e *relaxedEngine) sync() error { return e.commit() }
 
 func (e *relaxedEngine) close() error {
+	if e.idle != nil {
+		e.idle.Stop()
+	}
 	close(e.stop)
 	<-e.done
 	err := e.commit()

@@ -381,3 +381,31 @@ func TestRelaxedViewAcrossCommit(t *testing.T) {
 	}
 	consistent(t, x, 2)
 }
+
+// TestRelaxedQuiet: with Options.Quiet, updates that pause are committed
+// without waiting for the window (here an hour), and their log goes.
+func TestRelaxedQuiet(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	key := rootKey(t)
+	x, err := OpenWith(path, key, Options{Relaxed: time.Hour, Quiet: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		counted(t, x, i)
+	}
+	e := x.eng.(*relaxedEngine)
+	deadline := time.Now().Add(20 * time.Second) // a bound for a stalled machine, not a measure
+	for e.ov.Load().n > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no commit after the updates paused: %d records in the overlay", e.ov.Load().n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if logs, _ := walFiles(path); len(logs) != 1 || logs[0].seq == 0 {
+		t.Errorf("logs after the commit: %v (want only the next one)", logs)
+	}
+	crash(t, x) // nothing left to replay: the file has it all
+	x = openIndex(t, path, key)
+	consistent(t, x, 10)
+}

@@ -72,7 +72,8 @@ type Options struct {
 	// committing them at most Relaxed later (index.Options.Relaxed,
 	// `serve --durability relaxed`): a crash of the process loses none, a
 	// power cut those of the last Relaxed. Zero: every answered change is
-	// on disk. Not for a store whose index is given (Index).
+	// on disk. Not for a store whose index is given (Index). A pause of
+	// relaxedQuiet in the changes commits them sooner.
 	Relaxed time.Duration
 	// Pad pads the stored size of version 2's files with Padmé
 	// (content.Options.Pad, docs/SECURITY.md).

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/securefsd/securefsd/internal/blob"
 	"github.com/securefsd/securefsd/internal/content"
@@ -24,6 +25,11 @@ import (
 const (
 	indexFileName = "index.db"
 	blobsDirName  = "blobs"
+	// relaxedQuiet is how long the changes of a relaxed store pause
+	// before it commits them without waiting for the rest of the window
+	// (index.Options.Quiet): a client between two files of a transfer
+	// pauses for about a millisecond, one that is done for much longer.
+	relaxedQuiet = 50 * time.Millisecond
 )
 
 // IndexFileName is storage version 2's index file in the store
@@ -74,7 +80,7 @@ func (s *Store) openV2(opts Options) error {
 		if len(opts.IndexKey) != index.RootKeySize {
 			return fmt.Errorf("vfs: storage version 2 needs its index key (%d bytes)", index.RootKeySize)
 		}
-		if x, err = index.OpenWith(filepath.Join(s.dir, indexFileName), opts.IndexKey, index.Options{Relaxed: opts.Relaxed}); err != nil {
+		if x, err = index.OpenWith(filepath.Join(s.dir, indexFileName), opts.IndexKey, index.Options{Relaxed: opts.Relaxed, Quiet: relaxedQuiet}); err != nil {
 			return fmt.Errorf("vfs: open index: %w", err)
 		}
 	}
