@@ -3,6 +3,8 @@ package index
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"slices"
 	"strings"
@@ -161,8 +163,26 @@ func (e *relaxedEngine) kickCommitter() {
 }
 
 // rotate starts the log file seq. Caller holds mu (or is openRelaxed).
+//
+// It reuses the spare, a log that a commit covered, when there is one,
+// writing over it from the start: its pages are in the page cache, so the
+// log takes no fresh memory, where a new file took as much as it wrote
+// and the removal of the old one gave as much back (on this project's VMs
+// the host backs a freshly used page at some cost, docs/PERFORMANCE.md,
+// "A reused write-ahead log"). Past the new entries lie the old ones and
+// pieces of them. Reading stops at the first piece whose length or MAC
+// does not hold, and skips an old entry that does: its epoch is below
+// the file's, since a log becomes the spare only after the commit that
+// covers it is fsynced.
 func (e *relaxedEngine) rotate(seq uint64) error {
-	f, err := os.OpenFile(walName(e.path, seq), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	name := walName(e.path, seq)
+	var f *os.File
+	err := os.Rename(spareName(e.path), name)
+	if err == nil {
+		f, err = os.OpenFile(name, os.O_WRONLY, 0)
+	} else {
+		f, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	}
 	if err != nil {
 		return fmt.Errorf("index: write-ahead log: %w", err)
 	}
@@ -172,6 +192,10 @@ func (e *relaxedEngine) rotate(seq uint64) error {
 	e.wal, e.seq, e.walSize = f, seq, 0
 	return nil
 }
+
+// spareName is the log that rotate reuses. walFiles does not list it (its
+// suffix is no sequence number), so a replay never reads it.
+func spareName(path string) string { return path + ".wal-spare" }
 
 func (e *relaxedEngine) update(fn func(store) error) error {
 	e.mu.Lock()
@@ -192,13 +216,16 @@ func (e *relaxedEngine) update(fn func(store) error) error {
 	if err != nil {
 		return fmt.Errorf("index: relaxed update without a state: %w", err)
 	}
-	entry := e.x.marshalWAL(walEntry{epoch: st.Epoch, writes: s.writes})
+	entry := e.x.marshalWAL(e.seq, walEntry{epoch: st.Epoch, writes: s.writes})
 	n, err := walWrite(e.wal, entry)
 	if err != nil {
 		// Refused, and cut from the log: an entry after a torn one
 		// would never be read back.
 		if terr := e.wal.Truncate(e.walSize); terr != nil {
 			return fmt.Errorf("index: write-ahead log: %w (and cutting it back: %v)", err, terr)
+		}
+		if _, serr := e.wal.Seek(e.walSize, io.SeekStart); serr != nil {
+			return fmt.Errorf("index: write-ahead log: %w (and seeking back: %v)", err, serr)
 		}
 		return fmt.Errorf("index: write-ahead log: %w", err)
 	}
@@ -338,9 +365,17 @@ func (e *relaxedEngine) commit() error {
 	e.mu.Unlock()
 	files, _ := walFiles(e.path)
 	for _, f := range files {
-		if f.seq <= covered {
-			os.Remove(f.name)
+		if f.seq > covered {
+			continue
 		}
+		// The newest log the commit covered becomes the spare (its pages
+		// are the ones most likely still cached), unless there is one.
+		if f.seq == covered {
+			if _, err := os.Lstat(spareName(e.path)); errors.Is(err, fs.ErrNotExist) && os.Rename(f.name, spareName(e.path)) == nil {
+				continue
+			}
+		}
+		os.Remove(f.name)
 	}
 	return nil
 }
@@ -360,6 +395,7 @@ func (e *relaxedEngine) close() error {
 		e.wal.Close()
 		if err == nil {
 			os.Remove(e.wal.Name())
+			os.Remove(spareName(e.path))
 		}
 	}
 	e.mu.Unlock()

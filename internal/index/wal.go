@@ -22,12 +22,16 @@ import (
 // 16, "Write-ahead log"): files PATH.wal-SEQ (SEQ 16 hex digits), each a
 // run of entries, one per Update:
 //
-//	u32be len(body) ‖ body ‖ HMAC-SHA256(K_wal, walMACPrefix ‖ body)
+//	u32be len(body) ‖ body ‖ HMAC-SHA256(K_wal, walMACPrefix ‖ u64be SEQ ‖ body)
 //	body = u64be epoch ‖ u32be n ‖ n × (u16be len(SK) ‖ SK ‖ u32be len(V) ‖ V)
 //
 // V is the record's sealed value as the index file stores it, or absent
 // (length walRemoved) for a removal; epoch is the one the Update's state
 // record holds. Nothing in it is plaintext: it is the index's own records.
+// SEQ, the file's own number, binds each entry to its file: a log may be
+// a reused file (relaxedEngine.rotate), and what it held before must not
+// read as entries of the new one. Entries written before 2026-12-05 have
+// no SEQ in their MAC; a log of such a version is still read.
 const (
 	labelWAL     = "securefsd v2 wal"
 	walMACPrefix = "securefsd v2 wal entry "
@@ -44,10 +48,17 @@ type walEntry struct {
 	writes map[string][]byte
 }
 
-// walMAC appends to dst the MAC of the entry body made of parts.
-func (x *Index) walMAC(dst []byte, parts ...[]byte) []byte {
+// walMAC appends to dst the MAC of the entry body made of parts, in the
+// log file seq (nil: an entry of a version before the file number was
+// part of the MAC).
+func (x *Index) walMAC(dst []byte, seq *uint64, parts ...[]byte) []byte {
 	m := x.walHash.new()
 	m.Write([]byte(walMACPrefix))
+	if seq != nil {
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], *seq)
+		m.Write(b[:])
+	}
 	for _, p := range parts {
 		m.Write(p)
 	}
@@ -62,7 +73,7 @@ const walCopyMax = 512
 // marshalWAL encodes an entry, keys in order, as the pieces of one write:
 // the entry is their concatenation. Each piece is a part of one frame
 // buffer (lengths, keys, short values, the MAC) or a long value itself.
-func (x *Index) marshalWAL(e walEntry) [][]byte {
+func (x *Index) marshalWAL(seq uint64, e walEntry) [][]byte {
 	keys := make([]string, 0, len(e.writes))
 	size, frameSize, long := 8+4, 4+8+4+sha256.Size, 0
 	for k, v := range e.writes {
@@ -100,7 +111,7 @@ func (x *Index) marshalWAL(e walEntry) [][]byte {
 	}
 	all := append(pieces, b[start:])
 	// The MAC covers the body: every piece, less the length in front.
-	b = x.walMAC(b, append([][]byte{all[0][4:]}, all[1:]...)...)
+	b = x.walMAC(b, &seq, append([][]byte{all[0][4:]}, all[1:]...)...)
 	return append(pieces, b[start:])
 }
 
@@ -108,8 +119,8 @@ func (x *Index) marshalWAL(e walEntry) [][]byte {
 // end. What follows it is not applied.
 var errWALEnd = errors.New("index: end of the write-ahead log")
 
-// readWAL reads the next entry of r.
-func (x *Index) readWAL(r *bufio.Reader) (walEntry, error) {
+// readWAL reads the next entry of r, the log file seq.
+func (x *Index) readWAL(r *bufio.Reader, seq uint64) (walEntry, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return walEntry{}, errWALEnd
@@ -118,12 +129,16 @@ func (x *Index) readWAL(r *bufio.Reader) (walEntry, error) {
 	if n < 12 || n > maxWALEntry {
 		return walEntry{}, errWALEnd
 	}
-	body := make([]byte, int(n)+sha256.Size)
-	if _, err := io.ReadFull(r, body); err != nil {
+	// Read as it comes, not into a buffer of the length read: past the
+	// last entry of a reused log (relaxedEngine.rotate) lies what the file
+	// held before, and a length read there can be anything up to the
+	// limit.
+	body, err := io.ReadAll(io.LimitReader(r, int64(n)+sha256.Size))
+	if err != nil || len(body) != int(n)+sha256.Size {
 		return walEntry{}, errWALEnd
 	}
 	body, mac := body[:n], body[n:]
-	if !hmac.Equal(mac, x.walMAC(nil, body)) {
+	if !hmac.Equal(mac, x.walMAC(nil, &seq, body)) && !hmac.Equal(mac, x.walMAC(nil, nil, body)) {
 		return walEntry{}, errWALEnd
 	}
 	e := walEntry{epoch: binary.BigEndian.Uint64(body), writes: map[string][]byte{}}
@@ -207,7 +222,7 @@ read:
 		}
 		r := bufio.NewReaderSize(fh, 1<<20)
 		for {
-			ent, err := x.readWAL(r)
+			ent, err := x.readWAL(r, f.seq)
 			if err != nil {
 				fh.Close()
 				if f.seq != lastSeq {
