@@ -28,6 +28,19 @@ func crash(t *testing.T, x *Index) {
 	}
 }
 
+// reopen crashes x and opens its file again as the next start does
+// (strictly, replaying the log); the index is closed when the test ends.
+func reopen(t *testing.T, x *Index, path string, key []byte) *Index {
+	t.Helper()
+	crash(t, x)
+	x, err := Open(path, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { x.Close() })
+	return x
+}
+
 func openRelaxedT(t *testing.T, path string, key []byte, window time.Duration) *Index {
 	t.Helper()
 	x, err := OpenWith(path, key, Options{Relaxed: window})
@@ -96,16 +109,11 @@ func TestRelaxedCrash(t *testing.T) {
 		counted(t, x, i)
 	}
 	consistent(t, x, 50) // visible before any commit
-	crash(t, x)
-	x, err := Open(path, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	x = reopen(t, x, path, key)
 	consistent(t, x, 50)
 	if logs, _ := walFiles(path); len(logs) != 0 {
 		t.Errorf("logs left after replay: %v", logs)
 	}
-	x.Close()
 }
 
 // TestRelaxedTornLog: a log cut short (a power cut) or damaged keeps
@@ -270,12 +278,7 @@ func TestRelaxedCommitFailure(t *testing.T) {
 	if v, err := get(x, kindInode, "count"); err != nil || v != "3" {
 		t.Errorf("read with commits failing: %q %v", v, err)
 	}
-	crash(t, x)
-	x, err := Open(path, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer x.Close()
+	x = reopen(t, x, path, key)
 	consistent(t, x, 3)
 }
 
@@ -444,12 +447,7 @@ func TestRelaxedReusedLog(t *testing.T) {
 	if fi, err := r.wal.Stat(); err != nil || fi.Size() <= r.walSize {
 		t.Fatalf("the log is not a reused file: %v bytes written, file %v (%v)", r.walSize, fi.Size(), err)
 	}
-	crash(t, x)
-	x, err := Open(path, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer x.Close()
+	x = reopen(t, x, path, key)
 	consistent(t, x, 33)
 	if v, err := get(x, kindInode, "big 3"); err != nil || v != "rewritten" {
 		t.Errorf("big 3 after the replay: %.20q %v", v, err)
